@@ -1,0 +1,253 @@
+//! Flags as typed on the command line, and their validation into settings.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+
+use exwatch::pipeline::Options;
+use exwatch::policy::{Policy, Topology, Verdict, DEFAULT_MAX_SMTP_SENDERS};
+
+/// The policy and topology built into the binary, used when no file is given.
+const BUILTIN_POLICY: &str = include_str!("../rules/exchange.toml");
+const BUILTIN_TOPOLOGY: &str = include_str!("../rules/topology.toml");
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "exwatch",
+    version,
+    about = "Proves, packet by packet, that traffic around Microsoft Exchange servers follows the Exchange network-port policy.",
+    long_about = "Proves, packet by packet, that traffic around Microsoft Exchange servers follows the \
+Exchange network-port policy (\"Network ports for clients and mail flow in Exchange\").\n\n\
+Flows are grouped by 5-tuple and judged once against the policy in rules/exchange.toml, using \
+the site's topology (which addresses are Mailbox, Edge, domain controllers...). Findings are \
+written as Suricata EVE `alert` events.\n\n\
+Exit status: 0 clean, 1 findings of a verdict listed in --fail-on, 2 bad input or configuration."
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Analyse pcap/pcapng files offline and report policy findings.
+    Analyze(AnalyzeFlags),
+    /// Validate a topology and a policy, and lint the topology.
+    Check(ConfigFlags),
+    /// Write a synthetic capture of the example organization (rules/topology.toml), with
+    /// a known mix of allowed flows and findings, for demos and benchmarks.
+    Generate(GenerateFlags),
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct GenerateFlags {
+    /// The pcap file to write.
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+    /// Packets to write (the flows open at the end are completed, so a few more).
+    #[arg(long, default_value_t = 10_000)]
+    pub packets: u64,
+    /// Seed of the generator: the same seed writes the same file.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also write the expected findings, one per line (verdict, finding, source, destination).
+    #[arg(long, value_name = "FILE")]
+    pub expected: Option<PathBuf>,
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct ConfigFlags {
+    /// The site's topology (TOML). Default: the example topology, rules/topology.toml.
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
+    /// The policy (TOML). Default: the Exchange policy, rules/exchange.toml.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct AnalyzeFlags {
+    /// Capture files (pcap or pcapng), or directories of them, read in the order given.
+    #[arg(required = true, value_name = "PCAP")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigFlags,
+    /// Where EVE JSON lines go: a file, or - for standard output.
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub eve_log: PathBuf,
+    /// Also write one EVE `flow` event per flow when it ends (with Zeek's conn_state).
+    #[arg(long)]
+    pub flows: bool,
+    /// Write the end-of-run summary as JSON to FILE (it always goes to stderr as text).
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+    /// Verdicts that make the exit status 1: a comma-separated list of violation,
+    /// restriction, advisory; or never.
+    #[arg(long, value_name = "LIST", default_value = "violation,restriction")]
+    pub fail_on: String,
+    /// Parser workers (each owns a share of the flows). Default: the number of cores.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Seconds of capture time a retried SYN between servers that must never be
+    /// restricted may go unanswered before it is reported as a silent drop.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+    pub syn_timeout: f64,
+    /// Flows tracked at most, across workers; past it the flow closest to its idle
+    /// timeout is evicted (and counted).
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub max_flows: usize,
+    /// Never draw a progress bar (one is drawn on stderr when it is a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Policy and topology, loaded and validated.
+pub struct Config {
+    pub policy: Arc<Policy>,
+    pub topology: Arc<Topology>,
+    pub policy_name: String,
+    pub topology_name: String,
+}
+
+impl Config {
+    pub fn load(flags: &ConfigFlags) -> Result<Config, String> {
+        let (policy, policy_name) = match &flags.policy {
+            Some(path) => (Policy::load(path), path.display().to_string()),
+            None => (
+                Policy::parse(Path::new("rules/exchange.toml"), BUILTIN_POLICY),
+                "rules/exchange.toml".into(),
+            ),
+        };
+        let (topology, topology_name) = match &flags.topology {
+            Some(path) => (Topology::load(path), path.display().to_string()),
+            None => (
+                Topology::parse(Path::new("rules/topology.toml"), BUILTIN_TOPOLOGY),
+                "rules/topology.toml".into(),
+            ),
+        };
+        Ok(Config {
+            policy: Arc::new(policy.map_err(|e| e.to_string())?),
+            topology: Arc::new(topology.map_err(|e| e.to_string())?),
+            policy_name,
+            topology_name,
+        })
+    }
+}
+
+/// Everything `analyze` needs, validated.
+pub struct AnalyzeSettings {
+    pub files: Vec<PathBuf>,
+    pub config: Config,
+    pub eve_log: PathBuf,
+    pub summary_json: Option<PathBuf>,
+    pub fail_on: Vec<Verdict>,
+    pub pipeline: Options,
+    pub max_smtp_senders: usize,
+    pub progress: bool,
+}
+
+impl AnalyzeSettings {
+    pub fn from_flags(flags: AnalyzeFlags) -> Result<AnalyzeSettings, String> {
+        let config = Config::load(&flags.config)?;
+        let fail_on = parse_fail_on(&flags.fail_on)?;
+        if !(flags.syn_timeout.is_finite() && flags.syn_timeout > 0.0) {
+            return Err(format!(
+                "--syn-timeout {}: must be a positive number of seconds",
+                flags.syn_timeout
+            ));
+        }
+        if flags.max_flows == 0 {
+            return Err("--max-flows must be at least 1".into());
+        }
+        let mut pipeline = Options::default();
+        if let Some(workers) = flags.workers {
+            if workers == 0 {
+                return Err("--workers must be at least 1".into());
+            }
+            pipeline.workers = workers;
+        }
+        pipeline.flows.syn_timeout_ns = (flags.syn_timeout * 1e9) as u64;
+        pipeline.flows.max_flows = flags.max_flows;
+        pipeline.flows.flow_events = flags.flows;
+        Ok(AnalyzeSettings {
+            files: expand_files(&flags.files)?,
+            config,
+            eve_log: flags.eve_log,
+            summary_json: flags.summary_json,
+            fail_on,
+            pipeline,
+            max_smtp_senders: DEFAULT_MAX_SMTP_SENDERS,
+            progress: !flags.no_progress,
+        })
+    }
+
+    pub fn open_eve_log(&self) -> Result<Box<dyn Write + Send>, String> {
+        if self.eve_log.as_os_str() == "-" {
+            return Ok(Box::new(io::stdout()));
+        }
+        File::create(&self.eve_log)
+            .map(|f| Box::new(f) as Box<dyn Write + Send>)
+            .map_err(|e| format!("{}: cannot create EVE log: {e}", self.eve_log.display()))
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.files
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+fn parse_fail_on(list: &str) -> Result<Vec<Verdict>, String> {
+    if list.trim() == "never" {
+        return Ok(Vec::new());
+    }
+    list.split(',')
+        .map(|item| match Verdict::from_name(item.trim()) {
+            Some(v @ (Verdict::Violation | Verdict::Restriction | Verdict::Advisory)) => Ok(v),
+            _ => Err(format!(
+                "--fail-on: `{}` is not one of violation, restriction, advisory, never",
+                item.trim()
+            )),
+        })
+        .collect()
+}
+
+/// Files as given; a directory stands for its .pcap/.pcapng/.cap files, sorted by name.
+fn expand_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path)
+                .map_err(|e| format!("{}: cannot list: {e}", path.display()))?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension()
+                        .and_then(|x| x.to_str())
+                        .is_some_and(|x| matches!(x, "pcap" | "pcapng" | "cap"))
+                })
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+pub fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}

@@ -1,0 +1,193 @@
+//! Flows: the per-worker flow table, TCP state, fragment association and timers.
+//!
+//! A [`Tracker`] belongs to one worker and is never shared: frames are routed so that a
+//! flow's packets, its fragments and the ICMP errors about it all reach the same worker.
+//! The tracker asks the policy engine for a verdict once per flow and turns findings
+//! into [`Event`]s. All timing is packet time; nothing here reads the clock.
+
+mod frag;
+mod key;
+mod tracker;
+
+use crate::decode::{proto, Ts, Tuple};
+use crate::policy::{Judgement, Role};
+pub use key::{community_id, Endpoint, FlowKey};
+pub use tracker::{Event, Settings, Tracker};
+
+/// How the originator of a flow was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// The TCP SYN sender, or the first UDP/ICMP sender.
+    Observed,
+    /// Picked up mid-stream: the responder was inferred from the ports.
+    Inferred,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Observed => "observed",
+            Direction::Inferred => "inferred",
+        }
+    }
+}
+
+/// TCP events seen on a flow, per side; enough to derive Zeek's `conn_state`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpSeen {
+    pub orig_syn: bool,
+    pub resp_synack: bool,
+    pub orig_fin: bool,
+    pub resp_fin: bool,
+    pub orig_rst: bool,
+    pub resp_rst: bool,
+}
+
+/// Index of the originator-to-responder side in per-side arrays.
+pub const TO_SERVER: usize = 0;
+/// Index of the responder-to-originator side in per-side arrays.
+pub const TO_CLIENT: usize = 1;
+
+/// One flow's state. Small and `Copy`, so events can carry a snapshot.
+#[derive(Clone, Copy, Debug)]
+pub struct Flow {
+    pub key: FlowKey,
+    /// The flow as its originator sent it (for ICMP, the first type and code as ports).
+    pub orig: Tuple,
+    pub direction: Direction,
+    pub id: u64,
+    pub start: Ts,
+    pub last: Ts,
+    pub pkts: [u64; 2],
+    pub bytes: [u64; 2],
+    pub tcp: TcpSeen,
+    /// SYNs sent by the originator before any answer.
+    pub syns: u8,
+    /// When the responder first sent anything.
+    pub resp_first: Option<Ts>,
+    pub vlan: Option<u16>,
+    /// The matched rule (index into the policy) and the roles it was judged with.
+    pub rule: Option<usize>,
+    pub orig_role: Role,
+    pub resp_role: Role,
+    /// Whether restriction evidence was already reported for this flow.
+    pub restricted: bool,
+}
+
+impl Flow {
+    pub fn new(
+        key: FlowKey,
+        orig: Tuple,
+        direction: Direction,
+        id: u64,
+        start: Ts,
+        vlan: Option<u16>,
+        judgement: Judgement,
+    ) -> Flow {
+        Flow {
+            key,
+            orig,
+            direction,
+            id,
+            start,
+            last: start,
+            pkts: [0; 2],
+            bytes: [0; 2],
+            tcp: TcpSeen::default(),
+            syns: 0,
+            resp_first: None,
+            vlan,
+            rule: judgement.rule,
+            orig_role: judgement.orig_role,
+            resp_role: judgement.resp_role,
+            restricted: false,
+        }
+    }
+
+    /// Whether the packet's source is this flow's originator.
+    pub fn is_from_orig(&self, tuple: &Tuple) -> bool {
+        tuple.src == self.orig.src && (tuple.sport == self.orig.sport || is_icmp(tuple.proto))
+    }
+
+    pub fn is_tcp(&self) -> bool {
+        self.key.proto == proto::TCP
+    }
+
+    /// Zeek's `conn_state` code for the flow as seen so far.
+    pub fn conn_state(&self) -> &'static str {
+        if !self.is_tcp() {
+            return match (self.pkts[TO_SERVER] > 0, self.pkts[TO_CLIENT] > 0) {
+                (true, true) => "SF",
+                (true, false) => "S0",
+                _ => "SHR",
+            };
+        }
+        let t = &self.tcp;
+        let resp_spoke = self.pkts[TO_CLIENT] > 0;
+        if !t.orig_syn {
+            return match (t.resp_synack, t.resp_rst, t.resp_fin) {
+                (true, true, _) => "RSTRH",
+                (true, false, true) => "SHR",
+                _ => "OTH",
+            };
+        }
+        if !t.resp_synack {
+            return if t.resp_rst {
+                "REJ"
+            } else if t.orig_rst {
+                "RSTOS0"
+            } else if t.orig_fin {
+                "SH"
+            } else if resp_spoke {
+                "OTH"
+            } else {
+                "S0"
+            };
+        }
+        if t.orig_rst {
+            "RSTO"
+        } else if t.resp_rst {
+            "RSTR"
+        } else {
+            match (t.orig_fin, t.resp_fin) {
+                (true, true) => "SF",
+                (true, false) => "S2",
+                (false, true) => "S3",
+                (false, false) => "S1",
+            }
+        }
+    }
+
+    /// Zeek-like coarse state for EVE's `flow.state`.
+    pub fn state(&self) -> &'static str {
+        if !self.is_tcp() {
+            return if self.pkts[TO_CLIENT] > 0 {
+                "established"
+            } else {
+                "new"
+            };
+        }
+        let t = &self.tcp;
+        if t.orig_rst || t.resp_rst || (t.orig_fin && t.resp_fin) {
+            "closed"
+        } else if t.resp_synack || (!t.orig_syn && self.pkts[TO_CLIENT] > 0) {
+            "established"
+        } else {
+            "new"
+        }
+    }
+
+    /// Whether the TCP connection has ended (both FINs or a RST).
+    pub fn is_closed(&self) -> bool {
+        let t = &self.tcp;
+        self.is_tcp() && (t.orig_rst || t.resp_rst || (t.orig_fin && t.resp_fin))
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.bytes[TO_SERVER] + self.bytes[TO_CLIENT]
+    }
+}
+
+fn is_icmp(proto: u8) -> bool {
+    matches!(proto, proto::ICMP | proto::ICMPV6)
+}

@@ -1,0 +1,528 @@
+//! One worker's flow table and the state machine that feeds it.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use super::frag::{Fragments, Later};
+use super::{Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
+use crate::decode::{proto, tcp_flags, Fragment, IcmpError, Packet, Transport, Ts, Tuple};
+use crate::policy::{Engine, EvidenceKind, Facts, Verdict};
+use crate::telemetry::Counters;
+
+const SECOND: u64 = 1_000_000_000;
+
+/// Bounds and timeouts of one tracker. Timeouts are in packet time.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Flows this tracker holds at most; past it the flow with the oldest idle deadline
+    /// is evicted (and counted).
+    pub max_flows: usize,
+    pub tcp_idle_ns: u64,
+    pub udp_idle_ns: u64,
+    pub other_idle_ns: u64,
+    /// How long a closed TCP flow (both FINs or a RST) is kept for stragglers.
+    pub closed_idle_ns: u64,
+    /// A SYN retried with no answer within this time is restriction evidence.
+    pub syn_timeout_ns: u64,
+    pub max_fragments: usize,
+    pub fragment_timeout_ns: u64,
+    /// Emit an EVE `flow` event when each flow ends.
+    pub flow_events: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            max_flows: 1_000_000,
+            tcp_idle_ns: 300 * SECOND,
+            udp_idle_ns: 60 * SECOND,
+            other_idle_ns: 60 * SECOND,
+            closed_idle_ns: 5 * SECOND,
+            syn_timeout_ns: 3 * SECOND,
+            max_fragments: 65_536,
+            fragment_timeout_ns: 30 * SECOND,
+            flow_events: false,
+        }
+    }
+}
+
+/// Something worth writing out. Carries a snapshot of the flow.
+#[derive(Clone, Copy, Debug)]
+pub enum Event {
+    /// A finding: `rule` is the matched rule; `evidence` is set for restrictions.
+    Alert {
+        ts: Ts,
+        flow: Flow,
+        verdict: Verdict,
+        rule: usize,
+        evidence: Option<usize>,
+    },
+    /// A flow ended (idle, closed, evicted or end of input).
+    Flow { flow: Flow },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    SynCheck,
+    Idle,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    at: Ts,
+    kind: TimerKind,
+    key: FlowKey,
+    flow_id: u64,
+}
+
+/// The flow table of one worker.
+pub struct Tracker {
+    engine: Arc<Engine>,
+    settings: Settings,
+    flows: HashMap<FlowKey, Flow, foldhash::fast::FixedState>,
+    timers: BinaryHeap<Reverse<Timer>>,
+    frags: Fragments,
+    now: Ts,
+    pub counters: Counters,
+    events: Vec<Event>,
+}
+
+impl Tracker {
+    pub fn new(engine: Arc<Engine>, settings: Settings) -> Tracker {
+        let rules = engine.policy.rules.len();
+        Tracker {
+            frags: Fragments::new(settings.max_fragments, settings.fragment_timeout_ns),
+            engine,
+            settings,
+            flows: HashMap::with_hasher(foldhash::fast::FixedState::default()),
+            timers: BinaryHeap::new(),
+            now: Ts(0),
+            counters: Counters::new(rules),
+            events: Vec::new(),
+        }
+    }
+
+    /// Events produced since the last call.
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
+    pub fn active_flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Feeds one decoded packet.
+    pub fn packet(&mut self, p: &Packet) {
+        self.advance(p.ts);
+        if let Transport::IcmpError { kind, quoted } = p.transport {
+            self.icmp_error(p.ts, kind, quoted);
+            return;
+        }
+        let mut tuple = p.tuple;
+        let mut waiting = (0, 0);
+        match p.fragment {
+            Fragment::Whole => {}
+            Fragment::First { id } => {
+                waiting = self.frags.first(
+                    tuple.src,
+                    tuple.dst,
+                    tuple.proto,
+                    id,
+                    (tuple.sport, tuple.dport),
+                    p.ts,
+                );
+            }
+            Fragment::Later { id } => {
+                match self
+                    .frags
+                    .later(tuple.src, tuple.dst, tuple.proto, id, p.wire_len, p.ts)
+                {
+                    Later::Ports(sport, dport) => {
+                        tuple.sport = sport;
+                        tuple.dport = dport;
+                        self.counters.fragments_joined += 1;
+                    }
+                    Later::Waiting | Later::Dropped => return,
+                }
+            }
+        }
+        let key = flow_key(&tuple);
+        let flags = match p.transport {
+            Transport::Tcp { flags } => flags.unwrap_or(0),
+            _ => 0,
+        };
+        let reuse = self.flows.get(&key).is_some_and(|flow| {
+            flow.is_closed() && flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+        });
+        if reuse {
+            if let Some(old) = self.flows.remove(&key) {
+                self.end(old);
+            }
+        }
+        let created = !self.flows.contains_key(&key);
+        if created {
+            self.create(key, &tuple, p, flags);
+        }
+        self.update(&key, &tuple, p, flags);
+        if created {
+            self.report_verdict(&key, p.ts);
+        }
+        if waiting.0 > 0 {
+            if let Some(flow) = self.flows.get_mut(&key) {
+                let side = if flow.is_from_orig(&tuple) {
+                    TO_SERVER
+                } else {
+                    TO_CLIENT
+                };
+                flow.pkts[side] += waiting.0;
+                flow.bytes[side] += waiting.1;
+                self.counters.fragments_joined += waiting.0;
+            }
+        }
+    }
+
+    /// Ends every flow: the input is over.
+    pub fn finish(&mut self) {
+        let mut flows: Vec<Flow> = self.flows.drain().map(|(_, flow)| flow).collect();
+        flows.sort_by_key(|f| (f.start, f.key));
+        for mut flow in flows {
+            if self.silent_drop(&flow, None) {
+                let last = flow.last;
+                self.restriction(&mut flow, last, EvidenceKind::SynUnanswered);
+            }
+            self.end(flow);
+        }
+        self.timers.clear();
+        self.frags.finish();
+        self.counters.fragments_orphaned = self.frags.stats.orphaned;
+        self.counters.fragments_dropped = self.frags.stats.dropped_full;
+    }
+
+    /// Runs the timers due by packet time `ts`.
+    fn advance(&mut self, ts: Ts) {
+        if ts <= self.now {
+            return;
+        }
+        self.now = ts;
+        while let Some(Reverse(timer)) = self.timers.peek().copied() {
+            if timer.at > ts {
+                break;
+            }
+            self.timers.pop();
+            self.fire(timer);
+        }
+    }
+
+    fn fire(&mut self, timer: Timer) {
+        let Some(flow) = self.flows.get(&timer.key).copied() else {
+            return;
+        };
+        if flow.id != timer.flow_id {
+            return;
+        }
+        match timer.kind {
+            TimerKind::SynCheck => {
+                if self.silent_drop(&flow, Some(timer.at)) {
+                    let mut flow = flow;
+                    self.restriction(&mut flow, timer.at, EvidenceKind::SynUnanswered);
+                    self.flows.insert(timer.key, flow);
+                }
+            }
+            TimerKind::Idle => {
+                let deadline = flow.last.saturating_add(self.idle_ns(&flow));
+                if deadline <= timer.at {
+                    self.flows.remove(&timer.key);
+                    self.counters.flows_timed_out += 1;
+                    self.end(flow);
+                } else {
+                    self.timers.push(Reverse(Timer {
+                        at: deadline,
+                        ..timer
+                    }));
+                }
+            }
+        }
+    }
+
+    fn idle_ns(&self, flow: &Flow) -> u64 {
+        if flow.is_closed() {
+            self.settings.closed_idle_ns
+        } else {
+            match flow.key.proto {
+                proto::TCP => self.settings.tcp_idle_ns,
+                proto::UDP => self.settings.udp_idle_ns,
+                _ => self.settings.other_idle_ns,
+            }
+        }
+    }
+
+    fn create(&mut self, key: FlowKey, tuple: &Tuple, p: &Packet, flags: u8) {
+        if self.flows.len() >= self.settings.max_flows {
+            self.evict_one();
+        }
+        let (orig, direction) = self.originator(tuple, flags);
+        let judgement = self.engine.judge(&Facts {
+            orig: orig.src,
+            resp: orig.dst,
+            resp_port: orig.dport,
+            proto: orig.proto,
+            ts: p.ts,
+        });
+        let flow = Flow::new(
+            key,
+            orig,
+            direction,
+            flow_id(&key, p.ts),
+            p.ts,
+            p.vlan,
+            judgement,
+        );
+        self.counters.flows += 1;
+        self.timers.push(Reverse(Timer {
+            at: p.ts.saturating_add(self.idle_ns(&flow)),
+            kind: TimerKind::Idle,
+            key,
+            flow_id: flow.id,
+        }));
+        let protected = self.protected(&flow);
+        if protected && flow.is_tcp() && direction == Direction::Observed && tuple.src == orig.src {
+            self.timers.push(Reverse(Timer {
+                at: p.ts.saturating_add(self.settings.syn_timeout_ns),
+                kind: TimerKind::SynCheck,
+                key,
+                flow_id: flow.id,
+            }));
+        }
+        if flow.rule.is_none() {
+            self.counters.unmatched += 1;
+        }
+        self.flows.insert(key, flow);
+    }
+
+    /// Reports a new flow's verdict, once its first packet is counted.
+    fn report_verdict(&mut self, key: &FlowKey, ts: Ts) {
+        let Some(flow) = self.flows.get(key).copied() else {
+            return;
+        };
+        if let Some(rule) = flow.rule {
+            let verdict = self.engine.policy.rules[rule].verdict;
+            if verdict.is_finding() {
+                self.alert(ts, &flow, verdict, rule, None);
+            }
+        }
+    }
+
+    /// Who opened the flow: the SYN sender, the SYN-ACK receiver, or (mid-stream) the
+    /// side whose port does not look like a service.
+    fn originator(&self, tuple: &Tuple, flags: u8) -> (Tuple, Direction) {
+        let reversed = Tuple {
+            src: tuple.dst,
+            dst: tuple.src,
+            sport: tuple.dport,
+            dport: tuple.sport,
+            ..*tuple
+        };
+        match tuple.proto {
+            proto::TCP => match flags & (tcp_flags::SYN | tcp_flags::ACK) {
+                tcp_flags::SYN => (*tuple, Direction::Observed),
+                f if f == tcp_flags::SYN | tcp_flags::ACK => (reversed, Direction::Observed),
+                _ if self.source_is_service(tuple) => (reversed, Direction::Inferred),
+                _ => (*tuple, Direction::Inferred),
+            },
+            proto::UDP if self.source_is_service(tuple) && !self.is_service_port(tuple.dport) => {
+                (reversed, Direction::Inferred)
+            }
+            _ => (*tuple, Direction::Observed),
+        }
+    }
+
+    fn is_service_port(&self, port: u16) -> bool {
+        self.engine.policy.is_named_port(port)
+    }
+
+    /// Whether, judging by the ports only, the packet's source is the responder: a port
+    /// the policy names beats one it does not; otherwise the lower port is the service.
+    fn source_is_service(&self, t: &Tuple) -> bool {
+        match (self.is_service_port(t.sport), self.is_service_port(t.dport)) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => t.sport < t.dport,
+        }
+    }
+
+    fn update(&mut self, key: &FlowKey, tuple: &Tuple, p: &Packet, flags: u8) {
+        let syn_timeout = self.settings.syn_timeout_ns;
+        let Some(flow) = self.flows.get_mut(key) else {
+            return;
+        };
+        let from_orig = flow.is_from_orig(tuple);
+        let side = if from_orig { TO_SERVER } else { TO_CLIENT };
+        flow.pkts[side] += 1;
+        flow.bytes[side] += u64::from(p.wire_len);
+        flow.last = flow.last.max(p.ts);
+        if !from_orig && flow.resp_first.is_none() {
+            flow.resp_first = Some(p.ts);
+        }
+        let mut retried_syn = false;
+        if flow.is_tcp() {
+            let syn = flags & tcp_flags::SYN != 0;
+            let ack = flags & tcp_flags::ACK != 0;
+            let t = &mut flow.tcp;
+            if from_orig {
+                if syn && !ack {
+                    t.orig_syn = true;
+                    if flow.resp_first.is_none() {
+                        flow.syns = flow.syns.saturating_add(1);
+                        retried_syn =
+                            flow.syns >= 2 && p.ts.0 >= flow.start.0.saturating_add(syn_timeout);
+                    }
+                }
+                t.orig_fin |= flags & tcp_flags::FIN != 0;
+                t.orig_rst |= flags & tcp_flags::RST != 0;
+            } else {
+                t.resp_synack |= syn && ack;
+                t.resp_fin |= flags & tcp_flags::FIN != 0;
+                t.resp_rst |= flags & tcp_flags::RST != 0;
+            }
+        }
+        let mut flow = *flow;
+        if retried_syn && self.silent_drop(&flow, None) {
+            self.restriction(&mut flow, p.ts, EvidenceKind::SynUnanswered);
+            self.flows.insert(*key, flow);
+        }
+    }
+
+    fn protected(&self, flow: &Flow) -> bool {
+        flow.rule
+            .is_some_and(|r| self.engine.policy.rules[r].never_restrict)
+    }
+
+    /// A protected TCP flow whose originator retried its SYN and got no answer within the
+    /// SYN timeout. `at` is the time judged (`None`: the flow's own last packet).
+    fn silent_drop(&self, flow: &Flow, at: Option<Ts>) -> bool {
+        let at = at.unwrap_or(flow.last);
+        let answered_in_time = flow.resp_first.is_some_and(|t| t <= at);
+        flow.is_tcp()
+            && !flow.restricted
+            && flow.direction == Direction::Observed
+            && flow.syns >= 2
+            && !answered_in_time
+            && self.protected(flow)
+    }
+
+    fn icmp_error(&mut self, ts: Ts, kind: IcmpError, quoted: Tuple) {
+        self.counters.icmp_errors += 1;
+        if kind != IcmpError::Prohibited {
+            return;
+        }
+        self.counters.icmp_prohibited += 1;
+        let key = flow_key(&quoted);
+        match self.flows.get(&key).copied() {
+            Some(mut flow) => {
+                if self.protected(&flow) && !flow.restricted {
+                    self.restriction(&mut flow, ts, EvidenceKind::IcmpProhibited);
+                    self.flows.insert(key, flow);
+                }
+            }
+            None => {
+                // The refused packet never reached this capture point: judge the pair
+                // from the quote alone, without tracking a flow that carried nothing.
+                let judgement = self.engine.judge(&Facts {
+                    orig: quoted.src,
+                    resp: quoted.dst,
+                    resp_port: quoted.dport,
+                    proto: quoted.proto,
+                    ts,
+                });
+                let mut flow = Flow::new(
+                    key,
+                    quoted,
+                    Direction::Observed,
+                    flow_id(&key, ts),
+                    ts,
+                    None,
+                    judgement,
+                );
+                if self.protected(&flow) {
+                    self.restriction(&mut flow, ts, EvidenceKind::IcmpProhibited);
+                }
+            }
+        }
+    }
+
+    fn restriction(&mut self, flow: &mut Flow, ts: Ts, kind: EvidenceKind) {
+        let (Some(rule), Some(evidence)) = (
+            flow.rule,
+            self.engine
+                .policy
+                .evidence
+                .iter()
+                .position(|e| e.kind == kind),
+        ) else {
+            return;
+        };
+        flow.restricted = true;
+        self.alert(ts, flow, Verdict::Restriction, rule, Some(evidence));
+    }
+
+    fn alert(
+        &mut self,
+        ts: Ts,
+        flow: &Flow,
+        verdict: Verdict,
+        rule: usize,
+        evidence: Option<usize>,
+    ) {
+        self.counters.record_alert(flow, verdict, rule);
+        self.events.push(Event::Alert {
+            ts,
+            flow: *flow,
+            verdict,
+            rule,
+            evidence,
+        });
+    }
+
+    fn evict_one(&mut self) {
+        while let Some(Reverse(timer)) = self.timers.pop() {
+            let live = self
+                .flows
+                .get(&timer.key)
+                .is_some_and(|f| f.id == timer.flow_id);
+            if live {
+                if let Some(flow) = self.flows.remove(&timer.key) {
+                    self.counters.flows_evicted += 1;
+                    self.end(flow);
+                }
+                return;
+            }
+        }
+    }
+
+    fn end(&mut self, flow: Flow) {
+        self.counters.record_flow_end(&flow);
+        if self.settings.flow_events {
+            self.events.push(Event::Flow { flow });
+        }
+    }
+}
+
+/// The table key of a tuple. ICMP flows are keyed by addresses only, so that requests
+/// and replies (whose types differ) are one flow.
+fn flow_key(tuple: &Tuple) -> FlowKey {
+    let mut t = *tuple;
+    if matches!(t.proto, proto::ICMP | proto::ICMPV6) {
+        t.sport = 0;
+        t.dport = 0;
+    }
+    FlowKey::of(&t).0
+}
+
+/// A stable flow id from the key and the start time: the same capture gives the same
+/// ids whatever the worker count. Kept below 2^53 so JSON readers keep it exact.
+fn flow_id(key: &FlowKey, start: Ts) -> u64 {
+    let state = foldhash::fast::FixedState::with_seed(0x6578_7761_7463_6821);
+    state.hash_one((key, start)) & ((1 << 53) - 1)
+}

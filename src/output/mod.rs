@@ -1,0 +1,255 @@
+//! What exwatch writes: EVE events ([`eve`]) and the end-of-run summary.
+//!
+//! This module formats; it never decides. Verdicts come in already made.
+
+pub mod eve;
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::decode::Skip;
+use crate::pipeline::Report;
+use crate::policy::Engine;
+
+/// Violating host pairs listed in the summary.
+pub const TOP_PAIRS: usize = 10;
+
+#[derive(Serialize, Debug)]
+pub struct Summary {
+    pub policy: String,
+    pub topology: String,
+    pub packets: Packets,
+    pub flows: Flows,
+    pub findings: Findings,
+    pub rules: Vec<RuleLine>,
+    pub top_violating_pairs: Vec<PairLine>,
+    pub errors: Vec<String>,
+    pub latency_ns: Vec<StageLatency>,
+    pub throughput: Throughput,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Packets {
+    pub read: u64,
+    pub bytes: u64,
+    pub decoded: u64,
+    pub skipped: u64,
+    /// Skipped frames by reason code.
+    pub skipped_by_reason: Vec<(String, u64)>,
+    pub fragments_joined: u64,
+    pub fragments_orphaned: u64,
+    pub fragments_dropped: u64,
+    pub icmp_errors: u64,
+    pub icmp_prohibited: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Flows {
+    pub tracked: u64,
+    pub timed_out: u64,
+    pub evicted: u64,
+    pub unmatched: u64,
+    pub smtp_senders_dropped: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Findings {
+    pub advisory: u64,
+    pub violation: u64,
+    pub restriction: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct RuleLine {
+    pub rule: String,
+    pub verdict: String,
+    pub flows: u64,
+    pub bytes: u64,
+    pub alerts: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct PairLine {
+    pub src_ip: String,
+    pub dest_ip: String,
+    pub findings: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct StageLatency {
+    pub stage: String,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+    pub samples: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Throughput {
+    pub workers: usize,
+    pub wall_seconds: f64,
+    pub packets_per_second: f64,
+    pub bytes_per_second: f64,
+}
+
+impl Summary {
+    pub fn new(engine: &Engine, topology_name: &str, report: &Report) -> Summary {
+        let c = &report.counters;
+        let rules = engine
+            .policy
+            .rules
+            .iter()
+            .zip(&c.rules)
+            .map(|(rule, stats)| RuleLine {
+                rule: rule.id.clone(),
+                verdict: rule.verdict.name().to_string(),
+                flows: stats.flows,
+                bytes: stats.bytes,
+                alerts: stats.alerts,
+            })
+            .collect();
+        let mut pairs: Vec<_> = c.pairs.iter().collect();
+        pairs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let top_violating_pairs = pairs
+            .into_iter()
+            .take(TOP_PAIRS)
+            .map(|((src, dst), n)| PairLine {
+                src_ip: src.to_string(),
+                dest_ip: dst.to_string(),
+                findings: *n,
+            })
+            .collect();
+        let latency = |stage: &str, h: &hdrhistogram::Histogram<u64>| StageLatency {
+            stage: stage.to_string(),
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+            samples: h.len(),
+        };
+        let secs = report.wall.as_secs_f64().max(1e-9);
+        Summary {
+            policy: engine.policy.name.clone(),
+            topology: topology_name.to_string(),
+            packets: Packets {
+                read: c.frames,
+                bytes: c.frame_bytes,
+                decoded: c.decoded,
+                skipped: c.skipped_total(),
+                skipped_by_reason: Skip::ALL
+                    .iter()
+                    .map(|s| (s.code().to_string(), c.skipped[s.index()]))
+                    .filter(|(_, n)| *n > 0)
+                    .collect(),
+                fragments_joined: c.fragments_joined,
+                fragments_orphaned: c.fragments_orphaned,
+                fragments_dropped: c.fragments_dropped,
+                icmp_errors: c.icmp_errors,
+                icmp_prohibited: c.icmp_prohibited,
+            },
+            flows: Flows {
+                tracked: c.flows,
+                timed_out: c.flows_timed_out,
+                evicted: c.flows_evicted,
+                unmatched: c.unmatched,
+                smtp_senders_dropped: engine
+                    .smtp_senders_dropped
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            },
+            findings: Findings {
+                advisory: c.advisories,
+                violation: c.violations,
+                restriction: c.restrictions,
+            },
+            rules,
+            top_violating_pairs,
+            errors: report.errors.iter().map(|e| e.to_string()).collect(),
+            latency_ns: vec![
+                latency("decode", &report.latency.decode),
+                latency("flow+policy", &report.latency.flow),
+            ],
+            throughput: Throughput {
+                workers: report.workers,
+                wall_seconds: secs,
+                packets_per_second: c.frames as f64 / secs,
+                bytes_per_second: report.file_bytes as f64 / secs,
+            },
+        }
+    }
+
+    /// The human-readable summary printed on stderr.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let p = &self.packets;
+        let _ = writeln!(
+            s,
+            "exwatch summary (policy {}, topology {})",
+            self.policy, self.topology
+        );
+        let _ = writeln!(
+            s,
+            "findings: {} violation, {} restriction, {} advisory",
+            self.findings.violation, self.findings.restriction, self.findings.advisory
+        );
+        let _ = writeln!(s, "per rule (flows, bytes, alerts):");
+        for r in self.rules.iter().filter(|r| r.flows > 0 || r.alerts > 0) {
+            let _ = writeln!(
+                s,
+                "  {:<30} {:<12} {:>9} {:>14} {:>7}",
+                r.rule, r.verdict, r.flows, r.bytes, r.alerts
+            );
+        }
+        if !self.top_violating_pairs.is_empty() {
+            let _ = writeln!(
+                s,
+                "top violating host pairs (originator -> responder: findings):"
+            );
+            for pair in &self.top_violating_pairs {
+                let _ = writeln!(
+                    s,
+                    "  {} -> {}: {}",
+                    pair.src_ip, pair.dest_ip, pair.findings
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "packets: {} read ({} bytes), {} decoded, {} skipped",
+            p.read, p.bytes, p.decoded, p.skipped
+        );
+        for (reason, n) in &p.skipped_by_reason {
+            let _ = writeln!(s, "  skipped {reason}: {n}");
+        }
+        let _ = writeln!(
+            s,
+            "fragments: {} joined, {} orphaned, {} dropped (table full); icmp errors: {} ({} administratively prohibited)",
+            p.fragments_joined, p.fragments_orphaned, p.fragments_dropped, p.icmp_errors, p.icmp_prohibited
+        );
+        let f = &self.flows;
+        let _ = writeln!(
+            s,
+            "flows: {} tracked, {} timed out, {} evicted (table full), {} matched no rule",
+            f.tracked, f.timed_out, f.evicted, f.unmatched
+        );
+        for l in &self.latency_ns {
+            let _ = writeln!(
+                s,
+                "latency {}: p50 {} ns, p99 {} ns, max {} ns ({} samples)",
+                l.stage, l.p50, l.p99, l.max, l.samples
+            );
+        }
+        for e in &self.errors {
+            let _ = writeln!(s, "error: {e}");
+        }
+        let t = &self.throughput;
+        let _ = writeln!(
+            s,
+            "throughput: {:.0} packets/s, {:.1} MB/s ({} workers, {:.3} s wall)",
+            t.packets_per_second,
+            t.bytes_per_second / 1e6,
+            t.workers,
+            t.wall_seconds
+        );
+        s
+    }
+}

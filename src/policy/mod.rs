@@ -1,0 +1,150 @@
+//! The policy engine: which rule a flow falls under, given the topology.
+//!
+//! The engine is generic: everything Exchange-specific is in the policy file. It owns
+//! the one piece of cross-flow state, the table of hosts that recently sent SMTP to an
+//! Edge (for the open-proxy rule), shared by all workers. It never sees packets.
+
+pub mod prefix;
+pub mod rules;
+pub mod topology;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::decode::Ts;
+pub use rules::{Evidence, EvidenceKind, Policy, Rule, Verdict, When};
+pub use topology::{Role, Topology};
+
+/// What the engine needs to know of a flow to judge it.
+#[derive(Clone, Copy, Debug)]
+pub struct Facts {
+    pub orig: IpAddr,
+    pub resp: IpAddr,
+    pub resp_port: u16,
+    pub proto: u8,
+    /// When the flow started (packet time).
+    pub ts: Ts,
+}
+
+/// The outcome of judging a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Judgement {
+    /// Index into [`Policy::rules`]; `None` when no rule matched.
+    pub rule: Option<usize>,
+    pub orig_role: Role,
+    pub resp_role: Role,
+}
+
+/// Default cap on the open-proxy sender table.
+pub const DEFAULT_MAX_SMTP_SENDERS: usize = 100_000;
+
+/// Policy, topology and the cross-flow tables, shared by `Arc` between workers.
+pub struct Engine {
+    pub policy: Arc<Policy>,
+    pub topology: Arc<Topology>,
+    edge_deployed: bool,
+    dns_role: bool,
+    /// (Edge, sender) -> last time the sender opened an SMTP flow to that Edge.
+    smtp_senders: DashMap<(IpAddr, IpAddr), Ts, foldhash::fast::FixedState>,
+    max_smtp_senders: usize,
+    /// Senders not remembered because the table was full of recent entries.
+    pub smtp_senders_dropped: AtomicU64,
+}
+
+impl Engine {
+    pub fn new(policy: Arc<Policy>, topology: Arc<Topology>, max_smtp_senders: usize) -> Engine {
+        Engine {
+            edge_deployed: topology.has_role(Role::Edge),
+            dns_role: topology.has_role(Role::Dns),
+            policy,
+            topology,
+            smtp_senders: DashMap::with_hasher(foldhash::fast::FixedState::default()),
+            max_smtp_senders,
+            smtp_senders_dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Finds the first rule that matches the flow, and records what the rule asks to
+    /// remember (an SMTP sender to an Edge).
+    pub fn judge(&self, facts: &Facts) -> Judgement {
+        let orig_role = self.topology.role_of(facts.orig);
+        let resp_role = self.topology.role_of(facts.resp);
+        let rule = self
+            .policy
+            .rules
+            .iter()
+            .position(|rule| self.matches(rule, facts, orig_role, resp_role));
+        if let Some(rule) = rule.map(|i| &self.policy.rules[i]) {
+            if rule.remember_smtp_sender {
+                self.remember_sender(facts.resp, facts.orig, facts.ts);
+            }
+        }
+        Judgement {
+            rule,
+            orig_role,
+            resp_role,
+        }
+    }
+
+    fn matches(&self, rule: &Rule, f: &Facts, orig_role: Role, resp_role: Role) -> bool {
+        let forward = rule.from & orig_role.bit() != 0 && rule.to & resp_role.bit() != 0;
+        let backward =
+            rule.both_ways && rule.from & resp_role.bit() != 0 && rule.to & orig_role.bit() != 0;
+        (forward || backward)
+            && rule.proto_matches(f.proto)
+            && rule.port_matches(f.resp_port)
+            && self.when_holds(&rule.when, f, orig_role)
+    }
+
+    fn when_holds(&self, when: &When, f: &Facts, orig_role: Role) -> bool {
+        let holds = |condition: Option<bool>, value: &dyn Fn() -> bool| {
+            condition.is_none_or(|want| want == value())
+        };
+        holds(when.edge_deployed, &|| self.edge_deployed)
+            && holds(when.dns_role, &|| self.dns_role)
+            && holds(when.restrict_internal_clients, &|| {
+                self.topology.restrict_internal_clients
+            })
+            && holds(when.same_subscription, &|| {
+                let (edge, other) = if orig_role == Role::Edge {
+                    (f.orig, f.resp)
+                } else {
+                    (f.resp, f.orig)
+                };
+                self.topology.same_subscription(edge, other)
+            })
+            && holds(when.responder_is_proxy, &|| {
+                self.topology.is_proxy(f.resp, f.resp_port)
+            })
+            && holds(when.responder_sent_smtp, &|| {
+                self.sent_smtp_recently(f.orig, f.resp, f.ts)
+            })
+    }
+
+    fn remember_sender(&self, edge: IpAddr, sender: IpAddr, ts: Ts) {
+        if self.smtp_senders.len() >= self.max_smtp_senders
+            && !self.smtp_senders.contains_key(&(edge, sender))
+        {
+            let window = self.policy.open_proxy_window_ns;
+            self.smtp_senders
+                .retain(|_, seen| ts.0.saturating_sub(seen.0) <= window);
+            if self.smtp_senders.len() >= self.max_smtp_senders {
+                self.smtp_senders_dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        let mut entry = self.smtp_senders.entry((edge, sender)).or_insert(ts);
+        if *entry < ts {
+            *entry = ts;
+        }
+    }
+
+    fn sent_smtp_recently(&self, edge: IpAddr, host: IpAddr, now: Ts) -> bool {
+        self.smtp_senders
+            .get(&(edge, host))
+            .is_some_and(|seen| now >= *seen && now.0 - seen.0 <= self.policy.open_proxy_window_ns)
+    }
+}

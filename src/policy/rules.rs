@@ -1,0 +1,426 @@
+//! The policy file (`rules/*.toml`): parsed, validated and compiled once into an
+//! immutable [`Policy`].
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::topology::Role;
+use crate::config::{self, ConfigError, Source};
+use crate::decode::proto;
+
+/// The policy schema this build reads.
+pub const SCHEMA: u32 = 1;
+
+/// What a rule says of the flows it matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    /// Allowed: no event.
+    Ok,
+    /// Allowed but worth knowing: an event.
+    Advisory,
+    /// Should not exist: an event.
+    Violation,
+    /// Evidence that traffic which must never be restricted is being restricted.
+    Restriction,
+    /// Touches no Exchange server: counted, no event.
+    OutOfScope,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Advisory => "advisory",
+            Verdict::Violation => "violation",
+            Verdict::Restriction => "restriction",
+            Verdict::OutOfScope => "out_of_scope",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Verdict> {
+        [
+            Verdict::Ok,
+            Verdict::Advisory,
+            Verdict::Violation,
+            Verdict::Restriction,
+            Verdict::OutOfScope,
+        ]
+        .into_iter()
+        .find(|v| v.name() == name)
+    }
+
+    /// Whether flows with this verdict produce an alert event.
+    pub fn is_finding(self) -> bool {
+        matches!(
+            self,
+            Verdict::Advisory | Verdict::Violation | Verdict::Restriction
+        )
+    }
+}
+
+/// Conditions on the topology and on other flows; an absent condition always holds.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    /// The topology lists at least one Edge Transport server.
+    pub edge_deployed: Option<bool>,
+    /// The topology lists at least one DNS server.
+    pub dns_role: Option<bool>,
+    /// `[organization] restrict_internal_clients`.
+    pub restrict_internal_clients: Option<bool>,
+    /// The Edge and the Mailbox server of the flow share an `[[edge_subscription]]`.
+    pub same_subscription: Option<bool>,
+    /// The responder is a configured open-proxy-detection proxy (address and port).
+    pub responder_is_proxy: Option<bool>,
+    /// The responder sent SMTP to the originator within the policy's open-proxy window.
+    pub responder_sent_smtp: Option<bool>,
+}
+
+/// Kinds of restriction evidence the engine knows how to find.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EvidenceKind {
+    /// An ICMP/ICMPv6 "administratively prohibited" error quoting the pair's packet.
+    IcmpProhibited,
+    /// A TCP SYN retried with no answer within the SYN timeout.
+    SynUnanswered,
+}
+
+impl EvidenceKind {
+    fn from_name(name: &str) -> Option<EvidenceKind> {
+        match name {
+            "icmp_prohibited" => Some(EvidenceKind::IcmpProhibited),
+            "syn_unanswered" => Some(EvidenceKind::SynUnanswered),
+            _ => None,
+        }
+    }
+}
+
+/// One compiled rule.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub id: String,
+    pub sid: u32,
+    pub rev: u32,
+    pub section: String,
+    pub reason: String,
+    pub verdict: Verdict,
+    /// Role bitmasks (see [`Role::bit`]).
+    pub from: u8,
+    pub to: u8,
+    /// IP protocol numbers; empty means any.
+    pub protos: Vec<u8>,
+    /// Responder port ranges, inclusive; empty means any.
+    pub ports: Vec<(u16, u16)>,
+    pub both_ways: bool,
+    pub never_restrict: bool,
+    pub remember_smtp_sender: bool,
+    pub when: When,
+}
+
+impl Rule {
+    pub fn port_matches(&self, port: u16) -> bool {
+        self.ports.is_empty() || self.ports.iter().any(|&(lo, hi)| (lo..=hi).contains(&port))
+    }
+
+    pub fn proto_matches(&self, proto: u8) -> bool {
+        self.protos.is_empty() || self.protos.contains(&proto)
+    }
+}
+
+/// One kind of restriction evidence and how it is reported.
+#[derive(Clone, Debug)]
+pub struct Evidence {
+    pub id: String,
+    pub sid: u32,
+    pub rev: u32,
+    pub kind: EvidenceKind,
+    pub section: String,
+    pub reason: String,
+}
+
+/// A compiled policy: rules in file order (the first match wins) and evidence kinds.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub name: String,
+    /// The document the rules come from.
+    pub source: String,
+    pub rules: Vec<Rule>,
+    pub evidence: Vec<Evidence>,
+    /// How long after an SMTP connection to an Edge a probe of its sender is legitimate.
+    pub open_proxy_window_ns: u64,
+    /// Every port a rule names, sorted: used to infer the responder of mid-stream flows.
+    pub named_ports: Vec<u16>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    schema: Spanned<u32>,
+    policy: RawHeader,
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    evidence: Vec<Spanned<RawEvidence>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeader {
+    name: String,
+    source: String,
+    #[serde(default = "default_window")]
+    open_proxy_window_secs: u64,
+}
+
+fn default_window() -> u64 {
+    3600
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: String,
+    sid: u32,
+    #[serde(default = "one")]
+    rev: u32,
+    section: String,
+    reason: String,
+    verdict: Spanned<String>,
+    from: Vec<Spanned<String>>,
+    to: Vec<Spanned<String>>,
+    #[serde(default)]
+    proto: Vec<Spanned<String>>,
+    #[serde(default)]
+    ports: Vec<Spanned<PortSpec>>,
+    #[serde(default)]
+    both_ways: bool,
+    #[serde(default)]
+    never_restrict: bool,
+    #[serde(default)]
+    remember_smtp_sender: bool,
+    #[serde(default)]
+    when: When,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvidence {
+    id: String,
+    sid: u32,
+    #[serde(default = "one")]
+    rev: u32,
+    kind: Spanned<String>,
+    section: String,
+    reason: String,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PortSpec {
+    One(u16),
+    Range(String),
+}
+
+impl Policy {
+    pub fn load(file: &Path) -> Result<Policy, ConfigError> {
+        let text = config::read(file)?;
+        Policy::parse(file, &text)
+    }
+
+    pub fn parse(file: &Path, text: &str) -> Result<Policy, ConfigError> {
+        let source = Source { file, text };
+        let raw: RawPolicy = source.parse()?;
+        if *raw.schema.get_ref() != SCHEMA {
+            return Err(source.error(
+                raw.schema.span(),
+                "schema",
+                format!(
+                    "schema {} is not supported; this exwatch reads schema {SCHEMA}",
+                    raw.schema.get_ref()
+                ),
+            ));
+        }
+        let mut ids = HashSet::new();
+        let mut sids = HashSet::new();
+        let mut unique = |id: &str, sid: u32, span: std::ops::Range<usize>, key: &str| {
+            if !ids.insert(id.to_string()) {
+                return Err(source.error(span.clone(), key, format!("id {id:?} is used twice")));
+            }
+            if !sids.insert(sid) {
+                return Err(source.error(span, key, format!("sid {sid} is used twice")));
+            }
+            Ok(())
+        };
+        let mut rules = Vec::with_capacity(raw.rule.len());
+        for (i, spanned) in raw.rule.iter().enumerate() {
+            let r = spanned.get_ref();
+            let key = format!("rule[{i}] ({:?})", r.id);
+            unique(&r.id, r.sid, spanned.span(), &key)?;
+            let verdict = match Verdict::from_name(r.verdict.get_ref()) {
+                Some(v) if v != Verdict::Restriction => v,
+                _ => {
+                    return Err(source.error(
+                        r.verdict.span(),
+                        &format!("{key}.verdict"),
+                        format!(
+                            "`{}` is not a rule verdict (ok, advisory, violation, out_of_scope)",
+                            r.verdict.get_ref()
+                        ),
+                    ))
+                }
+            };
+            rules.push(Rule {
+                id: r.id.clone(),
+                sid: r.sid,
+                rev: r.rev,
+                section: r.section.clone(),
+                reason: r.reason.clone(),
+                verdict,
+                from: roles(&source, &format!("{key}.from"), &r.from)?,
+                to: roles(&source, &format!("{key}.to"), &r.to)?,
+                protos: protos(&source, &format!("{key}.proto"), &r.proto)?,
+                ports: ports(&source, &format!("{key}.ports"), &r.ports)?,
+                both_ways: r.both_ways,
+                never_restrict: r.never_restrict,
+                remember_smtp_sender: r.remember_smtp_sender,
+                when: r.when.clone(),
+            });
+        }
+        let mut evidence = Vec::new();
+        for (i, spanned) in raw.evidence.iter().enumerate() {
+            let e = spanned.get_ref();
+            let key = format!("evidence[{i}] ({:?})", e.id);
+            unique(&e.id, e.sid, spanned.span(), &key)?;
+            let kind = EvidenceKind::from_name(e.kind.get_ref()).ok_or_else(|| {
+                source.error(
+                    e.kind.span(),
+                    &format!("{key}.kind"),
+                    format!(
+                        "`{}` is not an evidence kind (icmp_prohibited, syn_unanswered)",
+                        e.kind.get_ref()
+                    ),
+                )
+            })?;
+            evidence.push(Evidence {
+                id: e.id.clone(),
+                sid: e.sid,
+                rev: e.rev,
+                kind,
+                section: e.section.clone(),
+                reason: e.reason.clone(),
+            });
+        }
+        let named_ports: BTreeSet<u16> = rules
+            .iter()
+            .flat_map(|r| r.ports.iter())
+            .filter(|(lo, hi)| lo == hi)
+            .map(|&(lo, _)| lo)
+            .collect();
+        Ok(Policy {
+            name: raw.policy.name,
+            source: raw.policy.source,
+            rules,
+            evidence,
+            open_proxy_window_ns: raw
+                .policy
+                .open_proxy_window_secs
+                .saturating_mul(1_000_000_000),
+            named_ports: named_ports.into_iter().collect(),
+        })
+    }
+
+    pub fn evidence_of(&self, kind: EvidenceKind) -> Option<&Evidence> {
+        self.evidence.iter().find(|e| e.kind == kind)
+    }
+
+    pub fn is_named_port(&self, port: u16) -> bool {
+        self.named_ports.binary_search(&port).is_ok()
+    }
+}
+
+fn roles(source: &Source<'_>, key: &str, names: &[Spanned<String>]) -> Result<u8, ConfigError> {
+    let mut mask = 0;
+    for name in names {
+        mask |= match name.get_ref().as_str() {
+            "any" => u8::MAX,
+            other => Role::from_name(other).map(Role::bit).ok_or_else(|| {
+                source.error(
+                    name.span(),
+                    key,
+                    format!(
+                        "`{other}` is not a role (mailbox, edge, domain_controller, skype, dns, internal_client, external, any)"
+                    ),
+                )
+            })?,
+        };
+    }
+    if mask == 0 {
+        return Err(ConfigError {
+            file: source.file.to_path_buf(),
+            line: None,
+            key: key.to_string(),
+            message: "lists no role; use [\"any\"] to match every role".to_string(),
+        });
+    }
+    Ok(mask)
+}
+
+fn protos(
+    source: &Source<'_>,
+    key: &str,
+    names: &[Spanned<String>],
+) -> Result<Vec<u8>, ConfigError> {
+    let mut out = Vec::new();
+    for name in names {
+        match name.get_ref().as_str() {
+            "any" => return Ok(Vec::new()),
+            "tcp" => out.push(proto::TCP),
+            "udp" => out.push(proto::UDP),
+            "icmp" => out.extend([proto::ICMP, proto::ICMPV6]),
+            other => {
+                return Err(source.error(
+                    name.span(),
+                    key,
+                    format!("`{other}` is not a protocol (tcp, udp, icmp, any)"),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn ports(
+    source: &Source<'_>,
+    key: &str,
+    specs: &[Spanned<PortSpec>],
+) -> Result<Vec<(u16, u16)>, ConfigError> {
+    specs
+        .iter()
+        .map(|spec| match spec.get_ref() {
+            PortSpec::One(port) => Ok((*port, *port)),
+            PortSpec::Range(text) => {
+                let parsed = text.split_once('-').and_then(|(lo, hi)| {
+                    Some((
+                        lo.trim().parse::<u16>().ok()?,
+                        hi.trim().parse::<u16>().ok()?,
+                    ))
+                });
+                match parsed {
+                    Some((lo, hi)) if lo <= hi => Ok((lo, hi)),
+                    _ => Err(source.error(
+                        spec.span(),
+                        key,
+                        format!("`{text}` is not a port or a range like \"49152-65535\""),
+                    )),
+                }
+            }
+        })
+        .collect()
+}

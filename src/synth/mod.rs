@@ -1,0 +1,840 @@
+//! Captures built in code: hand-written scenarios for tests, and a generator of a busy
+//! Exchange organization (the example topology in `rules/topology.toml`) that knows
+//! which findings it should produce. Tests, benches and the bundled sample use it.
+
+pub mod wire;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::decode::{tcp_flags, Ts};
+use crate::policy::Verdict;
+use wire::{IpFragment, Link, Segment, DEFAULT_TTL};
+
+/// 2026-11-27T04:55:14Z: where synthetic captures start.
+pub const EPOCH: Ts = Ts(1_795_755_314_000_000_000);
+
+/// One frame of a synthetic capture.
+#[derive(Clone, Debug)]
+pub struct SynthFrame {
+    pub ts: Ts,
+    pub data: Vec<u8>,
+    pub wire_len: u32,
+}
+
+const SYN: u8 = tcp_flags::SYN;
+const ACK: u8 = tcp_flags::ACK;
+const FIN: u8 = tcp_flags::FIN;
+const RST: u8 = tcp_flags::RST;
+const PSH: u8 = 0x08;
+
+/// A hand-built capture: call the methods in the order things happen on the wire.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub now: Ts,
+    pub link: Link,
+    pub ttl: u8,
+    pub frames: Vec<SynthFrame>,
+}
+
+impl Default for Scenario {
+    fn default() -> Scenario {
+        Scenario {
+            now: EPOCH,
+            link: Link::default(),
+            ttl: DEFAULT_TTL,
+            frames: Vec::new(),
+        }
+    }
+}
+
+impl Scenario {
+    pub fn new() -> Scenario {
+        Scenario::default()
+    }
+
+    /// Lets `secs` of capture time pass.
+    pub fn wait(&mut self, secs: f64) -> &mut Scenario {
+        self.now = self.now.saturating_add((secs * 1e9) as u64);
+        self
+    }
+
+    /// Appends a frame carrying `ip` (an IP packet), 10 µs after the previous one.
+    pub fn ip(&mut self, ip: &[u8]) -> &mut Scenario {
+        self.now = self.now.saturating_add(10_000);
+        let data = wire::ethernet(self.link, ip);
+        let wire_len = data.len() as u32;
+        self.frames.push(SynthFrame {
+            ts: self.now,
+            data,
+            wire_len,
+        });
+        self
+    }
+
+    /// Appends one segment from `src` to `dst`.
+    pub fn send(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        segment: Segment<'_>,
+    ) -> &mut Scenario {
+        let ip = wire::ip_packet(src, dst, self.ttl, segment);
+        self.ip(&ip)
+    }
+
+    fn tcp(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        flags: u8,
+        payload: &[u8],
+    ) -> &mut Scenario {
+        self.send(
+            src,
+            dst,
+            Segment::Tcp {
+                flags,
+                seq: 1,
+                ack: 1,
+                payload,
+            },
+        )
+    }
+
+    /// A whole TCP connection: handshake, `exchanges` request/response pairs, FIN both ways.
+    pub fn tcp_session(
+        &mut self,
+        client: SocketAddr,
+        server: SocketAddr,
+        exchanges: usize,
+    ) -> &mut Scenario {
+        self.tcp(client, server, SYN, &[])
+            .tcp(server, client, SYN | ACK, &[])
+            .tcp(client, server, ACK, &[]);
+        for _ in 0..exchanges {
+            self.tcp(client, server, PSH | ACK, &[b'q'; 100]).tcp(
+                server,
+                client,
+                PSH | ACK,
+                &[b'r'; 400],
+            );
+        }
+        self.tcp(client, server, FIN | ACK, &[])
+            .tcp(server, client, FIN | ACK, &[])
+            .tcp(client, server, ACK, &[])
+    }
+
+    /// A TCP connection picked up mid-stream: data both ways, no handshake. The first
+    /// packet comes from the server.
+    pub fn tcp_midstream(
+        &mut self,
+        client: SocketAddr,
+        server: SocketAddr,
+        exchanges: usize,
+    ) -> &mut Scenario {
+        for _ in 0..exchanges {
+            self.tcp(server, client, PSH | ACK, &[b'r'; 300])
+                .tcp(client, server, ACK, &[]);
+        }
+        self
+    }
+
+    /// A SYN refused with a RST.
+    pub fn tcp_refused(&mut self, client: SocketAddr, server: SocketAddr) -> &mut Scenario {
+        self.tcp(client, server, SYN, &[])
+            .tcp(server, client, RST | ACK, &[])
+    }
+
+    /// A SYN sent `1 + retries` times, `spacing` seconds apart, never answered.
+    pub fn syn_unanswered(
+        &mut self,
+        client: SocketAddr,
+        server: SocketAddr,
+        retries: usize,
+        spacing: f64,
+    ) -> &mut Scenario {
+        self.tcp(client, server, SYN, &[]);
+        for _ in 0..retries {
+            self.wait(spacing).tcp(client, server, SYN, &[]);
+        }
+        self
+    }
+
+    /// UDP request/response pairs.
+    pub fn udp_exchange(
+        &mut self,
+        client: SocketAddr,
+        server: SocketAddr,
+        exchanges: usize,
+    ) -> &mut Scenario {
+        for _ in 0..exchanges {
+            self.send(
+                client,
+                server,
+                Segment::Udp {
+                    payload: &[b'd'; 40],
+                },
+            );
+            self.send(
+                server,
+                client,
+                Segment::Udp {
+                    payload: &[b'a'; 120],
+                },
+            );
+        }
+        self
+    }
+
+    /// `router` answers `client`'s SYN to `server` with ICMP "communication
+    /// administratively prohibited" (ICMPv6 "administratively prohibited").
+    pub fn icmp_prohibited(
+        &mut self,
+        router: IpAddr,
+        client: SocketAddr,
+        server: SocketAddr,
+    ) -> &mut Scenario {
+        self.tcp(client, server, SYN, &[]);
+        let quoted = wire::ip_packet(
+            client,
+            server,
+            self.ttl,
+            Segment::Tcp {
+                flags: SYN,
+                seq: 1,
+                ack: 0,
+                payload: &[],
+            },
+        );
+        let quote = &quoted[..quoted.len().min(if client.is_ipv4() { 28 } else { 48 })];
+        let (kind, code) = if client.is_ipv4() { (3, 13) } else { (1, 1) };
+        let ip = wire::ip_packet(
+            SocketAddr::new(router, 0),
+            SocketAddr::new(client.ip(), 0),
+            self.ttl,
+            Segment::Icmp {
+                kind,
+                code,
+                body: quote,
+            },
+        );
+        self.ip(&ip)
+    }
+
+    /// A UDP datagram from `src` to `dst` split into IPv4 fragments of `chunk` bytes
+    /// (a multiple of 8). `order` lists fragment indexes in sending order.
+    pub fn udp_fragmented(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: usize,
+        chunk: usize,
+        order: &[usize],
+    ) -> &mut Scenario {
+        let body = vec![b'f'; payload];
+        let l4 = wire::transport(src, dst, Segment::Udp { payload: &body });
+        let pieces: Vec<&[u8]> = l4.chunks(chunk).collect();
+        for &i in order {
+            let Some(piece) = pieces.get(i) else { continue };
+            let frag = IpFragment::V4 {
+                id: 0x4242,
+                offset: (i * chunk) as u16,
+                more: i + 1 < pieces.len(),
+            };
+            let ip = wire::ip_with_payload(
+                src.ip(),
+                dst.ip(),
+                self.ttl,
+                crate::decode::proto::UDP,
+                piece,
+                frag,
+            );
+            self.ip(&ip);
+        }
+        self
+    }
+
+    /// Writes the scenario as an Ethernet pcap file.
+    pub fn write_pcap(&self, path: &std::path::Path) -> io::Result<()> {
+        let file = io::BufWriter::new(std::fs::File::create(path)?);
+        let mut writer = wire::PcapWriter::new(file, 1)?;
+        for f in &self.frames {
+            writer.write(f.ts, &f.data, f.wire_len)?;
+        }
+        io::Write::flush(&mut writer.into_inner())
+    }
+}
+
+/// A finding the generator expects the policy to produce.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Expected {
+    pub rule: &'static str,
+    pub verdict: Verdict,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+}
+
+/// Options of [`organization`].
+#[derive(Clone, Debug)]
+pub struct OrgOptions {
+    /// Stop opening new flows once this many packets were written.
+    pub packets: u64,
+    pub seed: u64,
+    /// Flows open at once.
+    pub concurrency: usize,
+}
+
+impl Default for OrgOptions {
+    fn default() -> OrgOptions {
+        OrgOptions {
+            packets: 10_000,
+            seed: 1,
+            concurrency: 64,
+        }
+    }
+}
+
+/// Small deterministic generator (splitmix64): the same seed gives the same capture.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+}
+
+// Addresses of the example topology (rules/topology.toml).
+const MAILBOX_SUBSCRIBED: [[u8; 4]; 2] = [[10, 10, 1, 11], [10, 10, 1, 12]];
+const MAILBOX_OTHER_SITE: [u8; 4] = [10, 10, 2, 11];
+const MAILBOX_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 0x11);
+const EDGE: [u8; 4] = [172, 16, 0, 25];
+const DOMAIN_CONTROLLERS: [[u8; 4]; 2] = [[10, 10, 0, 5], [10, 10, 0, 6]];
+const SKYPE: [u8; 4] = [10, 10, 3, 20];
+const DNS: [u8; 4] = [10, 10, 0, 53];
+const FIREWALL: [u8; 4] = [10, 10, 0, 1];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pool {
+    InternalClient,
+    External,
+    ExternalV6,
+    /// A small set of Internet mail servers that send SMTP to the Edge.
+    Mta,
+    MailboxSubscribed,
+    MailboxOtherSite,
+    MailboxV6,
+    Edge,
+    DomainController,
+    Skype,
+    Dns,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Style {
+    Session,
+    Midstream,
+    Udp,
+    /// UDP whose response is sent as IPv4 fragments.
+    UdpFragmented,
+    SynUnanswered,
+    IcmpProhibited,
+    /// SMTP to the Edge, then the Edge probes the sender on an open-proxy port.
+    SmtpThenProbe,
+}
+
+struct Kind {
+    weight: u64,
+    from: Pool,
+    to: Pool,
+    ports: &'static [u16],
+    style: Style,
+    expect: Option<(&'static str, Verdict)>,
+}
+
+const fn kind(weight: u64, from: Pool, to: Pool, ports: &'static [u16], style: Style) -> Kind {
+    Kind {
+        weight,
+        from,
+        to,
+        ports,
+        style,
+        expect: None,
+    }
+}
+
+const fn finding(
+    weight: u64,
+    from: Pool,
+    to: Pool,
+    ports: &'static [u16],
+    style: Style,
+    rule: &'static str,
+    verdict: Verdict,
+) -> Kind {
+    Kind {
+        weight,
+        from,
+        to,
+        ports,
+        style,
+        expect: Some((rule, verdict)),
+    }
+}
+
+use Pool::*;
+use Style::*;
+
+/// The traffic mix: mostly allowed flows, a few of every kind of finding.
+const KINDS: &[Kind] = &[
+    kind(300, InternalClient, MailboxSubscribed, &[443], Session),
+    kind(
+        150,
+        External,
+        MailboxSubscribed,
+        &[443, 993, 995, 587],
+        Session,
+    ),
+    kind(30, ExternalV6, MailboxV6, &[443], Session),
+    kind(
+        30,
+        InternalClient,
+        MailboxOtherSite,
+        &[443, 25, 135],
+        Session,
+    ),
+    kind(80, Mta, Edge, &[25], Session),
+    kind(10, Mta, Edge, &[25], SmtpThenProbe),
+    kind(60, Edge, MailboxSubscribed, &[25], Session),
+    kind(50, MailboxSubscribed, Edge, &[25, 50636], Session),
+    kind(40, Edge, External, &[25], Session),
+    kind(60, MailboxSubscribed, Dns, &[53], Udp),
+    kind(5, MailboxSubscribed, Dns, &[53], UdpFragmented),
+    kind(20, Edge, Dns, &[53], Udp),
+    kind(
+        20,
+        MailboxSubscribed,
+        MailboxOtherSite,
+        &[135, 445, 64_327],
+        Session,
+    ),
+    kind(
+        30,
+        MailboxOtherSite,
+        DomainController,
+        &[389, 88, 3268],
+        Session,
+    ),
+    kind(10, Skype, MailboxSubscribed, &[5061, 443], Session),
+    kind(50, InternalClient, External, &[443, 80], Session),
+    finding(
+        10,
+        External,
+        MailboxSubscribed,
+        &[80],
+        Session,
+        "client-http",
+        Verdict::Advisory,
+    ),
+    finding(
+        5,
+        InternalClient,
+        MailboxOtherSite,
+        &[143, 110],
+        Session,
+        "client-plaintext-mail",
+        Verdict::Advisory,
+    ),
+    finding(
+        5,
+        External,
+        MailboxSubscribed,
+        &[3389, 445],
+        Session,
+        "external-to-mailbox",
+        Verdict::Violation,
+    ),
+    finding(
+        2,
+        External,
+        MailboxOtherSite,
+        &[3389],
+        Midstream,
+        "external-to-mailbox",
+        Verdict::Violation,
+    ),
+    finding(
+        5,
+        Mta,
+        MailboxSubscribed,
+        &[25],
+        Session,
+        "inbound-smtp-bypasses-edge",
+        Verdict::Violation,
+    ),
+    finding(
+        5,
+        MailboxSubscribed,
+        External,
+        &[25],
+        Session,
+        "outbound-smtp-bypasses-edge",
+        Verdict::Violation,
+    ),
+    finding(
+        3,
+        MailboxOtherSite,
+        External,
+        &[443],
+        Session,
+        "mailbox-to-external",
+        Verdict::Violation,
+    ),
+    finding(
+        3,
+        Edge,
+        External,
+        &[3389, 22],
+        Session,
+        "edge-perimeter",
+        Verdict::Violation,
+    ),
+    finding(
+        3,
+        InternalClient,
+        Edge,
+        &[443],
+        Session,
+        "edge-perimeter",
+        Verdict::Violation,
+    ),
+    finding(
+        3,
+        Edge,
+        MailboxOtherSite,
+        &[25],
+        Session,
+        "edge-unsubscribed-site",
+        Verdict::Violation,
+    ),
+    finding(
+        3,
+        Edge,
+        External,
+        &[1080, 3128],
+        Session,
+        "edge-not-open-proxy-probe",
+        Verdict::Violation,
+    ),
+    finding(
+        2,
+        MailboxSubscribed,
+        DomainController,
+        &[445, 389],
+        SynUnanswered,
+        "restricted-silent-drop",
+        Verdict::Restriction,
+    ),
+    finding(
+        2,
+        MailboxSubscribed,
+        MailboxOtherSite,
+        &[135],
+        IcmpProhibited,
+        "restricted-icmp-prohibited",
+        Verdict::Restriction,
+    ),
+];
+
+/// One flow being written: its remaining packets come from `steps`.
+struct Active {
+    link: Link,
+    steps: std::vec::IntoIter<Step>,
+}
+
+/// One packet of a flow (an IP packet) and how long after the previous one it is sent.
+#[derive(Clone, Debug)]
+struct Step {
+    gap_ns: u64,
+    ip: Vec<u8>,
+}
+
+/// Writes a capture of the example organization through `emit` (timestamp, frame),
+/// and returns the findings the policy should produce, one per flow that has one.
+pub fn organization(
+    options: &OrgOptions,
+    mut emit: impl FnMut(Ts, &[u8]) -> io::Result<()>,
+) -> io::Result<Vec<Expected>> {
+    let mut g = Generator {
+        rng: Rng::new(options.seed),
+        next_port: 0,
+        expected: Vec::new(),
+    };
+    let total_weight: u64 = KINDS.iter().map(|k| k.weight).sum();
+    // Min-heap of (next time, slot): the flow whose packet is due first sends next.
+    let mut due: BinaryHeap<Reverse<(Ts, usize)>> = BinaryHeap::new();
+    let mut slots: Vec<Option<Active>> = Vec::new();
+    let mut written = 0u64;
+    for slot in 0..options.concurrency.max(1) {
+        slots.push(Some(g.flow(total_weight)));
+        due.push(Reverse((EPOCH.saturating_add(slot as u64 * 1_000), slot)));
+    }
+    while let Some(Reverse((now, slot))) = due.pop() {
+        let Some(active) = slots[slot].as_mut() else {
+            continue;
+        };
+        match active.steps.next() {
+            Some(step) => {
+                let frame = wire::ethernet(active.link, &step.ip);
+                emit(now, &frame)?;
+                written += 1;
+                let gap = active.steps.as_slice().first().map_or(0, |s| s.gap_ns);
+                due.push(Reverse((now.saturating_add(gap.max(1)), slot)));
+            }
+            None if written < options.packets => {
+                slots[slot] = Some(g.flow(total_weight));
+                due.push(Reverse((
+                    now.saturating_add(g.rng.range(1_000, 50_000)),
+                    slot,
+                )));
+            }
+            None => slots[slot] = None,
+        }
+    }
+    g.expected.sort();
+    Ok(g.expected)
+}
+
+struct Generator {
+    rng: Rng,
+    next_port: u32,
+    expected: Vec<Expected>,
+}
+
+impl Generator {
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[(self.rng.next_u64() % items.len() as u64) as usize]
+    }
+
+    fn host(&mut self, pool: Pool) -> IpAddr {
+        let v4 = |b: [u8; 4]| IpAddr::V4(Ipv4Addr::from(b));
+        match pool {
+            InternalClient => v4([
+                10,
+                20,
+                self.rng.range(0, 40) as u8,
+                self.rng.range(1, 254) as u8,
+            ]),
+            External => {
+                // 198.51.100.200-215 are the mail servers of `Mta`; keep clear of them.
+                let net = self.pick(&[[198u8, 51, 100], [203, 0, 113], [192, 0, 2]]);
+                v4([net[0], net[1], net[2], self.rng.range(1, 199) as u8])
+            }
+            ExternalV6 => IpAddr::V6(Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0xff,
+                0,
+                0,
+                0,
+                0,
+                self.rng.range(1, 500) as u16,
+            )),
+            Mta => v4([198, 51, 100, 200 + self.rng.range(0, 15) as u8]),
+            MailboxSubscribed => v4(self.pick(&MAILBOX_SUBSCRIBED)),
+            MailboxOtherSite => v4(MAILBOX_OTHER_SITE),
+            MailboxV6 => IpAddr::V6(MAILBOX_V6),
+            Edge => v4(EDGE),
+            DomainController => v4(self.pick(&DOMAIN_CONTROLLERS)),
+            Skype => v4(SKYPE),
+            Dns => v4(DNS),
+        }
+    }
+
+    /// Ephemeral ports are handed out in sequence so concurrent flows never share a tuple.
+    fn ephemeral(&mut self) -> u16 {
+        self.next_port = (self.next_port + 1) % 40_000;
+        (20_000 + self.next_port) as u16
+    }
+
+    fn flow(&mut self, total_weight: u64) -> Active {
+        let mut pick = self.rng.range(0, total_weight - 1);
+        let kind = KINDS
+            .iter()
+            .find(|k| {
+                if pick < k.weight {
+                    true
+                } else {
+                    pick -= k.weight;
+                    false
+                }
+            })
+            .unwrap_or(&KINDS[0]);
+        let port = self.pick(kind.ports);
+        let client = SocketAddr::new(self.host(kind.from), self.ephemeral());
+        let server = SocketAddr::new(self.host(kind.to), port);
+        let link = match self.rng.range(0, 99) {
+            0..=9 => Link {
+                vlans: [Some(10), None],
+            },
+            10..=12 => Link {
+                vlans: [Some(100), Some(10)],
+            },
+            _ => Link::default(),
+        };
+        if let Some((rule, verdict)) = kind.expect {
+            self.expected.push(Expected {
+                rule,
+                verdict,
+                src: client,
+                dst: server,
+            });
+        }
+        let steps = match kind.style {
+            Session => self.session(client, server),
+            Midstream => {
+                let mut steps = self.session(client, server);
+                steps.drain(..3);
+                steps
+            }
+            Udp => self.udp(client, server, false),
+            UdpFragmented => self.udp(client, server, true),
+            SynUnanswered => {
+                let syn = self.tcp(client, server, SYN, 0);
+                vec![
+                    Step {
+                        gap_ns: 0,
+                        ip: syn.clone(),
+                    },
+                    Step {
+                        gap_ns: 1_000_000_000,
+                        ip: syn.clone(),
+                    },
+                    Step {
+                        gap_ns: 2_000_000_000,
+                        ip: syn,
+                    },
+                ]
+            }
+            IcmpProhibited => {
+                let mut s = Scenario::new();
+                s.icmp_prohibited(IpAddr::V4(Ipv4Addr::from(FIREWALL)), client, server);
+                s.frames
+                    .iter()
+                    .map(|f| Step {
+                        gap_ns: 200_000,
+                        ip: f.data[14..].to_vec(),
+                    })
+                    .collect()
+            }
+            SmtpThenProbe => {
+                let mut steps = self.session(client, server);
+                let probe_port = self.pick(&[1080, 1081, 23, 6588, 3128, 80]);
+                let edge = SocketAddr::new(server.ip(), self.ephemeral());
+                let mut probe = self.session(edge, SocketAddr::new(client.ip(), probe_port));
+                if let Some(first) = probe.first_mut() {
+                    first.gap_ns = 5_000_000;
+                }
+                steps.extend(probe);
+                steps
+            }
+        };
+        Active {
+            link,
+            steps: steps.into_iter(),
+        }
+    }
+
+    fn tcp(&mut self, src: SocketAddr, dst: SocketAddr, flags: u8, payload: usize) -> Vec<u8> {
+        let body = vec![0x5a; payload];
+        wire::ip_packet(
+            src,
+            dst,
+            DEFAULT_TTL,
+            Segment::Tcp {
+                flags,
+                seq: 1,
+                ack: 1,
+                payload: &body,
+            },
+        )
+    }
+
+    fn gap(&mut self) -> u64 {
+        self.rng.range(20_000, 400_000)
+    }
+
+    fn session(&mut self, client: SocketAddr, server: SocketAddr) -> Vec<Step> {
+        let mut steps = Vec::new();
+        let mut push = |g: &mut Generator, src, dst, flags, payload| {
+            let gap = g.gap();
+            let ip = g.tcp(src, dst, flags, payload);
+            steps.push(Step { gap_ns: gap, ip });
+        };
+        push(self, client, server, SYN, 0);
+        push(self, server, client, SYN | ACK, 0);
+        push(self, client, server, ACK, 0);
+        for _ in 0..self.rng.range(1, 8) {
+            let request = self.rng.range(40, 600) as usize;
+            push(self, client, server, PSH | ACK, request);
+            for _ in 0..self.rng.range(1, 4) {
+                let response = self.rng.range(200, 1400) as usize;
+                push(self, server, client, PSH | ACK, response);
+            }
+            push(self, client, server, ACK, 0);
+        }
+        push(self, client, server, FIN | ACK, 0);
+        push(self, server, client, FIN | ACK, 0);
+        push(self, client, server, ACK, 0);
+        steps
+    }
+
+    fn udp(&mut self, client: SocketAddr, server: SocketAddr, fragmented: bool) -> Vec<Step> {
+        let query = vec![0x11; self.rng.range(30, 60) as usize];
+        let mut steps = vec![Step {
+            gap_ns: 0,
+            ip: wire::ip_packet(
+                client,
+                server,
+                DEFAULT_TTL,
+                Segment::Udp { payload: &query },
+            ),
+        }];
+        if fragmented {
+            let mut s = Scenario::new();
+            s.udp_fragmented(server, client, 3000, 1480, &[0, 1, 2]);
+            steps.extend(s.frames.iter().map(|f| Step {
+                gap_ns: 30_000,
+                ip: f.data[14..].to_vec(),
+            }));
+        } else {
+            let answer = vec![0x22; self.rng.range(60, 400) as usize];
+            steps.push(Step {
+                gap_ns: self.gap(),
+                ip: wire::ip_packet(
+                    server,
+                    client,
+                    DEFAULT_TTL,
+                    Segment::Udp { payload: &answer },
+                ),
+            });
+        }
+        steps
+    }
+}
