@@ -1,1 +1,179 @@
-fn main() {}
+//! Replay throughput: how far each stage of exwatch is from just reading the capture.
+//!
+//! `cargo bench --bench replay` (set `EXWATCH_BENCH_PACKETS` for a quicker, smaller run).
+//! A custom harness rather than criterion: each case is one pass over a large file, so
+//! the best of a few passes is a stable number and statistics would add nothing but time.
+//!
+//! Cases, each compared with the first:
+//! - `read`: libpcap alone, the floor no analysis can beat (the file is in the page
+//!   cache after the first pass, so this is parsing speed, not disk speed);
+//! - `read+decode`: plus `decode::decode` on every frame, on one thread;
+//! - `pipeline`: `pipeline::run_files` end to end with 1 worker, then one per core.
+
+use std::hint::black_box;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use exwatch::capture::{FrameSource, PcapFile};
+use exwatch::decode;
+use exwatch::pipeline::{self, Options};
+use exwatch::policy::{Engine, Policy, Topology, DEFAULT_MAX_SMTP_SENDERS};
+use exwatch::synth::{self, wire::PcapWriter, OrgOptions};
+
+/// Enough packets that a pass takes long enough to time, and that the flow tables grow
+/// to a realistic size; the whole default bench stays within a few minutes on 2 cores.
+const DEFAULT_PACKETS: u64 = 1_000_000;
+const SEED: u64 = 1;
+/// Best of this many passes: the minimum is the run least disturbed by the machine.
+const RUNS: usize = 3;
+
+fn main() {
+    // Cargo passes `--bench` (and any filter after `--`); there is only one benchmark
+    // here, so nothing is selectable and no argument changes what runs.
+    for arg in std::env::args().skip(1).filter(|a| a != "--bench") {
+        eprintln!("replay: ignoring argument {arg:?}");
+    }
+    let packets = match std::env::var("EXWATCH_BENCH_PACKETS") {
+        Ok(v) => v.parse().unwrap_or_else(|_| panic!("EXWATCH_BENCH_PACKETS={v:?} is not a packet count")),
+        Err(_) => DEFAULT_PACKETS,
+    };
+    let path = capture(packets).expect("generating the synthetic capture");
+    let file_bytes = std::fs::metadata(&path).expect("capture metadata").len();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let engine = engine();
+
+    // The floor pass also counts the frames, so every rate is per packet actually read
+    // (the generator finishes open flows past the requested count).
+    let (floor, frames) = best(|| read_only(&path));
+    println!(
+        "replay: {cores} cores, {frames} packets, {:.1} MiB ({}), best of {RUNS}",
+        file_bytes as f64 / (1 << 20) as f64,
+        path.display()
+    );
+    let line = |name: &str, time: Duration, note: String| {
+        let secs = time.as_secs_f64();
+        println!(
+            "  {name:<16} {:>9.3} s {:>8.2} Mpkt/s {:>9.1} MB/s {:>6.2}x floor  {note}",
+            secs,
+            frames as f64 / secs / 1e6,
+            file_bytes as f64 / secs / 1e6,
+            secs / floor.as_secs_f64(),
+        );
+    };
+    line("read (floor)", floor, format!("frames={frames}"));
+
+    let (time, decoded) = best(|| read_decode(&path));
+    line("read+decode", time, format!("decoded={decoded}"));
+
+    // With one core, the second pipeline case would repeat the first.
+    let mut worker_counts = vec![1];
+    if cores > 1 {
+        worker_counts.push(cores);
+    }
+    for workers in worker_counts {
+        let (time, note) = best(|| run_pipeline(&engine, &path, workers));
+        line(&format!("pipeline {workers}w"), time, note);
+    }
+}
+
+/// Runs `case` `RUNS` times; the shortest time, and what the last run returned.
+fn best<T>(mut case: impl FnMut() -> T) -> (Duration, T) {
+    let mut fastest = Duration::MAX;
+    let mut out = None;
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        let result = black_box(case());
+        fastest = fastest.min(started.elapsed());
+        out = Some(result);
+    }
+    (fastest, out.expect("RUNS > 0"))
+}
+
+/// The capture for `packets`, generated on first use and then reused: generation
+/// takes longer than all the cases together. The name carries seed and size, so
+/// another size never picks up a stale file; delete target/bench-data to rebuild
+/// after changing the generator.
+fn capture(packets: u64) -> io::Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"), PathBuf::from);
+    let dir = target.join("bench-data");
+    let path = dir.join(format!("org-seed{SEED}-{packets}.pcap"));
+    if path.exists() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(&dir)?;
+    eprintln!("replay: generating {}", path.display());
+    // Written beside the final name and renamed at the end, so an interrupted run
+    // never leaves a truncated file that later runs would take as complete.
+    let partial = path.with_extension("pcap.partial");
+    let file = io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&partial)?);
+    let mut writer = PcapWriter::new(file, 1)?;
+    let options = OrgOptions { packets, seed: SEED, ..OrgOptions::default() };
+    synth::organization(&options, |ts, frame| writer.write(ts, frame, frame.len() as u32))?;
+    io::Write::flush(&mut writer.into_inner())?;
+    std::fs::rename(&partial, &path)?;
+    Ok(path)
+}
+
+/// The engine the binary builds by default: the bundled policy and topology, which are
+/// also what the synthetic organization is modelled on.
+fn engine() -> Arc<Engine> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let load = |name: &str| {
+        let path = root.join("rules").join(name);
+        let text = std::fs::read_to_string(&path).expect("reading the bundled rules");
+        (path, text)
+    };
+    let (path, text) = load("exchange.toml");
+    let policy = Policy::parse(&path, &text).expect("parsing rules/exchange.toml");
+    let (path, text) = load("topology.toml");
+    let topology = Topology::parse(&path, &text).expect("parsing rules/topology.toml");
+    Arc::new(Engine::new(Arc::new(policy), Arc::new(topology), DEFAULT_MAX_SMTP_SENDERS))
+}
+
+fn open(path: &Path) -> PcapFile {
+    PcapFile::open(path).expect("opening the capture")
+}
+
+/// The floor: every frame handed out by libpcap, touched only to be counted.
+fn read_only(path: &Path) -> u64 {
+    let mut source = open(path);
+    let mut frames = 0u64;
+    while let Some(frame) = source.next_frame().expect("reading the capture") {
+        black_box(frame.data);
+        frames += 1;
+    }
+    frames
+}
+
+/// The floor plus decoding, on this thread: the per-frame cost the workers share.
+fn read_decode(path: &Path) -> u64 {
+    let mut source = open(path);
+    let link = source.link_type();
+    let mut decoded = 0u64;
+    while let Some(frame) = source.next_frame().expect("reading the capture") {
+        // black_box keeps the unused packet from being optimised away with its parse.
+        let packet = black_box(decode::decode(link, frame.ts, frame.wire_len, frame.data));
+        decoded += u64::from(packet.is_ok());
+    }
+    decoded
+}
+
+/// Everything the binary does for one file, with events thrown away so the disk is
+/// not measured. The counts show the work happened (and match between worker counts).
+fn run_pipeline(engine: &Arc<Engine>, path: &Path, workers: usize) -> String {
+    let options = Options { workers, ..Options::default() };
+    let report = pipeline::run_files(
+        Arc::clone(engine),
+        &[path.to_path_buf()],
+        &options,
+        Box::new(io::sink()),
+        &|_| {},
+    )
+    .expect("running the pipeline");
+    assert!(report.errors.is_empty(), "capture errors: {:?}", report.errors);
+    let c = &report.counters;
+    format!("flows={} alerts={}", c.flows, c.advisories + c.violations + c.restrictions)
+}

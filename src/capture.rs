@@ -25,18 +25,9 @@ pub enum CaptureError {
     #[error("{path}: cannot open: {message}")]
     Open { path: PathBuf, message: String },
     #[error("{path}: link type {dlt} ({name}) is not supported (Ethernet, Linux cooked v1/v2, raw IP, BSD loopback are)")]
-    LinkType {
-        path: PathBuf,
-        dlt: i32,
-        name: String,
-    },
+    LinkType { path: PathBuf, dlt: i32, name: String },
     #[error("{path}: damaged at record {record} (byte offset {offset}): {message}; every frame before it was analysed")]
-    Damaged {
-        path: PathBuf,
-        record: u64,
-        offset: u64,
-        message: String,
-    },
+    Damaged { path: PathBuf, record: u64, offset: u64, message: String },
 }
 
 impl CaptureError {
@@ -67,10 +58,7 @@ pub struct PcapFile {
 
 impl PcapFile {
     pub fn open(path: &Path) -> Result<PcapFile, CaptureError> {
-        let open_error = |message: String| CaptureError::Open {
-            path: path.to_path_buf(),
-            message,
-        };
+        let open_error = |message: String| CaptureError::Open { path: path.to_path_buf(), message };
         // libpcap's own message for a missing file is terse; say it plainly.
         std::fs::metadata(path).map_err(|e| open_error(e.to_string()))?;
         let capture = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano)
@@ -81,12 +69,7 @@ impl PcapFile {
             dlt: dlt.0,
             name: dlt.get_name().unwrap_or_else(|_| "unknown".into()),
         })?;
-        Ok(PcapFile {
-            path: path.to_path_buf(),
-            capture,
-            link,
-            records: 0,
-        })
+        Ok(PcapFile { path: path.to_path_buf(), capture, link, records: 0 })
     }
 }
 
@@ -101,13 +84,8 @@ impl FrameSource for PcapFile {
                 self.records += 1;
                 let h = packet.header;
                 // Opened with nanosecond precision: tv_usec holds nanoseconds.
-                let ts =
-                    Ts((h.ts.tv_sec.max(0) as u64) * 1_000_000_000 + h.ts.tv_usec.max(0) as u64);
-                Ok(Some(Frame {
-                    ts,
-                    wire_len: h.len,
-                    data: packet.data,
-                }))
+                let ts = Ts((h.ts.tv_sec.max(0) as u64) * 1_000_000_000 + h.ts.tv_usec.max(0) as u64);
+                Ok(Some(Frame { ts, wire_len: h.len, data: packet.data }))
             }
             Err(pcap::Error::NoMorePackets) => Ok(None),
             Err(err) => {
@@ -140,11 +118,7 @@ pub fn record_offset(path: &Path, skip: u64) -> Option<u64> {
 fn read_u32(file: &mut impl Read, big_endian: bool) -> Option<u32> {
     let mut b = [0u8; 4];
     file.read_exact(&mut b).ok()?;
-    Some(if big_endian {
-        u32::from_be_bytes(b)
-    } else {
-        u32::from_le_bytes(b)
-    })
+    Some(if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
 }
 
 fn walk_pcap(file: &mut (impl Read + Seek), skip: u64, big_endian: bool) -> Option<u64> {
@@ -172,13 +146,8 @@ fn walk_pcapng(file: &mut (impl Read + Seek), skip: u64) -> Option<u64> {
             big_endian = head[8..12] == [0x1a, 0x2b, 0x3c, 0x4d];
         }
         let len_bytes = [head[4], head[5], head[6], head[7]];
-        let len = if big_endian {
-            u32::from_be_bytes(len_bytes)
-        } else {
-            u32::from_le_bytes(len_bytes)
-        };
-        let is_packet =
-            matches!(block_type, 2 | 3 | 6) || matches!(block_type.swap_bytes(), 2 | 3 | 6);
+        let len = if big_endian { u32::from_be_bytes(len_bytes) } else { u32::from_le_bytes(len_bytes) };
+        let is_packet = matches!(block_type, 2 | 3 | 6) || matches!(block_type.swap_bytes(), 2 | 3 | 6);
         if is_packet {
             if packets == skip {
                 return Some(offset);

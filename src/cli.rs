@@ -154,10 +154,7 @@ impl AnalyzeSettings {
         let config = Config::load(&flags.config)?;
         let fail_on = parse_fail_on(&flags.fail_on)?;
         if !(flags.syn_timeout.is_finite() && flags.syn_timeout > 0.0) {
-            return Err(format!(
-                "--syn-timeout {}: must be a positive number of seconds",
-                flags.syn_timeout
-            ));
+            return Err(format!("--syn-timeout {}: must be a positive number of seconds", flags.syn_timeout));
         }
         if flags.max_flows == 0 {
             return Err("--max-flows must be at least 1".into());
@@ -194,11 +191,7 @@ impl AnalyzeSettings {
     }
 
     pub fn total_bytes(&self) -> u64 {
-        self.files
-            .iter()
-            .filter_map(|f| std::fs::metadata(f).ok())
-            .map(|m| m.len())
-            .sum()
+        self.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum()
     }
 }
 
@@ -222,8 +215,8 @@ fn expand_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let entries = std::fs::read_dir(path)
-                .map_err(|e| format!("{}: cannot list: {e}", path.display()))?;
+            let entries =
+                std::fs::read_dir(path).map_err(|e| format!("{}: cannot list: {e}", path.display()))?;
             let mut found: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
@@ -244,10 +237,8 @@ fn expand_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 pub fn progress_bar(total: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar
 }

@@ -236,12 +236,7 @@ fn network(link: LinkType, frame: &[u8]) -> Result<Network<'_>, Skip> {
             let ethertype = be16(frame, 0).ok_or(Skip::LinkTruncated)?;
             (ethertype, frame.get(20..).ok_or(Skip::LinkTruncated)?)
         }
-        LinkType::RawIp => {
-            return Ok(Network {
-                ip: frame,
-                vlan: None,
-            })
-        }
+        LinkType::RawIp => return Ok(Network { ip: frame, vlan: None }),
         LinkType::Null => {
             let family = frame.get(..4).ok_or(Skip::LinkTruncated)?;
             // The family is in the writer's byte order; both orders of the known values.
@@ -317,11 +312,8 @@ fn decode_ip(bytes: &[u8]) -> Result<IpDecoded, Skip> {
     let (src, dst, ttl, fragment) = match &ip {
         LaxIpSlice::Ipv4(v4) => {
             let h = v4.header();
-            let fragment = fragment_of(
-                h.fragments_offset().value(),
-                h.more_fragments(),
-                u32::from(h.identification()),
-            );
+            let fragment =
+                fragment_of(h.fragments_offset().value(), h.more_fragments(), u32::from(h.identification()));
             (
                 IpAddr::V4(Ipv4Addr::from(h.source())),
                 IpAddr::V4(Ipv4Addr::from(h.destination())),
@@ -334,11 +326,8 @@ fn decode_ip(bytes: &[u8]) -> Result<IpDecoded, Skip> {
             let mut fragment = Fragment::Whole;
             for ext in v6.extensions().clone() {
                 if let Ipv6ExtensionSlice::Fragment(f) = ext {
-                    fragment = fragment_of(
-                        f.fragment_offset().value(),
-                        f.more_fragments(),
-                        f.identification(),
-                    );
+                    fragment =
+                        fragment_of(f.fragment_offset().value(), f.more_fragments(), f.identification());
                 }
             }
             (
@@ -351,24 +340,13 @@ fn decode_ip(bytes: &[u8]) -> Result<IpDecoded, Skip> {
     };
     let payload = ip.payload();
     let proto = payload.ip_number.0;
-    let mut tuple = Tuple {
-        src,
-        dst,
-        sport: 0,
-        dport: 0,
-        proto,
-    };
+    let mut tuple = Tuple { src, dst, sport: 0, dport: 0, proto };
     let transport = if matches!(fragment, Fragment::Later { .. }) {
         Transport::Other
     } else {
         decode_transport(proto, payload.payload, &mut tuple)?
     };
-    Ok(IpDecoded {
-        tuple,
-        transport,
-        fragment,
-        ttl,
-    })
+    Ok(IpDecoded { tuple, transport, fragment, ttl })
 }
 
 fn fragment_of(offset: u16, more: bool, id: u32) -> Fragment {
@@ -387,9 +365,7 @@ fn decode_transport(proto: u8, l4: &[u8], tuple: &mut Tuple) -> Result<Transport
             tuple.sport = be16(l4, 0).ok_or(Skip::TransportTruncated)?;
             tuple.dport = be16(l4, 2).ok_or(Skip::TransportTruncated)?;
             Ok(if proto == proto::TCP {
-                Transport::Tcp {
-                    flags: l4.get(13).copied(),
-                }
+                Transport::Tcp { flags: l4.get(13).copied() }
             } else {
                 Transport::Udp
             })
@@ -399,11 +375,8 @@ fn decode_transport(proto: u8, l4: &[u8], tuple: &mut Tuple) -> Result<Transport
                 [kind, code, ..] => (kind, code),
                 _ => return Err(Skip::IcmpTruncated),
             };
-            let error = if proto == proto::ICMP {
-                icmpv4_error(kind, code)
-            } else {
-                icmpv6_error(kind, code)
-            };
+            let error =
+                if proto == proto::ICMP { icmpv4_error(kind, code) } else { icmpv6_error(kind, code) };
             match error {
                 None => {
                     tuple.sport = u16::from(kind);
@@ -489,9 +462,7 @@ mod tests {
     fn eth_ipv4_tcp(flags: u8) -> Vec<u8> {
         let mut f = vec![0u8; 14];
         f[12] = 0x08;
-        f.extend_from_slice(&[
-            0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-        ]);
+        f.extend_from_slice(&[0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
         f.extend_from_slice(&[0x04, 0xd2, 0x01, 0xbb, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, flags]);
         f.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
         f
@@ -503,16 +474,8 @@ mod tests {
         let p = decode(LinkType::Ethernet, Ts(7), 54, &frame).unwrap();
         assert_eq!(p.tuple.src, IpAddr::from([10, 0, 0, 1]));
         assert_eq!(p.tuple.dst, IpAddr::from([10, 0, 0, 2]));
-        assert_eq!(
-            (p.tuple.sport, p.tuple.dport, p.tuple.proto),
-            (1234, 443, 6)
-        );
-        assert_eq!(
-            p.transport,
-            Transport::Tcp {
-                flags: Some(tcp_flags::SYN)
-            }
-        );
+        assert_eq!((p.tuple.sport, p.tuple.dport, p.tuple.proto), (1234, 443, 6));
+        assert_eq!(p.transport, Transport::Tcp { flags: Some(tcp_flags::SYN) });
         assert_eq!(p.ttl, 64);
         assert_eq!(p.fragment, Fragment::Whole);
     }
@@ -544,10 +507,7 @@ mod tests {
         let mut deeper = frame[..12].to_vec();
         deeper.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
         deeper.extend_from_slice(&frame[12..]);
-        assert_eq!(
-            decode(LinkType::Ethernet, Ts(0), 0, &deeper),
-            Err(Skip::VlanDepth)
-        );
+        assert_eq!(decode(LinkType::Ethernet, Ts(0), 0, &deeper), Err(Skip::VlanDepth));
     }
 
     #[test]

@@ -46,14 +46,9 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
             bar.set_position(bytes);
         }
     };
-    let report = pipeline::run_files(
-        Arc::clone(&engine),
-        &settings.files,
-        &settings.pipeline,
-        sink,
-        &progress,
-    )
-    .map_err(|e| format!("writing events: {e}"))?;
+    let report =
+        pipeline::run_files(Arc::clone(&engine), &settings.files, &settings.pipeline, sink, &progress)
+            .map_err(|e| format!("writing events: {e}"))?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -61,8 +56,7 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
     eprint!("{}", summary.render());
     if let Some(path) = &settings.summary_json {
         let json = serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?;
-        std::fs::write(path, json)
-            .map_err(|e| format!("{}: cannot write summary: {e}", path.display()))?;
+        std::fs::write(path, json).map_err(|e| format!("{}: cannot write summary: {e}", path.display()))?;
     }
     if !report.errors.is_empty() {
         return Ok(2);
@@ -74,11 +68,7 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
         exwatch::policy::Verdict::Advisory => c.advisories,
         _ => 0,
     };
-    Ok(if settings.fail_on.iter().any(|&v| found(v) > 0) {
-        1
-    } else {
-        0
-    })
+    Ok(if settings.fail_on.iter().any(|&v| found(v) > 0) { 1 } else { 0 })
 }
 
 fn check(flags: &cli::ConfigFlags) -> Result<u8, String> {
@@ -102,13 +92,9 @@ fn generate(flags: &cli::GenerateFlags) -> Result<u8, String> {
     use std::io::Write;
     let fail = |e: std::io::Error| format!("{}: {e}", flags.out.display());
     let file = std::fs::File::create(&flags.out).map_err(fail)?;
-    let mut writer =
-        exwatch::synth::wire::PcapWriter::new(std::io::BufWriter::new(file), 1).map_err(fail)?;
-    let options = exwatch::synth::OrgOptions {
-        packets: flags.packets,
-        seed: flags.seed,
-        ..Default::default()
-    };
+    let mut writer = exwatch::synth::wire::PcapWriter::new(std::io::BufWriter::new(file), 1).map_err(fail)?;
+    let options =
+        exwatch::synth::OrgOptions { packets: flags.packets, seed: flags.seed, ..Default::default() };
     let mut packets = 0u64;
     let expected = exwatch::synth::organization(&options, |ts, frame| {
         packets += 1;

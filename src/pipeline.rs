@@ -66,22 +66,13 @@ const BATCH_BYTES: usize = 1 << 20;
 
 impl Batch {
     fn new(link: LinkType, frames: usize) -> Batch {
-        Batch {
-            link,
-            data: Vec::with_capacity(frames * 128),
-            frames: Vec::with_capacity(frames),
-        }
+        Batch { link, data: Vec::with_capacity(frames * 128), frames: Vec::with_capacity(frames) }
     }
 
     fn push(&mut self, ts: Ts, wire_len: u32, data: &[u8]) {
         let start = self.data.len() as u32;
         self.data.extend_from_slice(data);
-        self.frames.push(FrameMeta {
-            ts,
-            wire_len,
-            start,
-            len: data.len() as u32,
-        });
+        self.frames.push(FrameMeta { ts, wire_len, start, len: data.len() as u32 });
     }
 
     fn is_full(&self, frames: usize) -> bool {
@@ -122,9 +113,8 @@ pub fn run_files(
     let started = Instant::now();
     let workers = options.workers.max(1);
     let (event_tx, event_rx) = bounded::<Vec<u8>>(64);
-    let writer = thread::Builder::new()
-        .name("exwatch-writer".into())
-        .spawn(move || write_events(sink, event_rx))?;
+    let writer =
+        thread::Builder::new().name("exwatch-writer".into()).spawn(move || write_events(sink, event_rx))?;
 
     let (free_tx, free_rx) = bounded::<Batch>(workers * (options.queue_batches + 2));
     let mut senders = Vec::with_capacity(workers);
@@ -147,17 +137,13 @@ pub fn run_files(
     drop(event_tx);
     drop(free_tx);
 
-    let mut reader = Reader {
-        senders,
-        free: free_rx,
-        batch_frames: options.batch_frames,
-        pending: Vec::new(),
-    };
+    let mut reader =
+        Reader { senders, free: free_rx, batch_frames: options.batch_frames, pending: Vec::new() };
     let mut errors = Vec::new();
     let mut file_bytes = 0u64;
     for path in files {
-        let outcome = PcapFile::open(path)
-            .and_then(|mut source| reader.read(&mut source, &mut file_bytes, progress));
+        let outcome =
+            PcapFile::open(path).and_then(|mut source| reader.read(&mut source, &mut file_bytes, progress));
         if let Err(err) = outcome {
             errors.push(err);
         }
@@ -168,23 +154,12 @@ pub fn run_files(
     let mut counters = Counters::new(engine.policy.rules.len());
     let mut latency = Latency::default();
     for handle in handles {
-        let (c, l) = handle
-            .join()
-            .map_err(|_| io::Error::other("a worker thread panicked"))?;
+        let (c, l) = handle.join().map_err(|_| io::Error::other("a worker thread panicked"))?;
         counters.merge(&c);
         latency.merge(&l);
     }
-    writer
-        .join()
-        .map_err(|_| io::Error::other("the writer thread panicked"))??;
-    Ok(Report {
-        counters,
-        latency,
-        errors,
-        wall: started.elapsed(),
-        workers,
-        file_bytes,
-    })
+    writer.join().map_err(|_| io::Error::other("the writer thread panicked"))??;
+    Ok(Report { counters, latency, errors, wall: started.elapsed(), workers, file_bytes })
 }
 
 /// The capture side: batches frames per worker.
@@ -277,17 +252,10 @@ fn work(
                 let decoded = decode::decode(batch.link, meta.ts, meta.wire_len, data);
                 let t1 = Instant::now();
                 handle(&mut tracker, decoded);
-                latency
-                    .decode
-                    .saturating_record((t1 - t0).as_nanos() as u64);
-                latency
-                    .flow
-                    .saturating_record(t1.elapsed().as_nanos() as u64);
+                latency.decode.saturating_record((t1 - t0).as_nanos() as u64);
+                latency.flow.saturating_record(t1.elapsed().as_nanos() as u64);
             } else {
-                handle(
-                    &mut tracker,
-                    decode::decode(batch.link, meta.ts, meta.wire_len, data),
-                );
+                handle(&mut tracker, decode::decode(batch.link, meta.ts, meta.wire_len, data));
             }
         }
         let _ = free.try_send(batch);
@@ -312,13 +280,9 @@ fn send_events(tracker: &mut Tracker, engine: &Engine, events: &Sender<Vec<u8>>)
     let mut out = Vec::new();
     for event in tracker.drain_events() {
         match event {
-            Event::Alert {
-                ts,
-                flow,
-                verdict,
-                rule,
-                evidence,
-            } => eve::write_alert(&mut out, engine, ts, &flow, verdict, rule, evidence),
+            Event::Alert { ts, flow, verdict, rule, evidence } => {
+                eve::write_alert(&mut out, engine, ts, &flow, verdict, rule, evidence)
+            }
             Event::Flow { flow } => eve::write_flow(&mut out, &flow),
         }
     }

@@ -51,10 +51,7 @@ pub struct Counters {
 
 impl Counters {
     pub fn new(rules: usize) -> Counters {
-        Counters {
-            rules: vec![RuleStats::default(); rules],
-            ..Counters::default()
-        }
+        Counters { rules: vec![RuleStats::default(); rules], ..Counters::default() }
     }
 
     pub fn record_alert(&mut self, flow: &Flow, verdict: Verdict, rule: usize) {
@@ -138,14 +135,9 @@ pub struct Latency {
 
 impl Default for Latency {
     fn default() -> Latency {
-        let histogram = || {
-            Histogram::new_with_bounds(1, 60_000_000_000, 2)
-                .expect("static histogram bounds are valid")
-        };
-        Latency {
-            decode: histogram(),
-            flow: histogram(),
-        }
+        let histogram =
+            || Histogram::new_with_bounds(1, 60_000_000_000, 2).expect("static histogram bounds are valid");
+        Latency { decode: histogram(), flow: histogram() }
     }
 }
 

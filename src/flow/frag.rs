@@ -72,50 +72,24 @@ impl Fragments {
         ports: (u16, u16),
         ts: Ts,
     ) -> (u64, u64) {
-        let key = DatagramId {
-            src,
-            dst,
-            proto,
-            id,
-        };
+        let key = DatagramId { src, dst, proto, id };
         if !self.make_room(&key, ts) {
             return (0, 0);
         }
-        let entry = self.datagrams.entry(key).or_insert(Datagram {
-            ports: None,
-            waiting: (0, 0),
-            last: ts,
-        });
+        let entry = self.datagrams.entry(key).or_insert(Datagram { ports: None, waiting: (0, 0), last: ts });
         entry.ports = Some(ports);
         entry.last = ts;
         std::mem::take(&mut entry.waiting)
     }
 
     /// Offers a later fragment of `wire_len` bytes.
-    pub fn later(
-        &mut self,
-        src: IpAddr,
-        dst: IpAddr,
-        proto: u8,
-        id: u32,
-        wire_len: u32,
-        ts: Ts,
-    ) -> Later {
-        let key = DatagramId {
-            src,
-            dst,
-            proto,
-            id,
-        };
+    pub fn later(&mut self, src: IpAddr, dst: IpAddr, proto: u8, id: u32, wire_len: u32, ts: Ts) -> Later {
+        let key = DatagramId { src, dst, proto, id };
         if !self.make_room(&key, ts) {
             self.stats.dropped_full += 1;
             return Later::Dropped;
         }
-        let entry = self.datagrams.entry(key).or_insert(Datagram {
-            ports: None,
-            waiting: (0, 0),
-            last: ts,
-        });
+        let entry = self.datagrams.entry(key).or_insert(Datagram { ports: None, waiting: (0, 0), last: ts });
         entry.last = ts;
         match entry.ports {
             Some((sport, dport)) => Later::Ports(sport, dport),
@@ -169,18 +143,9 @@ mod tests {
     #[test]
     fn later_fragments_join_their_first_in_any_order() {
         let mut f = Fragments::new(16, 30_000_000_000);
-        assert_eq!(
-            f.later(a("10.0.0.1"), a("10.0.0.2"), 17, 7, 100, Ts(1)),
-            Later::Waiting
-        );
-        assert_eq!(
-            f.first(a("10.0.0.1"), a("10.0.0.2"), 17, 7, (53, 999), Ts(2)),
-            (1, 100)
-        );
-        assert_eq!(
-            f.later(a("10.0.0.1"), a("10.0.0.2"), 17, 7, 100, Ts(3)),
-            Later::Ports(53, 999)
-        );
+        assert_eq!(f.later(a("10.0.0.1"), a("10.0.0.2"), 17, 7, 100, Ts(1)), Later::Waiting);
+        assert_eq!(f.first(a("10.0.0.1"), a("10.0.0.2"), 17, 7, (53, 999), Ts(2)), (1, 100));
+        assert_eq!(f.later(a("10.0.0.1"), a("10.0.0.2"), 17, 7, 100, Ts(3)), Later::Ports(53, 999));
         f.finish();
         assert_eq!(f.stats.orphaned, 0);
     }
@@ -189,19 +154,10 @@ mod tests {
     fn table_is_bounded_and_orphans_are_counted() {
         let mut f = Fragments::new(2, 10);
         for id in 0..2 {
-            assert_eq!(
-                f.later(a("10.0.0.1"), a("10.0.0.2"), 17, id, 60, Ts(0)),
-                Later::Waiting
-            );
+            assert_eq!(f.later(a("10.0.0.1"), a("10.0.0.2"), 17, id, 60, Ts(0)), Later::Waiting);
         }
-        assert_eq!(
-            f.later(a("10.0.0.1"), a("10.0.0.2"), 17, 9, 60, Ts(5)),
-            Later::Dropped
-        );
-        assert_eq!(
-            f.later(a("10.0.0.1"), a("10.0.0.2"), 17, 9, 60, Ts(100)),
-            Later::Waiting
-        );
+        assert_eq!(f.later(a("10.0.0.1"), a("10.0.0.2"), 17, 9, 60, Ts(5)), Later::Dropped);
+        assert_eq!(f.later(a("10.0.0.1"), a("10.0.0.2"), 17, 9, 60, Ts(100)), Later::Waiting);
         assert_eq!((f.stats.dropped_full, f.stats.orphaned), (1, 2));
     }
 }

@@ -25,32 +25,12 @@ pub struct FlowKey {
 impl FlowKey {
     /// The key of `tuple`, and whether the tuple's source is the key's `lo` end.
     pub fn of(tuple: &Tuple) -> (FlowKey, bool) {
-        let src = Endpoint {
-            addr: tuple.src,
-            port: tuple.sport,
-        };
-        let dst = Endpoint {
-            addr: tuple.dst,
-            port: tuple.dport,
-        };
+        let src = Endpoint { addr: tuple.src, port: tuple.sport };
+        let dst = Endpoint { addr: tuple.dst, port: tuple.dport };
         if src <= dst {
-            (
-                FlowKey {
-                    lo: src,
-                    hi: dst,
-                    proto: tuple.proto,
-                },
-                true,
-            )
+            (FlowKey { lo: src, hi: dst, proto: tuple.proto }, true)
         } else {
-            (
-                FlowKey {
-                    lo: dst,
-                    hi: src,
-                    proto: tuple.proto,
-                },
-                false,
-            )
+            (FlowKey { lo: dst, hi: src, proto: tuple.proto }, false)
         }
     }
 }
@@ -72,14 +52,8 @@ pub fn community_id(seed: u16, tuple: &Tuple) -> String {
             dport = tuple.dport;
         }
     }
-    let src = Endpoint {
-        addr: tuple.src,
-        port: sport,
-    };
-    let dst = Endpoint {
-        addr: tuple.dst,
-        port: dport,
-    };
+    let src = Endpoint { addr: tuple.src, port: sport };
+    let dst = Endpoint { addr: tuple.dst, port: dport };
     // Endpoint's order (address bytes, then port) is the spec's order.
     let ordered = one_way || src < dst;
     let (a, b) = if ordered { (src, dst) } else { (dst, src) };
@@ -101,10 +75,7 @@ pub fn community_id(seed: u16, tuple: &Tuple) -> String {
 }
 
 fn has_ports(proto: u8) -> bool {
-    matches!(
-        proto,
-        proto::TCP | proto::UDP | proto::ICMP | proto::ICMPV6 | 132
-    )
+    matches!(proto, proto::TCP | proto::UDP | proto::ICMP | proto::ICMPV6 | 132)
 }
 
 fn update_addr(sha: &mut sha1_smol::Sha1, addr: IpAddr) {
@@ -117,18 +88,7 @@ fn update_addr(sha: &mut sha1_smol::Sha1, addr: IpAddr) {
 /// The ICMP type that answers `kind`, per the Community ID spec's tables.
 fn icmp_counterpart(proto: u8, kind: u8) -> Option<u8> {
     let table: &[(u8, u8)] = if proto == proto::ICMP {
-        &[
-            (8, 0),
-            (0, 8),
-            (13, 14),
-            (14, 13),
-            (15, 16),
-            (16, 15),
-            (10, 9),
-            (9, 10),
-            (17, 18),
-            (18, 17),
-        ]
+        &[(8, 0), (0, 8), (13, 14), (14, 13), (15, 16), (16, 15), (10, 9), (9, 10), (17, 18), (18, 17)]
     } else {
         &[
             (128, 129),
@@ -162,43 +122,22 @@ mod tests {
 
     #[test]
     fn community_id_matches_the_spec_vectors() {
-        assert_eq!(
-            community_id(0, &tuple(proto::TCP)),
-            "1:wCb3OG7yAFWelaUydu0D+125CLM="
-        );
-        assert_eq!(
-            community_id(0, &tuple(proto::UDP)),
-            "1:0Mu9InQx6z4ZiCZM/7HXi2WMhOg="
-        );
-        assert_eq!(
-            community_id(1, &tuple(proto::TCP)),
-            "1:HhA1B+6CoLbiKPEs5nhNYN4XWfk="
-        );
+        assert_eq!(community_id(0, &tuple(proto::TCP)), "1:wCb3OG7yAFWelaUydu0D+125CLM=");
+        assert_eq!(community_id(0, &tuple(proto::UDP)), "1:0Mu9InQx6z4ZiCZM/7HXi2WMhOg=");
+        assert_eq!(community_id(1, &tuple(proto::TCP)), "1:HhA1B+6CoLbiKPEs5nhNYN4XWfk=");
     }
 
     #[test]
     fn community_id_is_the_same_both_ways() {
         let t = tuple(proto::TCP);
-        let back = Tuple {
-            src: t.dst,
-            dst: t.src,
-            sport: t.dport,
-            dport: t.sport,
-            ..t
-        };
+        let back = Tuple { src: t.dst, dst: t.src, sport: t.dport, dport: t.sport, ..t };
         assert_eq!(community_id(0, &t), community_id(0, &back));
     }
 
     #[test]
     fn flow_key_is_symmetric() {
         let t = tuple(proto::TCP);
-        let back = Tuple {
-            src: t.dst,
-            dst: t.src,
-            sport: t.dport,
-            dport: t.sport,
-            ..t
-        };
+        let back = Tuple { src: t.dst, dst: t.src, sport: t.dport, dport: t.sport, ..t };
         let (k1, src_lo1) = FlowKey::of(&t);
         let (k2, src_lo2) = FlowKey::of(&back);
         assert_eq!(k1, k2);

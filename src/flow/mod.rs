@@ -161,11 +161,7 @@ impl Flow {
     /// Zeek-like coarse state for EVE's `flow.state`.
     pub fn state(&self) -> &'static str {
         if !self.is_tcp() {
-            return if self.pkts[TO_CLIENT] > 0 {
-                "established"
-            } else {
-                "new"
-            };
+            return if self.pkts[TO_CLIENT] > 0 { "established" } else { "new" };
         }
         let t = &self.tcp;
         if t.orig_rst || t.resp_rst || (t.orig_fin && t.resp_fin) {

@@ -52,13 +52,7 @@ impl Default for Settings {
 #[derive(Clone, Copy, Debug)]
 pub enum Event {
     /// A finding: `rule` is the matched rule; `evidence` is set for restrictions.
-    Alert {
-        ts: Ts,
-        flow: Flow,
-        verdict: Verdict,
-        rule: usize,
-        evidence: Option<usize>,
-    },
+    Alert { ts: Ts, flow: Flow, verdict: Verdict, rule: usize, evidence: Option<usize> },
     /// A flow ended (idle, closed, evicted or end of input).
     Flow { flow: Flow },
 }
@@ -125,20 +119,11 @@ impl Tracker {
         match p.fragment {
             Fragment::Whole => {}
             Fragment::First { id } => {
-                waiting = self.frags.first(
-                    tuple.src,
-                    tuple.dst,
-                    tuple.proto,
-                    id,
-                    (tuple.sport, tuple.dport),
-                    p.ts,
-                );
+                waiting =
+                    self.frags.first(tuple.src, tuple.dst, tuple.proto, id, (tuple.sport, tuple.dport), p.ts);
             }
             Fragment::Later { id } => {
-                match self
-                    .frags
-                    .later(tuple.src, tuple.dst, tuple.proto, id, p.wire_len, p.ts)
-                {
+                match self.frags.later(tuple.src, tuple.dst, tuple.proto, id, p.wire_len, p.ts) {
                     Later::Ports(sport, dport) => {
                         tuple.sport = sport;
                         tuple.dport = dport;
@@ -171,11 +156,7 @@ impl Tracker {
         }
         if waiting.0 > 0 {
             if let Some(flow) = self.flows.get_mut(&key) {
-                let side = if flow.is_from_orig(&tuple) {
-                    TO_SERVER
-                } else {
-                    TO_CLIENT
-                };
+                let side = if flow.is_from_orig(&tuple) { TO_SERVER } else { TO_CLIENT };
                 flow.pkts[side] += waiting.0;
                 flow.bytes[side] += waiting.1;
                 self.counters.fragments_joined += waiting.0;
@@ -237,10 +218,7 @@ impl Tracker {
                     self.counters.flows_timed_out += 1;
                     self.end(flow);
                 } else {
-                    self.timers.push(Reverse(Timer {
-                        at: deadline,
-                        ..timer
-                    }));
+                    self.timers.push(Reverse(Timer { at: deadline, ..timer }));
                 }
             }
         }
@@ -270,15 +248,7 @@ impl Tracker {
             proto: orig.proto,
             ts: p.ts,
         });
-        let flow = Flow::new(
-            key,
-            orig,
-            direction,
-            flow_id(&key, p.ts),
-            p.ts,
-            p.vlan,
-            judgement,
-        );
+        let flow = Flow::new(key, orig, direction, flow_id(&key, p.ts), p.ts, p.vlan, judgement);
         self.counters.flows += 1;
         self.timers.push(Reverse(Timer {
             at: p.ts.saturating_add(self.idle_ns(&flow)),
@@ -317,13 +287,8 @@ impl Tracker {
     /// Who opened the flow: the SYN sender, the SYN-ACK receiver, or (mid-stream) the
     /// side whose port does not look like a service.
     fn originator(&self, tuple: &Tuple, flags: u8) -> (Tuple, Direction) {
-        let reversed = Tuple {
-            src: tuple.dst,
-            dst: tuple.src,
-            sport: tuple.dport,
-            dport: tuple.sport,
-            ..*tuple
-        };
+        let reversed =
+            Tuple { src: tuple.dst, dst: tuple.src, sport: tuple.dport, dport: tuple.sport, ..*tuple };
         match tuple.proto {
             proto::TCP => match flags & (tcp_flags::SYN | tcp_flags::ACK) {
                 tcp_flags::SYN => (*tuple, Direction::Observed),
@@ -375,8 +340,7 @@ impl Tracker {
                     t.orig_syn = true;
                     if flow.resp_first.is_none() {
                         flow.syns = flow.syns.saturating_add(1);
-                        retried_syn =
-                            flow.syns >= 2 && p.ts.0 >= flow.start.0.saturating_add(syn_timeout);
+                        retried_syn = flow.syns >= 2 && p.ts.0 >= flow.start.0.saturating_add(syn_timeout);
                     }
                 }
                 t.orig_fin |= flags & tcp_flags::FIN != 0;
@@ -395,8 +359,7 @@ impl Tracker {
     }
 
     fn protected(&self, flow: &Flow) -> bool {
-        flow.rule
-            .is_some_and(|r| self.engine.policy.rules[r].never_restrict)
+        flow.rule.is_some_and(|r| self.engine.policy.rules[r].never_restrict)
     }
 
     /// A protected TCP flow whose originator retried its SYN and got no answer within the
@@ -436,15 +399,8 @@ impl Tracker {
                     proto: quoted.proto,
                     ts,
                 });
-                let mut flow = Flow::new(
-                    key,
-                    quoted,
-                    Direction::Observed,
-                    flow_id(&key, ts),
-                    ts,
-                    None,
-                    judgement,
-                );
+                let mut flow =
+                    Flow::new(key, quoted, Direction::Observed, flow_id(&key, ts), ts, None, judgement);
                 if self.protected(&flow) {
                     self.restriction(&mut flow, ts, EvidenceKind::IcmpProhibited);
                 }
@@ -453,44 +409,23 @@ impl Tracker {
     }
 
     fn restriction(&mut self, flow: &mut Flow, ts: Ts, kind: EvidenceKind) {
-        let (Some(rule), Some(evidence)) = (
-            flow.rule,
-            self.engine
-                .policy
-                .evidence
-                .iter()
-                .position(|e| e.kind == kind),
-        ) else {
+        let (Some(rule), Some(evidence)) =
+            (flow.rule, self.engine.policy.evidence.iter().position(|e| e.kind == kind))
+        else {
             return;
         };
         flow.restricted = true;
         self.alert(ts, flow, Verdict::Restriction, rule, Some(evidence));
     }
 
-    fn alert(
-        &mut self,
-        ts: Ts,
-        flow: &Flow,
-        verdict: Verdict,
-        rule: usize,
-        evidence: Option<usize>,
-    ) {
+    fn alert(&mut self, ts: Ts, flow: &Flow, verdict: Verdict, rule: usize, evidence: Option<usize>) {
         self.counters.record_alert(flow, verdict, rule);
-        self.events.push(Event::Alert {
-            ts,
-            flow: *flow,
-            verdict,
-            rule,
-            evidence,
-        });
+        self.events.push(Event::Alert { ts, flow: *flow, verdict, rule, evidence });
     }
 
     fn evict_one(&mut self) {
         while let Some(Reverse(timer)) = self.timers.pop() {
-            let live = self
-                .flows
-                .get(&timer.key)
-                .is_some_and(|f| f.id == timer.flow_id);
+            let live = self.flows.get(&timer.key).is_some_and(|f| f.id == timer.flow_id);
             if live {
                 if let Some(flow) = self.flows.remove(&timer.key) {
                     self.counters.flows_evicted += 1;

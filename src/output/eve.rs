@@ -20,12 +20,7 @@ pub fn timestamp(ts: Ts) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}+0000",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}+0000", rem / 3600, (rem / 60) % 60, rem % 60)
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's method).
@@ -170,20 +165,8 @@ pub fn write_alert(
     let rule = &policy.rules[rule];
     let evidence = evidence.and_then(|e| policy.evidence.get(e));
     let (sid, rev, id, section, reason) = match evidence {
-        Some(e) => (
-            e.sid,
-            e.rev,
-            e.id.as_str(),
-            e.section.as_str(),
-            e.reason.as_str(),
-        ),
-        None => (
-            rule.sid,
-            rule.rev,
-            rule.id.as_str(),
-            rule.section.as_str(),
-            rule.reason.as_str(),
-        ),
+        Some(e) => (e.sid, e.rev, e.id.as_str(), e.section.as_str(), e.reason.as_str()),
+        None => (rule.sid, rule.rev, rule.id.as_str(), rule.section.as_str(), rule.reason.as_str()),
     };
     let (severity, category) = match verdict {
         Verdict::Advisory => (3, "Potential Corporate Privacy Violation"),
@@ -216,10 +199,7 @@ pub fn write_alert(
 
 /// Appends one EVE `flow` line (the flow has ended) to `out`.
 pub fn write_flow(out: &mut Vec<u8>, flow: &Flow) {
-    let event = FlowEvent {
-        header: Header::new("flow", flow.last, flow),
-        flow: FlowBody::new(flow, true),
-    };
+    let event = FlowEvent { header: Header::new("flow", flow.last, flow), flow: FlowBody::new(flow, true) };
     write_line(out, &event);
 }
 
@@ -237,13 +217,7 @@ mod tests {
     #[test]
     fn timestamps_are_suricata_format() {
         assert_eq!(timestamp(Ts(0)), "1970-01-01T00:00:00.000000+0000");
-        assert_eq!(
-            timestamp(Ts(1_795_755_314_123_456_789)),
-            "2026-11-27T04:55:14.123456+0000"
-        );
-        assert_eq!(
-            timestamp(Ts(951_782_400_000_000_000)),
-            "2000-02-29T00:00:00.000000+0000"
-        );
+        assert_eq!(timestamp(Ts(1_795_755_314_123_456_789)), "2026-11-27T04:55:14.123456+0000");
+        assert_eq!(timestamp(Ts(951_782_400_000_000_000)), "2000-02-29T00:00:00.000000+0000");
     }
 }

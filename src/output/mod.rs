@@ -152,9 +152,7 @@ impl Summary {
                 timed_out: c.flows_timed_out,
                 evicted: c.flows_evicted,
                 unmatched: c.unmatched,
-                smtp_senders_dropped: engine
-                    .smtp_senders_dropped
-                    .load(std::sync::atomic::Ordering::Relaxed),
+                smtp_senders_dropped: engine.smtp_senders_dropped.load(std::sync::atomic::Ordering::Relaxed),
             },
             findings: Findings {
                 advisory: c.advisories,
@@ -181,11 +179,7 @@ impl Summary {
     pub fn render(&self) -> String {
         let mut s = String::new();
         let p = &self.packets;
-        let _ = writeln!(
-            s,
-            "exwatch summary (policy {}, topology {})",
-            self.policy, self.topology
-        );
+        let _ = writeln!(s, "exwatch summary (policy {}, topology {})", self.policy, self.topology);
         let _ = writeln!(
             s,
             "findings: {} violation, {} restriction, {} advisory",
@@ -200,16 +194,9 @@ impl Summary {
             );
         }
         if !self.top_violating_pairs.is_empty() {
-            let _ = writeln!(
-                s,
-                "top violating host pairs (originator -> responder: findings):"
-            );
+            let _ = writeln!(s, "top violating host pairs (originator -> responder: findings):");
             for pair in &self.top_violating_pairs {
-                let _ = writeln!(
-                    s,
-                    "  {} -> {}: {}",
-                    pair.src_ip, pair.dest_ip, pair.findings
-                );
+                let _ = writeln!(s, "  {} -> {}: {}", pair.src_ip, pair.dest_ip, pair.findings);
             }
         }
         let _ = writeln!(

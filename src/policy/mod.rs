@@ -72,27 +72,18 @@ impl Engine {
     pub fn judge(&self, facts: &Facts) -> Judgement {
         let orig_role = self.topology.role_of(facts.orig);
         let resp_role = self.topology.role_of(facts.resp);
-        let rule = self
-            .policy
-            .rules
-            .iter()
-            .position(|rule| self.matches(rule, facts, orig_role, resp_role));
+        let rule = self.policy.rules.iter().position(|rule| self.matches(rule, facts, orig_role, resp_role));
         if let Some(rule) = rule.map(|i| &self.policy.rules[i]) {
             if rule.remember_smtp_sender {
                 self.remember_sender(facts.resp, facts.orig, facts.ts);
             }
         }
-        Judgement {
-            rule,
-            orig_role,
-            resp_role,
-        }
+        Judgement { rule, orig_role, resp_role }
     }
 
     fn matches(&self, rule: &Rule, f: &Facts, orig_role: Role, resp_role: Role) -> bool {
         let forward = rule.from & orig_role.bit() != 0 && rule.to & resp_role.bit() != 0;
-        let backward =
-            rule.both_ways && rule.from & resp_role.bit() != 0 && rule.to & orig_role.bit() != 0;
+        let backward = rule.both_ways && rule.from & resp_role.bit() != 0 && rule.to & orig_role.bit() != 0;
         (forward || backward)
             && rule.proto_matches(f.proto)
             && rule.port_matches(f.resp_port)
@@ -100,28 +91,17 @@ impl Engine {
     }
 
     fn when_holds(&self, when: &When, f: &Facts, orig_role: Role) -> bool {
-        let holds = |condition: Option<bool>, value: &dyn Fn() -> bool| {
-            condition.is_none_or(|want| want == value())
-        };
+        let holds =
+            |condition: Option<bool>, value: &dyn Fn() -> bool| condition.is_none_or(|want| want == value());
         holds(when.edge_deployed, &|| self.edge_deployed)
             && holds(when.dns_role, &|| self.dns_role)
-            && holds(when.restrict_internal_clients, &|| {
-                self.topology.restrict_internal_clients
-            })
+            && holds(when.restrict_internal_clients, &|| self.topology.restrict_internal_clients)
             && holds(when.same_subscription, &|| {
-                let (edge, other) = if orig_role == Role::Edge {
-                    (f.orig, f.resp)
-                } else {
-                    (f.resp, f.orig)
-                };
+                let (edge, other) = if orig_role == Role::Edge { (f.orig, f.resp) } else { (f.resp, f.orig) };
                 self.topology.same_subscription(edge, other)
             })
-            && holds(when.responder_is_proxy, &|| {
-                self.topology.is_proxy(f.resp, f.resp_port)
-            })
-            && holds(when.responder_sent_smtp, &|| {
-                self.sent_smtp_recently(f.orig, f.resp, f.ts)
-            })
+            && holds(when.responder_is_proxy, &|| self.topology.is_proxy(f.resp, f.resp_port))
+            && holds(when.responder_sent_smtp, &|| self.sent_smtp_recently(f.orig, f.resp, f.ts))
     }
 
     fn remember_sender(&self, edge: IpAddr, sender: IpAddr, ts: Ts) {
@@ -129,8 +109,7 @@ impl Engine {
             && !self.smtp_senders.contains_key(&(edge, sender))
         {
             let window = self.policy.open_proxy_window_ns;
-            self.smtp_senders
-                .retain(|_, seen| ts.0.saturating_sub(seen.0) <= window);
+            self.smtp_senders.retain(|_, seen| ts.0.saturating_sub(seen.0) <= window);
             if self.smtp_senders.len() >= self.max_smtp_senders {
                 self.smtp_senders_dropped.fetch_add(1, Ordering::Relaxed);
                 return;

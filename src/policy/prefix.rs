@@ -59,9 +59,8 @@ impl FromStr for Prefix {
             Some((a, l)) => (a, Some(l)),
             None => (text, None),
         };
-        let addr: IpAddr = addr_text
-            .parse()
-            .map_err(|_| format!("`{text}` is not an IPv4 or IPv6 address or prefix"))?;
+        let addr: IpAddr =
+            addr_text.parse().map_err(|_| format!("`{text}` is not an IPv4 or IPv6 address or prefix"))?;
         let max = Prefix::max_len(addr);
         let len = match len_text {
             None => max,
@@ -101,9 +100,8 @@ impl<V: Clone> PrefixTable<V> {
     /// Inserts `prefix`; an existing entry for the same prefix is kept (first wins).
     pub fn insert(&mut self, prefix: Prefix, value: V) {
         let v4 = prefix.addr.is_ipv4();
-        let same_level = |(len, is_v4, _): &&mut (u8, bool, HashMap<IpAddr, V>)| {
-            *len == prefix.len && *is_v4 == v4
-        };
+        let same_level =
+            |(len, is_v4, _): &&mut (u8, bool, HashMap<IpAddr, V>)| *len == prefix.len && *is_v4 == v4;
         if !self.levels.iter_mut().any(|level| same_level(&level)) {
             self.levels.push((prefix.len, v4, HashMap::new()));
             self.levels.sort_by_key(|level| std::cmp::Reverse(level.0));
@@ -134,10 +132,7 @@ mod tests {
     fn parses_hosts_and_prefixes() {
         assert_eq!(p("10.1.2.3").prefix_len(), 32);
         assert_eq!(p("2001:db8::/32").prefix_len(), 32);
-        assert!("10.1.2.3/8"
-            .parse::<Prefix>()
-            .unwrap_err()
-            .contains("host bits"));
+        assert!("10.1.2.3/8".parse::<Prefix>().unwrap_err().contains("host bits"));
         assert!("10.1.2.0/33".parse::<Prefix>().is_err());
         assert!("10.1.2.300".parse::<Prefix>().is_err());
     }

@@ -41,23 +41,14 @@ impl Verdict {
     }
 
     pub fn from_name(name: &str) -> Option<Verdict> {
-        [
-            Verdict::Ok,
-            Verdict::Advisory,
-            Verdict::Violation,
-            Verdict::Restriction,
-            Verdict::OutOfScope,
-        ]
-        .into_iter()
-        .find(|v| v.name() == name)
+        [Verdict::Ok, Verdict::Advisory, Verdict::Violation, Verdict::Restriction, Verdict::OutOfScope]
+            .into_iter()
+            .find(|v| v.name() == name)
     }
 
     /// Whether flows with this verdict produce an alert event.
     pub fn is_finding(self) -> bool {
-        matches!(
-            self,
-            Verdict::Advisory | Verdict::Violation | Verdict::Restriction
-        )
+        matches!(self, Verdict::Advisory | Verdict::Violation | Verdict::Restriction)
     }
 }
 
@@ -328,10 +319,7 @@ impl Policy {
             source: raw.policy.source,
             rules,
             evidence,
-            open_proxy_window_ns: raw
-                .policy
-                .open_proxy_window_secs
-                .saturating_mul(1_000_000_000),
+            open_proxy_window_ns: raw.policy.open_proxy_window_secs.saturating_mul(1_000_000_000),
             named_ports: named_ports.into_iter().collect(),
         })
     }
@@ -372,11 +360,7 @@ fn roles(source: &Source<'_>, key: &str, names: &[Spanned<String>]) -> Result<u8
     Ok(mask)
 }
 
-fn protos(
-    source: &Source<'_>,
-    key: &str,
-    names: &[Spanned<String>],
-) -> Result<Vec<u8>, ConfigError> {
+fn protos(source: &Source<'_>, key: &str, names: &[Spanned<String>]) -> Result<Vec<u8>, ConfigError> {
     let mut out = Vec::new();
     for name in names {
         match name.get_ref().as_str() {
@@ -407,10 +391,7 @@ fn ports(
             PortSpec::One(port) => Ok((*port, *port)),
             PortSpec::Range(text) => {
                 let parsed = text.split_once('-').and_then(|(lo, hi)| {
-                    Some((
-                        lo.trim().parse::<u16>().ok()?,
-                        hi.trim().parse::<u16>().ok()?,
-                    ))
+                    Some((lo.trim().parse::<u16>().ok()?, hi.trim().parse::<u16>().ok()?))
                 });
                 match parsed {
                     Some((lo, hi)) if lo <= hi => Ok((lo, hi)),

@@ -152,10 +152,7 @@ impl Topology {
         let raw: RawTopology = source.parse()?;
         let organization = raw.organization;
         let mut topology = Topology {
-            name: organization
-                .as_ref()
-                .and_then(|o| o.name.clone())
-                .unwrap_or_default(),
+            name: organization.as_ref().and_then(|o| o.name.clone()).unwrap_or_default(),
             restrict_internal_clients: organization.is_some_and(|o| o.restrict_internal_clients),
             roles: PrefixTable::default(),
             listings: Vec::new(),
@@ -163,14 +160,7 @@ impl Topology {
             subscription_lines: Vec::new(),
             proxies: Vec::new(),
         };
-        let RawRoles {
-            mailbox,
-            edge,
-            domain_controller,
-            skype,
-            dns,
-            internal_client,
-        } = raw.roles;
+        let RawRoles { mailbox, edge, domain_controller, skype, dns, internal_client } = raw.roles;
         let lists = [
             (Role::Mailbox, mailbox),
             (Role::Edge, edge),
@@ -190,28 +180,19 @@ impl Topology {
             let key = format!("edge_subscription[{i}]");
             let edge = prefixes(&source, &format!("{key}.edge"), &sub.edge)?;
             let mailbox = prefixes(&source, &format!("{key}.mailbox"), &sub.mailbox)?;
-            topology
-                .subscription_lines
-                .push(edge.first().map_or(0, |(_, line)| *line));
+            topology.subscription_lines.push(edge.first().map_or(0, |(_, line)| *line));
             topology.subscriptions.push(Subscription {
                 site: sub.site.clone(),
                 edge: edge.into_iter().map(|(p, _)| p).collect(),
                 mailbox: mailbox.into_iter().map(|(p, _)| p).collect(),
             });
         }
-        for proxy in raw
-            .open_proxy_detection
-            .map(|p| p.proxy)
-            .unwrap_or_default()
-        {
+        for proxy in raw.open_proxy_detection.map(|p| p.proxy).unwrap_or_default() {
             let addr = proxy.get_ref().parse::<SocketAddr>().map_err(|_| {
                 source.error(
                     proxy.span(),
                     "open_proxy_detection.proxy",
-                    format!(
-                        "`{}` is not an address:port (e.g. \"10.10.9.9:3128\")",
-                        proxy.get_ref()
-                    ),
+                    format!("`{}` is not an address:port (e.g. \"10.10.9.9:3128\")", proxy.get_ref()),
                 )
             })?;
             topology.proxies.push(addr);
@@ -230,25 +211,21 @@ impl Topology {
 
     /// Whether some `[[edge_subscription]]` holds both this Edge and this Mailbox server.
     pub fn same_subscription(&self, edge: IpAddr, mailbox: IpAddr) -> bool {
-        self.subscriptions.iter().any(|s| {
-            s.edge.iter().any(|p| p.contains(edge)) && s.mailbox.iter().any(|p| p.contains(mailbox))
-        })
+        self.subscriptions
+            .iter()
+            .any(|s| s.edge.iter().any(|p| p.contains(edge)) && s.mailbox.iter().any(|p| p.contains(mailbox)))
     }
 
     pub fn is_proxy(&self, addr: IpAddr, port: u16) -> bool {
-        self.proxies
-            .iter()
-            .any(|p| p.ip() == addr && p.port() == port)
+        self.proxies.iter().any(|p| p.ip() == addr && p.port() == port)
     }
 
     /// Topologies the seed calls unsupported or pointless. Each lint is `(line, text)`.
     pub fn lint(&self) -> Vec<(usize, String)> {
         let mut lints = Vec::new();
         for edge in self.listings.iter().filter(|l| l.role == Role::Edge) {
-            let subscribed = self
-                .subscriptions
-                .iter()
-                .any(|s| s.edge.iter().any(|p| p.overlaps(&edge.prefix)));
+            let subscribed =
+                self.subscriptions.iter().any(|s| s.edge.iter().any(|p| p.overlaps(&edge.prefix)));
             if !subscribed {
                 lints.push((
                     edge.line,
@@ -262,10 +239,7 @@ impl Topology {
         for (sub, &line) in self.subscriptions.iter().zip(&self.subscription_lines) {
             for (prefixes, role) in [(&sub.edge, Role::Edge), (&sub.mailbox, Role::Mailbox)] {
                 for prefix in prefixes {
-                    let listed = self
-                        .listings
-                        .iter()
-                        .any(|l| l.role == role && l.prefix.overlaps(prefix));
+                    let listed = self.listings.iter().any(|l| l.role == role && l.prefix.overlaps(prefix));
                     if !listed {
                         lints.push((
                             line,
@@ -286,11 +260,8 @@ impl Topology {
                         a.prefix, a.role, b.role
                     )
                 } else {
-                    let (wide, narrow) = if a.prefix.prefix_len() <= b.prefix.prefix_len() {
-                        (a, b)
-                    } else {
-                        (b, a)
-                    };
+                    let (wide, narrow) =
+                        if a.prefix.prefix_len() <= b.prefix.prefix_len() { (a, b) } else { (b, a) };
                     format!(
                         "roles overlap: {} ({}) lies inside {} ({}); the more specific prefix wins",
                         narrow.prefix, narrow.role, wide.prefix, wide.role
@@ -304,17 +275,11 @@ impl Topology {
     }
 }
 
-fn prefixes(
-    source: &Source<'_>,
-    key: &str,
-    list: &Addresses,
-) -> Result<Vec<(Prefix, usize)>, ConfigError> {
+fn prefixes(source: &Source<'_>, key: &str, list: &Addresses) -> Result<Vec<(Prefix, usize)>, ConfigError> {
     list.iter()
         .map(|item| {
-            let prefix = item
-                .get_ref()
-                .parse::<Prefix>()
-                .map_err(|msg| source.error(item.span(), key, msg))?;
+            let prefix =
+                item.get_ref().parse::<Prefix>().map_err(|msg| source.error(item.span(), key, msg))?;
             Ok((prefix, source.line_of(item.span().start)))
         })
         .collect()
@@ -355,19 +320,10 @@ proxy = ["10.10.9.9:3128"]
         let t = parse(SPEC_EXAMPLE).unwrap();
         assert_eq!(t.role_of("10.10.1.11".parse().unwrap()), Role::Mailbox);
         assert_eq!(t.role_of("2001:db8:10::11".parse().unwrap()), Role::Mailbox);
-        assert_eq!(
-            t.role_of("10.20.7.7".parse().unwrap()),
-            Role::InternalClient
-        );
+        assert_eq!(t.role_of("10.20.7.7".parse().unwrap()), Role::InternalClient);
         assert_eq!(t.role_of("8.8.8.8".parse().unwrap()), Role::External);
-        assert!(t.same_subscription(
-            "172.16.0.25".parse().unwrap(),
-            "10.10.1.12".parse().unwrap()
-        ));
-        assert!(!t.same_subscription(
-            "172.16.0.25".parse().unwrap(),
-            "10.10.2.11".parse().unwrap()
-        ));
+        assert!(t.same_subscription("172.16.0.25".parse().unwrap(), "10.10.1.12".parse().unwrap()));
+        assert!(!t.same_subscription("172.16.0.25".parse().unwrap(), "10.10.2.11".parse().unwrap()));
         assert!(t.is_proxy("10.10.9.9".parse().unwrap(), 3128));
         assert!(t.lint().is_empty(), "{:?}", t.lint());
     }
@@ -378,52 +334,28 @@ proxy = ["10.10.9.9:3128"]
         let err = parse(&text).unwrap_err();
         assert_eq!(err.line, Some(9));
         assert_eq!(err.key, "roles.domain_controller");
-        assert!(
-            err.to_string()
-                .starts_with("site.toml:9: roles.domain_controller: `10.10.0.600`"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("site.toml:9: roles.domain_controller: `10.10.0.600`"), "{err}");
 
         let err = parse(&SPEC_EXAMPLE.replace("skype ", "lync ")).unwrap_err();
         assert_eq!(err.line, Some(10));
         assert!(err.message.contains("unknown field `lync`"), "{err}");
 
         let err = parse(&SPEC_EXAMPLE.replace("10.10.9.9:3128", "10.10.9.9")).unwrap_err();
-        assert_eq!(
-            (err.line, err.key.as_str()),
-            (Some(20), "open_proxy_detection.proxy")
-        );
+        assert_eq!((err.line, err.key.as_str()), (Some(20), "open_proxy_detection.proxy"));
     }
 
     #[test]
     fn lints_unsupported_topologies() {
         let text = SPEC_EXAMPLE
-            .replace(
-                "edge              = [\"172.16.0.25\"]",
-                "edge = [\"172.16.0.25\", \"172.16.0.26\"]",
-            )
-            .replace(
-                "skype             = [\"10.10.3.20\"]",
-                "skype = [\"10.10.1.12\"]",
-            )
-            .replace(
-                "internal_client   = [\"10.20.0.0/16\"]",
-                "internal_client = [\"10.10.0.0/16\"]",
-            );
+            .replace("edge              = [\"172.16.0.25\"]", "edge = [\"172.16.0.25\", \"172.16.0.26\"]")
+            .replace("skype             = [\"10.10.3.20\"]", "skype = [\"10.10.1.12\"]")
+            .replace("internal_client   = [\"10.20.0.0/16\"]", "internal_client = [\"10.10.0.0/16\"]");
         let lints = parse(&text).unwrap().lint();
         let text_of = |needle: &str| lints.iter().any(|(_, l)| l.contains(needle));
+        assert!(text_of("172.16.0.26/32 has no [[edge_subscription]]"), "{lints:?}");
+        assert!(text_of("10.10.1.12/32 is listed in two roles, mailbox and skype"), "{lints:?}");
         assert!(
-            text_of("172.16.0.26/32 has no [[edge_subscription]]"),
-            "{lints:?}"
-        );
-        assert!(
-            text_of("10.10.1.12/32 is listed in two roles, mailbox and skype"),
-            "{lints:?}"
-        );
-        assert!(
-            text_of(
-                "roles overlap: 10.10.1.11/32 (mailbox) lies inside 10.10.0.0/16 (internal_client)"
-            ),
+            text_of("roles overlap: 10.10.1.11/32 (mailbox) lies inside 10.10.0.0/16 (internal_client)"),
             "{lints:?}"
         );
     }

@@ -41,12 +41,7 @@ pub struct Scenario {
 
 impl Default for Scenario {
     fn default() -> Scenario {
-        Scenario {
-            now: EPOCH,
-            link: Link::default(),
-            ttl: DEFAULT_TTL,
-            frames: Vec::new(),
-        }
+        Scenario { now: EPOCH, link: Link::default(), ttl: DEFAULT_TTL, frames: Vec::new() }
     }
 }
 
@@ -66,65 +61,32 @@ impl Scenario {
         self.now = self.now.saturating_add(10_000);
         let data = wire::ethernet(self.link, ip);
         let wire_len = data.len() as u32;
-        self.frames.push(SynthFrame {
-            ts: self.now,
-            data,
-            wire_len,
-        });
+        self.frames.push(SynthFrame { ts: self.now, data, wire_len });
         self
     }
 
     /// Appends one segment from `src` to `dst`.
-    pub fn send(
-        &mut self,
-        src: SocketAddr,
-        dst: SocketAddr,
-        segment: Segment<'_>,
-    ) -> &mut Scenario {
+    pub fn send(&mut self, src: SocketAddr, dst: SocketAddr, segment: Segment<'_>) -> &mut Scenario {
         let ip = wire::ip_packet(src, dst, self.ttl, segment);
         self.ip(&ip)
     }
 
-    fn tcp(
-        &mut self,
-        src: SocketAddr,
-        dst: SocketAddr,
-        flags: u8,
-        payload: &[u8],
-    ) -> &mut Scenario {
-        self.send(
-            src,
-            dst,
-            Segment::Tcp {
-                flags,
-                seq: 1,
-                ack: 1,
-                payload,
-            },
-        )
+    fn tcp(&mut self, src: SocketAddr, dst: SocketAddr, flags: u8, payload: &[u8]) -> &mut Scenario {
+        self.send(src, dst, Segment::Tcp { flags, seq: 1, ack: 1, payload })
     }
 
     /// A whole TCP connection: handshake, `exchanges` request/response pairs, FIN both ways.
-    pub fn tcp_session(
-        &mut self,
-        client: SocketAddr,
-        server: SocketAddr,
-        exchanges: usize,
-    ) -> &mut Scenario {
-        self.tcp(client, server, SYN, &[])
-            .tcp(server, client, SYN | ACK, &[])
-            .tcp(client, server, ACK, &[]);
+    pub fn tcp_session(&mut self, client: SocketAddr, server: SocketAddr, exchanges: usize) -> &mut Scenario {
+        self.tcp(client, server, SYN, &[]).tcp(server, client, SYN | ACK, &[]).tcp(client, server, ACK, &[]);
         for _ in 0..exchanges {
-            self.tcp(client, server, PSH | ACK, &[b'q'; 100]).tcp(
-                server,
-                client,
-                PSH | ACK,
-                &[b'r'; 400],
-            );
+            self.tcp(client, server, PSH | ACK, &[b'q'; 100]).tcp(server, client, PSH | ACK, &[b'r'; 400]);
         }
-        self.tcp(client, server, FIN | ACK, &[])
-            .tcp(server, client, FIN | ACK, &[])
-            .tcp(client, server, ACK, &[])
+        self.tcp(client, server, FIN | ACK, &[]).tcp(server, client, FIN | ACK, &[]).tcp(
+            client,
+            server,
+            ACK,
+            &[],
+        )
     }
 
     /// A TCP connection picked up mid-stream: data both ways, no handshake. The first
@@ -136,16 +98,14 @@ impl Scenario {
         exchanges: usize,
     ) -> &mut Scenario {
         for _ in 0..exchanges {
-            self.tcp(server, client, PSH | ACK, &[b'r'; 300])
-                .tcp(client, server, ACK, &[]);
+            self.tcp(server, client, PSH | ACK, &[b'r'; 300]).tcp(client, server, ACK, &[]);
         }
         self
     }
 
     /// A SYN refused with a RST.
     pub fn tcp_refused(&mut self, client: SocketAddr, server: SocketAddr) -> &mut Scenario {
-        self.tcp(client, server, SYN, &[])
-            .tcp(server, client, RST | ACK, &[])
+        self.tcp(client, server, SYN, &[]).tcp(server, client, RST | ACK, &[])
     }
 
     /// A SYN sent `1 + retries` times, `spacing` seconds apart, never answered.
@@ -171,20 +131,8 @@ impl Scenario {
         exchanges: usize,
     ) -> &mut Scenario {
         for _ in 0..exchanges {
-            self.send(
-                client,
-                server,
-                Segment::Udp {
-                    payload: &[b'd'; 40],
-                },
-            );
-            self.send(
-                server,
-                client,
-                Segment::Udp {
-                    payload: &[b'a'; 120],
-                },
-            );
+            self.send(client, server, Segment::Udp { payload: &[b'd'; 40] });
+            self.send(server, client, Segment::Udp { payload: &[b'a'; 120] });
         }
         self
     }
@@ -202,12 +150,7 @@ impl Scenario {
             client,
             server,
             self.ttl,
-            Segment::Tcp {
-                flags: SYN,
-                seq: 1,
-                ack: 0,
-                payload: &[],
-            },
+            Segment::Tcp { flags: SYN, seq: 1, ack: 0, payload: &[] },
         );
         let quote = &quoted[..quoted.len().min(if client.is_ipv4() { 28 } else { 48 })];
         let (kind, code) = if client.is_ipv4() { (3, 13) } else { (1, 1) };
@@ -215,11 +158,7 @@ impl Scenario {
             SocketAddr::new(router, 0),
             SocketAddr::new(client.ip(), 0),
             self.ttl,
-            Segment::Icmp {
-                kind,
-                code,
-                body: quote,
-            },
+            Segment::Icmp { kind, code, body: quote },
         );
         self.ip(&ip)
     }
@@ -239,19 +178,9 @@ impl Scenario {
         let pieces: Vec<&[u8]> = l4.chunks(chunk).collect();
         for &i in order {
             let Some(piece) = pieces.get(i) else { continue };
-            let frag = IpFragment::V4 {
-                id: 0x4242,
-                offset: (i * chunk) as u16,
-                more: i + 1 < pieces.len(),
-            };
-            let ip = wire::ip_with_payload(
-                src.ip(),
-                dst.ip(),
-                self.ttl,
-                crate::decode::proto::UDP,
-                piece,
-                frag,
-            );
+            let frag = IpFragment::V4 { id: 0x4242, offset: (i * chunk) as u16, more: i + 1 < pieces.len() };
+            let ip =
+                wire::ip_with_payload(src.ip(), dst.ip(), self.ttl, crate::decode::proto::UDP, piece, frag);
             self.ip(&ip);
         }
         self
@@ -289,11 +218,7 @@ pub struct OrgOptions {
 
 impl Default for OrgOptions {
     fn default() -> OrgOptions {
-        OrgOptions {
-            packets: 10_000,
-            seed: 1,
-            concurrency: 64,
-        }
+        OrgOptions { packets: 10_000, seed: 1, concurrency: 64 }
     }
 }
 
@@ -369,14 +294,7 @@ struct Kind {
 }
 
 const fn kind(weight: u64, from: Pool, to: Pool, ports: &'static [u16], style: Style) -> Kind {
-    Kind {
-        weight,
-        from,
-        to,
-        ports,
-        style,
-        expect: None,
-    }
+    Kind { weight, from, to, ports, style, expect: None }
 }
 
 const fn finding(
@@ -388,14 +306,7 @@ const fn finding(
     rule: &'static str,
     verdict: Verdict,
 ) -> Kind {
-    Kind {
-        weight,
-        from,
-        to,
-        ports,
-        style,
-        expect: Some((rule, verdict)),
-    }
+    Kind { weight, from, to, ports, style, expect: Some((rule, verdict)) }
 }
 
 use Pool::*;
@@ -404,21 +315,9 @@ use Style::*;
 /// The traffic mix: mostly allowed flows, a few of every kind of finding.
 const KINDS: &[Kind] = &[
     kind(300, InternalClient, MailboxSubscribed, &[443], Session),
-    kind(
-        150,
-        External,
-        MailboxSubscribed,
-        &[443, 993, 995, 587],
-        Session,
-    ),
+    kind(150, External, MailboxSubscribed, &[443, 993, 995, 587], Session),
     kind(30, ExternalV6, MailboxV6, &[443], Session),
-    kind(
-        30,
-        InternalClient,
-        MailboxOtherSite,
-        &[443, 25, 135],
-        Session,
-    ),
+    kind(30, InternalClient, MailboxOtherSite, &[443, 25, 135], Session),
     kind(80, Mta, Edge, &[25], Session),
     kind(10, Mta, Edge, &[25], SmtpThenProbe),
     kind(60, Edge, MailboxSubscribed, &[25], Session),
@@ -427,31 +326,11 @@ const KINDS: &[Kind] = &[
     kind(60, MailboxSubscribed, Dns, &[53], Udp),
     kind(5, MailboxSubscribed, Dns, &[53], UdpFragmented),
     kind(20, Edge, Dns, &[53], Udp),
-    kind(
-        20,
-        MailboxSubscribed,
-        MailboxOtherSite,
-        &[135, 445, 64_327],
-        Session,
-    ),
-    kind(
-        30,
-        MailboxOtherSite,
-        DomainController,
-        &[389, 88, 3268],
-        Session,
-    ),
+    kind(20, MailboxSubscribed, MailboxOtherSite, &[135, 445, 64_327], Session),
+    kind(30, MailboxOtherSite, DomainController, &[389, 88, 3268], Session),
     kind(10, Skype, MailboxSubscribed, &[5061, 443], Session),
     kind(50, InternalClient, External, &[443, 80], Session),
-    finding(
-        10,
-        External,
-        MailboxSubscribed,
-        &[80],
-        Session,
-        "client-http",
-        Verdict::Advisory,
-    ),
+    finding(10, External, MailboxSubscribed, &[80], Session, "client-http", Verdict::Advisory),
     finding(
         5,
         InternalClient,
@@ -461,33 +340,9 @@ const KINDS: &[Kind] = &[
         "client-plaintext-mail",
         Verdict::Advisory,
     ),
-    finding(
-        5,
-        External,
-        MailboxSubscribed,
-        &[3389, 445],
-        Session,
-        "external-to-mailbox",
-        Verdict::Violation,
-    ),
-    finding(
-        2,
-        External,
-        MailboxOtherSite,
-        &[3389],
-        Midstream,
-        "external-to-mailbox",
-        Verdict::Violation,
-    ),
-    finding(
-        5,
-        Mta,
-        MailboxSubscribed,
-        &[25],
-        Session,
-        "inbound-smtp-bypasses-edge",
-        Verdict::Violation,
-    ),
+    finding(5, External, MailboxSubscribed, &[3389, 445], Session, "external-to-mailbox", Verdict::Violation),
+    finding(2, External, MailboxOtherSite, &[3389], Midstream, "external-to-mailbox", Verdict::Violation),
+    finding(5, Mta, MailboxSubscribed, &[25], Session, "inbound-smtp-bypasses-edge", Verdict::Violation),
     finding(
         5,
         MailboxSubscribed,
@@ -497,51 +352,11 @@ const KINDS: &[Kind] = &[
         "outbound-smtp-bypasses-edge",
         Verdict::Violation,
     ),
-    finding(
-        3,
-        MailboxOtherSite,
-        External,
-        &[443],
-        Session,
-        "mailbox-to-external",
-        Verdict::Violation,
-    ),
-    finding(
-        3,
-        Edge,
-        External,
-        &[3389, 22],
-        Session,
-        "edge-perimeter",
-        Verdict::Violation,
-    ),
-    finding(
-        3,
-        InternalClient,
-        Edge,
-        &[443],
-        Session,
-        "edge-perimeter",
-        Verdict::Violation,
-    ),
-    finding(
-        3,
-        Edge,
-        MailboxOtherSite,
-        &[25],
-        Session,
-        "edge-unsubscribed-site",
-        Verdict::Violation,
-    ),
-    finding(
-        3,
-        Edge,
-        External,
-        &[1080, 3128],
-        Session,
-        "edge-not-open-proxy-probe",
-        Verdict::Violation,
-    ),
+    finding(3, MailboxOtherSite, External, &[443], Session, "mailbox-to-external", Verdict::Violation),
+    finding(3, Edge, External, &[3389, 22], Session, "edge-perimeter", Verdict::Violation),
+    finding(3, InternalClient, Edge, &[443], Session, "edge-perimeter", Verdict::Violation),
+    finding(3, Edge, MailboxOtherSite, &[25], Session, "edge-unsubscribed-site", Verdict::Violation),
+    finding(3, Edge, External, &[1080, 3128], Session, "edge-not-open-proxy-probe", Verdict::Violation),
     finding(
         2,
         MailboxSubscribed,
@@ -581,11 +396,7 @@ pub fn organization(
     options: &OrgOptions,
     mut emit: impl FnMut(Ts, &[u8]) -> io::Result<()>,
 ) -> io::Result<Vec<Expected>> {
-    let mut g = Generator {
-        rng: Rng::new(options.seed),
-        next_port: 0,
-        expected: Vec::new(),
-    };
+    let mut g = Generator { rng: Rng::new(options.seed), next_port: 0, expected: Vec::new() };
     let total_weight: u64 = KINDS.iter().map(|k| k.weight).sum();
     // Min-heap of (next time, slot): the flow whose packet is due first sends next.
     let mut due: BinaryHeap<Reverse<(Ts, usize)>> = BinaryHeap::new();
@@ -609,10 +420,7 @@ pub fn organization(
             }
             None if written < options.packets => {
                 slots[slot] = Some(g.flow(total_weight));
-                due.push(Reverse((
-                    now.saturating_add(g.rng.range(1_000, 50_000)),
-                    slot,
-                )));
+                due.push(Reverse((now.saturating_add(g.rng.range(1_000, 50_000)), slot)));
             }
             None => slots[slot] = None,
         }
@@ -635,27 +443,15 @@ impl Generator {
     fn host(&mut self, pool: Pool) -> IpAddr {
         let v4 = |b: [u8; 4]| IpAddr::V4(Ipv4Addr::from(b));
         match pool {
-            InternalClient => v4([
-                10,
-                20,
-                self.rng.range(0, 40) as u8,
-                self.rng.range(1, 254) as u8,
-            ]),
+            InternalClient => v4([10, 20, self.rng.range(0, 40) as u8, self.rng.range(1, 254) as u8]),
             External => {
                 // 198.51.100.200-215 are the mail servers of `Mta`; keep clear of them.
                 let net = self.pick(&[[198u8, 51, 100], [203, 0, 113], [192, 0, 2]]);
                 v4([net[0], net[1], net[2], self.rng.range(1, 199) as u8])
             }
-            ExternalV6 => IpAddr::V6(Ipv6Addr::new(
-                0x2001,
-                0xdb8,
-                0xff,
-                0,
-                0,
-                0,
-                0,
-                self.rng.range(1, 500) as u16,
-            )),
+            ExternalV6 => {
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, self.rng.range(1, 500) as u16))
+            }
             Mta => v4([198, 51, 100, 200 + self.rng.range(0, 15) as u8]),
             MailboxSubscribed => v4(self.pick(&MAILBOX_SUBSCRIBED)),
             MailboxOtherSite => v4(MAILBOX_OTHER_SITE),
@@ -690,21 +486,12 @@ impl Generator {
         let client = SocketAddr::new(self.host(kind.from), self.ephemeral());
         let server = SocketAddr::new(self.host(kind.to), port);
         let link = match self.rng.range(0, 99) {
-            0..=9 => Link {
-                vlans: [Some(10), None],
-            },
-            10..=12 => Link {
-                vlans: [Some(100), Some(10)],
-            },
+            0..=9 => Link { vlans: [Some(10), None] },
+            10..=12 => Link { vlans: [Some(100), Some(10)] },
             _ => Link::default(),
         };
         if let Some((rule, verdict)) = kind.expect {
-            self.expected.push(Expected {
-                rule,
-                verdict,
-                src: client,
-                dst: server,
-            });
+            self.expected.push(Expected { rule, verdict, src: client, dst: server });
         }
         let steps = match kind.style {
             Session => self.session(client, server),
@@ -718,30 +505,15 @@ impl Generator {
             SynUnanswered => {
                 let syn = self.tcp(client, server, SYN, 0);
                 vec![
-                    Step {
-                        gap_ns: 0,
-                        ip: syn.clone(),
-                    },
-                    Step {
-                        gap_ns: 1_000_000_000,
-                        ip: syn.clone(),
-                    },
-                    Step {
-                        gap_ns: 2_000_000_000,
-                        ip: syn,
-                    },
+                    Step { gap_ns: 0, ip: syn.clone() },
+                    Step { gap_ns: 1_000_000_000, ip: syn.clone() },
+                    Step { gap_ns: 2_000_000_000, ip: syn },
                 ]
             }
             IcmpProhibited => {
                 let mut s = Scenario::new();
                 s.icmp_prohibited(IpAddr::V4(Ipv4Addr::from(FIREWALL)), client, server);
-                s.frames
-                    .iter()
-                    .map(|f| Step {
-                        gap_ns: 200_000,
-                        ip: f.data[14..].to_vec(),
-                    })
-                    .collect()
+                s.frames.iter().map(|f| Step { gap_ns: 200_000, ip: f.data[14..].to_vec() }).collect()
             }
             SmtpThenProbe => {
                 let mut steps = self.session(client, server);
@@ -755,25 +527,12 @@ impl Generator {
                 steps
             }
         };
-        Active {
-            link,
-            steps: steps.into_iter(),
-        }
+        Active { link, steps: steps.into_iter() }
     }
 
     fn tcp(&mut self, src: SocketAddr, dst: SocketAddr, flags: u8, payload: usize) -> Vec<u8> {
         let body = vec![0x5a; payload];
-        wire::ip_packet(
-            src,
-            dst,
-            DEFAULT_TTL,
-            Segment::Tcp {
-                flags,
-                seq: 1,
-                ack: 1,
-                payload: &body,
-            },
-        )
+        wire::ip_packet(src, dst, DEFAULT_TTL, Segment::Tcp { flags, seq: 1, ack: 1, payload: &body })
     }
 
     fn gap(&mut self) -> u64 {
@@ -809,30 +568,17 @@ impl Generator {
         let query = vec![0x11; self.rng.range(30, 60) as usize];
         let mut steps = vec![Step {
             gap_ns: 0,
-            ip: wire::ip_packet(
-                client,
-                server,
-                DEFAULT_TTL,
-                Segment::Udp { payload: &query },
-            ),
+            ip: wire::ip_packet(client, server, DEFAULT_TTL, Segment::Udp { payload: &query }),
         }];
         if fragmented {
             let mut s = Scenario::new();
             s.udp_fragmented(server, client, 3000, 1480, &[0, 1, 2]);
-            steps.extend(s.frames.iter().map(|f| Step {
-                gap_ns: 30_000,
-                ip: f.data[14..].to_vec(),
-            }));
+            steps.extend(s.frames.iter().map(|f| Step { gap_ns: 30_000, ip: f.data[14..].to_vec() }));
         } else {
             let answer = vec![0x22; self.rng.range(60, 400) as usize];
             steps.push(Step {
                 gap_ns: self.gap(),
-                ip: wire::ip_packet(
-                    server,
-                    client,
-                    DEFAULT_TTL,
-                    Segment::Udp { payload: &answer },
-                ),
+                ip: wire::ip_packet(server, client, DEFAULT_TTL, Segment::Udp { payload: &answer }),
             });
         }
         steps

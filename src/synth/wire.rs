@@ -68,12 +68,7 @@ fn l4_proto(src: IpAddr, segment: Segment<'_>) -> u8 {
 pub fn transport(src: SocketAddr, dst: SocketAddr, segment: Segment<'_>) -> Vec<u8> {
     let mut l4 = Vec::with_capacity(64);
     match segment {
-        Segment::Tcp {
-            flags,
-            seq,
-            ack,
-            payload,
-        } => {
+        Segment::Tcp { flags, seq, ack, payload } => {
             l4.extend_from_slice(&src.port().to_be_bytes());
             l4.extend_from_slice(&dst.port().to_be_bytes());
             l4.extend_from_slice(&seq.to_be_bytes());
@@ -95,24 +90,13 @@ pub fn transport(src: SocketAddr, dst: SocketAddr, segment: Segment<'_>) -> Vec<
     }
     let proto = l4_proto(src.ip(), segment);
     let pseudo = proto != proto::ICMP;
-    let sum = checksum(
-        if pseudo {
-            pseudo_header(src.ip(), dst.ip(), proto, l4.len())
-        } else {
-            0
-        },
-        &l4,
-    );
+    let sum = checksum(if pseudo { pseudo_header(src.ip(), dst.ip(), proto, l4.len()) } else { 0 }, &l4);
     let at = match segment {
         Segment::Tcp { .. } => 16,
         Segment::Udp { .. } => 6,
         Segment::Icmp { .. } => 2,
     };
-    let sum = if sum == 0 && proto == proto::UDP {
-        0xffff
-    } else {
-        sum
-    };
+    let sum = if sum == 0 && proto == proto::UDP { 0xffff } else { sum };
     l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
     l4
 }
@@ -131,9 +115,7 @@ pub fn ip_with_payload(
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             let (id, flags_offset) = match frag {
                 IpFragment::None => (0x1234, 0x4000u16),
-                IpFragment::V4 { id, offset, more } => {
-                    (id, (offset / 8) | if more { 0x2000 } else { 0 })
-                }
+                IpFragment::V4 { id, offset, more } => (id, (offset / 8) | if more { 0x2000 } else { 0 }),
             };
             ip.extend_from_slice(&[0x45, 0]);
             ip.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
@@ -168,24 +150,14 @@ fn v6_octets(addr: IpAddr) -> [u8; 16] {
 /// An Ethernet frame around an IP packet.
 pub fn ethernet(link: Link, ip: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(22 + ip.len());
-    frame.extend_from_slice(&[
-        0x00, 0x15, 0x5d, 0x01, 0x02, 0x03, 0x00, 0x15, 0x5d, 0x0a, 0x0b, 0x0c,
-    ]);
+    frame.extend_from_slice(&[0x00, 0x15, 0x5d, 0x01, 0x02, 0x03, 0x00, 0x15, 0x5d, 0x0a, 0x0b, 0x0c]);
     let tags: Vec<u16> = link.vlans.iter().flatten().copied().collect();
     for (i, tag) in tags.iter().enumerate() {
-        let tpid: u16 = if i == 0 && tags.len() > 1 {
-            0x88a8
-        } else {
-            0x8100
-        };
+        let tpid: u16 = if i == 0 && tags.len() > 1 { 0x88a8 } else { 0x8100 };
         frame.extend_from_slice(&tpid.to_be_bytes());
         frame.extend_from_slice(&tag.to_be_bytes());
     }
-    let ethertype: u16 = if ip.first().is_some_and(|b| b >> 4 == 6) {
-        0x86dd
-    } else {
-        0x0800
-    };
+    let ethertype: u16 = if ip.first().is_some_and(|b| b >> 4 == 6) { 0x86dd } else { 0x0800 };
     frame.extend_from_slice(&ethertype.to_be_bytes());
     frame.extend_from_slice(ip);
     frame
@@ -242,10 +214,8 @@ impl<W: Write> PcapWriter<W> {
 
     /// Writes one record; `wire_len` may exceed the frame when it was cut by a snaplen.
     pub fn write(&mut self, ts: Ts, frame: &[u8], wire_len: u32) -> io::Result<()> {
-        self.out
-            .write_all(&((ts.0 / 1_000_000_000) as u32).to_le_bytes())?;
-        self.out
-            .write_all(&((ts.0 % 1_000_000_000) as u32).to_le_bytes())?;
+        self.out.write_all(&((ts.0 / 1_000_000_000) as u32).to_le_bytes())?;
+        self.out.write_all(&((ts.0 % 1_000_000_000) as u32).to_le_bytes())?;
         self.out.write_all(&(frame.len() as u32).to_le_bytes())?;
         self.out.write_all(&wire_len.to_le_bytes())?;
         self.out.write_all(frame)

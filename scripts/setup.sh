@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages exwatch needs to build and test:
+#   libpcap-dev  capture library the `pcap` crate links to
+#   tshark       independent flow counts the tests cross-check against
+#   pkg-config   lets the `pcap` crate find libpcap
+# Needs a Rust toolchain (cargo >= 1.85, https://rustup.rs); it does not install one.
+set -euo pipefail
+
+packages=(libpcap-dev tshark pkg-config)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "setup: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found: install Rust 1.85 or later from https://rustup.rs" >&2
+  exit 1
+fi

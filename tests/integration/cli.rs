@@ -1,0 +1,309 @@
+//! The command line as a user meets it: configuration errors, exit statuses, damaged
+//! input, determinism across worker counts, and the bundled sample.
+
+use std::path::Path;
+
+use exwatch::synth::{self, wire::PcapWriter, OrgOptions, Scenario};
+
+use crate::util::{self, analyze, capture, exwatch, sa, topology_file};
+
+const SAMPLE: &str = "sample-contoso.pcap";
+
+/// The options `captures/sample-contoso.pcap` was generated with (see README).
+fn sample_options() -> OrgOptions {
+    OrgOptions { packets: 4000, seed: 1, ..OrgOptions::default() }
+}
+
+fn example_topology() -> String {
+    std::fs::read_to_string(util::repo().join("rules/topology.toml")).expect("example topology")
+}
+
+#[test]
+fn bundled_sample_is_what_the_generator_writes() {
+    let mut regenerated = Vec::new();
+    {
+        let mut writer = PcapWriter::new(&mut regenerated, 1).expect("header");
+        synth::organization(&sample_options(), |ts, frame| writer.write(ts, frame, frame.len() as u32))
+            .expect("generate");
+    }
+    let committed = std::fs::read(capture(SAMPLE)).expect("sample capture");
+    assert!(committed == regenerated, "captures/{SAMPLE} differs from the generator's output: regenerate it");
+}
+
+#[test]
+fn bundled_sample_gives_exactly_the_expected_findings() {
+    let expected = synth::organization(&sample_options(), |_, _| Ok(())).expect("generate");
+    assert!(expected.len() >= 10, "the sample should show many kinds of findings");
+    let mut want: Vec<_> = expected
+        .iter()
+        .map(|e| (e.verdict.name().to_string(), e.rule.to_string(), e.src.to_string(), e.dst.to_string()))
+        .collect();
+    want.sort();
+    let run = analyze(&[&capture(SAMPLE)], &[]);
+    assert_eq!(run.findings(), want);
+    assert_eq!(run.status, 1, "violations make the exit status 1");
+    assert!(run.stderr.contains("throughput:"), "summary on stderr: {}", run.stderr);
+}
+
+fn sorted_lines(run: &util::Run) -> Vec<String> {
+    let mut lines: Vec<String> = run.events.iter().map(|e| e.to_string()).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn events_do_not_depend_on_the_worker_count() {
+    let one = analyze(&[&capture(SAMPLE)], &["--flows", "--workers", "1"]);
+    assert!(one.flows().len() > 100 && !one.alerts().is_empty());
+    for workers in ["2", "3", "7"] {
+        let many = analyze(&[&capture(SAMPLE)], &["--flows", "--workers", workers]);
+        assert_eq!(sorted_lines(&one), sorted_lines(&many), "--workers {workers}");
+    }
+}
+
+#[test]
+fn the_same_capture_gives_the_same_events_every_run() {
+    let a = analyze(&[&capture(SAMPLE)], &["--flows", "--workers", "1"]);
+    let b = analyze(&[&capture(SAMPLE)], &["--flows", "--workers", "1"]);
+    let lines = |r: &util::Run| r.events.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+    assert_eq!(lines(&a), lines(&b));
+}
+
+#[test]
+fn summary_json_counts_what_was_read() {
+    let run = analyze(&[&capture(SAMPLE)], &[]);
+    let s = run.summary.expect("summary json");
+    assert_eq!(s["packets"]["read"], 5044);
+    assert_eq!(s["packets"]["decoded"], 5044);
+    assert_eq!(s["packets"]["skipped"], 0);
+    assert_eq!(s["findings"]["restriction"], 2);
+    let rules = s["rules"].as_array().expect("rules");
+    let https = rules.iter().find(|r| r["rule"] == "client-https").expect("client-https line");
+    assert!(https["flows"].as_u64() > Some(50) && https["bytes"].as_u64() > Some(100_000));
+    assert!(!s["top_violating_pairs"].as_array().expect("pairs").is_empty());
+    assert!(s["throughput"]["packets_per_second"].as_f64() > Some(0.0));
+}
+
+#[test]
+fn community_id_matches_the_published_vector() {
+    let (_dir, topology) = topology_file("[roles]\nmailbox = [\"5.6.7.8\"]\n");
+    let mut s = Scenario::new();
+    s.tcp_session(sa("1.2.3.4:1122"), sa("5.6.7.8:3344"), 1);
+    let run = util::analyze_scenario(&s, &["--topology", topology.to_str().expect("utf-8 path")]);
+    let alerts = run.alerts();
+    assert_eq!(alerts.len(), 1, "{:?}", run.events);
+    assert_eq!(alerts[0]["community_id"], "1:wCb3OG7yAFWelaUydu0D+125CLM=");
+    assert_eq!(alerts[0]["policy"]["rule"], "external-to-mailbox");
+}
+
+#[test]
+fn a_missing_file_is_one_line_and_status_2_but_the_others_are_analysed() {
+    let run = analyze(&[Path::new("/nonexistent/capture.pcap"), &capture(SAMPLE)], &[]);
+    assert_eq!(run.status, 2);
+    let lines: Vec<_> = run.stderr.lines().filter(|l| l.contains("/nonexistent/capture.pcap")).collect();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(lines[0].contains("cannot open"), "{}", lines[0]);
+    assert!(!run.alerts().is_empty(), "the readable file was still analysed");
+}
+
+#[test]
+fn a_file_cut_short_is_analysed_up_to_the_damage() {
+    let whole = std::fs::read(capture(SAMPLE)).expect("sample");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cut = dir.path().join("cut.pcap");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).expect("write");
+    let run = analyze(&[&cut], &[]);
+    assert_eq!(run.status, 2);
+    let damage = run.stderr.lines().find(|l| l.contains("damaged at record")).expect("damage line");
+    // The record and offset name the first record that does not fit in the file.
+    let record: u64 = field_after(damage, "record ").parse().expect("record number");
+    let offset: u64 = field_after(damage, "byte offset ").parse().expect("offset");
+    assert!(offset < whole.len() as u64 / 2 && offset + 16 > whole.len() as u64 / 2 - 1600, "{damage}");
+    assert_eq!(run.summary.as_ref().expect("summary")["packets"]["read"], record - 1);
+    let full = analyze(&[&capture(SAMPLE)], &[]);
+    let before_damage: Vec<_> = run.findings();
+    assert!(!before_damage.is_empty(), "findings before the damage are written");
+    for finding in &before_damage {
+        assert!(full.findings().contains(finding), "{finding:?} is not a finding of the whole file");
+    }
+}
+
+fn field_after<'a>(line: &'a str, label: &str) -> &'a str {
+    let start = line.find(label).map(|i| i + label.len()).unwrap_or(line.len());
+    line[start..].split(|c: char| !c.is_ascii_digit()).next().unwrap_or("")
+}
+
+#[test]
+fn an_unsupported_link_type_is_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nflog.pcap");
+    let mut writer = PcapWriter::new(std::fs::File::create(&path).expect("create"), 239).expect("header");
+    writer.write(synth::EPOCH, &[0u8; 40], 40).expect("record");
+    drop(writer);
+    let run = analyze(&[&path], &[]);
+    assert_eq!(run.status, 2);
+    assert!(run.stderr.contains("link type 239 (NFLOG) is not supported"), "{}", run.stderr);
+}
+
+#[test]
+fn garbage_frames_are_counted_by_reason_not_fatal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("junk.pcap");
+    let mut writer = PcapWriter::new(std::fs::File::create(&path).expect("create"), 1).expect("header");
+    let arp = [[0xffu8; 12].as_slice(), &[0x08, 0x06], &[0u8; 28]].concat();
+    let short_ip = [[0u8; 12].as_slice(), &[0x08, 0x00, 0x45, 0x00]].concat();
+    for frame in [&[0u8; 5][..], &arp, &short_ip] {
+        writer.write(synth::EPOCH, frame, frame.len() as u32).expect("record");
+    }
+    drop(writer);
+    let run = analyze(&[&path], &[]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let s = run.summary.expect("summary");
+    assert_eq!(s["packets"]["read"], 3);
+    assert_eq!(s["packets"]["skipped"], 3);
+    let reasons = s["packets"]["skipped_by_reason"].to_string();
+    for reason in ["link_truncated", "not_ip", "ip_truncated"] {
+        assert!(reasons.contains(reason), "{reasons}");
+    }
+}
+
+#[test]
+fn check_accepts_the_shipped_rules() {
+    let (status, stdout, _) = exwatch(&["check"]);
+    assert_eq!(status, 0, "{stdout}");
+    assert!(stdout.contains("0 lint(s)"), "{stdout}");
+}
+
+#[test]
+fn check_lints_unsupported_topologies_with_line_numbers() {
+    let text = example_topology()
+        .replace("edge              = [\"172.16.0.25\"]", "edge = [\"172.16.0.25\", \"172.16.0.26\"]");
+    let (_dir, path) = topology_file(&text);
+    let (status, stdout, _) = exwatch(&["check", "--topology", path.to_str().expect("utf-8")]);
+    assert_eq!(status, 1, "{stdout}");
+    let line =
+        stdout.lines().find(|l| l.contains("172.16.0.26/32 has no [[edge_subscription]]")).expect("lint");
+    assert!(line.contains("topology.toml:11:"), "{line}");
+}
+
+#[test]
+fn topology_errors_name_file_line_and_key_with_status_2() {
+    let text = example_topology().replace("\"10.10.0.6\"", "\"10.10.0.300\"");
+    let (_dir, path) = topology_file(&text);
+    for command in ["check", "analyze"] {
+        let mut args = vec![command, "--topology", path.to_str().expect("utf-8")];
+        if command == "analyze" {
+            args.push("captures/sample-contoso.pcap");
+        }
+        let (status, _, stderr) = exwatch(&args);
+        assert_eq!(status, 2, "{command}: {stderr}");
+        assert!(
+            stderr.contains("topology.toml:12: roles.domain_controller: `10.10.0.300`"),
+            "{command}: {stderr}"
+        );
+    }
+}
+
+fn policy_error(edit: impl Fn(&str) -> String) -> String {
+    let shipped = std::fs::read_to_string(util::repo().join("rules/exchange.toml")).expect("policy");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, edit(&shipped)).expect("write");
+    let (status, _, stderr) = exwatch(&["check", "--policy", path.to_str().expect("utf-8")]);
+    assert_eq!(status, 2, "{stderr}");
+    stderr
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).expect("needle in policy") + 1
+}
+
+#[test]
+fn policy_errors_name_file_line_and_rule() {
+    let shipped = std::fs::read_to_string(util::repo().join("rules/exchange.toml")).expect("policy");
+    let err = policy_error(|t| {
+        t.replacen("to = [\"mailbox\", \"domain_controller\", \"skype\"]", "to = [\"mailboxes\"]", 1)
+    });
+    let line = line_of(&shipped, "to = [\"mailbox\", \"domain_controller\", \"skype\"]");
+    assert!(
+        err.contains(&format!(
+            "policy.toml:{line}: rule[0] (\"exchange-internal\").to: `mailboxes` is not a role"
+        )),
+        "{err}"
+    );
+
+    let err = policy_error(|t| t.replacen("sid = 9000002", "sid = 9000001", 1));
+    assert!(err.contains("sid 9000001 is used twice"), "{err}");
+
+    let err = policy_error(|t| t.replacen("both_ways = true", "both_ways = true\nbothways = true", 1));
+    assert!(err.contains("unknown field `bothways`"), "{err}");
+
+    let err = policy_error(|t| t.replacen("schema = 1", "schema = 2", 1));
+    let line = line_of(&shipped, "schema = 1");
+    assert!(err.contains(&format!("policy.toml:{line}: schema: schema 2 is not supported")), "{err}");
+
+    let err = policy_error(|t| t.replacen("ports = [443]", "ports = [\"443-80\"]", 1));
+    assert!(err.contains("`443-80` is not a port or a range"), "{err}");
+}
+
+#[test]
+fn another_policy_file_changes_behaviour_without_recompiling() {
+    let policy = r#"
+schema = 1
+[policy]
+name = "https-forbidden"
+source = "a test"
+
+[[rule]]
+id = "no-https"
+sid = 1
+section = "test"
+reason = "HTTPS is forbidden here"
+verdict = "violation"
+from = ["any"]
+to = ["mailbox"]
+proto = ["tcp"]
+ports = ["440-450"]
+"#;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, policy).expect("write");
+    let mut s = Scenario::new();
+    s.tcp_session(sa("10.20.0.5:50000"), sa("10.10.1.11:443"), 1);
+    s.tcp_session(sa("198.51.100.7:50001"), sa("10.10.1.11:3389"), 1);
+    let run = util::analyze_scenario(&s, &["--policy", path.to_str().expect("utf-8")]);
+    let want = vec![(
+        "violation".to_string(),
+        "no-https".to_string(),
+        "10.20.0.5:50000".to_string(),
+        "10.10.1.11:443".to_string(),
+    )];
+    assert_eq!(run.findings(), want);
+    assert!(run.stderr.contains("matched no rule"), "{}", run.stderr);
+}
+
+#[test]
+fn bad_flags_are_status_2() {
+    for args in [
+        &["analyze", "--fail-on", "warning", "captures/sample-contoso.pcap"][..],
+        &["analyze", "--workers", "0", "captures/sample-contoso.pcap"],
+        &["analyze", "--syn-timeout", "-1", "captures/sample-contoso.pcap"],
+        &["analyze"],
+    ] {
+        let (status, _, stderr) = exwatch(args);
+        assert_eq!(status, 2, "{args:?}: {stderr}");
+        assert!(!stderr.is_empty());
+    }
+}
+
+#[test]
+fn help_explains_exit_statuses_and_defaults() {
+    let (status, stdout, _) = exwatch(&["analyze", "--help"]);
+    assert_eq!(status, 0);
+    for needle in ["--eve-log", "--fail-on", "violation,restriction", "--workers", "--syn-timeout", "--flows"]
+    {
+        assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
+    }
+    let (_, stdout, _) = exwatch(&["--help"]);
+    assert!(stdout.contains("Exit status: 0 clean, 1 findings"), "{stdout}");
+}

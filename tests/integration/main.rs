@@ -1,0 +1,8 @@
+//! exwatch's integration tests: one binary (fast to link), modules by area.
+
+mod util;
+
+mod captures;
+mod cli;
+mod output;
+mod scenarios;
