@@ -517,4 +517,115 @@ mod tests {
         assert_eq!(pair_hash(a, b), pair_hash(b, a));
         assert_ne!(pair_hash(a, b), pair_hash(a, a));
     }
+
+    /// Frames of every shape the decoder handles, built by the generator.
+    fn sample_frames() -> Vec<(LinkType, Vec<u8>)> {
+        use crate::synth::{wire::Link, Scenario};
+        let sa = |t: &str| t.parse::<std::net::SocketAddr>().unwrap();
+        let mut s = Scenario::new();
+        s.tcp_session(sa("10.20.0.1:50000"), sa("10.10.1.11:443"), 1);
+        s.link = Link { vlans: [Some(100), Some(10)] };
+        s.udp_exchange(sa("[2001:db8::1]:5353"), sa("[2001:db8::2]:53"), 1);
+        s.link = Link::default();
+        s.icmp_prohibited("10.0.0.254".parse().unwrap(), sa("10.10.1.11:50001"), sa("10.10.1.12:135"));
+        s.icmp_prohibited(
+            "2001:db8::fe".parse().unwrap(),
+            sa("[2001:db8::1]:50002"),
+            sa("[2001:db8::2]:445"),
+        );
+        s.udp_fragmented(sa("10.0.0.1:53"), sa("10.0.0.2:40000"), 3000, 1480, &[0, 1, 2]);
+        let mut frames: Vec<_> = s.frames.iter().map(|f| (LinkType::Ethernet, f.data.clone())).collect();
+        // The same IP packets under the other link layers.
+        for f in &s.frames {
+            let ip = network(LinkType::Ethernet, &f.data).unwrap().ip;
+            frames.push((LinkType::RawIp, ip.to_vec()));
+            let mut sll = vec![0, 0, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0, 0x08, 0x00];
+            sll.extend_from_slice(ip);
+            frames.push((LinkType::LinuxSll, sll));
+            let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0];
+            sll2.extend_from_slice(ip);
+            frames.push((LinkType::LinuxSll2, sll2));
+        }
+        frames
+    }
+
+    #[test]
+    fn sample_frames_decode_under_every_link_type() {
+        for (link, frame) in sample_frames() {
+            let packet = decode(link, Ts(0), frame.len() as u32, &frame);
+            assert!(packet.is_ok(), "{link:?} {frame:02x?}: {packet:?}");
+        }
+    }
+
+    #[test]
+    fn icmp_errors_carry_the_quoted_tuple() {
+        let frames = sample_frames();
+        let quoted: Vec<_> = frames
+            .iter()
+            .filter(|(link, _)| *link == LinkType::Ethernet)
+            .filter_map(|(link, f)| match decode(*link, Ts(0), 0, f).ok()?.transport {
+                Transport::IcmpError { kind: IcmpError::Prohibited, quoted } => Some(quoted),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(quoted.len(), 2);
+        assert_eq!((quoted[0].dport, quoted[0].proto), (135, proto::TCP));
+        assert_eq!(quoted[1].dst, "2001:db8::2".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn every_truncation_of_every_sample_frame_is_handled() {
+        for (link, frame) in sample_frames() {
+            for len in 0..frame.len() {
+                let cut = &frame[..len];
+                if let Ok(p) = decode(link, Ts(0), frame.len() as u32, cut) {
+                    // A cut frame may lose its ports, never invent them.
+                    let whole = decode(link, Ts(0), frame.len() as u32, &frame).unwrap();
+                    assert_eq!(p.tuple.src, whole.tuple.src);
+                    assert!(p.tuple.sport == whole.tuple.sport || p.tuple.sport == 0);
+                }
+                route_hash(link, cut);
+            }
+        }
+    }
+
+    #[test]
+    fn later_fragments_have_no_ports() {
+        let frames = sample_frames();
+        let kinds: Vec<_> = frames
+            .iter()
+            .filter(|(link, _)| *link == LinkType::Ethernet)
+            .filter_map(|(link, f)| decode(*link, Ts(0), 0, f).ok())
+            .filter(|p| p.fragment != Fragment::Whole)
+            .map(|p| (p.fragment, p.tuple.sport))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (Fragment::First { id: 0x4242 }, 53),
+                (Fragment::Later { id: 0x4242 }, 0),
+                (Fragment::Later { id: 0x4242 }, 0)
+            ]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            for link in [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::RawIp, LinkType::Null] {
+                let _ = decode(link, Ts(0), bytes.len() as u32, &bytes);
+                route_hash(link, &bytes);
+            }
+        }
+
+        #[test]
+        fn mutated_frames_never_panic(index in 0usize..64, at in 0usize..200, value in proptest::prelude::any::<u8>()) {
+            let frames = sample_frames();
+            let (link, mut frame) = frames[index % frames.len()].clone();
+            let at = at % frame.len();
+            frame[at] = value;
+            let _ = decode(link, Ts(0), frame.len() as u32, &frame);
+            route_hash(link, &frame);
+        }
+    }
 }

@@ -307,3 +307,17 @@ fn help_explains_exit_statuses_and_defaults() {
     let (_, stdout, _) = exwatch(&["--help"]);
     assert!(stdout.contains("Exit status: 0 clean, 1 findings"), "{stdout}");
 }
+
+#[test]
+fn a_full_flow_table_evicts_and_counts() {
+    let full = analyze(&[&capture(SAMPLE)], &["--workers", "1"]);
+    let capped = analyze(&[&capture(SAMPLE)], &["--workers", "1", "--max-flows", "8"]);
+    let s = capped.summary.as_ref().expect("summary");
+    let evicted = s["flows"]["evicted"].as_u64().expect("evicted");
+    assert!(evicted > 100, "{s}");
+    assert_eq!(s["flows"]["tracked"].as_u64(), Some(evicted + 8), "every flow but the last 8 was evicted");
+    // Evicted flows come back when their next packet arrives; no finding is lost.
+    for finding in full.findings() {
+        assert!(capped.findings().contains(&finding), "{finding:?} lost under eviction");
+    }
+}
