@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use exwatch::capture::{FrameSource, PcapFile};
+use exwatch::capture::{FrameSource, Next, PcapFile};
 use exwatch::decode;
-use exwatch::pipeline::{self, Options};
+use exwatch::pipeline::{self, Options, Sink};
 use exwatch::policy::{Engine, Policy, Topology, DEFAULT_MAX_SMTP_SENDERS};
 use exwatch::synth::{self, wire::PcapWriter, OrgOptions};
 
@@ -141,7 +141,7 @@ fn open(path: &Path) -> PcapFile {
 fn read_only(path: &Path) -> u64 {
     let mut source = open(path);
     let mut frames = 0u64;
-    while let Some(frame) = source.next_frame().expect("reading the capture") {
+    while let Next::Frame(frame) = source.next_frame().expect("reading the capture") {
         black_box(frame.data);
         frames += 1;
     }
@@ -153,7 +153,7 @@ fn read_decode(path: &Path) -> u64 {
     let mut source = open(path);
     let link = source.link_type();
     let mut decoded = 0u64;
-    while let Some(frame) = source.next_frame().expect("reading the capture") {
+    while let Next::Frame(frame) = source.next_frame().expect("reading the capture") {
         // black_box keeps the unused packet from being optimised away with its parse.
         let packet = black_box(decode::decode(link, frame.ts, frame.wire_len, frame.data));
         decoded += u64::from(packet.is_ok());
@@ -165,14 +165,9 @@ fn read_decode(path: &Path) -> u64 {
 /// not measured. The counts show the work happened (and match between worker counts).
 fn run_pipeline(engine: &Arc<Engine>, path: &Path, workers: usize) -> String {
     let options = Options { workers, ..Options::default() };
-    let report = pipeline::run_files(
-        Arc::clone(engine),
-        &[path.to_path_buf()],
-        &options,
-        Box::new(io::sink()),
-        &|_| {},
-    )
-    .expect("running the pipeline");
+    let report =
+        pipeline::run_files(Arc::clone(engine), &[path.to_path_buf()], &options, &Sink::Discard, &|_| {})
+            .expect("running the pipeline");
     assert!(report.errors.is_empty(), "capture errors: {:?}", report.errors);
     let c = &report.counters;
     format!("flows={} alerts={}", c.flows, c.advisories + c.violations + c.restrictions)

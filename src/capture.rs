@@ -7,7 +7,10 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::decode::{LinkType, Ts};
 
@@ -28,6 +31,10 @@ pub enum CaptureError {
     LinkType { path: PathBuf, dlt: i32, name: String },
     #[error("{path}: damaged at record {record} (byte offset {offset}): {message}; every frame before it was analysed")]
     Damaged { path: PathBuf, record: u64, offset: u64, message: String },
+    #[error("BPF filter {expression:?}: {message}")]
+    Filter { expression: String, message: String },
+    #[error("{interface}: capture failed: {message}")]
+    Live { interface: String, message: String },
 }
 
 impl CaptureError {
@@ -37,15 +44,42 @@ impl CaptureError {
             CaptureError::Open { .. } => "open",
             CaptureError::LinkType { .. } => "link_type",
             CaptureError::Damaged { .. } => "damaged",
+            CaptureError::Filter { .. } => "filter",
+            CaptureError::Live { .. } => "live",
         }
     }
+}
+
+/// What a source has to say when asked for a frame.
+#[derive(Debug)]
+pub enum Next<'a> {
+    Frame(Frame<'a>),
+    /// Nothing arrived within the read timeout (live capture only): time to flush
+    /// batches and run the timers.
+    Idle,
+    /// The source is exhausted.
+    End,
+}
+
+/// Counters a live capture keeps in the kernel and the interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    pub received: u64,
+    /// Dropped by the kernel because its buffer was full.
+    pub kernel_dropped: u64,
+    /// Dropped by the interface or its driver.
+    pub interface_dropped: u64,
 }
 
 /// A source of frames of one link type.
 pub trait FrameSource {
     fn link_type(&self) -> LinkType;
-    /// The next frame, `Ok(None)` at the end, or the damage that ends the source.
-    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError>;
+    /// The next frame, or the damage that ends the source.
+    fn next_frame(&mut self) -> Result<Next<'_>, CaptureError>;
+    /// Kernel and interface counters, where the source has them.
+    fn stats(&mut self) -> Option<CaptureStats> {
+        None
+    }
 }
 
 /// A pcap or pcapng file read through libpcap.
@@ -78,16 +112,13 @@ impl FrameSource for PcapFile {
         self.link
     }
 
-    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
+    fn next_frame(&mut self) -> Result<Next<'_>, CaptureError> {
         match self.capture.next_packet() {
             Ok(packet) => {
                 self.records += 1;
-                let h = packet.header;
-                // Opened with nanosecond precision: tv_usec holds nanoseconds.
-                let ts = Ts((h.ts.tv_sec.max(0) as u64) * 1_000_000_000 + h.ts.tv_usec.max(0) as u64);
-                Ok(Some(Frame { ts, wire_len: h.len, data: packet.data }))
+                Ok(Next::Frame(frame_of(&packet)))
             }
-            Err(pcap::Error::NoMorePackets) => Ok(None),
+            Err(pcap::Error::NoMorePackets) => Ok(Next::End),
             Err(err) => {
                 let record = self.records + 1;
                 Err(CaptureError::Damaged {
@@ -98,6 +129,134 @@ impl FrameSource for PcapFile {
                 })
             }
         }
+    }
+}
+
+/// Both captures are opened with nanosecond precision: `tv_usec` holds nanoseconds.
+fn frame_of<'a>(packet: &pcap::Packet<'a>) -> Frame<'a> {
+    let h = packet.header;
+    let ts = Ts((h.ts.tv_sec.max(0) as u64) * 1_000_000_000 + h.ts.tv_usec.max(0) as u64);
+    Frame { ts, wire_len: h.len, data: packet.data }
+}
+
+/// How to open a live capture.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    pub snaplen: i32,
+    /// Kernel buffer size in bytes.
+    pub buffer_size: i32,
+    pub promiscuous: bool,
+    /// How long a read waits for a frame before reporting [`Next::Idle`].
+    pub timeout_ms: i32,
+    /// A BPF filter, compiled and checked before the capture starts.
+    pub bpf: Option<String>,
+}
+
+impl Default for LiveOptions {
+    fn default() -> LiveOptions {
+        LiveOptions { snaplen: 262_144, buffer_size: 64 << 20, promiscuous: true, timeout_ms: 50, bpf: None }
+    }
+}
+
+/// A live capture on an interface through libpcap, in immediate mode.
+pub struct LiveCapture {
+    interface: String,
+    capture: pcap::Capture<pcap::Active>,
+    link: LinkType,
+    timeout_ms: u16,
+    /// A duplicate of the capture's socket, to wait on while the capture is borrowed.
+    readable: OwnedFd,
+    /// libpcap's counters are 32-bit and wrap: the last raw values, and the totals
+    /// built from their deltas.
+    last_raw: [u32; 3],
+    totals: CaptureStats,
+}
+
+impl LiveCapture {
+    pub fn open(interface: &str, options: &LiveOptions) -> Result<LiveCapture, CaptureError> {
+        let path = PathBuf::from(interface);
+        let open_error = |message: String| CaptureError::Open { path: path.clone(), message };
+        let device = pcap::Device::list()
+            .map_err(|e| open_error(e.to_string()))?
+            .into_iter()
+            .find(|d| d.name == interface)
+            .ok_or_else(|| open_error("no such interface (see `ip link`)".into()))?;
+        let mut capture = pcap::Capture::from_device(device)
+            .map_err(|e| open_error(e.to_string()))?
+            .promisc(options.promiscuous)
+            .snaplen(options.snaplen)
+            .buffer_size(options.buffer_size)
+            .timeout(options.timeout_ms)
+            .immediate_mode(true)
+            .precision(pcap::Precision::Nano)
+            .open()
+            .and_then(|c| c.setnonblock())
+            .map_err(|e| open_error(permission_hint(e.to_string())))?;
+        if let Some(expr) = &options.bpf {
+            capture
+                .filter(expr, true)
+                .map_err(|e| CaptureError::Filter { expression: expr.clone(), message: e.to_string() })?;
+        }
+        let readable = capture.as_fd().try_clone_to_owned().map_err(|e| open_error(e.to_string()))?;
+        let dlt = capture.get_datalink();
+        let link = LinkType::from_dlt(dlt.0).ok_or_else(|| CaptureError::LinkType {
+            path: path.clone(),
+            dlt: dlt.0,
+            name: dlt.get_name().unwrap_or_else(|_| "unknown".into()),
+        })?;
+        Ok(LiveCapture {
+            interface: interface.to_string(),
+            capture,
+            link,
+            timeout_ms: u16::try_from(options.timeout_ms).unwrap_or(u16::MAX),
+            readable,
+            last_raw: [0; 3],
+            totals: CaptureStats::default(),
+        })
+    }
+}
+
+fn permission_hint(message: String) -> String {
+    if message.contains("ermission") || message.contains("not permitted") {
+        format!("{message} (capturing needs root or the CAP_NET_RAW and CAP_NET_ADMIN capabilities)")
+    } else {
+        message
+    }
+}
+
+impl FrameSource for LiveCapture {
+    fn link_type(&self) -> LinkType {
+        self.link
+    }
+
+    fn next_frame(&mut self) -> Result<Next<'_>, CaptureError> {
+        match self.capture.next_packet() {
+            Ok(packet) => Ok(Next::Frame(frame_of(&packet))),
+            Err(pcap::Error::TimeoutExpired) => {
+                // Non-blocking and empty: wait for the socket ourselves, since libpcap's
+                // own read timeout is not honoured in immediate mode on every kernel.
+                let mut fds = [PollFd::new(self.readable.as_fd(), PollFlags::POLLIN)];
+                poll(&mut fds, PollTimeout::from(self.timeout_ms)).map_err(|e| CaptureError::Live {
+                    interface: self.interface.clone(),
+                    message: e.to_string(),
+                })?;
+                Ok(Next::Idle)
+            }
+            Err(err) => {
+                Err(CaptureError::Live { interface: self.interface.clone(), message: err.to_string() })
+            }
+        }
+    }
+
+    fn stats(&mut self) -> Option<CaptureStats> {
+        let s = self.capture.stats().ok()?;
+        let raw = [s.received, s.dropped, s.if_dropped];
+        let delta = |i: usize| u64::from(raw[i].wrapping_sub(self.last_raw[i]));
+        self.totals.received += delta(0);
+        self.totals.kernel_dropped += delta(1);
+        self.totals.interface_dropped += delta(2);
+        self.last_raw = raw;
+        Some(self.totals)
     }
 }
 

@@ -1,14 +1,15 @@
 //! Flags as typed on the command line, and their validation into settings.
 
-use std::fs::File;
-use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
-use exwatch::pipeline::Options;
-use exwatch::policy::{Policy, Topology, Verdict, DEFAULT_MAX_SMTP_SENDERS};
+use exwatch::capture::LiveOptions;
+use exwatch::pipeline::{Options, Sink};
+use exwatch::policy::{Engine, Policy, Topology, Verdict, DEFAULT_MAX_SMTP_SENDERS};
 
 /// The policy and topology built into the binary, used when no file is given.
 const BUILTIN_POLICY: &str = include_str!("../rules/exchange.toml");
@@ -37,6 +38,8 @@ pub enum Command {
     Analyze(AnalyzeFlags),
     /// Validate a topology and a policy, and lint the topology.
     Check(ConfigFlags),
+    /// Watch an interface (a SPAN or mirror port) until SIGINT or SIGTERM.
+    Live(LiveFlags),
     /// Write a synthetic capture of the example organization (rules/topology.toml), with
     /// a known mix of allowed flows and findings, for demos and benchmarks.
     Generate(GenerateFlags),
@@ -75,7 +78,55 @@ pub struct AnalyzeFlags {
     pub files: Vec<PathBuf>,
     #[command(flatten)]
     pub config: ConfigFlags,
-    /// Where EVE JSON lines go: a file, or - for standard output.
+    #[command(flatten)]
+    pub run: RunFlags,
+    /// Verdicts that make the exit status 1: a comma-separated list of violation,
+    /// restriction, advisory; or never.
+    #[arg(long, value_name = "LIST", default_value = "violation,restriction")]
+    pub fail_on: String,
+    /// Never draw a progress bar (one is drawn on stderr when it is a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct LiveFlags {
+    /// The interface to capture on (a SPAN or mirror port), in promiscuous mode.
+    #[arg(long, short = 'i', value_name = "IF")]
+    pub interface: String,
+    /// A BPF filter (tcpdump syntax), checked before the capture starts.
+    #[arg(long, value_name = "EXPR")]
+    pub bpf: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigFlags,
+    #[command(flatten)]
+    pub run: RunFlags,
+    /// Serve Prometheus metrics on http://ADDR/metrics. A bare port binds 127.0.0.1.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Also write an EVE `stats` event every SECONDS.
+    #[arg(long, value_name = "SECONDS")]
+    pub stats_interval: Option<f64>,
+    /// Drop root for this user once the interface, the EVE log and the metrics socket
+    /// are open.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Bytes captured of each frame.
+    #[arg(long, value_name = "BYTES", default_value_t = 262_144)]
+    pub snaplen: i32,
+    /// Kernel capture buffer, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub buffer_mib: i32,
+    /// Do not put the interface in promiscuous mode.
+    #[arg(long)]
+    pub no_promiscuous: bool,
+}
+
+/// Flags `analyze` and `live` share.
+#[derive(ClapArgs, Debug)]
+pub struct RunFlags {
+    /// Where EVE JSON lines go: a file, or - for standard output. `live` appends to the
+    /// file and reopens it on SIGHUP, for log rotation.
     #[arg(long, value_name = "FILE", default_value = "-")]
     pub eve_log: PathBuf,
     /// Also write one EVE `flow` event per flow when it ends (with Zeek's conn_state).
@@ -84,10 +135,6 @@ pub struct AnalyzeFlags {
     /// Write the end-of-run summary as JSON to FILE (it always goes to stderr as text).
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
-    /// Verdicts that make the exit status 1: a comma-separated list of violation,
-    /// restriction, advisory; or never.
-    #[arg(long, value_name = "LIST", default_value = "violation,restriction")]
-    pub fail_on: String,
     /// Parser workers (each owns a share of the flows). Default: the number of cores.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -99,9 +146,6 @@ pub struct AnalyzeFlags {
     /// timeout is evicted (and counted).
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub max_flows: usize,
-    /// Never draw a progress bar (one is drawn on stderr when it is a terminal).
-    #[arg(long)]
-    pub no_progress: bool,
 }
 
 /// Policy and topology, loaded and validated.
@@ -137,22 +181,18 @@ impl Config {
     }
 }
 
-/// Everything `analyze` needs, validated.
-pub struct AnalyzeSettings {
-    pub files: Vec<PathBuf>,
+/// What `analyze` and `live` share, validated.
+pub struct RunSettings {
     pub config: Config,
     pub eve_log: PathBuf,
     pub summary_json: Option<PathBuf>,
-    pub fail_on: Vec<Verdict>,
     pub pipeline: Options,
     pub max_smtp_senders: usize,
-    pub progress: bool,
 }
 
-impl AnalyzeSettings {
-    pub fn from_flags(flags: AnalyzeFlags) -> Result<AnalyzeSettings, String> {
-        let config = Config::load(&flags.config)?;
-        let fail_on = parse_fail_on(&flags.fail_on)?;
+impl RunSettings {
+    fn from_flags(config: &ConfigFlags, flags: RunFlags) -> Result<RunSettings, String> {
+        let config = Config::load(config)?;
         if !(flags.syn_timeout.is_finite() && flags.syn_timeout > 0.0) {
             return Err(format!("--syn-timeout {}: must be a positive number of seconds", flags.syn_timeout));
         }
@@ -169,29 +209,111 @@ impl AnalyzeSettings {
         pipeline.flows.syn_timeout_ns = (flags.syn_timeout * 1e9) as u64;
         pipeline.flows.max_flows = flags.max_flows;
         pipeline.flows.flow_events = flags.flows;
-        Ok(AnalyzeSettings {
-            files: expand_files(&flags.files)?,
+        Ok(RunSettings {
             config,
             eve_log: flags.eve_log,
             summary_json: flags.summary_json,
-            fail_on,
             pipeline,
             max_smtp_senders: DEFAULT_MAX_SMTP_SENDERS,
+        })
+    }
+
+    pub fn engine(&self) -> Arc<Engine> {
+        Arc::new(Engine::new(
+            Arc::clone(&self.config.policy),
+            Arc::clone(&self.config.topology),
+            self.max_smtp_senders,
+        ))
+    }
+}
+
+/// Everything `analyze` needs, validated.
+pub struct AnalyzeSettings {
+    pub files: Vec<PathBuf>,
+    pub run: RunSettings,
+    pub fail_on: Vec<Verdict>,
+    pub progress: bool,
+}
+
+impl AnalyzeSettings {
+    pub fn from_flags(flags: AnalyzeFlags) -> Result<AnalyzeSettings, String> {
+        let run = RunSettings::from_flags(&flags.config, flags.run)?;
+        Ok(AnalyzeSettings {
+            files: expand_files(&flags.files)?,
+            run,
+            fail_on: parse_fail_on(&flags.fail_on)?,
             progress: !flags.no_progress,
         })
     }
 
-    pub fn open_eve_log(&self) -> Result<Box<dyn Write + Send>, String> {
-        if self.eve_log.as_os_str() == "-" {
-            return Ok(Box::new(io::stdout()));
-        }
-        File::create(&self.eve_log)
-            .map(|f| Box::new(f) as Box<dyn Write + Send>)
-            .map_err(|e| format!("{}: cannot create EVE log: {e}", self.eve_log.display()))
+    pub fn sink(&self) -> Sink {
+        eve_sink(&self.run.eve_log, false)
     }
 
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum()
+    }
+}
+
+/// Everything `live` needs, validated.
+pub struct LiveSettings {
+    pub interface: String,
+    pub capture: LiveOptions,
+    pub run: RunSettings,
+    pub metrics: Option<SocketAddr>,
+    pub stats_interval: Option<Duration>,
+    pub user: Option<String>,
+}
+
+impl LiveSettings {
+    pub fn from_flags(flags: LiveFlags) -> Result<LiveSettings, String> {
+        let run = RunSettings::from_flags(&flags.config, flags.run)?;
+        let metrics = flags.metrics.as_deref().map(parse_metrics_addr).transpose()?;
+        let stats_interval = match flags.stats_interval {
+            None => None,
+            Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
+            Some(secs) => {
+                return Err(format!("--stats-interval {secs}: must be a positive number of seconds"))
+            }
+        };
+        if flags.snaplen <= 0 || flags.buffer_mib <= 0 || flags.buffer_mib > 4095 {
+            return Err("--snaplen must be positive and --buffer-mib from 1 to 4095".into());
+        }
+        Ok(LiveSettings {
+            interface: flags.interface,
+            capture: LiveOptions {
+                snaplen: flags.snaplen,
+                buffer_size: flags.buffer_mib << 20,
+                promiscuous: !flags.no_promiscuous,
+                bpf: flags.bpf,
+                ..LiveOptions::default()
+            },
+            run,
+            metrics,
+            stats_interval,
+            user: flags.user,
+        })
+    }
+
+    pub fn sink(&self) -> Sink {
+        eve_sink(&self.run.eve_log, true)
+    }
+}
+
+/// `127.0.0.1:9911`, `[::1]:9911`, or a bare port (bound to 127.0.0.1).
+fn parse_metrics_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse().map_err(|_| format!("--metrics {text}: not an address:port or a port"))
+}
+
+/// `-` is standard output; a file is created anew, or appended to (live).
+fn eve_sink(path: &Path, append: bool) -> Sink {
+    if path.as_os_str() == "-" {
+        Sink::Stdout
+    } else {
+        Sink::File { path: path.to_path_buf(), append }
     }
 }
 

@@ -324,18 +324,20 @@ fn decode_ip(bytes: &[u8]) -> Result<IpDecoded, Skip> {
         LaxIpSlice::Ipv6(v6) => {
             let h = v6.header();
             let mut fragment = Fragment::Whole;
+            let mut destination = Ipv6Addr::from(h.destination());
             for ext in v6.extensions().clone() {
-                if let Ipv6ExtensionSlice::Fragment(f) = ext {
-                    fragment =
-                        fragment_of(f.fragment_offset().value(), f.more_fragments(), f.identification());
+                match ext {
+                    Ipv6ExtensionSlice::Fragment(f) => {
+                        fragment =
+                            fragment_of(f.fragment_offset().value(), f.more_fragments(), f.identification());
+                    }
+                    Ipv6ExtensionSlice::Routing(r) => {
+                        destination = final_destination(r.slice()).unwrap_or(destination);
+                    }
+                    _ => {}
                 }
             }
-            (
-                IpAddr::V6(Ipv6Addr::from(h.source())),
-                IpAddr::V6(Ipv6Addr::from(h.destination())),
-                h.hop_limit(),
-                fragment,
-            )
+            (IpAddr::V6(Ipv6Addr::from(h.source())), IpAddr::V6(destination), h.hop_limit(), fragment)
         }
     };
     let payload = ip.payload();
@@ -347,6 +349,24 @@ fn decode_ip(bytes: &[u8]) -> Result<IpDecoded, Skip> {
         decode_transport(proto, payload.payload, &mut tuple)?
     };
     Ok(IpDecoded { tuple, transport, fragment, ttl })
+}
+
+/// The final destination named by an IPv6 Routing header that still has segments to
+/// visit: the transport endpoint (and the checksum) use it, not the next hop in the
+/// IPv6 header. Types 0 and 2 list it last; type 4 (SRv6) first.
+fn final_destination(routing: &[u8]) -> Option<Ipv6Addr> {
+    let (&kind, &segments_left) = (routing.get(2)?, routing.get(3)?);
+    if segments_left == 0 {
+        return None;
+    }
+    let addresses = routing.get(8..)?;
+    let at = match kind {
+        0 | 2 => addresses.len().checked_sub(16)? / 16 * 16,
+        4 => 0,
+        _ => return None,
+    };
+    let octets: [u8; 16] = addresses.get(at..at + 16)?.try_into().ok()?;
+    Some(Ipv6Addr::from(octets))
 }
 
 fn fragment_of(offset: u16, more: bool, id: u32) -> Fragment {

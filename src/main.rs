@@ -3,15 +3,19 @@
 
 mod cli;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::net::TcpListener;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use clap::Parser;
 
+use exwatch::capture::{FrameSource, LiveCapture};
 use exwatch::output::Summary;
-use exwatch::pipeline;
-use exwatch::policy::Engine;
+use exwatch::pipeline::{self, Mode, Monitor, Report};
+use exwatch::policy::{Engine, Verdict};
+use exwatch::telemetry::prometheus;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
@@ -27,18 +31,14 @@ fn main() -> ExitCode {
 fn run(args: cli::Args) -> Result<u8, String> {
     match args.command {
         cli::Command::Analyze(flags) => analyze(cli::AnalyzeSettings::from_flags(flags)?),
+        cli::Command::Live(flags) => live(cli::LiveSettings::from_flags(flags)?),
         cli::Command::Check(flags) => check(&flags),
         cli::Command::Generate(flags) => generate(&flags),
     }
 }
 
 fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
-    let engine = Arc::new(Engine::new(
-        Arc::clone(&settings.config.policy),
-        Arc::clone(&settings.config.topology),
-        settings.max_smtp_senders,
-    ));
-    let sink = settings.open_eve_log()?;
+    let engine = settings.run.engine();
     let bar = (settings.progress && std::io::stderr().is_terminal())
         .then(|| cli::progress_bar(settings.total_bytes()));
     let progress = |bytes: u64| {
@@ -46,29 +46,95 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
             bar.set_position(bytes);
         }
     };
+    let sink = settings.sink();
     let report =
-        pipeline::run_files(Arc::clone(&engine), &settings.files, &settings.pipeline, sink, &progress)
-            .map_err(|e| format!("writing events: {e}"))?;
+        pipeline::run_files(Arc::clone(&engine), &settings.files, &settings.run.pipeline, &sink, &progress)
+            .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let summary = Summary::new(&engine, &settings.config.topology_name, &report);
+    summarize(&engine, &settings.run, &report)?;
+    if !report.errors.is_empty() {
+        return Ok(2);
+    }
+    let c = &report.counters;
+    let found = |v: Verdict| match v {
+        Verdict::Violation => c.violations,
+        Verdict::Restriction => c.restrictions,
+        Verdict::Advisory => c.advisories,
+        _ => 0,
+    };
+    Ok(if settings.fail_on.iter().any(|&v| found(v) > 0) { 1 } else { 0 })
+}
+
+fn live(settings: cli::LiveSettings) -> Result<u8, String> {
+    let engine = settings.run.engine();
+    let capture = LiveCapture::open(&settings.interface, &settings.capture).map_err(|e| e.to_string())?;
+    let monitor = Monitor::new(&engine, settings.run.pipeline.workers);
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal ends the process at once, should a clean stop hang.
+        signal_hook::flag::register_conditional_shutdown(signal, 2, Arc::clone(&monitor.stop))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&monitor.stop)))
+            .map_err(|e| format!("installing signal handlers: {e}"))?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&monitor.reopen))
+        .map_err(|e| format!("installing signal handlers: {e}"))?;
+    let sink = settings.sink();
+    let out =
+        sink.open().map_err(|e| format!("{}: cannot open EVE log: {e}", settings.run.eve_log.display()))?;
+    let listener = match settings.metrics {
+        Some(addr) => Some(TcpListener::bind(addr).map_err(|e| format!("--metrics {addr}: {e}"))?),
+        None => None,
+    };
+    if let Some(user) = &settings.user {
+        drop_privileges(user)?;
+    }
+    eprintln!(
+        "exwatch: watching {} (SIGINT or SIGTERM to stop, SIGHUP to reopen the EVE log)",
+        settings.interface
+    );
+    let run = pipeline::Run {
+        mode: Mode::Live,
+        options: &settings.run.pipeline,
+        sink: &sink,
+        monitor: &monitor,
+        stats_interval: settings.stats_interval,
+    };
+    let report = std::thread::scope(|scope| {
+        let server = listener.map(|l| scope.spawn(|| prometheus::serve(l, &engine, &monitor)));
+        let mut sources = std::iter::once(Ok(Box::new(capture) as Box<dyn FrameSource>));
+        let report = run.run(Arc::clone(&engine), &mut sources, out, &|_| {});
+        monitor.stop.store(true, Ordering::Relaxed);
+        if let Some(Ok(Err(e))) = server.map(|s| s.join()) {
+            eprintln!("exwatch: metrics endpoint stopped: {e}");
+        }
+        report
+    })
+    .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
+    summarize(&engine, &settings.run, &report)?;
+    Ok(if report.errors.is_empty() { 0 } else { 2 })
+}
+
+/// Gives up root for `user` (its uid, gid and only that group).
+fn drop_privileges(user: &str) -> Result<(), String> {
+    use nix::unistd::{setgid, setgroups, setuid, User};
+    let account = User::from_name(user)
+        .map_err(|e| format!("--user {user}: {e}"))?
+        .ok_or_else(|| format!("--user {user}: no such user"))?;
+    setgroups(&[account.gid])
+        .and_then(|_| setgid(account.gid))
+        .and_then(|_| setuid(account.uid))
+        .map_err(|e| format!("--user {user}: cannot drop privileges: {e}"))
+}
+
+fn summarize(engine: &Engine, settings: &cli::RunSettings, report: &Report) -> Result<(), String> {
+    let summary = Summary::new(engine, &settings.config.topology_name, report);
     eprint!("{}", summary.render());
     if let Some(path) = &settings.summary_json {
         let json = serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?;
         std::fs::write(path, json).map_err(|e| format!("{}: cannot write summary: {e}", path.display()))?;
     }
-    if !report.errors.is_empty() {
-        return Ok(2);
-    }
-    let c = &report.counters;
-    let found = |v: exwatch::policy::Verdict| match v {
-        exwatch::policy::Verdict::Violation => c.violations,
-        exwatch::policy::Verdict::Restriction => c.restrictions,
-        exwatch::policy::Verdict::Advisory => c.advisories,
-        _ => 0,
-    };
-    Ok(if settings.fail_on.iter().any(|&v| found(v) > 0) { 1 } else { 0 })
+    Ok(())
 }
 
 fn check(flags: &cli::ConfigFlags) -> Result<u8, String> {
@@ -89,7 +155,6 @@ fn check(flags: &cli::ConfigFlags) -> Result<u8, String> {
 }
 
 fn generate(flags: &cli::GenerateFlags) -> Result<u8, String> {
-    use std::io::Write;
     let fail = |e: std::io::Error| format!("{}: {e}", flags.out.display());
     let file = std::fs::File::create(&flags.out).map_err(fail)?;
     let mut writer = exwatch::synth::wire::PcapWriter::new(std::io::BufWriter::new(file), 1).map_err(fail)?;

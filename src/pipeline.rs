@@ -2,25 +2,28 @@
 //!
 //! The capture thread copies frames into batches, one pending batch per worker, and
 //! picks the worker by a symmetric hash of the frame's addresses
-//! ([`decode::route_hash`]). Channels are bounded: offline, a full channel blocks the
-//! reader (nothing is lost). Workers own their flow table outright and send formatted
-//! event lines to the writer. Batches go back to the reader on a return channel, so the
-//! steady state allocates nothing per frame.
+//! ([`decode::route_hash`]). Channels are bounded. Offline, a full channel blocks the
+//! reader: nothing is lost. Live, the reader never blocks the kernel ring: a batch that
+//! does not fit is shed and counted. Workers own their flow table outright and send
+//! formatted event lines to the writer. Batches go back to the reader on a return
+//! channel, so the steady state allocates nothing per frame.
 
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
-use crate::capture::{CaptureError, FrameSource, PcapFile};
+use crate::capture::{CaptureError, CaptureStats, FrameSource, Next, PcapFile};
 use crate::decode::{self, LinkType, Ts};
 use crate::flow::{self, Event, Tracker};
 use crate::output::eve;
 use crate::policy::Engine;
-use crate::telemetry::{Counters, Latency, LATENCY_SAMPLE};
+use crate::telemetry::{Counters, Gauges, Latency, LATENCY_SAMPLE};
 
 /// Settings of the pipeline's buffers.
 #[derive(Clone, Debug)]
@@ -46,6 +49,63 @@ impl Default for Options {
     }
 }
 
+/// Where EVE lines go.
+#[derive(Clone, Debug)]
+pub enum Sink {
+    Stdout,
+    /// A file, created anew (offline) or appended to (live, so a restart keeps the log).
+    File {
+        path: PathBuf,
+        append: bool,
+    },
+    /// Discarded (benchmarks).
+    Discard,
+}
+
+impl Sink {
+    pub fn open(&self) -> io::Result<Box<dyn Write + Send>> {
+        Ok(match self {
+            Sink::Stdout => Box::new(io::stdout()),
+            Sink::File { path, append: false } => Box::new(File::create(path)?),
+            Sink::File { path, append: true } => {
+                Box::new(OpenOptions::new().create(true).append(true).open(path)?)
+            }
+            Sink::Discard => Box::new(io::sink()),
+        })
+    }
+}
+
+/// What the pipeline shares with the outside while it runs: the stop and reopen
+/// requests (signals), and the counters a metrics endpoint reads.
+pub struct Monitor {
+    pub stop: Arc<AtomicBool>,
+    /// Set to ask the writer to reopen the EVE file (after log rotation).
+    pub reopen: Arc<AtomicBool>,
+    pub started: Instant,
+    pub gauges: Vec<Arc<Gauges>>,
+    /// Frames dropped because a worker's queue was full (live only).
+    pub shed: AtomicU64,
+    pub capture: Mutex<CaptureStats>,
+}
+
+impl Monitor {
+    pub fn new(engine: &Engine, workers: usize) -> Monitor {
+        let (rules, evidence) = (engine.policy.rules.len(), engine.policy.evidence.len());
+        Monitor {
+            stop: Arc::new(AtomicBool::new(false)),
+            reopen: Arc::new(AtomicBool::new(false)),
+            started: Instant::now(),
+            gauges: (0..workers.max(1)).map(|_| Arc::new(Gauges::new(rules, evidence))).collect(),
+            shed: AtomicU64::new(0),
+            capture: Mutex::new(CaptureStats::default()),
+        }
+    }
+
+    pub fn capture_stats(&self) -> CaptureStats {
+        self.capture.lock().map(|s| *s).unwrap_or_default()
+    }
+}
+
 /// Frames of one link type, copied out of the capture buffer.
 struct Batch {
     link: LinkType,
@@ -61,8 +121,18 @@ struct FrameMeta {
     len: u32,
 }
 
+/// What a worker is sent.
+enum Work {
+    Batch(Batch),
+    /// The clock moved on while no frames came: run the timers due by then.
+    Tick(Ts),
+}
+
 /// Bytes of frame data a batch holds before it is sent, whatever its frame count.
 const BATCH_BYTES: usize = 1 << 20;
+
+/// Live: a partial batch waits at most this long (in packet time) before it is sent.
+const LIVE_FLUSH_NS: u64 = 100_000_000;
 
 impl Batch {
     fn new(link: LinkType, frames: usize) -> Batch {
@@ -91,86 +161,168 @@ impl Batch {
 pub struct Report {
     pub counters: Counters,
     pub latency: Latency,
-    /// Files that could not be read, or were read only up to damage.
+    /// Sources that could not be read, or were read only up to damage.
     pub errors: Vec<CaptureError>,
     pub wall: Duration,
     pub workers: usize,
-    /// Bytes of capture files read (record headers included).
+    /// Bytes of capture read (record headers included).
     pub file_bytes: u64,
+    /// Frames shed because a worker fell behind (live only).
+    pub shed: u64,
+    /// Kernel and interface counters of a live capture.
+    pub capture: CaptureStats,
 }
 
-/// Called by the reader after each batch with the bytes read so far.
+/// Called by the reader now and then with the bytes read so far.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
+
+/// Whether the reader may block on a full worker queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Files: block, lose nothing.
+    Offline,
+    /// An interface: never block the kernel ring; shed and count.
+    Live,
+}
 
 /// Analyses capture files, writing events to `sink`.
 pub fn run_files(
     engine: Arc<Engine>,
     files: &[PathBuf],
     options: &Options,
-    sink: Box<dyn Write + Send>,
+    sink: &Sink,
     progress: Progress<'_>,
 ) -> io::Result<Report> {
-    let started = Instant::now();
-    let workers = options.workers.max(1);
-    let (event_tx, event_rx) = bounded::<Vec<u8>>(64);
-    let writer =
-        thread::Builder::new().name("exwatch-writer".into()).spawn(move || write_events(sink, event_rx))?;
+    let monitor = Monitor::new(&engine, options.workers);
+    let mut sources =
+        files.iter().map(|path| PcapFile::open(path).map(|f| Box::new(f) as Box<dyn FrameSource>));
+    let run = Run { mode: Mode::Offline, options, sink, monitor: &monitor, stats_interval: None };
+    run.run(engine, &mut sources, sink.open()?, progress)
+}
 
-    let (free_tx, free_rx) = bounded::<Batch>(workers * (options.queue_batches + 2));
-    let mut senders = Vec::with_capacity(workers);
-    let mut handles = Vec::with_capacity(workers);
-    let mut tracker_settings = options.flows.clone();
-    tracker_settings.max_flows = (options.flows.max_flows / workers).max(1);
-    for i in 0..workers {
-        let (tx, rx) = bounded::<Batch>(options.queue_batches);
-        senders.push(tx);
-        let tracker = Tracker::new(Arc::clone(&engine), tracker_settings.clone());
-        let events = event_tx.clone();
-        let free = free_tx.clone();
-        let engine = Arc::clone(&engine);
-        handles.push(
-            thread::Builder::new()
-                .name(format!("exwatch-worker-{i}"))
-                .spawn(move || work(tracker, &engine, rx, free, events))?,
-        );
-    }
-    drop(event_tx);
-    drop(free_tx);
+/// How to run the pipeline.
+pub struct Run<'a> {
+    pub mode: Mode,
+    pub options: &'a Options,
+    /// Where events go; reopened on request.
+    pub sink: &'a Sink,
+    pub monitor: &'a Monitor,
+    /// Write an EVE `stats` event this often (wall time).
+    pub stats_interval: Option<Duration>,
+}
 
-    let mut reader =
-        Reader { senders, free: free_rx, batch_frames: options.batch_frames, pending: Vec::new() };
-    let mut errors = Vec::new();
-    let mut file_bytes = 0u64;
-    for path in files {
-        let outcome =
-            PcapFile::open(path).and_then(|mut source| reader.read(&mut source, &mut file_bytes, progress));
-        if let Err(err) = outcome {
-            errors.push(err);
-        }
-    }
-    reader.flush();
-    drop(reader);
+impl Run<'_> {
+    /// Runs the pipeline over `sources` (read one after the other) until they end or
+    /// `monitor.stop` is set, writing events to `out` (the sink, already open: a live
+    /// capture opens it before dropping privileges).
+    pub fn run(
+        &self,
+        engine: Arc<Engine>,
+        sources: &mut dyn Iterator<Item = Result<Box<dyn FrameSource>, CaptureError>>,
+        out: Box<dyn Write + Send>,
+        progress: Progress<'_>,
+    ) -> io::Result<Report> {
+        let Run { mode, options, sink, monitor, stats_interval } = *self;
+        let started = Instant::now();
+        let workers = monitor.gauges.len();
+        let (event_tx, event_rx) = bounded::<Vec<u8>>(64);
+        thread::scope(|scope| -> io::Result<Report> {
+            let writer = thread::Builder::new()
+                .name("exwatch-writer".into())
+                .spawn_scoped(scope, || write_events(out, sink, &monitor.reopen, event_rx))?;
+            let (free_tx, free_rx) = bounded::<Batch>(workers * (options.queue_batches + 2));
+            let mut senders = Vec::with_capacity(workers);
+            let mut handles = Vec::with_capacity(workers);
+            let mut tracker_settings = options.flows.clone();
+            tracker_settings.max_flows = (options.flows.max_flows / workers).max(1);
+            for (i, gauges) in monitor.gauges.iter().enumerate() {
+                let (tx, rx) = bounded::<Work>(options.queue_batches);
+                senders.push(tx);
+                let tracker = Tracker::new(Arc::clone(&engine), tracker_settings.clone());
+                let events = event_tx.clone();
+                let free = free_tx.clone();
+                let engine = Arc::clone(&engine);
+                let gauges = Arc::clone(gauges);
+                handles.push(
+                    thread::Builder::new()
+                        .name(format!("exwatch-worker-{i}"))
+                        .spawn_scoped(scope, move || work(tracker, &engine, &gauges, rx, free, events))?,
+                );
+            }
+            drop(free_tx);
 
-    let mut counters = Counters::new(engine.policy.rules.len());
-    let mut latency = Latency::default();
-    for handle in handles {
-        let (c, l) = handle.join().map_err(|_| io::Error::other("a worker thread panicked"))?;
-        counters.merge(&c);
-        latency.merge(&l);
+            let mut reader = Reader {
+                events: event_tx,
+                stats_interval,
+                last_stats: Instant::now(),
+                engine: &engine,
+                senders,
+                free: free_rx,
+                batch_frames: options.batch_frames,
+                pending: Vec::new(),
+                mode,
+                monitor,
+                last_flush: Ts(0),
+            };
+            let mut errors = Vec::new();
+            let mut file_bytes = 0u64;
+            let mut capture = CaptureStats::default();
+            for source in sources {
+                if monitor.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let outcome = source.and_then(|mut source| {
+                    let read = reader.read(source.as_mut(), &mut file_bytes, progress);
+                    capture = source.stats().unwrap_or(capture);
+                    read
+                });
+                if let Err(err) = outcome {
+                    errors.push(err);
+                }
+            }
+            reader.flush();
+            drop(reader);
+
+            let mut counters = Counters::new(engine.policy.rules.len(), engine.policy.evidence.len());
+            let mut latency = Latency::default();
+            for handle in handles {
+                let (c, l) = handle.join().map_err(|_| io::Error::other("a worker thread panicked"))?;
+                counters.merge(&c);
+                latency.merge(&l);
+            }
+            writer.join().map_err(|_| io::Error::other("the writer thread panicked"))??;
+            Ok(Report {
+                counters,
+                latency,
+                errors,
+                wall: started.elapsed(),
+                workers,
+                file_bytes,
+                shed: monitor.shed.load(Ordering::Relaxed),
+                capture,
+            })
+        })
     }
-    writer.join().map_err(|_| io::Error::other("the writer thread panicked"))??;
-    Ok(Report { counters, latency, errors, wall: started.elapsed(), workers, file_bytes })
 }
 
 /// The capture side: batches frames per worker.
-struct Reader {
-    senders: Vec<Sender<Batch>>,
+struct Reader<'m> {
+    senders: Vec<Sender<Work>>,
+    /// For EVE `stats` events.
+    events: Sender<Vec<u8>>,
+    stats_interval: Option<Duration>,
+    last_stats: Instant,
+    engine: &'m Engine,
     free: Receiver<Batch>,
     batch_frames: usize,
     pending: Vec<Option<Batch>>,
+    mode: Mode,
+    monitor: &'m Monitor,
+    /// Packet time of the last live flush.
+    last_flush: Ts,
 }
 
-impl Reader {
+impl Reader<'_> {
     fn read(
         &mut self,
         source: &mut dyn FrameSource,
@@ -178,7 +330,7 @@ impl Reader {
         progress: Progress<'_>,
     ) -> Result<(), CaptureError> {
         let link = source.link_type();
-        // Batches hold one link type: send what another file left pending.
+        // Batches hold one link type: send what another source left pending.
         if self.pending.iter().flatten().any(|b| b.link != link) {
             self.flush();
         }
@@ -186,11 +338,18 @@ impl Reader {
             self.pending = (0..self.senders.len()).map(|_| None).collect();
         }
         let workers = self.senders.len() as u64;
-        let mut since_progress = 0u32;
+        let mut since_check = 0u32;
         loop {
             let frame = match source.next_frame() {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
+                Ok(Next::Frame(frame)) => frame,
+                Ok(Next::Idle) => {
+                    self.idle(source);
+                    if self.monitor.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(Next::End) => break,
                 Err(err) => {
                     progress(*bytes);
                     return Err(err);
@@ -208,40 +367,108 @@ impl Reader {
             });
             batch.push(frame.ts, frame.wire_len, frame.data);
             if batch.is_full(self.batch_frames) {
-                if let Some(batch) = self.pending[worker].take() {
-                    // A send fails only if the worker is gone, which join reports.
-                    let _ = self.senders[worker].send(batch);
-                }
+                self.send(worker);
             }
-            since_progress += 1;
-            if since_progress == 4096 {
-                since_progress = 0;
+            if self.mode == Mode::Live && frame.ts.0.saturating_sub(self.last_flush.0) >= LIVE_FLUSH_NS {
+                self.last_flush = frame.ts;
+                self.flush();
+            }
+            since_check += 1;
+            if since_check == 4096 {
+                since_check = 0;
                 progress(*bytes);
+                self.maybe_stats();
+                if self.monitor.stop.load(Ordering::Relaxed) {
+                    break;
+                }
             }
         }
         progress(*bytes);
         Ok(())
     }
 
-    fn flush(&mut self) {
-        for (worker, slot) in self.pending.iter_mut().enumerate() {
-            if let Some(batch) = slot.take() {
-                let _ = self.senders[worker].send(batch);
+    /// Nothing arrived for a read timeout: send what is pending, let the workers' timers
+    /// run on the clock, and refresh the capture counters.
+    fn idle(&mut self, source: &mut dyn FrameSource) {
+        self.flush();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        for sender in &self.senders {
+            let _ = sender.try_send(Work::Tick(Ts(now)));
+        }
+        if let (Some(stats), Ok(mut shared)) = (source.stats(), self.monitor.capture.lock()) {
+            *shared = stats;
+        }
+        self.maybe_stats();
+    }
+
+    /// Writes an EVE `stats` event when the interval has passed.
+    fn maybe_stats(&mut self) {
+        let Some(interval) = self.stats_interval else {
+            return;
+        };
+        if self.last_stats.elapsed() < interval {
+            return;
+        }
+        self.last_stats = Instant::now();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let mut out = Vec::new();
+        eve::write_stats(&mut out, Ts(now), self.engine, self.monitor);
+        let _ = self.events.send(out);
+    }
+
+    fn send(&mut self, worker: usize) {
+        let Some(batch) = self.pending[worker].take() else {
+            return;
+        };
+        match self.mode {
+            // A send fails only if the worker is gone, which join reports.
+            Mode::Offline => {
+                let _ = self.senders[worker].send(Work::Batch(batch));
             }
+            Mode::Live => {
+                if let Err(TrySendError::Full(Work::Batch(mut batch))) =
+                    self.senders[worker].try_send(Work::Batch(batch))
+                {
+                    self.monitor.shed.fetch_add(batch.frames.len() as u64, Ordering::Relaxed);
+                    let link = batch.link;
+                    batch.clear(link);
+                    self.pending[worker] = Some(batch);
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        for worker in 0..self.pending.len() {
+            self.send(worker);
         }
     }
 }
 
+/// Latency histograms are published to the metrics endpoint every this many batches.
+const LATENCY_PUBLISH_BATCHES: u64 = 64;
+
 fn work(
     mut tracker: Tracker,
     engine: &Engine,
-    batches: Receiver<Batch>,
+    gauges: &Gauges,
+    queue: Receiver<Work>,
     free: Sender<Batch>,
     events: Sender<Vec<u8>>,
 ) -> (Counters, Latency) {
     let mut latency = Latency::default();
     let mut seen = 0u64;
-    for batch in batches {
+    let mut batches = 0u64;
+    for work in queue {
+        let batch = match work {
+            Work::Batch(batch) => batch,
+            Work::Tick(now) => {
+                tracker.advance(now);
+                send_events(&mut tracker, engine, &events);
+                gauges.publish(&tracker.counters, tracker.active_flows());
+                continue;
+            }
+        };
         for meta in &batch.frames {
             let data = &batch.data[meta.start as usize..(meta.start + meta.len) as usize];
             tracker.counters.frames += 1;
@@ -260,9 +487,16 @@ fn work(
         }
         let _ = free.try_send(batch);
         send_events(&mut tracker, engine, &events);
+        gauges.publish(&tracker.counters, tracker.active_flows());
+        batches += 1;
+        if batches % LATENCY_PUBLISH_BATCHES == 0 {
+            gauges.publish_latency(&latency);
+        }
     }
     tracker.finish();
     send_events(&mut tracker, engine, &events);
+    gauges.publish(&tracker.counters, tracker.active_flows());
+    gauges.publish_latency(&latency);
     (tracker.counters.clone(), latency)
 }
 
@@ -291,10 +525,24 @@ fn send_events(tracker: &mut Tracker, engine: &Engine, events: &Sender<Vec<u8>>)
     }
 }
 
-fn write_events(sink: Box<dyn Write + Send>, chunks: Receiver<Vec<u8>>) -> io::Result<()> {
-    let mut sink = io::BufWriter::with_capacity(1 << 16, sink);
-    for chunk in chunks {
-        sink.write_all(&chunk)?;
+/// Writes event chunks as they come, flushing whenever the queue runs dry so a live
+/// finding reaches the log at once; reopens the sink when asked (SIGHUP).
+fn write_events(
+    out: Box<dyn Write + Send>,
+    sink: &Sink,
+    reopen: &AtomicBool,
+    chunks: Receiver<Vec<u8>>,
+) -> io::Result<()> {
+    let mut out = io::BufWriter::with_capacity(1 << 16, out);
+    for chunk in chunks.iter() {
+        if reopen.swap(false, Ordering::Relaxed) {
+            out.flush()?;
+            out = io::BufWriter::with_capacity(1 << 16, sink.open()?);
+        }
+        out.write_all(&chunk)?;
+        if chunks.is_empty() {
+            out.flush()?;
+        }
     }
-    sink.flush()
+    out.flush()
 }

@@ -86,6 +86,7 @@ pub struct Tracker {
 impl Tracker {
     pub fn new(engine: Arc<Engine>, settings: Settings) -> Tracker {
         let rules = engine.policy.rules.len();
+        let evidence = engine.policy.evidence.len();
         Tracker {
             frags: Fragments::new(settings.max_fragments, settings.fragment_timeout_ns),
             engine,
@@ -93,7 +94,7 @@ impl Tracker {
             flows: HashMap::with_hasher(foldhash::fast::FixedState::default()),
             timers: BinaryHeap::new(),
             now: Ts(0),
-            counters: Counters::new(rules),
+            counters: Counters::new(rules, evidence),
             events: Vec::new(),
         }
     }
@@ -181,8 +182,9 @@ impl Tracker {
         self.counters.fragments_dropped = self.frags.stats.dropped_full;
     }
 
-    /// Runs the timers due by packet time `ts`.
-    fn advance(&mut self, ts: Ts) {
+    /// Runs the timers due by `ts`: packet time, or the clock while a live capture is
+    /// quiet.
+    pub fn advance(&mut self, ts: Ts) {
         if ts <= self.now {
             return;
         }
@@ -296,7 +298,9 @@ impl Tracker {
                 _ if self.source_is_service(tuple) => (reversed, Direction::Inferred),
                 _ => (*tuple, Direction::Inferred),
             },
-            proto::UDP if self.source_is_service(tuple) && !self.is_service_port(tuple.dport) => {
+            // The first UDP sender opened the flow, unless it answers from a port the
+            // policy names to one it does not: a reply seen first (capture started late).
+            proto::UDP if self.is_service_port(tuple.sport) && !self.is_service_port(tuple.dport) => {
                 (reversed, Direction::Inferred)
             }
             _ => (*tuple, Direction::Observed),
@@ -419,7 +423,7 @@ impl Tracker {
     }
 
     fn alert(&mut self, ts: Ts, flow: &Flow, verdict: Verdict, rule: usize, evidence: Option<usize>) {
-        self.counters.record_alert(flow, verdict, rule);
+        self.counters.record_alert(flow, verdict, rule, evidence);
         self.events.push(Event::Alert { ts, flow: *flow, verdict, rule, evidence });
     }
 

@@ -6,9 +6,13 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::decode::{proto, Ts};
+use std::sync::atomic::Ordering;
+
+use crate::decode::{proto, Skip, Ts};
 use crate::flow::{community_id, Flow, TO_CLIENT, TO_SERVER};
+use crate::pipeline::Monitor;
 use crate::policy::{Engine, Verdict};
+use crate::telemetry::total;
 
 /// Community ID seed; 0 is what Zeek and Suricata use unless told otherwise.
 pub const COMMUNITY_ID_SEED: u16 = 0;
@@ -200,6 +204,57 @@ pub fn write_alert(
 /// Appends one EVE `flow` line (the flow has ended) to `out`.
 pub fn write_flow(out: &mut Vec<u8>, flow: &Flow) {
     let event = FlowEvent { header: Header::new("flow", flow.last, flow), flow: FlowBody::new(flow, true) };
+    write_line(out, &event);
+}
+
+#[derive(Serialize)]
+struct StatsEvent<'a> {
+    timestamp: String,
+    event_type: &'a str,
+    stats: serde_json::Value,
+}
+
+/// Appends one EVE `stats` event (live counters, summed over workers) to `out`.
+pub fn write_stats(out: &mut Vec<u8>, ts: Ts, engine: &Engine, monitor: &Monitor) {
+    let g = &monitor.gauges;
+    let capture = monitor.capture_stats();
+    let skipped: serde_json::Map<String, serde_json::Value> = Skip::ALL
+        .iter()
+        .map(|s| (s.code().to_string(), total(g, |w| &w.skipped[s.index()]).into()))
+        .collect();
+    let mut alerts = serde_json::Map::new();
+    for (i, rule) in engine.policy.rules.iter().enumerate() {
+        alerts.insert(rule.id.clone(), total(g, |w| &w.rule_alerts[i]).into());
+    }
+    for (i, evidence) in engine.policy.evidence.iter().enumerate() {
+        alerts.insert(evidence.id.clone(), total(g, |w| &w.evidence_alerts[i]).into());
+    }
+    let event = StatsEvent {
+        timestamp: timestamp(ts),
+        event_type: "stats",
+        stats: serde_json::json!({
+            "uptime": monitor.started.elapsed().as_secs(),
+            "capture": {
+                "kernel_packets": capture.received,
+                "kernel_drops": capture.kernel_dropped,
+                "kernel_ifdrops": capture.interface_dropped,
+                "shed": monitor.shed.load(Ordering::Relaxed),
+            },
+            "decoder": {
+                "pkts": total(g, |w| &w.frames),
+                "bytes": total(g, |w| &w.frame_bytes),
+                "decoded": total(g, |w| &w.decoded),
+                "skipped": skipped,
+            },
+            "flow": {
+                "active": total(g, |w| &w.flows_active),
+                "total": total(g, |w| &w.flows),
+                "evicted": total(g, |w| &w.flows_evicted),
+                "timed_out": total(g, |w| &w.flows_timed_out),
+            },
+            "alerts": alerts,
+        }),
+    };
     write_line(out, &event);
 }
 

@@ -1,8 +1,13 @@
 //! Counters and latency histograms. Each worker owns its own and they are merged at the
-//! end of the run, so the packet path never touches shared counters.
+//! end of the run, so the packet path never touches shared counters. For live metrics,
+//! each worker also publishes a copy into its own [`Gauges`] once per batch.
+
+pub mod prometheus;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
 
@@ -44,25 +49,41 @@ pub struct Counters {
     pub restrictions: u64,
     /// Per rule, in policy order.
     pub rules: Vec<RuleStats>,
+    /// Restriction findings per evidence kind, in policy order.
+    pub evidence: Vec<u64>,
     /// (originator, responder) -> violation and restriction findings.
     pub pairs: HashMap<(IpAddr, IpAddr), u64>,
     pub pairs_overflow: u64,
 }
 
 impl Counters {
-    pub fn new(rules: usize) -> Counters {
-        Counters { rules: vec![RuleStats::default(); rules], ..Counters::default() }
+    pub fn new(rules: usize, evidence: usize) -> Counters {
+        Counters {
+            rules: vec![RuleStats::default(); rules],
+            evidence: vec![0; evidence],
+            ..Counters::default()
+        }
     }
 
-    pub fn record_alert(&mut self, flow: &Flow, verdict: Verdict, rule: usize) {
+    /// Counts a finding: under its rule, or for restrictions under its evidence kind.
+    pub fn record_alert(&mut self, flow: &Flow, verdict: Verdict, rule: usize, evidence: Option<usize>) {
         match verdict {
             Verdict::Advisory => self.advisories += 1,
             Verdict::Violation => self.violations += 1,
             Verdict::Restriction => self.restrictions += 1,
             Verdict::Ok | Verdict::OutOfScope => return,
         }
-        if let Some(stats) = self.rules.get_mut(rule) {
-            stats.alerts += 1;
+        match evidence {
+            Some(e) => {
+                if let Some(count) = self.evidence.get_mut(e) {
+                    *count += 1;
+                }
+            }
+            None => {
+                if let Some(stats) = self.rules.get_mut(rule) {
+                    stats.alerts += 1;
+                }
+            }
         }
         if verdict == Verdict::Advisory {
             return;
@@ -115,6 +136,12 @@ impl Counters {
             a.bytes += b.bytes;
             a.alerts += b.alerts;
         }
+        if self.evidence.len() < other.evidence.len() {
+            self.evidence.resize(other.evidence.len(), 0);
+        }
+        for (a, b) in self.evidence.iter_mut().zip(&other.evidence) {
+            *a += b;
+        }
         for (pair, count) in &other.pairs {
             *self.pairs.entry(*pair).or_insert(0) += count;
         }
@@ -147,4 +174,71 @@ impl Latency {
         let _ = self.decode.add(&other.decode);
         let _ = self.flow.add(&other.flow);
     }
+}
+
+/// One worker's counters as last published, readable while the worker runs.
+pub struct Gauges {
+    pub frames: AtomicU64,
+    pub frame_bytes: AtomicU64,
+    pub decoded: AtomicU64,
+    pub skipped: [AtomicU64; Skip::ALL.len()],
+    pub flows_active: AtomicU64,
+    pub flows: AtomicU64,
+    pub flows_evicted: AtomicU64,
+    pub flows_timed_out: AtomicU64,
+    /// Findings per rule (violations and advisories), in policy order.
+    pub rule_alerts: Vec<AtomicU64>,
+    /// Restrictions per evidence kind, in policy order.
+    pub evidence_alerts: Vec<AtomicU64>,
+    pub latency: Mutex<Latency>,
+}
+
+impl Gauges {
+    pub fn new(rules: usize, evidence: usize) -> Gauges {
+        Gauges {
+            frames: AtomicU64::new(0),
+            frame_bytes: AtomicU64::new(0),
+            decoded: AtomicU64::new(0),
+            skipped: Default::default(),
+            flows_active: AtomicU64::new(0),
+            flows: AtomicU64::new(0),
+            flows_evicted: AtomicU64::new(0),
+            flows_timed_out: AtomicU64::new(0),
+            rule_alerts: (0..rules).map(|_| AtomicU64::new(0)).collect(),
+            evidence_alerts: (0..evidence).map(|_| AtomicU64::new(0)).collect(),
+            latency: Mutex::new(Latency::default()),
+        }
+    }
+
+    /// Copies the worker's counters; called once per batch, never per packet.
+    pub fn publish(&self, c: &Counters, flows_active: usize) {
+        let set = |gauge: &AtomicU64, value: u64| gauge.store(value, Ordering::Relaxed);
+        set(&self.frames, c.frames);
+        set(&self.frame_bytes, c.frame_bytes);
+        set(&self.decoded, c.decoded);
+        for (gauge, value) in self.skipped.iter().zip(c.skipped) {
+            set(gauge, value);
+        }
+        set(&self.flows_active, flows_active as u64);
+        set(&self.flows, c.flows);
+        set(&self.flows_evicted, c.flows_evicted);
+        set(&self.flows_timed_out, c.flows_timed_out);
+        for (gauge, stats) in self.rule_alerts.iter().zip(&c.rules) {
+            set(gauge, stats.alerts);
+        }
+        for (gauge, value) in self.evidence_alerts.iter().zip(&c.evidence) {
+            set(gauge, *value);
+        }
+    }
+
+    pub fn publish_latency(&self, latency: &Latency) {
+        if let Ok(mut shared) = self.latency.lock() {
+            shared.clone_from(latency);
+        }
+    }
+}
+
+/// Sum of one gauge over all workers.
+pub fn total(gauges: &[std::sync::Arc<Gauges>], field: impl Fn(&Gauges) -> &AtomicU64) -> u64 {
+    gauges.iter().map(|g| field(g).load(Ordering::Relaxed)).sum()
 }
