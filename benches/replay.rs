@@ -5,10 +5,13 @@
 //! the best of a few passes is a stable number and statistics would add nothing but time.
 //!
 //! Cases, each compared with the first:
-//! - `read`: libpcap alone, the floor no analysis can beat (the file is in the page
-//!   cache after the first pass, so this is parsing speed, not disk speed);
-//! - `read+decode`: plus `decode::decode` on every frame, on one thread;
-//! - `pipeline`: `pipeline::run_files` end to end with 1 worker, then one per core.
+//! - `read file`: the bytes read in 1 MiB chunks, like `cat FILE > /dev/null`: the floor
+//!   no analysis can beat (the file is in the page cache after the first pass, so this
+//!   is memory speed, not disk speed);
+//! - `libpcap read`, `native read`: every frame handed out by each reader, counted;
+//! - `read+decode`: the native reader plus `decode::decode` on every frame, one thread;
+//! - `pipeline`: `pipeline::run_files` end to end with 1 worker, then one per core, then
+//!   one per core with libpcap's reader.
 
 use std::hint::black_box;
 use std::io;
@@ -16,9 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use exwatch::capture::{FrameSource, Next, PcapFile};
+use exwatch::capture::{FrameSource, Next, PcapFile, Savefile};
 use exwatch::decode;
-use exwatch::pipeline::{self, Options, Sink};
+use exwatch::pipeline::{self, FileReader, Options, Sink};
 use exwatch::policy::{Engine, Policy, Topology, DEFAULT_MAX_SMTP_SENDERS};
 use exwatch::synth::{self, wire::PcapWriter, OrgOptions};
 
@@ -44,9 +47,10 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let engine = engine();
 
-    // The floor pass also counts the frames, so every rate is per packet actually read
+    let (floor, _) = best(|| read_file(&path));
+    // The reader passes count the frames, so every rate is per packet actually read
     // (the generator finishes open flows past the requested count).
-    let (floor, frames) = best(|| read_only(&path));
+    let (libpcap, frames) = best(|| read_only(&mut PcapFile::open(&path).expect("opening the capture")));
     println!(
         "replay: {cores} cores, {frames} packets, {:.1} MiB ({}), best of {RUNS}",
         file_bytes as f64 / (1 << 20) as f64,
@@ -62,7 +66,10 @@ fn main() {
             secs / floor.as_secs_f64(),
         );
     };
-    line("read (floor)", floor, format!("frames={frames}"));
+    line("read file (floor)", floor, String::new());
+    line("libpcap read", libpcap, format!("frames={frames}"));
+    let (time, native) = best(|| read_only(&mut Savefile::open(&path).expect("opening the capture")));
+    line("native read", time, format!("frames={native}"));
 
     let (time, decoded) = best(|| read_decode(&path));
     line("read+decode", time, format!("decoded={decoded}"));
@@ -73,9 +80,11 @@ fn main() {
         worker_counts.push(cores);
     }
     for workers in worker_counts {
-        let (time, note) = best(|| run_pipeline(&engine, &path, workers));
+        let (time, note) = best(|| run_pipeline(&engine, &path, workers, FileReader::Native));
         line(&format!("pipeline {workers}w"), time, note);
     }
+    let (time, note) = best(|| run_pipeline(&engine, &path, cores, FileReader::Libpcap));
+    line(&format!("pipeline {cores}w pcap"), time, note);
 }
 
 /// Runs `case` `RUNS` times; the shortest time, and what the last run returned.
@@ -133,13 +142,22 @@ fn engine() -> Arc<Engine> {
     Arc::new(Engine::new(Arc::new(policy), Arc::new(topology), DEFAULT_MAX_SMTP_SENDERS))
 }
 
-fn open(path: &Path) -> PcapFile {
-    PcapFile::open(path).expect("opening the capture")
+/// The floor: the file's bytes, read as `cat` reads them.
+fn read_file(path: &Path) -> u64 {
+    let mut file = std::fs::File::open(path).expect("opening the capture");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = io::Read::read(&mut file, &mut buf).expect("reading the capture");
+        if n == 0 {
+            return total;
+        }
+        total += black_box(n) as u64;
+    }
 }
 
-/// The floor: every frame handed out by libpcap, touched only to be counted.
-fn read_only(path: &Path) -> u64 {
-    let mut source = open(path);
+/// Every frame a reader hands out, touched only to be counted.
+fn read_only(source: &mut dyn FrameSource) -> u64 {
     let mut frames = 0u64;
     while let Next::Frame(frame) = source.next_frame().expect("reading the capture") {
         black_box(frame.data);
@@ -148,14 +166,13 @@ fn read_only(path: &Path) -> u64 {
     frames
 }
 
-/// The floor plus decoding, on this thread: the per-frame cost the workers share.
+/// The native reader plus decoding, on this thread: the per-frame cost the workers share.
 fn read_decode(path: &Path) -> u64 {
-    let mut source = open(path);
-    let link = source.link_type();
+    let mut source = Savefile::open(path).expect("opening the capture");
     let mut decoded = 0u64;
     while let Next::Frame(frame) = source.next_frame().expect("reading the capture") {
         // black_box keeps the unused packet from being optimised away with its parse.
-        let packet = black_box(decode::decode(link, frame.ts, frame.wire_len, frame.data));
+        let packet = black_box(decode::decode(frame.link, frame.ts, frame.wire_len, frame.data));
         decoded += u64::from(packet.is_ok());
     }
     decoded
@@ -163,8 +180,8 @@ fn read_decode(path: &Path) -> u64 {
 
 /// Everything the binary does for one file, with events thrown away so the disk is
 /// not measured. The counts show the work happened (and match between worker counts).
-fn run_pipeline(engine: &Arc<Engine>, path: &Path, workers: usize) -> String {
-    let options = Options { workers, ..Options::default() };
+fn run_pipeline(engine: &Arc<Engine>, path: &Path, workers: usize, file_reader: FileReader) -> String {
+    let options = Options { workers, file_reader, ..Options::default() };
     let report =
         pipeline::run_files(Arc::clone(engine), &[path.to_path_buf()], &options, &Sink::Discard, &|_| {})
             .expect("running the pipeline");

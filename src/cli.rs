@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
 use exwatch::capture::LiveOptions;
-use exwatch::pipeline::{Options, Sink};
+use exwatch::pipeline::{FileReader, Options, Sink};
 use exwatch::policy::{Engine, Policy, Topology, Verdict, DEFAULT_MAX_SMTP_SENDERS};
 
 /// The policy and topology built into the binary, used when no file is given.
@@ -87,6 +87,16 @@ pub struct AnalyzeFlags {
     /// Never draw a progress bar (one is drawn on stderr when it is a terminal).
     #[arg(long)]
     pub no_progress: bool,
+    /// How capture files are read: exwatch's own reader, or libpcap's (slower; it
+    /// refuses pcapng files whose interfaces mix link types).
+    #[arg(long, value_enum, default_value_t = ReaderFlag::Native)]
+    pub reader: ReaderFlag,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ReaderFlag {
+    Native,
+    Libpcap,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -237,7 +247,11 @@ pub struct AnalyzeSettings {
 
 impl AnalyzeSettings {
     pub fn from_flags(flags: AnalyzeFlags) -> Result<AnalyzeSettings, String> {
-        let run = RunSettings::from_flags(&flags.config, flags.run)?;
+        let mut run = RunSettings::from_flags(&flags.config, flags.run)?;
+        run.pipeline.file_reader = match flags.reader {
+            ReaderFlag::Native => FileReader::Native,
+            ReaderFlag::Libpcap => FileReader::Libpcap,
+        };
         Ok(AnalyzeSettings {
             files: expand_files(&flags.files)?,
             run,

@@ -41,6 +41,8 @@ pub enum LinkType {
     LinuxSll2,
     RawIp,
     Null,
+    /// A link type exwatch does not decode (one interface of a pcapng file, say).
+    Unsupported,
 }
 
 impl LinkType {
@@ -154,6 +156,8 @@ pub enum Layer {
 /// Why a frame produced no [`Packet`]. Each variant has a stable short code for counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Skip {
+    /// The frame's link type is not one exwatch decodes.
+    LinkUnsupported,
     /// The link header is cut short.
     LinkTruncated,
     /// More stacked VLAN tags than [`MAX_VLAN_TAGS`], or a tag cut short.
@@ -171,7 +175,8 @@ pub enum Skip {
 }
 
 impl Skip {
-    pub const ALL: [Skip; 7] = [
+    pub const ALL: [Skip; 8] = [
+        Skip::LinkUnsupported,
         Skip::LinkTruncated,
         Skip::VlanDepth,
         Skip::NotIp,
@@ -184,6 +189,7 @@ impl Skip {
     /// Stable short code, used in the summary and in metric labels.
     pub fn code(self) -> &'static str {
         match self {
+            Skip::LinkUnsupported => "link_unsupported",
             Skip::LinkTruncated => "link_truncated",
             Skip::VlanDepth => "vlan_depth",
             Skip::NotIp => "not_ip",
@@ -196,7 +202,7 @@ impl Skip {
 
     pub fn layer(self) -> Layer {
         match self {
-            Skip::LinkTruncated => Layer::Link,
+            Skip::LinkUnsupported | Skip::LinkTruncated => Layer::Link,
             Skip::VlanDepth => Layer::Vlan,
             Skip::NotIp | Skip::IpTruncated | Skip::IpInvalid => Layer::Ip,
             Skip::TransportTruncated => Layer::Transport,
@@ -237,6 +243,7 @@ fn network(link: LinkType, frame: &[u8]) -> Result<Network<'_>, Skip> {
             (ethertype, frame.get(20..).ok_or(Skip::LinkTruncated)?)
         }
         LinkType::RawIp => return Ok(Network { ip: frame, vlan: None }),
+        LinkType::Unsupported => return Err(Skip::LinkUnsupported),
         LinkType::Null => {
             let family = frame.get(..4).ok_or(Skip::LinkTruncated)?;
             // The family is in the writer's byte order; both orders of the known values.

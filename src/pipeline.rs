@@ -10,7 +10,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
-use crate::capture::{CaptureError, CaptureStats, FrameSource, Next, PcapFile};
+use crate::capture::{CaptureError, CaptureStats, Frame, FrameSource, Next, PcapFile, Savefile};
 use crate::decode::{self, LinkType, Ts};
 use crate::flow::{self, Event, Tracker};
 use crate::output::eve;
@@ -36,6 +36,8 @@ pub struct Options {
     pub queue_batches: usize,
     /// Flow-table settings; `max_flows` is the total, split between workers.
     pub flows: flow::Settings,
+    /// How capture files are read.
+    pub file_reader: FileReader,
 }
 
 impl Default for Options {
@@ -45,7 +47,27 @@ impl Default for Options {
             batch_frames: 256,
             queue_batches: 8,
             flows: flow::Settings::default(),
+            file_reader: FileReader::Native,
         }
+    }
+}
+
+/// The reader of capture files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileReader {
+    /// exwatch's own pcap/pcapng reader ([`Savefile`]): faster, and reads pcapng files
+    /// whose interfaces mix link types.
+    Native,
+    /// libpcap's reader.
+    Libpcap,
+}
+
+impl FileReader {
+    pub fn open(self, path: &Path) -> Result<Box<dyn FrameSource>, CaptureError> {
+        Ok(match self {
+            FileReader::Native => Box::new(Savefile::open(path)?),
+            FileReader::Libpcap => Box::new(PcapFile::open(path)?),
+        })
     }
 }
 
@@ -108,13 +130,13 @@ impl Monitor {
 
 /// Frames of one link type, copied out of the capture buffer.
 struct Batch {
-    link: LinkType,
     data: Vec<u8>,
     frames: Vec<FrameMeta>,
 }
 
 #[derive(Clone, Copy)]
 struct FrameMeta {
+    link: LinkType,
     ts: Ts,
     wire_len: u32,
     start: u32,
@@ -135,22 +157,27 @@ const BATCH_BYTES: usize = 1 << 20;
 const LIVE_FLUSH_NS: u64 = 100_000_000;
 
 impl Batch {
-    fn new(link: LinkType, frames: usize) -> Batch {
-        Batch { link, data: Vec::with_capacity(frames * 128), frames: Vec::with_capacity(frames) }
+    fn new(frames: usize) -> Batch {
+        Batch { data: Vec::with_capacity(frames * 128), frames: Vec::with_capacity(frames) }
     }
 
-    fn push(&mut self, ts: Ts, wire_len: u32, data: &[u8]) {
+    fn push(&mut self, frame: &Frame<'_>) {
         let start = self.data.len() as u32;
-        self.data.extend_from_slice(data);
-        self.frames.push(FrameMeta { ts, wire_len, start, len: data.len() as u32 });
+        self.data.extend_from_slice(frame.data);
+        self.frames.push(FrameMeta {
+            link: frame.link,
+            ts: frame.ts,
+            wire_len: frame.wire_len,
+            start,
+            len: frame.data.len() as u32,
+        });
     }
 
     fn is_full(&self, frames: usize) -> bool {
         self.frames.len() >= frames || self.data.len() >= BATCH_BYTES
     }
 
-    fn clear(&mut self, link: LinkType) {
-        self.link = link;
+    fn clear(&mut self) {
         self.data.clear();
         self.frames.clear();
     }
@@ -194,8 +221,7 @@ pub fn run_files(
     progress: Progress<'_>,
 ) -> io::Result<Report> {
     let monitor = Monitor::new(&engine, options.workers);
-    let mut sources =
-        files.iter().map(|path| PcapFile::open(path).map(|f| Box::new(f) as Box<dyn FrameSource>));
+    let mut sources = files.iter().map(|path| options.file_reader.open(path));
     let run = Run { mode: Mode::Offline, options, sink, monitor: &monitor, stats_interval: None };
     run.run(engine, &mut sources, sink.open()?, progress)
 }
@@ -329,11 +355,6 @@ impl Reader<'_> {
         bytes: &mut u64,
         progress: Progress<'_>,
     ) -> Result<(), CaptureError> {
-        let link = source.link_type();
-        // Batches hold one link type: send what another source left pending.
-        if self.pending.iter().flatten().any(|b| b.link != link) {
-            self.flush();
-        }
         if self.pending.is_empty() {
             self.pending = (0..self.senders.len()).map(|_| None).collect();
         }
@@ -356,16 +377,16 @@ impl Reader<'_> {
                 }
             };
             *bytes += 16 + frame.data.len() as u64;
-            let worker = (decode::route_hash(link, frame.data) % workers) as usize;
+            let worker = (decode::route_hash(frame.link, frame.data) % workers) as usize;
             let free = &self.free;
             let batch = self.pending[worker].get_or_insert_with(|| match free.try_recv() {
                 Ok(mut batch) => {
-                    batch.clear(link);
+                    batch.clear();
                     batch
                 }
-                Err(_) => Batch::new(link, self.batch_frames),
+                Err(_) => Batch::new(self.batch_frames),
             });
-            batch.push(frame.ts, frame.wire_len, frame.data);
+            batch.push(&frame);
             if batch.is_full(self.batch_frames) {
                 self.send(worker);
             }
@@ -430,8 +451,7 @@ impl Reader<'_> {
                     self.senders[worker].try_send(Work::Batch(batch))
                 {
                     self.monitor.shed.fetch_add(batch.frames.len() as u64, Ordering::Relaxed);
-                    let link = batch.link;
-                    batch.clear(link);
+                    batch.clear();
                     self.pending[worker] = Some(batch);
                 }
             }
@@ -476,13 +496,13 @@ fn work(
             seen += 1;
             if seen % LATENCY_SAMPLE == 0 {
                 let t0 = Instant::now();
-                let decoded = decode::decode(batch.link, meta.ts, meta.wire_len, data);
+                let decoded = decode::decode(meta.link, meta.ts, meta.wire_len, data);
                 let t1 = Instant::now();
                 handle(&mut tracker, decoded);
                 latency.decode.saturating_record((t1 - t0).as_nanos() as u64);
                 latency.flow.saturating_record(t1.elapsed().as_nanos() as u64);
             } else {
-                handle(&mut tracker, decode::decode(batch.link, meta.ts, meta.wire_len, data));
+                handle(&mut tracker, decode::decode(meta.link, meta.ts, meta.wire_len, data));
             }
         }
         let _ = free.try_send(batch);

@@ -101,9 +101,7 @@ captures! {
     // BSD loopback, raw IP), all of which exwatch decodes, but libpcap's pcapng reader
     // refuses a file whose interfaces differ, so exwatch reads no frame at all (and
     // calls the valid file damaged at record 1).
-    pcapng_many_interfaces_mixed_linktypes: "pcapng-many-interfaces-mixed-linktypes.pcapng" => Skip(
-        "libpcap refuses a pcapng whose interfaces differ in link type (Ethernet and BSD loopback here)"
-    ),
+    pcapng_many_interfaces_mixed_linktypes: "pcapng-many-interfaces-mixed-linktypes.pcapng" => Same,
     pcapng_two_interfaces_ns_and_us: "pcapng-two-interfaces-ns-and-us.pcapng" => Same,
     pop3_plain: "pop3-plain.pcap" => Same,
     pop3_starttls_bsd_loopback: "pop3-starttls-bsd-loopback.pcap" => Same,
@@ -425,4 +423,29 @@ Filter:<No Filter>
         ((Proto::Tcp, sa("[2001:618:1:8000::5]:80"), sa("[2001:618:400::5199:cc70]:35995")), [12, 16]),
     ]);
     assert_eq!(convs, want);
+}
+
+/// exwatch's own reader and libpcap's must give the same events on every capture in
+/// captures/, except where libpcap refuses a file the native reader reads.
+#[test]
+fn native_and_libpcap_readers_agree_on_every_capture() {
+    let mut files: Vec<_> = std::fs::read_dir(util::repo().join("captures/real"))
+        .expect("captures/real")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+        .collect();
+    files.push(util::capture("sample-contoso.pcap"));
+    files.sort();
+    for file in &files {
+        let native = util::analyze(&[file], &["--flows", "--workers", "1"]);
+        let libpcap = util::analyze(&[file], &["--flows", "--workers", "1", "--reader", "libpcap"]);
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name == "pcapng-many-interfaces-mixed-linktypes.pcapng" {
+            assert_eq!(libpcap.status, 2, "libpcap refuses mixed link types");
+            assert!(native.status < 2 && native.flows().len() > 10, "{name}: {}", native.stderr);
+            continue;
+        }
+        assert_eq!(native.status, libpcap.status, "{name}: {}\n{}", native.stderr, libpcap.stderr);
+        assert_eq!(native.lines, libpcap.lines, "{name}");
+    }
 }

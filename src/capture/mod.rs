@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+pub mod savefile;
+
+pub use savefile::Savefile;
+
 use crate::decode::{LinkType, Ts};
 
 /// One frame, borrowed from the source until the next call.
@@ -20,6 +24,8 @@ pub struct Frame<'a> {
     pub ts: Ts,
     pub wire_len: u32,
     pub data: &'a [u8],
+    /// A pcapng file may mix link types, one per interface.
+    pub link: LinkType,
 }
 
 /// Why a capture file could not be read (whole or in part).
@@ -71,9 +77,8 @@ pub struct CaptureStats {
     pub interface_dropped: u64,
 }
 
-/// A source of frames of one link type.
+/// A source of frames.
 pub trait FrameSource {
-    fn link_type(&self) -> LinkType;
     /// The next frame, or the damage that ends the source.
     fn next_frame(&mut self) -> Result<Next<'_>, CaptureError>;
     /// Kernel and interface counters, where the source has them.
@@ -82,7 +87,8 @@ pub trait FrameSource {
     }
 }
 
-/// A pcap or pcapng file read through libpcap.
+/// A pcap or pcapng file read through libpcap: the fallback reader (`--reader libpcap`),
+/// and the reference the native [`Savefile`] reader is tested against.
 pub struct PcapFile {
     path: PathBuf,
     capture: pcap::Capture<pcap::Offline>,
@@ -108,15 +114,11 @@ impl PcapFile {
 }
 
 impl FrameSource for PcapFile {
-    fn link_type(&self) -> LinkType {
-        self.link
-    }
-
     fn next_frame(&mut self) -> Result<Next<'_>, CaptureError> {
         match self.capture.next_packet() {
             Ok(packet) => {
                 self.records += 1;
-                Ok(Next::Frame(frame_of(&packet)))
+                Ok(Next::Frame(frame_of(&packet, self.link)))
             }
             Err(pcap::Error::NoMorePackets) => Ok(Next::End),
             Err(err) => {
@@ -133,10 +135,10 @@ impl FrameSource for PcapFile {
 }
 
 /// Both captures are opened with nanosecond precision: `tv_usec` holds nanoseconds.
-fn frame_of<'a>(packet: &pcap::Packet<'a>) -> Frame<'a> {
+fn frame_of<'a>(packet: &pcap::Packet<'a>, link: LinkType) -> Frame<'a> {
     let h = packet.header;
     let ts = Ts((h.ts.tv_sec.max(0) as u64) * 1_000_000_000 + h.ts.tv_usec.max(0) as u64);
-    Frame { ts, wire_len: h.len, data: packet.data }
+    Frame { ts, wire_len: h.len, data: packet.data, link }
 }
 
 /// How to open a live capture.
@@ -225,13 +227,9 @@ fn permission_hint(message: String) -> String {
 }
 
 impl FrameSource for LiveCapture {
-    fn link_type(&self) -> LinkType {
-        self.link
-    }
-
     fn next_frame(&mut self) -> Result<Next<'_>, CaptureError> {
         match self.capture.next_packet() {
-            Ok(packet) => Ok(Next::Frame(frame_of(&packet))),
+            Ok(packet) => Ok(Next::Frame(frame_of(&packet, self.link))),
             Err(pcap::Error::TimeoutExpired) => {
                 // Non-blocking and empty: wait for the socket ourselves, since libpcap's
                 // own read timeout is not honoured in immediate mode on every kernel.

@@ -1,0 +1,430 @@
+//! A pure-Rust reader of pcap and pcapng files: large buffered reads, no copy per frame
+//! beyond the one into the buffer, every length checked before it is trusted.
+//!
+//! It reads what libpcap reads (classic pcap in both byte orders, microsecond and
+//! nanosecond; pcapng sections in both byte orders, with enhanced, simple and obsolete
+//! packet blocks and per-interface time resolution), plus pcapng files whose interfaces
+//! have different link types, which libpcap refuses. Damage ends the file with the
+//! record number and the byte offset of the block that does not make sense.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use super::{CaptureError, Frame, FrameSource, Next};
+use crate::decode::{LinkType, Ts};
+
+/// Bytes read from the file at a time.
+const READ_SIZE: usize = 1 << 20;
+/// The largest record accepted; larger is damage (libpcap's limit is 256 KiB of data).
+const MAX_RECORD: usize = 16 << 20;
+/// The largest frame accepted, as libpcap does.
+const MAX_CAPLEN: u32 = 262_144;
+
+/// A capture file being read.
+pub struct Savefile {
+    path: PathBuf,
+    file: File,
+    buf: Vec<u8>,
+    /// Unconsumed bytes are `buf[start..end]`; `offset` is the file offset of `start`.
+    start: usize,
+    end: usize,
+    offset: u64,
+    eof: bool,
+    format: Format,
+    /// Packet records read so far.
+    records: u64,
+}
+
+enum Format {
+    Pcap { big_endian: bool, nanos: bool, link: LinkType },
+    Pcapng { big_endian: bool, interfaces: Vec<Interface> },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Interface {
+    link: LinkType,
+    snaplen: u32,
+    /// Timestamp units per second.
+    units: u64,
+    /// Seconds added to every timestamp (if_tsoffset).
+    offset_secs: i64,
+}
+
+const PCAPNG_SHB: u32 = 0x0a0d_0d0a;
+const PCAPNG_IDB: u32 = 1;
+const PCAPNG_PB: u32 = 2;
+const PCAPNG_SPB: u32 = 3;
+const PCAPNG_EPB: u32 = 6;
+const PCAPNG_BYTE_ORDER: u32 = 0x1a2b_3c4d;
+
+fn u16_at(b: &[u8], at: usize, big_endian: bool) -> Option<u16> {
+    let x: [u8; 2] = b.get(at..at + 2)?.try_into().ok()?;
+    Some(if big_endian { u16::from_be_bytes(x) } else { u16::from_le_bytes(x) })
+}
+
+fn u32_at(b: &[u8], at: usize, big_endian: bool) -> Option<u32> {
+    let x: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+    Some(if big_endian { u32::from_be_bytes(x) } else { u32::from_le_bytes(x) })
+}
+
+/// What went wrong in a block, before the caller adds the place.
+type Damage = String;
+
+/// Where a packet block's frame sits, and what the block says of it.
+struct PacketAt {
+    /// Offset of the frame's first byte, in the block body and then in the buffer.
+    at: usize,
+    caplen: usize,
+    ts: Ts,
+    wire_len: u32,
+    link: LinkType,
+}
+
+impl Savefile {
+    pub fn open(path: &Path) -> Result<Savefile, CaptureError> {
+        let open_error = |message: String| CaptureError::Open { path: path.to_path_buf(), message };
+        let file = File::open(path).map_err(|e| open_error(e.to_string()))?;
+        let mut reader = Savefile {
+            path: path.to_path_buf(),
+            file,
+            buf: vec![0; READ_SIZE],
+            start: 0,
+            end: 0,
+            offset: 0,
+            eof: false,
+            format: Format::Pcap { big_endian: false, nanos: false, link: LinkType::Ethernet },
+            records: 0,
+        };
+        if !reader.fill(4).map_err(|e| open_error(e.to_string()))? {
+            return Err(open_error("too short to be a capture file".into()));
+        }
+        let magic = [reader.buf[0], reader.buf[1], reader.buf[2], reader.buf[3]];
+        match magic {
+            [0x0a, 0x0d, 0x0d, 0x0a] => {
+                reader.format = Format::Pcapng { big_endian: false, interfaces: Vec::new() };
+                // The section header is read like any block; reject a broken one at once.
+                reader.pcapng_block().map_err(open_error)?;
+            }
+            _ => {
+                reader.format = reader.pcap_header(magic).map_err(open_error)?;
+            }
+        }
+        Ok(reader)
+    }
+
+    /// Makes at least `need` bytes available at `buf[start..]`; `false` at end of file.
+    fn fill(&mut self, need: usize) -> io::Result<bool> {
+        if self.end - self.start >= need {
+            return Ok(true);
+        }
+        if self.eof {
+            return Ok(false);
+        }
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        if self.buf.len() < need {
+            self.buf.resize(need.next_power_of_two(), 0);
+        }
+        while self.end < need {
+            let n = self.file.read(&mut self.buf[self.end..])?;
+            if n == 0 {
+                self.eof = true;
+                return Ok(false);
+            }
+            self.end += n;
+        }
+        Ok(true)
+    }
+
+    fn available(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    fn consume(&mut self, len: usize) {
+        self.start += len;
+        self.offset += len as u64;
+    }
+
+    fn pcap_header(&mut self, magic: [u8; 4]) -> Result<Format, String> {
+        let (big_endian, nanos) = match magic {
+            [0xd4, 0xc3, 0xb2, 0xa1] => (false, false),
+            [0x4d, 0x3c, 0xb2, 0xa1] => (false, true),
+            [0xa1, 0xb2, 0xc3, 0xd4] => (true, false),
+            [0xa1, 0xb2, 0x3c, 0x4d] => (true, true),
+            _ => return Err("not a pcap or pcapng file (unknown magic number)".into()),
+        };
+        if !self.fill(24).map_err(|e| e.to_string())? {
+            return Err("pcap file header cut short".into());
+        }
+        let h = self.available();
+        let major = u16_at(h, 4, big_endian).unwrap_or(0);
+        if major != 2 {
+            return Err(format!("pcap version {major} is not supported (only 2 is valid)"));
+        }
+        let dlt = u32_at(h, 20, big_endian).unwrap_or(0) & 0xffff;
+        let link = LinkType::from_dlt(dlt as i32).ok_or_else(|| unsupported_link(dlt))?;
+        self.consume(24);
+        Ok(Format::Pcap { big_endian, nanos, link })
+    }
+
+    fn damaged(&self, message: Damage) -> CaptureError {
+        CaptureError::Damaged {
+            path: self.path.clone(),
+            record: self.records + 1,
+            offset: self.offset,
+            message,
+        }
+    }
+
+    /// Reads one classic pcap record.
+    fn pcap_record(
+        &mut self,
+        big_endian: bool,
+        nanos: bool,
+        link: LinkType,
+    ) -> Result<Next<'_>, CaptureError> {
+        match self.fill(16) {
+            Ok(true) => {}
+            Ok(false) if self.start == self.end => return Ok(Next::End),
+            Ok(false) => return Err(self.damaged("record header cut short".into())),
+            Err(e) => return Err(self.damaged(e.to_string())),
+        }
+        let h = self.available();
+        let (secs, frac, caplen, wire_len) = (
+            u32_at(h, 0, big_endian).unwrap_or(0),
+            u32_at(h, 4, big_endian).unwrap_or(0),
+            u32_at(h, 8, big_endian).unwrap_or(0),
+            u32_at(h, 12, big_endian).unwrap_or(0),
+        );
+        if caplen > MAX_CAPLEN {
+            return Err(self.damaged(format!("captured length {caplen} is larger than {MAX_CAPLEN}")));
+        }
+        let record = 16 + caplen as usize;
+        match self.fill(record) {
+            Ok(true) => {}
+            Ok(false) => {
+                let got = self.end - self.start - 16;
+                return Err(self.damaged(format!(
+                    "file ends inside the record: {caplen} bytes expected, {got} present"
+                )));
+            }
+            Err(e) => return Err(self.damaged(e.to_string())),
+        }
+        let frac_ns = if nanos { u64::from(frac) } else { u64::from(frac) * 1_000 };
+        let ts = Ts(u64::from(secs) * 1_000_000_000 + frac_ns);
+        self.records += 1;
+        let data_start = self.start + 16;
+        self.consume(record);
+        Ok(Next::Frame(Frame {
+            ts,
+            wire_len,
+            data: &self.buf[data_start..data_start + caplen as usize],
+            link,
+        }))
+    }
+
+    /// Reads pcapng blocks up to the next packet.
+    fn pcapng_next(&mut self) -> Result<Next<'_>, CaptureError> {
+        loop {
+            match self.pcapng_block() {
+                Ok(Some(p)) => {
+                    self.records += 1;
+                    let data = &self.buf[p.at..p.at + p.caplen];
+                    return Ok(Next::Frame(Frame { ts: p.ts, wire_len: p.wire_len, data, link: p.link }));
+                }
+                Ok(None) if self.eof && self.start == self.end => return Ok(Next::End),
+                Ok(None) => continue,
+                Err(message) => return Err(self.damaged(message)),
+            }
+        }
+    }
+
+    /// Reads one pcapng block. Returns where a packet's data sits in the buffer (valid
+    /// until the next read), or `None` for other blocks and at the end.
+    fn pcapng_block(&mut self) -> Result<Option<PacketAt>, Damage> {
+        if !self.fill(12).map_err(|e| e.to_string())? {
+            return if self.start == self.end { Ok(None) } else { Err("block header cut short".into()) };
+        }
+        let Format::Pcapng { big_endian, .. } = self.format else {
+            return Err("not a pcapng file".into());
+        };
+        let raw_type = u32_at(self.available(), 0, false).unwrap_or(0);
+        let mut big_endian = big_endian;
+        if raw_type == PCAPNG_SHB {
+            // Each section says its own byte order.
+            let order = u32_at(self.available(), 8, false).unwrap_or(0);
+            big_endian = match order {
+                PCAPNG_BYTE_ORDER => false,
+                o if o.swap_bytes() == PCAPNG_BYTE_ORDER => true,
+                _ => return Err("section header with an unknown byte-order magic".into()),
+            };
+        }
+        let block_type = u32_at(self.available(), 0, big_endian).unwrap_or(0);
+        let len = u32_at(self.available(), 4, big_endian).unwrap_or(0) as usize;
+        if len < 12 || len % 4 != 0 || len > MAX_RECORD {
+            return Err(format!("block length {len} is invalid"));
+        }
+        if !self.fill(len).map_err(|e| e.to_string())? {
+            return Err(format!("file ends inside a {len}-byte block"));
+        }
+        let block = &self.buf[self.start..self.start + len];
+        if u32_at(block, len - 4, big_endian) != Some(len as u32) {
+            return Err("block total length in header and trailer differ".into());
+        }
+        let body = &block[8..len - 4];
+        let mut packet = None;
+        match block_type {
+            PCAPNG_SHB => {
+                check_options(body.get(16..).unwrap_or(&[]), big_endian)?;
+                self.format = Format::Pcapng { big_endian, interfaces: Vec::new() };
+            }
+            PCAPNG_IDB => {
+                let interface = parse_idb(body, big_endian)?;
+                if let Format::Pcapng { interfaces, .. } = &mut self.format {
+                    interfaces.push(interface);
+                }
+            }
+            PCAPNG_EPB | PCAPNG_PB | PCAPNG_SPB => {
+                packet = Some(self.packet_block(block_type, body, big_endian)?);
+            }
+            _ => {}
+        }
+        let data_start = self.start + 8;
+        self.consume(len);
+        Ok(packet.map(|p| PacketAt { at: data_start + p.at, ..p }))
+    }
+
+    /// Parses a packet block's body.
+    fn packet_block(&self, block_type: u32, body: &[u8], big_endian: bool) -> Result<PacketAt, Damage> {
+        let Format::Pcapng { interfaces, .. } = &self.format else {
+            return Err("packet block outside a section".into());
+        };
+        let field =
+            |at: usize| u32_at(body, at, big_endian).ok_or_else(|| "packet block too short".to_string());
+        let (iface, ts_high, ts_low, caplen, wire_len, data_at) = match block_type {
+            PCAPNG_EPB => (field(0)?, field(4)?, field(8)?, field(12)?, field(16)?, 20),
+            PCAPNG_PB => {
+                let iface = u16_at(body, 0, big_endian).ok_or("packet block too short")?;
+                (u32::from(iface), field(4)?, field(8)?, field(12)?, field(16)?, 20)
+            }
+            _ => {
+                let wire_len = field(0)?;
+                let snaplen = interfaces.first().map_or(u32::MAX, |i| i.snaplen);
+                let room = body.len().saturating_sub(4) as u32;
+                (0, 0, 0, wire_len.min(snaplen).min(room), wire_len, 4)
+            }
+        };
+        let interface = interfaces
+            .get(iface as usize)
+            .ok_or_else(|| format!("packet block names interface {iface}, which is not described"))?;
+        if caplen > MAX_CAPLEN || data_at + caplen as usize > body.len() {
+            return Err(format!("captured length {caplen} does not fit in its block"));
+        }
+        let ts = if block_type == PCAPNG_SPB {
+            Ts(0)
+        } else {
+            timestamp((u64::from(ts_high) << 32) | u64::from(ts_low), interface)
+        };
+        Ok(PacketAt { at: data_at, caplen: caplen as usize, ts, wire_len, link: interface.link })
+    }
+}
+
+fn unsupported_link(dlt: u32) -> String {
+    let name = pcap::Linktype(dlt as i32).get_name().unwrap_or_else(|_| "unknown".into());
+    format!(
+        "link type {dlt} ({name}) is not supported (Ethernet, Linux cooked v1/v2, raw IP, BSD loopback are)"
+    )
+}
+
+fn timestamp(units: u64, interface: &Interface) -> Ts {
+    let secs = (units / interface.units) as i64 + interface.offset_secs;
+    let frac = units % interface.units;
+    let nanos = (u128::from(frac) * 1_000_000_000 / u128::from(interface.units)) as u64;
+    Ts((secs.max(0) as u64).saturating_mul(1_000_000_000).saturating_add(nanos))
+}
+
+/// Checks that the options of a block fit in it.
+fn check_options(mut options: &[u8], big_endian: bool) -> Result<(), Damage> {
+    while options.len() >= 4 {
+        let code = u16_at(options, 0, big_endian).unwrap_or(0);
+        let len = usize::from(u16_at(options, 2, big_endian).unwrap_or(0));
+        if code == 0 {
+            return Ok(());
+        }
+        let padded = 4 + len.div_ceil(4) * 4;
+        if padded > options.len() {
+            return Err(format!("option {code} of length {len} runs past its block"));
+        }
+        options = &options[padded..];
+    }
+    Ok(())
+}
+
+fn parse_idb(body: &[u8], big_endian: bool) -> Result<Interface, Damage> {
+    let dlt = u16_at(body, 0, big_endian).ok_or("interface description too short")?;
+    let snaplen = u32_at(body, 4, big_endian).ok_or("interface description too short")?;
+    let mut interface = Interface {
+        link: LinkType::from_dlt(i32::from(dlt)).unwrap_or(LinkType::Unsupported),
+        snaplen: if snaplen == 0 { u32::MAX } else { snaplen },
+        units: 1_000_000,
+        offset_secs: 0,
+    };
+    let mut options = body.get(8..).unwrap_or(&[]);
+    check_options(options, big_endian)?;
+    while options.len() >= 4 {
+        let code = u16_at(options, 0, big_endian).unwrap_or(0);
+        let len = usize::from(u16_at(options, 2, big_endian).unwrap_or(0));
+        let value = options.get(4..4 + len).unwrap_or(&[]);
+        match (code, value) {
+            (0, _) => break,
+            (9, [resol]) => {
+                let exponent = u32::from(resol & 0x7f);
+                let base: u64 = if resol & 0x80 == 0 { 10 } else { 2 };
+                interface.units = base
+                    .checked_pow(exponent)
+                    .filter(|&u| u > 0)
+                    .ok_or_else(|| format!("if_tsresol {resol:#x} is out of range"))?;
+            }
+            (14, v) if v.len() == 8 => {
+                let raw: [u8; 8] = v.try_into().unwrap_or([0; 8]);
+                interface.offset_secs =
+                    if big_endian { i64::from_be_bytes(raw) } else { i64::from_le_bytes(raw) };
+            }
+            _ => {}
+        }
+        options = &options[(4 + len.div_ceil(4) * 4).min(options.len())..];
+    }
+    Ok(interface)
+}
+
+impl FrameSource for Savefile {
+    fn next_frame(&mut self) -> Result<Next<'_>, CaptureError> {
+        match self.format {
+            Format::Pcap { big_endian, nanos, link } => self.pcap_record(big_endian, nanos, link),
+            Format::Pcapng { .. } => self.pcapng_next(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tsresol_and_offset_convert_to_nanoseconds() {
+        let micro = Interface { link: LinkType::Ethernet, snaplen: 0, units: 1_000_000, offset_secs: 0 };
+        assert_eq!(timestamp(1_500_000, &micro), Ts(1_500_000_000));
+        let binary = Interface { units: 1 << 10, offset_secs: 10, ..micro };
+        assert_eq!(timestamp(512, &binary), Ts(10_500_000_000));
+    }
+
+    #[test]
+    fn options_that_run_past_their_block_are_damage() {
+        let mut options = vec![2, 0, 0x30, 0x30];
+        options.extend_from_slice(&[0; 8]);
+        assert!(check_options(&options, false).unwrap_err().contains("runs past"));
+        assert!(check_options(&[2, 0, 4, 0, 1, 2, 3, 4, 0, 0, 0, 0], false).is_ok());
+    }
+}
