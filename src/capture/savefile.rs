@@ -24,7 +24,7 @@ const MAX_CAPLEN: u32 = 262_144;
 /// A capture file being read.
 pub struct Savefile {
     path: PathBuf,
-    file: File,
+    file: Box<dyn Read + Send>,
     buf: Vec<u8>,
     /// Unconsumed bytes are `buf[start..end]`; `offset` is the file offset of `start`.
     start: usize,
@@ -83,8 +83,15 @@ struct PacketAt {
 
 impl Savefile {
     pub fn open(path: &Path) -> Result<Savefile, CaptureError> {
+        let file = File::open(path)
+            .map_err(|e| CaptureError::Open { path: path.to_path_buf(), message: e.to_string() })?;
+        Savefile::from_reader(path, Box::new(file))
+    }
+
+    /// Reads a capture from any byte stream; `name` is used in errors.
+    pub fn from_reader(name: &Path, file: Box<dyn Read + Send>) -> Result<Savefile, CaptureError> {
+        let path = name;
         let open_error = |message: String| CaptureError::Open { path: path.to_path_buf(), message };
-        let file = File::open(path).map_err(|e| open_error(e.to_string()))?;
         let mut reader = Savefile {
             path: path.to_path_buf(),
             file,
