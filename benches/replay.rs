@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use exwatch::capture::{FrameSource, Next, PcapFile, Savefile};
 use exwatch::decode;
+use exwatch::flow::Tracker;
 use exwatch::pipeline::{self, FileReader, Options, Sink};
 use exwatch::policy::{Engine, Policy, Topology, DEFAULT_MAX_SMTP_SENDERS};
 use exwatch::synth::{self, wire::PcapWriter, OrgOptions};
@@ -73,6 +74,9 @@ fn main() {
 
     let (time, decoded) = best(|| read_decode(&path));
     line("read+decode", time, format!("decoded={decoded}"));
+
+    let (time, flows) = best(|| read_decode_track(&engine, &path));
+    line("+flows+policy", time, format!("flows={flows}"));
 
     // With one core, the second pipeline case would repeat the first.
     let mut worker_counts = vec![1];
@@ -176,6 +180,21 @@ fn read_decode(path: &Path) -> u64 {
         decoded += u64::from(packet.is_ok());
     }
     decoded
+}
+
+/// Reading, decoding and the flow table with the policy, all on this thread: the work
+/// of the pipeline without its threads and channels.
+fn read_decode_track(engine: &Arc<Engine>, path: &Path) -> u64 {
+    let mut source = Savefile::open(path).expect("opening the capture");
+    let mut tracker = Tracker::new(Arc::clone(engine), Default::default());
+    while let Next::Frame(frame) = source.next_frame().expect("reading the capture") {
+        if let Ok(packet) = decode::decode(frame.link, frame.ts, frame.wire_len, frame.data) {
+            tracker.packet(&packet);
+        }
+        tracker.drain_events().for_each(drop);
+    }
+    tracker.finish();
+    tracker.counters.flows
 }
 
 /// Everything the binary does for one file, with events thrown away so the disk is

@@ -24,6 +24,7 @@ pub mod capture;
 pub mod config;
 pub mod decode;
 pub mod flow;
+pub mod fuzzing;
 pub mod output;
 pub mod pipeline;
 pub mod policy;

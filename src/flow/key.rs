@@ -6,32 +6,43 @@ use base64::Engine;
 
 use crate::decode::{proto, Tuple};
 
-/// One end of a flow.
+/// One end of a flow: an address (IPv4 as its IPv4-mapped IPv6 form, so both families
+/// share one integer) and a port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Endpoint {
-    pub addr: IpAddr,
-    pub port: u16,
+struct End {
+    addr: u128,
+    port: u16,
 }
 
-/// A 5-tuple with its two endpoints in a fixed order (`lo <= hi`), so both directions
-/// of a flow give the same key.
+impl End {
+    fn new(addr: IpAddr, port: u16) -> End {
+        let addr = match addr {
+            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+            IpAddr::V6(v6) => u128::from(v6),
+        };
+        End { addr, port }
+    }
+}
+
+/// A 5-tuple with its two endpoints in a fixed order, so both directions of a flow give
+/// the same key. Compact (two integers, two ports, a protocol): it is hashed and
+/// compared on every packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
-    pub lo: Endpoint,
-    pub hi: Endpoint,
+    lo: End,
+    hi: End,
     pub proto: u8,
+    /// Keeps an IPv6 flow between IPv4-mapped addresses apart from the IPv4 flow.
+    v6: bool,
 }
 
 impl FlowKey {
-    /// The key of `tuple`, and whether the tuple's source is the key's `lo` end.
-    pub fn of(tuple: &Tuple) -> (FlowKey, bool) {
-        let src = Endpoint { addr: tuple.src, port: tuple.sport };
-        let dst = Endpoint { addr: tuple.dst, port: tuple.dport };
-        if src <= dst {
-            (FlowKey { lo: src, hi: dst, proto: tuple.proto }, true)
-        } else {
-            (FlowKey { lo: dst, hi: src, proto: tuple.proto }, false)
-        }
+    /// The key of `tuple`.
+    pub fn of(tuple: &Tuple) -> FlowKey {
+        let src = End::new(tuple.src, tuple.sport);
+        let dst = End::new(tuple.dst, tuple.dport);
+        let (lo, hi) = if src <= dst { (src, dst) } else { (dst, src) };
+        FlowKey { lo, hi, proto: tuple.proto, v6: tuple.src.is_ipv6() }
     }
 }
 
@@ -52,20 +63,23 @@ pub fn community_id(seed: u16, tuple: &Tuple) -> String {
             dport = tuple.dport;
         }
     }
-    let src = Endpoint { addr: tuple.src, port: sport };
-    let dst = Endpoint { addr: tuple.dst, port: dport };
-    // Endpoint's order (address bytes, then port) is the spec's order.
-    let ordered = one_way || src < dst;
-    let (a, b) = if ordered { (src, dst) } else { (dst, src) };
+    // The spec orders endpoints by address bytes, then port; addresses of one tuple
+    // are of one family, so IpAddr's order is that order.
+    let ordered = one_way || (tuple.src, sport) < (tuple.dst, dport);
+    let (a, b) = if ordered {
+        ((tuple.src, sport), (tuple.dst, dport))
+    } else {
+        ((tuple.dst, dport), (tuple.src, sport))
+    };
 
     let mut sha = sha1_smol::Sha1::new();
     sha.update(&seed.to_be_bytes());
-    update_addr(&mut sha, a.addr);
-    update_addr(&mut sha, b.addr);
+    update_addr(&mut sha, a.0);
+    update_addr(&mut sha, b.0);
     sha.update(&[tuple.proto, 0]);
     if has_ports(tuple.proto) {
-        sha.update(&a.port.to_be_bytes());
-        sha.update(&b.port.to_be_bytes());
+        sha.update(&a.1.to_be_bytes());
+        sha.update(&b.1.to_be_bytes());
     }
     let digest = sha.digest().bytes();
     let mut out = String::with_capacity(30);
@@ -138,9 +152,12 @@ mod tests {
     fn flow_key_is_symmetric() {
         let t = tuple(proto::TCP);
         let back = Tuple { src: t.dst, dst: t.src, sport: t.dport, dport: t.sport, ..t };
-        let (k1, src_lo1) = FlowKey::of(&t);
-        let (k2, src_lo2) = FlowKey::of(&back);
-        assert_eq!(k1, k2);
-        assert_ne!(src_lo1, src_lo2);
+        assert_eq!(FlowKey::of(&t), FlowKey::of(&back));
+        assert_ne!(FlowKey::of(&t), FlowKey::of(&Tuple { sport: 1, ..t }));
+        let v4 = Tuple { src: IpAddr::from([0, 0, 0, 1]), ..t };
+        // The same bits as IPv4-mapped IPv6 addresses are another flow.
+        let v6 =
+            Tuple { src: "::ffff:0.0.0.1".parse().unwrap(), dst: "::ffff:5.6.7.8".parse().unwrap(), ..t };
+        assert_ne!(FlowKey::of(&v4), FlowKey::of(&v6));
     }
 }

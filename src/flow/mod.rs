@@ -11,7 +11,7 @@ mod tracker;
 
 use crate::decode::{proto, Ts, Tuple};
 use crate::policy::{Judgement, Role};
-pub use key::{community_id, Endpoint, FlowKey};
+pub use key::{community_id, FlowKey};
 pub use tracker::{Event, Settings, Tracker};
 
 /// How the originator of a flow was found.

@@ -139,30 +139,27 @@ impl Tracker {
             Transport::Tcp { flags } => flags.unwrap_or(0),
             _ => 0,
         };
-        let reuse = self.flows.get(&key).is_some_and(|flow| {
-            flow.is_closed() && flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
-        });
-        if reuse {
+        // The common case, one lookup: a packet of a flow already tracked.
+        if let Some(flow) = self.flows.get_mut(&key) {
+            let reuse = flow.is_closed() && flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+            if !reuse {
+                let retried_syn = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
+                if retried_syn {
+                    self.check_silent_drop(&key, p.ts);
+                }
+                self.counters.fragments_joined += waiting.0;
+                return;
+            }
             if let Some(old) = self.flows.remove(&key) {
                 self.end(old);
             }
         }
-        let created = !self.flows.contains_key(&key);
-        if created {
-            self.create(key, &tuple, p, flags);
+        self.create(key, &tuple, p, flags);
+        if let Some(flow) = self.flows.get_mut(&key) {
+            count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
+            self.counters.fragments_joined += waiting.0;
         }
-        self.update(&key, &tuple, p, flags);
-        if created {
-            self.report_verdict(&key, p.ts);
-        }
-        if waiting.0 > 0 {
-            if let Some(flow) = self.flows.get_mut(&key) {
-                let side = if flow.is_from_orig(&tuple) { TO_SERVER } else { TO_CLIENT };
-                flow.pkts[side] += waiting.0;
-                flow.bytes[side] += waiting.1;
-                self.counters.fragments_joined += waiting.0;
-            }
-        }
+        self.report_verdict(&key, p.ts);
     }
 
     /// Ends every flow: the input is over.
@@ -321,43 +318,14 @@ impl Tracker {
         }
     }
 
-    fn update(&mut self, key: &FlowKey, tuple: &Tuple, p: &Packet, flags: u8) {
-        let syn_timeout = self.settings.syn_timeout_ns;
-        let Some(flow) = self.flows.get_mut(key) else {
+    /// A SYN was retried past the SYN timeout with no answer: restriction evidence if the
+    /// pair must never be restricted.
+    fn check_silent_drop(&mut self, key: &FlowKey, ts: Ts) {
+        let Some(mut flow) = self.flows.get(key).copied() else {
             return;
         };
-        let from_orig = flow.is_from_orig(tuple);
-        let side = if from_orig { TO_SERVER } else { TO_CLIENT };
-        flow.pkts[side] += 1;
-        flow.bytes[side] += u64::from(p.wire_len);
-        flow.last = flow.last.max(p.ts);
-        if !from_orig && flow.resp_first.is_none() {
-            flow.resp_first = Some(p.ts);
-        }
-        let mut retried_syn = false;
-        if flow.is_tcp() {
-            let syn = flags & tcp_flags::SYN != 0;
-            let ack = flags & tcp_flags::ACK != 0;
-            let t = &mut flow.tcp;
-            if from_orig {
-                if syn && !ack {
-                    t.orig_syn = true;
-                    if flow.resp_first.is_none() {
-                        flow.syns = flow.syns.saturating_add(1);
-                        retried_syn = flow.syns >= 2 && p.ts.0 >= flow.start.0.saturating_add(syn_timeout);
-                    }
-                }
-                t.orig_fin |= flags & tcp_flags::FIN != 0;
-                t.orig_rst |= flags & tcp_flags::RST != 0;
-            } else {
-                t.resp_synack |= syn && ack;
-                t.resp_fin |= flags & tcp_flags::FIN != 0;
-                t.resp_rst |= flags & tcp_flags::RST != 0;
-            }
-        }
-        let mut flow = *flow;
-        if retried_syn && self.silent_drop(&flow, None) {
-            self.restriction(&mut flow, p.ts, EvidenceKind::SynUnanswered);
+        if self.silent_drop(&flow, None) {
+            self.restriction(&mut flow, ts, EvidenceKind::SynUnanswered);
             self.flows.insert(*key, flow);
         }
     }
@@ -448,6 +416,49 @@ impl Tracker {
     }
 }
 
+/// Counts a packet (and any fragments that waited for it) on its flow. Returns whether
+/// it is a SYN retried past the SYN timeout with no answer yet.
+fn count(
+    flow: &mut Flow,
+    tuple: &Tuple,
+    p: &Packet,
+    flags: u8,
+    waiting: (u64, u64),
+    syn_timeout: u64,
+) -> bool {
+    let from_orig = flow.is_from_orig(tuple);
+    let side = if from_orig { TO_SERVER } else { TO_CLIENT };
+    flow.pkts[side] += 1 + waiting.0;
+    flow.bytes[side] += u64::from(p.wire_len) + waiting.1;
+    flow.last = flow.last.max(p.ts);
+    if !from_orig && flow.resp_first.is_none() {
+        flow.resp_first = Some(p.ts);
+    }
+    if !flow.is_tcp() {
+        return false;
+    }
+    let syn = flags & tcp_flags::SYN != 0;
+    let ack = flags & tcp_flags::ACK != 0;
+    let t = &mut flow.tcp;
+    let mut retried_syn = false;
+    if from_orig {
+        if syn && !ack {
+            t.orig_syn = true;
+            if flow.resp_first.is_none() {
+                flow.syns = flow.syns.saturating_add(1);
+                retried_syn = flow.syns >= 2 && p.ts.0 >= flow.start.0.saturating_add(syn_timeout);
+            }
+        }
+        t.orig_fin |= flags & tcp_flags::FIN != 0;
+        t.orig_rst |= flags & tcp_flags::RST != 0;
+    } else {
+        t.resp_synack |= syn && ack;
+        t.resp_fin |= flags & tcp_flags::FIN != 0;
+        t.resp_rst |= flags & tcp_flags::RST != 0;
+    }
+    retried_syn
+}
+
 /// The table key of a tuple. ICMP flows are keyed by addresses only, so that requests
 /// and replies (whose types differ) are one flow.
 fn flow_key(tuple: &Tuple) -> FlowKey {
@@ -456,7 +467,7 @@ fn flow_key(tuple: &Tuple) -> FlowKey {
         t.sport = 0;
         t.dport = 0;
     }
-    FlowKey::of(&t).0
+    FlowKey::of(&t)
 }
 
 /// A stable flow id from the key and the start time: the same capture gives the same

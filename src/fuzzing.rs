@@ -1,0 +1,295 @@
+//! Fuzz target bodies: the paths by which hostile bytes reach exwatch, as plain functions.
+//!
+//! The traffic exwatch reads is written by whoever attacks the network, and capture and
+//! configuration files come from wherever the user got them. Each function here takes
+//! arbitrary bytes, drives one input path the way such bytes would reach it, and must not
+//! panic, hang or allocate without bound, whatever the bytes:
+//!
+//! - [`decode_frame`]: one frame through [`decode`] and [`route_hash`], then through a
+//!   small flow [`Tracker`] and the policy engine;
+//! - [`read_capture`]: a pcap or pcapng file through the native [`Savefile`] reader, every
+//!   frame decoded and tracked (at most [`MAX_FRAMES`] reads, so one run stays fast);
+//! - [`parse_config`]: text through the topology and policy parsers, the topology lints,
+//!   and the engine built from whichever parsed.
+//!
+//! The `fuzz/` crate (cargo-fuzz, libFuzzer) calls them as its targets, and
+//! `tests/integration/fuzz.rs` runs the same bodies under proptest, so `cargo test`
+//! exercises them without the fuzzer. The few `assert!`s here check documented
+//! properties (a frame that does not decode routes to hash 0, no frame is larger than
+//! libpcap's limit): breaking one is a bug found, like a crash. Each function returns a
+//! small summary, so tests can check that real inputs go the whole way through.
+
+use std::io::Cursor;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use crate::capture::{FrameSource, Next, Savefile};
+use crate::decode::{decode, pair_hash, proto, route_hash, tcp_flags, Fragment, IcmpError};
+use crate::decode::{LinkType, Packet, Transport, Ts, Tuple};
+use crate::flow::{Settings, Tracker};
+use crate::policy::{Engine, Facts, Policy, Topology};
+
+/// The built-in policy and topology, which the frame and capture targets judge flows by.
+const BUILTIN_POLICY: &str = include_str!("../rules/exchange.toml");
+const BUILTIN_TOPOLOGY: &str = include_str!("../rules/topology.toml");
+
+/// The link types [`decode_frame`] picks from with its first byte (modulo the count).
+pub const LINK_TYPES: [LinkType; 6] = [
+    LinkType::Ethernet,
+    LinkType::LinuxSll,
+    LinkType::LinuxSll2,
+    LinkType::RawIp,
+    LinkType::Null,
+    LinkType::Unsupported,
+];
+
+/// Reads of the capture reader per [`read_capture`] run, at most.
+pub const MAX_FRAMES: usize = 4096;
+
+/// Flows and fragments the fuzzing trackers hold: small, so eviction runs too.
+const MAX_FLOWS: usize = 16;
+
+const SECOND: u64 = 1_000_000_000;
+
+/// Packet time of a lone frame (a capture's frames carry their own).
+const FRAME_TS: Ts = Ts::from_secs(1_700_000_000);
+
+/// The first byte of a [`decode_frame`] input that selects `link`.
+pub fn link_byte(link: LinkType) -> u8 {
+    LINK_TYPES.iter().position(|&l| l == link).unwrap_or(0) as u8
+}
+
+/// The link type a [`decode_frame`] input's first byte selects.
+pub fn link_of(byte: u8) -> LinkType {
+    LINK_TYPES[usize::from(byte) % LINK_TYPES.len()]
+}
+
+fn builtin() -> &'static (Arc<Policy>, Arc<Topology>) {
+    static BUILTIN: OnceLock<(Arc<Policy>, Arc<Topology>)> = OnceLock::new();
+    BUILTIN.get_or_init(|| {
+        let policy = Policy::parse(Path::new("rules/exchange.toml"), BUILTIN_POLICY)
+            .expect("the built-in policy parses");
+        let topology = Topology::parse(Path::new("rules/topology.toml"), BUILTIN_TOPOLOGY)
+            .expect("the built-in topology parses");
+        (Arc::new(policy), Arc::new(topology))
+    })
+}
+
+/// A small tracker with a fresh engine, so that no state outlives one run.
+fn tracker(policy: Arc<Policy>, topology: Arc<Topology>) -> Tracker {
+    let engine = Arc::new(Engine::new(policy, topology, MAX_FLOWS));
+    let settings =
+        Settings { max_flows: MAX_FLOWS, max_fragments: MAX_FLOWS, flow_events: true, ..Settings::default() };
+    Tracker::new(engine, settings)
+}
+
+fn builtin_tracker() -> Tracker {
+    let (policy, topology) = builtin();
+    tracker(policy.clone(), topology.clone())
+}
+
+/// Ends a tracker's input and counts the events it produced.
+fn finish(tracker: &mut Tracker) -> usize {
+    let mut events = tracker.drain_events().count();
+    tracker.finish();
+    events += tracker.drain_events().count();
+    events
+}
+
+/// Checks what [`route_hash`] promises about a frame that [`decode`] judged.
+fn check_route(link: LinkType, frame: &[u8], decoded: &Result<Packet, crate::decode::Skip>) {
+    let hash = route_hash(link, frame);
+    match decoded {
+        Err(skip) => {
+            assert_eq!(hash, 0, "a frame skipped as {} must route to hash 0", skip.code());
+        }
+        Ok(p) => {
+            // ICMP errors go where the flow they quote goes.
+            let routed = match p.transport {
+                Transport::IcmpError { quoted, .. } => quoted,
+                _ => p.tuple,
+            };
+            assert_eq!(hash, pair_hash(routed.src, routed.dst), "route_hash disagrees with decode");
+        }
+    }
+}
+
+/// One frame: the first byte picks the link type ([`link_of`]), the rest is the frame.
+/// A frame that decodes is fed to a small tracker three times (as sent, the same again
+/// past the SYN timeout, and mirrored as a reply), then the tracker's timers run out.
+/// Returns the decoded packet.
+pub fn decode_frame(data: &[u8]) -> Option<Packet> {
+    let (&selector, frame) = data.split_first()?;
+    let link = link_of(selector);
+    let wire_len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+    let decoded = decode(link, FRAME_TS, wire_len, frame);
+    check_route(link, frame, &decoded);
+    let packet = decoded.ok()?;
+    let mut tracker = builtin_tracker();
+    tracker.packet(&packet);
+    tracker.packet(&Packet { ts: FRAME_TS.saturating_add(4 * SECOND), ..packet });
+    let t = packet.tuple;
+    let mirrored = Tuple { src: t.dst, dst: t.src, sport: t.dport, dport: t.sport, proto: t.proto };
+    tracker.packet(&Packet { ts: FRAME_TS.saturating_add(5 * SECOND), tuple: mirrored, ..packet });
+    tracker.advance(FRAME_TS.saturating_add(3600 * SECOND));
+    finish(&mut tracker);
+    Some(packet)
+}
+
+/// What [`read_capture`] saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureSummary {
+    /// The file header (or pcapng section header) was accepted.
+    pub opened: bool,
+    /// Frames the reader handed out.
+    pub frames: usize,
+    /// Frames that decoded to a packet.
+    pub decoded: usize,
+    /// The reader reported damage before the end of the file.
+    pub damaged: bool,
+    /// Events the tracker produced.
+    pub events: usize,
+}
+
+/// A whole capture file, read from memory through [`Savefile::from_reader`] as exwatch
+/// reads a file: every frame decoded, routed and fed to a small tracker, until the end,
+/// the first damage, or [`MAX_FRAMES`] reads.
+pub fn read_capture(data: &[u8]) -> CaptureSummary {
+    let mut summary = CaptureSummary::default();
+    let reader = Box::new(Cursor::new(data.to_vec()));
+    let Ok(mut file) = Savefile::from_reader(Path::new("fuzz.pcap"), reader) else {
+        return summary;
+    };
+    summary.opened = true;
+    let mut tracker = builtin_tracker();
+    for _ in 0..MAX_FRAMES {
+        let frame = match file.next_frame() {
+            Ok(Next::Frame(frame)) => frame,
+            Ok(Next::Idle) => continue,
+            Ok(Next::End) => break,
+            Err(err) => {
+                // Formatting the error is part of the path a damaged file takes.
+                assert!(!err.to_string().is_empty() && !err.code().is_empty());
+                summary.damaged = true;
+                break;
+            }
+        };
+        summary.frames += 1;
+        assert!(frame.data.len() <= 262_144, "a {}-byte frame is past libpcap's limit", frame.data.len());
+        let decoded = decode(frame.link, frame.ts, frame.wire_len, frame.data);
+        check_route(frame.link, frame.data, &decoded);
+        if let Ok(packet) = decoded {
+            summary.decoded += 1;
+            tracker.packet(&packet);
+            summary.events += tracker.drain_events().count();
+        }
+    }
+    summary.events += finish(&mut tracker);
+    summary
+}
+
+/// What [`parse_config`] saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConfigSummary {
+    /// The text is a valid topology file.
+    pub topology: bool,
+    /// The text is a valid policy file.
+    pub policy: bool,
+    /// Lints of the topology.
+    pub lints: usize,
+}
+
+/// Addresses the engine is asked about: the example topology's roles, both families,
+/// and the extremes.
+fn probe_addresses() -> [IpAddr; 10] {
+    [
+        IpAddr::V4(Ipv4Addr::new(10, 10, 1, 11)),
+        IpAddr::V4(Ipv4Addr::new(10, 10, 0, 5)),
+        IpAddr::V4(Ipv4Addr::new(172, 16, 0, 25)),
+        IpAddr::V4(Ipv4Addr::new(10, 20, 7, 7)),
+        IpAddr::V4(Ipv4Addr::new(10, 10, 9, 9)),
+        IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)),
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V4(Ipv4Addr::BROADCAST),
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 0x11)),
+        IpAddr::V6(Ipv6Addr::from(u128::MAX)),
+    ]
+}
+
+/// Judges flows between the probe addresses (and `extra`) on a few ports, then runs a
+/// short packet sequence through a tracker: a SYN, its retry past the SYN timeout, and an
+/// ICMP "administratively prohibited" quoting it, so restriction evidence is reported.
+fn exercise_engine(policy: Arc<Policy>, topology: Arc<Topology>, extra: &[(IpAddr, u16)]) {
+    let engine = Engine::new(policy.clone(), topology.clone(), MAX_FLOWS);
+    let mut endpoints: Vec<(IpAddr, u16)> = probe_addresses().into_iter().map(|a| (a, 443)).collect();
+    endpoints.extend(extra.iter().take(8));
+    for (i, &(orig, _)) in endpoints.iter().enumerate() {
+        for &(resp, port) in &endpoints {
+            for (proto, resp_port) in
+                [(proto::TCP, port), (proto::TCP, 25), (proto::UDP, 53), (proto::ICMP, 0)]
+            {
+                let ts = Ts::from_secs(i as u64);
+                engine.judge(&Facts { orig, resp, resp_port, proto, ts });
+            }
+        }
+    }
+    let mut tracker = tracker(policy, topology);
+    let router = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+    for (i, &(src, _)) in endpoints.iter().enumerate().take(6) {
+        let (dst, dport) = endpoints[(i + 1) % endpoints.len()];
+        let tuple = Tuple { src, dst, sport: 50_000 + i as u16, dport, proto: proto::TCP };
+        let syn = Packet {
+            ts: Ts::from_secs(10 * i as u64),
+            wire_len: 60,
+            tuple,
+            transport: Transport::Tcp { flags: Some(tcp_flags::SYN) },
+            fragment: Fragment::Whole,
+            ttl: 64,
+            vlan: None,
+        };
+        tracker.packet(&syn);
+        tracker.packet(&Packet { ts: syn.ts.saturating_add(4 * SECOND), ..syn });
+        let icmp = Tuple { src: router, dst: src, sport: 3, dport: 13, proto: proto::ICMP };
+        tracker.packet(&Packet {
+            ts: syn.ts.saturating_add(5 * SECOND),
+            tuple: icmp,
+            transport: Transport::IcmpError { kind: IcmpError::Prohibited, quoted: tuple },
+            ..syn
+        });
+    }
+    finish(&mut tracker);
+}
+
+/// Configuration text (UTF-8, lossily) through [`Topology::parse`] and [`Policy::parse`].
+/// A topology that parses is linted and judged by under the built-in policy; a policy that
+/// parses judges flows under the built-in topology.
+pub fn parse_config(data: &[u8]) -> ConfigSummary {
+    let text = String::from_utf8_lossy(data);
+    let mut summary = ConfigSummary::default();
+    let (builtin_policy, builtin_topology) = builtin();
+    match Topology::parse(Path::new("fuzz-topology.toml"), &text) {
+        Ok(topology) => {
+            summary.topology = true;
+            summary.lints = topology.lint().len();
+            let proxies: Vec<(IpAddr, u16)> = topology.proxies.iter().map(|p| (p.ip(), p.port())).collect();
+            exercise_engine(builtin_policy.clone(), Arc::new(topology), &proxies);
+        }
+        Err(err) => assert!(!err.to_string().is_empty()),
+    }
+    match Policy::parse(Path::new("fuzz-policy.toml"), &text) {
+        Ok(policy) => {
+            summary.policy = true;
+            let ports: Vec<(IpAddr, u16)> = policy
+                .rules
+                .iter()
+                .flat_map(|r| r.ports.iter())
+                .flat_map(|&(lo, hi)| [lo, hi])
+                .map(|port| (IpAddr::V4(Ipv4Addr::new(10, 10, 1, 12)), port))
+                .collect();
+            exercise_engine(Arc::new(policy), builtin_topology.clone(), &ports);
+        }
+        Err(err) => assert!(!err.to_string().is_empty()),
+    }
+    summary
+}
