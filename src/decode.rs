@@ -455,6 +455,9 @@ pub fn route_hash(link: LinkType, frame: &[u8]) -> u64 {
     let Ok(Network { ip, .. }) = network(link, frame) else {
         return 0;
     };
+    if let Some(hash) = route_hash_fast(ip) {
+        return hash;
+    }
     let Ok(inner) = decode_ip(ip) else {
         return 0;
     };
@@ -463,6 +466,25 @@ pub fn route_hash(link: LinkType, frame: &[u8]) -> u64 {
         _ => inner.tuple,
     };
     pair_hash(tuple.src, tuple.dst)
+}
+
+/// The route hash read straight from the header bytes, for the common packets: IPv4, and
+/// IPv6 without extension headers, that are not ICMP errors. `None` sends the packet
+/// through the full decoder (whose routing-header and ICMP-quote rules then apply).
+fn route_hash_fast(ip: &[u8]) -> Option<u64> {
+    let addr4 = |at: usize| -> Option<IpAddr> {
+        let b: [u8; 4] = ip.get(at..at + 4)?.try_into().ok()?;
+        Some(IpAddr::V4(Ipv4Addr::from(b)))
+    };
+    let addr6 = |at: usize| -> Option<IpAddr> {
+        let b: [u8; 16] = ip.get(at..at + 16)?.try_into().ok()?;
+        Some(IpAddr::V6(Ipv6Addr::from(b)))
+    };
+    match ip.first()? >> 4 {
+        4 if !matches!(*ip.get(9)?, proto::ICMP) => Some(pair_hash(addr4(12)?, addr4(16)?)),
+        6 if matches!(*ip.get(6)?, proto::TCP | proto::UDP) => Some(pair_hash(addr6(8)?, addr6(24)?)),
+        _ => None,
+    }
 }
 
 /// Symmetric hash of two addresses: `pair_hash(a, b) == pair_hash(b, a)`.
@@ -535,6 +557,16 @@ mod tests {
         deeper.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
         deeper.extend_from_slice(&frame[12..]);
         assert_eq!(decode(LinkType::Ethernet, Ts(0), 0, &deeper), Err(Skip::VlanDepth));
+    }
+
+    #[test]
+    fn the_fast_route_hash_agrees_with_the_decoder() {
+        for (link, frame) in sample_frames() {
+            let Ok(Network { ip, .. }) = network(link, &frame) else { continue };
+            if let (Some(fast), Ok(inner)) = (route_hash_fast(ip), decode_ip(ip)) {
+                assert_eq!(fast, pair_hash(inner.tuple.src, inner.tuple.dst), "{frame:02x?}");
+            }
+        }
     }
 
     #[test]
