@@ -234,11 +234,13 @@ impl FrameSource for LiveCapture {
                 // Non-blocking and empty: wait for the socket ourselves, since libpcap's
                 // own read timeout is not honoured in immediate mode on every kernel.
                 let mut fds = [PollFd::new(self.readable.as_fd(), PollFlags::POLLIN)];
-                poll(&mut fds, PollTimeout::from(self.timeout_ms)).map_err(|e| CaptureError::Live {
-                    interface: self.interface.clone(),
-                    message: e.to_string(),
-                })?;
-                Ok(Next::Idle)
+                match poll(&mut fds, PollTimeout::from(self.timeout_ms)) {
+                    // A signal (SIGTERM, SIGHUP) woke us: the caller checks why.
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(Next::Idle),
+                    Err(e) => {
+                        Err(CaptureError::Live { interface: self.interface.clone(), message: e.to_string() })
+                    }
+                }
             }
             Err(err) => {
                 Err(CaptureError::Live { interface: self.interface.clone(), message: err.to_string() })

@@ -1,5 +1,8 @@
-//! A pure-Rust reader of pcap and pcapng files: large buffered reads, no copy per frame
-//! beyond the one into the buffer, every length checked before it is trusted.
+//! A pure-Rust reader of pcap and pcapng files, every length checked before it is
+//! trusted. Regular files are memory-mapped a window at a time, so frames are handed
+//! out (and, by the pipeline, shared with the workers) without a copy, and resident
+//! memory stays within a few windows whatever the file's size; other inputs (pipes,
+//! test buffers) are read in large chunks.
 //!
 //! It reads what libpcap reads (classic pcap in both byte orders, microsecond and
 //! nanosecond; pcapng sections in both byte orders, with enhanced, simple and obsolete
@@ -10,12 +13,17 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::{Mmap, MmapOptions};
 
 use super::{CaptureError, Frame, FrameSource, Next};
 use crate::decode::{LinkType, Ts};
 
-/// Bytes read from the file at a time.
+/// Bytes read from a stream at a time.
 const READ_SIZE: usize = 1 << 20;
+/// Bytes of a regular file mapped at a time.
+const WINDOW: usize = 64 << 20;
 /// The largest record accepted; larger is damage (libpcap's limit is 256 KiB of data).
 const MAX_RECORD: usize = 16 << 20;
 /// The largest frame accepted, as libpcap does.
@@ -24,9 +32,8 @@ const MAX_CAPLEN: u32 = 262_144;
 /// A capture file being read.
 pub struct Savefile {
     path: PathBuf,
-    file: Box<dyn Read + Send>,
-    buf: Vec<u8>,
-    /// Unconsumed bytes are `buf[start..end]`; `offset` is the file offset of `start`.
+    backing: Backing,
+    /// Unconsumed bytes are `bytes()[start..end]`; `offset` is the file offset of `start`.
     start: usize,
     end: usize,
     offset: u64,
@@ -34,6 +41,20 @@ pub struct Savefile {
     format: Format,
     /// Packet records read so far.
     records: u64,
+}
+
+/// Where the bytes come from.
+enum Backing {
+    Stream {
+        file: Box<dyn Read + Send>,
+        buf: Vec<u8>,
+    },
+    /// A window of a regular file; `window` is `None` until the first one is mapped.
+    Mapped {
+        file: File,
+        len: u64,
+        window: Option<Arc<Mmap>>,
+    },
 }
 
 enum Format {
@@ -83,19 +104,25 @@ struct PacketAt {
 
 impl Savefile {
     pub fn open(path: &Path) -> Result<Savefile, CaptureError> {
-        let file = File::open(path)
-            .map_err(|e| CaptureError::Open { path: path.to_path_buf(), message: e.to_string() })?;
-        Savefile::from_reader(path, Box::new(file))
+        let open_error = |message: String| CaptureError::Open { path: path.to_path_buf(), message };
+        let file = File::open(path).map_err(|e| open_error(e.to_string()))?;
+        let meta = file.metadata().map_err(|e| open_error(e.to_string()))?;
+        if !meta.is_file() {
+            return Savefile::from_reader(path, Box::new(file));
+        }
+        Savefile::start(path, Backing::Mapped { file, len: meta.len(), window: None })
     }
 
     /// Reads a capture from any byte stream; `name` is used in errors.
     pub fn from_reader(name: &Path, file: Box<dyn Read + Send>) -> Result<Savefile, CaptureError> {
-        let path = name;
+        Savefile::start(name, Backing::Stream { file, buf: vec![0; READ_SIZE] })
+    }
+
+    fn start(path: &Path, backing: Backing) -> Result<Savefile, CaptureError> {
         let open_error = |message: String| CaptureError::Open { path: path.to_path_buf(), message };
         let mut reader = Savefile {
             path: path.to_path_buf(),
-            file,
-            buf: vec![0; READ_SIZE],
+            backing,
             start: 0,
             end: 0,
             offset: 0,
@@ -106,7 +133,8 @@ impl Savefile {
         if !reader.fill(4).map_err(|e| open_error(e.to_string()))? {
             return Err(open_error("too short to be a capture file".into()));
         }
-        let magic = [reader.buf[0], reader.buf[1], reader.buf[2], reader.buf[3]];
+        let h = reader.available();
+        let magic = [h[0], h[1], h[2], h[3]];
         match magic {
             [0x0a, 0x0d, 0x0d, 0x0a] => {
                 reader.format = Format::Pcapng { big_endian: false, interfaces: Vec::new() };
@@ -120,7 +148,24 @@ impl Savefile {
         Ok(reader)
     }
 
-    /// Makes at least `need` bytes available at `buf[start..]`; `false` at end of file.
+    /// The bytes of the buffer or of the mapped window.
+    fn bytes(&self) -> &[u8] {
+        match &self.backing {
+            Backing::Stream { buf, .. } => buf,
+            Backing::Mapped { window: Some(window), .. } => window,
+            Backing::Mapped { window: None, .. } => &[],
+        }
+    }
+
+    /// The mapped window frames currently come from, for sharing them without a copy.
+    pub fn window(&self) -> Option<&Arc<Mmap>> {
+        match &self.backing {
+            Backing::Mapped { window, .. } => window.as_ref(),
+            Backing::Stream { .. } => None,
+        }
+    }
+
+    /// Makes at least `need` bytes available at `bytes()[start..]`; `false` at end of file.
     fn fill(&mut self, need: usize) -> io::Result<bool> {
         if self.end - self.start >= need {
             return Ok(true);
@@ -128,25 +173,52 @@ impl Savefile {
         if self.eof {
             return Ok(false);
         }
-        self.buf.copy_within(self.start..self.end, 0);
-        self.end -= self.start;
-        self.start = 0;
-        if self.buf.len() < need {
-            self.buf.resize(need.next_power_of_two(), 0);
-        }
-        while self.end < need {
-            let n = self.file.read(&mut self.buf[self.end..])?;
-            if n == 0 {
-                self.eof = true;
-                return Ok(false);
+        match &mut self.backing {
+            Backing::Stream { file, buf } => {
+                buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+                if buf.len() < need {
+                    buf.resize(need.next_power_of_two(), 0);
+                }
+                while self.end < need {
+                    let n = file.read(&mut buf[self.end..])?;
+                    if n == 0 {
+                        self.eof = true;
+                        return Ok(false);
+                    }
+                    self.end += n;
+                }
+                Ok(true)
             }
-            self.end += n;
+            Backing::Mapped { file, len, window } => {
+                // Map a new window from the page holding `offset`; frames handed out from
+                // the old one stay valid for as long as someone holds its Arc.
+                if self.offset + (self.end - self.start) as u64 >= *len {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                let base = self.offset & !(page_size() - 1);
+                let delta = (self.offset - base) as usize;
+                let size = (*len - base).min((WINDOW + need + delta) as u64) as usize;
+                // SAFETY: the file is opened read-only and only read through this map.
+                // Like every reader of a mapped file, a capture truncated by another
+                // process while it is read would fault; exwatch reads finished files.
+                let map = unsafe { MmapOptions::new().offset(base).len(size).map(&*file)? };
+                let _ = map.advise(memmap2::Advice::Sequential);
+                *window = Some(Arc::new(map));
+                self.start = delta;
+                self.end = size;
+                if base + size as u64 >= *len {
+                    self.eof = true;
+                }
+                Ok(self.end - self.start >= need)
+            }
         }
-        Ok(true)
     }
 
     fn available(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+        &self.bytes()[self.start..self.end]
     }
 
     fn consume(&mut self, len: usize) {
@@ -227,7 +299,7 @@ impl Savefile {
         Ok(Next::Frame(Frame {
             ts,
             wire_len,
-            data: &self.buf[data_start..data_start + caplen as usize],
+            data: &self.bytes()[data_start..data_start + caplen as usize],
             link,
         }))
     }
@@ -238,7 +310,7 @@ impl Savefile {
             match self.pcapng_block() {
                 Ok(Some(p)) => {
                     self.records += 1;
-                    let data = &self.buf[p.at..p.at + p.caplen];
+                    let data = &self.bytes()[p.at..p.at + p.caplen];
                     return Ok(Next::Frame(Frame { ts: p.ts, wire_len: p.wire_len, data, link: p.link }));
                 }
                 Ok(None) if self.eof && self.start == self.end => return Ok(Next::End),
@@ -276,7 +348,7 @@ impl Savefile {
         if !self.fill(len).map_err(|e| e.to_string())? {
             return Err(format!("file ends inside a {len}-byte block"));
         }
-        let block = &self.buf[self.start..self.start + len];
+        let block = &self.bytes()[self.start..self.start + len];
         if u32_at(block, len - 4, big_endian) != Some(len as u32) {
             return Err("block total length in header and trailer differ".into());
         }
@@ -434,4 +506,10 @@ mod tests {
         assert!(check_options(&options, false).unwrap_err().contains("runs past"));
         assert!(check_options(&[2, 0, 4, 0, 1, 2, 3, 4, 0, 0, 0, 0], false).is_ok());
     }
+}
+
+fn page_size() -> u64 {
+    // Every platform exwatch runs on maps at 4 KiB granularity or a multiple that 64 KiB
+    // covers; a larger alignment than needed is harmless.
+    64 << 10
 }
