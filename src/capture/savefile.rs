@@ -487,6 +487,12 @@ impl FrameSource for Savefile {
     }
 }
 
+fn page_size() -> u64 {
+    // Every platform exwatch runs on maps at 4 KiB granularity or a multiple that 64 KiB
+    // covers; a larger alignment than needed is harmless.
+    64 << 10
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,10 +512,4 @@ mod tests {
         assert!(check_options(&options, false).unwrap_err().contains("runs past"));
         assert!(check_options(&[2, 0, 4, 0, 1, 2, 3, 4, 0, 0, 0, 0], false).is_ok());
     }
-}
-
-fn page_size() -> u64 {
-    // Every platform exwatch runs on maps at 4 KiB granularity or a multiple that 64 KiB
-    // covers; a larger alignment than needed is harmless.
-    64 << 10
 }
