@@ -449,8 +449,8 @@ fn quoted_tuple(bytes: &[u8]) -> Result<Tuple, Skip> {
 
 /// A hash of the unordered pair of IP addresses a frame belongs to, for routing frames
 /// to workers: both directions of a flow, all fragments of a datagram, and ICMP errors
-/// about a flow (hashed by their quoted packet) land on the same worker. Frames that do
-/// not decode hash to 0; the worker that gets them counts the skip.
+/// about a flow (hashed by their quoted packet) land on the same worker. A frame that
+/// will not decode may go to any worker, which counts the skip.
 pub fn route_hash(link: LinkType, frame: &[u8]) -> u64 {
     let Ok(Network { ip, .. }) = network(link, frame) else {
         return 0;

@@ -17,6 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use memmap2::Mmap;
 
 use crate::capture::{CaptureError, CaptureStats, Frame, FrameSource, Next, PcapFile, Savefile};
 use crate::decode::{self, LinkType, Ts};
@@ -128,9 +129,11 @@ impl Monitor {
     }
 }
 
-/// Frames of one link type, copied out of the capture buffer.
+/// Frames for one worker: shared from a mapped window of the file, or copied out of
+/// the capture buffer (live capture, pipes).
 struct Batch {
-    data: Vec<u8>,
+    window: Option<Arc<Mmap>>,
+    copied: Vec<u8>,
     frames: Vec<FrameMeta>,
 }
 
@@ -139,6 +142,8 @@ struct FrameMeta {
     link: LinkType,
     ts: Ts,
     wire_len: u32,
+    /// Where the bytes are: in `window` (mapped) or in `copied`.
+    mapped: bool,
     start: u32,
     len: u32,
 }
@@ -158,27 +163,54 @@ const LIVE_FLUSH_NS: u64 = 100_000_000;
 
 impl Batch {
     fn new(frames: usize) -> Batch {
-        Batch { data: Vec::with_capacity(frames * 128), frames: Vec::with_capacity(frames) }
+        Batch { window: None, copied: Vec::with_capacity(frames * 128), frames: Vec::with_capacity(frames) }
     }
 
-    fn push(&mut self, frame: &Frame<'_>) {
-        let start = self.data.len() as u32;
-        self.data.extend_from_slice(frame.data);
+    /// Adds a frame; `false` when it lies in another mapped window than the batch's
+    /// frames (the batch must be sent first).
+    fn push(&mut self, frame: &Frame<'_>) -> bool {
+        let (mapped, start) = match frame.window {
+            Some(window) => {
+                match &self.window {
+                    Some(current) if !Arc::ptr_eq(current, window) => return false,
+                    Some(_) => {}
+                    None => self.window = Some(Arc::clone(window)),
+                }
+                (true, frame.data.as_ptr() as usize - window.as_ptr() as usize)
+            }
+            None => {
+                let start = self.copied.len();
+                self.copied.extend_from_slice(frame.data);
+                (false, start)
+            }
+        };
         self.frames.push(FrameMeta {
             link: frame.link,
             ts: frame.ts,
             wire_len: frame.wire_len,
-            start,
+            mapped,
+            start: start as u32,
             len: frame.data.len() as u32,
         });
+        true
+    }
+
+    fn data(&self, meta: &FrameMeta) -> &[u8] {
+        let bytes = match (&self.window, meta.mapped) {
+            (Some(window), true) => &window[..],
+            _ => &self.copied[..],
+        };
+        let start = meta.start as usize;
+        bytes.get(start..start + meta.len as usize).unwrap_or_default()
     }
 
     fn is_full(&self, frames: usize) -> bool {
-        self.frames.len() >= frames || self.data.len() >= BATCH_BYTES
+        self.frames.len() >= frames || self.copied.len() >= BATCH_BYTES
     }
 
     fn clear(&mut self) {
-        self.data.clear();
+        self.window = None;
+        self.copied.clear();
         self.frames.clear();
     }
 }
@@ -378,16 +410,13 @@ impl Reader<'_> {
             };
             *bytes += 16 + frame.data.len() as u64;
             let worker = (decode::route_hash(frame.link, frame.data) % workers) as usize;
-            let free = &self.free;
-            let batch = self.pending[worker].get_or_insert_with(|| match free.try_recv() {
-                Ok(mut batch) => {
-                    batch.clear();
-                    batch
-                }
-                Err(_) => Batch::new(self.batch_frames),
-            });
-            batch.push(&frame);
-            if batch.is_full(self.batch_frames) {
+            if !self.batch(worker).push(&frame) {
+                // A new window of the file: the batch's frames all come from the old one.
+                self.send(worker);
+                self.batch(worker).push(&frame);
+            }
+            let limit = self.batch_frames;
+            if self.batch(worker).is_full(limit) {
                 self.send(worker);
             }
             if self.mode == Mode::Live && frame.ts.0.saturating_sub(self.last_flush.0) >= LIVE_FLUSH_NS {
@@ -406,6 +435,18 @@ impl Reader<'_> {
         }
         progress(*bytes);
         Ok(())
+    }
+
+    /// The worker's pending batch, taken from the returned ones or made anew.
+    fn batch(&mut self, worker: usize) -> &mut Batch {
+        let (free, frames) = (&self.free, self.batch_frames);
+        self.pending[worker].get_or_insert_with(|| match free.try_recv() {
+            Ok(mut batch) => {
+                batch.clear();
+                batch
+            }
+            Err(_) => Batch::new(frames),
+        })
     }
 
     /// Nothing arrived for a read timeout: send what is pending, let the workers' timers
@@ -490,7 +531,7 @@ fn work(
             }
         };
         for meta in &batch.frames {
-            let data = &batch.data[meta.start as usize..(meta.start + meta.len) as usize];
+            let data = batch.data(meta);
             tracker.counters.frames += 1;
             tracker.counters.frame_bytes += u64::from(meta.wire_len);
             seen += 1;
@@ -505,6 +546,9 @@ fn work(
                 handle(&mut tracker, decode::decode(meta.link, meta.ts, meta.wire_len, data));
             }
         }
+        let mut batch = batch;
+        // Release the file window now rather than when the batch is reused.
+        batch.window = None;
         let _ = free.try_send(batch);
         send_events(&mut tracker, engine, &events);
         gauges.publish(&tracker.counters, tracker.active_flows());

@@ -9,7 +9,9 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use memmap2::Mmap;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 pub mod savefile;
@@ -26,6 +28,9 @@ pub struct Frame<'a> {
     pub data: &'a [u8],
     /// A pcapng file may mix link types, one per interface.
     pub link: LinkType,
+    /// The mapped window `data` lies in, when the source is a mapped file: the frame
+    /// can then be shared without a copy for as long as the window's Arc is held.
+    pub window: Option<&'a Arc<Mmap>>,
 }
 
 /// Why a capture file could not be read (whole or in part).
@@ -138,7 +143,7 @@ impl FrameSource for PcapFile {
 fn frame_of<'a>(packet: &pcap::Packet<'a>, link: LinkType) -> Frame<'a> {
     let h = packet.header;
     let ts = Ts((h.ts.tv_sec.max(0) as u64) * 1_000_000_000 + h.ts.tv_usec.max(0) as u64);
-    Frame { ts, wire_len: h.len, data: packet.data, link }
+    Frame { ts, wire_len: h.len, data: packet.data, link, window: None }
 }
 
 /// How to open a live capture.

@@ -204,8 +204,7 @@ impl Savefile {
                 // SAFETY: the file is opened read-only and only read through this map.
                 // Like every reader of a mapped file, a capture truncated by another
                 // process while it is read would fault; exwatch reads finished files.
-                let map = unsafe { MmapOptions::new().offset(base).len(size).map(&*file)? };
-                let _ = map.advise(memmap2::Advice::Sequential);
+                let map = unsafe { MmapOptions::new().offset(base).len(size).populate().map(&*file)? };
                 *window = Some(Arc::new(map));
                 self.start = delta;
                 self.end = size;
@@ -301,6 +300,7 @@ impl Savefile {
             wire_len,
             data: &self.bytes()[data_start..data_start + caplen as usize],
             link,
+            window: self.window(),
         }))
     }
 
@@ -311,7 +311,14 @@ impl Savefile {
                 Ok(Some(p)) => {
                     self.records += 1;
                     let data = &self.bytes()[p.at..p.at + p.caplen];
-                    return Ok(Next::Frame(Frame { ts: p.ts, wire_len: p.wire_len, data, link: p.link }));
+                    let window = self.window();
+                    return Ok(Next::Frame(Frame {
+                        ts: p.ts,
+                        wire_len: p.wire_len,
+                        data,
+                        link: p.link,
+                        window,
+                    }));
                 }
                 Ok(None) if self.eof && self.start == self.end => return Ok(Next::End),
                 Ok(None) => continue,
