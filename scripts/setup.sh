@@ -3,10 +3,15 @@
 #   libpcap-dev  capture library the `pcap` crate links to
 #   tshark       independent flow counts the tests cross-check against
 #   pkg-config   lets the `pcap` crate find libpcap
+#   iproute2     network namespaces and veth pairs of the live-capture tests (ip, ss)
+#   netcat-openbsd, curl, swaks, bind9-dnsutils, python3
+#                real clients and servers the live-capture tests make traffic with
+#                (nc, curl for /metrics, swaks for SMTP, dig for DNS, a Python responder)
+#   tcpreplay    replays captures into a veth pair for benches/live-replay.sh
 # Needs a Rust toolchain (cargo >= 1.85, https://rustup.rs); it does not install one.
 set -euo pipefail
 
-packages=(libpcap-dev tshark pkg-config)
+packages=(libpcap-dev tshark pkg-config iproute2 netcat-openbsd curl swaks bind9-dnsutils python3 tcpreplay)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

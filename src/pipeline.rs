@@ -166,16 +166,11 @@ impl Batch {
         Batch { window: None, copied: Vec::with_capacity(frames * 128), frames: Vec::with_capacity(frames) }
     }
 
-    /// Adds a frame; `false` when it lies in another mapped window than the batch's
-    /// frames (the batch must be sent first).
-    fn push(&mut self, frame: &Frame<'_>) -> bool {
+    /// Adds a frame. The reader sends a batch before it would mix mapped windows.
+    fn push(&mut self, frame: &Frame<'_>) {
         let (mapped, start) = match frame.window {
             Some(window) => {
-                match &self.window {
-                    Some(current) if !Arc::ptr_eq(current, window) => return false,
-                    Some(_) => {}
-                    None => self.window = Some(Arc::clone(window)),
-                }
+                self.window.get_or_insert_with(|| Arc::clone(window));
                 (true, frame.data.as_ptr() as usize - window.as_ptr() as usize)
             }
             None => {
@@ -192,7 +187,6 @@ impl Batch {
             start: start as u32,
             len: frame.data.len() as u32,
         });
-        true
     }
 
     fn data(&self, meta: &FrameMeta) -> &[u8] {
@@ -321,6 +315,7 @@ impl Run<'_> {
                 mode,
                 monitor,
                 last_flush: Ts(0),
+            window: None,
             };
             let mut errors = Vec::new();
             let mut file_bytes = 0u64;
@@ -378,6 +373,8 @@ struct Reader<'m> {
     monitor: &'m Monitor,
     /// Packet time of the last live flush.
     last_flush: Ts,
+    /// Address of the mapped window the pending batches' frames lie in.
+    window: Option<usize>,
 }
 
 impl Reader<'_> {
@@ -410,11 +407,14 @@ impl Reader<'_> {
             };
             *bytes += 16 + frame.data.len() as u64;
             let worker = (decode::route_hash(frame.link, frame.data) % workers) as usize;
-            if !self.batch(worker).push(&frame) {
-                // A new window of the file: the batch's frames all come from the old one.
-                self.send(worker);
-                self.batch(worker).push(&frame);
+            let window = frame.window.map(|w| Arc::as_ptr(w) as usize);
+            if window != self.window {
+                // A new window of the file: send every batch holding the old one, so it
+                // is unmapped as soon as the workers are done with it.
+                self.window = window;
+                self.flush();
             }
+            self.batch(worker).push(&frame);
             let limit = self.batch_frames;
             if self.batch(worker).is_full(limit) {
                 self.send(worker);

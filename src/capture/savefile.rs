@@ -23,7 +23,7 @@ use crate::decode::{LinkType, Ts};
 /// Bytes read from a stream at a time.
 const READ_SIZE: usize = 1 << 20;
 /// Bytes of a regular file mapped at a time.
-const WINDOW: usize = 64 << 20;
+const WINDOW: usize = 16 << 20;
 /// The largest record accepted; larger is damage (libpcap's limit is 256 KiB of data).
 const MAX_RECORD: usize = 16 << 20;
 /// The largest frame accepted, as libpcap does.
