@@ -224,6 +224,19 @@ pub struct Report {
     pub shed: u64,
     /// Kernel and interface counters of a live capture.
     pub capture: CaptureStats,
+    /// Time each stage spent working (not waiting on a channel).
+    pub busy: Busy,
+}
+
+/// Busy time per stage: the slowest stage bounds the throughput.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Busy {
+    /// The reader: reading, routing and batching frames.
+    pub read: Duration,
+    /// The workers together: decoding, flow tables, policy, formatting events.
+    pub work: Duration,
+    /// The writer: writing event lines.
+    pub write: Duration,
 }
 
 /// Called by the reader now and then with the bytes read so far.
@@ -315,7 +328,8 @@ impl Run<'_> {
                 mode,
                 monitor,
                 last_flush: Ts(0),
-            window: None,
+                window: None,
+                blocked: Duration::ZERO,
             };
             let mut errors = Vec::new();
             let mut file_bytes = 0u64;
@@ -334,16 +348,19 @@ impl Run<'_> {
                 }
             }
             reader.flush();
+            let read_busy = started.elapsed().saturating_sub(reader.blocked);
             drop(reader);
 
             let mut counters = Counters::new(engine.policy.rules.len(), engine.policy.evidence.len());
             let mut latency = Latency::default();
+            let mut busy = Busy { read: read_busy, ..Busy::default() };
             for handle in handles {
-                let (c, l) = handle.join().map_err(|_| io::Error::other("a worker thread panicked"))?;
+                let (c, l, work) = handle.join().map_err(|_| io::Error::other("a worker thread panicked"))?;
                 counters.merge(&c);
                 latency.merge(&l);
+                busy.work += work;
             }
-            writer.join().map_err(|_| io::Error::other("the writer thread panicked"))??;
+            busy.write = writer.join().map_err(|_| io::Error::other("the writer thread panicked"))??;
             Ok(Report {
                 counters,
                 latency,
@@ -353,6 +370,7 @@ impl Run<'_> {
                 file_bytes,
                 shed: monitor.shed.load(Ordering::Relaxed),
                 capture,
+                busy,
             })
         })
     }
@@ -375,6 +393,8 @@ struct Reader<'m> {
     last_flush: Ts,
     /// Address of the mapped window the pending batches' frames lie in.
     window: Option<usize>,
+    /// Time spent waiting for a worker's queue to have room.
+    blocked: Duration,
 }
 
 impl Reader<'_> {
@@ -485,7 +505,11 @@ impl Reader<'_> {
         match self.mode {
             // A send fails only if the worker is gone, which join reports.
             Mode::Offline => {
-                let _ = self.senders[worker].send(Work::Batch(batch));
+                if let Err(TrySendError::Full(work)) = self.senders[worker].try_send(Work::Batch(batch)) {
+                    let waiting = Instant::now();
+                    let _ = self.senders[worker].send(work);
+                    self.blocked += waiting.elapsed();
+                }
             }
             Mode::Live => {
                 if let Err(TrySendError::Full(Work::Batch(mut batch))) =
@@ -516,17 +540,20 @@ fn work(
     queue: Receiver<Work>,
     free: Sender<Batch>,
     events: Sender<Vec<u8>>,
-) -> (Counters, Latency) {
+) -> (Counters, Latency, Duration) {
     let mut latency = Latency::default();
     let mut seen = 0u64;
     let mut batches = 0u64;
+    let mut busy = Duration::ZERO;
     for work in queue {
+        let started = Instant::now();
         let batch = match work {
             Work::Batch(batch) => batch,
             Work::Tick(now) => {
                 tracker.advance(now);
                 send_events(&mut tracker, engine, &events);
                 gauges.publish(&tracker.counters, tracker.active_flows());
+                busy += started.elapsed();
                 continue;
             }
         };
@@ -556,12 +583,15 @@ fn work(
         if batches % LATENCY_PUBLISH_BATCHES == 0 {
             gauges.publish_latency(&latency);
         }
+        busy += started.elapsed();
     }
+    let started = Instant::now();
     tracker.finish();
     send_events(&mut tracker, engine, &events);
     gauges.publish(&tracker.counters, tracker.active_flows());
     gauges.publish_latency(&latency);
-    (tracker.counters.clone(), latency)
+    busy += started.elapsed();
+    (tracker.counters.clone(), latency, busy)
 }
 
 fn handle(tracker: &mut Tracker, decoded: Result<decode::Packet, decode::Skip>) {
@@ -596,9 +626,11 @@ fn write_events(
     sink: &Sink,
     reopen: &AtomicBool,
     chunks: Receiver<Vec<u8>>,
-) -> io::Result<()> {
+) -> io::Result<Duration> {
     let mut out = io::BufWriter::with_capacity(1 << 16, out);
+    let mut busy = Duration::ZERO;
     for chunk in chunks.iter() {
+        let started = Instant::now();
         if reopen.swap(false, Ordering::Relaxed) {
             out.flush()?;
             out = io::BufWriter::with_capacity(1 << 16, sink.open()?);
@@ -607,6 +639,8 @@ fn write_events(
         if chunks.is_empty() {
             out.flush()?;
         }
+        busy += started.elapsed();
     }
-    out.flush()
+    out.flush()?;
+    Ok(busy)
 }

@@ -91,6 +91,16 @@ pub struct Throughput {
     pub wall_seconds: f64,
     pub packets_per_second: f64,
     pub bytes_per_second: f64,
+    /// Seconds each stage spent working; the slowest stage bounds the throughput.
+    pub busy_seconds: Stages,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Stages {
+    pub read: f64,
+    /// All workers together: decode, flow tables, policy, event formatting.
+    pub work: f64,
+    pub write: f64,
 }
 
 impl Summary {
@@ -171,6 +181,11 @@ impl Summary {
                 wall_seconds: secs,
                 packets_per_second: c.frames as f64 / secs,
                 bytes_per_second: report.file_bytes as f64 / secs,
+                busy_seconds: Stages {
+                    read: report.busy.read.as_secs_f64(),
+                    work: report.busy.work.as_secs_f64(),
+                    write: report.busy.write.as_secs_f64(),
+                },
             },
         }
     }
@@ -229,6 +244,18 @@ impl Summary {
             let _ = writeln!(s, "error: {e}");
         }
         let t = &self.throughput;
+        let rate = |busy: f64| p.read as f64 / busy.max(1e-9) / 1e6;
+        let b = &t.busy_seconds;
+        let _ = writeln!(
+            s,
+            "stages (busy): read {:.3} s ({:.2} Mpkt/s), decode+flow+policy {:.3} s over {} workers ({:.2} Mpkt/s per worker), write {:.3} s",
+            b.read,
+            rate(b.read),
+            b.work,
+            t.workers,
+            rate(b.work),
+            b.write
+        );
         let _ = writeln!(
             s,
             "throughput: {:.0} packets/s, {:.1} MB/s ({} workers, {:.3} s wall)",
