@@ -158,6 +158,10 @@ enum Work {
 /// Bytes of frame data a batch holds before it is sent, whatever its frame count.
 const BATCH_BYTES: usize = 1 << 20;
 
+/// Live: pending batches are flushed, and timers ticked, at most this often when the
+/// capture goes quiet.
+const IDLE_INTERVAL: Duration = Duration::from_millis(20);
+
 /// Live: a partial batch waits at most this long (in packet time) before it is sent.
 const LIVE_FLUSH_NS: u64 = 100_000_000;
 
@@ -226,6 +230,7 @@ pub struct Report {
     pub capture: CaptureStats,
     /// Time each stage spent working (not waiting on a channel).
     pub busy: Busy,
+    pub mode: Mode,
 }
 
 /// Busy time per stage: the slowest stage bounds the throughput.
@@ -330,6 +335,7 @@ impl Run<'_> {
                 last_flush: Ts(0),
                 window: None,
                 blocked: Duration::ZERO,
+                last_idle: Instant::now(),
             };
             let mut errors = Vec::new();
             let mut file_bytes = 0u64;
@@ -371,6 +377,7 @@ impl Run<'_> {
                 shed: monitor.shed.load(Ordering::Relaxed),
                 capture,
                 busy,
+                mode,
             })
         })
     }
@@ -395,6 +402,8 @@ struct Reader<'m> {
     window: Option<usize>,
     /// Time spent waiting for a worker's queue to have room.
     blocked: Duration,
+    /// When the last quiet period was handled.
+    last_idle: Instant,
 }
 
 impl Reader<'_> {
@@ -472,6 +481,13 @@ impl Reader<'_> {
     /// Nothing arrived for a read timeout: send what is pending, let the workers' timers
     /// run on the clock, and refresh the capture counters.
     fn idle(&mut self, source: &mut dyn FrameSource) {
+        // At moderate rates the ring drains between packets and the source says Idle
+        // all the time; flushing tiny batches and ticking on each would fill the worker
+        // queues and shed frames.
+        if self.last_idle.elapsed() < IDLE_INTERVAL {
+            return;
+        }
+        self.last_idle = Instant::now();
         self.flush();
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         for sender in &self.senders {

@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::decode::Skip;
-use crate::pipeline::Report;
-use crate::policy::Engine;
+use crate::pipeline::{Mode, Report};
+use crate::policy::{Engine, Verdict};
 
 /// Violating host pairs listed in the summary.
 pub const TOP_PAIRS: usize = 10;
@@ -18,6 +18,9 @@ pub const TOP_PAIRS: usize = 10;
 #[derive(Serialize, Debug)]
 pub struct Summary {
     pub policy: String,
+    /// Live capture only: what the kernel and the interface counted, and what exwatch shed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<Capture>,
     pub topology: String,
     pub packets: Packets,
     pub flows: Flows,
@@ -27,6 +30,15 @@ pub struct Summary {
     pub errors: Vec<String>,
     pub latency_ns: Vec<StageLatency>,
     pub throughput: Throughput,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Capture {
+    pub kernel_received: u64,
+    pub kernel_dropped: u64,
+    pub interface_dropped: u64,
+    /// Frames dropped because a worker fell behind.
+    pub shed: u64,
 }
 
 #[derive(Serialize, Debug)]
@@ -106,7 +118,7 @@ pub struct Stages {
 impl Summary {
     pub fn new(engine: &Engine, topology_name: &str, report: &Report) -> Summary {
         let c = &report.counters;
-        let rules = engine
+        let mut rules: Vec<RuleLine> = engine
             .policy
             .rules
             .iter()
@@ -119,6 +131,14 @@ impl Summary {
                 alerts: stats.alerts,
             })
             .collect();
+        // Restrictions are counted under their evidence kind (they add no flows).
+        rules.extend(engine.policy.evidence.iter().zip(&c.evidence).map(|(e, &alerts)| RuleLine {
+            rule: e.id.clone(),
+            verdict: Verdict::Restriction.name().to_string(),
+            flows: 0,
+            bytes: 0,
+            alerts,
+        }));
         let mut pairs: Vec<_> = c.pairs.iter().collect();
         pairs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let top_violating_pairs = pairs
@@ -140,6 +160,12 @@ impl Summary {
         let secs = report.wall.as_secs_f64().max(1e-9);
         Summary {
             policy: engine.policy.name.clone(),
+            capture: (report.mode == Mode::Live).then_some(Capture {
+                kernel_received: report.capture.received,
+                kernel_dropped: report.capture.kernel_dropped,
+                interface_dropped: report.capture.interface_dropped,
+                shed: report.shed,
+            }),
             topology: topology_name.to_string(),
             packets: Packets {
                 read: c.frames,
@@ -227,6 +253,13 @@ impl Summary {
             "fragments: {} joined, {} orphaned, {} dropped (table full); icmp errors: {} ({} administratively prohibited)",
             p.fragments_joined, p.fragments_orphaned, p.fragments_dropped, p.icmp_errors, p.icmp_prohibited
         );
+        if let Some(c) = &self.capture {
+            let _ = writeln!(
+                s,
+                "capture: {} received by the kernel, {} dropped by the kernel, {} by the interface, {} shed (workers behind)",
+                c.kernel_received, c.kernel_dropped, c.interface_dropped, c.shed
+            );
+        }
         let f = &self.flows;
         let _ = writeln!(
             s,

@@ -4,5 +4,7 @@ mod util;
 
 mod captures;
 mod cli;
+mod fuzz;
+mod live;
 mod output;
 mod scenarios;

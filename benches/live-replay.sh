@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Live-capture benchmark (issue 3): how fast can frames arrive before `exwatch live`
+# loses any?
+#
+# Generates a capture of the example organization with `exwatch generate`, joins two
+# fresh network namespaces with a veth pair, runs `exwatch live` on one end and replays
+# the capture into the other end with tcpreplay, once per rate. For each rate it reports
+# the rate asked, the rate tcpreplay reached, packets sent, packets exwatch's workers
+# received, frames lost (kernel + interface drops from libpcap's stats, and frames shed
+# because a worker fell behind, all from /metrics), and loss (frames sent that no worker
+# received). Then the highest rate with zero loss.
+#
+# The replayed frames stay on the veth pair: the namespaces have no route to anything,
+# and the receiving one owns none of the capture's addresses, so its kernel drops every
+# frame after libpcap has seen it.
+#
+# Usage (as root, after scripts/setup.sh):
+#   bash benches/live-replay.sh
+#   PACKETS=300000 RATES="50000 100000 200000 400000 top" EXWATCH_ARGS="--workers 2" \
+#     bash benches/live-replay.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKETS=${PACKETS:-300000}
+RATES=${RATES:-"50000 100000 200000 400000 top"}
+EXWATCH_ARGS=${EXWATCH_ARGS:-}
+METRICS_PORT=9911   # in the receiving namespace's own loopback: always free
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "live-replay: needs root (network namespaces, capture)" >&2
+  exit 1
+fi
+for tool in ip tcpreplay curl; do
+  command -v "$tool" >/dev/null || { echo "live-replay: $tool not found: run scripts/setup.sh" >&2; exit 1; }
+done
+
+cargo build --release --quiet
+exwatch=$PWD/target/release/exwatch
+
+work=$(mktemp -d)
+tx="exwb$$a"   # namespace and veth end tcpreplay sends on
+rx="exwb$$b"   # namespace and veth end exwatch listens on
+exwatch_pid=""
+
+cleanup() {
+  if [ -n "$exwatch_pid" ] && kill -0 "$exwatch_pid" 2>/dev/null; then
+    kill -KILL "$exwatch_pid" 2>/dev/null || true
+    wait "$exwatch_pid" 2>/dev/null || true
+  fi
+  ip netns del "$tx" 2>/dev/null || true
+  ip netns del "$rx" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$exwatch" generate "$work/replay.pcap" --packets "$PACKETS" 2>"$work/generate.txt"
+cat "$work/generate.txt" >&2
+
+ip netns add "$tx"
+ip netns add "$rx"
+for ns in "$tx" "$rx"; do
+  # No IPv6 chatter of the namespaces' own mixed into the counts.
+  ip netns exec "$ns" sh -c 'echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6' 2>/dev/null || true
+done
+ip link add "$tx" netns "$tx" type veth peer name "$rx" netns "$rx"
+for ns in "$tx" "$rx"; do
+  # The capture holds 802.1Q/QinQ-tagged frames a little over 1514 bytes.
+  ip -n "$ns" link set "$ns" mtu 9000
+  ip -n "$ns" link set "$ns" up
+  ip -n "$ns" link set lo up
+done
+
+# The value of one sample of the /metrics page (0 when absent).
+metric() {
+  awk -v name="$1" '$1 == name { v = $2 } END { print (v == "" ? 0 : v) }' "$2"
+}
+
+scrape() {
+  ip netns exec "$rx" curl -sf -m 3 "http://127.0.0.1:$METRICS_PORT/metrics" >"$1"
+}
+
+# Counted by exwatch so far: frames received by workers + shed + dropped.
+seen() {
+  scrape "$work/m" || { echo 0; return; }
+  echo $(( $(metric exwatch_packets_total "$work/m") + $(metric exwatch_shed_frames_total "$work/m") \
+    + $(metric exwatch_kernel_drops_total "$work/m") + $(metric exwatch_interface_drops_total "$work/m") ))
+}
+
+results=()
+for rate in $RATES; do
+  if [ "$rate" = top ]; then speed=(--topspeed); label=topspeed; else speed=(--pps="$rate"); label="$rate"; fi
+
+  # A fresh exwatch per rate, so every counter starts at zero.
+  # shellcheck disable=SC2086
+  ip netns exec "$rx" "$exwatch" live --interface "$rx" --eve-log "$work/eve.json" \
+    --summary-json "$work/summary.json" --metrics "127.0.0.1:$METRICS_PORT" $EXWATCH_ARGS \
+    2>"$work/exwatch.txt" &
+  exwatch_pid=$!
+  for _ in $(seq 100); do
+    grep -q watching "$work/exwatch.txt" && scrape "$work/m" && break
+    kill -0 "$exwatch_pid" 2>/dev/null || { cat "$work/exwatch.txt" >&2; exit 1; }
+    sleep 0.1
+  done
+
+  ip netns exec "$tx" tcpreplay --intf1="$tx" "${speed[@]}" "$work/replay.pcap" >"$work/tcpreplay.txt" 2>&1 \
+    || { cat "$work/tcpreplay.txt" >&2; exit 1; }
+  sent=$(awk '/Successful packets:/ { print $3 }' "$work/tcpreplay.txt")
+  reached=$(awk '/Rated:/ { for (i = 1; i <= NF; i++) if ($i ~ /^pps/) { printf "%.0f", $(i - 1); exit } }' \
+    "$work/tcpreplay.txt")
+
+  # Let the workers drain: wait until the counts stop moving (at most 10 s).
+  last=-1
+  for _ in $(seq 20); do
+    now=$(seen)
+    [ "$now" = "$last" ] && break
+    last=$now
+    sleep 0.5
+  done
+  scrape "$work/m"
+  received=$(metric exwatch_packets_total "$work/m")
+  kernel=$(metric exwatch_kernel_drops_total "$work/m")
+  ifdrops=$(metric exwatch_interface_drops_total "$work/m")
+  shed=$(metric exwatch_shed_frames_total "$work/m")
+
+  kill -TERM "$exwatch_pid"
+  status=0
+  wait "$exwatch_pid" || status=$?
+  exwatch_pid=""
+  [ "$status" -eq 0 ] || echo "live-replay: exwatch exited with status $status at $label pps" >&2
+  read_json=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["packets"]["read"])' \
+    "$work/summary.json" 2>/dev/null || echo "?")
+
+  lost=$(( kernel + ifdrops + shed ))
+  missing=$(( sent - received ))
+  loss=$(awk -v m="$missing" -v s="$sent" 'BEGIN { printf "%.3f", s ? 100 * m / s : 0 }')
+  results+=("$label $reached $sent $received $read_json $kernel $ifdrops $shed $lost $loss")
+done
+
+printf '\nexwatch live, replayed capture: %s packets (%s), %s cores, exwatch args: %s\n' \
+  "$PACKETS" "$(tail -1 "$work/generate.txt" | sed 's/.*(\(.*\))/\1/')" "$(nproc)" "${EXWATCH_ARGS:-(defaults)}"
+printf '%-10s %10s %9s %9s %9s %8s %8s %8s %8s %8s\n' \
+  "rate_pps" "reached" "sent" "received" "summary" "kernel" "ifdrop" "shed" "lost" "loss_%"
+best=none
+best_reached=-1
+for line in "${results[@]}"; do
+  # shellcheck disable=SC2086
+  set -- $line
+  printf '%-10s %10s %9s %9s %9s %8s %8s %8s %8s %8s\n' "$@"
+  # Ranked by the rate reached: --topspeed may reach less than a fixed rate asked.
+  if [ "$9" -eq 0 ] && [ "${10}" = "0.000" ] && [ "$2" -gt "$best_reached" ]; then
+    best="$1 (reached $2 pps)"
+    best_reached=$2
+  fi
+done
+echo "highest rate with zero loss (no kernel/interface drop, nothing shed, every frame received): $best"
