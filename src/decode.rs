@@ -16,6 +16,11 @@ use etherparse::{Ipv6ExtensionSlice, LaxIpSlice};
 
 /// Stacked VLAN tags past this count end decoding with [`Skip::VlanDepth`].
 pub const MAX_VLAN_TAGS: usize = 4;
+/// MPLS labels past this count end decoding with [`Skip::EncapDepth`].
+pub const MAX_MPLS_LABELS: usize = 8;
+/// Tunnels (GRE, ERSPAN, VXLAN) nested past this depth end decoding with
+/// [`Skip::EncapDepth`].
+pub const MAX_TUNNEL_DEPTH: u8 = 3;
 
 /// IP protocol numbers the rest of exwatch cares about.
 pub mod proto {
@@ -141,6 +146,34 @@ pub struct Packet {
     pub ttl: u8,
     /// Outermost VLAN id, if tagged.
     pub vlan: Option<u16>,
+    /// How the packet was carried, when it came out of a tunnel.
+    pub tunnel: Option<Tunnel>,
+}
+
+/// Encapsulations exwatch looks through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TunnelKind {
+    Gre,
+    Erspan,
+    Vxlan,
+}
+
+impl TunnelKind {
+    /// The name used in events.
+    pub fn name(self) -> &'static str {
+        match self {
+            TunnelKind::Gre => "GRE",
+            TunnelKind::Erspan => "ERSPAN",
+            TunnelKind::Vxlan => "VXLAN",
+        }
+    }
+}
+
+/// The outermost tunnel a packet came out of, and how many were nested.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tunnel {
+    pub kind: TunnelKind,
+    pub depth: u8,
 }
 
 /// The layer at which decoding stopped.
@@ -151,6 +184,7 @@ pub enum Layer {
     Ip,
     Transport,
     Icmp,
+    Tunnel,
 }
 
 /// Why a frame produced no [`Packet`]. Each variant has a stable short code for counters.
@@ -172,10 +206,15 @@ pub enum Skip {
     TransportTruncated,
     /// The ICMP header or its quoted packet is cut short or invalid.
     IcmpTruncated,
+    /// A GRE, ERSPAN or VXLAN header is cut short.
+    TunnelTruncated,
+    /// More nested tunnels than [`MAX_TUNNEL_DEPTH`], or MPLS labels than
+    /// [`MAX_MPLS_LABELS`].
+    EncapDepth,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 8] = [
+    pub const ALL: [Skip; 10] = [
         Skip::LinkUnsupported,
         Skip::LinkTruncated,
         Skip::VlanDepth,
@@ -184,6 +223,8 @@ impl Skip {
         Skip::IpInvalid,
         Skip::TransportTruncated,
         Skip::IcmpTruncated,
+        Skip::TunnelTruncated,
+        Skip::EncapDepth,
     ];
 
     /// Stable short code, used in the summary and in metric labels.
@@ -197,6 +238,8 @@ impl Skip {
             Skip::IpInvalid => "ip_invalid",
             Skip::TransportTruncated => "transport_truncated",
             Skip::IcmpTruncated => "icmp_truncated",
+            Skip::TunnelTruncated => "tunnel_truncated",
+            Skip::EncapDepth => "encap_depth",
         }
     }
 
@@ -207,6 +250,7 @@ impl Skip {
             Skip::NotIp | Skip::IpTruncated | Skip::IpInvalid => Layer::Ip,
             Skip::TransportTruncated => Layer::Transport,
             Skip::IcmpTruncated => Layer::Icmp,
+            Skip::TunnelTruncated | Skip::EncapDepth => Layer::Tunnel,
         }
     }
 
@@ -217,6 +261,14 @@ impl Skip {
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
+const ETHERTYPE_MPLS: u16 = 0x8847;
+const ETHERTYPE_MPLS_MULTICAST: u16 = 0x8848;
+const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
+const ETHERTYPE_TEB: u16 = 0x6558;
+const ETHERTYPE_ERSPAN_2: u16 = 0x88be;
+const ETHERTYPE_ERSPAN_3: u16 = 0x22eb;
+const GRE: u8 = 47;
+const VXLAN_PORT: u16 = 4789;
 
 fn is_vlan_ethertype(ethertype: u16) -> bool {
     matches!(ethertype, 0x8100 | 0x88a8 | 0x9100)
@@ -257,8 +309,39 @@ fn network(link: LinkType, frame: &[u8]) -> Result<Network<'_>, Skip> {
         }
     };
     let (ethertype, payload, vlan) = strip_vlan_tags(ethertype, rest)?;
-    match ethertype {
-        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => Ok(Network { ip: payload, vlan }),
+    let ip = match ethertype {
+        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => payload,
+        ETHERTYPE_MPLS | ETHERTYPE_MPLS_MULTICAST => strip_mpls(payload)?,
+        ETHERTYPE_PPPOE_SESSION => strip_pppoe(payload)?,
+        _ => return Err(Skip::NotIp),
+    };
+    Ok(Network { ip, vlan })
+}
+
+/// Pops an MPLS label stack; the payload must be IP (the first nibble says which).
+fn strip_mpls(mut rest: &[u8]) -> Result<&[u8], Skip> {
+    for _ in 0..MAX_MPLS_LABELS {
+        let label = rest.get(..4).ok_or(Skip::LinkTruncated)?;
+        rest = &rest[4..];
+        if label[2] & 0x01 != 0 {
+            return match rest.first().map(|b| b >> 4) {
+                Some(4 | 6) => Ok(rest),
+                Some(_) => Err(Skip::NotIp),
+                None => Err(Skip::LinkTruncated),
+            };
+        }
+    }
+    Err(Skip::EncapDepth)
+}
+
+/// Skips a PPPoE session header and the PPP protocol field (one byte when compressed,
+/// which an odd first byte says).
+fn strip_pppoe(rest: &[u8]) -> Result<&[u8], Skip> {
+    let first = *rest.get(6).ok_or(Skip::LinkTruncated)?;
+    let (protocol, payload) =
+        if first & 1 == 1 { (u16::from(first), 7) } else { (be16(rest, 6).ok_or(Skip::LinkTruncated)?, 8) };
+    match protocol {
+        0x0021 | 0x0057 => Ok(&rest[payload..]),
         _ => Err(Skip::NotIp),
     }
 }
@@ -284,7 +367,18 @@ fn strip_vlan_tags(mut ethertype: u16, mut rest: &[u8]) -> Result<(u16, &[u8], O
 /// `frame.len()` when the capture was cut by its snap length.
 pub fn decode(link: LinkType, ts: Ts, wire_len: u32, frame: &[u8]) -> Result<Packet, Skip> {
     let Network { ip, vlan } = network(link, frame)?;
-    let inner = decode_ip(ip)?;
+    let mut inner = decode_ip(ip)?;
+    let mut tunnel = None;
+    let mut depth = 0;
+    // Mirrored traffic arrives inside GRE, ERSPAN or VXLAN: judge the inner flow.
+    while let Some((kind, link, bytes)) = inner.carries {
+        depth += 1;
+        if depth > MAX_TUNNEL_DEPTH {
+            return Err(Skip::EncapDepth);
+        }
+        tunnel.get_or_insert(Tunnel { kind, depth: 0 }).depth = depth;
+        inner = decode_ip(network(link, bytes)?.ip)?;
+    }
     Ok(Packet {
         ts,
         wire_len,
@@ -293,16 +387,21 @@ pub fn decode(link: LinkType, ts: Ts, wire_len: u32, frame: &[u8]) -> Result<Pac
         fragment: inner.fragment,
         ttl: inner.ttl,
         vlan,
+        tunnel,
     })
 }
 
 /// What the IP layer and what follows it give.
-struct IpDecoded {
+struct IpDecoded<'a> {
     tuple: Tuple,
     transport: Transport,
     fragment: Fragment,
     ttl: u8,
+    carries: Option<Carried<'a>>,
 }
+
+/// A tunnel's payload: its kind, and the frame it carries with that frame's link type.
+type Carried<'a> = (TunnelKind, LinkType, &'a [u8]);
 
 fn ip_header_error(err: etherparse::err::ip::LaxHeaderSliceError) -> Skip {
     match err {
@@ -311,7 +410,7 @@ fn ip_header_error(err: etherparse::err::ip::LaxHeaderSliceError) -> Skip {
     }
 }
 
-fn decode_ip(bytes: &[u8]) -> Result<IpDecoded, Skip> {
+fn decode_ip(bytes: &[u8]) -> Result<IpDecoded<'_>, Skip> {
     let (ip, ext_err) = LaxIpSlice::from_slice(bytes).map_err(ip_header_error)?;
     if ext_err.is_some() {
         return Err(Skip::IpInvalid);
@@ -355,7 +454,54 @@ fn decode_ip(bytes: &[u8]) -> Result<IpDecoded, Skip> {
     } else {
         decode_transport(proto, payload.payload, &mut tuple)?
     };
-    Ok(IpDecoded { tuple, transport, fragment, ttl })
+    // A tunnel packet's first fragment holds the inner headers: judge the inner flow.
+    // Its later fragments carry only the rest of the inner payload.
+    let carries = match (fragment, proto) {
+        (Fragment::Later { .. }, _) => None,
+        (_, GRE) => gre_payload(payload.payload)?,
+        (_, proto::UDP) if tuple.dport == VXLAN_PORT => vxlan_payload(payload.payload)?,
+        _ => None,
+    };
+    Ok(IpDecoded { tuple, transport, fragment, ttl, carries })
+}
+
+/// The frame a GRE packet carries: IP, Ethernet (transparent bridging), or a mirrored
+/// Ethernet frame behind an ERSPAN type I, II or III header. `None` for other payloads
+/// (keepalives, PPTP), which stay an ordinary GRE flow.
+fn gre_payload(gre: &[u8]) -> Result<Option<Carried<'_>>, Skip> {
+    let flags = be16(gre, 0).ok_or(Skip::TunnelTruncated)?;
+    let protocol = be16(gre, 2).ok_or(Skip::TunnelTruncated)?;
+    if flags & 0x0007 != 0 {
+        return Ok(None); // GRE version 1 (PPTP) carries PPP, not what a SPAN mirrors.
+    }
+    let (checksum, key, sequence) = (flags & 0x8000 != 0, flags & 0x2000 != 0, flags & 0x1000 != 0);
+    let header = 4 + 4 * (usize::from(checksum) + usize::from(key) + usize::from(sequence));
+    let body = gre.get(header..).ok_or(Skip::TunnelTruncated)?;
+    Ok(match protocol {
+        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => Some((TunnelKind::Gre, LinkType::RawIp, body)),
+        ETHERTYPE_TEB => Some((TunnelKind::Gre, LinkType::Ethernet, body)),
+        // Type I has no sequence number and no ERSPAN header; type II has both.
+        ETHERTYPE_ERSPAN_2 if !sequence => Some((TunnelKind::Erspan, LinkType::Ethernet, body)),
+        ETHERTYPE_ERSPAN_2 => {
+            Some((TunnelKind::Erspan, LinkType::Ethernet, body.get(8..).ok_or(Skip::TunnelTruncated)?))
+        }
+        ETHERTYPE_ERSPAN_3 => {
+            // 12-byte header, then an 8-byte platform subheader when the O bit is set.
+            let optional = body.get(11).ok_or(Skip::TunnelTruncated)? & 0x01 != 0;
+            let skip = if optional { 20 } else { 12 };
+            Some((TunnelKind::Erspan, LinkType::Ethernet, body.get(skip..).ok_or(Skip::TunnelTruncated)?))
+        }
+        _ => None,
+    })
+}
+
+/// The Ethernet frame behind a VXLAN header (UDP port 4789, the I flag set).
+fn vxlan_payload(udp: &[u8]) -> Result<Option<Carried<'_>>, Skip> {
+    let vxlan = udp.get(8..16).ok_or(Skip::TunnelTruncated)?;
+    if vxlan[0] & 0x08 == 0 {
+        return Ok(None);
+    }
+    Ok(Some((TunnelKind::Vxlan, LinkType::Ethernet, &udp[16..])))
 }
 
 /// The final destination named by an IPv6 Routing header that still has segments to
@@ -458,18 +604,18 @@ pub fn route_hash(link: LinkType, frame: &[u8]) -> u64 {
     if let Some(hash) = route_hash_fast(ip) {
         return hash;
     }
-    let Ok(inner) = decode_ip(ip) else {
+    let Ok(packet) = decode(link, Ts(0), 0, frame) else {
         return 0;
     };
-    let tuple = match inner.transport {
+    let tuple = match packet.transport {
         Transport::IcmpError { quoted, .. } => quoted,
-        _ => inner.tuple,
+        _ => packet.tuple,
     };
     pair_hash(tuple.src, tuple.dst)
 }
 
 /// The route hash read straight from the header bytes, for the common packets: IPv4, and
-/// IPv6 without extension headers, that are not ICMP errors. `None` sends the packet
+/// IPv6 without extension headers, that are neither ICMP errors nor tunnels. `None` sends the packet
 /// through the full decoder (whose routing-header and ICMP-quote rules then apply).
 fn route_hash_fast(ip: &[u8]) -> Option<u64> {
     let addr4 = |at: usize| -> Option<IpAddr> {
@@ -481,10 +627,21 @@ fn route_hash_fast(ip: &[u8]) -> Option<u64> {
         Some(IpAddr::V6(Ipv6Addr::from(b)))
     };
     match ip.first()? >> 4 {
-        4 if !matches!(*ip.get(9)?, proto::ICMP) => Some(pair_hash(addr4(12)?, addr4(16)?)),
-        6 if matches!(*ip.get(6)?, proto::TCP | proto::UDP) => Some(pair_hash(addr6(8)?, addr6(24)?)),
+        // The decoder reads an ICMP error by its protocol number, whatever the IP version.
+        4 if !matches!(*ip.get(9)?, proto::ICMP | proto::ICMPV6 | GRE) && !is_vxlan(ip, usize::from(ip[0] & 0x0f) * 4, 9) => {
+            Some(pair_hash(addr4(12)?, addr4(16)?))
+        }
+        6 if matches!(*ip.get(6)?, proto::TCP | proto::UDP) && !is_vxlan(ip, 40, 6) => {
+            Some(pair_hash(addr6(8)?, addr6(24)?))
+        }
         _ => None,
     }
+}
+
+/// Whether the IP packet is UDP to the VXLAN port (the header at `proto_at` says UDP, and
+/// the transport header starts at `l4`).
+fn is_vxlan(ip: &[u8], l4: usize, proto_at: usize) -> bool {
+    ip.get(proto_at) == Some(&proto::UDP) && be16(ip, l4 + 2) == Some(VXLAN_PORT)
 }
 
 /// Symmetric hash of two addresses: `pair_hash(a, b) == pair_hash(b, a)`.
@@ -685,6 +842,92 @@ mod tests {
             frame[at] = value;
             let _ = decode(link, Ts(0), frame.len() as u32, &frame);
             route_hash(link, &frame);
+        }
+    }
+
+    /// An inner Ethernet frame (client 10.20.0.1 -> mailbox 10.10.1.11:443).
+    fn inner_ethernet() -> Vec<u8> {
+        let sa = |t: &str| t.parse::<std::net::SocketAddr>().unwrap();
+        let mut s = crate::synth::Scenario::new();
+        s.tcp_session(sa("10.20.0.1:50000"), sa("10.10.1.11:443"), 0);
+        s.frames[0].data.clone()
+    }
+
+    /// Wraps `payload` in an outer Ethernet/IPv4 packet of protocol `proto`.
+    fn outer_ipv4(proto: u8, payload: &[u8]) -> Vec<u8> {
+        let ip = crate::synth::wire::ip_with_payload(
+            "192.0.2.1".parse().unwrap(),
+            "192.0.2.2".parse().unwrap(),
+            64,
+            proto,
+            payload,
+            crate::synth::wire::IpFragment::None,
+        );
+        crate::synth::wire::ethernet(Default::default(), &ip)
+    }
+
+    fn gre(flags: u16, protocol: u16, extra: &[u8], payload: &[u8]) -> Vec<u8> {
+        [&flags.to_be_bytes()[..], &protocol.to_be_bytes(), extra, payload].concat()
+    }
+
+    fn vxlan(payload: &[u8]) -> Vec<u8> {
+        let mut udp = vec![0xc3, 0x50, 0x12, 0xb5, 0, 0, 0, 0, 0x08, 0, 0, 0, 0, 0, 0x2a, 0];
+        udp.extend_from_slice(payload);
+        udp
+    }
+
+    #[test]
+    fn tunnels_are_decoded_to_the_inner_flow() {
+        let inner = inner_ethernet();
+        let inner_ip = &inner[14..];
+        let erspan3 = [&[0x20u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01][..], &[0; 8], &inner].concat();
+        let cases: Vec<(Vec<u8>, TunnelKind)> = vec![
+            (outer_ipv4(GRE, &gre(0, 0x0800, &[], inner_ip)), TunnelKind::Gre),
+            (outer_ipv4(GRE, &gre(0x2000, 0x6558, &[0, 0, 0, 7], &inner)), TunnelKind::Gre),
+            (outer_ipv4(GRE, &gre(0, 0x88be, &[], &inner)), TunnelKind::Erspan),
+            (
+                outer_ipv4(GRE, &gre(0x1000, 0x88be, &[0, 0, 0, 1, 0x10, 0, 0, 1, 0, 0, 0, 0], &inner)),
+                TunnelKind::Erspan,
+            ),
+            (outer_ipv4(GRE, &gre(0, 0x22eb, &[], &erspan3)), TunnelKind::Erspan),
+            (outer_ipv4(proto::UDP, &vxlan(&inner)), TunnelKind::Vxlan),
+        ];
+        for (frame, kind) in cases {
+            let p = decode(LinkType::Ethernet, Ts(0), 0, &frame).unwrap();
+            assert_eq!((p.tuple.dst, p.tuple.dport), ("10.10.1.11".parse().unwrap(), 443), "{kind:?}");
+            assert_eq!(p.tunnel, Some(Tunnel { kind, depth: 1 }));
+            let direct = decode(LinkType::Ethernet, Ts(0), 0, &inner).unwrap();
+            assert_eq!(route_hash(LinkType::Ethernet, &frame), route_hash(LinkType::Ethernet, &inner));
+            assert_eq!(p.tuple, direct.tuple);
+        }
+    }
+
+    #[test]
+    fn nested_tunnels_are_bounded() {
+        let mut frame = inner_ethernet();
+        for depth in 1..=MAX_TUNNEL_DEPTH + 1 {
+            frame = outer_ipv4(proto::UDP, &vxlan(&frame));
+            let got = decode(LinkType::Ethernet, Ts(0), 0, &frame);
+            if depth <= MAX_TUNNEL_DEPTH {
+                assert_eq!(got.unwrap().tunnel, Some(Tunnel { kind: TunnelKind::Vxlan, depth }));
+            } else {
+                assert_eq!(got, Err(Skip::EncapDepth));
+            }
+        }
+    }
+
+    #[test]
+    fn mpls_and_pppoe_carry_ip() {
+        let inner = inner_ethernet();
+        let ip = &inner[14..];
+        let mut mpls = inner[..12].to_vec();
+        mpls.extend_from_slice(&[0x88, 0x47, 0, 1, 0, 64, 0, 2, 1, 64]);
+        mpls.extend_from_slice(ip);
+        let mut pppoe = inner[..12].to_vec();
+        pppoe.extend_from_slice(&[0x88, 0x64, 0x11, 0, 0, 1, 0, 0, 0x00, 0x21]);
+        pppoe.extend_from_slice(ip);
+        for frame in [mpls, pppoe] {
+            assert_eq!(decode(LinkType::Ethernet, Ts(0), 0, &frame).unwrap().tuple.dport, 443);
         }
     }
 }

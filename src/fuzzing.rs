@@ -244,6 +244,7 @@ fn exercise_engine(policy: Arc<Policy>, topology: Arc<Topology>, extra: &[(IpAdd
             fragment: Fragment::Whole,
             ttl: 64,
             vlan: None,
+            tunnel: None,
         };
         tracker.packet(&syn);
         tracker.packet(&Packet { ts: syn.ts.saturating_add(4 * SECOND), ..syn });
@@ -289,4 +290,146 @@ pub fn parse_config(data: &[u8]) -> ConfigSummary {
         Err(err) => assert!(!err.to_string().is_empty()),
     }
     summary
+}
+
+/// A small Ethernet / IPv4 / TCP SYN frame, 10.20.0.1:50000 -> Mailbox 10.10.1.11:443.
+const SYN_FRAME: [u8; 54] = [
+    0, 0x15, 0x5d, 1, 2, 3, 0, 0x15, 0x5d, 4, 5, 6, 0x08, 0x00, // Ethernet
+    0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 20, 0, 1, 10, 10, 1, 11, // IPv4
+    0xc3, 0x50, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0, // TCP
+];
+
+/// Writes pcapng blocks in one byte order.
+struct Pcapng {
+    big_endian: bool,
+    out: Vec<u8>,
+}
+
+impl Pcapng {
+    fn u16(&self, v: u16) -> [u8; 2] {
+        if self.big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    }
+
+    fn u32(&self, v: u32) -> [u8; 4] {
+        if self.big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    }
+
+    fn block(&mut self, kind: u32, mut body: Vec<u8>) -> &mut Pcapng {
+        body.resize(body.len().div_ceil(4) * 4, 0);
+        let len = self.u32(body.len() as u32 + 12);
+        let kind = self.u32(kind);
+        self.out.extend(kind.into_iter().chain(len).chain(body).chain(len));
+        self
+    }
+
+    /// Options, each padded, and the end-of-options marker.
+    fn options(&self, options: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &(code, value) in options.iter().chain([(0, &[][..])].iter()) {
+            out.extend(self.u16(code));
+            out.extend(self.u16(value.len() as u16));
+            out.extend(value);
+            out.resize(out.len().div_ceil(4) * 4, 0);
+        }
+        out
+    }
+
+    fn section(big_endian: bool) -> Pcapng {
+        let mut w = Pcapng { big_endian, out: Vec::new() };
+        w.add_section();
+        w
+    }
+
+    fn add_section(&mut self) -> &mut Pcapng {
+        let mut body = self.u32(0x1a2b_3c4d).to_vec();
+        body.extend(self.u16(1).into_iter().chain(self.u16(0)));
+        body.extend([0xff; 8]);
+        body.extend(self.options(&[(4, b"exwatch fuzz seed")]));
+        // The block type reads the same in both orders.
+        self.block(0x0a0d_0d0a, body)
+    }
+
+    fn interface(&mut self, dlt: u16, options: &[(u16, &[u8])]) -> &mut Pcapng {
+        let mut body: Vec<u8> = self.u16(dlt).into_iter().chain([0, 0]).chain(self.u32(0)).collect();
+        body.extend(self.options(options));
+        self.block(1, body)
+    }
+
+    fn enhanced(&mut self, iface: u32, ts: u64, frame: &[u8]) -> &mut Pcapng {
+        let len = frame.len() as u32;
+        let fields = [iface, (ts >> 32) as u32, ts as u32, len, len];
+        let mut body: Vec<u8> = fields.iter().flat_map(|&v| self.u32(v)).collect();
+        body.extend(frame);
+        self.block(6, body)
+    }
+
+    fn simple(&mut self, frame: &[u8]) -> &mut Pcapng {
+        let mut body = self.u32(frame.len() as u32).to_vec();
+        body.extend(frame);
+        self.block(3, body)
+    }
+
+    fn obsolete(&mut self, iface: u16, ts: u64, frame: &[u8]) -> &mut Pcapng {
+        let len = frame.len() as u32;
+        let mut body: Vec<u8> = self.u16(iface).into_iter().chain(self.u16(0)).collect();
+        body.extend([(ts >> 32) as u32, ts as u32, len, len].iter().flat_map(|&v| self.u32(v)));
+        body.extend(frame);
+        self.block(2, body)
+    }
+}
+
+/// Hand-made captures for the [`read_capture`] seeds, with what the files in captures/
+/// lack: pcapng interface options (`if_tsresol` decimal and binary, `if_tsoffset`), simple
+/// and obsolete packet blocks, a big-endian section after a little-endian one, interfaces
+/// of several link types, and a big-endian nanosecond pcap. Each reads whole.
+pub fn synthetic_captures() -> Vec<Vec<u8>> {
+    let frame = &SYN_FRAME[..];
+    let ip = &SYN_FRAME[14..];
+    let ns = 1_700_000_000_123_456_789u64;
+    let offset = 1_700_000_000i64.to_le_bytes();
+    let offset_be = 1_700_000_000i64.to_be_bytes();
+    let mut captures = Vec::new();
+
+    let mut w = Pcapng::section(false);
+    w.interface(1, &[(2, b"eth0"), (9, &[9]), (14, &offset)]);
+    w.enhanced(0, 123_456_789, frame).simple(frame).obsolete(0, 5, frame);
+    captures.push(w.out);
+
+    let mut w = Pcapng::section(true);
+    w.interface(1, &[(9, &[0x80 | 10]), (14, &offset_be)]).enhanced(0, 3 << 10, frame).enhanced(
+        0,
+        7 << 9,
+        frame,
+    );
+    captures.push(w.out);
+
+    let mut w = Pcapng::section(false);
+    w.interface(1, &[]).enhanced(0, ns / 1000, frame);
+    w.big_endian = true;
+    w.add_section().interface(101, &[(9, &[6])]).enhanced(0, ns / 1000, ip);
+    captures.push(w.out);
+
+    let mut sll = vec![0, 0, 0, 1, 0, 6, 0, 0x15, 0x5d, 1, 2, 3, 0, 0, 0x08, 0x00];
+    sll.extend(ip);
+    let mut w = Pcapng::section(false);
+    w.interface(101, &[]).interface(113, &[]).interface(147, &[]);
+    w.enhanced(0, 1, ip).enhanced(1, 2, &sll).enhanced(2, 3, frame).enhanced(0, 4, ip);
+    captures.push(w.out);
+
+    let mut pcap = vec![0xa1, 0xb2, 0x3c, 0x4d, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 1];
+    for i in 0..2u32 {
+        let len = (frame.len() as u32).to_be_bytes();
+        pcap.extend([1_700_000_000u32.to_be_bytes(), (i * 1000).to_be_bytes(), len, len].concat());
+        pcap.extend(frame);
+    }
+    captures.push(pcap);
+    captures
 }

@@ -425,7 +425,7 @@ fn unsupported_link(dlt: u32) -> String {
 }
 
 fn timestamp(units: u64, interface: &Interface) -> Ts {
-    let secs = (units / interface.units) as i64 + interface.offset_secs;
+    let secs = ((units / interface.units) as i64).saturating_add(interface.offset_secs);
     let frac = units % interface.units;
     let nanos = (u128::from(frac) * 1_000_000_000 / u128::from(interface.units)) as u64;
     Ts((secs.max(0) as u64).saturating_mul(1_000_000_000).saturating_add(nanos))

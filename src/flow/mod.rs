@@ -9,7 +9,7 @@ mod frag;
 mod key;
 mod tracker;
 
-use crate::decode::{proto, Ts, Tuple};
+use crate::decode::{proto, Ts, Tunnel, Tuple};
 use crate::policy::{Judgement, Role};
 pub use key::{community_id, FlowKey};
 pub use tracker::{Event, Settings, Tracker};
@@ -66,6 +66,8 @@ pub struct Flow {
     /// When the responder first sent anything.
     pub resp_first: Option<Ts>,
     pub vlan: Option<u16>,
+    /// The tunnel the flow's first packet came out of.
+    pub tunnel: Option<Tunnel>,
     /// The matched rule (index into the policy) and the roles it was judged with.
     pub rule: Option<usize>,
     pub orig_role: Role,
@@ -81,7 +83,7 @@ impl Flow {
         direction: Direction,
         id: u64,
         start: Ts,
-        vlan: Option<u16>,
+        carried: (Option<u16>, Option<Tunnel>),
         judgement: Judgement,
     ) -> Flow {
         Flow {
@@ -96,7 +98,8 @@ impl Flow {
             tcp: TcpSeen::default(),
             syns: 0,
             resp_first: None,
-            vlan,
+            vlan: carried.0,
+            tunnel: carried.1,
             rule: judgement.rule,
             orig_role: judgement.orig_role,
             resp_role: judgement.resp_role,

@@ -247,7 +247,7 @@ impl Tracker {
             proto: orig.proto,
             ts: p.ts,
         });
-        let flow = Flow::new(key, orig, direction, flow_id(&key, p.ts), p.ts, p.vlan, judgement);
+        let flow = Flow::new(key, orig, direction, flow_id(&key, p.ts), p.ts, (p.vlan, p.tunnel), judgement);
         self.counters.flows += 1;
         self.timers.push(Reverse(Timer {
             at: p.ts.saturating_add(self.idle_ns(&flow)),
@@ -371,8 +371,15 @@ impl Tracker {
                     proto: quoted.proto,
                     ts,
                 });
-                let mut flow =
-                    Flow::new(key, quoted, Direction::Observed, flow_id(&key, ts), ts, None, judgement);
+                let mut flow = Flow::new(
+                    key,
+                    quoted,
+                    Direction::Observed,
+                    flow_id(&key, ts),
+                    ts,
+                    (None, None),
+                    judgement,
+                );
                 if self.protected(&flow) {
                     self.restriction(&mut flow, ts, EvidenceKind::IcmpProhibited);
                 }

@@ -66,6 +66,14 @@ struct Header<'a> {
     dest_port: Option<u16>,
     proto: String,
     community_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tunnel: Option<TunnelBody>,
+}
+
+#[derive(Serialize)]
+struct TunnelBody {
+    proto: &'static str,
+    depth: u8,
 }
 
 impl Header<'_> {
@@ -83,6 +91,7 @@ impl Header<'_> {
             dest_port: ports.then_some(t.dport),
             proto: proto_name(t.proto),
             community_id: community_id(COMMUNITY_ID_SEED, t),
+            tunnel: flow.tunnel.map(|t| TunnelBody { proto: t.kind.name(), depth: t.depth }),
         }
     }
 }

@@ -7,11 +7,13 @@
 //! module to a few seconds in a debug build.
 
 use std::fs;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use exwatch::capture::{FrameSource, Next, Savefile};
-use exwatch::fuzzing::{decode_frame, link_byte, parse_config, read_capture, MAX_FRAMES};
+use exwatch::decode::{decode, pair_hash, route_hash, IcmpError, LinkType, Transport, Ts};
+use exwatch::fuzzing::{decode_frame, link_byte, parse_config, read_capture, synthetic_captures, MAX_FRAMES};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -25,7 +27,8 @@ const FRAMES_PER_CAPTURE: usize = 24;
 
 /// The repository's own inputs: the seeds of the fuzz corpora.
 struct Seeds {
-    /// (file name, bytes cut to [`MAX_SEED`]) of every capture under captures/.
+    /// (file name, bytes cut to [`MAX_SEED`]) of every capture under captures/, and the
+    /// hand-made ones (named `synthetic-N`).
     captures: Vec<(String, Vec<u8>)>,
     /// Frames of those captures, link byte first (a `decode_frame` input).
     frames: Vec<Vec<u8>>,
@@ -90,6 +93,8 @@ fn seeds() -> &'static Seeds {
             captures.push((name_of(path), data));
             frames.extend(frames_of(path));
         }
+        captures
+            .extend(synthetic_captures().into_iter().enumerate().map(|(i, c)| (format!("synthetic-{i}"), c)));
         let configs = files(&repo().join("rules"), &["toml"])
             .iter()
             .map(|p| (name_of(p), fs::read(p).unwrap()))
@@ -107,6 +112,9 @@ fn every_seed_goes_through_the_bodies() {
         let summary = read_capture(data);
         if !name.starts_with("malformed-pcap") {
             assert!(summary.opened && summary.frames > 0, "{name}: {summary:?}");
+        }
+        if name.starts_with("synthetic-") {
+            assert!(summary.frames >= 2 && summary.decoded >= 2 && !summary.damaged, "{name}: {summary:?}");
         }
     }
     let sample = fs::read(repo().join("captures/sample-contoso.pcap")).unwrap();
@@ -330,3 +338,66 @@ proptest! {
 }
 
 // --- Regression tests: inputs the fuzzer found -------------------------------------------
+
+/// Found by `fuzz/run.sh` (decode_frame, first minute; minimised with `cargo fuzz tmin`):
+/// an IPv4 packet whose protocol is 58 (ICMPv6) and whose message is an ICMPv6 error. The
+/// decoder reads it as an ICMP error about the packet it quotes, but `route_hash` hashes
+/// IPv4 from its outer addresses unless the protocol is 1 (`route_hash_fast` in
+/// src/decode.rs), so the error goes to another worker than the flow it quotes: what a
+/// capture reports then depends on the worker count.
+#[test]
+fn regression_icmpv6_error_over_ipv4_routes_with_the_flow_it_quotes() {
+    // The fuzzer's input: link byte 0 (Ethernet), IPv4 10.10.0.1 -> 10.10.1.11, protocol
+    // 58, ICMPv6 type 3 (time exceeded), quoting an IPv4 header of protocol 94.
+    let found: &[u8] = &[
+        0x00, 0x00, 0x15, 0x5d, 0x01, 0x02, 0x03, 0x00, 0x15, 0x5d, 0x0a, 0x0b, 0x0c, 0x08, 0x00, 0x45, 0x00,
+        0x00, 0x38, 0x12, 0x34, 0x40, 0x00, 0x40, 0x3a, 0x13, 0x72, 0x0a, 0x0a, 0x00, 0x01, 0x0a, 0x0a, 0x01,
+        0x0b, 0x03, 0x0d, 0xae, 0x02, 0x00, 0x00, 0x00, 0x48, 0x45, 0x00, 0x00, 0x15, 0x5d, 0x02, 0x03, 0x00,
+        0x06, 0x5e, 0xac, 0x10, 0x0a, 0x0a, 0x12, 0x50, 0x64, 0x0a, 0x0a, 0x0b,
+    ];
+
+    // The same shape made plain: raw IP, 10.0.0.254 -> 10.10.1.11, protocol 58, ICMPv6
+    // destination unreachable / administratively prohibited (type 1 code 1), quoting a TCP
+    // SYN from Mailbox 10.10.1.11:50001 to Mailbox 10.10.1.12:135, which must never be
+    // restricted.
+    #[rustfmt::skip]
+    let ip: &[u8] = &[
+        0x45, 0x00, 0x00, 0x38, 0x00, 0x01, 0x00, 0x00, 0x40, 0x3a, 0x00, 0x00, 10, 0, 0, 254, 10, 10, 1, 11,
+        0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x45, 0x00, 0x00, 0x28, 0x00, 0x02, 0x00, 0x00, 0x40, 0x06, 0x00, 0x00, 10, 10, 1, 11, 10, 10, 1, 12,
+        0xc3, 0x51, 0x00, 0x87, 0x00, 0x00, 0x00, 0x00,
+    ];
+    let packet = decode(LinkType::RawIp, Ts(0), ip.len() as u32, ip).unwrap();
+    let Transport::IcmpError { kind: IcmpError::Prohibited, quoted } = packet.transport else {
+        panic!("not read as an ICMP prohibited error: {packet:?}");
+    };
+    assert_eq!((quoted.dst, quoted.dport), (IpAddr::from([10, 10, 1, 12]), 135));
+    assert_eq!(
+        route_hash(LinkType::RawIp, ip),
+        pair_hash(quoted.src, quoted.dst),
+        "the ICMP error is routed by its outer addresses, not with the flow it quotes"
+    );
+    decode_frame(&[&[link_byte(LinkType::RawIp)], ip].concat());
+    decode_frame(found);
+}
+
+/// A pcapng file whose interface says `if_tsoffset` is `i64::MAX` seconds, and one packet
+/// one second after the epoch: the reader adds the two in an `i64` (`timestamp` in
+/// src/capture/savefile.rs), which overflows.
+#[test]
+fn regression_pcapng_tsoffset_overflow() {
+    #[rustfmt::skip]
+    let file: &[u8] = &[
+        // Section header block, little-endian, version 1.0, section length unknown.
+        0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 28, 0, 0, 0,
+        // Interface description block: Ethernet, no snap length, if_tsoffset = i64::MAX.
+        1, 0, 0, 0, 36, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0,
+        14, 0, 8, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0, 36, 0, 0, 0,
+        // Enhanced packet block: interface 0, timestamp 1 000 000 us, no data.
+        6, 0, 0, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x40, 0x42, 0x0f, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        32, 0, 0, 0,
+    ];
+    let summary = read_capture(file);
+    assert!(summary.opened && summary.frames == 1, "{summary:?}");
+}

@@ -1,0 +1,344 @@
+#!/usr/bin/env bash
+# Peers: how far exwatch and other packet tools are from just reading the capture.
+#
+#   benches/peers.sh [PACKETS]
+#
+# Builds exwatch (release), generates a synthetic capture of PACKETS packets with
+# `exwatch generate --seed 1` (default 1,000,000, a few minutes in all on 2 cores; also
+# EXWATCH_BENCH_PACKETS, as for `cargo bench --bench replay`, which shares the cached file
+# under target/bench-data/), warms the page cache, then times each tool on the same file
+# (wall clock, best of EXWATCH_PEERS_RUNS runs, default 3) and prints one table with the
+# ratio of each to `cat FILE > /dev/null`, the floor no analysis can beat.
+#
+# Peers are installed from the distribution's packages when missing (apt-get; sudo when not
+# root); one that cannot be installed or fails is listed as such, not fatal.
+#   EXWATCH_PEERS_INSTALL=0    install nothing, time only what is already there
+#   EXWATCH_PEERS_BACKPORTS=0  on Debian, never take Suricata from <release>-backports
+#                              (Debian 12 has it only there; see install_suricata)
+set -euo pipefail
+
+# Floats below come from awk and bash's $EPOCHREALTIME, both of which follow the locale's
+# decimal separator: pin it to '.'.
+export LC_ALL=C
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+packets=${1:-${EXWATCH_BENCH_PACKETS:-1000000}}
+runs=${EXWATCH_PEERS_RUNS:-3}
+install=${EXWATCH_PEERS_INSTALL:-1}
+seed=1
+case $packets in '' | *[!0-9]*)
+  echo "peers: PACKETS must be a number, not '$packets'" >&2
+  exit 2
+  ;;
+esac
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/exwatch-peers.XXXXXX")
+partial=""
+# The temp dir holds every log, Suricata's config and output; a half-written capture
+# must not survive an interrupted generation, or the next run would take it as complete.
+cleanup() {
+  rm -rf "$tmp"
+  if [ -n "$partial" ]; then rm -f "$partial"; fi
+}
+trap cleanup EXIT
+
+say() { echo "peers: $*" >&2; }
+
+# --- Installing peers -------------------------------------------------------------------
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null; then
+    sudo "$@"
+  else
+    return 1
+  fi
+}
+
+apt_updated=0
+# apt_install PACKAGE...: quiet, non-interactive; fails softly (the caller then reports the
+# tool as not available), with apt's output kept in the temp dir.
+apt_install() {
+  [ "$install" = 1 ] && command -v apt-get >/dev/null || return 1
+  if [ "$apt_updated" = 0 ]; then
+    say "apt-get update"
+    as_root apt-get update -qq >>"$tmp/apt.log" 2>&1 || return 1
+    apt_updated=1
+  fi
+  say "apt-get install $*"
+  as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "$@" >>"$tmp/apt.log" 2>&1
+}
+
+# need COMMAND PACKAGE: the command is on PATH afterwards, or this fails.
+need() {
+  command -v "$1" >/dev/null && return 0
+  apt_install "$2" || true
+  command -v "$1" >/dev/null
+}
+
+# Debian 12 (bookworm) has no suricata in main, only in bookworm-backports, and that build
+# needs the backported libhtp2, so a plain install fails even where backports is already
+# configured. Here the backports suite is added for this one install only: apt reads a
+# copy of the system's sources plus one backports line, with its lists in the temp dir,
+# so the machine's apt configuration is left as it was.
+install_suricata() {
+  apt_install suricata && return 0
+  [ "${EXWATCH_PEERS_BACKPORTS:-1}" = 1 ] && [ "$install" = 1 ] && [ -r /etc/os-release ] || return 1
+  local id codename
+  id=$(. /etc/os-release && echo "${ID:-}")
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+  [ "$id" = debian ] && [ -n "$codename" ] || return 1
+  local d="$tmp/apt-backports"
+  mkdir -p "$d/parts" "$d/lists/partial"
+  cp /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources "$d/parts/" 2>/dev/null || true
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $codename-backports main" \
+    >"$d/parts/$codename-backports.list"
+  local opts=(-o "Dir::Etc::sourceparts=$d/parts" -o "Dir::State::Lists=$d/lists"
+    -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=)
+  say "suricata: trying $codename-backports"
+  as_root apt-get "${opts[@]}" update -qq >>"$tmp/apt.log" 2>&1 || return 1
+  # -t, not suricata/<suite>: its dependencies must come from backports too.
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" install -y -qq \
+    --no-install-recommends -t "$codename-backports" suricata >>"$tmp/apt.log" 2>&1
+}
+
+# --- Build and capture -------------------------------------------------------------------
+
+command -v cargo >/dev/null || { say "cargo not found: install Rust (https://rustup.rs)"; exit 1; }
+say "cargo build --release"
+(cd "$root" && cargo build --release --quiet)
+target=${CARGO_TARGET_DIR:-$root/target}
+exwatch=$target/release/exwatch
+
+# Same name and content as benches/replay.rs's capture (same generator, options and seed),
+# so `cargo bench` and this script measure the same file and generate it only once.
+file=$target/bench-data/org-seed$seed-$packets.pcap
+if [ ! -f "$file" ]; then
+  mkdir -p "$(dirname "$file")"
+  partial=$file.partial
+  say "generating $file"
+  "$exwatch" generate "$partial" --packets "$packets" --seed "$seed" 2>>"$tmp/generate.log"
+  mv "$partial" "$file"
+  partial=""
+fi
+bytes=$(stat -c %s "$file")
+
+# Install the peers now, so that apt's work is done before anything is timed.
+have_tcpdump=0 have_tshark=0 have_ndpi=0 have_suricata=0
+need tcpdump tcpdump && have_tcpdump=1
+need tshark tshark && have_tshark=1
+need ndpiReader libndpi-bin && have_ndpi=1
+if command -v suricata >/dev/null || install_suricata; then
+  command -v suricata >/dev/null && have_suricata=1
+fi
+
+# The generator completes the flows still open at the end, so the file holds a few more
+# packets than asked: count them (capinfos comes with tshark), else take exwatch's count.
+count=""
+if command -v capinfos >/dev/null; then
+  count=$(capinfos -M -c "$file" 2>/dev/null | awk -F': *' '/Number of packets/ { print $2 }' || true)
+fi
+
+# Warm the page cache: every tool then reads from memory, so the table compares parsing
+# and analysis, not the disk. Warn when the file cannot stay cached.
+say "warming the page cache"
+cat "$file" >/dev/null
+avail_kb=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo 2>/dev/null || echo 0)
+if [ -n "$avail_kb" ] && [ "$avail_kb" -gt 0 ] && [ $((bytes / 1024)) -gt $((avail_kb / 2)) ]; then
+  say "warning: the capture is more than half the available memory; runs may read from disk"
+fi
+
+# --- Timing --------------------------------------------------------------------------------
+
+# One row per tool, in the order timed.
+names=() versions=() secs=() notes=() cmds=()
+
+# row NAME VERSION MAX-OK-STATUS COMMAND...: runs COMMAND $runs times, stdout to /dev/null
+# (as for the `cat` floor) and stderr to a log in the temp dir (so no terminal slows it),
+# and keeps the fastest wall time: the run least disturbed by the rest of the machine.
+# A status above MAX-OK-STATUS (exwatch exits 1 when it has findings) makes the row
+# "failed" and shows the end of its stderr.
+row() {
+  local name=$1 version=$2 max_ok=$3
+  shift 3
+  local log=$tmp/run.log i start end rc best="" times=""
+  say "timing $name"
+  for ((i = 0; i < runs; i++)); do
+    rc=0
+    start=$EPOCHREALTIME
+    "$@" >/dev/null 2>"$log" || rc=$?
+    end=$EPOCHREALTIME
+    if [ "$rc" -gt "$max_ok" ]; then
+      say "$name failed with status $rc; the end of its output:"
+      tail -n 5 "$log" >&2
+      best="" times="failed (exit $rc)"
+      break
+    fi
+    local t
+    t=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')
+    times="$times $t"
+    if [ -z "$best" ] || awk -v t="$t" -v b="$best" 'BEGIN { exit !(t < b) }'; then
+      best=$t
+      cp "$log" "$tmp/best.log"
+    fi
+  done
+  names+=("$name") versions+=("$version") secs+=("$best") notes+=("${times# }") cmds+=("$*")
+  # exwatch prints its own packet count and throughput: keep the fastest run's for the report.
+  if [[ $name == exwatch* ]] && [ -n "$best" ]; then
+    [ -n "$count" ] || count=$(awk '/^packets: [0-9]+ read/ { print $2 }' "$tmp/best.log")
+    exwatch_lines+=("$name: $(grep -m1 '^throughput:' "$tmp/best.log" || echo 'no throughput line')")
+    exwatch_findings=$(grep -m1 '^findings:' "$tmp/best.log" || true)
+  fi
+}
+
+# unavailable NAME WHY: a row without a time.
+unavailable() {
+  names+=("$1") versions+=("-") secs+=("") notes+=("$2") cmds+=("")
+}
+
+exwatch_lines=() exwatch_findings="" suricata_alerts=""
+cores=$(nproc)
+# Other work on the machine shows up in every row: record how busy it was.
+load_before=$(cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null || echo '?')
+
+row "cat (floor)" "$(cat --version | head -n 1)" 0 cat "$file"
+# Every ratio is to this row.
+[ -n "${secs[0]}" ] || { say "cannot read $file"; exit 1; }
+
+if [ "$have_tcpdump" = 1 ]; then
+  row "tcpdump" "$(tcpdump --version 2>&1 | head -n 1)" 0 tcpdump -r "$file" -w /dev/null
+else
+  unavailable tcpdump "not available"
+fi
+
+exwatch_version="$("$exwatch" --version) ($(git -C "$root" describe --always --dirty 2>/dev/null || echo 'no git'))"
+row "exwatch 1 worker" "$exwatch_version" 1 \
+  "$exwatch" analyze "$file" --eve-log /dev/null --no-progress --workers 1
+# With one core, the default would repeat the row above.
+if [ "$cores" -gt 1 ]; then
+  row "exwatch $cores workers (default)" "$exwatch_version" 1 \
+    "$exwatch" analyze "$file" --eve-log /dev/null --no-progress
+fi
+
+# Suricata with a minimal config: a handful of port rules standing for the Exchange
+# policy's findings (one alert per TCP connection attempt, as exwatch judges once per
+# flow), the single runmode (one packet thread), and EVE either off or writing alerts.
+if [ "$have_suricata" = 1 ]; then
+  sdir=$tmp/suricata
+  mkdir -p "$sdir/log"
+  # Addresses from rules/topology.toml, the organization the generator models.
+  for eve in no yes; do
+    cat >"$sdir/eve-$eve.yaml" <<EOF
+%YAML 1.1
+---
+vars:
+  address-groups:
+    HOME_NET: "[10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,2001:db8::/32]"
+    EXTERNAL_NET: "!\$HOME_NET"
+    MAILBOX: "[10.10.1.11,10.10.1.12,10.10.2.11,2001:db8:10::11]"
+    EDGE: "[172.16.0.25]"
+    DOMAIN_CONTROLLERS: "[10.10.0.5,10.10.0.6]"
+    CLIENTS: "[10.20.0.0/16]"
+    EXCHANGE_CORE: "[\$MAILBOX,\$DOMAIN_CONTROLLERS,10.10.3.20]"
+  port-groups:
+    HTTP_PORTS: "80"
+runmode: single
+stats:
+  enabled: no
+outputs:
+  - eve-log:
+      enabled: $eve
+      filetype: regular
+      filename: eve.json
+      types:
+        - alert
+logging:
+  default-log-level: notice
+  outputs:
+    - console:
+        enabled: yes
+EOF
+  done
+  # flags:S,12 matches the first SYN of a connection (ignoring ECN bits), not the SYN-ACK.
+  cat >"$sdir/exchange.rules" <<'EOF'
+alert tcp !$EXCHANGE_CORE any -> $MAILBOX 80 (msg:"client-http: unencrypted web to Mailbox"; flow:to_server; flags:S,12; sid:9100001; rev:1;)
+alert tcp !$EXCHANGE_CORE any -> $MAILBOX [110,143] (msg:"client-plaintext-mail: IMAP4/POP3 in clear"; flow:to_server; flags:S,12; sid:9100002; rev:1;)
+alert tcp $EXTERNAL_NET any -> $MAILBOX 25 (msg:"inbound-smtp-bypasses-edge"; flow:to_server; flags:S,12; sid:9100003; rev:1;)
+alert tcp $EXTERNAL_NET any -> $MAILBOX ![25,80,443,587,993,995,110,143] (msg:"external-to-mailbox"; flow:to_server; flags:S,12; sid:9100004; rev:1;)
+alert tcp $MAILBOX any -> $EXTERNAL_NET 25 (msg:"outbound-smtp-bypasses-edge"; flow:to_server; flags:S,12; sid:9100005; rev:1;)
+alert tcp $MAILBOX any -> $EXTERNAL_NET ![25,53] (msg:"mailbox-to-external"; flow:to_server; flags:S,12; sid:9100006; rev:1;)
+alert tcp $EDGE any -> $EXTERNAL_NET [23,80,1080,1081,3128,6588] (msg:"edge-open-proxy-probe"; flow:to_server; flags:S,12; sid:9100007; rev:1;)
+alert tcp $EDGE any -> $MAILBOX !25 (msg:"edge-unsubscribed-site"; flow:to_server; flags:S,12; sid:9100008; rev:1;)
+alert tcp $EDGE any -> [$CLIENTS,$DOMAIN_CONTROLLERS] any (msg:"edge-perimeter"; flow:to_server; flags:S,12; sid:9100009; rev:1;)
+EOF
+  suricata_version=$(suricata -V 2>&1 | sed -n 's/.*\(Suricata version [^ ]*\).*/\1/p')
+  # --init-errors-fatal: a rule that does not load must fail the row, not vanish silently.
+  for eve in no yes; do
+    label="suricata EVE off"
+    [ "$eve" = yes ] && label="suricata EVE alerts"
+    row "$label" "$suricata_version" 0 suricata -c "$sdir/eve-$eve.yaml" -S "$sdir/exchange.rules" \
+      -l "$sdir/log" --runmode single --init-errors-fatal -r "$file"
+  done
+  # EVE appends, so the alerts of all the runs are there: a check that the rules fire.
+  if [ -n "${secs[-1]}" ] && [ -f "$sdir/log/eve.json" ]; then
+    suricata_alerts=$(($(grep -c '"event_type":"alert"' "$sdir/log/eve.json" || true) / runs))
+  fi
+else
+  unavailable suricata "not available"
+fi
+
+if [ "$have_ndpi" = 1 ]; then
+  # -q: no per-flow dump at the end; a file given to -i is read offline, once.
+  ndpi_version=$(ndpiReader -h 2>&1 | sed -n 's/.*Welcome to \(nDPI [0-9.]*\).*/\1/p' || true)
+  row "ndpiReader" "${ndpi_version:-nDPI}" 0 ndpiReader -q -i "$file"
+else
+  unavailable ndpiReader "not available"
+fi
+
+if [ "$have_tshark" = 1 ]; then
+  row "tshark conv,tcp" "$(tshark --version 2>/dev/null | head -n 1 | sed 's/ (Git.*//')" 0 \
+    tshark -q -z conv,tcp -r "$file"
+else
+  unavailable tshark "not available"
+fi
+
+# --- Report --------------------------------------------------------------------------------
+
+floor=${secs[0]}
+printf '\npeers: %s packets, %s bytes (%.1f MiB, %.0f B/packet), %s\n' \
+  "${count:-?}" "$bytes" "$(awk -v b="$bytes" 'BEGIN { print b / 1048576 }')" \
+  "$(awk -v b="$bytes" -v n="${count:-0}" 'BEGIN { print n ? b / n : 0 }')" "$file"
+printf 'machine: %s cores (nproc), %s, %s GiB RAM, %s, load average %s before timing, %s after\n' "$cores" \
+  "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo '?')" \
+  "$(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo 2>/dev/null || echo '?')" \
+  "$(uname -sr)" "$load_before" "$(cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null || echo '?')"
+printf 'command: %s%s %s   (best of %s runs, wall clock, page cache warm)\n\n' \
+  "${EXWATCH_BENCH_PACKETS:+EXWATCH_BENCH_PACKETS=$EXWATCH_BENCH_PACKETS }" "$0" "$*" "$runs"
+
+printf '%-28s %9s %12s %9s %9s  %s\n' tool seconds packets/s MB/s "x cat" version
+for i in "${!names[@]}"; do
+  if [ -z "${secs[$i]}" ]; then
+    printf '%-28s %9s %12s %9s %9s  %s\n' "${names[$i]}" - - - - "${notes[$i]}"
+    continue
+  fi
+  awk -v name="${names[$i]}" -v s="${secs[$i]}" -v n="${count:-0}" -v b="$bytes" -v f="$floor" \
+    -v v="${versions[$i]}" 'BEGIN {
+      printf "%-28s %9.3f %12s %9.1f %9.2f  %s\n", name, s, (n ? sprintf("%.0f", n / s) : "?"),
+        b / s / 1e6, s / f, v
+    }'
+done
+
+echo
+echo "commands (stdout to /dev/null, stderr to a log; temp files are written by $0), every run's seconds:"
+for i in "${!names[@]}"; do
+  [ -n "${cmds[$i]}" ] || continue
+  printf '  %-28s %s\n  %-28s runs: %s\n' "${names[$i]}" "${cmds[$i]}" "" "${notes[$i]}"
+done
+if [ "${#exwatch_lines[@]}" -gt 0 ]; then
+  echo "exwatch's own summary line, fastest run (time inside the process):"
+  printf '  %s\n' "${exwatch_lines[@]}"
+fi
+[ -z "$exwatch_findings" ] || echo "exwatch $exwatch_findings"
+[ -z "$suricata_alerts" ] || echo "suricata: $suricata_alerts alerts per run from the port rules above"
