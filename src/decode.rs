@@ -628,7 +628,9 @@ fn route_hash_fast(ip: &[u8]) -> Option<u64> {
     };
     match ip.first()? >> 4 {
         // The decoder reads an ICMP error by its protocol number, whatever the IP version.
-        4 if !matches!(*ip.get(9)?, proto::ICMP | proto::ICMPV6 | GRE) && !is_vxlan(ip, usize::from(ip[0] & 0x0f) * 4, 9) => {
+        4 if !matches!(*ip.get(9)?, proto::ICMP | proto::ICMPV6 | GRE)
+            && !is_vxlan(ip, usize::from(ip[0] & 0x0f) * 4, 9) =>
+        {
             Some(pair_hash(addr4(12)?, addr4(16)?))
         }
         6 if matches!(*ip.get(6)?, proto::TCP | proto::UDP) && !is_vxlan(ip, 40, 6) => {

@@ -74,6 +74,8 @@ pub struct Flow {
     pub resp_role: Role,
     /// Whether restriction evidence was already reported for this flow.
     pub restricted: bool,
+    /// TTL (hop limit) of each side's first packet that is not a RST.
+    pub ttl: [Option<u8>; 2],
 }
 
 impl Flow {
@@ -104,6 +106,7 @@ impl Flow {
             orig_role: judgement.orig_role,
             resp_role: judgement.resp_role,
             restricted: false,
+            ttl: [None; 2],
         }
     }
 

@@ -143,9 +143,10 @@ impl Tracker {
         if let Some(flow) = self.flows.get_mut(&key) {
             let reuse = flow.is_closed() && flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
             if !reuse {
-                let retried_syn = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
-                if retried_syn {
-                    self.check_silent_drop(&key, p.ts);
+                match count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns) {
+                    Noted::Nothing => {}
+                    Noted::RetriedSyn => self.check_silent_drop(&key, p.ts),
+                    Noted::ForeignReset => self.check_injected_reset(&key, p.ts),
                 }
                 self.counters.fragments_joined += waiting.0;
                 return;
@@ -318,6 +319,18 @@ impl Tracker {
         }
     }
 
+    /// A RST whose TTL differs from its side's earlier packets: restriction evidence if
+    /// the pair must never be restricted.
+    fn check_injected_reset(&mut self, key: &FlowKey, ts: Ts) {
+        let Some(mut flow) = self.flows.get(key).copied() else {
+            return;
+        };
+        if self.protected(&flow) && !flow.restricted {
+            self.restriction(&mut flow, ts, EvidenceKind::ResetInjected);
+            self.flows.insert(*key, flow);
+        }
+    }
+
     /// A SYN was retried past the SYN timeout with no answer: restriction evidence if the
     /// pair must never be restricted.
     fn check_silent_drop(&mut self, key: &FlowKey, ts: Ts) {
@@ -423,8 +436,17 @@ impl Tracker {
     }
 }
 
-/// Counts a packet (and any fragments that waited for it) on its flow. Returns whether
-/// it is a SYN retried past the SYN timeout with no answer yet.
+/// What counting a packet noticed that needs the policy's view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Noted {
+    Nothing,
+    /// A SYN retried past the SYN timeout with no answer yet.
+    RetriedSyn,
+    /// A RST whose TTL is not its side's: sent by someone else on the path.
+    ForeignReset,
+}
+
+/// Counts a packet (and any fragments that waited for it) on its flow.
 fn count(
     flow: &mut Flow,
     tuple: &Tuple,
@@ -432,7 +454,7 @@ fn count(
     flags: u8,
     waiting: (u64, u64),
     syn_timeout: u64,
-) -> bool {
+) -> Noted {
     let from_orig = flow.is_from_orig(tuple);
     let side = if from_orig { TO_SERVER } else { TO_CLIENT };
     flow.pkts[side] += 1 + waiting.0;
@@ -442,28 +464,38 @@ fn count(
         flow.resp_first = Some(p.ts);
     }
     if !flow.is_tcp() {
-        return false;
+        return Noted::Nothing;
     }
     let syn = flags & tcp_flags::SYN != 0;
     let ack = flags & tcp_flags::ACK != 0;
+    let rst = flags & tcp_flags::RST != 0;
+    let mut noted = Noted::Nothing;
+    if rst {
+        if flow.ttl[side].is_some_and(|ttl| ttl != p.ttl) {
+            noted = Noted::ForeignReset;
+        }
+    } else {
+        flow.ttl[side].get_or_insert(p.ttl);
+    }
     let t = &mut flow.tcp;
-    let mut retried_syn = false;
     if from_orig {
         if syn && !ack {
             t.orig_syn = true;
             if flow.resp_first.is_none() {
                 flow.syns = flow.syns.saturating_add(1);
-                retried_syn = flow.syns >= 2 && p.ts.0 >= flow.start.0.saturating_add(syn_timeout);
+                if flow.syns >= 2 && p.ts.0 >= flow.start.0.saturating_add(syn_timeout) {
+                    noted = Noted::RetriedSyn;
+                }
             }
         }
         t.orig_fin |= flags & tcp_flags::FIN != 0;
-        t.orig_rst |= flags & tcp_flags::RST != 0;
+        t.orig_rst |= rst;
     } else {
         t.resp_synack |= syn && ack;
         t.resp_fin |= flags & tcp_flags::FIN != 0;
-        t.resp_rst |= flags & tcp_flags::RST != 0;
+        t.resp_rst |= rst;
     }
-    retried_syn
+    noted
 }
 
 /// The table key of a tuple. ICMP flows are keyed by addresses only, so that requests

@@ -77,6 +77,9 @@ pub enum EvidenceKind {
     IcmpProhibited,
     /// A TCP SYN retried with no answer within the SYN timeout.
     SynUnanswered,
+    /// A TCP RST whose TTL / hop limit differs from the earlier packets of the side it
+    /// claims to come from: injected by a middlebox.
+    ResetInjected,
 }
 
 impl EvidenceKind {
@@ -84,6 +87,7 @@ impl EvidenceKind {
         match name {
             "icmp_prohibited" => Some(EvidenceKind::IcmpProhibited),
             "syn_unanswered" => Some(EvidenceKind::SynUnanswered),
+            "reset_injected" => Some(EvidenceKind::ResetInjected),
             _ => None,
         }
     }
@@ -294,7 +298,7 @@ impl Policy {
                     e.kind.span(),
                     &format!("{key}.kind"),
                     format!(
-                        "`{}` is not an evidence kind (icmp_prohibited, syn_unanswered)",
+                        "`{}` is not an evidence kind (icmp_prohibited, syn_unanswered, reset_injected)",
                         e.kind.get_ref()
                     ),
                 )

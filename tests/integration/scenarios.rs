@@ -812,3 +812,35 @@ fn fail_on_never_exits_0_with_violations() {
         run.stderr
     );
 }
+
+/// A session between a Mailbox server and a domain controller whose responder's packets
+/// carry `server_ttl`, ended by a RST that claims to come from the responder and carries
+/// `reset_ttl`.
+fn reset_scenario(server_ttl: u8, reset_ttl: u8) -> Scenario {
+    let (client, server) = mailbox_to_dc();
+    let tcp = |flags, payload: &'static [u8]| Segment::Tcp { flags, seq: 1, ack: 1, payload };
+    let mut s = Scenario::new();
+    s.send(client, server, tcp(SYN, b""));
+    s.ttl = server_ttl;
+    s.send(server, client, tcp(SYN | ACK, b""));
+    s.ttl = 64;
+    s.send(client, server, tcp(ACK, b"")).send(client, server, tcp(ACK, b"request"));
+    s.ttl = server_ttl;
+    s.send(server, client, tcp(ACK, b"response"));
+    s.ttl = reset_ttl;
+    s.send(server, client, tcp(exwatch::decode::tcp_flags::RST | ACK, b""));
+    s
+}
+
+#[test]
+fn reset_with_a_foreign_ttl_between_mailbox_and_dc_is_an_injected_reset() {
+    let (client, server) = mailbox_to_dc();
+    let run = run(EXAMPLE, &reset_scenario(128, 61), &[]);
+    assert_findings(&run, vec![restriction("restricted-injected-reset", client, server)]);
+}
+
+#[test]
+fn reset_with_the_responders_own_ttl_is_not_evidence() {
+    let run = run(EXAMPLE, &reset_scenario(128, 128), &[]);
+    assert_findings(&run, Vec::new());
+}
