@@ -12,7 +12,7 @@ mod tracker;
 use crate::decode::{proto, Ts, Tunnel, Tuple};
 use crate::policy::{Judgement, Role};
 pub use key::{community_id, FlowKey};
-pub use tracker::{Event, Settings, Tracker};
+pub use tracker::{Event, Settings, Tracker, MAX_DIRECTIONS};
 
 /// How the originator of a flow was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +28,28 @@ impl Direction {
         match self {
             Direction::Observed => "observed",
             Direction::Inferred => "inferred",
+        }
+    }
+}
+
+/// How sure a finding is, given what the capture shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confidence {
+    High,
+    /// The flow was picked up mid-stream: its direction was inferred from the ports.
+    Medium,
+    /// The capture never showed traffic from the responder's host to the originator's:
+    /// it may see one direction only (a one-sided SPAN feed), so an unanswered SYN is no
+    /// proof of a silent drop.
+    Low,
+}
+
+impl Confidence {
+    pub fn name(self) -> &'static str {
+        match self {
+            Confidence::High => "high",
+            Confidence::Medium => "medium",
+            Confidence::Low => "low",
         }
     }
 }

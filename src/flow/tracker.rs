@@ -3,10 +3,11 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::frag::{Fragments, Later};
-use super::{Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
+use super::{Confidence, Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
 use crate::decode::{proto, tcp_flags, Fragment, IcmpError, Packet, Transport, Ts, Tuple};
 use crate::policy::{Engine, EvidenceKind, Facts, Verdict};
 use crate::telemetry::Counters;
@@ -52,7 +53,14 @@ impl Default for Settings {
 #[derive(Clone, Copy, Debug)]
 pub enum Event {
     /// A finding: `rule` is the matched rule; `evidence` is set for restrictions.
-    Alert { ts: Ts, flow: Flow, verdict: Verdict, rule: usize, evidence: Option<usize> },
+    Alert {
+        ts: Ts,
+        flow: Flow,
+        verdict: Verdict,
+        rule: usize,
+        evidence: Option<usize>,
+        confidence: Confidence,
+    },
     /// A flow ended (idle, closed, evicted or end of input).
     Flow { flow: Flow },
 }
@@ -81,7 +89,12 @@ pub struct Tracker {
     now: Ts,
     pub counters: Counters,
     events: Vec<Event>,
+    /// (sender, receiver) host pairs, and when the capture first showed traffic that way.
+    directions: HashMap<(IpAddr, IpAddr), Ts, foldhash::fast::FixedState>,
 }
+
+/// Host pairs whose directions a tracker remembers at most; past it they are counted.
+pub const MAX_DIRECTIONS: usize = 1 << 20;
 
 impl Tracker {
     pub fn new(engine: Arc<Engine>, settings: Settings) -> Tracker {
@@ -96,6 +109,7 @@ impl Tracker {
             now: Ts(0),
             counters: Counters::new(rules, evidence),
             events: Vec::new(),
+            directions: HashMap::with_hasher(foldhash::fast::FixedState::default()),
         }
     }
 
@@ -143,11 +157,8 @@ impl Tracker {
         if let Some(flow) = self.flows.get_mut(&key) {
             let reuse = flow.is_closed() && flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
             if !reuse {
-                match count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns) {
-                    Noted::Nothing => {}
-                    Noted::RetriedSyn => self.check_silent_drop(&key, p.ts),
-                    Noted::ForeignReset => self.check_injected_reset(&key, p.ts),
-                }
+                let noted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
+                self.follow_up(&key, noted, p.ts);
                 self.counters.fragments_joined += waiting.0;
                 return;
             }
@@ -157,10 +168,57 @@ impl Tracker {
         }
         self.create(key, &tuple, p, flags);
         if let Some(flow) = self.flows.get_mut(&key) {
-            count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
+            let noted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
+            let opened = (flow.orig.src, flow.orig.dst);
             self.counters.fragments_joined += waiting.0;
+            self.follow_up(&key, noted, p.ts);
+            if noted != Noted::FirstResponse {
+                self.saw_direction(opened, p.ts);
+            }
         }
         self.report_verdict(&key, p.ts);
+    }
+
+    fn follow_up(&mut self, key: &FlowKey, noted: Noted, ts: Ts) {
+        match noted {
+            Noted::Nothing => {}
+            Noted::RetriedSyn => self.check_silent_drop(key, ts),
+            Noted::ForeignReset => self.check_injected_reset(key, ts),
+            Noted::FirstResponse => {
+                if let Some(flow) = self.flows.get(key) {
+                    let answered = (flow.orig.dst, flow.orig.src);
+                    self.saw_direction(answered, ts);
+                }
+            }
+        }
+    }
+
+    /// Remembers that the capture shows traffic from one host to another.
+    fn saw_direction(&mut self, way: (IpAddr, IpAddr), ts: Ts) {
+        if self.directions.len() < MAX_DIRECTIONS || self.directions.contains_key(&way) {
+            let first = self.directions.entry(way).or_insert(ts);
+            *first = (*first).min(ts);
+        } else {
+            self.counters.directions_untracked += 1;
+        }
+    }
+
+    /// How sure a finding on `flow` is at packet time `ts`.
+    fn confidence(&self, flow: &Flow, ts: Ts, evidence: Option<EvidenceKind>) -> Confidence {
+        match evidence {
+            // Judged by the pair's history up to `ts` only, so any worker count agrees.
+            Some(EvidenceKind::SynUnanswered) => {
+                let reverse = self.directions.get(&(flow.orig.dst, flow.orig.src));
+                if reverse.is_some_and(|&first| first <= ts) {
+                    Confidence::High
+                } else {
+                    Confidence::Low
+                }
+            }
+            Some(_) => Confidence::High,
+            None if flow.direction == Direction::Inferred => Confidence::Medium,
+            None => Confidence::High,
+        }
     }
 
     /// Ends every flow: the input is over.
@@ -407,12 +465,21 @@ impl Tracker {
             return;
         };
         flow.restricted = true;
-        self.alert(ts, flow, Verdict::Restriction, rule, Some(evidence));
+        self.alert(ts, flow, Verdict::Restriction, rule, Some((evidence, kind)));
     }
 
-    fn alert(&mut self, ts: Ts, flow: &Flow, verdict: Verdict, rule: usize, evidence: Option<usize>) {
+    fn alert(
+        &mut self,
+        ts: Ts,
+        flow: &Flow,
+        verdict: Verdict,
+        rule: usize,
+        evidence: Option<(usize, EvidenceKind)>,
+    ) {
+        let confidence = self.confidence(flow, ts, evidence.map(|e| e.1));
+        let evidence = evidence.map(|e| e.0);
         self.counters.record_alert(flow, verdict, rule, evidence);
-        self.events.push(Event::Alert { ts, flow: *flow, verdict, rule, evidence });
+        self.events.push(Event::Alert { ts, flow: *flow, verdict, rule, evidence, confidence });
     }
 
     fn evict_one(&mut self) {
@@ -444,6 +511,8 @@ enum Noted {
     RetriedSyn,
     /// A RST whose TTL is not its side's: sent by someone else on the path.
     ForeignReset,
+    /// The responder's first packet.
+    FirstResponse,
 }
 
 /// Counts a packet (and any fragments that waited for it) on its flow.
@@ -460,11 +529,12 @@ fn count(
     flow.pkts[side] += 1 + waiting.0;
     flow.bytes[side] += u64::from(p.wire_len) + waiting.1;
     flow.last = flow.last.max(p.ts);
-    if !from_orig && flow.resp_first.is_none() {
+    let first_response = !from_orig && flow.resp_first.is_none();
+    if first_response {
         flow.resp_first = Some(p.ts);
     }
     if !flow.is_tcp() {
-        return Noted::Nothing;
+        return if first_response { Noted::FirstResponse } else { Noted::Nothing };
     }
     let syn = flags & tcp_flags::SYN != 0;
     let ack = flags & tcp_flags::ACK != 0;
@@ -494,6 +564,9 @@ fn count(
         t.resp_synack |= syn && ack;
         t.resp_fin |= flags & tcp_flags::FIN != 0;
         t.resp_rst |= rst;
+        if first_response && noted == Noted::Nothing {
+            noted = Noted::FirstResponse;
+        }
     }
     noted
 }

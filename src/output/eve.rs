@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::sync::atomic::Ordering;
 
 use crate::decode::{proto, Skip, Ts};
-use crate::flow::{community_id, Flow, TO_CLIENT, TO_SERVER};
+use crate::flow::{community_id, Confidence, Flow, TO_CLIENT, TO_SERVER};
 use crate::pipeline::Monitor;
 use crate::policy::{Engine, Verdict};
 use crate::telemetry::total;
@@ -116,6 +116,7 @@ struct PolicyBody<'a> {
     src_role: &'a str,
     dest_role: &'a str,
     direction: &'a str,
+    confidence: &'a str,
     section: &'a str,
 }
 
@@ -170,7 +171,7 @@ pub fn write_alert(
     engine: &Engine,
     ts: Ts,
     flow: &Flow,
-    verdict: Verdict,
+    (verdict, confidence): (Verdict, Confidence),
     rule: usize,
     evidence: Option<usize>,
 ) {
@@ -203,6 +204,7 @@ pub fn write_alert(
             src_role: flow.orig_role.name(),
             dest_role: flow.resp_role.name(),
             direction: flow.direction.name(),
+            confidence: confidence.name(),
             section,
         },
         flow: FlowBody::new(flow, false),

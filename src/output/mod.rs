@@ -59,6 +59,10 @@ pub struct Packets {
 #[derive(Serialize, Debug)]
 pub struct Flows {
     pub tracked: u64,
+    /// Flows with packets in one direction only: many of them mean a one-sided feed.
+    pub one_sided: u64,
+    /// TCP flows picked up mid-stream (no handshake seen).
+    pub midstream: u64,
     pub timed_out: u64,
     pub evicted: u64,
     pub unmatched: u64,
@@ -185,6 +189,8 @@ impl Summary {
             },
             flows: Flows {
                 tracked: c.flows,
+                one_sided: c.one_sided,
+                midstream: c.midstream,
                 timed_out: c.flows_timed_out,
                 evicted: c.flows_evicted,
                 unmatched: c.unmatched,
@@ -265,6 +271,17 @@ impl Summary {
             s,
             "flows: {} tracked, {} timed out, {} evicted (table full), {} matched no rule",
             f.tracked, f.timed_out, f.evicted, f.unmatched
+        );
+        let _ = writeln!(
+            s,
+            "feed: {} flows seen in one direction only, {} TCP flows picked up mid-stream{}",
+            f.one_sided,
+            f.midstream,
+            if f.tracked > 0 && f.one_sided * 2 > f.tracked {
+                " (over half: the feed may carry one direction only; unanswered-SYN findings are low confidence)"
+            } else {
+                ""
+            }
         );
         for l in &self.latency_ns {
             let _ = writeln!(

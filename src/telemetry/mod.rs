@@ -44,6 +44,12 @@ pub struct Counters {
     pub flows_evicted: u64,
     /// Flows no rule matched.
     pub unmatched: u64,
+    /// Flows that ended with packets in one direction only.
+    pub one_sided: u64,
+    /// TCP flows picked up mid-stream (no SYN or SYN-ACK seen).
+    pub midstream: u64,
+    /// Host-pair directions not remembered because the table was full.
+    pub directions_untracked: u64,
     pub advisories: u64,
     pub violations: u64,
     pub restrictions: u64,
@@ -99,6 +105,8 @@ impl Counters {
     }
 
     pub fn record_flow_end(&mut self, flow: &Flow) {
+        self.one_sided += u64::from(flow.pkts[0] == 0 || flow.pkts[1] == 0);
+        self.midstream += u64::from(flow.is_tcp() && !flow.tcp.orig_syn && !flow.tcp.resp_synack);
         if let Some(stats) = flow.rule.and_then(|r| self.rules.get_mut(r)) {
             stats.flows += 1;
             stats.bytes += flow.total_bytes();
@@ -125,6 +133,9 @@ impl Counters {
         self.flows_timed_out += other.flows_timed_out;
         self.flows_evicted += other.flows_evicted;
         self.unmatched += other.unmatched;
+        self.one_sided += other.one_sided;
+        self.midstream += other.midstream;
+        self.directions_untracked += other.directions_untracked;
         self.advisories += other.advisories;
         self.violations += other.violations;
         self.restrictions += other.restrictions;

@@ -844,3 +844,37 @@ fn reset_with_the_responders_own_ttl_is_not_evidence() {
     let run = run(EXAMPLE, &reset_scenario(128, 128), &[]);
     assert_findings(&run, Vec::new());
 }
+
+fn confidences(run: &Run) -> Vec<String> {
+    run.alerts().iter().map(|a| util::str_of(&a["policy"]["confidence"])).collect()
+}
+
+#[test]
+fn a_silent_drop_on_a_feed_that_never_showed_the_reverse_direction_is_low_confidence() {
+    let run = run(EXAMPLE, &silent_drop(), &SYN_TIMEOUT);
+    assert_eq!(confidences(&run), ["low"]);
+    assert!(run.stderr.contains("feed: 1 flows seen in one direction only"), "{}", run.stderr);
+}
+
+#[test]
+fn a_silent_drop_after_the_responder_answered_other_flows_is_high_confidence() {
+    let (client, server) = mailbox_to_dc();
+    let mut scenario = Scenario::new();
+    // The domain controller's answers on another flow show the feed carries its side.
+    scenario.tcp_session(at(MAILBOX, 40_009), at(DC, 88), 1);
+    scenario.syn_unanswered(client, server, 2, 1.0);
+    let run = run(EXAMPLE, &scenario, &SYN_TIMEOUT);
+    assert_findings(&run, vec![restriction("restricted-silent-drop", client, server)]);
+    assert_eq!(confidences(&run), ["high"]);
+}
+
+#[test]
+fn findings_on_inferred_flows_are_medium_confidence() {
+    let mut scenario = Scenario::new();
+    scenario.tcp_midstream(at(EXTERNAL, 40_001), at(MAILBOX, 3389), 2);
+    scenario.tcp_session(at(EXTERNAL, 40_002), at(MAILBOX, 3389), 1);
+    let run = run(EXAMPLE, &scenario, &[]);
+    let mut got = confidences(&run);
+    got.sort();
+    assert_eq!(got, ["high", "medium"]);
+}
