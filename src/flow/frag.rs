@@ -49,8 +49,14 @@ pub struct Fragments {
     datagrams: HashMap<DatagramId, Datagram, foldhash::fast::FixedState>,
     capacity: usize,
     timeout_ns: u64,
+    /// When the full table was last swept: at most one sweep per sweep interval, or a
+    /// flood of fragments would sweep the whole table on every packet.
+    last_sweep: Option<Ts>,
     pub stats: FragStats,
 }
+
+/// Packet time between two sweeps of a full fragment table (at most the timeout).
+const SWEEP_INTERVAL_NS: u64 = 1_000_000_000;
 
 impl Fragments {
     pub fn new(capacity: usize, timeout_ns: u64) -> Fragments {
@@ -58,6 +64,7 @@ impl Fragments {
             datagrams: HashMap::with_hasher(foldhash::fast::FixedState::default()),
             capacity,
             timeout_ns,
+            last_sweep: None,
             stats: FragStats::default(),
         }
     }
@@ -74,6 +81,7 @@ impl Fragments {
     ) -> (u64, u64) {
         let key = DatagramId { src, dst, proto, id };
         if !self.make_room(&key, ts) {
+            self.stats.dropped_full += 1;
             return (0, 0);
         }
         let entry = self.datagrams.entry(key).or_insert(Datagram { ports: None, waiting: (0, 0), last: ts });
@@ -106,7 +114,11 @@ impl Fragments {
         if self.datagrams.len() < self.capacity || self.datagrams.contains_key(key) {
             return true;
         }
-        self.expire(now);
+        let interval = SWEEP_INTERVAL_NS.min(self.timeout_ns);
+        if self.last_sweep.is_none_or(|last| now.0.saturating_sub(last.0) >= interval) {
+            self.last_sweep = Some(now);
+            self.expire(now);
+        }
         self.datagrams.len() < self.capacity
     }
 

@@ -89,12 +89,10 @@ pub struct Tracker {
     now: Ts,
     pub counters: Counters,
     events: Vec<Event>,
-    /// (sender, receiver) host pairs, and when the capture first showed traffic that way.
+    /// (sender, receiver) host pairs, and when the capture first showed traffic that way;
+    /// bounded by `max_flows` (past it, new pairs are counted, not remembered).
     directions: HashMap<(IpAddr, IpAddr), Ts, foldhash::fast::FixedState>,
 }
-
-/// Host pairs whose directions a tracker remembers at most; past it they are counted.
-pub const MAX_DIRECTIONS: usize = 1 << 20;
 
 impl Tracker {
     pub fn new(engine: Arc<Engine>, settings: Settings) -> Tracker {
@@ -195,7 +193,7 @@ impl Tracker {
 
     /// Remembers that the capture shows traffic from one host to another.
     fn saw_direction(&mut self, way: (IpAddr, IpAddr), ts: Ts) {
-        if self.directions.len() < MAX_DIRECTIONS || self.directions.contains_key(&way) {
+        if self.directions.len() < self.settings.max_flows || self.directions.contains_key(&way) {
             let first = self.directions.entry(way).or_insert(ts);
             *first = (*first).min(ts);
         } else {

@@ -584,3 +584,63 @@ impl Generator {
         steps
     }
 }
+
+/// A flood for memory tests: `syns` SYNs from spoofed external sources (all distinct
+/// 5-tuples) to a Mailbox server on 443 (allowed, so no event each), and `fragments`
+/// later IPv4 fragments whose first fragment never comes; one violation (an external
+/// host reaching the Edge on 3389) sent halfway. Returns that violation.
+pub fn flood(
+    syns: u64,
+    fragments: u64,
+    mut emit: impl FnMut(Ts, &[u8]) -> io::Result<()>,
+) -> io::Result<Expected> {
+    let mailbox = IpAddr::V4(Ipv4Addr::from(MAILBOX_SUBSCRIBED[0]));
+    let spoofed = |i: u64| {
+        let n = i.to_be_bytes();
+        SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(100, 64 | (n[5] & 0x3f), n[6], n[7])),
+            1024 + (i % 60_000) as u16,
+        )
+    };
+    let violation = Expected {
+        rule: "edge-perimeter",
+        verdict: Verdict::Violation,
+        src: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 66)), 40_000),
+        dst: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(EDGE)), 3389),
+    };
+    let mut now = EPOCH;
+    let total = syns + fragments;
+    for i in 0..total {
+        now = now.saturating_add(1_000);
+        // Spread the fragments evenly through the flood.
+        let is_fragment = (u128::from(i) + 1) * u128::from(fragments) / u128::from(total)
+            != u128::from(i) * u128::from(fragments) / u128::from(total);
+        let ip = if is_fragment {
+            // A later fragment (offset 1480) of a datagram whose first fragment is lost.
+            let frag = IpFragment::V4 { id: (i & 0xffff) as u16, offset: 1480, more: false };
+            wire::ip_with_payload(
+                spoofed(i).ip(),
+                mailbox,
+                DEFAULT_TTL,
+                crate::decode::proto::UDP,
+                &[0; 32],
+                frag,
+            )
+        } else {
+            let syn = Segment::Tcp { flags: SYN, seq: i as u32, ack: 0, payload: &[] };
+            wire::ip_packet(spoofed(i), SocketAddr::new(mailbox, 443), DEFAULT_TTL, syn)
+        };
+        emit(now, &wire::ethernet(Link::default(), &ip))?;
+        if i == total / 2 {
+            let syn = Segment::Tcp { flags: SYN, seq: 1, ack: 0, payload: &[] };
+            emit(
+                now,
+                &wire::ethernet(
+                    Link::default(),
+                    &wire::ip_packet(violation.src, violation.dst, DEFAULT_TTL, syn),
+                ),
+            )?;
+        }
+    }
+    Ok(violation)
+}

@@ -1,0 +1,78 @@
+//! Bounded memory under attack: a flood of distinct 5-tuples and of fragments whose first
+//! fragment never comes must not grow exwatch past its caps, every eviction is counted,
+//! and a violation in the middle of the flood is still caught.
+
+use std::process::Command;
+
+use exwatch::synth::{self, wire::PcapWriter};
+
+use crate::util;
+
+/// Runs the binary and returns (exit status, stderr, peak resident memory in KiB).
+// The child is reaped by wait4, which alone reports its peak memory; std's wait cannot.
+#[allow(clippy::zombie_processes)]
+fn run_measured(args: &[&str]) -> (i32, String, i64) {
+    let child = Command::new(env!("CARGO_BIN_EXE_exwatch"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run exwatch");
+    let pid = child.id() as libc::pid_t;
+    let stderr = std::io::read_to_string(child.stderr.expect("stderr")).unwrap_or_default();
+    let mut status = 0;
+    // SAFETY: plain FFI with valid pointers; std's Child is not waited on, so wait4 reaps
+    // the process exactly once and reports its resource usage.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4");
+    (libc::WEXITSTATUS(status), stderr, usage.ru_maxrss)
+}
+
+#[test]
+fn a_flood_of_new_flows_and_orphan_fragments_stays_within_the_caps() {
+    const SYNS: u64 = 300_000;
+    const FRAGMENTS: u64 = 100_000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("flood.pcap");
+    let mut writer =
+        PcapWriter::new(std::io::BufWriter::new(std::fs::File::create(&path).expect("create")), 1)
+            .expect("header");
+    let violation = synth::flood(SYNS, FRAGMENTS, |ts, frame| writer.write(ts, frame, frame.len() as u32))
+        .expect("write flood");
+    drop(writer);
+    let eve = dir.path().join("eve.json");
+    let summary = dir.path().join("summary.json");
+    let path_arg = path.to_str().expect("utf-8");
+    let (eve_arg, summary_arg) = (eve.to_str().expect("utf-8"), summary.to_str().expect("utf-8"));
+    let common = ["analyze", path_arg, "--eve-log", eve_arg, "--summary-json", summary_arg, "--no-progress"];
+
+    let capped = [&common[..], &["--max-flows", "10000", "--workers", "2"]].concat();
+    let (status, stderr, capped_rss) = run_measured(&capped);
+    assert_eq!(status, 1, "the violation sets status 1:\n{stderr}");
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("json");
+    let evicted = s["flows"]["evicted"].as_u64().expect("evicted");
+    let tracked = s["flows"]["tracked"].as_u64().expect("tracked");
+    assert!(tracked > SYNS && evicted >= tracked - 10_000, "every flow past the cap is evicted: {s}");
+    let fragments = &s["packets"];
+    let lost = fragments["fragments_orphaned"].as_u64().unwrap_or(0)
+        + fragments["fragments_dropped"].as_u64().unwrap_or(0);
+    assert_eq!(lost, FRAGMENTS, "every orphan fragment is counted: {s}");
+
+    let events = std::fs::read_to_string(&eve).expect("eve");
+    let alerts: Vec<serde_json::Value> =
+        events.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(alerts.len(), 1, "the flood itself is allowed traffic");
+    let alert = &alerts[0];
+    assert_eq!(alert["policy"]["rule"], violation.rule);
+    assert_eq!(util::endpoint(&alert["src_ip"], &alert["src_port"]), violation.src.to_string());
+
+    // Without a tight cap the same flood holds every flow: the cap is what bounds memory.
+    let roomy = [&common[..], &["--max-flows", "10000000", "--workers", "2"]].concat();
+    let (_, _, roomy_rss) = run_measured(&roomy);
+    assert!(
+        capped_rss * 2 < roomy_rss,
+        "peak RSS with 10,000 flows ({capped_rss} KiB) should be far below that with all {tracked} ({roomy_rss} KiB)"
+    );
+}
