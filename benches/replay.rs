@@ -89,6 +89,23 @@ fn main() {
     }
     let (time, note) = best(|| run_pipeline(&engine, &path, cores, FileReader::Libpcap));
     line(&format!("pipeline {cores}w pcap"), time, note);
+
+    // A flood of new 5-tuples: throughput and peak memory against the flow cap, from
+    // which the cost of one tracked flow follows.
+    let syns = packets * 2;
+    let flood = flood_capture(syns).expect("generating the flood capture");
+    println!("flood: {syns} spoofed SYNs + {} orphan fragments, exwatch analyze, {cores} workers", syns / 10);
+    let mut points = Vec::new();
+    for max_flows in [10_000, 100_000, 1_000_000] {
+        let (secs, rss) = flood_run(&flood, max_flows);
+        let rate = (syns + syns / 10) as f64 / secs / 1e6;
+        println!("  --max-flows {max_flows:<9} {secs:>7.3} s {rate:>8.2} Mpkt/s  peak RSS {rss:>7.1} MiB");
+        points.push((max_flows as f64, rss));
+    }
+    if let (Some(first), Some(last)) = (points.first(), points.last()) {
+        let per_flow = (last.1 - first.1) * 1024.0 * 1024.0 / (last.0 - first.0);
+        println!("  memory per tracked flow: about {per_flow:.0} bytes");
+    }
 }
 
 /// Runs `case` `RUNS` times; the shortest time, and what the last run returned.
@@ -109,10 +126,25 @@ fn best<T>(mut case: impl FnMut() -> T) -> (Duration, T) {
 /// another size never picks up a stale file; delete target/bench-data to rebuild
 /// after changing the generator.
 fn capture(packets: u64) -> io::Result<PathBuf> {
+    cached(&format!("org-seed{SEED}-{packets}.pcap"), |emit| {
+        let options = OrgOptions { packets, seed: SEED, ..OrgOptions::default() };
+        synth::organization(&options, emit).map(drop)
+    })
+}
+
+/// The flood capture: `syns` spoofed SYNs and a tenth as many orphan fragments.
+fn flood_capture(syns: u64) -> io::Result<PathBuf> {
+    cached(&format!("flood-{syns}.pcap"), |emit| synth::flood(syns, syns / 10, emit).map(drop))
+}
+
+type Emit<'a> = &'a mut dyn FnMut(exwatch::decode::Ts, &[u8]) -> io::Result<()>;
+
+/// A generated capture under target/bench-data, written on first use.
+fn cached(name: &str, generate: impl FnOnce(Emit<'_>) -> io::Result<()>) -> io::Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"), PathBuf::from);
     let dir = target.join("bench-data");
-    let path = dir.join(format!("org-seed{SEED}-{packets}.pcap"));
+    let path = dir.join(name);
     if path.exists() {
         return Ok(path);
     }
@@ -123,11 +155,30 @@ fn capture(packets: u64) -> io::Result<PathBuf> {
     let partial = path.with_extension("pcap.partial");
     let file = io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&partial)?);
     let mut writer = PcapWriter::new(file, 1)?;
-    let options = OrgOptions { packets, seed: SEED, ..OrgOptions::default() };
-    synth::organization(&options, |ts, frame| writer.write(ts, frame, frame.len() as u32))?;
+    generate(&mut |ts, frame| writer.write(ts, frame, frame.len() as u32))?;
     io::Write::flush(&mut writer.into_inner())?;
     std::fs::rename(&partial, &path)?;
     Ok(path)
+}
+
+/// Runs the exwatch binary on the flood with a flow cap: (seconds, peak RSS in MiB).
+// The child is reaped by wait4, which alone reports its peak memory; std's wait cannot.
+#[allow(clippy::zombie_processes)]
+fn flood_run(path: &Path, max_flows: u64) -> (f64, f64) {
+    let started = Instant::now();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_exwatch"))
+        .arg("analyze")
+        .arg(path)
+        .args(["--eve-log", "/dev/null", "--no-progress", "--max-flows", &max_flows.to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("running exwatch");
+    let mut status = 0;
+    // SAFETY: plain FFI with valid pointers; the child is reaped exactly once, here.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid, "wait4");
+    (started.elapsed().as_secs_f64(), usage.ru_maxrss as f64 / 1024.0)
 }
 
 /// The engine the binary builds by default: the bundled policy and topology, which are
