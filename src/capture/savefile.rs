@@ -263,24 +263,29 @@ impl Savefile {
         nanos: bool,
         link: LinkType,
     ) -> Result<Next<'_>, CaptureError> {
-        match self.fill(16) {
-            Ok(true) => {}
-            Ok(false) if self.start == self.end => return Ok(Next::End),
-            Ok(false) => return Err(self.damaged("record header cut short".into())),
-            Err(e) => return Err(self.damaged(e.to_string())),
+        if self.end - self.start < 16 {
+            match self.fill(16) {
+                Ok(true) => {}
+                Ok(false) if self.start == self.end => return Ok(Next::End),
+                Ok(false) => return Err(self.damaged("record header cut short".into())),
+                Err(e) => return Err(self.damaged(e.to_string())),
+            }
         }
-        let h = self.available();
-        let (secs, frac, caplen, wire_len) = (
-            u32_at(h, 0, big_endian).unwrap_or(0),
-            u32_at(h, 4, big_endian).unwrap_or(0),
-            u32_at(h, 8, big_endian).unwrap_or(0),
-            u32_at(h, 12, big_endian).unwrap_or(0),
-        );
+        let header: [u8; 16] = self.available()[..16].try_into().unwrap_or([0; 16]);
+        let field = |at: usize| {
+            let b = [header[at], header[at + 1], header[at + 2], header[at + 3]];
+            if big_endian {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        };
+        let (secs, frac, caplen, wire_len) = (field(0), field(4), field(8), field(12));
         if caplen > MAX_CAPLEN {
             return Err(self.damaged(format!("captured length {caplen} is larger than {MAX_CAPLEN}")));
         }
         let record = 16 + caplen as usize;
-        match self.fill(record) {
+        match if self.end - self.start >= record { Ok(true) } else { self.fill(record) } {
             Ok(true) => {}
             Ok(false) => {
                 let got = self.end - self.start - 16;

@@ -1,5 +1,6 @@
 //! The canonical, direction-free flow key and the Community ID v1 hash.
 
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use base64::Engine;
@@ -27,13 +28,26 @@ impl End {
 /// A 5-tuple with its two endpoints in a fixed order, so both directions of a flow give
 /// the same key. Compact (two integers, two ports, a protocol): it is hashed and
 /// compared on every packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
     lo: End,
     hi: End,
     pub proto: u8,
     /// Keeps an IPv6 flow between IPv4-mapped addresses apart from the IPv4 flow.
     v6: bool,
+}
+
+impl Hash for FlowKey {
+    /// Five words instead of a write per field: the key is hashed on every packet.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(self.lo.addr);
+        state.write_u128(self.hi.addr);
+        let rest = u64::from(self.lo.port) << 32
+            | u64::from(self.hi.port) << 16
+            | u64::from(self.proto) << 8
+            | u64::from(self.v6);
+        state.write_u64(rest);
+    }
 }
 
 impl FlowKey {

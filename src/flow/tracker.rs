@@ -221,9 +221,12 @@ impl Tracker {
 
     /// Ends every flow: the input is over.
     pub fn finish(&mut self) {
-        let mut flows: Vec<Flow> = self.flows.drain().map(|(_, flow)| flow).collect();
-        flows.sort_by_key(|f| (f.start, f.key));
-        for mut flow in flows {
+        let flows: Vec<Flow> = self.flows.drain().map(|(_, flow)| flow).collect();
+        // In start order, so the events of one worker come out the same on every run;
+        // sorting indexes rather than the flows moves 4 bytes a swap instead of 200.
+        let mut order: Vec<u32> = (0..flows.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| (flows[i as usize].start, flows[i as usize].key));
+        for mut flow in order.into_iter().map(|i| flows[i as usize]) {
             if self.silent_drop(&flow, None) {
                 let last = flow.last;
                 self.restriction(&mut flow, last, EvidenceKind::SynUnanswered);
