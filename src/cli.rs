@@ -38,6 +38,10 @@ pub enum Command {
     Analyze(AnalyzeFlags),
     /// Validate a topology and a policy, and lint the topology.
     Check(ConfigFlags),
+    /// Compare two captures of the same traffic taken at two points (e.g. either side of
+    /// a firewall): TCP handshake options rewritten between them (MSS clamping,
+    /// stripped options) on traffic that must never be altered are restrictions.
+    Compare(CompareFlags),
     /// Watch an interface (a SPAN or mirror port) until SIGINT or SIGTERM.
     Live(LiveFlags),
     /// Write a synthetic capture of the example organization (rules/topology.toml), with
@@ -59,6 +63,21 @@ pub struct GenerateFlags {
     /// Also write the expected findings, one per line (verdict, finding, source, destination).
     #[arg(long, value_name = "FILE")]
     pub expected: Option<PathBuf>,
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct CompareFlags {
+    /// The capture nearer the sender (pcap or pcapng).
+    #[arg(value_name = "FIRST")]
+    pub first: PathBuf,
+    /// The capture further along the path.
+    #[arg(value_name = "SECOND")]
+    pub second: PathBuf,
+    #[command(flatten)]
+    pub config: ConfigFlags,
+    /// Where EVE JSON lines go: a file, or - for standard output.
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub eve_log: PathBuf,
 }
 
 #[derive(ClapArgs, Debug)]

@@ -593,6 +593,24 @@ fn quoted_tuple(bytes: &[u8]) -> Result<Tuple, Skip> {
     }
 }
 
+/// The options of a TCP SYN or SYN-ACK, with its tuple, sequence number and flags: what a
+/// middlebox rewrites when it clamps the MSS or strips options. `None` for anything else.
+pub fn syn_options(link: LinkType, frame: &[u8]) -> Option<(Tuple, u32, u8, &[u8])> {
+    let ip = network(link, frame).ok()?.ip;
+    let inner = decode_ip(ip).ok()?;
+    let Transport::Tcp { flags: Some(flags) } = inner.transport else {
+        return None;
+    };
+    if flags & tcp_flags::SYN == 0 || inner.fragment != Fragment::Whole {
+        return None;
+    }
+    let (ip, _) = LaxIpSlice::from_slice(ip).ok()?;
+    let tcp = ip.payload().payload;
+    let seq = u32::from_be_bytes(tcp.get(4..8)?.try_into().ok()?);
+    let header = usize::from(tcp.get(12)? >> 4) * 4;
+    Some((inner.tuple, seq, flags, tcp.get(20..header)?))
+}
+
 /// A hash of the unordered pair of IP addresses a frame belongs to, for routing frames
 /// to workers: both directions of a flow, all fragments of a datagram, and ICMP errors
 /// about a flow (hashed by their quoted packet) land on the same worker. A frame that

@@ -21,6 +21,7 @@
 //! captures of an Exchange organization for tests, benches and the bundled sample.
 
 pub mod capture;
+pub mod compare;
 pub mod config;
 pub mod decode;
 pub mod flow;

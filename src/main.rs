@@ -33,6 +33,7 @@ fn run(args: cli::Args) -> Result<u8, String> {
         cli::Command::Analyze(flags) => analyze(cli::AnalyzeSettings::from_flags(flags)?),
         cli::Command::Live(flags) => live(cli::LiveSettings::from_flags(flags)?),
         cli::Command::Check(flags) => check(&flags),
+        cli::Command::Compare(flags) => compare(&flags),
         cli::Command::Generate(flags) => generate(&flags),
     }
 }
@@ -135,6 +136,77 @@ fn summarize(engine: &Engine, settings: &cli::RunSettings, report: &Report) -> R
         std::fs::write(path, json).map_err(|e| format!("{}: cannot write summary: {e}", path.display()))?;
     }
     Ok(())
+}
+
+fn compare(flags: &cli::CompareFlags) -> Result<u8, String> {
+    use exwatch::flow::{Confidence, Direction, Flow, FlowKey};
+    use exwatch::policy::{EvidenceKind, Facts};
+
+    let config = cli::Config::load(&flags.config)?;
+    let engine = Engine::new(Arc::clone(&config.policy), Arc::clone(&config.topology), 0);
+    let open = |path: &std::path::Path| exwatch::capture::Savefile::open(path).map_err(|e| e.to_string());
+    let (mut first, mut second) = (open(&flags.first)?, open(&flags.second)?);
+    let (altered, counts) = exwatch::compare::compare(&mut first, &mut second).map_err(|e| e.to_string())?;
+    let evidence = engine.policy.evidence.iter().position(|e| e.kind == EvidenceKind::OptionsAltered);
+    let mut out = Vec::new();
+    let mut restrictions = 0;
+    for a in &altered {
+        // The SYN's sender opened the flow; a SYN-ACK's receiver did.
+        let synack = a.flags & exwatch::decode::tcp_flags::ACK != 0;
+        let orig = if synack {
+            exwatch::decode::Tuple {
+                src: a.tuple.dst,
+                dst: a.tuple.src,
+                sport: a.tuple.dport,
+                dport: a.tuple.sport,
+                ..a.tuple
+            }
+        } else {
+            a.tuple
+        };
+        let judgement = engine.judge(&Facts {
+            orig: orig.src,
+            resp: orig.dst,
+            resp_port: orig.dport,
+            proto: orig.proto,
+            ts: a.ts,
+        });
+        let (Some(rule), Some(evidence)) = (judgement.rule, evidence) else { continue };
+        if !engine.policy.rules[rule].never_restrict {
+            continue;
+        }
+        let key = FlowKey::of(&orig);
+        let flow = Flow::new(key, orig, Direction::Observed, 0, a.ts, (None, None), judgement);
+        let detail = a.detail();
+        exwatch::output::eve::write_alert(
+            &mut out,
+            &engine,
+            a.ts,
+            &flow,
+            (Verdict::Restriction, Confidence::High),
+            rule,
+            (Some(evidence), Some(&detail)),
+        );
+        restrictions += 1;
+    }
+    let sink = if flags.eve_log.as_os_str() == "-" {
+        pipeline::Sink::Stdout
+    } else {
+        pipeline::Sink::File { path: flags.eve_log.clone(), append: false }
+    };
+    sink.open()
+        .and_then(|mut w| w.write_all(&out).and_then(|_| w.flush()))
+        .map_err(|e| format!("{}: {e}", flags.eve_log.display()))?;
+    eprintln!(
+        "exwatch compare: {} handshake packets in the first capture, {} in the second, {} seen in both, {} altered, {} on traffic that must never be altered{}",
+        counts.first_handshakes,
+        counts.second_handshakes,
+        counts.matched,
+        altered.len(),
+        restrictions,
+        if counts.untracked > 0 { format!(" ({} not compared: table full)", counts.untracked) } else { String::new() }
+    );
+    Ok(if restrictions > 0 { 1 } else { 0 })
 }
 
 fn check(flags: &cli::ConfigFlags) -> Result<u8, String> {

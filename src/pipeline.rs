@@ -625,7 +625,7 @@ fn send_events(tracker: &mut Tracker, engine: &Engine, events: &Sender<Vec<u8>>)
     for event in tracker.drain_events() {
         match event {
             Event::Alert { ts, flow, verdict, rule, evidence, confidence } => {
-                eve::write_alert(&mut out, engine, ts, &flow, (verdict, confidence), rule, evidence)
+                eve::write_alert(&mut out, engine, ts, &flow, (verdict, confidence), rule, (evidence, None))
             }
             Event::Flow { flow } => eve::write_flow(&mut out, &flow),
         }

@@ -118,6 +118,8 @@ struct PolicyBody<'a> {
     direction: &'a str,
     confidence: &'a str,
     section: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -165,7 +167,8 @@ struct FlowEvent<'a> {
     flow: FlowBody<'a>,
 }
 
-/// Appends one EVE `alert` line to `out`.
+/// Appends one EVE `alert` line to `out`. `detail` says what the evidence saw, where
+/// there is more to say than the evidence's reason.
 pub fn write_alert(
     out: &mut Vec<u8>,
     engine: &Engine,
@@ -173,7 +176,7 @@ pub fn write_alert(
     flow: &Flow,
     (verdict, confidence): (Verdict, Confidence),
     rule: usize,
-    evidence: Option<usize>,
+    (evidence, detail): (Option<usize>, Option<&str>),
 ) {
     let policy = &engine.policy;
     let rule = &policy.rules[rule];
@@ -206,6 +209,7 @@ pub fn write_alert(
             direction: flow.direction.name(),
             confidence: confidence.name(),
             section,
+            detail,
         },
         flow: FlowBody::new(flow, false),
     };

@@ -80,6 +80,8 @@ pub enum EvidenceKind {
     /// A TCP RST whose TTL / hop limit differs from the earlier packets of the side it
     /// claims to come from: injected by a middlebox.
     ResetInjected,
+    /// TCP handshake options rewritten between two capture points (`exwatch compare`).
+    OptionsAltered,
 }
 
 impl EvidenceKind {
@@ -88,6 +90,7 @@ impl EvidenceKind {
             "icmp_prohibited" => Some(EvidenceKind::IcmpProhibited),
             "syn_unanswered" => Some(EvidenceKind::SynUnanswered),
             "reset_injected" => Some(EvidenceKind::ResetInjected),
+            "options_altered" => Some(EvidenceKind::OptionsAltered),
             _ => None,
         }
     }
@@ -298,7 +301,7 @@ impl Policy {
                     e.kind.span(),
                     &format!("{key}.kind"),
                     format!(
-                        "`{}` is not an evidence kind (icmp_prohibited, syn_unanswered, reset_injected)",
+                        "`{}` is not an evidence kind (icmp_prohibited, syn_unanswered, reset_injected, options_altered)",
                         e.kind.get_ref()
                     ),
                 )

@@ -4,6 +4,7 @@ mod util;
 
 mod captures;
 mod cli;
+mod compare;
 mod flood;
 mod fuzz;
 mod live;
