@@ -148,6 +148,8 @@ pub struct Packet {
     pub vlan: Option<u16>,
     /// How the packet was carried, when it came out of a tunnel.
     pub tunnel: Option<Tunnel>,
+    /// Source MAC address of the (outermost) Ethernet frame, where there is one.
+    pub src_mac: Option<[u8; 6]>,
 }
 
 /// Encapsulations exwatch looks through.
@@ -367,6 +369,10 @@ fn strip_vlan_tags(mut ethertype: u16, mut rest: &[u8]) -> Result<(u16, &[u8], O
 /// `frame.len()` when the capture was cut by its snap length.
 pub fn decode(link: LinkType, ts: Ts, wire_len: u32, frame: &[u8]) -> Result<Packet, Skip> {
     let Network { ip, vlan } = network(link, frame)?;
+    let src_mac = match link {
+        LinkType::Ethernet => frame.get(6..12).and_then(|m| m.try_into().ok()),
+        _ => None,
+    };
     let mut inner = decode_ip(ip)?;
     let mut tunnel = None;
     let mut depth = 0;
@@ -388,6 +394,7 @@ pub fn decode(link: LinkType, ts: Ts, wire_len: u32, frame: &[u8]) -> Result<Pac
         ttl: inner.ttl,
         vlan,
         tunnel,
+        src_mac,
     })
 }
 
@@ -718,6 +725,19 @@ mod tests {
                 38..=47 => assert_eq!(got.unwrap().transport, Transport::Tcp { flags: None }),
                 _ => assert!(got.is_ok(), "len {len}"),
             }
+        }
+    }
+
+    #[test]
+    fn every_vlan_tag_protocol_id_is_stripped() {
+        let base = eth_ipv4_tcp(0);
+        for tpid in [[0x81, 0x00], [0x88, 0xa8], [0x91, 0x00]] {
+            let mut frame = base[..12].to_vec();
+            frame.extend_from_slice(&tpid);
+            frame.extend_from_slice(&[0x00, 0x2a]);
+            frame.extend_from_slice(&base[12..]);
+            let p = decode(LinkType::Ethernet, Ts(0), 0, &frame).unwrap();
+            assert_eq!((p.vlan, p.tuple.dport), (Some(42), 443), "{tpid:02x?}");
         }
     }
 

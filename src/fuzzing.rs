@@ -245,6 +245,7 @@ fn exercise_engine(policy: Arc<Policy>, topology: Arc<Topology>, extra: &[(IpAdd
             ttl: 64,
             vlan: None,
             tunnel: None,
+            src_mac: None,
         };
         tracker.packet(&syn);
         tracker.packet(&Packet { ts: syn.ts.saturating_add(4 * SECOND), ..syn });

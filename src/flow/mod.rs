@@ -96,8 +96,9 @@ pub struct Flow {
     pub resp_role: Role,
     /// Whether restriction evidence was already reported for this flow.
     pub restricted: bool,
-    /// TTL (hop limit) of each side's first packet that is not a RST.
+    /// TTL (hop limit) and source MAC of each side's first packet that is not a RST.
     pub ttl: [Option<u8>; 2],
+    pub mac: [Option<[u8; 6]>; 2],
 }
 
 impl Flow {
@@ -129,6 +130,7 @@ impl Flow {
             resp_role: judgement.resp_role,
             restricted: false,
             ttl: [None; 2],
+            mac: [None; 2],
         }
     }
 

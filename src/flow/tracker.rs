@@ -510,7 +510,7 @@ enum Noted {
     Nothing,
     /// A SYN retried past the SYN timeout with no answer yet.
     RetriedSyn,
-    /// A RST whose TTL is not its side's: sent by someone else on the path.
+    /// A RST whose TTL or source MAC is not its side's: sent by someone else on the path.
     ForeignReset,
     /// The responder's first packet.
     FirstResponse,
@@ -542,11 +542,16 @@ fn count(
     let rst = flags & tcp_flags::RST != 0;
     let mut noted = Noted::Nothing;
     if rst {
-        if flow.ttl[side].is_some_and(|ttl| ttl != p.ttl) {
+        let other_ttl = flow.ttl[side].is_some_and(|ttl| ttl != p.ttl);
+        let other_mac = flow.mac[side].zip(p.src_mac).is_some_and(|(mac, now)| mac != now);
+        if other_ttl || other_mac {
             noted = Noted::ForeignReset;
         }
     } else {
         flow.ttl[side].get_or_insert(p.ttl);
+        if let Some(mac) = p.src_mac {
+            flow.mac[side].get_or_insert(mac);
+        }
     }
     let t = &mut flow.tcp;
     if from_orig {

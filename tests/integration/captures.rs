@@ -210,9 +210,52 @@ fn check(file: &str, expect: Expect) {
     }
 }
 
+/// Frames exwatch skips on purpose, per capture: (file, reason code, count, what they are).
+/// Any other skip fails the test, so no frame goes unexplained.
+const EXPLAINED_SKIPS: &[(&str, &str, u64, &str)] = &[
+    ("gre-teb-ethernet-http-nbns.pcap", "not_ip", 10, "ARP requests and replies bridged inside GRE"),
+    ("mixed-http-https-dns-vlan-medium.pcap", "not_ip", 10, "4 ARP and 6 CDP frames (2 of them VLAN-tagged)"),
+    (
+        "smtp-submission-587-auth.pcap",
+        "not_ip",
+        1,
+        "one frame of an unassigned ethertype (tshark: eth:ethertype:data)",
+    ),
+    (
+        "truncated-snaplen1-ethernet.pcap",
+        "link_truncated",
+        1,
+        "its only record holds 8 bytes of a 14-byte Ethernet header",
+    ),
+];
+
+/// Checks that every frame exwatch skipped in `file` is one the table explains.
+fn assert_skips_explained(file: &str, run: &util::Run) {
+    let summary = run.summary.as_ref().expect("summary json");
+    let mut got: Vec<(String, u64)> = summary["packets"]["skipped_by_reason"]
+        .as_array()
+        .expect("skipped_by_reason")
+        .iter()
+        .map(|pair| (util::str_of(&pair[0]), pair[1].as_u64().unwrap_or(0)))
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, u64)> = EXPLAINED_SKIPS
+        .iter()
+        .filter(|(f, ..)| *f == file)
+        .map(|(_, reason, count, _)| (reason.to_string(), *count))
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "{file}: frames skipped that the table does not explain");
+}
+
 /// exwatch's TCP and UDP flows in `path`.
 fn exwatch_flows(path: &Path) -> Conversations {
     let run = util::analyze(&[path], &["--flows"]);
+    if let Some(file) = path.file_name().and_then(|n| n.to_str()) {
+        if run.status < 2 {
+            assert_skips_explained(file, &run);
+        }
+    }
     // 0: clean, 1: policy findings. 2 means the file (or part of it) could not be read.
     assert!(
         matches!(run.status, 0 | 1),

@@ -878,3 +878,14 @@ fn findings_on_inferred_flows_are_medium_confidence() {
     got.sort();
     assert_eq!(got, ["high", "medium"]);
 }
+
+#[test]
+fn reset_from_another_mac_with_the_same_ttl_is_an_injected_reset() {
+    let (client, server) = mailbox_to_dc();
+    let mut scenario = reset_scenario(128, 128);
+    // The reset (the last frame) left a device other than the one the responder's
+    // packets came through.
+    scenario.frames.last_mut().expect("reset frame").data[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0x99]);
+    let run = run(EXAMPLE, &scenario, &[]);
+    assert_findings(&run, vec![restriction("restricted-injected-reset", client, server)]);
+}
