@@ -1,6 +1,7 @@
 //! Replay throughput: how far each stage of exwatch is from just reading the capture.
 //!
-//! `cargo bench --bench replay` (set `EXWATCH_BENCH_PACKETS` for a quicker, smaller run).
+//! `cargo bench --bench replay` (set `EXWATCH_BENCH_PACKETS` and `EXWATCH_BENCH_FLOOD` for a
+//! quicker, smaller run).
 //! A custom harness rather than criterion: each case is one pass over a large file, so
 //! the best of a few passes is a stable number and statistics would add nothing but time.
 //!
@@ -92,7 +93,11 @@ fn main() {
 
     // A flood of new 5-tuples: throughput and peak memory against the flow cap, from
     // which the cost of one tracked flow follows.
-    let syns = packets * 2;
+    // The flood is ten million 5-tuples; EXWATCH_BENCH_FLOOD sets another size.
+    let syns = match std::env::var("EXWATCH_BENCH_FLOOD") {
+        Ok(v) => v.parse().unwrap_or_else(|_| panic!("EXWATCH_BENCH_FLOOD={v:?} is not a SYN count")),
+        Err(_) => 10_000_000,
+    };
     let flood = flood_capture(syns).expect("generating the flood capture");
     println!("flood: {syns} spoofed SYNs + {} orphan fragments, exwatch analyze, {cores} workers", syns / 10);
     let mut points = Vec::new();

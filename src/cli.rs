@@ -176,6 +176,10 @@ pub struct RunFlags {
     /// default bounds flow state near 400 MB whatever the traffic.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub max_flows: usize,
+    /// Hosts remembered at most as recent SMTP senders to an Edge (for the open-proxy
+    /// rule); past it new senders are counted, not remembered.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SMTP_SENDERS)]
+    pub max_smtp_senders: usize,
 }
 
 /// Policy and topology, loaded and validated.
@@ -244,7 +248,7 @@ impl RunSettings {
             eve_log: flags.eve_log,
             summary_json: flags.summary_json,
             pipeline,
-            max_smtp_senders: DEFAULT_MAX_SMTP_SENDERS,
+            max_smtp_senders: flags.max_smtp_senders,
         })
     }
 

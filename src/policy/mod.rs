@@ -41,6 +41,9 @@ pub struct Judgement {
 /// Default cap on the open-proxy sender table.
 pub const DEFAULT_MAX_SMTP_SENDERS: usize = 100_000;
 
+/// Packet time between two sweeps of a full sender table.
+const SWEEP_INTERVAL_NS: u64 = 1_000_000_000;
+
 /// Policy, topology and the cross-flow tables, shared by `Arc` between workers.
 pub struct Engine {
     pub policy: Arc<Policy>,
@@ -50,6 +53,8 @@ pub struct Engine {
     /// (Edge, sender) -> last time the sender opened an SMTP flow to that Edge.
     smtp_senders: DashMap<(IpAddr, IpAddr), Ts, foldhash::fast::FixedState>,
     max_smtp_senders: usize,
+    /// Packet time of the last sweep of a full sender table.
+    last_sweep: AtomicU64,
     /// Senders not remembered because the table was full of recent entries.
     pub smtp_senders_dropped: AtomicU64,
 }
@@ -63,6 +68,7 @@ impl Engine {
             topology,
             smtp_senders: DashMap::with_hasher(foldhash::fast::FixedState::default()),
             max_smtp_senders,
+            last_sweep: AtomicU64::new(0),
             smtp_senders_dropped: AtomicU64::new(0),
         }
     }
@@ -108,8 +114,15 @@ impl Engine {
         if self.smtp_senders.len() >= self.max_smtp_senders
             && !self.smtp_senders.contains_key(&(edge, sender))
         {
-            let window = self.policy.open_proxy_window_ns;
-            self.smtp_senders.retain(|_, seen| ts.0.saturating_sub(seen.0) <= window);
+            // Sweep a full table at most once a second of packet time: sweeping on every
+            // new sender would make a flood of spoofed SMTP senders cost O(table) each.
+            let last = self.last_sweep.load(Ordering::Relaxed);
+            if ts.0.saturating_sub(last) >= SWEEP_INTERVAL_NS
+                && self.last_sweep.compare_exchange(last, ts.0, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            {
+                let window = self.policy.open_proxy_window_ns;
+                self.smtp_senders.retain(|_, seen| ts.0.saturating_sub(seen.0) <= window);
+            }
             if self.smtp_senders.len() >= self.max_smtp_senders {
                 self.smtp_senders_dropped.fetch_add(1, Ordering::Relaxed);
                 return;

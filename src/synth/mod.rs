@@ -586,15 +586,17 @@ impl Generator {
 }
 
 /// A flood for memory tests: `syns` SYNs from spoofed external sources (all distinct
-/// 5-tuples) to a Mailbox server on 443 (allowed, so no event each), and `fragments`
-/// later IPv4 fragments whose first fragment never comes; one violation (an external
-/// host reaching the Edge on 3389) sent halfway. Returns that violation.
+/// 5-tuples) to a Mailbox server on 443 (allowed, so no event each), every eighth of
+/// them to the Edge on 25 instead (allowed, and each fills the open-proxy sender table),
+/// and `fragments` later IPv4 fragments whose first fragment never comes; one violation
+/// (an external host reaching the Edge on 3389) sent halfway. Returns that violation.
 pub fn flood(
     syns: u64,
     fragments: u64,
     mut emit: impl FnMut(Ts, &[u8]) -> io::Result<()>,
 ) -> io::Result<Expected> {
     let mailbox = IpAddr::V4(Ipv4Addr::from(MAILBOX_SUBSCRIBED[0]));
+    let edge = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(EDGE)), 25);
     let spoofed = |i: u64| {
         let n = i.to_be_bytes();
         SocketAddr::new(
@@ -628,7 +630,8 @@ pub fn flood(
             )
         } else {
             let syn = Segment::Tcp { flags: SYN, seq: i as u32, ack: 0, payload: &[] };
-            wire::ip_packet(spoofed(i), SocketAddr::new(mailbox, 443), DEFAULT_TTL, syn)
+            let target = if i % 8 == 0 { edge } else { SocketAddr::new(mailbox, 443) };
+            wire::ip_packet(spoofed(i), target, DEFAULT_TTL, syn)
         };
         emit(now, &wire::ethernet(Link::default(), &ip))?;
         if i == total / 2 {

@@ -1,6 +1,7 @@
-//! Bounded memory under attack: a flood of distinct 5-tuples and of fragments whose first
-//! fragment never comes must not grow exwatch past its caps, every eviction is counted,
-//! and a violation in the middle of the flood is still caught.
+//! Bounded memory under attack: a flood of distinct 5-tuples, of fragments whose first
+//! fragment never comes and of spoofed SMTP senders to the Edge must not grow exwatch
+//! past its caps; every eviction and drop is counted, and a violation in the middle of
+//! the flood is still caught.
 
 use std::process::Command;
 
@@ -47,7 +48,8 @@ fn a_flood_of_new_flows_and_orphan_fragments_stays_within_the_caps() {
     let (eve_arg, summary_arg) = (eve.to_str().expect("utf-8"), summary.to_str().expect("utf-8"));
     let common = ["analyze", path_arg, "--eve-log", eve_arg, "--summary-json", summary_arg, "--no-progress"];
 
-    let capped = [&common[..], &["--max-flows", "10000", "--workers", "2"]].concat();
+    let capped =
+        [&common[..], &["--max-flows", "10000", "--max-smtp-senders", "5000", "--workers", "2"]].concat();
     let (status, stderr, capped_rss) = run_measured(&capped);
     assert_eq!(status, 1, "the violation sets status 1:\n{stderr}");
     let s: serde_json::Value =
@@ -55,6 +57,9 @@ fn a_flood_of_new_flows_and_orphan_fragments_stays_within_the_caps() {
     let evicted = s["flows"]["evicted"].as_u64().expect("evicted");
     let tracked = s["flows"]["tracked"].as_u64().expect("tracked");
     assert!(tracked > SYNS && evicted >= tracked - 10_000, "every flow past the cap is evicted: {s}");
+    // About one SYN in eight goes to the Edge on 25, each from a new spoofed sender.
+    let dropped = s["flows"]["smtp_senders_dropped"].as_u64().expect("smtp_senders_dropped");
+    assert!(dropped > SYNS / 8 * 8 / 10, "senders past the table's cap are counted: {s}");
     let fragments = &s["packets"];
     let lost = fragments["fragments_orphaned"].as_u64().unwrap_or(0)
         + fragments["fragments_dropped"].as_u64().unwrap_or(0);
