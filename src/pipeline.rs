@@ -17,9 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use memmap2::Mmap;
 
-use crate::capture::{CaptureError, CaptureStats, Frame, FrameSource, Next, PcapFile, Savefile};
+use crate::capture::{CaptureError, CaptureStats, Chunk, Frame, FrameSource, Next, PcapFile, Savefile};
 use crate::decode::{self, LinkType, Ts};
 use crate::flow::{self, Event, Tracker};
 use crate::output::eve;
@@ -129,10 +128,10 @@ impl Monitor {
     }
 }
 
-/// Frames for one worker: shared from a mapped window of the file, or copied out of
+/// Frames for one worker: shared from a chunk of the file, or copied out of
 /// the capture buffer (live capture, pipes).
 struct Batch {
-    window: Option<Arc<Mmap>>,
+    window: Option<Chunk>,
     copied: Vec<u8>,
     frames: Vec<FrameMeta>,
 }
@@ -142,8 +141,8 @@ struct FrameMeta {
     link: LinkType,
     ts: Ts,
     wire_len: u32,
-    /// Where the bytes are: in `window` (mapped) or in `copied`.
-    mapped: bool,
+    /// Where the bytes are: in `window` (shared) or in `copied`.
+    shared: bool,
     start: u32,
     len: u32,
 }
@@ -170,9 +169,9 @@ impl Batch {
         Batch { window: None, copied: Vec::with_capacity(frames * 128), frames: Vec::with_capacity(frames) }
     }
 
-    /// Adds a frame. The reader sends a batch before it would mix mapped windows.
+    /// Adds a frame. The reader sends a batch before it would mix chunks.
     fn push(&mut self, frame: &Frame<'_>) {
-        let (mapped, start) = match frame.window {
+        let (shared, start) = match frame.window {
             Some(window) => {
                 self.window.get_or_insert_with(|| Arc::clone(window));
                 (true, frame.data.as_ptr() as usize - window.as_ptr() as usize)
@@ -187,14 +186,14 @@ impl Batch {
             link: frame.link,
             ts: frame.ts,
             wire_len: frame.wire_len,
-            mapped,
+            shared,
             start: start as u32,
             len: frame.data.len() as u32,
         });
     }
 
     fn data(&self, meta: &FrameMeta) -> &[u8] {
-        let bytes = match (&self.window, meta.mapped) {
+        let bytes = match (&self.window, meta.shared) {
             (Some(window), true) => &window[..],
             _ => &self.copied[..],
         };
@@ -398,7 +397,7 @@ struct Reader<'m> {
     monitor: &'m Monitor,
     /// Packet time of the last live flush.
     last_flush: Ts,
-    /// Address of the mapped window the pending batches' frames lie in.
+    /// Address of the chunk the pending batches' frames lie in.
     window: Option<usize>,
     /// Time spent waiting for a worker's queue to have room.
     blocked: Duration,
@@ -438,8 +437,8 @@ impl Reader<'_> {
             let worker = (decode::route_hash(frame.link, frame.data) % workers) as usize;
             let window = frame.window.map(|w| Arc::as_ptr(w) as usize);
             if window != self.window {
-                // A new window of the file: send every batch holding the old one, so it
-                // is unmapped as soon as the workers are done with it.
+                // A new chunk of the file: send every batch holding the old one, so it
+                // returns to the pool as soon as the workers are done with it.
                 self.window = window;
                 self.flush();
             }
@@ -590,7 +589,7 @@ fn work(
             }
         }
         let mut batch = batch;
-        // Release the file window now rather than when the batch is reused.
+        // Release the file chunk now rather than when the batch is reused.
         batch.window = None;
         let _ = free.try_send(batch);
         send_events(&mut tracker, engine, &events);

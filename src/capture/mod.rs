@@ -11,7 +11,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use memmap2::Mmap;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 pub mod savefile;
@@ -19,6 +18,9 @@ pub mod savefile;
 pub use savefile::Savefile;
 
 use crate::decode::{LinkType, Ts};
+
+/// A chunk of a capture file, shared by the reader and the batches of frames in it.
+pub type Chunk = Arc<Vec<u8>>;
 
 /// One frame, borrowed from the source until the next call.
 #[derive(Clone, Copy, Debug)]
@@ -28,9 +30,9 @@ pub struct Frame<'a> {
     pub data: &'a [u8],
     /// A pcapng file may mix link types, one per interface.
     pub link: LinkType,
-    /// The mapped window `data` lies in, when the source is a mapped file: the frame
-    /// can then be shared without a copy for as long as the window's Arc is held.
-    pub window: Option<&'a Arc<Mmap>>,
+    /// The shared chunk `data` lies in, when the source reads into one: the frame can
+    /// then be handed on without a copy, for as long as the chunk is held.
+    pub window: Option<&'a Chunk>,
 }
 
 /// Why a capture file could not be read (whole or in part).

@@ -1,8 +1,8 @@
 //! A pure-Rust reader of pcap and pcapng files, every length checked before it is
-//! trusted. Regular files are memory-mapped a window at a time, so frames are handed
-//! out (and, by the pipeline, shared with the workers) without a copy, and resident
-//! memory stays within a few windows whatever the file's size; other inputs (pipes,
-//! test buffers) are read in large chunks.
+//! trusted. The file is read in 4 MiB chunks, each shared (`Arc`) with the batches whose
+//! frames lie in it, so frames reach the workers without a copy of their own; chunks
+//! come back to a small pool once the workers are done with them, so memory stays a few
+//! chunks whatever the file's size and reading never faults fresh pages in.
 //!
 //! It reads what libpcap reads (classic pcap in both byte orders, microsecond and
 //! nanosecond; pcapng sections in both byte orders, with enhanced, simple and obsolete
@@ -15,15 +15,13 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use memmap2::{Mmap, MmapOptions};
-
-use super::{CaptureError, Frame, FrameSource, Next};
+use super::{CaptureError, Chunk, Frame, FrameSource, Next};
 use crate::decode::{LinkType, Ts};
 
-/// Bytes read from a stream at a time.
-const READ_SIZE: usize = 1 << 20;
-/// Bytes of a regular file mapped at a time.
-const WINDOW: usize = 16 << 20;
+/// Bytes read from the file at a time: one chunk.
+const CHUNK: usize = 4 << 20;
+/// Chunks kept for reuse once the workers release them.
+const POOL: usize = 8;
 /// The largest record accepted; larger is damage (libpcap's limit is 256 KiB of data).
 const MAX_RECORD: usize = 16 << 20;
 /// The largest frame accepted, as libpcap does.
@@ -32,8 +30,11 @@ const MAX_CAPLEN: u32 = 262_144;
 /// A capture file being read.
 pub struct Savefile {
     path: PathBuf,
-    backing: Backing,
-    /// Unconsumed bytes are `bytes()[start..end]`; `offset` is the file offset of `start`.
+    file: Box<dyn Read + Send>,
+    /// The chunk being parsed; unconsumed bytes are `chunk[start..end]`, and `offset` is
+    /// the file offset of `start`.
+    chunk: Chunk,
+    pool: Vec<Chunk>,
     start: usize,
     end: usize,
     offset: u64,
@@ -41,20 +42,6 @@ pub struct Savefile {
     format: Format,
     /// Packet records read so far.
     records: u64,
-}
-
-/// Where the bytes come from.
-enum Backing {
-    Stream {
-        file: Box<dyn Read + Send>,
-        buf: Vec<u8>,
-    },
-    /// A window of a regular file; `window` is `None` until the first one is mapped.
-    Mapped {
-        file: File,
-        len: u64,
-        window: Option<Arc<Mmap>>,
-    },
 }
 
 enum Format {
@@ -104,25 +91,20 @@ struct PacketAt {
 
 impl Savefile {
     pub fn open(path: &Path) -> Result<Savefile, CaptureError> {
-        let open_error = |message: String| CaptureError::Open { path: path.to_path_buf(), message };
-        let file = File::open(path).map_err(|e| open_error(e.to_string()))?;
-        let meta = file.metadata().map_err(|e| open_error(e.to_string()))?;
-        if !meta.is_file() {
-            return Savefile::from_reader(path, Box::new(file));
-        }
-        Savefile::start(path, Backing::Mapped { file, len: meta.len(), window: None })
+        let file = File::open(path)
+            .map_err(|e| CaptureError::Open { path: path.to_path_buf(), message: e.to_string() })?;
+        Savefile::from_reader(path, Box::new(file))
     }
 
     /// Reads a capture from any byte stream; `name` is used in errors.
     pub fn from_reader(name: &Path, file: Box<dyn Read + Send>) -> Result<Savefile, CaptureError> {
-        Savefile::start(name, Backing::Stream { file, buf: vec![0; READ_SIZE] })
-    }
-
-    fn start(path: &Path, backing: Backing) -> Result<Savefile, CaptureError> {
+        let path = name;
         let open_error = |message: String| CaptureError::Open { path: path.to_path_buf(), message };
         let mut reader = Savefile {
             path: path.to_path_buf(),
-            backing,
+            file,
+            chunk: Arc::new(Vec::new()),
+            pool: Vec::new(),
             start: 0,
             end: 0,
             offset: 0,
@@ -148,24 +130,18 @@ impl Savefile {
         Ok(reader)
     }
 
-    /// The bytes of the buffer or of the mapped window.
     fn bytes(&self) -> &[u8] {
-        match &self.backing {
-            Backing::Stream { buf, .. } => buf,
-            Backing::Mapped { window: Some(window), .. } => window,
-            Backing::Mapped { window: None, .. } => &[],
-        }
+        &self.chunk
     }
 
-    /// The mapped window frames currently come from, for sharing them without a copy.
-    pub fn window(&self) -> Option<&Arc<Mmap>> {
-        match &self.backing {
-            Backing::Mapped { window, .. } => window.as_ref(),
-            Backing::Stream { .. } => None,
-        }
+    /// The chunk frames currently come from, for sharing them without a copy.
+    pub fn window(&self) -> Option<&Chunk> {
+        Some(&self.chunk)
     }
 
     /// Makes at least `need` bytes available at `bytes()[start..]`; `false` at end of file.
+    /// Moves to a new chunk: frames handed out from the old one stay valid for as long
+    /// as someone holds it.
     fn fill(&mut self, need: usize) -> io::Result<bool> {
         if self.end - self.start >= need {
             return Ok(true);
@@ -173,47 +149,35 @@ impl Savefile {
         if self.eof {
             return Ok(false);
         }
-        match &mut self.backing {
-            Backing::Stream { file, buf } => {
-                buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-                if buf.len() < need {
-                    buf.resize(need.next_power_of_two(), 0);
-                }
-                while self.end < need {
-                    let n = file.read(&mut buf[self.end..])?;
-                    if n == 0 {
-                        self.eof = true;
-                        return Ok(false);
-                    }
-                    self.end += n;
-                }
-                Ok(true)
-            }
-            Backing::Mapped { file, len, window } => {
-                // Map a new window from the page holding `offset`; frames handed out from
-                // the old one stay valid for as long as someone holds its Arc.
-                if self.offset + (self.end - self.start) as u64 >= *len {
+        let size = CHUNK.max(need.next_power_of_two());
+        // A pooled chunk no batch holds any more, or a new one.
+        let reusable = self.pool.iter().position(|c| Arc::strong_count(c) == 1 && c.len() >= size);
+        let mut next = match reusable {
+            Some(i) => self.pool.swap_remove(i),
+            None => Arc::new(vec![0; size]),
+        };
+        let leftover = self.end - self.start;
+        let old = std::mem::replace(&mut self.chunk, Arc::new(Vec::new()));
+        {
+            let buf = Arc::get_mut(&mut next).ok_or_else(|| io::Error::other("chunk still shared"))?;
+            buf[..leftover].copy_from_slice(&old[self.start..self.end]);
+            self.end = leftover;
+            // Fill the whole chunk: fewer, larger reads.
+            while self.end < buf.len() {
+                let n = self.file.read(&mut buf[self.end..])?;
+                if n == 0 {
                     self.eof = true;
-                    return Ok(false);
+                    break;
                 }
-                let base = self.offset & !(page_size() - 1);
-                let delta = (self.offset - base) as usize;
-                let size = (*len - base).min((WINDOW + need + delta) as u64) as usize;
-                // SAFETY: the file is opened read-only and only read through this map.
-                // Like every reader of a mapped file, a capture truncated by another
-                // process while it is read would fault; exwatch reads finished files.
-                let map = unsafe { MmapOptions::new().offset(base).len(size).populate().map(&*file)? };
-                *window = Some(Arc::new(map));
-                self.start = delta;
-                self.end = size;
-                if base + size as u64 >= *len {
-                    self.eof = true;
-                }
-                Ok(self.end - self.start >= need)
+                self.end += n;
             }
         }
+        self.start = 0;
+        self.chunk = next;
+        if self.pool.len() < POOL && !old.is_empty() {
+            self.pool.push(old);
+        }
+        Ok(self.end >= need)
     }
 
     fn available(&self) -> &[u8] {
@@ -497,12 +461,6 @@ impl FrameSource for Savefile {
             Format::Pcapng { .. } => self.pcapng_next(),
         }
     }
-}
-
-fn page_size() -> u64 {
-    // Every platform exwatch runs on maps at 4 KiB granularity or a multiple that 64 KiB
-    // covers; a larger alignment than needed is harmless.
-    64 << 10
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
-            max_flows: 1_000_000,
+            max_flows: 500_000,
             tcp_idle_ns: 300 * SECOND,
             udp_idle_ns: 60 * SECOND,
             other_idle_ns: 60 * SECOND,
