@@ -110,12 +110,7 @@ impl PcapFile {
         std::fs::metadata(path).map_err(|e| open_error(e.to_string()))?;
         let capture = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano)
             .map_err(|e| open_error(e.to_string()))?;
-        let dlt = capture.get_datalink();
-        let link = LinkType::from_dlt(dlt.0).ok_or_else(|| CaptureError::LinkType {
-            path: path.to_path_buf(),
-            dlt: dlt.0,
-            name: dlt.get_name().unwrap_or_else(|_| "unknown".into()),
-        })?;
+        let link = decodable(path, capture.get_datalink())?;
         Ok(PcapFile { path: path.to_path_buf(), capture, link, records: 0 })
     }
 }
@@ -139,6 +134,15 @@ impl FrameSource for PcapFile {
             }
         }
     }
+}
+
+/// The decoder for a libpcap link type, or the error naming it.
+fn decodable(path: &Path, dlt: pcap::Linktype) -> Result<LinkType, CaptureError> {
+    LinkType::from_dlt(dlt.0).ok_or_else(|| CaptureError::LinkType {
+        path: path.to_path_buf(),
+        dlt: dlt.0,
+        name: dlt.get_name().unwrap_or_else(|_| "unknown".into()),
+    })
 }
 
 /// Both captures are opened with nanosecond precision: `tv_usec` holds nanoseconds.
@@ -207,12 +211,7 @@ impl LiveCapture {
                 .map_err(|e| CaptureError::Filter { expression: expr.clone(), message: e.to_string() })?;
         }
         let readable = capture.as_fd().try_clone_to_owned().map_err(|e| open_error(e.to_string()))?;
-        let dlt = capture.get_datalink();
-        let link = LinkType::from_dlt(dlt.0).ok_or_else(|| CaptureError::LinkType {
-            path: path.clone(),
-            dlt: dlt.0,
-            name: dlt.get_name().unwrap_or_else(|_| "unknown".into()),
-        })?;
+        let link = decodable(&path, capture.get_datalink())?;
         Ok(LiveCapture {
             interface: interface.to_string(),
             capture,
