@@ -114,9 +114,12 @@ pub enum IcmpError {
 /// What the transport layer says beyond the ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
-    /// TCP with its flags byte (`None` when the header was cut before it).
+    /// TCP with its flags byte (`None` when the header was cut before it), sequence
+    /// number, and payload length (`None` when the capture cut the packet short).
     Tcp {
         flags: Option<u8>,
+        seq: Option<u32>,
+        len: Option<u32>,
     },
     Udp,
     /// An ICMP / ICMPv6 message that is not an error.
@@ -456,11 +459,32 @@ fn decode_ip(bytes: &[u8]) -> Result<IpDecoded<'_>, Skip> {
     let payload = ip.payload();
     let proto = payload.ip_number.0;
     let mut tuple = Tuple { src, dst, sport: 0, dport: 0, proto };
-    let transport = if matches!(fragment, Fragment::Later { .. }) {
+    let mut transport = if matches!(fragment, Fragment::Later { .. }) {
         Transport::Other
     } else {
         decode_transport(proto, payload.payload, &mut tuple)?
     };
+    if let Transport::Tcp { len, .. } = &mut transport {
+        // What the segment carried, from the lengths the IP header declares: a packet cut
+        // by the snap length, or a tunnel packet split into IP fragments, still says it.
+        let declared = match &ip {
+            LaxIpSlice::Ipv4(v4) => {
+                let h = v4.header();
+                let auth = v4.extensions().auth.map_or(0, |a| a.slice().len());
+                usize::from(h.total_len()).checked_sub(h.slice().len() + auth)
+            }
+            LaxIpSlice::Ipv6(v6) => {
+                usize::from(v6.header().payload_length()).checked_sub(v6.extensions().slice().len())
+            }
+        };
+        let header = payload.payload.get(12).map(|b| usize::from(b >> 4) * 4);
+        *len = match (fragment, declared, header) {
+            (Fragment::Whole, Some(declared), Some(header)) if declared > 0 => {
+                declared.checked_sub(header).map(|n| n as u32)
+            }
+            _ => None,
+        };
+    }
     // A tunnel packet's first fragment holds the inner headers: judge the inner flow.
     // Its later fragments carry only the rest of the inner payload.
     let carries = match (fragment, proto) {
@@ -545,7 +569,10 @@ fn decode_transport(proto: u8, l4: &[u8], tuple: &mut Tuple) -> Result<Transport
             tuple.sport = be16(l4, 0).ok_or(Skip::TransportTruncated)?;
             tuple.dport = be16(l4, 2).ok_or(Skip::TransportTruncated)?;
             Ok(if proto == proto::TCP {
-                Transport::Tcp { flags: l4.get(13).copied() }
+                let seq = l4.get(4..8).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
+                let header = l4.get(12).map(|b| usize::from(b >> 4) * 4);
+                let len = header.and_then(|h| l4.len().checked_sub(h)).map(|n| n as u32);
+                Transport::Tcp { flags: l4.get(13).copied(), seq, len }
             } else {
                 Transport::Udp
             })
@@ -605,7 +632,7 @@ fn quoted_tuple(bytes: &[u8]) -> Result<Tuple, Skip> {
 pub fn syn_options(link: LinkType, frame: &[u8]) -> Option<(Tuple, u32, u8, &[u8])> {
     let ip = network(link, frame).ok()?.ip;
     let inner = decode_ip(ip).ok()?;
-    let Transport::Tcp { flags: Some(flags) } = inner.transport else {
+    let Transport::Tcp { flags: Some(flags), .. } = inner.transport else {
         return None;
     };
     if flags & tcp_flags::SYN == 0 || inner.fragment != Fragment::Whole {
@@ -708,7 +735,7 @@ mod tests {
         assert_eq!(p.tuple.src, IpAddr::from([10, 0, 0, 1]));
         assert_eq!(p.tuple.dst, IpAddr::from([10, 0, 0, 2]));
         assert_eq!((p.tuple.sport, p.tuple.dport, p.tuple.proto), (1234, 443, 6));
-        assert_eq!(p.transport, Transport::Tcp { flags: Some(tcp_flags::SYN) });
+        assert_eq!(p.transport, Transport::Tcp { flags: Some(tcp_flags::SYN), seq: Some(0), len: Some(0) });
         assert_eq!(p.ttl, 64);
         assert_eq!(p.fragment, Fragment::Whole);
     }
@@ -722,7 +749,7 @@ mod tests {
                 0..=13 => assert_eq!(got, Err(Skip::LinkTruncated), "len {len}"),
                 14..=33 => assert_eq!(got, Err(Skip::IpTruncated), "len {len}"),
                 34..=37 => assert_eq!(got, Err(Skip::TransportTruncated), "len {len}"),
-                38..=47 => assert_eq!(got.unwrap().transport, Transport::Tcp { flags: None }),
+                38..=47 => assert!(matches!(got.unwrap().transport, Transport::Tcp { flags: None, .. })),
                 _ => assert!(got.is_ok(), "len {len}"),
             }
         }

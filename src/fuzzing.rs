@@ -240,7 +240,7 @@ fn exercise_engine(policy: Arc<Policy>, topology: Arc<Topology>, extra: &[(IpAdd
             ts: Ts::from_secs(10 * i as u64),
             wire_len: 60,
             tuple,
-            transport: Transport::Tcp { flags: Some(tcp_flags::SYN) },
+            transport: Transport::Tcp { flags: Some(tcp_flags::SYN), seq: Some(0), len: Some(0) },
             fragment: Fragment::Whole,
             ttl: 64,
             vlan: None,

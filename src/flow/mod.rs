@@ -99,6 +99,10 @@ pub struct Flow {
     /// TTL (hop limit) and source MAC of each side's first packet that is not a RST.
     pub ttl: [Option<u8>; 2],
     pub mac: [Option<[u8; 6]>; 2],
+    /// The sequence number each side's next segment should carry, once known.
+    pub next_seq: [Option<u32>; 2],
+    /// Segments that skipped ahead of that: data the capture never saw.
+    pub gaps: u32,
 }
 
 impl Flow {
@@ -131,6 +135,8 @@ impl Flow {
             restricted: false,
             ttl: [None; 2],
             mac: [None; 2],
+            next_seq: [None; 2],
+            gaps: 0,
         }
     }
 

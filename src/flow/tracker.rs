@@ -148,7 +148,7 @@ impl Tracker {
         }
         let key = flow_key(&tuple);
         let flags = match p.transport {
-            Transport::Tcp { flags } => flags.unwrap_or(0),
+            Transport::Tcp { flags, .. } => flags.unwrap_or(0),
             _ => 0,
         };
         // The common case, one lookup: a packet of a flow already tracked.
@@ -540,6 +540,9 @@ fn count(
     let syn = flags & tcp_flags::SYN != 0;
     let ack = flags & tcp_flags::ACK != 0;
     let rst = flags & tcp_flags::RST != 0;
+    if let Transport::Tcp { seq: Some(seq), len, .. } = p.transport {
+        follow_sequence(flow, side, seq, len, flags);
+    }
     let mut noted = Noted::Nothing;
     if rst {
         let other_ttl = flow.ttl[side].is_some_and(|ttl| ttl != p.ttl);
@@ -575,6 +578,29 @@ fn count(
         }
     }
     noted
+}
+
+/// Tracks where each side's byte stream should continue; a segment that starts past that
+/// point means the capture lost what came between (a lossy SPAN feed).
+fn follow_sequence(flow: &mut Flow, side: usize, seq: u32, len: Option<u32>, flags: u8) {
+    let Some(len) = len else {
+        // How far this segment reaches is unknown: stop expecting until the next one.
+        flow.next_seq[side] = None;
+        return;
+    };
+    // SYN and FIN each take one sequence number.
+    let flags_len = u32::from(flags & tcp_flags::SYN != 0) + u32::from(flags & tcp_flags::FIN != 0);
+    let end = seq.wrapping_add(len).wrapping_add(flags_len);
+    match flow.next_seq[side] {
+        // Serial-number arithmetic: `seq` ahead of what was expected.
+        Some(next) if (seq.wrapping_sub(next) as i32) > 0 && flags & tcp_flags::RST == 0 => {
+            flow.gaps = flow.gaps.saturating_add(1);
+            flow.next_seq[side] = Some(end);
+        }
+        Some(next) if (end.wrapping_sub(next) as i32) > 0 => flow.next_seq[side] = Some(end),
+        Some(_) => {}
+        None => flow.next_seq[side] = Some(end),
+    }
 }
 
 /// The table key of a tuple. ICMP flows are keyed by addresses only, so that requests

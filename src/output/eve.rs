@@ -134,6 +134,9 @@ struct FlowBody<'a> {
     state: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     conn_state: Option<&'a str>,
+    /// Sequence gaps: segments the capture never saw (flow events, when any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gaps: Option<u32>,
 }
 
 impl FlowBody<'_> {
@@ -147,6 +150,7 @@ impl FlowBody<'_> {
             end: with_end.then(|| timestamp(flow.last)),
             state: flow.state(),
             conn_state: with_end.then(|| flow.conn_state()),
+            gaps: (with_end && flow.gaps > 0).then_some(flow.gaps),
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct Flows {
     pub one_sided: u64,
     /// TCP flows picked up mid-stream (no handshake seen).
     pub midstream: u64,
+    /// TCP flows with sequence gaps: the feed lost packets.
+    pub gapped: u64,
     pub timed_out: u64,
     pub evicted: u64,
     pub unmatched: u64,
@@ -191,6 +193,7 @@ impl Summary {
                 tracked: c.flows,
                 one_sided: c.one_sided,
                 midstream: c.midstream,
+                gapped: c.gapped,
                 timed_out: c.flows_timed_out,
                 evicted: c.flows_evicted,
                 unmatched: c.unmatched,
@@ -274,9 +277,10 @@ impl Summary {
         );
         let _ = writeln!(
             s,
-            "feed: {} flows seen in one direction only, {} TCP flows picked up mid-stream{}",
+            "feed: {} flows seen in one direction only, {} TCP flows picked up mid-stream, {} with sequence gaps (packets the feed lost){}",
             f.one_sided,
             f.midstream,
+            f.gapped,
             if f.tracked > 0 && f.one_sided * 2 > f.tracked {
                 " (over half: the feed may carry one direction only; unanswered-SYN findings are low confidence)"
             } else {

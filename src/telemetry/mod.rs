@@ -48,6 +48,8 @@ pub struct Counters {
     pub one_sided: u64,
     /// TCP flows picked up mid-stream (no SYN or SYN-ACK seen).
     pub midstream: u64,
+    /// TCP flows with sequence gaps: segments the capture never saw.
+    pub gapped: u64,
     /// Host-pair directions not remembered because the table was full.
     pub directions_untracked: u64,
     pub advisories: u64,
@@ -107,6 +109,7 @@ impl Counters {
     pub fn record_flow_end(&mut self, flow: &Flow) {
         self.one_sided += u64::from(flow.pkts[0] == 0 || flow.pkts[1] == 0);
         self.midstream += u64::from(flow.is_tcp() && !flow.tcp.orig_syn && !flow.tcp.resp_synack);
+        self.gapped += u64::from(flow.gaps > 0);
         if let Some(stats) = flow.rule.and_then(|r| self.rules.get_mut(r)) {
             stats.flows += 1;
             stats.bytes += flow.total_bytes();
@@ -135,6 +138,7 @@ impl Counters {
         self.unmatched += other.unmatched;
         self.one_sided += other.one_sided;
         self.midstream += other.midstream;
+        self.gapped += other.gapped;
         self.directions_untracked += other.directions_untracked;
         self.advisories += other.advisories;
         self.violations += other.violations;

@@ -516,3 +516,29 @@ fn native_and_libpcap_readers_agree_on_every_capture() {
         assert_eq!(native.lines, libpcap.lines, "{name}");
     }
 }
+
+/// TCP flows in which exwatch saw a sequence gap must be the streams in which tshark's
+/// TCP analysis flags a lost segment, on every real capture that both read.
+#[test]
+fn sequence_gaps_match_tsharks_lost_segments() {
+    for (file, expect) in CAPTURES {
+        if matches!(expect, Skip(_)) {
+            continue;
+        }
+        let path = real(file);
+        let run = util::analyze(&[&path], &[]);
+        let gapped = run.summary.as_ref().map(|s| s["flows"]["gapped"].as_u64().unwrap_or(0)).unwrap_or(0);
+        let streams: std::collections::BTreeSet<String> =
+            // With IP reassembly on: a segment whose bytes sit in later IP fragments (a
+            // fragmented tunnel packet) was not lost.
+            tshark(&path, &["-o", "ip.defragment:TRUE", "-o", "ipv6.defragment:TRUE", "-Y", "tcp.analysis.lost_segment", "-T", "fields", "-e", "tcp.stream"])
+                .lines()
+                .map(str::to_string)
+                .collect();
+        assert_eq!(
+            gapped,
+            streams.len() as u64,
+            "{file}: flows with gaps vs tshark's streams with lost segments"
+        );
+    }
+}

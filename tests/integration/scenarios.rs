@@ -889,3 +889,21 @@ fn reset_from_another_mac_with_the_same_ttl_is_an_injected_reset() {
     let run = run(EXAMPLE, &scenario, &[]);
     assert_findings(&run, vec![restriction("restricted-injected-reset", client, server)]);
 }
+
+#[test]
+fn segments_the_feed_lost_are_counted_as_gaps() {
+    let (client, server) = (at(CLIENT, 40_001), at(MAILBOX, 443));
+    let tcp = |flags, seq, payload: &'static [u8]| Segment::Tcp { flags, seq, ack: 1, payload };
+    let mut s = Scenario::new();
+    s.send(client, server, tcp(SYN, 100, b""))
+        .send(server, client, tcp(SYN | ACK, 500, b""))
+        .send(client, server, tcp(ACK, 101, b"first"))
+        // A retransmission is no gap; a segment 1000 bytes further on is.
+        .send(client, server, tcp(ACK, 101, b"first"))
+        .send(client, server, tcp(ACK, 1106, b"later"));
+    let run = run(EXAMPLE, &s, &["--flows"]);
+    let flows = run.flows();
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0]["flow"]["gaps"], 1);
+    assert!(run.stderr.contains("1 with sequence gaps"), "{}", run.stderr);
+}
