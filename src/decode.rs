@@ -192,6 +192,20 @@ pub enum Layer {
     Tunnel,
 }
 
+impl Layer {
+    /// Stable short name, for metric labels and the summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layer::Link => "link",
+            Layer::Vlan => "vlan",
+            Layer::Ip => "ip",
+            Layer::Transport => "transport",
+            Layer::Icmp => "icmp",
+            Layer::Tunnel => "tunnel",
+        }
+    }
+}
+
 /// Why a frame produced no [`Packet`]. Each variant has a stable short code for counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Skip {
@@ -248,6 +262,7 @@ impl Skip {
         }
     }
 
+    /// The layer decoding stopped at.
     pub fn layer(self) -> Layer {
         match self {
             Skip::LinkUnsupported | Skip::LinkTruncated => Layer::Link,

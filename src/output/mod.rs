@@ -27,7 +27,8 @@ pub struct Summary {
     pub findings: Findings,
     pub rules: Vec<RuleLine>,
     pub top_violating_pairs: Vec<PairLine>,
-    pub errors: Vec<String>,
+    /// Sources that could not be read, whole or in part: a stable code and the message.
+    pub errors: Vec<(String, String)>,
     pub latency_ns: Vec<StageLatency>,
     pub throughput: Throughput,
 }
@@ -206,7 +207,7 @@ impl Summary {
             },
             rules,
             top_violating_pairs,
-            errors: report.errors.iter().map(|e| e.to_string()).collect(),
+            errors: report.errors.iter().map(|e| (e.code().to_string(), e.to_string())).collect(),
             latency_ns: vec![
                 latency("decode", &report.latency.decode),
                 latency("flow+policy", &report.latency.flow),
@@ -255,7 +256,8 @@ impl Summary {
             p.read, p.bytes, p.decoded, p.skipped
         );
         for (reason, n) in &p.skipped_by_reason {
-            let _ = writeln!(s, "  skipped {reason}: {n}");
+            let layer = Skip::ALL.iter().find(|s| s.code() == reason).map_or("", |s| s.layer().name());
+            let _ = writeln!(s, "  skipped at the {layer} layer, {reason}: {n}");
         }
         let _ = writeln!(
             s,
@@ -294,8 +296,8 @@ impl Summary {
                 l.stage, l.p50, l.p99, l.max, l.samples
             );
         }
-        for e in &self.errors {
-            let _ = writeln!(s, "error: {e}");
+        for (_, message) in &self.errors {
+            let _ = writeln!(s, "error: {message}");
         }
         let t = &self.throughput;
         let rate = |busy: f64| p.read as f64 / busy.max(1e-9) / 1e6;

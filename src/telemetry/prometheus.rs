@@ -63,9 +63,12 @@ pub fn render(engine: &Engine, monitor: &Monitor) -> String {
     );
     let skipped: Vec<_> = Skip::ALL
         .iter()
-        .map(|s| (format!("{{reason=\"{}\"}}", s.code()), total(g, |w| &w.skipped[s.index()])))
+        .map(|s| {
+            let labels = format!("{{layer=\"{}\",reason=\"{}\"}}", s.layer().name(), s.code());
+            (labels, total(g, |w| &w.skipped[s.index()]))
+        })
         .collect();
-    metric("exwatch_decode_skipped_total", "counter", "Frames that did not decode, by reason.", &skipped);
+    metric("exwatch_decode_skipped_total", "counter", "Frames that did not decode, by the layer where decoding stopped and why.", &skipped);
     metric(
         "exwatch_flows_active",
         "gauge",
