@@ -68,7 +68,12 @@ pub fn render(engine: &Engine, monitor: &Monitor) -> String {
             (labels, total(g, |w| &w.skipped[s.index()]))
         })
         .collect();
-    metric("exwatch_decode_skipped_total", "counter", "Frames that did not decode, by the layer where decoding stopped and why.", &skipped);
+    metric(
+        "exwatch_decode_skipped_total",
+        "counter",
+        "Frames that did not decode, by the layer where decoding stopped and why.",
+        &skipped,
+    );
     metric(
         "exwatch_flows_active",
         "gauge",
