@@ -141,10 +141,10 @@ pub struct LiveFlags {
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
     /// Bytes captured of each frame.
-    #[arg(long, value_name = "BYTES", default_value_t = 262_144)]
+    #[arg(long, value_name = "BYTES", default_value_t = LiveOptions::default().snaplen)]
     pub snaplen: i32,
     /// Kernel capture buffer, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    #[arg(long, value_name = "MIB", default_value_t = LiveOptions::default().buffer_size >> 20)]
     pub buffer_mib: i32,
     /// Do not put the interface in promiscuous mode.
     #[arg(long)]
@@ -348,7 +348,7 @@ fn parse_metrics_addr(text: &str) -> Result<SocketAddr, String> {
 }
 
 /// `-` is standard output; a file is created anew, or appended to (live).
-fn eve_sink(path: &Path, append: bool) -> Sink {
+pub fn eve_sink(path: &Path, append: bool) -> Sink {
     if path.as_os_str() == "-" {
         Sink::Stdout
     } else {

@@ -189,12 +189,8 @@ fn compare(flags: &cli::CompareFlags) -> Result<u8, String> {
         );
         restrictions += 1;
     }
-    let sink = if flags.eve_log.as_os_str() == "-" {
-        pipeline::Sink::Stdout
-    } else {
-        pipeline::Sink::File { path: flags.eve_log.clone(), append: false }
-    };
-    sink.open()
+    cli::eve_sink(&flags.eve_log, false)
+        .open()
         .and_then(|mut w| w.write_all(&out).and_then(|_| w.flush()))
         .map_err(|e| format!("{}: {e}", flags.eve_log.display()))?;
     eprintln!(
