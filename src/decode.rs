@@ -306,7 +306,17 @@ struct Network<'a> {
 }
 
 /// Walks the link layer down to the IP header.
+#[inline(always)]
 fn network(link: LinkType, frame: &[u8]) -> Result<Network<'_>, Skip> {
+    // Most frames: untagged Ethernet carrying IP.
+    if let (LinkType::Ethernet, Some(ETHERTYPE_IPV4 | ETHERTYPE_IPV6)) = (link, be16(frame, 12)) {
+        return Ok(Network { ip: &frame[14..], vlan: None });
+    }
+    network_any(link, frame)
+}
+
+/// [`network`] for every other link layer and encapsulation.
+fn network_any(link: LinkType, frame: &[u8]) -> Result<Network<'_>, Skip> {
     let (ethertype, rest) = match link {
         LinkType::Ethernet => (be16(frame, 12).ok_or(Skip::LinkTruncated)?, &frame[14..]),
         LinkType::LinuxSll => (be16(frame, 14).ok_or(Skip::LinkTruncated)?, &frame[16..]),
@@ -417,6 +427,7 @@ pub fn decode(link: LinkType, ts: Ts, wire_len: u32, frame: &[u8]) -> Result<Pac
 }
 
 /// What the IP layer and what follows it give.
+#[derive(Debug, PartialEq, Eq)]
 struct IpDecoded<'a> {
     tuple: Tuple,
     transport: Transport,
@@ -436,6 +447,73 @@ fn ip_header_error(err: etherparse::err::ip::LaxHeaderSliceError) -> Skip {
 }
 
 fn decode_ip(bytes: &[u8]) -> Result<IpDecoded<'_>, Skip> {
+    match decode_ip_fast(bytes) {
+        Some(decoded) => Ok(decoded),
+        None => decode_ip_full(bytes),
+    }
+}
+
+/// The common packet read straight from its header bytes: TCP or UDP (not VXLAN) right
+/// after an IPv4 header, or after an IPv6 header without extensions, with lengths that
+/// agree with the bytes captured. `None` for everything else, which [`decode_ip_full`]
+/// reads; on what it accepts, this gives exactly what that would (a test holds it to it).
+#[inline]
+fn decode_ip_fast(ip: &[u8]) -> Option<IpDecoded<'_>> {
+    let (src, dst, ttl, proto, fragment, l4) = match ip.first()? >> 4 {
+        4 => {
+            let header: &[u8; 20] = ip.get(..20)?.try_into().ok()?;
+            let ihl = usize::from(header[0] & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([header[2], header[3]]));
+            if ihl < 20 || total < ihl || total > ip.len() {
+                return None;
+            }
+            let flags_offset = u16::from_be_bytes([header[6], header[7]]);
+            let id = u32::from(u16::from_be_bytes([header[4], header[5]]));
+            let fragment = fragment_of(flags_offset & 0x1fff, flags_offset & 0x2000 != 0, id);
+            let src = IpAddr::V4(Ipv4Addr::new(header[12], header[13], header[14], header[15]));
+            let dst = IpAddr::V4(Ipv4Addr::new(header[16], header[17], header[18], header[19]));
+            (src, dst, header[8], header[9], fragment, &ip[ihl..total])
+        }
+        6 => {
+            let header: &[u8; 40] = ip.get(..40)?.try_into().ok()?;
+            let payload = usize::from(u16::from_be_bytes([header[4], header[5]]));
+            if payload == 0 || 40 + payload > ip.len() {
+                return None;
+            }
+            let src = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&header[8..24]).ok()?));
+            let dst = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&header[24..40]).ok()?));
+            (src, dst, header[7], header[6], Fragment::Whole, &ip[40..40 + payload])
+        }
+        _ => return None,
+    };
+    if !matches!(proto, proto::TCP | proto::UDP) {
+        return None;
+    }
+    let mut tuple = Tuple { src, dst, sport: 0, dport: 0, proto };
+    if matches!(fragment, Fragment::Later { .. }) {
+        return Some(IpDecoded { tuple, transport: Transport::Other, fragment, ttl, carries: None });
+    }
+    let ports = l4.get(..4)?;
+    tuple.sport = u16::from_be_bytes([ports[0], ports[1]]);
+    tuple.dport = u16::from_be_bytes([ports[2], ports[3]]);
+    let transport = if proto == proto::TCP {
+        let header = l4.get(12).map(|b| usize::from(b >> 4) * 4);
+        let len = match (fragment, header) {
+            (Fragment::Whole, Some(header)) => l4.len().checked_sub(header).map(|n| n as u32),
+            _ => None,
+        };
+        let seq = l4.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        Transport::Tcp { flags: l4.get(13).copied(), seq, len }
+    } else if tuple.dport == VXLAN_PORT {
+        return None;
+    } else {
+        Transport::Udp
+    };
+    Some(IpDecoded { tuple, transport, fragment, ttl, carries: None })
+}
+
+/// Any IP packet, through etherparse's lax slices.
+fn decode_ip_full(bytes: &[u8]) -> Result<IpDecoded<'_>, Skip> {
     let (ip, ext_err) = LaxIpSlice::from_slice(bytes).map_err(ip_header_error)?;
     if ext_err.is_some() {
         return Err(Skip::IpInvalid);
@@ -668,9 +746,15 @@ pub fn route_hash(link: LinkType, frame: &[u8]) -> u64 {
     let Ok(Network { ip, .. }) = network(link, frame) else {
         return 0;
     };
-    if let Some(hash) = route_hash_fast(ip) {
-        return hash;
+    match route_hash_fast(ip) {
+        Some(hash) => hash,
+        None => route_hash_decoded(link, frame),
     }
+}
+
+/// The route hash of the frames the fast path leaves: from the decoded tuple.
+#[cold]
+fn route_hash_decoded(link: LinkType, frame: &[u8]) -> u64 {
     let Ok(packet) = decode(link, Ts(0), 0, frame) else {
         return 0;
     };
@@ -685,23 +769,24 @@ pub fn route_hash(link: LinkType, frame: &[u8]) -> u64 {
 /// IPv6 without extension headers, that are neither ICMP errors nor tunnels. `None` sends the packet
 /// through the full decoder (whose routing-header and ICMP-quote rules then apply).
 fn route_hash_fast(ip: &[u8]) -> Option<u64> {
-    let addr4 = |at: usize| -> Option<IpAddr> {
-        let b: [u8; 4] = ip.get(at..at + 4)?.try_into().ok()?;
-        Some(IpAddr::V4(Ipv4Addr::from(b)))
-    };
-    let addr6 = |at: usize| -> Option<IpAddr> {
-        let b: [u8; 16] = ip.get(at..at + 16)?.try_into().ok()?;
-        Some(IpAddr::V6(Ipv6Addr::from(b)))
-    };
     match ip.first()? >> 4 {
         // The decoder reads an ICMP error by its protocol number, whatever the IP version.
         4 if !matches!(*ip.get(9)?, proto::ICMP | proto::ICMPV6 | GRE)
             && !is_vxlan(ip, usize::from(ip[0] & 0x0f) * 4, 9) =>
         {
-            Some(pair_hash(addr4(12)?, addr4(16)?))
+            let a: [u8; 8] = ip.get(12..20)?.try_into().ok()?;
+            let src = u32::from_be_bytes([a[0], a[1], a[2], a[3]]);
+            let dst = u32::from_be_bytes([a[4], a[5], a[6], a[7]]);
+            Some(mix(u64::from(src)) ^ mix(u64::from(dst)))
         }
         6 if matches!(*ip.get(6)?, proto::TCP | proto::UDP) && !is_vxlan(ip, 40, 6) => {
-            Some(pair_hash(addr6(8)?, addr6(24)?))
+            let addrs: &[u8; 32] = ip.get(8..40)?.try_into().ok()?;
+            let fold = |a: &[u8]| {
+                let (hi, lo) = a.split_at(8);
+                u64::from_be_bytes(hi.try_into().unwrap_or_default())
+                    ^ u64::from_be_bytes(lo.try_into().unwrap_or_default())
+            };
+            Some(mix(fold(&addrs[..16])) ^ mix(fold(&addrs[16..])))
         }
         _ => None,
     }
@@ -720,14 +805,17 @@ pub fn pair_hash(a: IpAddr, b: IpAddr) -> u64 {
             IpAddr::V4(v4) => u128::from(u32::from(v4)),
             IpAddr::V6(v6) => u128::from(v6),
         };
-        let folded = (bits as u64) ^ ((bits >> 64) as u64);
-        // splitmix64 finalizer: spreads nearby addresses over all workers.
-        let mut z = folded.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        mix((bits as u64) ^ ((bits >> 64) as u64))
     }
     fold(a) ^ fold(b)
+}
+
+/// The splitmix64 finalizer: spreads nearby addresses over all workers.
+fn mix(folded: u64) -> u64 {
+    let mut z = folded.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]
@@ -907,6 +995,38 @@ mod tests {
         );
     }
 
+    /// The fast IP path gives what the full decoder gives, on sample packets, on every
+    /// truncation of them, and on every header byte set to values that matter to it
+    /// (versions, header lengths, protocols, length fields at and around the real ones).
+    #[test]
+    fn the_fast_ip_path_agrees_with_the_full_decoder() {
+        let mut fast = 0;
+        let check = |ip: &[u8], fast: &mut usize| {
+            if let Some(quick) = decode_ip_fast(ip) {
+                *fast += 1;
+                assert_eq!(Ok(quick), decode_ip_full(ip), "{ip:02x?}");
+            }
+        };
+        for (link, frame) in sample_frames() {
+            let Ok(Network { ip, .. }) = network(link, &frame) else { continue };
+            for len in 0..=ip.len() {
+                check(&ip[..len], &mut fast);
+            }
+            for at in 0..ip.len().min(64) {
+                let original = ip[at];
+                let values = [0, 1, 4, 5, 6, 17, 20, 40, 0x45, 0x46, 0x60, 0x20, 0xff];
+                let near = [original.wrapping_sub(1), original.wrapping_add(1)];
+                for value in values.into_iter().chain(near) {
+                    let mut mutated = ip.to_vec();
+                    mutated[at] = value;
+                    check(&mutated, &mut fast);
+                }
+            }
+        }
+        // The fast path must actually be taken for the common packets.
+        assert!(fast > 1000, "fast path taken {fast} times");
+    }
+
     proptest::proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
@@ -924,6 +1044,17 @@ mod tests {
             frame[at] = value;
             let _ = decode(link, Ts(0), frame.len() as u32, &frame);
             route_hash(link, &frame);
+        }
+
+        #[test]
+        fn the_fast_ip_path_agrees_on_arbitrary_bytes(mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 20..128), v6: bool, proto: bool) {
+            // Steer random bytes towards the headers the fast path accepts.
+            bytes[0] = if v6 { 0x60 | (bytes[0] & 0x0f) } else { 0x40 | (bytes[0] & 0x0f) };
+            let proto_at = if v6 { 6 } else { 9 };
+            bytes[proto_at] = if proto { 6 } else { 17 };
+            if let Some(quick) = decode_ip_fast(&bytes) {
+                proptest::prop_assert_eq!(Ok(quick), decode_ip_full(&bytes));
+            }
         }
     }
 

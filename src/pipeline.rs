@@ -415,7 +415,7 @@ impl Reader<'_> {
         if self.pending.is_empty() {
             self.pending = (0..self.senders.len()).map(|_| None).collect();
         }
-        let workers = self.senders.len() as u64;
+        let workers = self.senders.len() as u128;
         let mut since_check = 0u32;
         loop {
             let frame = match source.next_frame() {
@@ -434,7 +434,11 @@ impl Reader<'_> {
                 }
             };
             *bytes += 16 + frame.data.len() as u64;
-            let worker = (decode::route_hash(frame.link, frame.data) % workers) as usize;
+            let worker = match workers {
+                1 => 0,
+                // The high word of hash × workers: a worker index without a division.
+                _ => ((u128::from(decode::route_hash(frame.link, frame.data)) * workers) >> 64) as usize,
+            };
             let window = frame.window.map(|w| Arc::as_ptr(w) as usize);
             if window != self.window {
                 // A new chunk of the file: send every batch holding the old one, so it
@@ -442,9 +446,10 @@ impl Reader<'_> {
                 self.window = window;
                 self.flush();
             }
-            self.batch(worker).push(&frame);
             let limit = self.batch_frames;
-            if self.batch(worker).is_full(limit) {
+            let batch = self.batch(worker);
+            batch.push(&frame);
+            if batch.is_full(limit) {
                 self.send(worker);
             }
             if self.mode == Mode::Live && frame.ts.0.saturating_sub(self.last_flush.0) >= LIVE_FLUSH_NS {

@@ -1,62 +1,127 @@
 //! The canonical, direction-free flow key and the Community ID v1 hash.
 
-use std::hash::{Hash, Hasher};
+use std::cmp::Ordering;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
 
 use base64::Engine;
 
 use crate::decode::{proto, Tuple};
 
-/// One end of a flow: an address (IPv4 as its IPv4-mapped IPv6 form, so both families
-/// share one integer) and a port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct End {
-    addr: u128,
-    port: u16,
-}
-
-impl End {
-    fn new(addr: IpAddr, port: u16) -> End {
-        let addr = match addr {
-            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-            IpAddr::V6(v6) => u128::from(v6),
-        };
-        End { addr, port }
-    }
-}
-
 /// A 5-tuple with its two endpoints in a fixed order, so both directions of a flow give
-/// the same key. Compact (two integers, two ports, a protocol): it is hashed and
-/// compared on every packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// the same key. Compact (40 bytes: four address words, two ports, a protocol): it is
+/// hashed and compared on every packet, and stored in every flow-table slot.
+///
+/// An endpoint is an address (IPv4 as its IPv4-mapped IPv6 form, so both families share
+/// one integer, kept as two big-endian words) and a port. Keys order by the lower
+/// endpoint, then the higher one, then the protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowKey {
-    lo: End,
-    hi: End,
+    /// The lower endpoint's address words, then the higher one's.
+    addrs: [u64; 4],
+    ports: [u16; 2],
     pub proto: u8,
     /// Keeps an IPv6 flow between IPv4-mapped addresses apart from the IPv4 flow.
     v6: bool,
 }
 
 impl Hash for FlowKey {
-    /// Five words instead of a write per field: the key is hashed on every packet.
+    /// One word, [`FlowKey::hash64`]: the flow table hashes the key on every packet.
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u128(self.lo.addr);
-        state.write_u128(self.hi.addr);
-        let rest = u64::from(self.lo.port) << 32
-            | u64::from(self.hi.port) << 16
-            | u64::from(self.proto) << 8
-            | u64::from(self.v6);
-        state.write_u64(rest);
+        state.write_u64(self.hash64());
     }
+}
+
+/// The flow table's hasher: a key's [`FlowKey::hash64`] is already mixed, so it is used
+/// as it is rather than hashed again.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = fold(self.0 ^ u64::from(byte), MIX[0]);
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = word;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Builds [`KeyHasher`]s for the flow table.
+pub type KeyHashState = BuildHasherDefault<KeyHasher>;
+
+/// Odd constants (digits of pi) that keep a zero word from zeroing a product.
+const MIX: [u64; 5] = [
+    0x243f_6a88_85a3_08d3,
+    0x1319_8a2e_0370_7344,
+    0xa409_3822_299f_31d0,
+    0x082e_fa98_ec4e_6c89,
+    0x4528_21e6_38d0_1377,
+];
+
+/// The folded multiply (as in foldhash and wyhash): 128 bits in, 64 well-mixed bits out.
+fn fold(x: u64, y: u64) -> u64 {
+    let product = u128::from(x) * u128::from(y);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+impl Ord for FlowKey {
+    fn cmp(&self, other: &FlowKey) -> Ordering {
+        let order = |k: &FlowKey| (k.end(0), k.end(1), k.proto, k.v6);
+        order(self).cmp(&order(other))
+    }
+}
+
+impl PartialOrd for FlowKey {
+    fn partial_cmp(&self, other: &FlowKey) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The address of an endpoint as two big-endian words (IPv4 mapped into IPv6).
+fn words(addr: IpAddr) -> [u64; 2] {
+    let bits = match addr {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    [(bits >> 64) as u64, bits as u64]
 }
 
 impl FlowKey {
     /// The key of `tuple`.
     pub fn of(tuple: &Tuple) -> FlowKey {
-        let src = End::new(tuple.src, tuple.sport);
-        let dst = End::new(tuple.dst, tuple.dport);
+        let src = (words(tuple.src), tuple.sport);
+        let dst = (words(tuple.dst), tuple.dport);
         let (lo, hi) = if src <= dst { (src, dst) } else { (dst, src) };
-        FlowKey { lo, hi, proto: tuple.proto, v6: tuple.src.is_ipv6() }
+        FlowKey {
+            addrs: [lo.0[0], lo.0[1], hi.0[0], hi.0[1]],
+            ports: [lo.1, hi.1],
+            proto: tuple.proto,
+            v6: tuple.src.is_ipv6(),
+        }
+    }
+
+    /// A hash of the key, mixed in every bit (the table uses the low bits for the slot
+    /// and the high ones as a tag): three multiplies for the whole key.
+    pub fn hash64(&self) -> u64 {
+        let rest = u64::from(self.ports[0]) << 32
+            | u64::from(self.ports[1]) << 16
+            | u64::from(self.proto) << 8
+            | u64::from(self.v6);
+        let lo = fold(self.addrs[0] ^ MIX[0], self.addrs[1] ^ MIX[1]);
+        let hi = fold(self.addrs[2] ^ MIX[2], self.addrs[3] ^ MIX[3]);
+        fold(lo ^ rest, hi ^ MIX[4])
+    }
+
+    /// Endpoint `i` (0: lower, 1: higher) as (address words, port), for ordering.
+    fn end(&self, i: usize) -> ([u64; 2], u16) {
+        ([self.addrs[2 * i], self.addrs[2 * i + 1]], self.ports[i])
     }
 }
 
@@ -173,5 +238,28 @@ mod tests {
         let v6 =
             Tuple { src: "::ffff:0.0.0.1".parse().unwrap(), dst: "::ffff:5.6.7.8".parse().unwrap(), ..t };
         assert_ne!(FlowKey::of(&v4), FlowKey::of(&v6));
+    }
+
+    /// The table takes slots from the low bits and tags from the top seven: both must
+    /// spread keys that differ only a little (one subnet, sequential ports).
+    #[test]
+    fn hash64_spreads_similar_keys_over_low_and_high_bits() {
+        let t = tuple(proto::TCP);
+        let keys: Vec<FlowKey> = (0..1u32 << 16)
+            .map(|i| {
+                let src = IpAddr::from((0x0a00_0000 | (i >> 4)).to_be_bytes());
+                FlowKey::of(&Tuple { src, sport: 40_000 + (i & 15) as u16, ..t })
+            })
+            .collect();
+        let mut low = vec![0u32; 1024];
+        let mut high = vec![0u32; 128];
+        for key in &keys {
+            let hash = key.hash64();
+            low[(hash & 1023) as usize] += 1;
+            high[(hash >> 57) as usize] += 1;
+        }
+        // 64 keys per slot and 512 per tag on average; a poor mix piles them up.
+        assert!(low.iter().all(|&n| (24..=112).contains(&n)), "{:?}", low.iter().max());
+        assert!(high.iter().all(|&n| (384..=640).contains(&n)), "{:?}", high.iter().max());
     }
 }

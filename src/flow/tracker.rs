@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::frag::{Fragments, Later};
+use super::key::KeyHashState;
 use super::{Confidence, Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
 use crate::decode::{proto, tcp_flags, Fragment, IcmpError, Packet, Transport, Ts, Tuple};
 use crate::policy::{Engine, EvidenceKind, Facts, Verdict};
@@ -83,7 +84,7 @@ struct Timer {
 pub struct Tracker {
     engine: Arc<Engine>,
     settings: Settings,
-    flows: HashMap<FlowKey, Flow, foldhash::fast::FixedState>,
+    flows: HashMap<FlowKey, Flow, KeyHashState>,
     timers: BinaryHeap<Reverse<Timer>>,
     frags: Fragments,
     now: Ts,
@@ -102,7 +103,7 @@ impl Tracker {
             frags: Fragments::new(settings.max_fragments, settings.fragment_timeout_ns),
             engine,
             settings,
-            flows: HashMap::with_hasher(foldhash::fast::FixedState::default()),
+            flows: HashMap::with_hasher(KeyHashState::default()),
             timers: BinaryHeap::new(),
             now: Ts(0),
             counters: Counters::new(rules, evidence),
