@@ -18,10 +18,13 @@ use std::sync::Arc;
 use super::{CaptureError, Chunk, Frame, FrameSource, Next};
 use crate::decode::{LinkType, Ts};
 
-/// Bytes read from the file at a time: one chunk.
-const CHUNK: usize = 4 << 20;
-/// Chunks kept for reuse once the workers release them.
-const POOL: usize = 8;
+/// Bytes read from the file at a time: one chunk. Small enough to stay in a core's L2
+/// cache between the kernel's copy and the parsing of its records: with 4 MiB chunks a
+/// run of analyze on the 1M-packet bench capture took a third more CPU time.
+const CHUNK: usize = 512 << 10;
+/// Chunks kept for reuse once the workers release them: enough for every batch that
+/// the worker queues can hold, so the steady state allocates none.
+const POOL: usize = 32;
 /// The largest record accepted; larger is damage (libpcap's limit is 256 KiB of data).
 const MAX_RECORD: usize = 16 << 20;
 /// The largest frame accepted, as libpcap does.

@@ -157,7 +157,9 @@ impl Tracker {
             let reuse = flow.is_closed() && flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
             if !reuse {
                 let noted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
-                self.follow_up(&key, noted, p.ts);
+                if noted != Noted::Nothing {
+                    self.follow_up(&key, noted, p.ts);
+                }
                 self.counters.fragments_joined += waiting.0;
                 return;
             }
@@ -247,12 +249,10 @@ impl Tracker {
             return;
         }
         self.now = ts;
-        while let Some(Reverse(timer)) = self.timers.peek().copied() {
-            if timer.at > ts {
-                break;
+        while self.timers.peek().is_some_and(|Reverse(timer)| timer.at <= ts) {
+            if let Some(Reverse(timer)) = self.timers.pop() {
+                self.fire(timer);
             }
-            self.timers.pop();
-            self.fire(timer);
         }
     }
 
