@@ -401,18 +401,10 @@ pub fn decode(link: LinkType, ts: Ts, wire_len: u32, frame: &[u8]) -> Result<Pac
         LinkType::Ethernet => frame.get(6..12).and_then(|m| m.try_into().ok()),
         _ => None,
     };
-    let mut inner = decode_ip(ip)?;
-    let mut tunnel = None;
-    let mut depth = 0;
-    // Mirrored traffic arrives inside GRE, ERSPAN or VXLAN: judge the inner flow.
-    while let Some((kind, link, bytes)) = inner.carries {
-        depth += 1;
-        if depth > MAX_TUNNEL_DEPTH {
-            return Err(Skip::EncapDepth);
-        }
-        tunnel.get_or_insert(Tunnel { kind, depth: 0 }).depth = depth;
-        inner = decode_ip(network(link, bytes)?.ip)?;
-    }
+    let (inner, tunnel) = match decode_ip_fast(ip) {
+        Some(inner) => (inner, None),
+        None => decode_ip_tunnels(ip)?,
+    };
     Ok(Packet {
         ts,
         wire_len,
@@ -424,6 +416,24 @@ pub fn decode(link: LinkType, ts: Ts, wire_len: u32, frame: &[u8]) -> Result<Pac
         tunnel,
         src_mac,
     })
+}
+
+/// Decodes an IP packet the fast path left, and what it carries when it is a tunnel:
+/// mirrored traffic arrives inside GRE, ERSPAN or VXLAN, and the inner flow is judged.
+#[inline(never)]
+fn decode_ip_tunnels(ip: &[u8]) -> Result<(IpDecoded<'_>, Option<Tunnel>), Skip> {
+    let mut inner = decode_ip_full(ip)?;
+    let mut tunnel = None;
+    let mut depth = 0;
+    while let Some((kind, link, bytes)) = inner.carries {
+        depth += 1;
+        if depth > MAX_TUNNEL_DEPTH {
+            return Err(Skip::EncapDepth);
+        }
+        tunnel.get_or_insert(Tunnel { kind, depth: 0 }).depth = depth;
+        inner = decode_ip(network(link, bytes)?.ip)?;
+    }
+    Ok((inner, tunnel))
 }
 
 /// What the IP layer and what follows it give.
@@ -457,7 +467,7 @@ fn decode_ip(bytes: &[u8]) -> Result<IpDecoded<'_>, Skip> {
 /// after an IPv4 header, or after an IPv6 header without extensions, with lengths that
 /// agree with the bytes captured. `None` for everything else, which [`decode_ip_full`]
 /// reads; on what it accepts, this gives exactly what that would (a test holds it to it).
-#[inline]
+#[inline(always)]
 fn decode_ip_fast(ip: &[u8]) -> Option<IpDecoded<'_>> {
     let (src, dst, ttl, proto, fragment, l4) = match ip.first()? >> 4 {
         4 => {

@@ -32,8 +32,8 @@ impl Hash for FlowKey {
     }
 }
 
-/// The flow table's hasher: a key's [`FlowKey::hash64`] is already mixed, so it is used
-/// as it is rather than hashed again.
+/// The hasher of the flow and direction tables: their keys hash themselves to one mixed
+/// word ([`FlowKey::hash64`]), used as it is rather than hashed again.
 #[derive(Default)]
 pub struct KeyHasher(u64);
 
@@ -64,6 +64,13 @@ const MIX: [u64; 5] = [
     0x082e_fa98_ec4e_6c89,
     0x4528_21e6_38d0_1377,
 ];
+
+/// Four address words and one more word hashed by three folded multiplies.
+fn mix_words(addrs: &[u64; 4], rest: u64) -> u64 {
+    let lo = fold(addrs[0] ^ MIX[0], addrs[1] ^ MIX[1]);
+    let hi = fold(addrs[2] ^ MIX[2], addrs[3] ^ MIX[3]);
+    fold(lo ^ rest, hi ^ MIX[4])
+}
 
 /// The folded multiply (as in foldhash and wyhash): 128 bits in, 64 well-mixed bits out.
 fn fold(x: u64, y: u64) -> u64 {
@@ -114,14 +121,36 @@ impl FlowKey {
             | u64::from(self.ports[1]) << 16
             | u64::from(self.proto) << 8
             | u64::from(self.v6);
-        let lo = fold(self.addrs[0] ^ MIX[0], self.addrs[1] ^ MIX[1]);
-        let hi = fold(self.addrs[2] ^ MIX[2], self.addrs[3] ^ MIX[3]);
-        fold(lo ^ rest, hi ^ MIX[4])
+        mix_words(&self.addrs, rest)
     }
 
     /// Endpoint `i` (0: lower, 1: higher) as (address words, port), for ordering.
     fn end(&self, i: usize) -> ([u64; 2], u16) {
         ([self.addrs[2 * i], self.addrs[2 * i + 1]], self.ports[i])
+    }
+}
+
+/// An ordered pair of hosts, one sending to the other: compact and hashed once, like
+/// [`FlowKey`], for the table of directions the capture has shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostPair {
+    /// The sender's address words, then the receiver's.
+    addrs: [u64; 4],
+    v6: bool,
+}
+
+impl HostPair {
+    pub fn new(from: IpAddr, to: IpAddr) -> HostPair {
+        let v6 = from.is_ipv6();
+        let (from, to) = (words(from), words(to));
+        HostPair { addrs: [from[0], from[1], to[0], to[1]], v6 }
+    }
+}
+
+impl Hash for HostPair {
+    /// One word, for the [`KeyHasher`].
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(mix_words(&self.addrs, u64::from(self.v6)));
     }
 }
 

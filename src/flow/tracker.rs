@@ -1,13 +1,14 @@
 //! One worker's flow table and the state machine that feeds it.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::frag::{Fragments, Later};
-use super::key::KeyHashState;
+use super::key::{HostPair, KeyHashState};
 use super::{Confidence, Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
 use crate::decode::{proto, tcp_flags, Fragment, IcmpError, Packet, Transport, Ts, Tuple};
 use crate::policy::{Engine, EvidenceKind, Facts, Verdict};
@@ -92,7 +93,7 @@ pub struct Tracker {
     events: Vec<Event>,
     /// (sender, receiver) host pairs, and when the capture first showed traffic that way;
     /// bounded by `max_flows` (past it, new pairs are counted, not remembered).
-    directions: HashMap<(IpAddr, IpAddr), Ts, foldhash::fast::FixedState>,
+    directions: HashMap<HostPair, Ts, KeyHashState>,
 }
 
 impl Tracker {
@@ -108,7 +109,7 @@ impl Tracker {
             now: Ts(0),
             counters: Counters::new(rules, evidence),
             events: Vec::new(),
-            directions: HashMap::with_hasher(foldhash::fast::FixedState::default()),
+            directions: HashMap::with_hasher(KeyHashState::default()),
         }
     }
 
@@ -195,12 +196,14 @@ impl Tracker {
     }
 
     /// Remembers that the capture shows traffic from one host to another.
-    fn saw_direction(&mut self, way: (IpAddr, IpAddr), ts: Ts) {
-        if self.directions.len() < self.settings.max_flows || self.directions.contains_key(&way) {
-            let first = self.directions.entry(way).or_insert(ts);
-            *first = (*first).min(ts);
-        } else {
-            self.counters.directions_untracked += 1;
+    fn saw_direction(&mut self, (from, to): (IpAddr, IpAddr), ts: Ts) {
+        let full = self.directions.len() >= self.settings.max_flows;
+        match self.directions.entry(HostPair::new(from, to)) {
+            Entry::Occupied(mut first) => *first.get_mut() = (*first.get()).min(ts),
+            Entry::Vacant(slot) if !full => {
+                slot.insert(ts);
+            }
+            Entry::Vacant(_) => self.counters.directions_untracked += 1,
         }
     }
 
@@ -209,7 +212,7 @@ impl Tracker {
         match evidence {
             // Judged by the pair's history up to `ts` only, so any worker count agrees.
             Some(EvidenceKind::SynUnanswered) => {
-                let reverse = self.directions.get(&(flow.orig.dst, flow.orig.src));
+                let reverse = self.directions.get(&HostPair::new(flow.orig.dst, flow.orig.src));
                 if reverse.is_some_and(|&first| first <= ts) {
                     Confidence::High
                 } else {
