@@ -10,6 +10,9 @@
 # (wall clock, best of EXWATCH_PEERS_RUNS runs, default 3) and prints one table with the
 # ratio of each to `cat FILE > /dev/null`, the floor no analysis can beat.
 #
+# EXWATCH_BENCH_BULK=N generates with `exwatch generate --bulk N` (larger frames: N=3 gives
+# about 670 bytes a frame against 470 by default), as `cargo bench --bench replay` does.
+#
 # Peers are installed from the distribution's packages when missing (apt-get; sudo when not
 # root); one that cannot be installed or fails is listed as such, not fatal.
 #   EXWATCH_PEERS_INSTALL=0    install nothing, time only what is already there
@@ -23,11 +26,17 @@ export LC_ALL=C
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 packets=${1:-${EXWATCH_BENCH_PACKETS:-1000000}}
+bulk=${EXWATCH_BENCH_BULK:-0}
 runs=${EXWATCH_PEERS_RUNS:-3}
 install=${EXWATCH_PEERS_INSTALL:-1}
 seed=1
 case $packets in '' | *[!0-9]*)
   echo "peers: PACKETS must be a number, not '$packets'" >&2
+  exit 2
+  ;;
+esac
+case $bulk in '' | *[!0-9]*)
+  echo "peers: EXWATCH_BENCH_BULK must be a number, not '$bulk'" >&2
   exit 2
   ;;
 esac
@@ -115,11 +124,12 @@ exwatch=$target/release/exwatch
 # Same name and content as benches/replay.rs's capture (same generator, options and seed),
 # so `cargo bench` and this script measure the same file and generate it only once.
 file=$target/bench-data/org-seed$seed-$packets.pcap
+[ "$bulk" = 0 ] || file=$target/bench-data/org-seed$seed-$packets-bulk$bulk.pcap
 if [ ! -f "$file" ]; then
   mkdir -p "$(dirname "$file")"
   partial=$file.partial
   say "generating $file"
-  "$exwatch" generate "$partial" --packets "$packets" --seed "$seed" 2>>"$tmp/generate.log"
+  "$exwatch" generate "$partial" --packets "$packets" --seed "$seed" --bulk "$bulk" 2>>"$tmp/generate.log"
   mv "$partial" "$file"
   partial=""
 fi

@@ -1,7 +1,8 @@
 //! Replay throughput: how far each stage of exwatch is from just reading the capture.
 //!
 //! `cargo bench --bench replay` (set `EXWATCH_BENCH_PACKETS` and `EXWATCH_BENCH_FLOOD` for a
-//! quicker, smaller run).
+//! quicker, smaller run; `EXWATCH_BENCH_BULK=3` for larger frames, about 670 bytes on
+//! average instead of 470: `exwatch generate --bulk`).
 //! A custom harness rather than criterion: each case is one pass over a large file, so
 //! the best of a few passes is a stable number and statistics would add nothing but time.
 //!
@@ -44,7 +45,11 @@ fn main() {
         Ok(v) => v.parse().unwrap_or_else(|_| panic!("EXWATCH_BENCH_PACKETS={v:?} is not a packet count")),
         Err(_) => DEFAULT_PACKETS,
     };
-    let path = capture(packets).expect("generating the synthetic capture");
+    let bulk = match std::env::var("EXWATCH_BENCH_BULK") {
+        Ok(v) => v.parse().unwrap_or_else(|_| panic!("EXWATCH_BENCH_BULK={v:?} is not a segment count")),
+        Err(_) => 0,
+    };
+    let path = capture(packets, bulk).expect("generating the synthetic capture");
     let file_bytes = std::fs::metadata(&path).expect("capture metadata").len();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let engine = engine();
@@ -130,9 +135,13 @@ fn best<T>(mut case: impl FnMut() -> T) -> (Duration, T) {
 /// takes longer than all the cases together. The name carries seed and size, so
 /// another size never picks up a stale file; delete target/bench-data to rebuild
 /// after changing the generator.
-fn capture(packets: u64) -> io::Result<PathBuf> {
-    cached(&format!("org-seed{SEED}-{packets}.pcap"), |emit| {
-        let options = OrgOptions { packets, seed: SEED, ..OrgOptions::default() };
+fn capture(packets: u64, bulk: u64) -> io::Result<PathBuf> {
+    let name = match bulk {
+        0 => format!("org-seed{SEED}-{packets}.pcap"),
+        _ => format!("org-seed{SEED}-{packets}-bulk{bulk}.pcap"),
+    };
+    cached(&name, |emit| {
+        let options = OrgOptions { packets, seed: SEED, bulk, ..OrgOptions::default() };
         synth::organization(&options, emit).map(drop)
     })
 }

@@ -226,8 +226,12 @@ fn generate(flags: &cli::GenerateFlags) -> Result<u8, String> {
     let fail = |e: std::io::Error| format!("{}: {e}", flags.out.display());
     let file = std::fs::File::create(&flags.out).map_err(fail)?;
     let mut writer = exwatch::synth::wire::PcapWriter::new(std::io::BufWriter::new(file), 1).map_err(fail)?;
-    let options =
-        exwatch::synth::OrgOptions { packets: flags.packets, seed: flags.seed, ..Default::default() };
+    let options = exwatch::synth::OrgOptions {
+        packets: flags.packets,
+        seed: flags.seed,
+        bulk: flags.bulk,
+        ..Default::default()
+    };
     let mut packets = 0u64;
     let expected = exwatch::synth::organization(&options, |ts, frame| {
         packets += 1;

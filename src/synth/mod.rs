@@ -214,11 +214,15 @@ pub struct OrgOptions {
     pub seed: u64,
     /// Flows open at once.
     pub concurrency: usize,
+    /// Each TCP response may go on with up to this many full-size segments (1,460 bytes
+    /// of payload), as downloads and mailbox moves do: raises the average frame size.
+    /// 0, the default, keeps the mix of `captures/sample-contoso.pcap`.
+    pub bulk: u64,
 }
 
 impl Default for OrgOptions {
     fn default() -> OrgOptions {
-        OrgOptions { packets: 10_000, seed: 1, concurrency: 64 }
+        OrgOptions { packets: 10_000, seed: 1, concurrency: 64, bulk: 0 }
     }
 }
 
@@ -396,7 +400,8 @@ pub fn organization(
     options: &OrgOptions,
     mut emit: impl FnMut(Ts, &[u8]) -> io::Result<()>,
 ) -> io::Result<Vec<Expected>> {
-    let mut g = Generator { rng: Rng::new(options.seed), next_port: 0, expected: Vec::new() };
+    let mut g =
+        Generator { rng: Rng::new(options.seed), next_port: 0, expected: Vec::new(), bulk: options.bulk };
     let total_weight: u64 = KINDS.iter().map(|k| k.weight).sum();
     // Min-heap of (next time, slot): the flow whose packet is due first sends next.
     let mut due: BinaryHeap<Reverse<(Ts, usize)>> = BinaryHeap::new();
@@ -433,7 +438,12 @@ struct Generator {
     rng: Rng,
     next_port: u32,
     expected: Vec<Expected>,
+    /// [`OrgOptions::bulk`].
+    bulk: u64,
 }
+
+/// Payload of a full-size TCP segment on Ethernet (MSS 1,460): a 1,514-byte frame.
+const FULL_SEGMENT: usize = 1460;
 
 impl Generator {
     fn pick<T: Copy>(&mut self, items: &[T]) -> T {
@@ -555,6 +565,11 @@ impl Generator {
             for _ in 0..self.rng.range(1, 4) {
                 let response = self.rng.range(200, 1400) as usize;
                 push(self, server, client, PSH | ACK, response);
+            }
+            if self.bulk > 0 {
+                for _ in 0..self.rng.range(0, self.bulk) {
+                    push(self, server, client, ACK, FULL_SEGMENT);
+                }
             }
             push(self, client, server, ACK, 0);
         }

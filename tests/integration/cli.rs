@@ -45,6 +45,48 @@ fn bundled_sample_gives_exactly_the_expected_findings() {
     assert!(run.stderr.contains("throughput:"), "summary on stderr: {}", run.stderr);
 }
 
+/// `generate --bulk` (the benchmarks' larger-frame mix) writes bigger frames and still
+/// knows exactly which findings its capture holds.
+#[test]
+fn generate_bulk_raises_the_frame_size_and_keeps_the_findings_known() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let [plain, bulk, expected] = ["plain.pcap", "bulk.pcap", "expected.txt"].map(|f| dir.path().join(f));
+    let (status, _, stderr) = exwatch(&["generate", "--packets", "6000", path(&plain)]);
+    assert_eq!(status, 0, "{stderr}");
+    let (status, _, stderr) = exwatch(&[
+        "generate",
+        "--packets",
+        "6000",
+        "--bulk",
+        "3",
+        "--expected",
+        path(&expected),
+        path(&bulk),
+    ]);
+    assert_eq!(status, 0, "{stderr}");
+    let mean = |file: &Path| {
+        let run = analyze(&[file], &[]);
+        let s = run.summary.expect("summary json");
+        let frames = s["packets"]["read"].as_f64().expect("frames");
+        (std::fs::metadata(file).expect("size").len() as f64 - 24.0) / frames - 16.0
+    };
+    let (small, large) = (mean(&plain), mean(&bulk));
+    assert!((420.0..520.0).contains(&small) && (620.0..720.0).contains(&large), "{small} {large}");
+    let mut want: Vec<String> = std::fs::read_to_string(&expected)
+        .expect("expected findings")
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    want.sort();
+    let got: Vec<String> =
+        analyze(&[&bulk], &[]).findings().iter().map(|(v, f, s, d)| format!("{v} {f} {s} {d}")).collect();
+    assert_eq!(got, want);
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
 fn sorted_lines(run: &util::Run) -> Vec<String> {
     let mut lines: Vec<String> = run.events.iter().map(|e| e.to_string()).collect();
     lines.sort();
