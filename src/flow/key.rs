@@ -93,25 +93,26 @@ impl PartialOrd for FlowKey {
 
 /// The address of an endpoint as two big-endian words (IPv4 mapped into IPv6).
 fn words(addr: IpAddr) -> [u64; 2] {
-    let bits = match addr {
-        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-        IpAddr::V6(v6) => u128::from(v6),
-    };
-    [(bits >> 64) as u64, bits as u64]
+    match addr {
+        // ::ffff:a.b.c.d
+        IpAddr::V4(v4) => [0, 0xffff_0000_0000 | u64::from(u32::from(v4))],
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            [(bits >> 64) as u64, bits as u64]
+        }
+    }
 }
 
 impl FlowKey {
     /// The key of `tuple`.
     pub fn of(tuple: &Tuple) -> FlowKey {
-        let src = (words(tuple.src), tuple.sport);
-        let dst = (words(tuple.dst), tuple.dport);
-        let (lo, hi) = if src <= dst { (src, dst) } else { (dst, src) };
-        FlowKey {
-            addrs: [lo.0[0], lo.0[1], hi.0[0], hi.0[1]],
-            ports: [lo.1, hi.1],
-            proto: tuple.proto,
-            v6: tuple.src.is_ipv6(),
-        }
+        let ([s0, s1], [d0, d1]) = (words(tuple.src), words(tuple.dst));
+        let (addrs, ports) = if (s0, s1, tuple.sport) <= (d0, d1, tuple.dport) {
+            ([s0, s1, d0, d1], [tuple.sport, tuple.dport])
+        } else {
+            ([d0, d1, s0, s1], [tuple.dport, tuple.sport])
+        };
+        FlowKey { addrs, ports, proto: tuple.proto, v6: tuple.src.is_ipv6() }
     }
 
     /// A hash of the key, mixed in every bit (the table uses the low bits for the slot
@@ -290,5 +291,13 @@ mod tests {
         // 64 keys per slot and 512 per tag on average; a poor mix piles them up.
         assert!(low.iter().all(|&n| (24..=112).contains(&n)), "{:?}", low.iter().max());
         assert!(high.iter().all(|&n| (384..=640).contains(&n)), "{:?}", high.iter().max());
+    }
+
+    #[test]
+    fn ipv4_words_are_the_ipv4_mapped_address() {
+        for v4 in [[10, 1, 2, 3], [0, 0, 0, 0], [255, 255, 255, 255], [192, 0, 2, 128]] {
+            let v4 = std::net::Ipv4Addr::from(v4);
+            assert_eq!(words(IpAddr::V4(v4)), words(IpAddr::V6(v4.to_ipv6_mapped())), "{v4}");
+        }
     }
 }

@@ -84,11 +84,15 @@ impl fmt::Display for Prefix {
 
 /// Longest-prefix match from prefixes to values: one hash map per prefix length,
 /// probed from the longest length down, so a lookup costs one probe per distinct length.
+/// Every new flow is looked up twice; the maps hash with foldhash rather than SipHash
+/// (their keys come from the configuration, not from the traffic).
 #[derive(Clone, Debug)]
 pub struct PrefixTable<V> {
     /// (length, is IPv4, prefixes of that length), longest first.
-    levels: Vec<(u8, bool, HashMap<IpAddr, V>)>,
+    levels: Vec<(u8, bool, Level<V>)>,
 }
+
+type Level<V> = HashMap<IpAddr, V, foldhash::fast::FixedState>;
 
 impl<V> Default for PrefixTable<V> {
     fn default() -> Self {
@@ -100,10 +104,9 @@ impl<V: Clone> PrefixTable<V> {
     /// Inserts `prefix`; an existing entry for the same prefix is kept (first wins).
     pub fn insert(&mut self, prefix: Prefix, value: V) {
         let v4 = prefix.addr.is_ipv4();
-        let same_level =
-            |(len, is_v4, _): &&mut (u8, bool, HashMap<IpAddr, V>)| *len == prefix.len && *is_v4 == v4;
+        let same_level = |(len, is_v4, _): &&mut (u8, bool, Level<V>)| *len == prefix.len && *is_v4 == v4;
         if !self.levels.iter_mut().any(|level| same_level(&level)) {
-            self.levels.push((prefix.len, v4, HashMap::new()));
+            self.levels.push((prefix.len, v4, Level::default()));
             self.levels.sort_by_key(|level| std::cmp::Reverse(level.0));
         }
         if let Some((_, _, map)) = self.levels.iter_mut().find(same_level) {
