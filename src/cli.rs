@@ -35,6 +35,17 @@ pub struct Args {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Analyse pcap/pcapng files offline and report policy findings.
+    ///
+    /// Several files are, by default, each a capture of its own (other days, other
+    /// capture points): up to --jobs of them are analysed at once, each read, decoded and
+    /// tracked in capture order by one thread, so all cores stay busy. A flow that spans
+    /// two files is then seen as two flows, the second picked up mid-stream (its handshake
+    /// was in the first file).
+    ///
+    /// Give --continuous when the files are consecutive pieces of one capture (rotated by
+    /// `tcpdump -C` or `-G`): they are read in the order given as one stream, by one reader
+    /// thread feeding the --workers, and flows continue from one file into the next. A
+    /// single file is always read that way.
     Analyze(AnalyzeFlags),
     /// Validate a topology and a policy, and lint the topology.
     Check(ConfigFlags),
@@ -110,6 +121,16 @@ pub struct AnalyzeFlags {
     /// refuses pcapng files whose interfaces mix link types).
     #[arg(long, value_enum, default_value_t = ReaderFlag::Native)]
     pub reader: ReaderFlag,
+    /// Files analysed at once when several files are each a capture of their own (the
+    /// default for two or more files); each job owns a share of --max-flows. Default: the
+    /// number of cores.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// The files are consecutive pieces of one capture (rotated by `tcpdump -C` or `-G`):
+    /// read them in the order given as one stream through the --workers, so flows
+    /// continue across file boundaries, rather than as separate captures in parallel.
+    #[arg(long)]
+    pub continuous: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -164,14 +185,15 @@ pub struct RunFlags {
     /// Write the end-of-run summary as JSON to FILE (it always goes to stderr as text).
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
-    /// Parser workers (each owns a share of the flows). Default: the number of cores.
+    /// Parser workers (each owns a share of the flows), fed by one reader thread: for an
+    /// interface, one file, or --continuous. Default: the number of cores.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Seconds of capture time a retried SYN between servers that must never be
     /// restricted may go unanswered before it is reported as a silent drop.
     #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
     pub syn_timeout: f64,
-    /// Flows tracked at most, across workers; past it the flow closest to its idle
+    /// Flows tracked at most, across workers (or jobs); past it the flow closest to its idle
     /// timeout is evicted (and counted). A full table costs about 1.2 KB per flow (flow
     /// state, timers, host-pair directions; hash tables round up), so the default bounds
     /// flow state near 600 MB whatever the traffic.
@@ -277,6 +299,12 @@ impl AnalyzeSettings {
             ReaderFlag::Native => FileReader::Native,
             ReaderFlag::Libpcap => FileReader::Libpcap,
         };
+        match flags.jobs {
+            Some(0) => return Err("--jobs must be at least 1".into()),
+            Some(jobs) => run.pipeline.jobs = jobs,
+            None => {}
+        }
+        run.pipeline.continuous = flags.continuous;
         Ok(AnalyzeSettings {
             files: expand_files(&flags.files)?,
             run,
