@@ -174,3 +174,92 @@ fn jobs_0_is_refused() {
     assert_eq!(status, 2);
     assert!(stderr.contains("--jobs must be at least 1"), "{stderr}");
 }
+
+#[test]
+fn a_directory_is_every_capture_under_it_whatever_its_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    let captures = [
+        write(&root.join("a.pcap"), &org_capture(41)),
+        // Rotated captures are often named like this: recognised by their first bytes.
+        write(&root.join("sub/deeper/trace-0002"), &org_capture(42)),
+        write(&root.join("sub/b.cap"), &org_capture(43)),
+    ];
+    let readme = write(&root.join("README.txt"), b"captures of the week\n");
+    // A link back up the tree: walked once, not forever.
+    std::os::unix::fs::symlink("..", root.join("sub/loop")).expect("symlink");
+
+    let run = analyze(&[root], &[]);
+    assert_eq!(run.status, 1, "{}", run.stderr);
+    let files: Vec<&Path> = captures.iter().map(PathBuf::as_path).collect();
+    assert_eq!(run.findings(), findings_alone(&files));
+    let notice =
+        format!("exwatch: 1 file in {} is not a capture, skipped: {}", root.display(), readme.display());
+    assert!(run.stderr.lines().any(|l| l == notice), "want {notice:?} in:\n{}", run.stderr);
+    assert_eq!(summary(&run, "files", "count"), 3);
+    assert_eq!(summary(&run, "files", "not_captures"), 1);
+    assert!(run.stderr.contains("1 file in directories skipped (not captures)"), "{}", run.stderr);
+}
+
+#[test]
+fn files_in_a_directory_are_taken_in_path_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let whole = org_capture(51);
+    // Damaged files: each is named in the summary's errors, in the order they were taken.
+    let cut = &whole[..record_offsets(&whole)[3] + 5];
+    for name in ["c.pcap", "a/z.pcap", "b.pcap", "a/y/x.pcap"] {
+        write(&dir.path().join(name), cut);
+    }
+    let run = analyze(&[dir.path()], &["--jobs", "3"]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    let errors: Vec<String> = run.summary.as_ref().expect("summary json")["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| util::str_of(&e[1]))
+        .collect();
+    let order: Vec<String> = ["a/y/x.pcap", "a/z.pcap", "b.pcap", "c.pcap"]
+        .iter()
+        .map(|n| dir.path().join(n).display().to_string())
+        .collect();
+    assert_eq!(errors.len(), order.len(), "{errors:?}");
+    for (error, path) in errors.iter().zip(&order) {
+        assert!(error.starts_with(&format!("{path}: damaged at record 4")), "{error} should be about {path}");
+    }
+}
+
+#[test]
+fn a_path_given_on_the_command_line_is_always_taken() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let notes = write(&dir.path().join("notes.txt"), b"not a capture at all\n");
+    let good = write(&dir.path().join("good.pcap"), &org_capture(61));
+    let run = analyze(&[&notes, &good], &[]);
+    assert_eq!(run.status, 2);
+    assert!(run.stderr.contains(&format!("{}: cannot open: not a pcap", notes.display())), "{}", run.stderr);
+    assert_eq!(run.findings(), findings_alone(&[&good]));
+}
+
+#[test]
+fn a_directory_without_captures_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let good = write(&dir.path().join("good.pcap"), &org_capture(71));
+    let run = analyze(&[&good, &empty], &[]);
+    assert_eq!(run.status, 2);
+    assert!(
+        run.stderr.contains(&format!("{}: no pcap or pcapng capture", empty.display())),
+        "{}",
+        run.stderr
+    );
+
+    write(&empty.join("notes/README.md"), b"# captures go here\n");
+    let run = analyze(&[&empty], &[]);
+    assert_eq!(run.status, 2);
+    assert!(
+        run.stderr.contains(&format!("{}: no pcap or pcapng capture", empty.display())),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("(1 file, not a capture)"), "{}", run.stderr);
+}
