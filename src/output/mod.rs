@@ -367,24 +367,26 @@ impl Summary {
                 let workers = t.workers;
                 let _ = writeln!(
                     s,
-                    "stages (busy): read {read:.3} s ({:.2} Mpkt/s), decode+flow+policy {:.3} s over {workers} workers ({:.2} Mpkt/s per worker), write {:.3} s",
+                    "stages (busy): read {read:.3} s ({:.2} Mpkt/s), decode+flow+policy {:.3} s over {workers} worker{} ({:.2} Mpkt/s per worker), write {:.3} s",
                     rate(read),
                     b.work,
+                    plural(workers),
                     rate(b.work),
                     b.write
                 );
-                format!("{workers} workers")
+                format!("{workers} worker{}", plural(workers))
             }
             None => {
                 let jobs = t.workers;
                 let _ = writeln!(
                     s,
-                    "stages (busy): read+decode+flow+policy {:.3} s over {jobs} jobs ({:.2} Mpkt/s per job; a job reads the files it analyses, so reading is not timed apart), write {:.3} s",
+                    "stages (busy): read+decode+flow+policy {:.3} s over {jobs} job{} ({:.2} Mpkt/s per job; a job reads the files it analyses, so reading is not timed apart), write {:.3} s",
                     b.work,
+                    plural(jobs),
                     rate(b.work),
                     b.write
                 );
-                format!("{jobs} jobs")
+                format!("{jobs} job{}", plural(jobs))
             }
         };
         let _ = writeln!(
