@@ -506,6 +506,10 @@ impl Jobs<'_> {
             }
             if frames % JOB_EVENT_FRAMES == 0 {
                 send_events(tracker, self.engine, events);
+                // As often as a worker publishes them: every so many batches' worth.
+                if frames % (JOB_EVENT_FRAMES * LATENCY_PUBLISH_BATCHES) == 0 {
+                    gauges.publish_latency(latency);
+                }
             }
             if frames % JOB_CHECK_FRAMES == 0 {
                 self.report_progress(std::mem::take(&mut unreported));
