@@ -13,7 +13,10 @@
 //! - `libpcap read`, `native read`: every frame handed out by each reader, counted;
 //! - `read+decode`: the native reader plus `decode::decode` on every frame, one thread;
 //! - `pipeline`: `pipeline::run_files` end to end with 1 worker, then one per core, then
-//!   one per core with libpcap's reader.
+//!   one per core with libpcap's reader;
+//! - `4 files`: the same capture cut into 4 consecutive files, as `tcpdump -C` rotates
+//!   one, through `run_files`: as independent captures by 1 job, then by 2 (or one per
+//!   core, up to 4), then in order as one stream (`--continuous`) with one worker per core.
 
 use std::hint::black_box;
 use std::io;
@@ -96,6 +99,18 @@ fn main() {
     let (time, note) = best(|| run_pipeline(&engine, &path, cores, FileReader::Libpcap));
     line(&format!("pipeline {cores}w pcap"), time, note);
 
+    // The rates stay per packet and byte of the whole capture: the pieces hold the same
+    // records, and only 3 more file headers.
+    let pieces = pieces(&path, packets, frames).expect("cutting the capture into pieces");
+    for jobs in [1, cores.clamp(2, PIECES as usize)] {
+        let options = Options { jobs, ..Options::default() };
+        let (time, note) = best(|| run_files(&engine, &pieces, &options));
+        line(&format!("{PIECES} files {jobs}j"), time, note);
+    }
+    let options = Options { workers: cores, continuous: true, ..Options::default() };
+    let (time, note) = best(|| run_files(&engine, &pieces, &options));
+    line(&format!("{PIECES} files cont {cores}w"), time, note);
+
     // A flood of new 5-tuples: throughput and peak memory against the flow cap, from
     // which the cost of one tracked flow follows.
     // The flood is ten million 5-tuples; EXWATCH_BENCH_FLOOD sets another size.
@@ -173,6 +188,33 @@ fn cached(name: &str, generate: impl FnOnce(Emit<'_>) -> io::Result<()>) -> io::
     io::Write::flush(&mut writer.into_inner())?;
     std::fs::rename(&partial, &path)?;
     Ok(path)
+}
+
+/// Files the capture is cut into for the many-files cases.
+const PIECES: u64 = 4;
+
+/// The capture of `packets` (holding `frames` records) cut into `PIECES` consecutive
+/// files with the same header, each cached like the whole.
+fn pieces(whole: &Path, packets: u64, frames: u64) -> io::Result<Vec<PathBuf>> {
+    (0..PIECES)
+        .map(|i| {
+            let (from, to) = (frames * i / PIECES, frames * (i + 1) / PIECES);
+            cached(&format!("org-seed{SEED}-{packets}.{i}of{PIECES}.pcap"), |emit| {
+                let mut source = Savefile::open(whole).map_err(io::Error::other)?;
+                let mut record = 0u64;
+                while let Next::Frame(frame) = source.next_frame().map_err(io::Error::other)? {
+                    if record >= to {
+                        break;
+                    }
+                    if record >= from {
+                        emit(frame.ts, frame.data)?;
+                    }
+                    record += 1;
+                }
+                Ok(())
+            })
+        })
+        .collect()
 }
 
 /// Runs the exwatch binary on the flood with a flow cap: (seconds, peak RSS in MiB).
@@ -266,9 +308,13 @@ fn read_decode_track(engine: &Arc<Engine>, path: &Path) -> u64 {
 /// not measured. The counts show the work happened (and match between worker counts).
 fn run_pipeline(engine: &Arc<Engine>, path: &Path, workers: usize, file_reader: FileReader) -> String {
     let options = Options { workers, file_reader, ..Options::default() };
-    let report =
-        pipeline::run_files(Arc::clone(engine), &[path.to_path_buf()], &options, &Sink::Discard, &|_| {})
-            .expect("running the pipeline");
+    run_files(engine, &[path.to_path_buf()], &options)
+}
+
+/// `pipeline::run_files` on `files`, events thrown away; the counts of the work done.
+fn run_files(engine: &Arc<Engine>, files: &[PathBuf], options: &Options) -> String {
+    let report = pipeline::run_files(Arc::clone(engine), files, options, &Sink::Discard, &|_| {})
+        .expect("running the pipeline");
     assert!(report.errors.is_empty(), "capture errors: {:?}", report.errors);
     let c = &report.counters;
     format!("flows={} alerts={}", c.flows, c.advisories + c.violations + c.restrictions)

@@ -35,6 +35,17 @@ pub struct Args {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Analyse pcap/pcapng files offline and report policy findings.
+    ///
+    /// Several files are, by default, each a capture of its own (other days, other
+    /// capture points): up to --jobs of them are analysed at once, each read, decoded and
+    /// tracked in capture order by one thread, so all cores stay busy. A flow that spans
+    /// two files is then seen as two flows, the second picked up mid-stream (its handshake
+    /// was in the first file).
+    ///
+    /// Give --continuous when the files are consecutive pieces of one capture (rotated by
+    /// `tcpdump -C` or `-G`): they are read in the order given as one stream, by one reader
+    /// thread feeding the --workers, and flows continue from one file into the next. A
+    /// single file is always read that way.
     Analyze(AnalyzeFlags),
     /// Validate a topology and a policy, and lint the topology.
     Check(ConfigFlags),
@@ -97,7 +108,9 @@ pub struct ConfigFlags {
 
 #[derive(ClapArgs, Debug)]
 pub struct AnalyzeFlags {
-    /// Capture files (pcap or pcapng), or directories of them, read in the order given.
+    /// Capture files (pcap or pcapng), taken in the order given, or directories: every
+    /// capture under one, at any depth, in path order, recognised by its first bytes
+    /// whatever its name (other files found there are named on stderr and skipped).
     #[arg(required = true, value_name = "PCAP")]
     pub files: Vec<PathBuf>,
     #[command(flatten)]
@@ -115,6 +128,16 @@ pub struct AnalyzeFlags {
     /// refuses pcapng files whose interfaces mix link types).
     #[arg(long, value_enum, default_value_t = ReaderFlag::Native)]
     pub reader: ReaderFlag,
+    /// Files analysed at once when several files are each a capture of their own (the
+    /// default for two or more files); each job owns a share of --max-flows. Default: the
+    /// number of cores.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// The files are consecutive pieces of one capture (rotated by `tcpdump -C` or `-G`):
+    /// read them in the order given as one stream through the --workers, so flows
+    /// continue across file boundaries, rather than as separate captures in parallel.
+    #[arg(long)]
+    pub continuous: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -169,22 +192,24 @@ pub struct RunFlags {
     /// Write the end-of-run summary as JSON to FILE (it always goes to stderr as text).
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
-    /// Parser workers (each owns a share of the flows). Default: one per core but the one
-    /// the capture thread keeps busy (at least one).
+    /// Parser workers (each owns a share of the flows), fed by one reader thread: on an
+    /// interface, or for analyze of one file or of --continuous files. Default: one per
+    /// core but the one the reader keeps busy (at least one).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Seconds of capture time a retried SYN between servers that must never be
     /// restricted may go unanswered before it is reported as a silent drop.
     #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
     pub syn_timeout: f64,
-    /// Flows tracked at most, across workers; past it the flow closest to its idle
-    /// timeout is evicted (and counted). A full table costs about 1.2 KB per flow (flow
-    /// state, timers, host-pair directions; hash tables round up), so the default bounds
-    /// flow state near 600 MB whatever the traffic.
+    /// Flows tracked at most, across workers (or jobs); past it the flow closest to its
+    /// idle timeout is evicted (and counted). A full table costs about 1.2 KB per flow
+    /// (flow state, timers, host-pair directions; hash tables round up), so the default
+    /// bounds flow state near 600 MB whatever the traffic.
     #[arg(long, value_name = "N", default_value_t = 500_000)]
     pub max_flows: usize,
     /// Hosts remembered at most as recent SMTP senders to an Edge (for the open-proxy
-    /// rule); past it new senders are counted, not remembered.
+    /// rule), shared out between jobs (each file has a table of its own); past it new
+    /// senders are counted, not remembered.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SMTP_SENDERS)]
     pub max_smtp_senders: usize,
 }
@@ -271,6 +296,8 @@ impl RunSettings {
 /// Everything `analyze` needs, validated.
 pub struct AnalyzeSettings {
     pub files: Vec<PathBuf>,
+    /// Per directory given, the files under it that are not captures.
+    pub not_captures: Vec<(PathBuf, Vec<PathBuf>)>,
     pub run: RunSettings,
     pub fail_on: Vec<Verdict>,
     pub progress: bool,
@@ -283,8 +310,16 @@ impl AnalyzeSettings {
             ReaderFlag::Native => FileReader::Native,
             ReaderFlag::Libpcap => FileReader::Libpcap,
         };
+        match flags.jobs {
+            Some(0) => return Err("--jobs must be at least 1".into()),
+            Some(jobs) => run.pipeline.jobs = jobs,
+            None => {}
+        }
+        run.pipeline.continuous = flags.continuous;
+        let inputs = expand_files(&flags.files)?;
         Ok(AnalyzeSettings {
-            files: expand_files(&flags.files)?,
+            files: inputs.files,
+            not_captures: inputs.not_captures,
             run,
             fail_on: parse_fail_on(&flags.fail_on)?,
             progress: !flags.no_progress,
@@ -297,6 +332,32 @@ impl AnalyzeSettings {
 
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum()
+    }
+
+    /// One line per directory that held files other than captures: how many were
+    /// skipped, naming the first few, so nothing is left out unsaid.
+    pub fn notices(&self) -> Vec<String> {
+        const NAMED: usize = 3;
+        self.not_captures
+            .iter()
+            .map(|(dir, skipped)| {
+                let mut names: Vec<String> =
+                    skipped.iter().take(NAMED).map(|p| p.display().to_string()).collect();
+                if skipped.len() > NAMED {
+                    names.push(format!("and {} more", skipped.len() - NAMED));
+                }
+                let (files, are) = if skipped.len() == 1 {
+                    ("file", "is not a capture")
+                } else {
+                    ("files", "are not captures")
+                };
+                format!("{} {files} in {} {are}, skipped: {}", skipped.len(), dir.display(), names.join(", "))
+            })
+            .collect()
+    }
+
+    pub fn not_captures_total(&self) -> usize {
+        self.not_captures.iter().map(|(_, skipped)| skipped.len()).sum()
     }
 }
 
@@ -377,28 +438,91 @@ fn parse_fail_on(list: &str) -> Result<Vec<Verdict>, String> {
         .collect()
 }
 
-/// Files as given; a directory stands for its .pcap/.pcapng/.cap files, sorted by name.
-fn expand_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut files = Vec::new();
+/// The capture files the command line stands for.
+struct Inputs {
+    files: Vec<PathBuf>,
+    not_captures: Vec<(PathBuf, Vec<PathBuf>)>,
+}
+
+/// Files as given (a missing or unreadable one then gives the usual capture error); a
+/// directory stands for the captures under it. A directory without any is an error: it
+/// is most likely the wrong one, better said before hours of analysis than after.
+fn expand_files(paths: &[PathBuf]) -> Result<Inputs, String> {
+    let mut inputs = Inputs { files: Vec::new(), not_captures: Vec::new() };
     for path in paths {
-        if path.is_dir() {
-            let entries =
-                std::fs::read_dir(path).map_err(|e| format!("{}: cannot list: {e}", path.display()))?;
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.extension()
-                        .and_then(|x| x.to_str())
-                        .is_some_and(|x| matches!(x, "pcap" | "pcapng" | "cap"))
-                })
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(path.clone());
+        if !std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+            inputs.files.push(path.clone());
+            continue;
+        }
+        let (captures, others) = walk(path)?;
+        if captures.is_empty() {
+            let others = match others.len() {
+                0 => String::new(),
+                1 => " (1 file, not a capture)".to_string(),
+                n => format!(" ({n} files, none a capture)"),
+            };
+            return Err(format!(
+                "{}: no pcap or pcapng capture in this directory or below it{others}",
+                path.display()
+            ));
+        }
+        inputs.files.extend(captures);
+        if !others.is_empty() {
+            inputs.not_captures.push((path.clone(), others));
         }
     }
-    Ok(files)
+    Ok(inputs)
+}
+
+/// The first four bytes of a pcap file (either byte order, micro- or nanosecond
+/// timestamps) or of a pcapng section header block.
+const CAPTURE_MAGIC: [[u8; 4]; 5] = [
+    [0xd4, 0xc3, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0xc3, 0xd4],
+    [0x4d, 0x3c, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0x3c, 0x4d],
+    [0x0a, 0x0d, 0x0d, 0x0a],
+];
+
+/// The files under `root` at any depth, each sorted by path: (captures, the others).
+/// Captures are known by their first bytes, since rotated captures are often named
+/// `trace.pcap0`, `dump-0001` and the like. Symbolic links are followed, but each
+/// directory is walked once, so a link back up the tree cannot loop.
+fn walk(root: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut walked = std::collections::HashSet::new();
+    let mut pending = vec![root.to_path_buf()];
+    let (mut captures, mut others) = (Vec::new(), Vec::new());
+    while let Some(dir) = pending.pop() {
+        let cannot_list = |e: std::io::Error| format!("{}: cannot list: {e}", dir.display());
+        let meta = std::fs::metadata(&dir).map_err(cannot_list)?;
+        if !walked.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir).map_err(cannot_list)? {
+            let path = entry.map_err(cannot_list)?.path();
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => pending.push(path),
+                Ok(m) if m.is_file() && starts_like_a_capture(&path) => captures.push(path),
+                // Other files, and what is never opened: broken links, pipes (opening one
+                // would block), sockets, devices.
+                _ => others.push(path),
+            }
+        }
+    }
+    captures.sort();
+    others.sort();
+    Ok((captures, others))
+}
+
+/// Whether a file starts as a capture does. One that cannot be read is taken, so the
+/// run names the error rather than the walk hiding the file.
+fn starts_like_a_capture(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    match std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)) {
+        Ok(()) => CAPTURE_MAGIC.contains(&magic),
+        Err(e) => e.kind() != std::io::ErrorKind::UnexpectedEof,
+    }
 }
 
 pub fn progress_bar(total: u64) -> indicatif::ProgressBar {

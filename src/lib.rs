@@ -10,13 +10,25 @@
 //!      └────────────── empty batches come back for reuse ◄────────────────────────┘
 //! ```
 //!
+//! Several files that are each a capture of their own (the default for two or more
+//! files; `--continuous` reads them as one stream instead) are analysed by jobs, a file
+//! at a time each, with no channel on the packet path:
+//!
+//! ```text
+//!  files, next one taken ──┬──► job 0: read → decode → flow table → policy ──┐
+//!  in argument order       ├──► job 1: read → decode → flow table → policy ──┼──► writer ──► EVE log
+//!                          └──► ...                                       ───┘
+//! ```
+//!
 //! Ownership: the reader owns the capture handle; a file is read in shared 4 MiB chunks
 //! that batches reference rather than copy (a live capture's frames are copied). Each
 //! worker owns its flow table and fragment table outright (no locks on the packet
 //! path); the policy, the topology and the table of recent SMTP senders to an Edge are
-//! shared through one [`policy::Engine`] behind an `Arc`. Time is packet time everywhere,
-//! so a capture gives the same events on every run and with any worker count. Every
-//! table and queue has a bound, and what does not fit is counted.
+//! shared through one [`policy::Engine`] behind an `Arc`. A job owns the file it reads,
+//! that file's flow table and an engine of its own ([`policy::Engine::split`]), so files
+//! analysed side by side never see each other's state. Time is packet time everywhere,
+//! so a capture gives the same events on every run and with any worker or job count.
+//! Every table and queue has a bound, and what does not fit is counted.
 //!
 //! Modules follow the stages: [`capture`] → [`decode`] → [`flow`] → [`policy`] →
 //! [`output`], wired by [`pipeline`], counted by [`telemetry`]. [`compare`] matches the

@@ -39,6 +39,9 @@ fn run(args: cli::Args) -> Result<u8, String> {
 }
 
 fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
+    for notice in settings.notices() {
+        eprintln!("exwatch: {notice}");
+    }
     let engine = settings.run.engine();
     let bar = (settings.progress && std::io::stderr().is_terminal())
         .then(|| cli::progress_bar(settings.total_bytes()));
@@ -54,7 +57,7 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    summarize(&engine, &settings.run, &report)?;
+    summarize(&engine, &settings.run, &report, settings.not_captures_total())?;
     if !report.errors.is_empty() {
         return Ok(2);
     }
@@ -112,7 +115,7 @@ fn live(settings: cli::LiveSettings) -> Result<u8, String> {
         report
     })
     .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
-    summarize(&engine, &settings.run, &report)?;
+    summarize(&engine, &settings.run, &report, 0)?;
     Ok(if report.errors.is_empty() { 0 } else { 2 })
 }
 
@@ -128,8 +131,16 @@ fn drop_privileges(user: &str) -> Result<(), String> {
         .map_err(|e| format!("--user {user}: cannot drop privileges: {e}"))
 }
 
-fn summarize(engine: &Engine, settings: &cli::RunSettings, report: &Report) -> Result<(), String> {
-    let summary = Summary::new(engine, &settings.config.topology_name, report);
+/// Prints the summary, and writes it as JSON when asked; `not_captures` counts the files
+/// found in directories that were skipped.
+fn summarize(
+    engine: &Engine,
+    settings: &cli::RunSettings,
+    report: &Report,
+    not_captures: usize,
+) -> Result<(), String> {
+    let summary =
+        Summary::new(engine, &settings.config.topology_name, report).with_not_captures(not_captures);
     eprint!("{}", summary.render());
     if let Some(path) = &settings.summary_json {
         let json = serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?;

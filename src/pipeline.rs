@@ -7,11 +7,15 @@
 //! does not fit is shed and counted. Workers own their flow table outright and send
 //! formatted event lines to the writer. Batches go back to the reader on a return
 //! channel, so the steady state allocates nothing per frame.
+//!
+//! Several files that are each a capture of their own go to [`Independent`] jobs
+//! instead: each job reads a whole file, decoding and tracking every frame as it reads
+//! it, and sends event lines to the same writer.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -40,16 +44,24 @@ pub struct Options {
     pub flows: flow::Settings,
     /// How capture files are read.
     pub file_reader: FileReader,
+    /// Files analysed at once when several files are each a capture of their own.
+    pub jobs: usize,
+    /// Several files are consecutive pieces of one capture (rotated by `tcpdump -C/-G`):
+    /// read them in order as one stream, so flows continue across file boundaries.
+    pub continuous: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
         Options {
-            workers: thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
+            workers: cores.saturating_sub(1).max(1),
             batch_frames: 256,
             queue_batches: 8,
             flows: flow::Settings::default(),
             file_reader: FileReader::Native,
+            jobs: cores,
+            continuous: false,
         }
     }
 }
@@ -232,6 +244,20 @@ pub struct Report {
     /// Time each stage spent working (not waiting on a channel).
     pub busy: Busy,
     pub mode: Mode,
+    pub reading: Reading,
+}
+
+/// How a run's input was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// One reader thread fed the workers, reading its sources one after the other as one
+    /// stream: a live interface, a single file, or the pieces of one capture
+    /// ([`Options::continuous`]).
+    Stream { sources: usize },
+    /// Each file was a capture of its own, read, decoded and tracked by one of `jobs`
+    /// threads. [`Busy::work`] is then the jobs' time, reading included, and
+    /// [`Busy::read`] is zero: reading is not timed apart from the rest.
+    Independent { files: usize, jobs: usize },
 }
 
 /// Busy time per stage: the slowest stage bounds the throughput.
@@ -257,7 +283,10 @@ pub enum Mode {
     Live,
 }
 
-/// Analyses capture files, writing events to `sink`.
+/// Analyses capture files, writing events to `sink`. Several files are each a capture of
+/// their own, analysed `options.jobs` at a time ([`Independent`]), unless
+/// `options.continuous` says they are pieces of one capture; one file, or the pieces of
+/// one capture, go through the reader and the workers as one stream ([`Run`]).
 pub fn run_files(
     engine: Arc<Engine>,
     files: &[PathBuf],
@@ -265,10 +294,240 @@ pub fn run_files(
     sink: &Sink,
     progress: Progress<'_>,
 ) -> io::Result<Report> {
+    if files.len() > 1 && !options.continuous {
+        let monitor = Monitor::new(&engine, options.jobs.clamp(1, files.len()));
+        let independent = Independent { options, sink, monitor: &monitor };
+        return independent.run(engine, files, sink.open()?, progress);
+    }
     let monitor = Monitor::new(&engine, options.workers);
     let mut sources = files.iter().map(|path| options.file_reader.open(path));
     let run = Run { mode: Mode::Offline, options, sink, monitor: &monitor, stats_interval: None };
     run.run(engine, &mut sources, sink.open()?, progress)
+}
+
+/// Files analysed as captures of their own, one job thread per [`Monitor::gauges`].
+///
+/// A job takes the next file in argument order, reads it, decodes each frame and feeds
+/// its own flow table in the same loop: a file is one job's from start to end, so its
+/// packets stay in capture order without a router or channels, and all cores stay busy
+/// as long as files remain. Each file also gets its own cross-flow tables
+/// ([`Engine::split`]), so its findings are those it would have alone, whichever files
+/// run beside it. Events go to the one writer thread.
+pub struct Independent<'a> {
+    /// `jobs` is ignored (the monitor's gauges say how many); `max_flows` is split
+    /// between the jobs.
+    pub options: &'a Options,
+    /// Where events go; reopened on request.
+    pub sink: &'a Sink,
+    pub monitor: &'a Monitor,
+}
+
+/// Independent files: a job sends the events it found every this many frames (what a
+/// worker handles in one batch), so the writer gets chunks rather than single lines.
+const JOB_EVENT_FRAMES: u64 = 256;
+
+/// Independent files: progress, gauges and the stop request are looked at every this
+/// many frames.
+const JOB_CHECK_FRAMES: u64 = 4096;
+
+/// What the jobs share.
+struct Jobs<'a> {
+    engine: &'a Arc<Engine>,
+    files: &'a [PathBuf],
+    /// The index in `files` of the next file to take.
+    next: AtomicUsize,
+    /// Bytes read by all jobs (record headers included), for progress.
+    bytes: AtomicU64,
+    progress: Progress<'a>,
+    stop: &'a AtomicBool,
+    reader: FileReader,
+    /// One job's share of the flow table.
+    settings: flow::Settings,
+    jobs: usize,
+}
+
+/// What one job found in all the files it read.
+struct JobReport {
+    counters: Counters,
+    latency: Latency,
+    busy: Duration,
+    /// By index in the file list, so errors are reported in argument order.
+    errors: Vec<(usize, CaptureError)>,
+}
+
+impl Independent<'_> {
+    /// Analyses `files` until they are all read or `monitor.stop` is set, writing events
+    /// to `out`. A file that cannot be opened, or is damaged, is reported in
+    /// [`Report::errors`]; the other files are still analysed.
+    pub fn run(
+        &self,
+        engine: Arc<Engine>,
+        files: &[PathBuf],
+        out: Box<dyn Write + Send>,
+        progress: Progress<'_>,
+    ) -> io::Result<Report> {
+        let Independent { options, sink, monitor } = *self;
+        let started = Instant::now();
+        let jobs = monitor.gauges.len();
+        let mut settings = options.flows.clone();
+        settings.max_flows = (options.flows.max_flows / jobs).max(1);
+        let shared = Jobs {
+            engine: &engine,
+            files,
+            next: AtomicUsize::new(0),
+            bytes: AtomicU64::new(0),
+            progress,
+            stop: &monitor.stop,
+            reader: options.file_reader,
+            settings,
+            jobs,
+        };
+        let (event_tx, event_rx) = bounded::<Vec<u8>>(64);
+        thread::scope(|scope| -> io::Result<Report> {
+            let writer = thread::Builder::new()
+                .name("exwatch-writer".into())
+                .spawn_scoped(scope, || write_events(out, sink, &monitor.reopen, event_rx))?;
+            let mut handles = Vec::with_capacity(jobs);
+            for (i, gauges) in monitor.gauges.iter().enumerate() {
+                let (shared, events) = (&shared, event_tx.clone());
+                handles.push(
+                    thread::Builder::new()
+                        .name(format!("exwatch-job-{i}"))
+                        .spawn_scoped(scope, move || shared.job(gauges, &events))?,
+                );
+            }
+            drop(event_tx);
+            let mut counters = Counters::new(engine.policy.rules.len(), engine.policy.evidence.len());
+            let mut latency = Latency::default();
+            let mut busy = Busy::default();
+            let mut errors = Vec::new();
+            for handle in handles {
+                let job = handle.join().map_err(|_| io::Error::other("a job thread panicked"))?;
+                counters.merge(&job.counters);
+                latency.merge(&job.latency);
+                busy.work += job.busy;
+                errors.extend(job.errors);
+            }
+            errors.sort_by_key(|&(index, _)| index);
+            busy.write = writer.join().map_err(|_| io::Error::other("the writer thread panicked"))??;
+            Ok(Report {
+                counters,
+                latency,
+                errors: errors.into_iter().map(|(_, err)| err).collect(),
+                wall: started.elapsed(),
+                workers: jobs,
+                file_bytes: shared.bytes.load(Ordering::Relaxed),
+                shed: 0,
+                capture: CaptureStats::default(),
+                busy,
+                mode: Mode::Offline,
+                reading: Reading::Independent { files: files.len(), jobs },
+            })
+        })
+    }
+}
+
+impl Jobs<'_> {
+    /// One job: files from the shared queue until it is empty or a stop is requested.
+    fn job(&self, gauges: &Gauges, events: &Sender<Vec<u8>>) -> JobReport {
+        let started = Instant::now();
+        let policy = &self.engine.policy;
+        let mut done = Counters::new(policy.rules.len(), policy.evidence.len());
+        let mut latency = Latency::default();
+        let mut errors = Vec::new();
+        while !self.stop.load(Ordering::Relaxed) {
+            let index = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(path) = self.files.get(index) else {
+                break;
+            };
+            if let Err(err) = self.file(path, &mut done, &mut latency, gauges, events) {
+                errors.push((index, err));
+            }
+            gauges.publish(&done, 0);
+            gauges.publish_latency(&latency);
+        }
+        JobReport { counters: done, latency, busy: started.elapsed(), errors }
+    }
+
+    /// Analyses one file with a flow table and cross-flow tables of its own, adding
+    /// what it counted to `done`. Damage ends the file: its flows are ended and every
+    /// event found before it is kept.
+    fn file(
+        &self,
+        path: &Path,
+        done: &mut Counters,
+        latency: &mut Latency,
+        gauges: &Gauges,
+        events: &Sender<Vec<u8>>,
+    ) -> Result<(), CaptureError> {
+        let mut source = self.reader.open(path)?;
+        let engine = Arc::new(self.engine.split(self.jobs));
+        let mut tracker = Tracker::new(Arc::clone(&engine), self.settings.clone());
+        let read = self.read(source.as_mut(), &mut tracker, done, latency, gauges, events);
+        tracker.finish();
+        send_events(&mut tracker, self.engine, events);
+        done.merge(&tracker.counters);
+        let dropped = engine.smtp_senders_dropped.load(Ordering::Relaxed);
+        self.engine.smtp_senders_dropped.fetch_add(dropped, Ordering::Relaxed);
+        read
+    }
+
+    /// Read, decode, track: one frame at a time, in capture order.
+    fn read(
+        &self,
+        source: &mut dyn FrameSource,
+        tracker: &mut Tracker,
+        done: &Counters,
+        latency: &mut Latency,
+        gauges: &Gauges,
+        events: &Sender<Vec<u8>>,
+    ) -> Result<(), CaptureError> {
+        let mut unreported = 0u64;
+        let outcome = loop {
+            let frame = match source.next_frame() {
+                Ok(Next::Frame(frame)) => frame,
+                // Files are never idle; should one be, it is not waited on once stopped.
+                Ok(Next::Idle) if !self.stop.load(Ordering::Relaxed) => continue,
+                Ok(Next::Idle | Next::End) => break Ok(()),
+                Err(err) => break Err(err),
+            };
+            unreported += 16 + frame.data.len() as u64;
+            let counters = &mut tracker.counters;
+            counters.frames += 1;
+            counters.frame_bytes += u64::from(frame.wire_len);
+            let frames = counters.frames;
+            if frames % LATENCY_SAMPLE == 0 {
+                let t0 = Instant::now();
+                let decoded = decode::decode(frame.link, frame.ts, frame.wire_len, frame.data);
+                let t1 = Instant::now();
+                handle(tracker, decoded);
+                latency.decode.saturating_record((t1 - t0).as_nanos() as u64);
+                latency.flow.saturating_record(t1.elapsed().as_nanos() as u64);
+            } else {
+                handle(tracker, decode::decode(frame.link, frame.ts, frame.wire_len, frame.data));
+            }
+            if frames % JOB_EVENT_FRAMES == 0 {
+                send_events(tracker, self.engine, events);
+                // As often as a worker publishes them: every so many batches' worth.
+                if frames % (JOB_EVENT_FRAMES * LATENCY_PUBLISH_BATCHES) == 0 {
+                    gauges.publish_latency(latency);
+                }
+            }
+            if frames % JOB_CHECK_FRAMES == 0 {
+                self.report_progress(std::mem::take(&mut unreported));
+                gauges.publish_sum(&[done, &tracker.counters], tracker.active_flows());
+                if self.stop.load(Ordering::Relaxed) {
+                    break Ok(());
+                }
+            }
+        };
+        self.report_progress(unreported);
+        outcome
+    }
+
+    fn report_progress(&self, bytes: u64) {
+        (self.progress)(self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes);
+    }
 }
 
 /// How to run the pipeline.
@@ -341,10 +600,12 @@ impl Run<'_> {
             let mut errors = Vec::new();
             let mut file_bytes = 0u64;
             let mut capture = CaptureStats::default();
+            let mut read_sources = 0;
             for source in sources {
                 if monitor.stop.load(Ordering::Relaxed) {
                     break;
                 }
+                read_sources += 1;
                 let outcome = source.and_then(|mut source| {
                     let read = reader.read(source.as_mut(), &mut file_bytes, progress);
                     capture = source.stats().unwrap_or(capture);
@@ -379,6 +640,7 @@ impl Run<'_> {
                 capture,
                 busy,
                 mode,
+                reading: Reading::Stream { sources: read_sources },
             })
         })
     }

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::decode::Skip;
-use crate::pipeline::{Mode, Report};
+use crate::pipeline::{Mode, Reading, Report};
 use crate::policy::{Engine, Verdict};
 
 /// Violating host pairs listed in the summary.
@@ -22,6 +22,9 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<Capture>,
     pub topology: String,
+    /// Analysing files only: how many, and how they were read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<Files>,
     pub packets: Packets,
     pub flows: Flows,
     pub findings: Findings,
@@ -40,6 +43,21 @@ pub struct Capture {
     pub interface_dropped: u64,
     /// Frames dropped because a worker fell behind.
     pub shed: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Files {
+    /// Capture files analysed: given on the command line or found in directories.
+    pub count: usize,
+    /// `independent`: each file a capture of its own, `jobs` at a time, each read,
+    /// decoded and tracked by one thread. `stream`: read one after the other as one
+    /// capture by the reader thread, feeding the workers (one file, or `--continuous`).
+    pub reading: &'static str,
+    /// Independent files only: how many were analysed at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<usize>,
+    /// Files found in directories that are not captures, skipped (named on stderr).
+    pub not_captures: usize,
 }
 
 #[derive(Serialize, Debug)]
@@ -106,6 +124,7 @@ pub struct StageLatency {
 
 #[derive(Serialize, Debug)]
 pub struct Throughput {
+    /// Workers, or jobs for independent files.
     pub workers: usize,
     pub wall_seconds: f64,
     pub packets_per_second: f64,
@@ -116,8 +135,10 @@ pub struct Throughput {
 
 #[derive(Serialize, Debug)]
 pub struct Stages {
-    pub read: f64,
-    /// All workers together: decode, flow tables, policy, event formatting.
+    /// The reader thread; `null` for independent files, whose jobs read as they work.
+    pub read: Option<f64>,
+    /// All workers together: decode, flow tables, policy, event formatting. For
+    /// independent files, all jobs together, reading included.
     pub work: f64,
     pub write: f64,
 }
@@ -174,6 +195,15 @@ impl Summary {
                 shed: report.shed,
             }),
             topology: topology_name.to_string(),
+            files: match (report.mode, report.reading) {
+                (Mode::Live, _) => None,
+                (Mode::Offline, Reading::Stream { sources }) => {
+                    Some(Files { count: sources, reading: "stream", jobs: None, not_captures: 0 })
+                }
+                (Mode::Offline, Reading::Independent { files, jobs }) => {
+                    Some(Files { count: files, reading: "independent", jobs: Some(jobs), not_captures: 0 })
+                }
+            },
             packets: Packets {
                 read: c.frames,
                 bytes: c.frame_bytes,
@@ -218,12 +248,24 @@ impl Summary {
                 packets_per_second: c.frames as f64 / secs,
                 bytes_per_second: report.file_bytes as f64 / secs,
                 busy_seconds: Stages {
-                    read: report.busy.read.as_secs_f64(),
+                    read: match report.reading {
+                        Reading::Stream { .. } => Some(report.busy.read.as_secs_f64()),
+                        Reading::Independent { .. } => None,
+                    },
                     work: report.busy.work.as_secs_f64(),
                     write: report.busy.write.as_secs_f64(),
                 },
             },
         }
+    }
+
+    /// Counts the files found in directories that are not captures (the input was
+    /// expanded before the run, which never sees them).
+    pub fn with_not_captures(mut self, count: usize) -> Summary {
+        if let Some(files) = &mut self.files {
+            files.not_captures = count;
+        }
+        self
     }
 
     /// The human-readable summary printed on stderr.
@@ -249,6 +291,25 @@ impl Summary {
             for pair in &self.top_violating_pairs {
                 let _ = writeln!(s, "  {} -> {}: {}", pair.src_ip, pair.dest_ip, pair.findings);
             }
+        }
+        let t = &self.throughput;
+        if let Some(files) = &self.files {
+            let how = match files.jobs {
+                Some(jobs) => format!("independently by {jobs} job{}", plural(jobs)),
+                None => {
+                    format!("as one stream by one reader feeding {} worker{}", t.workers, plural(t.workers))
+                }
+            };
+            let _ = write!(s, "files: {} read {how}", files.count);
+            if files.not_captures > 0 {
+                let _ = write!(
+                    s,
+                    "; {} file{} in directories skipped (not captures)",
+                    files.not_captures,
+                    plural(files.not_captures)
+                );
+            }
+            s.push('\n');
         }
         let _ = writeln!(
             s,
@@ -299,27 +360,50 @@ impl Summary {
         for (_, message) in &self.errors {
             let _ = writeln!(s, "error: {message}");
         }
-        let t = &self.throughput;
         let rate = |busy: f64| p.read as f64 / busy.max(1e-9) / 1e6;
         let b = &t.busy_seconds;
+        let threads = match b.read {
+            Some(read) => {
+                let workers = t.workers;
+                let _ = writeln!(
+                    s,
+                    "stages (busy): read {read:.3} s ({:.2} Mpkt/s), decode+flow+policy {:.3} s over {workers} worker{} ({:.2} Mpkt/s per worker), write {:.3} s",
+                    rate(read),
+                    b.work,
+                    plural(workers),
+                    rate(b.work),
+                    b.write
+                );
+                format!("{workers} worker{}", plural(workers))
+            }
+            None => {
+                let jobs = t.workers;
+                let _ = writeln!(
+                    s,
+                    "stages (busy): read+decode+flow+policy {:.3} s over {jobs} job{} ({:.2} Mpkt/s per job; a job reads the files it analyses, so reading is not timed apart), write {:.3} s",
+                    b.work,
+                    plural(jobs),
+                    rate(b.work),
+                    b.write
+                );
+                format!("{jobs} job{}", plural(jobs))
+            }
+        };
         let _ = writeln!(
             s,
-            "stages (busy): read {:.3} s ({:.2} Mpkt/s), decode+flow+policy {:.3} s over {} workers ({:.2} Mpkt/s per worker), write {:.3} s",
-            b.read,
-            rate(b.read),
-            b.work,
-            t.workers,
-            rate(b.work),
-            b.write
-        );
-        let _ = writeln!(
-            s,
-            "throughput: {:.0} packets/s, {:.1} MB/s ({} workers, {:.3} s wall)",
+            "throughput: {:.0} packets/s, {:.1} MB/s ({threads}, {:.3} s wall)",
             t.packets_per_second,
             t.bytes_per_second / 1e6,
-            t.workers,
             t.wall_seconds
         );
         s
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }

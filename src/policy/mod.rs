@@ -73,6 +73,18 @@ impl Engine {
         }
     }
 
+    /// The same policy and topology with empty cross-flow tables, holding a `1/parts`
+    /// share of this engine's sender budget: for a capture analysed on its own beside
+    /// `parts - 1` others, so that one capture's SMTP senders never decide another's
+    /// findings (which would also make them depend on which capture ran first).
+    pub fn split(&self, parts: usize) -> Engine {
+        Engine::new(
+            Arc::clone(&self.policy),
+            Arc::clone(&self.topology),
+            self.max_smtp_senders.div_ceil(parts.max(1)),
+        )
+    }
+
     /// Finds the first rule that matches the flow, and records what the rule asks to
     /// remember (an SMTP sender to an Edge).
     pub fn judge(&self, facts: &Facts) -> Judgement {

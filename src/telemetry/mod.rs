@@ -227,22 +227,30 @@ impl Gauges {
 
     /// Copies the worker's counters; called once per batch, never per packet.
     pub fn publish(&self, c: &Counters, flows_active: usize) {
-        let set = |gauge: &AtomicU64, value: u64| gauge.store(value, Ordering::Relaxed);
-        set(&self.frames, c.frames);
-        set(&self.frame_bytes, c.frame_bytes);
-        set(&self.decoded, c.decoded);
-        for (gauge, value) in self.skipped.iter().zip(c.skipped) {
-            set(gauge, value);
+        self.publish_sum(&[c], flows_active);
+    }
+
+    /// Publishes the sum of several counters: a job's finished files and the file it is
+    /// reading, so the gauges only ever grow as a counter should.
+    pub fn publish_sum(&self, parts: &[&Counters], flows_active: usize) {
+        let set = |gauge: &AtomicU64, value: &dyn Fn(&Counters) -> u64| {
+            gauge.store(parts.iter().map(|c| value(c)).sum(), Ordering::Relaxed)
+        };
+        set(&self.frames, &|c| c.frames);
+        set(&self.frame_bytes, &|c| c.frame_bytes);
+        set(&self.decoded, &|c| c.decoded);
+        for (i, gauge) in self.skipped.iter().enumerate() {
+            set(gauge, &|c| c.skipped[i]);
         }
-        set(&self.flows_active, flows_active as u64);
-        set(&self.flows, c.flows);
-        set(&self.flows_evicted, c.flows_evicted);
-        set(&self.flows_timed_out, c.flows_timed_out);
-        for (gauge, stats) in self.rule_alerts.iter().zip(&c.rules) {
-            set(gauge, stats.alerts);
+        self.flows_active.store(flows_active as u64, Ordering::Relaxed);
+        set(&self.flows, &|c| c.flows);
+        set(&self.flows_evicted, &|c| c.flows_evicted);
+        set(&self.flows_timed_out, &|c| c.flows_timed_out);
+        for (i, gauge) in self.rule_alerts.iter().enumerate() {
+            set(gauge, &|c| c.rules.get(i).map_or(0, |r| r.alerts));
         }
-        for (gauge, value) in self.evidence_alerts.iter().zip(&c.evidence) {
-            set(gauge, *value);
+        for (i, gauge) in self.evidence_alerts.iter().enumerate() {
+            set(gauge, &|c| c.evidence.get(i).copied().unwrap_or(0));
         }
     }
 

@@ -5,6 +5,7 @@ mod util;
 mod captures;
 mod cli;
 mod compare;
+mod files;
 mod flood;
 mod fuzz;
 mod live;
