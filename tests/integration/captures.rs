@@ -73,9 +73,9 @@ captures! {
          was complete): 44 later fragments in all",
     ),
     ipv6_hopbyhop_atomic_frag_http: "ipv6-hopbyhop-atomic-frag-http.pcap" => Same,
-    // Fails for now: exwatch keys these UDP packets by the IPv6 header's destination,
-    // an intermediate hop of the Type 0 Routing header; the transport endpoint (and
-    // tshark's conversation) is the final destination, the routing header's last address.
+    // The IPv6 header's destination is an intermediate hop of a Type 0 Routing header:
+    // flows are keyed, like tshark's conversations, by the final destination (the
+    // routing header's last address), the transport endpoint.
     ipv6_routing_header: "ipv6-routing-header.pcap" => Same,
     kerberos_as_req_segmented_ldap: "kerberos-as-req-segmented-ldap.pcap" => Same,
     kerberos_kinit_udp_tcp: "kerberos-kinit-udp-tcp.pcap" => Same,
@@ -101,10 +101,9 @@ captures! {
     msrpc_netlogon_dynamic_port: "msrpc-netlogon-dynamic-port.pcapng" => Same,
     msrpc_zerologon_epm_dynamic_smb: "msrpc-zerologon-epm-dynamic-smb.pcap" => Same,
     nmap_syn_scan: "nmap-syn-scan.pcap" => Same,
-    // Fails for now: the interfaces of this pcapng have different link types (Ethernet,
-    // BSD loopback, raw IP), all of which exwatch decodes, but libpcap's pcapng reader
-    // refuses a file whose interfaces differ, so exwatch reads no frame at all (and
-    // calls the valid file damaged at record 1).
+    // The interfaces of this pcapng have different link types (Ethernet, BSD loopback,
+    // raw IP): the native reader decodes each frame by its interface's link type
+    // (libpcap's reader refuses such a file).
     pcapng_many_interfaces_mixed_linktypes: "pcapng-many-interfaces-mixed-linktypes.pcapng" => Same,
     pcapng_two_interfaces_ns_and_us: "pcapng-two-interfaces-ns-and-us.pcapng" => Same,
     pop3_plain: "pop3-plain.pcap" => Same,
