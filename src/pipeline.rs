@@ -267,7 +267,7 @@ pub struct Busy {
     pub read: Duration,
     /// The workers together: decoding, flow tables, policy, formatting events.
     pub work: Duration,
-    /// The writer: writing event lines.
+    /// The writer: formatting and writing event lines.
     pub write: Duration,
 }
 
@@ -382,11 +382,11 @@ impl Independent<'_> {
             settings,
             jobs,
         };
-        let (event_tx, event_rx) = bounded::<Vec<u8>>(64);
+        let (event_tx, event_rx) = bounded::<Output>(64);
         thread::scope(|scope| -> io::Result<Report> {
             let writer = thread::Builder::new()
                 .name("exwatch-writer".into())
-                .spawn_scoped(scope, || write_events(out, sink, &monitor.reopen, event_rx))?;
+                .spawn_scoped(scope, || write_events(out, sink, &monitor.reopen, event_rx, &engine))?;
             let mut handles = Vec::with_capacity(jobs);
             for (i, gauges) in monitor.gauges.iter().enumerate() {
                 let (shared, events) = (&shared, event_tx.clone());
@@ -429,7 +429,7 @@ impl Independent<'_> {
 
 impl Jobs<'_> {
     /// One job: files from the shared queue until it is empty or a stop is requested.
-    fn job(&self, gauges: &Gauges, events: &Sender<Vec<u8>>) -> JobReport {
+    fn job(&self, gauges: &Gauges, events: &Sender<Output>) -> JobReport {
         let started = Instant::now();
         let policy = &self.engine.policy;
         let mut done = Counters::new(policy.rules.len(), policy.evidence.len());
@@ -458,14 +458,14 @@ impl Jobs<'_> {
         done: &mut Counters,
         latency: &mut Latency,
         gauges: &Gauges,
-        events: &Sender<Vec<u8>>,
+        events: &Sender<Output>,
     ) -> Result<(), CaptureError> {
         let mut source = self.reader.open(path)?;
         let engine = Arc::new(self.engine.split(self.jobs));
         let mut tracker = Tracker::new(Arc::clone(&engine), self.settings.clone());
         let read = self.read(source.as_mut(), &mut tracker, done, latency, gauges, events);
         tracker.finish();
-        send_events(&mut tracker, self.engine, events);
+        send_events(&mut tracker, events);
         done.merge(&tracker.counters);
         let dropped = engine.smtp_senders_dropped.load(Ordering::Relaxed);
         self.engine.smtp_senders_dropped.fetch_add(dropped, Ordering::Relaxed);
@@ -480,7 +480,7 @@ impl Jobs<'_> {
         done: &Counters,
         latency: &mut Latency,
         gauges: &Gauges,
-        events: &Sender<Vec<u8>>,
+        events: &Sender<Output>,
     ) -> Result<(), CaptureError> {
         let mut unreported = 0u64;
         let outcome = loop {
@@ -507,7 +507,7 @@ impl Jobs<'_> {
                 handle(tracker, decode::decode(frame.link, frame.ts, frame.wire_len, frame.data));
             }
             if frames % JOB_EVENT_FRAMES == 0 {
-                send_events(tracker, self.engine, events);
+                send_events(tracker, events);
                 // As often as a worker publishes them: every so many batches' worth.
                 if frames % (JOB_EVENT_FRAMES * LATENCY_PUBLISH_BATCHES) == 0 {
                     gauges.publish_latency(latency);
@@ -555,11 +555,11 @@ impl Run<'_> {
         let Run { mode, options, sink, monitor, stats_interval } = *self;
         let started = Instant::now();
         let workers = monitor.gauges.len();
-        let (event_tx, event_rx) = bounded::<Vec<u8>>(64);
+        let (event_tx, event_rx) = bounded::<Output>(64);
         thread::scope(|scope| -> io::Result<Report> {
             let writer = thread::Builder::new()
                 .name("exwatch-writer".into())
-                .spawn_scoped(scope, || write_events(out, sink, &monitor.reopen, event_rx))?;
+                .spawn_scoped(scope, || write_events(out, sink, &monitor.reopen, event_rx, &engine))?;
             let (free_tx, free_rx) = bounded::<Batch>(workers * (options.queue_batches + 2));
             let mut senders = Vec::with_capacity(workers);
             let mut handles = Vec::with_capacity(workers);
@@ -571,12 +571,11 @@ impl Run<'_> {
                 let tracker = Tracker::new(Arc::clone(&engine), tracker_settings.clone());
                 let events = event_tx.clone();
                 let free = free_tx.clone();
-                let engine = Arc::clone(&engine);
                 let gauges = Arc::clone(gauges);
                 handles.push(
                     thread::Builder::new()
                         .name(format!("exwatch-worker-{i}"))
-                        .spawn_scoped(scope, move || work(tracker, &engine, &gauges, rx, free, events))?,
+                        .spawn_scoped(scope, move || work(tracker, &gauges, rx, free, events))?,
                 );
             }
             drop(free_tx);
@@ -650,7 +649,7 @@ impl Run<'_> {
 struct Reader<'m> {
     senders: Vec<Sender<Work>>,
     /// For EVE `stats` events.
-    events: Sender<Vec<u8>>,
+    events: Sender<Output>,
     stats_interval: Option<Duration>,
     last_stats: Instant,
     engine: &'m Engine,
@@ -779,7 +778,7 @@ impl Reader<'_> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let mut out = Vec::new();
         eve::write_stats(&mut out, Ts(now), self.engine, self.monitor);
-        let _ = self.events.send(out);
+        let _ = self.events.send(Output::Lines(out));
     }
 
     fn send(&mut self, worker: usize) {
@@ -814,16 +813,33 @@ impl Reader<'_> {
     }
 }
 
+/// A worker asks for the headers of the frame this many places ahead while it handles
+/// the current one: they were written by the kernel's copy on the reader's core and
+/// would otherwise stall the decoder on every frame. Measured on the 1M-packet bench
+/// capture with 1 worker: busy 0.176 s without, 0.165 s with 2 ahead (4 ahead varied).
+const PREFETCH_AHEAD: usize = 2;
+
+/// Hints the CPU to bring the first cache line of `bytes` (where the headers are) closer.
+fn prefetch(bytes: &[u8]) {
+    // SAFETY: SSE is part of x86_64's baseline, and a prefetch only hints the cache: it
+    // reads nothing the program sees and cannot fault, whatever the address.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(bytes.as_ptr().cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
 /// Latency histograms are published to the metrics endpoint every this many batches.
 const LATENCY_PUBLISH_BATCHES: u64 = 64;
 
 fn work(
     mut tracker: Tracker,
-    engine: &Engine,
     gauges: &Gauges,
     queue: Receiver<Work>,
     free: Sender<Batch>,
-    events: Sender<Vec<u8>>,
+    events: Sender<Output>,
 ) -> (Counters, Latency, Duration) {
     let mut latency = Latency::default();
     let mut seen = 0u64;
@@ -835,13 +851,16 @@ fn work(
             Work::Batch(batch) => batch,
             Work::Tick(now) => {
                 tracker.advance(now);
-                send_events(&mut tracker, engine, &events);
+                send_events(&mut tracker, &events);
                 gauges.publish(&tracker.counters, tracker.active_flows());
                 busy += started.elapsed();
                 continue;
             }
         };
-        for meta in &batch.frames {
+        for (i, meta) in batch.frames.iter().enumerate() {
+            if let Some(ahead) = batch.frames.get(i + PREFETCH_AHEAD) {
+                prefetch(batch.data(ahead));
+            }
             let data = batch.data(meta);
             tracker.counters.frames += 1;
             tracker.counters.frame_bytes += u64::from(meta.wire_len);
@@ -861,7 +880,7 @@ fn work(
         // Release the file chunk now rather than when the batch is reused.
         batch.window = None;
         let _ = free.try_send(batch);
-        send_events(&mut tracker, engine, &events);
+        send_events(&mut tracker, &events);
         gauges.publish(&tracker.counters, tracker.active_flows());
         batches += 1;
         if batches % LATENCY_PUBLISH_BATCHES == 0 {
@@ -871,7 +890,7 @@ fn work(
     }
     let started = Instant::now();
     tracker.finish();
-    send_events(&mut tracker, engine, &events);
+    send_events(&mut tracker, &events);
     gauges.publish(&tracker.counters, tracker.active_flows());
     gauges.publish_latency(&latency);
     busy += started.elapsed();
@@ -888,30 +907,33 @@ fn handle(tracker: &mut Tracker, decoded: Result<decode::Packet, decode::Skip>) 
     }
 }
 
-fn send_events(tracker: &mut Tracker, engine: &Engine, events: &Sender<Vec<u8>>) {
-    let mut out = Vec::new();
-    for event in tracker.drain_events() {
-        match event {
-            Event::Alert { ts, flow, verdict, rule, evidence, confidence } => {
-                eve::write_alert(&mut out, engine, ts, &flow, (verdict, confidence), rule, (evidence, None))
-            }
-            Event::Flow { flow } => eve::write_flow(&mut out, &flow),
-        }
-    }
-    if !out.is_empty() {
-        let _ = events.send(out);
+/// What the writer thread is sent.
+enum Output {
+    /// Events to format: formatting an alert takes tens of thousands of instructions,
+    /// done on the writer thread, which is otherwise idle, rather than on a worker.
+    Events(Vec<Event>),
+    /// Lines formatted already (EVE `stats`).
+    Lines(Vec<u8>),
+}
+
+fn send_events(tracker: &mut Tracker, events: &Sender<Output>) {
+    let found: Vec<Event> = tracker.drain_events().collect();
+    if !found.is_empty() {
+        let _ = events.send(Output::Events(found));
     }
 }
 
-/// Writes event chunks as they come, flushing whenever the queue runs dry so a live
-/// finding reaches the log at once; reopens the sink when asked (SIGHUP).
+/// Formats and writes events as they come, flushing whenever the queue runs dry so a
+/// live finding reaches the log at once; reopens the sink when asked (SIGHUP).
 fn write_events(
     out: Box<dyn Write + Send>,
     sink: &Sink,
     reopen: &AtomicBool,
-    chunks: Receiver<Vec<u8>>,
+    chunks: Receiver<Output>,
+    engine: &Engine,
 ) -> io::Result<Duration> {
     let mut out = io::BufWriter::with_capacity(1 << 16, out);
+    let mut lines = Vec::new();
     let mut busy = Duration::ZERO;
     for chunk in chunks.iter() {
         let started = Instant::now();
@@ -919,7 +941,16 @@ fn write_events(
             out.flush()?;
             out = io::BufWriter::with_capacity(1 << 16, sink.open()?);
         }
-        out.write_all(&chunk)?;
+        match chunk {
+            Output::Events(events) => {
+                lines.clear();
+                for event in events {
+                    format_event(&mut lines, engine, &event);
+                }
+                out.write_all(&lines)?;
+            }
+            Output::Lines(formatted) => out.write_all(&formatted)?,
+        }
         if chunks.is_empty() {
             out.flush()?;
         }
@@ -927,4 +958,13 @@ fn write_events(
     }
     out.flush()?;
     Ok(busy)
+}
+
+fn format_event(out: &mut Vec<u8>, engine: &Engine, event: &Event) {
+    match *event {
+        Event::Alert { ts, flow, verdict, rule, evidence, confidence } => {
+            eve::write_alert(out, engine, ts, &flow, (verdict, confidence), rule, (evidence, None))
+        }
+        Event::Flow { flow } => eve::write_flow(out, &flow),
+    }
 }

@@ -137,9 +137,10 @@ pub struct Throughput {
 pub struct Stages {
     /// The reader thread; `null` for independent files, whose jobs read as they work.
     pub read: Option<f64>,
-    /// All workers together: decode, flow tables, policy, event formatting. For
-    /// independent files, all jobs together, reading included.
+    /// All workers together: decode, flow tables, policy. For independent files, all
+    /// jobs together, reading included.
     pub work: f64,
+    /// The writer thread: formatting events and writing them.
     pub write: f64,
 }
 
@@ -367,7 +368,7 @@ impl Summary {
                 let workers = t.workers;
                 let _ = writeln!(
                     s,
-                    "stages (busy): read {read:.3} s ({:.2} Mpkt/s), decode+flow+policy {:.3} s over {workers} worker{} ({:.2} Mpkt/s per worker), write {:.3} s",
+                    "stages (busy): read {read:.3} s ({:.2} Mpkt/s), decode+flow+policy {:.3} s over {workers} worker{} ({:.2} Mpkt/s per worker), format+write {:.3} s",
                     rate(read),
                     b.work,
                     plural(workers),
@@ -380,7 +381,7 @@ impl Summary {
                 let jobs = t.workers;
                 let _ = writeln!(
                     s,
-                    "stages (busy): read+decode+flow+policy {:.3} s over {jobs} job{} ({:.2} Mpkt/s per job; a job reads the files it analyses, so reading is not timed apart), write {:.3} s",
+                    "stages (busy): read+decode+flow+policy {:.3} s over {jobs} job{} ({:.2} Mpkt/s per job; a job reads the files it analyses, so reading is not timed apart), format+write {:.3} s",
                     b.work,
                     plural(jobs),
                     rate(b.work),
