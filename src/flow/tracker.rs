@@ -157,7 +157,12 @@ impl Tracker {
         if let Some(flow) = self.flows.get_mut(&key) {
             let reuse = flow.is_closed() && flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
             if !reuse {
+                let was_closed = flow.is_closed();
                 let noted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
+                if !was_closed && flow.is_closed() {
+                    let id = flow.id;
+                    self.closed(key, id, p.ts);
+                }
                 if noted != Noted::Nothing {
                     self.follow_up(&key, noted, p.ts);
                 }
@@ -172,6 +177,10 @@ impl Tracker {
         if let Some(flow) = self.flows.get_mut(&key) {
             let noted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
             let opened = (flow.orig.src, flow.orig.dst);
+            if flow.is_closed() {
+                let id = flow.id;
+                self.closed(key, id, p.ts);
+            }
             self.counters.fragments_joined += waiting.0;
             self.follow_up(&key, noted, p.ts);
             if noted != Noted::FirstResponse {
@@ -179,6 +188,14 @@ impl Tracker {
             }
         }
         self.report_verdict(&key, p.ts);
+    }
+
+    /// A flow just closed (FIN both ways, or a RST): it now ends after the shorter
+    /// closed timeout, not the idle timeout its creation scheduled. Without this, closed
+    /// flows stayed in the table for the full TCP idle time (300 s by default).
+    fn closed(&mut self, key: FlowKey, flow_id: u64, ts: Ts) {
+        let at = ts.saturating_add(self.settings.closed_idle_ns);
+        self.timers.push(Reverse(Timer { at, kind: TimerKind::Idle, key, flow_id }));
     }
 
     fn follow_up(&mut self, key: &FlowKey, noted: Noted, ts: Ts) {

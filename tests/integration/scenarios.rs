@@ -907,3 +907,22 @@ fn segments_the_feed_lost_are_counted_as_gaps() {
     assert_eq!(flows[0]["flow"]["gaps"], 1);
     assert!(run.stderr.contains("1 with sequence gaps"), "{}", run.stderr);
 }
+
+/// A flow that closed (FIN both ways, or a RST) ends after the closed timeout (5 s), not
+/// the TCP idle timeout (300 s) its first packet scheduled: the table holds live flows,
+/// not every connection of the last five minutes. An open flow quiet for as long stays.
+#[test]
+fn closed_flows_end_after_the_closed_timeout_and_open_ones_stay() {
+    let mut scenario = Scenario::new();
+    scenario.tcp_session(at(CLIENT, 40_001), at(MAILBOX, 443), 1);
+    scenario.tcp_refused(at(CLIENT, 40_002), at(MAILBOX, 443));
+    scenario.tcp_midstream(at(CLIENT, 40_003), at(MAILBOX, 443), 1);
+    scenario.wait(6.0).tcp_midstream(at(CLIENT, 40_003), at(MAILBOX, 443), 1);
+    let run = util::analyze_scenario(&scenario, &["--flows"]);
+    let flows = &run.summary.as_ref().expect("summary")["flows"];
+    assert_eq!(flows["tracked"], 3, "{flows}");
+    assert_eq!(flows["timed_out"], 2, "{flows}");
+    let open: Vec<_> = run.flows().into_iter().filter(|f| f["src_port"] == 40_003).collect();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0]["flow"]["pkts_toserver"], 2);
+}
