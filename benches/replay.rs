@@ -101,7 +101,7 @@ fn main() {
 
     // The rates stay per packet and byte of the whole capture: the pieces hold the same
     // records, and only 3 more file headers.
-    let pieces = pieces(&path, packets, frames).expect("cutting the capture into pieces");
+    let pieces = pieces(&path, frames).expect("cutting the capture into pieces");
     for jobs in [1, cores.clamp(2, PIECES as usize)] {
         let options = Options { jobs, ..Options::default() };
         let (time, note) = best(|| run_files(&engine, &pieces, &options));
@@ -122,7 +122,7 @@ fn main() {
     println!("flood: {syns} spoofed SYNs + {} orphan fragments, exwatch analyze, {cores} workers", syns / 10);
     let mut points = Vec::new();
     for max_flows in [10_000, 100_000, 1_000_000] {
-        let (secs, rss) = flood_run(&flood, max_flows);
+        let (secs, rss) = flood_run(&flood, max_flows, cores);
         let rate = (syns + syns / 10) as f64 / secs / 1e6;
         println!("  --max-flows {max_flows:<9} {secs:>7.3} s {rate:>8.2} Mpkt/s  peak RSS {rss:>7.1} MiB");
         points.push((max_flows as f64, rss));
@@ -193,13 +193,14 @@ fn cached(name: &str, generate: impl FnOnce(Emit<'_>) -> io::Result<()>) -> io::
 /// Files the capture is cut into for the many-files cases.
 const PIECES: u64 = 4;
 
-/// The capture of `packets` (holding `frames` records) cut into `PIECES` consecutive
+/// The capture `whole` (holding `frames` records) cut into `PIECES` consecutive
 /// files with the same header, each cached like the whole.
-fn pieces(whole: &Path, packets: u64, frames: u64) -> io::Result<Vec<PathBuf>> {
+fn pieces(whole: &Path, frames: u64) -> io::Result<Vec<PathBuf>> {
     (0..PIECES)
         .map(|i| {
             let (from, to) = (frames * i / PIECES, frames * (i + 1) / PIECES);
-            cached(&format!("org-seed{SEED}-{packets}.{i}of{PIECES}.pcap"), |emit| {
+            let stem = whole.file_stem().and_then(|s| s.to_str()).unwrap_or("capture");
+            cached(&format!("{stem}.{i}of{PIECES}.pcap"), |emit| {
                 let mut source = Savefile::open(whole).map_err(io::Error::other)?;
                 let mut record = 0u64;
                 while let Next::Frame(frame) = source.next_frame().map_err(io::Error::other)? {
@@ -220,12 +221,13 @@ fn pieces(whole: &Path, packets: u64, frames: u64) -> io::Result<Vec<PathBuf>> {
 /// Runs the exwatch binary on the flood with a flow cap: (seconds, peak RSS in MiB).
 // The child is reaped by wait4, which alone reports its peak memory; std's wait cannot.
 #[allow(clippy::zombie_processes)]
-fn flood_run(path: &Path, max_flows: u64) -> (f64, f64) {
+fn flood_run(path: &Path, max_flows: u64, workers: usize) -> (f64, f64) {
     let started = Instant::now();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_exwatch"))
         .arg("analyze")
         .arg(path)
         .args(["--eve-log", "/dev/null", "--no-progress", "--max-flows", &max_flows.to_string()])
+        .args(["--workers", &workers.to_string()])
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("running exwatch");

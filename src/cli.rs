@@ -193,8 +193,9 @@ pub struct RunFlags {
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
     /// Parser workers (each owns a share of the flows), fed by one reader thread: on an
-    /// interface, or for analyze of one file or of --continuous files. Default: one per
-    /// core but the one the reader keeps busy (at least one).
+    /// interface, or for analyze of one file or of --continuous files. Default: for
+    /// analyze, one per core but the one the reader keeps busy (at least one); for live,
+    /// one per core.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Seconds of capture time a retried SYN between servers that must never be
@@ -373,7 +374,13 @@ pub struct LiveSettings {
 
 impl LiveSettings {
     pub fn from_flags(flags: LiveFlags) -> Result<LiveSettings, String> {
-        let run = RunSettings::from_flags(&flags.config, flags.run)?;
+        let default_workers = flags.run.workers.is_none();
+        let mut run = RunSettings::from_flags(&flags.config, flags.run)?;
+        if default_workers {
+            // A capture thread mostly waits on the ring; under a flood the workers are
+            // what falls behind, so live takes one per core.
+            run.pipeline.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        }
         let metrics = flags.metrics.as_deref().map(parse_metrics_addr).transpose()?;
         let stats_interval = match flags.stats_interval {
             None => None,

@@ -33,8 +33,10 @@ use crate::telemetry::{Counters, Gauges, Latency, LATENCY_SAMPLE};
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Parser workers; each owns a flow table. By default one per core but the one the
-    /// reader keeps busy: on 2 cores, 1 worker beside the reader ran the 1M-packet bench
-    /// capture in 0.19 s against 0.23 s for 2 workers sharing the cores with it.
+    /// reader keeps busy: on 2 cores, `exwatch analyze` of the 1M-packet bench capture
+    /// took 0.18 s with 1 worker beside the reader, 0.20-0.24 s with 2 sharing the cores
+    /// with it. A flood of new flows, where the workers do most of the work, goes the
+    /// other way (twice as fast with 2), which is why `live` takes one per core.
     pub workers: usize,
     /// Frames per batch sent to a worker.
     pub batch_frames: usize,
