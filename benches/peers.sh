@@ -224,12 +224,12 @@ else
 fi
 
 exwatch_version="$("$exwatch" --version) ($(git -C "$root" describe --always --dirty 2>/dev/null || echo 'no git'))"
-row "exwatch 1 worker" "$exwatch_version" 1 \
+# The default is one worker per core but the reader's (at least one).
+row "exwatch 1 worker$([ "$cores" -le 2 ] && echo ' (default)')" "$exwatch_version" 1 \
   "$exwatch" analyze "$file" --eve-log /dev/null --no-progress --workers 1
-# With one core, the default would repeat the row above.
 if [ "$cores" -gt 1 ]; then
-  row "exwatch $cores workers (default)" "$exwatch_version" 1 \
-    "$exwatch" analyze "$file" --eve-log /dev/null --no-progress
+  row "exwatch $cores workers" "$exwatch_version" 1 \
+    "$exwatch" analyze "$file" --eve-log /dev/null --no-progress --workers "$cores"
 fi
 
 # Suricata with a minimal config: a handful of port rules standing for the Exchange

@@ -5,7 +5,7 @@
 //!                 batches of frames, by symmetric hash of the addresses
 //!  capture ──┬──► [bounded channel] ──► worker 0: decode → flow table → policy ──┐
 //!  (reader)  ├──► [bounded channel] ──► worker 1: decode → flow table → policy ──┼──► writer ──► EVE log
-//!            └──► ...                                                             │   (event lines)
+//!            └──► ...                                                             │   (formats events)
 //!      ▲                                                                          │
 //!      └────────────── empty batches come back for reuse ◄────────────────────────┘
 //! ```
@@ -20,8 +20,8 @@
 //!                          └──► ...                                       ───┘
 //! ```
 //!
-//! Ownership: the reader owns the capture handle; a file is read in shared 4 MiB chunks
-//! that batches reference rather than copy (a live capture's frames are copied). Each
+//! Ownership: the reader owns the capture handle; a file is read in shared 512 KiB
+//! chunks that batches reference rather than copy (a live capture's frames are copied). Each
 //! worker owns its flow table and fragment table outright (no locks on the packet
 //! path); the policy, the topology and the table of recent SMTP senders to an Edge are
 //! shared through one [`policy::Engine`] behind an `Arc`. A job owns the file it reads,
