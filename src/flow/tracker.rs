@@ -177,13 +177,14 @@ impl Tracker {
         if let Some(flow) = self.flows.get_mut(&key) {
             let noted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
             let opened = (flow.orig.src, flow.orig.dst);
+            let remembered = self.engine.may_be_protected(flow.orig_role, flow.resp_role);
             if flow.is_closed() {
                 let id = flow.id;
                 self.closed(key, id, p.ts);
             }
             self.counters.fragments_joined += waiting.0;
             self.follow_up(&key, noted, p.ts);
-            if noted != Noted::FirstResponse {
+            if noted != Noted::FirstResponse && remembered {
                 self.saw_direction(opened, p.ts);
             }
         }
@@ -204,7 +205,9 @@ impl Tracker {
             Noted::RetriedSyn => self.check_silent_drop(key, ts),
             Noted::ForeignReset => self.check_injected_reset(key, ts),
             Noted::FirstResponse => {
-                if let Some(flow) = self.flows.get(key) {
+                let flow =
+                    self.flows.get(key).filter(|f| self.engine.may_be_protected(f.orig_role, f.resp_role));
+                if let Some(flow) = flow {
                     let answered = (flow.orig.dst, flow.orig.src);
                     self.saw_direction(answered, ts);
                 }
@@ -212,7 +215,10 @@ impl Tracker {
         }
     }
 
-    /// Remembers that the capture shows traffic from one host to another.
+    /// Remembers that the capture shows traffic from one host to another. Only between
+    /// hosts whose roles could have a protected flow: the table answers how sure an
+    /// unanswered-SYN restriction is, a question asked only about such flows, and
+    /// remembering every client and Internet host cost a cache miss on most new flows.
     fn saw_direction(&mut self, (from, to): (IpAddr, IpAddr), ts: Ts) {
         let full = self.directions.len() >= self.settings.max_flows;
         match self.directions.entry(HostPair::new(from, to)) {

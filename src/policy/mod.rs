@@ -50,6 +50,8 @@ pub struct Engine {
     pub topology: Arc<Topology>,
     edge_deployed: bool,
     dns_role: bool,
+    /// Roles (bits of [`Role::bit`]) that some never-restrict rule names on either side.
+    protected_roles: u8,
     /// (Edge, sender) -> last time the sender opened an SMTP flow to that Edge.
     smtp_senders: DashMap<(IpAddr, IpAddr), Ts, foldhash::fast::FixedState>,
     max_smtp_senders: usize,
@@ -61,9 +63,12 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(policy: Arc<Policy>, topology: Arc<Topology>, max_smtp_senders: usize) -> Engine {
+        let protected_roles =
+            policy.rules.iter().filter(|r| r.never_restrict).fold(0, |roles, r| roles | r.from | r.to);
         Engine {
             edge_deployed: topology.has_role(Role::Edge),
             dns_role: topology.has_role(Role::Dns),
+            protected_roles,
             policy,
             topology,
             smtp_senders: DashMap::with_hasher(foldhash::fast::FixedState::default()),
@@ -83,6 +88,12 @@ impl Engine {
             Arc::clone(&self.topology),
             self.max_smtp_senders.div_ceil(parts.max(1)),
         )
+    }
+
+    /// Whether hosts of these two roles could ever have a flow that must never be
+    /// restricted: both roles are named by a never-restrict rule.
+    pub fn may_be_protected(&self, a: Role, b: Role) -> bool {
+        self.protected_roles & a.bit() != 0 && self.protected_roles & b.bit() != 0
     }
 
     /// Finds the first rule that matches the flow, and records what the rule asks to
