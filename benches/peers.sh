@@ -324,8 +324,9 @@ printf 'machine: %s cores (nproc), %s, %s GiB RAM, %s, load average %s before ti
   "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo '?')" \
   "$(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo 2>/dev/null || echo '?')" \
   "$(uname -sr)" "$load_before" "$(cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null || echo '?')"
-printf 'command: %s%s %s   (best of %s runs, wall clock, page cache warm)\n\n' \
-  "${EXWATCH_BENCH_PACKETS:+EXWATCH_BENCH_PACKETS=$EXWATCH_BENCH_PACKETS }" "$0" "$*" "$runs"
+printf 'command: %s%s%s %s   (best of %s runs, wall clock, page cache warm)\n\n' \
+  "${EXWATCH_BENCH_PACKETS:+EXWATCH_BENCH_PACKETS=$EXWATCH_BENCH_PACKETS }" \
+  "${EXWATCH_BENCH_BULK:+EXWATCH_BENCH_BULK=$EXWATCH_BENCH_BULK }" "$0" "$*" "$runs"
 
 printf '%-28s %9s %12s %9s %9s  %s\n' tool seconds packets/s MB/s "x cat" version
 for i in "${!names[@]}"; do

@@ -127,7 +127,9 @@ fn main() {
         println!("  --max-flows {max_flows:<9} {secs:>7.3} s {rate:>8.2} Mpkt/s  peak RSS {rss:>7.1} MiB");
         points.push((max_flows as f64, rss));
     }
-    if let (Some(first), Some(last)) = (points.first(), points.last()) {
+    // Only a flood that fills the largest table says what a flow costs.
+    let filled = points.last().is_some_and(|&(max_flows, _)| syns as f64 >= max_flows);
+    if let (Some(first), Some(last), true) = (points.first(), points.last(), filled) {
         let per_flow = (last.1 - first.1) * 1024.0 * 1024.0 / (last.0 - first.0);
         println!("  memory per tracked flow: about {per_flow:.0} bytes");
     }
