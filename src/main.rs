@@ -47,7 +47,8 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
         .then(|| cli::progress_bar(settings.total_bytes()));
     let progress = |bytes: u64| {
         if let Some(bar) = &bar {
-            bar.set_position(bytes);
+            // Jobs reading files side by side report totals that may arrive out of order.
+            bar.set_position(bytes.max(bar.position()));
         }
     };
     let sink = settings.sink();
