@@ -8,7 +8,9 @@
 //! Link layers: Ethernet (with up to [`MAX_VLAN_TAGS`] 802.1Q / 802.1ad / 0x9100 tags),
 //! Linux cooked capture v1 and v2, raw IP and BSD loopback. IPv4 (options, fragments)
 //! and IPv6 (extension headers, fragments) through etherparse's lax slices; TCP, UDP,
-//! and the ICMP / ICMPv6 errors whose quoted packet is evidence of filtering.
+//! and the ICMP / ICMPv6 errors whose quoted packet is evidence of filtering. The most
+//! common packet, TCP or UDP right after an IPv4 or a plain IPv6 header, is read by hand
+//! first (a third of the instructions), and tested to give what etherparse's path gives.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
