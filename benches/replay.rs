@@ -12,10 +12,10 @@
 //!   is memory speed, not disk speed);
 //! - `libpcap read`, `native read`: every frame handed out by each reader, counted;
 //! - `read+decode`: the native reader plus `decode::decode` on every frame, one thread;
-//! - `pipeline`: `pipeline::run_files` end to end with 1 worker, then one per core, then
+//! - `pipeline`: `pipeline::analyze` end to end with 1 worker, then one per core, then
 //!   one per core with libpcap's reader;
 //! - `4 files`: the same capture cut into 4 consecutive files, as `tcpdump -C` rotates
-//!   one, through `run_files`: as independent captures by 1 job, then by 2 (or one per
+//!   one, through `pipeline::analyze`: as independent captures by 1 job, then by 2 (or one per
 //!   core, up to 4), then in order as one stream (`--continuous`) with one worker per core.
 
 use std::hint::black_box;
@@ -27,9 +27,11 @@ use std::time::{Duration, Instant};
 use exwatch::capture::{FrameSource, Next, PcapFile, Savefile};
 use exwatch::decode;
 use exwatch::flow::Tracker;
-use exwatch::pipeline::{self, FileReader, Options, Sink};
+use exwatch::output::Sink;
+use exwatch::pipeline::{self, FileReader, Settings};
 use exwatch::policy::{Engine, Policy, Topology, DEFAULT_MAX_SMTP_SENDERS};
 use exwatch::synth::{self, wire::PcapWriter, OrgOptions};
+use exwatch::telemetry::Counter;
 
 /// Enough packets that a pass takes long enough to time, and that the flow tables grow
 /// to a realistic size; the whole default bench stays within a few minutes on 2 cores.
@@ -103,11 +105,11 @@ fn main() {
     // records, and only 3 more file headers.
     let pieces = pieces(&path, frames).expect("cutting the capture into pieces");
     for jobs in [1, cores.clamp(2, PIECES as usize)] {
-        let options = Options { jobs, ..Options::default() };
+        let options = Settings { jobs, ..Settings::default() };
         let (time, note) = best(|| run_files(&engine, &pieces, &options));
         line(&format!("{PIECES} files {jobs}j"), time, note);
     }
-    let options = Options { workers: cores, continuous: true, ..Options::default() };
+    let options = Settings { workers: cores, continuous: true, ..Settings::default() };
     let (time, note) = best(|| run_files(&engine, &pieces, &options));
     line(&format!("{PIECES} files cont {cores}w"), time, note);
 
@@ -305,23 +307,24 @@ fn read_decode_track(engine: &Arc<Engine>, path: &Path) -> u64 {
         tracker.drain_events().for_each(drop);
     }
     tracker.finish();
-    tracker.counters.flows
+    tracker.counters()[Counter::Flows]
 }
 
 /// Everything the binary does for one file, with events thrown away so the disk is
 /// not measured. The counts show the work happened (and match between worker counts).
 fn run_pipeline(engine: &Arc<Engine>, path: &Path, workers: usize, file_reader: FileReader) -> String {
-    let options = Options { workers, file_reader, ..Options::default() };
+    let options = Settings { workers, file_reader, ..Settings::default() };
     run_files(engine, &[path.to_path_buf()], &options)
 }
 
-/// `pipeline::run_files` on `files`, events thrown away; the counts of the work done.
+/// `pipeline::analyze` on `files`, events thrown away; the counts of the work done.
 /// Each run gets empty cross-flow tables, as a run of the binary does: senders left by an
 /// earlier pass would change the findings.
-fn run_files(engine: &Arc<Engine>, files: &[PathBuf], options: &Options) -> String {
-    let report = pipeline::run_files(Arc::new(engine.split(1)), files, options, &Sink::Discard, &|_| {})
+fn run_files(engine: &Arc<Engine>, files: &[PathBuf], options: &Settings) -> String {
+    let report = pipeline::analyze(Arc::new(engine.split(1)), files, options, &Sink::Discard, &|_| {})
         .expect("running the pipeline");
     assert!(report.errors.is_empty(), "capture errors: {:?}", report.errors);
     let c = &report.counters;
-    format!("flows={} alerts={}", c.flows, c.advisories + c.violations + c.restrictions)
+    let findings = c[Counter::Advisories] + c[Counter::Violations] + c[Counter::Restrictions];
+    format!("flows={} alerts={findings}", c[Counter::Flows])
 }

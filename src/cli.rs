@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
 use exwatch::capture::LiveOptions;
-use exwatch::pipeline::{FileReader, Options, Sink};
+use exwatch::output::Sink;
+use exwatch::pipeline::{FileReader, Settings};
 use exwatch::policy::{Engine, Policy, Topology, Verdict, DEFAULT_MAX_SMTP_SENDERS};
 
 /// The policy and topology built into the binary, used when no file is given.
@@ -253,7 +254,7 @@ pub struct RunSettings {
     pub config: Config,
     pub eve_log: PathBuf,
     pub summary_json: Option<PathBuf>,
-    pub pipeline: Options,
+    pub pipeline: Settings,
     pub max_smtp_senders: usize,
 }
 
@@ -266,7 +267,7 @@ impl RunSettings {
         if flags.max_flows == 0 {
             return Err("--max-flows must be at least 1".into());
         }
-        let mut pipeline = Options::default();
+        let mut pipeline = Settings::default();
         if let Some(workers) = flags.workers {
             if workers == 0 {
                 return Err("--workers must be at least 1".into());
@@ -328,7 +329,7 @@ impl AnalyzeSettings {
     }
 
     pub fn sink(&self) -> Sink {
-        eve_sink(&self.run.eve_log, false)
+        Sink::at(&self.run.eve_log, false)
     }
 
     pub fn total_bytes(&self) -> u64 {
@@ -409,7 +410,7 @@ impl LiveSettings {
     }
 
     pub fn sink(&self) -> Sink {
-        eve_sink(&self.run.eve_log, true)
+        Sink::at(&self.run.eve_log, true)
     }
 }
 
@@ -419,15 +420,6 @@ fn parse_metrics_addr(text: &str) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
     text.parse().map_err(|_| format!("--metrics {text}: not an address:port or a port"))
-}
-
-/// `-` is standard output; a file is created anew, or appended to (live).
-pub fn eve_sink(path: &Path, append: bool) -> Sink {
-    if path.as_os_str() == "-" {
-        Sink::Stdout
-    } else {
-        Sink::File { path: path.to_path_buf(), append }
-    }
 }
 
 fn parse_fail_on(list: &str) -> Result<Vec<Verdict>, String> {

@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use exwatch::capture::{FrameSource, LiveCapture};
+use exwatch::capture::LiveCapture;
 use exwatch::output::Summary;
-use exwatch::pipeline::{self, Mode, Monitor, Report};
+use exwatch::pipeline;
 use exwatch::policy::{Engine, Verdict};
-use exwatch::telemetry::prometheus;
+use exwatch::telemetry::{prometheus, Monitor, Report};
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
@@ -53,7 +53,7 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
     };
     let sink = settings.sink();
     let report =
-        pipeline::run_files(Arc::clone(&engine), &settings.files, &settings.run.pipeline, &sink, &progress)
+        pipeline::analyze(Arc::clone(&engine), &settings.files, &settings.run.pipeline, &sink, &progress)
             .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -62,14 +62,8 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
     if !report.errors.is_empty() {
         return Ok(2);
     }
-    let c = &report.counters;
-    let found = |v: Verdict| match v {
-        Verdict::Violation => c.violations,
-        Verdict::Restriction => c.restrictions,
-        Verdict::Advisory => c.advisories,
-        _ => 0,
-    };
-    Ok(if settings.fail_on.iter().any(|&v| found(v) > 0) { 1 } else { 0 })
+    let failed = settings.fail_on.iter().any(|&v| report.counters.findings(v) > 0);
+    Ok(u8::from(failed))
 }
 
 fn live(settings: cli::LiveSettings) -> Result<u8, String> {
@@ -98,17 +92,16 @@ fn live(settings: cli::LiveSettings) -> Result<u8, String> {
         "exwatch: watching {} (SIGINT or SIGTERM to stop, SIGHUP to reopen the EVE log)",
         settings.interface
     );
-    let run = pipeline::Run {
-        mode: Mode::Live,
-        options: &settings.run.pipeline,
-        sink: &sink,
-        monitor: &monitor,
-        stats_interval: settings.stats_interval,
-    };
     let report = std::thread::scope(|scope| {
         let server = listener.map(|l| scope.spawn(|| prometheus::serve(l, &engine, &monitor)));
-        let mut sources = std::iter::once(Ok(Box::new(capture) as Box<dyn FrameSource>));
-        let report = run.run(Arc::clone(&engine), &mut sources, out, &|_| {});
+        let report = pipeline::live(
+            &engine,
+            Box::new(capture),
+            &settings.run.pipeline,
+            (&sink, out),
+            &monitor,
+            settings.stats_interval,
+        );
         monitor.stop.store(true, Ordering::Relaxed);
         if let Some(Ok(Err(e))) = server.map(|s| s.join()) {
             eprintln!("exwatch: metrics endpoint stopped: {e}");
@@ -201,7 +194,7 @@ fn compare(flags: &cli::CompareFlags) -> Result<u8, String> {
         );
         restrictions += 1;
     }
-    cli::eve_sink(&flags.eve_log, false)
+    exwatch::output::Sink::at(&flags.eve_log, false)
         .open()
         .and_then(|mut w| w.write_all(&out).and_then(|_| w.flush()))
         .map_err(|e| format!("{}: {e}", flags.eve_log.display()))?;

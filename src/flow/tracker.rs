@@ -10,9 +10,9 @@ use std::sync::Arc;
 use super::frag::{Fragments, Later};
 use super::key::{HostPair, KeyHashState};
 use super::{Confidence, Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
-use crate::decode::{proto, tcp_flags, Fragment, IcmpError, Packet, Transport, Ts, Tuple};
+use crate::decode::{proto, tcp_flags, Fragment, IcmpError, Packet, Skip, Transport, Ts, Tuple};
 use crate::policy::{Engine, EvidenceKind, Facts, Verdict};
-use crate::telemetry::Counters;
+use crate::telemetry::{Counter, Counters};
 
 const SECOND: u64 = 1_000_000_000;
 
@@ -89,7 +89,7 @@ pub struct Tracker {
     timers: BinaryHeap<Reverse<Timer>>,
     frags: Fragments,
     now: Ts,
-    pub counters: Counters,
+    counters: Counters,
     events: Vec<Event>,
     /// (sender, receiver) host pairs, and when the capture first showed traffic that way;
     /// bounded by `max_flows` (past it, new pairs are counted, not remembered).
@@ -98,16 +98,14 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn new(engine: Arc<Engine>, settings: Settings) -> Tracker {
-        let rules = engine.policy.rules.len();
-        let evidence = engine.policy.evidence.len();
         Tracker {
+            counters: Counters::for_engine(&engine),
             frags: Fragments::new(settings.max_fragments, settings.fragment_timeout_ns),
             engine,
             settings,
             flows: HashMap::with_hasher(KeyHashState::default()),
             timers: BinaryHeap::new(),
             now: Ts(0),
-            counters: Counters::new(rules, evidence),
             events: Vec::new(),
             directions: HashMap::with_hasher(KeyHashState::default()),
         }
@@ -120,6 +118,24 @@ impl Tracker {
 
     pub fn active_flows(&self) -> usize {
         self.flows.len()
+    }
+
+    /// Counts one frame of `wire_len` bytes and feeds what decoding made of it.
+    pub fn frame(&mut self, wire_len: u32, decoded: Result<Packet, Skip>) {
+        self.counters[Counter::Frames] += 1;
+        self.counters[Counter::FrameBytes] += u64::from(wire_len);
+        match decoded {
+            Ok(packet) => {
+                self.counters[Counter::Decoded] += 1;
+                self.packet(&packet);
+            }
+            Err(skip) => self.counters.skipped[skip.index()] += 1,
+        }
+    }
+
+    /// What was counted so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// Feeds one decoded packet.
@@ -142,7 +158,7 @@ impl Tracker {
                     Later::Ports(sport, dport) => {
                         tuple.sport = sport;
                         tuple.dport = dport;
-                        self.counters.fragments_joined += 1;
+                        self.counters[Counter::FragmentsJoined] += 1;
                     }
                     Later::Waiting | Later::Dropped => return,
                 }
@@ -166,7 +182,7 @@ impl Tracker {
                 if noted != Noted::Nothing {
                     self.follow_up(&key, noted, p.ts);
                 }
-                self.counters.fragments_joined += waiting.0;
+                self.counters[Counter::FragmentsJoined] += waiting.0;
                 return;
             }
             if let Some(old) = self.flows.remove(&key) {
@@ -182,7 +198,7 @@ impl Tracker {
                 let id = flow.id;
                 self.closed(key, id, p.ts);
             }
-            self.counters.fragments_joined += waiting.0;
+            self.counters[Counter::FragmentsJoined] += waiting.0;
             self.follow_up(&key, noted, p.ts);
             if noted != Noted::FirstResponse && remembered {
                 self.saw_direction(opened, p.ts);
@@ -226,7 +242,7 @@ impl Tracker {
             Entry::Vacant(slot) if !full => {
                 slot.insert(ts);
             }
-            Entry::Vacant(_) => self.counters.directions_untracked += 1,
+            Entry::Vacant(_) => self.counters[Counter::DirectionsUntracked] += 1,
         }
     }
 
@@ -264,8 +280,8 @@ impl Tracker {
         }
         self.timers.clear();
         self.frags.finish();
-        self.counters.fragments_orphaned = self.frags.stats.orphaned;
-        self.counters.fragments_dropped = self.frags.stats.dropped_full;
+        self.counters[Counter::FragmentsOrphaned] = self.frags.stats.orphaned;
+        self.counters[Counter::FragmentsDropped] = self.frags.stats.dropped_full;
     }
 
     /// Runs the timers due by `ts`: packet time, or the clock while a live capture is
@@ -301,7 +317,7 @@ impl Tracker {
                 let deadline = flow.last.saturating_add(self.idle_ns(&flow));
                 if deadline <= timer.at {
                     self.flows.remove(&timer.key);
-                    self.counters.flows_timed_out += 1;
+                    self.counters[Counter::FlowsTimedOut] += 1;
                     self.end(flow);
                 } else {
                     self.timers.push(Reverse(Timer { at: deadline, ..timer }));
@@ -335,7 +351,7 @@ impl Tracker {
             ts: p.ts,
         });
         let flow = Flow::new(key, orig, direction, flow_id(&key, p.ts), p.ts, (p.vlan, p.tunnel), judgement);
-        self.counters.flows += 1;
+        self.counters[Counter::Flows] += 1;
         self.timers.push(Reverse(Timer {
             at: p.ts.saturating_add(self.idle_ns(&flow)),
             kind: TimerKind::Idle,
@@ -352,7 +368,7 @@ impl Tracker {
             }));
         }
         if flow.rule.is_none() {
-            self.counters.unmatched += 1;
+            self.counters[Counter::Unmatched] += 1;
         }
         self.flows.insert(key, flow);
     }
@@ -363,7 +379,7 @@ impl Tracker {
             return;
         };
         if let Some(rule) = flow.rule {
-            let verdict = self.engine.policy.rules[rule].verdict;
+            let verdict = self.engine.verdict(rule);
             if verdict.is_finding() {
                 self.alert(ts, &flow, verdict, rule, None);
             }
@@ -392,7 +408,7 @@ impl Tracker {
     }
 
     fn is_service_port(&self, port: u16) -> bool {
-        self.engine.policy.is_named_port(port)
+        self.engine.is_named_port(port)
     }
 
     /// Whether, judging by the ports only, the packet's source is the responder: a port
@@ -430,7 +446,7 @@ impl Tracker {
     }
 
     fn protected(&self, flow: &Flow) -> bool {
-        flow.rule.is_some_and(|r| self.engine.policy.rules[r].never_restrict)
+        flow.rule.is_some_and(|r| self.engine.never_restrict(r))
     }
 
     /// A protected TCP flow whose originator retried its SYN and got no answer within the
@@ -447,11 +463,11 @@ impl Tracker {
     }
 
     fn icmp_error(&mut self, ts: Ts, kind: IcmpError, quoted: Tuple) {
-        self.counters.icmp_errors += 1;
+        self.counters[Counter::IcmpErrors] += 1;
         if kind != IcmpError::Prohibited {
             return;
         }
-        self.counters.icmp_prohibited += 1;
+        self.counters[Counter::IcmpProhibited] += 1;
         let key = flow_key(&quoted);
         match self.flows.get(&key).copied() {
             Some(mut flow) => {
@@ -487,9 +503,7 @@ impl Tracker {
     }
 
     fn restriction(&mut self, flow: &mut Flow, ts: Ts, kind: EvidenceKind) {
-        let (Some(rule), Some(evidence)) =
-            (flow.rule, self.engine.policy.evidence.iter().position(|e| e.kind == kind))
-        else {
+        let (Some(rule), Some(evidence)) = (flow.rule, self.engine.evidence(kind)) else {
             return;
         };
         flow.restricted = true;
@@ -506,7 +520,7 @@ impl Tracker {
     ) {
         let confidence = self.confidence(flow, ts, evidence.map(|e| e.1));
         let evidence = evidence.map(|e| e.0);
-        self.counters.record_alert(flow, verdict, rule, evidence);
+        self.counters.record_finding(verdict, rule, evidence, (flow.orig.src, flow.orig.dst));
         self.events.push(Event::Alert { ts, flow: *flow, verdict, rule, evidence, confidence });
     }
 
@@ -515,7 +529,7 @@ impl Tracker {
             let live = self.flows.get(&timer.key).is_some_and(|f| f.id == timer.flow_id);
             if live {
                 if let Some(flow) = self.flows.remove(&timer.key) {
-                    self.counters.flows_evicted += 1;
+                    self.counters[Counter::FlowsEvicted] += 1;
                     self.end(flow);
                 }
                 return;
@@ -524,7 +538,13 @@ impl Tracker {
     }
 
     fn end(&mut self, flow: Flow) {
-        self.counters.record_flow_end(&flow);
+        let c = &mut self.counters;
+        c[Counter::OneSided] += u64::from(flow.pkts[TO_SERVER] == 0 || flow.pkts[TO_CLIENT] == 0);
+        c[Counter::Midstream] += u64::from(flow.is_tcp() && !flow.tcp.orig_syn && !flow.tcp.resp_synack);
+        c[Counter::Gapped] += u64::from(flow.gaps > 0);
+        if let Some(rule) = flow.rule {
+            c.record_rule_traffic(rule, flow.total_bytes());
+        }
         if self.settings.flow_events {
             self.events.push(Event::Flow { flow });
         }

@@ -6,13 +6,11 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use std::sync::atomic::Ordering;
-
-use crate::decode::{proto, Skip, Ts};
-use crate::flow::{community_id, Confidence, Flow, TO_CLIENT, TO_SERVER};
-use crate::pipeline::Monitor;
+use super::summary::Counts;
+use crate::decode::{proto, Ts};
+use crate::flow::{community_id, Confidence, Event, Flow, TO_CLIENT, TO_SERVER};
 use crate::policy::{Engine, Verdict};
-use crate::telemetry::total;
+use crate::telemetry::{alert_series, Counter, Section, Snapshot};
 
 /// Community ID seed; 0 is what Zeek and Suricata use unless told otherwise.
 pub const COMMUNITY_ID_SEED: u16 = 0;
@@ -220,59 +218,99 @@ pub fn write_alert(
     write_line(out, &event);
 }
 
+/// Appends the EVE line of one event to `out`.
+pub fn write_event(out: &mut Vec<u8>, engine: &Engine, event: &Event) {
+    match *event {
+        Event::Alert { ts, flow, verdict, rule, evidence, confidence } => {
+            write_alert(out, engine, ts, &flow, (verdict, confidence), rule, (evidence, None))
+        }
+        Event::Flow { flow } => write_flow(out, &flow),
+    }
+}
+
 /// Appends one EVE `flow` line (the flow has ended) to `out`.
 pub fn write_flow(out: &mut Vec<u8>, flow: &Flow) {
     let event = FlowEvent { header: Header::new("flow", flow.last, flow), flow: FlowBody::new(flow, true) };
     write_line(out, &event);
 }
 
+/// An EVE `stats` event: Suricata's counters where Suricata has the same one (their
+/// `suricata` path in the counter table), everything else in the `policy` object.
 #[derive(Serialize)]
 struct StatsEvent<'a> {
     timestamp: String,
-    event_type: &'a str,
-    stats: serde_json::Value,
+    event_type: &'static str,
+    stats: SuricataStats<'a>,
+    policy: PolicyStats<'a>,
+}
+
+/// `stats`: `uptime`, then each group of the counter table's Suricata paths (`capture`,
+/// `decoder`, `flow`), with `flow.active` from the flow tables.
+struct SuricataStats<'a>(&'a Snapshot);
+
+impl Serialize for SuricataStats<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let snapshot = self.0;
+        let mut groups: Vec<(&str, Vec<(&str, u64)>)> = Vec::new();
+        for counter in Counter::ALL {
+            let Some((group, key)) = counter.def().suricata.and_then(|path| path.split_once('.')) else {
+                continue;
+            };
+            let value = snapshot.counters[counter];
+            match groups.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, entries)) => entries.push((key, value)),
+                None => groups.push((group, vec![(key, value)])),
+            }
+        }
+        match groups.iter_mut().find(|(g, _)| *g == "flow") {
+            Some((_, entries)) => entries.push(("active", snapshot.flows_active)),
+            None => groups.push(("flow", vec![("active", snapshot.flows_active)])),
+        }
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("uptime", &snapshot.uptime.as_secs())?;
+        for (group, entries) in &groups {
+            map.serialize_entry(group, &Entries(entries))?;
+        }
+        map.end()
+    }
+}
+
+struct Entries<'a>(&'a [(&'a str, u64)]);
+
+impl Serialize for Entries<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// `policy` of a `stats` event: exwatch's own counters, by section as in the summary,
+/// and the findings by rule or evidence.
+#[derive(Serialize)]
+struct PolicyStats<'a> {
+    capture: Counts,
+    packets: Counts,
+    flows: Counts,
+    findings: Counts,
+    alerts: Entries<'a>,
 }
 
 /// Appends one EVE `stats` event (live counters, summed over workers) to `out`.
-pub fn write_stats(out: &mut Vec<u8>, ts: Ts, engine: &Engine, monitor: &Monitor) {
-    let g = &monitor.gauges;
-    let capture = monitor.capture_stats();
-    let skipped: serde_json::Map<String, serde_json::Value> = Skip::ALL
-        .iter()
-        .map(|s| (s.code().to_string(), total(g, |w| &w.skipped[s.index()]).into()))
-        .collect();
-    let mut alerts = serde_json::Map::new();
-    for (i, rule) in engine.policy.rules.iter().enumerate() {
-        alerts.insert(rule.id.clone(), total(g, |w| &w.rule_alerts[i]).into());
-    }
-    for (i, evidence) in engine.policy.evidence.iter().enumerate() {
-        alerts.insert(evidence.id.clone(), total(g, |w| &w.evidence_alerts[i]).into());
-    }
+pub fn write_stats(out: &mut Vec<u8>, ts: Ts, engine: &Engine, snapshot: &Snapshot) {
+    let c = &snapshot.counters;
+    let own = |section| Counts::select(section, c, |def| def.suricata.is_none());
+    let alerts: Vec<(&str, u64)> = alert_series(engine, c).map(|(id, _, n)| (id, n)).collect();
     let event = StatsEvent {
         timestamp: timestamp(ts),
         event_type: "stats",
-        stats: serde_json::json!({
-            "uptime": monitor.started.elapsed().as_secs(),
-            "capture": {
-                "kernel_packets": capture.received,
-                "kernel_drops": capture.kernel_dropped,
-                "kernel_ifdrops": capture.interface_dropped,
-                "shed": monitor.shed.load(Ordering::Relaxed),
-            },
-            "decoder": {
-                "pkts": total(g, |w| &w.frames),
-                "bytes": total(g, |w| &w.frame_bytes),
-                "decoded": total(g, |w| &w.decoded),
-                "skipped": skipped,
-            },
-            "flow": {
-                "active": total(g, |w| &w.flows_active),
-                "total": total(g, |w| &w.flows),
-                "evicted": total(g, |w| &w.flows_evicted),
-                "timed_out": total(g, |w| &w.flows_timed_out),
-            },
-            "alerts": alerts,
-        }),
+        stats: SuricataStats(snapshot),
+        policy: PolicyStats {
+            capture: own(Section::Capture),
+            packets: own(Section::Packets),
+            flows: own(Section::Flows),
+            findings: own(Section::Findings),
+            alerts: Entries(&alerts),
+        },
     };
     write_line(out, &event);
 }

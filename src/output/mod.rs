@@ -1,410 +1,49 @@
-//! What exwatch writes: EVE events ([`eve`]) and the end-of-run summary.
+//! What exwatch writes: EVE events ([`eve`]), where they go ([`Sink`]), and the
+//! end-of-run [`summary`].
 //!
-//! This module formats; it never decides. Verdicts come in already made.
+//! This module formats; it never decides. Verdicts come in already made, counters come
+//! in as a plain snapshot.
 
 pub mod eve;
+pub mod summary;
 
-use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
 
-use serde::Serialize;
+pub use summary::Summary;
 
-use crate::decode::Skip;
-use crate::pipeline::{Mode, Reading, Report};
-use crate::policy::{Engine, Verdict};
-
-/// Violating host pairs listed in the summary.
-pub const TOP_PAIRS: usize = 10;
-
-#[derive(Serialize, Debug)]
-pub struct Summary {
-    pub policy: String,
-    /// Live capture only: what the kernel and the interface counted, and what exwatch shed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub capture: Option<Capture>,
-    pub topology: String,
-    /// Analysing files only: how many, and how they were read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub files: Option<Files>,
-    pub packets: Packets,
-    pub flows: Flows,
-    pub findings: Findings,
-    pub rules: Vec<RuleLine>,
-    pub top_violating_pairs: Vec<PairLine>,
-    /// Sources that could not be read, whole or in part: a stable code and the message.
-    pub errors: Vec<(String, String)>,
-    pub latency_ns: Vec<StageLatency>,
-    pub throughput: Throughput,
+/// Where EVE lines go.
+#[derive(Clone, Debug)]
+pub enum Sink {
+    Stdout,
+    /// A file, created anew (offline) or appended to (live, so a restart keeps the log).
+    File {
+        path: PathBuf,
+        append: bool,
+    },
+    /// Discarded (benchmarks).
+    Discard,
 }
 
-#[derive(Serialize, Debug)]
-pub struct Capture {
-    pub kernel_received: u64,
-    pub kernel_dropped: u64,
-    pub interface_dropped: u64,
-    /// Frames dropped because a worker fell behind.
-    pub shed: u64,
-}
-
-#[derive(Serialize, Debug)]
-pub struct Files {
-    /// Capture files analysed: given on the command line or found in directories.
-    pub count: usize,
-    /// `independent`: each file a capture of its own, `jobs` at a time, each read,
-    /// decoded and tracked by one thread. `stream`: read one after the other as one
-    /// capture by the reader thread, feeding the workers (one file, or `--continuous`).
-    pub reading: &'static str,
-    /// Independent files only: how many were analysed at once.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jobs: Option<usize>,
-    /// Files found in directories that are not captures, skipped (named on stderr).
-    pub not_captures: usize,
-}
-
-#[derive(Serialize, Debug)]
-pub struct Packets {
-    pub read: u64,
-    pub bytes: u64,
-    pub decoded: u64,
-    pub skipped: u64,
-    /// Skipped frames by reason code.
-    pub skipped_by_reason: Vec<(String, u64)>,
-    pub fragments_joined: u64,
-    pub fragments_orphaned: u64,
-    pub fragments_dropped: u64,
-    pub icmp_errors: u64,
-    pub icmp_prohibited: u64,
-}
-
-#[derive(Serialize, Debug)]
-pub struct Flows {
-    pub tracked: u64,
-    /// Flows with packets in one direction only: many of them mean a one-sided feed.
-    pub one_sided: u64,
-    /// TCP flows picked up mid-stream (no handshake seen).
-    pub midstream: u64,
-    /// TCP flows with sequence gaps: the feed lost packets.
-    pub gapped: u64,
-    pub timed_out: u64,
-    pub evicted: u64,
-    pub unmatched: u64,
-    pub smtp_senders_dropped: u64,
-}
-
-#[derive(Serialize, Debug)]
-pub struct Findings {
-    pub advisory: u64,
-    pub violation: u64,
-    pub restriction: u64,
-}
-
-#[derive(Serialize, Debug)]
-pub struct RuleLine {
-    pub rule: String,
-    pub verdict: String,
-    pub flows: u64,
-    pub bytes: u64,
-    pub alerts: u64,
-}
-
-#[derive(Serialize, Debug)]
-pub struct PairLine {
-    pub src_ip: String,
-    pub dest_ip: String,
-    pub findings: u64,
-}
-
-#[derive(Serialize, Debug)]
-pub struct StageLatency {
-    pub stage: String,
-    pub p50: u64,
-    pub p99: u64,
-    pub max: u64,
-    pub samples: u64,
-}
-
-#[derive(Serialize, Debug)]
-pub struct Throughput {
-    /// Workers, or jobs for independent files.
-    pub workers: usize,
-    pub wall_seconds: f64,
-    pub packets_per_second: f64,
-    pub bytes_per_second: f64,
-    /// Seconds each stage spent working; the slowest stage bounds the throughput.
-    pub busy_seconds: Stages,
-}
-
-#[derive(Serialize, Debug)]
-pub struct Stages {
-    /// The reader thread; `null` for independent files, whose jobs read as they work.
-    pub read: Option<f64>,
-    /// All workers together: decode, flow tables, policy. For independent files, all
-    /// jobs together, reading included.
-    pub work: f64,
-    /// The writer thread: formatting events and writing them.
-    pub write: f64,
-}
-
-impl Summary {
-    pub fn new(engine: &Engine, topology_name: &str, report: &Report) -> Summary {
-        let c = &report.counters;
-        let mut rules: Vec<RuleLine> = engine
-            .policy
-            .rules
-            .iter()
-            .zip(&c.rules)
-            .map(|(rule, stats)| RuleLine {
-                rule: rule.id.clone(),
-                verdict: rule.verdict.name().to_string(),
-                flows: stats.flows,
-                bytes: stats.bytes,
-                alerts: stats.alerts,
-            })
-            .collect();
-        // Restrictions are counted under their evidence kind (they add no flows).
-        rules.extend(engine.policy.evidence.iter().zip(&c.evidence).map(|(e, &alerts)| RuleLine {
-            rule: e.id.clone(),
-            verdict: Verdict::Restriction.name().to_string(),
-            flows: 0,
-            bytes: 0,
-            alerts,
-        }));
-        let mut pairs: Vec<_> = c.pairs.iter().collect();
-        pairs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let top_violating_pairs = pairs
-            .into_iter()
-            .take(TOP_PAIRS)
-            .map(|((src, dst), n)| PairLine {
-                src_ip: src.to_string(),
-                dest_ip: dst.to_string(),
-                findings: *n,
-            })
-            .collect();
-        let latency = |stage: &str, h: &hdrhistogram::Histogram<u64>| StageLatency {
-            stage: stage.to_string(),
-            p50: h.value_at_quantile(0.5),
-            p99: h.value_at_quantile(0.99),
-            max: h.max(),
-            samples: h.len(),
-        };
-        let secs = report.wall.as_secs_f64().max(1e-9);
-        Summary {
-            policy: engine.policy.name.clone(),
-            capture: (report.mode == Mode::Live).then_some(Capture {
-                kernel_received: report.capture.received,
-                kernel_dropped: report.capture.kernel_dropped,
-                interface_dropped: report.capture.interface_dropped,
-                shed: report.shed,
-            }),
-            topology: topology_name.to_string(),
-            files: match (report.mode, report.reading) {
-                (Mode::Live, _) => None,
-                (Mode::Offline, Reading::Stream { sources }) => {
-                    Some(Files { count: sources, reading: "stream", jobs: None, not_captures: 0 })
-                }
-                (Mode::Offline, Reading::Independent { files, jobs }) => {
-                    Some(Files { count: files, reading: "independent", jobs: Some(jobs), not_captures: 0 })
-                }
-            },
-            packets: Packets {
-                read: c.frames,
-                bytes: c.frame_bytes,
-                decoded: c.decoded,
-                skipped: c.skipped_total(),
-                skipped_by_reason: Skip::ALL
-                    .iter()
-                    .map(|s| (s.code().to_string(), c.skipped[s.index()]))
-                    .filter(|(_, n)| *n > 0)
-                    .collect(),
-                fragments_joined: c.fragments_joined,
-                fragments_orphaned: c.fragments_orphaned,
-                fragments_dropped: c.fragments_dropped,
-                icmp_errors: c.icmp_errors,
-                icmp_prohibited: c.icmp_prohibited,
-            },
-            flows: Flows {
-                tracked: c.flows,
-                one_sided: c.one_sided,
-                midstream: c.midstream,
-                gapped: c.gapped,
-                timed_out: c.flows_timed_out,
-                evicted: c.flows_evicted,
-                unmatched: c.unmatched,
-                smtp_senders_dropped: engine.smtp_senders_dropped.load(std::sync::atomic::Ordering::Relaxed),
-            },
-            findings: Findings {
-                advisory: c.advisories,
-                violation: c.violations,
-                restriction: c.restrictions,
-            },
-            rules,
-            top_violating_pairs,
-            errors: report.errors.iter().map(|e| (e.code().to_string(), e.to_string())).collect(),
-            latency_ns: vec![
-                latency("decode", &report.latency.decode),
-                latency("flow+policy", &report.latency.flow),
-            ],
-            throughput: Throughput {
-                workers: report.workers,
-                wall_seconds: secs,
-                packets_per_second: c.frames as f64 / secs,
-                bytes_per_second: report.file_bytes as f64 / secs,
-                busy_seconds: Stages {
-                    read: match report.reading {
-                        Reading::Stream { .. } => Some(report.busy.read.as_secs_f64()),
-                        Reading::Independent { .. } => None,
-                    },
-                    work: report.busy.work.as_secs_f64(),
-                    write: report.busy.write.as_secs_f64(),
-                },
-            },
+impl Sink {
+    /// `-` is standard output; a file is created anew, or appended to (live).
+    pub fn at(path: &std::path::Path, append: bool) -> Sink {
+        if path.as_os_str() == "-" {
+            Sink::Stdout
+        } else {
+            Sink::File { path: path.to_path_buf(), append }
         }
     }
 
-    /// Counts the files found in directories that are not captures (the input was
-    /// expanded before the run, which never sees them).
-    pub fn with_not_captures(mut self, count: usize) -> Summary {
-        if let Some(files) = &mut self.files {
-            files.not_captures = count;
-        }
-        self
-    }
-
-    /// The human-readable summary printed on stderr.
-    pub fn render(&self) -> String {
-        let mut s = String::new();
-        let p = &self.packets;
-        let _ = writeln!(s, "exwatch summary (policy {}, topology {})", self.policy, self.topology);
-        let _ = writeln!(
-            s,
-            "findings: {} violation, {} restriction, {} advisory",
-            self.findings.violation, self.findings.restriction, self.findings.advisory
-        );
-        let _ = writeln!(s, "per rule (flows, bytes, alerts):");
-        for r in self.rules.iter().filter(|r| r.flows > 0 || r.alerts > 0) {
-            let _ = writeln!(
-                s,
-                "  {:<30} {:<12} {:>9} {:>14} {:>7}",
-                r.rule, r.verdict, r.flows, r.bytes, r.alerts
-            );
-        }
-        if !self.top_violating_pairs.is_empty() {
-            let _ = writeln!(s, "top violating host pairs (originator -> responder: findings):");
-            for pair in &self.top_violating_pairs {
-                let _ = writeln!(s, "  {} -> {}: {}", pair.src_ip, pair.dest_ip, pair.findings);
+    pub fn open(&self) -> io::Result<Box<dyn Write + Send>> {
+        Ok(match self {
+            Sink::Stdout => Box::new(io::stdout()),
+            Sink::File { path, append: false } => Box::new(File::create(path)?),
+            Sink::File { path, append: true } => {
+                Box::new(OpenOptions::new().create(true).append(true).open(path)?)
             }
-        }
-        let t = &self.throughput;
-        if let Some(files) = &self.files {
-            let how = match files.jobs {
-                Some(jobs) => format!("independently by {jobs} job{}", plural(jobs)),
-                None => {
-                    format!("as one stream by one reader feeding {} worker{}", t.workers, plural(t.workers))
-                }
-            };
-            let _ = write!(s, "files: {} read {how}", files.count);
-            if files.not_captures > 0 {
-                let _ = write!(
-                    s,
-                    "; {} file{} in directories skipped (not captures)",
-                    files.not_captures,
-                    plural(files.not_captures)
-                );
-            }
-            s.push('\n');
-        }
-        let _ = writeln!(
-            s,
-            "packets: {} read ({} bytes), {} decoded, {} skipped",
-            p.read, p.bytes, p.decoded, p.skipped
-        );
-        for (reason, n) in &p.skipped_by_reason {
-            let layer = Skip::ALL.iter().find(|s| s.code() == reason).map_or("", |s| s.layer().name());
-            let _ = writeln!(s, "  skipped at the {layer} layer, {reason}: {n}");
-        }
-        let _ = writeln!(
-            s,
-            "fragments: {} joined, {} orphaned, {} dropped (table full); icmp errors: {} ({} administratively prohibited)",
-            p.fragments_joined, p.fragments_orphaned, p.fragments_dropped, p.icmp_errors, p.icmp_prohibited
-        );
-        if let Some(c) = &self.capture {
-            let _ = writeln!(
-                s,
-                "capture: {} received by the kernel, {} dropped by the kernel, {} by the interface, {} shed (workers behind)",
-                c.kernel_received, c.kernel_dropped, c.interface_dropped, c.shed
-            );
-        }
-        let f = &self.flows;
-        let _ = writeln!(
-            s,
-            "flows: {} tracked, {} timed out, {} evicted (table full), {} matched no rule",
-            f.tracked, f.timed_out, f.evicted, f.unmatched
-        );
-        let _ = writeln!(
-            s,
-            "feed: {} flows seen in one direction only, {} TCP flows picked up mid-stream, {} with sequence gaps (packets the feed lost){}",
-            f.one_sided,
-            f.midstream,
-            f.gapped,
-            if f.tracked > 0 && f.one_sided * 2 > f.tracked {
-                " (over half: the feed may carry one direction only; unanswered-SYN findings are low confidence)"
-            } else {
-                ""
-            }
-        );
-        for l in &self.latency_ns {
-            let _ = writeln!(
-                s,
-                "latency {}: p50 {} ns, p99 {} ns, max {} ns ({} samples)",
-                l.stage, l.p50, l.p99, l.max, l.samples
-            );
-        }
-        for (_, message) in &self.errors {
-            let _ = writeln!(s, "error: {message}");
-        }
-        let rate = |busy: f64| p.read as f64 / busy.max(1e-9) / 1e6;
-        let b = &t.busy_seconds;
-        let threads = match b.read {
-            Some(read) => {
-                let workers = t.workers;
-                let _ = writeln!(
-                    s,
-                    "stages (busy): read {read:.3} s ({:.2} Mpkt/s), decode+flow+policy {:.3} s over {workers} worker{} ({:.2} Mpkt/s per worker), format+write {:.3} s",
-                    rate(read),
-                    b.work,
-                    plural(workers),
-                    rate(b.work),
-                    b.write
-                );
-                format!("{workers} worker{}", plural(workers))
-            }
-            None => {
-                let jobs = t.workers;
-                let _ = writeln!(
-                    s,
-                    "stages (busy): read+decode+flow+policy {:.3} s over {jobs} job{} ({:.2} Mpkt/s per job; a job reads the files it analyses, so reading is not timed apart), format+write {:.3} s",
-                    b.work,
-                    plural(jobs),
-                    rate(b.work),
-                    b.write
-                );
-                format!("{jobs} job{}", plural(jobs))
-            }
-        };
-        let _ = writeln!(
-            s,
-            "throughput: {:.0} packets/s, {:.1} MB/s ({threads}, {:.3} s wall)",
-            t.packets_per_second,
-            t.bytes_per_second / 1e6,
-            t.wall_seconds
-        );
-        s
-    }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
+            Sink::Discard => Box::new(io::sink()),
+        })
     }
 }

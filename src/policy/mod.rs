@@ -90,6 +90,27 @@ impl Engine {
         )
     }
 
+    /// The verdict of the rule at `rule` (an index from [`Judgement::rule`]).
+    pub fn verdict(&self, rule: usize) -> Verdict {
+        self.policy.rules.get(rule).map_or(Verdict::OutOfScope, |r| r.verdict)
+    }
+
+    /// Whether the rule at `rule` names traffic that must never be restricted.
+    pub fn never_restrict(&self, rule: usize) -> bool {
+        self.policy.rules.get(rule).is_some_and(|r| r.never_restrict)
+    }
+
+    /// The evidence of this kind (an index into [`Policy::evidence`]), if the policy
+    /// reports it.
+    pub fn evidence(&self, kind: EvidenceKind) -> Option<usize> {
+        self.policy.evidence_of(kind)
+    }
+
+    /// Whether the policy names `port` in some rule: such a port looks like a service.
+    pub fn is_named_port(&self, port: u16) -> bool {
+        self.policy.is_named_port(port)
+    }
+
     /// Whether hosts of these two roles could ever have a flow that must never be
     /// restricted: both roles are named by a never-restrict rule.
     pub fn may_be_protected(&self, a: Role, b: Role) -> bool {

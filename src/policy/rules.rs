@@ -331,8 +331,10 @@ impl Policy {
         })
     }
 
-    pub fn evidence_of(&self, kind: EvidenceKind) -> Option<&Evidence> {
-        self.evidence.iter().find(|e| e.kind == kind)
+    /// The index (into [`Policy::evidence`]) of the evidence of this kind, if the
+    /// policy reports it.
+    pub fn evidence_of(&self, kind: EvidenceKind) -> Option<usize> {
+        self.evidence.iter().position(|e| e.kind == kind)
     }
 
     pub fn is_named_port(&self, port: u16) -> bool {

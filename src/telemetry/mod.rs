@@ -1,168 +1,25 @@
-//! Counters and latency histograms. Each worker owns its own and they are merged at the
-//! end of the run, so the packet path never touches shared counters. For live metrics,
-//! each worker also publishes a copy into its own [`Gauges`] once per batch.
+//! Counting: the counter table ([`counters`]), sampled latency, and what a run reports.
+//!
+//! Each worker owns its [`Counters`] and they are merged at the end of the run, so the
+//! packet path never touches shared counters. While a run goes on, each worker also
+//! publishes a copy into its own [`Gauges`] once per batch, and the [`Monitor`] sums them
+//! into one plain [`Snapshot`]: the EVE `stats` event and the Prometheus page read that
+//! snapshot, the summary reads the final [`Report`]. Nothing here decides anything.
 
+pub mod counters;
 pub mod prometheus;
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+pub use counters::{Counter, Counters, RuleStats, Section, MAX_PAIRS};
+
+use crate::capture::{CaptureError, CaptureStats};
 use crate::decode::Skip;
-use crate::flow::Flow;
-use crate::policy::Verdict;
-
-/// Violating host pairs remembered at most, per worker; more are counted, not kept.
-pub const MAX_PAIRS: usize = 65_536;
-
-/// Flows and bytes under one rule.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RuleStats {
-    pub flows: u64,
-    pub bytes: u64,
-    pub alerts: u64,
-}
-
-/// What one worker counted.
-#[derive(Clone, Debug, Default)]
-pub struct Counters {
-    pub frames: u64,
-    pub frame_bytes: u64,
-    pub decoded: u64,
-    /// Frames that did not decode, indexed by [`Skip::index`].
-    pub skipped: [u64; Skip::ALL.len()],
-    pub fragments_joined: u64,
-    pub fragments_orphaned: u64,
-    pub fragments_dropped: u64,
-    pub icmp_errors: u64,
-    pub icmp_prohibited: u64,
-    pub flows: u64,
-    pub flows_timed_out: u64,
-    pub flows_evicted: u64,
-    /// Flows no rule matched.
-    pub unmatched: u64,
-    /// Flows that ended with packets in one direction only.
-    pub one_sided: u64,
-    /// TCP flows picked up mid-stream (no SYN or SYN-ACK seen).
-    pub midstream: u64,
-    /// TCP flows with sequence gaps: segments the capture never saw.
-    pub gapped: u64,
-    /// Host-pair directions not remembered because the table was full.
-    pub directions_untracked: u64,
-    pub advisories: u64,
-    pub violations: u64,
-    pub restrictions: u64,
-    /// Per rule, in policy order.
-    pub rules: Vec<RuleStats>,
-    /// Restriction findings per evidence kind, in policy order.
-    pub evidence: Vec<u64>,
-    /// (originator, responder) -> violation and restriction findings.
-    pub pairs: HashMap<(IpAddr, IpAddr), u64>,
-    pub pairs_overflow: u64,
-}
-
-impl Counters {
-    pub fn new(rules: usize, evidence: usize) -> Counters {
-        Counters {
-            rules: vec![RuleStats::default(); rules],
-            evidence: vec![0; evidence],
-            ..Counters::default()
-        }
-    }
-
-    /// Counts a finding: under its rule, or for restrictions under its evidence kind.
-    pub fn record_alert(&mut self, flow: &Flow, verdict: Verdict, rule: usize, evidence: Option<usize>) {
-        match verdict {
-            Verdict::Advisory => self.advisories += 1,
-            Verdict::Violation => self.violations += 1,
-            Verdict::Restriction => self.restrictions += 1,
-            Verdict::Ok | Verdict::OutOfScope => return,
-        }
-        match evidence {
-            Some(e) => {
-                if let Some(count) = self.evidence.get_mut(e) {
-                    *count += 1;
-                }
-            }
-            None => {
-                if let Some(stats) = self.rules.get_mut(rule) {
-                    stats.alerts += 1;
-                }
-            }
-        }
-        if verdict == Verdict::Advisory {
-            return;
-        }
-        let pair = (flow.orig.src, flow.orig.dst);
-        if let Some(count) = self.pairs.get_mut(&pair) {
-            *count += 1;
-        } else if self.pairs.len() < MAX_PAIRS {
-            self.pairs.insert(pair, 1);
-        } else {
-            self.pairs_overflow += 1;
-        }
-    }
-
-    pub fn record_flow_end(&mut self, flow: &Flow) {
-        self.one_sided += u64::from(flow.pkts[0] == 0 || flow.pkts[1] == 0);
-        self.midstream += u64::from(flow.is_tcp() && !flow.tcp.orig_syn && !flow.tcp.resp_synack);
-        self.gapped += u64::from(flow.gaps > 0);
-        if let Some(stats) = flow.rule.and_then(|r| self.rules.get_mut(r)) {
-            stats.flows += 1;
-            stats.bytes += flow.total_bytes();
-        }
-    }
-
-    pub fn skipped_total(&self) -> u64 {
-        self.skipped.iter().sum()
-    }
-
-    pub fn merge(&mut self, other: &Counters) {
-        self.frames += other.frames;
-        self.frame_bytes += other.frame_bytes;
-        self.decoded += other.decoded;
-        for (a, b) in self.skipped.iter_mut().zip(other.skipped) {
-            *a += b;
-        }
-        self.fragments_joined += other.fragments_joined;
-        self.fragments_orphaned += other.fragments_orphaned;
-        self.fragments_dropped += other.fragments_dropped;
-        self.icmp_errors += other.icmp_errors;
-        self.icmp_prohibited += other.icmp_prohibited;
-        self.flows += other.flows;
-        self.flows_timed_out += other.flows_timed_out;
-        self.flows_evicted += other.flows_evicted;
-        self.unmatched += other.unmatched;
-        self.one_sided += other.one_sided;
-        self.midstream += other.midstream;
-        self.gapped += other.gapped;
-        self.directions_untracked += other.directions_untracked;
-        self.advisories += other.advisories;
-        self.violations += other.violations;
-        self.restrictions += other.restrictions;
-        if self.rules.len() < other.rules.len() {
-            self.rules.resize(other.rules.len(), RuleStats::default());
-        }
-        for (a, b) in self.rules.iter_mut().zip(&other.rules) {
-            a.flows += b.flows;
-            a.bytes += b.bytes;
-            a.alerts += b.alerts;
-        }
-        if self.evidence.len() < other.evidence.len() {
-            self.evidence.resize(other.evidence.len(), 0);
-        }
-        for (a, b) in self.evidence.iter_mut().zip(&other.evidence) {
-            *a += b;
-        }
-        for (pair, count) in &other.pairs {
-            *self.pairs.entry(*pair).or_insert(0) += count;
-        }
-        self.pairs_overflow += other.pairs_overflow;
-    }
-}
+use crate::policy::{Engine, Verdict};
 
 /// One packet in this many is timed stage by stage; timing every packet would cost
 /// more than some stages.
@@ -191,34 +48,24 @@ impl Latency {
     }
 }
 
-/// One worker's counters as last published, readable while the worker runs.
+/// One worker's (or job's) counters as last published, readable while it runs.
 pub struct Gauges {
-    pub frames: AtomicU64,
-    pub frame_bytes: AtomicU64,
-    pub decoded: AtomicU64,
-    pub skipped: [AtomicU64; Skip::ALL.len()],
-    pub flows_active: AtomicU64,
-    pub flows: AtomicU64,
-    pub flows_evicted: AtomicU64,
-    pub flows_timed_out: AtomicU64,
+    values: [AtomicU64; Counter::COUNT],
+    skipped: [AtomicU64; Skip::ALL.len()],
+    flows_active: AtomicU64,
     /// Findings per rule (violations and advisories), in policy order.
-    pub rule_alerts: Vec<AtomicU64>,
+    rule_alerts: Vec<AtomicU64>,
     /// Restrictions per evidence kind, in policy order.
-    pub evidence_alerts: Vec<AtomicU64>,
-    pub latency: Mutex<Latency>,
+    evidence_alerts: Vec<AtomicU64>,
+    latency: Mutex<Latency>,
 }
 
 impl Gauges {
-    pub fn new(rules: usize, evidence: usize) -> Gauges {
+    fn new(rules: usize, evidence: usize) -> Gauges {
         Gauges {
-            frames: AtomicU64::new(0),
-            frame_bytes: AtomicU64::new(0),
-            decoded: AtomicU64::new(0),
+            values: std::array::from_fn(|_| AtomicU64::new(0)),
             skipped: Default::default(),
             flows_active: AtomicU64::new(0),
-            flows: AtomicU64::new(0),
-            flows_evicted: AtomicU64::new(0),
-            flows_timed_out: AtomicU64::new(0),
             rule_alerts: (0..rules).map(|_| AtomicU64::new(0)).collect(),
             evidence_alerts: (0..evidence).map(|_| AtomicU64::new(0)).collect(),
             latency: Mutex::new(Latency::default()),
@@ -236,16 +83,13 @@ impl Gauges {
         let set = |gauge: &AtomicU64, value: &dyn Fn(&Counters) -> u64| {
             gauge.store(parts.iter().map(|c| value(c)).sum(), Ordering::Relaxed)
         };
-        set(&self.frames, &|c| c.frames);
-        set(&self.frame_bytes, &|c| c.frame_bytes);
-        set(&self.decoded, &|c| c.decoded);
+        for (gauge, counter) in self.values.iter().zip(Counter::ALL) {
+            set(gauge, &|c| c[counter]);
+        }
         for (i, gauge) in self.skipped.iter().enumerate() {
             set(gauge, &|c| c.skipped[i]);
         }
         self.flows_active.store(flows_active as u64, Ordering::Relaxed);
-        set(&self.flows, &|c| c.flows);
-        set(&self.flows_evicted, &|c| c.flows_evicted);
-        set(&self.flows_timed_out, &|c| c.flows_timed_out);
         for (i, gauge) in self.rule_alerts.iter().enumerate() {
             set(gauge, &|c| c.rules.get(i).map_or(0, |r| r.alerts));
         }
@@ -259,9 +103,156 @@ impl Gauges {
             shared.clone_from(latency);
         }
     }
+
+    /// Adds what was last published to `into`.
+    fn add_to(&self, into: &mut Snapshot) {
+        let load = |gauge: &AtomicU64| gauge.load(Ordering::Relaxed);
+        for (gauge, counter) in self.values.iter().zip(Counter::ALL) {
+            into.counters[counter] += load(gauge);
+        }
+        for (total, gauge) in into.counters.skipped.iter_mut().zip(&self.skipped) {
+            *total += load(gauge);
+        }
+        for (stats, gauge) in into.counters.rules.iter_mut().zip(&self.rule_alerts) {
+            stats.alerts += load(gauge);
+        }
+        for (total, gauge) in into.counters.evidence.iter_mut().zip(&self.evidence_alerts) {
+            *total += load(gauge);
+        }
+        into.flows_active += load(&self.flows_active);
+        if let Ok(latency) = self.latency.lock() {
+            into.latency.merge(&latency);
+        }
+    }
 }
 
-/// Sum of one gauge over all workers.
-pub fn total(gauges: &[std::sync::Arc<Gauges>], field: impl Fn(&Gauges) -> &AtomicU64) -> u64 {
-    gauges.iter().map(|g| field(g).load(Ordering::Relaxed)).sum()
+/// What the pipeline shares with the outside while it runs: the stop and reopen
+/// requests (signals), and the counters a metrics endpoint or a `stats` event reads.
+pub struct Monitor {
+    pub stop: Arc<AtomicBool>,
+    /// Set to ask the writer to reopen the EVE file (after log rotation).
+    pub reopen: Arc<AtomicBool>,
+    pub started: Instant,
+    /// One per worker (or job).
+    pub gauges: Vec<Gauges>,
+    /// Frames dropped because a worker's queue was full (live only).
+    pub shed: AtomicU64,
+    pub capture: Mutex<CaptureStats>,
+}
+
+impl Monitor {
+    /// A monitor for `workers` workers (or jobs) judging with `engine`'s policy.
+    pub fn new(engine: &Engine, workers: usize) -> Monitor {
+        let (rules, evidence) = (engine.policy.rules.len(), engine.policy.evidence.len());
+        Monitor {
+            stop: Arc::new(AtomicBool::new(false)),
+            reopen: Arc::new(AtomicBool::new(false)),
+            started: Instant::now(),
+            gauges: (0..workers.max(1)).map(|_| Gauges::new(rules, evidence)).collect(),
+            shed: AtomicU64::new(0),
+            capture: Mutex::new(CaptureStats::default()),
+        }
+    }
+
+    pub fn capture_stats(&self) -> CaptureStats {
+        self.capture.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Every counter as last published, summed over the workers.
+    pub fn snapshot(&self, engine: &Engine) -> Snapshot {
+        let (rules, evidence) = (engine.policy.rules.len(), engine.policy.evidence.len());
+        let mut snapshot = Snapshot {
+            counters: Counters::new(rules, evidence),
+            flows_active: 0,
+            latency: Latency::default(),
+            uptime: self.started.elapsed(),
+        };
+        for gauges in &self.gauges {
+            gauges.add_to(&mut snapshot);
+        }
+        let c = &mut snapshot.counters;
+        fill_capture(c, self.capture_stats(), self.shed.load(Ordering::Relaxed));
+        fill_engine(c, engine);
+        snapshot
+    }
+}
+
+/// Sets the counters that the capture and the reader keep rather than the workers.
+pub fn fill_capture(c: &mut Counters, capture: CaptureStats, shed: u64) {
+    c[Counter::KernelReceived] = capture.received;
+    c[Counter::KernelDropped] = capture.kernel_dropped;
+    c[Counter::InterfaceDropped] = capture.interface_dropped;
+    c[Counter::Shed] = shed;
+}
+
+/// Sets the counters that the engine's cross-flow tables keep.
+pub fn fill_engine(c: &mut Counters, engine: &Engine) {
+    c[Counter::SmtpSendersDropped] = engine.smtp_senders_dropped.load(Ordering::Relaxed);
+}
+
+/// The counters of a running pipeline at one moment.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub counters: Counters,
+    /// Flows in the flow tables now.
+    pub flows_active: u64,
+    pub latency: Latency,
+    pub uptime: Duration,
+}
+
+/// How a run's input was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// A live interface, through the reader and the workers.
+    Live,
+    /// One reader thread fed the workers, reading its sources one after the other as one
+    /// stream: a single file, or the pieces of one capture (`--continuous`).
+    Stream { sources: usize },
+    /// Each file was a capture of its own, read, decoded and tracked by one of `jobs`
+    /// threads. [`Busy::work`] is then the jobs' time, reading included, and
+    /// [`Busy::read`] is zero: reading is not timed apart from the rest.
+    Independent { files: usize, jobs: usize },
+}
+
+/// Busy time per stage: the slowest stage bounds the throughput.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Busy {
+    /// The reader: reading, routing and batching frames.
+    pub read: Duration,
+    /// The workers together: decoding, flow tables, policy.
+    pub work: Duration,
+    /// The writer: formatting and writing event lines.
+    pub write: Duration,
+}
+
+/// What a run produced, beyond the events already written.
+#[derive(Debug)]
+pub struct Report {
+    /// Every counter, merged over workers and jobs.
+    pub counters: Counters,
+    pub latency: Latency,
+    /// Sources that could not be read, or were read only up to damage.
+    pub errors: Vec<CaptureError>,
+    pub wall: Duration,
+    /// Workers, or jobs for independent files.
+    pub workers: usize,
+    /// Bytes of capture read (record headers included).
+    pub file_bytes: u64,
+    /// Time each stage spent working (not waiting on a channel).
+    pub busy: Busy,
+    pub reading: Reading,
+}
+
+/// Findings by rule (the rules whose verdict is a finding) and by evidence kind (for
+/// restrictions), with their counts: the one list both the `stats` event and the metrics
+/// page show.
+pub fn alert_series<'a>(
+    engine: &'a Engine,
+    c: &'a Counters,
+) -> impl Iterator<Item = (&'a str, Verdict, u64)> + 'a {
+    let policy = &engine.policy;
+    let rules = policy.rules.iter().zip(&c.rules).filter(|(rule, _)| rule.verdict.is_finding());
+    let rules = rules.map(|(rule, stats)| (rule.id.as_str(), rule.verdict, stats.alerts));
+    let evidence = policy.evidence.iter().zip(&c.evidence);
+    rules.chain(evidence.map(|(e, &n)| (e.id.as_str(), Verdict::Restriction, n)))
 }

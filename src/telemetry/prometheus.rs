@@ -8,64 +8,33 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::total;
+use super::{Counter, Monitor, Snapshot};
 use crate::decode::Skip;
-use crate::pipeline::Monitor;
-use crate::policy::{Engine, Verdict};
+use crate::policy::Engine;
 
 /// The metrics page.
 pub fn render(engine: &Engine, monitor: &Monitor) -> String {
-    let g = &monitor.gauges;
-    let capture = monitor.capture_stats();
-    let mut out = String::with_capacity(4096);
+    page(engine, &monitor.snapshot(engine))
+}
+
+/// The metrics page of a snapshot: every counter of the table, then the labelled ones.
+pub fn page(engine: &Engine, snapshot: &Snapshot) -> String {
+    let c = &snapshot.counters;
+    let mut out = String::with_capacity(8192);
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (labels, value) in samples {
             let _ = writeln!(out, "{name}{labels} {value}");
         }
     };
-    let plain = |v: u64| vec![(String::new(), v)];
-    metric(
-        "exwatch_packets_total",
-        "counter",
-        "Frames received by the workers.",
-        &plain(total(g, |w| &w.frames)),
-    );
-    metric(
-        "exwatch_bytes_total",
-        "counter",
-        "Bytes (on the wire) of the frames received.",
-        &plain(total(g, |w| &w.frame_bytes)),
-    );
-    metric(
-        "exwatch_kernel_received_total",
-        "counter",
-        "Packets the kernel delivered to the capture (pcap stats).",
-        &plain(capture.received),
-    );
-    metric(
-        "exwatch_kernel_drops_total",
-        "counter",
-        "Packets the kernel dropped because its buffer was full (pcap stats).",
-        &plain(capture.kernel_dropped),
-    );
-    metric(
-        "exwatch_interface_drops_total",
-        "counter",
-        "Packets the interface or its driver dropped (pcap stats).",
-        &plain(capture.interface_dropped),
-    );
-    metric(
-        "exwatch_shed_frames_total",
-        "counter",
-        "Frames dropped because a worker fell behind.",
-        &plain(monitor.shed.load(Ordering::Relaxed)),
-    );
+    for counter in Counter::ALL {
+        let def = counter.def();
+        metric(def.prometheus, "counter", def.help, &[(String::new(), c[counter])]);
+    }
     let skipped: Vec<_> = Skip::ALL
         .iter()
         .map(|s| {
-            let labels = format!("{{layer=\"{}\",reason=\"{}\"}}", s.layer().name(), s.code());
-            (labels, total(g, |w| &w.skipped[s.index()]))
+            (format!("{{layer=\"{}\",reason=\"{}\"}}", s.layer().name(), s.code()), c.skipped[s.index()])
         })
         .collect();
     metric(
@@ -78,44 +47,22 @@ pub fn render(engine: &Engine, monitor: &Monitor) -> String {
         "exwatch_flows_active",
         "gauge",
         "Flows in the flow tables.",
-        &plain(total(g, |w| &w.flows_active)),
+        &[(String::new(), snapshot.flows_active)],
     );
-    metric("exwatch_flows_total", "counter", "Flows tracked.", &plain(total(g, |w| &w.flows)));
-    metric(
-        "exwatch_flows_evicted_total",
-        "counter",
-        "Flows evicted because a flow table was full.",
-        &plain(total(g, |w| &w.flows_evicted)),
-    );
-    metric(
-        "exwatch_flows_timed_out_total",
-        "counter",
-        "Flows ended by their idle timeout.",
-        &plain(total(g, |w| &w.flows_timed_out)),
-    );
-    let mut alerts = Vec::new();
-    for (i, rule) in engine.policy.rules.iter().enumerate().filter(|(_, r)| r.verdict.is_finding()) {
-        alerts.push((label_pair(&rule.id, rule.verdict), total(g, |w| &w.rule_alerts[i])));
-    }
-    for (i, evidence) in engine.policy.evidence.iter().enumerate() {
-        alerts.push((label_pair(&evidence.id, Verdict::Restriction), total(g, |w| &w.evidence_alerts[i])));
-    }
+    let alerts: Vec<_> = super::alert_series(engine, c)
+        .map(|(id, verdict, n)| (format!("{{rule=\"{id}\",verdict=\"{}\"}}", verdict.name()), n))
+        .collect();
     metric(
         "exwatch_alerts_total",
         "counter",
         "Findings written, by rule (or evidence) and verdict.",
         &alerts,
     );
-    let mut latency = super::Latency::default();
-    for gauges in g {
-        if let Ok(l) = gauges.latency.lock() {
-            latency.merge(&l);
-        }
-    }
     let _ = writeln!(
         out,
         "# HELP exwatch_stage_latency_seconds Per-packet time in each stage (sampled).\n# TYPE exwatch_stage_latency_seconds summary"
     );
+    let latency = &snapshot.latency;
     for (stage, h) in [("decode", &latency.decode), ("flow", &latency.flow)] {
         for q in [0.5, 0.9, 0.99] {
             let seconds = h.value_at_quantile(q) as f64 / 1e9;
@@ -127,10 +74,6 @@ pub fn render(engine: &Engine, monitor: &Monitor) -> String {
         let _ = writeln!(out, "exwatch_stage_latency_seconds_count{{stage=\"{stage}\"}} {}", h.len());
     }
     out
-}
-
-fn label_pair(rule: &str, verdict: Verdict) -> String {
-    format!("{{rule=\"{rule}\",verdict=\"{}\"}}", verdict.name())
 }
 
 /// Serves `/metrics` on `listener` until `monitor.stop` is set.

@@ -666,7 +666,7 @@ fn live_stats_events_are_periodic_and_count_traffic() {
     let stats = exwatch.wait_event("stats event counting the violation", |e| {
         e["event_type"] == "stats"
             && e["stats"]["decoder"]["pkts"].as_u64().is_some_and(|p| p >= 3)
-            && e["stats"]["alerts"]["edge-perimeter"].as_u64().is_some_and(|a| a >= 1)
+            && e["policy"]["alerts"]["edge-perimeter"].as_u64().is_some_and(|a| a >= 1)
     });
     assert!(stats["timestamp"].is_string(), "{stats}");
     // SIGINT stops it as cleanly as SIGTERM.

@@ -1,0 +1,191 @@
+//! Files analysed as captures of their own, one job thread per [`Monitor::gauges`].
+//!
+//! A job takes the next file in argument order, reads it, decodes each frame and feeds
+//! its own flow table in the same loop: a file is one job's from start to end, so its
+//! packets stay in capture order without a router or channels, and all cores stay busy
+//! as long as files remain. Each file also gets its own cross-flow tables
+//! ([`Engine::split`]), so its findings are those it would have alone, whichever files
+//! run beside it. Events go to the one writer thread.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, Builder};
+use std::time::{Duration, Instant};
+
+use super::worker::Worker;
+use super::writer::{self, Events};
+use super::{join_all, FileReader, Progress, Settings, Tally};
+use crate::capture::{CaptureError, FrameSource, Next};
+use crate::flow::{self, Tracker};
+use crate::output::Sink;
+use crate::policy::Engine;
+use crate::telemetry::{self, Busy, Counters, Gauges, Latency, Monitor, Reading, Report};
+
+/// A job hands on its events every this many frames (what a worker handles in one
+/// batch), so the writer gets chunks rather than single lines.
+const BATCH_FRAMES: u64 = 256;
+
+/// Progress and the stop request are looked at every this many frames.
+const CHECK_FRAMES: u64 = 4096;
+
+/// Analyses `files` until they are all read or `monitor.stop` is set. A file that
+/// cannot be opened, or is damaged, is reported in [`Report::errors`] (in argument
+/// order); the other files are still analysed.
+pub(super) fn run(
+    engine: &Arc<Engine>,
+    files: &[PathBuf],
+    settings: &Settings,
+    sink: &Sink,
+    monitor: &Monitor,
+    progress: Progress<'_>,
+) -> io::Result<Report> {
+    let started = Instant::now();
+    let jobs = monitor.gauges.len();
+    let shared = Jobs {
+        engine,
+        files,
+        next: AtomicUsize::new(0),
+        bytes: AtomicU64::new(0),
+        progress,
+        stop: &monitor.stop,
+        reader: settings.file_reader,
+        flows: settings.flows_share(jobs),
+        jobs,
+    };
+    let out = sink.open()?;
+    thread::scope(|scope| -> io::Result<Report> {
+        let (events, writer) = writer::spawn(scope, out, sink, &monitor.reopen, engine)?;
+        let mut handles = Vec::with_capacity(jobs);
+        for (i, gauges) in monitor.gauges.iter().enumerate() {
+            let (shared, events) = (&shared, events.clone());
+            handles.push(
+                Builder::new()
+                    .name(format!("exwatch-job-{i}"))
+                    .spawn_scoped(scope, move || shared.job(gauges, events))?,
+            );
+        }
+        drop(events);
+        let (Tally { mut counters, latency, busy: work }, errors) = join_all(handles, engine)?;
+        telemetry::fill_engine(&mut counters, engine);
+        let write = writer::join(writer)?;
+        let mut errors: Vec<_> = errors.into_iter().flatten().collect();
+        errors.sort_by_key(|&(index, _)| index);
+        Ok(Report {
+            counters,
+            latency,
+            errors: errors.into_iter().map(|(_, err)| err).collect(),
+            wall: started.elapsed(),
+            workers: jobs,
+            file_bytes: shared.bytes.load(Ordering::Relaxed),
+            busy: Busy { read: Duration::ZERO, work, write },
+            reading: Reading::Independent { files: files.len(), jobs },
+        })
+    })
+}
+
+/// What the jobs share.
+struct Jobs<'a> {
+    engine: &'a Arc<Engine>,
+    files: &'a [PathBuf],
+    /// The index in `files` of the next file to take.
+    next: AtomicUsize,
+    /// Bytes read by all jobs (record headers included), for progress.
+    bytes: AtomicU64,
+    progress: Progress<'a>,
+    stop: &'a AtomicBool,
+    reader: FileReader,
+    /// One job's share of the flow table.
+    flows: flow::Settings,
+    jobs: usize,
+}
+
+/// Errors by index in the file list, so they are reported in argument order.
+type Errors = Vec<(usize, CaptureError)>;
+
+impl Jobs<'_> {
+    /// One job: files from the shared queue until it is empty or a stop is requested.
+    fn job(&self, gauges: &Gauges, events: Events) -> (Tally, Errors) {
+        let started = Instant::now();
+        let mut worker: Option<Worker<'_>> = None;
+        let mut errors = Vec::new();
+        while !self.stop.load(Ordering::Relaxed) {
+            let index = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(path) = self.files.get(index) else {
+                break;
+            };
+            if let Err(err) = self.file(path, &mut worker, gauges, &events) {
+                errors.push((index, err));
+            }
+        }
+        let tally = match worker {
+            Some(worker) => worker.finish(),
+            None => Tally {
+                counters: Counters::for_engine(self.engine),
+                latency: Latency::default(),
+                busy: Duration::ZERO,
+            },
+        };
+        (Tally { busy: started.elapsed(), ..tally }, errors)
+    }
+
+    /// Analyses one file with a flow table and cross-flow tables of its own. Damage
+    /// ends the file: every event found before it is kept.
+    fn file<'g>(
+        &self,
+        path: &Path,
+        worker: &mut Option<Worker<'g>>,
+        gauges: &'g Gauges,
+        events: &Events,
+    ) -> Result<(), CaptureError> {
+        let mut source = self.reader.open(path)?;
+        let engine = Arc::new(self.engine.split(self.jobs));
+        let tracker = Tracker::new(Arc::clone(&engine), self.flows.clone());
+        let worker = match worker {
+            Some(worker) => {
+                worker.replace_tracker(tracker);
+                worker
+            }
+            None => worker.insert(Worker::new(tracker, gauges, events.clone())),
+        };
+        let read = self.read(source.as_mut(), worker);
+        let dropped = engine.smtp_senders_dropped.load(Ordering::Relaxed);
+        self.engine.smtp_senders_dropped.fetch_add(dropped, Ordering::Relaxed);
+        read
+    }
+
+    /// Read, decode, track: one frame at a time, in capture order.
+    fn read(&self, source: &mut dyn FrameSource, worker: &mut Worker<'_>) -> Result<(), CaptureError> {
+        let mut unreported = 0u64;
+        let mut frames = 0u64;
+        let outcome = loop {
+            let frame = match source.next_frame() {
+                Ok(Next::Frame(frame)) => frame,
+                // Files are never idle; should one be, it is not waited on once stopped.
+                Ok(Next::Idle) if !self.stop.load(Ordering::Relaxed) => continue,
+                Ok(Next::Idle | Next::End) => break Ok(()),
+                Err(err) => break Err(err),
+            };
+            unreported += 16 + frame.data.len() as u64;
+            worker.frame(frame.link, frame.ts, frame.wire_len, frame.data);
+            frames += 1;
+            if frames % BATCH_FRAMES == 0 {
+                worker.batch_done();
+            }
+            if frames % CHECK_FRAMES == 0 {
+                self.report_progress(std::mem::take(&mut unreported));
+                if self.stop.load(Ordering::Relaxed) {
+                    break Ok(());
+                }
+            }
+        };
+        worker.batch_done();
+        self.report_progress(unreported);
+        outcome
+    }
+
+    fn report_progress(&self, bytes: u64) {
+        (self.progress)(self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes);
+    }
+}

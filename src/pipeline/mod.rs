@@ -1,0 +1,163 @@
+//! The threads and channels that run the stages: one reader, N workers, one writer
+//! (see the diagram in the crate's documentation).
+//!
+//! - [`stream`]: one reader thread batches frames to the workers, picking a worker by a
+//!   symmetric hash of the frame's addresses; for a live interface, one file, or the
+//!   pieces of one capture read as a stream.
+//! - [`jobs`]: several files, each a capture of its own, each read, decoded and tracked
+//!   by one job thread.
+//! - [`worker`]: the one loop that decodes a frame, feeds the flow table and hands the
+//!   events on, used by both.
+//! - [`writer`]: the thread that formats events and writes them to the sink.
+//!
+//! This module wires the stages; it never decodes, judges or formats by itself.
+
+mod jobs;
+mod stream;
+mod worker;
+mod writer;
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::{self, ScopedJoinHandle};
+use std::time::Duration;
+
+use crate::capture::{CaptureError, FrameSource, PcapFile, Savefile};
+use crate::flow;
+use crate::output::Sink;
+use crate::policy::Engine;
+use crate::telemetry::{Counters, Latency, Monitor, Report};
+
+/// Settings of the pipeline's threads and buffers.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Parser workers; each owns a flow table. By default one per core but the one the
+    /// reader keeps busy: on 2 cores, `exwatch analyze` of the 1M-packet bench capture
+    /// took 0.18 s with 1 worker beside the reader, 0.20-0.24 s with 2 sharing the cores
+    /// with it. A flood of new flows, where the workers do most of the work, goes the
+    /// other way (twice as fast with 2), which is why `live` takes one per core.
+    pub workers: usize,
+    /// Frames per batch sent to a worker.
+    pub batch_frames: usize,
+    /// Batches that may wait in each worker's channel.
+    pub queue_batches: usize,
+    /// Flow-table settings; `max_flows` is the total, split between workers (or jobs).
+    pub flows: flow::Settings,
+    /// How capture files are read.
+    pub file_reader: FileReader,
+    /// Files analysed at once when several files are each a capture of their own.
+    pub jobs: usize,
+    /// Several files are consecutive pieces of one capture (rotated by `tcpdump -C/-G`):
+    /// read them in order as one stream, so flows continue across file boundaries.
+    pub continuous: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        Settings {
+            workers: cores.saturating_sub(1).max(1),
+            batch_frames: 256,
+            queue_batches: 8,
+            flows: flow::Settings::default(),
+            file_reader: FileReader::Native,
+            jobs: cores,
+            continuous: false,
+        }
+    }
+}
+
+impl Settings {
+    /// One of `parts` flow tables' share of the flow settings.
+    fn flows_share(&self, parts: usize) -> flow::Settings {
+        let mut share = self.flows.clone();
+        share.max_flows = (self.flows.max_flows / parts.max(1)).max(1);
+        share
+    }
+}
+
+/// The reader of capture files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileReader {
+    /// exwatch's own pcap/pcapng reader ([`Savefile`]): faster, and reads pcapng files
+    /// whose interfaces mix link types.
+    Native,
+    /// libpcap's reader.
+    Libpcap,
+}
+
+impl FileReader {
+    pub fn open(self, path: &Path) -> Result<Box<dyn FrameSource>, CaptureError> {
+        Ok(match self {
+            FileReader::Native => Box::new(Savefile::open(path)?),
+            FileReader::Libpcap => Box::new(PcapFile::open(path)?),
+        })
+    }
+}
+
+/// Called by the reader now and then with the bytes read so far.
+pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
+
+/// Analyses capture files, writing events to `sink`. Several files are each a capture of
+/// their own, analysed `settings.jobs` at a time ([`jobs`]), unless
+/// `settings.continuous` says they are pieces of one capture; one file, or the pieces of
+/// one capture, go through the reader and the workers as one stream ([`stream`]).
+pub fn analyze(
+    engine: Arc<Engine>,
+    files: &[PathBuf],
+    settings: &Settings,
+    sink: &Sink,
+    progress: Progress<'_>,
+) -> io::Result<Report> {
+    if files.len() > 1 && !settings.continuous {
+        let monitor = Monitor::new(&engine, settings.jobs.clamp(1, files.len()));
+        return jobs::run(&engine, files, settings, sink, &monitor, progress);
+    }
+    let monitor = Monitor::new(&engine, settings.workers);
+    let mut sources = files.iter().map(|path| settings.file_reader.open(path));
+    let run = stream::Stream { live: false, settings, sink, monitor: &monitor, stats_interval: None };
+    run.run(&engine, &mut sources, sink.open()?, progress)
+}
+
+/// Watches a live capture until it fails or `monitor.stop` is set, writing events to
+/// `out` (the sink, opened already: a live capture opens it before dropping privileges)
+/// and reopening the sink when `monitor.reopen` is set. One worker per
+/// [`Monitor::gauges`]; an EVE `stats` event every `stats_interval`, if set.
+pub fn live(
+    engine: &Arc<Engine>,
+    capture: Box<dyn FrameSource>,
+    settings: &Settings,
+    (sink, out): (&Sink, Box<dyn Write + Send>),
+    monitor: &Monitor,
+    stats_interval: Option<Duration>,
+) -> io::Result<Report> {
+    let run = stream::Stream { live: true, settings, sink, monitor, stats_interval };
+    run.run(engine, &mut std::iter::once(Ok(capture)), out, &|_| {})
+}
+
+/// What one worker or job thread counted, and how long it was busy.
+#[derive(Debug)]
+struct Tally {
+    counters: Counters,
+    latency: Latency,
+    busy: Duration,
+}
+
+/// Joins worker or job threads, adding up what they counted.
+fn join_all<T>(
+    handles: Vec<ScopedJoinHandle<'_, (Tally, T)>>,
+    engine: &Engine,
+) -> io::Result<(Tally, Vec<T>)> {
+    let mut total =
+        Tally { counters: Counters::for_engine(engine), latency: Latency::default(), busy: Duration::ZERO };
+    let mut rest = Vec::with_capacity(handles.len());
+    for handle in handles {
+        let (tally, more) = handle.join().map_err(|_| io::Error::other("a worker thread panicked"))?;
+        total.counters.merge(&tally.counters);
+        total.latency.merge(&tally.latency);
+        total.busy += tally.busy;
+        rest.push(more);
+    }
+    Ok((total, rest))
+}

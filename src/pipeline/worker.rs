@@ -1,0 +1,102 @@
+//! One worker: decodes each frame, feeds the flow table, and hands the events on. The
+//! reader's workers and the independent-file jobs both run this one loop body.
+
+use std::time::{Duration, Instant};
+
+use super::writer::Events;
+use super::Tally;
+use crate::decode::{self, LinkType, Ts};
+use crate::flow::Tracker;
+use crate::telemetry::{Counters, Gauges, Latency, LATENCY_SAMPLE};
+
+/// Latency histograms are published every this many batches.
+const LATENCY_PUBLISH_BATCHES: u64 = 64;
+
+/// A flow table and what is counted beside it.
+pub(super) struct Worker<'a> {
+    tracker: Tracker,
+    /// What earlier trackers of this thread counted (a job's finished files).
+    earlier: Counters,
+    gauges: &'a Gauges,
+    events: Events,
+    latency: Latency,
+    frames: u64,
+    batches: u64,
+    pub(super) busy: Duration,
+}
+
+impl<'a> Worker<'a> {
+    pub(super) fn new(tracker: Tracker, gauges: &'a Gauges, events: Events) -> Worker<'a> {
+        let earlier = Counters::default();
+        Worker {
+            tracker,
+            earlier,
+            gauges,
+            events,
+            latency: Latency::default(),
+            frames: 0,
+            batches: 0,
+            busy: Duration::ZERO,
+        }
+    }
+
+    /// Decodes one frame and feeds it to the flow table; one frame in
+    /// [`LATENCY_SAMPLE`] is timed stage by stage.
+    #[inline]
+    pub(super) fn frame(&mut self, link: LinkType, ts: Ts, wire_len: u32, data: &[u8]) {
+        self.frames += 1;
+        if self.frames % LATENCY_SAMPLE == 0 {
+            let t0 = Instant::now();
+            let decoded = decode::decode(link, ts, wire_len, data);
+            let t1 = Instant::now();
+            self.tracker.frame(wire_len, decoded);
+            self.latency.decode.saturating_record((t1 - t0).as_nanos() as u64);
+            self.latency.flow.saturating_record(t1.elapsed().as_nanos() as u64);
+        } else {
+            self.tracker.frame(wire_len, decode::decode(link, ts, wire_len, data));
+        }
+    }
+
+    /// A batch is done: send its events and publish the counters.
+    pub(super) fn batch_done(&mut self) {
+        self.events.send_from(&mut self.tracker);
+        self.publish();
+        self.batches += 1;
+        if self.batches % LATENCY_PUBLISH_BATCHES == 0 {
+            self.gauges.publish_latency(&self.latency);
+        }
+    }
+
+    /// The clock moved on while no frames came: run the timers due by then.
+    pub(super) fn tick(&mut self, now: Ts) {
+        self.tracker.advance(now);
+        self.events.send_from(&mut self.tracker);
+        self.publish();
+    }
+
+    /// Ends every flow of the current tracker and goes on with `next` (a job's next
+    /// file), keeping what the old one counted.
+    pub(super) fn replace_tracker(&mut self, next: Tracker) {
+        let mut done = std::mem::replace(&mut self.tracker, next);
+        done.finish();
+        self.events.send_from(&mut done);
+        self.earlier.merge(done.counters());
+        self.publish();
+    }
+
+    /// Ends every flow (the input is over) and returns what was counted.
+    pub(super) fn finish(mut self) -> Tally {
+        let started = Instant::now();
+        self.tracker.finish();
+        self.events.send_from(&mut self.tracker);
+        self.publish();
+        self.gauges.publish_latency(&self.latency);
+        let mut counters = self.earlier;
+        counters.merge(self.tracker.counters());
+        Tally { counters, latency: self.latency, busy: self.busy + started.elapsed() }
+    }
+
+    fn publish(&self) {
+        self.gauges.publish_sum(&[&self.earlier, self.tracker.counters()], self.tracker.active_flows());
+    }
+}

@@ -1,0 +1,105 @@
+//! The writer thread: formats events and writes them to the sink, so that neither a
+//! worker's time nor its cache goes to formatting (an alert costs tens of thousands of
+//! instructions to format).
+
+use std::io::{self, BufWriter, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{Builder, Scope, ScopedJoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::flow::{Event, Tracker};
+use crate::output::{eve, Sink};
+use crate::policy::Engine;
+
+/// Chunks of events that may wait for the writer.
+const QUEUE_CHUNKS: usize = 64;
+
+/// Buffered bytes before a write reaches the sink.
+const BUFFER_BYTES: usize = 1 << 16;
+
+/// What the writer thread is sent.
+pub(super) enum Output {
+    /// Events to format.
+    Events(Vec<Event>),
+    /// Lines formatted already (EVE `stats`).
+    Lines(Vec<u8>),
+}
+
+/// Where workers and jobs send what they found.
+#[derive(Clone)]
+pub(super) struct Events(Sender<Output>);
+
+impl Events {
+    /// Sends the tracker's new events, if any, in one chunk.
+    pub(super) fn send_from(&self, tracker: &mut Tracker) {
+        let found: Vec<Event> = tracker.drain_events().collect();
+        if !found.is_empty() {
+            // A send fails only once the writer has stopped, which joining it reports.
+            let _ = self.0.send(Output::Events(found));
+        }
+    }
+
+    pub(super) fn send_lines(&self, lines: Vec<u8>) {
+        let _ = self.0.send(Output::Lines(lines));
+    }
+}
+
+/// Starts the writer on `out`; it ends when every [`Events`] handle is dropped, and its
+/// thread returns the time it was busy.
+pub(super) fn spawn<'scope>(
+    scope: &'scope Scope<'scope, '_>,
+    out: Box<dyn Write + Send>,
+    sink: &'scope Sink,
+    reopen: &'scope AtomicBool,
+    engine: &'scope Engine,
+) -> io::Result<(Events, ScopedJoinHandle<'scope, io::Result<Duration>>)> {
+    let (tx, rx) = bounded::<Output>(QUEUE_CHUNKS);
+    let handle = Builder::new()
+        .name("exwatch-writer".into())
+        .spawn_scoped(scope, move || write_events(out, sink, reopen, rx, engine))?;
+    Ok((Events(tx), handle))
+}
+
+/// Formats and writes events as they come, flushing whenever the queue runs dry so a
+/// live finding reaches the log at once; reopens the sink when asked (SIGHUP).
+fn write_events(
+    out: Box<dyn Write + Send>,
+    sink: &Sink,
+    reopen: &AtomicBool,
+    chunks: Receiver<Output>,
+    engine: &Engine,
+) -> io::Result<Duration> {
+    let mut out = BufWriter::with_capacity(BUFFER_BYTES, out);
+    let mut lines = Vec::new();
+    let mut busy = Duration::ZERO;
+    for chunk in chunks.iter() {
+        let started = Instant::now();
+        if reopen.swap(false, Ordering::Relaxed) {
+            out.flush()?;
+            out = BufWriter::with_capacity(BUFFER_BYTES, sink.open()?);
+        }
+        match chunk {
+            Output::Events(events) => {
+                lines.clear();
+                for event in &events {
+                    eve::write_event(&mut lines, engine, event);
+                }
+                out.write_all(&lines)?;
+            }
+            Output::Lines(formatted) => out.write_all(&formatted)?,
+        }
+        if chunks.is_empty() {
+            out.flush()?;
+        }
+        busy += started.elapsed();
+    }
+    out.flush()?;
+    Ok(busy)
+}
+
+/// Joins the writer, returning its busy time or the error that stopped it.
+pub(super) fn join(handle: ScopedJoinHandle<'_, io::Result<Duration>>) -> io::Result<Duration> {
+    handle.join().map_err(|_| io::Error::other("the writer thread panicked"))?
+}
