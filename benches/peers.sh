@@ -92,6 +92,19 @@ need() {
 # configured. Here the backports suite is added for this one install only: apt reads a
 # copy of the system's sources plus one backports line, with its lists in the temp dir,
 # so the machine's apt configuration is left as it was.
+# The mirror the machine's own apt sources take the main suite from: the first URI of a
+# deb822 stanza (*.sources) or a one-line `deb` entry (*.list) that lists $1.
+debian_mirror() {
+  local codename=$1
+  cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v suite="$codename" '
+    /^[[:space:]]*$/ { if (uri != "" && found) { print uri; exit } uri = ""; found = 0; next }
+    /^URIs:/ { uri = $2 }
+    /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite) found = 1 }
+    END { if (uri != "" && found) print uri }' | head -n 1 | grep . && return 0
+  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk -v suite="$codename" '
+    $1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { if ($(i + 1) == suite) { print $i; exit } } }'
+}
+
 install_suricata() {
   apt_install suricata && return 0
   [ "${EXWATCH_PEERS_BACKPORTS:-1}" = 1 ] && [ "$install" = 1 ] && [ -r /etc/os-release ] || return 1
@@ -99,10 +112,12 @@ install_suricata() {
   id=$(. /etc/os-release && echo "${ID:-}")
   codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
   [ "$id" = debian ] && [ -n "$codename" ] || return 1
+  local mirror
+  mirror=$(debian_mirror "$codename") && [ -n "$mirror" ] || return 1
   local d="$tmp/apt-backports"
   mkdir -p "$d/parts" "$d/lists/partial"
   cp /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources "$d/parts/" 2>/dev/null || true
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $codename-backports main" \
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $codename-backports main" \
     >"$d/parts/$codename-backports.list"
   local opts=(-o "Dir::Etc::sourceparts=$d/parts" -o "Dir::State::Lists=$d/lists"
     -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=)

@@ -30,8 +30,8 @@ use exwatch::flow::Tracker;
 use exwatch::output::Sink;
 use exwatch::pipeline::{self, FileReader, Settings};
 use exwatch::policy::{Engine, Policy, Topology, DEFAULT_MAX_SMTP_SENDERS};
-use exwatch::synth::{self, wire::PcapWriter, OrgOptions};
 use exwatch::telemetry::Counter;
+use exwatch::testkit::synth::{self, wire::PcapWriter, OrgOptions};
 
 /// Enough packets that a pass takes long enough to time, and that the flow tables grow
 /// to a realistic size; the whole default bench stays within a few minutes on 2 cores.
@@ -222,25 +222,27 @@ fn pieces(whole: &Path, frames: u64) -> io::Result<Vec<PathBuf>> {
         .collect()
 }
 
-/// Runs the exwatch binary on the flood with a flow cap: (seconds, peak RSS in MiB).
-// The child is reaped by wait4, which alone reports its peak memory; std's wait cannot.
-#[allow(clippy::zombie_processes)]
+/// Runs the exwatch binary on the flood with a flow cap: (seconds, peak RSS in MiB, as
+/// the binary's summary reports it).
 fn flood_run(path: &Path, max_flows: u64, workers: usize) -> (f64, f64) {
+    let summary = path.with_extension("summary.json");
     let started = Instant::now();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_exwatch"))
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_exwatch"))
         .arg("analyze")
         .arg(path)
         .args(["--eve-log", "/dev/null", "--no-progress", "--max-flows", &max_flows.to_string()])
         .args(["--workers", &workers.to_string()])
+        .arg("--summary-json")
+        .arg(&summary)
         .stderr(std::process::Stdio::null())
-        .spawn()
+        .status()
         .expect("running exwatch");
-    let mut status = 0;
-    // SAFETY: plain FFI with valid pointers; the child is reaped exactly once, here.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as libc::pid_t;
-    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid, "wait4");
-    (started.elapsed().as_secs_f64(), usage.ru_maxrss as f64 / 1024.0)
+    let secs = started.elapsed().as_secs_f64();
+    assert!(status.code().is_some_and(|c| c < 2), "exwatch failed: {status}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("summary JSON");
+    let rss = json["throughput"]["peak_rss_bytes"].as_f64().expect("peak_rss_bytes");
+    (secs, rss / (1 << 20) as f64)
 }
 
 /// The engine the binary builds by default: the bundled policy and topology, which are

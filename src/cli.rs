@@ -10,11 +10,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use exwatch::capture::LiveOptions;
 use exwatch::output::Sink;
 use exwatch::pipeline::{FileReader, Settings};
-use exwatch::policy::{Engine, Policy, Topology, Verdict, DEFAULT_MAX_SMTP_SENDERS};
-
-/// The policy and topology built into the binary, used when no file is given.
-const BUILTIN_POLICY: &str = include_str!("../rules/exchange.toml");
-const BUILTIN_TOPOLOGY: &str = include_str!("../rules/topology.toml");
+use exwatch::policy::{builtin, Engine, Policy, Topology, Verdict, DEFAULT_MAX_SMTP_SENDERS};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -228,17 +224,11 @@ impl Config {
     pub fn load(flags: &ConfigFlags) -> Result<Config, String> {
         let (policy, policy_name) = match &flags.policy {
             Some(path) => (Policy::load(path), path.display().to_string()),
-            None => (
-                Policy::parse(Path::new("rules/exchange.toml"), BUILTIN_POLICY),
-                "rules/exchange.toml".into(),
-            ),
+            None => (builtin::policy(), builtin::POLICY_NAME.into()),
         };
         let (topology, topology_name) = match &flags.topology {
             Some(path) => (Topology::load(path), path.display().to_string()),
-            None => (
-                Topology::parse(Path::new("rules/topology.toml"), BUILTIN_TOPOLOGY),
-                "rules/topology.toml".into(),
-            ),
+            None => (builtin::topology(), builtin::TOPOLOGY_NAME.into()),
         };
         Ok(Config {
             policy: Arc::new(policy.map_err(|e| e.to_string())?),

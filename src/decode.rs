@@ -919,7 +919,7 @@ mod tests {
 
     /// Frames of every shape the decoder handles, built by the generator.
     fn sample_frames() -> Vec<(LinkType, Vec<u8>)> {
-        use crate::synth::{wire::Link, Scenario};
+        use crate::testkit::synth::{wire::Link, Scenario};
         let sa = |t: &str| t.parse::<std::net::SocketAddr>().unwrap();
         let mut s = Scenario::new();
         s.tcp_session(sa("10.20.0.1:50000"), sa("10.10.1.11:443"), 1);
@@ -1074,22 +1074,22 @@ mod tests {
     /// An inner Ethernet frame (client 10.20.0.1 -> mailbox 10.10.1.11:443).
     fn inner_ethernet() -> Vec<u8> {
         let sa = |t: &str| t.parse::<std::net::SocketAddr>().unwrap();
-        let mut s = crate::synth::Scenario::new();
+        let mut s = crate::testkit::synth::Scenario::new();
         s.tcp_session(sa("10.20.0.1:50000"), sa("10.10.1.11:443"), 0);
         s.frames[0].data.clone()
     }
 
     /// Wraps `payload` in an outer Ethernet/IPv4 packet of protocol `proto`.
     fn outer_ipv4(proto: u8, payload: &[u8]) -> Vec<u8> {
-        let ip = crate::synth::wire::ip_with_payload(
+        let ip = crate::testkit::synth::wire::ip_with_payload(
             "192.0.2.1".parse().unwrap(),
             "192.0.2.2".parse().unwrap(),
             64,
             proto,
             payload,
-            crate::synth::wire::IpFragment::None,
+            crate::testkit::synth::wire::IpFragment::None,
         );
-        crate::synth::wire::ethernet(Default::default(), &ip)
+        crate::testkit::synth::wire::ethernet(Default::default(), &ip)
     }
 
     fn gre(flags: u16, protocol: u16, extra: &[u8], payload: &[u8]) -> Vec<u8> {

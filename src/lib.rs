@@ -21,8 +21,8 @@
 //! ```
 //!
 //! Ownership: the reader owns the capture handle; a file is read in shared 512 KiB
-//! chunks that batches reference rather than copy (a live capture's frames are copied). Each
-//! worker owns its flow table and fragment table outright (no locks on the packet
+//! chunks that batches reference rather than copy (a live capture's frames are copied).
+//! Each worker owns its flow table and fragment table outright (no locks on the packet
 //! path); the policy, the topology and the table of recent SMTP senders to an Edge are
 //! shared through one [`policy::Engine`] behind an `Arc`. A job owns the file it reads,
 //! that file's flow table and an engine of its own ([`policy::Engine::split`]), so files
@@ -30,20 +30,29 @@
 //! so a capture gives the same events on every run and with any worker or job count.
 //! Every table and queue has a bound, and what does not fit is counted.
 //!
-//! Modules follow the stages: [`capture`] → [`decode`] → [`flow`] → [`policy`] →
-//! [`output`], wired by [`pipeline`], counted by [`telemetry`]. [`compare`] matches the
-//! handshakes of two captures of the same traffic. [`synth`] builds captures of an
-//! Exchange organization for tests, benches and the bundled sample; [`fuzzing`] holds
-//! the fuzz targets' bodies, which `cargo test` also runs.
+//! Which module owns what, and what it must never do; imports only run down this list
+//! (a test checks there is no cycle):
+//!
+//! | module | owns | never |
+//! |---|---|---|
+//! | [`pipeline`] | the threads and channels: reader, workers, jobs, writer | decodes, judges or formats itself |
+//! | [`output`] | EVE lines, the sink, the summary | decides a verdict |
+//! | [`flow`] | per-worker flow tables, TCP state, fragments, timers; turns verdicts into events | reads the clock, or the policy's rules directly |
+//! | [`telemetry`] | the counter table, gauges, the run's report, `/metrics` | decides anything |
+//! | [`policy`] | the policy and topology, compiled; the engine that judges a flow | sees a packet |
+//! | [`compare`] | two captures' handshakes matched | tracks flows |
+//! | [`capture`] | capture handles and file formats; hands out frame bytes | decodes |
+//! | [`decode`] | every borrowed view of frame bytes; bytes in, one owned `Packet` out | panics, or keeps state |
+//! | [`config`] | reading TOML with file, line and key in errors | |
+//! | [`testkit`] | test support: synthetic organizations, fuzz bodies | runs on the packet path |
 
 pub mod capture;
 pub mod compare;
 pub mod config;
 pub mod decode;
 pub mod flow;
-pub mod fuzzing;
 pub mod output;
 pub mod pipeline;
 pub mod policy;
-pub mod synth;
 pub mod telemetry;
+pub mod testkit;

@@ -230,15 +230,16 @@ fn check(flags: &cli::ConfigFlags) -> Result<u8, String> {
 fn generate(flags: &cli::GenerateFlags) -> Result<u8, String> {
     let fail = |e: std::io::Error| format!("{}: {e}", flags.out.display());
     let file = std::fs::File::create(&flags.out).map_err(fail)?;
-    let mut writer = exwatch::synth::wire::PcapWriter::new(std::io::BufWriter::new(file), 1).map_err(fail)?;
-    let options = exwatch::synth::OrgOptions {
+    let mut writer =
+        exwatch::testkit::synth::wire::PcapWriter::new(std::io::BufWriter::new(file), 1).map_err(fail)?;
+    let options = exwatch::testkit::synth::OrgOptions {
         packets: flags.packets,
         seed: flags.seed,
         bulk: flags.bulk,
         ..Default::default()
     };
     let mut packets = 0u64;
-    let expected = exwatch::synth::organization(&options, |ts, frame| {
+    let expected = exwatch::testkit::synth::organization(&options, |ts, frame| {
         packets += 1;
         writer.write(ts, frame, frame.len() as u32)
     })

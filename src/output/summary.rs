@@ -135,6 +135,9 @@ pub struct Throughput {
     pub wall_seconds: f64,
     pub packets_per_second: f64,
     pub bytes_per_second: f64,
+    /// The process's peak resident memory (Linux: `VmHWM`), when the system says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
     /// Seconds each stage spent working; the slowest stage bounds the throughput.
     pub busy_seconds: Stages,
 }
@@ -221,6 +224,7 @@ impl Summary {
                 wall_seconds: secs,
                 packets_per_second: c[Counter::Frames] as f64 / secs,
                 bytes_per_second: report.file_bytes as f64 / secs,
+                peak_rss_bytes: peak_rss(),
                 busy_seconds: Stages {
                     read: match report.reading {
                         Reading::Live | Reading::Stream { .. } => Some(report.busy.read.as_secs_f64()),
@@ -387,6 +391,14 @@ impl Summary {
         );
         s
     }
+}
+
+/// The process's peak resident memory, from `/proc/self/status` (`VmHWM`, in kB).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn plural(n: usize) -> &'static str {

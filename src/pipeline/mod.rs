@@ -1,14 +1,14 @@
 //! The threads and channels that run the stages: one reader, N workers, one writer
 //! (see the diagram in the crate's documentation).
 //!
-//! - [`stream`]: one reader thread batches frames to the workers, picking a worker by a
+//! - `stream.rs`: one reader thread batches frames to the workers, picking a worker by a
 //!   symmetric hash of the frame's addresses; for a live interface, one file, or the
 //!   pieces of one capture read as a stream.
-//! - [`jobs`]: several files, each a capture of its own, each read, decoded and tracked
+//! - `jobs.rs`: several files, each a capture of its own, each read, decoded and tracked
 //!   by one job thread.
-//! - [`worker`]: the one loop that decodes a frame, feeds the flow table and hands the
+//! - `worker.rs`: the one loop that decodes a frame, feeds the flow table and hands the
 //!   events on, used by both.
-//! - [`writer`]: the thread that formats events and writes them to the sink.
+//! - `writer.rs`: the thread that formats events and writes them to the sink.
 //!
 //! This module wires the stages; it never decodes, judges or formats by itself.
 
@@ -100,9 +100,9 @@ impl FileReader {
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
 /// Analyses capture files, writing events to `sink`. Several files are each a capture of
-/// their own, analysed `settings.jobs` at a time ([`jobs`]), unless
+/// their own, analysed `settings.jobs` at a time (`jobs.rs`), unless
 /// `settings.continuous` says they are pieces of one capture; one file, or the pieces of
-/// one capture, go through the reader and the workers as one stream ([`stream`]).
+/// one capture, go through the reader and the workers as one stream (`stream.rs`).
 pub fn analyze(
     engine: Arc<Engine>,
     files: &[PathBuf],

@@ -4,6 +4,7 @@
 //! the one piece of cross-flow state, the table of hosts that recently sent SMTP to an
 //! Edge (for the open-proxy rule), shared by all workers. It never sees packets.
 
+pub mod builtin;
 pub mod prefix;
 pub mod rules;
 pub mod topology;

@@ -1,6 +1,6 @@
 //! The counter table: every scalar counter exwatch keeps, declared once with its names,
 //! unit and help text. The summary, the EVE `stats` event and the Prometheus page all
-//! iterate over [`Counter::ALL`], so adding a counter is one line of [`counters!`].
+//! iterate over [`Counter::ALL`], so adding a counter is one line of `counters!`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

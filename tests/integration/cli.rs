@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use exwatch::synth::{self, wire::PcapWriter, OrgOptions, Scenario};
+use exwatch::testkit::synth::{self, wire::PcapWriter, OrgOptions, Scenario};
 
 use crate::util::{self, analyze, capture, exwatch, sa, topology_file};
 

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use exwatch::synth::{wire, EPOCH};
+use exwatch::testkit::synth::{wire, EPOCH};
 
 use crate::util::{exwatch, sa};
 

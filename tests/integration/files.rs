@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use exwatch::synth::{self, wire::PcapWriter, OrgOptions};
+use exwatch::testkit::synth::{self, wire::PcapWriter, OrgOptions};
 
 use crate::util::{self, analyze};
 

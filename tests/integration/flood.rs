@@ -5,29 +5,22 @@
 
 use std::process::Command;
 
-use exwatch::synth::{self, wire::PcapWriter};
+use exwatch::testkit::synth::{self, wire::PcapWriter};
 
 use crate::util;
 
-/// Runs the binary and returns (exit status, stderr, peak resident memory in KiB).
-// The child is reaped by wait4, which alone reports its peak memory; std's wait cannot.
-#[allow(clippy::zombie_processes)]
-fn run_measured(args: &[&str]) -> (i32, String, i64) {
-    let child = Command::new(env!("CARGO_BIN_EXE_exwatch"))
+/// Runs the binary with `args`, which write the summary to `summary`: (exit status,
+/// stderr, peak resident memory in bytes as the summary reports it).
+fn run_measured(args: &[&str], summary: &std::path::Path) -> (i32, String, u64) {
+    let out = Command::new(env!("CARGO_BIN_EXE_exwatch"))
         .args(args)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+        .output()
         .expect("run exwatch");
-    let pid = child.id() as libc::pid_t;
-    let stderr = std::io::read_to_string(child.stderr.expect("stderr")).unwrap_or_default();
-    let mut status = 0;
-    // SAFETY: plain FFI with valid pointers; std's Child is not waited on, so wait4 reaps
-    // the process exactly once and reports its resource usage.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4");
-    (libc::WEXITSTATUS(status), stderr, usage.ru_maxrss)
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(summary).expect("summary")).expect("summary JSON");
+    let rss = json["throughput"]["peak_rss_bytes"].as_u64().expect("peak_rss_bytes");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned(), rss)
 }
 
 #[test]
@@ -50,7 +43,7 @@ fn a_flood_of_new_flows_and_orphan_fragments_stays_within_the_caps() {
 
     let capped =
         [&common[..], &["--max-flows", "10000", "--max-smtp-senders", "5000", "--workers", "2"]].concat();
-    let (status, stderr, capped_rss) = run_measured(&capped);
+    let (status, stderr, capped_rss) = run_measured(&capped, &summary);
     assert_eq!(status, 1, "the violation sets status 1:\n{stderr}");
     let s: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("json");
@@ -75,9 +68,9 @@ fn a_flood_of_new_flows_and_orphan_fragments_stays_within_the_caps() {
 
     // Without a tight cap the same flood holds every flow: the cap is what bounds memory.
     let roomy = [&common[..], &["--max-flows", "10000000", "--workers", "2"]].concat();
-    let (_, _, roomy_rss) = run_measured(&roomy);
+    let (_, _, roomy_rss) = run_measured(&roomy, &summary);
     assert!(
         capped_rss * 2 < roomy_rss,
-        "peak RSS with 10,000 flows ({capped_rss} KiB) should be far below that with all {tracked} ({roomy_rss} KiB)"
+        "peak RSS with 10,000 flows ({capped_rss} bytes) should be far below that with all {tracked} ({roomy_rss} bytes)"
     );
 }

@@ -1,4 +1,4 @@
-//! The fuzz target bodies of `exwatch::fuzzing` under proptest, so that `cargo test`
+//! The fuzz target bodies of `exwatch::testkit::fuzzing` under proptest, so that `cargo test`
 //! exercises them without the fuzzer: on arbitrary bytes, and on the real inputs of the
 //! repository (captures/ files, their frames, rules/ files) with random byte edits and
 //! truncations. Then the regression tests: the inputs the fuzzer (fuzz/run.sh) found.
@@ -13,7 +13,9 @@ use std::sync::OnceLock;
 
 use exwatch::capture::{FrameSource, Next, Savefile};
 use exwatch::decode::{decode, pair_hash, route_hash, IcmpError, LinkType, Transport, Ts};
-use exwatch::fuzzing::{decode_frame, link_byte, parse_config, read_capture, synthetic_captures, MAX_FRAMES};
+use exwatch::testkit::fuzzing::{
+    decode_frame, link_byte, parse_config, read_capture, synthetic_captures, MAX_FRAMES,
+};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;

@@ -2,7 +2,7 @@
 //! After a deliberate change of format, rewrite them with EXWATCH_BLESS=1 and review
 //! the diff.
 
-use exwatch::synth::Scenario;
+use exwatch::testkit::synth::Scenario;
 
 use crate::util::{self, sa};
 

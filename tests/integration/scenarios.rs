@@ -1,4 +1,4 @@
-//! Policy scenarios: captures built in code with `exwatch::synth::Scenario`, run through
+//! Policy scenarios: captures built in code with `exwatch::testkit::synth::Scenario`, run through
 //! the real binary, asserting the exact findings that SPEC sections 2 and 3 and
 //! rules/exchange.toml call for.
 //!
@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use exwatch::decode::tcp_flags::{ACK, SYN};
-use exwatch::synth::wire::{Link, Segment};
-use exwatch::synth::Scenario;
+use exwatch::testkit::synth::wire::{Link, Segment};
+use exwatch::testkit::synth::Scenario;
 use serde_json::Value;
 
 use crate::util::{self, Run};

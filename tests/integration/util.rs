@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use exwatch::synth::Scenario;
+use exwatch::testkit::synth::Scenario;
 use serde_json::Value;
 
 /// Parses a socket address literal of a test.

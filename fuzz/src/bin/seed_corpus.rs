@@ -1,7 +1,7 @@
 //! Builds the seed corpora of the fuzz targets from the repository's own inputs:
 //!
 //! - `read_capture/`: every capture under `captures/`, whole (cut to [`MAX_SEED`] bytes),
-//!   and the hand-made ones of `exwatch::fuzzing::synthetic_captures`;
+//!   and the hand-made ones of `exwatch::testkit::fuzzing::synthetic_captures`;
 //! - `decode_frame/`: the distinct frames of those captures, each behind the byte that
 //!   selects its link type (at most [`FRAMES_PER_CAPTURE`] from each capture);
 //! - `parse_config/`: every `rules/*.toml`.
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use exwatch::capture::{FrameSource, Next, Savefile};
-use exwatch::fuzzing::{link_byte, synthetic_captures};
+use exwatch::testkit::fuzzing::{link_byte, synthetic_captures};
 
 /// Seeds larger than this are cut: libFuzzer sizes its inputs by the corpus, and a
 /// prefix of a capture is a capture.

@@ -28,11 +28,7 @@ use crate::capture::{FrameSource, Next, Savefile};
 use crate::decode::{decode, pair_hash, proto, route_hash, tcp_flags, Fragment, IcmpError};
 use crate::decode::{LinkType, Packet, Skip, Transport, Ts, Tuple};
 use crate::flow::{Settings, Tracker};
-use crate::policy::{Engine, Facts, Policy, Topology};
-
-/// The built-in policy and topology, which the frame and capture targets judge flows by.
-const BUILTIN_POLICY: &str = include_str!("../rules/exchange.toml");
-const BUILTIN_TOPOLOGY: &str = include_str!("../rules/topology.toml");
+use crate::policy::{builtin, Engine, Facts, Policy, Topology};
 
 /// The link types [`decode_frame`] picks from with its first byte (modulo the count).
 pub const LINK_TYPES: [LinkType; 6] = [
@@ -68,10 +64,8 @@ pub fn link_of(byte: u8) -> LinkType {
 fn builtin() -> &'static (Arc<Policy>, Arc<Topology>) {
     static BUILTIN: OnceLock<(Arc<Policy>, Arc<Topology>)> = OnceLock::new();
     BUILTIN.get_or_init(|| {
-        let policy = Policy::parse(Path::new("rules/exchange.toml"), BUILTIN_POLICY)
-            .expect("the built-in policy parses");
-        let topology = Topology::parse(Path::new("rules/topology.toml"), BUILTIN_TOPOLOGY)
-            .expect("the built-in topology parses");
+        let policy = builtin::policy().expect("the built-in policy parses");
+        let topology = builtin::topology().expect("the built-in topology parses");
         (Arc::new(policy), Arc::new(topology))
     })
 }
