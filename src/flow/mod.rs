@@ -223,3 +223,6 @@ impl Flow {
 fn is_icmp(proto: u8) -> bool {
     matches!(proto, proto::ICMP | proto::ICMPV6)
 }
+
+#[cfg(test)]
+mod tests;

@@ -324,7 +324,43 @@ fn write_line(out: &mut Vec<u8>, event: &impl Serialize) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
     use super::*;
+    use crate::policy::builtin;
+    use crate::telemetry::{Counters, Latency};
+
+    /// The `stats` event is a contract like the alerts (docs/eve.md): pinned by
+    /// `tests/golden/stats.jsonl`; rewrite it with EXWATCH_BLESS=1 after a deliberate
+    /// change and review the diff.
+    #[test]
+    fn stats_event_matches_the_golden_file() {
+        let policy = Arc::new(builtin::policy().expect("policy"));
+        let engine = Engine::new(policy, Arc::new(builtin::topology().expect("topology")), 10);
+        let mut counters = Counters::for_engine(&engine);
+        for (i, counter) in Counter::ALL.into_iter().enumerate() {
+            counters[counter] = 100 + i as u64;
+        }
+        counters.skipped[crate::decode::Skip::NotIp.index()] = 3;
+        counters.rules[0].alerts = 5;
+        counters.evidence[1] = 2;
+        let snapshot = Snapshot {
+            counters,
+            flows_active: 7,
+            latency: Latency::default(),
+            uptime: Duration::from_secs(42),
+        };
+        let mut out = Vec::new();
+        write_stats(&mut out, Ts(1_795_755_314_123_456_789), &engine, &snapshot);
+        let got = String::from_utf8(out).expect("utf-8");
+        let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/stats.jsonl");
+        if std::env::var_os("EXWATCH_BLESS").is_some() {
+            std::fs::write(golden, &got).expect("bless golden file");
+        }
+        let want = std::fs::read_to_string(golden).expect("golden file");
+        assert_eq!(got, want, "stats event changed; if on purpose, rerun with EXWATCH_BLESS=1 and review");
+    }
 
     #[test]
     fn timestamps_are_suricata_format() {

@@ -8,6 +8,7 @@ mod compare;
 mod files;
 mod flood;
 mod fuzz;
+mod layout;
 mod live;
 mod output;
 mod scenarios;

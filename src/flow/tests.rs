@@ -1,0 +1,165 @@
+//! The flow tracker alone: packets in, events out, without the binary or a capture.
+
+use std::sync::Arc;
+
+use super::{Direction, Event, Flow, Settings, Tracker};
+use crate::decode::{proto, tcp_flags as f, Fragment, Packet, Transport, Ts, Tuple};
+use crate::policy::{builtin, Engine, Verdict};
+use crate::telemetry::Counter;
+
+const S: u64 = 1_000_000_000;
+
+fn tracker() -> Tracker {
+    let policy = Arc::new(builtin::policy().expect("built-in policy"));
+    let topology = Arc::new(builtin::topology().expect("built-in topology"));
+    Tracker::new(
+        Arc::new(Engine::new(policy, topology, 1000)),
+        Settings { flow_events: true, ..Settings::default() },
+    )
+}
+
+fn tuple(src: &str, dst: &str, proto: u8) -> Tuple {
+    let (src, dst): (std::net::SocketAddr, std::net::SocketAddr) =
+        (src.parse().unwrap(), dst.parse().unwrap());
+    Tuple { src: src.ip(), dst: dst.ip(), sport: src.port(), dport: dst.port(), proto }
+}
+
+fn reversed(t: Tuple) -> Tuple {
+    Tuple { src: t.dst, dst: t.src, sport: t.dport, dport: t.sport, ..t }
+}
+
+fn tcp(ts: u64, tuple: Tuple, flags: u8, len: u32) -> Packet {
+    Packet {
+        ts: Ts(ts),
+        wire_len: 54 + len,
+        tuple,
+        transport: Transport::Tcp { flags: Some(flags), seq: None, len: Some(len) },
+        fragment: Fragment::Whole,
+        ttl: 64,
+        vlan: None,
+        tunnel: None,
+        src_mac: None,
+    }
+}
+
+fn udp(ts: u64, tuple: Tuple) -> Packet {
+    Packet { transport: Transport::Udp, ..tcp(ts, tuple, 0, 20) }
+}
+
+fn ended(tracker: &mut Tracker) -> Vec<Flow> {
+    tracker
+        .drain_events()
+        .filter_map(|e| match e {
+            Event::Flow { flow } => Some(flow),
+            Event::Alert { .. } => None,
+        })
+        .collect()
+}
+
+/// The findings since the last call: verdict and rule id (evidence id for restrictions).
+fn alerts(tracker: &mut Tracker) -> Vec<(Verdict, String)> {
+    let policy = builtin::policy().expect("policy");
+    tracker
+        .drain_events()
+        .filter_map(|e| match e {
+            Event::Alert { verdict, evidence: Some(e), .. } => Some((verdict, policy.evidence[e].id.clone())),
+            Event::Alert { verdict, rule, evidence: None, .. } => {
+                Some((verdict, policy.rules[rule].id.clone()))
+            }
+            Event::Flow { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_whole_tcp_session_is_sf_and_ends_after_the_closed_timeout() {
+    let mut t = tracker();
+    let c = tuple("10.20.0.9:50000", "10.10.1.11:443", proto::TCP);
+    let s = reversed(c);
+    t.packet(&tcp(S, c, f::SYN, 0));
+    t.packet(&tcp(S + 1, s, f::SYN | f::ACK, 0));
+    t.packet(&tcp(S + 2, c, f::ACK, 0));
+    t.packet(&tcp(S + 3, c, f::ACK, 300));
+    t.packet(&tcp(S + 4, s, f::ACK, 1200));
+    t.packet(&tcp(S + 5, c, f::FIN | f::ACK, 0));
+    t.packet(&tcp(S + 6, s, f::FIN | f::ACK, 0));
+    assert!(ended(&mut t).is_empty(), "a closed flow waits for stragglers");
+    t.advance(Ts(S + 6 + 5 * S));
+    let flows = ended(&mut t);
+    assert_eq!(flows.len(), 1);
+    let flow = flows[0];
+    assert_eq!((flow.conn_state(), flow.state(), flow.direction), ("SF", "closed", Direction::Observed));
+    assert_eq!(flow.orig.src, c.src);
+    assert_eq!(flow.pkts, [4, 3]);
+    assert_eq!(flow.bytes, [54 * 4 + 300, 54 * 3 + 1200]);
+    assert_eq!(t.counters()[Counter::FlowsTimedOut], 1);
+    assert_eq!(t.active_flows(), 0);
+}
+
+#[test]
+fn conn_states_of_unanswered_rejected_and_midstream_flows() {
+    let mut t = tracker();
+    let unanswered = tuple("10.20.0.9:50001", "10.10.1.11:443", proto::TCP);
+    let rejected = tuple("10.20.0.9:50002", "10.10.1.11:443", proto::TCP);
+    let midstream = tuple("10.20.0.9:50003", "10.10.1.11:443", proto::TCP);
+    t.packet(&tcp(S, unanswered, f::SYN, 0));
+    t.packet(&tcp(S, rejected, f::SYN, 0));
+    t.packet(&tcp(S + 1, reversed(rejected), f::RST | f::ACK, 0));
+    // Mid-stream, the server's packet first: the port names the responder.
+    t.packet(&tcp(S, reversed(midstream), f::ACK, 1400));
+    t.packet(&tcp(S + 1, midstream, f::ACK, 0));
+    t.finish();
+    let mut states: Vec<_> =
+        ended(&mut t).iter().map(|f| (f.orig.sport, f.conn_state(), f.direction)).collect();
+    states.sort_unstable_by_key(|s| s.0);
+    assert_eq!(
+        states,
+        [
+            (50001, "S0", Direction::Observed),
+            (50002, "REJ", Direction::Observed),
+            (50003, "OTH", Direction::Inferred)
+        ]
+    );
+    assert_eq!(t.counters()[Counter::Midstream], 1);
+    assert_eq!(t.counters()[Counter::OneSided], 1);
+}
+
+#[test]
+fn a_udp_flow_ends_after_its_idle_timeout_and_counts_under_its_rule() {
+    let mut t = tracker();
+    let query = tuple("10.10.1.11:53000", "10.10.0.53:53", proto::UDP);
+    t.packet(&udp(S, query));
+    t.packet(&udp(S + 1, reversed(query)));
+    t.advance(Ts(S + 59 * S));
+    assert!(ended(&mut t).is_empty());
+    t.advance(Ts(S + 61 * S));
+    let flows = ended(&mut t);
+    assert_eq!(flows.len(), 1);
+    assert_eq!((flows[0].conn_state(), flows[0].state()), ("SF", "established"));
+    let rule = flows[0].rule.expect("a rule matched");
+    assert_eq!(t.counters().rules[rule].flows, 1);
+}
+
+#[test]
+fn a_violation_is_reported_on_the_first_packet_once() {
+    let mut t = tracker();
+    let rdp = tuple("172.16.0.25:51514", "198.51.100.7:3389", proto::TCP);
+    t.packet(&tcp(S, rdp, f::SYN, 0));
+    assert_eq!(alerts(&mut t), [(Verdict::Violation, "edge-perimeter".to_string())]);
+    t.packet(&tcp(S + 1, reversed(rdp), f::SYN | f::ACK, 0));
+    t.packet(&tcp(S + 2, rdp, f::ACK, 0));
+    assert!(alerts(&mut t).is_empty(), "one event per flow and verdict");
+    assert_eq!(t.counters()[Counter::Violations], 1);
+}
+
+#[test]
+fn a_retried_unanswered_syn_between_exchange_servers_is_a_silent_drop() {
+    let mut t = tracker();
+    let smb = tuple("10.10.1.11:50100", "10.10.0.5:445", proto::TCP);
+    t.packet(&tcp(S, smb, f::SYN, 0));
+    t.packet(&tcp(S + S, smb, f::SYN, 0));
+    assert!(alerts(&mut t).is_empty(), "within the SYN timeout nothing is said");
+    t.advance(Ts(S + 3 * S + 1));
+    assert_eq!(alerts(&mut t), [(Verdict::Restriction, "restricted-silent-drop".to_string())]);
+    assert_eq!(t.counters()[Counter::Restrictions], 1);
+}

@@ -1,0 +1,55 @@
+//! The tree is the architecture: imports between the crate's top-level modules run one
+//! way (src/lib.rs lists them in order), so there is no cycle between them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::util;
+
+/// Top-level module -> the top-level modules its non-test code names as `crate::X`.
+fn imports(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut pending = vec![src.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("list src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(src).expect("under src");
+            let first = relative.components().next().expect("a component").as_os_str().to_string_lossy();
+            let module = first.trim_end_matches(".rs").to_string();
+            if ["lib", "main", "cli"].contains(&module.as_str()) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read source");
+            // Unit tests may use test support from anywhere.
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let named = code.match_indices("crate::").map(|(at, _)| {
+                code[at + 7..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect::<String>()
+            });
+            graph.entry(module.clone()).or_default().extend(named.filter(|m| *m != module));
+        }
+    }
+    graph
+}
+
+#[test]
+fn no_import_cycle_between_modules() {
+    let graph = imports(&util::repo().join("src"));
+    assert!(graph.get("pipeline").is_some_and(|to| to.contains("flow")), "the scan sees imports: {graph:?}");
+    // Depth-first search for a path back to the start.
+    for start in graph.keys() {
+        let mut stack: Vec<Vec<&str>> = vec![vec![start]];
+        while let Some(path) = stack.pop() {
+            let last = *path.last().expect("non-empty");
+            for next in graph.get(last).into_iter().flatten() {
+                assert_ne!(next, start, "import cycle: {} -> {next}", path.join(" -> "));
+                if !path.contains(&next.as_str()) {
+                    stack.push([path.clone(), vec![next.as_str()]].concat());
+                }
+            }
+        }
+    }
+}
