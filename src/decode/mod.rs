@@ -24,7 +24,7 @@
 //! - `link`: Ethernet, VLAN / QinQ, MPLS, PPPoE, Linux cooked v1 / v2, BSD loopback and
 //!   raw IP, down to the IP header;
 //! - `ip`: IPv4 and IPv6, the hand-written fast path and the full path through etherparse;
-//! - `transport`: TCP, UDP, ICMP / ICMPv6 and the error quotes;
+//! - `transport`: TCP, UDP, ICMP / ICMPv6 and the error quotes, TCP handshake options;
 //! - `tunnel`: the GRE, ERSPAN and VXLAN headers in front of a carried frame;
 //! - `routing`: [`route_hash`] and [`pair_hash`], which send a frame to its worker.
 //!
@@ -45,6 +45,7 @@ mod transport;
 mod tunnel;
 
 pub use routing::{pair_hash, route_hash};
+pub use transport::{SynOptions, TcpOptions};
 
 use ip::IpDecoded;
 use link::Network;
@@ -371,7 +372,7 @@ fn decode_ip_tunnels(ip: &[u8]) -> Result<(IpDecoded<'_>, Option<Tunnel>), Skip>
 
 /// The options of a TCP SYN or SYN-ACK, with its tuple, sequence number and flags: what a
 /// middlebox rewrites when it clamps the MSS or strips options. `None` for anything else.
-pub fn syn_options(link: LinkType, frame: &[u8]) -> Option<(Tuple, u32, u8, &[u8])> {
+pub fn syn_options(link: LinkType, frame: &[u8]) -> Option<SynOptions> {
     let ip = link::network(link, frame).ok()?.ip;
     let inner = ip::decode_ip(ip).ok()?;
     let Transport::Tcp { flags: Some(flags), .. } = inner.transport else {
@@ -380,10 +381,7 @@ pub fn syn_options(link: LinkType, frame: &[u8]) -> Option<(Tuple, u32, u8, &[u8
     if flags & tcp_flags::SYN == 0 || inner.fragment != Fragment::Whole {
         return None;
     }
-    let tcp = ip::payload(ip)?;
-    let seq = transport::tcp_seq(tcp)?;
-    let header = transport::tcp_header_len(tcp)?;
-    Some((inner.tuple, seq, flags, tcp.get(transport::tcp::OPTIONS..header)?))
+    SynOptions::of(inner.tuple, flags, ip::payload(ip)?)
 }
 
 #[cfg(test)]
@@ -442,11 +440,50 @@ mod tests {
         }
     }
 
+    /// A SYN with the options Linux sends (MSS, SACK permitted, timestamps, window scale).
+    fn syn_with_options(options: &[u8]) -> Vec<u8> {
+        let mut frame = eth_ipv4_tcp(tcp_flags::SYN);
+        let words = 5 + options.len() / 4;
+        frame[14 + 3] = (40 + options.len()) as u8;
+        frame[34 + 12] = (words as u8) << 4;
+        frame.splice(54..54, options.iter().copied());
+        frame
+    }
+
+    #[test]
+    fn syn_options_are_owned_and_parsed() {
+        let options = [2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7];
+        let frame = syn_with_options(&options);
+        let syn = syn_options(LinkType::Ethernet, &frame).unwrap();
+        assert_eq!((syn.tuple.sport, syn.tuple.dport, syn.seq, syn.flags), (1234, 443, 0, tcp_flags::SYN));
+        assert_eq!((syn.options.raw(), syn.options.mss), (&options[..], Some(1460)));
+        drop(frame);
+        assert_eq!(syn.options.raw().len(), 20, "the options outlive the frame");
+    }
+
+    #[test]
+    fn syn_options_only_for_whole_syns_with_a_sane_header() {
+        let ack = eth_ipv4_tcp(tcp_flags::ACK);
+        assert_eq!(syn_options(LinkType::Ethernet, &ack), None);
+        let bare = syn_options(LinkType::Ethernet, &eth_ipv4_tcp(tcp_flags::SYN)).unwrap();
+        assert_eq!((bare.options.raw(), bare.options.mss), (&[][..], None));
+        let frame = syn_with_options(&[2, 4, 0x05, 0xb4]);
+        for len in 0..frame.len() {
+            // A header longer than the bytes captured has no options to compare.
+            let cut = syn_options(LinkType::Ethernet, &frame[..len]);
+            assert!(cut.is_none() || len >= 58, "len {len}: {cut:?}");
+        }
+        let mut short = frame.clone();
+        short[34 + 12] = 4 << 4;
+        assert_eq!(syn_options(LinkType::Ethernet, &short), None, "data offset below 5 words");
+    }
+
     proptest::proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
             for link in [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::RawIp, LinkType::Null] {
                 let _ = decode(link, Ts(0), bytes.len() as u32, &bytes);
+                let _ = syn_options(link, &bytes);
                 route_hash(link, &bytes);
             }
         }

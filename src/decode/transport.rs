@@ -1,7 +1,7 @@
 //! TCP, UDP and ICMP / ICMPv6 headers, read from raw bytes rather than etherparse's
 //! transport slices, because first fragments and ICMP quotes carry only the header's
 //! start. An ICMP error's quote is found here and read as an IP packet by the caller
-//! (`ip`), so this module never calls back up.
+//! (`ip`), so this module never calls back up. Also the options of a TCP handshake.
 
 use super::{be16, proto, IcmpError, Transport, Tuple};
 
@@ -19,6 +19,8 @@ pub(super) mod tcp {
     pub const FLAGS: usize = 13;
     /// Where the options start, after the fixed header.
     pub const OPTIONS: usize = 20;
+    /// A data offset of 15 words leaves 40 bytes for options.
+    pub const MAX_OPTIONS_LEN: usize = 40;
 }
 
 /// UDP header fields (RFC 768).
@@ -115,6 +117,73 @@ fn icmpv6_error(kind: u8, code: u8) -> Option<IcmpError> {
     }
 }
 
+/// A TCP SYN or SYN-ACK, owned: its tuple, sequence number and flags, and its options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynOptions {
+    pub tuple: Tuple,
+    pub seq: u32,
+    pub flags: u8,
+    pub options: TcpOptions,
+}
+
+impl SynOptions {
+    /// Reads the sequence number and options of the TCP header `tcp`; `None` when its
+    /// data offset is below the fixed header or past the bytes captured.
+    pub(super) fn of(tuple: Tuple, flags: u8, tcp: &[u8]) -> Option<SynOptions> {
+        let seq = tcp_seq(tcp)?;
+        let raw = tcp.get(tcp::OPTIONS..tcp_header_len(tcp)?)?;
+        Some(SynOptions { tuple, seq, flags, options: TcpOptions::of(raw)? })
+    }
+}
+
+/// The options of a TCP header, copied out of the frame, with the MSS they carry.
+/// Two are equal when their bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TcpOptions {
+    /// The maximum segment size option's value, if present.
+    pub mss: Option<u16>,
+    bytes: [u8; tcp::MAX_OPTIONS_LEN],
+    len: u8,
+}
+
+impl TcpOptions {
+    /// `None` when `raw` is longer than a TCP header can hold.
+    fn of(raw: &[u8]) -> Option<TcpOptions> {
+        let mut bytes = [0; tcp::MAX_OPTIONS_LEN];
+        bytes.get_mut(..raw.len())?.copy_from_slice(raw);
+        Some(TcpOptions { mss: mss(raw), bytes, len: raw.len() as u8 })
+    }
+
+    /// The option bytes as the header carried them.
+    pub fn raw(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
+/// TCP option kinds (RFC 9293, section 3.2).
+mod option {
+    pub const END: u8 = 0;
+    pub const NOP: u8 = 1;
+    pub const MSS: u8 = 2;
+}
+
+/// The MSS option's value, if present. Walks the options by their lengths (a length
+/// below 2 counts as 2, so a broken one cannot hold the walk in place).
+fn mss(mut options: &[u8]) -> Option<u16> {
+    while let [kind, rest @ ..] = options {
+        match *kind {
+            option::END => return None,
+            option::NOP => options = rest,
+            option::MSS => return rest.get(1..3).map(|v| u16::from_be_bytes([v[0], v[1]])),
+            _ => {
+                let len = usize::from(*rest.first()?).max(2);
+                options = options.get(len..)?;
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::samples::sample_frames;
@@ -135,5 +204,25 @@ mod tests {
         assert_eq!(quoted.len(), 2);
         assert_eq!((quoted[0].dport, quoted[0].proto), (135, proto::TCP));
         assert_eq!(quoted[1].dst, "2001:db8::2".parse::<std::net::IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn reads_the_mss_among_other_options() {
+        assert_eq!(mss(&[2, 4, 0x05, 0xb4, 1, 1, 4, 2]), Some(1460));
+        assert_eq!(mss(&[1, 3, 3, 7, 2, 4, 0x05, 0x64]), Some(1380));
+        assert_eq!(mss(&[4, 2, 1, 1]), None);
+        assert_eq!(mss(&[8, 0]), None, "a zero length must not loop");
+        assert_eq!(mss(&[0, 2, 4, 0x05, 0xb4]), None, "nothing after the end of the list");
+        assert_eq!(mss(&[2, 4, 0x05]), None, "an MSS cut short");
+    }
+
+    #[test]
+    fn options_are_copied_whole_and_bounded() {
+        let raw = [2, 4, 0x05, 0xb4, 1, 1, 4, 2];
+        let options = TcpOptions::of(&raw).unwrap();
+        assert_eq!((options.raw(), options.mss), (&raw[..], Some(1460)));
+        assert_ne!(options, TcpOptions::of(&raw[..4]).unwrap());
+        assert!(TcpOptions::of(&[1; tcp::MAX_OPTIONS_LEN]).is_some());
+        assert_eq!(TcpOptions::of(&[1; tcp::MAX_OPTIONS_LEN + 1]), None);
     }
 }
