@@ -315,7 +315,7 @@ impl Skip {
     }
 }
 
-/// The bytes of a header field: smoltcp's way of naming multi-byte fields.
+/// A multi-byte header field, as the range of bytes it occupies.
 type Field = std::ops::Range<usize>;
 
 /// A big-endian `u16` at `at`, if the bytes reach that far.

@@ -163,4 +163,35 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn only_what_a_span_mirrors_is_looked_into() {
+        let inner = inner_ethernet();
+        // GRE version 1 (PPTP), a GRE keepalive, and VXLAN without the I flag stay flows.
+        assert_eq!(carried(gre::PROTOCOL, 0, &gre_packet(0x0001, 0x880b, &[], &inner)), Ok(None));
+        assert_eq!(carried(gre::PROTOCOL, 0, &gre_packet(0, 0, &[], &[])), Ok(None));
+        let mut no_vni = vxlan_datagram(&inner);
+        no_vni[udp::HEADER_LEN + vxlan::FLAGS] = 0;
+        assert_eq!(carried(proto::UDP, vxlan::PORT, &no_vni), Ok(None));
+        // UDP to another port is not VXLAN, whatever it holds.
+        assert_eq!(carried(proto::UDP, 4790, &vxlan_datagram(&inner)), Ok(None));
+    }
+
+    #[test]
+    fn cut_tunnel_headers_are_counted() {
+        let inner = inner_ethernet();
+        let cases = [
+            (gre::PROTOCOL, 0, gre_packet(0xb000, 0x6558, &[0; 12], &inner)),
+            (gre::PROTOCOL, 0, gre_packet(0x1000, 0x88be, &[0; 4], &[0; 8])),
+            (gre::PROTOCOL, 0, gre_packet(0, 0x22eb, &[], &[0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01])),
+            (proto::UDP, vxlan::PORT, vxlan_datagram(&[])),
+        ];
+        for (proto, dport, whole) in cases {
+            let headers = whole.len() - if whole.ends_with(&inner) { inner.len() } else { 0 };
+            for len in 0..headers {
+                let got = carried(proto, dport, &whole[..len]);
+                assert_eq!(got, Err(Skip::TunnelTruncated), "{proto} {len} of {whole:02x?}");
+            }
+        }
+    }
 }
