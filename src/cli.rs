@@ -463,16 +463,6 @@ fn expand_files(paths: &[PathBuf]) -> Result<Inputs, String> {
     Ok(inputs)
 }
 
-/// The first four bytes of a pcap file (either byte order, micro- or nanosecond
-/// timestamps) or of a pcapng section header block.
-const CAPTURE_MAGIC: [[u8; 4]; 5] = [
-    [0xd4, 0xc3, 0xb2, 0xa1],
-    [0xa1, 0xb2, 0xc3, 0xd4],
-    [0x4d, 0x3c, 0xb2, 0xa1],
-    [0xa1, 0xb2, 0x3c, 0x4d],
-    [0x0a, 0x0d, 0x0d, 0x0a],
-];
-
 /// The files under `root` at any depth, each sorted by path: (captures, the others).
 /// Captures are known by their first bytes, since rotated captures are often named
 /// `trace.pcap0`, `dump-0001` and the like. Symbolic links are followed, but each
@@ -504,12 +494,14 @@ fn walk(root: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
     Ok((captures, others))
 }
 
-/// Whether a file starts as a capture does. One that cannot be read is taken, so the
-/// run names the error rather than the walk hiding the file.
+/// Whether a file starts as a capture does (a pcap file in either byte order, with micro-
+/// or nanosecond timestamps, or a pcapng section header). One that cannot be read is
+/// taken, so the run names the error rather than the walk hiding the file.
 fn starts_like_a_capture(path: &Path) -> bool {
-    let mut magic = [0u8; 4];
+    use exwatch::capture::format;
+    let mut magic = [0u8; format::MAGIC_LEN];
     match std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)) {
-        Ok(()) => CAPTURE_MAGIC.contains(&magic),
+        Ok(()) => format::sniff(&magic).is_some(),
         Err(e) => e.kind() != std::io::ErrorKind::UnexpectedEof,
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use crate::capture::{CaptureError, FrameSource, Next};
-use crate::decode::{self, Ts, Tuple};
+use crate::decode::{self, SynOptions, TcpOptions, Ts, Tuple};
 
 /// Handshake packets remembered from the first capture at most; more are counted.
 pub const MAX_HANDSHAKES: usize = 1 << 20;
@@ -20,39 +20,23 @@ pub struct Altered {
     pub ts: Ts,
     pub tuple: Tuple,
     pub flags: u8,
-    pub first: Vec<u8>,
-    pub second: Vec<u8>,
+    pub first: TcpOptions,
+    pub second: TcpOptions,
 }
 
 impl Altered {
     /// What changed, in words.
     pub fn detail(&self) -> String {
-        match (mss(&self.first), mss(&self.second)) {
+        match (self.first.mss, self.second.mss) {
             (Some(a), Some(b)) if a != b => format!("MSS {a} at the first capture point, {b} at the second"),
             (Some(a), None) => format!("MSS option ({a}) stripped between the capture points"),
             _ => format!(
                 "TCP options differ: {} bytes at the first capture point, {} at the second",
-                self.first.len(),
-                self.second.len()
+                self.first.raw().len(),
+                self.second.raw().len()
             ),
         }
     }
-}
-
-/// The MSS option's value, if present.
-fn mss(mut options: &[u8]) -> Option<u16> {
-    while let [kind, rest @ ..] = options {
-        match kind {
-            0 => return None,
-            1 => options = rest,
-            2 => return rest.get(1..3).map(|v| u16::from_be_bytes([v[0], v[1]])),
-            _ => {
-                let len = usize::from(*rest.first()?).max(2);
-                options = options.get(len..)?;
-            }
-        }
-    }
-    None
 }
 
 /// What the comparison counted.
@@ -72,12 +56,12 @@ pub fn compare(
     second: &mut dyn FrameSource,
 ) -> Result<(Vec<Altered>, Counts), CaptureError> {
     let mut counts = Counts::default();
-    let mut seen: HashMap<(Tuple, u32, u8), Vec<u8>> = HashMap::new();
+    let mut seen: HashMap<(Tuple, u32, u8), TcpOptions> = HashMap::new();
     while let Next::Frame(frame) = first.next_frame()? {
-        if let Some((tuple, seq, flags, options)) = decode::syn_options(frame.link, frame.data) {
+        if let Some(SynOptions { tuple, seq, flags, options }) = decode::syn_options(frame.link, frame.data) {
             counts.first_handshakes += 1;
             if seen.len() < MAX_HANDSHAKES {
-                seen.entry((tuple, seq, flags)).or_insert_with(|| options.to_vec());
+                seen.entry((tuple, seq, flags)).or_insert(options);
             } else {
                 counts.untracked += 1;
             }
@@ -85,7 +69,8 @@ pub fn compare(
     }
     let mut altered = Vec::new();
     while let Next::Frame(frame) = second.next_frame()? {
-        let Some((tuple, seq, flags, options)) = decode::syn_options(frame.link, frame.data) else {
+        let Some(SynOptions { tuple, seq, flags, options }) = decode::syn_options(frame.link, frame.data)
+        else {
             continue;
         };
         counts.second_handshakes += 1;
@@ -93,22 +78,9 @@ pub fn compare(
         if let Some(before) = seen.remove(&(tuple, seq, flags)) {
             counts.matched += 1;
             if before != options {
-                altered.push(Altered { ts: frame.ts, tuple, flags, first: before, second: options.to_vec() });
+                altered.push(Altered { ts: frame.ts, tuple, flags, first: before, second: options });
             }
         }
     }
     Ok((altered, counts))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_mss_among_other_options() {
-        assert_eq!(mss(&[2, 4, 0x05, 0xb4, 1, 1, 4, 2]), Some(1460));
-        assert_eq!(mss(&[1, 3, 3, 7, 2, 4, 0x05, 0x64]), Some(1380));
-        assert_eq!(mss(&[4, 2, 1, 1]), None);
-        assert_eq!(mss(&[8, 0]), None, "a zero length must not loop");
-    }
 }

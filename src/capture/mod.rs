@@ -5,16 +5,16 @@
 //! their timestamps and lengths, and reports damage with the record number and the byte
 //! offset where the file stops making sense.
 
-use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+pub mod format;
 pub mod savefile;
 
+pub use format::record_offset;
 pub use savefile::Savefile;
 
 use crate::decode::{LinkType, Ts};
@@ -40,7 +40,7 @@ pub struct Frame<'a> {
 pub enum CaptureError {
     #[error("{path}: cannot open: {message}")]
     Open { path: PathBuf, message: String },
-    #[error("{path}: link type {dlt} ({name}) is not supported (Ethernet, Linux cooked v1/v2, raw IP, BSD loopback are)")]
+    #[error("{path}: {}", format::unsupported_link(*.dlt, .name))]
     LinkType { path: PathBuf, dlt: i32, name: String },
     #[error("{path}: damaged at record {record} (byte offset {offset}): {message}; every frame before it was analysed")]
     Damaged { path: PathBuf, record: u64, offset: u64, message: String },
@@ -141,7 +141,7 @@ fn decodable(path: &Path, dlt: pcap::Linktype) -> Result<LinkType, CaptureError>
     LinkType::from_dlt(dlt.0).ok_or_else(|| CaptureError::LinkType {
         path: path.to_path_buf(),
         dlt: dlt.0,
-        name: dlt.get_name().unwrap_or_else(|_| "unknown".into()),
+        name: format::link_name(dlt.0),
     })
 }
 
@@ -263,65 +263,5 @@ impl FrameSource for LiveCapture {
         self.totals.interface_dropped += delta(2);
         self.last_raw = raw;
         Some(self.totals)
-    }
-}
-
-/// Byte offset at which record number `skip + 1` starts in a pcap or pcapng file, by
-/// walking the record headers. Used only to report damage, never on the packet path.
-pub fn record_offset(path: &Path, skip: u64) -> Option<u64> {
-    let mut file = BufReader::new(File::open(path).ok()?);
-    let mut magic = [0u8; 4];
-    file.read_exact(&mut magic).ok()?;
-    match magic {
-        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => walk_pcap(&mut file, skip, false),
-        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => walk_pcap(&mut file, skip, true),
-        [0x0a, 0x0d, 0x0d, 0x0a] => walk_pcapng(&mut file, skip),
-        _ => Some(0),
-    }
-}
-
-fn read_u32(file: &mut impl Read, big_endian: bool) -> Option<u32> {
-    let mut b = [0u8; 4];
-    file.read_exact(&mut b).ok()?;
-    Some(if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
-}
-
-fn walk_pcap(file: &mut (impl Read + Seek), skip: u64, big_endian: bool) -> Option<u64> {
-    let mut offset = 24u64;
-    for _ in 0..skip {
-        file.seek(SeekFrom::Start(offset + 8)).ok()?;
-        let caplen = read_u32(file, big_endian)?;
-        offset += 16 + u64::from(caplen);
-    }
-    Some(offset)
-}
-
-fn walk_pcapng(file: &mut (impl Read + Seek), skip: u64) -> Option<u64> {
-    let mut offset = 0u64;
-    let mut big_endian = false;
-    let mut packets = 0u64;
-    loop {
-        file.seek(SeekFrom::Start(offset)).ok()?;
-        let mut head = [0u8; 12];
-        if file.read_exact(&mut head).is_err() {
-            return Some(offset);
-        }
-        let block_type = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-        if block_type == 0x0a0d_0d0a {
-            big_endian = head[8..12] == [0x1a, 0x2b, 0x3c, 0x4d];
-        }
-        let len_bytes = [head[4], head[5], head[6], head[7]];
-        let len = if big_endian { u32::from_be_bytes(len_bytes) } else { u32::from_le_bytes(len_bytes) };
-        let is_packet = matches!(block_type, 2 | 3 | 6) || matches!(block_type.swap_bytes(), 2 | 3 | 6);
-        if is_packet {
-            if packets == skip {
-                return Some(offset);
-            }
-            packets += 1;
-        }
-        if len < 12 || len % 4 != 0 {
-            return Some(offset);
-        }
-        offset += u64::from(len);
     }
 }

@@ -1,5 +1,5 @@
 //! A pure-Rust reader of pcap and pcapng files, every length checked before it is
-//! trusted. The file is read in 4 MiB chunks, each shared (`Arc`) with the batches whose
+//! trusted. The file is read in 512 KiB chunks, each shared (`Arc`) with the batches whose
 //! frames lie in it, so frames reach the workers without a copy of their own; chunks
 //! come back to a small pool once the workers are done with them, so memory stays a few
 //! chunks whatever the file's size and reading never faults fresh pages in.
@@ -15,6 +15,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::format::{self, pcapng};
 use super::{CaptureError, Chunk, Frame, FrameSource, Next};
 use crate::decode::{LinkType, Ts};
 
@@ -42,12 +43,13 @@ pub struct Savefile {
     end: usize,
     offset: u64,
     eof: bool,
-    format: Format,
+    state: State,
     /// Packet records read so far.
     records: u64,
 }
 
-enum Format {
+/// The format being read, and what its headers have said so far.
+enum State {
     Pcap { big_endian: bool, nanos: bool, link: LinkType },
     Pcapng { big_endian: bool, interfaces: Vec<Interface> },
 }
@@ -61,13 +63,6 @@ struct Interface {
     /// Seconds added to every timestamp (if_tsoffset).
     offset_secs: i64,
 }
-
-const PCAPNG_SHB: u32 = 0x0a0d_0d0a;
-const PCAPNG_IDB: u32 = 1;
-const PCAPNG_PB: u32 = 2;
-const PCAPNG_SPB: u32 = 3;
-const PCAPNG_EPB: u32 = 6;
-const PCAPNG_BYTE_ORDER: u32 = 0x1a2b_3c4d;
 
 fn u16_at(b: &[u8], at: usize, big_endian: bool) -> Option<u16> {
     let x: [u8; 2] = b.get(at..at + 2)?.try_into().ok()?;
@@ -112,23 +107,22 @@ impl Savefile {
             end: 0,
             offset: 0,
             eof: false,
-            format: Format::Pcap { big_endian: false, nanos: false, link: LinkType::Ethernet },
+            state: State::Pcap { big_endian: false, nanos: false, link: LinkType::Ethernet },
             records: 0,
         };
-        if !reader.fill(4).map_err(|e| open_error(e.to_string()))? {
+        if !reader.fill(format::MAGIC_LEN).map_err(|e| open_error(e.to_string()))? {
             return Err(open_error("too short to be a capture file".into()));
         }
-        let h = reader.available();
-        let magic = [h[0], h[1], h[2], h[3]];
-        match magic {
-            [0x0a, 0x0d, 0x0d, 0x0a] => {
-                reader.format = Format::Pcapng { big_endian: false, interfaces: Vec::new() };
+        match format::sniff(reader.available()) {
+            Some(format::Format::Pcapng) => {
+                reader.state = State::Pcapng { big_endian: false, interfaces: Vec::new() };
                 // The section header is read like any block; reject a broken one at once.
                 reader.pcapng_block().map_err(open_error)?;
             }
-            _ => {
-                reader.format = reader.pcap_header(magic).map_err(open_error)?;
+            Some(format::Format::Pcap { big_endian, nanos }) => {
+                reader.state = reader.pcap_header(big_endian, nanos).map_err(open_error)?;
             }
+            None => return Err(open_error("not a pcap or pcapng file (unknown magic number)".into())),
         }
         Ok(reader)
     }
@@ -192,26 +186,21 @@ impl Savefile {
         self.offset += len as u64;
     }
 
-    fn pcap_header(&mut self, magic: [u8; 4]) -> Result<Format, String> {
-        let (big_endian, nanos) = match magic {
-            [0xd4, 0xc3, 0xb2, 0xa1] => (false, false),
-            [0x4d, 0x3c, 0xb2, 0xa1] => (false, true),
-            [0xa1, 0xb2, 0xc3, 0xd4] => (true, false),
-            [0xa1, 0xb2, 0x3c, 0x4d] => (true, true),
-            _ => return Err("not a pcap or pcapng file (unknown magic number)".into()),
-        };
-        if !self.fill(24).map_err(|e| e.to_string())? {
+    fn pcap_header(&mut self, big_endian: bool, nanos: bool) -> Result<State, String> {
+        if !self.fill(format::pcap::HEADER_LEN).map_err(|e| e.to_string())? {
             return Err("pcap file header cut short".into());
         }
         let h = self.available();
-        let major = u16_at(h, 4, big_endian).unwrap_or(0);
+        let major = u16_at(h, format::pcap::VERSION_MAJOR, big_endian).unwrap_or(0);
         if major != 2 {
             return Err(format!("pcap version {major} is not supported (only 2 is valid)"));
         }
-        let dlt = u32_at(h, 20, big_endian).unwrap_or(0) & 0xffff;
-        let link = LinkType::from_dlt(dlt as i32).ok_or_else(|| unsupported_link(dlt))?;
-        self.consume(24);
-        Ok(Format::Pcap { big_endian, nanos, link })
+        // The upper 16 bits hold the FCS length and reserved bits, not the link type.
+        let dlt = (u32_at(h, format::pcap::LINKTYPE, big_endian).unwrap_or(0) & 0xffff) as i32;
+        let link =
+            LinkType::from_dlt(dlt).ok_or_else(|| format::unsupported_link(dlt, &format::link_name(dlt)))?;
+        self.consume(format::pcap::HEADER_LEN);
+        Ok(State::Pcap { big_endian, nanos, link })
     }
 
     fn damaged(&self, message: Damage) -> CaptureError {
@@ -305,17 +294,17 @@ impl Savefile {
         if !self.fill(12).map_err(|e| e.to_string())? {
             return if self.start == self.end { Ok(None) } else { Err("block header cut short".into()) };
         }
-        let Format::Pcapng { big_endian, .. } = self.format else {
+        let State::Pcapng { big_endian, .. } = self.state else {
             return Err("not a pcapng file".into());
         };
         let raw_type = u32_at(self.available(), 0, false).unwrap_or(0);
         let mut big_endian = big_endian;
-        if raw_type == PCAPNG_SHB {
+        if raw_type == pcapng::SHB {
             // Each section says its own byte order.
-            let order = u32_at(self.available(), 8, false).unwrap_or(0);
+            let order = u32_at(self.available(), pcapng::BYTE_ORDER_AT, false).unwrap_or(0);
             big_endian = match order {
-                PCAPNG_BYTE_ORDER => false,
-                o if o.swap_bytes() == PCAPNG_BYTE_ORDER => true,
+                pcapng::BYTE_ORDER_MAGIC => false,
+                o if o.swap_bytes() == pcapng::BYTE_ORDER_MAGIC => true,
                 _ => return Err("section header with an unknown byte-order magic".into()),
             };
         }
@@ -334,17 +323,17 @@ impl Savefile {
         let body = &block[8..len - 4];
         let mut packet = None;
         match block_type {
-            PCAPNG_SHB => {
+            pcapng::SHB => {
                 check_options(body.get(16..).unwrap_or(&[]), big_endian)?;
-                self.format = Format::Pcapng { big_endian, interfaces: Vec::new() };
+                self.state = State::Pcapng { big_endian, interfaces: Vec::new() };
             }
-            PCAPNG_IDB => {
+            pcapng::IDB => {
                 let interface = parse_idb(body, big_endian)?;
-                if let Format::Pcapng { interfaces, .. } = &mut self.format {
+                if let State::Pcapng { interfaces, .. } = &mut self.state {
                     interfaces.push(interface);
                 }
             }
-            PCAPNG_EPB | PCAPNG_PB | PCAPNG_SPB => {
+            pcapng::EPB | pcapng::PB | pcapng::SPB => {
                 packet = Some(self.packet_block(block_type, body, big_endian)?);
             }
             _ => {}
@@ -356,14 +345,14 @@ impl Savefile {
 
     /// Parses a packet block's body.
     fn packet_block(&self, block_type: u32, body: &[u8], big_endian: bool) -> Result<PacketAt, Damage> {
-        let Format::Pcapng { interfaces, .. } = &self.format else {
+        let State::Pcapng { interfaces, .. } = &self.state else {
             return Err("packet block outside a section".into());
         };
         let field =
             |at: usize| u32_at(body, at, big_endian).ok_or_else(|| "packet block too short".to_string());
         let (iface, ts_high, ts_low, caplen, wire_len, data_at) = match block_type {
-            PCAPNG_EPB => (field(0)?, field(4)?, field(8)?, field(12)?, field(16)?, 20),
-            PCAPNG_PB => {
+            pcapng::EPB => (field(0)?, field(4)?, field(8)?, field(12)?, field(16)?, 20),
+            pcapng::PB => {
                 let iface = u16_at(body, 0, big_endian).ok_or("packet block too short")?;
                 (u32::from(iface), field(4)?, field(8)?, field(12)?, field(16)?, 20)
             }
@@ -380,20 +369,13 @@ impl Savefile {
         if caplen > MAX_CAPLEN || data_at + caplen as usize > body.len() {
             return Err(format!("captured length {caplen} does not fit in its block"));
         }
-        let ts = if block_type == PCAPNG_SPB {
+        let ts = if block_type == pcapng::SPB {
             Ts(0)
         } else {
             timestamp((u64::from(ts_high) << 32) | u64::from(ts_low), interface)
         };
         Ok(PacketAt { at: data_at, caplen: caplen as usize, ts, wire_len, link: interface.link })
     }
-}
-
-fn unsupported_link(dlt: u32) -> String {
-    let name = pcap::Linktype(dlt as i32).get_name().unwrap_or_else(|_| "unknown".into());
-    format!(
-        "link type {dlt} ({name}) is not supported (Ethernet, Linux cooked v1/v2, raw IP, BSD loopback are)"
-    )
 }
 
 fn timestamp(units: u64, interface: &Interface) -> Ts {
@@ -459,9 +441,9 @@ fn parse_idb(body: &[u8], big_endian: bool) -> Result<Interface, Damage> {
 
 impl FrameSource for Savefile {
     fn next_frame(&mut self) -> Result<Next<'_>, CaptureError> {
-        match self.format {
-            Format::Pcap { big_endian, nanos, link } => self.pcap_record(big_endian, nanos, link),
-            Format::Pcapng { .. } => self.pcapng_next(),
+        match self.state {
+            State::Pcap { big_endian, nanos, link } => self.pcap_record(big_endian, nanos, link),
+            State::Pcapng { .. } => self.pcapng_next(),
         }
     }
 }

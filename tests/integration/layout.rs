@@ -6,15 +6,37 @@ use std::path::Path;
 
 use crate::util;
 
+/// Files compiled for tests only: declared as `#[cfg(test)] mod name;` in a file of `dir`.
+fn test_only_files(dir: &Path) -> BTreeSet<std::path::PathBuf> {
+    let mut files = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).expect("list src") {
+        let path = entry.expect("entry").path();
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        for (at, _) in text.match_indices("#[cfg(test)]\nmod ") {
+            let rest = &text[at + "#[cfg(test)]\nmod ".len()..];
+            if let Some(name) =
+                rest.split(';').next().filter(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            {
+                files.insert(dir.join(format!("{name}.rs")));
+            }
+        }
+    }
+    files
+}
+
 /// Top-level module -> the top-level modules its non-test code names as `crate::X`.
 fn imports(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut pending = vec![src.to_path_buf()];
     while let Some(dir) = pending.pop() {
+        let test_only = test_only_files(&dir);
         for entry in std::fs::read_dir(&dir).expect("list src") {
             let path = entry.expect("entry").path();
             if path.is_dir() {
                 pending.push(path);
+                continue;
+            }
+            if test_only.contains(&path) {
                 continue;
             }
             let relative = path.strip_prefix(src).expect("under src");
