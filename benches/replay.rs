@@ -28,7 +28,7 @@ use exwatch::capture::{FrameSource, Next, PcapFile, Savefile};
 use exwatch::decode;
 use exwatch::flow::Tracker;
 use exwatch::output::Sink;
-use exwatch::pipeline::{self, FileReader, Settings};
+use exwatch::pipeline::{self, FileReader, Outputs, Settings};
 use exwatch::policy::{Engine, Policy, Topology, DEFAULT_MAX_SMTP_SENDERS};
 use exwatch::telemetry::Counter;
 use exwatch::testkit::synth::{self, wire::PcapWriter, OrgOptions};
@@ -323,8 +323,9 @@ fn run_pipeline(engine: &Arc<Engine>, path: &Path, workers: usize, file_reader: 
 /// Each run gets empty cross-flow tables, as a run of the binary does: senders left by an
 /// earlier pass would change the findings.
 fn run_files(engine: &Arc<Engine>, files: &[PathBuf], options: &Settings) -> String {
-    let report = pipeline::analyze(Arc::new(engine.split(1)), files, options, &Sink::Discard, &|_| {})
-        .expect("running the pipeline");
+    let report =
+        pipeline::analyze(Arc::new(engine.split(1)), files, options, Outputs::eve(&Sink::Discard), &|_| {})
+            .expect("running the pipeline");
     assert!(report.errors.is_empty(), "capture errors: {:?}", report.errors);
     let c = &report.counters;
     let findings = c[Counter::Advisories] + c[Counter::Violations] + c[Counter::Restrictions];

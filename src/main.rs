@@ -52,9 +52,14 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
         }
     };
     let sink = settings.sink();
-    let report =
-        pipeline::analyze(Arc::clone(&engine), &settings.files, &settings.run.pipeline, &sink, &progress)
-            .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
+    let report = pipeline::analyze(
+        Arc::clone(&engine),
+        &settings.files,
+        &settings.run.pipeline,
+        pipeline::Outputs::eve(&sink),
+        &progress,
+    )
+    .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

@@ -22,8 +22,11 @@ pub enum Sink {
         path: PathBuf,
         append: bool,
     },
-    /// Discarded (benchmarks).
+    /// Formatted, then thrown away (benchmarks, which measure the formatting too).
     Discard,
+    /// No EVE output: events are not even formatted; only an observer sees them
+    /// (`exwatch learn`, a report alone).
+    Off,
 }
 
 impl Sink {
@@ -43,7 +46,7 @@ impl Sink {
             Sink::File { path, append: true } => {
                 Box::new(OpenOptions::new().create(true).append(true).open(path)?)
             }
-            Sink::Discard => Box::new(io::sink()),
+            Sink::Discard | Sink::Off => Box::new(io::sink()),
         })
     }
 }

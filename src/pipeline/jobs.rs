@@ -15,11 +15,10 @@ use std::thread::{self, Builder};
 use std::time::{Duration, Instant};
 
 use super::worker::Worker;
-use super::writer::{self, Events};
-use super::{join_all, FileReader, Progress, Settings, Tally};
+use super::writer::{self, Events, Writer};
+use super::{join_all, FileReader, Outputs, Progress, Settings, Tally};
 use crate::capture::{CaptureError, FrameSource, Next};
 use crate::flow::{self, Tracker};
-use crate::output::Sink;
 use crate::policy::Engine;
 use crate::telemetry::{self, Busy, Counters, Gauges, Latency, Monitor, Reading, Report};
 
@@ -37,7 +36,7 @@ pub(super) fn run(
     engine: &Arc<Engine>,
     files: &[PathBuf],
     settings: &Settings,
-    sink: &Sink,
+    outputs: Outputs<'_>,
     monitor: &Monitor,
     progress: Progress<'_>,
 ) -> io::Result<Report> {
@@ -54,9 +53,11 @@ pub(super) fn run(
         flows: settings.flows_share(jobs),
         jobs,
     };
-    let out = sink.open()?;
+    let out = outputs.sink.open()?;
     thread::scope(|scope| -> io::Result<Report> {
-        let (events, writer) = writer::spawn(scope, out, sink, &monitor.reopen, engine)?;
+        let writer =
+            Writer { out, sink: outputs.sink, reopen: &monitor.reopen, engine, observer: outputs.observer };
+        let (events, writer) = writer::spawn(scope, writer)?;
         let mut handles = Vec::with_capacity(jobs);
         for (i, gauges) in monitor.gauges.iter().enumerate() {
             let (shared, events) = (&shared, events.clone());

@@ -96,6 +96,25 @@ impl FileReader {
     }
 }
 
+/// Sees every event on the writer thread, before it is formatted: what builds a report
+/// or learns the topology from the same run.
+pub trait Observer {
+    fn event(&mut self, engine: &Engine, event: &flow::Event);
+}
+
+/// Where a run's events go: the EVE sink, and an observer if there is one.
+pub struct Outputs<'a> {
+    pub sink: &'a Sink,
+    pub observer: Option<&'a mut (dyn Observer + Send + 'static)>,
+}
+
+impl<'a> Outputs<'a> {
+    /// EVE lines to `sink`, no observer.
+    pub fn eve(sink: &'a Sink) -> Outputs<'a> {
+        Outputs { sink, observer: None }
+    }
+}
+
 /// Called by the reader now and then with the bytes read so far.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
@@ -107,17 +126,18 @@ pub fn analyze(
     engine: Arc<Engine>,
     files: &[PathBuf],
     settings: &Settings,
-    sink: &Sink,
+    outputs: Outputs<'_>,
     progress: Progress<'_>,
 ) -> io::Result<Report> {
     if files.len() > 1 && !settings.continuous {
         let monitor = Monitor::new(&engine, settings.jobs.clamp(1, files.len()));
-        return jobs::run(&engine, files, settings, sink, &monitor, progress);
+        return jobs::run(&engine, files, settings, outputs, &monitor, progress);
     }
     let monitor = Monitor::new(&engine, settings.workers);
     let mut sources = files.iter().map(|path| settings.file_reader.open(path));
-    let run = stream::Stream { live: false, settings, sink, monitor: &monitor, stats_interval: None };
-    run.run(&engine, &mut sources, sink.open()?, progress)
+    let run = stream::Stream { live: false, settings, monitor: &monitor, stats_interval: None };
+    let out = outputs.sink.open()?;
+    run.run(&engine, &mut sources, (outputs, out), progress)
 }
 
 /// Watches a live capture until it fails or `monitor.stop` is set, writing events to
@@ -132,8 +152,8 @@ pub fn live(
     monitor: &Monitor,
     stats_interval: Option<Duration>,
 ) -> io::Result<Report> {
-    let run = stream::Stream { live: true, settings, sink, monitor, stats_interval };
-    run.run(engine, &mut std::iter::once(Ok(capture)), out, &|_| {})
+    let run = stream::Stream { live: true, settings, monitor, stats_interval };
+    run.run(engine, &mut std::iter::once(Ok(capture)), (Outputs::eve(sink), out), &|_| {})
 }
 
 /// What one worker or job thread counted, and how long it was busy.

@@ -18,12 +18,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
 use super::worker::Worker;
-use super::writer::{self, Events};
-use super::{join_all, Progress, Settings, Tally};
+use super::writer::{self, Events, Writer};
+use super::{join_all, Outputs, Progress, Settings, Tally};
 use crate::capture::{CaptureError, CaptureStats, Chunk, Frame, FrameSource, Next};
 use crate::decode::{self, LinkType, Ts};
 use crate::flow::Tracker;
-use crate::output::{eve, Sink};
+use crate::output::eve;
 use crate::policy::Engine;
 use crate::telemetry::{self, Busy, Monitor, Reading, Report};
 
@@ -51,8 +51,6 @@ pub(super) struct Stream<'a> {
     /// A live interface: never block on a full worker queue; shed and count instead.
     pub(super) live: bool,
     pub(super) settings: &'a Settings,
-    /// Where events go; reopened on request.
-    pub(super) sink: &'a Sink,
     /// One worker per gauge.
     pub(super) monitor: &'a Monitor,
     /// Write an EVE `stats` event this often (wall time).
@@ -135,19 +133,26 @@ impl Batch {
 
 impl Stream<'_> {
     /// Runs the pipeline over `sources` (read one after the other) until they end or
-    /// `monitor.stop` is set, writing events to `out`.
+    /// `monitor.stop` is set, writing events to `out` (the sink, open already).
     pub(super) fn run(
         &self,
         engine: &Arc<Engine>,
         sources: &mut dyn Iterator<Item = Result<Box<dyn FrameSource>, CaptureError>>,
-        out: Box<dyn Write + Send>,
+        (outputs, out): (Outputs<'_>, Box<dyn Write + Send>),
         progress: Progress<'_>,
     ) -> io::Result<Report> {
-        let Stream { live, settings, sink, monitor, stats_interval } = *self;
+        let Stream { live, settings, monitor, stats_interval } = *self;
         let started = Instant::now();
         let workers = monitor.gauges.len();
         thread::scope(|scope| -> io::Result<Report> {
-            let (events, writer) = writer::spawn(scope, out, sink, &monitor.reopen, engine)?;
+            let writer = Writer {
+                out,
+                sink: outputs.sink,
+                reopen: &monitor.reopen,
+                engine,
+                observer: outputs.observer,
+            };
+            let (events, writer) = writer::spawn(scope, writer)?;
             let (free_tx, free_rx) = bounded::<Batch>(workers * (settings.queue_batches + 2));
             let mut senders = Vec::with_capacity(workers);
             let mut handles = Vec::with_capacity(workers);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use super::Observer;
 use crate::flow::{Event, Tracker};
 use crate::output::{eve, Sink};
 use crate::policy::Engine;
@@ -46,57 +47,65 @@ impl Events {
     }
 }
 
-/// Starts the writer on `out`; it ends when every [`Events`] handle is dropped, and its
-/// thread returns the time it was busy.
+/// What the writer needs besides its input.
+pub(super) struct Writer<'a> {
+    pub(super) out: Box<dyn Write + Send>,
+    pub(super) sink: &'a Sink,
+    pub(super) reopen: &'a AtomicBool,
+    pub(super) engine: &'a Engine,
+    pub(super) observer: Option<&'a mut (dyn Observer + Send + 'static)>,
+}
+
+/// Starts the writer; it ends when every [`Events`] handle is dropped, and its thread
+/// returns the time it was busy.
 pub(super) fn spawn<'scope>(
     scope: &'scope Scope<'scope, '_>,
-    out: Box<dyn Write + Send>,
-    sink: &'scope Sink,
-    reopen: &'scope AtomicBool,
-    engine: &'scope Engine,
+    writer: Writer<'scope>,
 ) -> io::Result<(Events, ScopedJoinHandle<'scope, io::Result<Duration>>)> {
     let (tx, rx) = bounded::<Output>(QUEUE_CHUNKS);
-    let handle = Builder::new()
-        .name("exwatch-writer".into())
-        .spawn_scoped(scope, move || write_events(out, sink, reopen, rx, engine))?;
+    let handle = Builder::new().name("exwatch-writer".into()).spawn_scoped(scope, move || writer.run(rx))?;
     Ok((Events(tx), handle))
 }
 
-/// Formats and writes events as they come, flushing whenever the queue runs dry so a
-/// live finding reaches the log at once; reopens the sink when asked (SIGHUP).
-fn write_events(
-    out: Box<dyn Write + Send>,
-    sink: &Sink,
-    reopen: &AtomicBool,
-    chunks: Receiver<Output>,
-    engine: &Engine,
-) -> io::Result<Duration> {
-    let mut out = BufWriter::with_capacity(BUFFER_BYTES, out);
-    let mut lines = Vec::new();
-    let mut busy = Duration::ZERO;
-    for chunk in chunks.iter() {
-        let started = Instant::now();
-        if reopen.swap(false, Ordering::Relaxed) {
-            out.flush()?;
-            out = BufWriter::with_capacity(BUFFER_BYTES, sink.open()?);
-        }
-        match chunk {
-            Output::Events(events) => {
-                lines.clear();
-                for event in &events {
-                    eve::write_event(&mut lines, engine, event);
-                }
-                out.write_all(&lines)?;
+impl Writer<'_> {
+    /// Formats and writes events as they come, flushing whenever the queue runs dry so
+    /// a live finding reaches the log at once; reopens the sink when asked (SIGHUP).
+    /// The observer sees every event first.
+    fn run(self, chunks: Receiver<Output>) -> io::Result<Duration> {
+        let Writer { out, sink, reopen, engine, mut observer } = self;
+        let format = !matches!(sink, Sink::Off);
+        let mut out = BufWriter::with_capacity(BUFFER_BYTES, out);
+        let mut lines = Vec::new();
+        let mut busy = Duration::ZERO;
+        for chunk in chunks.iter() {
+            let started = Instant::now();
+            if reopen.swap(false, Ordering::Relaxed) {
+                out.flush()?;
+                out = BufWriter::with_capacity(BUFFER_BYTES, sink.open()?);
             }
-            Output::Lines(formatted) => out.write_all(&formatted)?,
+            match chunk {
+                Output::Events(events) => {
+                    lines.clear();
+                    for event in &events {
+                        if let Some(observer) = observer.as_deref_mut() {
+                            observer.event(engine, event);
+                        }
+                        if format {
+                            eve::write_event(&mut lines, engine, event);
+                        }
+                    }
+                    out.write_all(&lines)?;
+                }
+                Output::Lines(formatted) => out.write_all(&formatted)?,
+            }
+            if chunks.is_empty() {
+                out.flush()?;
+            }
+            busy += started.elapsed();
         }
-        if chunks.is_empty() {
-            out.flush()?;
-        }
-        busy += started.elapsed();
+        out.flush()?;
+        Ok(busy)
     }
-    out.flush()?;
-    Ok(busy)
 }
 
 /// Joins the writer, returning its busy time or the error that stopped it.
