@@ -266,7 +266,7 @@ impl RunSettings {
         }
         pipeline.flows.syn_timeout_ns = (flags.syn_timeout * 1e9) as u64;
         pipeline.flows.max_flows = flags.max_flows;
-        pipeline.flows.flow_events = flags.flows;
+        pipeline.eve_flows = flags.flows;
         Ok(RunSettings {
             config,
             eve_log: flags.eve_log,

@@ -31,7 +31,7 @@ pub struct Settings {
     pub syn_timeout_ns: u64,
     pub max_fragments: usize,
     pub fragment_timeout_ns: u64,
-    /// Emit an EVE `flow` event when each flow ends.
+    /// Emit an [`Event::Flow`] when each flow ends (for the EVE log or an observer).
     pub flow_events: bool,
 }
 

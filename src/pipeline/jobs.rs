@@ -50,13 +50,19 @@ pub(super) fn run(
         progress,
         stop: &monitor.stop,
         reader: settings.file_reader,
-        flows: settings.flows_share(jobs),
+        flows: settings.flows_share(jobs, outputs.observer.is_some()),
         jobs,
     };
     let out = outputs.sink.open()?;
     thread::scope(|scope| -> io::Result<Report> {
-        let writer =
-            Writer { out, sink: outputs.sink, reopen: &monitor.reopen, engine, observer: outputs.observer };
+        let writer = Writer {
+            out,
+            sink: outputs.sink,
+            reopen: &monitor.reopen,
+            engine,
+            eve_flows: settings.eve_flows,
+            observer: outputs.observer,
+        };
         let (events, writer) = writer::spawn(scope, writer)?;
         let mut handles = Vec::with_capacity(jobs);
         for (i, gauges) in monitor.gauges.iter().enumerate() {

@@ -43,7 +43,10 @@ pub struct Settings {
     /// Batches that may wait in each worker's channel.
     pub queue_batches: usize,
     /// Flow-table settings; `max_flows` is the total, split between workers (or jobs).
+    /// Its `flow_events` is set for a run by [`Settings::eve_flows`] and the observer.
     pub flows: flow::Settings,
+    /// Write an EVE `flow` event per flow when it ends (`--flows`).
+    pub eve_flows: bool,
     /// How capture files are read.
     pub file_reader: FileReader,
     /// Files analysed at once when several files are each a capture of their own.
@@ -61,6 +64,7 @@ impl Default for Settings {
             batch_frames: 256,
             queue_batches: 8,
             flows: flow::Settings::default(),
+            eve_flows: false,
             file_reader: FileReader::Native,
             jobs: cores,
             continuous: false,
@@ -69,10 +73,12 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// One of `parts` flow tables' share of the flow settings.
-    fn flows_share(&self, parts: usize) -> flow::Settings {
+    /// One of `parts` flow tables' share of the flow settings; ended flows become
+    /// events when the EVE log or an observer wants them.
+    fn flows_share(&self, parts: usize, observed: bool) -> flow::Settings {
         let mut share = self.flows.clone();
         share.max_flows = (self.flows.max_flows / parts.max(1)).max(1);
+        share.flow_events = self.eve_flows || observed;
         share
     }
 }

@@ -144,19 +144,20 @@ impl Stream<'_> {
         let Stream { live, settings, monitor, stats_interval } = *self;
         let started = Instant::now();
         let workers = monitor.gauges.len();
+        let flows = settings.flows_share(workers, outputs.observer.is_some());
         thread::scope(|scope| -> io::Result<Report> {
             let writer = Writer {
                 out,
                 sink: outputs.sink,
                 reopen: &monitor.reopen,
                 engine,
+                eve_flows: settings.eve_flows,
                 observer: outputs.observer,
             };
             let (events, writer) = writer::spawn(scope, writer)?;
             let (free_tx, free_rx) = bounded::<Batch>(workers * (settings.queue_batches + 2));
             let mut senders = Vec::with_capacity(workers);
             let mut handles = Vec::with_capacity(workers);
-            let flows = settings.flows_share(workers);
             for (i, gauges) in monitor.gauges.iter().enumerate() {
                 let (tx, rx) = bounded::<Work>(settings.queue_batches);
                 senders.push(tx);

@@ -53,6 +53,8 @@ pub(super) struct Writer<'a> {
     pub(super) sink: &'a Sink,
     pub(super) reopen: &'a AtomicBool,
     pub(super) engine: &'a Engine,
+    /// Write `flow` events (otherwise only the observer sees them).
+    pub(super) eve_flows: bool,
     pub(super) observer: Option<&'a mut (dyn Observer + Send + 'static)>,
 }
 
@@ -72,7 +74,7 @@ impl Writer<'_> {
     /// a live finding reaches the log at once; reopens the sink when asked (SIGHUP).
     /// The observer sees every event first.
     fn run(self, chunks: Receiver<Output>) -> io::Result<Duration> {
-        let Writer { out, sink, reopen, engine, mut observer } = self;
+        let Writer { out, sink, reopen, engine, eve_flows, mut observer } = self;
         let format = !matches!(sink, Sink::Off);
         let mut out = BufWriter::with_capacity(BUFFER_BYTES, out);
         let mut lines = Vec::new();
@@ -90,7 +92,7 @@ impl Writer<'_> {
                         if let Some(observer) = observer.as_deref_mut() {
                             observer.event(engine, event);
                         }
-                        if format {
+                        if format && (eve_flows || !matches!(event, Event::Flow { .. })) {
                             eve::write_event(&mut lines, engine, event);
                         }
                     }
