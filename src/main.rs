@@ -14,7 +14,7 @@ use clap::Parser;
 use exwatch::capture::LiveCapture;
 use exwatch::output::Summary;
 use exwatch::pipeline;
-use exwatch::policy::{Engine, Verdict};
+use exwatch::policy::Engine;
 use exwatch::telemetry::{prometheus, Monitor, Report};
 
 fn main() -> ExitCode {
@@ -149,70 +149,45 @@ fn summarize(
 }
 
 fn compare(flags: &cli::CompareFlags) -> Result<u8, String> {
-    use exwatch::flow::{Confidence, Direction, Flow, FlowKey};
-    use exwatch::policy::{EvidenceKind, Facts};
+    use exwatch::compare::Order;
+    use exwatch::policy::EvidenceKind;
 
     let config = cli::Config::load(&flags.config)?;
     let engine = Engine::new(Arc::clone(&config.policy), Arc::clone(&config.topology), 0);
     let open = |path: &std::path::Path| exwatch::capture::Savefile::open(path).map_err(|e| e.to_string());
     let (mut first, mut second) = (open(&flags.first)?, open(&flags.second)?);
-    let (altered, counts) = exwatch::compare::compare(&mut first, &mut second).map_err(|e| e.to_string())?;
-    let evidence = engine.policy.evidence.iter().position(|e| e.kind == EvidenceKind::OptionsAltered);
+    let outcome = exwatch::compare::compare(&engine, &mut first, &mut second).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    let mut restrictions = 0;
-    for a in &altered {
-        // The SYN's sender opened the flow; a SYN-ACK's receiver did.
-        let synack = a.flags & exwatch::decode::tcp_flags::ACK != 0;
-        let orig = if synack {
-            exwatch::decode::Tuple {
-                src: a.tuple.dst,
-                dst: a.tuple.src,
-                sport: a.tuple.dport,
-                dport: a.tuple.sport,
-                ..a.tuple
-            }
-        } else {
-            a.tuple
-        };
-        let judgement = engine.judge(&Facts {
-            orig: orig.src,
-            resp: orig.dst,
-            resp_port: orig.dport,
-            proto: orig.proto,
-            ts: a.ts,
-        });
-        let (Some(rule), Some(evidence)) = (judgement.rule, evidence) else { continue };
-        if !engine.policy.rules[rule].never_restrict {
-            continue;
-        }
-        let key = FlowKey::of(&orig);
-        let flow = Flow::new(key, orig, Direction::Observed, 0, a.ts, (None, None), judgement);
-        let detail = a.detail();
-        exwatch::output::eve::write_alert(
-            &mut out,
-            &engine,
-            a.ts,
-            &flow,
-            (Verdict::Restriction, Confidence::High),
-            rule,
-            (Some(evidence), Some(&detail)),
-        );
-        restrictions += 1;
+    for finding in &outcome.findings {
+        exwatch::output::eve::write_event(&mut out, &engine, &finding.event, Some(&finding.detail));
     }
     exwatch::output::Sink::at(&flags.eve_log, false)
         .open()
         .and_then(|mut w| w.write_all(&out).and_then(|_| w.flush()))
         .map_err(|e| format!("{}: {e}", flags.eve_log.display()))?;
+    let of_kind = |kind: EvidenceKind| {
+        let evidence = engine.evidence(kind);
+        let is = |f: &&exwatch::compare::Finding| matches!(f.event, exwatch::flow::Event::Alert { evidence: e, .. } if e.is_some() && e == evidence);
+        outcome.findings.iter().filter(is).count()
+    };
+    let c = &outcome.counts;
     eprintln!(
-        "exwatch compare: {} handshake packets in the first capture, {} in the second, {} seen in both, {} altered, {} on traffic that must never be altered{}",
-        counts.first_handshakes,
-        counts.second_handshakes,
-        counts.matched,
-        altered.len(),
-        restrictions,
-        if counts.untracked > 0 { format!(" ({} not compared: table full)", counts.untracked) } else { String::new() }
+        "exwatch compare: {} handshake packets in the first capture, {} in the second, {} seen in both, {} altered, {} on traffic that must never be altered; {} SYNs of the first capture never reached the second, {} between hosts that must never be restricted{}",
+        c.first_handshakes,
+        c.second_handshakes,
+        c.matched,
+        c.altered,
+        of_kind(EvidenceKind::OptionsAltered),
+        c.missing,
+        of_kind(EvidenceKind::SynDropped),
+        if c.untracked > 0 { format!(" ({} not compared: table full)", c.untracked) } else { String::new() }
     );
-    Ok(if restrictions > 0 { 1 } else { 0 })
+    if outcome.order == Order::LooksSwapped {
+        eprintln!(
+            "exwatch compare: the order looks swapped: most SYNs had more hops left at the second capture point than at the first, so the second is upstream; FIRST should be the capture nearer the senders"
+        );
+    }
+    Ok(u8::from(!outcome.findings.is_empty()))
 }
 
 fn check(flags: &cli::ConfigFlags) -> Result<u8, String> {

@@ -12,7 +12,7 @@ mod tracker;
 use crate::decode::{proto, Ts, Tunnel, Tuple};
 use crate::policy::{Judgement, Role};
 pub use key::{community_id, FlowKey};
-pub use tracker::{Event, Settings, Tracker};
+pub use tracker::{flow_id, Event, Settings, Tracker};
 
 /// How the originator of a flow was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

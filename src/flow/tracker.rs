@@ -663,7 +663,7 @@ fn flow_key(tuple: &Tuple) -> FlowKey {
 
 /// A stable flow id from the key and the start time: the same capture gives the same
 /// ids whatever the worker count. Kept below 2^53 so JSON readers keep it exact.
-fn flow_id(key: &FlowKey, start: Ts) -> u64 {
+pub fn flow_id(key: &FlowKey, start: Ts) -> u64 {
     let state = foldhash::fast::FixedState::with_seed(0x6578_7761_7463_6821);
     state.hash_one((key, start)) & ((1 << 53) - 1)
 }

@@ -93,7 +93,7 @@ impl Writer<'_> {
                             observer.event(engine, event);
                         }
                         if format && (eve_flows || !matches!(event, Event::Flow { .. })) {
-                            eve::write_event(&mut lines, engine, event);
+                            eve::write_event(&mut lines, engine, event, None);
                         }
                     }
                     out.write_all(&lines)?;

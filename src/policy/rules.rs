@@ -82,6 +82,8 @@ pub enum EvidenceKind {
     ResetInjected,
     /// TCP handshake options rewritten between two capture points (`exwatch compare`).
     OptionsAltered,
+    /// A TCP SYN seen at one capture point and not at the next one (`exwatch compare`).
+    SynDropped,
 }
 
 impl EvidenceKind {
@@ -91,6 +93,7 @@ impl EvidenceKind {
             "syn_unanswered" => Some(EvidenceKind::SynUnanswered),
             "reset_injected" => Some(EvidenceKind::ResetInjected),
             "options_altered" => Some(EvidenceKind::OptionsAltered),
+            "syn_dropped" => Some(EvidenceKind::SynDropped),
             _ => None,
         }
     }
@@ -301,7 +304,7 @@ impl Policy {
                     e.kind.span(),
                     &format!("{key}.kind"),
                     format!(
-                        "`{}` is not an evidence kind (icmp_prohibited, syn_unanswered, reset_injected, options_altered)",
+                        "`{}` is not an evidence kind (icmp_prohibited, syn_unanswered, reset_injected, options_altered, syn_dropped)",
                         e.kind.get_ref()
                     ),
                 )

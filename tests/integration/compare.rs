@@ -63,3 +63,85 @@ fn identical_handshakes_are_clean() {
     assert_eq!((status, events.len()), (0, 0), "{stderr}");
     assert!(stderr.contains("1 seen in both, 0 altered"), "{stderr}");
 }
+
+/// Writes `frames` with their own times (nanoseconds after the epoch of the generator).
+fn write_timed(path: &Path, frames: &[(u64, Vec<u8>)]) {
+    let mut writer = wire::PcapWriter::new(std::fs::File::create(path).expect("create"), 1).expect("header");
+    for (at, frame) in frames {
+        writer.write(EPOCH.saturating_add(*at), frame, frame.len() as u32).expect("record");
+    }
+}
+
+/// A SYN from `src` to `dst` with the given TTL.
+fn syn_ttl(src: SocketAddr, dst: SocketAddr, ttl: u8) -> Vec<u8> {
+    let mut frame = syn_with_mss(src, dst, 1460);
+    // Ethernet header, then the IPv4 TTL at byte 8; the IPv4 checksum is not checked.
+    frame[14 + 8] = ttl;
+    frame
+}
+
+fn run_compare(
+    first: &[(u64, Vec<u8>)],
+    second: &[(u64, Vec<u8>)],
+    swap: bool,
+) -> (i32, Vec<serde_json::Value>, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (dir.path().join("first.pcap"), dir.path().join("second.pcap"));
+    write_timed(&a, first);
+    write_timed(&b, second);
+    let (a, b) = if swap { (b, a) } else { (a, b) };
+    let (status, stdout, stderr) =
+        exwatch(&["compare", a.to_str().expect("utf-8"), b.to_str().expect("utf-8")]);
+    (status, stdout.lines().map(|l| serde_json::from_str(l).expect("EVE line")).collect(), stderr)
+}
+
+const SECOND: u64 = 1_000_000_000;
+
+/// SYNs between a Mailbox server and a DC that pass the first point and never reach the
+/// second, while other handshakes do, were dropped between the points.
+#[test]
+fn syns_missing_at_the_second_point_are_restrictions() {
+    let allowed = |at: u64, port| (at, syn_ttl(sa(&format!("10.10.1.11:{port}")), sa("10.10.0.5:88"), 64));
+    let forwarded = |(at, frame): (u64, Vec<u8>)| {
+        let mut frame = frame;
+        frame[14 + 8] -= 1;
+        (at + 1000, frame)
+    };
+    let blocked = [445u16, 135, 389].iter().enumerate().map(|(i, port)| {
+        (2 * SECOND + i as u64, syn_ttl(sa("10.10.1.11:50100"), sa(&format!("10.10.0.5:{port}")), 64))
+    });
+    // A client's SYN to the Edge is no pair that must never be restricted.
+    let client = (2 * SECOND + 10, syn_ttl(sa("10.20.0.9:50200"), sa("172.16.0.25:3389"), 64));
+    let first: Vec<_> =
+        [allowed(0, 50001), allowed(4 * SECOND, 50002)].into_iter().chain(blocked).chain([client]).collect();
+    let second: Vec<_> = [allowed(0, 50001), allowed(4 * SECOND, 50002)].into_iter().map(forwarded).collect();
+    let (status, events, stderr) = run_compare(&first, &second, false);
+    assert_eq!(status, 1, "{stderr}");
+    let mut ports: Vec<_> = events
+        .iter()
+        .inspect(|e| assert_eq!(e["policy"]["evidence"], "restricted-dropped-between-points", "{e}"))
+        .map(|e| e["dest_port"].as_u64().expect("port"))
+        .collect();
+    ports.sort_unstable();
+    assert_eq!(ports, [135, 389, 445], "{stderr}");
+    assert!(events.iter().all(|e| e["flow_id"].as_u64().is_some_and(|id| id > 0)), "real flow ids");
+    assert!(
+        stderr.contains("4 SYNs of the first capture never reached the second, 3 between hosts"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("swapped"), "{stderr}");
+
+    // The same pair given the wrong way round: the TTLs say so.
+    let (_, _, stderr) = run_compare(&first, &second, true);
+    assert!(stderr.contains("the order looks swapped"), "{stderr}");
+}
+
+/// Two captures of different traffic cannot be compared: exit 2, saying why.
+#[test]
+fn captures_that_share_no_handshake_are_refused() {
+    let first = [(0, syn_ttl(sa("10.10.1.11:50001"), sa("10.10.0.5:88"), 64))];
+    let second = [(0, syn_ttl(sa("10.10.1.12:50001"), sa("10.10.0.6:88"), 64))];
+    let (status, events, stderr) = run_compare(&first, &second, false);
+    assert_eq!((status, events.len()), (2, 0), "{stderr}");
+    assert!(stderr.contains("share no TCP handshake"), "{stderr}");
+}

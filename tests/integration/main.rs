@@ -6,6 +6,7 @@ mod captures;
 mod cli;
 mod compare;
 mod files;
+mod firewall;
 mod flood;
 mod fuzz;
 mod layout;
