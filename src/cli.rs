@@ -22,7 +22,8 @@ Exchange network-port policy (\"Network ports for clients and mail flow in Excha
 Flows are grouped by 5-tuple and judged once against the policy in rules/exchange.toml, using \
 the site's topology (which addresses are Mailbox, Edge, domain controllers...). Findings are \
 written as Suricata EVE `alert` events.\n\n\
-Exit status: 0 clean, 1 findings of a verdict listed in --fail-on, 2 bad input or configuration."
+Exit status: 0 clean, 1 findings of a verdict listed in --fail-on, 2 bad input or configuration, \
+or nothing checked (no packet read, or no flow touched a Mailbox or Edge server of the topology)."
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -217,7 +218,10 @@ pub struct Config {
     pub policy: Arc<Policy>,
     pub topology: Arc<Topology>,
     pub policy_name: String,
+    /// The topology file, or `built-in example "contoso"`.
     pub topology_name: String,
+    /// No `--topology` was given: the example organization is what is judged against.
+    pub builtin_topology: bool,
 }
 
 impl Config {
@@ -226,16 +230,28 @@ impl Config {
             Some(path) => (Policy::load(path), path.display().to_string()),
             None => (builtin::policy(), builtin::POLICY_NAME.into()),
         };
-        let (topology, topology_name) = match &flags.topology {
-            Some(path) => (Topology::load(path), path.display().to_string()),
-            None => (builtin::topology(), builtin::TOPOLOGY_NAME.into()),
+        let topology = match &flags.topology {
+            Some(path) => Topology::load(path),
+            None => builtin::topology(),
+        };
+        let topology = Arc::new(topology.map_err(|e| e.to_string())?);
+        let topology_name = match &flags.topology {
+            Some(path) => path.display().to_string(),
+            None => format!("built-in example {:?}", topology.name),
         };
         Ok(Config {
             policy: Arc::new(policy.map_err(|e| e.to_string())?),
-            topology: Arc::new(topology.map_err(|e| e.to_string())?),
+            topology,
             policy_name,
             topology_name,
+            builtin_topology: flags.topology.is_none(),
         })
+    }
+
+    /// What `check` reports, as warnings: `FILE:LINE: text`.
+    pub fn lints(&self) -> Vec<String> {
+        let file = if self.builtin_topology { builtin::TOPOLOGY_NAME } else { &self.topology_name };
+        self.topology.lint().into_iter().map(|(line, lint)| format!("{file}:{line}: {lint}")).collect()
     }
 }
 

@@ -14,8 +14,8 @@ use clap::Parser;
 use exwatch::capture::LiveCapture;
 use exwatch::output::Summary;
 use exwatch::pipeline;
-use exwatch::policy::Engine;
-use exwatch::telemetry::{prometheus, Monitor, Report};
+use exwatch::policy::{Engine, Role};
+use exwatch::telemetry::{prometheus, Counter, Monitor, Report};
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
@@ -38,7 +38,26 @@ fn run(args: cli::Args) -> Result<u8, String> {
     }
 }
 
+/// Refuses a topology with nothing to judge, and says when the example is used.
+fn judgeable(config: &cli::Config) -> Result<(), String> {
+    if !config.topology.has_role(Role::Mailbox) && !config.topology.has_role(Role::Edge) {
+        return Err(format!(
+            "{}: lists no Mailbox and no Edge server: there is nothing the policy could judge",
+            config.topology_name
+        ));
+    }
+    if config.builtin_topology {
+        eprintln!(
+            "exwatch: no --topology given: judging against the {}, not your site's",
+            config.topology_name
+        );
+    }
+    Ok(())
+}
+
 fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
+    let config = &settings.run.config;
+    judgeable(config)?;
     for notice in settings.notices() {
         eprintln!("exwatch: {notice}");
     }
@@ -63,8 +82,23 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let c = &report.counters;
+    if c[Counter::Frames] == 0 {
+        for error in &report.errors {
+            eprintln!("exwatch: {error}");
+        }
+        eprintln!("exwatch: no packet was read from any input: nothing was checked");
+        return Ok(2);
+    }
     summarize(&engine, &settings.run, &report, settings.not_captures_total())?;
     if !report.errors.is_empty() {
+        return Ok(2);
+    }
+    if c[Counter::TouchingExchange] == 0 {
+        eprintln!(
+            "exwatch: no flow touched a Mailbox or Edge address of {}: is this the topology of the network captured?",
+            config.topology_name
+        );
         return Ok(2);
     }
     let failed = settings.fail_on.iter().any(|&v| report.counters.findings(v) > 0);
@@ -72,6 +106,7 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
 }
 
 fn live(settings: cli::LiveSettings) -> Result<u8, String> {
+    judgeable(&settings.run.config)?;
     let engine = settings.run.engine();
     let capture = LiveCapture::open(&settings.interface, &settings.capture).map_err(|e| e.to_string())?;
     let monitor = Monitor::new(&engine, settings.run.pipeline.workers);
@@ -138,8 +173,9 @@ fn summarize(
     report: &Report,
     not_captures: usize,
 ) -> Result<(), String> {
-    let summary =
-        Summary::new(engine, &settings.config.topology_name, report).with_not_captures(not_captures);
+    let summary = Summary::new(engine, &settings.config.topology_name, report)
+        .with_not_captures(not_captures)
+        .with_warnings(settings.config.lints());
     eprint!("{}", summary.render());
     if let Some(path) = &settings.summary_json {
         let json = serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?;
@@ -192,9 +228,9 @@ fn compare(flags: &cli::CompareFlags) -> Result<u8, String> {
 
 fn check(flags: &cli::ConfigFlags) -> Result<u8, String> {
     let config = cli::Config::load(flags)?;
-    let lints = config.topology.lint();
-    for (line, lint) in &lints {
-        println!("{}:{line}: {lint}", config.topology_name);
+    let lints = config.lints();
+    for lint in &lints {
+        println!("{lint}");
     }
     println!(
         "{}: {} rules, {} evidence kinds; {}: {} lint(s)",

@@ -11,7 +11,7 @@ use super::frag::{Fragments, Later};
 use super::key::{HostPair, KeyHashState};
 use super::{Confidence, Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
 use crate::decode::{proto, tcp_flags, Fragment, IcmpError, Packet, Skip, Transport, Ts, Tuple};
-use crate::policy::{Engine, EvidenceKind, Facts, Verdict};
+use crate::policy::{Engine, EvidenceKind, Facts, Role, Verdict};
 use crate::telemetry::{Counter, Counters};
 
 const SECOND: u64 = 1_000_000_000;
@@ -369,6 +369,10 @@ impl Tracker {
         }
         if flow.rule.is_none() {
             self.counters[Counter::Unmatched] += 1;
+        }
+        let exchange = |role| matches!(role, Role::Mailbox | Role::Edge);
+        if exchange(flow.orig_role) || exchange(flow.resp_role) {
+            self.counters[Counter::TouchingExchange] += 1;
         }
         self.flows.insert(key, flow);
     }

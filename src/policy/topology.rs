@@ -236,7 +236,24 @@ impl Topology {
                 ));
             }
         }
-        for (sub, &line) in self.subscriptions.iter().zip(&self.subscription_lines) {
+        for (i, (sub, &line)) in self.subscriptions.iter().zip(&self.subscription_lines).enumerate() {
+            if sub.mailbox.is_empty() {
+                lints.push((
+                    line,
+                    format!("edge_subscription for site {:?} lists no Mailbox server: its Edge has no site to send mail to", sub.site),
+                ));
+            }
+            for earlier in &self.subscriptions[..i] {
+                for prefix in sub.mailbox.iter().filter(|p| earlier.mailbox.iter().any(|q| q.overlaps(p))) {
+                    lints.push((
+                        line,
+                        format!(
+                            "Mailbox server {prefix} is in two edge subscriptions, sites {:?} and {:?}: a Mailbox server belongs to one Active Directory site",
+                            earlier.site, sub.site
+                        ),
+                    ));
+                }
+            }
             for (prefixes, role) in [(&sub.edge, Role::Edge), (&sub.mailbox, Role::Mailbox)] {
                 for prefix in prefixes {
                     let listed = self.listings.iter().any(|l| l.role == role && l.prefix.overlaps(prefix));
@@ -358,5 +375,20 @@ proxy = ["10.10.9.9:3128"]
             text_of("roles overlap: 10.10.1.11/32 (mailbox) lies inside 10.10.0.0/16 (internal_client)"),
             "{lints:?}"
         );
+    }
+
+    #[test]
+    fn lints_subscriptions_without_or_sharing_mailbox_servers() {
+        let text = format!(
+            "{SPEC_EXAMPLE}\n[[edge_subscription]]\nedge = [\"172.16.0.25\"]\nsite = \"Branch\"\nmailbox = [\"10.10.1.12\"]\n\n[[edge_subscription]]\nedge = [\"172.16.0.25\"]\nsite = \"Empty\"\nmailbox = []\n"
+        );
+        let lints = parse(&text).unwrap().lint();
+        let text_of = |needle: &str| lints.iter().any(|(_, l)| l.contains(needle));
+        assert!(
+            text_of("Mailbox server 10.10.1.12/32 is in two edge subscriptions, sites \"HQ\" and \"Branch\""),
+            "{lints:?}"
+        );
+        assert!(text_of("site \"Empty\" lists no Mailbox server"), "{lints:?}");
+        assert_eq!(lints.len(), 2, "{lints:?}");
     }
 }

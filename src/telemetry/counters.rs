@@ -97,6 +97,8 @@ counters! {
         "ICMP and ICMPv6 administratively-prohibited errors.";
     Flows: Flows "tracked", "exwatch_flows_total", "flows", Some("flow.total"),
         "Flows tracked.";
+    TouchingExchange: Flows "touching_exchange", "exwatch_flows_touching_exchange_total", "flows", None,
+        "Flows with a Mailbox or Edge server of the topology at one end.";
     FlowsTimedOut: Flows "timed_out", "exwatch_flows_timed_out_total", "flows", None,
         "Flows ended by their idle timeout.";
     FlowsEvicted: Flows "evicted", "exwatch_flows_evicted_total", "flows", None,

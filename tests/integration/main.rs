@@ -9,6 +9,7 @@ mod files;
 mod firewall;
 mod flood;
 mod fuzz;
+mod green;
 mod layout;
 mod live;
 mod output;

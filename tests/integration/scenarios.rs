@@ -436,7 +436,12 @@ fn flows_touching_neither_mailbox_nor_edge_produce_nothing() {
         udp(DC, DNS, 53),
         tcp(SKYPE, EXTERNAL, 5061),
     ];
-    assert_allowed(EXAMPLE, &flows, "out-of-scope");
+    let (run, _) = run_flows(EXAMPLE, &flows);
+    assert!(run.alerts().is_empty(), "{:?}", run.alerts());
+    assert_rule_flows(&run, &[("out-of-scope", flows.len() as u64)]);
+    // Nothing here touched an Exchange server: a green run would mean nothing (SPEC 4).
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("no flow touched a Mailbox or Edge address"), "{}", run.stderr);
 }
 
 // --- Direction ------------------------------------------------------------------------
