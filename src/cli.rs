@@ -77,6 +77,12 @@ pub struct GenerateFlags {
     /// Also write the expected findings, one per line (verdict, finding, source, destination).
     #[arg(long, value_name = "FILE")]
     pub expected: Option<PathBuf>,
+    /// Write the traffic of a busy SPAN port instead: each packet from a random one of N
+    /// concurrently open flows, a finished flow replaced by a new one (flow lengths 4 to
+    /// 5,000 packets; 78% TCP, 22% UDP; 10% IPv6; 3% 802.1Q; frames from minimal to 1,500
+    /// bytes). Exactly --packets packets; --bulk and --expected do not apply.
+    #[arg(long, value_name = "N", conflicts_with_all = ["bulk", "expected"])]
+    pub pool: Option<usize>,
 }
 
 #[derive(ClapArgs, Debug)]

@@ -248,6 +248,20 @@ fn generate(flags: &cli::GenerateFlags) -> Result<u8, String> {
     let file = std::fs::File::create(&flags.out).map_err(fail)?;
     let mut writer =
         exwatch::testkit::synth::wire::PcapWriter::new(std::io::BufWriter::new(file), 1).map_err(fail)?;
+    if let Some(flows) = flags.pool {
+        use exwatch::testkit::synth::pool::{pool, PoolOptions};
+        let options = PoolOptions { packets: flags.packets, flows, seed: flags.seed };
+        let stats = pool(&options, |ts, frame| writer.write(ts, frame, frame.len() as u32)).map_err(fail)?;
+        writer.into_inner().flush().map_err(fail)?;
+        eprintln!(
+            "exwatch: wrote {} packets of {} flows ({flows} open at once, {:.0} bytes a frame on average) to {}",
+            stats.packets,
+            stats.flows,
+            stats.frame_bytes as f64 / stats.packets.max(1) as f64,
+            flags.out.display()
+        );
+        return Ok(0);
+    }
     let options = exwatch::testkit::synth::OrgOptions {
         packets: flags.packets,
         seed: flags.seed,
