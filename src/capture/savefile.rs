@@ -9,12 +9,17 @@
 //! packet blocks and per-interface time resolution), plus pcapng files whose interfaces
 //! have different link types, which libpcap refuses. Damage ends the file with the
 //! record number and the byte offset of the block that does not make sense.
+//!
+//! Any byte stream will do: a file, standard input, a pipe, or a decompressor of a file
+//! compressed with gzip or zstd ([`super::compressed`]), read into the same chunks. A read
+//! that fails (a truncated or corrupt compressed stream) ends the file as damage at the
+//! first record not read in full, every record before it handed out first.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::compressed::{self, Compression};
 use super::format::{self, pcapng};
 use super::{CaptureError, Chunk, Frame, FrameSource, Next};
 use crate::decode::{LinkType, Ts};
@@ -43,6 +48,11 @@ pub struct Savefile {
     end: usize,
     offset: u64,
     eof: bool,
+    /// Why the stream ended, when a read failed: reported once the bytes read before it
+    /// are used up.
+    failed: Option<io::Error>,
+    /// The compression of the file; offsets are then in the decompressed stream.
+    compression: Option<Compression>,
     state: State,
     /// Packet records read so far.
     records: u64,
@@ -88,30 +98,38 @@ struct PacketAt {
 }
 
 impl Savefile {
+    /// Opens a capture file, plain or compressed, or standard input for `-`.
     pub fn open(path: &Path) -> Result<Savefile, CaptureError> {
-        let file = File::open(path)
+        let raw = compressed::open_raw(path)
             .map_err(|e| CaptureError::Open { path: path.to_path_buf(), message: e.to_string() })?;
-        Savefile::from_reader(path, Box::new(file))
+        Savefile::from_reader(path, raw)
     }
 
-    /// Reads a capture from any byte stream; `name` is used in errors.
-    pub fn from_reader(name: &Path, file: Box<dyn Read + Send>) -> Result<Savefile, CaptureError> {
+    /// Reads a capture from any byte stream, decompressing it if its first bytes say it
+    /// is compressed; `name` is used in errors.
+    pub fn from_reader(name: &Path, raw: Box<dyn Read + Send>) -> Result<Savefile, CaptureError> {
         let path = name;
         let open_error = |message: String| CaptureError::Open { path: path.to_path_buf(), message };
+        let input = compressed::decompressed(raw).map_err(|e| open_error(e.to_string()))?;
         let mut reader = Savefile {
             path: path.to_path_buf(),
-            file,
+            file: input.bytes,
             chunk: Arc::new(Vec::new()),
             pool: Vec::new(),
             start: 0,
             end: 0,
             offset: 0,
             eof: false,
+            failed: None,
+            compression: input.compression,
             state: State::Pcap { big_endian: false, nanos: false, link: LinkType::Ethernet },
             records: 0,
         };
         if !reader.fill(format::MAGIC_LEN).map_err(|e| open_error(e.to_string()))? {
-            return Err(open_error("too short to be a capture file".into()));
+            return Err(open_error(match input.compression {
+                Some(c) => format!("too short to be a capture file once decompressed ({})", c.name()),
+                None => "too short to be a capture file".into(),
+            }));
         }
         match format::sniff(reader.available()) {
             Some(format::Format::Pcapng) => {
@@ -122,7 +140,12 @@ impl Savefile {
             Some(format::Format::Pcap { big_endian, nanos }) => {
                 reader.state = reader.pcap_header(big_endian, nanos).map_err(open_error)?;
             }
-            None => return Err(open_error("not a pcap or pcapng file (unknown magic number)".into())),
+            None => {
+                return Err(open_error(match input.compression {
+                    Some(c) => format!("compressed with {}, but not a pcap or pcapng file inside", c.name()),
+                    None => "not a pcap or pcapng file (unknown magic number)".into(),
+                }))
+            }
         }
         Ok(reader)
     }
@@ -144,7 +167,10 @@ impl Savefile {
             return Ok(true);
         }
         if self.eof {
-            return Ok(false);
+            return match self.failed.take() {
+                Some(e) => Err(e),
+                None => Ok(false),
+            };
         }
         let size = CHUNK.max(need.next_power_of_two());
         // A pooled chunk no batch holds any more, or a new one.
@@ -159,14 +185,22 @@ impl Savefile {
             let buf = Arc::get_mut(&mut next).ok_or_else(|| io::Error::other("chunk still shared"))?;
             buf[..leftover].copy_from_slice(&old[self.start..self.end]);
             self.end = leftover;
-            // Fill the whole chunk: fewer, larger reads.
+            // Fill the whole chunk: fewer, larger reads. A failed read ends the stream
+            // like its end does, and is reported once what came before it is used.
             while self.end < buf.len() {
-                let n = self.file.read(&mut buf[self.end..])?;
-                if n == 0 {
-                    self.eof = true;
-                    break;
+                match self.file.read(&mut buf[self.end..]) {
+                    Ok(0) => {
+                        self.eof = true;
+                        break;
+                    }
+                    Ok(n) => self.end += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.eof = true;
+                        self.failed = Some(e);
+                        break;
+                    }
                 }
-                self.end += n;
             }
         }
         self.start = 0;
@@ -174,7 +208,13 @@ impl Savefile {
         if self.pool.len() < POOL && !old.is_empty() {
             self.pool.push(old);
         }
-        Ok(self.end >= need)
+        if self.end >= need {
+            return Ok(true);
+        }
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(false),
+        }
     }
 
     fn available(&self) -> &[u8] {
@@ -208,6 +248,7 @@ impl Savefile {
             path: self.path.clone(),
             record: self.records + 1,
             offset: self.offset,
+            compression: self.compression,
             message,
         }
     }

@@ -8,6 +8,7 @@ mod compare;
 mod files;
 mod flood;
 mod fuzz;
+mod inputs;
 mod layout;
 mod live;
 mod output;
