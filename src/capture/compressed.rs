@@ -8,12 +8,9 @@
 //! into damage at the record where it happened.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::path::Path;
-
-use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
-use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
 
 /// The path that stands for standard input.
 pub const STDIN: &str = "-";
@@ -29,7 +26,8 @@ pub enum Compression {
     /// gzip (RFC 1952); members written one after the other are read as one stream,
     /// as `gzip -d` does.
     Gzip,
-    /// Zstandard (RFC 8878); frames one after the other likewise, skippable frames skipped.
+    /// Zstandard (RFC 8878); frames one after the other likewise, skippable frames
+    /// skipped, checksums checked.
     Zstd,
 }
 
@@ -97,9 +95,10 @@ pub fn decompressed(mut raw: Box<dyn Read + Send>) -> io::Result<Input> {
             inner: flate2::read::MultiGzDecoder::new(whole),
             compression: Compression::Gzip,
         }),
-        Some(Compression::Zstd) => {
-            Box::new(Named { inner: Zstd::new(BufReader::new(whole)), compression: Compression::Zstd })
-        }
+        Some(Compression::Zstd) => Box::new(Named {
+            inner: zstd::stream::read::Decoder::new(whole)?,
+            compression: Compression::Zstd,
+        }),
     };
     Ok(Input { bytes, compression })
 }
@@ -142,91 +141,6 @@ impl<R: Read> Read for Named<R> {
     }
 }
 
-/// Zstandard frames one after the other, as `zstd -d` reads them, with each frame's
-/// checksum checked when it has one.
-struct Zstd<R> {
-    source: R,
-    decoder: FrameDecoder,
-    in_frame: bool,
-}
-
-impl<R: BufRead> Zstd<R> {
-    fn new(source: R) -> Zstd<R> {
-        Zstd { source, decoder: FrameDecoder::new(), in_frame: false }
-    }
-
-    /// Starts the next frame; `false` at the end of the stream.
-    fn next_frame(&mut self) -> io::Result<bool> {
-        loop {
-            if self.source.fill_buf()?.is_empty() {
-                return Ok(false);
-            }
-            match self.decoder.reset(&mut self.source) {
-                Ok(()) => return Ok(true),
-                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame {
-                    length,
-                    ..
-                })) => {
-                    let skipped = io::copy(&mut (&mut self.source).take(u64::from(length)), &mut io::sink())?;
-                    if skipped < u64::from(length) {
-                        return Err(io::ErrorKind::UnexpectedEof.into());
-                    }
-                }
-                Err(e) => return Err(self.error(e)),
-            }
-        }
-    }
-
-    fn check_sum(&self) -> io::Result<()> {
-        match (self.decoder.get_checksum_from_data(), self.decoder.get_calculated_checksum()) {
-            (Some(stored), Some(computed)) if stored != computed => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("frame checksum {stored:#010x} does not match its content ({computed:#010x})"),
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// The decoder's error; a stream that failed where its input ends was cut short.
-    fn error(&mut self, e: FrameDecoderError) -> io::Error {
-        match self.source.fill_buf() {
-            Ok([]) => io::ErrorKind::UnexpectedEof.into(),
-            _ => io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
-        }
-    }
-}
-
-impl<R: BufRead> Read for Zstd<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            if !self.in_frame {
-                if !self.next_frame()? {
-                    return Ok(0);
-                }
-                self.in_frame = true;
-            }
-            while self.decoder.can_collect() < buf.len() && !self.decoder.is_finished() {
-                let wanted = buf.len() - self.decoder.can_collect();
-                if let Err(e) =
-                    self.decoder.decode_blocks(&mut self.source, BlockDecodingStrategy::UptoBytes(wanted))
-                {
-                    return Err(self.error(e));
-                }
-            }
-            let n = self.decoder.read(buf)?;
-            if n > 0 {
-                return Ok(n);
-            }
-            // The frame is done and drained.
-            self.check_sum()?;
-            self.in_frame = false;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -240,7 +154,7 @@ mod tests {
     }
 
     fn zstd(bytes: &[u8]) -> Vec<u8> {
-        ruzstd::encoding::compress_to_vec(bytes, ruzstd::encoding::CompressionLevel::Fastest)
+        zstd::encode_all(bytes, 1).expect("compress")
     }
 
     fn read_all(compressed: Vec<u8>) -> io::Result<(Option<Compression>, Vec<u8>)> {

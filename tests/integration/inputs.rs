@@ -20,7 +20,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn zstd(bytes: &[u8]) -> Vec<u8> {
-    ruzstd::encoding::compress_to_vec(bytes, ruzstd::encoding::CompressionLevel::Fastest)
+    zstd::encode_all(bytes, 3).expect("zstd")
 }
 
 /// The ways an archive holds a capture, each with the suffix its file gets.
@@ -266,6 +266,15 @@ fn a_truncated_archive_is_damage_at_a_record_of_the_decompressed_stream() {
         );
         assert!(record > 100 && record < offsets.len(), "{line}");
         assert_eq!(offset, offsets[record - 1], "the offset is where record {record} starts: {line}");
+        // The damaged record is the first the truncated stream does not hold in full: every
+        // record decompressed before the stream broke was analysed.
+        let mut held = Vec::new();
+        let mut input = exwatch::capture::compressed::decompressed(Box::new(std::io::Cursor::new(
+            compressed[..compressed.len() * 3 / 5].to_vec(),
+        )))
+        .expect("open");
+        std::io::Read::read_to_end(&mut input.bytes, &mut held).expect_err("truncated");
+        assert!(offset <= held.len() && held.len() < offsets[record], "{} bytes held: {line}", held.len());
         // Every event before the damage is kept: those of the capture up to that record.
         let prefix = write(&dir.path().join(format!("{name}.prefix")), &plain[..offset]);
         let before = analyze(&[&prefix], &["--flows"]);
