@@ -324,7 +324,18 @@ impl AnalyzeSettings {
         Sink::at(&self.run.eve_log, false)
     }
 
+    /// The files' size on disk, for the progress bar, or 0 when it is not known: the
+    /// readers count the capture's bytes as they read them, which standard input never
+    /// says in advance and a compressed file holds more of than its size.
     pub fn total_bytes(&self) -> u64 {
+        use exwatch::capture::compressed;
+        let unknown = |f: &PathBuf| {
+            compressed::is_stdin(f)
+                || compressed::first_raw_bytes(f).is_ok_and(|head| compressed::sniff(&head).is_some())
+        };
+        if self.files.iter().any(unknown) {
+            return 0;
+        }
         self.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum()
     }
 
@@ -513,10 +524,15 @@ fn starts_like_a_capture(path: &Path) -> bool {
     }
 }
 
+/// A bar of `total` bytes; with no total known (0), bytes read and the rate.
 pub fn progress_bar(total: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
+    let template = match total {
+        0 => "{spinner} {bytes} {bytes_per_sec}",
+        _ => "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+        indicatif::ProgressStyle::with_template(template)
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar

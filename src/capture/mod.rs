@@ -125,8 +125,17 @@ impl PcapFile {
                 )));
             }
         }
-        let capture = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano)
-            .map_err(|e| open_error(e.to_string()))?;
+        let capture = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano).map_err(|e| {
+            if compressed::is_stdin(path) {
+                // Standard input cannot be looked at first; a compressed stream is the
+                // likely reason libpcap knows no format.
+                open_error(format!(
+                    "{e} (--reader libpcap reads no compressed capture; the native reader does)"
+                ))
+            } else {
+                open_error(e.to_string())
+            }
+        })?;
         let link = decodable(path, capture.get_datalink())?;
         Ok(PcapFile { path: path.to_path_buf(), capture, link, records: 0 })
     }

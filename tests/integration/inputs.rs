@@ -208,6 +208,19 @@ fn standard_input_is_read_plain_or_compressed_and_by_either_reader() {
 }
 
 #[test]
+fn the_libpcap_reader_says_why_compressed_standard_input_fails() {
+    let bytes = std::fs::read(util::capture("sample-contoso.pcap")).expect("sample");
+    let run = analyze_stdin(gzip(&bytes), &["--reader", "libpcap"]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("-: cannot open: "), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("(--reader libpcap reads no compressed capture; the native reader does)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn standard_input_given_twice_is_refused() {
     let (status, _, stderr) = util::exwatch(&["analyze", "-", "--no-progress", "-"]);
     assert_eq!(status, 2, "{stderr}");
