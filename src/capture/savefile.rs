@@ -491,7 +491,90 @@ impl FrameSource for Savefile {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
+
+    /// A little-endian microsecond pcap of `records` 100-byte frames.
+    fn pcap(records: usize) -> Vec<u8> {
+        let mut file = [&format::pcap::MAGIC_MICROS.to_le_bytes()[..], &[2, 0, 4, 0]].concat();
+        file.resize(format::pcap::HEADER_LEN - 4, 0);
+        file.extend_from_slice(&1u32.to_le_bytes());
+        for i in 0..records {
+            file.extend_from_slice(
+                &[&(i as u32).to_le_bytes()[..], &[0; 4], &100u32.to_le_bytes(), &100u32.to_le_bytes()]
+                    .concat(),
+            );
+            file.resize(file.len() + 100, i as u8);
+        }
+        file
+    }
+
+    /// Gives `bytes` a few at a time, interrupted now and then, then fails.
+    struct Failing {
+        bytes: io::Cursor<Vec<u8>>,
+        reads: usize,
+    }
+
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            if self.reads % 3 == 0 {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let len = buf.len().min(1000);
+            match self.bytes.read(&mut buf[..len])? {
+                0 => Err(io::Error::other("the disk went away")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    fn read_all(file: &mut Savefile) -> (u64, CaptureError) {
+        let mut frames = 0;
+        loop {
+            match file.next_frame() {
+                Ok(Next::Frame(_)) => frames += 1,
+                Ok(_) => panic!("the end is an error here"),
+                Err(e) => return (frames, e),
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_read_is_damage_after_every_record_read_before_it() {
+        // 50 whole records, and 30 bytes of the next.
+        let bytes = pcap(51)[..format::pcap::HEADER_LEN + 50 * 116 + 30].to_vec();
+        let source = Failing { bytes: io::Cursor::new(bytes), reads: 0 };
+        let mut file = Savefile::from_reader(Path::new("x.pcap"), Box::new(source)).expect("open");
+        let (frames, err) = read_all(&mut file);
+        assert_eq!(frames, 50);
+        assert_eq!(
+            err.to_string(),
+            "x.pcap: damaged at record 51 (byte offset 5824): the disk went away; every frame before it was analysed"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_compressed_stream_is_damage_in_the_decompressed_stream() {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&pcap(20_000)).expect("compress");
+        let mut gz = encoder.finish().expect("compress");
+        // Corrupt data inflates to garbage before inflating fails, and the garbage is
+        // then the reader's to find; a checksum that does not match is the decompressor's.
+        let crc = gz.len() - 8;
+        gz[crc] ^= 1;
+        let mut file =
+            Savefile::from_reader(Path::new("x.pcap.gz"), Box::new(io::Cursor::new(gz))).expect("open");
+        let (frames, err) = read_all(&mut file);
+        let CaptureError::Damaged { record, offset, compression, ref message, .. } = err else {
+            panic!("{err}");
+        };
+        assert_eq!((frames, record, compression), (20_000, 20_001, Some(Compression::Gzip)));
+        assert_eq!(offset, format::pcap::HEADER_LEN as u64 + frames * 116);
+        assert!(message.starts_with("gzip: "), "{message}");
+        assert!(err.to_string().contains("in the gzip-decompressed stream): gzip: "), "{err}");
+    }
 
     #[test]
     fn tsresol_and_offset_convert_to_nanoseconds() {
