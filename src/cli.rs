@@ -112,9 +112,11 @@ pub struct ConfigFlags {
 
 #[derive(ClapArgs, Debug)]
 pub struct AnalyzeFlags {
-    /// Capture files (pcap or pcapng), taken in the order given, or directories: every
-    /// capture under one, at any depth, in path order, recognised by its first bytes
-    /// whatever its name (other files found there are named on stderr and skipped).
+    /// Capture files (pcap or pcapng, plain or compressed with gzip or zstd), taken in
+    /// the order given; - for standard input (`tcpdump -w - | exwatch analyze -`); or
+    /// directories: every capture under one, at any depth, in path order, recognised by
+    /// its first bytes (and, compressed, by those of its content) whatever its name
+    /// (other files found there are named on stderr and skipped).
     #[arg(required = true, value_name = "PCAP")]
     pub files: Vec<PathBuf>,
     #[command(flatten)]
@@ -129,7 +131,7 @@ pub struct AnalyzeFlags {
     #[arg(long)]
     pub no_progress: bool,
     /// How capture files are read: exwatch's own reader, or libpcap's (slower; it
-    /// refuses pcapng files whose interfaces mix link types).
+    /// refuses pcapng files whose interfaces mix link types, and compressed files).
     #[arg(long, value_enum, default_value_t = ReaderFlag::Native)]
     pub reader: ReaderFlag,
     /// Files analysed at once when several files are each a capture of their own (the
@@ -344,7 +346,18 @@ impl AnalyzeSettings {
         Sink::at(&self.run.eve_log, false)
     }
 
+    /// The files' size on disk, for the progress bar, or 0 when it is not known: the
+    /// readers count the capture's bytes as they read them, which standard input never
+    /// says in advance and a compressed file holds more of than its size.
     pub fn total_bytes(&self) -> u64 {
+        use exwatch::capture::compressed;
+        let unknown = |f: &PathBuf| {
+            compressed::is_stdin(f)
+                || compressed::first_raw_bytes(f).is_ok_and(|head| compressed::sniff(&head).is_some())
+        };
+        if self.files.iter().any(unknown) {
+            return 0;
+        }
         self.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum()
     }
 
@@ -455,13 +468,18 @@ struct Inputs {
     not_captures: Vec<(PathBuf, Vec<PathBuf>)>,
 }
 
-/// Files as given (a missing or unreadable one then gives the usual capture error); a
-/// directory stands for the captures under it. A directory without any is an error: it
-/// is most likely the wrong one, better said before hours of analysis than after.
+/// Files as given (a missing or unreadable one then gives the usual capture error); `-`
+/// is standard input, which can be read once only; a directory stands for the captures
+/// under it. A directory without any is an error: it is most likely the wrong one,
+/// better said before hours of analysis than after.
 fn expand_files(paths: &[PathBuf]) -> Result<Inputs, String> {
+    use exwatch::capture::compressed::is_stdin;
+    if paths.iter().filter(|p| is_stdin(p)).count() > 1 {
+        return Err("- (standard input) is given more than once; it can be read only once".into());
+    }
     let mut inputs = Inputs { files: Vec::new(), not_captures: Vec::new() };
     for path in paths {
-        if !std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        if is_stdin(path) || !std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
             inputs.files.push(path.clone());
             continue;
         }
@@ -473,7 +491,7 @@ fn expand_files(paths: &[PathBuf]) -> Result<Inputs, String> {
                 n => format!(" ({n} files, none a capture)"),
             };
             return Err(format!(
-                "{}: no pcap or pcapng capture in this directory or below it{others}",
+                "{}: no pcap or pcapng capture (plain, gzip or zstd) in this directory or below it{others}",
                 path.display()
             ));
         }
@@ -517,21 +535,26 @@ fn walk(root: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
 }
 
 /// Whether a file starts as a capture does (a pcap file in either byte order, with micro-
-/// or nanosecond timestamps, or a pcapng section header). One that cannot be read is
-/// taken, so the run names the error rather than the walk hiding the file.
+/// or nanosecond timestamps, or a pcapng section header), once decompressed if it is
+/// compressed with gzip or zstd. One that cannot be read (or decompressed) is taken, so
+/// the run names the error rather than the walk hiding the file.
 fn starts_like_a_capture(path: &Path) -> bool {
-    use exwatch::capture::format;
-    let mut magic = [0u8; format::MAGIC_LEN];
-    match std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)) {
-        Ok(()) => format::sniff(&magic).is_some(),
+    use exwatch::capture::{compressed, format};
+    match compressed::first_bytes(path, format::MAGIC_LEN) {
+        Ok(magic) => format::sniff(&magic).is_some(),
         Err(e) => e.kind() != std::io::ErrorKind::UnexpectedEof,
     }
 }
 
+/// A bar of `total` bytes; with no total known (0), bytes read and the rate.
 pub fn progress_bar(total: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
+    let template = match total {
+        0 => "{spinner} {bytes} {bytes_per_sec}",
+        _ => "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+        indicatif::ProgressStyle::with_template(template)
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar

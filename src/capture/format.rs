@@ -92,7 +92,7 @@ pub fn link_name(dlt: i32) -> String {
 /// for files and interfaces alike.
 pub fn unsupported_link(dlt: i32, name: &str) -> String {
     format!(
-        "link type {dlt} ({name}) is not supported (Ethernet, Linux cooked v1/v2, raw IP, BSD loopback are)"
+        "link type {dlt} ({name}) is not supported (Ethernet, Linux cooked v1/v2, raw IP (101, 228 IPv4, 229 IPv6), BSD loopback are)"
     )
 }
 
@@ -184,14 +184,14 @@ mod tests {
         assert_eq!(sniff(&[]), None);
         assert_eq!(sniff(b"GET / HTTP/1.1"), None);
         assert_eq!(sniff(&[0xd4, 0xc3, 0xb2, 0xa2]), None, "one bit off");
-        assert_eq!(sniff(&[0x1f, 0x8b, 0x08, 0x00]), None, "a compressed capture is not read");
+        assert_eq!(sniff(&[0x1f, 0x8b, 0x08, 0x00]), None, "compression is told apart before");
     }
 
     #[test]
     fn the_unsupported_link_message_names_type_and_alternatives() {
         assert_eq!(
             unsupported_link(239, &link_name(239)),
-            "link type 239 (NFLOG) is not supported (Ethernet, Linux cooked v1/v2, raw IP, BSD loopback are)"
+            "link type 239 (NFLOG) is not supported (Ethernet, Linux cooked v1/v2, raw IP (101, 228 IPv4, 229 IPv6), BSD loopback are)"
         );
         assert_eq!(link_name(65_000), "unknown");
     }
@@ -199,7 +199,7 @@ mod tests {
     #[test]
     fn files_and_interfaces_say_it_the_same_way() {
         let said =
-            "link type 239 (NFLOG) is not supported (Ethernet, Linux cooked v1/v2, raw IP, BSD loopback are)";
+            "link type 239 (NFLOG) is not supported (Ethernet, Linux cooked v1/v2, raw IP (101, 228 IPv4, 229 IPv6), BSD loopback are)";
         let interface = CaptureError::LinkType { path: "nflog".into(), dlt: 239, name: "NFLOG".into() };
         assert_eq!(interface.to_string(), format!("nflog: {said}"));
         let mut header = pcap_file(false, &[]);

@@ -11,9 +11,11 @@ use std::sync::Arc;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+pub mod compressed;
 pub mod format;
 pub mod savefile;
 
+pub use compressed::Compression;
 pub use format::record_offset;
 pub use savefile::Savefile;
 
@@ -42,8 +44,10 @@ pub enum CaptureError {
     Open { path: PathBuf, message: String },
     #[error("{path}: {}", format::unsupported_link(*.dlt, .name))]
     LinkType { path: PathBuf, dlt: i32, name: String },
-    #[error("{path}: damaged at record {record} (byte offset {offset}): {message}; every frame before it was analysed")]
-    Damaged { path: PathBuf, record: u64, offset: u64, message: String },
+    /// `offset` is in the decompressed stream when the file is compressed (the message
+    /// says so).
+    #[error("{path}: damaged at record {record} (byte offset {offset}{}): {message}; every frame before it was analysed", in_stream(.compression))]
+    Damaged { path: PathBuf, record: u64, offset: u64, compression: Option<Compression>, message: String },
     #[error("BPF filter {expression:?}: {message}")]
     Filter { expression: String, message: String },
     #[error("{interface}: capture failed: {message}")]
@@ -61,6 +65,10 @@ impl CaptureError {
             CaptureError::Live { .. } => "live",
         }
     }
+}
+
+fn in_stream(compression: &Option<Compression>) -> String {
+    compression.map(|c| format!(" in the {}-decompressed stream", c.name())).unwrap_or_default()
 }
 
 /// What a source has to say when asked for a frame.
@@ -106,10 +114,28 @@ pub struct PcapFile {
 impl PcapFile {
     pub fn open(path: &Path) -> Result<PcapFile, CaptureError> {
         let open_error = |message: String| CaptureError::Open { path: path.to_path_buf(), message };
-        // libpcap's own message for a missing file is terse; say it plainly.
-        std::fs::metadata(path).map_err(|e| open_error(e.to_string()))?;
-        let capture = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano)
-            .map_err(|e| open_error(e.to_string()))?;
+        // libpcap reads `-` as standard input itself. A file is looked at first: libpcap's
+        // own message for a missing file is terse, and it reads no compressed capture.
+        if !compressed::is_stdin(path) {
+            let head = compressed::first_raw_bytes(path).map_err(|e| open_error(e.to_string()))?;
+            if let Some(c) = compressed::sniff(&head) {
+                return Err(open_error(format!(
+                    "compressed with {}: --reader libpcap reads no compressed capture (the native reader does)",
+                    c.name()
+                )));
+            }
+        }
+        let capture = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano).map_err(|e| {
+            if compressed::is_stdin(path) {
+                // Standard input cannot be looked at first; a compressed stream is the
+                // likely reason libpcap knows no format.
+                open_error(format!(
+                    "{e} (--reader libpcap reads no compressed capture; the native reader does)"
+                ))
+            } else {
+                open_error(e.to_string())
+            }
+        })?;
         let link = decodable(path, capture.get_datalink())?;
         Ok(PcapFile { path: path.to_path_buf(), capture, link, records: 0 })
     }
@@ -129,6 +155,7 @@ impl FrameSource for PcapFile {
                     offset: record_offset(&self.path, self.records).unwrap_or(0),
                     path: self.path.clone(),
                     record,
+                    compression: None,
                     message: err.to_string(),
                 })
             }

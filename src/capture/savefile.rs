@@ -9,12 +9,17 @@
 //! packet blocks and per-interface time resolution), plus pcapng files whose interfaces
 //! have different link types, which libpcap refuses. Damage ends the file with the
 //! record number and the byte offset of the block that does not make sense.
+//!
+//! Any byte stream will do: a file, standard input, a pipe, or a decompressor of a file
+//! compressed with gzip or zstd ([`super::compressed`]), read into the same chunks. A read
+//! that fails (a truncated or corrupt compressed stream) ends the file as damage at the
+//! first record not read in full, every record before it handed out first.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::compressed::{self, Compression};
 use super::format::{self, pcapng};
 use super::{CaptureError, Chunk, Frame, FrameSource, Next};
 use crate::decode::{LinkType, Ts};
@@ -43,6 +48,11 @@ pub struct Savefile {
     end: usize,
     offset: u64,
     eof: bool,
+    /// Why the stream ended, when a read failed: reported once the bytes read before it
+    /// are used up.
+    failed: Option<io::Error>,
+    /// The compression of the file; offsets are then in the decompressed stream.
+    compression: Option<Compression>,
     state: State,
     /// Packet records read so far.
     records: u64,
@@ -88,30 +98,38 @@ struct PacketAt {
 }
 
 impl Savefile {
+    /// Opens a capture file, plain or compressed, or standard input for `-`.
     pub fn open(path: &Path) -> Result<Savefile, CaptureError> {
-        let file = File::open(path)
+        let raw = compressed::open_raw(path)
             .map_err(|e| CaptureError::Open { path: path.to_path_buf(), message: e.to_string() })?;
-        Savefile::from_reader(path, Box::new(file))
+        Savefile::from_reader(path, raw)
     }
 
-    /// Reads a capture from any byte stream; `name` is used in errors.
-    pub fn from_reader(name: &Path, file: Box<dyn Read + Send>) -> Result<Savefile, CaptureError> {
+    /// Reads a capture from any byte stream, decompressing it if its first bytes say it
+    /// is compressed; `name` is used in errors.
+    pub fn from_reader(name: &Path, raw: Box<dyn Read + Send>) -> Result<Savefile, CaptureError> {
         let path = name;
         let open_error = |message: String| CaptureError::Open { path: path.to_path_buf(), message };
+        let input = compressed::decompressed(raw).map_err(|e| open_error(e.to_string()))?;
         let mut reader = Savefile {
             path: path.to_path_buf(),
-            file,
+            file: input.bytes,
             chunk: Arc::new(Vec::new()),
             pool: Vec::new(),
             start: 0,
             end: 0,
             offset: 0,
             eof: false,
+            failed: None,
+            compression: input.compression,
             state: State::Pcap { big_endian: false, nanos: false, link: LinkType::Ethernet },
             records: 0,
         };
         if !reader.fill(format::MAGIC_LEN).map_err(|e| open_error(e.to_string()))? {
-            return Err(open_error("too short to be a capture file".into()));
+            return Err(open_error(match input.compression {
+                Some(c) => format!("too short to be a capture file once decompressed ({})", c.name()),
+                None => "too short to be a capture file".into(),
+            }));
         }
         match format::sniff(reader.available()) {
             Some(format::Format::Pcapng) => {
@@ -122,7 +140,12 @@ impl Savefile {
             Some(format::Format::Pcap { big_endian, nanos }) => {
                 reader.state = reader.pcap_header(big_endian, nanos).map_err(open_error)?;
             }
-            None => return Err(open_error("not a pcap or pcapng file (unknown magic number)".into())),
+            None => {
+                return Err(open_error(match input.compression {
+                    Some(c) => format!("compressed with {}, but not a pcap or pcapng file inside", c.name()),
+                    None => "not a pcap or pcapng file (unknown magic number)".into(),
+                }))
+            }
         }
         Ok(reader)
     }
@@ -144,7 +167,10 @@ impl Savefile {
             return Ok(true);
         }
         if self.eof {
-            return Ok(false);
+            return match self.failed.take() {
+                Some(e) => Err(e),
+                None => Ok(false),
+            };
         }
         let size = CHUNK.max(need.next_power_of_two());
         // A pooled chunk no batch holds any more, or a new one.
@@ -159,14 +185,22 @@ impl Savefile {
             let buf = Arc::get_mut(&mut next).ok_or_else(|| io::Error::other("chunk still shared"))?;
             buf[..leftover].copy_from_slice(&old[self.start..self.end]);
             self.end = leftover;
-            // Fill the whole chunk: fewer, larger reads.
+            // Fill the whole chunk: fewer, larger reads. A failed read ends the stream
+            // like its end does, and is reported once what came before it is used.
             while self.end < buf.len() {
-                let n = self.file.read(&mut buf[self.end..])?;
-                if n == 0 {
-                    self.eof = true;
-                    break;
+                match self.file.read(&mut buf[self.end..]) {
+                    Ok(0) => {
+                        self.eof = true;
+                        break;
+                    }
+                    Ok(n) => self.end += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.eof = true;
+                        self.failed = Some(e);
+                        break;
+                    }
                 }
-                self.end += n;
             }
         }
         self.start = 0;
@@ -174,7 +208,13 @@ impl Savefile {
         if self.pool.len() < POOL && !old.is_empty() {
             self.pool.push(old);
         }
-        Ok(self.end >= need)
+        if self.end >= need {
+            return Ok(true);
+        }
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(false),
+        }
     }
 
     fn available(&self) -> &[u8] {
@@ -208,6 +248,7 @@ impl Savefile {
             path: self.path.clone(),
             record: self.records + 1,
             offset: self.offset,
+            compression: self.compression,
             message,
         }
     }
@@ -450,7 +491,90 @@ impl FrameSource for Savefile {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
+
+    /// A little-endian microsecond pcap of `records` 100-byte frames.
+    fn pcap(records: usize) -> Vec<u8> {
+        let mut file = [&format::pcap::MAGIC_MICROS.to_le_bytes()[..], &[2, 0, 4, 0]].concat();
+        file.resize(format::pcap::HEADER_LEN - 4, 0);
+        file.extend_from_slice(&1u32.to_le_bytes());
+        for i in 0..records {
+            file.extend_from_slice(
+                &[&(i as u32).to_le_bytes()[..], &[0; 4], &100u32.to_le_bytes(), &100u32.to_le_bytes()]
+                    .concat(),
+            );
+            file.resize(file.len() + 100, i as u8);
+        }
+        file
+    }
+
+    /// Gives `bytes` a few at a time, interrupted now and then, then fails.
+    struct Failing {
+        bytes: io::Cursor<Vec<u8>>,
+        reads: usize,
+    }
+
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            if self.reads % 3 == 0 {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let len = buf.len().min(1000);
+            match self.bytes.read(&mut buf[..len])? {
+                0 => Err(io::Error::other("the disk went away")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    fn read_all(file: &mut Savefile) -> (u64, CaptureError) {
+        let mut frames = 0;
+        loop {
+            match file.next_frame() {
+                Ok(Next::Frame(_)) => frames += 1,
+                Ok(_) => panic!("the end is an error here"),
+                Err(e) => return (frames, e),
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_read_is_damage_after_every_record_read_before_it() {
+        // 50 whole records, and 30 bytes of the next.
+        let bytes = pcap(51)[..format::pcap::HEADER_LEN + 50 * 116 + 30].to_vec();
+        let source = Failing { bytes: io::Cursor::new(bytes), reads: 0 };
+        let mut file = Savefile::from_reader(Path::new("x.pcap"), Box::new(source)).expect("open");
+        let (frames, err) = read_all(&mut file);
+        assert_eq!(frames, 50);
+        assert_eq!(
+            err.to_string(),
+            "x.pcap: damaged at record 51 (byte offset 5824): the disk went away; every frame before it was analysed"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_compressed_stream_is_damage_in_the_decompressed_stream() {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&pcap(20_000)).expect("compress");
+        let mut gz = encoder.finish().expect("compress");
+        // Corrupt data inflates to garbage before inflating fails, and the garbage is
+        // then the reader's to find; a checksum that does not match is the decompressor's.
+        let crc = gz.len() - 8;
+        gz[crc] ^= 1;
+        let mut file =
+            Savefile::from_reader(Path::new("x.pcap.gz"), Box::new(io::Cursor::new(gz))).expect("open");
+        let (frames, err) = read_all(&mut file);
+        let CaptureError::Damaged { record, offset, compression, ref message, .. } = err else {
+            panic!("{err}");
+        };
+        assert_eq!((frames, record, compression), (20_000, 20_001, Some(Compression::Gzip)));
+        assert_eq!(offset, format::pcap::HEADER_LEN as u64 + frames * 116);
+        assert!(message.starts_with("gzip: "), "{message}");
+        assert!(err.to_string().contains("in the gzip-decompressed stream): gzip: "), "{err}");
+    }
 
     #[test]
     fn tsresol_and_offset_convert_to_nanoseconds() {

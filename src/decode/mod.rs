@@ -88,14 +88,16 @@ pub enum LinkType {
 
 impl LinkType {
     /// Maps a libpcap link-layer header type to a decoder, or `None` when exwatch
-    /// cannot decode it. Raw IP has three numbers: LINKTYPE_RAW (101) in files and
-    /// DLT_RAW (12 on Linux, 14 on OpenBSD) as libpcap reports it.
+    /// cannot decode it. Raw IP has five numbers: LINKTYPE_RAW (101) in files and
+    /// DLT_RAW (12 on Linux, 14 on OpenBSD) as libpcap reports it, and LINKTYPE_IPV4
+    /// (228) and LINKTYPE_IPV6 (229), one IP version each; the version field of each
+    /// packet says which it is in all five.
     pub fn from_dlt(dlt: i32) -> Option<LinkType> {
         match dlt {
             1 => Some(LinkType::Ethernet),
             113 => Some(LinkType::LinuxSll),
             276 => Some(LinkType::LinuxSll2),
-            12 | 14 | 101 => Some(LinkType::RawIp),
+            12 | 14 | 101 | 228 | 229 => Some(LinkType::RawIp),
             0 => Some(LinkType::Null),
             _ => None,
         }

@@ -10,6 +10,7 @@ mod firewall;
 mod flood;
 mod fuzz;
 mod green;
+mod inputs;
 mod layout;
 mod live;
 mod output;
