@@ -15,7 +15,7 @@ use exwatch::policy::{builtin, Engine, Policy, Topology, Verdict, DEFAULT_MAX_SM
 #[derive(Parser, Debug)]
 #[command(
     name = "exwatch",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("EXWATCH_COMMIT"), ")"),
     about = "Proves, packet by packet, that traffic around Microsoft Exchange servers follows the Exchange network-port policy.",
     long_about = "Proves, packet by packet, that traffic around Microsoft Exchange servers follows the \
 Exchange network-port policy (\"Network ports for clients and mail flow in Exchange\").\n\n\

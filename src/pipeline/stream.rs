@@ -25,7 +25,7 @@ use crate::decode::{self, LinkType, Ts};
 use crate::flow::Tracker;
 use crate::output::eve;
 use crate::policy::Engine;
-use crate::telemetry::{self, Busy, Monitor, Reading, Report};
+use crate::telemetry::{self, Busy, CaptureState, Monitor, Reading, Report};
 
 /// Bytes of copied frame data a batch holds before it is sent, whatever its frame count.
 const BATCH_BYTES: usize = 1 << 20;
@@ -192,6 +192,9 @@ impl Stream<'_> {
             let mut file_bytes = 0u64;
             let mut capture = CaptureStats::default();
             let mut read_sources = 0;
+            if live {
+                monitor.set_capture_state(CaptureState::Running);
+            }
             for source in sources {
                 if monitor.stop.load(Ordering::Relaxed) {
                     break;
@@ -205,6 +208,13 @@ impl Stream<'_> {
                 if let Err(err) = outcome {
                     errors.push(err);
                 }
+            }
+            if live {
+                // What `/healthz` says while the workers and the writer drain.
+                monitor.set_capture_state(match errors.first() {
+                    Some(err) => CaptureState::Failed(err.to_string()),
+                    None => CaptureState::Stopped,
+                });
             }
             reader.flush();
             let read = started.elapsed().saturating_sub(reader.blocked);

@@ -25,27 +25,64 @@ use crate::policy::{Engine, Verdict};
 /// more than some stages.
 pub const LATENCY_SAMPLE: u64 = 64;
 
+/// The package version, and the commit it was built from (`unknown` when it was not
+/// built in a git checkout): what `--version` and `exwatch_build_info` say.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const COMMIT: &str = env!("EXWATCH_COMMIT");
+
 /// Per-stage latency in nanoseconds, sampled.
 #[derive(Clone, Debug)]
 pub struct Latency {
     pub decode: Histogram<u64>,
     pub flow: Histogram<u64>,
+    /// The exact sums of the samples recorded in `decode` and `flow` (a histogram keeps
+    /// only rounded values), for Prometheus' `_sum`.
+    pub decode_sum_ns: u64,
+    pub flow_sum_ns: u64,
 }
 
 impl Default for Latency {
     fn default() -> Latency {
         let histogram =
             || Histogram::new_with_bounds(1, 60_000_000_000, 2).expect("static histogram bounds are valid");
-        Latency { decode: histogram(), flow: histogram() }
+        Latency { decode: histogram(), flow: histogram(), decode_sum_ns: 0, flow_sum_ns: 0 }
     }
 }
 
 impl Latency {
+    /// Records one sampled packet's time in each stage.
+    pub fn record(&mut self, decode_ns: u64, flow_ns: u64) {
+        self.decode.saturating_record(decode_ns);
+        self.flow.saturating_record(flow_ns);
+        self.decode_sum_ns = self.decode_sum_ns.saturating_add(decode_ns);
+        self.flow_sum_ns = self.flow_sum_ns.saturating_add(flow_ns);
+    }
+
+    /// Samples recorded.
+    pub fn samples(&self) -> u64 {
+        self.decode.len()
+    }
+
     pub fn merge(&mut self, other: &Latency) {
         // Both histograms have the same bounds, so adding cannot fail.
         let _ = self.decode.add(&other.decode);
         let _ = self.flow.add(&other.flow);
+        self.decode_sum_ns = self.decode_sum_ns.saturating_add(other.decode_sum_ns);
+        self.flow_sum_ns = self.flow_sum_ns.saturating_add(other.flow_sum_ns);
     }
+}
+
+/// Whether the capture of a live run is going on, for `/healthz`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CaptureState {
+    /// The pipeline has not started reading yet.
+    #[default]
+    Starting,
+    Running,
+    /// The capture ended (a stop was asked for).
+    Stopped,
+    /// The capture failed: why.
+    Failed(String),
 }
 
 /// One worker's (or job's) counters as last published, readable while it runs.
@@ -138,6 +175,8 @@ pub struct Monitor {
     /// Frames dropped because a worker's queue was full (live only).
     pub shed: AtomicU64,
     pub capture: Mutex<CaptureStats>,
+    /// Whether the live capture is running, stopped or failed.
+    pub state: Mutex<CaptureState>,
 }
 
 impl Monitor {
@@ -151,6 +190,17 @@ impl Monitor {
             gauges: (0..workers.max(1)).map(|_| Gauges::new(rules, evidence)).collect(),
             shed: AtomicU64::new(0),
             capture: Mutex::new(CaptureStats::default()),
+            state: Mutex::new(CaptureState::Starting),
+        }
+    }
+
+    pub fn capture_state(&self) -> CaptureState {
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn set_capture_state(&self, state: CaptureState) {
+        if let Ok(mut shared) = self.state.lock() {
+            *shared = state;
         }
     }
 

@@ -871,3 +871,82 @@ fn live_silent_drop_is_reported_on_the_clock() {
     stopped.assert_clean();
     assert_eq!(stopped.alerts().len(), 1, "one event for the flow:\n{}", lines(&stopped.events));
 }
+
+// --- Operations (issue 13) ----------------------------------------------------------------
+
+/// `count` UDP datagrams from `side` to `addr:port`, as fast as Python sends them: a burst
+/// of frames from one short program, with no server needed.
+fn udp_burst(net: &Net, side: Side, addr: &str, port: u16, count: u32) {
+    let script = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for _ in range({count}):\n    s.sendto(b'x' * 64, ('{addr}', {port}))\n"
+    );
+    net.ok(side, &["python3", "-c", &script]);
+}
+
+/// An HTTP request written by hand with nc to the metrics endpoint: the raw response.
+fn raw_http(net: &Net, request: &str) -> String {
+    let script = format!("printf '{request}' | nc -N -w 3 127.0.0.1 {METRICS_PORT}");
+    text(&net.ok(Side::Inside, &["sh", "-c", &script]).stdout)
+}
+
+/// After a burst of frames, `exwatch_stage_latency_seconds` has samples, a `_sum` and a
+/// `_count` (it stayed at 0 while a live capture's small batches never reached the
+/// publishing count); the page passes `promtool check metrics`; `exwatch_build_info`
+/// names the version; HEAD answers with headers only; `/healthz` is 200 while capturing.
+#[test]
+fn live_metrics_page_is_valid_and_latency_is_published() {
+    let Some(net) = setup("live_metrics_page_is_valid_and_latency_is_published") else {
+        return;
+    };
+    let edge = net.addr(2);
+    let metrics = format!("127.0.0.1:{METRICS_PORT}");
+    let mut exwatch = Exwatch::start(&net, &edge_site(&net), &["--metrics", &metrics]);
+    wait_until("the metrics endpoint", || scrape(&net));
+    udp_burst(&net, Side::Outside, &edge, 9999, 5000);
+
+    let count = r#"exwatch_stage_latency_seconds_count{stage="decode"}"#;
+    let start = Instant::now();
+    let page = loop {
+        let page = scrape(&net).unwrap_or_default();
+        if sample(&page, "exwatch_packets_total").is_some_and(|p| p >= 5000.0)
+            && sample(&page, count).is_some_and(|n| n >= 1.0)
+        {
+            break page;
+        }
+        assert!(start.elapsed() < DEADLINE, "no latency samples after {DEADLINE:?}; last scrape:\n{page}");
+        std::thread::sleep(POLL);
+    };
+    for stage in ["decode", "flow"] {
+        let sum = sample(&page, &format!("exwatch_stage_latency_seconds_sum{{stage=\"{stage}\"}}"));
+        assert!(sum.is_some_and(|s| s > 0.0), "{stage}: no positive _sum:\n{page}");
+        let p99 =
+            sample(&page, &format!("exwatch_stage_latency_seconds{{stage=\"{stage}\",quantile=\"0.99\"}}"));
+        assert!(p99.is_some_and(|s| s > 0.0), "{stage}: p99 is 0:\n{page}");
+    }
+    let info = page.lines().find(|l| l.starts_with("exwatch_build_info{")).expect("exwatch_build_info");
+    assert!(info.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))), "{info}");
+    assert!(info.contains("commit=\"") && info.ends_with("} 1"), "{info}");
+
+    let promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut promtool = promtool.expect("promtool (scripts/setup.sh installs Debian's prometheus package)");
+    promtool.stdin.take().expect("stdin").write_all(page.as_bytes()).expect("feed promtool");
+    let checked = promtool.wait_with_output().expect("run promtool");
+    let said = format!("{}{}", text(&checked.stdout), text(&checked.stderr));
+    let _ = writeln!(std::io::stderr(), "live::promtool check metrics: {} {said:?}", checked.status);
+    assert!(checked.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{page}");
+
+    let head = raw_http(&net, "HEAD /metrics HTTP/1.1\\r\\nHost: exwatch\\r\\n\\r\\n");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Length: "), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "HEAD must send no body:\n{head}");
+    let health = raw_http(&net, "GET /healthz HTTP/1.1\\r\\nHost: exwatch\\r\\n\\r\\n");
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+
+    exwatch.stop("TERM").assert_clean();
+}
