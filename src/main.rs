@@ -74,7 +74,10 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
 fn live(settings: cli::LiveSettings) -> Result<u8, String> {
     let engine = settings.run.engine();
     let capture = LiveCapture::open(&settings.interface, &settings.capture).map_err(|e| e.to_string())?;
-    let monitor = Monitor::new(&engine, settings.run.pipeline.workers);
+    let mut monitor = Monitor::new(&engine, settings.run.pipeline.workers);
+    // Said at once, while the capture goes on: the operator must not learn of a lost log
+    // only at the end.
+    monitor.notify = Box::new(|notice| eprintln!("exwatch: {notice}"));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal ends the process at once, should a clean stop hang.
         signal_hook::flag::register_conditional_shutdown(signal, 2, Arc::clone(&monitor.stop))
@@ -91,7 +94,14 @@ fn live(settings: cli::LiveSettings) -> Result<u8, String> {
         None => None,
     };
     if let Some(user) = &settings.user {
-        drop_privileges(user)?;
+        let account = account(user)?;
+        if let Some(path) = sink.path() {
+            // The log must stay writable after root is given up: reopened on SIGHUP with
+            // or without rotation (as Suricata does with its run-as user).
+            std::os::unix::fs::chown(path, Some(account.uid.as_raw()), Some(account.gid.as_raw()))
+                .map_err(|e| format!("{}: cannot give the EVE log to --user {user}: {e}", path.display()))?;
+        }
+        drop_privileges(user, &account)?;
     }
     eprintln!(
         "exwatch: watching {} (SIGINT or SIGTERM to stop, SIGHUP to reopen the EVE log)",
@@ -118,12 +128,15 @@ fn live(settings: cli::LiveSettings) -> Result<u8, String> {
     Ok(if report.errors.is_empty() { 0 } else { 2 })
 }
 
-/// Gives up root for `user` (its uid, gid and only that group).
-fn drop_privileges(user: &str) -> Result<(), String> {
-    use nix::unistd::{setgid, setgroups, setuid, User};
-    let account = User::from_name(user)
+fn account(user: &str) -> Result<nix::unistd::User, String> {
+    nix::unistd::User::from_name(user)
         .map_err(|e| format!("--user {user}: {e}"))?
-        .ok_or_else(|| format!("--user {user}: no such user"))?;
+        .ok_or_else(|| format!("--user {user}: no such user"))
+}
+
+/// Gives up root for `user` (its uid, gid and only that group).
+fn drop_privileges(user: &str, account: &nix::unistd::User) -> Result<(), String> {
+    use nix::unistd::{setgid, setgroups, setuid};
     setgroups(&[account.gid])
         .and_then(|_| setgid(account.gid))
         .and_then(|_| setuid(account.uid))

@@ -177,6 +177,43 @@ pub struct Monitor {
     pub capture: Mutex<CaptureStats>,
     /// Whether the live capture is running, stopped or failed.
     pub state: Mutex<CaptureState>,
+    /// Events that could not be written to the EVE log (live only: offline, a write
+    /// error ends the run).
+    pub unwritten: AtomicU64,
+    /// Told of what an operator must hear of at once while the run goes on; by default
+    /// nobody is told (the binary says it on stderr).
+    pub notify: Box<dyn Fn(&Notice) + Send + Sync>,
+}
+
+/// What happened to the EVE log while a live run went on. Each is said once, when it
+/// happens (not once per event lost), and counted in [`Counter::EveUnwritten`].
+#[derive(Debug)]
+pub enum Notice {
+    /// SIGHUP asked for the log to be reopened and it could not be: events keep going
+    /// to the file that was open.
+    ReopenFailed { log: String, error: std::io::Error },
+    /// Writing failed (disk full, I/O error): events are counted, not written, until a
+    /// write works again.
+    WriteFailed { log: String, error: std::io::Error },
+    /// Writing works again after `lost` events could not be written.
+    WriteResumed { log: String, lost: u64 },
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::ReopenFailed { log, error } => {
+                write!(f, "{log}: cannot reopen the EVE log: {error}; still writing to the file open before")
+            }
+            Notice::WriteFailed { log, error } => write!(
+                f,
+                "{log}: cannot write the EVE log: {error}; counting the events lost until writing works again"
+            ),
+            Notice::WriteResumed { log, lost } => {
+                write!(f, "{log}: writing the EVE log again; {lost} event(s) could not be written")
+            }
+        }
+    }
 }
 
 impl Monitor {
@@ -191,6 +228,8 @@ impl Monitor {
             shed: AtomicU64::new(0),
             capture: Mutex::new(CaptureStats::default()),
             state: Mutex::new(CaptureState::Starting),
+            unwritten: AtomicU64::new(0),
+            notify: Box::new(|_| {}),
         }
     }
 
@@ -221,18 +260,20 @@ impl Monitor {
             gauges.add_to(&mut snapshot);
         }
         let c = &mut snapshot.counters;
-        fill_capture(c, self.capture_stats(), self.shed.load(Ordering::Relaxed));
+        fill_capture(c, self.capture_stats(), self);
         fill_engine(c, engine);
         snapshot
     }
 }
 
-/// Sets the counters that the capture and the reader keep rather than the workers.
-pub fn fill_capture(c: &mut Counters, capture: CaptureStats, shed: u64) {
+/// Sets the counters that the capture, the reader and the writer keep rather than the
+/// workers.
+pub fn fill_capture(c: &mut Counters, capture: CaptureStats, monitor: &Monitor) {
     c[Counter::KernelReceived] = capture.received;
     c[Counter::KernelDropped] = capture.kernel_dropped;
     c[Counter::InterfaceDropped] = capture.interface_dropped;
-    c[Counter::Shed] = shed;
+    c[Counter::Shed] = monitor.shed.load(Ordering::Relaxed);
+    c[Counter::EveUnwritten] = monitor.unwritten.load(Ordering::Relaxed);
 }
 
 /// Sets the counters that the engine's cross-flow tables keep.
@@ -291,6 +332,9 @@ pub struct Report {
     /// Time each stage spent working (not waiting on a channel).
     pub busy: Busy,
     pub reading: Reading,
+    /// The EVE log was a pipe whose reader went away (`| head`): the run ended early,
+    /// on purpose, as a command writing to a closed pipe does.
+    pub eve_closed: bool,
 }
 
 /// Findings by rule (the rules whose verdict is a finding) and by evidence kind (for

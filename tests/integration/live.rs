@@ -381,10 +381,21 @@ impl Exwatch {
     /// `with_summary` false leaves out `--summary-json` (which is written at exit, after
     /// `--user` has dropped the right to write in the test's directory).
     fn launch(net: &Net, topology: &str, extra: &[&str], with_summary: bool) -> Exwatch {
+        Exwatch::launch_at(net, topology, extra, with_summary, |dir| dir.join("eve.json"))
+    }
+
+    /// `eve_at` is given the test's directory and says where the EVE log goes.
+    fn launch_at(
+        net: &Net,
+        topology: &str,
+        extra: &[&str],
+        with_summary: bool,
+        eve_at: impl FnOnce(&Path) -> PathBuf,
+    ) -> Exwatch {
         let dir = tempfile::tempdir().expect("temp dir");
         let topology_path = dir.path().join("topology.toml");
         std::fs::write(&topology_path, topology).expect("write topology");
-        let eve = dir.path().join("eve.json");
+        let eve = eve_at(dir.path());
         let stderr = dir.path().join("stderr.txt");
         let summary = with_summary.then(|| dir.path().join("summary.json"));
         let path = |p: &Path| p.to_str().expect("temp path is UTF-8").to_string();
@@ -691,19 +702,8 @@ fn live_sighup_reopens_the_eve_log() {
 
     let rotated = exwatch.dir.path().join("eve.json.1");
     std::fs::rename(&exwatch.eve, &rotated).expect("rotate the EVE log");
-    exwatch.signal("HUP");
-    // The next flow must come after exwatch took the signal: wait until it is no longer
-    // pending (the handler, which only records the request, has then run).
-    let status = format!("/proc/{}/status", exwatch.pid());
-    wait_until("SIGHUP to be delivered", || {
-        let text = std::fs::read_to_string(&status).unwrap_or_default();
-        let pending = text
-            .lines()
-            .filter(|l| l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
-            .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
-            .any(|mask| mask & 1 != 0);
-        (!pending).then_some(())
-    });
+    // The next flow must come after exwatch took the signal.
+    exwatch.hup();
 
     nc_send(&net, Side::Outside, &edge, 3389);
     let second =
@@ -949,4 +949,263 @@ fn live_metrics_page_is_valid_and_latency_is_published() {
     assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
 
     exwatch.stop("TERM").assert_clean();
+}
+
+impl Exwatch {
+    /// Sends SIGHUP and waits until it is no longer pending (the handler, which only
+    /// records the request, has then run), so that traffic made next comes after it.
+    fn hup(&self) {
+        self.signal("HUP");
+        let status = format!("/proc/{}/status", self.pid());
+        wait_until("SIGHUP to be delivered", || {
+            let text = std::fs::read_to_string(&status).unwrap_or_default();
+            let pending = text
+                .lines()
+                .filter(|l| l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
+                .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+                .any(|mask| mask & 1 != 0);
+            (!pending).then_some(())
+        });
+    }
+
+    /// Waits until stderr says `what`.
+    fn wait_stderr(&mut self, what: &str) -> String {
+        wait_until(&format!("stderr to say {what:?}"), || {
+            self.assert_running(&format!("waiting for stderr to say {what:?}"));
+            let stderr = self.stderr_text();
+            stderr.contains(what).then_some(stderr)
+        })
+    }
+}
+
+/// The `nobody` account's uid and gid.
+fn nobody() -> (u32, u32) {
+    let nobody = nix::unistd::User::from_name("nobody").ok().flatten().expect("a `nobody` account");
+    (nobody.uid.as_raw(), nobody.gid.as_raw())
+}
+
+fn owner(path: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).uid()
+}
+
+/// A directory for logs inside the test's directory, which `nobody` may enter; it
+/// belongs to `nobody` when `writable`, as /var/log/exwatch belongs to the service's user.
+fn log_dir(dir: &Path, writable: bool) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let (uid, gid) = nobody();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod test dir");
+    let logs = dir.join("logs");
+    std::fs::create_dir(&logs).expect("create log dir");
+    if writable {
+        std::os::unix::fs::chown(&logs, Some(uid), Some(gid)).expect("chown log dir");
+    }
+    logs.join("eve.json")
+}
+
+/// Regression (issue 13): `--user nobody --eve-log F`, then SIGHUP, lost every later event
+/// (F was root's, so the reopen failed), said nothing until SIGTERM, then exited 2 without
+/// the summary. The log now belongs to the user exwatch runs as: SIGHUP without rotating
+/// and SIGHUP after rotating both keep logging, and the run ends cleanly.
+#[test]
+fn live_user_nobody_keeps_logging_across_sighup() {
+    let Some(net) = setup("live_user_nobody_keeps_logging_across_sighup") else {
+        return;
+    };
+    let (uid, _) = nobody();
+    let edge = net.addr(2);
+    let mut exwatch =
+        Exwatch::launch_at(&net, &edge_site(&net), &["--user", "nobody"], false, |dir| log_dir(dir, true));
+    assert_eq!(owner(&exwatch.eve), uid, "the EVE log belongs to nobody");
+    let _rdp = nc_listener(&net, Side::Inside, &edge, 3389);
+    let rdp = |e: &Value| is_alert(e, "edge-perimeter", 3389);
+    nc_send(&net, Side::Outside, &edge, 3389);
+    exwatch.wait_event("first violation", rdp);
+
+    // SIGHUP with nothing rotated: the same file is reopened and written on.
+    exwatch.hup();
+    nc_send(&net, Side::Outside, &edge, 3389);
+    wait_until("two alerts in the log", || {
+        (events(&exwatch.eve).iter().filter(|e| rdp(e)).count() == 2).then_some(())
+    });
+
+    // Rotated, then SIGHUP: a new file at the same path, nobody's too.
+    let rotated = exwatch.eve.with_extension("json.1");
+    std::fs::rename(&exwatch.eve, &rotated).expect("rotate the EVE log");
+    exwatch.hup();
+    wait_until("the new EVE log", || exwatch.eve.exists().then_some(()));
+    assert_eq!(owner(&exwatch.eve), uid, "the reopened EVE log belongs to nobody");
+    nc_send(&net, Side::Outside, &edge, 3389);
+    exwatch.wait_event("third violation, in the new file", rdp);
+
+    let stopped = exwatch.stop("TERM");
+    stopped.assert_clean();
+    assert!(!stopped.stderr.contains("cannot reopen"), "{}", stopped.stderr);
+    assert_eq!(events(&rotated).len(), 2, "{}", lines(&events(&rotated)));
+    assert_eq!(stopped.alerts().len(), 1, "{}", lines(&stopped.events));
+}
+
+/// A reopen that fails (rotated, and the directory is not the user's, so no new file can
+/// be made) is said on stderr at once, at the SIGHUP, and events keep going to the file
+/// that was open; the run still ends cleanly with its summary.
+#[test]
+fn live_failed_reopen_is_said_at_once_and_logging_goes_on() {
+    let Some(net) = setup("live_failed_reopen_is_said_at_once_and_logging_goes_on") else {
+        return;
+    };
+    let edge = net.addr(2);
+    let mut exwatch =
+        Exwatch::launch_at(&net, &edge_site(&net), &["--user", "nobody"], false, |dir| log_dir(dir, false));
+    let _rdp = nc_listener(&net, Side::Inside, &edge, 3389);
+    nc_send(&net, Side::Outside, &edge, 3389);
+    exwatch.wait_event("first violation", |e| is_alert(e, "edge-perimeter", 3389));
+
+    let rotated = exwatch.eve.with_extension("json.1");
+    std::fs::rename(&exwatch.eve, &rotated).expect("rotate the EVE log");
+    exwatch.hup();
+    let said = exwatch.wait_stderr("cannot reopen the EVE log");
+    assert!(said.contains(exwatch.eve.to_str().unwrap_or_default()), "names the log:\n{said}");
+    assert!(said.contains("Permission denied"), "says why:\n{said}");
+
+    nc_send(&net, Side::Outside, &edge, 3389);
+    wait_until("the second alert, in the file open before", || {
+        (events(&rotated).iter().filter(|e| is_alert(e, "edge-perimeter", 3389)).count() == 2).then_some(())
+    });
+    let stopped = exwatch.stop("TERM");
+    stopped.assert_clean();
+    assert!(!exwatch.eve.exists(), "no file could be made at the old path");
+}
+
+/// A tmpfs mounted for one test, unmounted on drop (after the exwatch guards made later
+/// have ended the process holding its files).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let target = dir.path().to_str().expect("temp path is UTF-8");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs", target])
+            .output()
+            .expect("run mount");
+        assert!(out.status.success(), "mount tmpfs: {}", text(&out.stderr));
+        Tmpfs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the file system is full; returns the bytes written.
+    fn fill(&self) -> u64 {
+        let mut file = File::create(self.path().join("filler")).expect("create filler");
+        let (block, mut written) = ([0u8; 4096], 0u64);
+        loop {
+            match file.write(&block) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => break,
+                Err(e) => panic!("filling the tmpfs: {e}"),
+            }
+        }
+        written
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path().join("filler")).expect("remove filler");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let target = self.dir.path().to_str().unwrap_or_default().to_string();
+        let unmounted = Command::new("umount").arg(&target).status().is_ok_and(|s| s.success());
+        if !unmounted {
+            let _ = Command::new("umount").args(["-l", &target]).status();
+        }
+    }
+}
+
+/// A full disk under the EVE log: the capture and the verdicts go on, the events that
+/// could not be written are counted (metric and summary), the log never keeps half a
+/// line, and writing resumes with whole lines once there is room again.
+#[test]
+fn live_full_disk_counts_lost_events_and_resumes_with_whole_lines() {
+    let Some(net) = setup("live_full_disk_counts_lost_events_and_resumes_with_whole_lines") else {
+        return;
+    };
+    const BEFORE: usize = 1;
+    const WHILE_FULL: usize = 12;
+    const AFTER: usize = 3;
+    let tmpfs = Tmpfs::mount("64k");
+    let eve = tmpfs.path().join("eve.json");
+    let edge = net.addr(2);
+    let metrics = format!("127.0.0.1:{METRICS_PORT}");
+    let mut exwatch =
+        Exwatch::launch_at(&net, &edge_site(&net), &["--metrics", &metrics], true, |_| eve.clone());
+    let _rdp = nc_listener(&net, Side::Inside, &edge, 3389);
+    let alerts_seen = |n: usize| {
+        let series = r#"exwatch_alerts_total{rule="edge-perimeter",verdict="violation"}"#;
+        wait_until(&format!("{n} alerts counted"), || {
+            let page = scrape(&net)?;
+            (sample(&page, series)? >= n as f64).then_some(page)
+        })
+    };
+    let unwritten =
+        |page: &str| sample(page, "exwatch_eve_unwritten_events_total").expect("the counter") as usize;
+    let whole_lines = |path: &Path| {
+        let bytes = std::fs::read(path).expect("read the EVE log");
+        assert!(bytes.is_empty() || bytes.ends_with(b"\n"), "half a line at the end of the log");
+        events(path)
+    };
+
+    for _ in 0..BEFORE {
+        nc_send(&net, Side::Outside, &edge, 3389);
+    }
+    exwatch.wait_event("the alert before the disk is full", |e| is_alert(e, "edge-perimeter", 3389));
+    let filled = tmpfs.fill();
+
+    for _ in 0..WHILE_FULL {
+        nc_send(&net, Side::Outside, &edge, 3389);
+    }
+    let page = alerts_seen(BEFORE + WHILE_FULL);
+    exwatch.wait_stderr("cannot write the EVE log");
+    let lost = unwritten(&page);
+    let written = whole_lines(&eve).len();
+    assert!(lost >= 1, "the disk was full, yet nothing was lost:\n{page}");
+    assert_eq!(written + lost, BEFORE + WHILE_FULL, "every alert is in the log or counted as lost");
+
+    tmpfs.free();
+    for _ in 0..AFTER {
+        nc_send(&net, Side::Outside, &edge, 3389);
+    }
+    let page = alerts_seen(BEFORE + WHILE_FULL + AFTER);
+    exwatch.wait_stderr("writing the EVE log again");
+    wait_until("the alerts made after space was freed", || {
+        (whole_lines(&eve).len() == written + AFTER).then_some(())
+    });
+    assert_eq!(unwritten(&page), lost, "nothing lost once there is room");
+
+    let stopped = exwatch.stop("TERM");
+    stopped.assert_clean();
+    let events = whole_lines(&eve);
+    let ports: std::collections::HashSet<_> = events.iter().map(|e| e["src_port"].clone()).collect();
+    assert_eq!(ports.len(), events.len(), "each flow's alert once:\n{}", lines(&events));
+    let summary = stopped.summary.as_ref().expect("summary json");
+    assert_eq!(summary["capture"]["eve_unwritten"], lost as u64, "{summary}");
+    assert_eq!(summary["findings"]["violation"], (BEFORE + WHILE_FULL + AFTER) as u64, "{summary}");
+    assert!(
+        stopped.stderr.contains(&format!("{lost} events not written to the EVE log")),
+        "{}",
+        stopped.stderr
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "live::full disk: {filled} bytes of filler; {} alerts, {written} written before space was freed, \
+         {lost} counted as lost, {AFTER} written after; log {} lines, all whole",
+        BEFORE + WHILE_FULL + AFTER,
+        events.len()
+    );
 }

@@ -10,5 +10,6 @@ mod flood;
 mod fuzz;
 mod layout;
 mod live;
+mod ops;
 mod output;
 mod scenarios;
