@@ -1209,3 +1209,51 @@ fn live_full_disk_counts_lost_events_and_resumes_with_whole_lines() {
         events.len()
     );
 }
+
+/// The shipped logrotate snippet (packaging/exwatch.logrotate) rotating a running
+/// exwatch: with only its path, its user and its signal sender adapted to the test
+/// (`kill` rather than `systemctl`), the next event goes to a new file that belongs to
+/// the user exwatch runs as, and the rotated file keeps the earlier one.
+#[test]
+fn live_logrotate_snippet_rotates_a_running_exwatch() {
+    let Some(net) = setup("live_logrotate_snippet_rotates_a_running_exwatch") else {
+        return;
+    };
+    if Command::new("logrotate").arg("--version").output().is_err() {
+        panic!("no logrotate (scripts/setup.sh installs it)");
+    }
+    let (uid, gid) = nobody();
+    let group = nix::unistd::Group::from_gid(gid.into()).ok().flatten().expect("nobody's group").name;
+    let edge = net.addr(2);
+    let mut exwatch =
+        Exwatch::launch_at(&net, &edge_site(&net), &["--user", "nobody"], false, |dir| log_dir(dir, true));
+    let _rdp = nc_listener(&net, Side::Inside, &edge, 3389);
+    nc_send(&net, Side::Outside, &edge, 3389);
+    let first = exwatch.wait_event("first violation", |e| is_alert(e, "edge-perimeter", 3389));
+
+    let snippet = std::fs::read_to_string(crate::util::repo().join("packaging/exwatch.logrotate"))
+        .expect("packaging/exwatch.logrotate");
+    let eve = exwatch.eve.to_str().expect("UTF-8 path").to_string();
+    let adapted = snippet
+        .replace("/var/log/exwatch/eve.json", &eve)
+        .replace("create 0640 exwatch exwatch", &format!("create 0640 nobody {group}"))
+        .replace(
+            "systemctl kill --kill-whom=main --signal=HUP exwatch.service",
+            &format!("kill -HUP {}", exwatch.pid()),
+        );
+    assert!(adapted.contains(&eve) && adapted.contains("kill -HUP"), "the snippet changed:\n{snippet}");
+    let conf = net.file("logrotate.conf", &adapted);
+    let state = net.dir.path().join("logrotate.state");
+    let out =
+        Command::new("logrotate").arg("-f").arg("-s").arg(&state).arg(&conf).output().expect("run logrotate");
+    assert!(out.status.success(), "logrotate: {}{}", text(&out.stdout), text(&out.stderr));
+    let rotated = PathBuf::from(format!("{eve}.1"));
+    assert_eq!(events(&rotated).len(), 1, "the rotated file keeps the first alert");
+    assert_eq!(owner(&exwatch.eve), uid, "logrotate made the new file for nobody");
+
+    nc_send(&net, Side::Outside, &edge, 3389);
+    let second =
+        exwatch.wait_event("second violation, in the new file", |e| is_alert(e, "edge-perimeter", 3389));
+    assert_ne!(first["src_port"], second["src_port"]);
+    exwatch.stop("TERM").assert_clean();
+}
