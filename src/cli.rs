@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
+use toml::Spanned;
 
 use exwatch::capture::LiveOptions;
+use exwatch::config;
 use exwatch::output::Sink;
 use exwatch::pipeline::{FileReader, Settings};
 use exwatch::policy::{builtin, Engine, Policy, Topology, Verdict, DEFAULT_MAX_SMTP_SENDERS};
@@ -146,13 +148,19 @@ pub enum ReaderFlag {
 #[derive(ClapArgs, Debug)]
 pub struct LiveFlags {
     /// The interface to capture on (a SPAN or mirror port), in promiscuous mode.
-    #[arg(long, short = 'i', value_name = "IF")]
-    pub interface: String,
+    #[arg(long, short = 'i', value_name = "IF", required_unless_present = "config")]
+    pub interface: Option<String>,
+    /// Settings from a TOML file: the flags' names with `_` for `-` (`eve_log`,
+    /// `stats_interval`...; `promiscuous = false` for --no-promiscuous). Flags given
+    /// override it; an unknown key is an error. Relative paths in it are taken from
+    /// the file's directory.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// A BPF filter (tcpdump syntax), checked before the capture starts.
     #[arg(long, value_name = "EXPR")]
     pub bpf: Option<String>,
     #[command(flatten)]
-    pub config: ConfigFlags,
+    pub site: ConfigFlags,
     #[command(flatten)]
     pub run: RunFlags,
     /// Serve Prometheus metrics on http://ADDR/metrics. A bare port binds 127.0.0.1.
@@ -364,9 +372,31 @@ pub struct LiveSettings {
 }
 
 impl LiveSettings {
-    pub fn from_flags(flags: LiveFlags) -> Result<LiveSettings, String> {
+    /// Validates the flags, with the settings of `--config` under those that `matches`
+    /// (the `live` subcommand's) says were not given on the command line.
+    pub fn from_flags(mut flags: LiveFlags, matches: &clap::ArgMatches) -> Result<LiveSettings, String> {
+        let origins = match flags.config.clone() {
+            Some(path) => {
+                let (file, text) = LiveFile::load(&path)?;
+                file.apply(&path, &text, &mut flags, matches)
+            }
+            None => Vec::new(),
+        };
+        LiveSettings::validate(flags).map_err(|message| {
+            // A bad value from the file: say where it was set.
+            match origins.iter().find(|(flag, _)| message.contains(&format!("--{flag}"))) {
+                Some((_, place)) => format!("{message} (set at {place})"),
+                None => message,
+            }
+        })
+    }
+
+    fn validate(flags: LiveFlags) -> Result<LiveSettings, String> {
+        let interface = flags
+            .interface
+            .ok_or("--interface is required (on the command line, or as `interface` in --config)")?;
         let default_workers = flags.run.workers.is_none();
-        let mut run = RunSettings::from_flags(&flags.config, flags.run)?;
+        let mut run = RunSettings::from_flags(&flags.site, flags.run)?;
         if default_workers {
             // A capture thread mostly waits on the ring; under a flood the workers are
             // what falls behind, so live takes one per core.
@@ -384,7 +414,7 @@ impl LiveSettings {
             return Err("--snaplen must be positive and --buffer-mib from 1 to 4095".into());
         }
         Ok(LiveSettings {
-            interface: flags.interface,
+            interface,
             capture: LiveOptions {
                 snaplen: flags.snaplen,
                 buffer_size: flags.buffer_mib << 20,
@@ -402,6 +432,116 @@ impl LiveSettings {
     pub fn sink(&self) -> Sink {
         Sink::at(&self.run.eve_log, true)
     }
+}
+
+/// `live --config FILE`: the settings of `live`, named as its flags with `_` for `-`.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LiveFile {
+    interface: Option<Spanned<String>>,
+    bpf: Option<Spanned<String>>,
+    topology: Option<Spanned<PathBuf>>,
+    policy: Option<Spanned<PathBuf>>,
+    eve_log: Option<Spanned<PathBuf>>,
+    flows: Option<Spanned<bool>>,
+    summary_json: Option<Spanned<PathBuf>>,
+    workers: Option<Spanned<usize>>,
+    syn_timeout: Option<Spanned<f64>>,
+    max_flows: Option<Spanned<usize>>,
+    max_smtp_senders: Option<Spanned<usize>>,
+    metrics: Option<Spanned<String>>,
+    stats_interval: Option<Spanned<f64>>,
+    user: Option<Spanned<String>>,
+    snaplen: Option<Spanned<i32>>,
+    buffer_mib: Option<Spanned<i32>>,
+    promiscuous: Option<Spanned<bool>>,
+}
+
+impl LiveFile {
+    /// Reads and parses the file: a TOML error, a value of the wrong type or an
+    /// unknown key is `file:line: key: message`.
+    fn load(path: &Path) -> Result<(LiveFile, String), String> {
+        let text = config::read(path).map_err(|e| e.to_string())?;
+        let source = config::Source { file: path, text: &text };
+        let file = source.parse::<LiveFile>().map_err(|mut e| {
+            if e.key.is_empty() {
+                e.key = key_named(&e.message).or_else(|| key_at(&text, e.line?)).unwrap_or_default();
+            }
+            e.to_string()
+        })?;
+        Ok((file, text))
+    }
+}
+
+impl LiveFile {
+    /// Sets every flag not given on the command line from the file (`text`, read from
+    /// `path`); returns the flags set so, each with where (`file:line: key`), for error
+    /// messages.
+    fn apply(
+        self,
+        path: &Path,
+        text: &str,
+        flags: &mut LiveFlags,
+        matches: &clap::ArgMatches,
+    ) -> Vec<(&'static str, String)> {
+        let file = self;
+        let source = config::Source { file: path, text };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut origins = Vec::new();
+        let mut take = |id: &'static str, flag: &'static str, span: std::ops::Range<usize>| {
+            let given = matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+            if !given {
+                origins.push((flag, format!("{}:{}: {id}", path.display(), source.line_of(span.start))));
+            }
+            !given
+        };
+        let local = |p: PathBuf| if p.is_relative() && p.as_os_str() != "-" { dir.join(p) } else { p };
+        macro_rules! set {
+            ($key:ident, $flag:literal, $target:expr, $convert:expr) => {
+                if let Some(value) = file.$key {
+                    if take(stringify!($key), $flag, value.span()) {
+                        $target = $convert(value.into_inner());
+                    }
+                }
+            };
+        }
+        set!(interface, "interface", flags.interface, Some);
+        set!(bpf, "bpf", flags.bpf, Some);
+        set!(topology, "topology", flags.site.topology, |p| Some(local(p)));
+        set!(policy, "policy", flags.site.policy, |p| Some(local(p)));
+        set!(eve_log, "eve-log", flags.run.eve_log, local);
+        set!(flows, "flows", flags.run.flows, |v| v);
+        set!(summary_json, "summary-json", flags.run.summary_json, |p| Some(local(p)));
+        set!(workers, "workers", flags.run.workers, Some);
+        set!(syn_timeout, "syn-timeout", flags.run.syn_timeout, |v| v);
+        set!(max_flows, "max-flows", flags.run.max_flows, |v| v);
+        set!(max_smtp_senders, "max-smtp-senders", flags.run.max_smtp_senders, |v| v);
+        set!(metrics, "metrics", flags.metrics, Some);
+        set!(stats_interval, "stats-interval", flags.stats_interval, Some);
+        set!(user, "user", flags.user, Some);
+        set!(snaplen, "snaplen", flags.snaplen, |v| v);
+        set!(buffer_mib, "buffer-mib", flags.buffer_mib, |v| v);
+        if let Some(value) = file.promiscuous {
+            if take("no_promiscuous", "no-promiscuous", value.span()) {
+                flags.no_promiscuous = !value.into_inner();
+            }
+        }
+        origins
+    }
+}
+
+/// The key an "unknown field `key`" message is about.
+fn key_named(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+/// The key set on line `line` of `text` (`key = value`), if it is a plain key.
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let (key, _) = text.lines().nth(line.checked_sub(1)?)?.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .then(|| key.to_string())
 }
 
 /// `127.0.0.1:9911`, `[::1]:9911`, or a bare port (bound to 127.0.0.1).

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use exwatch::capture::LiveCapture;
 use exwatch::output::Summary;
@@ -18,8 +18,9 @@ use exwatch::policy::{Engine, Verdict};
 use exwatch::telemetry::{prometheus, Monitor, Report};
 
 fn main() -> ExitCode {
-    let args = cli::Args::parse();
-    match run(args) {
+    let matches = cli::Args::command().get_matches();
+    let args = cli::Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(args, &matches) {
         Ok(code) => ExitCode::from(code),
         Err(message) => {
             eprintln!("exwatch: {message}");
@@ -28,10 +29,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: cli::Args) -> Result<u8, String> {
+fn run(args: cli::Args, matches: &clap::ArgMatches) -> Result<u8, String> {
     match args.command {
         cli::Command::Analyze(flags) => analyze(cli::AnalyzeSettings::from_flags(flags)?),
-        cli::Command::Live(flags) => live(cli::LiveSettings::from_flags(flags)?),
+        cli::Command::Live(flags) => {
+            let given = matches.subcommand_matches("live").unwrap_or(matches);
+            live(cli::LiveSettings::from_flags(flags, given)?)
+        }
         cli::Command::Check(flags) => check(&flags),
         cli::Command::Compare(flags) => compare(&flags),
         cli::Command::Generate(flags) => generate(&flags),
