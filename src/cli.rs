@@ -47,7 +47,7 @@ pub enum Command {
     /// single file is always read that way.
     Analyze(AnalyzeFlags),
     /// Validate a topology and a policy, and lint the topology.
-    Check(ConfigFlags),
+    Check(CheckFlags),
     /// Compare two captures of the same traffic taken at two points (e.g. either side of
     /// a firewall): TCP handshake options rewritten between them (MSS clamping,
     /// stripped options) on traffic that must never be altered are restrictions.
@@ -57,6 +57,59 @@ pub enum Command {
     /// Write a synthetic capture of the example organization (rules/topology.toml), with
     /// a known mix of allowed flows and findings, for demos and benchmarks.
     Generate(GenerateFlags),
+    /// Print a completion script for SHELL on standard output, e.g.
+    /// `exwatch completions bash > /usr/share/bash-completion/completions/exwatch`.
+    Completions(CompletionsFlags),
+    /// Print the man page (roff) on standard output: exwatch(1), or with COMMAND that
+    /// command's page, exwatch-COMMAND(1). `exwatch man | man -l -` shows it.
+    Man(ManFlags),
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct CompletionsFlags {
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct ManFlags {
+    /// The command whose page to print (analyze, live...).
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+}
+
+/// The completion script for `shell`, from the flags' definitions.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Args::command(), "exwatch", &mut out);
+    out
+}
+
+/// The man page of exwatch, or of one of its commands, from the flags' definitions.
+pub fn man_page(command: Option<&str>) -> Result<Vec<u8>, String> {
+    use clap::CommandFactory;
+    let mut root = Args::command();
+    root.build();
+    let page = match command {
+        None => root,
+        Some(name) => {
+            let names: Vec<String> =
+                root.get_subcommands().map(|c| c.get_name().to_string()).filter(|n| n != "help").collect();
+            let sub = root
+                .find_subcommand(name)
+                .filter(|_| name != "help")
+                .ok_or_else(|| format!("man {name}: no such command (one of {})", names.join(", ")))?;
+            // Its page is exwatch-NAME(1), and its usage line says `exwatch NAME`.
+            sub.clone()
+                .name(format!("exwatch-{name}"))
+                .bin_name(format!("exwatch {name}"))
+                .version(root.get_version().unwrap_or_default().to_string())
+        }
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page).render(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
 #[derive(ClapArgs, Debug)]
@@ -93,6 +146,16 @@ pub struct CompareFlags {
     /// Where EVE JSON lines go: a file, or - for standard output.
     #[arg(long, value_name = "FILE", default_value = "-")]
     pub eve_log: PathBuf,
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct CheckFlags {
+    #[command(flatten)]
+    pub config: ConfigFlags,
+    /// Print the outcome as one JSON document on standard output (docs/operations.md
+    /// describes it) rather than as text; the exit status is the same.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -230,6 +293,11 @@ pub struct Config {
 
 impl Config {
     pub fn load(flags: &ConfigFlags) -> Result<Config, String> {
+        Config::try_load(flags).map_err(|e| e.to_string())
+    }
+
+    /// As [`Config::load`], with the error as it was found (file, line, key).
+    pub fn try_load(flags: &ConfigFlags) -> Result<Config, config::ConfigError> {
         let (policy, policy_name) = match &flags.policy {
             Some(path) => (Policy::load(path), path.display().to_string()),
             None => (builtin::policy(), builtin::POLICY_NAME.into()),
@@ -238,12 +306,7 @@ impl Config {
             Some(path) => (Topology::load(path), path.display().to_string()),
             None => (builtin::topology(), builtin::TOPOLOGY_NAME.into()),
         };
-        Ok(Config {
-            policy: Arc::new(policy.map_err(|e| e.to_string())?),
-            topology: Arc::new(topology.map_err(|e| e.to_string())?),
-            policy_name,
-            topology_name,
-        })
+        Ok(Config { policy: Arc::new(policy?), topology: Arc::new(topology?), policy_name, topology_name })
     }
 }
 

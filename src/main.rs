@@ -39,6 +39,8 @@ fn run(args: cli::Args, matches: &clap::ArgMatches) -> Result<u8, String> {
         cli::Command::Check(flags) => check(&flags),
         cli::Command::Compare(flags) => compare(&flags),
         cli::Command::Generate(flags) => generate(&flags),
+        cli::Command::Completions(flags) => print(&cli::completions(flags.shell)),
+        cli::Command::Man(flags) => print(&cli::man_page(flags.command.as_deref())?),
     }
 }
 
@@ -165,6 +167,15 @@ fn summarize(
     Ok(())
 }
 
+/// Writes `bytes` to standard output; a closed one (`| head`) is not an error.
+fn print(bytes: &[u8]) -> Result<u8, String> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("standard output: {e}")),
+        _ => Ok(0),
+    }
+}
+
 fn compare(flags: &cli::CompareFlags) -> Result<u8, String> {
     use exwatch::flow::{Confidence, Direction, Flow, FlowKey};
     use exwatch::policy::{EvidenceKind, Facts};
@@ -232,21 +243,106 @@ fn compare(flags: &cli::CompareFlags) -> Result<u8, String> {
     Ok(if restrictions > 0 { 1 } else { 0 })
 }
 
-fn check(flags: &cli::ConfigFlags) -> Result<u8, String> {
-    let config = cli::Config::load(flags)?;
+/// `check --json`: one document on standard output, described in docs/operations.md.
+#[derive(serde::Serialize)]
+struct CheckReport<'a> {
+    /// The shape of this document; a field removed or changed in meaning raises it.
+    version: u32,
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<CheckedPolicy<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topology: Option<CheckedTopology<'a>>,
+    errors: Vec<CheckError<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct CheckedPolicy<'a> {
+    file: &'a str,
+    name: &'a str,
+    rules: usize,
+    evidence: usize,
+}
+
+#[derive(serde::Serialize)]
+struct CheckedTopology<'a> {
+    file: &'a str,
+    organization: &'a str,
+    builtin_example: bool,
+    lints: Vec<CheckLint<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct CheckLint<'a> {
+    line: usize,
+    message: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct CheckError<'a> {
+    file: &'a std::path::Path,
+    line: Option<usize>,
+    key: &'a str,
+    message: &'a str,
+}
+
+fn check(flags: &cli::CheckFlags) -> Result<u8, String> {
+    let json = |report: &CheckReport| {
+        let text = serde_json::to_string(report).map_err(|e| e.to_string())?;
+        print(format!("{text}\n").as_bytes())
+    };
+    let config = match cli::Config::try_load(&flags.config) {
+        Ok(config) => config,
+        Err(e) if !flags.json => return Err(e.to_string()),
+        Err(e) => {
+            eprintln!("exwatch: {e}");
+            let error = CheckError { file: &e.file, line: e.line, key: &e.key, message: &e.message };
+            json(&CheckReport {
+                version: 1,
+                valid: false,
+                policy: None,
+                topology: None,
+                errors: vec![error],
+            })?;
+            return Ok(2);
+        }
+    };
     let lints = config.topology.lint();
-    for (line, lint) in &lints {
-        println!("{}:{line}: {lint}", config.topology_name);
+    let status = if lints.is_empty() { 0 } else { 1 };
+    if flags.json {
+        json(&CheckReport {
+            version: 1,
+            valid: true,
+            policy: Some(CheckedPolicy {
+                file: &config.policy_name,
+                name: &config.policy.name,
+                rules: config.policy.rules.len(),
+                evidence: config.policy.evidence.len(),
+            }),
+            topology: Some(CheckedTopology {
+                file: &config.topology_name,
+                organization: &config.topology.name,
+                builtin_example: flags.config.topology.is_none(),
+                lints: lints.iter().map(|(line, message)| CheckLint { line: *line, message }).collect(),
+            }),
+            errors: Vec::new(),
+        })?;
+        return Ok(status);
     }
-    println!(
-        "{}: {} rules, {} evidence kinds; {}: {} lint(s)",
+    let mut out = String::new();
+    for (line, lint) in &lints {
+        out.push_str(&format!("{}:{line}: {lint}\n", config.topology_name));
+    }
+    out.push_str(&format!(
+        "{}: {} rules, {} evidence kinds; {}: {} lint(s)\n",
         config.policy_name,
         config.policy.rules.len(),
         config.policy.evidence.len(),
         config.topology_name,
         lints.len()
-    );
-    Ok(if lints.is_empty() { 0 } else { 1 })
+    ));
+    print(out.as_bytes())?;
+    Ok(status)
 }
 
 fn generate(flags: &cli::GenerateFlags) -> Result<u8, String> {

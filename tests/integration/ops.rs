@@ -156,3 +156,108 @@ fn shipped_live_config_is_valid() {
     assert_eq!(status, 2, "{stderr}");
     assert!(stderr.contains(&interface) && stderr.contains("no such interface"), "{stderr}");
 }
+
+/// `--version` names the commit it was built from: the checkout's HEAD when built in
+/// one (as CI does, in a clean clone), "unknown" otherwise.
+#[test]
+fn version_names_the_commit() {
+    let (status, stdout, _) = exwatch(&["--version"]);
+    assert_eq!(status, 0);
+    let head = Command::new("git")
+        .arg("-C")
+        .arg(crate::util::repo())
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let commit = head.unwrap_or_else(|| "unknown".to_string());
+    assert_eq!(stdout.trim(), format!("exwatch {} (commit {commit})", env!("CARGO_PKG_VERSION")));
+}
+
+/// Completion scripts come from the flags' definitions; bash's parses.
+#[test]
+fn completions_are_generated_from_the_flags() {
+    let (status, script, stderr) = exwatch(&["completions", "bash"]);
+    assert_eq!(status, 0, "{stderr}");
+    for word in ["--interface", "--config", "--eve-log", "completions", "analyze"] {
+        assert!(script.contains(word), "the bash completion lacks {word}");
+    }
+    let mut bash =
+        Command::new("bash").arg("-n").stdin(std::process::Stdio::piped()).spawn().expect("run bash -n");
+    bash.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("feed bash");
+    assert!(bash.wait().expect("bash").success(), "bash -n refuses the completion script");
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let (status, script, _) = exwatch(&["completions", shell]);
+        assert!(status == 0 && script.contains("eve-log"), "{shell}");
+    }
+    let (status, _, _) = exwatch(&["completions", "tcsh"]);
+    assert_eq!(status, 2, "an unknown shell is a usage error");
+}
+
+/// The man pages come from the flags' definitions and format without a warning.
+#[test]
+fn man_pages_are_generated_and_format_cleanly() {
+    let (status, page, _) = exwatch(&["man"]);
+    assert_eq!(status, 0);
+    assert!(page.contains(".TH exwatch 1"), "{page}");
+    let (status, live, _) = exwatch(&["man", "live"]);
+    assert_eq!(status, 0);
+    assert!(live.contains(".TH exwatch-live 1") && live.contains("\\-\\-config"), "{live}");
+    let (status, _, stderr) = exwatch(&["man", "nonesuch"]);
+    assert_eq!(status, 2);
+    assert!(stderr.contains("no such command (one of analyze"), "{stderr}");
+    if Command::new("groff").arg("--version").output().is_err() {
+        let _ = writeln!(std::io::stderr(), "ops::man_pages: formatting not checked: no groff");
+        return;
+    }
+    for page in [page, live] {
+        let mut groff = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run groff");
+        groff.stdin.take().expect("stdin").write_all(page.as_bytes()).expect("feed groff");
+        let out = groff.wait_with_output().expect("groff");
+        let warnings = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && warnings.is_empty(), "groff: {warnings}");
+    }
+}
+
+/// `check --json`: one document with the policy, the topology and its lints, or the
+/// error with file, line and key; the exit status as without --json.
+#[test]
+fn check_json_reports_lints_and_errors() {
+    let (status, stdout, _) = exwatch(&["check", "--json"]);
+    assert_eq!(status, 0, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(report["version"], 1);
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["topology"]["builtin_example"], true);
+    assert!(report["policy"]["rules"].as_u64().is_some_and(|n| n > 0), "{report}");
+    assert_eq!(report["topology"]["lints"], serde_json::json!([]));
+
+    let example = std::fs::read_to_string(crate::util::repo().join("rules/topology.toml")).expect("topology");
+    let linted =
+        example.replace("edge              = [\"172.16.0.25\"]", "edge = [\"172.16.0.25\", \"172.16.0.26\"]");
+    let (_dir, path) = crate::util::topology_file(&linted);
+    let (status, stdout, _) = exwatch(&["check", "--json", "--topology", path.to_str().expect("UTF-8")]);
+    assert_eq!(status, 1, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    let lint = &report["topology"]["lints"][0];
+    assert_eq!(lint["line"], 11, "{report}");
+    assert!(lint["message"].as_str().is_some_and(|m| m.contains("172.16.0.26/32")), "{report}");
+
+    let broken = example.replace("\"10.10.0.6\"", "\"10.10.0.300\"");
+    let (_dir, path) = crate::util::topology_file(&broken);
+    let (status, stdout, stderr) = exwatch(&["check", "--json", "--topology", path.to_str().expect("UTF-8")]);
+    assert_eq!(status, 2, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(report["valid"], false);
+    let error = &report["errors"][0];
+    assert_eq!(error["line"], 12, "{report}");
+    assert_eq!(error["key"], "roles.domain_controller", "{report}");
+    assert_eq!(error["file"], path.to_str().expect("UTF-8"), "{report}");
+    assert!(stderr.contains("topology.toml:12: roles.domain_controller"), "{stderr}");
+}
