@@ -257,7 +257,8 @@ pub struct RunFlags {
     /// Also write one EVE `flow` event per flow when it ends (with Zeek's conn_state).
     #[arg(long)]
     pub flows: bool,
-    /// Write the end-of-run summary as JSON to FILE (it always goes to stderr as text).
+    /// Write the end-of-run summary as JSON to FILE, or - for standard output (it always
+    /// goes to stderr as text).
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
     /// Parser workers (each owns a share of the flows), fed by one reader thread: on an
@@ -327,6 +328,13 @@ impl RunSettings {
         }
         if flags.max_flows == 0 {
             return Err("--max-flows must be at least 1".into());
+        }
+        if flags.eve_log.as_os_str() == "-"
+            && flags.summary_json.as_ref().is_some_and(|p| p.as_os_str() == "-")
+        {
+            return Err("--summary-json -: standard output already carries the EVE log (--eve-log -); \
+                        give one of them a file"
+                .into());
         }
         let mut pipeline = Settings::default();
         if let Some(workers) = flags.workers {

@@ -70,6 +70,11 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
         bar.finish_and_clear();
     }
     summarize(&engine, &settings.run, &report, settings.not_captures_total())?;
+    if report.eve_closed {
+        // Whoever reads the EVE lines has seen enough (`| head`): as ripgrep does, a
+        // closed standard output ends the run quietly, not as a failure.
+        return Ok(0);
+    }
     if !report.errors.is_empty() {
         return Ok(2);
     }
@@ -131,7 +136,7 @@ fn live(settings: cli::LiveSettings) -> Result<u8, String> {
     })
     .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
     summarize(&engine, &settings.run, &report, 0)?;
-    Ok(if report.errors.is_empty() { 0 } else { 2 })
+    Ok(if report.errors.is_empty() || report.eve_closed { 0 } else { 2 })
 }
 
 fn account(user: &str) -> Result<nix::unistd::User, String> {
@@ -149,7 +154,8 @@ fn drop_privileges(user: &str, account: &nix::unistd::User) -> Result<(), String
         .map_err(|e| format!("--user {user}: cannot drop privileges: {e}"))
 }
 
-/// Prints the summary, and writes it as JSON when asked; `not_captures` counts the files
+/// Prints the summary, then the errors of the run (never inside the summary), and writes
+/// the summary as JSON when asked (`-`: standard output); `not_captures` counts the files
 /// found in directories that were skipped.
 fn summarize(
     engine: &Engine,
@@ -159,10 +165,21 @@ fn summarize(
 ) -> Result<(), String> {
     let summary =
         Summary::new(engine, &settings.config.topology_name, report).with_not_captures(not_captures);
-    eprint!("{}", summary.render());
+    // One write, so that nothing another thread says lands inside it.
+    let mut text = summary.render();
+    for (_, message) in &summary.errors {
+        text.push_str(&format!("exwatch: {message}\n"));
+    }
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
     if let Some(path) = &settings.summary_json {
-        let json = serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?;
-        std::fs::write(path, json).map_err(|e| format!("{}: cannot write summary: {e}", path.display()))?;
+        let mut json = serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?;
+        json.push(b'\n');
+        if path.as_os_str() == "-" {
+            print(&json)?;
+        } else {
+            std::fs::write(path, json)
+                .map_err(|e| format!("{}: cannot write summary: {e}", path.display()))?;
+        }
     }
     Ok(())
 }

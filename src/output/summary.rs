@@ -247,7 +247,8 @@ impl Summary {
         self
     }
 
-    /// The human-readable summary printed on stderr.
+    /// The human-readable summary printed on stderr. The errors are not in it: the
+    /// binary says them after it, each on a line of its own.
     pub fn render(&self) -> String {
         let mut s = String::new();
         let (p, f, found) = (&self.packets, &self.flows, &self.findings);
@@ -350,9 +351,6 @@ impl Summary {
                 "latency {}: p50 {} ns, p99 {} ns, max {} ns ({} samples)",
                 l.stage, l.p50, l.p99, l.max, l.samples
             );
-        }
-        for (_, message) in &self.errors {
-            let _ = writeln!(s, "error: {message}");
         }
         let read = p.get("read");
         let rate = |busy: f64| read as f64 / busy.max(1e-9) / 1e6;

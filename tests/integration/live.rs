@@ -1257,3 +1257,50 @@ fn live_logrotate_snippet_rotates_a_running_exwatch() {
     assert_ne!(first["src_port"], second["src_port"]);
     exwatch.stop("TERM").assert_clean();
 }
+
+/// `live --eve-log - | head -1`: once the reader of standard output has gone, the next
+/// event ends the run as a stop would: the summary on stderr, status 0, no "Broken pipe".
+#[test]
+fn live_into_a_closed_pipe_ends_quietly_with_status_0() {
+    use std::io::{BufRead, BufReader, Read};
+    let Some(net) = setup("live_into_a_closed_pipe_ends_quietly_with_status_0") else {
+        return;
+    };
+    let edge = net.addr(2);
+    let topology = net.file("topology.toml", &edge_site(&net));
+    let args = [
+        "live",
+        "--interface",
+        net.interface(Side::Inside),
+        "--topology",
+        topology.to_str().expect("UTF-8"),
+        "--eve-log",
+        "-",
+    ];
+    let child = net
+        .cmd(Side::Inside, env!("CARGO_BIN_EXE_exwatch"), &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start exwatch");
+    let mut exwatch = Background { child, what: "exwatch live --eve-log -".into() };
+    let mut stderr = BufReader::new(exwatch.child.stderr.take().expect("stderr"));
+    let mut said = String::new();
+    while !said.contains("watching") {
+        assert!(stderr.read_line(&mut said).expect("read stderr") > 0, "exwatch ended: {said}");
+    }
+    let _rdp = nc_listener(&net, Side::Inside, &edge, 3389);
+    nc_send(&net, Side::Outside, &edge, 3389);
+    let mut first = String::new();
+    BufReader::new(exwatch.child.stdout.take().expect("stdout")).read_line(&mut first).expect("read a line");
+    let event: Value = serde_json::from_str(&first).expect("an event");
+    assert_eq!(event["event_type"], "alert", "{first}");
+
+    // The pipe is closed now (its reader dropped): the next event cannot be written.
+    nc_send(&net, Side::Outside, &edge, 3389);
+    let status = wait_until("exwatch to end", || exwatch.child.try_wait().expect("wait"));
+    stderr.read_to_string(&mut said).expect("read stderr");
+    assert_eq!(status.code(), Some(0), "stderr:\n{said}");
+    assert!(said.contains("exwatch summary") && said.contains("throughput:"), "{said}");
+    assert!(!said.to_lowercase().contains("broken pipe"), "{said}");
+}

@@ -261,3 +261,99 @@ fn check_json_reports_lints_and_errors() {
     assert_eq!(error["file"], path.to_str().expect("UTF-8"), "{report}");
     assert!(stderr.contains("topology.toml:12: roles.domain_controller"), "{stderr}");
 }
+
+/// Runs exwatch with its standard output a pipe of which only the first line is read
+/// (as `| head -1` does; `read_first` false closes it unread): (status, first line, stderr).
+fn into_closed_pipe(args: &[&str], read_first: bool) -> (i32, String, String) {
+    use std::io::{BufRead, Read};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exwatch"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run exwatch");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut first = String::new();
+    if read_first {
+        std::io::BufReader::new(stdout).read_line(&mut first).expect("read a line");
+    } else {
+        drop(stdout);
+    }
+    let mut stderr = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
+    let status = child.wait().expect("wait").code().unwrap_or(-1);
+    (status, first, stderr)
+}
+
+/// `analyze --eve-log - | head -1` ends the run quietly: status 0 (not 1 for the
+/// findings, not 2 for an error), no "Broken pipe", and the summary still on stderr. The
+/// output (the sample with --flows, about 100 KB) is larger than a pipe holds, so exwatch
+/// is still writing when the pipe closes. Both ways of reading files are covered.
+#[test]
+fn analyze_into_a_closed_pipe_ends_quietly_with_status_0() {
+    let sample = capture("sample-contoso.pcap");
+    let sample = sample.to_str().expect("UTF-8 path");
+    for files in [vec![sample], vec![sample, sample]] {
+        let mut args = vec!["analyze", "--flows", "--eve-log", "-", "--no-progress"];
+        args.extend(&files);
+        let (status, first, stderr) = into_closed_pipe(&args, true);
+        assert_eq!(status, 0, "{} file(s); stderr:\n{stderr}", files.len());
+        let event: serde_json::Value = serde_json::from_str(&first).expect("the first line is an event");
+        assert!(event["event_type"].is_string(), "{first}");
+        assert!(!stderr.to_lowercase().contains("broken pipe"), "{stderr}");
+        assert!(!stderr.contains("exwatch: "), "no error line:\n{stderr}");
+        assert!(stderr.contains("exwatch summary") && stderr.contains("throughput:"), "{stderr}");
+    }
+    for args in [&["man"][..], &["check"], &["check", "--json"], &["completions", "bash"]] {
+        let (status, _, stderr) = into_closed_pipe(args, false);
+        assert_eq!(status, 0, "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+/// `--summary-json -` writes the summary to standard output; with the EVE log there too
+/// it is refused (exit 2), since the two would mix.
+#[test]
+fn summary_json_dash_is_standard_output() {
+    let sample = capture("sample-contoso.pcap");
+    let sample = sample.to_str().expect("UTF-8 path");
+    let (status, stdout, stderr) =
+        exwatch(&["analyze", sample, "--no-progress", "--eve-log", "/dev/null", "--summary-json", "-"]);
+    assert_eq!(status, 1, "the sample has violations; stderr:\n{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("the summary, as JSON");
+    assert!(summary["packets"]["read"].as_u64().is_some_and(|n| n > 0), "{summary}");
+    assert!(stderr.contains("exwatch summary"), "the text summary still goes to stderr:\n{stderr}");
+
+    let (status, stdout, stderr) = exwatch(&["analyze", sample, "--summary-json", "-"]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stdout.is_empty() && stderr.contains("--summary-json -"), "{stderr}");
+}
+
+/// Errors of a run are said after the summary, each on a line of its own, never inside
+/// the summary block.
+#[test]
+fn errors_come_after_the_summary_not_inside_it() {
+    let sample = capture("sample-contoso.pcap");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing.pcap");
+    for extra in [&[][..], &["--continuous"]] {
+        let mut args = vec![
+            "analyze",
+            "--no-progress",
+            "--eve-log",
+            "/dev/null",
+            sample.to_str().expect("UTF-8"),
+            missing.to_str().expect("UTF-8"),
+        ];
+        args.extend(extra);
+        let (status, _, stderr) = exwatch(&args);
+        assert_eq!(status, 2, "{stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        let start = lines.iter().position(|l| l.starts_with("exwatch summary")).expect("summary");
+        let end = lines.iter().position(|l| l.starts_with("throughput:")).expect("throughput line");
+        let error = lines.iter().position(|l| l.contains("missing.pcap")).expect("the error");
+        assert!(error > end, "{extra:?}: the error is inside the summary:\n{stderr}");
+        assert!(lines[start..=end].iter().all(|l| !l.starts_with("exwatch:")), "{stderr}");
+        assert!(lines[error].starts_with("exwatch: "), "{stderr}");
+    }
+}
