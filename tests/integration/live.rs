@@ -1304,3 +1304,32 @@ fn live_into_a_closed_pipe_ends_quietly_with_status_0() {
     assert!(said.contains("exwatch summary") && said.contains("throughput:"), "{said}");
     assert!(!said.to_lowercase().contains("broken pipe"), "{said}");
 }
+
+/// The interface goes away under a running capture: exwatch ends with status 2, the
+/// summary, and after it a line naming the interface; `/healthz` is never 200 after it.
+#[test]
+fn live_capture_failure_ends_with_status_2_after_the_summary() {
+    let Some(net) = setup("live_capture_failure_ends_with_status_2_after_the_summary") else {
+        return;
+    };
+    let metrics = format!("127.0.0.1:{METRICS_PORT}");
+    let mut exwatch = Exwatch::start(&net, &edge_site(&net), &["--metrics", &metrics]);
+    let health = |net: &Net| {
+        let url = format!("http://127.0.0.1:{METRICS_PORT}/healthz");
+        let mut curl =
+            net.cmd(Side::Inside, "curl", &["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "3", &url]);
+        text(&curl.output().expect("run curl").stdout)
+    };
+    wait_until("/healthz to be 200", || (health(&net) == "200").then_some(()));
+
+    let interface = net.interface(Side::Inside).to_string();
+    ip_ok(&["-n", net.ns(Side::Outside), "link", "del", net.interface(Side::Outside)]);
+    let status = wait_until("exwatch to end", || exwatch.child.try_wait().expect("wait"));
+    let stderr = exwatch.stderr_text();
+    assert_eq!(status.code(), Some(2), "stderr:\n{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let end = lines.iter().position(|l| l.starts_with("throughput:")).expect("the summary");
+    let error = lines.iter().rposition(|l| l.contains(&interface)).expect("a line naming the interface");
+    assert!(error > end && lines[error].starts_with("exwatch: "), "{stderr}");
+    assert_ne!(health(&net), "200", "nothing healthy answers once the capture failed");
+}
