@@ -203,6 +203,8 @@ impl Log<'_> {
         if self.buf.is_empty() {
             return Ok(());
         }
+        // The newline that ends a half line left behind is not an event.
+        let prefix = usize::from(self.cut_failed);
         if self.cut_failed {
             self.buf.insert(0, b'\n');
         }
@@ -238,7 +240,7 @@ impl Log<'_> {
         if !self.keep_going || error.kind() == io::ErrorKind::BrokenPipe {
             return Err(error);
         }
-        let lost = self.buf[whole..].iter().filter(|&&b| b == b'\n').count() as u64;
+        let lost = self.buf[whole.max(prefix)..].iter().filter(|&&b| b == b'\n').count() as u64;
         self.buf.clear();
         self.monitor.unwritten.fetch_add(lost, Ordering::Relaxed);
         match &mut self.lost {
@@ -268,4 +270,81 @@ impl Log<'_> {
 /// Joins the writer, returning what it did or the error that stopped it.
 pub(super) fn join(handle: ScopedJoinHandle<'_, io::Result<Written>>) -> io::Result<Written> {
     handle.join().map_err(|_| io::Error::other("the writer thread panicked"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::policy::builtin;
+
+    fn monitor() -> (Monitor, Arc<Mutex<Vec<String>>>) {
+        let policy = Arc::new(builtin::policy().expect("policy"));
+        let engine = Engine::new(policy, Arc::new(builtin::topology().expect("topology")), 10);
+        let mut monitor = Monitor::new(&engine, 1);
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let notices = Arc::clone(&said);
+        monitor.notify = Box::new(move |n| notices.lock().expect("notices").push(n.to_string()));
+        (monitor, said)
+    }
+
+    /// A device that is always full: every line is counted as lost, the operator is told
+    /// once, and told again, with the total, when writing works again.
+    #[test]
+    fn lines_that_cannot_be_written_are_counted_and_said_once() {
+        let (monitor, said) = monitor();
+        let full = Sink::at(std::path::Path::new("/dev/full"), true);
+        let mut log = Log {
+            out: full.open().expect("open /dev/full"),
+            sink: &full,
+            monitor: &monitor,
+            keep_going: true,
+            buf: Vec::new(),
+            lost: None,
+            cut_failed: false,
+        };
+        log.buf.extend_from_slice(b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
+        log.flush().expect("a live log keeps going");
+        log.buf.extend_from_slice(b"{\"a\":4}\n{\"a\":5}\n");
+        log.flush().expect("a live log keeps going");
+        assert_eq!(monitor.unwritten.load(Ordering::Relaxed), 5);
+        assert_eq!(said.lock().expect("notices").len(), 1, "{:?}", said.lock());
+        assert!(said.lock().expect("notices")[0].contains("/dev/full: cannot write the EVE log"));
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let room = Sink::at(&dir.path().join("eve.json"), true);
+        log.out = room.open().expect("open a file");
+        log.buf.extend_from_slice(b"{\"a\":6}\n");
+        log.flush().expect("written");
+        assert_eq!(monitor.unwritten.load(Ordering::Relaxed), 5);
+        let notices = said.lock().expect("notices");
+        assert_eq!(notices.len(), 2);
+        assert!(
+            notices[1].contains("writing the EVE log again; 5 event(s) could not be written"),
+            "{notices:?}"
+        );
+        let written = std::fs::read(dir.path().join("eve.json")).expect("read");
+        assert_eq!(written, b"{\"a\":6}\n");
+    }
+
+    /// Offline, the error is returned (the run ends with it) and nothing is counted.
+    #[test]
+    fn offline_a_write_error_is_returned() {
+        let (monitor, said) = monitor();
+        let full = Sink::at(std::path::Path::new("/dev/full"), false);
+        let mut log = Log {
+            out: full.open().expect("open /dev/full"),
+            sink: &full,
+            monitor: &monitor,
+            keep_going: false,
+            buf: b"{}\n".to_vec(),
+            lost: None,
+            cut_failed: false,
+        };
+        let error = log.flush().expect_err("the error");
+        assert_eq!(error.raw_os_error(), Some(nix::libc::ENOSPC));
+        assert_eq!(monitor.unwritten.load(Ordering::Relaxed), 0);
+        assert!(said.lock().expect("notices").is_empty());
+    }
 }
