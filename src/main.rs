@@ -69,7 +69,7 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    summarize(&engine, &settings.run, &report, settings.not_captures_total())?;
+    summarize(&engine, &settings.run, &report, settings.not_captures_total(), None)?;
     if report.eve_closed {
         // Whoever reads the EVE lines has seen enough (`| head`): as ripgrep does, a
         // closed standard output ends the run quietly, not as a failure.
@@ -104,6 +104,14 @@ fn live(settings: cli::LiveSettings) -> Result<u8, String> {
         Some(addr) => Some(TcpListener::bind(addr).map_err(|e| format!("--metrics {addr}: {e}"))?),
         None => None,
     };
+    // Written at the end, when root may be gone: opened now, as the EVE log is.
+    let summary_file = match (&settings.user, &settings.run.summary_json) {
+        (Some(_), Some(path)) if path.as_os_str() != "-" => Some(
+            std::fs::File::create(path)
+                .map_err(|e| format!("{}: cannot write summary: {e}", path.display()))?,
+        ),
+        _ => None,
+    };
     if let Some(user) = &settings.user {
         let account = account(user)?;
         if let Some(path) = sink.path() {
@@ -135,7 +143,7 @@ fn live(settings: cli::LiveSettings) -> Result<u8, String> {
         report
     })
     .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
-    summarize(&engine, &settings.run, &report, 0)?;
+    summarize(&engine, &settings.run, &report, 0, summary_file)?;
     Ok(if report.errors.is_empty() || report.eve_closed { 0 } else { 2 })
 }
 
@@ -155,13 +163,14 @@ fn drop_privileges(user: &str, account: &nix::unistd::User) -> Result<(), String
 }
 
 /// Prints the summary, then the errors of the run (never inside the summary), and writes
-/// the summary as JSON when asked (`-`: standard output); `not_captures` counts the files
-/// found in directories that were skipped.
+/// the summary as JSON when asked (`-`: standard output; `opened`: the file, opened
+/// already); `not_captures` counts the files found in directories that were skipped.
 fn summarize(
     engine: &Engine,
     settings: &cli::RunSettings,
     report: &Report,
     not_captures: usize,
+    opened: Option<std::fs::File>,
 ) -> Result<(), String> {
     let summary =
         Summary::new(engine, &settings.config.topology_name, report).with_not_captures(not_captures);
@@ -174,12 +183,12 @@ fn summarize(
     if let Some(path) = &settings.summary_json {
         let mut json = serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?;
         json.push(b'\n');
-        if path.as_os_str() == "-" {
-            print(&json)?;
-        } else {
-            std::fs::write(path, json)
-                .map_err(|e| format!("{}: cannot write summary: {e}", path.display()))?;
-        }
+        let written = match opened {
+            _ if path.as_os_str() == "-" => return print(&json).map(|_| ()),
+            Some(mut file) => file.write_all(&json),
+            None => std::fs::write(path, json),
+        };
+        written.map_err(|e| format!("{}: cannot write summary: {e}", path.display()))?;
     }
     Ok(())
 }

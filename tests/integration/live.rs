@@ -378,8 +378,7 @@ impl Exwatch {
         Exwatch::launch(net, topology, extra, true)
     }
 
-    /// `with_summary` false leaves out `--summary-json` (which is written at exit, after
-    /// `--user` has dropped the right to write in the test's directory).
+    /// `with_summary` false leaves out `--summary-json`.
     fn launch(net: &Net, topology: &str, extra: &[&str], with_summary: bool) -> Exwatch {
         Exwatch::launch_at(net, topology, extra, with_summary, |dir| dir.join("eve.json"))
     }
@@ -1014,8 +1013,9 @@ fn live_user_nobody_keeps_logging_across_sighup() {
     };
     let (uid, _) = nobody();
     let edge = net.addr(2);
+    // The summary too is written at exit, as nobody, in a directory nobody cannot write.
     let mut exwatch =
-        Exwatch::launch_at(&net, &edge_site(&net), &["--user", "nobody"], false, |dir| log_dir(dir, true));
+        Exwatch::launch_at(&net, &edge_site(&net), &["--user", "nobody"], true, |dir| log_dir(dir, true));
     assert_eq!(owner(&exwatch.eve), uid, "the EVE log belongs to nobody");
     let _rdp = nc_listener(&net, Side::Inside, &edge, 3389);
     let rdp = |e: &Value| is_alert(e, "edge-perimeter", 3389);
@@ -1041,6 +1041,8 @@ fn live_user_nobody_keeps_logging_across_sighup() {
     let stopped = exwatch.stop("TERM");
     stopped.assert_clean();
     assert!(!stopped.stderr.contains("cannot reopen"), "{}", stopped.stderr);
+    let summary = stopped.summary.as_ref().expect("the summary, written as nobody");
+    assert_eq!(summary["findings"]["violation"], 3, "{summary}");
     assert_eq!(events(&rotated).len(), 2, "{}", lines(&events(&rotated)));
     assert_eq!(stopped.alerts().len(), 1, "{}", lines(&stopped.events));
 }
