@@ -908,7 +908,8 @@ fn live_metrics_page_is_valid_and_latency_is_published() {
     let start = Instant::now();
     let page = loop {
         let page = scrape(&net).unwrap_or_default();
-        if sample(&page, "exwatch_packets_total").is_some_and(|p| p >= 5000.0)
+        // Most of the burst, not all: a loaded machine may shed some of it (counted apart).
+        if sample(&page, "exwatch_packets_total").is_some_and(|p| p >= 1000.0)
             && sample(&page, count).is_some_and(|n| n >= 1.0)
         {
             break page;
@@ -1172,12 +1173,15 @@ fn live_full_disk_counts_lost_events_and_resumes_with_whole_lines() {
     for _ in 0..WHILE_FULL {
         nc_send(&net, Side::Outside, &edge, 3389);
     }
-    let page = alerts_seen(BEFORE + WHILE_FULL);
+    alerts_seen(BEFORE + WHILE_FULL);
     exwatch.wait_stderr("cannot write the EVE log");
-    let lost = unwritten(&page);
-    let written = whole_lines(&eve).len();
-    assert!(lost >= 1, "the disk was full, yet nothing was lost:\n{page}");
-    assert_eq!(written + lost, BEFORE + WHILE_FULL, "every alert is in the log or counted as lost");
+    // Every alert ends in the log or counted as lost, once the writer has had them all.
+    let (written, lost) = wait_until("every alert written or counted as lost", || {
+        let lost = unwritten(&scrape(&net)?);
+        let written = whole_lines(&eve).len();
+        (written + lost == BEFORE + WHILE_FULL).then_some((written, lost))
+    });
+    assert!(lost >= 1, "the disk was full, yet nothing was lost");
 
     tmpfs.free();
     for _ in 0..AFTER {
