@@ -1339,3 +1339,28 @@ fn live_capture_failure_ends_with_status_2_after_the_summary() {
     assert!(error > end && lines[error].starts_with("exwatch: "), "{stderr}");
     assert_ne!(health(&net), "200", "nothing healthy answers once the capture failed");
 }
+
+/// `--config`: settings from the file reach the running capture (here `stats_interval`
+/// and `bpf`), while the flags on the command line (the interface, the EVE log) win.
+#[test]
+fn live_config_file_settings_reach_the_capture() {
+    let Some(net) = setup("live_config_file_settings_reach_the_capture") else {
+        return;
+    };
+    let edge = net.addr(2);
+    let config = net.file(
+        "live.toml",
+        "interface = \"no-such-interface\"\neve_log = \"not-this.json\"\nstats_interval = 1\nbpf = \"not tcp port 3390\"\n",
+    );
+    let mut exwatch = Exwatch::start(&net, &edge_site(&net), &["--config", config.to_str().expect("UTF-8")]);
+    let _rdp = nc_listener(&net, Side::Inside, &edge, 3389);
+    let _filtered = nc_listener(&net, Side::Inside, &edge, 3390);
+    nc_send(&net, Side::Outside, &edge, 3390);
+    nc_send(&net, Side::Outside, &edge, 3389);
+    exwatch.wait_event("the 3389 violation", |e| is_alert(e, "edge-perimeter", 3389));
+    exwatch.wait_event("a stats event, from stats_interval", |e| e["event_type"] == "stats");
+    let stopped = exwatch.stop("TERM");
+    stopped.assert_clean();
+    assert!(stopped.alerts().iter().all(|e| e["dest_port"] != 3390), "the file's filter holds");
+    assert!(!net.dir.path().join("not-this.json").exists(), "--eve-log wins over the file's");
+}
