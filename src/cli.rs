@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
+use toml::Spanned;
 
 use exwatch::capture::LiveOptions;
+use exwatch::config;
 use exwatch::output::Sink;
 use exwatch::pipeline::{FileReader, Settings};
 use exwatch::policy::{builtin, Engine, Policy, Topology, Verdict, DEFAULT_MAX_SMTP_SENDERS};
@@ -15,7 +17,7 @@ use exwatch::policy::{builtin, Engine, Policy, Topology, Verdict, DEFAULT_MAX_SM
 #[derive(Parser, Debug)]
 #[command(
     name = "exwatch",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("EXWATCH_COMMIT"), ")"),
     about = "Proves, packet by packet, that traffic around Microsoft Exchange servers follows the Exchange network-port policy.",
     long_about = "Proves, packet by packet, that traffic around Microsoft Exchange servers follows the \
 Exchange network-port policy (\"Network ports for clients and mail flow in Exchange\").\n\n\
@@ -46,7 +48,7 @@ pub enum Command {
     /// single file is always read that way.
     Analyze(AnalyzeFlags),
     /// Validate a topology and a policy, and lint the topology.
-    Check(ConfigFlags),
+    Check(CheckFlags),
     /// Compare two captures of the same traffic taken at two points (e.g. either side of
     /// a firewall): TCP handshake options rewritten between them (MSS clamping,
     /// stripped options) on traffic that must never be altered are restrictions.
@@ -56,6 +58,59 @@ pub enum Command {
     /// Write a synthetic capture of the example organization (rules/topology.toml), with
     /// a known mix of allowed flows and findings, for demos and benchmarks.
     Generate(GenerateFlags),
+    /// Print a completion script for SHELL on standard output, e.g.
+    /// `exwatch completions bash > /usr/share/bash-completion/completions/exwatch`.
+    Completions(CompletionsFlags),
+    /// Print the man page (roff) on standard output: exwatch(1), or with COMMAND that
+    /// command's page, exwatch-COMMAND(1). `exwatch man | man -l -` shows it.
+    Man(ManFlags),
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct CompletionsFlags {
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct ManFlags {
+    /// The command whose page to print (analyze, live...).
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+}
+
+/// The completion script for `shell`, from the flags' definitions.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Args::command(), "exwatch", &mut out);
+    out
+}
+
+/// The man page of exwatch, or of one of its commands, from the flags' definitions.
+pub fn man_page(command: Option<&str>) -> Result<Vec<u8>, String> {
+    use clap::CommandFactory;
+    let mut root = Args::command();
+    root.build();
+    let page = match command {
+        None => root,
+        Some(name) => {
+            let names: Vec<String> =
+                root.get_subcommands().map(|c| c.get_name().to_string()).filter(|n| n != "help").collect();
+            let sub = root
+                .find_subcommand(name)
+                .filter(|_| name != "help")
+                .ok_or_else(|| format!("man {name}: no such command (one of {})", names.join(", ")))?;
+            // Its page is exwatch-NAME(1), and its usage line says `exwatch NAME`.
+            sub.clone()
+                .name(format!("exwatch-{name}"))
+                .bin_name(format!("exwatch {name}"))
+                .version(root.get_version().unwrap_or_default().to_string())
+        }
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page).render(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
 #[derive(ClapArgs, Debug)]
@@ -98,6 +153,16 @@ pub struct CompareFlags {
     /// Where EVE JSON lines go: a file, or - for standard output.
     #[arg(long, value_name = "FILE", default_value = "-")]
     pub eve_log: PathBuf,
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct CheckFlags {
+    #[command(flatten)]
+    pub config: ConfigFlags,
+    /// Print the outcome as one JSON document on standard output (docs/operations.md
+    /// describes it) rather than as text; the exit status is the same.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -155,13 +220,19 @@ pub enum ReaderFlag {
 #[derive(ClapArgs, Debug)]
 pub struct LiveFlags {
     /// The interface to capture on (a SPAN or mirror port), in promiscuous mode.
-    #[arg(long, short = 'i', value_name = "IF")]
-    pub interface: String,
+    #[arg(long, short = 'i', value_name = "IF", required_unless_present = "config")]
+    pub interface: Option<String>,
+    /// Settings from a TOML file: the flags' names with `_` for `-` (`eve_log`,
+    /// `stats_interval`...; `promiscuous = false` for --no-promiscuous). Flags given
+    /// override it; an unknown key is an error. Relative paths in it are taken from
+    /// the file's directory.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// A BPF filter (tcpdump syntax), checked before the capture starts.
     #[arg(long, value_name = "EXPR")]
     pub bpf: Option<String>,
     #[command(flatten)]
-    pub config: ConfigFlags,
+    pub site: ConfigFlags,
     #[command(flatten)]
     pub run: RunFlags,
     /// Serve Prometheus metrics on http://ADDR/metrics. A bare port binds 127.0.0.1.
@@ -195,7 +266,8 @@ pub struct RunFlags {
     /// Also write one EVE `flow` event per flow when it ends (with Zeek's conn_state).
     #[arg(long)]
     pub flows: bool,
-    /// Write the end-of-run summary as JSON to FILE (it always goes to stderr as text).
+    /// Write the end-of-run summary as JSON to FILE, or - for standard output (it always
+    /// goes to stderr as text).
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
     /// Parser workers (each owns a share of the flows), fed by one reader thread: on an
@@ -234,21 +306,25 @@ pub struct Config {
 
 impl Config {
     pub fn load(flags: &ConfigFlags) -> Result<Config, String> {
+        Config::try_load(flags).map_err(|e| e.to_string())
+    }
+
+    /// As [`Config::load`], with the error as it was found (file, line, key).
+    pub fn try_load(flags: &ConfigFlags) -> Result<Config, config::ConfigError> {
         let (policy, policy_name) = match &flags.policy {
-            Some(path) => (Policy::load(path), path.display().to_string()),
-            None => (builtin::policy(), builtin::POLICY_NAME.into()),
+            Some(path) => (Policy::load(path)?, path.display().to_string()),
+            None => (builtin::policy()?, builtin::POLICY_NAME.into()),
         };
-        let topology = match &flags.topology {
-            Some(path) => Topology::load(path),
-            None => builtin::topology(),
-        };
-        let topology = Arc::new(topology.map_err(|e| e.to_string())?);
+        let topology = Arc::new(match &flags.topology {
+            Some(path) => Topology::load(path)?,
+            None => builtin::topology()?,
+        });
         let topology_name = match &flags.topology {
             Some(path) => path.display().to_string(),
             None => format!("built-in example {:?}", topology.name),
         };
         Ok(Config {
-            policy: Arc::new(policy.map_err(|e| e.to_string())?),
+            policy: Arc::new(policy),
             topology,
             policy_name,
             topology_name,
@@ -280,6 +356,13 @@ impl RunSettings {
         }
         if flags.max_flows == 0 {
             return Err("--max-flows must be at least 1".into());
+        }
+        if flags.eve_log.as_os_str() == "-"
+            && flags.summary_json.as_ref().is_some_and(|p| p.as_os_str() == "-")
+        {
+            return Err("--summary-json -: standard output already carries the EVE log (--eve-log -); \
+                        give one of them a file"
+                .into());
         }
         let mut pipeline = Settings::default();
         if let Some(workers) = flags.workers {
@@ -399,9 +482,31 @@ pub struct LiveSettings {
 }
 
 impl LiveSettings {
-    pub fn from_flags(flags: LiveFlags) -> Result<LiveSettings, String> {
+    /// Validates the flags, with the settings of `--config` under those that `matches`
+    /// (the `live` subcommand's) says were not given on the command line.
+    pub fn from_flags(mut flags: LiveFlags, matches: &clap::ArgMatches) -> Result<LiveSettings, String> {
+        let origins = match flags.config.clone() {
+            Some(path) => {
+                let (file, text) = LiveFile::load(&path)?;
+                file.apply(&path, &text, &mut flags, matches)
+            }
+            None => Vec::new(),
+        };
+        LiveSettings::validate(flags).map_err(|message| {
+            // A bad value from the file: say where it was set.
+            match origins.iter().find(|(flag, _)| message.contains(&format!("--{flag}"))) {
+                Some((_, place)) => format!("{message} (set at {place})"),
+                None => message,
+            }
+        })
+    }
+
+    fn validate(flags: LiveFlags) -> Result<LiveSettings, String> {
+        let interface = flags
+            .interface
+            .ok_or("--interface is required (on the command line, or as `interface` in --config)")?;
         let default_workers = flags.run.workers.is_none();
-        let mut run = RunSettings::from_flags(&flags.config, flags.run)?;
+        let mut run = RunSettings::from_flags(&flags.site, flags.run)?;
         if default_workers {
             // A capture thread mostly waits on the ring; under a flood the workers are
             // what falls behind, so live takes one per core.
@@ -419,7 +524,7 @@ impl LiveSettings {
             return Err("--snaplen must be positive and --buffer-mib from 1 to 4095".into());
         }
         Ok(LiveSettings {
-            interface: flags.interface,
+            interface,
             capture: LiveOptions {
                 snaplen: flags.snaplen,
                 buffer_size: flags.buffer_mib << 20,
@@ -437,6 +542,116 @@ impl LiveSettings {
     pub fn sink(&self) -> Sink {
         Sink::at(&self.run.eve_log, true)
     }
+}
+
+/// `live --config FILE`: the settings of `live`, named as its flags with `_` for `-`.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LiveFile {
+    interface: Option<Spanned<String>>,
+    bpf: Option<Spanned<String>>,
+    topology: Option<Spanned<PathBuf>>,
+    policy: Option<Spanned<PathBuf>>,
+    eve_log: Option<Spanned<PathBuf>>,
+    flows: Option<Spanned<bool>>,
+    summary_json: Option<Spanned<PathBuf>>,
+    workers: Option<Spanned<usize>>,
+    syn_timeout: Option<Spanned<f64>>,
+    max_flows: Option<Spanned<usize>>,
+    max_smtp_senders: Option<Spanned<usize>>,
+    metrics: Option<Spanned<String>>,
+    stats_interval: Option<Spanned<f64>>,
+    user: Option<Spanned<String>>,
+    snaplen: Option<Spanned<i32>>,
+    buffer_mib: Option<Spanned<i32>>,
+    promiscuous: Option<Spanned<bool>>,
+}
+
+impl LiveFile {
+    /// Reads and parses the file: a TOML error, a value of the wrong type or an
+    /// unknown key is `file:line: key: message`.
+    fn load(path: &Path) -> Result<(LiveFile, String), String> {
+        let text = config::read(path).map_err(|e| e.to_string())?;
+        let source = config::Source { file: path, text: &text };
+        let file = source.parse::<LiveFile>().map_err(|mut e| {
+            if e.key.is_empty() {
+                e.key = key_named(&e.message).or_else(|| key_at(&text, e.line?)).unwrap_or_default();
+            }
+            e.to_string()
+        })?;
+        Ok((file, text))
+    }
+}
+
+impl LiveFile {
+    /// Sets every flag not given on the command line from the file (`text`, read from
+    /// `path`); returns the flags set so, each with where (`file:line: key`), for error
+    /// messages.
+    fn apply(
+        self,
+        path: &Path,
+        text: &str,
+        flags: &mut LiveFlags,
+        matches: &clap::ArgMatches,
+    ) -> Vec<(&'static str, String)> {
+        let file = self;
+        let source = config::Source { file: path, text };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut origins = Vec::new();
+        let mut take = |id: &'static str, flag: &'static str, span: std::ops::Range<usize>| {
+            let given = matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+            if !given {
+                origins.push((flag, format!("{}:{}: {id}", path.display(), source.line_of(span.start))));
+            }
+            !given
+        };
+        let local = |p: PathBuf| if p.is_relative() && p.as_os_str() != "-" { dir.join(p) } else { p };
+        macro_rules! set {
+            ($key:ident, $flag:literal, $target:expr, $convert:expr) => {
+                if let Some(value) = file.$key {
+                    if take(stringify!($key), $flag, value.span()) {
+                        $target = $convert(value.into_inner());
+                    }
+                }
+            };
+        }
+        set!(interface, "interface", flags.interface, Some);
+        set!(bpf, "bpf", flags.bpf, Some);
+        set!(topology, "topology", flags.site.topology, |p| Some(local(p)));
+        set!(policy, "policy", flags.site.policy, |p| Some(local(p)));
+        set!(eve_log, "eve-log", flags.run.eve_log, local);
+        set!(flows, "flows", flags.run.flows, |v| v);
+        set!(summary_json, "summary-json", flags.run.summary_json, |p| Some(local(p)));
+        set!(workers, "workers", flags.run.workers, Some);
+        set!(syn_timeout, "syn-timeout", flags.run.syn_timeout, |v| v);
+        set!(max_flows, "max-flows", flags.run.max_flows, |v| v);
+        set!(max_smtp_senders, "max-smtp-senders", flags.run.max_smtp_senders, |v| v);
+        set!(metrics, "metrics", flags.metrics, Some);
+        set!(stats_interval, "stats-interval", flags.stats_interval, Some);
+        set!(user, "user", flags.user, Some);
+        set!(snaplen, "snaplen", flags.snaplen, |v| v);
+        set!(buffer_mib, "buffer-mib", flags.buffer_mib, |v| v);
+        if let Some(value) = file.promiscuous {
+            if take("no_promiscuous", "no-promiscuous", value.span()) {
+                flags.no_promiscuous = !value.into_inner();
+            }
+        }
+        origins
+    }
+}
+
+/// The key an "unknown field `key`" message is about.
+fn key_named(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+/// The key set on line `line` of `text` (`key = value`), if it is a plain key.
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let (key, _) = text.lines().nth(line.checked_sub(1)?)?.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .then(|| key.to_string())
 }
 
 /// `127.0.0.1:9911`, `[::1]:9911`, or a bare port (bound to 127.0.0.1).

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use exwatch::capture::LiveCapture;
 use exwatch::output::Summary;
@@ -18,8 +18,9 @@ use exwatch::policy::{Engine, Role};
 use exwatch::telemetry::{prometheus, Counter, Monitor, Report};
 
 fn main() -> ExitCode {
-    let args = cli::Args::parse();
-    match run(args) {
+    let matches = cli::Args::command().get_matches();
+    let args = cli::Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(args, &matches) {
         Ok(code) => ExitCode::from(code),
         Err(message) => {
             eprintln!("exwatch: {message}");
@@ -28,13 +29,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: cli::Args) -> Result<u8, String> {
+fn run(args: cli::Args, matches: &clap::ArgMatches) -> Result<u8, String> {
     match args.command {
         cli::Command::Analyze(flags) => analyze(cli::AnalyzeSettings::from_flags(flags)?),
-        cli::Command::Live(flags) => live(cli::LiveSettings::from_flags(flags)?),
+        cli::Command::Live(flags) => {
+            let given = matches.subcommand_matches("live").unwrap_or(matches);
+            live(cli::LiveSettings::from_flags(flags, given)?)
+        }
         cli::Command::Check(flags) => check(&flags),
         cli::Command::Compare(flags) => compare(&flags),
         cli::Command::Generate(flags) => generate(&flags),
+        cli::Command::Completions(flags) => print(&cli::completions(flags.shell)),
+        cli::Command::Man(flags) => print(&cli::man_page(flags.command.as_deref())?),
     }
 }
 
@@ -83,14 +89,19 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
         bar.finish_and_clear();
     }
     let c = &report.counters;
-    if c[Counter::Frames] == 0 {
+    if c[Counter::Frames] == 0 && !report.eve_closed {
         for error in &report.errors {
             eprintln!("exwatch: {error}");
         }
         eprintln!("exwatch: no packet was read from any input: nothing was checked");
         return Ok(2);
     }
-    summarize(&engine, &settings.run, &report, settings.not_captures_total())?;
+    summarize(&engine, &settings.run, &report, settings.not_captures_total(), None)?;
+    if report.eve_closed {
+        // Whoever reads the EVE lines has seen enough (`| head`): as ripgrep does, a
+        // closed standard output ends the run quietly, not as a failure.
+        return Ok(0);
+    }
     if !report.errors.is_empty() {
         return Ok(2);
     }
@@ -109,7 +120,10 @@ fn live(settings: cli::LiveSettings) -> Result<u8, String> {
     judgeable(&settings.run.config)?;
     let engine = settings.run.engine();
     let capture = LiveCapture::open(&settings.interface, &settings.capture).map_err(|e| e.to_string())?;
-    let monitor = Monitor::new(&engine, settings.run.pipeline.workers);
+    let mut monitor = Monitor::new(&engine, settings.run.pipeline.workers);
+    // Said at once, while the capture goes on: the operator must not learn of a lost log
+    // only at the end.
+    monitor.notify = Box::new(|notice| eprintln!("exwatch: {notice}"));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal ends the process at once, should a clean stop hang.
         signal_hook::flag::register_conditional_shutdown(signal, 2, Arc::clone(&monitor.stop))
@@ -125,8 +139,23 @@ fn live(settings: cli::LiveSettings) -> Result<u8, String> {
         Some(addr) => Some(TcpListener::bind(addr).map_err(|e| format!("--metrics {addr}: {e}"))?),
         None => None,
     };
+    // Written at the end, when root may be gone: opened now, as the EVE log is.
+    let summary_file = match (&settings.user, &settings.run.summary_json) {
+        (Some(_), Some(path)) if path.as_os_str() != "-" => Some(
+            std::fs::File::create(path)
+                .map_err(|e| format!("{}: cannot write summary: {e}", path.display()))?,
+        ),
+        _ => None,
+    };
     if let Some(user) = &settings.user {
-        drop_privileges(user)?;
+        let account = account(user)?;
+        if let Some(path) = sink.path() {
+            // The log must stay writable after root is given up: reopened on SIGHUP with
+            // or without rotation (as Suricata does with its run-as user).
+            std::os::unix::fs::chown(path, Some(account.uid.as_raw()), Some(account.gid.as_raw()))
+                .map_err(|e| format!("{}: cannot give the EVE log to --user {user}: {e}", path.display()))?;
+        }
+        drop_privileges(user, &account)?;
     }
     eprintln!(
         "exwatch: watching {} (SIGINT or SIGTERM to stop, SIGHUP to reopen the EVE log)",
@@ -149,39 +178,64 @@ fn live(settings: cli::LiveSettings) -> Result<u8, String> {
         report
     })
     .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
-    summarize(&engine, &settings.run, &report, 0)?;
-    Ok(if report.errors.is_empty() { 0 } else { 2 })
+    summarize(&engine, &settings.run, &report, 0, summary_file)?;
+    Ok(if report.errors.is_empty() || report.eve_closed { 0 } else { 2 })
+}
+
+fn account(user: &str) -> Result<nix::unistd::User, String> {
+    nix::unistd::User::from_name(user)
+        .map_err(|e| format!("--user {user}: {e}"))?
+        .ok_or_else(|| format!("--user {user}: no such user"))
 }
 
 /// Gives up root for `user` (its uid, gid and only that group).
-fn drop_privileges(user: &str) -> Result<(), String> {
-    use nix::unistd::{setgid, setgroups, setuid, User};
-    let account = User::from_name(user)
-        .map_err(|e| format!("--user {user}: {e}"))?
-        .ok_or_else(|| format!("--user {user}: no such user"))?;
+fn drop_privileges(user: &str, account: &nix::unistd::User) -> Result<(), String> {
+    use nix::unistd::{setgid, setgroups, setuid};
     setgroups(&[account.gid])
         .and_then(|_| setgid(account.gid))
         .and_then(|_| setuid(account.uid))
         .map_err(|e| format!("--user {user}: cannot drop privileges: {e}"))
 }
 
-/// Prints the summary, and writes it as JSON when asked; `not_captures` counts the files
-/// found in directories that were skipped.
+/// Prints the summary, then the errors of the run (never inside the summary), and writes
+/// the summary as JSON when asked (`-`: standard output; `opened`: the file, opened
+/// already); `not_captures` counts the files found in directories that were skipped.
 fn summarize(
     engine: &Engine,
     settings: &cli::RunSettings,
     report: &Report,
     not_captures: usize,
+    opened: Option<std::fs::File>,
 ) -> Result<(), String> {
     let summary = Summary::new(engine, &settings.config.topology_name, report)
         .with_not_captures(not_captures)
         .with_warnings(settings.config.lints());
-    eprint!("{}", summary.render());
+    // One write, so that nothing another thread says lands inside it.
+    let mut text = summary.render();
+    for (_, message) in &summary.errors {
+        text.push_str(&format!("exwatch: {message}\n"));
+    }
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
     if let Some(path) = &settings.summary_json {
-        let json = serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?;
-        std::fs::write(path, json).map_err(|e| format!("{}: cannot write summary: {e}", path.display()))?;
+        let mut json = serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?;
+        json.push(b'\n');
+        let written = match opened {
+            _ if path.as_os_str() == "-" => return print(&json).map(|_| ()),
+            Some(mut file) => file.write_all(&json),
+            None => std::fs::write(path, json),
+        };
+        written.map_err(|e| format!("{}: cannot write summary: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// Writes `bytes` to standard output; a closed one (`| head`) is not an error.
+fn print(bytes: &[u8]) -> Result<u8, String> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("standard output: {e}")),
+        _ => Ok(0),
+    }
 }
 
 fn compare(flags: &cli::CompareFlags) -> Result<u8, String> {
@@ -226,21 +280,106 @@ fn compare(flags: &cli::CompareFlags) -> Result<u8, String> {
     Ok(u8::from(!outcome.findings.is_empty()))
 }
 
-fn check(flags: &cli::ConfigFlags) -> Result<u8, String> {
-    let config = cli::Config::load(flags)?;
-    let lints = config.lints();
-    for lint in &lints {
-        println!("{lint}");
+/// `check --json`: one document on standard output, described in docs/operations.md.
+#[derive(serde::Serialize)]
+struct CheckReport<'a> {
+    /// The shape of this document; a field removed or changed in meaning raises it.
+    version: u32,
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<CheckedPolicy<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topology: Option<CheckedTopology<'a>>,
+    errors: Vec<CheckError<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct CheckedPolicy<'a> {
+    file: &'a str,
+    name: &'a str,
+    rules: usize,
+    evidence: usize,
+}
+
+#[derive(serde::Serialize)]
+struct CheckedTopology<'a> {
+    file: &'a str,
+    organization: &'a str,
+    builtin_example: bool,
+    lints: Vec<CheckLint<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct CheckLint<'a> {
+    line: usize,
+    message: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct CheckError<'a> {
+    file: &'a std::path::Path,
+    line: Option<usize>,
+    key: &'a str,
+    message: &'a str,
+}
+
+fn check(flags: &cli::CheckFlags) -> Result<u8, String> {
+    let json = |report: &CheckReport| {
+        let text = serde_json::to_string(report).map_err(|e| e.to_string())?;
+        print(format!("{text}\n").as_bytes())
+    };
+    let config = match cli::Config::try_load(&flags.config) {
+        Ok(config) => config,
+        Err(e) if !flags.json => return Err(e.to_string()),
+        Err(e) => {
+            eprintln!("exwatch: {e}");
+            let error = CheckError { file: &e.file, line: e.line, key: &e.key, message: &e.message };
+            json(&CheckReport {
+                version: 1,
+                valid: false,
+                policy: None,
+                topology: None,
+                errors: vec![error],
+            })?;
+            return Ok(2);
+        }
+    };
+    let lints = config.topology.lint();
+    let status = if lints.is_empty() { 0 } else { 1 };
+    if flags.json {
+        json(&CheckReport {
+            version: 1,
+            valid: true,
+            policy: Some(CheckedPolicy {
+                file: &config.policy_name,
+                name: &config.policy.name,
+                rules: config.policy.rules.len(),
+                evidence: config.policy.evidence.len(),
+            }),
+            topology: Some(CheckedTopology {
+                file: &config.topology_name,
+                organization: &config.topology.name,
+                builtin_example: flags.config.topology.is_none(),
+                lints: lints.iter().map(|(line, message)| CheckLint { line: *line, message }).collect(),
+            }),
+            errors: Vec::new(),
+        })?;
+        return Ok(status);
     }
-    println!(
-        "{}: {} rules, {} evidence kinds; {}: {} lint(s)",
+    let mut out = String::new();
+    for lint in config.lints() {
+        out.push_str(&format!("{lint}\n"));
+    }
+    out.push_str(&format!(
+        "{}: {} rules, {} evidence kinds; {}: {} lint(s)\n",
         config.policy_name,
         config.policy.rules.len(),
         config.policy.evidence.len(),
         config.topology_name,
         lints.len()
-    );
-    Ok(if lints.is_empty() { 0 } else { 1 })
+    ));
+    print(out.as_bytes())?;
+    Ok(status)
 }
 
 fn generate(flags: &cli::GenerateFlags) -> Result<u8, String> {

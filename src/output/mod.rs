@@ -8,8 +8,9 @@ pub mod eve;
 pub mod summary;
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::path::PathBuf;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 
 pub use summary::Summary;
 
@@ -39,14 +40,72 @@ impl Sink {
         }
     }
 
-    pub fn open(&self) -> io::Result<Box<dyn Write + Send>> {
-        Ok(match self {
-            Sink::Stdout => Box::new(io::stdout()),
-            Sink::File { path, append: false } => Box::new(File::create(path)?),
+    /// Opens the sink for writing. Standard output is written through a duplicate of
+    /// its descriptor, unbuffered, so every write's outcome is known.
+    pub fn open(&self) -> io::Result<EveOut> {
+        let file = match self {
+            Sink::Stdout => Some(File::from(io::stdout().as_fd().try_clone_to_owned()?)),
+            Sink::File { path, append: false } => Some(File::create(path)?),
             Sink::File { path, append: true } => {
-                Box::new(OpenOptions::new().create(true).append(true).open(path)?)
+                Some(OpenOptions::new().create(true).append(true).open(path)?)
             }
-            Sink::Discard | Sink::Off => Box::new(io::sink()),
-        })
+            Sink::Discard | Sink::Off => None,
+        };
+        Ok(EveOut { file })
+    }
+
+    /// The file written to, if the sink is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Sink::File { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sink::Stdout => f.write_str("standard output"),
+            Sink::File { path, .. } => write!(f, "{}", path.display()),
+            Sink::Discard | Sink::Off => f.write_str("no EVE log"),
+        }
+    }
+}
+
+/// An open sink: a file (standard output included, through its descriptor), or nothing.
+#[derive(Debug)]
+pub struct EveOut {
+    file: Option<File>,
+}
+
+impl EveOut {
+    /// Removes the last `bytes` written (a line that could not be finished), so the log
+    /// never keeps half a line. Only a regular file can be cut; a pipe cannot, and is
+    /// left as it is (Err).
+    pub fn cut(&mut self, bytes: u64) -> io::Result<()> {
+        let Some(file) = &mut self.file else { return Ok(()) };
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
+        let len = meta.len().saturating_sub(bytes);
+        file.set_len(len)?;
+        // A file not opened for appending writes at its offset, which must not stay
+        // past the new end (the gap would read as zeros).
+        file.seek(SeekFrom::Start(len)).map(|_| ())
+    }
+}
+
+impl Write for EveOut {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match &mut self.file {
+            Some(file) => file.write(bytes),
+            None => Ok(bytes.len()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

@@ -19,7 +19,8 @@ pub const TOP_PAIRS: usize = 10;
 #[derive(Serialize, Debug)]
 pub struct Summary {
     pub policy: String,
-    /// Live capture only: what the kernel and the interface counted, and what exwatch shed.
+    /// Live capture only: what the kernel and the interface counted, what exwatch shed,
+    /// and the events the EVE log could not take.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<Counts>,
     pub topology: String,
@@ -256,7 +257,8 @@ impl Summary {
         self
     }
 
-    /// The human-readable summary printed on stderr.
+    /// The human-readable summary printed on stderr. The errors are not in it: the
+    /// binary says them after it, each on a line of its own.
     pub fn render(&self) -> String {
         let mut s = String::new();
         let (p, f, found) = (&self.packets, &self.flows, &self.findings);
@@ -326,11 +328,12 @@ impl Summary {
         if let Some(c) = &self.capture {
             let _ = writeln!(
                 s,
-                "capture: {} received by the kernel, {} dropped by the kernel, {} by the interface, {} shed (workers behind)",
+                "capture: {} received by the kernel, {} dropped by the kernel, {} by the interface, {} shed (workers behind); {} events not written to the EVE log",
                 c.get("kernel_received"),
                 c.get("kernel_dropped"),
                 c.get("interface_dropped"),
-                c.get("shed")
+                c.get("shed"),
+                c.get("eve_unwritten")
             );
         }
         let (tracked, one_sided) = (f.get("tracked"), f.get("one_sided"));
@@ -358,9 +361,6 @@ impl Summary {
                 "latency {}: p50 {} ns, p99 {} ns, max {} ns ({} samples)",
                 l.stage, l.p50, l.p99, l.max, l.samples
             );
-        }
-        for (_, message) in &self.errors {
-            let _ = writeln!(s, "error: {message}");
         }
         for warning in &self.warnings {
             let _ = writeln!(s, "warning: {warning}");

@@ -58,9 +58,10 @@ pub(super) fn run(
         let writer = Writer {
             out,
             sink: outputs.sink,
-            reopen: &monitor.reopen,
+            monitor,
             engine,
             eve_flows: settings.eve_flows,
+            keep_going: false,
             observer: outputs.observer,
         };
         let (events, writer) = writer::spawn(scope, writer)?;
@@ -76,7 +77,7 @@ pub(super) fn run(
         drop(events);
         let (Tally { mut counters, latency, busy: work }, errors) = join_all(handles, engine)?;
         telemetry::fill_engine(&mut counters, engine);
-        let write = writer::join(writer)?;
+        let written = writer::join(writer)?;
         let mut errors: Vec<_> = errors.into_iter().flatten().collect();
         errors.sort_by_key(|&(index, _)| index);
         Ok(Report {
@@ -86,8 +87,9 @@ pub(super) fn run(
             wall: started.elapsed(),
             workers: jobs,
             file_bytes: shared.bytes.load(Ordering::Relaxed),
-            busy: Busy { read: Duration::ZERO, work, write },
+            busy: Busy { read: Duration::ZERO, work, write: written.busy },
             reading: Reading::Independent { files: files.len(), jobs },
+            eve_closed: written.closed,
         })
     })
 }

@@ -17,7 +17,7 @@ mod stream;
 mod worker;
 mod writer;
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::{self, ScopedJoinHandle};
@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use crate::capture::{CaptureError, FrameSource, PcapFile, Savefile};
 use crate::flow;
-use crate::output::Sink;
+use crate::output::{EveOut, Sink};
 use crate::policy::Engine;
 use crate::telemetry::{Counters, Latency, Monitor, Report};
 
@@ -154,7 +154,7 @@ pub fn live(
     engine: &Arc<Engine>,
     capture: Box<dyn FrameSource>,
     settings: &Settings,
-    (sink, out): (&Sink, Box<dyn Write + Send>),
+    (sink, out): (&Sink, EveOut),
     monitor: &Monitor,
     stats_interval: Option<Duration>,
 ) -> io::Result<Report> {

@@ -9,7 +9,7 @@
 //! blocks the kernel ring: a batch that does not fit is shed and counted. Batches go back
 //! to the reader on a return channel, so the steady state allocates nothing per frame.
 
-use std::io::{self, Write};
+use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, Builder};
@@ -23,9 +23,9 @@ use super::{join_all, Outputs, Progress, Settings, Tally};
 use crate::capture::{CaptureError, CaptureStats, Chunk, Frame, FrameSource, Next};
 use crate::decode::{self, LinkType, Ts};
 use crate::flow::Tracker;
-use crate::output::eve;
+use crate::output::{eve, EveOut};
 use crate::policy::Engine;
-use crate::telemetry::{self, Busy, Monitor, Reading, Report};
+use crate::telemetry::{self, Busy, CaptureState, Monitor, Reading, Report};
 
 /// Bytes of copied frame data a batch holds before it is sent, whatever its frame count.
 const BATCH_BYTES: usize = 1 << 20;
@@ -138,7 +138,7 @@ impl Stream<'_> {
         &self,
         engine: &Arc<Engine>,
         sources: &mut dyn Iterator<Item = Result<Box<dyn FrameSource>, CaptureError>>,
-        (outputs, out): (Outputs<'_>, Box<dyn Write + Send>),
+        (outputs, out): (Outputs<'_>, EveOut),
         progress: Progress<'_>,
     ) -> io::Result<Report> {
         let Stream { live, settings, monitor, stats_interval } = *self;
@@ -149,9 +149,10 @@ impl Stream<'_> {
             let writer = Writer {
                 out,
                 sink: outputs.sink,
-                reopen: &monitor.reopen,
+                monitor,
                 engine,
                 eve_flows: settings.eve_flows,
+                keep_going: live,
                 observer: outputs.observer,
             };
             let (events, writer) = writer::spawn(scope, writer)?;
@@ -192,6 +193,9 @@ impl Stream<'_> {
             let mut file_bytes = 0u64;
             let mut capture = CaptureStats::default();
             let mut read_sources = 0;
+            if live {
+                monitor.set_capture_state(CaptureState::Running);
+            }
             for source in sources {
                 if monitor.stop.load(Ordering::Relaxed) {
                     break;
@@ -206,13 +210,20 @@ impl Stream<'_> {
                     errors.push(err);
                 }
             }
+            if live {
+                // What `/healthz` says while the workers and the writer drain.
+                monitor.set_capture_state(match errors.first() {
+                    Some(err) => CaptureState::Failed(err.to_string()),
+                    None => CaptureState::Stopped,
+                });
+            }
             reader.flush();
             let read = started.elapsed().saturating_sub(reader.blocked);
             drop(reader);
 
             let (Tally { mut counters, latency, busy: work }, _) = join_all(handles, engine)?;
-            let write = writer::join(writer)?;
-            telemetry::fill_capture(&mut counters, capture, monitor.shed.load(Ordering::Relaxed));
+            let written = writer::join(writer)?;
+            telemetry::fill_capture(&mut counters, capture, monitor);
             telemetry::fill_engine(&mut counters, engine);
             Ok(Report {
                 counters,
@@ -221,8 +232,9 @@ impl Stream<'_> {
                 wall: started.elapsed(),
                 workers,
                 file_bytes,
-                busy: Busy { read, work, write },
+                busy: Busy { read, work, write: written.busy },
                 reading: if live { Reading::Live } else { Reading::Stream { sources: read_sources } },
+                eve_closed: written.closed,
             })
         })
     }

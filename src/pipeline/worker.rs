@@ -9,8 +9,12 @@ use crate::decode::{self, LinkType, Ts};
 use crate::flow::Tracker;
 use crate::telemetry::{Counters, Gauges, Latency, LATENCY_SAMPLE};
 
-/// Latency histograms are published every this many batches.
+/// Latency histograms are published every this many batches, or at least this often
+/// while samples come in: a live capture's batches are small (a few frames when traffic
+/// is light), so a batch count alone could leave the metrics empty for hours. Copying
+/// the histograms costs a few microseconds; reading the clock once a batch, far less.
 const LATENCY_PUBLISH_BATCHES: u64 = 64;
+const LATENCY_PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// A flow table and what is counted beside it.
 pub(super) struct Worker<'a> {
@@ -22,6 +26,8 @@ pub(super) struct Worker<'a> {
     latency: Latency,
     frames: u64,
     batches: u64,
+    /// When the latency was last published, and how many samples it had then.
+    latency_published: (Instant, u64),
     pub(super) busy: Duration,
 }
 
@@ -36,6 +42,7 @@ impl<'a> Worker<'a> {
             latency: Latency::default(),
             frames: 0,
             batches: 0,
+            latency_published: (Instant::now(), 0),
             busy: Duration::ZERO,
         }
     }
@@ -50,8 +57,7 @@ impl<'a> Worker<'a> {
             let decoded = decode::decode(link, ts, wire_len, data);
             let t1 = Instant::now();
             self.tracker.frame(wire_len, decoded);
-            self.latency.decode.saturating_record((t1 - t0).as_nanos() as u64);
-            self.latency.flow.saturating_record(t1.elapsed().as_nanos() as u64);
+            self.latency.record((t1 - t0).as_nanos() as u64, t1.elapsed().as_nanos() as u64);
         } else {
             self.tracker.frame(wire_len, decode::decode(link, ts, wire_len, data));
         }
@@ -62,9 +68,7 @@ impl<'a> Worker<'a> {
         self.events.send_from(&mut self.tracker);
         self.publish();
         self.batches += 1;
-        if self.batches % LATENCY_PUBLISH_BATCHES == 0 {
-            self.gauges.publish_latency(&self.latency);
-        }
+        self.maybe_publish_latency();
     }
 
     /// The clock moved on while no frames came: run the timers due by then.
@@ -72,6 +76,18 @@ impl<'a> Worker<'a> {
         self.tracker.advance(now);
         self.events.send_from(&mut self.tracker);
         self.publish();
+        self.maybe_publish_latency();
+    }
+
+    /// Publishes the latency every [`LATENCY_PUBLISH_BATCHES`] batches, or when new
+    /// samples have waited [`LATENCY_PUBLISH_INTERVAL`].
+    fn maybe_publish_latency(&mut self) {
+        let (at, samples) = self.latency_published;
+        let new = self.latency.samples() != samples;
+        if new && (self.batches % LATENCY_PUBLISH_BATCHES == 0 || at.elapsed() >= LATENCY_PUBLISH_INTERVAL) {
+            self.gauges.publish_latency(&self.latency);
+            self.latency_published = (Instant::now(), self.latency.samples());
+        }
     }
 
     /// Ends every flow of the current tracker and goes on with `next` (a job's next

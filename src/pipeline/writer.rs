@@ -1,24 +1,33 @@
 //! The writer thread: formats events and writes them to the sink, so that neither a
 //! worker's time nor its cache goes to formatting (an alert costs tens of thousands of
 //! instructions to format).
+//!
+//! The log only ever gets whole lines. A closed pipe (`| head`) stops the run quietly.
+//! Another write error ends an offline run; a live one goes on: the events that could
+//! not be written are counted, the operator is told once, and writing resumes as soon
+//! as it works again. A reopen that fails (SIGHUP) keeps the file that was open.
 
-use std::io::{self, BufWriter, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::{self, Write};
+use std::sync::atomic::Ordering;
 use std::thread::{Builder, Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use super::Observer;
 use crate::flow::{Event, Tracker};
-use crate::output::{eve, Sink};
+use crate::output::{eve, EveOut, Sink};
 use crate::policy::Engine;
+use crate::telemetry::{Monitor, Notice};
 
 /// Chunks of events that may wait for the writer.
 const QUEUE_CHUNKS: usize = 64;
 
 /// Buffered bytes before a write reaches the sink.
 const BUFFER_BYTES: usize = 1 << 16;
+
+/// How long the writer waits for events before it looks at the reopen request.
+const REOPEN_CHECK: Duration = Duration::from_millis(100);
 
 /// What the writer thread is sent.
 pub(super) enum Output {
@@ -49,13 +58,27 @@ impl Events {
 
 /// What the writer needs besides its input.
 pub(super) struct Writer<'a> {
-    pub(super) out: Box<dyn Write + Send>,
+    pub(super) out: EveOut,
     pub(super) sink: &'a Sink,
-    pub(super) reopen: &'a AtomicBool,
+    /// Its `reopen` request (SIGHUP), its `stop` (set when the log is a closed pipe),
+    /// its notices and the count of events that could not be written.
+    pub(super) monitor: &'a Monitor,
     pub(super) engine: &'a Engine,
     /// Write `flow` events (otherwise only the observer sees them).
     pub(super) eve_flows: bool,
+    /// On a write error, count the events lost and go on, trying again with the next
+    /// ones (live: the capture and the verdicts must not stop because a disk is full),
+    /// rather than end the run with the error (offline: the run can be done again).
+    pub(super) keep_going: bool,
     pub(super) observer: Option<&'a mut (dyn Observer + Send + 'static)>,
+}
+
+/// What the writer thread returns.
+pub(super) struct Written {
+    /// Time spent formatting and writing.
+    pub(super) busy: Duration,
+    /// The log was a pipe whose reader went away: the run was asked to stop.
+    pub(super) closed: bool,
 }
 
 /// Starts the writer; it ends when every [`Events`] handle is dropped, and its thread
@@ -63,7 +86,7 @@ pub(super) struct Writer<'a> {
 pub(super) fn spawn<'scope>(
     scope: &'scope Scope<'scope, '_>,
     writer: Writer<'scope>,
-) -> io::Result<(Events, ScopedJoinHandle<'scope, io::Result<Duration>>)> {
+) -> io::Result<(Events, ScopedJoinHandle<'scope, io::Result<Written>>)> {
     let (tx, rx) = bounded::<Output>(QUEUE_CHUNKS);
     let handle = Builder::new().name("exwatch-writer".into()).spawn_scoped(scope, move || writer.run(rx))?;
     Ok((Events(tx), handle))
@@ -73,44 +96,255 @@ impl Writer<'_> {
     /// Formats and writes events as they come, flushing whenever the queue runs dry so
     /// a live finding reaches the log at once; reopens the sink when asked (SIGHUP).
     /// The observer sees every event first.
-    fn run(self, chunks: Receiver<Output>) -> io::Result<Duration> {
-        let Writer { out, sink, reopen, engine, eve_flows, mut observer } = self;
+    fn run(self, chunks: Receiver<Output>) -> io::Result<Written> {
+        let Writer { out, sink, monitor, engine, eve_flows, keep_going, mut observer } = self;
         let format = !matches!(sink, Sink::Off);
-        let mut out = BufWriter::with_capacity(BUFFER_BYTES, out);
-        let mut lines = Vec::new();
+        let mut log = Log {
+            out,
+            sink,
+            monitor,
+            keep_going,
+            buf: Vec::with_capacity(BUFFER_BYTES),
+            lost: None,
+            cut_failed: false,
+        };
         let mut busy = Duration::ZERO;
-        for chunk in chunks.iter() {
+        let mut closed = false;
+        loop {
+            // Waits are bounded so that a SIGHUP is acted on (and a failed reopen said)
+            // at once, not when the next event comes.
+            let chunk = match chunks.recv_timeout(REOPEN_CHECK) {
+                Ok(chunk) => Some(chunk),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let started = Instant::now();
-            if reopen.swap(false, Ordering::Relaxed) {
-                out.flush()?;
-                out = BufWriter::with_capacity(BUFFER_BYTES, sink.open()?);
+            if closed {
+                // Drain, so that no worker blocks on a full queue before it sees the stop.
+                continue;
             }
-            match chunk {
-                Output::Events(events) => {
-                    lines.clear();
-                    for event in &events {
-                        if let Some(observer) = observer.as_deref_mut() {
-                            observer.event(engine, event);
-                        }
-                        if format && (eve_flows || !matches!(event, Event::Flow { .. })) {
-                            eve::write_event(&mut lines, engine, event, None);
-                        }
+            let outcome = log.take(chunk, chunks.is_empty(), |buf, events| {
+                for event in events {
+                    if let Some(observer) = observer.as_deref_mut() {
+                        observer.event(engine, event);
                     }
-                    out.write_all(&lines)?;
+                    if format && (eve_flows || !matches!(event, Event::Flow { .. })) {
+                        eve::write_event(buf, engine, event, None);
+                    }
                 }
-                Output::Lines(formatted) => out.write_all(&formatted)?,
-            }
-            if chunks.is_empty() {
-                out.flush()?;
+            });
+            match outcome {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                    closed = true;
+                    monitor.stop.store(true, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    // The reader stops too: offline, nothing more would be written.
+                    monitor.stop.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
             }
             busy += started.elapsed();
         }
-        out.flush()?;
-        Ok(busy)
+        match log.flush() {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => closed = true,
+            other => other?,
+        }
+        Ok(Written { busy, closed })
     }
 }
 
-/// Joins the writer, returning its busy time or the error that stopped it.
-pub(super) fn join(handle: ScopedJoinHandle<'_, io::Result<Duration>>) -> io::Result<Duration> {
+/// The EVE log as the writer keeps it: whole lines buffered, written, and accounted for.
+struct Log<'a> {
+    out: EveOut,
+    sink: &'a Sink,
+    monitor: &'a Monitor,
+    keep_going: bool,
+    /// Formatted lines not written yet; always ends with a whole line.
+    buf: Vec<u8>,
+    /// Since writing failed: the events lost so far.
+    lost: Option<u64>,
+    /// A line that could not be finished could not be cut off either: the next write
+    /// starts with a newline, so that it ends there and the next line is whole.
+    cut_failed: bool,
+}
+
+impl Log<'_> {
+    /// Takes one chunk, if one came: reopens first if asked, then formats with `format` (events) or
+    /// takes the lines as they are, and writes when the queue is `drained` or the
+    /// buffer is full.
+    fn take(
+        &mut self,
+        chunk: Option<Output>,
+        drained: bool,
+        format: impl FnOnce(&mut Vec<u8>, &[Event]),
+    ) -> io::Result<()> {
+        if self.monitor.reopen.swap(false, Ordering::Relaxed) {
+            self.flush()?;
+            self.reopen();
+        }
+        match chunk {
+            Some(Output::Events(events)) => format(&mut self.buf, &events),
+            Some(Output::Lines(formatted)) => self.buf.extend_from_slice(&formatted),
+            None => {}
+        }
+        if drained || self.buf.len() >= BUFFER_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered lines. On an error, what was written of a line that could
+    /// not be finished is cut off, so the log never keeps half a line; then, unless the
+    /// run keeps going, the error is returned; if it does, the lines not written are
+    /// counted as lost, and the next flush tries again.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        // The newline that ends a half line left behind is not an event.
+        let prefix = usize::from(self.cut_failed);
+        if self.cut_failed {
+            self.buf.insert(0, b'\n');
+        }
+        let mut done = 0;
+        let result = loop {
+            if done == self.buf.len() {
+                break Ok(());
+            }
+            match self.out.write(&self.buf[done..]) {
+                Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        let error = match result {
+            Ok(()) => {
+                self.buf.clear();
+                self.cut_failed = false;
+                if let Some(lost) = self.lost.take() {
+                    self.notify(Notice::WriteResumed { log: self.sink.to_string(), lost });
+                }
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        let whole = self.buf[..done].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if done > whole {
+            self.cut_failed = self.out.cut((done - whole) as u64).is_err();
+        } else if whole > 0 {
+            self.cut_failed = false;
+        }
+        if !self.keep_going || error.kind() == io::ErrorKind::BrokenPipe {
+            return Err(error);
+        }
+        let lost = self.buf[whole.max(prefix)..].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.buf.clear();
+        self.monitor.unwritten.fetch_add(lost, Ordering::Relaxed);
+        match &mut self.lost {
+            Some(total) => *total += lost,
+            None => {
+                self.lost = Some(lost);
+                self.notify(Notice::WriteFailed { log: self.sink.to_string(), error });
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the sink anew (after log rotation); when that fails, says so at once and
+    /// goes on writing to the file that was open.
+    fn reopen(&mut self) {
+        match self.sink.open() {
+            Ok(out) => self.out = out,
+            Err(error) => self.notify(Notice::ReopenFailed { log: self.sink.to_string(), error }),
+        }
+    }
+
+    fn notify(&self, notice: Notice) {
+        (self.monitor.notify)(&notice);
+    }
+}
+
+/// Joins the writer, returning what it did or the error that stopped it.
+pub(super) fn join(handle: ScopedJoinHandle<'_, io::Result<Written>>) -> io::Result<Written> {
     handle.join().map_err(|_| io::Error::other("the writer thread panicked"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::policy::builtin;
+
+    fn monitor() -> (Monitor, Arc<Mutex<Vec<String>>>) {
+        let policy = Arc::new(builtin::policy().expect("policy"));
+        let engine = Engine::new(policy, Arc::new(builtin::topology().expect("topology")), 10);
+        let mut monitor = Monitor::new(&engine, 1);
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let notices = Arc::clone(&said);
+        monitor.notify = Box::new(move |n| notices.lock().expect("notices").push(n.to_string()));
+        (monitor, said)
+    }
+
+    /// A device that is always full: every line is counted as lost, the operator is told
+    /// once, and told again, with the total, when writing works again.
+    #[test]
+    fn lines_that_cannot_be_written_are_counted_and_said_once() {
+        let (monitor, said) = monitor();
+        let full = Sink::at(std::path::Path::new("/dev/full"), true);
+        let mut log = Log {
+            out: full.open().expect("open /dev/full"),
+            sink: &full,
+            monitor: &monitor,
+            keep_going: true,
+            buf: Vec::new(),
+            lost: None,
+            cut_failed: false,
+        };
+        log.buf.extend_from_slice(b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
+        log.flush().expect("a live log keeps going");
+        log.buf.extend_from_slice(b"{\"a\":4}\n{\"a\":5}\n");
+        log.flush().expect("a live log keeps going");
+        assert_eq!(monitor.unwritten.load(Ordering::Relaxed), 5);
+        assert_eq!(said.lock().expect("notices").len(), 1, "{:?}", said.lock());
+        assert!(said.lock().expect("notices")[0].contains("/dev/full: cannot write the EVE log"));
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let room = Sink::at(&dir.path().join("eve.json"), true);
+        log.out = room.open().expect("open a file");
+        log.buf.extend_from_slice(b"{\"a\":6}\n");
+        log.flush().expect("written");
+        assert_eq!(monitor.unwritten.load(Ordering::Relaxed), 5);
+        let notices = said.lock().expect("notices");
+        assert_eq!(notices.len(), 2);
+        assert!(
+            notices[1].contains("writing the EVE log again; 5 event(s) could not be written"),
+            "{notices:?}"
+        );
+        let written = std::fs::read(dir.path().join("eve.json")).expect("read");
+        assert_eq!(written, b"{\"a\":6}\n");
+    }
+
+    /// Offline, the error is returned (the run ends with it) and nothing is counted.
+    #[test]
+    fn offline_a_write_error_is_returned() {
+        let (monitor, said) = monitor();
+        let full = Sink::at(std::path::Path::new("/dev/full"), false);
+        let mut log = Log {
+            out: full.open().expect("open /dev/full"),
+            sink: &full,
+            monitor: &monitor,
+            keep_going: false,
+            buf: b"{}\n".to_vec(),
+            lost: None,
+            cut_failed: false,
+        };
+        let error = log.flush().expect_err("the error");
+        assert_eq!(error.raw_os_error(), Some(nix::libc::ENOSPC));
+        assert_eq!(monitor.unwritten.load(Ordering::Relaxed), 0);
+        assert!(said.lock().expect("notices").is_empty());
+    }
 }

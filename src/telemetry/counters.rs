@@ -12,7 +12,8 @@ use crate::policy::{Engine, Verdict};
 /// Where a counter stands in the summary (and in the `policy` object of a `stats` event).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Section {
-    /// Live capture only: what the kernel and the interface counted, and what was shed.
+    /// Live capture only: what the kernel and the interface counted, what was shed, and
+    /// the events the EVE log could not take.
     Capture,
     Packets,
     Flows,
@@ -79,6 +80,8 @@ counters! {
         "Packets the interface or its driver dropped (pcap stats).";
     Shed: Capture "shed", "exwatch_shed_frames_total", "frames", None,
         "Frames dropped because a worker fell behind.";
+    EveUnwritten: Capture "eve_unwritten", "exwatch_eve_unwritten_events_total", "events", None,
+        "Events that could not be written to the EVE log (disk full, I/O error); writing resumes when it works again.";
     Frames: Packets "read", "exwatch_packets_total", "frames", Some("decoder.pkts"),
         "Frames read from the capture.";
     FrameBytes: Packets "bytes", "exwatch_bytes_total", "bytes", Some("decoder.bytes"),

@@ -25,27 +25,64 @@ use crate::policy::{Engine, Verdict};
 /// more than some stages.
 pub const LATENCY_SAMPLE: u64 = 64;
 
+/// The package version, and the commit it was built from (`unknown` when it was not
+/// built in a git checkout): what `--version` and `exwatch_build_info` say.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const COMMIT: &str = env!("EXWATCH_COMMIT");
+
 /// Per-stage latency in nanoseconds, sampled.
 #[derive(Clone, Debug)]
 pub struct Latency {
     pub decode: Histogram<u64>,
     pub flow: Histogram<u64>,
+    /// The exact sums of the samples recorded in `decode` and `flow` (a histogram keeps
+    /// only rounded values), for Prometheus' `_sum`.
+    pub decode_sum_ns: u64,
+    pub flow_sum_ns: u64,
 }
 
 impl Default for Latency {
     fn default() -> Latency {
         let histogram =
             || Histogram::new_with_bounds(1, 60_000_000_000, 2).expect("static histogram bounds are valid");
-        Latency { decode: histogram(), flow: histogram() }
+        Latency { decode: histogram(), flow: histogram(), decode_sum_ns: 0, flow_sum_ns: 0 }
     }
 }
 
 impl Latency {
+    /// Records one sampled packet's time in each stage.
+    pub fn record(&mut self, decode_ns: u64, flow_ns: u64) {
+        self.decode.saturating_record(decode_ns);
+        self.flow.saturating_record(flow_ns);
+        self.decode_sum_ns = self.decode_sum_ns.saturating_add(decode_ns);
+        self.flow_sum_ns = self.flow_sum_ns.saturating_add(flow_ns);
+    }
+
+    /// Samples recorded.
+    pub fn samples(&self) -> u64 {
+        self.decode.len()
+    }
+
     pub fn merge(&mut self, other: &Latency) {
         // Both histograms have the same bounds, so adding cannot fail.
         let _ = self.decode.add(&other.decode);
         let _ = self.flow.add(&other.flow);
+        self.decode_sum_ns = self.decode_sum_ns.saturating_add(other.decode_sum_ns);
+        self.flow_sum_ns = self.flow_sum_ns.saturating_add(other.flow_sum_ns);
     }
+}
+
+/// Whether the capture of a live run is going on, for `/healthz`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CaptureState {
+    /// The pipeline has not started reading yet.
+    #[default]
+    Starting,
+    Running,
+    /// The capture ended (a stop was asked for).
+    Stopped,
+    /// The capture failed: why.
+    Failed(String),
 }
 
 /// One worker's (or job's) counters as last published, readable while it runs.
@@ -138,6 +175,45 @@ pub struct Monitor {
     /// Frames dropped because a worker's queue was full (live only).
     pub shed: AtomicU64,
     pub capture: Mutex<CaptureStats>,
+    /// Whether the live capture is running, stopped or failed.
+    pub state: Mutex<CaptureState>,
+    /// Events that could not be written to the EVE log (live only: offline, a write
+    /// error ends the run).
+    pub unwritten: AtomicU64,
+    /// Told of what an operator must hear of at once while the run goes on; by default
+    /// nobody is told (the binary says it on stderr).
+    pub notify: Box<dyn Fn(&Notice) + Send + Sync>,
+}
+
+/// What happened to the EVE log while a live run went on. Each is said once, when it
+/// happens (not once per event lost), and counted in [`Counter::EveUnwritten`].
+#[derive(Debug)]
+pub enum Notice {
+    /// SIGHUP asked for the log to be reopened and it could not be: events keep going
+    /// to the file that was open.
+    ReopenFailed { log: String, error: std::io::Error },
+    /// Writing failed (disk full, I/O error): events are counted, not written, until a
+    /// write works again.
+    WriteFailed { log: String, error: std::io::Error },
+    /// Writing works again after `lost` events could not be written.
+    WriteResumed { log: String, lost: u64 },
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::ReopenFailed { log, error } => {
+                write!(f, "{log}: cannot reopen the EVE log: {error}; still writing to the file open before")
+            }
+            Notice::WriteFailed { log, error } => write!(
+                f,
+                "{log}: cannot write the EVE log: {error}; counting the events lost until writing works again"
+            ),
+            Notice::WriteResumed { log, lost } => {
+                write!(f, "{log}: writing the EVE log again; {lost} event(s) could not be written")
+            }
+        }
+    }
 }
 
 impl Monitor {
@@ -151,6 +227,19 @@ impl Monitor {
             gauges: (0..workers.max(1)).map(|_| Gauges::new(rules, evidence)).collect(),
             shed: AtomicU64::new(0),
             capture: Mutex::new(CaptureStats::default()),
+            state: Mutex::new(CaptureState::Starting),
+            unwritten: AtomicU64::new(0),
+            notify: Box::new(|_| {}),
+        }
+    }
+
+    pub fn capture_state(&self) -> CaptureState {
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn set_capture_state(&self, state: CaptureState) {
+        if let Ok(mut shared) = self.state.lock() {
+            *shared = state;
         }
     }
 
@@ -171,18 +260,20 @@ impl Monitor {
             gauges.add_to(&mut snapshot);
         }
         let c = &mut snapshot.counters;
-        fill_capture(c, self.capture_stats(), self.shed.load(Ordering::Relaxed));
+        fill_capture(c, self.capture_stats(), self);
         fill_engine(c, engine);
         snapshot
     }
 }
 
-/// Sets the counters that the capture and the reader keep rather than the workers.
-pub fn fill_capture(c: &mut Counters, capture: CaptureStats, shed: u64) {
+/// Sets the counters that the capture, the reader and the writer keep rather than the
+/// workers.
+pub fn fill_capture(c: &mut Counters, capture: CaptureStats, monitor: &Monitor) {
     c[Counter::KernelReceived] = capture.received;
     c[Counter::KernelDropped] = capture.kernel_dropped;
     c[Counter::InterfaceDropped] = capture.interface_dropped;
-    c[Counter::Shed] = shed;
+    c[Counter::Shed] = monitor.shed.load(Ordering::Relaxed);
+    c[Counter::EveUnwritten] = monitor.unwritten.load(Ordering::Relaxed);
 }
 
 /// Sets the counters that the engine's cross-flow tables keep.
@@ -241,6 +332,9 @@ pub struct Report {
     /// Time each stage spent working (not waiting on a channel).
     pub busy: Busy,
     pub reading: Reading,
+    /// The EVE log was a pipe whose reader went away (`| head`): the run ended early,
+    /// on purpose, as a command writing to a closed pipe does.
+    pub eve_closed: bool,
 }
 
 /// Findings by rule (the rules whose verdict is a finding) and by evidence kind (for

@@ -1,5 +1,6 @@
-//! The Prometheus `/metrics` endpoint of a live capture: text exposition format over a
-//! minimal HTTP/1.1 server on its own thread. Label values are bounded (rule ids,
+//! The Prometheus `/metrics` endpoint of a live capture, and `/healthz` (200 while the
+//! capture runs, 503 once it has stopped or failed): text exposition format over a
+//! minimal HTTP/1.1 server on its own thread; GET and HEAD. Label values are bounded (rule ids,
 //! verdicts, skip reasons, stages), never addresses or ports.
 
 use std::fmt::Write as _;
@@ -8,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{Counter, Monitor, Snapshot};
+use super::{CaptureState, Counter, Monitor, Snapshot, COMMIT, LATENCY_SAMPLE, VERSION};
 use crate::decode::Skip;
 use crate::policy::Engine;
 
@@ -60,10 +61,12 @@ pub fn page(engine: &Engine, snapshot: &Snapshot) -> String {
     );
     let _ = writeln!(
         out,
-        "# HELP exwatch_stage_latency_seconds Per-packet time in each stage (sampled).\n# TYPE exwatch_stage_latency_seconds summary"
+        "# HELP exwatch_stage_latency_seconds Per-packet time in each stage (one packet in {LATENCY_SAMPLE} timed).\n# TYPE exwatch_stage_latency_seconds summary"
     );
     let latency = &snapshot.latency;
-    for (stage, h) in [("decode", &latency.decode), ("flow", &latency.flow)] {
+    for (stage, h, sum_ns) in
+        [("decode", &latency.decode, latency.decode_sum_ns), ("flow", &latency.flow, latency.flow_sum_ns)]
+    {
         for q in [0.5, 0.9, 0.99] {
             let seconds = h.value_at_quantile(q) as f64 / 1e9;
             let _ = writeln!(
@@ -71,8 +74,15 @@ pub fn page(engine: &Engine, snapshot: &Snapshot) -> String {
                 "exwatch_stage_latency_seconds{{stage=\"{stage}\",quantile=\"{q}\"}} {seconds}"
             );
         }
+        let _ =
+            writeln!(out, "exwatch_stage_latency_seconds_sum{{stage=\"{stage}\"}} {}", sum_ns as f64 / 1e9);
         let _ = writeln!(out, "exwatch_stage_latency_seconds_count{{stage=\"{stage}\"}} {}", h.len());
     }
+    let _ = writeln!(
+        out,
+        "# HELP exwatch_build_info The exwatch version and the git commit it was built from.\n# TYPE exwatch_build_info gauge\n\
+         exwatch_build_info{{version=\"{VERSION}\",commit=\"{COMMIT}\"}} 1"
+    );
     out
 }
 
@@ -105,16 +115,125 @@ fn answer(mut stream: TcpStream, engine: &Engine, monitor: &Monitor) -> io::Resu
         len += n;
     }
     let request = String::from_utf8_lossy(&head[..len]);
-    let target = request.split_whitespace().nth(1).unwrap_or("");
-    let (status, content_type, body) =
-        if request.starts_with("GET ") && (target == "/metrics" || target.starts_with("/metrics?")) {
+    let mut words = request.split_whitespace();
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let text = "text/plain; charset=utf-8";
+    let (status, content_type, body) = match (method, path) {
+        ("GET" | "HEAD", "/metrics") => {
             ("200 OK", "text/plain; version=0.0.4; charset=utf-8", render(engine, monitor))
-        } else {
-            ("404 Not Found", "text/plain; charset=utf-8", "exwatch serves /metrics\n".to_string())
-        };
+        }
+        ("GET" | "HEAD", "/healthz") => match health(&monitor.capture_state()) {
+            (true, body) => ("200 OK", text, body),
+            (false, body) => ("503 Service Unavailable", text, body),
+        },
+        ("GET" | "HEAD", _) => ("404 Not Found", text, "exwatch serves /metrics and /healthz\n".to_string()),
+        _ => ("405 Method Not Allowed", text, "exwatch answers GET and HEAD\n".to_string()),
+    };
+    let allow = if status.starts_with("405") { "Allow: GET, HEAD\r\n" } else { "" };
     write!(
         stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
         body.len()
-    )
+    )?;
+    // HEAD: the headers GET would send (its Content-Length included), no body.
+    if method != "HEAD" {
+        stream.write_all(body.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `/healthz`: healthy while the capture runs; the body says what it is doing.
+fn health(state: &CaptureState) -> (bool, String) {
+    match state {
+        CaptureState::Running => (true, "ok: capturing\n".into()),
+        CaptureState::Starting => (false, "starting: the capture is not running yet\n".into()),
+        CaptureState::Stopped => (false, "stopped: the capture has ended\n".into()),
+        CaptureState::Failed(why) => (false, format!("failed: {why}\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::policy::builtin;
+
+    fn engine() -> Engine {
+        Engine::new(
+            Arc::new(builtin::policy().expect("policy")),
+            Arc::new(builtin::topology().expect("topology")),
+            10,
+        )
+    }
+
+    /// One request answered by [`answer`] over a real socket: the whole response.
+    fn ask(engine: &Engine, monitor: &Monitor, request: &str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        client.write_all(request.as_bytes()).expect("send");
+        let (server, _) = listener.accept().expect("accept");
+        answer(server, engine, monitor).expect("answer");
+        let _ = client.shutdown(Shutdown::Write);
+        let mut response = String::new();
+        client.read_to_string(&mut response).expect("read");
+        response
+    }
+
+    fn content_length(response: &str) -> usize {
+        let line = response.lines().find_map(|l| l.strip_prefix("Content-Length: ")).expect("a length");
+        line.trim().parse().expect("a number")
+    }
+
+    #[test]
+    fn head_answers_with_the_headers_of_get_and_no_body() {
+        let (engine, monitor) = (engine(), Monitor::new(&engine(), 1));
+        let get = ask(&engine, &monitor, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let head = ask(&engine, &monitor, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.ends_with("\r\n\r\n"), "a HEAD response has no body: {head}");
+        let body = &get[get.find("\r\n\r\n").expect("end of headers") + 4..];
+        assert_eq!(content_length(&get), body.len());
+        // The uptime may differ by a digit between the two pages; the rest is the same.
+        assert!(content_length(&head).abs_diff(body.len()) <= 2, "{head}");
+        let post = ask(&engine, &monitor, "POST /metrics HTTP/1.1\r\n\r\n");
+        assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    }
+
+    #[test]
+    fn healthz_is_200_only_while_the_capture_runs() {
+        let (engine, monitor) = (engine(), Monitor::new(&engine(), 1));
+        let status = |monitor: &Monitor| {
+            let response = ask(&engine, monitor, "GET /healthz HTTP/1.1\r\n\r\n");
+            response.split_whitespace().nth(1).unwrap_or_default().to_string()
+        };
+        assert_eq!(status(&monitor), "503", "not running yet");
+        monitor.set_capture_state(CaptureState::Running);
+        assert_eq!(status(&monitor), "200");
+        monitor.set_capture_state(CaptureState::Failed("eth9: the interface went down".into()));
+        let response = ask(&engine, &monitor, "GET /healthz HTTP/1.1\r\n\r\n");
+        assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
+        assert!(response.ends_with("failed: eth9: the interface went down\n"), "{response}");
+        monitor.set_capture_state(CaptureState::Stopped);
+        assert_eq!(status(&monitor), "503");
+    }
+
+    #[test]
+    fn latency_has_quantiles_sum_and_count_and_build_info_is_there() {
+        let engine = engine();
+        let monitor = Monitor::new(&engine, 2);
+        let mut latency = crate::telemetry::Latency::default();
+        latency.record(1_000, 3_000);
+        latency.record(2_000, 5_000);
+        monitor.gauges[1].publish_latency(&latency);
+        let page = render(&engine, &monitor);
+        assert!(page.contains("exwatch_stage_latency_seconds_sum{stage=\"decode\"} 0.000003\n"), "{page}");
+        assert!(page.contains("exwatch_stage_latency_seconds_sum{stage=\"flow\"} 0.000008\n"), "{page}");
+        assert!(page.contains("exwatch_stage_latency_seconds_count{stage=\"flow\"} 2\n"), "{page}");
+        let info = format!("exwatch_build_info{{version=\"{VERSION}\",commit=\"{COMMIT}\"}} 1\n");
+        assert!(page.contains(&info), "{page}");
+    }
 }

@@ -267,7 +267,7 @@ fn a_truncated_archive_is_damage_at_a_record_of_the_decompressed_stream() {
         });
         // "PATH: damaged at record N (byte offset O in the gzip-decompressed stream): ..."
         let kind = if name.ends_with(".gz") { "gzip" } else { "zstd" };
-        let prefix = format!("error: {}: damaged at record ", path.display());
+        let prefix = format!("exwatch: {}: damaged at record ", path.display());
         let rest = line.strip_prefix(&prefix).unwrap_or_else(|| panic!("{line}"));
         let (record, rest) = rest.split_once(" (byte offset ").expect("offset");
         let (offset, rest) = rest.split_once(' ').expect("offset");

@@ -378,13 +378,23 @@ impl Exwatch {
         Exwatch::launch(net, topology, extra, true)
     }
 
-    /// `with_summary` false leaves out `--summary-json` (which is written at exit, after
-    /// `--user` has dropped the right to write in the test's directory).
+    /// `with_summary` false leaves out `--summary-json`.
     fn launch(net: &Net, topology: &str, extra: &[&str], with_summary: bool) -> Exwatch {
+        Exwatch::launch_at(net, topology, extra, with_summary, |dir| dir.join("eve.json"))
+    }
+
+    /// `eve_at` is given the test's directory and says where the EVE log goes.
+    fn launch_at(
+        net: &Net,
+        topology: &str,
+        extra: &[&str],
+        with_summary: bool,
+        eve_at: impl FnOnce(&Path) -> PathBuf,
+    ) -> Exwatch {
         let dir = tempfile::tempdir().expect("temp dir");
         let topology_path = dir.path().join("topology.toml");
         std::fs::write(&topology_path, topology).expect("write topology");
-        let eve = dir.path().join("eve.json");
+        let eve = eve_at(dir.path());
         let stderr = dir.path().join("stderr.txt");
         let summary = with_summary.then(|| dir.path().join("summary.json"));
         let path = |p: &Path| p.to_str().expect("temp path is UTF-8").to_string();
@@ -691,19 +701,8 @@ fn live_sighup_reopens_the_eve_log() {
 
     let rotated = exwatch.dir.path().join("eve.json.1");
     std::fs::rename(&exwatch.eve, &rotated).expect("rotate the EVE log");
-    exwatch.signal("HUP");
-    // The next flow must come after exwatch took the signal: wait until it is no longer
-    // pending (the handler, which only records the request, has then run).
-    let status = format!("/proc/{}/status", exwatch.pid());
-    wait_until("SIGHUP to be delivered", || {
-        let text = std::fs::read_to_string(&status).unwrap_or_default();
-        let pending = text
-            .lines()
-            .filter(|l| l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
-            .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
-            .any(|mask| mask & 1 != 0);
-        (!pending).then_some(())
-    });
+    // The next flow must come after exwatch took the signal.
+    exwatch.hup();
 
     nc_send(&net, Side::Outside, &edge, 3389);
     let second =
@@ -870,4 +869,498 @@ fn live_silent_drop_is_reported_on_the_clock() {
     let stopped = exwatch.stop("TERM");
     stopped.assert_clean();
     assert_eq!(stopped.alerts().len(), 1, "one event for the flow:\n{}", lines(&stopped.events));
+}
+
+// --- Operations (issue 13) ----------------------------------------------------------------
+
+/// `count` UDP datagrams from `side` to `addr:port`, as fast as Python sends them: a burst
+/// of frames from one short program, with no server needed.
+fn udp_burst(net: &Net, side: Side, addr: &str, port: u16, count: u32) {
+    let script = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for _ in range({count}):\n    s.sendto(b'x' * 64, ('{addr}', {port}))\n"
+    );
+    net.ok(side, &["python3", "-c", &script]);
+}
+
+/// An HTTP request written by hand with nc to the metrics endpoint: the raw response.
+fn raw_http(net: &Net, request: &str) -> String {
+    let script = format!("printf '{request}' | nc -N -w 3 127.0.0.1 {METRICS_PORT}");
+    text(&net.ok(Side::Inside, &["sh", "-c", &script]).stdout)
+}
+
+/// After a burst of frames, `exwatch_stage_latency_seconds` has samples, a `_sum` and a
+/// `_count` (it stayed at 0 while a live capture's small batches never reached the
+/// publishing count); the page passes `promtool check metrics`; `exwatch_build_info`
+/// names the version; HEAD answers with headers only; `/healthz` is 200 while capturing.
+#[test]
+fn live_metrics_page_is_valid_and_latency_is_published() {
+    let Some(net) = setup("live_metrics_page_is_valid_and_latency_is_published") else {
+        return;
+    };
+    let edge = net.addr(2);
+    let metrics = format!("127.0.0.1:{METRICS_PORT}");
+    let mut exwatch = Exwatch::start(&net, &edge_site(&net), &["--metrics", &metrics]);
+    wait_until("the metrics endpoint", || scrape(&net));
+    udp_burst(&net, Side::Outside, &edge, 9999, 5000);
+
+    let count = r#"exwatch_stage_latency_seconds_count{stage="decode"}"#;
+    let start = Instant::now();
+    let page = loop {
+        let page = scrape(&net).unwrap_or_default();
+        // Most of the burst, not all: a loaded machine may shed some of it (counted apart).
+        if sample(&page, "exwatch_packets_total").is_some_and(|p| p >= 1000.0)
+            && sample(&page, count).is_some_and(|n| n >= 1.0)
+        {
+            break page;
+        }
+        assert!(start.elapsed() < DEADLINE, "no latency samples after {DEADLINE:?}; last scrape:\n{page}");
+        std::thread::sleep(POLL);
+    };
+    for stage in ["decode", "flow"] {
+        let sum = sample(&page, &format!("exwatch_stage_latency_seconds_sum{{stage=\"{stage}\"}}"));
+        assert!(sum.is_some_and(|s| s > 0.0), "{stage}: no positive _sum:\n{page}");
+        let p99 =
+            sample(&page, &format!("exwatch_stage_latency_seconds{{stage=\"{stage}\",quantile=\"0.99\"}}"));
+        assert!(p99.is_some_and(|s| s > 0.0), "{stage}: p99 is 0:\n{page}");
+    }
+    let info = page.lines().find(|l| l.starts_with("exwatch_build_info{")).expect("exwatch_build_info");
+    assert!(info.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))), "{info}");
+    assert!(info.contains("commit=\"") && info.ends_with("} 1"), "{info}");
+
+    let promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut promtool = promtool.expect("promtool (scripts/setup.sh installs Debian's prometheus package)");
+    promtool.stdin.take().expect("stdin").write_all(page.as_bytes()).expect("feed promtool");
+    let checked = promtool.wait_with_output().expect("run promtool");
+    let said = format!("{}{}", text(&checked.stdout), text(&checked.stderr));
+    let _ = writeln!(std::io::stderr(), "live::promtool check metrics: {} {said:?}", checked.status);
+    assert!(checked.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{page}");
+
+    let head = raw_http(&net, "HEAD /metrics HTTP/1.1\\r\\nHost: exwatch\\r\\n\\r\\n");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Length: "), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "HEAD must send no body:\n{head}");
+    let health = raw_http(&net, "GET /healthz HTTP/1.1\\r\\nHost: exwatch\\r\\n\\r\\n");
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+
+    exwatch.stop("TERM").assert_clean();
+}
+
+impl Exwatch {
+    /// Sends SIGHUP and waits until it is no longer pending (the handler, which only
+    /// records the request, has then run), so that traffic made next comes after it.
+    fn hup(&self) {
+        self.signal("HUP");
+        let status = format!("/proc/{}/status", self.pid());
+        wait_until("SIGHUP to be delivered", || {
+            let text = std::fs::read_to_string(&status).unwrap_or_default();
+            let pending = text
+                .lines()
+                .filter(|l| l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
+                .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+                .any(|mask| mask & 1 != 0);
+            (!pending).then_some(())
+        });
+    }
+
+    /// Waits until stderr says `what`.
+    fn wait_stderr(&mut self, what: &str) -> String {
+        wait_until(&format!("stderr to say {what:?}"), || {
+            self.assert_running(&format!("waiting for stderr to say {what:?}"));
+            let stderr = self.stderr_text();
+            stderr.contains(what).then_some(stderr)
+        })
+    }
+}
+
+/// The `nobody` account's uid and gid.
+fn nobody() -> (u32, u32) {
+    let nobody = nix::unistd::User::from_name("nobody").ok().flatten().expect("a `nobody` account");
+    (nobody.uid.as_raw(), nobody.gid.as_raw())
+}
+
+fn owner(path: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).uid()
+}
+
+/// A directory for logs inside the test's directory, which `nobody` may enter; it
+/// belongs to `nobody` when `writable`, as /var/log/exwatch belongs to the service's user.
+fn log_dir(dir: &Path, writable: bool) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let (uid, gid) = nobody();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod test dir");
+    let logs = dir.join("logs");
+    std::fs::create_dir(&logs).expect("create log dir");
+    if writable {
+        std::os::unix::fs::chown(&logs, Some(uid), Some(gid)).expect("chown log dir");
+    }
+    logs.join("eve.json")
+}
+
+/// Regression (issue 13): `--user nobody --eve-log F`, then SIGHUP, lost every later event
+/// (F was root's, so the reopen failed), said nothing until SIGTERM, then exited 2 without
+/// the summary. The log now belongs to the user exwatch runs as: SIGHUP without rotating
+/// and SIGHUP after rotating both keep logging, and the run ends cleanly.
+#[test]
+fn live_user_nobody_keeps_logging_across_sighup() {
+    let Some(net) = setup("live_user_nobody_keeps_logging_across_sighup") else {
+        return;
+    };
+    let (uid, _) = nobody();
+    let edge = net.addr(2);
+    // The summary too is written at exit, as nobody, in a directory nobody cannot write.
+    let mut exwatch =
+        Exwatch::launch_at(&net, &edge_site(&net), &["--user", "nobody"], true, |dir| log_dir(dir, true));
+    assert_eq!(owner(&exwatch.eve), uid, "the EVE log belongs to nobody");
+    let _rdp = nc_listener(&net, Side::Inside, &edge, 3389);
+    let rdp = |e: &Value| is_alert(e, "edge-perimeter", 3389);
+    nc_send(&net, Side::Outside, &edge, 3389);
+    exwatch.wait_event("first violation", rdp);
+
+    // SIGHUP with nothing rotated: the same file is reopened and written on.
+    exwatch.hup();
+    nc_send(&net, Side::Outside, &edge, 3389);
+    wait_until("two alerts in the log", || {
+        (events(&exwatch.eve).iter().filter(|e| rdp(e)).count() == 2).then_some(())
+    });
+
+    // Rotated, then SIGHUP: a new file at the same path, nobody's too.
+    let rotated = exwatch.eve.with_extension("json.1");
+    std::fs::rename(&exwatch.eve, &rotated).expect("rotate the EVE log");
+    exwatch.hup();
+    wait_until("the new EVE log", || exwatch.eve.exists().then_some(()));
+    assert_eq!(owner(&exwatch.eve), uid, "the reopened EVE log belongs to nobody");
+    nc_send(&net, Side::Outside, &edge, 3389);
+    exwatch.wait_event("third violation, in the new file", rdp);
+
+    let stopped = exwatch.stop("TERM");
+    stopped.assert_clean();
+    assert!(!stopped.stderr.contains("cannot reopen"), "{}", stopped.stderr);
+    let summary = stopped.summary.as_ref().expect("the summary, written as nobody");
+    assert_eq!(summary["findings"]["violation"], 3, "{summary}");
+    assert_eq!(events(&rotated).len(), 2, "{}", lines(&events(&rotated)));
+    assert_eq!(stopped.alerts().len(), 1, "{}", lines(&stopped.events));
+}
+
+/// A reopen that fails (rotated, and the directory is not the user's, so no new file can
+/// be made) is said on stderr at once, at the SIGHUP, and events keep going to the file
+/// that was open; the run still ends cleanly with its summary.
+#[test]
+fn live_failed_reopen_is_said_at_once_and_logging_goes_on() {
+    let Some(net) = setup("live_failed_reopen_is_said_at_once_and_logging_goes_on") else {
+        return;
+    };
+    let edge = net.addr(2);
+    let mut exwatch =
+        Exwatch::launch_at(&net, &edge_site(&net), &["--user", "nobody"], false, |dir| log_dir(dir, false));
+    let _rdp = nc_listener(&net, Side::Inside, &edge, 3389);
+    nc_send(&net, Side::Outside, &edge, 3389);
+    exwatch.wait_event("first violation", |e| is_alert(e, "edge-perimeter", 3389));
+
+    let rotated = exwatch.eve.with_extension("json.1");
+    std::fs::rename(&exwatch.eve, &rotated).expect("rotate the EVE log");
+    exwatch.hup();
+    let said = exwatch.wait_stderr("cannot reopen the EVE log");
+    assert!(said.contains(exwatch.eve.to_str().unwrap_or_default()), "names the log:\n{said}");
+    assert!(said.contains("Permission denied"), "says why:\n{said}");
+
+    nc_send(&net, Side::Outside, &edge, 3389);
+    wait_until("the second alert, in the file open before", || {
+        (events(&rotated).iter().filter(|e| is_alert(e, "edge-perimeter", 3389)).count() == 2).then_some(())
+    });
+    let stopped = exwatch.stop("TERM");
+    stopped.assert_clean();
+    assert!(!exwatch.eve.exists(), "no file could be made at the old path");
+}
+
+/// A tmpfs mounted for one test, unmounted on drop (after the exwatch guards made later
+/// have ended the process holding its files).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let target = dir.path().to_str().expect("temp path is UTF-8");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs", target])
+            .output()
+            .expect("run mount");
+        assert!(out.status.success(), "mount tmpfs: {}", text(&out.stderr));
+        Tmpfs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the file system is full; returns the bytes written.
+    fn fill(&self) -> u64 {
+        let mut file = File::create(self.path().join("filler")).expect("create filler");
+        let (block, mut written) = ([0u8; 4096], 0u64);
+        loop {
+            match file.write(&block) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => break,
+                Err(e) => panic!("filling the tmpfs: {e}"),
+            }
+        }
+        written
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path().join("filler")).expect("remove filler");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let target = self.dir.path().to_str().unwrap_or_default().to_string();
+        let unmounted = Command::new("umount").arg(&target).status().is_ok_and(|s| s.success());
+        if !unmounted {
+            let _ = Command::new("umount").args(["-l", &target]).status();
+        }
+    }
+}
+
+/// A full disk under the EVE log: the capture and the verdicts go on, the events that
+/// could not be written are counted (metric and summary), the log never keeps half a
+/// line, and writing resumes with whole lines once there is room again.
+#[test]
+fn live_full_disk_counts_lost_events_and_resumes_with_whole_lines() {
+    let Some(net) = setup("live_full_disk_counts_lost_events_and_resumes_with_whole_lines") else {
+        return;
+    };
+    const BEFORE: usize = 1;
+    const WHILE_FULL: usize = 12;
+    const AFTER: usize = 3;
+    let tmpfs = Tmpfs::mount("64k");
+    let eve = tmpfs.path().join("eve.json");
+    let edge = net.addr(2);
+    let metrics = format!("127.0.0.1:{METRICS_PORT}");
+    let mut exwatch =
+        Exwatch::launch_at(&net, &edge_site(&net), &["--metrics", &metrics], true, |_| eve.clone());
+    let _rdp = nc_listener(&net, Side::Inside, &edge, 3389);
+    let alerts_seen = |n: usize| {
+        let series = r#"exwatch_alerts_total{rule="edge-perimeter",verdict="violation"}"#;
+        wait_until(&format!("{n} alerts counted"), || {
+            let page = scrape(&net)?;
+            (sample(&page, series)? >= n as f64).then_some(page)
+        })
+    };
+    let unwritten =
+        |page: &str| sample(page, "exwatch_eve_unwritten_events_total").expect("the counter") as usize;
+    let whole_lines = |path: &Path| {
+        let bytes = std::fs::read(path).expect("read the EVE log");
+        assert!(bytes.is_empty() || bytes.ends_with(b"\n"), "half a line at the end of the log");
+        events(path)
+    };
+
+    for _ in 0..BEFORE {
+        nc_send(&net, Side::Outside, &edge, 3389);
+    }
+    exwatch.wait_event("the alert before the disk is full", |e| is_alert(e, "edge-perimeter", 3389));
+    let filled = tmpfs.fill();
+
+    for _ in 0..WHILE_FULL {
+        nc_send(&net, Side::Outside, &edge, 3389);
+    }
+    alerts_seen(BEFORE + WHILE_FULL);
+    exwatch.wait_stderr("cannot write the EVE log");
+    // Every alert ends in the log or counted as lost, once the writer has had them all.
+    let (written, lost) = wait_until("every alert written or counted as lost", || {
+        let lost = unwritten(&scrape(&net)?);
+        let written = whole_lines(&eve).len();
+        (written + lost == BEFORE + WHILE_FULL).then_some((written, lost))
+    });
+    assert!(lost >= 1, "the disk was full, yet nothing was lost");
+
+    tmpfs.free();
+    for _ in 0..AFTER {
+        nc_send(&net, Side::Outside, &edge, 3389);
+    }
+    let page = alerts_seen(BEFORE + WHILE_FULL + AFTER);
+    exwatch.wait_stderr("writing the EVE log again");
+    wait_until("the alerts made after space was freed", || {
+        (whole_lines(&eve).len() == written + AFTER).then_some(())
+    });
+    assert_eq!(unwritten(&page), lost, "nothing lost once there is room");
+
+    let stopped = exwatch.stop("TERM");
+    stopped.assert_clean();
+    let events = whole_lines(&eve);
+    let ports: std::collections::HashSet<_> = events.iter().map(|e| e["src_port"].clone()).collect();
+    assert_eq!(ports.len(), events.len(), "each flow's alert once:\n{}", lines(&events));
+    let summary = stopped.summary.as_ref().expect("summary json");
+    assert_eq!(summary["capture"]["eve_unwritten"], lost as u64, "{summary}");
+    assert_eq!(summary["findings"]["violation"], (BEFORE + WHILE_FULL + AFTER) as u64, "{summary}");
+    assert!(
+        stopped.stderr.contains(&format!("{lost} events not written to the EVE log")),
+        "{}",
+        stopped.stderr
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "live::full disk: {filled} bytes of filler; {} alerts, {written} written before space was freed, \
+         {lost} counted as lost, {AFTER} written after; log {} lines, all whole",
+        BEFORE + WHILE_FULL + AFTER,
+        events.len()
+    );
+}
+
+/// The shipped logrotate snippet (packaging/exwatch.logrotate) rotating a running
+/// exwatch: with only its path, its user and its signal sender adapted to the test
+/// (`kill` rather than `systemctl`), the next event goes to a new file that belongs to
+/// the user exwatch runs as, and the rotated file keeps the earlier one.
+#[test]
+fn live_logrotate_snippet_rotates_a_running_exwatch() {
+    let Some(net) = setup("live_logrotate_snippet_rotates_a_running_exwatch") else {
+        return;
+    };
+    if Command::new("logrotate").arg("--version").output().is_err() {
+        panic!("no logrotate (scripts/setup.sh installs it)");
+    }
+    let (uid, gid) = nobody();
+    let group = nix::unistd::Group::from_gid(gid.into()).ok().flatten().expect("nobody's group").name;
+    let edge = net.addr(2);
+    let mut exwatch =
+        Exwatch::launch_at(&net, &edge_site(&net), &["--user", "nobody"], false, |dir| log_dir(dir, true));
+    let _rdp = nc_listener(&net, Side::Inside, &edge, 3389);
+    nc_send(&net, Side::Outside, &edge, 3389);
+    let first = exwatch.wait_event("first violation", |e| is_alert(e, "edge-perimeter", 3389));
+
+    let snippet = std::fs::read_to_string(crate::util::repo().join("packaging/exwatch.logrotate"))
+        .expect("packaging/exwatch.logrotate");
+    let eve = exwatch.eve.to_str().expect("UTF-8 path").to_string();
+    let adapted = snippet
+        .replace("/var/log/exwatch/eve.json", &eve)
+        .replace("create 0640 exwatch exwatch", &format!("create 0640 nobody {group}"))
+        .replace(
+            "systemctl kill --kill-whom=main --signal=HUP exwatch.service",
+            &format!("kill -HUP {}", exwatch.pid()),
+        );
+    assert!(adapted.contains(&eve) && adapted.contains("kill -HUP"), "the snippet changed:\n{snippet}");
+    let conf = net.file("logrotate.conf", &adapted);
+    let state = net.dir.path().join("logrotate.state");
+    let out =
+        Command::new("logrotate").arg("-f").arg("-s").arg(&state).arg(&conf).output().expect("run logrotate");
+    assert!(out.status.success(), "logrotate: {}{}", text(&out.stdout), text(&out.stderr));
+    let rotated = PathBuf::from(format!("{eve}.1"));
+    assert_eq!(events(&rotated).len(), 1, "the rotated file keeps the first alert");
+    assert_eq!(owner(&exwatch.eve), uid, "logrotate made the new file for nobody");
+
+    nc_send(&net, Side::Outside, &edge, 3389);
+    let second =
+        exwatch.wait_event("second violation, in the new file", |e| is_alert(e, "edge-perimeter", 3389));
+    assert_ne!(first["src_port"], second["src_port"]);
+    exwatch.stop("TERM").assert_clean();
+}
+
+/// `live --eve-log - | head -1`: once the reader of standard output has gone, the next
+/// event ends the run as a stop would: the summary on stderr, status 0, no "Broken pipe".
+#[test]
+fn live_into_a_closed_pipe_ends_quietly_with_status_0() {
+    use std::io::{BufRead, BufReader, Read};
+    let Some(net) = setup("live_into_a_closed_pipe_ends_quietly_with_status_0") else {
+        return;
+    };
+    let edge = net.addr(2);
+    let topology = net.file("topology.toml", &edge_site(&net));
+    let args = [
+        "live",
+        "--interface",
+        net.interface(Side::Inside),
+        "--topology",
+        topology.to_str().expect("UTF-8"),
+        "--eve-log",
+        "-",
+    ];
+    let child = net
+        .cmd(Side::Inside, env!("CARGO_BIN_EXE_exwatch"), &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start exwatch");
+    let mut exwatch = Background { child, what: "exwatch live --eve-log -".into() };
+    let mut stderr = BufReader::new(exwatch.child.stderr.take().expect("stderr"));
+    let mut said = String::new();
+    while !said.contains("watching") {
+        assert!(stderr.read_line(&mut said).expect("read stderr") > 0, "exwatch ended: {said}");
+    }
+    let _rdp = nc_listener(&net, Side::Inside, &edge, 3389);
+    nc_send(&net, Side::Outside, &edge, 3389);
+    let mut first = String::new();
+    BufReader::new(exwatch.child.stdout.take().expect("stdout")).read_line(&mut first).expect("read a line");
+    let event: Value = serde_json::from_str(&first).expect("an event");
+    assert_eq!(event["event_type"], "alert", "{first}");
+
+    // The pipe is closed now (its reader dropped): the next event cannot be written.
+    nc_send(&net, Side::Outside, &edge, 3389);
+    let status = wait_until("exwatch to end", || exwatch.child.try_wait().expect("wait"));
+    stderr.read_to_string(&mut said).expect("read stderr");
+    assert_eq!(status.code(), Some(0), "stderr:\n{said}");
+    assert!(said.contains("exwatch summary") && said.contains("throughput:"), "{said}");
+    assert!(!said.to_lowercase().contains("broken pipe"), "{said}");
+}
+
+/// The interface goes away under a running capture: exwatch ends with status 2, the
+/// summary, and after it a line naming the interface; `/healthz` is never 200 after it.
+#[test]
+fn live_capture_failure_ends_with_status_2_after_the_summary() {
+    let Some(net) = setup("live_capture_failure_ends_with_status_2_after_the_summary") else {
+        return;
+    };
+    let metrics = format!("127.0.0.1:{METRICS_PORT}");
+    let mut exwatch = Exwatch::start(&net, &edge_site(&net), &["--metrics", &metrics]);
+    let health = |net: &Net| {
+        let url = format!("http://127.0.0.1:{METRICS_PORT}/healthz");
+        let mut curl =
+            net.cmd(Side::Inside, "curl", &["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "3", &url]);
+        text(&curl.output().expect("run curl").stdout)
+    };
+    wait_until("/healthz to be 200", || (health(&net) == "200").then_some(()));
+
+    let interface = net.interface(Side::Inside).to_string();
+    ip_ok(&["-n", net.ns(Side::Outside), "link", "del", net.interface(Side::Outside)]);
+    let status = wait_until("exwatch to end", || exwatch.child.try_wait().expect("wait"));
+    let stderr = exwatch.stderr_text();
+    assert_eq!(status.code(), Some(2), "stderr:\n{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let end = lines.iter().position(|l| l.starts_with("throughput:")).expect("the summary");
+    let error = lines.iter().rposition(|l| l.contains(&interface)).expect("a line naming the interface");
+    assert!(error > end && lines[error].starts_with("exwatch: "), "{stderr}");
+    assert_ne!(health(&net), "200", "nothing healthy answers once the capture failed");
+}
+
+/// `--config`: settings from the file reach the running capture (here `stats_interval`
+/// and `bpf`), while the flags on the command line (the interface, the EVE log) win.
+#[test]
+fn live_config_file_settings_reach_the_capture() {
+    let Some(net) = setup("live_config_file_settings_reach_the_capture") else {
+        return;
+    };
+    let edge = net.addr(2);
+    let config = net.file(
+        "live.toml",
+        "interface = \"no-such-interface\"\neve_log = \"not-this.json\"\nstats_interval = 1\nbpf = \"not tcp port 3390\"\n",
+    );
+    let mut exwatch = Exwatch::start(&net, &edge_site(&net), &["--config", config.to_str().expect("UTF-8")]);
+    let _rdp = nc_listener(&net, Side::Inside, &edge, 3389);
+    let _filtered = nc_listener(&net, Side::Inside, &edge, 3390);
+    nc_send(&net, Side::Outside, &edge, 3390);
+    nc_send(&net, Side::Outside, &edge, 3389);
+    exwatch.wait_event("the 3389 violation", |e| is_alert(e, "edge-perimeter", 3389));
+    exwatch.wait_event("a stats event, from stats_interval", |e| e["event_type"] == "stats");
+    let stopped = exwatch.stop("TERM");
+    stopped.assert_clean();
+    assert!(stopped.alerts().iter().all(|e| e["dest_port"] != 3390), "the file's filter holds");
+    assert!(!net.dir.path().join("not-this.json").exists(), "--eve-log wins over the file's");
 }

@@ -13,5 +13,6 @@ mod green;
 mod inputs;
 mod layout;
 mod live;
+mod ops;
 mod output;
 mod scenarios;
