@@ -35,6 +35,7 @@ fn run(args: cli::Args) -> Result<u8, String> {
         cli::Command::Check(flags) => check(&flags),
         cli::Command::Compare(flags) => compare(&flags),
         cli::Command::Generate(flags) => generate(&flags),
+        cli::Command::Learn(flags) => learn(cli::LearnSettings::from_flags(flags)?),
     }
 }
 
@@ -69,6 +70,77 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
     }
     let failed = settings.fail_on.iter().any(|&v| report.counters.findings(v) > 0);
     Ok(u8::from(failed))
+}
+
+/// Drafts a topology from the traffic, or compares the traffic with one: the pipeline of
+/// `analyze` with the learner as its observer and no EVE output.
+fn learn(settings: cli::LearnSettings) -> Result<u8, String> {
+    use exwatch::learn::{compare, Draft, Learner};
+    let topology = match &settings.topology {
+        Some((topology, _)) => Arc::clone(topology),
+        None => Arc::new(
+            exwatch::policy::Topology::parse(std::path::Path::new("(none)"), "")
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    let engine = Arc::new(Engine::new(Arc::clone(&settings.policy), Arc::clone(&topology), 0));
+    let total: u64 = settings.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let bar = (settings.progress && std::io::stderr().is_terminal()).then(|| cli::progress_bar(total));
+    let progress = |bytes: u64| {
+        if let Some(bar) = &bar {
+            bar.set_position(bytes.max(bar.position()));
+        }
+    };
+    let mut learner = Learner::new(settings.learn.clone());
+    let sink = exwatch::output::Sink::Off;
+    let outputs = pipeline::Outputs { sink: &sink, observer: Some(&mut learner) };
+    let report = pipeline::analyze(engine, &settings.files, &settings.pipeline, outputs, &progress)
+        .map_err(|e| e.to_string())?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    for error in &report.errors {
+        eprintln!("exwatch: {error}");
+    }
+    let draft = Draft::new(&learner);
+    let t = &draft.tally;
+    eprintln!(
+        "exwatch learn: {} packets, {} flows ({} answered); {} hosts in roles, {} client prefix(es), {} subscription(s){}",
+        report.counters[exwatch::telemetry::Counter::Frames],
+        t.flows,
+        t.answered,
+        draft.hosts.len(),
+        draft.clients.len(),
+        draft.subscriptions.len(),
+        if t.untracked_hosts > 0 {
+            format!("; {} hosts not tracked (table full: raise --max-hosts)", t.untracked_hosts)
+        } else {
+            String::new()
+        }
+    );
+    let status = if report.errors.is_empty() { 0 } else { 2 };
+    let Some((topology, name)) = &settings.topology else {
+        let sources = match settings.files.len() {
+            1 => settings.files[0].display().to_string(),
+            n => format!("{n} capture files"),
+        };
+        write_out(&settings.output, &draft.to_toml(&sources))?;
+        return Ok(status);
+    };
+    let findings = compare(&learner, &draft, topology);
+    let mut text: String = findings.iter().map(|f| format!("{name}: {}: {f}\n", f.kind.name())).collect();
+    text.push_str(&format!("{name}: {} difference(s) with the traffic\n", findings.len()));
+    write_out(&settings.output, &text)?;
+    Ok(if status == 0 && !findings.is_empty() { 1 } else { status })
+}
+
+/// Writes `text` to a file, or to standard output for `-`.
+fn write_out(path: &std::path::Path, text: &str) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    exwatch::output::Sink::at(path, false)
+        .open()
+        .and_then(|mut w| w.write_all(text.as_bytes()).and_then(|_| w.flush()))
+        .map_err(fail)
 }
 
 fn live(settings: cli::LiveSettings) -> Result<u8, String> {

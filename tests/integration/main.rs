@@ -9,6 +9,7 @@ mod files;
 mod flood;
 mod fuzz;
 mod layout;
+mod learn;
 mod live;
 mod output;
 mod scenarios;
