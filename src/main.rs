@@ -53,18 +53,22 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
         }
     };
     let sink = settings.sink();
+    // The learner sees the run's flows, to warn of hosts that act like a role the
+    // topology does not give them (an unlisted Exchange server's traffic looks external).
+    let mut learner = exwatch::learn::Learner::new(exwatch::learn::Settings::default());
     let report = pipeline::analyze(
         Arc::clone(&engine),
         &settings.files,
         &settings.run.pipeline,
-        pipeline::Outputs::eve(&sink),
+        pipeline::Outputs { sink: &sink, observer: Some(&mut learner) },
         &progress,
     )
     .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    summarize(&engine, &settings.run, &report, settings.not_captures_total())?;
+    let warnings = exwatch::learn::unlisted(&learner, &engine.topology);
+    summarize(&engine, &settings.run, &report, settings.not_captures_total(), warnings)?;
     if !report.errors.is_empty() {
         return Ok(2);
     }
@@ -186,7 +190,7 @@ fn live(settings: cli::LiveSettings) -> Result<u8, String> {
         report
     })
     .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
-    summarize(&engine, &settings.run, &report, 0)?;
+    summarize(&engine, &settings.run, &report, 0, Vec::new())?;
     Ok(if report.errors.is_empty() { 0 } else { 2 })
 }
 
@@ -203,15 +207,17 @@ fn drop_privileges(user: &str) -> Result<(), String> {
 }
 
 /// Prints the summary, and writes it as JSON when asked; `not_captures` counts the files
-/// found in directories that were skipped.
+/// found in directories that were skipped; `warnings` are about the topology.
 fn summarize(
     engine: &Engine,
     settings: &cli::RunSettings,
     report: &Report,
     not_captures: usize,
+    warnings: Vec<String>,
 ) -> Result<(), String> {
-    let summary =
-        Summary::new(engine, &settings.config.topology_name, report).with_not_captures(not_captures);
+    let summary = Summary::new(engine, &settings.config.topology_name, report)
+        .with_not_captures(not_captures)
+        .with_warnings(warnings);
     eprint!("{}", summary.render());
     if let Some(path) = &settings.summary_json {
         let json = serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?;
@@ -315,11 +321,19 @@ fn generate(flags: &cli::GenerateFlags) -> Result<u8, String> {
         bulk: flags.bulk,
         ..Default::default()
     };
+    let topology = match &flags.topology {
+        Some(path) => Some(exwatch::policy::Topology::load(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let mut packets = 0u64;
-    let expected = exwatch::testkit::synth::organization(&options, |ts, frame| {
+    let write = |ts, frame: &[u8]| {
         packets += 1;
         writer.write(ts, frame, frame.len() as u32)
-    })
+    };
+    let expected = match &topology {
+        Some(topology) => exwatch::testkit::synth::site(topology, &options, write),
+        None => exwatch::testkit::synth::organization(&options, write),
+    }
     .map_err(fail)?;
     writer.into_inner().flush().map_err(fail)?;
     if let Some(path) = &flags.expected {

@@ -126,17 +126,22 @@ impl Draft {
     /// Drafts the topology from what `learner` saw.
     pub fn new(learner: &Learner) -> Draft {
         let hosts = learner.hosts();
-        let mut roles: HashMap<IpAddr, (Role, Confidence, Vec<Service>)> = HashMap::new();
+        let mut roles: Roles = HashMap::new();
         let mut too_little = Vec::new();
         for (&addr, host) in hosts {
-            match first_pass(addr, host) {
-                Ok(found) => {
-                    roles.insert(addr, found);
-                }
+            if let Some(found) = first_pass(host) {
+                roles.insert(addr, found);
+            }
+        }
+        let mut weaker = Vec::new();
+        for (&addr, host) in hosts.iter().filter(|(a, _)| !roles.contains_key(a)) {
+            match second_pass(addr, host, &roles) {
+                Ok(found) => weaker.push((addr, found)),
                 Err(Some(why)) => too_little.push((addr, why)),
                 Err(None) => {}
             }
         }
+        roles.extend(weaker);
         // An Edge that showed no EdgeSync: SMTP from the Internet, SMTP to a Mailbox server.
         for (&addr, host) in hosts {
             if roles.contains_key(&addr) {
@@ -317,30 +322,21 @@ impl Draft {
     }
 }
 
-/// A host's role from the ports it answered, or why there is too little to say.
-fn first_pass(addr: IpAddr, host: &Host) -> Result<(Role, Confidence, Vec<Service>), Option<String>> {
+/// A host's role on strong evidence: ports only servers of that role answer.
+fn first_pass(host: &Host) -> Option<(Role, Confidence, Vec<Service>)> {
     let served = |port: u16| host.served(Service::tcp(port));
-    let peers = |ports: &[Service]| {
-        let mut set = BTreeSet::new();
-        for s in ports.iter().filter_map(|p| host.served(*p)) {
-            set.extend(s.peers.iter().copied());
-        }
-        set.len()
-    };
     if served(50636).is_some() {
         let smtp = served(25).is_some();
         let key = if smtp { vec![Service::tcp(50636), Service::tcp(25)] } else { vec![Service::tcp(50636)] };
-        return Ok((Role::Edge, if smtp { Confidence::High } else { Confidence::Medium }, key));
+        return Some((Role::Edge, if smtp { Confidence::High } else { Confidence::Medium }, key));
     }
     let exchange: Vec<Service> =
         EXCHANGE.iter().map(|&p| Service::tcp(p)).filter(|s| host.served(*s).is_some()).collect();
-    let sip: Vec<Service> =
-        SIP.iter().map(|&p| Service::tcp(p)).filter(|s| host.served(*s).is_some()).collect();
     let skype_444 = served(5061).is_some() && exchange.iter().all(|s| s.port == 444);
     if !exchange.is_empty() && !skype_444 {
         let confidence =
             if exchange.len() >= 2 || served(443).is_some() { Confidence::High } else { Confidence::Medium };
-        return Ok((Role::Mailbox, confidence, exchange));
+        return Some((Role::Mailbox, confidence, exchange));
     }
     let ad: Vec<Service> = AD.iter().copied().filter(|s| host.served(*s).is_some()).collect();
     if !ad.is_empty() {
@@ -352,13 +348,44 @@ fn first_pass(addr: IpAddr, host: &Host) -> Result<(Role, Confidence, Vec<Servic
             (false, false) => Confidence::Low,
             _ => Confidence::Medium,
         };
-        return Ok((Role::DomainController, confidence, key));
+        return Some((Role::DomainController, confidence, key));
     }
+    None
+}
+
+type Roles = HashMap<IpAddr, (Role, Confidence, Vec<Service>)>;
+
+/// A host's role on weaker evidence, once the strong roles are known (`strong`), or
+/// why there is too little to say.
+fn second_pass(
+    addr: IpAddr,
+    host: &Host,
+    strong: &Roles,
+) -> Result<(Role, Confidence, Vec<Service>), Option<String>> {
+    let served = |port: u16| host.served(Service::tcp(port));
+    let peers = |ports: &[Service]| {
+        let mut set = BTreeSet::new();
+        for s in ports.iter().filter_map(|p| host.served(*p)) {
+            set.extend(s.peers.iter().copied());
+        }
+        set.len()
+    };
+    let role = |a: &IpAddr| strong.get(a).map(|r| r.0);
+    let sip: Vec<Service> =
+        SIP.iter().map(|&p| Service::tcp(p)).filter(|s| host.served(*s).is_some()).collect();
     let mail: Vec<Service> =
         MAIL.iter().map(|&p| Service::tcp(p)).filter(|s| host.served(*s).is_some()).collect();
     if served(443).is_some() && !mail.is_empty() {
         let key: Vec<Service> = std::iter::once(Service::tcp(443)).chain(mail.iter().copied()).collect();
-        if peers(&key) >= 3 {
+        // An Internet host may answer web and mail too: a Mailbox server also does
+        // what only servers of the organization do (Kerberos or LDAP to a domain
+        // controller, EdgeSync or SMTP to an Edge; an Edge sends SMTP to the Internet).
+        let inside = host.opened.iter().any(|o| match role(&o.peer) {
+            Some(Role::DomainController) => AD.iter().any(|s| o.used(*s)),
+            Some(Role::Edge) => o.used(Service::tcp(50636)) || o.used(Service::tcp(25)),
+            _ => false,
+        });
+        if peers(&key) >= 3 && inside {
             // Before Skype: a Mailbox server may answer SIP too (Unified Messaging).
             return Ok((Role::Mailbox, Confidence::Medium, key));
         }
@@ -394,10 +421,7 @@ fn first_pass(addr: IpAddr, host: &Host) -> Result<(Role, Confidence, Vec<Servic
 
 /// Edge subscriptions: for each drafted Edge, the Mailbox servers that spoke EdgeSync
 /// or SMTP with it; Edges with the same Mailbox servers share a subscription.
-fn subscriptions(
-    hosts: &HashMap<IpAddr, Host>,
-    roles: &HashMap<IpAddr, (Role, Confidence, Vec<Service>)>,
-) -> Vec<DraftSubscription> {
+fn subscriptions(hosts: &HashMap<IpAddr, Host>, roles: &Roles) -> Vec<DraftSubscription> {
     let of_role = |role: Role| -> BTreeSet<IpAddr> {
         roles.iter().filter(|(_, r)| r.0 == role).map(|(a, _)| *a).collect()
     };
@@ -434,10 +458,7 @@ fn subscriptions(
 }
 
 /// Internal clients, summarized as prefixes that hold no drafted server.
-fn clients(
-    hosts: &HashMap<IpAddr, Host>,
-    roles: &HashMap<IpAddr, (Role, Confidence, Vec<Service>)>,
-) -> Vec<ClientPrefix> {
+fn clients(hosts: &HashMap<IpAddr, Host>, roles: &Roles) -> Vec<ClientPrefix> {
     let role = |addr: &IpAddr| roles.get(addr).map(|r| r.0);
     let servers: Vec<IpAddr> = roles.keys().copied().collect();
     let server_48s: BTreeSet<IpAddr> = servers.iter().filter(|a| a.is_ipv6()).map(|a| mask(*a, 48)).collect();

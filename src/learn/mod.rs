@@ -352,5 +352,16 @@ pub fn is_private(addr: IpAddr) -> bool {
     }
 }
 
+/// The hosts that act like a role `topology` does not list, one line each: the
+/// warnings `analyze` repeats in its summary.
+pub fn unlisted(learner: &Learner, topology: &crate::policy::Topology) -> Vec<String> {
+    let draft = Draft::new(learner);
+    compare(learner, &draft, topology)
+        .into_iter()
+        .filter(|f| f.kind == FindingKind::Unlisted)
+        .map(|f| f.text)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

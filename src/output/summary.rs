@@ -33,6 +33,9 @@ pub struct Summary {
     pub top_violating_pairs: Vec<PairLine>,
     /// Sources that could not be read, whole or in part: a stable code and the message.
     pub errors: Vec<(String, String)>,
+    /// What the run noticed about the topology, e.g. a host that behaves like an
+    /// Exchange server the topology does not list.
+    pub warnings: Vec<String>,
     pub latency_ns: Vec<StageLatency>,
     pub throughput: Throughput,
 }
@@ -215,6 +218,7 @@ impl Summary {
             rules,
             top_violating_pairs,
             errors: report.errors.iter().map(|e| (e.code().to_string(), e.to_string())).collect(),
+            warnings: Vec::new(),
             latency_ns: vec![
                 latency("decode", &report.latency.decode),
                 latency("flow+policy", &report.latency.flow),
@@ -243,6 +247,12 @@ impl Summary {
         if let Some(files) = &mut self.files {
             files.not_captures = count;
         }
+        self
+    }
+
+    /// Adds warnings about the topology.
+    pub fn with_warnings(mut self, warnings: impl IntoIterator<Item = String>) -> Summary {
+        self.warnings.extend(warnings);
         self
     }
 
@@ -351,6 +361,9 @@ impl Summary {
         }
         for (_, message) in &self.errors {
             let _ = writeln!(s, "error: {message}");
+        }
+        for warning in &self.warnings {
+            let _ = writeln!(s, "warning: {warning}");
         }
         let read = p.get("read");
         let rate = |busy: f64| read as f64 / busy.max(1e-9) / 1e6;
