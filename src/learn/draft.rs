@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::{is_private, Host, Learner, Service, Tally, MAX_PEERS};
+use super::{is_private, Host, Hosts, Learner, Service, Tally, MAX_PEERS};
 use crate::flow::Confidence;
 use crate::policy::prefix::Prefix;
 use crate::policy::Role;
@@ -421,7 +421,7 @@ fn second_pass(
 
 /// Edge subscriptions: for each drafted Edge, the Mailbox servers that spoke EdgeSync
 /// or SMTP with it; Edges with the same Mailbox servers share a subscription.
-fn subscriptions(hosts: &HashMap<IpAddr, Host>, roles: &Roles) -> Vec<DraftSubscription> {
+fn subscriptions(hosts: &Hosts, roles: &Roles) -> Vec<DraftSubscription> {
     let of_role = |role: Role| -> BTreeSet<IpAddr> {
         roles.iter().filter(|(_, r)| r.0 == role).map(|(a, _)| *a).collect()
     };
@@ -458,7 +458,7 @@ fn subscriptions(hosts: &HashMap<IpAddr, Host>, roles: &Roles) -> Vec<DraftSubsc
 }
 
 /// Internal clients, summarized as prefixes that hold no drafted server.
-fn clients(hosts: &HashMap<IpAddr, Host>, roles: &Roles) -> Vec<ClientPrefix> {
+fn clients(hosts: &Hosts, roles: &Roles) -> Vec<ClientPrefix> {
     let role = |addr: &IpAddr| roles.get(addr).map(|r| r.0);
     let servers: Vec<IpAddr> = roles.keys().copied().collect();
     let server_48s: BTreeSet<IpAddr> = servers.iter().filter(|a| a.is_ipv6()).map(|a| mask(*a, 48)).collect();

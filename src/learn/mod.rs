@@ -189,11 +189,16 @@ pub struct Tally {
     pub untracked_hosts: u64,
 }
 
+/// Hosts by address; foldhash rather than SipHash, since every ended flow is looked up
+/// twice and addresses come from the traffic only as keys, never to be iterated in
+/// hash order (the draft sorts).
+pub type Hosts = HashMap<IpAddr, Host, foldhash::fast::FixedState>;
+
 /// The per-host view of a run, fed with ended flows.
 #[derive(Debug, Default)]
 pub struct Learner {
     settings: Settings,
-    hosts: HashMap<IpAddr, Host>,
+    hosts: Hosts,
     pub tally: Tally,
 }
 
@@ -207,10 +212,10 @@ impl Observer for Learner {
 
 impl Learner {
     pub fn new(settings: Settings) -> Learner {
-        Learner { settings, hosts: HashMap::new(), tally: Tally::default() }
+        Learner { settings, hosts: Hosts::default(), tally: Tally::default() }
     }
 
-    pub fn hosts(&self) -> &HashMap<IpAddr, Host> {
+    pub fn hosts(&self) -> &Hosts {
         &self.hosts
     }
 
@@ -250,11 +255,23 @@ impl Learner {
             }
             return;
         };
-        let room = self.room_in_opened(orig, resp);
-        if let Some(host) = self.host(orig) {
-            host.flows += 1;
-            host.packets += packets;
-            open(host, resp, index, room);
+        let Some(host) = self.host(orig) else { return };
+        host.flows += 1;
+        host.packets += packets;
+        let entry = Opened { peer: resp, services: 1 << index, flows: 1 };
+        if open(host, entry) {
+            return;
+        }
+        // The list is full of other servers: make room, if a peer there answered no port
+        // of a server role.
+        let room = self.hosts.get(&orig).and_then(|host| {
+            host.opened.iter().position(|o| !self.hosts.get(&o.peer).is_some_and(Host::looks_like_a_server))
+        });
+        if let Some(host) = self.hosts.get_mut(&orig) {
+            match room {
+                Some(i) => host.opened[i] = entry,
+                None => host.opened_dropped += 1,
+            }
         }
     }
 
@@ -267,16 +284,6 @@ impl Learner {
             return None;
         }
         Some(self.hosts.entry(addr).or_default())
-    }
-
-    /// Where a new server goes in `orig`'s full `opened` list: the index of a peer that
-    /// answered no port of a server role, or `None` to drop it. Only asked when full.
-    fn room_in_opened(&self, orig: IpAddr, resp: IpAddr) -> Option<usize> {
-        let host = self.hosts.get(&orig)?;
-        if host.opened.len() < MAX_OPENED || host.opened.iter().any(|o| o.peer == resp) {
-            return None;
-        }
-        host.opened.iter().position(|o| !self.hosts.get(&o.peer).is_some_and(Host::looks_like_a_server))
     }
 }
 
@@ -299,21 +306,19 @@ fn serve(host: &mut Host, service: Service, peer: IpAddr, packets: u64) {
     }
 }
 
-fn open(host: &mut Host, peer: IpAddr, index: usize, room: Option<usize>) {
-    let bit = 1u64 << index;
-    if let Some(o) = host.opened.iter_mut().find(|o| o.peer == peer) {
-        o.services |= bit;
+/// Adds `entry` to the host's `opened` list, or merges it with the peer's entry; false
+/// when the list is full of other peers.
+fn open(host: &mut Host, entry: Opened) -> bool {
+    if let Some(o) = host.opened.iter_mut().find(|o| o.peer == entry.peer) {
+        o.services |= entry.services;
         o.flows += 1;
-        return;
+        return true;
     }
-    let entry = Opened { peer, services: bit, flows: 1 };
     if host.opened.len() < MAX_OPENED {
         host.opened.push(entry);
-    } else if let Some(i) = room {
-        host.opened[i] = entry;
-    } else {
-        host.opened_dropped += 1;
+        return true;
     }
+    false
 }
 
 /// Whether the responder answered: a SYN-ACK, packets both ways on a flow picked up
