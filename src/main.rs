@@ -116,8 +116,8 @@ fn learn(settings: cli::LearnSettings) -> Result<u8, String> {
         draft.hosts.len(),
         draft.clients.len(),
         draft.subscriptions.len(),
-        if t.untracked_hosts > 0 {
-            format!("; {} hosts not tracked (table full: raise --max-hosts)", t.untracked_hosts)
+        if t.untracked_flows > 0 {
+            format!("; {} flows with a host not tracked (table full: raise --max-hosts)", t.untracked_flows)
         } else {
             String::new()
         }

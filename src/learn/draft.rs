@@ -240,8 +240,11 @@ impl Draft {
             t.flows,
             t.answered,
             self.hosts_tracked,
-            if t.untracked_hosts > 0 {
-                format!(", {} hosts not tracked (table full: raise --max-hosts)", t.untracked_hosts)
+            if t.untracked_flows > 0 {
+                format!(
+                    ", {} flows with a host not tracked (table full: raise --max-hosts)",
+                    t.untracked_flows
+                )
             } else {
                 String::new()
             }

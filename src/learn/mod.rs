@@ -184,8 +184,8 @@ pub struct Tally {
     pub local: u64,
     /// Answered flows with a host that could not be tracked (the host table was full).
     pub untracked_flows: u64,
-    /// Hosts not tracked because the table was full (each counted once it is first met
-    /// while full; a host met again is counted again).
+    /// Times a host was met that could not be added because the table was full (a host
+    /// met in many flows counts each time).
     pub untracked_hosts: u64,
 }
 
@@ -237,7 +237,7 @@ impl Learner {
         let packets = flow.pkts[TO_SERVER] + flow.pkts[TO_CLIENT];
         let service = known(tuple.proto, tuple.dport);
         let (orig, resp) = (tuple.src, tuple.dst);
-        let resp_is_server = match self.host(resp) {
+        let resp_tracked = match self.host(resp) {
             Some(host) => {
                 host.flows += 1;
                 host.packets += packets;
@@ -248,16 +248,18 @@ impl Learner {
             }
             None => false,
         };
-        let Some(index) = service.filter(|_| resp_is_server) else {
-            if let Some(host) = self.host(orig) {
-                host.flows += 1;
-                host.packets += packets;
+        if !resp_tracked {
+            self.tally.untracked_flows += 1;
+        }
+        let Some(host) = self.host(orig) else {
+            if resp_tracked {
+                self.tally.untracked_flows += 1;
             }
             return;
         };
-        let Some(host) = self.host(orig) else { return };
         host.flows += 1;
         host.packets += packets;
+        let Some(index) = service.filter(|_| resp_tracked) else { return };
         let entry = Opened { peer: resp, services: 1 << index, flows: 1 };
         if open(host, entry) {
             return;
@@ -280,7 +282,6 @@ impl Learner {
         let full = self.hosts.len() >= self.settings.max_hosts;
         if full && !self.hosts.contains_key(&addr) {
             self.tally.untracked_hosts += 1;
-            self.tally.untracked_flows += 1;
             return None;
         }
         Some(self.hosts.entry(addr).or_default())
@@ -361,11 +362,18 @@ pub fn is_private(addr: IpAddr) -> bool {
 /// warnings `analyze` repeats in its summary.
 pub fn unlisted(learner: &Learner, topology: &crate::policy::Topology) -> Vec<String> {
     let draft = Draft::new(learner);
-    compare(learner, &draft, topology)
+    let mut lines: Vec<String> = compare(learner, &draft, topology)
         .into_iter()
         .filter(|f| f.kind == FindingKind::Unlisted)
         .map(|f| f.text)
-        .collect()
+        .collect();
+    if learner.tally.untracked_flows > 0 {
+        lines.push(format!(
+            "{} answered flows had a host past the {} the learner tracks: unlisted hosts among them are not named",
+            learner.tally.untracked_flows, learner.settings.max_hosts
+        ));
+    }
+    lines
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ fn the_host_table_is_bounded_and_counts_what_it_leaves_out() {
         learner.flow(&tcp(&format!("10.2.0.{i}"), "10.1.1.5", 443, true));
     }
     assert_eq!(learner.hosts().len(), 3);
-    assert_eq!(learner.tally.untracked_hosts, 8);
+    assert_eq!((learner.tally.untracked_hosts, learner.tally.untracked_flows), (8, 8));
 }
 
 #[test]
