@@ -98,6 +98,8 @@ pub struct LearnFlags {
 /// Everything `learn` needs, validated.
 pub struct LearnSettings {
     pub files: Vec<PathBuf>,
+    /// Per directory given, the files under it that are not captures.
+    pub not_captures: Vec<(PathBuf, Vec<PathBuf>)>,
     pub output: PathBuf,
     /// The topology to compare with, and its name.
     pub topology: Option<(Arc<Topology>, String)>,
@@ -129,8 +131,10 @@ impl LearnSettings {
             }
             None => None,
         };
+        let inputs = expand_files(&flags.files)?;
         Ok(LearnSettings {
-            files: expand_files(&flags.files)?.files,
+            files: inputs.files,
+            not_captures: inputs.not_captures,
             output: flags.output,
             topology,
             policy: Arc::new(builtin::policy().map_err(|e| e.to_string())?),
@@ -138,6 +142,16 @@ impl LearnSettings {
             learn: exwatch::learn::Settings { max_hosts: flags.max_hosts },
             progress: !flags.no_progress,
         })
+    }
+
+    /// One line per directory that held files other than captures.
+    pub fn notices(&self) -> Vec<String> {
+        self.not_captures
+            .iter()
+            .map(|(dir, skipped)| {
+                format!("{} file(s) in {} not captures, skipped", skipped.len(), dir.display())
+            })
+            .collect()
     }
 }
 

@@ -80,6 +80,9 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
 /// `analyze` with the learner as its observer and no EVE output.
 fn learn(settings: cli::LearnSettings) -> Result<u8, String> {
     use exwatch::learn::{compare, Draft, Learner};
+    for notice in settings.notices() {
+        eprintln!("exwatch: {notice}");
+    }
     let topology = match &settings.topology {
         Some((topology, _)) => Arc::clone(topology),
         None => Arc::new(

@@ -135,7 +135,7 @@ pub struct Served {
 #[derive(Clone, Copy, Debug)]
 pub struct Opened {
     pub peer: IpAddr,
-    /// Bits of [`KNOWN`] indexes.
+    /// One bit per known port used (see [`Opened::used`]).
     pub services: u64,
     pub flows: u64,
 }

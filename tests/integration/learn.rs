@@ -241,3 +241,36 @@ fn generate_without_a_topology_still_writes_the_example_organization() {
     synth::organization(&options, |ts, frame| writer.write(ts, frame, frame.len() as u32)).expect("generate");
     assert!(std::fs::read(&out).expect("written") == expected, "generate changed without --topology");
 }
+
+#[test]
+fn generate_and_learn_from_the_command_line_on_a_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixture = repo().join("tests/fixtures/learn/no-edge.toml");
+    let (pcap, expected) = (dir.path().join("a/site.pcap"), dir.path().join("expected.tsv"));
+    std::fs::create_dir_all(dir.path().join("a")).expect("mkdir");
+    std::fs::write(dir.path().join("a/README.txt"), "not a capture").expect("write");
+    let (status, _, stderr) = exwatch(&[
+        "generate",
+        pcap.to_str().expect("utf-8"),
+        "--packets",
+        "8000",
+        "--topology",
+        fixture.to_str().expect("utf-8"),
+        "--expected",
+        expected.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(status, 0, "{stderr}");
+    let findings = std::fs::read_to_string(&expected).expect("expected findings");
+    assert!(findings.lines().all(|l| l.split('\t').count() == 4) && !findings.is_empty(), "{findings}");
+    // A directory is read as analyze reads it, the file that is not a capture skipped.
+    let draft = dir.path().join("draft.toml");
+    let (status, _, stderr) =
+        learn(&[dir.path().join("a")], &["-o", draft.to_str().expect("utf-8"), "--workers", "1"]);
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stderr.contains("1 file(s) in ") && stderr.contains("not captures, skipped"), "{stderr}");
+    let text = std::fs::read_to_string(&draft).expect("draft");
+    assert_eq!(listed(&text, "mailbox"), ["192.168.20.11", "192.168.20.12"], "{text}");
+    assert_eq!(listed(&text, "skype"), ["192.168.30.20"], "{text}");
+    let (status, out, _) = learn(&[pcap], &["--topology", fixture.to_str().expect("utf-8")]);
+    assert_eq!((status, out.trim_end().ends_with("0 difference(s) with the traffic")), (0, true), "{out}");
+}
