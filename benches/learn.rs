@@ -13,10 +13,13 @@
 //!
 //! Cases:
 //! - `analyze`: `pipeline::analyze`, EVE lines formatted and thrown away, no observer;
+//! - `analyze+noop`: the same with an observer that does nothing: what handing every
+//!   ended flow to the writer thread costs, apart from the learner;
 //! - `analyze+warn`: the same with the learner attached and its warnings computed at
 //!   the end, as `exwatch analyze` runs;
 //! - `learn`: `pipeline::analyze` with no EVE output and the learner, then the draft
-//!   written as TOML, as `exwatch learn` runs.
+//!   written as TOML, as `exwatch learn` runs;
+//! - and the learner alone, fed the run's ended flows from memory: its cost per flow.
 
 use std::hint::black_box;
 use std::io;
@@ -24,9 +27,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use exwatch::flow::{Event, Flow};
 use exwatch::learn::{self, Draft, Learner};
 use exwatch::output::Sink;
-use exwatch::pipeline::{self, Outputs, Settings};
+use exwatch::pipeline::{self, Observer, Outputs, Settings};
 use exwatch::policy::{builtin, Engine, Topology, DEFAULT_MAX_SMTP_SENDERS};
 use exwatch::telemetry::Counter;
 use exwatch::testkit::synth::{self, wire::PcapWriter, OrgOptions};
@@ -34,7 +38,7 @@ use exwatch::testkit::synth::{self, wire::PcapWriter, OrgOptions};
 const DEFAULT_PACKETS: u64 = 1_000_000;
 const SEED: u64 = 1;
 /// Passes of each case; the median is printed.
-const RUNS: usize = 5;
+const RUNS: usize = 7;
 const FIXTURE: &str = "tests/fixtures/learn/two-sites.toml";
 
 fn main() {
@@ -67,6 +71,17 @@ fn main() {
                 )
                 .expect("analyze");
                 (report.counters[Counter::Frames], format!("alerts={}", report.counters[Counter::Violations]))
+            }),
+        ),
+        (
+            "analyze+noop",
+            Box::new(|| {
+                let mut noop = Noop;
+                let outputs = Outputs { sink: &Sink::Discard, observer: Some(&mut noop) };
+                let report =
+                    pipeline::analyze(Arc::new(engine.split(1)), &files, &settings, outputs, &|_| {})
+                        .expect("analyze");
+                (report.counters[Counter::Frames], "flows delivered, nothing done".into())
             }),
         ),
         (
@@ -111,6 +126,23 @@ fn main() {
             (frames, notes[i]) = (n, note);
         }
     }
+    // The learner alone, on the run's ended flows: its cost per flow on the writer thread.
+    let flows = ended_flows(&engine, &files, &settings);
+    let per_flow = {
+        let mut passes: Vec<Duration> = (0..RUNS)
+            .map(|_| {
+                let mut learner = Learner::new(learn::Settings::default());
+                let started = Instant::now();
+                for flow in &flows {
+                    learner.flow(flow);
+                }
+                black_box(&learner);
+                started.elapsed()
+            })
+            .collect();
+        passes.sort();
+        passes[passes.len() / 2].as_secs_f64() / flows.len().max(1) as f64
+    };
     println!(
         "learn: {frames} packets of {FIXTURE} ({}), {} workers, median of {RUNS} interleaved passes",
         path.display(),
@@ -133,6 +165,38 @@ fn main() {
             notes[i]
         );
     }
+    println!(
+        "  the learner alone: {:.0} ns per ended flow ({} flows, {:.1} flows per 1,000 packets)",
+        per_flow * 1e9,
+        flows.len(),
+        flows.len() as f64 * 1000.0 / frames.max(1) as f64
+    );
+}
+
+/// An observer that does nothing: what delivering every ended flow to the writer costs.
+struct Noop;
+
+impl Observer for Noop {
+    fn event(&mut self, _engine: &Engine, event: &Event) {
+        black_box(event);
+    }
+}
+
+/// Every ended flow of a run, as the observer sees them.
+fn ended_flows(engine: &Arc<Engine>, files: &[PathBuf], settings: &Settings) -> Vec<Flow> {
+    struct Collect(Vec<Flow>);
+    impl Observer for Collect {
+        fn event(&mut self, _engine: &Engine, event: &Event) {
+            if let Event::Flow { flow } = event {
+                self.0.push(*flow);
+            }
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    let outputs = Outputs { sink: &Sink::Off, observer: Some(&mut collect) };
+    pipeline::analyze(Arc::new(engine.split(1)), files, settings, outputs, &|_| {})
+        .expect("collecting flows");
+    collect.0
 }
 
 /// CPU time of the process so far (user and system, all threads), from

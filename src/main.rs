@@ -315,6 +315,11 @@ fn check(flags: &cli::ConfigFlags) -> Result<u8, String> {
 
 fn generate(flags: &cli::GenerateFlags) -> Result<u8, String> {
     let fail = |e: std::io::Error| format!("{}: {e}", flags.out.display());
+    // A bad topology file is reported before the capture file is created.
+    let topology = match &flags.topology {
+        Some(path) => Some(exwatch::policy::Topology::load(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let file = std::fs::File::create(&flags.out).map_err(fail)?;
     let mut writer =
         exwatch::testkit::synth::wire::PcapWriter::new(std::io::BufWriter::new(file), 1).map_err(fail)?;
@@ -323,10 +328,6 @@ fn generate(flags: &cli::GenerateFlags) -> Result<u8, String> {
         seed: flags.seed,
         bulk: flags.bulk,
         ..Default::default()
-    };
-    let topology = match &flags.topology {
-        Some(path) => Some(exwatch::policy::Topology::load(path).map_err(|e| e.to_string())?),
-        None => None,
     };
     let mut packets = 0u64;
     let write = |ts, frame: &[u8]| {

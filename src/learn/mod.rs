@@ -114,8 +114,12 @@ const KNOWN: &[Service] = &[
     Service::tcp(64327),
 ];
 
-/// The index of a known service (its bit in [`Opened::services`]).
+/// The index of a known service (its bit in [`Opened::services`]). Most flows are to
+/// no known port: the range test turns them away before the search.
 fn known(proto: u8, port: u16) -> Option<usize> {
+    if !(25..=5067).contains(&port) && port != 50636 && port != 64327 {
+        return None;
+    }
     KNOWN.iter().position(|s| s.proto == proto && s.port == port)
 }
 
@@ -298,7 +302,8 @@ fn serve(host: &mut Host, service: Service, peer: IpAddr, packets: u64) {
     };
     served.flows += 1;
     served.packets += packets;
-    if !served.peers.contains(&peer) {
+    // Once the list is full and known to be short of some peer, nothing more is learned.
+    if !served.more_peers && !served.peers.contains(&peer) {
         if served.peers.len() < MAX_PEERS {
             served.peers.push(peer);
         } else {
