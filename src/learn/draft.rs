@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::{is_private, Host, Hosts, Learner, Service, Tally, MAX_PEERS};
+use super::{is_private, Host, Hosts, Learner, Service, Tally};
 use crate::flow::Confidence;
 use crate::policy::prefix::Prefix;
 use crate::policy::Role;
@@ -194,7 +194,7 @@ impl Draft {
                     confidence: *confidence,
                     key: key.clone(),
                     peers: peers.len(),
-                    more_peers: more_peers || peers.len() >= MAX_PEERS,
+                    more_peers,
                     peer_role,
                     answered: answered_text(host),
                     flows: host.flows,
