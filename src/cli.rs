@@ -64,6 +64,16 @@ pub enum Command {
     /// Print the man page (roff) on standard output: exwatch(1), or with COMMAND that
     /// command's page, exwatch-COMMAND(1). `exwatch man | man -l -` shows it.
     Man(ManFlags),
+    /// Draft a topology from what each host does on the wire, or, with --topology,
+    /// compare the traffic with a site's topology.
+    ///
+    /// The draft is a topology file (TOML) with the evidence of each host (ports, peers,
+    /// flows, packets) and a confidence beside it; hosts with too little evidence are
+    /// listed as comments. Only answered flows are evidence: a SYN nobody answered proves
+    /// nothing. With --topology, names hosts that act like a role the topology does not
+    /// give them, and listed servers that never acted like theirs (exit status 1 when
+    /// there is any).
+    Learn(LearnFlags),
 }
 
 #[derive(ClapArgs, Debug)]
@@ -114,6 +124,94 @@ pub fn man_page(command: Option<&str>) -> Result<Vec<u8>, String> {
 }
 
 #[derive(ClapArgs, Debug)]
+pub struct LearnFlags {
+    /// Capture files or directories, as for analyze.
+    #[arg(value_name = "PCAP", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Where the draft goes: a file, or - for standard output.
+    #[arg(long, short = 'o', value_name = "FILE", default_value = "-")]
+    pub output: PathBuf,
+    /// Compare the traffic with this topology instead of drafting one.
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
+    /// Hosts tracked at most; past it, the flows of new hosts are counted, not learned.
+    #[arg(long, value_name = "N", default_value_t = exwatch::learn::DEFAULT_MAX_HOSTS)]
+    pub max_hosts: usize,
+    /// Parser workers, as for analyze.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Files analysed at once, as for analyze.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// The files are consecutive pieces of one capture, as for analyze.
+    #[arg(long)]
+    pub continuous: bool,
+    /// Never draw a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Everything `learn` needs, validated.
+pub struct LearnSettings {
+    pub files: Vec<PathBuf>,
+    /// Per directory given, the files under it that are not captures.
+    pub not_captures: Vec<(PathBuf, Vec<PathBuf>)>,
+    pub output: PathBuf,
+    /// The topology to compare with, and its name.
+    pub topology: Option<(Arc<Topology>, String)>,
+    pub policy: Arc<Policy>,
+    pub pipeline: Settings,
+    pub learn: exwatch::learn::Settings,
+    pub progress: bool,
+}
+
+impl LearnSettings {
+    pub fn from_flags(flags: LearnFlags) -> Result<LearnSettings, String> {
+        let mut pipeline = Settings::default();
+        for (value, name, field) in
+            [(flags.workers, "--workers", &mut pipeline.workers), (flags.jobs, "--jobs", &mut pipeline.jobs)]
+        {
+            match value {
+                Some(0) => return Err(format!("{name} must be at least 1")),
+                Some(n) => *field = n,
+                None => {}
+            }
+        }
+        pipeline.continuous = flags.continuous;
+        if flags.max_hosts == 0 {
+            return Err("--max-hosts must be at least 1".into());
+        }
+        let topology = match &flags.topology {
+            Some(path) => {
+                Some((Arc::new(Topology::load(path).map_err(|e| e.to_string())?), path.display().to_string()))
+            }
+            None => None,
+        };
+        let inputs = expand_files(&flags.files)?;
+        Ok(LearnSettings {
+            files: inputs.files,
+            not_captures: inputs.not_captures,
+            output: flags.output,
+            topology,
+            policy: Arc::new(builtin::policy().map_err(|e| e.to_string())?),
+            pipeline,
+            learn: exwatch::learn::Settings { max_hosts: flags.max_hosts },
+            progress: !flags.no_progress,
+        })
+    }
+
+    /// One line per directory that held files other than captures.
+    pub fn notices(&self) -> Vec<String> {
+        self.not_captures
+            .iter()
+            .map(|(dir, skipped)| {
+                format!("{} file(s) in {} not captures, skipped", skipped.len(), dir.display())
+            })
+            .collect()
+    }
+}
+
+#[derive(ClapArgs, Debug)]
 pub struct GenerateFlags {
     /// The pcap file to write.
     #[arg(value_name = "OUT")]
@@ -138,6 +236,11 @@ pub struct GenerateFlags {
     /// bytes). Exactly --packets packets; --bulk and --expected do not apply.
     #[arg(long, value_name = "N", conflicts_with_all = ["bulk", "expected"])]
     pub pool: Option<usize>,
+    /// Write traffic of this organization instead of the example one: its Mailbox
+    /// servers, domain controllers, Edge servers and subscriptions, DNS servers, Skype
+    /// servers and internal clients.
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
 }
 
 #[derive(ClapArgs, Debug)]

@@ -40,6 +40,7 @@
 //! | [`flow`] | per-worker flow tables, TCP state, fragments, timers; turns verdicts into events | reads the clock, or the policy's rules directly |
 //! | [`telemetry`] | the counter table, gauges, the run's report, `/metrics` | decides anything |
 //! | [`policy`] | the policy and topology, compiled; the engine that judges a flow | sees a packet |
+//! | [`learn`] | a per-host view of ended flows; the topology drafted from it, and compared | sees a packet, or changes a verdict |
 //! | [`compare`] | two captures' handshakes matched | tracks flows |
 //! | [`capture`] | capture handles and file formats; hands out frame bytes | decodes |
 //! | [`decode`] | every borrowed view of frame bytes; bytes in, one owned `Packet` out | panics, or keeps state |
@@ -51,6 +52,7 @@ pub mod compare;
 pub mod config;
 pub mod decode;
 pub mod flow;
+pub mod learn;
 pub mod output;
 pub mod pipeline;
 pub mod policy;

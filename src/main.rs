@@ -41,6 +41,7 @@ fn run(args: cli::Args, matches: &clap::ArgMatches) -> Result<u8, String> {
         cli::Command::Generate(flags) => generate(&flags),
         cli::Command::Completions(flags) => print(&cli::completions(flags.shell)),
         cli::Command::Man(flags) => print(&cli::man_page(flags.command.as_deref())?),
+        cli::Command::Learn(flags) => learn(cli::LearnSettings::from_flags(flags)?),
     }
 }
 
@@ -77,11 +78,14 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
         }
     };
     let sink = settings.sink();
+    // The learner sees the run's flows, to warn of hosts that act like a role the
+    // topology does not give them (an unlisted Exchange server's traffic looks external).
+    let mut learner = exwatch::learn::Learner::new(exwatch::learn::Settings::default());
     let report = pipeline::analyze(
         Arc::clone(&engine),
         &settings.files,
         &settings.run.pipeline,
-        pipeline::Outputs::eve(&sink),
+        pipeline::Outputs { sink: &sink, observer: Some(&mut learner) },
         &progress,
     )
     .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
@@ -96,7 +100,8 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
         eprintln!("exwatch: no packet was read from any input: nothing was checked");
         return Ok(2);
     }
-    summarize(&engine, &settings.run, &report, settings.not_captures_total(), None)?;
+    let unlisted = exwatch::learn::unlisted(&learner, &engine.topology);
+    summarize(&engine, &settings.run, &report, settings.not_captures_total(), None, unlisted)?;
     if report.eve_closed {
         // Whoever reads the EVE lines has seen enough (`| head`): as ripgrep does, a
         // closed standard output ends the run quietly, not as a failure.
@@ -114,6 +119,80 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
     }
     let failed = settings.fail_on.iter().any(|&v| report.counters.findings(v) > 0);
     Ok(u8::from(failed))
+}
+
+/// Drafts a topology from the traffic, or compares the traffic with one: the pipeline of
+/// `analyze` with the learner as its observer and no EVE output.
+fn learn(settings: cli::LearnSettings) -> Result<u8, String> {
+    use exwatch::learn::{compare, Draft, Learner};
+    for notice in settings.notices() {
+        eprintln!("exwatch: {notice}");
+    }
+    let topology = match &settings.topology {
+        Some((topology, _)) => Arc::clone(topology),
+        None => Arc::new(
+            exwatch::policy::Topology::parse(std::path::Path::new("(none)"), "")
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    let engine = Arc::new(Engine::new(Arc::clone(&settings.policy), Arc::clone(&topology), 0));
+    let total: u64 = settings.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let bar = (settings.progress && std::io::stderr().is_terminal()).then(|| cli::progress_bar(total));
+    let progress = |bytes: u64| {
+        if let Some(bar) = &bar {
+            bar.set_position(bytes.max(bar.position()));
+        }
+    };
+    let mut learner = Learner::new(settings.learn.clone());
+    let sink = exwatch::output::Sink::Off;
+    let outputs = pipeline::Outputs { sink: &sink, observer: Some(&mut learner) };
+    let report = pipeline::analyze(engine, &settings.files, &settings.pipeline, outputs, &progress)
+        .map_err(|e| e.to_string())?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    for error in &report.errors {
+        eprintln!("exwatch: {error}");
+    }
+    let draft = Draft::new(&learner);
+    let t = &draft.tally;
+    eprintln!(
+        "exwatch learn: {} packets, {} flows ({} answered); {} hosts in roles, {} client prefix(es), {} subscription(s){}",
+        report.counters[exwatch::telemetry::Counter::Frames],
+        t.flows,
+        t.answered,
+        draft.hosts.len(),
+        draft.clients.len(),
+        draft.subscriptions.len(),
+        if t.untracked_flows > 0 {
+            format!("; {} flows with a host not tracked (table full: raise --max-hosts)", t.untracked_flows)
+        } else {
+            String::new()
+        }
+    );
+    let status = if report.errors.is_empty() { 0 } else { 2 };
+    let Some((topology, name)) = &settings.topology else {
+        let sources = match settings.files.len() {
+            1 => settings.files[0].display().to_string(),
+            n => format!("{n} capture files"),
+        };
+        write_out(&settings.output, &draft.to_toml(&sources))?;
+        return Ok(status);
+    };
+    let findings = compare(&learner, &draft, topology);
+    let mut text: String = findings.iter().map(|f| format!("{name}: {}: {f}\n", f.kind.name())).collect();
+    text.push_str(&format!("{name}: {} difference(s) with the traffic\n", findings.len()));
+    write_out(&settings.output, &text)?;
+    Ok(if status == 0 && !findings.is_empty() { 1 } else { status })
+}
+
+/// Writes `text` to a file, or to standard output for `-`.
+fn write_out(path: &std::path::Path, text: &str) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    exwatch::output::Sink::at(path, false)
+        .open()
+        .and_then(|mut w| w.write_all(text.as_bytes()).and_then(|_| w.flush()))
+        .map_err(fail)
 }
 
 fn live(settings: cli::LiveSettings) -> Result<u8, String> {
@@ -178,7 +257,7 @@ fn live(settings: cli::LiveSettings) -> Result<u8, String> {
         report
     })
     .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
-    summarize(&engine, &settings.run, &report, 0, summary_file)?;
+    summarize(&engine, &settings.run, &report, 0, summary_file, Vec::new())?;
     Ok(if report.errors.is_empty() || report.eve_closed { 0 } else { 2 })
 }
 
@@ -199,17 +278,20 @@ fn drop_privileges(user: &str, account: &nix::unistd::User) -> Result<(), String
 
 /// Prints the summary, then the errors of the run (never inside the summary), and writes
 /// the summary as JSON when asked (`-`: standard output; `opened`: the file, opened
-/// already); `not_captures` counts the files found in directories that were skipped.
+/// already); `not_captures` counts the files found in directories that were skipped;
+/// `warnings` are what the run noticed about the topology, beside its lints.
 fn summarize(
     engine: &Engine,
     settings: &cli::RunSettings,
     report: &Report,
     not_captures: usize,
     opened: Option<std::fs::File>,
+    warnings: Vec<String>,
 ) -> Result<(), String> {
     let summary = Summary::new(engine, &settings.config.topology_name, report)
         .with_not_captures(not_captures)
-        .with_warnings(settings.config.lints());
+        .with_warnings(settings.config.lints())
+        .with_warnings(warnings);
     // One write, so that nothing another thread says lands inside it.
     let mut text = summary.render();
     for (_, message) in &summary.errors {
@@ -384,6 +466,11 @@ fn check(flags: &cli::CheckFlags) -> Result<u8, String> {
 
 fn generate(flags: &cli::GenerateFlags) -> Result<u8, String> {
     let fail = |e: std::io::Error| format!("{}: {e}", flags.out.display());
+    // A bad topology file is reported before the capture file is created.
+    let topology = match &flags.topology {
+        Some(path) => Some(exwatch::policy::Topology::load(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let file = std::fs::File::create(&flags.out).map_err(fail)?;
     let mut writer =
         exwatch::testkit::synth::wire::PcapWriter::new(std::io::BufWriter::new(file), 1).map_err(fail)?;
@@ -408,10 +495,14 @@ fn generate(flags: &cli::GenerateFlags) -> Result<u8, String> {
         ..Default::default()
     };
     let mut packets = 0u64;
-    let expected = exwatch::testkit::synth::organization(&options, |ts, frame| {
+    let write = |ts, frame: &[u8]| {
         packets += 1;
         writer.write(ts, frame, frame.len() as u32)
-    })
+    };
+    let expected = match &topology {
+        Some(topology) => exwatch::testkit::synth::site(topology, &options, write),
+        None => exwatch::testkit::synth::organization(&options, write),
+    }
     .map_err(fail)?;
     writer.into_inner().flush().map_err(fail)?;
     if let Some(path) = &flags.expected {

@@ -17,6 +17,11 @@ impl Prefix {
         self.len
     }
 
+    /// The first address of the prefix (the host itself for a host).
+    pub fn network(&self) -> IpAddr {
+        self.addr
+    }
+
     fn max_len(addr: IpAddr) -> u8 {
         if addr.is_ipv4() {
             32

@@ -12,6 +12,7 @@ mod fuzz;
 mod green;
 mod inputs;
 mod layout;
+mod learn;
 mod live;
 mod ops;
 mod output;

@@ -1,9 +1,13 @@
-//! Captures built in code: hand-written scenarios for tests, and a generator of a busy
-//! Exchange organization (the example topology in `rules/topology.toml`) that knows
-//! which findings it should produce. Tests, benches and the bundled sample use it.
+//! Captures built in code: hand-written scenarios for tests, and generators of a busy
+//! Exchange organization that know which findings they should produce: the example
+//! topology in `rules/topology.toml` ([`organization`]; tests, benches and the bundled
+//! sample use it), or any topology ([`site`], behind `exwatch generate --topology`).
 
 pub mod pool;
+mod site;
 pub mod wire;
+
+pub use site::site;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -399,17 +403,27 @@ struct Step {
 /// and returns the findings the policy should produce, one per flow that has one.
 pub fn organization(
     options: &OrgOptions,
+    emit: impl FnMut(Ts, &[u8]) -> io::Result<()>,
+) -> io::Result<Vec<Expected>> {
+    let total_weight: u64 = KINDS.iter().map(|k| k.weight).sum();
+    schedule(options, emit, |g| g.flow(total_weight))
+}
+
+/// Interleaves flows made by `next`, `options.concurrency` at a time, until
+/// `options.packets` were written; returns the findings the flows expect, sorted.
+fn schedule(
+    options: &OrgOptions,
     mut emit: impl FnMut(Ts, &[u8]) -> io::Result<()>,
+    mut next: impl FnMut(&mut Generator) -> Active,
 ) -> io::Result<Vec<Expected>> {
     let mut g =
         Generator { rng: Rng::new(options.seed), next_port: 0, expected: Vec::new(), bulk: options.bulk };
-    let total_weight: u64 = KINDS.iter().map(|k| k.weight).sum();
     // Min-heap of (next time, slot): the flow whose packet is due first sends next.
     let mut due: BinaryHeap<Reverse<(Ts, usize)>> = BinaryHeap::new();
     let mut slots: Vec<Option<Active>> = Vec::new();
     let mut written = 0u64;
     for slot in 0..options.concurrency.max(1) {
-        slots.push(Some(g.flow(total_weight)));
+        slots.push(Some(next(&mut g)));
         due.push(Reverse((EPOCH.saturating_add(slot as u64 * 1_000), slot)));
     }
     while let Some(Reverse((now, slot))) = due.pop() {
@@ -425,7 +439,7 @@ pub fn organization(
                 due.push(Reverse((now.saturating_add(gap.max(1)), slot)));
             }
             None if written < options.packets => {
-                slots[slot] = Some(g.flow(total_weight));
+                slots[slot] = Some(next(&mut g));
                 due.push(Reverse((now.saturating_add(g.rng.range(1_000, 50_000)), slot)));
             }
             None => slots[slot] = None,

@@ -1,0 +1,103 @@
+use std::net::IpAddr;
+
+use super::*;
+use crate::decode::{Ts, Tuple};
+use crate::flow::{Direction, FlowKey};
+use crate::policy::{Judgement, Role};
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("address literal")
+}
+
+/// An ended TCP flow from `client` to `server:port`, answered or not.
+fn tcp(client: &str, server: &str, port: u16, answered: bool) -> Flow {
+    let orig = Tuple { src: ip(client), dst: ip(server), sport: 40_000, dport: port, proto: proto::TCP };
+    let judgement = Judgement { rule: None, orig_role: Role::External, resp_role: Role::External };
+    let mut flow =
+        Flow::new(FlowKey::of(&orig), orig, Direction::Observed, 1, Ts(0), (None, None), judgement);
+    flow.tcp.orig_syn = true;
+    flow.pkts = [3, 0];
+    if answered {
+        flow.tcp.resp_synack = true;
+        flow.pkts = [5, 4];
+    }
+    flow
+}
+
+#[test]
+fn only_answered_flows_are_evidence() {
+    let mut learner = Learner::new(Settings::default());
+    for _ in 0..5 {
+        learner.flow(&tcp("198.51.100.7", "10.1.1.5", 88, false));
+        learner.flow(&tcp("198.51.100.7", "10.1.1.5", 389, false));
+    }
+    learner.flow(&tcp("10.2.0.9", "10.1.1.6", 88, true));
+    let draft = Draft::new(&learner);
+    assert_eq!(draft.role_of(ip("10.1.1.5")), None, "a SYN nobody answered proves nothing");
+    assert_eq!(draft.role_of(ip("10.1.1.6")), Some(Role::DomainController));
+    assert_eq!(learner.tally.flows, 11);
+    assert_eq!(learner.tally.answered, 1);
+}
+
+#[test]
+fn a_refused_syn_is_no_evidence_but_a_midstream_flow_is() {
+    let mut learner = Learner::new(Settings::default());
+    let mut refused = tcp("10.2.0.9", "10.1.1.5", 88, false);
+    refused.tcp.resp_rst = true;
+    refused.pkts = [1, 1];
+    learner.flow(&refused);
+    let mut midstream = tcp("10.2.0.9", "10.1.1.6", 389, false);
+    midstream.tcp.orig_syn = false;
+    midstream.pkts = [4, 4];
+    learner.flow(&midstream);
+    let draft = Draft::new(&learner);
+    assert_eq!(draft.role_of(ip("10.1.1.5")), None);
+    assert_eq!(draft.role_of(ip("10.1.1.6")), Some(Role::DomainController));
+}
+
+#[test]
+fn the_host_table_is_bounded_and_counts_what_it_leaves_out() {
+    let mut learner = Learner::new(Settings { max_hosts: 3 });
+    for i in 0..10 {
+        learner.flow(&tcp(&format!("10.2.0.{i}"), "10.1.1.5", 443, true));
+    }
+    assert_eq!(learner.hosts().len(), 3);
+    assert_eq!((learner.tally.untracked_hosts, learner.tally.untracked_flows), (8, 8));
+}
+
+#[test]
+fn peers_and_opened_lists_are_bounded() {
+    let mut learner = Learner::new(Settings::default());
+    for i in 0..(MAX_PEERS as u32 + 10) {
+        let client = IpAddr::from(std::net::Ipv4Addr::from(0x0a02_0000 + i));
+        learner.flow(&tcp(&client.to_string(), "10.1.1.5", 443, true));
+        let server = IpAddr::from(std::net::Ipv4Addr::from(0x0a03_0000 + i));
+        learner.flow(&tcp("10.2.9.9", &server.to_string(), 443, true));
+    }
+    let server = &learner.hosts()[&ip("10.1.1.5")];
+    let served = server.served(Service::tcp(443)).expect("443 answered");
+    assert_eq!(
+        (served.peers.len(), served.more_peers, served.flows),
+        (MAX_PEERS, true, MAX_PEERS as u64 + 10)
+    );
+    let client = &learner.hosts()[&ip("10.2.9.9")];
+    assert_eq!(client.opened.len(), MAX_OPENED);
+}
+
+#[test]
+fn a_mailbox_server_is_named_by_its_exchange_ports_and_peers() {
+    let mut learner = Learner::new(Settings::default());
+    for peer in ["10.1.10.11", "10.1.10.12", "10.1.10.14"] {
+        for port in [2525, 64327, 444] {
+            learner.flow(&tcp(peer, "10.1.10.13", port, true));
+            learner.flow(&tcp("10.1.10.13", peer, port, true));
+        }
+    }
+    let draft = Draft::new(&learner);
+    let host = draft.hosts.iter().find(|h| h.addr == ip("10.1.10.13")).expect("drafted");
+    assert_eq!(host.role, Role::Mailbox);
+    assert_eq!(
+        host.behaves(),
+        "10.1.10.13 behaves like a Mailbox server: 2525, 64327 and 444 from 3 Mailbox servers"
+    );
+}

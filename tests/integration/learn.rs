@@ -1,0 +1,278 @@
+//! `exwatch learn`: topologies drafted from traffic, and compared with a site's.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use exwatch::policy::{Role, Topology};
+use exwatch::testkit::synth;
+
+use crate::util::{analyze, exwatch, repo};
+
+/// Runs `exwatch learn` on `files` with extra arguments: (status, stdout, stderr).
+fn learn(files: &[PathBuf], extra: &[&str]) -> (i32, String, String) {
+    let mut args: Vec<String> = vec!["learn".into(), "--no-progress".into()];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    exwatch(&args)
+}
+
+/// The addresses listed under `role` in a drafted topology.
+fn listed(draft: &str, role: &str) -> Vec<String> {
+    let table: toml::Table =
+        toml::from_str(draft).unwrap_or_else(|e| panic!("draft is not TOML: {e}\n{draft}"));
+    table["roles"]
+        .get(role)
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str()).map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// `exwatch check` accepts the draft with no lint.
+fn passes_check(draft: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("draft.toml");
+    std::fs::write(&path, draft).expect("write draft");
+    let (status, stdout, stderr) = exwatch(&["check", "--topology", path.to_str().expect("utf-8 path")]);
+    assert_eq!(status, 0, "check refused the draft:\n{stdout}{stderr}\n{draft}");
+}
+
+/// The real Active Directory captures under captures/real/.
+fn ad_captures() -> Vec<PathBuf> {
+    let dir = repo().join("captures/real");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("captures/real")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            ["kerberos-", "ldap-", "msrpc-"].iter().any(|s| name.starts_with(s))
+                || name == "cldap-udp-389.pcap"
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn real_kerberos_and_ldap_servers_are_drafted_as_domain_controllers() {
+    let files = ad_captures();
+    assert_eq!(files.len(), 8, "{files:?}");
+    let (status, draft, stderr) = learn(&files, &[]);
+    assert_eq!(status, 0, "{stderr}");
+    let dcs = listed(&draft, "domain_controller");
+    // Every host that answers Kerberos (88) or LDAP (389, CLDAP included) in them.
+    for host in ["192.169.160.131", "192.168.1.32", "192.168.10.186", "192.168.122.3", "127.0.1.1"] {
+        assert!(dcs.contains(&host.to_string()), "{host} missing from {dcs:?}\n{draft}");
+    }
+    assert_eq!(dcs.len(), 5, "{draft}");
+    // RPC and SMB alone (the NetLogon captures' server) are named, not given a role.
+    assert!(draft.contains("# 172.16.5.58: answered 135 from 1 host, 445 from 1 host"), "{draft}");
+    passes_check(&draft);
+}
+
+#[test]
+fn the_sample_is_drafted_and_compared_with_its_topology() {
+    let sample = repo().join("captures/sample-contoso.pcap");
+    let (status, draft, stderr) = learn(std::slice::from_ref(&sample), &[]);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(listed(&draft, "edge"), ["172.16.0.25"]);
+    assert_eq!(listed(&draft, "domain_controller"), ["10.10.0.5", "10.10.0.6"]);
+    assert_eq!(listed(&draft, "mailbox"), ["10.10.1.11", "10.10.1.12", "10.10.2.11"]);
+    assert_eq!(listed(&draft, "internal_client"), ["10.20.0.0/16"]);
+    passes_check(&draft);
+
+    let topology = repo().join("rules/topology.toml");
+    let (status, out, stderr) = learn(&[sample], &["--topology", topology.to_str().expect("utf-8")]);
+    assert_eq!(status, 1, "{out}{stderr}");
+    // The sample's Skype server only opens connections, and its IPv6 Mailbox server
+    // answers nothing but HTTPS: both are listed, neither acts its role.
+    assert!(out.contains("never_acted: 10.10.3.20 is listed as skype"), "{out}");
+    assert!(out.contains("never_acted: 2001:db8:10::11 is listed as mailbox"), "{out}");
+}
+
+/// Writes a capture of the organization in `tests/fixtures/learn/{name}.toml`.
+fn generate(name: &str, packets: u64) -> (tempfile::TempDir, PathBuf, Topology, Vec<synth::Expected>) {
+    let path = repo().join(format!("tests/fixtures/learn/{name}.toml"));
+    let topology = Topology::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pcap = dir.path().join(format!("{name}.pcap"));
+    let file = std::io::BufWriter::new(std::fs::File::create(&pcap).expect("create pcap"));
+    let mut writer = synth::wire::PcapWriter::new(file, 1).expect("pcap header");
+    let options = synth::OrgOptions { packets, seed: 7, ..Default::default() };
+    let expected = synth::site(&topology, &options, |ts, frame| writer.write(ts, frame, frame.len() as u32))
+        .expect("generate");
+    std::io::Write::flush(&mut writer.into_inner()).expect("flush");
+    (dir, pcap, topology, expected)
+}
+
+/// The single hosts a topology lists in `role`.
+fn hosts_in(topology: &Topology, role: Role) -> BTreeSet<IpAddr> {
+    topology.listings.iter().filter(|l| l.role == role).map(|l| l.prefix.network()).collect()
+}
+
+const SERVER_ROLES: [Role; 5] = [Role::Mailbox, Role::Edge, Role::DomainController, Role::Skype, Role::Dns];
+
+#[test]
+fn drafts_of_generated_organizations_find_every_server_in_its_role() {
+    for name in ["two-sites", "no-edge", "ipv6"] {
+        let (_dir, pcap, truth, _) = generate(name, 30_000);
+        let (status, text, stderr) = learn(std::slice::from_ref(&pcap), &[]);
+        assert_eq!(status, 0, "{name}: {stderr}");
+        passes_check(&text);
+        let draft = Topology::parse(Path::new("draft.toml"), &text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // Recall and precision of host roles, over the server roles.
+        let (mut right, mut truths, mut drafted) = (0usize, 0usize, 0usize);
+        for role in SERVER_ROLES {
+            let (want, got) = (hosts_in(&truth, role), hosts_in(&draft, role));
+            truths += want.len();
+            drafted += got.len();
+            right += want.intersection(&got).count();
+        }
+        let recall = right as f64 / truths.max(1) as f64;
+        let precision = right as f64 / drafted.max(1) as f64;
+        println!("{name}: {truths} servers, {drafted} drafted, {right} right: recall {recall:.3}, precision {precision:.3}");
+        assert!(
+            recall >= 0.95 && precision >= 0.95,
+            "{name}: recall {recall}, precision {precision}\n{text}"
+        );
+        // Subscriptions: the same Edge and Mailbox sets, whatever the site's name.
+        let subscriptions = |t: &Topology| -> BTreeSet<(Vec<String>, Vec<String>)> {
+            t.subscriptions
+                .iter()
+                .map(|s| {
+                    let mut edge: Vec<String> = s.edge.iter().map(|p| p.to_string()).collect();
+                    let mut mailbox: Vec<String> = s.mailbox.iter().map(|p| p.to_string()).collect();
+                    edge.sort();
+                    mailbox.sort();
+                    (edge, mailbox)
+                })
+                .collect()
+        };
+        assert_eq!(subscriptions(&draft), subscriptions(&truth), "{name}\n{text}");
+        // Every client of the capture is inside a drafted client prefix, and no drafted
+        // client prefix holds a server.
+        let clients: Vec<_> =
+            draft.listings.iter().filter(|l| l.role == Role::InternalClient).map(|l| l.prefix).collect();
+        assert!(!clients.is_empty(), "{name}\n{text}");
+        for role in SERVER_ROLES {
+            for server in hosts_in(&truth, role) {
+                assert!(
+                    !clients.iter().any(|p| p.contains(server)),
+                    "{name}: {server} in a client prefix\n{text}"
+                );
+            }
+        }
+        let seen = client_addresses(&pcap, &truth, &repo().join(format!("tests/fixtures/learn/{name}.toml")));
+        assert!(seen.len() > 50, "{name}: {} clients", seen.len());
+        for client in &seen {
+            assert!(
+                clients.iter().any(|p| p.contains(*client)),
+                "{name}: client {client} outside {clients:?}"
+            );
+        }
+    }
+}
+
+/// The internal clients of `truth` that opened a connection in the capture.
+/// The clients (by the topology `truth`, loaded from `file`) that opened a flow.
+fn client_addresses(pcap: &Path, truth: &Topology, file: &Path) -> BTreeSet<IpAddr> {
+    let run =
+        analyze(&[pcap], &["--flows", "--fail-on", "never", "--topology", file.to_str().expect("utf-8")]);
+    run.flows()
+        .iter()
+        .filter_map(|f| f["src_ip"].as_str().and_then(|a| a.parse::<IpAddr>().ok()))
+        .filter(|a| truth.role_of(*a) == Role::InternalClient)
+        .collect()
+}
+
+#[test]
+fn generated_organizations_give_the_findings_they_expect() {
+    for name in ["two-sites", "no-edge", "ipv6"] {
+        let (_dir, pcap, _, expected) = generate(name, 10_000);
+        let topology = repo().join(format!("tests/fixtures/learn/{name}.toml"));
+        let run = analyze(&[&pcap], &["--topology", topology.to_str().expect("utf-8")]);
+        let want: Vec<_> = expected
+            .iter()
+            .map(|e| (e.verdict.name().to_string(), e.rule.to_string(), e.src.to_string(), e.dst.to_string()))
+            .collect();
+        let mut want = want;
+        want.sort();
+        assert!(!want.is_empty(), "{name}");
+        assert_eq!(run.findings(), want, "{name}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn an_unlisted_mailbox_server_is_named_by_learn_and_by_analyze() {
+    let (dir, pcap, _, _) = generate("two-sites", 20_000);
+    let text = std::fs::read_to_string(repo().join("tests/fixtures/learn/two-sites.toml")).expect("fixture");
+    let without = text.replace("\"10.1.10.13\", ", "").replace(", \"10.1.10.13\"]", "]");
+    assert!(!without.contains("10.1.10.13"));
+    let topology = dir.path().join("without.toml");
+    std::fs::write(&topology, without).expect("write topology");
+    let topology = topology.to_str().expect("utf-8");
+
+    let (status, out, stderr) = learn(std::slice::from_ref(&pcap), &["--topology", topology]);
+    assert_eq!(status, 1, "{out}{stderr}");
+    assert!(out.contains("unlisted: 10.1.10.13 behaves like a Mailbox server: "), "{out}");
+    assert!(out.contains("Mailbox servers; the topology does not list it"), "{out}");
+
+    let run = analyze(&[&pcap], &["--topology", topology, "--fail-on", "never"]);
+    assert!(run.stderr.contains("warning: 10.1.10.13 behaves like a Mailbox server"), "{}", run.stderr);
+    let summary = run.summary.expect("summary");
+    let warnings = summary["warnings"].as_array().expect("warnings array");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].as_str().is_some_and(|w| w.starts_with("10.1.10.13 behaves like a Mailbox server")));
+
+    // With the whole topology, nothing to say.
+    let full = repo().join("tests/fixtures/learn/two-sites.toml");
+    let run = analyze(&[&pcap], &["--topology", full.to_str().expect("utf-8"), "--fail-on", "never"]);
+    assert_eq!(run.summary.expect("summary")["warnings"], serde_json::json!([]));
+}
+
+#[test]
+fn generate_without_a_topology_still_writes_the_example_organization() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("contoso.pcap");
+    let (status, _, stderr) = exwatch(&["generate", out.to_str().expect("utf-8"), "--packets", "5000"]);
+    assert_eq!(status, 0, "{stderr}");
+    let mut expected = Vec::new();
+    let mut writer = synth::wire::PcapWriter::new(&mut expected, 1).expect("header");
+    let options = synth::OrgOptions { packets: 5000, ..Default::default() };
+    synth::organization(&options, |ts, frame| writer.write(ts, frame, frame.len() as u32)).expect("generate");
+    assert!(std::fs::read(&out).expect("written") == expected, "generate changed without --topology");
+}
+
+#[test]
+fn generate_and_learn_from_the_command_line_on_a_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixture = repo().join("tests/fixtures/learn/no-edge.toml");
+    let (pcap, expected) = (dir.path().join("a/site.pcap"), dir.path().join("expected.tsv"));
+    std::fs::create_dir_all(dir.path().join("a")).expect("mkdir");
+    std::fs::write(dir.path().join("a/README.txt"), "not a capture").expect("write");
+    let (status, _, stderr) = exwatch(&[
+        "generate",
+        pcap.to_str().expect("utf-8"),
+        "--packets",
+        "8000",
+        "--topology",
+        fixture.to_str().expect("utf-8"),
+        "--expected",
+        expected.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(status, 0, "{stderr}");
+    let findings = std::fs::read_to_string(&expected).expect("expected findings");
+    assert!(findings.lines().all(|l| l.split('\t').count() == 4) && !findings.is_empty(), "{findings}");
+    // A directory is read as analyze reads it, the file that is not a capture skipped.
+    let draft = dir.path().join("draft.toml");
+    let (status, _, stderr) =
+        learn(&[dir.path().join("a")], &["-o", draft.to_str().expect("utf-8"), "--workers", "1"]);
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stderr.contains("1 file(s) in ") && stderr.contains("not captures, skipped"), "{stderr}");
+    let text = std::fs::read_to_string(&draft).expect("draft");
+    assert_eq!(listed(&text, "mailbox"), ["192.168.20.11", "192.168.20.12"], "{text}");
+    assert_eq!(listed(&text, "skype"), ["192.168.30.20"], "{text}");
+    let (status, out, _) = learn(&[pcap], &["--topology", fixture.to_str().expect("utf-8")]);
+    assert_eq!((status, out.trim_end().ends_with("0 difference(s) with the traffic")), (0, true), "{out}");
+}
