@@ -54,6 +54,25 @@ impl Confidence {
     }
 }
 
+/// What a finding says beyond its verdict: why its confidence is what it is, or what its
+/// evidence saw. `Copy`, so events stay plain values; rendered to text by the output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// The flow's first datagram came from a port the policy names to one it does not.
+    ReplyBeforeRequest,
+}
+
+impl Detail {
+    /// The text of `policy.detail`.
+    pub fn text(self) -> &'static str {
+        match self {
+            Detail::ReplyBeforeRequest => {
+                "reply seen before its request: the request may predate the capture or be missing from a one-sided feed"
+            }
+        }
+    }
+}
+
 /// TCP events seen on a flow, per side; enough to derive Zeek's `conn_state`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpSeen {
@@ -103,6 +122,10 @@ pub struct Flow {
     pub next_seq: [Option<u32>; 2],
     /// Segments that skipped ahead of that: data the capture never saw.
     pub gaps: u32,
+    /// ICMP errors that quoted one of the flow's packets.
+    pub icmp_errors: u32,
+    /// The first datagram looked like a reply (see [`Detail::ReplyBeforeRequest`]).
+    pub reply_first: bool,
 }
 
 impl Flow {
@@ -137,6 +160,8 @@ impl Flow {
             mac: [None; 2],
             next_seq: [None; 2],
             gaps: 0,
+            icmp_errors: 0,
+            reply_first: false,
         }
     }
 

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use super::frag::{Fragments, Later};
 use super::key::{HostPair, KeyHashState};
-use super::{Confidence, Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
+use super::{Confidence, Detail, Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
 use crate::decode::{proto, tcp_flags, Fragment, IcmpError, Packet, Skip, Transport, Ts, Tuple};
-use crate::policy::{Engine, EvidenceKind, Facts, Verdict};
+use crate::policy::{Engine, EvidenceKind, Facts, Role, Scope, Verdict};
 use crate::telemetry::{Counter, Counters};
 
 const SECOND: u64 = 1_000_000_000;
@@ -54,7 +54,8 @@ impl Default for Settings {
 /// Something worth writing out. Carries a snapshot of the flow.
 #[derive(Clone, Copy, Debug)]
 pub enum Event {
-    /// A finding: `rule` is the matched rule; `evidence` is set for restrictions.
+    /// A finding: `rule` is the matched rule; `evidence` is set for restrictions;
+    /// `detail` says what lowered the confidence or what the evidence saw.
     Alert {
         ts: Ts,
         flow: Flow,
@@ -62,6 +63,7 @@ pub enum Event {
         rule: usize,
         evidence: Option<usize>,
         confidence: Confidence,
+        detail: Option<Detail>,
     },
     /// A flow ended (idle, closed, evicted or end of input).
     Flow { flow: Flow },
@@ -141,8 +143,8 @@ impl Tracker {
     /// Feeds one decoded packet.
     pub fn packet(&mut self, p: &Packet) {
         self.advance(p.ts);
-        if let Transport::IcmpError { kind, quoted } = p.transport {
-            self.icmp_error(p.ts, kind, quoted);
+        if let Transport::IcmpError { kind, quoted, fragment } = p.transport {
+            self.icmp_error(p, kind, quoted, fragment);
             return;
         }
         let mut tuple = p.tuple;
@@ -259,6 +261,7 @@ impl Tracker {
                 }
             }
             Some(_) => Confidence::High,
+            None if flow.reply_first => Confidence::Low,
             None if flow.direction == Direction::Inferred => Confidence::Medium,
             None => Confidence::High,
         }
@@ -343,15 +346,20 @@ impl Tracker {
             self.evict_one();
         }
         let (orig, direction) = self.originator(tuple, flags);
-        let judgement = self.engine.judge(&Facts {
-            orig: orig.src,
-            resp: orig.dst,
-            resp_port: orig.dport,
-            proto: orig.proto,
-            ts: p.ts,
-        });
-        let flow = Flow::new(key, orig, direction, flow_id(&key, p.ts), p.ts, (p.vlan, p.tunnel), judgement);
+        let facts =
+            Facts { orig: orig.src, resp: orig.dst, resp_port: orig.dport, proto: orig.proto, ts: p.ts };
+        let judgement = self.engine.judge_in(&facts, scope(p, &orig));
+        let mut flow =
+            Flow::new(key, orig, direction, flow_id(&key, p.ts), p.ts, (p.vlan, p.tunnel), judgement);
+        // A datagram from a port the policy names to one it does not, first of its flow:
+        // it looks like a reply whose request the capture did not show. Still judged
+        // from its sender (ports never turn a UDP flow round), with less confidence.
+        flow.reply_first =
+            orig.proto == proto::UDP && self.is_service_port(orig.sport) && !self.is_service_port(orig.dport);
         self.counters[Counter::Flows] += 1;
+        if flow.orig_role == Role::Local || flow.resp_role == Role::Local {
+            self.counters[Counter::Local] += 1;
+        }
         self.timers.push(Reverse(Timer {
             at: p.ts.saturating_add(self.idle_ns(&flow)),
             kind: TimerKind::Idle,
@@ -398,11 +406,8 @@ impl Tracker {
                 _ if self.source_is_service(tuple) => (reversed, Direction::Inferred),
                 _ => (*tuple, Direction::Inferred),
             },
-            // The first UDP sender opened the flow, unless it answers from a port the
-            // policy names to one it does not: a reply seen first (capture started late).
-            proto::UDP if self.is_service_port(tuple.sport) && !self.is_service_port(tuple.dport) => {
-                (reversed, Direction::Inferred)
-            }
+            // The first UDP sender opened the flow, always: were ports to turn it round,
+            // any host sending from 53 or 443 would pass unseen.
             _ => (*tuple, Direction::Observed),
         }
     }
@@ -462,21 +467,48 @@ impl Tracker {
             && self.protected(flow)
     }
 
-    fn icmp_error(&mut self, ts: Ts, kind: IcmpError, quoted: Tuple) {
+    /// An ICMP error belongs to the flow it quotes: counted there, and restriction
+    /// evidence when a filter sent it. It is never a flow of its own.
+    fn icmp_error(&mut self, p: &Packet, kind: IcmpError, mut quoted: Tuple, fragment: Fragment) {
         self.counters[Counter::IcmpErrors] += 1;
-        if kind != IcmpError::Prohibited {
-            return;
+        if let Fragment::Later { id } = fragment {
+            // A later fragment carries no ports: its first fragment's are its flow's.
+            match self.frags.ports_of(quoted.src, quoted.dst, quoted.proto, id) {
+                Some((sport, dport)) => (quoted.sport, quoted.dport) = (sport, dport),
+                None => {
+                    self.counters[Counter::IcmpUnmatched] += 1;
+                    return;
+                }
+            }
         }
-        self.counters[Counter::IcmpProhibited] += 1;
+        let evidence = match kind {
+            IcmpError::Prohibited => {
+                self.counters[Counter::IcmpProhibited] += 1;
+                Some(EvidenceKind::IcmpProhibited)
+            }
+            // Port or protocol unreachable from the destination itself is an answer; from
+            // anyone else, a firewall's REJECT speaking for it.
+            IcmpError::Unreachable if p.tuple.src != quoted.src && p.tuple.src != quoted.dst => {
+                Some(EvidenceKind::IcmpRejected)
+            }
+            _ => None,
+        };
         let key = flow_key(&quoted);
-        match self.flows.get(&key).copied() {
-            Some(mut flow) => {
-                if self.protected(&flow) && !flow.restricted {
-                    self.restriction(&mut flow, ts, EvidenceKind::IcmpProhibited);
-                    self.flows.insert(key, flow);
+        match self.flows.get_mut(&key) {
+            Some(flow) => {
+                flow.icmp_errors = flow.icmp_errors.saturating_add(1);
+                let mut flow = *flow;
+                if let Some(evidence) = evidence {
+                    if self.protected(&flow) && !flow.restricted {
+                        self.restriction(&mut flow, p.ts, evidence);
+                        self.flows.insert(key, flow);
+                    }
                 }
             }
             None => {
+                let Some(evidence) = evidence else {
+                    return;
+                };
                 // The refused packet never reached this capture point: judge the pair
                 // from the quote alone, without tracking a flow that carried nothing.
                 let judgement = self.engine.judge(&Facts {
@@ -484,19 +516,19 @@ impl Tracker {
                     resp: quoted.dst,
                     resp_port: quoted.dport,
                     proto: quoted.proto,
-                    ts,
+                    ts: p.ts,
                 });
                 let mut flow = Flow::new(
                     key,
                     quoted,
                     Direction::Observed,
-                    flow_id(&key, ts),
-                    ts,
+                    flow_id(&key, p.ts),
+                    p.ts,
                     (None, None),
                     judgement,
                 );
                 if self.protected(&flow) {
-                    self.restriction(&mut flow, ts, EvidenceKind::IcmpProhibited);
+                    self.restriction(&mut flow, p.ts, evidence);
                 }
             }
         }
@@ -519,9 +551,13 @@ impl Tracker {
         evidence: Option<(usize, EvidenceKind)>,
     ) {
         let confidence = self.confidence(flow, ts, evidence.map(|e| e.1));
+        let detail = match evidence {
+            None if flow.reply_first => Some(Detail::ReplyBeforeRequest),
+            _ => None,
+        };
         let evidence = evidence.map(|e| e.0);
         self.counters.record_finding(verdict, rule, evidence, (flow.orig.src, flow.orig.dst));
-        self.events.push(Event::Alert { ts, flow: *flow, verdict, rule, evidence, confidence });
+        self.events.push(Event::Alert { ts, flow: *flow, verdict, rule, evidence, confidence, detail });
     }
 
     fn evict_one(&mut self) {
@@ -647,6 +683,23 @@ fn follow_sequence(flow: &mut Flow, side: usize, seq: u32, len: Option<u32>, fla
         Some(next) if (end.wrapping_sub(next) as i32) > 0 => flow.next_seq[side] = Some(end),
         Some(_) => {}
         None => flow.next_seq[side] = Some(end),
+    }
+}
+
+/// Which ends of a new flow are `local` whatever their address, from its first packet:
+/// both for the segment's own control traffic (IGMP; ICMPv6 neighbour and router
+/// discovery, redirects and MLD, types 130-137 and 143), the destination for a frame
+/// sent to a group MAC address (a directed broadcast, say).
+fn scope(p: &Packet, orig: &Tuple) -> Scope {
+    let control = match p.transport {
+        Transport::Icmp { kind, .. } => p.tuple.proto == proto::ICMPV6 && matches!(kind, 130..=137 | 143),
+        _ => p.tuple.proto == proto::IGMP,
+    };
+    let to_group = p.dst_mac.is_group();
+    let dst_is_orig = p.tuple.dst == orig.src && p.tuple.src != orig.src;
+    Scope {
+        orig_local: control || (to_group && dst_is_orig),
+        resp_local: control || (to_group && !dst_is_orig),
     }
 }
 

@@ -221,9 +221,15 @@ pub fn write_alert(
 /// Appends the EVE line of one event to `out`.
 pub fn write_event(out: &mut Vec<u8>, engine: &Engine, event: &Event) {
     match *event {
-        Event::Alert { ts, flow, verdict, rule, evidence, confidence } => {
-            write_alert(out, engine, ts, &flow, (verdict, confidence), rule, (evidence, None))
-        }
+        Event::Alert { ts, flow, verdict, rule, evidence, confidence, detail } => write_alert(
+            out,
+            engine,
+            ts,
+            &flow,
+            (verdict, confidence),
+            rule,
+            (evidence, detail.map(|d| d.text())),
+        ),
         Event::Flow { flow } => write_flow(out, &flow),
     }
 }

@@ -10,7 +10,8 @@ use toml::Spanned;
 use super::prefix::{Prefix, PrefixTable};
 use crate::config::{self, ConfigError, Source};
 
-/// The role of an address. Anything the topology does not list is `External`.
+/// The role of an address. Anything the topology does not list is `External`, except
+/// what never leaves the segment, which is `Local` whatever the topology says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     Mailbox,
@@ -20,10 +21,14 @@ pub enum Role {
     Dns,
     InternalClient,
     External,
+    /// Built in, tried before the topology's roles: link-local, multicast and broadcast
+    /// addresses (and, for a flow, frames to a group MAC address and the segment's own
+    /// control traffic: IGMP, neighbour discovery, MLD).
+    Local,
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::Mailbox,
         Role::Edge,
         Role::DomainController,
@@ -31,6 +36,7 @@ impl Role {
         Role::Dns,
         Role::InternalClient,
         Role::External,
+        Role::Local,
     ];
 
     /// The name used in topology and policy files and in events.
@@ -43,6 +49,7 @@ impl Role {
             Role::Dns => "dns",
             Role::InternalClient => "internal_client",
             Role::External => "external",
+            Role::Local => "local",
         }
     }
 
@@ -135,6 +142,9 @@ pub struct Topology {
     pub name: String,
     pub restrict_internal_clients: bool,
     roles: PrefixTable<Role>,
+    /// The directed-broadcast address of every listed IPv4 prefix of 30 bits or fewer,
+    /// sorted: a frame to one is for the whole subnet.
+    broadcasts: Vec<u32>,
     pub listings: Vec<Listing>,
     pub subscriptions: Vec<Subscription>,
     pub subscription_lines: Vec<usize>,
@@ -155,6 +165,7 @@ impl Topology {
             name: organization.as_ref().and_then(|o| o.name.clone()).unwrap_or_default(),
             restrict_internal_clients: organization.is_some_and(|o| o.restrict_internal_clients),
             roles: PrefixTable::default(),
+            broadcasts: Vec::new(),
             listings: Vec::new(),
             subscriptions: Vec::new(),
             subscription_lines: Vec::new(),
@@ -174,8 +185,11 @@ impl Topology {
             for (prefix, line) in prefixes(&source, &key, &list)? {
                 topology.roles.insert(prefix, role);
                 topology.listings.push(Listing { prefix, role, line });
+                topology.broadcasts.extend(prefix.directed_broadcast());
             }
         }
+        topology.broadcasts.sort_unstable();
+        topology.broadcasts.dedup();
         for (i, sub) in raw.edge_subscription.iter().enumerate() {
             let key = format!("edge_subscription[{i}]");
             let edge = prefixes(&source, &format!("{key}.edge"), &sub.edge)?;
@@ -200,9 +214,30 @@ impl Topology {
         Ok(topology)
     }
 
-    /// The role of an address: the most specific listed prefix, else `External`.
+    /// The role of an address: `Local` for what never leaves the segment, else the most
+    /// specific listed prefix, else `External`. An IPv4-mapped IPv6 address
+    /// (`::ffff:a.b.c.d`) is looked up as the IPv4 address.
     pub fn role_of(&self, addr: IpAddr) -> Role {
+        let addr = addr.to_canonical();
+        if self.is_local(addr) {
+            return Role::Local;
+        }
         self.roles.lookup(addr).copied().unwrap_or(Role::External)
+    }
+
+    /// Link-local, multicast and broadcast addresses, limited and directed (of a listed
+    /// prefix). Unspecified addresses (a DHCP client before it has one) too.
+    fn is_local(&self, addr: IpAddr) -> bool {
+        match addr {
+            IpAddr::V4(v4) => {
+                v4.is_link_local()
+                    || v4.is_multicast()
+                    || v4.is_broadcast()
+                    || v4.is_unspecified()
+                    || self.broadcasts.binary_search(&u32::from(v4)).is_ok()
+            }
+            IpAddr::V6(v6) => v6.is_unicast_link_local() || v6.is_multicast() || v6.is_unspecified(),
+        }
     }
 
     pub fn has_role(&self, role: Role) -> bool {

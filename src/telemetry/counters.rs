@@ -95,8 +95,12 @@ counters! {
         "ICMP and ICMPv6 errors quoting a packet.";
     IcmpProhibited: Packets "icmp_prohibited", "exwatch_icmp_prohibited_total", "packets", None,
         "ICMP and ICMPv6 administratively-prohibited errors.";
+    IcmpUnmatched: Packets "icmp_unmatched", "exwatch_icmp_unmatched_total", "packets", None,
+        "ICMP errors quoting a later fragment whose first fragment this capture did not show.";
     Flows: Flows "tracked", "exwatch_flows_total", "flows", Some("flow.total"),
         "Flows tracked.";
+    Local: Flows "local", "exwatch_flows_local_total", "flows", None,
+        "Flows in the local scope (link-local, multicast, broadcast, neighbour discovery): never judged as external.";
     FlowsTimedOut: Flows "timed_out", "exwatch_flows_timed_out_total", "flows", None,
         "Flows ended by their idle timeout.";
     FlowsEvicted: Flows "evicted", "exwatch_flows_evicted_total", "flows", None,

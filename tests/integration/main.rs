@@ -12,3 +12,4 @@ mod layout;
 mod live;
 mod output;
 mod scenarios;
+mod verdicts;
