@@ -60,14 +60,30 @@ impl Confidence {
 pub enum Detail {
     /// The flow's first datagram came from a port the policy names to one it does not.
     ReplyBeforeRequest,
+    /// A reset with TTL `ttl` where its claimed sender showed `expected` (or, with `mac`,
+    /// the same TTL from another source MAC address): on this flow (`flows` 0) or on
+    /// `flows` earlier flows in a row to the same host.
+    ResetUnlike { ttl: u8, expected: u8, mac: bool, flows: u16 },
 }
 
-impl Detail {
+impl std::fmt::Display for Detail {
     /// The text of `policy.detail`.
-    pub fn text(self) -> &'static str {
-        match self {
-            Detail::ReplyBeforeRequest => {
-                "reply seen before its request: the request may predate the capture or be missing from a one-sided feed"
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Detail::ReplyBeforeRequest => f.write_str(
+                "reply seen before its request: the request may predate the capture or be missing from a one-sided feed",
+            ),
+            Detail::ResetUnlike { ttl, expected, mac, flows } => {
+                if mac {
+                    write!(f, "reset from another source MAC address than its sender's (TTL {ttl})")?;
+                } else {
+                    write!(f, "reset with TTL {ttl} where its sender showed TTL {expected}")?;
+                }
+                match flows {
+                    0 => f.write_str(" on this flow"),
+                    1 => f.write_str(" on 1 earlier flow to this host"),
+                    n => write!(f, " on {n} earlier flows to this host"),
+                }
             }
         }
     }

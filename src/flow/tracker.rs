@@ -4,7 +4,6 @@ use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::BuildHasher;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::frag::{Fragments, Later};
@@ -93,9 +92,25 @@ pub struct Tracker {
     now: Ts,
     counters: Counters,
     events: Vec<Event>,
-    /// (sender, receiver) host pairs, and when the capture first showed traffic that way;
-    /// bounded by `max_flows` (past it, new pairs are counted, not remembered).
-    directions: HashMap<HostPair, Ts, KeyHashState>,
+    /// (sender, receiver) host pairs, and what the capture showed of traffic that way;
+    /// bounded by `max_flows` (past it, new pairs are counted, not remembered). Keyed by
+    /// the pair rather than the sender alone: frames are routed to workers by their
+    /// address pair, so a pair's history is whole in one worker and a judgement from it
+    /// is the same with any worker count (a sender's history across all its peers would
+    /// be split between workers); it is also the path whose hop count a reset must match.
+    directions: HashMap<HostPair, Seen, KeyHashState>,
+}
+
+/// What the capture showed of one host sending to another, up to now.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    /// When traffic that way was first seen.
+    first: Ts,
+    /// TTL (hop limit) and source MAC of the latest flow's first packet that way that
+    /// was not a RST, and how many flows in a row agreed on them (0: none seen yet).
+    ttl: u8,
+    mac: Option<[u8; 6]>,
+    flows: u16,
 }
 
 impl Tracker {
@@ -176,13 +191,16 @@ impl Tracker {
             let reuse = flow.is_closed() && flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
             if !reuse {
                 let was_closed = flow.is_closed();
-                let noted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
+                let counted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
                 if !was_closed && flow.is_closed() {
                     let id = flow.id;
                     self.closed(key, id, p.ts);
                 }
-                if noted != Noted::Nothing {
-                    self.follow_up(&key, noted, p.ts);
+                if counted.noted != Noted::Nothing {
+                    self.follow_up(&key, counted.noted, p);
+                }
+                if counted.first_of_side {
+                    self.saw_side(&key, p, flags);
                 }
                 self.counters[Counter::FragmentsJoined] += waiting.0;
                 return;
@@ -193,18 +211,14 @@ impl Tracker {
         }
         self.create(key, &tuple, p, flags);
         if let Some(flow) = self.flows.get_mut(&key) {
-            let noted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
-            let opened = (flow.orig.src, flow.orig.dst);
-            let remembered = self.engine.may_be_protected(flow.orig_role, flow.resp_role);
+            let counted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
             if flow.is_closed() {
                 let id = flow.id;
                 self.closed(key, id, p.ts);
             }
             self.counters[Counter::FragmentsJoined] += waiting.0;
-            self.follow_up(&key, noted, p.ts);
-            if noted != Noted::FirstResponse && remembered {
-                self.saw_direction(opened, p.ts);
-            }
+            self.follow_up(&key, counted.noted, p);
+            self.saw_side(&key, p, flags);
         }
         self.report_verdict(&key, p.ts);
     }
@@ -217,49 +231,92 @@ impl Tracker {
         self.timers.push(Reverse(Timer { at, kind: TimerKind::Idle, key, flow_id }));
     }
 
-    fn follow_up(&mut self, key: &FlowKey, noted: Noted, ts: Ts) {
+    fn follow_up(&mut self, key: &FlowKey, noted: Noted, p: &Packet) {
         match noted {
             Noted::Nothing => {}
-            Noted::RetriedSyn => self.check_silent_drop(key, ts),
-            Noted::ForeignReset => self.check_injected_reset(key, ts),
-            Noted::FirstResponse => {
-                let flow =
-                    self.flows.get(key).filter(|f| self.engine.may_be_protected(f.orig_role, f.resp_role));
-                if let Some(flow) = flow {
-                    let answered = (flow.orig.dst, flow.orig.src);
-                    self.saw_direction(answered, ts);
-                }
+            Noted::RetriedSyn => self.check_silent_drop(key, p.ts),
+            Noted::ForeignReset { expected } => {
+                let detail = Detail::ResetUnlike { ttl: p.ttl, expected, mac: expected == p.ttl, flows: 0 };
+                self.check_injected_reset(key, p.ts, detail);
             }
+            Noted::UncheckedReset => self.check_reset_against_history(key, p),
         }
     }
 
-    /// Remembers that the capture shows traffic from one host to another. Only between
-    /// hosts whose roles could have a protected flow: the table answers how sure an
-    /// unanswered-SYN restriction is, a question asked only about such flows, and
-    /// remembering every client and Internet host cost a cache miss on most new flows.
-    fn saw_direction(&mut self, (from, to): (IpAddr, IpAddr), ts: Ts) {
+    /// A RST is the first packet its claimed sender sent on this flow (a firewall's
+    /// `REJECT --reject-with tcp-reset` answers the very first SYN): compare it with what
+    /// that sender showed on its earlier flows to the same host.
+    fn check_reset_against_history(&mut self, key: &FlowKey, p: &Packet) {
+        let Some(seen) = self.directions.get(&HostPair::new(p.tuple.src, p.tuple.dst)).copied() else {
+            return;
+        };
+        let other_mac = seen.mac.zip(p.src_mac).is_some_and(|(mac, now)| mac != now);
+        if seen.flows > 0 && (seen.ttl != p.ttl || other_mac) {
+            let detail = Detail::ResetUnlike {
+                ttl: p.ttl,
+                expected: seen.ttl,
+                mac: seen.ttl == p.ttl,
+                flows: seen.flows,
+            };
+            self.check_injected_reset(key, p.ts, detail);
+        }
+    }
+
+    /// The first packet of one side of a flow: remembers that the capture shows traffic
+    /// that way, and (unless a RST) its TTL and source MAC. Only between hosts whose roles
+    /// could have a protected flow: the table answers how sure an unanswered-SYN
+    /// restriction is and what an honest reset looks like, questions asked only about
+    /// such flows, and remembering every client and Internet host cost a cache miss on
+    /// most new flows.
+    fn saw_side(&mut self, key: &FlowKey, p: &Packet, flags: u8) {
+        if !self.flows.get(key).is_some_and(|f| self.engine.may_be_protected(f.orig_role, f.resp_role)) {
+            return;
+        }
+        let sample = (flags & tcp_flags::RST == 0).then_some((p.ttl, p.src_mac));
         let full = self.directions.len() >= self.settings.max_flows;
-        match self.directions.entry(HostPair::new(from, to)) {
-            Entry::Occupied(mut first) => *first.get_mut() = (*first.get()).min(ts),
+        match self.directions.entry(HostPair::new(p.tuple.src, p.tuple.dst)) {
+            Entry::Occupied(mut entry) => {
+                let seen = entry.get_mut();
+                seen.first = seen.first.min(p.ts);
+                if let Some((ttl, mac)) = sample {
+                    if seen.flows > 0 && (seen.ttl, seen.mac) == (ttl, mac) {
+                        seen.flows = seen.flows.saturating_add(1);
+                    } else {
+                        (seen.ttl, seen.mac, seen.flows) = (ttl, mac, 1);
+                    }
+                }
+            }
             Entry::Vacant(slot) if !full => {
-                slot.insert(ts);
+                let (ttl, mac) = sample.unwrap_or((0, None));
+                slot.insert(Seen { first: p.ts, ttl, mac, flows: u16::from(sample.is_some()) });
             }
             Entry::Vacant(_) => self.counters[Counter::DirectionsUntracked] += 1,
         }
     }
 
     /// How sure a finding on `flow` is at packet time `ts`.
-    fn confidence(&self, flow: &Flow, ts: Ts, evidence: Option<EvidenceKind>) -> Confidence {
+    fn confidence(
+        &self,
+        flow: &Flow,
+        ts: Ts,
+        evidence: Option<EvidenceKind>,
+        detail: Option<Detail>,
+    ) -> Confidence {
         match evidence {
             // Judged by the pair's history up to `ts` only, so any worker count agrees.
             Some(EvidenceKind::SynUnanswered) => {
                 let reverse = self.directions.get(&HostPair::new(flow.orig.dst, flow.orig.src));
-                if reverse.is_some_and(|&first| first <= ts) {
+                if reverse.is_some_and(|seen| seen.first <= ts) {
                     Confidence::High
                 } else {
                     Confidence::Low
                 }
             }
+            // One earlier flow is little history to call a reset foreign on.
+            Some(EvidenceKind::ResetInjected) => match detail {
+                Some(Detail::ResetUnlike { flows: 1, .. }) => Confidence::Medium,
+                _ => Confidence::High,
+            },
             Some(_) => Confidence::High,
             None if flow.reply_first => Confidence::Low,
             None if flow.direction == Direction::Inferred => Confidence::Medium,
@@ -276,8 +333,13 @@ impl Tracker {
         order.sort_unstable_by_key(|&i| (flows[i as usize].start, flows[i as usize].key));
         for mut flow in order.into_iter().map(|i| flows[i as usize]) {
             if self.silent_drop(&flow, None) {
-                let last = flow.last;
-                self.restriction(&mut flow, last, EvidenceKind::SynUnanswered);
+                // A silent drop needs the whole timeout: the capture ended too soon to say.
+                if self.now.0 >= flow.start.0.saturating_add(self.settings.syn_timeout_ns) {
+                    let last = flow.last;
+                    self.restriction(&mut flow, last, EvidenceKind::SynUnanswered, None);
+                } else {
+                    self.counters[Counter::SynUndetermined] += 1;
+                }
             }
             self.end(flow);
         }
@@ -312,7 +374,7 @@ impl Tracker {
             TimerKind::SynCheck => {
                 if self.silent_drop(&flow, Some(timer.at)) {
                     let mut flow = flow;
-                    self.restriction(&mut flow, timer.at, EvidenceKind::SynUnanswered);
+                    self.restriction(&mut flow, timer.at, EvidenceKind::SynUnanswered, None);
                     self.flows.insert(timer.key, flow);
                 }
             }
@@ -389,7 +451,7 @@ impl Tracker {
         if let Some(rule) = flow.rule {
             let verdict = self.engine.verdict(rule);
             if verdict.is_finding() {
-                self.alert(ts, &flow, verdict, rule, None);
+                self.alert(ts, &flow, verdict, rule, None, None);
             }
         }
     }
@@ -426,14 +488,14 @@ impl Tracker {
         }
     }
 
-    /// A RST whose TTL differs from its side's earlier packets: restriction evidence if
-    /// the pair must never be restricted.
-    fn check_injected_reset(&mut self, key: &FlowKey, ts: Ts) {
+    /// A RST unlike its claimed sender's other packets: restriction evidence if the pair
+    /// must never be restricted.
+    fn check_injected_reset(&mut self, key: &FlowKey, ts: Ts, detail: Detail) {
         let Some(mut flow) = self.flows.get(key).copied() else {
             return;
         };
         if self.protected(&flow) && !flow.restricted {
-            self.restriction(&mut flow, ts, EvidenceKind::ResetInjected);
+            self.restriction(&mut flow, ts, EvidenceKind::ResetInjected, Some(detail));
             self.flows.insert(*key, flow);
         }
     }
@@ -445,7 +507,7 @@ impl Tracker {
             return;
         };
         if self.silent_drop(&flow, None) {
-            self.restriction(&mut flow, ts, EvidenceKind::SynUnanswered);
+            self.restriction(&mut flow, ts, EvidenceKind::SynUnanswered, None);
             self.flows.insert(*key, flow);
         }
     }
@@ -500,7 +562,7 @@ impl Tracker {
                 let mut flow = *flow;
                 if let Some(evidence) = evidence {
                     if self.protected(&flow) && !flow.restricted {
-                        self.restriction(&mut flow, p.ts, evidence);
+                        self.restriction(&mut flow, p.ts, evidence, None);
                         self.flows.insert(key, flow);
                     }
                 }
@@ -528,18 +590,18 @@ impl Tracker {
                     judgement,
                 );
                 if self.protected(&flow) {
-                    self.restriction(&mut flow, p.ts, evidence);
+                    self.restriction(&mut flow, p.ts, evidence, None);
                 }
             }
         }
     }
 
-    fn restriction(&mut self, flow: &mut Flow, ts: Ts, kind: EvidenceKind) {
+    fn restriction(&mut self, flow: &mut Flow, ts: Ts, kind: EvidenceKind, detail: Option<Detail>) {
         let (Some(rule), Some(evidence)) = (flow.rule, self.engine.evidence(kind)) else {
             return;
         };
         flow.restricted = true;
-        self.alert(ts, flow, Verdict::Restriction, rule, Some((evidence, kind)));
+        self.alert(ts, flow, Verdict::Restriction, rule, Some((evidence, kind)), detail);
     }
 
     fn alert(
@@ -549,12 +611,13 @@ impl Tracker {
         verdict: Verdict,
         rule: usize,
         evidence: Option<(usize, EvidenceKind)>,
+        detail: Option<Detail>,
     ) {
-        let confidence = self.confidence(flow, ts, evidence.map(|e| e.1));
         let detail = match evidence {
             None if flow.reply_first => Some(Detail::ReplyBeforeRequest),
-            _ => None,
+            _ => detail,
         };
+        let confidence = self.confidence(flow, ts, evidence.map(|e| e.1), detail);
         let evidence = evidence.map(|e| e.0);
         self.counters.record_finding(verdict, rule, evidence, (flow.orig.src, flow.orig.dst));
         self.events.push(Event::Alert { ts, flow: *flow, verdict, rule, evidence, confidence, detail });
@@ -593,10 +656,22 @@ enum Noted {
     Nothing,
     /// A SYN retried past the SYN timeout with no answer yet.
     RetriedSyn,
-    /// A RST whose TTL or source MAC is not its side's: sent by someone else on the path.
-    ForeignReset,
-    /// The responder's first packet.
-    FirstResponse,
+    /// A RST whose TTL or source MAC is not its side's on this flow (`expected` is the
+    /// side's TTL): sent by someone else on the path.
+    ForeignReset {
+        expected: u8,
+    },
+    /// A RST that is the first packet of its side: only the sender's other flows can
+    /// tell whether it is its own.
+    UncheckedReset,
+}
+
+/// What counting one packet found.
+#[derive(Clone, Copy, Debug)]
+struct Counted {
+    noted: Noted,
+    /// The packet is the first of its side of the flow.
+    first_of_side: bool,
 }
 
 /// Counts a packet (and any fragments that waited for it) on its flow.
@@ -607,9 +682,10 @@ fn count(
     flags: u8,
     waiting: (u64, u64),
     syn_timeout: u64,
-) -> Noted {
+) -> Counted {
     let from_orig = flow.is_from_orig(tuple);
     let side = if from_orig { TO_SERVER } else { TO_CLIENT };
+    let first_of_side = flow.pkts[side] == 0;
     flow.pkts[side] += 1 + waiting.0;
     flow.bytes[side] += u64::from(p.wire_len) + waiting.1;
     flow.last = flow.last.max(p.ts);
@@ -618,7 +694,7 @@ fn count(
         flow.resp_first = Some(p.ts);
     }
     if !flow.is_tcp() {
-        return if first_response { Noted::FirstResponse } else { Noted::Nothing };
+        return Counted { noted: Noted::Nothing, first_of_side };
     }
     let syn = flags & tcp_flags::SYN != 0;
     let ack = flags & tcp_flags::ACK != 0;
@@ -630,8 +706,10 @@ fn count(
     if rst {
         let other_ttl = flow.ttl[side].is_some_and(|ttl| ttl != p.ttl);
         let other_mac = flow.mac[side].zip(p.src_mac).is_some_and(|(mac, now)| mac != now);
-        if other_ttl || other_mac {
-            noted = Noted::ForeignReset;
+        match flow.ttl[side] {
+            Some(expected) if other_ttl || other_mac => noted = Noted::ForeignReset { expected },
+            None => noted = Noted::UncheckedReset,
+            Some(_) => {}
         }
     } else {
         flow.ttl[side].get_or_insert(p.ttl);
@@ -656,11 +734,8 @@ fn count(
         t.resp_synack |= syn && ack;
         t.resp_fin |= flags & tcp_flags::FIN != 0;
         t.resp_rst |= rst;
-        if first_response && noted == Noted::Nothing {
-            noted = Noted::FirstResponse;
-        }
     }
-    noted
+    Counted { noted, first_of_side }
 }
 
 /// Tracks where each side's byte stream should continue; a segment that starts past that

@@ -228,7 +228,7 @@ pub fn write_event(out: &mut Vec<u8>, engine: &Engine, event: &Event) {
             &flow,
             (verdict, confidence),
             rule,
-            (evidence, detail.map(|d| d.text())),
+            (evidence, detail.map(|d| d.to_string()).as_deref()),
         ),
         Event::Flow { flow } => write_flow(out, &flow),
     }

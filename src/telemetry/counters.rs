@@ -114,7 +114,9 @@ counters! {
     Gapped: Flows "gapped", "exwatch_flows_gapped_total", "flows", None,
         "TCP flows with sequence gaps: segments the feed lost.";
     DirectionsUntracked: Flows "directions_untracked", "exwatch_directions_untracked_total", "host pairs", None,
-        "Host-pair directions not remembered because the table was full.";
+        "Host-pair directions (with their TTL and source MAC) not remembered because the table was full.";
+    SynUndetermined: Flows "syn_undetermined", "exwatch_flows_syn_undetermined_total", "flows", None,
+        "Retried, unanswered SYNs never to restrict whose capture ended within the SYN timeout: no silent drop proven.";
     SmtpSendersDropped: Flows "smtp_senders_dropped", "exwatch_smtp_senders_dropped_total", "hosts", None,
         "SMTP senders to an Edge not remembered because the sender table was full.";
     Advisories: Findings "advisory", "exwatch_advisories_total", "findings", None,

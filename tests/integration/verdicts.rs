@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use exwatch::decode::tcp_flags::{ACK, SYN};
+use exwatch::decode::tcp_flags::{ACK, RST, SYN};
 use exwatch::testkit::synth::wire::{self, Segment};
 use exwatch::testkit::synth::Scenario;
 use serde_json::Value;
@@ -346,4 +346,78 @@ fn a_third_partys_port_unreachable_is_a_reject_and_the_destinations_own_is_not()
     s.ip(&probe).icmp_error(ip(DC), 3, 3, &probe);
     let run = run(&s);
     assert_findings(&run, vec![finding("restriction", "restricted-icmp-rejected", mailbox, dc)]);
+}
+#[test]
+fn a_reset_is_compared_with_what_its_sender_showed_on_other_flows() {
+    let (mailbox, dc) = (at(MAILBOX, 40_001), at(DC, 389));
+    let tcp = |flags| Segment::Tcp { flags, seq: 1, ack: 1, payload: &[] };
+    let mut s = Scenario::new();
+    // The DC's Kerberos answers arrive with TTL 63 (one router away)...
+    s.ttl = 63;
+    s.send(at(DC, 88), at(MAILBOX, 40_000), Segment::Udp { payload: &[0; 100] });
+    s.ttl = 64;
+    s.send(at(MAILBOX, 40_000), at(DC, 88), Segment::Udp { payload: &[0; 100] });
+    // ...and the router's `REJECT --reject-with tcp-reset` of LDAP, seconds later, with
+    // its own TTL 64, answers the very first SYN.
+    s.wait(2.0).send(mailbox, dc, tcp(SYN)).send(dc, mailbox, tcp(RST | ACK));
+    let run = run(&s);
+    assert_findings(&run, vec![finding("restriction", "restricted-injected-reset", mailbox, dc)]);
+    // One earlier flow is what stood behind the comparison.
+    let policy = &run.alerts()[0]["policy"];
+    assert_eq!(policy["confidence"], "medium", "{policy}");
+    assert_eq!(
+        policy["detail"],
+        "reset with TTL 64 where its sender showed TTL 63 on 1 earlier flow to this host"
+    );
+    // With two earlier flows agreeing, high.
+    let mut s2 = Scenario::new();
+    s2.ttl = 63;
+    s2.send(at(DC, 88), at(MAILBOX, 40_000), Segment::Udp { payload: &[0; 100] }).send(
+        at(DC, 445),
+        at(MAILBOX, 40_003),
+        Segment::Udp { payload: &[0; 100] },
+    );
+    s2.ttl = 64;
+    s2.wait(2.0).send(mailbox, dc, tcp(SYN)).send(dc, mailbox, tcp(RST | ACK));
+    let run = run_on(SITE, &s2, &[]);
+    assert_eq!(run.alerts()[0]["policy"]["confidence"], "high");
+}
+
+#[test]
+fn a_reset_with_the_ttl_its_sender_showed_elsewhere_is_an_answer() {
+    let (mailbox, dc) = (at(MAILBOX, 40_001), at(DC, 389));
+    let tcp = |flags| Segment::Tcp { flags, seq: 1, ack: 1, payload: &[] };
+    let mut s = Scenario::new();
+    s.ttl = 63;
+    s.send(at(DC, 88), at(MAILBOX, 40_000), Segment::Udp { payload: &[0; 100] });
+    s.ttl = 64;
+    s.wait(2.0).send(mailbox, dc, tcp(SYN));
+    s.ttl = 63;
+    s.send(dc, mailbox, tcp(RST | ACK));
+    let run = run(&s);
+    assert_findings(&run, Vec::new());
+}
+
+#[test]
+fn a_capture_ending_inside_the_syn_timeout_proves_no_silent_drop() {
+    // SYNs at 0 and 1 s, and the capture ends at 1 s: the default 3 s timeout never
+    // passed, so the drop is undetermined, not a restriction. The same SYNs with a
+    // later packet in the capture past the timeout are one.
+    let (mailbox, dc) = (at(MAILBOX, 40_001), at(DC, 389));
+    let mut s = Scenario::new();
+    s.syn_unanswered(mailbox, dc, 1, 1.0);
+    let ended = run(&s);
+    assert_findings(&ended, Vec::new());
+    assert_eq!(summary(&ended, "flows", "syn_undetermined"), 1, "stderr:\n{}", ended.stderr);
+
+    s.wait(5.0).send(
+        at(CLIENT, 40_002),
+        at(MAILBOX, 443),
+        Segment::Tcp { flags: SYN, seq: 1, ack: 0, payload: &[] },
+    );
+    for workers in ["1", "3"] {
+        let later = run_on(SITE, &s, &["--workers", workers]);
+        assert_findings(&later, vec![finding("restriction", "restricted-silent-drop", mailbox, dc)]);
+        assert_eq!(summary(&later, "flows", "syn_undetermined"), 0);
+    }
 }
