@@ -201,6 +201,9 @@ impl Tracker {
                 }
                 if counted.first_of_side {
                     self.saw_side(&key, p, flags);
+                    if counted.answered {
+                        self.answered(&key, p.ts);
+                    }
                 }
                 self.counters[Counter::FragmentsJoined] += waiting.0;
                 return;
@@ -219,6 +222,9 @@ impl Tracker {
             self.counters[Counter::FragmentsJoined] += waiting.0;
             self.follow_up(&key, counted.noted, p);
             self.saw_side(&key, p, flags);
+            if counted.answered {
+                self.answered(&key, p.ts);
+            }
         }
         self.report_verdict(&key, p.ts);
     }
@@ -240,6 +246,15 @@ impl Tracker {
                 self.check_injected_reset(key, p.ts, detail);
             }
             Noted::UncheckedReset => self.check_reset_against_history(key, p),
+        }
+    }
+
+    /// The responder's first packet: the flow was answered.
+    fn answered(&mut self, key: &FlowKey, ts: Ts) {
+        if let Some(flow) = self.flows.get(key) {
+            if let Some(rule) = flow.rule {
+                self.engine.answered(rule, flow.orig.src, flow.orig.dst, ts);
+            }
         }
     }
 
@@ -643,6 +658,9 @@ impl Tracker {
         c[Counter::Gapped] += u64::from(flow.gaps > 0);
         if let Some(rule) = flow.rule {
             c.record_rule_traffic(rule, flow.total_bytes());
+            if flow.pkts[TO_CLIENT] > 0 {
+                self.engine.answered(rule, flow.orig.src, flow.orig.dst, flow.last);
+            }
         }
         if self.settings.flow_events {
             self.events.push(Event::Flow { flow });
@@ -672,6 +690,8 @@ struct Counted {
     noted: Noted,
     /// The packet is the first of its side of the flow.
     first_of_side: bool,
+    /// The packet is the responder's first.
+    answered: bool,
 }
 
 /// Counts a packet (and any fragments that waited for it) on its flow.
@@ -694,7 +714,7 @@ fn count(
         flow.resp_first = Some(p.ts);
     }
     if !flow.is_tcp() {
-        return Counted { noted: Noted::Nothing, first_of_side };
+        return Counted { noted: Noted::Nothing, first_of_side, answered: first_response };
     }
     let syn = flags & tcp_flags::SYN != 0;
     let ack = flags & tcp_flags::ACK != 0;
@@ -735,7 +755,7 @@ fn count(
         t.resp_fin |= flags & tcp_flags::FIN != 0;
         t.resp_rst |= rst;
     }
-    Counted { noted, first_of_side }
+    Counted { noted, first_of_side, answered: first_response }
 }
 
 /// Tracks where each side's byte stream should continue; a segment that starts past that

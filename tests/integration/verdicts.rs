@@ -421,3 +421,46 @@ fn a_capture_ending_inside_the_syn_timeout_proves_no_silent_drop() {
         assert_eq!(summary(&later, "flows", "syn_undetermined"), 0);
     }
 }
+
+/// An Internet server's SMTP to the Edge (`EDGE`), then the Edge probing it on 1080.
+fn smtp_then_probe(smtp: impl FnOnce(&mut Scenario, SocketAddr, SocketAddr), wait: f64) -> Run {
+    let (mta, edge) = (at(INTERNET, 40_001), at(EDGE, 25));
+    let mut s = Scenario::new();
+    smtp(&mut s, mta, edge);
+    s.wait(wait).tcp_session(at(EDGE, 41_001), at(INTERNET, 1080), 1);
+    run(&s)
+}
+
+#[test]
+fn only_answered_smtp_makes_an_open_proxy_probe_legitimate() {
+    let probe = vec![finding("violation", "edge-not-open-proxy-probe", at(EDGE, 41_001), at(INTERNET, 1080))];
+    let answered = smtp_then_probe(
+        |s, mta, edge| {
+            s.tcp_session(mta, edge, 2);
+        },
+        5.0,
+    );
+    assert_findings(&answered, Vec::new());
+    // A SYN the Edge never answered is no SMTP.
+    let unanswered = smtp_then_probe(
+        |s, mta, edge| {
+            s.syn_unanswered(mta, edge, 1, 1.0);
+        },
+        5.0,
+    );
+    assert_findings(&unanswered, probe);
+}
+
+#[test]
+fn the_open_proxy_window_runs_from_the_last_packet_of_the_smtp() {
+    // A mail session of 70 minutes (a segment every 200 s), then a probe 10 minutes after
+    // its last packet: within the hour counted from there, not from its first packet.
+    let session = |s: &mut Scenario, mta: SocketAddr, edge: SocketAddr| {
+        let tcp = |flags| Segment::Tcp { flags, seq: 1, ack: 1, payload: b"DATA" };
+        s.send(mta, edge, tcp(SYN)).send(edge, mta, tcp(SYN | ACK));
+        for _ in 0..21 {
+            s.wait(200.0).send(mta, edge, tcp(ACK)).send(edge, mta, tcp(ACK));
+        }
+    };
+    assert_findings(&smtp_then_probe(session, 600.0), Vec::new());
+}

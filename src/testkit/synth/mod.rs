@@ -722,7 +722,8 @@ impl Generator {
 
 /// A flood for memory tests: `syns` SYNs from spoofed external sources (all distinct
 /// 5-tuples) to a Mailbox server on 443 (allowed, so no event each), every eighth of
-/// them to the Edge on 25 instead (allowed, and each fills the open-proxy sender table),
+/// them to the Edge on 25 instead (allowed, answered by the Edge with a SYN-ACK, and so
+/// each fills the open-proxy sender table),
 /// and `fragments` later IPv4 fragments whose first fragment never comes; one violation
 /// (an external host reaching the Edge on 3389) sent halfway. Returns that violation.
 pub fn flood(
@@ -769,6 +770,14 @@ pub fn flood(
             wire::ip_packet(spoofed(i), target, DEFAULT_TTL, syn)
         };
         emit(now, &wire::ethernet(Link::default(), &ip))?;
+        if !is_fragment && i % 8 == 0 {
+            // The Edge answers each SYN: answered SMTP is what its sender table remembers.
+            let synack = Segment::Tcp { flags: SYN | ACK, seq: 7, ack: i as u32 + 1, payload: &[] };
+            emit(
+                now,
+                &wire::ethernet(Link::default(), &wire::ip_packet(edge, spoofed(i), DEFAULT_TTL, synack)),
+            )?;
+        }
         if i == total / 2 {
             let syn = Segment::Tcp { flags: SYN, seq: 1, ack: 0, payload: &[] };
             emit(
