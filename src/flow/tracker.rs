@@ -192,12 +192,16 @@ impl Tracker {
             if !reuse {
                 let was_closed = flow.is_closed();
                 let counted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
+                let learned = flow.direction == Direction::Inferred && flags & tcp_flags::SYN != 0;
                 if !was_closed && flow.is_closed() {
                     let id = flow.id;
                     self.closed(key, id, p.ts);
                 }
                 if counted.noted != Noted::Nothing {
                     self.follow_up(&key, counted.noted, p);
+                }
+                if learned {
+                    self.learn_direction(&key, &tuple, flags, p.ts);
                 }
                 if counted.first_of_side {
                     self.saw_side(&key, p, flags);
@@ -246,6 +250,53 @@ impl Tracker {
                 self.check_injected_reset(key, p.ts, detail);
             }
             Noted::UncheckedReset => self.check_reset_against_history(key, p),
+        }
+    }
+
+    /// A SYN or SYN-ACK on a flow picked up mid-stream (a SPAN port reordered the
+    /// handshake): the direction is now observed. The flow is turned round if the ports
+    /// had it wrong, and judged again; a new verdict gets its own event.
+    fn learn_direction(&mut self, key: &FlowKey, tuple: &Tuple, flags: u8, ts: Ts) {
+        let Some(mut flow) = self.flows.get(key).copied() else {
+            return;
+        };
+        let (orig, _) = self.originator(tuple, flags);
+        if (orig.src, orig.sport) != (flow.orig.src, flow.orig.sport) {
+            flow.orig = orig;
+            flow.pkts.swap(TO_SERVER, TO_CLIENT);
+            flow.bytes.swap(TO_SERVER, TO_CLIENT);
+            flow.ttl.swap(TO_SERVER, TO_CLIENT);
+            flow.mac.swap(TO_SERVER, TO_CLIENT);
+            flow.next_seq.swap(TO_SERVER, TO_CLIENT);
+            let t = flow.tcp;
+            flow.tcp = super::TcpSeen {
+                orig_syn: false,
+                resp_synack: false,
+                orig_fin: t.resp_fin,
+                resp_fin: t.orig_fin,
+                orig_rst: t.resp_rst,
+                resp_rst: t.orig_rst,
+            };
+            // The responder spoke first: the flow's first packet was its.
+            flow.resp_first = (flow.pkts[TO_CLIENT] > 0).then_some(flow.start);
+        }
+        if flags & tcp_flags::ACK == 0 {
+            flow.tcp.orig_syn = true;
+        } else {
+            flow.tcp.resp_synack = true;
+        }
+        flow.direction = Direction::Observed;
+        let facts = Facts { orig: orig.src, resp: orig.dst, resp_port: orig.dport, proto: orig.proto, ts };
+        let judgement = self.engine.judge(&facts);
+        let changed = judgement.rule != flow.rule;
+        (flow.rule, flow.orig_role, flow.resp_role) =
+            (judgement.rule, judgement.orig_role, judgement.resp_role);
+        self.flows.insert(*key, flow);
+        match judgement.rule {
+            Some(rule) if changed && self.engine.verdict(rule).is_finding() => {
+                self.alert(ts, &flow, self.engine.verdict(rule), rule, None, None);
+            }
+            _ => {}
         }
     }
 

@@ -246,13 +246,15 @@ impl Topology {
 
     /// Whether some `[[edge_subscription]]` holds both this Edge and this Mailbox server.
     pub fn same_subscription(&self, edge: IpAddr, mailbox: IpAddr) -> bool {
+        let (edge, mailbox) = (edge.to_canonical(), mailbox.to_canonical());
         self.subscriptions
             .iter()
             .any(|s| s.edge.iter().any(|p| p.contains(edge)) && s.mailbox.iter().any(|p| p.contains(mailbox)))
     }
 
     pub fn is_proxy(&self, addr: IpAddr, port: u16) -> bool {
-        self.proxies.iter().any(|p| p.ip() == addr && p.port() == port)
+        let addr = addr.to_canonical();
+        self.proxies.iter().any(|p| p.ip().to_canonical() == addr && p.port() == port)
     }
 
     /// Topologies the seed calls unsupported or pointless. Each lint is `(line, text)`.
@@ -361,6 +363,32 @@ proxy = ["10.10.9.9:3128"]
         assert!(!t.same_subscription("172.16.0.25".parse().unwrap(), "10.10.2.11".parse().unwrap()));
         assert!(t.is_proxy("10.10.9.9".parse().unwrap(), 3128));
         assert!(t.lint().is_empty(), "{:?}", t.lint());
+    }
+
+    #[test]
+    fn local_addresses_come_before_the_listed_roles_and_mapped_addresses_are_ipv4() {
+        let t = parse(SPEC_EXAMPLE).unwrap();
+        let role = |text: &str| t.role_of(text.parse().unwrap());
+        for local in [
+            "224.0.0.252",
+            "239.255.255.250",
+            "255.255.255.255",
+            "169.254.10.1",
+            "0.0.0.0",
+            "10.20.255.255", // the directed broadcast of internal_client 10.20.0.0/16
+            "fe80::1",
+            "ff02::1:ff00:1",
+            "::ffff:224.0.0.251",
+        ] {
+            assert_eq!(role(local), Role::Local, "{local}");
+        }
+        assert_eq!(role("::ffff:10.10.1.11"), Role::Mailbox);
+        assert_eq!(role("::ffff:10.20.0.9"), Role::InternalClient);
+        assert_eq!(role("10.10.1.255"), Role::External, "no listed prefix has it as broadcast");
+        assert!(t.same_subscription("::ffff:172.16.0.25".parse().unwrap(), "10.10.1.12".parse().unwrap()));
+        // A listed link-local address is local all the same.
+        let listed = parse(&SPEC_EXAMPLE.replace("\"2001:db8:10::11\"", "\"fe80::11\"")).unwrap();
+        assert_eq!(listed.role_of("fe80::11".parse().unwrap()), Role::Local);
     }
 
     #[test]

@@ -464,3 +464,48 @@ fn the_open_proxy_window_runs_from_the_last_packet_of_the_smtp() {
     };
     assert_findings(&smtp_then_probe(session, 600.0), Vec::new());
 }
+
+#[test]
+fn a_reordered_handshake_judges_the_flow_again_with_its_observed_direction() {
+    // The server's data arrives first: the lower port (1500) looks like the service, so
+    // the Mailbox server is taken for the client. Then the SYN and SYN-ACK, reordered by
+    // the SPAN port, show the Internet host opened the flow: a new verdict, its own event.
+    let (client, mailbox) = (at(INTERNET, 1500), at(MAILBOX, 33_000));
+    let tcp = |flags, payload: &'static [u8]| Segment::Tcp { flags, seq: 1, ack: 1, payload };
+    let mut s = Scenario::new();
+    s.send(mailbox, client, tcp(ACK, b"data"))
+        .send(client, mailbox, tcp(SYN, b""))
+        .send(mailbox, client, tcp(SYN | ACK, b""))
+        .send(client, mailbox, tcp(ACK, b"more"));
+    let run = run_on(SITE, &s, &["--flows"]);
+    assert_findings(
+        &run,
+        vec![
+            finding("violation", "mailbox-to-external", mailbox, client),
+            finding("violation", "external-to-mailbox", client, mailbox),
+        ],
+    );
+    let directions: Vec<_> = run.alerts().iter().map(|a| util::str_of(&a["policy"]["direction"])).collect();
+    assert_eq!(directions, ["inferred", "observed"]);
+    let flows = run.flows();
+    assert_eq!(flows.len(), 1);
+    assert_eq!(
+        (&flows[0]["src_port"], &flows[0]["flow"]["pkts_toserver"]),
+        (&1500.into(), &2.into()),
+        "{}",
+        flows[0]
+    );
+
+    // When the ports had it right, the SYN only makes the direction observed: no event.
+    let (client, mailbox) = (at(INTERNET, 40_001), at(MAILBOX, 3389));
+    let mut s = Scenario::new();
+    s.send(client, mailbox, tcp(ACK, b"data")).send(client, mailbox, tcp(SYN, b"")).send(
+        mailbox,
+        client,
+        tcp(SYN | ACK, b""),
+    );
+    assert_findings(
+        &run_on(SITE, &s, &[]),
+        vec![finding("violation", "external-to-mailbox", client, mailbox)],
+    );
+}
