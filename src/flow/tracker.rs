@@ -193,21 +193,20 @@ impl Tracker {
                 let was_closed = flow.is_closed();
                 let counted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
                 let learned = flow.direction == Direction::Inferred && flags & tcp_flags::SYN != 0;
+                // Copied out only for a side's first packet: no second lookup later.
+                let first = counted.first_of_side.then(|| FirstOfSide::of(flow));
                 if !was_closed && flow.is_closed() {
                     let id = flow.id;
                     self.closed(key, id, p.ts);
                 }
-                if counted.noted != Noted::Nothing {
+                if !matches!(counted.noted, Noted::Nothing) {
                     self.follow_up(&key, counted.noted, p);
                 }
                 if learned {
                     self.learn_direction(&key, &tuple, flags, p.ts);
                 }
-                if counted.first_of_side {
-                    self.saw_side(&key, p, flags);
-                    if counted.answered {
-                        self.answered(&key, p.ts);
-                    }
+                if let Some(first) = first {
+                    self.first_of_side(first, counted.answered, p, flags);
                 }
                 self.counters[Counter::FragmentsJoined] += waiting.0;
                 return;
@@ -219,16 +218,14 @@ impl Tracker {
         self.create(key, &tuple, p, flags);
         if let Some(flow) = self.flows.get_mut(&key) {
             let counted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
+            let first = FirstOfSide::of(flow);
             if flow.is_closed() {
                 let id = flow.id;
                 self.closed(key, id, p.ts);
             }
             self.counters[Counter::FragmentsJoined] += waiting.0;
             self.follow_up(&key, counted.noted, p);
-            self.saw_side(&key, p, flags);
-            if counted.answered {
-                self.answered(&key, p.ts);
-            }
+            self.first_of_side(first, counted.answered, p, flags);
         }
         self.report_verdict(&key, p.ts);
     }
@@ -300,12 +297,14 @@ impl Tracker {
         }
     }
 
-    /// The responder's first packet: the flow was answered.
-    fn answered(&mut self, key: &FlowKey, ts: Ts) {
-        if let Some(flow) = self.flows.get(key) {
-            if let Some(rule) = flow.rule {
-                self.engine.answered(rule, flow.orig.src, flow.orig.dst, ts);
-            }
+    /// The first packet of one side of a flow: what the pair table and, for the
+    /// responder's first packet (`answered`), the policy's cross-flow table remember.
+    fn first_of_side(&mut self, first: FirstOfSide, answered: bool, p: &Packet, flags: u8) {
+        if self.engine.may_be_protected(first.roles.0, first.roles.1) {
+            self.saw_side(p, flags);
+        }
+        if let (true, Some(rule)) = (answered, first.rule) {
+            self.engine.answered(rule, first.orig.0, first.orig.1, p.ts);
         }
     }
 
@@ -334,10 +333,7 @@ impl Tracker {
     /// restriction is and what an honest reset looks like, questions asked only about
     /// such flows, and remembering every client and Internet host cost a cache miss on
     /// most new flows.
-    fn saw_side(&mut self, key: &FlowKey, p: &Packet, flags: u8) {
-        if !self.flows.get(key).is_some_and(|f| self.engine.may_be_protected(f.orig_role, f.resp_role)) {
-            return;
-        }
+    fn saw_side(&mut self, p: &Packet, flags: u8) {
         let sample = (flags & tcp_flags::RST == 0).then_some((p.ttl, p.src_mac));
         let full = self.directions.len() >= self.settings.max_flows;
         match self.directions.entry(HostPair::new(p.tuple.src, p.tuple.dst)) {
@@ -733,6 +729,24 @@ enum Noted {
     /// A RST that is the first packet of its side: only the sender's other flows can
     /// tell whether it is its own.
     UncheckedReset,
+}
+
+/// What the first packet of a side needs of its flow, copied out of the table.
+#[derive(Clone, Copy, Debug)]
+struct FirstOfSide {
+    roles: (Role, Role),
+    rule: Option<usize>,
+    orig: (std::net::IpAddr, std::net::IpAddr),
+}
+
+impl FirstOfSide {
+    fn of(flow: &Flow) -> FirstOfSide {
+        FirstOfSide {
+            roles: (flow.orig_role, flow.resp_role),
+            rule: flow.rule,
+            orig: (flow.orig.src, flow.orig.dst),
+        }
+    }
 }
 
 /// What counting one packet found.
