@@ -509,3 +509,36 @@ fn a_reordered_handshake_judges_the_flow_again_with_its_observed_direction() {
         vec![finding("violation", "external-to-mailbox", client, mailbox)],
     );
 }
+
+#[test]
+fn the_new_evidence_is_the_same_with_any_worker_count() {
+    // Background, a bypass attempt, a refused fragment, a reset compared with another
+    // flow and a silent drop whose timeout ends after the pair's last packet, in one
+    // capture: every worker count gives the same events.
+    let mut s = background(MAILBOX, MAILBOX_V6);
+    s.send(at(INTERNET, 53), at(MAILBOX, 40_004), Segment::Udp { payload: &[0; 60] });
+    s.udp_fragmented(at(MAILBOX, 40_001), at(DC, 88), 2000, 1480, &[0, 1]);
+    let second = s.frames.last().expect("second fragment").data[14..].to_vec();
+    s.icmp_error(ip(ROUTER), 3, 13, &second);
+    s.ttl = 63;
+    s.send(at(DC, 88), at(MAILBOX_2, 40_000), Segment::Udp { payload: &[0; 100] });
+    s.ttl = 64;
+    let tcp = |flags| Segment::Tcp { flags, seq: 1, ack: 1, payload: &[] };
+    s.send(at(MAILBOX_2, 40_001), at(DC, 389), tcp(SYN)).send(
+        at(DC, 389),
+        at(MAILBOX_2, 40_001),
+        tcp(RST | ACK),
+    );
+    s.syn_unanswered(at(MAILBOX, 40_002), at(DC, 445), 1, 1.0);
+    s.wait(5.0).tcp_session(at(CLIENT, 40_003), at(MAILBOX, 443), 1);
+    let mut runs = ["1", "2", "3", "4"].map(|workers| {
+        let mut lines = run_on(SITE, &s, &["--flows", "--workers", workers]).lines;
+        lines.sort();
+        lines
+    });
+    let first = std::mem::take(&mut runs[0]);
+    assert!(first.iter().any(|l| l.contains("restricted-silent-drop")), "{first:?}");
+    for other in &runs[1..] {
+        assert_eq!(&first, other);
+    }
+}
