@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use crate::capture::{CaptureError, FrameSource, Next};
 use crate::decode::{self, tcp_flags, SynOptions, TcpOptions, Ts, Tuple};
-use crate::flow::{flow_id, Confidence, Direction, Event, Flow, FlowKey};
+use crate::flow::{flow_id, Confidence, Detail, Direction, Event, Flow, FlowKey};
 use crate::policy::{Engine, EvidenceKind, Facts, Verdict};
 
 /// Handshake packets remembered from the first capture at most; more are counted.
@@ -23,13 +23,6 @@ pub const MAX_HANDSHAKES: usize = 1 << 20;
 /// A SYN sent this long before the second capture began, or after it ended, may simply
 /// have fallen outside it: only SYNs well inside its time range count as dropped.
 const EDGE_NS: u64 = 1_000_000_000;
-
-/// A finding of the comparison: the alert, and what the evidence saw in words.
-#[derive(Clone, Debug)]
-pub struct Finding {
-    pub event: Event,
-    pub detail: String,
-}
 
 /// What the comparison counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,9 +53,10 @@ pub enum Order {
 /// The whole outcome of a comparison.
 #[derive(Clone, Debug)]
 pub struct Comparison {
-    /// Restrictions on traffic that must never be restricted, in the second capture's
-    /// order (options altered), then the first's (SYNs dropped).
-    pub findings: Vec<Finding>,
+    /// Restriction alerts on traffic that must never be restricted, in the second
+    /// capture's order (options altered), then the first's (SYNs dropped); each says in
+    /// its detail what the evidence saw.
+    pub findings: Vec<Event>,
     pub counts: Counts,
     pub order: Order,
 }
@@ -141,7 +135,10 @@ pub fn compare(
         }
         if before.options != options {
             counts.altered += 1;
-            let detail = altered(&before.options, &options);
+            let detail = Detail::OptionsAltered {
+                mss: [before.options.mss, options.mss],
+                len: [before.options.raw().len() as u8, options.raw().len() as u8],
+            };
             findings.extend(restriction(engine, key, before.ts, ts, EvidenceKind::OptionsAltered, detail));
         }
     }
@@ -163,8 +160,7 @@ pub fn compare(
         missing.sort_unstable_by_key(|((tuple, seq, _), s)| (s.ts, FlowKey::of(tuple), *seq));
         for (key, s) in missing {
             counts.missing += 1;
-            let detail =
-                "SYN seen at the first capture point, never at the second: dropped between them".to_string();
+            let detail = Detail::DroppedBetweenPoints;
             findings.extend(restriction(engine, key, s.ts, s.ts, EvidenceKind::SynDropped, detail));
         }
     }
@@ -176,19 +172,6 @@ pub fn compare(
     Ok(Comparison { findings, counts, order })
 }
 
-/// What changed between the capture points, in words.
-fn altered(first: &TcpOptions, second: &TcpOptions) -> String {
-    match (first.mss, second.mss) {
-        (Some(a), Some(b)) if a != b => format!("MSS {a} at the first capture point, {b} at the second"),
-        (Some(a), None) => format!("MSS option ({a}) stripped between the capture points"),
-        _ => format!(
-            "TCP options differ: {} bytes at the first capture point, {} at the second",
-            first.raw().len(),
-            second.raw().len()
-        ),
-    }
-}
-
 /// The restriction finding of a handshake packet, if its flow must never be restricted
 /// and the policy reports this evidence. `start` is when the first point saw it, `ts`
 /// when the evidence became known.
@@ -198,8 +181,8 @@ fn restriction(
     start: Ts,
     ts: Ts,
     kind: EvidenceKind,
-    detail: String,
-) -> Option<Finding> {
+    detail: Detail,
+) -> Option<Event> {
     // The SYN's sender opened the flow; a SYN-ACK's receiver did.
     let orig = if flags & tcp_flags::ACK != 0 {
         Tuple { src: tuple.dst, dst: tuple.src, sport: tuple.dport, dport: tuple.sport, ..tuple }
@@ -218,13 +201,13 @@ fn restriction(
     let key = FlowKey::of(&orig);
     let flow =
         Flow::new(key, orig, Direction::Observed, flow_id(&key, start), start, (None, None), judgement);
-    let event = Event::Alert {
+    Some(Event::Alert {
         ts,
         flow,
         verdict: Verdict::Restriction,
         rule,
         evidence: Some(evidence),
         confidence: Confidence::High,
-    };
-    Some(Finding { event, detail })
+        detail: Some(detail),
+    })
 }

@@ -330,8 +330,8 @@ fn compare(flags: &cli::CompareFlags) -> Result<u8, String> {
     let (mut first, mut second) = (open(&flags.first)?, open(&flags.second)?);
     let outcome = exwatch::compare::compare(&engine, &mut first, &mut second).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    for finding in &outcome.findings {
-        exwatch::output::eve::write_event(&mut out, &engine, &finding.event, Some(&finding.detail));
+    for event in &outcome.findings {
+        exwatch::output::eve::write_event(&mut out, &engine, event);
     }
     exwatch::output::Sink::at(&flags.eve_log, false)
         .open()
@@ -339,7 +339,7 @@ fn compare(flags: &cli::CompareFlags) -> Result<u8, String> {
         .map_err(|e| format!("{}: {e}", flags.eve_log.display()))?;
     let of_kind = |kind: EvidenceKind| {
         let evidence = engine.evidence(kind);
-        let is = |f: &&exwatch::compare::Finding| matches!(f.event, exwatch::flow::Event::Alert { evidence: e, .. } if e.is_some() && e == evidence);
+        let is = |event: &&exwatch::flow::Event| matches!(event, exwatch::flow::Event::Alert { evidence: e, .. } if e.is_some() && *e == evidence);
         outcome.findings.iter().filter(is).count()
     };
     let c = &outcome.counts;

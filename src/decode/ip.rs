@@ -205,7 +205,10 @@ pub(super) fn decode_ip_full(bytes: &[u8]) -> Result<IpDecoded<'_>, Skip> {
     } else {
         match transport::decode_transport(proto, payload.payload, &mut tuple)? {
             L4::Transport(transport) => transport,
-            L4::Quote { kind, quote } => Transport::IcmpError { kind, quoted: quoted_tuple(quote)? },
+            L4::Quote { kind, quote } => {
+                let (quoted, fragment) = quoted_packet(quote)?;
+                Transport::IcmpError { kind, quoted, fragment }
+            }
         }
     };
     if let Transport::Tcp { len, .. } = &mut transport {
@@ -245,12 +248,13 @@ pub(super) fn payload(bytes: &[u8]) -> Option<&[u8]> {
 }
 
 /// The 5-tuple of the packet an ICMP error quotes (its IP header and at least the
-/// first 8 bytes of its transport header).
-fn quoted_tuple(bytes: &[u8]) -> Result<Tuple, Skip> {
+/// first 8 bytes of its transport header; a later fragment has no ports), and where it
+/// sits in IP fragmentation.
+fn quoted_packet(bytes: &[u8]) -> Result<(Tuple, Fragment), Skip> {
     let inner = decode_ip(bytes).map_err(|_| Skip::IcmpTruncated)?;
     match inner.transport {
         Transport::IcmpError { .. } => Err(Skip::IcmpTruncated),
-        _ => Ok(inner.tuple),
+        _ => Ok((inner.tuple, inner.fragment)),
     }
 }
 

@@ -25,6 +25,7 @@ pub(super) mod ethertype {
 pub(super) mod ethernet {
     use crate::decode::Field;
 
+    pub const DST: Field = 0..6;
     pub const SRC: Field = 6..12;
     pub const ETHERTYPE: usize = 12;
     pub const HEADER_LEN: usize = 14;

@@ -61,6 +61,7 @@ pub const MAX_TUNNEL_DEPTH: u8 = 3;
 /// IP protocol numbers the rest of exwatch cares about.
 pub mod proto {
     pub const ICMP: u8 = 1;
+    pub const IGMP: u8 = 2;
     pub const TCP: u8 = 6;
     pub const UDP: u8 = 17;
     pub const ICMPV6: u8 = 58;
@@ -139,14 +140,48 @@ pub enum Fragment {
     Later { id: u32 },
 }
 
-/// Why an ICMP error is evidence that a path is filtered.
+/// What an ICMP error says of the packet it quotes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IcmpError {
     /// ICMP destination unreachable 9, 10 or 13; ICMPv6 destination unreachable 1, 5
     /// or 6: a filter refused the quoted packet.
     Prohibited,
-    /// Any other ICMP error (port unreachable, time exceeded...): not evidence.
+    /// ICMP port or protocol unreachable (3/3, 3/2); ICMPv6 port unreachable (1/4): the
+    /// quoted packet's destination answers so, and so does a firewall's `REJECT`, which
+    /// only the sender's address tells apart.
+    Unreachable,
+    /// Any other ICMP error (packet too big, time exceeded...): not evidence.
     Other,
+}
+
+/// What the destination MAC address of a frame says: a frame to a group address never
+/// leaves the segment. The innermost Ethernet frame's, for a tunnel packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MacClass {
+    /// No Ethernet header (raw IP, cooked capture, loopback).
+    #[default]
+    Unknown,
+    Unicast,
+    /// The group bit is set (IPv4 01:00:5e..., IPv6 33:33..., and the like).
+    Multicast,
+    Broadcast,
+}
+
+impl MacClass {
+    /// The class of a destination MAC address.
+    pub fn of(mac: &[u8]) -> MacClass {
+        match mac {
+            [0xff, 0xff, 0xff, 0xff, 0xff, 0xff] => MacClass::Broadcast,
+            [first, _, _, _, _, _] if first & 1 == 1 => MacClass::Multicast,
+            [_, _, _, _, _, _] => MacClass::Unicast,
+            _ => MacClass::Unknown,
+        }
+    }
+
+    /// Multicast or broadcast: a frame for the whole segment, or part of it.
+    pub fn is_group(self) -> bool {
+        matches!(self, MacClass::Multicast | MacClass::Broadcast)
+    }
 }
 
 /// What the transport layer says beyond the ports.
@@ -165,10 +200,12 @@ pub enum Transport {
         kind: u8,
         code: u8,
     },
-    /// An ICMP error and the 5-tuple of the packet it quotes.
+    /// An ICMP error, the 5-tuple of the packet it quotes, and where that packet sits in
+    /// IP fragmentation (a quoted later fragment has no ports: its ids find its flow).
     IcmpError {
         kind: IcmpError,
         quoted: Tuple,
+        fragment: Fragment,
     },
     /// Any other IP protocol (GRE, ESP, OSPF...), or a later fragment.
     Other,
@@ -191,6 +228,8 @@ pub struct Packet {
     pub tunnel: Option<Tunnel>,
     /// Source MAC address of the (outermost) Ethernet frame, where there is one.
     pub src_mac: Option<[u8; 6]>,
+    /// The class of the destination MAC address of the frame the IP packet came in.
+    pub dst_mac: MacClass,
 }
 
 /// Encapsulations exwatch looks through.
@@ -335,9 +374,13 @@ pub fn decode(link: LinkType, ts: Ts, wire_len: u32, frame: &[u8]) -> Result<Pac
         LinkType::Ethernet => frame.get(link::ethernet::SRC).and_then(|m| m.try_into().ok()),
         _ => None,
     };
-    let (inner, tunnel) = match ip::decode_ip_fast(ip) {
-        Some(inner) => (inner, None),
-        None => decode_ip_tunnels(ip)?,
+    let mac = match link {
+        LinkType::Ethernet => frame.get(link::ethernet::DST).map_or(MacClass::Unknown, MacClass::of),
+        _ => MacClass::Unknown,
+    };
+    let (inner, tunnel, dst_mac) = match ip::decode_ip_fast(ip) {
+        Some(inner) => (inner, None, mac),
+        None => decode_ip_tunnels(ip, mac)?,
     };
     Ok(Packet {
         ts,
@@ -349,15 +392,20 @@ pub fn decode(link: LinkType, ts: Ts, wire_len: u32, frame: &[u8]) -> Result<Pac
         vlan,
         tunnel,
         src_mac,
+        dst_mac,
     })
 }
 
 /// Decodes an IP packet the fast path left, and what it carries when it is a tunnel:
 /// mirrored traffic arrives inside GRE, ERSPAN or VXLAN, and the inner flow is judged.
 /// The inner frame goes through [`link`] and [`ip`] again, at most [`MAX_TUNNEL_DEPTH`]
-/// times.
+/// times. `mac` is the class of the outer frame's destination MAC; the innermost
+/// Ethernet frame's replaces it.
 #[inline(never)]
-fn decode_ip_tunnels(ip: &[u8]) -> Result<(IpDecoded<'_>, Option<Tunnel>), Skip> {
+fn decode_ip_tunnels(
+    ip: &[u8],
+    mut mac: MacClass,
+) -> Result<(IpDecoded<'_>, Option<Tunnel>, MacClass), Skip> {
     let mut inner = ip::decode_ip_full(ip)?;
     let mut tunnel = None;
     let mut depth = 0;
@@ -367,9 +415,13 @@ fn decode_ip_tunnels(ip: &[u8]) -> Result<(IpDecoded<'_>, Option<Tunnel>), Skip>
             return Err(Skip::EncapDepth);
         }
         tunnel.get_or_insert(Tunnel { kind, depth: 0 }).depth = depth;
+        mac = match link {
+            LinkType::Ethernet => bytes.get(link::ethernet::DST).map_or(MacClass::Unknown, MacClass::of),
+            _ => MacClass::Unknown,
+        };
         inner = ip::decode_ip(link::network(link, bytes)?.ip)?;
     }
-    Ok((inner, tunnel))
+    Ok((inner, tunnel, mac))
 }
 
 /// The options of a TCP SYN or SYN-ACK, with its tuple, sequence number and flags: what a

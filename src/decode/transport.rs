@@ -104,6 +104,7 @@ pub(super) fn decode_transport<'a>(
 fn icmpv4_error(kind: u8, code: u8) -> Option<IcmpError> {
     match (kind, code) {
         (3, 9 | 10 | 13) => Some(IcmpError::Prohibited),
+        (3, 2 | 3) => Some(IcmpError::Unreachable),
         (3 | 4 | 5 | 11 | 12, _) => Some(IcmpError::Other),
         _ => None,
     }
@@ -112,6 +113,7 @@ fn icmpv4_error(kind: u8, code: u8) -> Option<IcmpError> {
 fn icmpv6_error(kind: u8, code: u8) -> Option<IcmpError> {
     match (kind, code) {
         (1, 1 | 5 | 6) => Some(IcmpError::Prohibited),
+        (1, 4) => Some(IcmpError::Unreachable),
         (1..=4, _) => Some(IcmpError::Other),
         _ => None,
     }
@@ -197,7 +199,7 @@ mod tests {
             .iter()
             .filter(|(link, _)| *link == LinkType::Ethernet)
             .filter_map(|(link, f)| match decode(*link, Ts(0), 0, f).ok()?.transport {
-                Transport::IcmpError { kind: IcmpError::Prohibited, quoted } => Some(quoted),
+                Transport::IcmpError { kind: IcmpError::Prohibited, quoted, .. } => Some(quoted),
                 _ => None,
             })
             .collect();

@@ -109,6 +109,12 @@ impl Fragments {
         }
     }
 
+    /// The ports of a datagram whose first fragment was seen, without recording
+    /// anything (for an ICMP error that quotes a later fragment).
+    pub fn ports_of(&self, src: IpAddr, dst: IpAddr, proto: u8, id: u32) -> Option<(u16, u16)> {
+        self.datagrams.get(&DatagramId { src, dst, proto, id }).and_then(|d| d.ports)
+    }
+
     /// Ensures there is room for `key`, expiring old datagrams when the table is full.
     fn make_room(&mut self, key: &DatagramId, now: Ts) -> bool {
         if self.datagrams.len() < self.capacity || self.datagrams.contains_key(key) {

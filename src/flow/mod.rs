@@ -54,6 +54,58 @@ impl Confidence {
     }
 }
 
+/// What a finding says beyond its verdict: why its confidence is what it is, or what its
+/// evidence saw. `Copy`, so events stay plain values; rendered to text by the output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// The flow's first datagram came from a port the policy names to one it does not.
+    ReplyBeforeRequest,
+    /// A reset with TTL `ttl` where its claimed sender showed `expected` (or, with `mac`,
+    /// the same TTL from another source MAC address): on this flow (`flows` 0) or on
+    /// `flows` earlier flows in a row to the same host.
+    ResetUnlike { ttl: u8, expected: u8, mac: bool, flows: u16 },
+    /// `exwatch compare`: a handshake packet's TCP options differ between the two capture
+    /// points (their MSS, and their length in bytes).
+    OptionsAltered { mss: [Option<u16>; 2], len: [u8; 2] },
+    /// `exwatch compare`: a SYN seen at the first capture point never reached the second.
+    DroppedBetweenPoints,
+}
+
+impl std::fmt::Display for Detail {
+    /// The text of `policy.detail`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Detail::ReplyBeforeRequest => f.write_str(
+                "reply seen before its request: the request may predate the capture or be missing from a one-sided feed",
+            ),
+            Detail::ResetUnlike { ttl, expected, mac, flows } => {
+                if mac {
+                    write!(f, "reset from another source MAC address than its sender's (TTL {ttl})")?;
+                } else {
+                    write!(f, "reset with TTL {ttl} where its sender showed TTL {expected}")?;
+                }
+                match flows {
+                    0 => f.write_str(" on this flow"),
+                    1 => f.write_str(" on 1 earlier flow to this host"),
+                    n => write!(f, " on {n} earlier flows to this host"),
+                }
+            }
+            Detail::OptionsAltered { mss, len } => match mss {
+                [Some(a), Some(b)] if a != b => write!(f, "MSS {a} at the first capture point, {b} at the second"),
+                [Some(a), None] => write!(f, "MSS option ({a}) stripped between the capture points"),
+                _ => write!(
+                    f,
+                    "TCP options differ: {} bytes at the first capture point, {} at the second",
+                    len[0], len[1]
+                ),
+            },
+            Detail::DroppedBetweenPoints => {
+                f.write_str("SYN seen at the first capture point, never at the second: dropped between them")
+            }
+        }
+    }
+}
+
 /// TCP events seen on a flow, per side; enough to derive Zeek's `conn_state`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpSeen {
@@ -103,6 +155,10 @@ pub struct Flow {
     pub next_seq: [Option<u32>; 2],
     /// Segments that skipped ahead of that: data the capture never saw.
     pub gaps: u32,
+    /// ICMP errors that quoted one of the flow's packets.
+    pub icmp_errors: u32,
+    /// The first datagram looked like a reply (see [`Detail::ReplyBeforeRequest`]).
+    pub reply_first: bool,
 }
 
 impl Flow {
@@ -137,6 +193,8 @@ impl Flow {
             mac: [None; 2],
             next_seq: [None; 2],
             gaps: 0,
+            icmp_errors: 0,
+            reply_first: false,
         }
     }
 

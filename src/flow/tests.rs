@@ -39,6 +39,7 @@ fn tcp(ts: u64, tuple: Tuple, flags: u8, len: u32) -> Packet {
         vlan: None,
         tunnel: None,
         src_mac: None,
+        dst_mac: crate::decode::MacClass::Unknown,
     }
 }
 

@@ -4,14 +4,13 @@ use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::BuildHasher;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::frag::{Fragments, Later};
 use super::key::{HostPair, KeyHashState};
-use super::{Confidence, Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
+use super::{Confidence, Detail, Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
 use crate::decode::{proto, tcp_flags, Fragment, IcmpError, Packet, Skip, Transport, Ts, Tuple};
-use crate::policy::{Engine, EvidenceKind, Facts, Role, Verdict};
+use crate::policy::{Engine, EvidenceKind, Facts, Role, Scope, Verdict};
 use crate::telemetry::{Counter, Counters};
 
 const SECOND: u64 = 1_000_000_000;
@@ -54,7 +53,8 @@ impl Default for Settings {
 /// Something worth writing out. Carries a snapshot of the flow.
 #[derive(Clone, Copy, Debug)]
 pub enum Event {
-    /// A finding: `rule` is the matched rule; `evidence` is set for restrictions.
+    /// A finding: `rule` is the matched rule; `evidence` is set for restrictions;
+    /// `detail` says what lowered the confidence or what the evidence saw.
     Alert {
         ts: Ts,
         flow: Flow,
@@ -62,6 +62,7 @@ pub enum Event {
         rule: usize,
         evidence: Option<usize>,
         confidence: Confidence,
+        detail: Option<Detail>,
     },
     /// A flow ended (idle, closed, evicted or end of input).
     Flow { flow: Flow },
@@ -91,9 +92,25 @@ pub struct Tracker {
     now: Ts,
     counters: Counters,
     events: Vec<Event>,
-    /// (sender, receiver) host pairs, and when the capture first showed traffic that way;
-    /// bounded by `max_flows` (past it, new pairs are counted, not remembered).
-    directions: HashMap<HostPair, Ts, KeyHashState>,
+    /// (sender, receiver) host pairs, and what the capture showed of traffic that way;
+    /// bounded by `max_flows` (past it, new pairs are counted, not remembered). Keyed by
+    /// the pair rather than the sender alone: frames are routed to workers by their
+    /// address pair, so a pair's history is whole in one worker and a judgement from it
+    /// is the same with any worker count (a sender's history across all its peers would
+    /// be split between workers); it is also the path whose hop count a reset must match.
+    directions: HashMap<HostPair, Seen, KeyHashState>,
+}
+
+/// What the capture showed of one host sending to another, up to now.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    /// When traffic that way was first seen.
+    first: Ts,
+    /// TTL (hop limit) and source MAC of the latest flow's first packet that way that
+    /// was not a RST, and how many flows in a row agreed on them (0: none seen yet).
+    ttl: u8,
+    mac: Option<[u8; 6]>,
+    flows: u16,
 }
 
 impl Tracker {
@@ -141,8 +158,8 @@ impl Tracker {
     /// Feeds one decoded packet.
     pub fn packet(&mut self, p: &Packet) {
         self.advance(p.ts);
-        if let Transport::IcmpError { kind, quoted } = p.transport {
-            self.icmp_error(p.ts, kind, quoted);
+        if let Transport::IcmpError { kind, quoted, fragment } = p.transport {
+            self.icmp_error(p, kind, quoted, fragment);
             return;
         }
         let mut tuple = p.tuple;
@@ -174,13 +191,22 @@ impl Tracker {
             let reuse = flow.is_closed() && flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
             if !reuse {
                 let was_closed = flow.is_closed();
-                let noted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
+                let counted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
+                let learned = flow.direction == Direction::Inferred && flags & tcp_flags::SYN != 0;
+                // Copied out only for a side's first packet: no second lookup later.
+                let first = counted.first_of_side.then(|| FirstOfSide::of(flow));
                 if !was_closed && flow.is_closed() {
                     let id = flow.id;
                     self.closed(key, id, p.ts);
                 }
-                if noted != Noted::Nothing {
-                    self.follow_up(&key, noted, p.ts);
+                if !matches!(counted.noted, Noted::Nothing) {
+                    self.follow_up(&key, counted.noted, p);
+                }
+                if learned {
+                    self.learn_direction(&key, &tuple, flags, p.ts);
+                }
+                if let Some(first) = first {
+                    self.first_of_side(first, counted.answered, p, flags);
                 }
                 self.counters[Counter::FragmentsJoined] += waiting.0;
                 return;
@@ -191,18 +217,15 @@ impl Tracker {
         }
         self.create(key, &tuple, p, flags);
         if let Some(flow) = self.flows.get_mut(&key) {
-            let noted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
-            let opened = (flow.orig.src, flow.orig.dst);
-            let remembered = self.engine.may_be_protected(flow.orig_role, flow.resp_role);
+            let counted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
+            let first = FirstOfSide::of(flow);
             if flow.is_closed() {
                 let id = flow.id;
                 self.closed(key, id, p.ts);
             }
             self.counters[Counter::FragmentsJoined] += waiting.0;
-            self.follow_up(&key, noted, p.ts);
-            if noted != Noted::FirstResponse && remembered {
-                self.saw_direction(opened, p.ts);
-            }
+            self.follow_up(&key, counted.noted, p);
+            self.first_of_side(first, counted.answered, p, flags);
         }
         self.report_verdict(&key, p.ts);
     }
@@ -215,50 +238,149 @@ impl Tracker {
         self.timers.push(Reverse(Timer { at, kind: TimerKind::Idle, key, flow_id }));
     }
 
-    fn follow_up(&mut self, key: &FlowKey, noted: Noted, ts: Ts) {
+    fn follow_up(&mut self, key: &FlowKey, noted: Noted, p: &Packet) {
         match noted {
             Noted::Nothing => {}
-            Noted::RetriedSyn => self.check_silent_drop(key, ts),
-            Noted::ForeignReset => self.check_injected_reset(key, ts),
-            Noted::FirstResponse => {
-                let flow =
-                    self.flows.get(key).filter(|f| self.engine.may_be_protected(f.orig_role, f.resp_role));
-                if let Some(flow) = flow {
-                    let answered = (flow.orig.dst, flow.orig.src);
-                    self.saw_direction(answered, ts);
-                }
+            Noted::RetriedSyn => self.check_silent_drop(key, p.ts),
+            Noted::ForeignReset { expected } => {
+                let detail = Detail::ResetUnlike { ttl: p.ttl, expected, mac: expected == p.ttl, flows: 0 };
+                self.check_injected_reset(key, p.ts, detail);
             }
+            Noted::UncheckedReset => self.check_reset_against_history(key, p),
         }
     }
 
-    /// Remembers that the capture shows traffic from one host to another. Only between
-    /// hosts whose roles could have a protected flow: the table answers how sure an
-    /// unanswered-SYN restriction is, a question asked only about such flows, and
-    /// remembering every client and Internet host cost a cache miss on most new flows.
-    fn saw_direction(&mut self, (from, to): (IpAddr, IpAddr), ts: Ts) {
+    /// A SYN or SYN-ACK on a flow picked up mid-stream (a SPAN port reordered the
+    /// handshake): the direction is now observed. The flow is turned round if the ports
+    /// had it wrong, and judged again; a new verdict gets its own event.
+    fn learn_direction(&mut self, key: &FlowKey, tuple: &Tuple, flags: u8, ts: Ts) {
+        let Some(mut flow) = self.flows.get(key).copied() else {
+            return;
+        };
+        let (orig, _) = self.originator(tuple, flags);
+        if (orig.src, orig.sport) != (flow.orig.src, flow.orig.sport) {
+            flow.orig = orig;
+            flow.pkts.swap(TO_SERVER, TO_CLIENT);
+            flow.bytes.swap(TO_SERVER, TO_CLIENT);
+            flow.ttl.swap(TO_SERVER, TO_CLIENT);
+            flow.mac.swap(TO_SERVER, TO_CLIENT);
+            flow.next_seq.swap(TO_SERVER, TO_CLIENT);
+            let t = flow.tcp;
+            flow.tcp = super::TcpSeen {
+                orig_syn: false,
+                resp_synack: false,
+                orig_fin: t.resp_fin,
+                resp_fin: t.orig_fin,
+                orig_rst: t.resp_rst,
+                resp_rst: t.orig_rst,
+            };
+            // The responder spoke first: the flow's first packet was its.
+            flow.resp_first = (flow.pkts[TO_CLIENT] > 0).then_some(flow.start);
+        }
+        if flags & tcp_flags::ACK == 0 {
+            flow.tcp.orig_syn = true;
+        } else {
+            flow.tcp.resp_synack = true;
+        }
+        flow.direction = Direction::Observed;
+        let facts = Facts { orig: orig.src, resp: orig.dst, resp_port: orig.dport, proto: orig.proto, ts };
+        let judgement = self.engine.judge(&facts);
+        let changed = judgement.rule != flow.rule;
+        (flow.rule, flow.orig_role, flow.resp_role) =
+            (judgement.rule, judgement.orig_role, judgement.resp_role);
+        self.flows.insert(*key, flow);
+        match judgement.rule {
+            Some(rule) if changed && self.engine.verdict(rule).is_finding() => {
+                self.alert(ts, &flow, self.engine.verdict(rule), rule, None, None);
+            }
+            _ => {}
+        }
+    }
+
+    /// The first packet of one side of a flow: what the pair table and, for the
+    /// responder's first packet (`answered`), the policy's cross-flow table remember.
+    fn first_of_side(&mut self, first: FirstOfSide, answered: bool, p: &Packet, flags: u8) {
+        if self.engine.may_be_protected(first.roles.0, first.roles.1) {
+            self.saw_side(p, flags);
+        }
+        if let (true, Some(rule)) = (answered, first.rule) {
+            self.engine.answered(rule, first.orig.0, first.orig.1, p.ts);
+        }
+    }
+
+    /// A RST is the first packet its claimed sender sent on this flow (a firewall's
+    /// `REJECT --reject-with tcp-reset` answers the very first SYN): compare it with what
+    /// that sender showed on its earlier flows to the same host.
+    fn check_reset_against_history(&mut self, key: &FlowKey, p: &Packet) {
+        let Some(seen) = self.directions.get(&HostPair::new(p.tuple.src, p.tuple.dst)).copied() else {
+            return;
+        };
+        let other_mac = seen.mac.zip(p.src_mac).is_some_and(|(mac, now)| mac != now);
+        if seen.flows > 0 && (seen.ttl != p.ttl || other_mac) {
+            let detail = Detail::ResetUnlike {
+                ttl: p.ttl,
+                expected: seen.ttl,
+                mac: seen.ttl == p.ttl,
+                flows: seen.flows,
+            };
+            self.check_injected_reset(key, p.ts, detail);
+        }
+    }
+
+    /// The first packet of one side of a flow: remembers that the capture shows traffic
+    /// that way, and (unless a RST) its TTL and source MAC. Only between hosts whose roles
+    /// could have a protected flow: the table answers how sure an unanswered-SYN
+    /// restriction is and what an honest reset looks like, questions asked only about
+    /// such flows, and remembering every client and Internet host cost a cache miss on
+    /// most new flows.
+    fn saw_side(&mut self, p: &Packet, flags: u8) {
+        let sample = (flags & tcp_flags::RST == 0).then_some((p.ttl, p.src_mac));
         let full = self.directions.len() >= self.settings.max_flows;
-        match self.directions.entry(HostPair::new(from, to)) {
-            Entry::Occupied(mut first) => *first.get_mut() = (*first.get()).min(ts),
+        match self.directions.entry(HostPair::new(p.tuple.src, p.tuple.dst)) {
+            Entry::Occupied(mut entry) => {
+                let seen = entry.get_mut();
+                seen.first = seen.first.min(p.ts);
+                if let Some((ttl, mac)) = sample {
+                    if seen.flows > 0 && (seen.ttl, seen.mac) == (ttl, mac) {
+                        seen.flows = seen.flows.saturating_add(1);
+                    } else {
+                        (seen.ttl, seen.mac, seen.flows) = (ttl, mac, 1);
+                    }
+                }
+            }
             Entry::Vacant(slot) if !full => {
-                slot.insert(ts);
+                let (ttl, mac) = sample.unwrap_or((0, None));
+                slot.insert(Seen { first: p.ts, ttl, mac, flows: u16::from(sample.is_some()) });
             }
             Entry::Vacant(_) => self.counters[Counter::DirectionsUntracked] += 1,
         }
     }
 
     /// How sure a finding on `flow` is at packet time `ts`.
-    fn confidence(&self, flow: &Flow, ts: Ts, evidence: Option<EvidenceKind>) -> Confidence {
+    fn confidence(
+        &self,
+        flow: &Flow,
+        ts: Ts,
+        evidence: Option<EvidenceKind>,
+        detail: Option<Detail>,
+    ) -> Confidence {
         match evidence {
             // Judged by the pair's history up to `ts` only, so any worker count agrees.
             Some(EvidenceKind::SynUnanswered) => {
                 let reverse = self.directions.get(&HostPair::new(flow.orig.dst, flow.orig.src));
-                if reverse.is_some_and(|&first| first <= ts) {
+                if reverse.is_some_and(|seen| seen.first <= ts) {
                     Confidence::High
                 } else {
                     Confidence::Low
                 }
             }
+            // One earlier flow is little history to call a reset foreign on.
+            Some(EvidenceKind::ResetInjected) => match detail {
+                Some(Detail::ResetUnlike { flows: 1, .. }) => Confidence::Medium,
+                _ => Confidence::High,
+            },
             Some(_) => Confidence::High,
+            None if flow.reply_first => Confidence::Low,
             None if flow.direction == Direction::Inferred => Confidence::Medium,
             None => Confidence::High,
         }
@@ -273,8 +395,13 @@ impl Tracker {
         order.sort_unstable_by_key(|&i| (flows[i as usize].start, flows[i as usize].key));
         for mut flow in order.into_iter().map(|i| flows[i as usize]) {
             if self.silent_drop(&flow, None) {
-                let last = flow.last;
-                self.restriction(&mut flow, last, EvidenceKind::SynUnanswered);
+                // A silent drop needs the whole timeout: the capture ended too soon to say.
+                if self.now.0 >= flow.start.0.saturating_add(self.settings.syn_timeout_ns) {
+                    let last = flow.last;
+                    self.restriction(&mut flow, last, EvidenceKind::SynUnanswered, None);
+                } else {
+                    self.counters[Counter::SynUndetermined] += 1;
+                }
             }
             self.end(flow);
         }
@@ -309,7 +436,7 @@ impl Tracker {
             TimerKind::SynCheck => {
                 if self.silent_drop(&flow, Some(timer.at)) {
                     let mut flow = flow;
-                    self.restriction(&mut flow, timer.at, EvidenceKind::SynUnanswered);
+                    self.restriction(&mut flow, timer.at, EvidenceKind::SynUnanswered, None);
                     self.flows.insert(timer.key, flow);
                 }
             }
@@ -343,15 +470,20 @@ impl Tracker {
             self.evict_one();
         }
         let (orig, direction) = self.originator(tuple, flags);
-        let judgement = self.engine.judge(&Facts {
-            orig: orig.src,
-            resp: orig.dst,
-            resp_port: orig.dport,
-            proto: orig.proto,
-            ts: p.ts,
-        });
-        let flow = Flow::new(key, orig, direction, flow_id(&key, p.ts), p.ts, (p.vlan, p.tunnel), judgement);
+        let facts =
+            Facts { orig: orig.src, resp: orig.dst, resp_port: orig.dport, proto: orig.proto, ts: p.ts };
+        let judgement = self.engine.judge_in(&facts, scope(p, &orig));
+        let mut flow =
+            Flow::new(key, orig, direction, flow_id(&key, p.ts), p.ts, (p.vlan, p.tunnel), judgement);
+        // A datagram from a port the policy names to one it does not, first of its flow:
+        // it looks like a reply whose request the capture did not show. Still judged
+        // from its sender (ports never turn a UDP flow round), with less confidence.
+        flow.reply_first =
+            orig.proto == proto::UDP && self.is_service_port(orig.sport) && !self.is_service_port(orig.dport);
         self.counters[Counter::Flows] += 1;
+        if flow.orig_role == Role::Local || flow.resp_role == Role::Local {
+            self.counters[Counter::Local] += 1;
+        }
         self.timers.push(Reverse(Timer {
             at: p.ts.saturating_add(self.idle_ns(&flow)),
             kind: TimerKind::Idle,
@@ -385,7 +517,7 @@ impl Tracker {
         if let Some(rule) = flow.rule {
             let verdict = self.engine.verdict(rule);
             if verdict.is_finding() {
-                self.alert(ts, &flow, verdict, rule, None);
+                self.alert(ts, &flow, verdict, rule, None, None);
             }
         }
     }
@@ -402,11 +534,8 @@ impl Tracker {
                 _ if self.source_is_service(tuple) => (reversed, Direction::Inferred),
                 _ => (*tuple, Direction::Inferred),
             },
-            // The first UDP sender opened the flow, unless it answers from a port the
-            // policy names to one it does not: a reply seen first (capture started late).
-            proto::UDP if self.is_service_port(tuple.sport) && !self.is_service_port(tuple.dport) => {
-                (reversed, Direction::Inferred)
-            }
+            // The first UDP sender opened the flow, always: were ports to turn it round,
+            // any host sending from 53 or 443 would pass unseen.
             _ => (*tuple, Direction::Observed),
         }
     }
@@ -425,14 +554,14 @@ impl Tracker {
         }
     }
 
-    /// A RST whose TTL differs from its side's earlier packets: restriction evidence if
-    /// the pair must never be restricted.
-    fn check_injected_reset(&mut self, key: &FlowKey, ts: Ts) {
+    /// A RST unlike its claimed sender's other packets: restriction evidence if the pair
+    /// must never be restricted.
+    fn check_injected_reset(&mut self, key: &FlowKey, ts: Ts, detail: Detail) {
         let Some(mut flow) = self.flows.get(key).copied() else {
             return;
         };
         if self.protected(&flow) && !flow.restricted {
-            self.restriction(&mut flow, ts, EvidenceKind::ResetInjected);
+            self.restriction(&mut flow, ts, EvidenceKind::ResetInjected, Some(detail));
             self.flows.insert(*key, flow);
         }
     }
@@ -444,7 +573,7 @@ impl Tracker {
             return;
         };
         if self.silent_drop(&flow, None) {
-            self.restriction(&mut flow, ts, EvidenceKind::SynUnanswered);
+            self.restriction(&mut flow, ts, EvidenceKind::SynUnanswered, None);
             self.flows.insert(*key, flow);
         }
     }
@@ -466,21 +595,48 @@ impl Tracker {
             && self.protected(flow)
     }
 
-    fn icmp_error(&mut self, ts: Ts, kind: IcmpError, quoted: Tuple) {
+    /// An ICMP error belongs to the flow it quotes: counted there, and restriction
+    /// evidence when a filter sent it. It is never a flow of its own.
+    fn icmp_error(&mut self, p: &Packet, kind: IcmpError, mut quoted: Tuple, fragment: Fragment) {
         self.counters[Counter::IcmpErrors] += 1;
-        if kind != IcmpError::Prohibited {
-            return;
+        if let Fragment::Later { id } = fragment {
+            // A later fragment carries no ports: its first fragment's are its flow's.
+            match self.frags.ports_of(quoted.src, quoted.dst, quoted.proto, id) {
+                Some((sport, dport)) => (quoted.sport, quoted.dport) = (sport, dport),
+                None => {
+                    self.counters[Counter::IcmpUnmatched] += 1;
+                    return;
+                }
+            }
         }
-        self.counters[Counter::IcmpProhibited] += 1;
+        let evidence = match kind {
+            IcmpError::Prohibited => {
+                self.counters[Counter::IcmpProhibited] += 1;
+                Some(EvidenceKind::IcmpProhibited)
+            }
+            // Port or protocol unreachable from the destination itself is an answer; from
+            // anyone else, a firewall's REJECT speaking for it.
+            IcmpError::Unreachable if p.tuple.src != quoted.src && p.tuple.src != quoted.dst => {
+                Some(EvidenceKind::IcmpRejected)
+            }
+            _ => None,
+        };
         let key = flow_key(&quoted);
-        match self.flows.get(&key).copied() {
-            Some(mut flow) => {
-                if self.protected(&flow) && !flow.restricted {
-                    self.restriction(&mut flow, ts, EvidenceKind::IcmpProhibited);
-                    self.flows.insert(key, flow);
+        match self.flows.get_mut(&key) {
+            Some(flow) => {
+                flow.icmp_errors = flow.icmp_errors.saturating_add(1);
+                let mut flow = *flow;
+                if let Some(evidence) = evidence {
+                    if self.protected(&flow) && !flow.restricted {
+                        self.restriction(&mut flow, p.ts, evidence, None);
+                        self.flows.insert(key, flow);
+                    }
                 }
             }
             None => {
+                let Some(evidence) = evidence else {
+                    return;
+                };
                 // The refused packet never reached this capture point: judge the pair
                 // from the quote alone, without tracking a flow that carried nothing.
                 let judgement = self.engine.judge(&Facts {
@@ -488,30 +644,30 @@ impl Tracker {
                     resp: quoted.dst,
                     resp_port: quoted.dport,
                     proto: quoted.proto,
-                    ts,
+                    ts: p.ts,
                 });
                 let mut flow = Flow::new(
                     key,
                     quoted,
                     Direction::Observed,
-                    flow_id(&key, ts),
-                    ts,
+                    flow_id(&key, p.ts),
+                    p.ts,
                     (None, None),
                     judgement,
                 );
                 if self.protected(&flow) {
-                    self.restriction(&mut flow, ts, EvidenceKind::IcmpProhibited);
+                    self.restriction(&mut flow, p.ts, evidence, None);
                 }
             }
         }
     }
 
-    fn restriction(&mut self, flow: &mut Flow, ts: Ts, kind: EvidenceKind) {
+    fn restriction(&mut self, flow: &mut Flow, ts: Ts, kind: EvidenceKind, detail: Option<Detail>) {
         let (Some(rule), Some(evidence)) = (flow.rule, self.engine.evidence(kind)) else {
             return;
         };
         flow.restricted = true;
-        self.alert(ts, flow, Verdict::Restriction, rule, Some((evidence, kind)));
+        self.alert(ts, flow, Verdict::Restriction, rule, Some((evidence, kind)), detail);
     }
 
     fn alert(
@@ -521,11 +677,16 @@ impl Tracker {
         verdict: Verdict,
         rule: usize,
         evidence: Option<(usize, EvidenceKind)>,
+        detail: Option<Detail>,
     ) {
-        let confidence = self.confidence(flow, ts, evidence.map(|e| e.1));
+        let detail = match evidence {
+            None if flow.reply_first => Some(Detail::ReplyBeforeRequest),
+            _ => detail,
+        };
+        let confidence = self.confidence(flow, ts, evidence.map(|e| e.1), detail);
         let evidence = evidence.map(|e| e.0);
         self.counters.record_finding(verdict, rule, evidence, (flow.orig.src, flow.orig.dst));
-        self.events.push(Event::Alert { ts, flow: *flow, verdict, rule, evidence, confidence });
+        self.events.push(Event::Alert { ts, flow: *flow, verdict, rule, evidence, confidence, detail });
     }
 
     fn evict_one(&mut self) {
@@ -548,6 +709,9 @@ impl Tracker {
         c[Counter::Gapped] += u64::from(flow.gaps > 0);
         if let Some(rule) = flow.rule {
             c.record_rule_traffic(rule, flow.total_bytes());
+            if flow.pkts[TO_CLIENT] > 0 {
+                self.engine.answered(rule, flow.orig.src, flow.orig.dst, flow.last);
+            }
         }
         if self.settings.flow_events {
             self.events.push(Event::Flow { flow });
@@ -561,10 +725,42 @@ enum Noted {
     Nothing,
     /// A SYN retried past the SYN timeout with no answer yet.
     RetriedSyn,
-    /// A RST whose TTL or source MAC is not its side's: sent by someone else on the path.
-    ForeignReset,
-    /// The responder's first packet.
-    FirstResponse,
+    /// A RST whose TTL or source MAC is not its side's on this flow (`expected` is the
+    /// side's TTL): sent by someone else on the path.
+    ForeignReset {
+        expected: u8,
+    },
+    /// A RST that is the first packet of its side: only the sender's other flows can
+    /// tell whether it is its own.
+    UncheckedReset,
+}
+
+/// What the first packet of a side needs of its flow, copied out of the table.
+#[derive(Clone, Copy, Debug)]
+struct FirstOfSide {
+    roles: (Role, Role),
+    rule: Option<usize>,
+    orig: (std::net::IpAddr, std::net::IpAddr),
+}
+
+impl FirstOfSide {
+    fn of(flow: &Flow) -> FirstOfSide {
+        FirstOfSide {
+            roles: (flow.orig_role, flow.resp_role),
+            rule: flow.rule,
+            orig: (flow.orig.src, flow.orig.dst),
+        }
+    }
+}
+
+/// What counting one packet found.
+#[derive(Clone, Copy, Debug)]
+struct Counted {
+    noted: Noted,
+    /// The packet is the first of its side of the flow.
+    first_of_side: bool,
+    /// The packet is the responder's first.
+    answered: bool,
 }
 
 /// Counts a packet (and any fragments that waited for it) on its flow.
@@ -575,9 +771,10 @@ fn count(
     flags: u8,
     waiting: (u64, u64),
     syn_timeout: u64,
-) -> Noted {
+) -> Counted {
     let from_orig = flow.is_from_orig(tuple);
     let side = if from_orig { TO_SERVER } else { TO_CLIENT };
+    let first_of_side = flow.pkts[side] == 0;
     flow.pkts[side] += 1 + waiting.0;
     flow.bytes[side] += u64::from(p.wire_len) + waiting.1;
     flow.last = flow.last.max(p.ts);
@@ -586,7 +783,7 @@ fn count(
         flow.resp_first = Some(p.ts);
     }
     if !flow.is_tcp() {
-        return if first_response { Noted::FirstResponse } else { Noted::Nothing };
+        return Counted { noted: Noted::Nothing, first_of_side, answered: first_response };
     }
     let syn = flags & tcp_flags::SYN != 0;
     let ack = flags & tcp_flags::ACK != 0;
@@ -598,8 +795,10 @@ fn count(
     if rst {
         let other_ttl = flow.ttl[side].is_some_and(|ttl| ttl != p.ttl);
         let other_mac = flow.mac[side].zip(p.src_mac).is_some_and(|(mac, now)| mac != now);
-        if other_ttl || other_mac {
-            noted = Noted::ForeignReset;
+        match flow.ttl[side] {
+            Some(expected) if other_ttl || other_mac => noted = Noted::ForeignReset { expected },
+            None => noted = Noted::UncheckedReset,
+            Some(_) => {}
         }
     } else {
         flow.ttl[side].get_or_insert(p.ttl);
@@ -624,11 +823,8 @@ fn count(
         t.resp_synack |= syn && ack;
         t.resp_fin |= flags & tcp_flags::FIN != 0;
         t.resp_rst |= rst;
-        if first_response && noted == Noted::Nothing {
-            noted = Noted::FirstResponse;
-        }
     }
-    noted
+    Counted { noted, first_of_side, answered: first_response }
 }
 
 /// Tracks where each side's byte stream should continue; a segment that starts past that
@@ -651,6 +847,23 @@ fn follow_sequence(flow: &mut Flow, side: usize, seq: u32, len: Option<u32>, fla
         Some(next) if (end.wrapping_sub(next) as i32) > 0 => flow.next_seq[side] = Some(end),
         Some(_) => {}
         None => flow.next_seq[side] = Some(end),
+    }
+}
+
+/// Which ends of a new flow are `local` whatever their address, from its first packet:
+/// both for the segment's own control traffic (IGMP; ICMPv6 neighbour and router
+/// discovery, redirects and MLD, types 130-137 and 143), the destination for a frame
+/// sent to a group MAC address (a directed broadcast, say).
+fn scope(p: &Packet, orig: &Tuple) -> Scope {
+    let control = match p.transport {
+        Transport::Icmp { kind, .. } => p.tuple.proto == proto::ICMPV6 && matches!(kind, 130..=137 | 143),
+        _ => p.tuple.proto == proto::IGMP,
+    };
+    let to_group = p.dst_mac.is_group();
+    let dst_is_orig = p.tuple.dst == orig.src && p.tuple.src != orig.src;
+    Scope {
+        orig_local: control || (to_group && dst_is_orig),
+        resp_local: control || (to_group && !dst_is_orig),
     }
 }
 

@@ -592,5 +592,6 @@ pub fn role_phrase(role: Role) -> &'static str {
         Role::Dns => "a DNS server",
         Role::InternalClient => "an internal client",
         Role::External => "an external host",
+        Role::Local => "a host of the local segment (link-local, multicast or broadcast)",
     }
 }

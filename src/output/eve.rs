@@ -218,13 +218,18 @@ pub fn write_alert(
     write_line(out, &event);
 }
 
-/// Appends the EVE line of one event to `out`; `detail`, for an alert, says what the
-/// evidence saw.
-pub fn write_event(out: &mut Vec<u8>, engine: &Engine, event: &Event, detail: Option<&str>) {
+/// Appends the EVE line of one event to `out`.
+pub fn write_event(out: &mut Vec<u8>, engine: &Engine, event: &Event) {
     match *event {
-        Event::Alert { ts, flow, verdict, rule, evidence, confidence } => {
-            write_alert(out, engine, ts, &flow, (verdict, confidence), rule, (evidence, detail))
-        }
+        Event::Alert { ts, flow, verdict, rule, evidence, confidence, detail } => write_alert(
+            out,
+            engine,
+            ts,
+            &flow,
+            (verdict, confidence),
+            rule,
+            (evidence, detail.map(|d| d.to_string()).as_deref()),
+        ),
         Event::Flow { flow } => write_flow(out, &flow),
     }
 }

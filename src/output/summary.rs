@@ -339,10 +339,12 @@ impl Summary {
         let (tracked, one_sided) = (f.get("tracked"), f.get("one_sided"));
         let _ = writeln!(
             s,
-            "flows: {tracked} tracked, {} timed out, {} evicted (table full), {} matched no rule",
+            "flows: {tracked} tracked, {} local (never leave the segment), {} timed out, {} evicted (table full), {} matched no rule; {} retried SYNs undetermined (the capture ended within the SYN timeout)",
+            f.get("local"),
             f.get("timed_out"),
             f.get("evicted"),
-            f.get("unmatched")
+            f.get("unmatched"),
+            f.get("syn_undetermined")
         );
         let _ = writeln!(
             s,

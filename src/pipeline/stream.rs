@@ -187,6 +187,7 @@ impl Stream<'_> {
                 last_flush: Ts(0),
                 chunk: None,
                 blocked: Duration::ZERO,
+                last_ts: Ts(0),
                 last_idle: Instant::now(),
             };
             let mut errors = Vec::new();
@@ -218,6 +219,7 @@ impl Stream<'_> {
                 });
             }
             reader.flush();
+            reader.end_of_input();
             let read = started.elapsed().saturating_sub(reader.blocked);
             drop(reader);
 
@@ -259,6 +261,8 @@ struct Reader<'m> {
     chunk: Option<usize>,
     /// Time spent waiting for a worker's queue to have room.
     blocked: Duration,
+    /// The latest packet time read.
+    last_ts: Ts,
     /// When the last quiet period was handled.
     last_idle: Instant,
 }
@@ -289,6 +293,7 @@ impl Reader<'_> {
                 }
             };
             *bytes += 16 + frame.data.len() as u64;
+            self.last_ts = self.last_ts.max(frame.ts);
             let worker = match workers {
                 1 => 0,
                 // The high word of hash × workers: a worker index without a division.
@@ -388,6 +393,17 @@ impl Reader<'_> {
             self.monitor.shed.fetch_add(batch.frames.len() as u64, Ordering::Relaxed);
             batch.clear();
             self.pending[worker] = Some(batch);
+        }
+    }
+
+    /// The input is over: every worker's clock moves to the last packet read, so that
+    /// each judges what was still pending (a SYN timeout, say) at the capture's end, not
+    /// at its own last packet, and any worker count gives the same events.
+    fn end_of_input(&self) {
+        if !self.live {
+            for sender in &self.senders {
+                let _ = sender.send(Work::Tick(self.last_ts));
+            }
         }
     }
 

@@ -129,7 +129,7 @@ impl Writer<'_> {
                         observer.event(engine, event);
                     }
                     if format && (eve_flows || !matches!(event, Event::Flow { .. })) {
-                        eve::write_event(buf, engine, event, None);
+                        eve::write_event(buf, engine, event);
                     }
                 }
             });

@@ -30,6 +30,14 @@ pub struct Facts {
     pub ts: Ts,
 }
 
+/// What a flow's first packet says of its scope beyond its addresses: which ends are
+/// `local` whatever their address (see [`Role::Local`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub orig_local: bool,
+    pub resp_local: bool,
+}
+
 /// The outcome of judging a flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Judgement {
@@ -118,18 +126,28 @@ impl Engine {
         self.protected_roles & a.bit() != 0 && self.protected_roles & b.bit() != 0
     }
 
-    /// Finds the first rule that matches the flow, and records what the rule asks to
-    /// remember (an SMTP sender to an Edge).
+    /// Finds the first rule that matches the flow.
     pub fn judge(&self, facts: &Facts) -> Judgement {
-        let orig_role = self.topology.role_of(facts.orig);
-        let resp_role = self.topology.role_of(facts.resp);
+        self.judge_in(facts, Scope::default())
+    }
+
+    /// [`Engine::judge`], with ends that the first packet showed to be `local`.
+    pub fn judge_in(&self, facts: &Facts, scope: Scope) -> Judgement {
+        let role = |local: bool, addr: IpAddr| if local { Role::Local } else { self.topology.role_of(addr) };
+        let orig_role = role(scope.orig_local, facts.orig);
+        let resp_role = role(scope.resp_local, facts.resp);
         let rule = self.policy.rules.iter().position(|rule| self.matches(rule, facts, orig_role, resp_role));
-        if let Some(rule) = rule.map(|i| &self.policy.rules[i]) {
-            if rule.remember_smtp_sender {
-                self.remember_sender(facts.resp, facts.orig, facts.ts);
-            }
-        }
         Judgement { rule, orig_role, resp_role }
+    }
+
+    /// A flow under rule `rule` from `orig` to `resp` was answered, and its latest packet
+    /// was at `ts`: remembers what the rule asks to (an SMTP sender to an Edge, for the
+    /// open-proxy rule). Only an answered flow counts as "sent SMTP", and the window runs
+    /// from its last packet: a SYN to an Edge is no reason for the Edge to probe anyone.
+    pub fn answered(&self, rule: usize, orig: IpAddr, resp: IpAddr, ts: Ts) {
+        if self.policy.rules.get(rule).is_some_and(|r| r.remember_smtp_sender) {
+            self.remember_sender(resp, orig, ts);
+        }
     }
 
     fn matches(&self, rule: &Rule, f: &Facts, orig_role: Role, resp_role: Role) -> bool {

@@ -44,6 +44,15 @@ impl Prefix {
         }
     }
 
+    /// The last address of an IPv4 prefix of 30 bits or fewer (a subnet's directed
+    /// broadcast); `None` for hosts, point-to-point links and IPv6.
+    pub fn directed_broadcast(&self) -> Option<u32> {
+        match self.addr {
+            IpAddr::V4(v4) if self.len <= 30 => Some(u32::from(v4) | (u32::MAX >> self.len)),
+            _ => None,
+        }
+    }
+
     pub fn contains(&self, addr: IpAddr) -> bool {
         addr.is_ipv4() == self.addr.is_ipv4() && Prefix::masked(addr, self.len) == self.addr
     }

@@ -75,6 +75,9 @@ pub struct When {
 pub enum EvidenceKind {
     /// An ICMP/ICMPv6 "administratively prohibited" error quoting the pair's packet.
     IcmpProhibited,
+    /// An ICMP/ICMPv6 port or protocol unreachable quoting the pair's packet, sent by
+    /// neither of its endpoints: a firewall's REJECT.
+    IcmpRejected,
     /// A TCP SYN retried with no answer within the SYN timeout.
     SynUnanswered,
     /// A TCP RST whose TTL / hop limit differs from the earlier packets of the side it
@@ -90,6 +93,7 @@ impl EvidenceKind {
     fn from_name(name: &str) -> Option<EvidenceKind> {
         match name {
             "icmp_prohibited" => Some(EvidenceKind::IcmpProhibited),
+            "icmp_rejected" => Some(EvidenceKind::IcmpRejected),
             "syn_unanswered" => Some(EvidenceKind::SynUnanswered),
             "reset_injected" => Some(EvidenceKind::ResetInjected),
             "options_altered" => Some(EvidenceKind::OptionsAltered),
@@ -304,7 +308,7 @@ impl Policy {
                     e.kind.span(),
                     &format!("{key}.kind"),
                     format!(
-                        "`{}` is not an evidence kind (icmp_prohibited, syn_unanswered, reset_injected, options_altered, syn_dropped)",
+                        "`{}` is not an evidence kind (icmp_prohibited, icmp_rejected, syn_unanswered, reset_injected, options_altered, syn_dropped)",
                         e.kind.get_ref()
                     ),
                 )
@@ -355,7 +359,7 @@ fn roles(source: &Source<'_>, key: &str, names: &[Spanned<String>]) -> Result<u8
                     name.span(),
                     key,
                     format!(
-                        "`{other}` is not a role (mailbox, edge, domain_controller, skype, dns, internal_client, external, any)"
+                        "`{other}` is not a role (mailbox, edge, domain_controller, skype, dns, internal_client, external, local, any)"
                     ),
                 )
             })?,

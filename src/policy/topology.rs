@@ -10,7 +10,8 @@ use toml::Spanned;
 use super::prefix::{Prefix, PrefixTable};
 use crate::config::{self, ConfigError, Source};
 
-/// The role of an address. Anything the topology does not list is `External`.
+/// The role of an address. Anything the topology does not list is `External`, except
+/// what never leaves the segment, which is `Local` whatever the topology says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     Mailbox,
@@ -20,10 +21,14 @@ pub enum Role {
     Dns,
     InternalClient,
     External,
+    /// Built in, tried before the topology's roles: link-local, multicast and broadcast
+    /// addresses (and, for a flow, frames to a group MAC address and the segment's own
+    /// control traffic: IGMP, neighbour discovery, MLD).
+    Local,
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::Mailbox,
         Role::Edge,
         Role::DomainController,
@@ -31,6 +36,7 @@ impl Role {
         Role::Dns,
         Role::InternalClient,
         Role::External,
+        Role::Local,
     ];
 
     /// The name used in topology and policy files and in events.
@@ -43,6 +49,7 @@ impl Role {
             Role::Dns => "dns",
             Role::InternalClient => "internal_client",
             Role::External => "external",
+            Role::Local => "local",
         }
     }
 
@@ -135,6 +142,9 @@ pub struct Topology {
     pub name: String,
     pub restrict_internal_clients: bool,
     roles: PrefixTable<Role>,
+    /// The directed-broadcast address of every listed IPv4 prefix of 30 bits or fewer,
+    /// sorted: a frame to one is for the whole subnet.
+    broadcasts: Vec<u32>,
     pub listings: Vec<Listing>,
     pub subscriptions: Vec<Subscription>,
     pub subscription_lines: Vec<usize>,
@@ -155,6 +165,7 @@ impl Topology {
             name: organization.as_ref().and_then(|o| o.name.clone()).unwrap_or_default(),
             restrict_internal_clients: organization.is_some_and(|o| o.restrict_internal_clients),
             roles: PrefixTable::default(),
+            broadcasts: Vec::new(),
             listings: Vec::new(),
             subscriptions: Vec::new(),
             subscription_lines: Vec::new(),
@@ -174,8 +185,11 @@ impl Topology {
             for (prefix, line) in prefixes(&source, &key, &list)? {
                 topology.roles.insert(prefix, role);
                 topology.listings.push(Listing { prefix, role, line });
+                topology.broadcasts.extend(prefix.directed_broadcast());
             }
         }
+        topology.broadcasts.sort_unstable();
+        topology.broadcasts.dedup();
         for (i, sub) in raw.edge_subscription.iter().enumerate() {
             let key = format!("edge_subscription[{i}]");
             let edge = prefixes(&source, &format!("{key}.edge"), &sub.edge)?;
@@ -200,9 +214,30 @@ impl Topology {
         Ok(topology)
     }
 
-    /// The role of an address: the most specific listed prefix, else `External`.
+    /// The role of an address: `Local` for what never leaves the segment, else the most
+    /// specific listed prefix, else `External`. An IPv4-mapped IPv6 address
+    /// (`::ffff:a.b.c.d`) is looked up as the IPv4 address.
     pub fn role_of(&self, addr: IpAddr) -> Role {
+        let addr = addr.to_canonical();
+        if self.is_local(addr) {
+            return Role::Local;
+        }
         self.roles.lookup(addr).copied().unwrap_or(Role::External)
+    }
+
+    /// Link-local, multicast and broadcast addresses, limited and directed (of a listed
+    /// prefix). Unspecified addresses (a DHCP client before it has one) too.
+    fn is_local(&self, addr: IpAddr) -> bool {
+        match addr {
+            IpAddr::V4(v4) => {
+                v4.is_link_local()
+                    || v4.is_multicast()
+                    || v4.is_broadcast()
+                    || v4.is_unspecified()
+                    || self.broadcasts.binary_search(&u32::from(v4)).is_ok()
+            }
+            IpAddr::V6(v6) => v6.is_unicast_link_local() || v6.is_multicast() || v6.is_unspecified(),
+        }
     }
 
     pub fn has_role(&self, role: Role) -> bool {
@@ -211,13 +246,15 @@ impl Topology {
 
     /// Whether some `[[edge_subscription]]` holds both this Edge and this Mailbox server.
     pub fn same_subscription(&self, edge: IpAddr, mailbox: IpAddr) -> bool {
+        let (edge, mailbox) = (edge.to_canonical(), mailbox.to_canonical());
         self.subscriptions
             .iter()
             .any(|s| s.edge.iter().any(|p| p.contains(edge)) && s.mailbox.iter().any(|p| p.contains(mailbox)))
     }
 
     pub fn is_proxy(&self, addr: IpAddr, port: u16) -> bool {
-        self.proxies.iter().any(|p| p.ip() == addr && p.port() == port)
+        let addr = addr.to_canonical();
+        self.proxies.iter().any(|p| p.ip().to_canonical() == addr && p.port() == port)
     }
 
     /// Topologies the seed calls unsupported or pointless. Each lint is `(line, text)`.
@@ -343,6 +380,32 @@ proxy = ["10.10.9.9:3128"]
         assert!(!t.same_subscription("172.16.0.25".parse().unwrap(), "10.10.2.11".parse().unwrap()));
         assert!(t.is_proxy("10.10.9.9".parse().unwrap(), 3128));
         assert!(t.lint().is_empty(), "{:?}", t.lint());
+    }
+
+    #[test]
+    fn local_addresses_come_before_the_listed_roles_and_mapped_addresses_are_ipv4() {
+        let t = parse(SPEC_EXAMPLE).unwrap();
+        let role = |text: &str| t.role_of(text.parse().unwrap());
+        for local in [
+            "224.0.0.252",
+            "239.255.255.250",
+            "255.255.255.255",
+            "169.254.10.1",
+            "0.0.0.0",
+            "10.20.255.255", // the directed broadcast of internal_client 10.20.0.0/16
+            "fe80::1",
+            "ff02::1:ff00:1",
+            "::ffff:224.0.0.251",
+        ] {
+            assert_eq!(role(local), Role::Local, "{local}");
+        }
+        assert_eq!(role("::ffff:10.10.1.11"), Role::Mailbox);
+        assert_eq!(role("::ffff:10.20.0.9"), Role::InternalClient);
+        assert_eq!(role("10.10.1.255"), Role::External, "no listed prefix has it as broadcast");
+        assert!(t.same_subscription("::ffff:172.16.0.25".parse().unwrap(), "10.10.1.12".parse().unwrap()));
+        // A listed link-local address is local all the same.
+        let listed = parse(&SPEC_EXAMPLE.replace("\"2001:db8:10::11\"", "\"fe80::11\"")).unwrap();
+        assert_eq!(listed.role_of("fe80::11".parse().unwrap()), Role::Local);
     }
 
     #[test]

@@ -98,10 +98,14 @@ counters! {
         "ICMP and ICMPv6 errors quoting a packet.";
     IcmpProhibited: Packets "icmp_prohibited", "exwatch_icmp_prohibited_total", "packets", None,
         "ICMP and ICMPv6 administratively-prohibited errors.";
+    IcmpUnmatched: Packets "icmp_unmatched", "exwatch_icmp_unmatched_total", "packets", None,
+        "ICMP errors quoting a later fragment whose first fragment this capture did not show.";
     Flows: Flows "tracked", "exwatch_flows_total", "flows", Some("flow.total"),
         "Flows tracked.";
     TouchingExchange: Flows "touching_exchange", "exwatch_flows_touching_exchange_total", "flows", None,
         "Flows with a Mailbox or Edge server of the topology at one end.";
+    Local: Flows "local", "exwatch_flows_local_total", "flows", None,
+        "Flows in the local scope (link-local, multicast, broadcast, neighbour discovery): never judged as external.";
     FlowsTimedOut: Flows "timed_out", "exwatch_flows_timed_out_total", "flows", None,
         "Flows ended by their idle timeout.";
     FlowsEvicted: Flows "evicted", "exwatch_flows_evicted_total", "flows", None,
@@ -115,7 +119,9 @@ counters! {
     Gapped: Flows "gapped", "exwatch_flows_gapped_total", "flows", None,
         "TCP flows with sequence gaps: segments the feed lost.";
     DirectionsUntracked: Flows "directions_untracked", "exwatch_directions_untracked_total", "host pairs", None,
-        "Host-pair directions not remembered because the table was full.";
+        "Host-pair directions (with their TTL and source MAC) not remembered because the table was full.";
+    SynUndetermined: Flows "syn_undetermined", "exwatch_flows_syn_undetermined_total", "flows", None,
+        "Retried, unanswered SYNs never to restrict whose capture ended within the SYN timeout: no silent drop proven.";
     SmtpSendersDropped: Flows "smtp_senders_dropped", "exwatch_smtp_senders_dropped_total", "hosts", None,
         "SMTP senders to an Edge not remembered because the sender table was full.";
     Advisories: Findings "advisory", "exwatch_advisories_total", "findings", None,

@@ -25,7 +25,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use crate::capture::{FrameSource, Next, Savefile};
-use crate::decode::{decode, pair_hash, proto, route_hash, tcp_flags, Fragment, IcmpError};
+use crate::decode::{decode, pair_hash, proto, route_hash, tcp_flags, Fragment, IcmpError, MacClass};
 use crate::decode::{LinkType, Packet, Skip, Transport, Ts, Tuple};
 use crate::flow::{Settings, Tracker};
 use crate::policy::{builtin, Engine, Facts, Policy, Topology};
@@ -240,6 +240,7 @@ fn exercise_engine(policy: Arc<Policy>, topology: Arc<Topology>, extra: &[(IpAdd
             vlan: None,
             tunnel: None,
             src_mac: None,
+            dst_mac: MacClass::Unknown,
         };
         tracker.packet(&syn);
         tracker.packet(&Packet { ts: syn.ts.saturating_add(4 * SECOND), ..syn });
@@ -247,7 +248,11 @@ fn exercise_engine(policy: Arc<Policy>, topology: Arc<Topology>, extra: &[(IpAdd
         tracker.packet(&Packet {
             ts: syn.ts.saturating_add(5 * SECOND),
             tuple: icmp,
-            transport: Transport::IcmpError { kind: IcmpError::Prohibited, quoted: tuple },
+            transport: Transport::IcmpError {
+                kind: IcmpError::Prohibited,
+                quoted: tuple,
+                fragment: Fragment::Whole,
+            },
             ..syn
         });
     }

@@ -271,7 +271,7 @@ fn policy_errors_name_file_line_and_rule() {
     let line = line_of(&shipped, "to = [\"mailbox\", \"domain_controller\", \"skype\"]");
     assert!(
         err.contains(&format!(
-            "policy.toml:{line}: rule[0] (\"exchange-internal\").to: `mailboxes` is not a role"
+            "policy.toml:{line}: rule[1] (\"exchange-internal\").to: `mailboxes` is not a role"
         )),
         "{err}"
     );

@@ -370,7 +370,7 @@ fn regression_icmpv6_error_over_ipv4_routes_with_the_flow_it_quotes() {
         0xc3, 0x51, 0x00, 0x87, 0x00, 0x00, 0x00, 0x00,
     ];
     let packet = decode(LinkType::RawIp, Ts(0), ip.len() as u32, ip).unwrap();
-    let Transport::IcmpError { kind: IcmpError::Prohibited, quoted } = packet.transport else {
+    let Transport::IcmpError { kind: IcmpError::Prohibited, quoted, .. } = packet.transport else {
         panic!("not read as an ICMP prohibited error: {packet:?}");
     };
     assert_eq!((quoted.dst, quoted.dport), (IpAddr::from([10, 10, 1, 12]), 135));

@@ -1364,3 +1364,38 @@ fn live_config_file_settings_reach_the_capture() {
     assert!(stopped.alerts().iter().all(|e| e["dest_port"] != 3390), "the file's filter holds");
     assert!(!net.dir.path().join("not-this.json").exists(), "--eve-log wins over the file's");
 }
+
+/// IPv6 on the veth pair (issue 10, item 1): the Inside end is a Mailbox server, the
+/// Outside end an Internet client reaching it on 443. Neighbour discovery (solicitations
+/// to solicited-node multicast, unicast advertisements), duplicate address detection and
+/// MLD reports, all made by the kernels themselves, are the segment's own traffic: no
+/// finding, counted as `local`; the client's HTTPS is judged as it should be.
+#[test]
+fn live_ipv6_neighbour_discovery_gives_no_finding() {
+    let Some(net) = setup("live_ipv6_neighbour_discovery_gives_no_finding") else {
+        return;
+    };
+    let v6 = |host: u8| format!("2001:db8:199:{}::{host}", net.subnet);
+    let (client, mailbox) = (v6(1), v6(2));
+    let topology = format!("[organization]\nname = \"live-test\"\n\n[roles]\nmailbox = [\"{mailbox}\"]\n");
+    let mut exwatch = Exwatch::start(&net, &topology, &[]);
+    // IPv6 on, after exwatch watches: the link-local addresses, their duplicate address
+    // detection and MLD reports happen on the wire it captures.
+    for side in [Side::Outside, Side::Inside] {
+        let ns = net.ns(side);
+        let enable = format!("echo 0 > /proc/sys/net/ipv6/conf/{ns}/disable_ipv6");
+        net.ok(side, &["sh", "-c", &enable]);
+        let addr = if side == Side::Outside { &client } else { &mailbox };
+        ip_ok(&["-n", ns, "addr", "add", &format!("{addr}/64"), "dev", ns, "nodad"]);
+    }
+    let _https = nc_listener(&net, Side::Inside, &mailbox, 443);
+    nc_send(&net, Side::Outside, &mailbox, 443);
+
+    let stopped = exwatch.stop("TERM");
+    stopped.assert_clean();
+    assert!(stopped.alerts().is_empty(), "no finding expected:\n{}", lines(&stopped.events));
+    let summary = stopped.summary.as_ref().expect("summary json");
+    let local = summary["flows"]["local"].as_u64().unwrap_or(0);
+    assert!(local >= 1, "neighbour discovery not counted as local; stderr:\n{}", stopped.stderr);
+    assert!(stopped.rule_flows("client-https") >= 1, "HTTPS not judged; stderr:\n{}", stopped.stderr);
+}

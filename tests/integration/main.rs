@@ -17,3 +17,4 @@ mod live;
 mod ops;
 mod output;
 mod scenarios;
+mod verdicts;

@@ -327,13 +327,24 @@ fn mailbox_to_dns_on_53_udp_and_tcp_is_ok() {
 #[test]
 fn mailbox_to_any_address_on_53_is_ok_when_no_dns_role() {
     let flows = [udp(MAILBOX, PUBLIC_DNS, 53), tcp(MAILBOX, PUBLIC_DNS, 53), udp(MAILBOX_BRANCH, CLIENT, 53)];
-    assert_allowed(NO_DNS, &flows, "mailbox-dns-unlisted");
+    assert_allowed(NO_DNS, &flows, "mailbox-dns-any");
 }
 
 #[test]
-fn mailbox_to_external_on_53_is_violation_when_a_dns_role_exists() {
+fn mailbox_to_external_on_53_is_advisory_when_a_dns_role_exists() {
+    // SPEC section 2: the article names a DNS server, not which one.
     let flows = [udp(MAILBOX, PUBLIC_DNS, 53), tcp(MAILBOX, PUBLIC_DNS, 53)];
-    assert_flagged(EXAMPLE, &flows, "violation", "mailbox-to-external");
+    assert_flagged(EXAMPLE, &flows, "advisory", "mailbox-dns-unlisted");
+}
+
+#[test]
+fn mailbox_to_edge_on_53_is_a_violation_with_or_without_a_dns_role() {
+    // Mailbox <-> Edge is 25 and 50636 only: an Edge is never a Mailbox server's DNS
+    // server, even when "any address" may be one.
+    for site in [EXAMPLE, NO_DNS] {
+        let flows = [udp(MAILBOX, EDGE, 53), tcp(MAILBOX_HQ2, EDGE, 53)];
+        assert_flagged(site, &flows, "violation", "edge-perimeter");
+    }
 }
 
 #[test]
@@ -383,13 +394,13 @@ fn edge_to_dns_on_53_udp_and_tcp_is_ok() {
 
 #[test]
 fn edge_to_external_on_53_is_ok_when_no_dns_role() {
-    assert_allowed(NO_DNS, &[udp(EDGE, PUBLIC_DNS, 53), tcp(EDGE, PUBLIC_DNS, 53)], "edge-dns-unlisted");
+    assert_allowed(NO_DNS, &[udp(EDGE, PUBLIC_DNS, 53), tcp(EDGE, PUBLIC_DNS, 53)], "edge-dns-any");
 }
 
 #[test]
-fn edge_to_external_on_53_is_edge_perimeter_violation_when_a_dns_role_exists() {
+fn edge_to_external_on_53_is_advisory_when_a_dns_role_exists() {
     let flows = [udp(EDGE, PUBLIC_DNS, 53), tcp(EDGE, PUBLIC_DNS, 53)];
-    assert_flagged(EXAMPLE, &flows, "violation", "edge-perimeter");
+    assert_flagged(EXAMPLE, &flows, "advisory", "edge-dns-unlisted");
 }
 
 #[test]

@@ -150,7 +150,8 @@ fn v6_octets(addr: IpAddr) -> [u8; 16] {
 /// An Ethernet frame around an IP packet.
 pub fn ethernet(link: Link, ip: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(22 + ip.len());
-    frame.extend_from_slice(&[0x00, 0x15, 0x5d, 0x01, 0x02, 0x03, 0x00, 0x15, 0x5d, 0x0a, 0x0b, 0x0c]);
+    frame.extend_from_slice(&group_mac(ip).unwrap_or([0x00, 0x15, 0x5d, 0x01, 0x02, 0x03]));
+    frame.extend_from_slice(&[0x00, 0x15, 0x5d, 0x0a, 0x0b, 0x0c]);
     let tags: Vec<u16> = link.vlans.iter().flatten().copied().collect();
     for (i, tag) in tags.iter().enumerate() {
         let tpid: u16 = if i == 0 && tags.len() > 1 { 0x88a8 } else { 0x8100 };
@@ -161,6 +162,28 @@ pub fn ethernet(link: Link, ip: &[u8]) -> Vec<u8> {
     frame.extend_from_slice(&ethertype.to_be_bytes());
     frame.extend_from_slice(ip);
     frame
+}
+
+/// The destination MAC address a host uses for a multicast or limited-broadcast IP
+/// destination (RFC 1112, RFC 2464); `None` for unicast.
+fn group_mac(ip: &[u8]) -> Option<[u8; 6]> {
+    match ip.first()? >> 4 {
+        4 => {
+            let d = ip.get(16..20)?;
+            if d == [255, 255, 255, 255] {
+                Some([0xff; 6])
+            } else if d[0] >> 4 == 0xe {
+                Some([0x01, 0x00, 0x5e, d[1] & 0x7f, d[2], d[3]])
+            } else {
+                None
+            }
+        }
+        6 => {
+            let d = ip.get(24..40)?;
+            (d[0] == 0xff).then(|| [0x33, 0x33, d[12], d[13], d[14], d[15]])
+        }
+        _ => None,
+    }
 }
 
 fn pseudo_header(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u32 {
