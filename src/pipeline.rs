@@ -967,6 +967,6 @@ fn format_event(out: &mut Vec<u8>, engine: &Engine, event: &Event) {
         Event::Alert { ts, flow, verdict, rule, evidence, confidence } => {
             eve::write_alert(out, engine, ts, &flow, (verdict, confidence), rule, (evidence, None))
         }
-        Event::Flow { flow } => eve::write_flow(out, &flow),
+        Event::Flow { flow } => eve::write_flow(out, engine, &flow),
     }
 }

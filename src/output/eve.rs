@@ -168,7 +168,22 @@ struct AlertEvent<'a> {
 struct FlowEvent<'a> {
     #[serde(flatten)]
     header: Header<'a>,
+    policy: FlowPolicyBody<'a>,
     flow: FlowBody<'a>,
+}
+
+/// The verdict of a flow event, whatever it is (`ok` included), so that a report can be
+/// built from the event stream alone.
+#[derive(Serialize)]
+struct FlowPolicyBody<'a> {
+    verdict: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+    src_role: &'a str,
+    dest_role: &'a str,
+    direction: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    section: Option<&'a str>,
 }
 
 /// Appends one EVE `alert` line to `out`. `detail` says what the evidence saw, where
@@ -220,9 +235,22 @@ pub fn write_alert(
     write_line(out, &event);
 }
 
-/// Appends one EVE `flow` line (the flow has ended) to `out`.
-pub fn write_flow(out: &mut Vec<u8>, flow: &Flow) {
-    let event = FlowEvent { header: Header::new("flow", flow.last, flow), flow: FlowBody::new(flow, true) };
+/// Appends one EVE `flow` line (the flow has ended) to `out`, with the flow's verdict
+/// and rule (`out_of_scope` and no rule when no rule matched).
+pub fn write_flow(out: &mut Vec<u8>, engine: &Engine, flow: &Flow) {
+    let rule = flow.rule.and_then(|r| engine.policy.rules.get(r));
+    let event = FlowEvent {
+        header: Header::new("flow", flow.last, flow),
+        policy: FlowPolicyBody {
+            verdict: rule.map_or(Verdict::OutOfScope, |r| r.verdict).name(),
+            rule: rule.map(|r| r.id.as_str()),
+            src_role: flow.orig_role.name(),
+            dest_role: flow.resp_role.name(),
+            direction: flow.direction.name(),
+            section: rule.map(|r| r.section.as_str()),
+        },
+        flow: FlowBody::new(flow, true),
+    };
     write_line(out, &event);
 }
 
