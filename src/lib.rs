@@ -31,7 +31,8 @@
 //! Every table and queue has a bound, and what does not fit is counted.
 //!
 //! Modules follow the stages: [`capture`] → [`decode`] → [`flow`] → [`policy`] →
-//! [`output`], wired by [`pipeline`], counted by [`telemetry`]. [`compare`] matches the
+//! [`output`], wired by [`pipeline`], counted by [`telemetry`]. [`report`] builds the
+//! compliance report from EVE events of any number of runs and sensors. [`compare`] matches the
 //! handshakes of two captures of the same traffic. [`synth`] builds captures of an
 //! Exchange organization for tests, benches and the bundled sample; [`fuzzing`] holds
 //! the fuzz targets' bodies, which `cargo test` also runs.
@@ -45,5 +46,6 @@ pub mod fuzzing;
 pub mod output;
 pub mod pipeline;
 pub mod policy;
+pub mod report;
 pub mod synth;
 pub mod telemetry;

@@ -34,6 +34,7 @@ fn run(args: cli::Args) -> Result<u8, String> {
         cli::Command::Live(flags) => live(cli::LiveSettings::from_flags(flags)?),
         cli::Command::Check(flags) => check(&flags),
         cli::Command::Compare(flags) => compare(&flags),
+        cli::Command::Report(flags) => report(&flags),
         cli::Command::Generate(flags) => generate(&flags),
     }
 }
@@ -232,6 +233,41 @@ fn check(flags: &cli::ConfigFlags) -> Result<u8, String> {
         lints.len()
     );
     Ok(if lints.is_empty() { 0 } else { 1 })
+}
+
+fn report(flags: &cli::ReportFlags) -> Result<u8, String> {
+    use exwatch::report;
+    if flags.html.is_none() && flags.json.is_none() && flags.csv.is_none() {
+        return Err("report: name at least one output: --html, --json or --csv".into());
+    }
+    let config = cli::Config::load(&flags.config)?;
+    let meta = cli::config_files(&flags.config)?;
+    let baseline = match &flags.baseline {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let earlier = report::json::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            let file = report::model::FileRef {
+                file: path.display().to_string(),
+                sha256: report::eve_input::sha256(text.as_bytes()),
+            };
+            Some((earlier, file))
+        }
+        None => None,
+    };
+    let built = report::build(config.policy, config.topology, meta, &flags.logs, baseline)
+        .map_err(|e| e.to_string())?;
+    let outputs = [
+        (&flags.html, report::html::render as fn(&report::Report) -> String),
+        (&flags.json, report::json::render),
+        (&flags.csv, report::csv::render),
+    ];
+    for (path, render) in outputs {
+        if let Some(path) = path {
+            std::fs::write(path, render(&built)).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    eprintln!("exwatch report: {}", built.conclusion.text);
+    Ok(if built.conclusion.compliant { 0 } else { 1 })
 }
 
 fn generate(flags: &cli::GenerateFlags) -> Result<u8, String> {

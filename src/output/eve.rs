@@ -41,7 +41,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-fn proto_name(p: u8) -> String {
+/// EVE's `proto`: the IANA keyword Suricata writes, or the protocol number.
+pub fn proto_name(p: u8) -> String {
     match p {
         proto::TCP => "TCP".into(),
         proto::UDP => "UDP".into(),

@@ -1,0 +1,569 @@
+//! The report builder: records in, one [`Report`] out.
+//!
+//! Memory is bounded by what the report shows, never by the number of events: per rule
+//! its counters and host pairs, the distinct aggregated findings, the never-restrict
+//! pairs, per-minute finding counts, and the dedup table (see [`Dedup`]). It never reads
+//! files and never formats.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::model::*;
+use super::records::{format_timestamp, AlertRecord, FlowRecord, Micros, Record, StatsRecord};
+use super::MAX_PAIR_PORTS;
+use crate::policy::{Policy, Role, Topology, Verdict};
+
+const SECOND: Micros = 1_000_000;
+
+/// How long, in capture time, a flow's key is remembered to recognise the same flow
+/// seen by another sensor. Flow events come out of a sensor up to its TCP idle timeout
+/// (300 s) after one another's order, so the window is three times that.
+pub const DEDUP_WINDOW: Micros = 900 * SECOND;
+
+/// Time slots of finding counts kept at most (see [`Builder::coarsen`]).
+const TIME_SLOTS: usize = 100_000;
+
+/// Dedup keys kept at most; past it the oldest are forgotten (and counted).
+pub const DEDUP_CAP: usize = 4_000_000;
+
+/// Recognises the copies of one event seen by several sensors: the same Community ID
+/// (and, for alerts, the same finding) with a flow start within a second.
+///
+/// Bounded by time and by count: a key is forgotten once events [`DEDUP_WINDOW`] of
+/// capture time newer have been seen, or when [`DEDUP_CAP`] keys are held. Keys are
+/// 64-bit hashes: two different flows would have to collide within the window.
+pub struct Dedup {
+    seen: HashMap<u64, Micros, foldhash::fast::FixedState>,
+    /// (event time, key, flow start), in arrival order.
+    order: VecDeque<(Micros, u64, Micros)>,
+    newest: Micros,
+    pub forgotten: u64,
+    pub duplicates: u64,
+}
+
+impl Dedup {
+    fn new() -> Dedup {
+        Dedup {
+            seen: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x7265_706f_7274)),
+            order: VecDeque::new(),
+            newest: 0,
+            forgotten: 0,
+            duplicates: 0,
+        }
+    }
+
+    fn hash(&self, parts: (&str, &str, Option<&str>)) -> u64 {
+        self.seen.hasher().hash_one(parts)
+    }
+
+    /// Whether an event with this key and flow start, seen at `ts`, was seen already.
+    fn duplicate(&mut self, key: u64, start: Micros, ts: Micros) -> bool {
+        self.newest = self.newest.max(ts);
+        while let Some(&(at, old, old_start)) = self.order.front() {
+            let full = self.order.len() >= DEDUP_CAP;
+            if at.saturating_add(DEDUP_WINDOW) >= self.newest && !full {
+                break;
+            }
+            self.order.pop_front();
+            if self.seen.get(&old) == Some(&old_start) {
+                self.seen.remove(&old);
+                self.forgotten += u64::from(full);
+            }
+        }
+        if let Some(&seen) = self.seen.get(&key) {
+            if seen.abs_diff(start) <= SECOND {
+                self.duplicates += 1;
+                return true;
+            }
+        }
+        self.seen.insert(key, start);
+        self.order.push_back((ts, key, start));
+        false
+    }
+}
+
+#[derive(Default)]
+struct RowAcc {
+    flows: u64,
+    bytes: u64,
+    pairs: HashSet<(IpAddr, IpAddr), foldhash::fast::FixedState>,
+    first: Option<Micros>,
+    last: Option<Micros>,
+    alerts: VerdictCounts,
+}
+
+struct FindingAcc {
+    count: u64,
+    first: Micros,
+    last: Micros,
+    confidence: u8,
+    community_id: String,
+}
+
+type FindingKey = (usize, Option<String>, Verdict, IpAddr, IpAddr, Option<u16>, String);
+
+#[derive(Default)]
+struct PairAcc {
+    flows: u64,
+    bytes: u64,
+    ports: BTreeSet<(u16, String)>,
+    more_ports: u64,
+    evidence: BTreeMap<String, u64>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct RoleAcc {
+    flows: u64,
+    bytes: u64,
+    worst: u8,
+}
+
+#[derive(Default)]
+struct SensorAcc {
+    events: u64,
+    first: Option<Micros>,
+    last: Option<Micros>,
+}
+
+/// Where the policy and topology come from, for the header.
+#[derive(Clone, Debug)]
+pub struct Meta {
+    pub policy: FileRef,
+    pub topology: FileRef,
+}
+
+/// Aggregates records into a report. Feed it with [`Builder::record`] (or the typed
+/// methods) in any order; events roughly in time order dedup best.
+pub struct Builder {
+    policy: Arc<Policy>,
+    topology: Arc<Topology>,
+    meta: Meta,
+    rule_index: HashMap<String, usize>,
+    rows: Vec<RowAcc>,
+    findings: HashMap<FindingKey, FindingAcc>,
+    pairs: HashMap<(IpAddr, IpAddr), PairAcc>,
+    roles: [[RoleAcc; Role::ALL.len()]; Role::ALL.len()],
+    /// Findings per time slot of `slot` microseconds of capture time.
+    minutes: BTreeMap<u64, VerdictCounts>,
+    slot: Micros,
+    sensors: BTreeMap<String, SensorAcc>,
+    stats: BTreeMap<String, StatsRecord>,
+    inputs: Vec<InputRef>,
+    dedup: Dedup,
+    health: Health,
+    totals: Totals,
+    first: Option<Micros>,
+    last: Option<Micros>,
+    conn_states: BTreeMap<String, u64>,
+}
+
+const UNNAMED: &str = "(unnamed)";
+
+fn severity(v: Verdict) -> u8 {
+    match v {
+        Verdict::Advisory => 1,
+        Verdict::Violation => 2,
+        Verdict::Restriction => 3,
+        _ => 0,
+    }
+}
+
+fn confidence_rank(name: &str) -> u8 {
+    match name {
+        "low" => 0,
+        "medium" => 1,
+        _ => 2,
+    }
+}
+
+fn bump(counts: &mut VerdictCounts, v: Verdict) {
+    match v {
+        Verdict::Advisory => counts.advisory += 1,
+        Verdict::Violation => counts.violation += 1,
+        Verdict::Restriction => counts.restriction += 1,
+        _ => {}
+    }
+}
+
+fn span(range: &mut (Option<Micros>, Option<Micros>), from: Micros, to: Micros) {
+    range.0 = Some(range.0.map_or(from, |f| f.min(from)));
+    range.1 = Some(range.1.map_or(to, |l| l.max(to)));
+}
+
+impl Builder {
+    pub fn new(policy: Arc<Policy>, topology: Arc<Topology>, meta: Meta) -> Builder {
+        let rule_index = policy.rules.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
+        let rows = policy.rules.iter().map(|_| RowAcc::default()).collect();
+        Builder {
+            policy,
+            topology,
+            meta,
+            rule_index,
+            rows,
+            findings: HashMap::new(),
+            pairs: HashMap::new(),
+            roles: [[RoleAcc::default(); Role::ALL.len()]; Role::ALL.len()],
+            minutes: BTreeMap::new(),
+            slot: 1_000,
+            sensors: BTreeMap::new(),
+            stats: BTreeMap::new(),
+            inputs: Vec::new(),
+            dedup: Dedup::new(),
+            health: Health {
+                flows: 0,
+                one_sided: 0,
+                midstream: 0,
+                gapped_flows: 0,
+                gaps: 0,
+                conn_states: Vec::new(),
+                stats: None,
+                low_confidence_findings: 0,
+                dedup_forgotten: 0,
+                notes: Vec::new(),
+            },
+            totals: Totals {
+                flows: 0,
+                bytes: 0,
+                duplicates: 0,
+                unmatched_flows: 0,
+                unknown_rule_events: 0,
+                findings: VerdictCounts::default(),
+            },
+            first: None,
+            last: None,
+            conn_states: BTreeMap::new(),
+        }
+    }
+
+    pub fn record(&mut self, record: Record) {
+        match record {
+            Record::Flow(f) => self.flow(&f),
+            Record::Alert(a) => self.alert(&a),
+            Record::Stats(s) => self.stats(s),
+        }
+    }
+
+    /// An input file, for the header.
+    pub fn input(&mut self, input: InputRef) {
+        self.inputs.push(input);
+    }
+
+    fn sensor(&mut self, host: Option<&str>, ts: Micros) {
+        let host = host.unwrap_or(UNNAMED);
+        let acc = match self.sensors.get_mut(host) {
+            Some(acc) => acc,
+            None => self.sensors.entry(host.to_string()).or_default(),
+        };
+        acc.events += 1;
+        let mut range = (acc.first, acc.last);
+        span(&mut range, ts, ts);
+        (acc.first, acc.last) = range;
+    }
+
+    pub fn flow(&mut self, f: &FlowRecord) {
+        let e = &f.ends;
+        self.sensor(e.host.as_deref(), f.end);
+        let key = self.dedup.hash(("flow", &e.community_id, None));
+        if self.dedup.duplicate(key, f.start, f.end) {
+            return;
+        }
+        let bytes = f.total_bytes();
+        self.totals.flows += 1;
+        self.totals.bytes += bytes;
+        let mut range = (self.first, self.last);
+        span(&mut range, f.start, f.end);
+        (self.first, self.last) = range;
+        let h = &mut self.health;
+        h.flows += 1;
+        h.one_sided += u64::from(f.one_sided());
+        h.midstream += u64::from(e.inferred);
+        h.gapped_flows += u64::from(f.gaps > 0);
+        h.gaps += u64::from(f.gaps);
+        if let Some(code) = &f.conn_state {
+            match self.conn_states.get_mut(code.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    self.conn_states.insert(code.clone(), 1);
+                }
+            }
+        }
+        let cell = &mut self.roles[e.src_role as usize][e.dest_role as usize];
+        cell.flows += 1;
+        cell.bytes += bytes;
+        let Some(rule) = f.rule.as_deref() else {
+            self.totals.unmatched_flows += 1;
+            return;
+        };
+        let Some(&index) = self.rule_index.get(rule) else {
+            self.totals.unknown_rule_events += 1;
+            return;
+        };
+        let row = &mut self.rows[index];
+        row.flows += 1;
+        row.bytes += bytes;
+        row.pairs.insert((e.src_ip, e.dest_ip));
+        let mut range = (row.first, row.last);
+        span(&mut range, f.start, f.end);
+        (row.first, row.last) = range;
+        if self.policy.rules[index].never_restrict {
+            let pair = self.pairs.entry(ordered(e.src_ip, e.dest_ip)).or_default();
+            pair.flows += 1;
+            pair.bytes += bytes;
+            let port = (e.dest_port.unwrap_or(0), e.proto.clone());
+            if pair.ports.len() < MAX_PAIR_PORTS || pair.ports.contains(&port) {
+                pair.ports.insert(port);
+            } else {
+                pair.more_ports += 1;
+            }
+        }
+    }
+
+    pub fn alert(&mut self, a: &AlertRecord) {
+        let e = &a.ends;
+        self.sensor(e.host.as_deref(), a.ts);
+        let id = a.evidence.as_deref().unwrap_or(&a.rule);
+        let key = self.dedup.hash(("alert", &e.community_id, Some(id)));
+        if self.dedup.duplicate(key, a.flow_start, a.ts) {
+            return;
+        }
+        let Some(&index) = self.rule_index.get(&a.rule) else {
+            self.totals.unknown_rule_events += 1;
+            return;
+        };
+        bump(&mut self.totals.findings, a.verdict);
+        bump(&mut self.rows[index].alerts, a.verdict);
+        bump(self.minutes.entry(a.ts / self.slot).or_default(), a.verdict);
+        if self.minutes.len() > TIME_SLOTS {
+            self.coarsen();
+        }
+        let cell = &mut self.roles[e.src_role as usize][e.dest_role as usize];
+        cell.worst = cell.worst.max(severity(a.verdict));
+        let rank = confidence_rank(&a.confidence);
+        self.health.low_confidence_findings += u64::from(rank == 0);
+        let key = (index, a.evidence.clone(), a.verdict, e.src_ip, e.dest_ip, e.dest_port, e.proto.clone());
+        let finding = self.findings.entry(key).or_insert_with(|| FindingAcc {
+            count: 0,
+            first: a.ts,
+            last: a.ts,
+            confidence: rank,
+            community_id: e.community_id.clone(),
+        });
+        finding.count += 1;
+        finding.first = finding.first.min(a.ts);
+        finding.last = finding.last.max(a.ts);
+        finding.confidence = finding.confidence.min(rank);
+        if a.verdict == Verdict::Restriction {
+            let pair = self.pairs.entry(ordered(e.src_ip, e.dest_ip)).or_default();
+            *pair.evidence.entry(id.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Slots ten times as wide, so that the finding counts over time stay bounded
+    /// whatever the time range.
+    fn coarsen(&mut self) {
+        let mut wider: BTreeMap<u64, VerdictCounts> = BTreeMap::new();
+        for (slot, n) in std::mem::take(&mut self.minutes) {
+            let w = wider.entry(slot / 10).or_default();
+            w.advisory += n.advisory;
+            w.violation += n.violation;
+            w.restriction += n.restriction;
+        }
+        self.minutes = wider;
+        self.slot *= 10;
+    }
+
+    /// A sensor's counters: the last of each sensor counts (they are cumulative).
+    pub fn stats(&mut self, s: StatsRecord) {
+        self.sensor(s.host.as_deref(), s.ts);
+        let host = s.host.clone().unwrap_or_else(|| UNNAMED.to_string());
+        match self.stats.get(&host) {
+            Some(old) if old.ts > s.ts => {}
+            _ => {
+                self.stats.insert(host, s);
+            }
+        }
+    }
+
+    pub fn finish(self) -> Report {
+        super::finish::finish(self)
+    }
+}
+
+fn ordered(a: IpAddr, b: IpAddr) -> (IpAddr, IpAddr) {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// The builder's state, taken apart for [`super::finish`].
+pub(super) struct Parts {
+    pub policy: Arc<Policy>,
+    pub topology: Arc<Topology>,
+    pub meta: Meta,
+    pub rows: Vec<RowParts>,
+    pub findings: Vec<(usize, Finding)>,
+    pub pairs: Vec<((IpAddr, IpAddr), PairParts)>,
+    pub roles: Vec<RoleCell>,
+    pub minutes: BTreeMap<u64, VerdictCounts>,
+    pub slot: Micros,
+    pub sensors: Vec<Sensor>,
+    pub stats: Vec<StatsRecord>,
+    pub inputs: Vec<InputRef>,
+    pub health: Health,
+    pub totals: Totals,
+    pub first: Option<Micros>,
+    pub last: Option<Micros>,
+}
+
+pub(super) struct RowParts {
+    pub flows: u64,
+    pub bytes: u64,
+    pub host_pairs: u64,
+    pub first: Option<Micros>,
+    pub last: Option<Micros>,
+    pub alerts: VerdictCounts,
+}
+
+pub(super) struct PairParts {
+    pub flows: u64,
+    pub bytes: u64,
+    pub ports: Vec<String>,
+    pub more_ports: u64,
+    pub evidence: Vec<(String, u64)>,
+}
+
+impl Builder {
+    pub(super) fn into_parts(self) -> Parts {
+        let names = ["", "advisory", "violation", "restriction"];
+        let policy = Arc::clone(&self.policy);
+        let findings = self
+            .findings
+            .into_iter()
+            .map(|((index, evidence, verdict, src, dst, port, proto), acc)| {
+                let finding = Finding {
+                    rule: policy.rules[index].id.clone(),
+                    evidence,
+                    verdict: verdict.name().to_string(),
+                    src_ip: src.to_string(),
+                    dest_ip: dst.to_string(),
+                    dest_port: port,
+                    proto,
+                    count: acc.count,
+                    first_seen: format_timestamp(acc.first),
+                    last_seen: format_timestamp(acc.last),
+                    confidence: ["low", "medium", "high"][usize::from(acc.confidence.min(2))].to_string(),
+                    community_id: acc.community_id,
+                };
+                (index, finding)
+            })
+            .collect();
+        let mut roles = Vec::new();
+        for (i, from) in Role::ALL.iter().enumerate() {
+            for (j, to) in Role::ALL.iter().enumerate() {
+                let cell = self.roles[i][j];
+                if cell.flows > 0 || cell.worst > 0 {
+                    roles.push(RoleCell {
+                        src_role: from.name().to_string(),
+                        dest_role: to.name().to_string(),
+                        flows: cell.flows,
+                        bytes: cell.bytes,
+                        worst: if cell.worst == 0 { "ok" } else { names[usize::from(cell.worst)] }
+                            .to_string(),
+                    });
+                }
+            }
+        }
+        let mut health = self.health;
+        health.conn_states = self.conn_states.into_iter().collect();
+        health.dedup_forgotten = self.dedup.forgotten;
+        let mut totals = self.totals;
+        totals.duplicates = self.dedup.duplicates;
+        Parts {
+            meta: self.meta,
+            rows: self
+                .rows
+                .into_iter()
+                .map(|r| RowParts {
+                    flows: r.flows,
+                    bytes: r.bytes,
+                    host_pairs: r.pairs.len() as u64,
+                    first: r.first,
+                    last: r.last,
+                    alerts: r.alerts,
+                })
+                .collect(),
+            findings,
+            pairs: self
+                .pairs
+                .into_iter()
+                .map(|(k, p)| {
+                    let ports = p.ports.into_iter().map(|(port, proto)| format!("{port}/{proto}")).collect();
+                    (
+                        k,
+                        PairParts {
+                            flows: p.flows,
+                            bytes: p.bytes,
+                            ports,
+                            more_ports: p.more_ports,
+                            evidence: p.evidence.into_iter().collect(),
+                        },
+                    )
+                })
+                .collect(),
+            roles,
+            minutes: self.minutes,
+            slot: self.slot,
+            sensors: self
+                .sensors
+                .into_iter()
+                .map(|(name, s)| Sensor {
+                    name,
+                    events: s.events,
+                    first: s.first.map(format_timestamp),
+                    last: s.last.map(format_timestamp),
+                })
+                .collect(),
+            stats: self.stats.into_values().collect(),
+            inputs: self.inputs,
+            health,
+            totals,
+            first: self.first,
+            last: self.last,
+            policy: self.policy,
+            topology: self.topology,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_within_a_second_count_once_and_later_starts_count_again() {
+        let mut d = Dedup::new();
+        let key = d.hash(("flow", "1:abc", None));
+        assert!(!d.duplicate(key, 10 * SECOND, 11 * SECOND));
+        assert!(d.duplicate(key, 10 * SECOND + 999_999, 11 * SECOND));
+        assert!(d.duplicate(key, 10 * SECOND - SECOND, 11 * SECOND));
+        assert!(!d.duplicate(key, 12 * SECOND, 13 * SECOND), "two seconds apart: another flow");
+        let other = d.hash(("flow", "1:abd", None));
+        assert!(!d.duplicate(other, 12 * SECOND, 13 * SECOND));
+        assert_eq!(d.duplicates, 2);
+    }
+
+    #[test]
+    fn dedup_keys_are_forgotten_once_the_window_has_passed() {
+        let mut d = Dedup::new();
+        let key = d.hash(("flow", "1:abc", None));
+        assert!(!d.duplicate(key, 0, SECOND));
+        let later = d.hash(("flow", "1:later", None));
+        assert!(!d.duplicate(later, 0, SECOND + DEDUP_WINDOW + 1));
+        assert_eq!(d.seen.len(), 1, "the first key was dropped");
+        assert_eq!(d.forgotten, 0, "dropped by time, not by the cap");
+    }
+}
