@@ -8,10 +8,11 @@
 #                real clients and servers the live-capture tests make traffic with
 #                (nc, curl for /metrics, swaks for SMTP, dig for DNS, a Python responder)
 #   tcpreplay    replays captures into a veth pair for benches/live-replay.sh
+#   chromium     the headless browser the report's tests render the HTML report in
 # Needs a Rust toolchain (cargo >= 1.85, https://rustup.rs); it does not install one.
 set -euo pipefail
 
-packages=(libpcap-dev tshark pkg-config iproute2 netcat-openbsd curl swaks bind9-dnsutils python3 tcpreplay)
+packages=(libpcap-dev tshark pkg-config iproute2 netcat-openbsd curl swaks bind9-dnsutils python3 tcpreplay chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -10,4 +10,5 @@ mod flood;
 mod fuzz;
 mod live;
 mod output;
+mod report;
 mod scenarios;
