@@ -236,7 +236,7 @@ impl<R: Read> Read for Hashing<R> {
 /// One EVE file being read.
 struct Log {
     path: PathBuf,
-    reader: BufReader<Hashing<Box<dyn Read>>>,
+    reader: BufReader<Hashing<Box<dyn Read + Send>>>,
     line: Vec<u8>,
     events: u64,
     unreadable: u64,
@@ -247,7 +247,7 @@ struct Log {
 
 impl Log {
     fn open(path: &Path) -> io::Result<Log> {
-        let input: Box<dyn Read> =
+        let input: Box<dyn Read + Send> =
             if path == Path::new("-") { Box::new(io::stdin()) } else { Box::new(File::open(path)?) };
         Ok(Log {
             path: path.to_path_buf(),
@@ -335,42 +335,99 @@ pub struct ReadError {
     pub source: io::Error,
 }
 
+/// Records a reader thread hands over at a time.
+const BATCH: usize = 1024;
+
+/// Batches queued per file at most: reading blocks when the merge falls behind.
+const QUEUED_BATCHES: usize = 4;
+
+impl Log {
+    /// Reads the whole file into batches for the merge; the file's entry for the
+    /// header once done.
+    fn run(mut self, out: crossbeam_channel::Sender<Vec<(Micros, Record)>>) -> Result<InputRef, ReadError> {
+        let fail = |path: &Path, source| ReadError { path: path.to_path_buf(), source };
+        loop {
+            let mut batch = Vec::with_capacity(BATCH);
+            while batch.len() < BATCH {
+                match self.next().map_err(|e| fail(&self.path, e))? {
+                    Some(record) => batch.push(record),
+                    None => break,
+                }
+            }
+            let done = batch.len() < BATCH;
+            if !batch.is_empty() && out.send(batch).is_err() {
+                break;
+            }
+            if done {
+                break;
+            }
+        }
+        let path = self.path.clone();
+        self.finish().map_err(|e| fail(&path, e))
+    }
+}
+
+/// One file's records as the merge sees them.
+struct Stream {
+    batches: crossbeam_channel::Receiver<Vec<(Micros, Record)>>,
+    batch: std::vec::IntoIter<(Micros, Record)>,
+    head: Option<(Micros, Record)>,
+}
+
+impl Stream {
+    /// Moves to the next record, waiting for the next batch when this one is used up.
+    fn advance(&mut self) {
+        self.head = self.batch.next().or_else(|| {
+            self.batch = self.batches.recv().ok()?.into_iter();
+            self.batch.next()
+        });
+    }
+}
+
 /// Feeds every event of `paths` (`-` is standard input) to `builder`, the files read
-/// side by side and merged by event time; each file is then listed as an input.
+/// side by side (a thread each reads, hashes and parses one, a few batches ahead) and
+/// merged by event time; each file is then listed as an input.
 pub fn read_logs(paths: &[PathBuf], builder: &mut Builder) -> Result<(), ReadError> {
-    let fail = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ReadError { path, source }
-    };
     let mut logs = Vec::with_capacity(paths.len());
     for path in paths {
-        logs.push(Log::open(path).map_err(fail(path))?);
+        logs.push(Log::open(path).map_err(|source| ReadError { path: path.clone(), source })?);
     }
-    // One pending record per file; the earliest goes first (ties in argument order).
-    let mut pending: Vec<Option<Record>> = Vec::with_capacity(logs.len());
-    let mut heap = BinaryHeap::new();
-    for (i, log) in logs.iter_mut().enumerate() {
-        let next = log.next().map_err(fail(&log.path))?;
-        if let Some((ts, _)) = &next {
-            heap.push(Reverse((*ts, i)));
+    std::thread::scope(|scope| {
+        let mut streams = Vec::with_capacity(logs.len());
+        let mut readers = Vec::with_capacity(logs.len());
+        for log in logs {
+            let (tx, rx) = crossbeam_channel::bounded(QUEUED_BATCHES);
+            readers.push(scope.spawn(move || log.run(tx)));
+            let mut stream = Stream { batches: rx, batch: Vec::new().into_iter(), head: None };
+            stream.advance();
+            streams.push(stream);
         }
-        pending.push(next.map(|(_, r)| r));
-    }
-    while let Some(Reverse((_, i))) = heap.pop() {
-        if let Some(record) = pending[i].take() {
-            builder.record(record);
+        // The earliest head goes first (ties in argument order).
+        let mut heap: BinaryHeap<Reverse<(Micros, usize)>> = streams
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.head.as_ref().map(|(ts, _)| Reverse((*ts, i))))
+            .collect();
+        while let Some(Reverse((_, i))) = heap.pop() {
+            let stream = &mut streams[i];
+            if let Some((_, record)) = stream.head.take() {
+                builder.record(record);
+            }
+            stream.advance();
+            if let Some((ts, _)) = &stream.head {
+                heap.push(Reverse((*ts, i)));
+            }
         }
-        let next = logs[i].next().map_err(fail(&logs[i].path))?;
-        if let Some((ts, record)) = next {
-            heap.push(Reverse((ts, i)));
-            pending[i] = Some(record);
+        drop(streams);
+        for reader in readers {
+            let input = reader.join().map_err(|_| ReadError {
+                path: PathBuf::from("?"),
+                source: io::Error::other("a reader thread panicked"),
+            })??;
+            builder.input(input);
         }
-    }
-    for log in logs {
-        let path = log.path.clone();
-        builder.input(log.finish().map_err(fail(&path))?);
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]
