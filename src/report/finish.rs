@@ -47,6 +47,7 @@ pub(super) fn finish(builder: Builder) -> Report {
             first_seen: acc.first.map(format_timestamp),
             last_seen: acc.last.map(format_timestamp),
             alerts: acc.alerts,
+            inapplicable: inapplicable(&rule.when, &p.topology),
             findings,
         };
         match sections.iter_mut().find(|s| s.title == rule.section) {
@@ -86,6 +87,31 @@ pub(super) fn finish(builder: Builder) -> Report {
         health,
         changes: None,
     }
+}
+
+/// Why a rule's conditions on the topology can never hold, if they cannot.
+fn inapplicable(when: &crate::policy::When, topology: &crate::policy::Topology) -> Option<String> {
+    let edge = topology.has_role(Role::Edge);
+    let dns = topology.has_role(Role::Dns);
+    let mut why = Vec::new();
+    if when.edge_deployed.is_some_and(|want| want != edge) {
+        why.push(if edge {
+            "the topology has Edge Transport servers"
+        } else {
+            "the topology has no Edge Transport server"
+        });
+    }
+    if when.dns_role.is_some_and(|want| want != dns) {
+        why.push(if dns { "the topology lists DNS servers" } else { "the topology lists no DNS server" });
+    }
+    if when.restrict_internal_clients.is_some_and(|want| want != topology.restrict_internal_clients) {
+        why.push(if topology.restrict_internal_clients {
+            "the topology restricts internal clients"
+        } else {
+            "the topology does not restrict internal clients"
+        });
+    }
+    (!why.is_empty()).then(|| format!("cannot match: {}", why.join(" and ")))
 }
 
 /// A duration as people say it: `41.2 s`, `12 min 5 s`, `3 h 20 min`, `6 d 4 h`.

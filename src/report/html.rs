@@ -167,7 +167,7 @@ fn article_section(i: usize, section: &Section, r: &Report) -> Markup {
                     tbody class="row" {
                         tr id={ "rule-" (row.rule) } {
                             td { code { (row.rule) } div class="reason" { (row.reason) } }
-                            td { (badge(row.status)) }
+                            td { (badge(row.status)) @if let Some(why) = &row.inapplicable { div class="reason" { (why) } } }
                             td class="n" { (row.flows) }
                             td class="n" { (bytes(row.bytes)) }
                             td class="n" { (row.host_pairs) }

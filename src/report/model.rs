@@ -159,6 +159,9 @@ pub struct Row {
     pub first_seen: Option<String>,
     pub last_seen: Option<String>,
     pub alerts: VerdictCounts,
+    /// Why the rule can never match with this topology (its conditions on the topology
+    /// do not hold), when that is so: "not observed" then says nothing of the network.
+    pub inapplicable: Option<String>,
     /// Every aggregated finding of the rule, most frequent first.
     pub findings: Vec<Finding>,
 }

@@ -141,6 +141,8 @@ fn report_of_the_sample_names_every_rule_with_the_status_its_findings_imply() {
     assert!(rows["client-https"]["flows"].as_u64() > Some(10));
     assert_eq!(rows["inbound-smtp"]["status"], "not_observed");
     assert_eq!(rows["inbound-smtp"]["flows"], 0);
+    assert_eq!(rows["inbound-smtp"]["inapplicable"], "cannot match: the topology has Edge Transport servers");
+    assert_eq!(rows["client-https"]["inapplicable"], Value::Null);
     // Rows keep the policy file's order.
     let order: Vec<String> = made.json["sections"]
         .as_array()
@@ -322,6 +324,77 @@ fn a_baseline_without_some_flows_lists_exactly_their_findings_as_new() {
     std::fs::copy(dir.path().join("same.json"), sub.path().join("full.json")).expect("copy");
     let reversed = report(sub.path(), &["filtered.eve"], &["--baseline", "full.json"]);
     assert_eq!(finding_keys(&reversed.json["changes"]["gone_findings"]), want);
+}
+
+#[test]
+fn a_never_restrict_pair_that_lost_its_traffic_is_listed() {
+    let (dir, _) = sample();
+    let full = report(dir.path(), &["sample.eve"], &[]);
+    std::fs::copy(dir.path().join("report.json"), dir.path().join("baseline.json")).expect("copy");
+    let dc = "10.10.0.6";
+    let lost: BTreeSet<String> = full.json["never_restrict"]["pairs"]
+        .as_array()
+        .expect("pairs")
+        .iter()
+        .filter(|p| p["a"] == dc || p["b"] == dc)
+        .map(|p| format!("{} {}", p["a"], p["b"]))
+        .collect();
+    assert!(!lost.is_empty(), "the sample has traffic with {dc}");
+    let filtered = dir.path().join("no-dc.pcap");
+    sample_without(dc.parse().expect("address"), &filtered);
+    eve_log(&filtered, dir.path(), "no-dc.eve");
+    let made = report(dir.path(), &["no-dc.eve"], &["--baseline", "baseline.json"]);
+    let changes = &made.json["changes"];
+    let got: BTreeSet<String> = changes["pairs_lost_traffic"]
+        .as_array()
+        .expect("pairs lost")
+        .iter()
+        .map(|p| format!("{} {}", p["a"], p["b"]))
+        .collect();
+    assert_eq!(got, lost);
+    // Every row whose status differs between the two reports is listed, and no other.
+    let (before, after) = (rows(&full.json), rows(&made.json));
+    let want: BTreeSet<String> = after
+        .iter()
+        .filter(|(rule, row)| before[*rule]["status"] != row["status"])
+        .map(|(rule, row)| format!("{rule} {} {}", before[rule]["status"], row["status"]))
+        .collect();
+    let listed: BTreeSet<String> = changes["status_changed"]
+        .as_array()
+        .expect("status changes")
+        .iter()
+        .map(|c| format!("{} {} {}", util::str_of(&c["rule"]), c["before"], c["after"]))
+        .collect();
+    assert_eq!(listed, want);
+    assert!(
+        made.html.contains("lost their traffic (1)")
+            || made.html.contains(&format!("lost their traffic ({})", lost.len()))
+    );
+}
+
+#[test]
+fn stats_events_feed_capture_health() {
+    let (dir, eve) = sample();
+    let mut text = std::fs::read_to_string(&eve).expect("EVE log");
+    // What a live sensor writes with --stats-interval: cumulative counters, the last counts.
+    for (ts, pkts, drops) in [("04:55:14.010000", 100, 1), ("04:55:14.020000", 5044, 7)] {
+        text.push_str(&format!(
+            "{{\"timestamp\":\"2026-11-27T{ts}+0000\",\"event_type\":\"stats\",\"stats\":{{\"uptime\":1,\"capture\":{{\"kernel_packets\":{pkts},\"kernel_drops\":{drops},\"kernel_ifdrops\":0,\"shed\":0}},\"decoder\":{{\"pkts\":{pkts},\"bytes\":1,\"decoded\":{pkts},\"skipped\":{{\"truncated\":3,\"not_ip\":0}}}},\"flow\":{{\"active\":0,\"total\":1,\"evicted\":2,\"timed_out\":0}},\"alerts\":{{}}}}}}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("stats.eve"), text).expect("write");
+    let made = report(dir.path(), &["stats.eve"], &[]);
+    let stats = &made.json["health"]["stats"];
+    assert_eq!(stats["packets"], 5044);
+    assert_eq!(stats["drops"], 7);
+    assert_eq!(stats["skipped"], 3);
+    assert_eq!(stats["flows_evicted"], 2);
+    assert_eq!(stats["skipped_by_reason"][0][0], "truncated");
+    let notes = made.json["health"]["notes"].to_string();
+    assert!(notes.contains("dropped 7 packets"), "{notes}");
+    let health = &made.json["health"];
+    assert_eq!(health["midstream"], 2, "the sample's two mid-stream pickups");
+    assert_eq!(health["one_sided"], 2);
 }
 
 #[test]
