@@ -73,6 +73,9 @@ fn main() {
     });
     assert_eq!(built.totals.flows, flows, "every flow counted once");
     line("build", build, events, bytes);
+    if let Some(peak) = peak_memory() {
+        println!("report: peak resident memory {peak} (the log is {:.0} MB)", bytes as f64 / 1e6);
+    }
 
     let (render, size) = best(|| {
         let html = report::html::render(&built);
@@ -95,6 +98,13 @@ fn line(name: &str, took: Duration, events: u64, bytes: u64) {
         events as f64 / secs,
         bytes as f64 / secs / 1e6
     );
+}
+
+/// The process's peak resident set (`VmHWM`), where /proc tells it.
+fn peak_memory() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.trim_start_matches("VmHWM:").trim().to_string())
 }
 
 fn best<T>(mut run: impl FnMut() -> T) -> (Duration, T) {
