@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::fs::File;
+use std::hash::BuildHasher;
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -217,6 +218,13 @@ fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
     }))
 }
 
+/// Capture files listed per input at most.
+pub const MAX_CAPTURES_LISTED: usize = 64;
+
+/// Further capture files counted per input at most (a week of rotated captures is a
+/// few thousand).
+const MAX_CAPTURES_COUNTED: usize = 100_000;
+
 /// A reader that hashes and counts what passes through it.
 struct Hashing<R> {
     inner: R,
@@ -241,6 +249,8 @@ struct Log {
     events: u64,
     unreadable: u64,
     sensors: BTreeSet<String>,
+    captures: BTreeSet<String>,
+    more_captures: BTreeSet<u64>,
     first: Option<Micros>,
     last: Option<Micros>,
 }
@@ -259,6 +269,8 @@ impl Log {
             events: 0,
             unreadable: 0,
             sensors: BTreeSet::new(),
+            captures: BTreeSet::new(),
+            more_captures: BTreeSet::new(),
             first: None,
             last: None,
         })
@@ -282,11 +294,14 @@ impl Log {
                     continue;
                 }
             };
-            let (ts, host) = match &record {
-                Record::Flow(f) => (f.end, f.ends.host.as_deref()),
-                Record::Alert(a) => (a.ts, a.ends.host.as_deref()),
-                Record::Stats(s) => (s.ts, s.host.as_deref()),
+            let (ts, host, capture) = match &record {
+                Record::Flow(f) => (f.end, f.ends.host.as_deref(), f.ends.pcap_filename.as_deref()),
+                Record::Alert(a) => (a.ts, a.ends.host.as_deref(), a.ends.pcap_filename.as_deref()),
+                Record::Stats(s) => (s.ts, s.host.as_deref(), None),
             };
+            if let Some(capture) = capture {
+                self.note_capture(capture);
+            }
             if let Some(host) = host {
                 if !self.sensors.contains(host) {
                     self.sensors.insert(host.to_string());
@@ -296,6 +311,19 @@ impl Log {
             self.first = Some(self.first.map_or(ts, |f| f.min(ts)));
             self.last = Some(self.last.map_or(ts, |l| l.max(ts)));
             return Ok(Some((ts, record)));
+        }
+    }
+
+    fn note_capture(&mut self, capture: &str) {
+        if self.captures.contains(capture) {
+            return;
+        }
+        if self.captures.len() < MAX_CAPTURES_LISTED {
+            self.captures.insert(capture.to_string());
+        } else if self.more_captures.len() < MAX_CAPTURES_COUNTED {
+            // Counted by a hash of the name: the names themselves are not needed.
+            let hash = foldhash::fast::FixedState::with_seed(7).hash_one(capture);
+            self.more_captures.insert(hash);
         }
     }
 
@@ -310,6 +338,8 @@ impl Log {
             events: self.events,
             unreadable_lines: self.unreadable,
             sensors: self.sensors.into_iter().collect(),
+            captures: self.captures.into_iter().collect(),
+            more_captures: self.more_captures.len() as u64,
             first: self.first.map(format_timestamp),
             last: self.last.map(format_timestamp),
         })
@@ -367,38 +397,67 @@ impl Log {
     }
 }
 
+/// Files read by a thread each at most; with more, all are read on the merging
+/// thread, so neither threads nor read-ahead grow with the number of files.
+pub const MAX_READER_THREADS: usize = 8;
+
+/// Where one file's records come from.
+enum Source {
+    /// A reader thread, a few batches ahead.
+    Thread(crossbeam_channel::Receiver<Vec<(Micros, Record)>>),
+    /// Read here, a line at a time.
+    Here(Box<Log>),
+}
+
 /// One file's records as the merge sees them.
 struct Stream {
-    batches: crossbeam_channel::Receiver<Vec<(Micros, Record)>>,
+    source: Source,
     batch: std::vec::IntoIter<(Micros, Record)>,
     head: Option<(Micros, Record)>,
+    error: Option<ReadError>,
 }
 
 impl Stream {
     /// Moves to the next record, waiting for the next batch when this one is used up.
     fn advance(&mut self) {
-        self.head = self.batch.next().or_else(|| {
-            self.batch = self.batches.recv().ok()?.into_iter();
-            self.batch.next()
-        });
+        self.head = match &mut self.source {
+            Source::Thread(batches) => self.batch.next().or_else(|| {
+                self.batch = batches.recv().ok()?.into_iter();
+                self.batch.next()
+            }),
+            Source::Here(log) => match log.next() {
+                Ok(next) => next,
+                Err(source) => {
+                    self.error = Some(ReadError { path: log.path.clone(), source });
+                    None
+                }
+            },
+        };
     }
 }
 
 /// Feeds every event of `paths` (`-` is standard input) to `builder`, the files read
-/// side by side (a thread each reads, hashes and parses one, a few batches ahead) and
-/// merged by event time; each file is then listed as an input.
+/// side by side and merged by event time; each file is then listed as an input. Up to
+/// [`MAX_READER_THREADS`] files are each read, hashed and parsed by a thread of their
+/// own, a few batches ahead of the merge.
 pub fn read_logs(paths: &[PathBuf], builder: &mut Builder) -> Result<(), ReadError> {
     let mut logs = Vec::with_capacity(paths.len());
     for path in paths {
         logs.push(Log::open(path).map_err(|source| ReadError { path: path.clone(), source })?);
     }
+    let threaded = logs.len() <= MAX_READER_THREADS;
     std::thread::scope(|scope| {
         let mut streams = Vec::with_capacity(logs.len());
-        let mut readers = Vec::with_capacity(logs.len());
+        let mut readers = Vec::new();
         for log in logs {
-            let (tx, rx) = crossbeam_channel::bounded(QUEUED_BATCHES);
-            readers.push(scope.spawn(move || log.run(tx)));
-            let mut stream = Stream { batches: rx, batch: Vec::new().into_iter(), head: None };
+            let source = if threaded {
+                let (tx, rx) = crossbeam_channel::bounded(QUEUED_BATCHES);
+                readers.push(scope.spawn(move || log.run(tx)));
+                Source::Thread(rx)
+            } else {
+                Source::Here(Box::new(log))
+            };
+            let mut stream = Stream { source, batch: Vec::new().into_iter(), head: None, error: None };
             stream.advance();
             streams.push(stream);
         }
@@ -418,12 +477,25 @@ pub fn read_logs(paths: &[PathBuf], builder: &mut Builder) -> Result<(), ReadErr
                 heap.push(Reverse((*ts, i)));
             }
         }
-        drop(streams);
-        for reader in readers {
-            let input = reader.join().map_err(|_| ReadError {
-                path: PathBuf::from("?"),
-                source: io::Error::other("a reader thread panicked"),
-            })??;
+        let mut readers = readers.into_iter();
+        for stream in streams {
+            if let Some(error) = stream.error {
+                return Err(error);
+            }
+            let input = match stream.source {
+                Source::Here(log) => {
+                    let path = log.path.clone();
+                    log.finish().map_err(|source| ReadError { path, source })?
+                }
+                Source::Thread(batches) => {
+                    drop(batches);
+                    let reader = readers.next().expect("a reader per threaded stream");
+                    reader.join().map_err(|_| ReadError {
+                        path: PathBuf::from("?"),
+                        source: io::Error::other("a reader thread panicked"),
+                    })??
+                }
+            };
             builder.input(input);
         }
         Ok(())

@@ -12,6 +12,9 @@ use super::svg;
 /// Findings shown per row; the JSON and CSV reports hold them all.
 pub const FINDINGS_SHOWN: usize = 20;
 
+/// Findings listed per change list; the JSON holds them all.
+pub const CHANGES_SHOWN: usize = 200;
+
 /// Hosts the never-restrict matrix draws at most; past it only the table of pairs is shown.
 pub const MATRIX_HOSTS: usize = 32;
 
@@ -94,7 +97,9 @@ fn header(r: &Report, title: &str) -> Markup {
                             td { code { (i.file) } }
                             td class="n" { (bytes(i.bytes)) }
                             td class="hash" { (i.sha256) }
-                            td { (i.sensors.join(", ")) }
+                            td { (i.sensors.join(", "))
+                                @if !i.captures.is_empty() { div class="reason" { "captures: " (i.captures.join(", ")) @if i.more_captures > 0 { " and " (i.more_captures) " more" } } }
+                            }
                             td class="n" { (i.events) @if i.unreadable_lines > 0 { " (" (i.unreadable_lines) " unreadable lines)" } }
                             td class="t" { (opt(&i.first)) } td class="t" { (opt(&i.last)) }
                         }
@@ -202,7 +207,7 @@ fn findings(list: &[Finding], shown: usize) -> Markup {
                 }
             }
         }
-        @if list.len() > shown { p class="note" { "and " (list.len() - shown) " more findings in the JSON and CSV reports" } }
+        @if list.len() > shown { p class="note" { "and " (list.len() - shown) " more in the JSON report" } }
     }
 }
 
@@ -324,9 +329,9 @@ fn changes_section(c: &Changes) -> Markup {
                 }
             }
             h3 { "New findings (" (c.new_findings.len()) ")" }
-            @if c.new_findings.is_empty() { p class="note" { "None." } } @else { (findings(&c.new_findings, usize::MAX)) }
+            @if c.new_findings.is_empty() { p class="note" { "None." } } @else { (findings(&c.new_findings, CHANGES_SHOWN)) }
             h3 { "Findings gone (" (c.gone_findings.len()) ")" }
-            @if c.gone_findings.is_empty() { p class="note" { "None." } } @else { (findings(&c.gone_findings, usize::MAX)) }
+            @if c.gone_findings.is_empty() { p class="note" { "None." } } @else { (findings(&c.gone_findings, CHANGES_SHOWN)) }
             h3 { "Never-restrict pairs that lost their traffic (" (c.pairs_lost_traffic.len()) ")" }
             @if c.pairs_lost_traffic.is_empty() { p class="note" { "None." } } @else {
                 ul { @for p in &c.pairs_lost_traffic { li { (p.a) " ↔ " (p.b) ": " (p.flows) " flows in the baseline, none now (ports " (p.ports.join(" ")) ")" } } }

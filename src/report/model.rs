@@ -48,6 +48,11 @@ pub struct InputRef {
     pub unreadable_lines: u64,
     /// Sensor names (`host`) seen in the file.
     pub sensors: Vec<String>,
+    /// Capture files (`pcap_filename`) the events name, at most
+    /// [`super::eve_input::MAX_CAPTURES_LISTED`].
+    pub captures: Vec<String>,
+    /// Further capture files named, not listed.
+    pub more_captures: u64,
     pub first: Option<String>,
     pub last: Option<String>,
 }

@@ -209,6 +209,10 @@ fn as_sensor(eve: &Path, host: &str, out: &Path) {
         .map(|l| {
             let mut event: serde_json::Map<String, Value> = serde_json::from_str(l).expect("EVE line");
             event.insert("host".into(), Value::String(host.into()));
+            // A capture file named by the log is named the same on every machine.
+            if let Some(name) = event.get_mut("pcap_filename") {
+                *name = Value::String("sample-contoso.pcap".into());
+            }
             serde_json::to_string(&event).expect("line") + "\n"
         })
         .collect();
@@ -243,6 +247,54 @@ fn two_sensors_seeing_the_same_capture_count_each_flow_once() {
     std::fs::write(dir.path().join("later.eve"), shifted).unwrap();
     let both = report(dir.path(), &["a.eve", "later.eve"], &[]);
     assert_eq!(both.json["totals"]["flows"].as_u64(), one.json["totals"]["flows"].as_u64().map(|n| 2 * n));
+}
+
+#[test]
+fn more_logs_than_reader_threads_and_standard_input_give_the_same_counts() {
+    let (dir, eve) = sample();
+    let one = report(dir.path(), &["sample.eve"], &[]);
+    let names: Vec<String> =
+        (0..=exwatch::report::eve_input::MAX_READER_THREADS).map(|i| format!("s{i}.eve")).collect();
+    for (i, name) in names.iter().enumerate() {
+        as_sensor(&eve, &format!("sensor-{i}"), &dir.path().join(name));
+    }
+    let logs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let many = report(dir.path(), &logs, &[]);
+    let events = std::fs::read_to_string(&eve).unwrap().lines().count() as u64;
+    assert_eq!(many.json["totals"]["flows"], one.json["totals"]["flows"]);
+    assert_eq!(many.json["totals"]["findings"], one.json["totals"]["findings"]);
+    assert_eq!(many.json["totals"]["duplicates"].as_u64(), Some(events * (names.len() as u64 - 1)));
+    assert_eq!(many.json["inputs"].as_array().map(Vec::len), Some(names.len()));
+    for (i, input) in many.json["inputs"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(input["file"], names[i].as_str(), "inputs in argument order");
+        assert_eq!(input["events"].as_u64(), Some(events));
+    }
+    // Capture files named by the events are listed per input.
+    let text = std::fs::read_to_string(&eve).unwrap();
+    let named: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| l.replacen('{', &format!("{{\"pcap_filename\":\"cap-{}.pcap\",", i % 3), 1) + "\n")
+        .collect();
+    std::fs::write(dir.path().join("named.eve"), named).unwrap();
+    let named = report(dir.path(), &["named.eve"], &[]);
+    assert_eq!(
+        named.json["inputs"][0]["captures"],
+        serde_json::json!(["cap-0.pcap", "cap-1.pcap", "cap-2.pcap"])
+    );
+    assert!(named.html.contains("captures: cap-0.pcap, cap-1.pcap, cap-2.pcap"));
+    // Standard input, named `-`.
+    let output = Command::new(env!("CARGO_BIN_EXE_exwatch"))
+        .current_dir(dir.path())
+        .args(["report", "-", "--json", "stdin.json"])
+        .stdin(std::fs::File::open(&eve).expect("EVE log"))
+        .output()
+        .expect("run exwatch report");
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    let json: Value = serde_json::from_slice(&std::fs::read(dir.path().join("stdin.json")).unwrap()).unwrap();
+    assert_eq!(json["totals"], one.json["totals"]);
+    assert_eq!(json["inputs"][0]["file"], "-");
+    assert_eq!(json["inputs"][0]["sha256"], one.json["inputs"][0]["sha256"]);
 }
 
 /// The sample without the frames to or from `host`.
