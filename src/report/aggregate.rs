@@ -245,6 +245,12 @@ impl Builder {
         }
     }
 
+    /// A pipeline event, as `analyze --report` would feed it: the same record as its
+    /// EVE line read back.
+    pub fn event(&mut self, engine: &crate::policy::Engine, event: &crate::flow::Event) {
+        self.record(super::records::from_event(engine, event));
+    }
+
     /// An input file, for the header.
     pub fn input(&mut self, input: InputRef) {
         self.inputs.push(input);
