@@ -285,7 +285,11 @@ fn pictures(r: &Report) -> Markup {
             }
             figure {
                 @if r.timeline.is_empty() { p class="note" { "No findings to draw over time." } } @else { (svg::timeline(r)) }
-                figcaption { "Findings over time, stacked by verdict." }
+                figcaption { "Findings over time, stacked by verdict: "
+                    @for kind in ["advisory", "violation", "restriction"] {
+                        span class="swatch" style={ "background:" (svg::colour(kind)) } {} " " (kind) " "
+                    }
+                }
             }
         }
     }

@@ -115,8 +115,8 @@ pub fn timeline(report: &Report) -> Markup {
                 }
             }
             @if let (Some(first), Some(last)) = (buckets.first(), buckets.last()) {
-                text x=(left) y=(height - 6.0) class="axis" { (first.start) }
-                text x=(width - 10.0) y=(height - 6.0) text-anchor="end" class="axis" { (last.start) " (+" (super::human_duration(last.seconds)) ")" }
+                text x=(left) y=(height - 6.0) class="axis" { (first.start.trim_end_matches("+0000").replacen('T', " ", 1)) " UTC" }
+                text x=(width - 10.0) y=(height - 6.0) text-anchor="end" class="axis" { (last.start.trim_end_matches("+0000").replacen('T', " ", 1)) " (+" (super::human_duration(last.seconds)) ")" }
             }
         }
     }
