@@ -29,13 +29,16 @@ const TIME_SLOTS: usize = 100_000;
 pub const DEDUP_CAP: usize = 4_000_000;
 
 /// Recognises the copies of one event seen by several sensors: the same Community ID
-/// (and, for alerts, the same finding) with a flow start within a second.
+/// (and, for alerts, the same finding) with a flow start within a second. Events of
+/// one named sensor are never copies of each other: a sensor writes a flow once, so
+/// two such events are two flows that reused a tuple.
 ///
 /// Bounded by time and by count: a key is forgotten once events [`DEDUP_WINDOW`] of
 /// capture time newer have been seen, or when [`DEDUP_CAP`] keys are held. Keys are
 /// 64-bit hashes: two different flows would have to collide within the window.
 pub struct Dedup {
-    seen: HashMap<u64, Micros, foldhash::fast::FixedState>,
+    /// Key -> (flow start, sensor: a hash of its name, 0 when unnamed).
+    seen: HashMap<u64, (Micros, u64), foldhash::fast::FixedState>,
     /// (event time, key, flow start), in arrival order.
     order: VecDeque<(Micros, u64, Micros)>,
     newest: Micros,
@@ -58,8 +61,14 @@ impl Dedup {
         self.seen.hasher().hash_one(parts)
     }
 
-    /// Whether an event with this key and flow start, seen at `ts`, was seen already.
-    fn duplicate(&mut self, key: u64, start: Micros, ts: Micros) -> bool {
+    /// A sensor's name as the table keeps it: never 0, which stands for "unnamed".
+    fn sensor(&self, host: Option<&str>) -> u64 {
+        host.map_or(0, |h| self.seen.hasher().hash_one(h) | 1)
+    }
+
+    /// Whether an event with this key and flow start, seen at `ts` by `sensor`, was
+    /// seen already (by another sensor).
+    fn duplicate(&mut self, key: u64, start: Micros, ts: Micros, sensor: u64) -> bool {
         self.newest = self.newest.max(ts);
         while let Some(&(at, old, old_start)) = self.order.front() {
             let full = self.order.len() >= DEDUP_CAP;
@@ -67,18 +76,19 @@ impl Dedup {
                 break;
             }
             self.order.pop_front();
-            if self.seen.get(&old) == Some(&old_start) {
+            if self.seen.get(&old).is_some_and(|&(s, _)| s == old_start) {
                 self.seen.remove(&old);
                 self.forgotten += u64::from(full);
             }
         }
-        if let Some(&seen) = self.seen.get(&key) {
-            if seen.abs_diff(start) <= SECOND {
+        if let Some(&(seen, by)) = self.seen.get(&key) {
+            let same_sensor = sensor != 0 && by == sensor;
+            if seen.abs_diff(start) <= SECOND && !same_sensor {
                 self.duplicates += 1;
                 return true;
             }
         }
-        self.seen.insert(key, start);
+        self.seen.insert(key, (start, sensor));
         self.order.push_back((ts, key, start));
         false
     }
@@ -272,7 +282,8 @@ impl Builder {
         let e = &f.ends;
         self.sensor(e.host.as_deref(), f.end);
         let key = self.dedup.hash(("flow", &e.community_id, None));
-        if self.dedup.duplicate(key, f.start, f.end) {
+        let sensor = self.dedup.sensor(e.host.as_deref());
+        if self.dedup.duplicate(key, f.start, f.end, sensor) {
             return;
         }
         let bytes = f.total_bytes();
@@ -331,7 +342,8 @@ impl Builder {
         self.sensor(e.host.as_deref(), a.ts);
         let id = a.evidence.as_deref().unwrap_or(&a.rule);
         let key = self.dedup.hash(("alert", &e.community_id, Some(id)));
-        if self.dedup.duplicate(key, a.flow_start, a.ts) {
+        let sensor = self.dedup.sensor(e.host.as_deref());
+        if self.dedup.duplicate(key, a.flow_start, a.ts, sensor) {
             return;
         }
         let Some(&index) = self.rule_index.get(&a.rule) else {
@@ -553,22 +565,29 @@ mod tests {
     fn copies_within_a_second_count_once_and_later_starts_count_again() {
         let mut d = Dedup::new();
         let key = d.hash(("flow", "1:abc", None));
-        assert!(!d.duplicate(key, 10 * SECOND, 11 * SECOND));
-        assert!(d.duplicate(key, 10 * SECOND + 999_999, 11 * SECOND));
-        assert!(d.duplicate(key, 10 * SECOND - SECOND, 11 * SECOND));
-        assert!(!d.duplicate(key, 12 * SECOND, 13 * SECOND), "two seconds apart: another flow");
+        let (a, b) = (d.sensor(Some("a")), d.sensor(Some("b")));
+        assert!(!d.duplicate(key, 10 * SECOND, 11 * SECOND, a));
+        assert!(d.duplicate(key, 10 * SECOND + 999_999, 11 * SECOND, b));
+        assert!(d.duplicate(key, 10 * SECOND - SECOND, 11 * SECOND, 0), "an unnamed sensor");
+        assert!(!d.duplicate(key, 12 * SECOND, 13 * SECOND, b), "two seconds apart: another flow");
         let other = d.hash(("flow", "1:abd", None));
-        assert!(!d.duplicate(other, 12 * SECOND, 13 * SECOND));
+        assert!(!d.duplicate(other, 12 * SECOND, 13 * SECOND, b));
         assert_eq!(d.duplicates, 2);
+        // One sensor's two events are two flows, however close.
+        let reused = d.hash(("flow", "1:reused", None));
+        assert!(!d.duplicate(reused, 20 * SECOND, 21 * SECOND, a));
+        assert!(!d.duplicate(reused, 20 * SECOND + 10, 21 * SECOND, a));
+        assert_eq!(d.sensor(None), 0);
+        assert_ne!(d.sensor(Some("")), 0);
     }
 
     #[test]
     fn dedup_keys_are_forgotten_once_the_window_has_passed() {
         let mut d = Dedup::new();
         let key = d.hash(("flow", "1:abc", None));
-        assert!(!d.duplicate(key, 0, SECOND));
+        assert!(!d.duplicate(key, 0, SECOND, 0));
         let later = d.hash(("flow", "1:later", None));
-        assert!(!d.duplicate(later, 0, SECOND + DEDUP_WINDOW + 1));
+        assert!(!d.duplicate(later, 0, SECOND + DEDUP_WINDOW + 1, 0));
         assert_eq!(d.seen.len(), 1, "the first key was dropped");
         assert_eq!(d.forgotten, 0, "dropped by time, not by the cap");
     }
