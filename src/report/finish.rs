@@ -65,6 +65,18 @@ pub(super) fn finish(builder: Builder) -> Report {
     let mut health = p.health;
     health.stats = stats_totals(&p.stats);
     health.notes = notes(&health, p.totals.flows);
+    let unreadable: u64 = p.inputs.iter().map(|i| i.unreadable_lines).sum();
+    if unreadable > 0 {
+        health.notes.push(format!(
+            "{unreadable} lines of the input were not EVE events exwatch can read (see the inputs): what they held is missing from the rows."
+        ));
+    }
+    if p.totals.unknown_rule_events > 0 {
+        health.notes.push(format!(
+            "{} events name rules this policy does not have: the logs were written with another policy (give it with --policy); their flows are missing from the rows.",
+            p.totals.unknown_rule_events
+        ));
+    }
     Report {
         schema: SCHEMA,
         generator: format!("exwatch {}", env!("CARGO_PKG_VERSION")),

@@ -434,8 +434,20 @@ fn stats_events_feed_capture_health() {
             "{{\"timestamp\":\"2026-11-27T{ts}+0000\",\"event_type\":\"stats\",\"stats\":{{\"uptime\":1,\"capture\":{{\"kernel_packets\":{pkts},\"kernel_drops\":{drops},\"kernel_ifdrops\":0,\"shed\":0}},\"decoder\":{{\"pkts\":{pkts},\"bytes\":1,\"decoded\":{pkts},\"skipped\":{{\"truncated\":3,\"not_ip\":0}}}},\"flow\":{{\"active\":0,\"total\":1,\"evicted\":2,\"timed_out\":0}},\"alerts\":{{}}}}}}\n"
         ));
     }
+    // A line that is no EVE event, and events of a rule this policy lacks.
+    text.push_str("garbage\n");
+    let foreign = std::fs::read_to_string(&eve)
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("\"rule\":\"client-https\""))
+        .unwrap()
+        .replace("client-https", "rule-of-another-policy")
+        .replace("\"community_id\":\"1:", "\"community_id\":\"1:another-flow");
+    text.push_str(&(foreign + "\n"));
     std::fs::write(dir.path().join("stats.eve"), text).expect("write");
     let made = report(dir.path(), &["stats.eve"], &[]);
+    assert_eq!(made.json["inputs"][0]["unreadable_lines"], 1);
+    assert_eq!(made.json["totals"]["unknown_rule_events"], 1);
     let stats = &made.json["health"]["stats"];
     assert_eq!(stats["packets"], 5044);
     assert_eq!(stats["drops"], 7);
@@ -444,6 +456,8 @@ fn stats_events_feed_capture_health() {
     assert_eq!(stats["skipped_by_reason"][0][0], "truncated");
     let notes = made.json["health"]["notes"].to_string();
     assert!(notes.contains("dropped 7 packets"), "{notes}");
+    assert!(notes.contains("1 lines of the input were not EVE events"), "{notes}");
+    assert!(notes.contains("1 events name rules this policy does not have"), "{notes}");
     let health = &made.json["health"];
     assert_eq!(health["midstream"], 2, "the sample's two mid-stream pickups");
     assert_eq!(health["one_sided"], 2);
