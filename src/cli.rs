@@ -280,7 +280,7 @@ impl Config {
 /// The policy and topology files as the report's header names them, with the SHA-256
 /// of their bytes (the built-in text when no file was given).
 pub fn config_files(flags: &ConfigFlags) -> Result<exwatch::report::Meta, String> {
-    use exwatch::report::{eve_input::sha256, model::FileRef};
+    use exwatch::report::{logs::sha256, model::FileRef};
     let file = |path: &Option<PathBuf>, default: &str, builtin: &str| -> Result<FileRef, String> {
         Ok(match path {
             Some(path) => FileRef {

@@ -248,7 +248,7 @@ fn report(flags: &cli::ReportFlags) -> Result<u8, String> {
             let earlier = report::json::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
             let file = report::model::FileRef {
                 file: path.display().to_string(),
-                sha256: report::eve_input::sha256(text.as_bytes()),
+                sha256: report::logs::sha256(text.as_bytes()),
             };
             Some((earlier, file))
         }

@@ -2,10 +2,10 @@
 //! hold on the network, and the evidence, built from EVE events.
 //!
 //! ```text
-//!  EVE lines ──► eve_input ──┐
-//!                            ├──► records ──► Builder (aggregate) ──► finish ──► Report ──► html / json / csv
-//!  flow::Event + Engine ─────┘                                                    ▲
-//!                                                          baseline (earlier JSON)┘
+//!  EVE logs ──► logs ──► eve_input ──┐
+//!                                    ├──► records ──► Builder ──► finish ──► Report ──► html / json / csv
+//!  flow::Event + Engine ─────────────┘   (from_event)  (aggregate)             ▲
+//!                                                            baseline (earlier JSON report)
 //! ```
 //!
 //! The [`Builder`] takes plain owned records, so `exwatch report` (EVE logs of any
@@ -21,6 +21,7 @@ pub mod eve_input;
 mod finish;
 pub mod html;
 pub mod json;
+pub mod logs;
 pub mod model;
 pub mod records;
 mod svg;
@@ -41,9 +42,9 @@ pub fn build(
     meta: Meta,
     logs: &[std::path::PathBuf],
     baseline: Option<(Report, model::FileRef)>,
-) -> Result<Report, eve_input::ReadError> {
+) -> Result<Report, logs::ReadError> {
     let mut builder = Builder::new(policy, topology, meta);
-    eve_input::read_logs(logs, &mut builder)?;
+    logs::read_logs(logs, &mut builder)?;
     let mut report = builder.finish();
     if let Some((earlier, file)) = baseline {
         report.changes = Some(baseline::compare(&earlier, &report, file));
@@ -61,7 +62,7 @@ pub fn file_input(path: &std::path::Path) -> std::io::Result<model::InputRef> {
     Ok(model::InputRef {
         file: path.display().to_string(),
         bytes,
-        sha256: eve_input::hex(&hash.finalize()),
+        sha256: logs::hex(&hash.finalize()),
         events: 0,
         unreadable_lines: 0,
         sensors: Vec::new(),

@@ -254,7 +254,7 @@ fn more_logs_than_reader_threads_and_standard_input_give_the_same_counts() {
     let (dir, eve) = sample();
     let one = report(dir.path(), &["sample.eve"], &[]);
     let names: Vec<String> =
-        (0..=exwatch::report::eve_input::MAX_READER_THREADS).map(|i| format!("s{i}.eve")).collect();
+        (0..=exwatch::report::logs::MAX_READER_THREADS).map(|i| format!("s{i}.eve")).collect();
     for (i, name) in names.iter().enumerate() {
         as_sensor(&eve, &format!("sensor-{i}"), &dir.path().join(name));
     }
