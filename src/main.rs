@@ -242,6 +242,12 @@ fn report(flags: &cli::ReportFlags) -> Result<u8, String> {
     }
     let config = cli::Config::load(&flags.config)?;
     let meta = cli::config_files(&flags.config)?;
+    if flags.config.topology.is_none() {
+        eprintln!(
+            "exwatch report: no --topology given: the roles come from the built-in example \"{}\", not a site's",
+            config.topology.name
+        );
+    }
     let baseline = match &flags.baseline {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;

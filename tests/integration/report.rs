@@ -199,6 +199,15 @@ fn a_clean_capture_concludes_no_violation_and_exits_0() {
     assert_eq!(pairs[0]["status"], "traffic");
     assert_eq!(pairs[0]["ports"][0], "135/TCP");
     assert!(made.html.contains("not evidence of compliance"), "the report says what not observed means");
+    assert!(made.stderr.contains("built-in example \"contoso\""), "{}", made.stderr);
+    let topology = util::repo().join("rules/topology.toml");
+    let site = report(dir.path(), &["clean.eve"], &["--topology", topology.to_str().unwrap()]);
+    assert!(!site.stderr.contains("built-in example"), "{}", site.stderr);
+    assert_eq!(site.json["topology"]["file"], topology.to_str().unwrap());
+    assert_eq!(
+        site.json["topology"]["sha256"], made.json["topology"]["sha256"],
+        "the same bytes as the built-in one"
+    );
 }
 
 /// Rewrites every event of an EVE log as if sensor `host` had written it.
