@@ -306,4 +306,40 @@ mod tests {
         let old = br#"{"timestamp":"2026-11-27T04:55:14Z","event_type":"flow","src_ip":"10.0.0.1","dest_ip":"10.0.0.2","flow":{}}"#;
         assert_eq!(parse_line(old), Parsed::Ignored);
     }
+
+    /// A flow line and an alert line as a sensor writes them.
+    fn sample_lines() -> Vec<Vec<u8>> {
+        let engine = engine();
+        let f = flow(&engine, "198.51.100.7", "10.10.1.11", 50001, 3389, proto::TCP);
+        let (mut flow_line, mut alert_line) = (Vec::new(), Vec::new());
+        eve::write_flow(&mut flow_line, &engine, &f);
+        let rule = f.rule.expect("a rule");
+        eve::write_alert(
+            &mut alert_line,
+            &engine,
+            f.last,
+            &f,
+            (Verdict::Violation, Confidence::High),
+            rule,
+            (None, None),
+        );
+        vec![flow_line, alert_line]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = parse_line(&bytes);
+            let _ = parse_timestamp(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn mutated_lines_never_panic(which in 0usize..2, at in 0usize..2000, value in proptest::prelude::any::<u8>(), cut in 0usize..2000) {
+            let mut line = sample_lines().swap_remove(which);
+            let at = at % line.len();
+            line[at] = value;
+            line.truncate(cut.max(1));
+            let _ = parse_line(&line);
+        }
+    }
 }
