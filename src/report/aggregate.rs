@@ -119,7 +119,8 @@ struct PairAcc {
     flows: u64,
     bytes: u64,
     ports: BTreeSet<(u16, String)>,
-    more_ports: u64,
+    /// Ports past the listed ones, as (port, hash of the protocol).
+    more_ports: HashSet<(u16, u64)>,
     evidence: BTreeMap<String, u64>,
 }
 
@@ -151,6 +152,8 @@ pub struct Builder {
     topology: Arc<Topology>,
     meta: Meta,
     rule_index: HashMap<String, usize, foldhash::fast::FixedState>,
+    /// (from, to, both_ways) role masks of the never-restrict rules.
+    protected: Vec<(u8, u8, bool)>,
     rows: Vec<RowAcc>,
     findings: HashMap<FindingKey, FindingAcc, foldhash::fast::FixedState>,
     pairs: HashMap<(IpAddr, IpAddr), PairAcc, foldhash::fast::FixedState>,
@@ -206,11 +209,14 @@ impl Builder {
     pub fn new(policy: Arc<Policy>, topology: Arc<Topology>, meta: Meta) -> Builder {
         let rule_index = policy.rules.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
         let rows = policy.rules.iter().map(|_| RowAcc::default()).collect();
+        let protected =
+            policy.rules.iter().filter(|r| r.never_restrict).map(|r| (r.from, r.to, r.both_ways)).collect();
         Builder {
             policy,
             topology,
             meta,
             rule_index,
+            protected,
             rows,
             findings: HashMap::default(),
             pairs: HashMap::default(),
@@ -309,11 +315,17 @@ impl Builder {
         let cell = &mut self.roles[e.src_role as usize][e.dest_role as usize];
         cell.flows += 1;
         cell.bytes += bytes;
-        let Some(rule) = f.rule.as_deref() else {
+        let index = f.rule.as_deref().and_then(|r| self.rule_index.get(r)).copied();
+        if index.is_some_and(|i| self.policy.rules[i].never_restrict)
+            || self.protected_pair(e.src_ip, e.dest_ip)
+        {
+            self.pair_traffic(f);
+        }
+        if f.rule.is_none() {
             self.totals.unmatched_flows += 1;
             return;
-        };
-        let Some(&index) = self.rule_index.get(rule) else {
+        }
+        let Some(index) = index else {
             self.totals.unknown_rule_events += 1;
             return;
         };
@@ -324,16 +336,29 @@ impl Builder {
         let mut range = (row.first, row.last);
         span(&mut range, f.start, f.end);
         (row.first, row.last) = range;
-        if self.policy.rules[index].never_restrict {
-            let pair = self.pairs.entry(ordered(e.src_ip, e.dest_ip)).or_default();
-            pair.flows += 1;
-            pair.bytes += bytes;
-            let port = (e.dest_port.unwrap_or(0), e.proto.clone());
-            if pair.ports.len() < MAX_PAIR_PORTS || pair.ports.contains(&port) {
-                pair.ports.insert(port);
-            } else {
-                pair.more_ports += 1;
-            }
+    }
+
+    /// Whether the topology's roles of the two hosts make their traffic one that a
+    /// never-restrict rule of the policy protects (either way for `both_ways` rules).
+    fn protected_pair(&self, a: IpAddr, b: IpAddr) -> bool {
+        let (ra, rb) = (self.topology.role_of(a).bit(), self.topology.role_of(b).bit());
+        self.protected.iter().any(|&(from, to, both_ways)| {
+            (from & ra != 0 && to & rb != 0) || (both_ways && from & rb != 0 && to & ra != 0)
+        })
+    }
+
+    /// Counts a flow of a never-restrict pair.
+    fn pair_traffic(&mut self, f: &FlowRecord) {
+        let e = &f.ends;
+        let pair = self.pairs.entry(ordered(e.src_ip, e.dest_ip)).or_default();
+        pair.flows += 1;
+        pair.bytes += f.total_bytes();
+        let port = (e.dest_port.unwrap_or(0), e.proto.clone());
+        if pair.ports.len() < MAX_PAIR_PORTS || pair.ports.contains(&port) {
+            pair.ports.insert(port);
+        } else {
+            let proto = foldhash::fast::FixedState::with_seed(3).hash_one(&e.proto);
+            pair.more_ports.insert((port.0, proto));
         }
     }
 
@@ -526,7 +551,7 @@ impl Builder {
                             flows: p.flows,
                             bytes: p.bytes,
                             ports,
-                            more_ports: p.more_ports,
+                            more_ports: p.more_ports.len() as u64,
                             evidence: p.evidence.into_iter().collect(),
                         },
                     )
@@ -560,6 +585,7 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::model::FileRef;
 
     #[test]
     fn copies_within_a_second_count_once_and_later_starts_count_again() {
@@ -590,5 +616,77 @@ mod tests {
         assert!(!d.duplicate(later, 0, SECOND + DEDUP_WINDOW + 1, 0));
         assert_eq!(d.seen.len(), 1, "the first key was dropped");
         assert_eq!(d.forgotten, 0, "dropped by time, not by the cap");
+    }
+
+    fn builder() -> Builder {
+        let policy = Policy::parse(std::path::Path::new("p"), include_str!("../../rules/exchange.toml"));
+        let topology = Topology::parse(std::path::Path::new("t"), include_str!("../../rules/topology.toml"));
+        let file = |name: &str| FileRef { file: name.into(), sha256: String::new() };
+        Builder::new(
+            Arc::new(policy.expect("policy")),
+            Arc::new(topology.expect("topology")),
+            Meta { policy: file("p"), topology: file("t") },
+        )
+    }
+
+    fn flow(src: &str, dst: &str, dport: u16, rule: Option<&str>, community_id: &str) -> FlowRecord {
+        FlowRecord {
+            ends: super::super::records::Endpoints {
+                host: None,
+                pcap_filename: None,
+                community_id: community_id.into(),
+                src_ip: src.parse().unwrap(),
+                src_port: Some(50_000),
+                dest_ip: dst.parse().unwrap(),
+                dest_port: Some(dport),
+                proto: "TCP".into(),
+                src_role: Role::External,
+                dest_role: Role::External,
+                inferred: false,
+            },
+            start: 10 * SECOND,
+            end: 11 * SECOND,
+            pkts: [3, 2],
+            bytes: [100, 200],
+            state: "closed".into(),
+            conn_state: Some("SF".into()),
+            gaps: 0,
+            verdict: Verdict::Ok,
+            rule: rule.map(String::from),
+        }
+    }
+
+    #[test]
+    fn never_restrict_pairs_follow_the_topology_whatever_rule_the_sensor_matched() {
+        let mut b = builder();
+        // A sensor with another topology judged this Mailbox-to-DC flow as something else.
+        b.flow(&flow("10.10.1.11", "10.10.0.5", 389, Some("mailbox-to-internal"), "1:a"));
+        // A pair the policy protects, by its rule.
+        b.flow(&flow("10.10.1.12", "10.10.1.11", 135, Some("exchange-internal"), "1:b"));
+        // Neither: a client and a Mailbox server.
+        b.flow(&flow("10.20.0.9", "10.10.1.11", 443, Some("client-https"), "1:c"));
+        // An event of another policy's rule between two protected hosts still shows the pair.
+        b.flow(&flow("10.10.3.20", "10.10.1.11", 5061, Some("a-rule-of-another-policy"), "1:d"));
+        let report = b.finish();
+        let pairs: Vec<(String, String)> =
+            report.never_restrict.pairs.iter().map(|p| (p.a.clone(), p.b.clone())).collect();
+        let want = [("10.10.0.5", "10.10.1.11"), ("10.10.1.11", "10.10.1.12"), ("10.10.1.11", "10.10.3.20")];
+        assert_eq!(pairs, want.map(|(a, b)| (a.to_string(), b.to_string())));
+        assert_eq!(report.totals.unknown_rule_events, 1);
+        let roles: Vec<&str> = report.never_restrict.hosts.iter().map(|h| h.role.as_str()).collect();
+        assert_eq!(roles, ["mailbox", "mailbox", "domain_controller", "skype"]);
+    }
+
+    #[test]
+    fn ports_past_the_listed_ones_are_counted_once_each() {
+        let mut b = builder();
+        for (i, port) in (1..=MAX_PAIR_PORTS as u16 + 3).chain([1, MAX_PAIR_PORTS as u16 + 2]).enumerate() {
+            b.flow(&flow("10.10.1.12", "10.10.1.11", port, Some("exchange-internal"), &format!("1:{i}")));
+        }
+        let report = b.finish();
+        let pair = &report.never_restrict.pairs[0];
+        assert_eq!(pair.ports.len(), MAX_PAIR_PORTS);
+        assert_eq!(pair.more_ports, 3);
+        assert_eq!(pair.flows, MAX_PAIR_PORTS as u64 + 5);
     }
 }
