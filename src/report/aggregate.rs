@@ -170,6 +170,7 @@ pub struct Builder {
     first: Option<Micros>,
     last: Option<Micros>,
     conn_states: BTreeMap<String, u64>,
+    flow_states: BTreeMap<String, u64>,
 }
 
 const UNNAMED: &str = "(unnamed)";
@@ -233,6 +234,7 @@ impl Builder {
                 midstream: 0,
                 gapped_flows: 0,
                 gaps: 0,
+                flow_states: Vec::new(),
                 conn_states: Vec::new(),
                 stats: None,
                 low_confidence_findings: 0,
@@ -250,6 +252,7 @@ impl Builder {
             first: None,
             last: None,
             conn_states: BTreeMap::new(),
+            flow_states: BTreeMap::new(),
         }
     }
 
@@ -305,13 +308,9 @@ impl Builder {
         h.gapped_flows += u64::from(f.gaps > 0);
         h.gaps += u64::from(f.gaps);
         if let Some(code) = &f.conn_state {
-            match self.conn_states.get_mut(code.as_str()) {
-                Some(n) => *n += 1,
-                None => {
-                    self.conn_states.insert(code.clone(), 1);
-                }
-            }
+            tally(&mut self.conn_states, code);
         }
+        tally(&mut self.flow_states, &f.state);
         let cell = &mut self.roles[e.src_role as usize][e.dest_role as usize];
         cell.flows += 1;
         cell.bytes += bytes;
@@ -434,6 +433,16 @@ impl Builder {
     }
 }
 
+/// Counts one more of `key` (a few distinct short codes: no allocation once seen).
+fn tally(counts: &mut BTreeMap<String, u64>, key: &str) {
+    match counts.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(key.to_string(), 1);
+        }
+    }
+}
+
 fn ordered(a: IpAddr, b: IpAddr) -> (IpAddr, IpAddr) {
     if a <= b {
         (a, b)
@@ -522,6 +531,7 @@ impl Builder {
         }
         let mut health = self.health;
         health.conn_states = self.conn_states.into_iter().collect();
+        health.flow_states = self.flow_states.into_iter().collect();
         health.dedup_forgotten = self.dedup.forgotten;
         let mut totals = self.totals;
         totals.duplicates = self.dedup.duplicates;

@@ -306,6 +306,7 @@ fn health(r: &Report) -> Markup {
                 tr { th { "Mid-stream pickups" } td { (h.midstream) " (direction inferred from the ports)" } }
                 tr { th { "Sequence gaps" } td { (h.gaps) " in " (h.gapped_flows) " flows" } }
                 tr { th { "Low-confidence findings" } td { (h.low_confidence_findings) } }
+                tr { th { "Flow states" } td { @for (state, n) in &h.flow_states { (state) " " (n) "  " } } }
                 tr { th { "Connection states" } td { @for (code, n) in &h.conn_states { code { (code) } " " (n) "  " } } }
                 @if let Some(s) = &h.stats {
                     tr { th { "Packets" } td { (s.packets) " read by " (s.sensors) " sensors, " (s.decoded) " decoded" } }

@@ -274,6 +274,8 @@ pub struct Health {
     /// Flows with sequence gaps, and the gaps counted.
     pub gapped_flows: u64,
     pub gaps: u64,
+    /// EVE `flow.state` values (`new`, `established`, `closed`), with counts.
+    pub flow_states: Vec<(String, u64)>,
     /// Zeek `conn_state` codes, with counts.
     pub conn_states: Vec<(String, u64)>,
     /// From `stats` events (the last of each sensor, summed); absent without any.

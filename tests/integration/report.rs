@@ -470,6 +470,9 @@ fn stats_events_feed_capture_health() {
     let health = &made.json["health"];
     assert_eq!(health["midstream"], 2, "the sample's two mid-stream pickups");
     assert_eq!(health["one_sided"], 2);
+    let states: u64 = health["flow_states"].as_array().unwrap().iter().map(|s| s[1].as_u64().unwrap()).sum();
+    assert_eq!(Some(states), made.json["totals"]["flows"].as_u64(), "every flow has a state");
+    assert!(health["flow_states"].to_string().contains("\"closed\""));
 }
 
 #[test]
