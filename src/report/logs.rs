@@ -92,7 +92,7 @@ impl Reader {
     /// The next chunk of whole lines (the last may lack its newline); `None` at the end.
     fn chunk(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
         let mut buf = std::mem::take(&mut self.rest);
-        let mut cut = buf.iter().rposition(|&b| b == b'\n');
+        let mut cut = memchr::memrchr(b'\n', &buf);
         while cut.is_none() {
             let start = buf.len();
             buf.resize(start + CHUNK, 0);
@@ -109,7 +109,7 @@ impl Reader {
             if n == 0 {
                 return Ok((!buf.is_empty()).then_some(buf));
             }
-            cut = buf[start..].iter().rposition(|&b| b == b'\n').map(|i| start + i);
+            cut = memchr::memrchr(b'\n', &buf[start..]).map(|i| start + i);
         }
         if let Some(at) = cut {
             self.rest = buf.split_off(at + 1);
@@ -130,7 +130,11 @@ struct Batch {
 
 fn parse_chunk(chunk: &[u8]) -> Batch {
     let mut batch = Batch { records: Vec::with_capacity(chunk.len() / 512), unreadable: 0 };
-    for line in chunk.split(|&b| b == b'\n') {
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', chunk).chain(std::iter::once(chunk.len()));
+    for end in ends {
+        let line = &chunk[start..end];
+        start = end + 1;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
