@@ -352,11 +352,11 @@ impl Builder {
         let pair = self.pairs.entry(ordered(e.src_ip, e.dest_ip)).or_default();
         pair.flows += 1;
         pair.bytes += f.total_bytes();
-        let port = (e.dest_port.unwrap_or(0), e.proto.clone());
+        let port = (e.dest_port.unwrap_or(0), e.proto.to_string());
         if pair.ports.len() < MAX_PAIR_PORTS || pair.ports.contains(&port) {
             pair.ports.insert(port);
         } else {
-            let proto = foldhash::fast::FixedState::with_seed(3).hash_one(&e.proto);
+            let proto = foldhash::fast::FixedState::with_seed(3).hash_one(e.proto.as_ref());
             pair.more_ports.insert((port.0, proto));
         }
     }
@@ -384,7 +384,8 @@ impl Builder {
         cell.worst = cell.worst.max(severity(a.verdict));
         let rank = confidence_rank(&a.confidence);
         self.health.low_confidence_findings += u64::from(rank == 0);
-        let key = (index, a.evidence.clone(), a.verdict, e.src_ip, e.dest_ip, e.dest_port, e.proto.clone());
+        let key =
+            (index, a.evidence.clone(), a.verdict, e.src_ip, e.dest_ip, e.dest_port, e.proto.to_string());
         let finding = self.findings.entry(key).or_insert_with(|| FindingAcc {
             count: 0,
             first: a.ts,

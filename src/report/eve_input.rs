@@ -6,7 +6,9 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
-use super::records::{parse_timestamp, AlertRecord, Endpoints, FlowRecord, Micros, Record, StatsRecord};
+use super::records::{
+    known, parse_timestamp, AlertRecord, Endpoints, FlowRecord, Micros, Record, StatsRecord,
+};
 use crate::policy::{Role, Verdict};
 
 #[derive(Deserialize)]
@@ -167,7 +169,7 @@ fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
         src_port: raw.src_port,
         dest_ip,
         dest_port: raw.dest_port,
-        proto: raw.proto.map(Cow::into_owned).unwrap_or_default(),
+        proto: raw.proto.map_or(Cow::Borrowed(""), |p| known(&p)),
         src_role: role(&policy.src_role),
         dest_role: role(&policy.dest_role),
         inferred: policy.direction.as_deref() == Some("inferred"),
@@ -180,8 +182,8 @@ fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
             end: flow.end.as_deref().and_then(parse_timestamp).unwrap_or(ts),
             pkts: [flow.pkts_toserver, flow.pkts_toclient],
             bytes: [flow.bytes_toserver, flow.bytes_toclient],
-            state: flow.state.map(Cow::into_owned).unwrap_or_default(),
-            conn_state: flow.conn_state.map(Cow::into_owned),
+            state: flow.state.map_or(Cow::Borrowed(""), |s| known(&s)),
+            conn_state: flow.conn_state.map(|c| known(&c)),
             gaps: flow.gaps,
             verdict,
             rule: policy.rule.map(Cow::into_owned),
@@ -197,7 +199,7 @@ fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
         verdict,
         rule: rule.into_owned(),
         evidence: policy.evidence.map(Cow::into_owned),
-        confidence: policy.confidence.map(Cow::into_owned).unwrap_or_else(|| "high".into()),
+        confidence: policy.confidence.map_or(Cow::Borrowed("high"), |c| known(&c)),
     }))
 }
 

@@ -5,6 +5,7 @@
 //! Both ways must give the same record for the same flow: times are kept to the
 //! microsecond, as EVE writes them. This module converts; it never aggregates.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::decode::{proto, Ts};
@@ -14,6 +15,45 @@ use crate::policy::{Engine, Role, Verdict};
 
 /// Microseconds since 1970-01-01 UTC, capture time (EVE's precision).
 pub type Micros = u64;
+
+/// A short text from a small vocabulary (protocols, states, codes): borrowed from
+/// [`known`] when it is one of the usual values, so most records allocate none.
+pub type Text = Cow<'static, str>;
+
+/// The usual values of EVE's short fields.
+const VOCABULARY: [&str; 23] = [
+    "TCP",
+    "UDP",
+    "ICMP",
+    "IPv6-ICMP",
+    "new",
+    "established",
+    "closed",
+    "S0",
+    "S1",
+    "SF",
+    "REJ",
+    "S2",
+    "S3",
+    "RSTO",
+    "RSTR",
+    "RSTOS0",
+    "RSTRH",
+    "SH",
+    "SHR",
+    "OTH",
+    "high",
+    "medium",
+    "low",
+];
+
+/// `text` as a [`Text`]: a static string when it is a usual value, else a copy.
+pub fn known(text: &str) -> Text {
+    match VOCABULARY.iter().find(|&&v| v == text) {
+        Some(&v) => Cow::Borrowed(v),
+        None => Cow::Owned(text.to_string()),
+    }
+}
 
 /// A packet timestamp in microseconds.
 pub fn micros(ts: Ts) -> Micros {
@@ -35,7 +75,7 @@ pub struct Endpoints {
     pub dest_ip: IpAddr,
     pub dest_port: Option<u16>,
     /// EVE's `proto`: `TCP`, `UDP`, `ICMP`, `IPv6-ICMP` or a number.
-    pub proto: String,
+    pub proto: Text,
     pub src_role: Role,
     pub dest_role: Role,
     /// The direction was inferred from the ports (picked up mid-stream).
@@ -52,9 +92,9 @@ pub struct FlowRecord {
     pub pkts: [u64; 2],
     pub bytes: [u64; 2],
     /// EVE `flow.state`: `new`, `established` or `closed`.
-    pub state: String,
+    pub state: Text,
     /// Zeek's `conn_state` code.
-    pub conn_state: Option<String>,
+    pub conn_state: Option<Text>,
     /// Sequence gaps: segments the capture point lost.
     pub gaps: u32,
     /// `OutOfScope` with no rule when no rule matched.
@@ -88,7 +128,7 @@ pub struct AlertRecord {
     /// Restrictions only: the evidence id.
     pub evidence: Option<String>,
     /// `high`, `medium` or `low`.
-    pub confidence: String,
+    pub confidence: Text,
 }
 
 /// An EVE `stats` event: a sensor's running counters (cumulative since it started).
@@ -124,7 +164,7 @@ fn endpoints(flow: &Flow) -> Endpoints {
         src_port: ports.then_some(t.sport),
         dest_ip: t.dst,
         dest_port: ports.then_some(t.dport),
-        proto: proto_name(t.proto),
+        proto: known(&proto_name(t.proto)),
         src_role: flow.orig_role,
         dest_role: flow.resp_role,
         inferred: flow.direction == Direction::Inferred,
@@ -145,8 +185,8 @@ pub fn from_event(engine: &Engine, event: &Event) -> Record {
                 end: micros(flow.last),
                 pkts: [flow.pkts[TO_SERVER], flow.pkts[TO_CLIENT]],
                 bytes: [flow.bytes[TO_SERVER], flow.bytes[TO_CLIENT]],
-                state: flow.state().to_string(),
-                conn_state: Some(flow.conn_state().to_string()),
+                state: Cow::Borrowed(flow.state()),
+                conn_state: Some(Cow::Borrowed(flow.conn_state())),
                 gaps: flow.gaps,
                 verdict: rule.map_or(Verdict::OutOfScope, |r| r.verdict),
                 rule: rule.map(|r| r.id.clone()),
@@ -159,7 +199,7 @@ pub fn from_event(engine: &Engine, event: &Event) -> Record {
             verdict: *verdict,
             rule: policy.rules.get(*rule).map(|r| r.id.clone()).unwrap_or_default(),
             evidence: evidence.and_then(|e| policy.evidence.get(e)).map(|e| e.id.clone()),
-            confidence: confidence.name().to_string(),
+            confidence: Cow::Borrowed(confidence.name()),
         }),
     }
 }
