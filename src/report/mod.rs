@@ -17,6 +17,7 @@
 pub mod aggregate;
 pub mod baseline;
 pub mod csv;
+pub mod dedup;
 pub mod eve_input;
 mod finish;
 pub mod html;
