@@ -547,10 +547,16 @@ fn report_needs_an_output_and_readable_inputs() {
 }
 
 /// Headless Chromium (Debian's `chromium`, installed by scripts/setup.sh) with a
-/// profile of its own and nothing that reaches the network.
+/// profile of its own and nothing that reaches the network, for two minutes at most.
 fn chromium(dir: &Path, args: &[&str], page: &Path) -> std::process::Output {
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "/usr/bin/chromium is missing: scripts/setup.sh installs it"
+    );
     let profile = tempfile::tempdir_in(dir).expect("profile dir");
-    Command::new("/usr/bin/chromium")
+    // A browser that hangs fails the test rather than the whole run.
+    Command::new("timeout")
+        .args(["120", "/usr/bin/chromium"])
         .args([
             "--headless",
             "--no-sandbox",
@@ -564,7 +570,7 @@ fn chromium(dir: &Path, args: &[&str], page: &Path) -> std::process::Output {
         .args(args)
         .arg(page)
         .output()
-        .expect("run /usr/bin/chromium (scripts/setup.sh installs it)")
+        .expect("run timeout and /usr/bin/chromium")
 }
 
 #[test]
