@@ -13,11 +13,12 @@
 #   prometheus   for promtool, which checks the /metrics page in the live-capture tests
 #   systemd      for systemd-analyze, which checks the shipped unit (packaging/)
 #   logrotate    rotates a running exwatch with the shipped snippet in a live test
+#   chromium     the headless browser the report's tests render the HTML report in
 # Needs a Rust toolchain (cargo >= 1.85, https://rustup.rs); it does not install one.
 set -euo pipefail
 
 packages=(libpcap-dev tshark pkg-config iproute2 netcat-openbsd curl swaks bind9-dnsutils python3 tcpreplay
-  iptables tcpdump prometheus systemd logrotate)
+  iptables tcpdump prometheus systemd logrotate chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

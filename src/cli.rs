@@ -55,6 +55,14 @@ pub enum Command {
     Compare(CompareFlags),
     /// Watch an interface (a SPAN or mirror port) until SIGINT or SIGTERM.
     Live(LiveFlags),
+    /// Build the compliance report (HTML, JSON, CSV) from EVE logs written with --flows
+    /// by any number of `analyze` runs and `live` sensors.
+    ///
+    /// The logs are read side by side, line by line, merged by event time; a flow seen by
+    /// several sensors (same Community ID, start within a second) counts once. Exit
+    /// status: 0 when no violation or restriction was found, 1 otherwise (or when the
+    /// logs hold no flow event), 2 on bad input or configuration.
+    Report(ReportFlags),
     /// Write a synthetic capture of the example organization (rules/topology.toml), with
     /// a known mix of allowed flows and findings, for demos and benchmarks.
     Generate(GenerateFlags),
@@ -241,6 +249,27 @@ pub struct GenerateFlags {
     /// servers and internal clients.
     #[arg(long, value_name = "FILE")]
     pub topology: Option<PathBuf>,
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct ReportFlags {
+    /// EVE logs (JSON lines) to read; - is standard input.
+    #[arg(required = true, value_name = "EVE")]
+    pub logs: Vec<PathBuf>,
+    /// Write the HTML report (one self-contained file) here.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Write the JSON report (docs/report.md) here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the aggregated findings as CSV here.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// A JSON report of an earlier run: the report then says what changed since.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigFlags,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -440,6 +469,25 @@ impl Config {
         let file = if self.builtin_topology { builtin::TOPOLOGY_NAME } else { &self.topology_name };
         self.topology.lint().into_iter().map(|(line, lint)| format!("{file}:{line}: {lint}")).collect()
     }
+}
+
+/// The policy and topology files as the report's header names them, with the SHA-256
+/// of their bytes (the built-in text when no file was given).
+pub fn config_files(flags: &ConfigFlags) -> Result<exwatch::report::Meta, String> {
+    use exwatch::report::{logs::sha256, model::FileRef};
+    let file = |path: &Option<PathBuf>, default: &str, builtin: &str| -> Result<FileRef, String> {
+        Ok(match path {
+            Some(path) => FileRef {
+                file: path.display().to_string(),
+                sha256: sha256(&std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?),
+            },
+            None => FileRef { file: format!("{default} (built in)"), sha256: sha256(builtin.as_bytes()) },
+        })
+    };
+    Ok(exwatch::report::Meta {
+        policy: file(&flags.policy, builtin::POLICY_NAME, builtin::POLICY)?,
+        topology: file(&flags.topology, builtin::TOPOLOGY_NAME, builtin::TOPOLOGY)?,
+    })
 }
 
 /// What `analyze` and `live` share, validated.

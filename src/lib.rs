@@ -40,6 +40,7 @@
 //! | [`flow`] | per-worker flow tables, TCP state, fragments, timers; turns verdicts into events | reads the clock, or the policy's rules directly |
 //! | [`telemetry`] | the counter table, gauges, the run's report, `/metrics` | decides anything |
 //! | [`policy`] | the policy and topology, compiled; the engine that judges a flow | sees a packet |
+//! | [`report`] | the compliance report: findings and rows aggregated from events, rendered as HTML, JSON, CSV | sees a packet, or changes a verdict |
 //! | [`learn`] | a per-host view of ended flows; the topology drafted from it, and compared | sees a packet, or changes a verdict |
 //! | [`compare`] | two captures' handshakes matched | tracks flows |
 //! | [`capture`] | capture handles and file formats; hands out frame bytes | decodes |
@@ -56,5 +57,6 @@ pub mod learn;
 pub mod output;
 pub mod pipeline;
 pub mod policy;
+pub mod report;
 pub mod telemetry;
 pub mod testkit;

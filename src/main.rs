@@ -38,6 +38,7 @@ fn run(args: cli::Args, matches: &clap::ArgMatches) -> Result<u8, String> {
         }
         cli::Command::Check(flags) => check(&flags),
         cli::Command::Compare(flags) => compare(&flags),
+        cli::Command::Report(flags) => report(&flags),
         cli::Command::Generate(flags) => generate(&flags),
         cli::Command::Completions(flags) => print(&cli::completions(flags.shell)),
         cli::Command::Man(flags) => print(&cli::man_page(flags.command.as_deref())?),
@@ -462,6 +463,47 @@ fn check(flags: &cli::CheckFlags) -> Result<u8, String> {
     ));
     print(out.as_bytes())?;
     Ok(status)
+}
+
+fn report(flags: &cli::ReportFlags) -> Result<u8, String> {
+    use exwatch::report;
+    if flags.html.is_none() && flags.json.is_none() && flags.csv.is_none() {
+        return Err("report: name at least one output: --html, --json or --csv".into());
+    }
+    let config = cli::Config::load(&flags.config)?;
+    let meta = cli::config_files(&flags.config)?;
+    if flags.config.topology.is_none() {
+        eprintln!(
+            "exwatch report: no --topology given: the roles come from the built-in example \"{}\", not a site's",
+            config.topology.name
+        );
+    }
+    let baseline = match &flags.baseline {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let earlier = report::json::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            let file = report::model::FileRef {
+                file: path.display().to_string(),
+                sha256: report::logs::sha256(text.as_bytes()),
+            };
+            Some((earlier, file))
+        }
+        None => None,
+    };
+    let built = report::build(config.policy, config.topology, meta, &flags.logs, baseline)
+        .map_err(|e| e.to_string())?;
+    let outputs = [
+        (&flags.html, report::html::render as fn(&report::Report) -> String),
+        (&flags.json, report::json::render),
+        (&flags.csv, report::csv::render),
+    ];
+    for (path, render) in outputs {
+        if let Some(path) = path {
+            std::fs::write(path, render(&built)).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    eprintln!("exwatch report: {}", built.conclusion.text);
+    Ok(if built.conclusion.compliant { 0 } else { 1 })
 }
 
 fn generate(flags: &cli::GenerateFlags) -> Result<u8, String> {

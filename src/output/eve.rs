@@ -39,7 +39,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-fn proto_name(p: u8) -> String {
+/// EVE's `proto`: the IANA keyword Suricata writes, or the protocol number.
+pub fn proto_name(p: u8) -> String {
     match p {
         proto::TCP => "TCP".into(),
         proto::UDP => "UDP".into(),
@@ -166,7 +167,22 @@ struct AlertEvent<'a> {
 struct FlowEvent<'a> {
     #[serde(flatten)]
     header: Header<'a>,
+    policy: FlowPolicyBody<'a>,
     flow: FlowBody<'a>,
+}
+
+/// The verdict of a flow event, whatever it is (`ok` included), so that a report can be
+/// built from the event stream alone.
+#[derive(Serialize)]
+struct FlowPolicyBody<'a> {
+    verdict: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+    src_role: &'a str,
+    dest_role: &'a str,
+    direction: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    section: Option<&'a str>,
 }
 
 /// Appends one EVE `alert` line to `out`. `detail` says what the evidence saw, where
@@ -230,13 +246,26 @@ pub fn write_event(out: &mut Vec<u8>, engine: &Engine, event: &Event) {
             rule,
             (evidence, detail.map(|d| d.to_string()).as_deref()),
         ),
-        Event::Flow { flow } => write_flow(out, &flow),
+        Event::Flow { flow } => write_flow(out, engine, &flow),
     }
 }
 
-/// Appends one EVE `flow` line (the flow has ended) to `out`.
-pub fn write_flow(out: &mut Vec<u8>, flow: &Flow) {
-    let event = FlowEvent { header: Header::new("flow", flow.last, flow), flow: FlowBody::new(flow, true) };
+/// Appends one EVE `flow` line (the flow has ended) to `out`, with the flow's verdict
+/// and rule (`out_of_scope` and no rule when no rule matched).
+pub fn write_flow(out: &mut Vec<u8>, engine: &Engine, flow: &Flow) {
+    let rule = flow.rule.and_then(|r| engine.policy.rules.get(r));
+    let event = FlowEvent {
+        header: Header::new("flow", flow.last, flow),
+        policy: FlowPolicyBody {
+            verdict: rule.map_or(Verdict::OutOfScope, |r| r.verdict).name(),
+            rule: rule.map(|r| r.id.as_str()),
+            src_role: flow.orig_role.name(),
+            dest_role: flow.resp_role.name(),
+            direction: flow.direction.name(),
+            section: rule.map(|r| r.section.as_str()),
+        },
+        flow: FlowBody::new(flow, true),
+    };
     write_line(out, &event);
 }
 

@@ -12,8 +12,10 @@ pub const POLICY_NAME: &str = "rules/exchange.toml";
 /// Where the built-in example topology comes from.
 pub const TOPOLOGY_NAME: &str = "rules/topology.toml";
 
-const POLICY: &str = include_str!("../../rules/exchange.toml");
-const TOPOLOGY: &str = include_str!("../../rules/topology.toml");
+/// The text of the built-in policy (hashed into reports).
+pub const POLICY: &str = include_str!("../../rules/exchange.toml");
+/// The text of the built-in example topology.
+pub const TOPOLOGY: &str = include_str!("../../rules/topology.toml");
 
 /// The Exchange policy.
 pub fn policy() -> Result<Policy, ConfigError> {

@@ -16,5 +16,6 @@ mod learn;
 mod live;
 mod ops;
 mod output;
+mod report;
 mod scenarios;
 mod verdicts;

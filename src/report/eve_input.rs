@@ -1,0 +1,348 @@
+//! EVE lines in: one JSON line parsed into a [`Record`], borrowing from the line where
+//! it can. It parses; it never reads files (see [`super::logs`]), judges or aggregates.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use super::records::{
+    known, parse_timestamp, AlertRecord, Endpoints, FlowRecord, Micros, Record, StatsRecord,
+};
+use crate::policy::{Role, Verdict};
+
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(borrow)]
+    timestamp: Cow<'a, str>,
+    #[serde(borrow, default)]
+    host: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pcap_filename: Option<Cow<'a, str>>,
+    #[serde(default)]
+    src_ip: Option<IpAddr>,
+    #[serde(default)]
+    src_port: Option<u16>,
+    #[serde(default)]
+    dest_ip: Option<IpAddr>,
+    #[serde(default)]
+    dest_port: Option<u16>,
+    #[serde(borrow, default)]
+    proto: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    community_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    policy: Option<RawPolicy<'a>>,
+    #[serde(borrow, default)]
+    flow: Option<RawFlow<'a>>,
+    #[serde(default)]
+    stats: Option<RawStats>,
+}
+
+#[derive(Deserialize)]
+struct RawPolicy<'a> {
+    #[serde(borrow)]
+    verdict: Cow<'a, str>,
+    #[serde(borrow, default)]
+    rule: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    evidence: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    src_role: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    dest_role: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    direction: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    confidence: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct RawFlow<'a> {
+    #[serde(default)]
+    pkts_toserver: u64,
+    #[serde(default)]
+    pkts_toclient: u64,
+    #[serde(default)]
+    bytes_toserver: u64,
+    #[serde(default)]
+    bytes_toclient: u64,
+    #[serde(borrow, default)]
+    start: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    end: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    state: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    conn_state: Option<Cow<'a, str>>,
+    #[serde(default)]
+    gaps: u32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawStats {
+    capture: RawCapture,
+    decoder: RawDecoder,
+    flow: RawFlowStats,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawCapture {
+    kernel_drops: u64,
+    kernel_ifdrops: u64,
+    shed: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawDecoder {
+    pkts: u64,
+    decoded: u64,
+    skipped: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawFlowStats {
+    evicted: u64,
+}
+
+/// What became of one line.
+// Moved once per line and never stored: boxing the record would cost an allocation an
+// event on the report's hot path.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    Record(Record),
+    /// Valid EVE, of no interest to the report (another event type, or a flow event
+    /// written before flow events carried their verdict).
+    Ignored,
+    /// Not an EVE event exwatch can read.
+    Unreadable,
+}
+
+/// Parses one EVE line.
+pub fn parse_line(line: &[u8]) -> Parsed {
+    let Ok(raw) = serde_json::from_slice::<RawEvent<'_>>(line) else {
+        return Parsed::Unreadable;
+    };
+    let Some(ts) = parse_timestamp(&raw.timestamp) else {
+        return Parsed::Unreadable;
+    };
+    match raw.event_type.as_ref() {
+        "flow" | "alert" => flow_or_alert(raw, ts),
+        "stats" => {
+            let stats = raw.stats.unwrap_or_default();
+            Parsed::Record(Record::Stats(StatsRecord {
+                host: raw.host.map(Cow::into_owned),
+                ts,
+                packets: stats.decoder.pkts,
+                decoded: stats.decoder.decoded,
+                skipped: stats.decoder.skipped.into_iter().collect(),
+                drops: stats.capture.kernel_drops + stats.capture.kernel_ifdrops + stats.capture.shed,
+                flows_evicted: stats.flow.evicted,
+            }))
+        }
+        _ => Parsed::Ignored,
+    }
+}
+
+fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
+    let (Some(policy), Some(flow)) = (raw.policy, raw.flow) else {
+        return Parsed::Ignored;
+    };
+    let (Some(src_ip), Some(dest_ip), Some(verdict)) =
+        (raw.src_ip, raw.dest_ip, Verdict::from_name(&policy.verdict))
+    else {
+        return Parsed::Unreadable;
+    };
+    let role = |r: &Option<Cow<'_, str>>| r.as_deref().and_then(Role::from_name).unwrap_or(Role::External);
+    let ends = Endpoints {
+        host: raw.host.map(Cow::into_owned),
+        pcap_filename: raw.pcap_filename.map(Cow::into_owned),
+        community_id: raw.community_id.map(Cow::into_owned).unwrap_or_default(),
+        src_ip,
+        src_port: raw.src_port,
+        dest_ip,
+        dest_port: raw.dest_port,
+        proto: raw.proto.map_or(Cow::Borrowed(""), |p| known(&p)),
+        src_role: role(&policy.src_role),
+        dest_role: role(&policy.dest_role),
+        inferred: policy.direction.as_deref() == Some("inferred"),
+    };
+    let start = flow.start.as_deref().and_then(parse_timestamp).unwrap_or(ts);
+    if raw.event_type == "flow" {
+        return Parsed::Record(Record::Flow(FlowRecord {
+            ends,
+            start,
+            end: flow.end.as_deref().and_then(parse_timestamp).unwrap_or(ts),
+            pkts: [flow.pkts_toserver, flow.pkts_toclient],
+            bytes: [flow.bytes_toserver, flow.bytes_toclient],
+            state: flow.state.map_or(Cow::Borrowed(""), |s| known(&s)),
+            conn_state: flow.conn_state.map(|c| known(&c)),
+            gaps: flow.gaps,
+            verdict,
+            rule: policy.rule.map(Cow::into_owned),
+        }));
+    }
+    let Some(rule) = policy.rule else {
+        return Parsed::Unreadable;
+    };
+    Parsed::Record(Record::Alert(AlertRecord {
+        ends,
+        ts,
+        flow_start: start,
+        verdict,
+        rule: rule.into_owned(),
+        evidence: policy.evidence.map(Cow::into_owned),
+        confidence: policy.confidence.map_or(Cow::Borrowed("high"), |c| known(&c)),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use std::path::Path;
+
+    use super::*;
+    use crate::decode::{proto, Ts, Tuple};
+    use crate::flow::{Confidence, Direction, Event, Flow, FlowKey};
+    use crate::output::eve;
+    use crate::policy::{Engine, Facts, Policy, Topology};
+    use crate::report::records::from_event;
+
+    fn engine() -> Engine {
+        let policy = Policy::parse(Path::new("exchange.toml"), include_str!("../../rules/exchange.toml"));
+        let topology = Topology::parse(Path::new("topology.toml"), include_str!("../../rules/topology.toml"));
+        Engine::new(Arc::new(policy.expect("policy")), Arc::new(topology.expect("topology")), 10)
+    }
+
+    fn flow(engine: &Engine, src: &str, dst: &str, sport: u16, dport: u16, protocol: u8) -> Flow {
+        let orig =
+            Tuple { src: src.parse().unwrap(), dst: dst.parse().unwrap(), sport, dport, proto: protocol };
+        let start = Ts(1_795_755_314_123_456_789);
+        let judgement = engine.judge(&Facts {
+            orig: orig.src,
+            resp: orig.dst,
+            resp_port: dport,
+            proto: protocol,
+            ts: start,
+        });
+        let mut f =
+            Flow::new(FlowKey::of(&orig), orig, Direction::Inferred, 42, start, (None, None), judgement);
+        f.last = Ts(start.0 + 2_500_000_789);
+        f.pkts = [5, 3];
+        f.bytes = [420, 1337];
+        f.gaps = 2;
+        f
+    }
+
+    fn parsed(line: &[u8]) -> Record {
+        match parse_line(line) {
+            Parsed::Record(record) => record,
+            other => panic!("{other:?}: {}", String::from_utf8_lossy(line)),
+        }
+    }
+
+    #[test]
+    fn a_flow_converted_directly_equals_the_flow_written_and_read_back() {
+        let engine = engine();
+        let flows = [
+            flow(&engine, "10.20.0.9", "10.10.1.11", 50000, 443, proto::TCP),
+            flow(&engine, "198.51.100.7", "10.10.1.11", 50001, 3389, proto::TCP),
+            flow(&engine, "10.10.1.11", "10.10.0.53", 5353, 53, proto::UDP),
+            flow(&engine, "2001:db8:ff::7", "2001:db8:10::11", 8, 0, proto::ICMPV6),
+            flow(&engine, "192.0.2.1", "192.0.2.2", 1, 2, proto::UDP),
+        ];
+        for f in flows {
+            let mut line = Vec::new();
+            eve::write_flow(&mut line, &engine, &f);
+            let direct = from_event(&engine, &Event::Flow { flow: f });
+            assert_eq!(parsed(&line), direct, "{}", String::from_utf8_lossy(&line));
+        }
+    }
+
+    #[test]
+    fn an_alert_converted_directly_equals_the_alert_written_and_read_back() {
+        let engine = engine();
+        let f = flow(&engine, "10.10.1.11", "10.10.1.12", 50001, 135, proto::TCP);
+        let rule = f.rule.expect("a rule");
+        let mut line = Vec::new();
+        eve::write_alert(
+            &mut line,
+            &engine,
+            f.last,
+            &f,
+            (Verdict::Restriction, Confidence::Low),
+            rule,
+            (Some(1), None),
+        );
+        let event = Event::Alert {
+            ts: f.last,
+            flow: f,
+            verdict: Verdict::Restriction,
+            rule,
+            evidence: Some(1),
+            confidence: Confidence::Low,
+            detail: None,
+        };
+        assert_eq!(parsed(&line), from_event(&engine, &event));
+    }
+
+    #[test]
+    fn host_and_pcap_filename_are_read_when_present() {
+        let line = br#"{"timestamp":"2026-11-27T04:55:14.000080+0000","event_type":"flow","host":"s1","pcap_filename":"a.pcap","src_ip":"10.0.0.1","src_port":1,"dest_ip":"10.0.0.2","dest_port":2,"proto":"TCP","community_id":"1:x","policy":{"verdict":"ok","rule":"r","src_role":"mailbox","dest_role":"mailbox","direction":"observed"},"flow":{"pkts_toserver":1,"pkts_toclient":1,"bytes_toserver":1,"bytes_toclient":1,"start":"2026-11-27T04:55:14.000000+0000","end":"2026-11-27T04:55:14.000080+0000","state":"new"}}"#;
+        let Record::Flow(f) = parsed(line) else { panic!("not a flow") };
+        assert_eq!((f.ends.host.as_deref(), f.ends.pcap_filename.as_deref()), (Some("s1"), Some("a.pcap")));
+        assert_eq!(f.start, 1_795_755_314_000_000);
+        assert_eq!(parse_line(b"not json"), Parsed::Unreadable);
+        assert_eq!(
+            parse_line(br#"{"timestamp":"2026-11-27T04:55:14Z","event_type":"dns"}"#),
+            Parsed::Ignored
+        );
+        // A flow event written before flow events carried their verdict.
+        let old = br#"{"timestamp":"2026-11-27T04:55:14Z","event_type":"flow","src_ip":"10.0.0.1","dest_ip":"10.0.0.2","flow":{}}"#;
+        assert_eq!(parse_line(old), Parsed::Ignored);
+    }
+
+    /// A flow line and an alert line as a sensor writes them.
+    fn sample_lines() -> Vec<Vec<u8>> {
+        let engine = engine();
+        let f = flow(&engine, "198.51.100.7", "10.10.1.11", 50001, 3389, proto::TCP);
+        let (mut flow_line, mut alert_line) = (Vec::new(), Vec::new());
+        eve::write_flow(&mut flow_line, &engine, &f);
+        let rule = f.rule.expect("a rule");
+        eve::write_alert(
+            &mut alert_line,
+            &engine,
+            f.last,
+            &f,
+            (Verdict::Violation, Confidence::High),
+            rule,
+            (None, None),
+        );
+        vec![flow_line, alert_line]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = parse_line(&bytes);
+            let _ = parse_timestamp(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn mutated_lines_never_panic(which in 0usize..2, at in 0usize..2000, value in proptest::prelude::any::<u8>(), cut in 0usize..2000) {
+            let mut line = sample_lines().swap_remove(which);
+            let at = at % line.len();
+            line[at] = value;
+            line.truncate(cut.max(1));
+            let _ = parse_line(&line);
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! From the builder's totals to the [`Report`]: rows in the article's order, statuses,
+//! the conclusion, the timeline's buckets and what capture health means. Pure: it
+//! never reads input and never formats output.
+
+use std::collections::BTreeMap;
+
+use super::aggregate::{Builder, Parts};
+use super::model::*;
+use super::records::{format_timestamp, Micros};
+use crate::policy::{Role, Verdict};
+
+/// Buckets of the findings-over-time picture at most.
+const TIME_BUCKETS: u64 = 48;
+
+pub(super) fn finish(builder: Builder) -> Report {
+    let mut p = builder.into_parts();
+    let mut findings_by_rule: Vec<Vec<Finding>> = vec![Vec::new(); p.rows.len()];
+    for (index, finding) in std::mem::take(&mut p.findings) {
+        findings_by_rule[index].push(finding);
+    }
+    let mut sections: Vec<Section> = Vec::new();
+    for (index, (rule, acc)) in p.policy.rules.iter().zip(&p.rows).enumerate() {
+        let mut findings = std::mem::take(&mut findings_by_rule[index]);
+        findings.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key().cmp(&b.key())));
+        let observed = acc.flows > 0 || acc.alerts != VerdictCounts::default();
+        let status = if acc.alerts.restriction > 0 {
+            Status::Restriction
+        } else if acc.alerts.violation > 0 || (observed && rule.verdict == Verdict::Violation) {
+            Status::Violation
+        } else if !observed {
+            Status::NotObserved
+        } else if acc.alerts.advisory > 0 || rule.verdict == Verdict::Advisory {
+            Status::Advisory
+        } else if rule.verdict == Verdict::OutOfScope {
+            Status::OutOfScope
+        } else {
+            Status::Compliant
+        };
+        let row = Row {
+            rule: rule.id.clone(),
+            verdict: rule.verdict.name().to_string(),
+            reason: rule.reason.clone(),
+            status,
+            flows: acc.flows,
+            bytes: acc.bytes,
+            host_pairs: acc.host_pairs,
+            first_seen: acc.first.map(format_timestamp),
+            last_seen: acc.last.map(format_timestamp),
+            alerts: acc.alerts,
+            inapplicable: inapplicable(&rule.when, &p.topology),
+            findings,
+        };
+        match sections.iter_mut().find(|s| s.title == rule.section) {
+            Some(section) => section.rows.push(row),
+            None => sections.push(Section { title: rule.section.clone(), rows: vec![row] }),
+        }
+    }
+    let seconds = match (p.first, p.last) {
+        (Some(f), Some(l)) => (l - f) as f64 / 1e6,
+        _ => 0.0,
+    };
+    let conclusion = conclusion(&p.totals, &sections, seconds);
+    let never_restrict = never_restrict(&p);
+    let timeline = timeline(&p.minutes, p.slot, (p.first, p.last));
+    let mut health = p.health;
+    health.stats = stats_totals(&p.stats);
+    health.notes = notes(&health, p.totals.flows);
+    let unreadable: u64 = p.inputs.iter().map(|i| i.unreadable_lines).sum();
+    if unreadable > 0 {
+        health.notes.push(format!(
+            "{unreadable} lines of the input were not EVE events exwatch can read (see the inputs): what they held is missing from the rows."
+        ));
+    }
+    if p.totals.unknown_rule_events > 0 {
+        health.notes.push(format!(
+            "{} events name rules this policy does not have: the logs were written with another policy (give it with --policy); their flows are missing from the rows.",
+            p.totals.unknown_rule_events
+        ));
+    }
+    Report {
+        schema: SCHEMA,
+        generator: format!("exwatch {}", env!("CARGO_PKG_VERSION")),
+        organization: p.topology.name.clone(),
+        policy: p.meta.policy,
+        topology: p.meta.topology,
+        inputs: p.inputs,
+        sensors: p.sensors,
+        capture: TimeRange {
+            first: p.first.map(format_timestamp),
+            last: p.last.map(format_timestamp),
+            seconds,
+        },
+        conclusion,
+        totals: p.totals,
+        sections,
+        never_restrict,
+        role_matrix: p.roles,
+        timeline,
+        health,
+        changes: None,
+    }
+}
+
+/// Why a rule's conditions on the topology can never hold, if they cannot.
+fn inapplicable(when: &crate::policy::When, topology: &crate::policy::Topology) -> Option<String> {
+    let edge = topology.has_role(Role::Edge);
+    let dns = topology.has_role(Role::Dns);
+    let mut why = Vec::new();
+    if when.edge_deployed.is_some_and(|want| want != edge) {
+        why.push(if edge {
+            "the topology has Edge Transport servers"
+        } else {
+            "the topology has no Edge Transport server"
+        });
+    }
+    if when.dns_role.is_some_and(|want| want != dns) {
+        why.push(if dns { "the topology lists DNS servers" } else { "the topology lists no DNS server" });
+    }
+    if when.restrict_internal_clients.is_some_and(|want| want != topology.restrict_internal_clients) {
+        why.push(if topology.restrict_internal_clients {
+            "the topology restricts internal clients"
+        } else {
+            "the topology does not restrict internal clients"
+        });
+    }
+    (!why.is_empty()).then(|| format!("cannot match: {}", why.join(" and ")))
+}
+
+/// A duration as people say it: `41.2 s`, `12 min 5 s`, `3 h 20 min`, `6 d 4 h`.
+pub fn human_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0);
+    if s < 1.0 {
+        return format!("{:.1} ms", s * 1e3);
+    }
+    if s < 60.0 {
+        return format!("{s:.1} s");
+    }
+    let whole = s as u64;
+    let (d, h, m, sec) = (whole / 86_400, whole / 3600 % 24, whole / 60 % 60, whole % 60);
+    if d > 0 {
+        format!("{d} d {h} h")
+    } else if h > 0 {
+        format!("{h} h {m} min")
+    } else {
+        format!("{m} min {sec} s")
+    }
+}
+
+fn conclusion(totals: &Totals, sections: &[Section], seconds: f64) -> Conclusion {
+    let over = human_duration(seconds);
+    if totals.flows == 0 {
+        return Conclusion {
+            compliant: false,
+            text:
+                "nothing to judge: the input holds no flow events (were the EVE logs written with --flows?)"
+                    .to_string(),
+        };
+    }
+    let rows = sections.iter().flat_map(|s| &s.rows);
+    let named = |status: Status| -> Vec<&str> {
+        rows.clone().filter(|r| r.status == status).map(|r| r.rule.as_str()).collect()
+    };
+    let (violations, restrictions) = (named(Status::Violation), named(Status::Restriction));
+    if violations.is_empty() && restrictions.is_empty() {
+        return Conclusion {
+            compliant: true,
+            text: format!("no violation or restriction found in {} flows over {over}", totals.flows),
+        };
+    }
+    let mut parts = Vec::new();
+    if !violations.is_empty() {
+        parts.push(format!("{} violations ({})", totals.findings.violation, violations.join(", ")));
+    }
+    if !restrictions.is_empty() {
+        parts.push(format!(
+            "{} restriction evidence ({})",
+            totals.findings.restriction,
+            restrictions.join(", ")
+        ));
+    }
+    Conclusion {
+        compliant: false,
+        text: format!("not compliant: {} in {} flows over {over}", parts.join(" and "), totals.flows),
+    }
+}
+
+fn never_restrict(p: &Parts) -> NeverRestrict {
+    let mut hosts: BTreeMap<(Role, std::net::IpAddr), ()> = BTreeMap::new();
+    let mut pairs: Vec<Pair> = p
+        .pairs
+        .iter()
+        .map(|((a, b), acc)| {
+            hosts.insert((p.topology.role_of(*a), *a), ());
+            hosts.insert((p.topology.role_of(*b), *b), ());
+            Pair {
+                a: a.to_string(),
+                b: b.to_string(),
+                status: if acc.evidence.is_empty() { PairStatus::Traffic } else { PairStatus::Restricted },
+                flows: acc.flows,
+                bytes: acc.bytes,
+                ports: acc.ports.clone(),
+                more_ports: acc.more_ports,
+                evidence: acc.evidence.clone(),
+            }
+        })
+        .collect();
+    let mut keyed: Vec<_> = p.pairs.iter().map(|(k, _)| *k).zip(pairs.drain(..)).collect();
+    keyed.sort_by_key(|(k, _)| *k);
+    NeverRestrict {
+        hosts: hosts
+            .into_keys()
+            .map(|(role, ip)| Host { ip: ip.to_string(), role: role.name().to_string() })
+            .collect(),
+        pairs: keyed.into_iter().map(|(_, pair)| pair).collect(),
+    }
+}
+
+fn timeline(
+    slots: &BTreeMap<u64, VerdictCounts>,
+    slot: Micros,
+    range: (Option<Micros>, Option<Micros>),
+) -> Vec<TimeBucket> {
+    let (Some(&first_slot), Some(&last_slot)) = (slots.keys().next(), slots.keys().next_back()) else {
+        return Vec::new();
+    };
+    let start = range.0.map_or(first_slot, |f| (f / slot).min(first_slot));
+    let end = range.1.map_or(last_slot, |l| (l / slot).max(last_slot));
+    let width = (end - start + 1).div_ceil(TIME_BUCKETS).max(1);
+    let mut buckets: Vec<TimeBucket> = (0..(end - start + 1).div_ceil(width))
+        .map(|i| TimeBucket {
+            start: format_timestamp((start + i * width) * slot),
+            seconds: (width * slot) as f64 / 1e6,
+            findings: VerdictCounts::default(),
+        })
+        .collect();
+    for (at, counts) in slots {
+        let b = &mut buckets[((at - start) / width) as usize].findings;
+        b.advisory += counts.advisory;
+        b.violation += counts.violation;
+        b.restriction += counts.restriction;
+    }
+    buckets
+}
+
+fn stats_totals(stats: &[crate::report::StatsRecord]) -> Option<StatsTotals> {
+    if stats.is_empty() {
+        return None;
+    }
+    let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
+    for s in stats {
+        for (reason, n) in &s.skipped {
+            *by_reason.entry(reason.clone()).or_default() += n;
+        }
+    }
+    Some(StatsTotals {
+        sensors: stats.len() as u64,
+        packets: stats.iter().map(|s| s.packets).sum(),
+        decoded: stats.iter().map(|s| s.decoded).sum(),
+        skipped: by_reason.values().sum(),
+        skipped_by_reason: by_reason.into_iter().filter(|(_, n)| *n > 0).collect(),
+        drops: stats.iter().map(|s| s.drops).sum(),
+        flows_evicted: stats.iter().map(|s| s.flows_evicted).sum(),
+    })
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
+}
+
+fn notes(h: &Health, flows: u64) -> Vec<String> {
+    let mut notes = Vec::new();
+    if flows == 0 {
+        notes.push("No flow events: rows cannot be judged; write the EVE logs with --flows.".to_string());
+        return notes;
+    }
+    let one_sided = percent(h.one_sided, flows);
+    if one_sided >= 20.0 {
+        notes.push(format!(
+            "{one_sided:.0}% of flows were seen one way only: the feed may carry one direction of the traffic, so unanswered SYNs prove little (silent-drop evidence is of low confidence) and rows may miss replies."
+        ));
+    } else {
+        notes.push(format!(
+            "{one_sided:.1}% of flows were seen one way only: both directions reach the sensors; one-sided flows are normal for scans and refused connections."
+        ));
+    }
+    if h.midstream > 0 {
+        notes.push(format!(
+            "{} flows ({:.1}%) were picked up mid-stream: their originator was inferred from the ports, so their findings are of medium confidence.",
+            h.midstream,
+            percent(h.midstream, flows)
+        ));
+    }
+    if h.gapped_flows > 0 {
+        notes.push(format!(
+            "{} flows show {} sequence gaps: the capture point lost packets; counts of bytes are lower bounds and a missed SYN can turn a flow mid-stream.",
+            h.gapped_flows, h.gaps
+        ));
+    }
+    match &h.stats {
+        Some(s) if s.drops > 0 => notes.push(format!(
+            "Sensors dropped {} packets ({:.2}% of {}): flows may be missing, so \"not observed\" rows are weaker evidence still.",
+            s.drops,
+            percent(s.drops, s.packets + s.drops),
+            s.packets
+        )),
+        Some(s) => notes.push(format!("Sensors report no drops in {} packets.", s.packets)),
+        None => notes.push(
+            "No stats events in the input: packet counts and drops are unknown (live sensors write them with --stats-interval)."
+                .to_string(),
+        ),
+    }
+    if h.dedup_forgotten > 0 {
+        notes.push(format!(
+            "{} dedup keys were forgotten early (table full): a flow seen by several sensors may be counted more than once.",
+            h.dedup_forgotten
+        ));
+    }
+    notes
+}
