@@ -6,6 +6,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use super::bound::Aggregate;
 use super::summary::Counts;
 use crate::decode::{proto, Ts};
 use crate::flow::{community_id, Confidence, Event, Flow, TO_CLIENT, TO_SERVER};
@@ -118,6 +119,25 @@ struct PolicyBody<'a> {
     section: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aggregate: Option<AggregateBody>,
+}
+
+/// `policy.aggregate`: what one key of the alert bound held back in one window.
+#[derive(Serialize)]
+struct AggregateBody {
+    by: &'static str,
+    flows: u64,
+    pkts: u64,
+    bytes: u64,
+    originators: u64,
+    responders: u64,
+    ports: u64,
+    estimated: bool,
+    first_seen: String,
+    last_seen: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    written: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -159,7 +179,8 @@ struct AlertEvent<'a> {
     header: Header<'a>,
     alert: AlertBody<'a>,
     policy: PolicyBody<'a>,
-    flow: FlowBody<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flow: Option<FlowBody<'a>>,
 }
 
 #[derive(Serialize)]
@@ -180,6 +201,44 @@ pub fn write_alert(
     rule: usize,
     (evidence, detail): (Option<usize>, Option<&str>),
 ) {
+    alert_line(out, engine, ts, flow, (verdict, confidence), rule, (evidence, detail), None);
+}
+
+/// Appends one aggregate `alert` line: the finding and the example flow of its first
+/// held-back alert, without that flow's `flow` object, and `policy.aggregate`. Its
+/// timestamp is the last alert it counts.
+pub fn write_aggregate(out: &mut Vec<u8>, engine: &Engine, aggregate: &Aggregate) {
+    let Event::Alert { flow, verdict, rule, evidence, confidence, .. } = aggregate.example else {
+        return;
+    };
+    let body = AggregateBody {
+        by: aggregate.by.name(),
+        flows: aggregate.flows,
+        pkts: aggregate.packets,
+        bytes: aggregate.bytes,
+        originators: aggregate.originators,
+        responders: aggregate.responders,
+        ports: aggregate.ports,
+        estimated: aggregate.estimated,
+        first_seen: timestamp(aggregate.first),
+        last_seen: timestamp(aggregate.last),
+        written: aggregate.written,
+    };
+    alert_line(out, engine, aggregate.last, &flow, (verdict, confidence), rule, (evidence, None), Some(body));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn alert_line(
+    out: &mut Vec<u8>,
+    engine: &Engine,
+    ts: Ts,
+    flow: &Flow,
+    (verdict, confidence): (Verdict, Confidence),
+    rule: usize,
+    (evidence, detail): (Option<usize>, Option<&str>),
+    aggregate: Option<AggregateBody>,
+) {
+    let with_flow = aggregate.is_none();
     let policy = &engine.policy;
     let rule = &policy.rules[rule];
     let evidence = evidence.and_then(|e| policy.evidence.get(e));
@@ -212,8 +271,9 @@ pub fn write_alert(
             confidence: confidence.name(),
             section,
             detail,
+            aggregate,
         },
-        flow: FlowBody::new(flow, false),
+        flow: with_flow.then(|| FlowBody::new(flow, false)),
     };
     write_line(out, &event);
 }
