@@ -45,13 +45,15 @@ pub struct Settings {
     pub window_ns: u64,
     /// Alerts written at most per second of capture time, all keys together; 0: no cap.
     pub per_second: u64,
-    /// Responder and originator keys tracked at once.
+    /// Responder and originator keys tracked at once. A key costs about 100 bytes, and
+    /// up to 3 KiB once it holds alerts from many addresses and ports (its distinct
+    /// counts), so the default bounds the table near 50 MiB whatever the traffic.
     pub max_keys: usize,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { per_key: 5, window_ns: 60 * SECOND, per_second: 100, max_keys: 65_536 }
+        Settings { per_key: 5, window_ns: 60 * SECOND, per_second: 100, max_keys: 16_384 }
     }
 }
 
@@ -123,6 +125,17 @@ pub struct Counts {
 impl Counts {
     pub fn held(&self) -> u64 {
         self.rules.iter().chain(&self.evidence).sum()
+    }
+
+    pub fn merge(&mut self, other: &Counts) {
+        for (a, b) in self.rules.iter_mut().zip(&other.rules) {
+            *a += b;
+        }
+        for (a, b) in self.evidence.iter_mut().zip(&other.evidence) {
+            *a += b;
+        }
+        self.aggregates += other.aggregates;
+        self.untracked += other.untracked;
     }
 }
 
@@ -219,17 +232,23 @@ impl Limiter {
         let finding = Finding { rule, evidence };
         let (own, restrictions) = self.rule_aggregates.get(rule).copied().unwrap_or((true, false));
         let keyed = if verdict == Verdict::Restriction || evidence.is_some() { restrictions } else { own };
+        // The responder key first: in a flood of spoofed sources it holds everything,
+        // and no originator key is opened for sources seen once.
+        let per_key = self.settings.per_key;
         let mut keys = [None, None];
         if keyed {
             let t = &flow.orig;
-            keys[0] = self.open(Key::Responder { finding, resp: t.dst, port: t.dport, proto: t.proto }, now);
-            keys[1] = self.open(Key::Originator { finding, orig: t.src }, now);
-        }
-        let per_key = self.settings.per_key;
-        let full = keys.iter().flatten().find(|k| self.keys.get(k).is_some_and(|e| e.written >= per_key));
-        if let Some(&key) = full {
-            self.hold(key, event, now);
-            return;
+            let candidates = [
+                Key::Responder { finding, resp: t.dst, port: t.dport, proto: t.proto },
+                Key::Originator { finding, orig: t.src },
+            ];
+            for (slot, key) in keys.iter_mut().zip(candidates) {
+                *slot = self.open(key, now);
+                if slot.is_some_and(|k| self.keys.get(&k).is_some_and(|e| e.written >= per_key)) {
+                    self.hold(key, event, now);
+                    return;
+                }
+            }
         }
         let second = now.0 / SECOND;
         if self.second.0 != second {

@@ -11,7 +11,7 @@ use super::summary::Counts;
 use crate::decode::{proto, Ts};
 use crate::flow::{community_id, Confidence, Event, Flow, TO_CLIENT, TO_SERVER};
 use crate::policy::{Engine, Verdict};
-use crate::telemetry::{alert_series, Counter, Section, Snapshot};
+use crate::telemetry::{aggregated_series, alert_series, Counter, Section, Snapshot};
 
 /// Community ID seed; 0 is what Zeek and Suricata use unless told otherwise.
 pub const COMMUNITY_ID_SEED: u16 = 0;
@@ -354,6 +354,8 @@ struct PolicyStats<'a> {
     flows: Counts,
     findings: Counts,
     alerts: Entries<'a>,
+    /// Of `alerts`, the findings the alert bound held back, by rule or evidence.
+    aggregated: Entries<'a>,
 }
 
 /// Appends one EVE `stats` event (live counters, summed over workers) to `out`.
@@ -361,6 +363,7 @@ pub fn write_stats(out: &mut Vec<u8>, ts: Ts, engine: &Engine, snapshot: &Snapsh
     let c = &snapshot.counters;
     let own = |section| Counts::select(section, c, |def| def.suricata.is_none());
     let alerts: Vec<(&str, u64)> = alert_series(engine, c).map(|(id, _, n)| (id, n)).collect();
+    let aggregated: Vec<(&str, u64)> = aggregated_series(engine, c).map(|(id, _, n)| (id, n)).collect();
     let event = StatsEvent {
         timestamp: timestamp(ts),
         event_type: "stats",
@@ -371,6 +374,7 @@ pub fn write_stats(out: &mut Vec<u8>, ts: Ts, engine: &Engine, snapshot: &Snapsh
             flows: own(Section::Flows),
             findings: own(Section::Findings),
             alerts: Entries(&alerts),
+            aggregated: Entries(&aggregated),
         },
     };
     write_line(out, &event);
@@ -405,6 +409,7 @@ mod tests {
         }
         counters.skipped[crate::decode::Skip::NotIp.index()] = 3;
         counters.rules[0].alerts = 5;
+        counters.rules[0].aggregated = 3;
         counters.evidence[1] = 2;
         let snapshot = Snapshot {
             counters,

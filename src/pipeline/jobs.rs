@@ -62,6 +62,8 @@ pub(super) fn run(
             engine,
             eve_flows: settings.eve_flows,
             observer: outputs.observer,
+            bound: settings.bound.clone(),
+            gauges: &monitor.writer,
         };
         let (events, writer) = writer::spawn(scope, writer)?;
         let mut handles = Vec::with_capacity(jobs);
@@ -76,7 +78,8 @@ pub(super) fn run(
         drop(events);
         let (Tally { mut counters, latency, busy: work }, errors) = join_all(handles, engine)?;
         telemetry::fill_engine(&mut counters, engine);
-        let write = writer::join(writer)?;
+        let (write, bounded) = writer::join(writer)?;
+        counters.merge(&bounded);
         let mut errors: Vec<_> = errors.into_iter().flatten().collect();
         errors.sort_by_key(|&(index, _)| index);
         Ok(Report {
@@ -154,7 +157,7 @@ impl Jobs<'_> {
                 worker.replace_tracker(tracker);
                 worker
             }
-            None => worker.insert(Worker::new(tracker, gauges, events.clone())),
+            None => worker.insert(Worker::new(tracker, gauges, events.new_stream())),
         };
         let read = self.read(source.as_mut(), worker);
         let dropped = engine.smtp_senders_dropped.load(Ordering::Relaxed);

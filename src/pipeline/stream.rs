@@ -153,6 +153,8 @@ impl Stream<'_> {
                 engine,
                 eve_flows: settings.eve_flows,
                 observer: outputs.observer,
+                bound: settings.bound.clone(),
+                gauges: &monitor.writer,
             };
             let (events, writer) = writer::spawn(scope, writer)?;
             let (free_tx, free_rx) = bounded::<Batch>(workers * (settings.queue_batches + 2));
@@ -162,7 +164,7 @@ impl Stream<'_> {
                 let (tx, rx) = bounded::<Work>(settings.queue_batches);
                 senders.push(tx);
                 let worker =
-                    Worker::new(Tracker::new(Arc::clone(engine), flows.clone()), gauges, events.clone());
+                    Worker::new(Tracker::new(Arc::clone(engine), flows.clone()), gauges, events.join());
                 let free = free_tx.clone();
                 handles.push(
                     Builder::new()
@@ -211,7 +213,8 @@ impl Stream<'_> {
             drop(reader);
 
             let (Tally { mut counters, latency, busy: work }, _) = join_all(handles, engine)?;
-            let write = writer::join(writer)?;
+            let (write, bounded) = writer::join(writer)?;
+            counters.merge(&bounded);
             telemetry::fill_capture(&mut counters, capture, monitor.shed.load(Ordering::Relaxed));
             telemetry::fill_engine(&mut counters, engine);
             Ok(Report {

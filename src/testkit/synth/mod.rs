@@ -2,6 +2,7 @@
 //! Exchange organization (the example topology in `rules/topology.toml`) that knows
 //! which findings it should produce. Tests, benches and the bundled sample use it.
 
+pub mod alerts;
 pub mod wire;
 
 use std::cmp::Reverse;
