@@ -584,6 +584,25 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_that_never_aggregates_is_held_by_the_rate_cap_only() {
+        // The key as a site would write it in its policy file.
+        let text = include_str!("../../rules/exchange.toml")
+            .replace("id = \"external-to-mailbox\"\n", "id = \"external-to-mailbox\"\naggregate = false\n");
+        let policy =
+            crate::policy::Policy::parse(std::path::Path::new("exchange.toml"), &text).expect("policy");
+        let r = policy.rules.iter().position(|r| r.id == "external-to-mailbox").expect("rule");
+        assert_eq!(policy.rules[r].aggregate, Some(false));
+        let engine = Engine::new(Arc::new(policy), Arc::new(builtin::topology().expect("topology")), 10);
+        let mut limiter = Limiter::new(&engine, Settings::default());
+        let flood = (0..1_000u32)
+            .map(|i| alert(r, (0x6440_0000 + i, 1024), (0x0a0a_010b, 3389), 1000 + u64::from(i)));
+        let (written, aggregates) = run(&mut limiter, flood);
+        assert_eq!(written, Settings::default().per_second);
+        assert_eq!(aggregates.len(), 1);
+        assert_eq!((aggregates[0].by, aggregates[0].flows, aggregates[0].written), (By::Rate, 900, None));
+    }
+
+    #[test]
     fn distinct_counts_are_exact_then_close() {
         for n in [1u64, 10, 64, 65, 1_000, 100_000] {
             let mut d = Distinct::default();

@@ -139,3 +139,24 @@ fn a_flood_of_findings_is_a_few_lines_with_exact_counts() {
         assert!(sorted(&many) == one, "--workers {workers} wrote other events");
     }
 }
+
+/// Independent files are bounded each on its own: two copies of a small flood give two
+/// sets of aggregates, and the same events with one job or two.
+#[test]
+fn each_file_is_bounded_on_its_own_whatever_the_jobs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (dir.path().join("a.pcap"), dir.path().join("b.pcap"));
+    for path in [&a, &b] {
+        let file = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+        let mut writer = PcapWriter::new(file, 1).expect("header");
+        alerts::alert_flood(3_000, 100, |ts, frame| writer.write(ts, frame, frame.len() as u32))
+            .expect("flood");
+        std::io::Write::flush(&mut writer.into_inner()).expect("flush");
+    }
+    let one = util::analyze(&[&a, &b], &["--jobs", "1"]);
+    let two = util::analyze(&[&a, &b], &["--jobs", "2"]);
+    assert_eq!(sorted(&one), sorted(&two));
+    let alone = util::analyze(&[&a], &[]);
+    assert_eq!(aggregates(&one).len(), 2 * aggregates(&alone).len());
+    assert_eq!(one.lines.len(), 2 * alone.lines.len());
+}
