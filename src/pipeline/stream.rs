@@ -186,6 +186,7 @@ impl Stream<'_> {
                 live,
                 monitor,
                 last_flush: Ts(0),
+                last_ts: Ts(0),
                 chunk: None,
                 blocked: Duration::ZERO,
                 last_idle: Instant::now(),
@@ -246,6 +247,8 @@ struct Reader<'m> {
     monitor: &'m Monitor,
     /// Packet time of the last live flush.
     last_flush: Ts,
+    /// Packet time of the last frame read.
+    last_ts: Ts,
     /// Address of the chunk the pending batches' frames lie in.
     chunk: Option<usize>,
     /// Time spent waiting for a worker's queue to have room.
@@ -291,7 +294,9 @@ impl Reader<'_> {
                 // returns to the pool as soon as the workers are done with it.
                 self.chunk = chunk;
                 self.flush();
+                self.tick_offline();
             }
+            self.last_ts = self.last_ts.max(frame.ts);
             let limit = self.batch_frames;
             let batch = self.batch(worker);
             batch.push(&frame);
@@ -379,6 +384,21 @@ impl Reader<'_> {
             self.monitor.shed.fetch_add(batch.frames.len() as u64, Ordering::Relaxed);
             batch.clear();
             self.pending[worker] = Some(batch);
+        }
+    }
+
+    /// Offline, tells every worker the packet time reached, once per chunk of the file:
+    /// a worker that got no frame for a while still passes that time, so the writer can
+    /// release the other workers' alerts in order (`order.rs`) instead of holding them.
+    /// Its timers run as its next frame would have run them.
+    fn tick_offline(&mut self) {
+        if self.live || self.last_ts == Ts(0) {
+            return;
+        }
+        for sender in &self.senders {
+            let waiting = Instant::now();
+            let _ = sender.send(Work::Tick(self.last_ts));
+            self.blocked += waiting.elapsed();
         }
     }
 

@@ -136,6 +136,8 @@ fn a_flood_of_findings_is_a_few_lines_with_exact_counts() {
     for workers in ["2", "3"] {
         let many = util::analyze(&[&pcap], &["--workers", workers]);
         assert_eq!(summary_counts(&many), summary_counts(&run), "--workers {workers}");
+        let findings = &many.summary.as_ref().expect("summary")["findings"];
+        assert_eq!(findings["reorder_overflow"].as_u64(), Some(0), "--workers {workers}: {findings}");
         assert!(sorted(&many) == one, "--workers {workers} wrote other events");
     }
 }
