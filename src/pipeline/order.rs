@@ -195,3 +195,68 @@ impl<'a> Order<'a> {
         total
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::decode::Tuple;
+    use crate::flow::{Confidence, Direction, Flow, FlowKey};
+    use crate::policy::{builtin, Judgement, Role, Verdict};
+
+    fn alert(engine: &Engine, source: u32, ts: u64) -> Event {
+        let rule = engine.policy.rules.iter().position(|r| r.id == "external-to-mailbox").expect("rule");
+        let orig = Tuple {
+            src: IpAddr::V4(Ipv4Addr::from(0x6440_0000 + source)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 10, 1, 11)),
+            sport: 1024,
+            dport: 3389,
+            proto: 6,
+        };
+        let judgement = Judgement { rule: Some(rule), orig_role: Role::External, resp_role: Role::Mailbox };
+        let flow =
+            Flow::new(FlowKey::of(&orig), orig, Direction::Observed, ts, Ts(ts), (None, None), judgement);
+        Event::Alert {
+            ts: Ts(ts),
+            flow,
+            verdict: Verdict::Violation,
+            rule,
+            evidence: None,
+            confidence: Confidence::High,
+        }
+    }
+
+    fn released(order: &mut Order<'_>) -> Vec<u64> {
+        order
+            .drain()
+            .map(|w| match w {
+                Written::Event(Event::Alert { ts, .. }) => ts.0,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn alerts_leave_in_time_order_once_every_feeder_has_passed_them() {
+        let engine = Engine::new(
+            Arc::new(builtin::policy().expect("policy")),
+            Arc::new(builtin::topology().expect("topology")),
+            10,
+        );
+        let mut order = Order::new(&engine, bound::Settings::default());
+        order.join(1, 0);
+        order.join(1, 1);
+        order.push((1, 0), Ts(30), false, vec![alert(&engine, 1, 10), alert(&engine, 2, 30)]);
+        assert!(released(&mut order).is_empty(), "feeder 1 may still send an earlier alert");
+        order.push((1, 1), Ts(25), false, vec![alert(&engine, 3, 20)]);
+        assert_eq!(released(&mut order), [10, 20]);
+        // The end of input: an alert with an earlier time, ordered after all others.
+        order.push((1, 1), Ts(26), true, vec![alert(&engine, 4, 5)]);
+        assert!(released(&mut order).is_empty(), "30 is not before feeder 0's watermark");
+        order.push((1, 0), Ts(40), true, Vec::new());
+        assert_eq!(released(&mut order), [30, 5]);
+        assert_eq!(order.overflow, 0);
+    }
+}

@@ -294,7 +294,7 @@ impl Reader<'_> {
                 // returns to the pool as soon as the workers are done with it.
                 self.chunk = chunk;
                 self.flush();
-                self.tick_offline();
+                self.tick_workers();
             }
             self.last_ts = self.last_ts.max(frame.ts);
             let limit = self.batch_frames;
@@ -306,6 +306,7 @@ impl Reader<'_> {
             if self.live && frame.ts.0.saturating_sub(self.last_flush.0) >= LIVE_FLUSH_NS {
                 self.last_flush = frame.ts;
                 self.flush();
+                self.tick_workers();
             }
             since_check += 1;
             if since_check == CHECK_FRAMES {
@@ -387,18 +388,23 @@ impl Reader<'_> {
         }
     }
 
-    /// Offline, tells every worker the packet time reached, once per chunk of the file:
-    /// a worker that got no frame for a while still passes that time, so the writer can
-    /// release the other workers' alerts in order (`order.rs`) instead of holding them.
-    /// Its timers run as its next frame would have run them.
-    fn tick_offline(&mut self) {
-        if self.live || self.last_ts == Ts(0) {
+    /// Tells every worker the packet time reached (once per chunk of a file; live, at
+    /// each periodic flush): a worker that got no frame for a while still passes that
+    /// time, so the writer can release the other workers' alerts in order (`order.rs`)
+    /// instead of holding them. Its timers run as its next frame would have run them.
+    /// Live, a full queue skips the tick rather than block the capture.
+    fn tick_workers(&mut self) {
+        if self.last_ts == Ts(0) {
             return;
         }
         for sender in &self.senders {
-            let waiting = Instant::now();
-            let _ = sender.send(Work::Tick(self.last_ts));
-            self.blocked += waiting.elapsed();
+            if self.live {
+                let _ = sender.try_send(Work::Tick(self.last_ts));
+            } else {
+                let waiting = Instant::now();
+                let _ = sender.send(Work::Tick(self.last_ts));
+                self.blocked += waiting.elapsed();
+            }
         }
     }
 

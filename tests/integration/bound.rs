@@ -162,3 +162,24 @@ fn each_file_is_bounded_on_its_own_whatever_the_jobs() {
     assert_eq!(aggregates(&one).len(), 2 * aggregates(&alone).len());
     assert_eq!(one.lines.len(), 2 * alone.lines.len());
 }
+
+#[test]
+fn the_bound_and_its_defaults_are_in_the_help() {
+    let (status, stdout, _) = util::exwatch(&["analyze", "--help"]);
+    assert_eq!(status, 0);
+    for needle in [
+        "--alerts-per-key",
+        "[default: 5]",
+        "--aggregate-window",
+        "[default: 60]",
+        "--max-alert-rate",
+        "[default: 100]",
+        "--no-aggregate",
+    ] {
+        assert!(stdout.contains(needle), "{needle} missing from --help:\n{stdout}");
+    }
+    let (status, _, stderr) =
+        util::exwatch(&["analyze", "--aggregate-window", "0", "captures/sample-contoso.pcap"]);
+    assert_eq!(status, 2);
+    assert!(stderr.contains("--aggregate-window"), "{stderr}");
+}
