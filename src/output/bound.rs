@@ -249,6 +249,9 @@ impl Limiter {
                     return;
                 }
             }
+            if keys.iter().any(Option::is_none) {
+                self.counts.untracked += 1;
+            }
         }
         let second = now.0 / SECOND;
         if self.second.0 != second {
@@ -293,7 +296,6 @@ impl Limiter {
             return Some(key);
         }
         if self.keys.len() >= self.settings.max_keys {
-            self.counts.untracked += 1;
             return None;
         }
         self.open_always(key, now);
