@@ -216,6 +216,7 @@ pub struct RunFlags {
     /// the key's further findings are counted, not written, and one aggregate alert
     /// (policy.aggregate) carries them when the window closes. Rules with
     /// `aggregate = false` in the policy (by default: restriction evidence) are exempt.
+    /// 0: aggregates only.
     #[arg(long, value_name = "N", default_value_t = bound::Settings::default().per_key)]
     pub alerts_per_key: u64,
     /// Alert bound: a key's window, in seconds of capture time.

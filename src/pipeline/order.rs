@@ -40,7 +40,8 @@ use crate::flow::Event;
 use crate::output::bound::{self, Limiter, Written};
 use crate::policy::Engine;
 
-/// Alerts waiting per stream at most; past it the oldest is released and counted.
+/// Alerts waiting per stream at most (an alert waits as a 264-byte event, so about
+/// 20 MB); past it the oldest is released and counted.
 pub(super) const MAX_PENDING: usize = 65_536;
 
 /// The streams' buffers and limiters.
