@@ -205,3 +205,34 @@ fn the_bound_and_its_defaults_are_in_the_help() {
     assert_eq!(status, 2);
     assert!(stderr.contains("--aggregate-window"), "{stderr}");
 }
+
+/// `/metrics` says how many findings were aggregated, in total and by rule.
+#[test]
+fn metrics_count_what_the_bound_held_back() {
+    use exwatch::policy::{builtin, Engine};
+    use exwatch::telemetry::{prometheus, Counter, Counters, Latency, Snapshot};
+    let engine = Engine::new(
+        std::sync::Arc::new(builtin::policy().expect("policy")),
+        std::sync::Arc::new(builtin::topology().expect("topology")),
+        10,
+    );
+    let mut counters = Counters::for_engine(&engine);
+    let rule = engine.policy.rules.iter().position(|r| r.id == "external-to-mailbox").expect("rule");
+    counters.rules[rule].alerts = 9;
+    counters.rules[rule].aggregated = 7;
+    counters[Counter::AlertsAggregated] = 7;
+    let snapshot = Snapshot {
+        counters,
+        flows_active: 0,
+        latency: Latency::default(),
+        uptime: std::time::Duration::ZERO,
+    };
+    let page = prometheus::page(&engine, &snapshot);
+    assert!(page.contains("\nexwatch_alerts_aggregated_total 7\n"), "{page}");
+    assert!(
+        page.contains(
+            "exwatch_alerts_aggregated_by_rule_total{rule=\"external-to-mailbox\",verdict=\"violation\"} 7"
+        ),
+        "{page}"
+    );
+}
