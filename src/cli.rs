@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use exwatch::capture::LiveOptions;
 use exwatch::config;
-use exwatch::output::Sink;
+use exwatch::output::{bound, Sink};
 use exwatch::pipeline::{FileReader, Settings};
 use exwatch::policy::{builtin, Engine, Policy, Topology, Verdict, DEFAULT_MAX_SMTP_SENDERS};
 
@@ -423,6 +423,25 @@ pub struct RunFlags {
     /// senders are counted, not remembered.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SMTP_SENDERS)]
     pub max_smtp_senders: usize,
+    /// Alert bound: alerts written per key (the same finding toward one responder
+    /// address and port, or from one originator: a scan) in each --aggregate-window;
+    /// the key's further findings are counted, not written, and one aggregate alert
+    /// (policy.aggregate) carries them when the window closes. Rules with
+    /// `aggregate = false` in the policy (by default: restriction evidence) are exempt.
+    /// 0: aggregates only.
+    #[arg(long, value_name = "N", default_value_t = bound::Settings::default().per_key)]
+    pub alerts_per_key: u64,
+    /// Alert bound: a key's window, in seconds of capture time.
+    #[arg(long, value_name = "SECONDS", default_value_t = bound::Settings::default().window_ns as f64 / 1e9)]
+    pub aggregate_window: f64,
+    /// Alert bound: alerts written at most per second of capture time, all keys
+    /// together; past it, findings are counted into one aggregate per rule and window.
+    /// 0: no cap.
+    #[arg(long, value_name = "N", default_value_t = bound::Settings::default().per_second)]
+    pub max_alert_rate: u64,
+    /// Write every alert: no alert bound (the summary's counts are the same either way).
+    #[arg(long)]
+    pub no_aggregate: bool,
 }
 
 /// Policy and topology, loaded and validated.
@@ -525,6 +544,18 @@ impl RunSettings {
         pipeline.flows.syn_timeout_ns = (flags.syn_timeout * 1e9) as u64;
         pipeline.flows.max_flows = flags.max_flows;
         pipeline.eve_flows = flags.flows;
+        if !(flags.aggregate_window.is_finite() && flags.aggregate_window > 0.0) {
+            return Err(format!(
+                "--aggregate-window {}: must be a positive number of seconds",
+                flags.aggregate_window
+            ));
+        }
+        pipeline.bound = (!flags.no_aggregate).then(|| bound::Settings {
+            per_key: flags.alerts_per_key,
+            window_ns: (flags.aggregate_window * 1e9) as u64,
+            per_second: flags.max_alert_rate,
+            ..bound::Settings::default()
+        });
         Ok(RunSettings {
             config,
             eve_log: flags.eve_log,

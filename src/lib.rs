@@ -5,7 +5,8 @@
 //!                 batches of frames, by symmetric hash of the addresses
 //!  capture ──┬──► [bounded channel] ──► worker 0: decode → flow table → policy ──┐
 //!  (reader)  ├──► [bounded channel] ──► worker 1: decode → flow table → policy ──┼──► writer ──► EVE log
-//!            └──► ...                                                             │   (formats events)
+//!            └──► ...                                                             │   (orders, bounds and
+//!                                                                                 │    formats alerts)
 //!      ▲                                                                          │
 //!      └────────────── empty batches come back for reuse ◄────────────────────────┘
 //! ```
@@ -28,7 +29,10 @@
 //! that file's flow table and an engine of its own ([`policy::Engine::split`]), so files
 //! analysed side by side never see each other's state. Time is packet time everywhere,
 //! so a capture gives the same events on every run and with any worker or job count.
-//! Every table and queue has a bound, and what does not fit is counted.
+//! Every table and queue has a bound, and what does not fit is counted; so has the
+//! stream of alerts: the writer puts each stream's alerts in one canonical order
+//! (`pipeline/order.rs`) and the alert bound ([`output::bound`]) counts a flood's
+//! further findings into aggregate alerts.
 //!
 //! Which module owns what, and what it must never do; imports only run down this list
 //! (a test checks there is no cycle):
@@ -36,7 +40,7 @@
 //! | module | owns | never |
 //! |---|---|---|
 //! | [`pipeline`] | the threads and channels: reader, workers, jobs, writer | decodes, judges or formats itself |
-//! | [`output`] | EVE lines, the sink, the summary | decides a verdict |
+//! | [`output`] | EVE lines, the sink, the alert bound (aggregates), the summary | decides a verdict |
 //! | [`flow`] | per-worker flow tables, TCP state, fragments, timers; turns verdicts into events | reads the clock, or the policy's rules directly |
 //! | [`telemetry`] | the counter table, gauges, the run's report, `/metrics` | decides anything |
 //! | [`policy`] | the policy and topology, compiled; the engine that judges a flow | sees a packet |

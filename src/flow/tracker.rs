@@ -133,6 +133,14 @@ impl Tracker {
         self.events.drain(..)
     }
 
+    /// The packet time reached: the latest timestamp seen (or clock tick). It only
+    /// grows, and every alert emitted from now on has a time at or after it, except
+    /// those of [`Tracker::finish`] (the flow's last packet) and those of a capture
+    /// whose timestamps go backwards.
+    pub fn now(&self) -> Ts {
+        self.now
+    }
+
     pub fn active_flows(&self) -> usize {
         self.flows.len()
     }

@@ -6,11 +6,12 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use super::bound::Aggregate;
 use super::summary::Counts;
 use crate::decode::{proto, Ts};
 use crate::flow::{community_id, Confidence, Event, Flow, TO_CLIENT, TO_SERVER};
 use crate::policy::{Engine, Verdict};
-use crate::telemetry::{alert_series, Counter, Section, Snapshot};
+use crate::telemetry::{aggregated_series, alert_series, Counter, Section, Snapshot};
 
 /// Community ID seed; 0 is what Zeek and Suricata use unless told otherwise.
 pub const COMMUNITY_ID_SEED: u16 = 0;
@@ -119,6 +120,25 @@ struct PolicyBody<'a> {
     section: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aggregate: Option<AggregateBody>,
+}
+
+/// `policy.aggregate`: what one key of the alert bound held back in one window.
+#[derive(Serialize)]
+struct AggregateBody {
+    by: &'static str,
+    flows: u64,
+    pkts: u64,
+    bytes: u64,
+    originators: u64,
+    responders: u64,
+    ports: u64,
+    estimated: bool,
+    first_seen: String,
+    last_seen: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    written: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -160,7 +180,8 @@ struct AlertEvent<'a> {
     header: Header<'a>,
     alert: AlertBody<'a>,
     policy: PolicyBody<'a>,
-    flow: FlowBody<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flow: Option<FlowBody<'a>>,
 }
 
 #[derive(Serialize)]
@@ -196,6 +217,44 @@ pub fn write_alert(
     rule: usize,
     (evidence, detail): (Option<usize>, Option<&str>),
 ) {
+    alert_line(out, engine, ts, flow, (verdict, confidence), rule, (evidence, detail), None);
+}
+
+/// Appends one aggregate `alert` line: the finding and the example flow of its first
+/// held-back alert, without that flow's `flow` object, and `policy.aggregate`. Its
+/// timestamp is the last alert it counts.
+pub fn write_aggregate(out: &mut Vec<u8>, engine: &Engine, aggregate: &Aggregate) {
+    let Event::Alert { flow, verdict, rule, evidence, confidence, .. } = aggregate.example else {
+        return;
+    };
+    let body = AggregateBody {
+        by: aggregate.by.name(),
+        flows: aggregate.flows,
+        pkts: aggregate.packets,
+        bytes: aggregate.bytes,
+        originators: aggregate.originators,
+        responders: aggregate.responders,
+        ports: aggregate.ports,
+        estimated: aggregate.estimated,
+        first_seen: timestamp(aggregate.first),
+        last_seen: timestamp(aggregate.last),
+        written: aggregate.written,
+    };
+    alert_line(out, engine, aggregate.last, &flow, (verdict, confidence), rule, (evidence, None), Some(body));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn alert_line(
+    out: &mut Vec<u8>,
+    engine: &Engine,
+    ts: Ts,
+    flow: &Flow,
+    (verdict, confidence): (Verdict, Confidence),
+    rule: usize,
+    (evidence, detail): (Option<usize>, Option<&str>),
+    aggregate: Option<AggregateBody>,
+) {
+    let with_flow = aggregate.is_none();
     let policy = &engine.policy;
     let rule = &policy.rules[rule];
     let evidence = evidence.and_then(|e| policy.evidence.get(e));
@@ -228,8 +287,9 @@ pub fn write_alert(
             confidence: confidence.name(),
             section,
             detail,
+            aggregate,
         },
-        flow: FlowBody::new(flow, false),
+        flow: with_flow.then(|| FlowBody::new(flow, false)),
     };
     write_line(out, &event);
 }
@@ -328,6 +388,8 @@ struct PolicyStats<'a> {
     flows: Counts,
     findings: Counts,
     alerts: Entries<'a>,
+    /// Of `alerts`, the findings the alert bound held back, by rule or evidence.
+    aggregated: Entries<'a>,
 }
 
 /// Appends one EVE `stats` event (live counters, summed over workers) to `out`.
@@ -335,6 +397,7 @@ pub fn write_stats(out: &mut Vec<u8>, ts: Ts, engine: &Engine, snapshot: &Snapsh
     let c = &snapshot.counters;
     let own = |section| Counts::select(section, c, |def| def.suricata.is_none());
     let alerts: Vec<(&str, u64)> = alert_series(engine, c).map(|(id, _, n)| (id, n)).collect();
+    let aggregated: Vec<(&str, u64)> = aggregated_series(engine, c).map(|(id, _, n)| (id, n)).collect();
     let event = StatsEvent {
         timestamp: timestamp(ts),
         event_type: "stats",
@@ -345,6 +408,7 @@ pub fn write_stats(out: &mut Vec<u8>, ts: Ts, engine: &Engine, snapshot: &Snapsh
             flows: own(Section::Flows),
             findings: own(Section::Findings),
             alerts: Entries(&alerts),
+            aggregated: Entries(&aggregated),
         },
     };
     write_line(out, &event);
@@ -379,6 +443,7 @@ mod tests {
         }
         counters.skipped[crate::decode::Skip::NotIp.index()] = 3;
         counters.rules[0].alerts = 5;
+        counters.rules[0].aggregated = 3;
         counters.evidence[1] = 2;
         let snapshot = Snapshot {
             counters,

@@ -1,9 +1,10 @@
-//! What exwatch writes: EVE events ([`eve`]), where they go ([`Sink`]), and the
-//! end-of-run [`summary`].
+//! What exwatch writes: EVE events ([`eve`]), where they go ([`Sink`]), the bound on
+//! how many alerts reach them ([`bound`]), and the end-of-run [`summary`].
 //!
 //! This module formats; it never decides. Verdicts come in already made, counters come
 //! in as a plain snapshot.
 
+pub mod bound;
 pub mod eve;
 pub mod summary;
 

@@ -113,7 +113,11 @@ pub struct RuleLine {
     pub verdict: String,
     pub flows: u64,
     pub bytes: u64,
+    /// Findings, exact whether the alert bound is on or off.
     pub alerts: u64,
+    /// Of those, the ones the alert bound held back from the EVE log and counted in
+    /// aggregate alerts.
+    pub aggregated: u64,
 }
 
 #[derive(Serialize, Debug)]
@@ -171,15 +175,18 @@ impl Summary {
                 flows: stats.flows,
                 bytes: stats.bytes,
                 alerts: stats.alerts,
+                aggregated: stats.aggregated,
             })
             .collect();
         // Restrictions are counted under their evidence kind (they add no flows).
-        rules.extend(engine.policy.evidence.iter().zip(&c.evidence).map(|(e, &alerts)| RuleLine {
+        let evidence = engine.policy.evidence.iter().zip(c.evidence.iter().zip(&c.evidence_aggregated));
+        rules.extend(evidence.map(|(e, (&alerts, &aggregated))| RuleLine {
             rule: e.id.clone(),
             verdict: Verdict::Restriction.name().to_string(),
             flows: 0,
             bytes: 0,
             alerts,
+            aggregated,
         }));
         let mut pairs: Vec<_> = c.pairs.iter().collect();
         pairs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
@@ -270,12 +277,25 @@ impl Summary {
             found.get("restriction"),
             found.get("advisory")
         );
-        let _ = writeln!(s, "per rule (flows, bytes, alerts):");
+        let _ = writeln!(s, "per rule (flows, bytes, alerts, of which aggregated):");
         for r in self.rules.iter().filter(|r| r.flows > 0 || r.alerts > 0) {
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "  {:<30} {:<12} {:>9} {:>14} {:>7}",
                 r.rule, r.verdict, r.flows, r.bytes, r.alerts
+            );
+            if r.aggregated > 0 {
+                let _ = write!(s, " {:>7}", r.aggregated);
+            }
+            s.push('\n');
+        }
+        if found.get("aggregated") > 0 {
+            let _ = writeln!(
+                s,
+                "alert bound: {} findings held back from the EVE log, counted in {} aggregate alerts (policy.aggregate); {} findings whose key was not tracked (table full)",
+                found.get("aggregated"),
+                found.get("aggregates"),
+                found.get("aggregation_keys_untracked")
             );
         }
         if !self.top_violating_pairs.is_empty() {

@@ -63,6 +63,8 @@ pub(super) fn run(
             eve_flows: settings.eve_flows,
             keep_going: false,
             observer: outputs.observer,
+            bound: settings.bound.clone(),
+            gauges: &monitor.writer,
         };
         let (events, writer) = writer::spawn(scope, writer)?;
         let mut handles = Vec::with_capacity(jobs);
@@ -78,6 +80,7 @@ pub(super) fn run(
         let (Tally { mut counters, latency, busy: work }, errors) = join_all(handles, engine)?;
         telemetry::fill_engine(&mut counters, engine);
         let written = writer::join(writer)?;
+        counters.merge(&written.bounded);
         let mut errors: Vec<_> = errors.into_iter().flatten().collect();
         errors.sort_by_key(|&(index, _)| index);
         Ok(Report {
@@ -156,7 +159,7 @@ impl Jobs<'_> {
                 worker.replace_tracker(tracker);
                 worker
             }
-            None => worker.insert(Worker::new(tracker, gauges, events.clone())),
+            None => worker.insert(Worker::new(tracker, gauges, events.new_stream())),
         };
         let read = self.read(source.as_mut(), worker);
         let dropped = engine.smtp_senders_dropped.load(Ordering::Relaxed);

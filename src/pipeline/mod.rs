@@ -9,10 +9,13 @@
 //! - `worker.rs`: the one loop that decodes a frame, feeds the flow table and hands the
 //!   events on, used by both.
 //! - `writer.rs`: the thread that formats events and writes them to the sink.
+//! - `order.rs`: the writer's reorder buffer, which gives the alert bound every stream's
+//!   alerts in one canonical order (the determinism argument is there).
 //!
 //! This module wires the stages; it never decodes, judges or formats by itself.
 
 mod jobs;
+mod order;
 mod stream;
 mod worker;
 mod writer;
@@ -25,7 +28,7 @@ use std::time::Duration;
 
 use crate::capture::{CaptureError, FrameSource, PcapFile, Savefile};
 use crate::flow;
-use crate::output::{EveOut, Sink};
+use crate::output::{bound, EveOut, Sink};
 use crate::policy::Engine;
 use crate::telemetry::{Counters, Latency, Monitor, Report};
 
@@ -54,6 +57,8 @@ pub struct Settings {
     /// Several files are consecutive pieces of one capture (rotated by `tcpdump -C/-G`):
     /// read them in order as one stream, so flows continue across file boundaries.
     pub continuous: bool,
+    /// The alert bound (`output::bound`); `None` writes every alert.
+    pub bound: Option<bound::Settings>,
 }
 
 impl Default for Settings {
@@ -68,6 +73,7 @@ impl Default for Settings {
             file_reader: FileReader::Native,
             jobs: cores,
             continuous: false,
+            bound: Some(bound::Settings::default()),
         }
     }
 }

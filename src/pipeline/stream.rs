@@ -154,6 +154,8 @@ impl Stream<'_> {
                 eve_flows: settings.eve_flows,
                 keep_going: live,
                 observer: outputs.observer,
+                bound: settings.bound.clone(),
+                gauges: &monitor.writer,
             };
             let (events, writer) = writer::spawn(scope, writer)?;
             let (free_tx, free_rx) = bounded::<Batch>(workers * (settings.queue_batches + 2));
@@ -163,7 +165,7 @@ impl Stream<'_> {
                 let (tx, rx) = bounded::<Work>(settings.queue_batches);
                 senders.push(tx);
                 let worker =
-                    Worker::new(Tracker::new(Arc::clone(engine), flows.clone()), gauges, events.clone());
+                    Worker::new(Tracker::new(Arc::clone(engine), flows.clone()), gauges, events.join());
                 let free = free_tx.clone();
                 handles.push(
                     Builder::new()
@@ -225,6 +227,7 @@ impl Stream<'_> {
 
             let (Tally { mut counters, latency, busy: work }, _) = join_all(handles, engine)?;
             let written = writer::join(writer)?;
+            counters.merge(&written.bounded);
             telemetry::fill_capture(&mut counters, capture, monitor);
             telemetry::fill_engine(&mut counters, engine);
             Ok(Report {
@@ -293,7 +296,6 @@ impl Reader<'_> {
                 }
             };
             *bytes += 16 + frame.data.len() as u64;
-            self.last_ts = self.last_ts.max(frame.ts);
             let worker = match workers {
                 1 => 0,
                 // The high word of hash × workers: a worker index without a division.
@@ -305,7 +307,9 @@ impl Reader<'_> {
                 // returns to the pool as soon as the workers are done with it.
                 self.chunk = chunk;
                 self.flush();
+                self.tick_workers();
             }
+            self.last_ts = self.last_ts.max(frame.ts);
             let limit = self.batch_frames;
             let batch = self.batch(worker);
             batch.push(&frame);
@@ -315,6 +319,7 @@ impl Reader<'_> {
             if self.live && frame.ts.0.saturating_sub(self.last_flush.0) >= LIVE_FLUSH_NS {
                 self.last_flush = frame.ts;
                 self.flush();
+                self.tick_workers();
             }
             since_check += 1;
             if since_check == CHECK_FRAMES {
@@ -399,10 +404,28 @@ impl Reader<'_> {
     /// The input is over: every worker's clock moves to the last packet read, so that
     /// each judges what was still pending (a SYN timeout, say) at the capture's end, not
     /// at its own last packet, and any worker count gives the same events.
-    fn end_of_input(&self) {
+    fn end_of_input(&mut self) {
         if !self.live {
-            for sender in &self.senders {
+            self.tick_workers();
+        }
+    }
+
+    /// Tells every worker the packet time reached (once per chunk of a file; live, at
+    /// each periodic flush): a worker that got no frame for a while still passes that
+    /// time, so the writer can release the other workers' alerts in order (`order.rs`)
+    /// instead of holding them. Its timers run as its next frame would have run them.
+    /// Live, a full queue skips the tick rather than block the capture.
+    fn tick_workers(&mut self) {
+        if self.last_ts == Ts(0) {
+            return;
+        }
+        for sender in &self.senders {
+            if self.live {
+                let _ = sender.try_send(Work::Tick(self.last_ts));
+            } else {
+                let waiting = Instant::now();
                 let _ = sender.send(Work::Tick(self.last_ts));
+                self.blocked += waiting.elapsed();
             }
         }
     }

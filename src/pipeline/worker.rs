@@ -32,6 +32,8 @@ pub(super) struct Worker<'a> {
 }
 
 impl<'a> Worker<'a> {
+    /// `events` feeds the stream the tracker's packets belong to (`Events::join` or
+    /// `Events::new_stream`).
     pub(super) fn new(tracker: Tracker, gauges: &'a Gauges, events: Events) -> Worker<'a> {
         let earlier = Counters::default();
         Worker {
@@ -95,7 +97,9 @@ impl<'a> Worker<'a> {
     pub(super) fn replace_tracker(&mut self, next: Tracker) {
         let mut done = std::mem::replace(&mut self.tracker, next);
         done.finish();
-        self.events.send_from(&mut done);
+        self.events.send_last(&mut done);
+        // The next file is a stream of its own, bounded on its own.
+        self.events = self.events.new_stream();
         self.earlier.merge(done.counters());
         self.publish();
     }
@@ -104,7 +108,7 @@ impl<'a> Worker<'a> {
     pub(super) fn finish(mut self) -> Tally {
         let started = Instant::now();
         self.tracker.finish();
-        self.events.send_from(&mut self.tracker);
+        self.events.send_last(&mut self.tracker);
         self.publish();
         self.gauges.publish_latency(&self.latency);
         let mut counters = self.earlier;

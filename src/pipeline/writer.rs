@@ -1,6 +1,7 @@
 //! The writer thread: formats events and writes them to the sink, so that neither a
 //! worker's time nor its cache goes to formatting (an alert costs tens of thousands of
-//! instructions to format).
+//! instructions to format). With the alert bound on, alerts pass through the reorder
+//! buffer and the bound (`order.rs`) first.
 //!
 //! The log only ever gets whole lines. A closed pipe (`| head`) stops the run quietly.
 //! Another write error ends an offline run; a live one goes on: the events that could
@@ -8,17 +9,21 @@
 //! as it works again. A reopen that fails (SIGHUP) keeps the file that was open.
 
 use std::io::{self, Write};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::{Builder, Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
+use super::order::Order;
 use super::Observer;
+use crate::decode::Ts;
 use crate::flow::{Event, Tracker};
+use crate::output::bound::{self, Written};
 use crate::output::{eve, EveOut, Sink};
 use crate::policy::Engine;
-use crate::telemetry::{Monitor, Notice};
+use crate::telemetry::{Counter, Counters, Gauges, Monitor, Notice};
 
 /// Chunks of events that may wait for the writer.
 const QUEUE_CHUNKS: usize = 64;
@@ -29,30 +34,78 @@ const BUFFER_BYTES: usize = 1 << 16;
 /// How long the writer waits for events before it looks at the reopen request.
 const REOPEN_CHECK: Duration = Duration::from_millis(100);
 
+/// A stream (what one reader feeds, or one file of several) and a feeder of it.
+type Feed = (u64, u32);
+
 /// What the writer thread is sent.
 pub(super) enum Output {
-    /// Events to format.
-    Events(Vec<Event>),
+    /// A feeder starts; sent before any of its events, so the stream waits for it.
+    Join(Feed),
+    /// A feeder's events since its last chunk, and its watermark (see `order.rs`);
+    /// `ended`: its input is over and the events came from the end of input.
+    Events { feed: Feed, watermark: Ts, ended: bool, events: Vec<Event> },
     /// Lines formatted already (EVE `stats`).
     Lines(Vec<u8>),
 }
 
-/// Where workers and jobs send what they found.
+/// Where workers and jobs send what they found. A handle from [`spawn`] sends lines;
+/// [`Events::join`] and [`Events::new_stream`] make handles that feed a stream.
 #[derive(Clone)]
-pub(super) struct Events(Sender<Output>);
+pub(super) struct Events {
+    tx: Sender<Output>,
+    /// Stream ids handed out.
+    streams: Arc<AtomicU64>,
+    /// This stream's id and the feeders it has.
+    stream: u64,
+    feeders: Arc<AtomicU32>,
+    /// This handle's place in its stream, once it feeds one, and the watermark it sent.
+    feeder: Option<u32>,
+    sent: Ts,
+}
 
 impl Events {
-    /// Sends the tracker's new events, if any, in one chunk.
-    pub(super) fn send_from(&self, tracker: &mut Tracker) {
-        let found: Vec<Event> = tracker.drain_events().collect();
-        if !found.is_empty() {
-            // A send fails only once the writer has stopped, which joining it reports.
-            let _ = self.0.send(Output::Events(found));
+    /// A new feeder of this handle's stream (a reader's workers share one stream).
+    pub(super) fn join(&self) -> Events {
+        let feeder = self.feeders.fetch_add(1, Ordering::Relaxed);
+        let _ = self.tx.send(Output::Join((self.stream, feeder)));
+        Events { feeder: Some(feeder), sent: Ts(0), ..self.clone() }
+    }
+
+    /// The only feeder of a new stream (a file analysed on its own).
+    pub(super) fn new_stream(&self) -> Events {
+        let stream = self.streams.fetch_add(1, Ordering::Relaxed);
+        let fresh = Events { stream, feeders: Arc::new(AtomicU32::new(0)), ..self.clone() };
+        fresh.join()
+    }
+
+    /// Sends the tracker's new events, if any, in one chunk, with its watermark (also
+    /// alone, when the watermark moved: that is what lets other workers' alerts out).
+    pub(super) fn send_from(&mut self, tracker: &mut Tracker) {
+        self.send(tracker, false);
+    }
+
+    /// Sends the events of the tracker's end of input, and says this feeder is done.
+    pub(super) fn send_last(&mut self, tracker: &mut Tracker) {
+        self.send(tracker, true);
+    }
+
+    fn send(&mut self, tracker: &mut Tracker, ended: bool) {
+        let events: Vec<Event> = tracker.drain_events().collect();
+        let watermark = tracker.now();
+        if events.is_empty() && watermark <= self.sent && !ended {
+            return;
+        }
+        self.sent = self.sent.max(watermark);
+        // A send fails only once the writer has stopped, which joining it reports.
+        // Only handles made by `join` or `new_stream` feed a stream; the pipeline gives
+        // no other to a tracker.
+        if let Some(feeder) = self.feeder {
+            let _ = self.tx.send(Output::Events { feed: (self.stream, feeder), watermark, ended, events });
         }
     }
 
     pub(super) fn send_lines(&self, lines: Vec<u8>) {
-        let _ = self.0.send(Output::Lines(lines));
+        let _ = self.tx.send(Output::Lines(lines));
     }
 }
 
@@ -71,33 +124,47 @@ pub(super) struct Writer<'a> {
     /// rather than end the run with the error (offline: the run can be done again).
     pub(super) keep_going: bool,
     pub(super) observer: Option<&'a mut (dyn Observer + Send + 'static)>,
+    /// The alert bound; `None`: every alert is written.
+    pub(super) bound: Option<bound::Settings>,
+    /// Where the writer publishes what the bound counted, while it runs.
+    pub(super) gauges: &'a Gauges,
 }
 
 /// What the writer thread returns.
-pub(super) struct Written {
+pub(super) struct Finished {
     /// Time spent formatting and writing.
     pub(super) busy: Duration,
     /// The log was a pipe whose reader went away: the run was asked to stop.
     pub(super) closed: bool,
+    /// What the alert bound counted, to merge with the workers' counters.
+    pub(super) bounded: Counters,
 }
 
 /// Starts the writer; it ends when every [`Events`] handle is dropped, and its thread
-/// returns the time it was busy.
+/// returns what it did (see [`Finished`]).
 pub(super) fn spawn<'scope>(
     scope: &'scope Scope<'scope, '_>,
     writer: Writer<'scope>,
-) -> io::Result<(Events, ScopedJoinHandle<'scope, io::Result<Written>>)> {
+) -> io::Result<(Events, ScopedJoinHandle<'scope, io::Result<Finished>>)> {
     let (tx, rx) = bounded::<Output>(QUEUE_CHUNKS);
     let handle = Builder::new().name("exwatch-writer".into()).spawn_scoped(scope, move || writer.run(rx))?;
-    Ok((Events(tx), handle))
+    let events = Events {
+        tx,
+        streams: Arc::new(AtomicU64::new(1)),
+        stream: 0,
+        feeders: Arc::new(AtomicU32::new(0)),
+        feeder: None,
+        sent: Ts(0),
+    };
+    Ok((events, handle))
 }
 
 impl Writer<'_> {
     /// Formats and writes events as they come, flushing whenever the queue runs dry so
     /// a live finding reaches the log at once; reopens the sink when asked (SIGHUP).
-    /// The observer sees every event first.
-    fn run(self, chunks: Receiver<Output>) -> io::Result<Written> {
-        let Writer { out, sink, monitor, engine, eve_flows, keep_going, mut observer } = self;
+    /// The observer sees every event first, whatever the bound holds back.
+    fn run(self, chunks: Receiver<Output>) -> io::Result<Finished> {
+        let Writer { out, sink, monitor, engine, eve_flows, keep_going, mut observer, bound, gauges } = self;
         let format = !matches!(sink, Sink::Off);
         let mut log = Log {
             out,
@@ -108,8 +175,18 @@ impl Writer<'_> {
             lost: None,
             cut_failed: false,
         };
+        let mut order = bound.map(|settings| Order::new(engine, settings));
         let mut busy = Duration::ZERO;
         let mut closed = false;
+        let mut counted = 0;
+        let write = |lines: &mut Vec<u8>, written: &Written| match written {
+            Written::Event(event) if format && (eve_flows || !matches!(event, Event::Flow { .. })) => {
+                eve::write_event(lines, engine, event)
+            }
+            Written::Event(_) => {}
+            Written::Aggregate(aggregate) if format => eve::write_aggregate(lines, engine, aggregate),
+            Written::Aggregate(_) => {}
+        };
         loop {
             // Waits are bounded so that a SIGHUP is acted on (and a failed reopen said)
             // at once, not when the next event comes.
@@ -123,15 +200,39 @@ impl Writer<'_> {
                 // Drain, so that no worker blocks on a full queue before it sees the stop.
                 continue;
             }
-            let outcome = log.take(chunk, chunks.is_empty(), |buf, events| {
-                for event in events {
-                    if let Some(observer) = observer.as_deref_mut() {
-                        observer.event(engine, event);
-                    }
-                    if format && (eve_flows || !matches!(event, Event::Flow { .. })) {
-                        eve::write_event(buf, engine, event);
+            let outcome = log.take(chunks.is_empty(), |buf| match chunk {
+                None => {}
+                Some(Output::Join(feed)) => {
+                    if let Some(order) = &mut order {
+                        order.join(feed.0, feed.1);
                     }
                 }
+                Some(Output::Events { feed, watermark, ended, events }) => {
+                    if let Some(observer) = observer.as_deref_mut() {
+                        for event in &events {
+                            observer.event(engine, event);
+                        }
+                    }
+                    match &mut order {
+                        Some(order) => {
+                            order.push(feed, watermark, ended, events);
+                            for written in order.drain() {
+                                write(buf, &written);
+                            }
+                            let now = order.counts().held() + order.counts().aggregates + order.overflow;
+                            if now != counted {
+                                counted = now;
+                                gauges.publish(&counters(engine, order), 0);
+                            }
+                        }
+                        None => {
+                            for event in events {
+                                write(buf, &Written::Event(event));
+                            }
+                        }
+                    }
+                }
+                Some(Output::Lines(formatted)) => buf.extend_from_slice(&formatted),
             });
             match outcome {
                 Ok(()) => {}
@@ -151,8 +252,26 @@ impl Writer<'_> {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => closed = true,
             other => other?,
         }
-        Ok(Written { busy, closed })
+        let bounded = order.as_ref().map_or_else(|| Counters::for_engine(engine), |o| counters(engine, o));
+        Ok(Finished { busy, closed, bounded })
     }
+}
+
+/// What the bound counted, as counters to merge with the workers'.
+fn counters(engine: &Engine, order: &Order<'_>) -> Counters {
+    let counts = order.counts();
+    let mut c = Counters::for_engine(engine);
+    c[Counter::AlertsAggregated] = counts.held();
+    c[Counter::AggregateAlerts] = counts.aggregates;
+    c[Counter::AggregationUntracked] = counts.untracked;
+    c[Counter::ReorderOverflow] = order.overflow;
+    for (stats, &n) in c.rules.iter_mut().zip(&counts.rules) {
+        stats.aggregated = n;
+    }
+    for (total, &n) in c.evidence_aggregated.iter_mut().zip(&counts.evidence) {
+        *total = n;
+    }
+    c
 }
 
 /// The EVE log as the writer keeps it: whole lines buffered, written, and accounted for.
@@ -171,24 +290,14 @@ struct Log<'a> {
 }
 
 impl Log<'_> {
-    /// Takes one chunk, if one came: reopens first if asked, then formats with `format` (events) or
-    /// takes the lines as they are, and writes when the queue is `drained` or the
-    /// buffer is full.
-    fn take(
-        &mut self,
-        chunk: Option<Output>,
-        drained: bool,
-        format: impl FnOnce(&mut Vec<u8>, &[Event]),
-    ) -> io::Result<()> {
+    /// Reopens first if asked, then lets `fill` add whole lines, and writes when the
+    /// queue is `drained` or the buffer is full.
+    fn take(&mut self, drained: bool, fill: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
         if self.monitor.reopen.swap(false, Ordering::Relaxed) {
             self.flush()?;
             self.reopen();
         }
-        match chunk {
-            Some(Output::Events(events)) => format(&mut self.buf, &events),
-            Some(Output::Lines(formatted)) => self.buf.extend_from_slice(&formatted),
-            None => {}
-        }
+        fill(&mut self.buf);
         if drained || self.buf.len() >= BUFFER_BYTES {
             self.flush()?;
         }
@@ -268,7 +377,7 @@ impl Log<'_> {
 }
 
 /// Joins the writer, returning what it did or the error that stopped it.
-pub(super) fn join(handle: ScopedJoinHandle<'_, io::Result<Written>>) -> io::Result<Written> {
+pub(super) fn join(handle: ScopedJoinHandle<'_, io::Result<Finished>>) -> io::Result<Finished> {
     handle.join().map_err(|_| io::Error::other("the writer thread panicked"))?
 }
 

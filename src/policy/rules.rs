@@ -122,6 +122,10 @@ pub struct Rule {
     pub both_ways: bool,
     pub never_restrict: bool,
     pub remember_smtp_sender: bool,
+    /// Whether a flood of this rule's findings may be aggregated by responder or
+    /// originator (the EVE alert bound); `None`: the default, yes for the rule's own
+    /// findings and no for restriction evidence on it.
+    pub aggregate: Option<bool>,
     pub when: When,
 }
 
@@ -206,6 +210,7 @@ struct RawRule {
     never_restrict: bool,
     #[serde(default)]
     remember_smtp_sender: bool,
+    aggregate: Option<bool>,
     #[serde(default)]
     when: When,
 }
@@ -295,6 +300,7 @@ impl Policy {
                 both_ways: r.both_ways,
                 never_restrict: r.never_restrict,
                 remember_smtp_sender: r.remember_smtp_sender,
+                aggregate: r.aggregate,
                 when: r.when.clone(),
             });
         }

@@ -132,6 +132,14 @@ counters! {
         "Restriction findings (evidence that protected traffic is restricted).";
     PairsUntracked: Findings "pairs_untracked", "exwatch_finding_pairs_untracked_total", "findings", None,
         "Findings whose host pair was not remembered for the summary because the pair table was full.";
+    AlertsAggregated: Findings "aggregated", "exwatch_alerts_aggregated_total", "findings", None,
+        "Findings held back from the EVE log by the alert bound and counted in aggregate alerts.";
+    AggregateAlerts: Findings "aggregates", "exwatch_aggregate_alerts_total", "alerts", None,
+        "Aggregate alerts written: one per key and window that held findings back.";
+    AggregationUntracked: Findings "aggregation_keys_untracked", "exwatch_aggregation_keys_untracked_total", "findings", None,
+        "Findings whose responder or originator key the alert bound could not track because its key table was full.";
+    ReorderOverflow: Findings "reorder_overflow", "exwatch_reorder_overflow_total", "findings", None,
+        "Findings released to the alert bound before every worker had passed their time, because the reorder buffer was full.";
 }
 
 impl Counter {
@@ -154,10 +162,12 @@ pub struct RuleStats {
     pub flows: u64,
     pub bytes: u64,
     pub alerts: u64,
+    /// Of those alerts, the ones the alert bound held back (counted in aggregates).
+    pub aggregated: u64,
 }
 
 /// What one worker (or job) counted; also the plain snapshot every report reads.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Counters {
     values: [u64; Counter::COUNT],
     /// Frames that did not decode, indexed by [`Skip::index`].
@@ -166,8 +176,23 @@ pub struct Counters {
     pub rules: Vec<RuleStats>,
     /// Restriction findings per evidence kind, in policy order.
     pub evidence: Vec<u64>,
+    /// Of those, the ones the alert bound held back, per evidence kind.
+    pub evidence_aggregated: Vec<u64>,
     /// (originator, responder) -> violation and restriction findings.
     pub pairs: HashMap<(IpAddr, IpAddr), u64>,
+}
+
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters {
+            values: [0; Counter::COUNT],
+            skipped: [0; Skip::ALL.len()],
+            rules: Vec::new(),
+            evidence: Vec::new(),
+            evidence_aggregated: Vec::new(),
+            pairs: HashMap::new(),
+        }
+    }
 }
 
 impl Index<Counter> for Counters {
@@ -189,6 +214,7 @@ impl Counters {
         Counters {
             rules: vec![RuleStats::default(); rules],
             evidence: vec![0; evidence],
+            evidence_aggregated: vec![0; evidence],
             ..Counters::default()
         }
     }
@@ -273,11 +299,18 @@ impl Counters {
             a.flows += b.flows;
             a.bytes += b.bytes;
             a.alerts += b.alerts;
+            a.aggregated += b.aggregated;
         }
         if self.evidence.len() < other.evidence.len() {
             self.evidence.resize(other.evidence.len(), 0);
         }
         for (a, b) in self.evidence.iter_mut().zip(&other.evidence) {
+            *a += b;
+        }
+        if self.evidence_aggregated.len() < other.evidence_aggregated.len() {
+            self.evidence_aggregated.resize(other.evidence_aggregated.len(), 0);
+        }
+        for (a, b) in self.evidence_aggregated.iter_mut().zip(&other.evidence_aggregated) {
             *a += b;
         }
         for (pair, count) in &other.pairs {

@@ -94,6 +94,9 @@ pub struct Gauges {
     rule_alerts: Vec<AtomicU64>,
     /// Restrictions per evidence kind, in policy order.
     evidence_alerts: Vec<AtomicU64>,
+    /// Of those, held back by the alert bound (the writer's gauges only).
+    rule_aggregated: Vec<AtomicU64>,
+    evidence_aggregated: Vec<AtomicU64>,
     latency: Mutex<Latency>,
 }
 
@@ -105,6 +108,8 @@ impl Gauges {
             flows_active: AtomicU64::new(0),
             rule_alerts: (0..rules).map(|_| AtomicU64::new(0)).collect(),
             evidence_alerts: (0..evidence).map(|_| AtomicU64::new(0)).collect(),
+            rule_aggregated: (0..rules).map(|_| AtomicU64::new(0)).collect(),
+            evidence_aggregated: (0..evidence).map(|_| AtomicU64::new(0)).collect(),
             latency: Mutex::new(Latency::default()),
         }
     }
@@ -133,6 +138,12 @@ impl Gauges {
         for (i, gauge) in self.evidence_alerts.iter().enumerate() {
             set(gauge, &|c| c.evidence.get(i).copied().unwrap_or(0));
         }
+        for (i, gauge) in self.rule_aggregated.iter().enumerate() {
+            set(gauge, &|c| c.rules.get(i).map_or(0, |r| r.aggregated));
+        }
+        for (i, gauge) in self.evidence_aggregated.iter().enumerate() {
+            set(gauge, &|c| c.evidence_aggregated.get(i).copied().unwrap_or(0));
+        }
     }
 
     pub fn publish_latency(&self, latency: &Latency) {
@@ -156,6 +167,12 @@ impl Gauges {
         for (total, gauge) in into.counters.evidence.iter_mut().zip(&self.evidence_alerts) {
             *total += load(gauge);
         }
+        for (stats, gauge) in into.counters.rules.iter_mut().zip(&self.rule_aggregated) {
+            stats.aggregated += load(gauge);
+        }
+        for (total, gauge) in into.counters.evidence_aggregated.iter_mut().zip(&self.evidence_aggregated) {
+            *total += load(gauge);
+        }
         into.flows_active += load(&self.flows_active);
         if let Ok(latency) = self.latency.lock() {
             into.latency.merge(&latency);
@@ -172,6 +189,8 @@ pub struct Monitor {
     pub started: Instant,
     /// One per worker (or job).
     pub gauges: Vec<Gauges>,
+    /// The writer's: what the alert bound counted.
+    pub writer: Gauges,
     /// Frames dropped because a worker's queue was full (live only).
     pub shed: AtomicU64,
     pub capture: Mutex<CaptureStats>,
@@ -225,6 +244,7 @@ impl Monitor {
             reopen: Arc::new(AtomicBool::new(false)),
             started: Instant::now(),
             gauges: (0..workers.max(1)).map(|_| Gauges::new(rules, evidence)).collect(),
+            writer: Gauges::new(rules, evidence),
             shed: AtomicU64::new(0),
             capture: Mutex::new(CaptureStats::default()),
             state: Mutex::new(CaptureState::Starting),
@@ -256,7 +276,7 @@ impl Monitor {
             latency: Latency::default(),
             uptime: self.started.elapsed(),
         };
-        for gauges in &self.gauges {
+        for gauges in self.gauges.iter().chain([&self.writer]) {
             gauges.add_to(&mut snapshot);
         }
         let c = &mut snapshot.counters;
@@ -348,5 +368,18 @@ pub fn alert_series<'a>(
     let rules = policy.rules.iter().zip(&c.rules).filter(|(rule, _)| rule.verdict.is_finding());
     let rules = rules.map(|(rule, stats)| (rule.id.as_str(), rule.verdict, stats.alerts));
     let evidence = policy.evidence.iter().zip(&c.evidence);
+    rules.chain(evidence.map(|(e, &n)| (e.id.as_str(), Verdict::Restriction, n)))
+}
+
+/// Of [`alert_series`], the findings the alert bound held back (counted in aggregate
+/// alerts), in the same order.
+pub fn aggregated_series<'a>(
+    engine: &'a Engine,
+    c: &'a Counters,
+) -> impl Iterator<Item = (&'a str, Verdict, u64)> + 'a {
+    let policy = &engine.policy;
+    let rules = policy.rules.iter().zip(&c.rules).filter(|(rule, _)| rule.verdict.is_finding());
+    let rules = rules.map(|(rule, stats)| (rule.id.as_str(), rule.verdict, stats.aggregated));
+    let evidence = policy.evidence.iter().zip(&c.evidence_aggregated);
     rules.chain(evidence.map(|(e, &n)| (e.id.as_str(), Verdict::Restriction, n)))
 }

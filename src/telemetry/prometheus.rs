@@ -56,8 +56,17 @@ pub fn page(engine: &Engine, snapshot: &Snapshot) -> String {
     metric(
         "exwatch_alerts_total",
         "counter",
-        "Findings written, by rule (or evidence) and verdict.",
+        "Findings, by rule (or evidence) and verdict, whether written or held back by the alert bound.",
         &alerts,
+    );
+    let aggregated: Vec<_> = super::aggregated_series(engine, c)
+        .map(|(id, verdict, n)| (format!("{{rule=\"{id}\",verdict=\"{}\"}}", verdict.name()), n))
+        .collect();
+    metric(
+        "exwatch_alerts_aggregated_by_rule_total",
+        "counter",
+        "Findings the alert bound held back from the EVE log (counted in aggregate alerts), by rule (or evidence) and verdict.",
+        &aggregated,
     );
     let _ = writeln!(
         out,

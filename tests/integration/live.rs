@@ -1146,8 +1146,9 @@ fn live_full_disk_counts_lost_events_and_resumes_with_whole_lines() {
     let eve = tmpfs.path().join("eve.json");
     let edge = net.addr(2);
     let metrics = format!("127.0.0.1:{METRICS_PORT}");
-    let mut exwatch =
-        Exwatch::launch_at(&net, &edge_site(&net), &["--metrics", &metrics], true, |_| eve.clone());
+    // Every alert is one flow to one port: the alert bound would hold most back.
+    let args = ["--metrics", &metrics, "--no-aggregate"];
+    let mut exwatch = Exwatch::launch_at(&net, &edge_site(&net), &args, true, |_| eve.clone());
     let _rdp = nc_listener(&net, Side::Inside, &edge, 3389);
     let alerts_seen = |n: usize| {
         let series = r#"exwatch_alerts_total{rule="edge-perimeter",verdict="violation"}"#;

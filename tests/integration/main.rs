@@ -2,6 +2,7 @@
 
 mod util;
 
+mod bound;
 mod captures;
 mod cli;
 mod compare;

@@ -2,7 +2,7 @@
 //! After a deliberate change of format, rewrite them with EXWATCH_BLESS=1 and review
 //! the diff.
 
-use exwatch::testkit::synth::Scenario;
+use exwatch::testkit::synth::{wire::Segment, Scenario};
 
 use crate::util::{self, sa};
 
@@ -28,6 +28,26 @@ fn eve_lines_match_the_golden_file() {
     // One worker writes events in the order it finds them, so the order is pinned too.
     let got = run.lines.join("\n") + "\n";
     let golden = util::repo().join("tests/golden/eve.jsonl");
+    if std::env::var_os("EXWATCH_BLESS").is_some() {
+        std::fs::write(&golden, &got).expect("bless golden file");
+    }
+    let want = std::fs::read_to_string(&golden).expect("golden file");
+    assert_eq!(got, want, "EVE output changed; if on purpose, rerun with EXWATCH_BLESS=1 and review");
+}
+
+/// The aggregate alert is pinned like the others: eight SYNs from eight sources at a
+/// Mailbox server's 3389 with at most 3 alerts per key write 3 alerts, then one
+/// aggregate of the other 5 when the window closes (the end of input here).
+#[test]
+fn an_aggregate_alert_matches_the_golden_file() {
+    let mut s = Scenario::new();
+    for i in 0..8 {
+        let syn = Segment::Tcp { flags: 0x02, seq: 1, ack: 0, payload: &[] };
+        s.send(sa(&format!("198.51.100.{}:4000{i}", 10 + i)), sa("10.10.1.11:3389"), syn);
+    }
+    let run = util::analyze_scenario(&s, &["--workers", "1", "--alerts-per-key", "3"]);
+    let got = run.lines.join("\n") + "\n";
+    let golden = util::repo().join("tests/golden/aggregate.jsonl");
     if std::env::var_os("EXWATCH_BLESS").is_some() {
         std::fs::write(&golden, &got).expect("bless golden file");
     }

@@ -3,6 +3,7 @@
 //! topology in `rules/topology.toml` ([`organization`]; tests, benches and the bundled
 //! sample use it), or any topology ([`site`], behind `exwatch generate --topology`).
 
+pub mod alerts;
 pub mod pool;
 mod site;
 pub mod wire;
