@@ -341,6 +341,31 @@ pub struct AnalyzeFlags {
     /// continue across file boundaries, rather than as separate captures in parallel.
     #[arg(long)]
     pub continuous: bool,
+    /// Write the compliance report (which rows of Microsoft's article hold, with the
+    /// evidence) as one self-contained HTML file at the end of the run; the same as
+    /// `exwatch report` builds from this run's EVE log with --flows.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write the compliance report as JSON (schema: docs/report.md).
+    #[arg(long, value_name = "FILE")]
+    pub report_json: Option<PathBuf>,
+    /// Write the report's aggregated findings as CSV, one per line.
+    #[arg(long, value_name = "FILE")]
+    pub report_csv: Option<PathBuf>,
+}
+
+/// Where `analyze` writes the compliance report, when asked.
+#[derive(Debug, Default)]
+pub struct ReportFiles {
+    pub html: Option<PathBuf>,
+    pub json: Option<PathBuf>,
+    pub csv: Option<PathBuf>,
+}
+
+impl ReportFiles {
+    pub fn wanted(&self) -> bool {
+        self.html.is_some() || self.json.is_some() || self.csv.is_some()
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -582,10 +607,15 @@ pub struct AnalyzeSettings {
     pub run: RunSettings,
     pub fail_on: Vec<Verdict>,
     pub progress: bool,
+    pub report: ReportFiles,
+    /// The policy and topology files as the report's header names them.
+    pub report_meta: Option<exwatch::report::Meta>,
 }
 
 impl AnalyzeSettings {
     pub fn from_flags(flags: AnalyzeFlags) -> Result<AnalyzeSettings, String> {
+        let report = ReportFiles { html: flags.report, json: flags.report_json, csv: flags.report_csv };
+        let report_meta = report.wanted().then(|| config_files(&flags.config)).transpose()?;
         let mut run = RunSettings::from_flags(&flags.config, flags.run)?;
         run.pipeline.file_reader = match flags.reader {
             ReaderFlag::Native => FileReader::Native,
@@ -604,6 +634,8 @@ impl AnalyzeSettings {
             run,
             fail_on: parse_fail_on(&flags.fail_on)?,
             progress: !flags.no_progress,
+            report,
+            report_meta,
         })
     }
 

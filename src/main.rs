@@ -63,7 +63,7 @@ fn judgeable(config: &cli::Config) -> Result<(), String> {
     Ok(())
 }
 
-fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
+fn analyze(mut settings: cli::AnalyzeSettings) -> Result<u8, String> {
     let config = &settings.run.config;
     judgeable(config)?;
     for notice in settings.notices() {
@@ -81,15 +81,22 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
     let sink = settings.sink();
     // The learner sees the run's flows, to warn of hosts that act like a role the
     // topology does not give them (an unlisted Exchange server's traffic looks external).
-    let mut learner = exwatch::learn::Learner::new(exwatch::learn::Settings::default());
+    let learner = exwatch::learn::Learner::new(exwatch::learn::Settings::default());
+    // With --report, the compliance report is built from the same events, as they come.
+    let config = &settings.run.config;
+    let builder = settings.report_meta.take().map(|meta| {
+        exwatch::report::Builder::new(Arc::clone(&config.policy), Arc::clone(&config.topology), meta)
+    });
+    let mut observers = (learner, builder);
     let report = pipeline::analyze(
         Arc::clone(&engine),
         &settings.files,
         &settings.run.pipeline,
-        pipeline::Outputs { sink: &sink, observer: Some(&mut learner) },
+        pipeline::Outputs { sink: &sink, observer: Some(&mut observers) },
         &progress,
     )
     .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
+    let (learner, builder) = observers;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -103,6 +110,9 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
     }
     let unlisted = exwatch::learn::unlisted(&learner, &engine.topology);
     summarize(&engine, &settings.run, &report, settings.not_captures_total(), None, unlisted)?;
+    if let Some(builder) = builder {
+        write_report(builder, &settings, &report)?;
+    }
     if report.eve_closed {
         // Whoever reads the EVE lines has seen enough (`| head`): as ripgrep does, a
         // closed standard output ends the run quietly, not as a failure.
@@ -120,6 +130,52 @@ fn analyze(settings: cli::AnalyzeSettings) -> Result<u8, String> {
     }
     let failed = settings.fail_on.iter().any(|&v| report.counters.findings(v) > 0);
     Ok(u8::from(failed))
+}
+
+/// Finishes `analyze --report`: the inputs (name, size, SHA-256) and the run's capture
+/// health go into the report, which is written in each format asked for.
+fn write_report(
+    mut builder: exwatch::report::Builder,
+    settings: &cli::AnalyzeSettings,
+    report: &Report,
+) -> Result<(), String> {
+    use exwatch::report;
+    for path in &settings.files {
+        if exwatch::capture::compressed::is_stdin(path) {
+            continue;
+        }
+        let input = report::file_input(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        builder.input(input);
+    }
+    let c = &report.counters;
+    builder.stats(report::StatsRecord {
+        host: None,
+        ts: builder.last_seen().unwrap_or_default(),
+        packets: c[Counter::Frames],
+        decoded: c[Counter::Decoded],
+        skipped: exwatch::decode::Skip::ALL
+            .iter()
+            .map(|s| (s.code().to_string(), c.skipped[s.index()]))
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+        drops: c[Counter::KernelDropped] + c[Counter::InterfaceDropped] + c[Counter::Shed],
+        flows_evicted: c[Counter::FlowsEvicted],
+    });
+    let built = builder.finish();
+    let files = &settings.report;
+    let outputs = [
+        (&files.html, report::html::render as fn(&report::Report) -> String),
+        (&files.json, report::json::render),
+        (&files.csv, report::csv::render),
+    ];
+    for (path, render) in outputs {
+        if let Some(path) = path {
+            std::fs::write(path, render(&built))
+                .map_err(|e| format!("{}: cannot write the report: {e}", path.display()))?;
+        }
+    }
+    eprintln!("exwatch report: {}", built.conclusion.text);
+    Ok(())
 }
 
 /// Drafts a topology from the traffic, or compares the traffic with one: the pipeline of

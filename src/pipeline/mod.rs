@@ -114,6 +114,23 @@ pub trait Observer {
     fn event(&mut self, engine: &Engine, event: &flow::Event);
 }
 
+/// Two observers, each seeing every event (a topology learner and a report, say).
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn event(&mut self, engine: &Engine, event: &flow::Event) {
+        self.0.event(engine, event);
+        self.1.event(engine, event);
+    }
+}
+
+/// An observer that may not be there.
+impl<T: Observer> Observer for Option<T> {
+    fn event(&mut self, engine: &Engine, event: &flow::Event) {
+        if let Some(observer) = self {
+            observer.event(engine, event);
+        }
+    }
+}
+
 /// Where a run's events go: the EVE sink, and an observer if there is one.
 pub struct Outputs<'a> {
     pub sink: &'a Sink,

@@ -343,6 +343,12 @@ impl Builder {
     }
 
     /// A sensor's counters: the last of each sensor counts (they are cumulative).
+    /// The capture time of the last event seen so far: where a run's own counters,
+    /// added at its end, stand in time.
+    pub fn last_seen(&self) -> Option<Micros> {
+        self.last
+    }
+
     pub fn stats(&mut self, s: StatsRecord) {
         self.sensor(s.host.as_deref(), s.ts);
         let host = s.host.clone().unwrap_or_else(|| UNNAMED.to_string());
@@ -515,6 +521,13 @@ impl Builder {
             policy: self.policy,
             topology: self.topology,
         }
+    }
+}
+
+/// The report of a run, built as it goes: `analyze --report`.
+impl crate::pipeline::Observer for Builder {
+    fn event(&mut self, engine: &crate::policy::Engine, event: &crate::flow::Event) {
+        Builder::event(self, engine, event);
     }
 }
 

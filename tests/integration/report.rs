@@ -620,3 +620,43 @@ fn a_real_browser_renders_every_rule_and_the_conclusion() {
     assert!(colours.len() > 50, "a near-blank page: {} colours", colours.len());
     assert!(share > 0.02, "a near-blank page: {:.2}% of pixels inked", share * 100.0);
 }
+
+/// `analyze --report` builds, in the same run, the report `exwatch report` builds from
+/// that run's EVE log: the same rows, findings, pairs and pictures; only the inputs (the
+/// capture rather than the log) and the capture health it can add (packets read) differ.
+#[test]
+fn analyze_report_equals_the_report_built_from_its_eve_log() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_exwatch"))
+        .current_dir(dir.path())
+        .arg("analyze")
+        .arg(capture("sample-contoso.pcap"))
+        .args(["--flows", "--workers", "2", "--no-progress", "--eve-log", "run.eve"])
+        .args(["--report", "run.html", "--report-json", "run.json", "--report-csv", "run.csv"])
+        .output()
+        .expect("run exwatch analyze");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "the sample's findings: {stderr}");
+    assert!(stderr.contains("exwatch report: not compliant"), "{stderr}");
+    let made = report(dir.path(), &["run.eve"], &[]);
+    let in_run: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run.json")).expect("run.json"))
+            .expect("JSON");
+    let map = in_run.as_object().expect("object");
+    assert!(map.len() > 5, "{in_run}");
+    for (key, value) in map {
+        match key.as_str() {
+            "inputs" => assert_eq!(
+                value[0]["bytes"],
+                std::fs::metadata(capture("sample-contoso.pcap")).expect("size").len()
+            ),
+            "health" => assert_eq!(value["stats"]["packets"], 5044),
+            "sensors" => {}
+            _ => assert_eq!(value, &made.json[key], "{key} differs between analyze --report and report"),
+        }
+    }
+    let csv = std::fs::read_to_string(dir.path().join("run.csv")).expect("run.csv");
+    assert_eq!(csv, made.csv, "the CSV of findings is the same");
+    let html = std::fs::read_to_string(dir.path().join("run.html")).expect("run.html");
+    assert!(html.contains("not compliant") && html.contains("client-https"), "an HTML report");
+}
