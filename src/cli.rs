@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use toml::Spanned;
 
-use exwatch::capture::LiveOptions;
+use exwatch::capture;
 use exwatch::config;
 use exwatch::output::{bound, Sink};
 use exwatch::pipeline::{FileReader, Settings};
@@ -403,10 +403,10 @@ pub struct LiveFlags {
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
     /// Bytes captured of each frame.
-    #[arg(long, value_name = "BYTES", default_value_t = LiveOptions::default().snaplen)]
+    #[arg(long, value_name = "BYTES", default_value_t = capture::LiveSettings::default().snaplen)]
     pub snaplen: i32,
     /// Kernel capture buffer, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = LiveOptions::default().buffer_size >> 20)]
+    #[arg(long, value_name = "MIB", default_value_t = capture::LiveSettings::default().buffer_size >> 20)]
     pub buffer_mib: i32,
     /// Do not put the interface in promiscuous mode.
     #[arg(long)]
@@ -688,7 +688,7 @@ impl AnalyzeSettings {
 /// Everything `live` needs, validated.
 pub struct LiveSettings {
     pub interface: String,
-    pub capture: LiveOptions,
+    pub capture: capture::LiveSettings,
     pub run: RunSettings,
     pub metrics: Option<SocketAddr>,
     pub stats_interval: Option<Duration>,
@@ -739,12 +739,12 @@ impl LiveSettings {
         }
         Ok(LiveSettings {
             interface,
-            capture: LiveOptions {
+            capture: capture::LiveSettings {
                 snaplen: flags.snaplen,
                 buffer_size: flags.buffer_mib << 20,
                 promiscuous: !flags.no_promiscuous,
                 bpf: flags.bpf,
-                ..LiveOptions::default()
+                ..capture::LiveSettings::default()
             },
             run,
             metrics,

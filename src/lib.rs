@@ -3,8 +3,8 @@
 //!
 //! ```text
 //!                 batches of frames, by symmetric hash of the addresses
-//!  capture ──┬──► [bounded channel] ──► worker 0: decode → flow table → policy ──┐
-//!  (reader)  ├──► [bounded channel] ──► worker 1: decode → flow table → policy ──┼──► writer ──► EVE log
+//!   reader ──┬──► [bounded channel] ──► worker 0: decode → flow table → policy ──┐
+//!  (capture) ├──► [bounded channel] ──► worker 1: decode → flow table → policy ──┼──► writer ──► EVE log
 //!            └──► ...                                                             │   (orders, bounds and
 //!                                                                                 │    formats alerts)
 //!      ▲                                                                          │
@@ -51,6 +51,12 @@
 //! | [`decode`] | every borrowed view of frame bytes; bytes in, one owned `Packet` out | panics, or keeps state |
 //! | [`config`] | reading TOML with file, line and key in errors | |
 //! | [`testkit`] | test support: synthetic organizations, fuzz bodies | runs on the packet path |
+
+//! Words, one per concept: the *reader* is the thread that reads a capture (a file or
+//! an interface) and feeds the *workers*; a *job* reads, decodes and tracks whole files
+//! on its own; a *chunk* is a shared block of a file's bytes that batches point into; a
+//! *finding* is a verdict other than `ok` (its EVE event is an `alert`); *settings* are
+//! a stage's validated configuration.
 
 pub mod capture;
 pub mod compare;

@@ -34,7 +34,7 @@ pub struct Frame<'a> {
     pub link: LinkType,
     /// The shared chunk `data` lies in, when the source reads into one: the frame can
     /// then be handed on without a copy, for as long as the chunk is held.
-    pub window: Option<&'a Chunk>,
+    pub chunk: Option<&'a Chunk>,
 }
 
 /// Why a capture file could not be read (whole or in part).
@@ -176,12 +176,12 @@ fn decodable(path: &Path, dlt: pcap::Linktype) -> Result<LinkType, CaptureError>
 fn frame_of<'a>(packet: &pcap::Packet<'a>, link: LinkType) -> Frame<'a> {
     let h = packet.header;
     let ts = Ts((h.ts.tv_sec.max(0) as u64) * 1_000_000_000 + h.ts.tv_usec.max(0) as u64);
-    Frame { ts, wire_len: h.len, data: packet.data, link, window: None }
+    Frame { ts, wire_len: h.len, data: packet.data, link, chunk: None }
 }
 
 /// How to open a live capture.
 #[derive(Clone, Debug)]
-pub struct LiveOptions {
+pub struct LiveSettings {
     pub snaplen: i32,
     /// Kernel buffer size in bytes.
     pub buffer_size: i32,
@@ -192,9 +192,9 @@ pub struct LiveOptions {
     pub bpf: Option<String>,
 }
 
-impl Default for LiveOptions {
-    fn default() -> LiveOptions {
-        LiveOptions { snaplen: 262_144, buffer_size: 64 << 20, promiscuous: true, timeout_ms: 50, bpf: None }
+impl Default for LiveSettings {
+    fn default() -> LiveSettings {
+        LiveSettings { snaplen: 262_144, buffer_size: 64 << 20, promiscuous: true, timeout_ms: 50, bpf: None }
     }
 }
 
@@ -213,7 +213,7 @@ pub struct LiveCapture {
 }
 
 impl LiveCapture {
-    pub fn open(interface: &str, options: &LiveOptions) -> Result<LiveCapture, CaptureError> {
+    pub fn open(interface: &str, options: &LiveSettings) -> Result<LiveCapture, CaptureError> {
         let path = PathBuf::from(interface);
         let open_error = |message: String| CaptureError::Open { path: path.clone(), message };
         let device = pcap::Device::list()

@@ -155,7 +155,7 @@ impl Savefile {
     }
 
     /// The chunk frames currently come from, for sharing them without a copy.
-    pub fn window(&self) -> Option<&Chunk> {
+    pub fn chunk(&self) -> Option<&Chunk> {
         Some(&self.chunk)
     }
 
@@ -302,7 +302,7 @@ impl Savefile {
             wire_len,
             data: &self.bytes()[data_start..data_start + caplen as usize],
             link,
-            window: self.window(),
+            chunk: self.chunk(),
         }))
     }
 
@@ -313,13 +313,13 @@ impl Savefile {
                 Ok(Some(p)) => {
                     self.records += 1;
                     let data = &self.bytes()[p.at..p.at + p.caplen];
-                    let window = self.window();
+                    let chunk = self.chunk();
                     return Ok(Next::Frame(Frame {
                         ts: p.ts,
                         wire_len: p.wire_len,
                         data,
                         link: p.link,
-                        window,
+                        chunk,
                     }));
                 }
                 Ok(None) if self.eof && self.start == self.end => return Ok(Next::End),

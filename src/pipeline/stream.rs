@@ -90,7 +90,7 @@ impl Batch {
 
     /// Adds a frame. The reader sends a batch before it would mix chunks.
     fn push(&mut self, frame: &Frame<'_>) {
-        let (shared, start) = match frame.window {
+        let (shared, start) = match frame.chunk {
             Some(chunk) => {
                 self.chunk.get_or_insert_with(|| Arc::clone(chunk));
                 (true, frame.data.as_ptr() as usize - chunk.as_ptr() as usize)
@@ -301,7 +301,7 @@ impl Reader<'_> {
                 // The high word of hash × workers: a worker index without a division.
                 _ => ((u128::from(decode::route_hash(frame.link, frame.data)) * workers) >> 64) as usize,
             };
-            let chunk = frame.window.map(|c| Arc::as_ptr(c) as usize);
+            let chunk = frame.chunk.map(|c| Arc::as_ptr(c) as usize);
             if chunk != self.chunk {
                 // A new chunk of the file: send every batch holding the old one, so it
                 // returns to the pool as soon as the workers are done with it.
