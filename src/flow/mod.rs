@@ -9,7 +9,7 @@ mod frag;
 mod key;
 mod tracker;
 
-use crate::decode::{proto, Ts, Tunnel, Tuple};
+use crate::decode::{proto, Ts, Tunnel, Tuple, Vlans};
 use crate::policy::{Judgement, Role};
 pub use key::{community_id, FlowKey};
 pub use tracker::{flow_id, Event, Settings, Tracker};
@@ -87,7 +87,8 @@ pub struct Flow {
     pub syns: u8,
     /// When the responder first sent anything.
     pub resp_first: Option<Ts>,
-    pub vlan: Option<u16>,
+    /// The VLAN stack of the flow's first packet, outermost first.
+    pub vlan: Vlans,
     /// The tunnel the flow's first packet came out of.
     pub tunnel: Option<Tunnel>,
     /// The matched rule (index into the policy) and the roles it was judged with.
@@ -112,7 +113,7 @@ impl Flow {
         direction: Direction,
         id: u64,
         start: Ts,
-        carried: (Option<u16>, Option<Tunnel>),
+        carried: (Vlans, Option<Tunnel>),
         judgement: Judgement,
     ) -> Flow {
         Flow {
@@ -194,15 +195,13 @@ impl Flow {
         }
     }
 
-    /// Zeek-like coarse state for EVE's `flow.state`.
+    /// EVE's `flow.state`, as Suricata means it: `closed` once the TCP connection ended,
+    /// `established` once packets were seen both ways, `new` until then (so a flow
+    /// whose packets all went one way stays `new`, SYN-ACK or not).
     pub fn state(&self) -> &'static str {
-        if !self.is_tcp() {
-            return if self.pkts[TO_CLIENT] > 0 { "established" } else { "new" };
-        }
-        let t = &self.tcp;
-        if t.orig_rst || t.resp_rst || (t.orig_fin && t.resp_fin) {
+        if self.is_closed() {
             "closed"
-        } else if t.resp_synack || (!t.orig_syn && self.pkts[TO_CLIENT] > 0) {
+        } else if self.pkts[TO_SERVER] > 0 && self.pkts[TO_CLIENT] > 0 {
             "established"
         } else {
             "new"

@@ -36,7 +36,7 @@ fn tcp(ts: u64, tuple: Tuple, flags: u8, len: u32) -> Packet {
         transport: Transport::Tcp { flags: Some(flags), seq: None, len: Some(len) },
         fragment: Fragment::Whole,
         ttl: 64,
-        vlan: None,
+        vlan: Default::default(),
         tunnel: None,
         src_mac: None,
     }

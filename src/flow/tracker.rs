@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::frag::{Fragments, Later};
 use super::key::{HostPair, KeyHashState};
 use super::{Confidence, Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
-use crate::decode::{proto, tcp_flags, Fragment, IcmpError, Packet, Skip, Transport, Ts, Tuple};
+use crate::decode::{proto, tcp_flags, Fragment, IcmpError, Packet, Skip, Transport, Ts, Tuple, Vlans};
 use crate::policy::{Engine, EvidenceKind, Facts, Role, Verdict};
 use crate::telemetry::{Counter, Counters};
 
@@ -496,7 +496,7 @@ impl Tracker {
                     Direction::Observed,
                     flow_id(&key, ts),
                     ts,
-                    (None, None),
+                    (Vlans::default(), None),
                     judgement,
                 );
                 if self.protected(&flow) {
@@ -654,15 +654,9 @@ fn follow_sequence(flow: &mut Flow, side: usize, seq: u32, len: Option<u32>, fla
     }
 }
 
-/// The table key of a tuple. ICMP flows are keyed by addresses only, so that requests
-/// and replies (whose types differ) are one flow.
+/// The table key of a tuple: ICMP messages keyed as the Community ID spec maps them.
 fn flow_key(tuple: &Tuple) -> FlowKey {
-    let mut t = *tuple;
-    if matches!(t.proto, proto::ICMP | proto::ICMPV6) {
-        t.sport = 0;
-        t.dport = 0;
-    }
-    FlowKey::of(&t)
+    FlowKey::of(&super::key::keyed(tuple))
 }
 
 /// A stable flow id from the key and the start time: the same capture gives the same

@@ -2,12 +2,13 @@
 //! exwatch's events as they are. The field list is a contract, documented in
 //! `docs/eve.md` and pinned by golden tests.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use serde::Serialize;
 
 use super::summary::Counts;
-use crate::decode::{proto, Ts};
+use crate::decode::{proto, Ts, Tunnel};
 use crate::flow::{community_id, Confidence, Event, Flow, TO_CLIENT, TO_SERVER};
 use crate::policy::{Engine, Verdict};
 use crate::telemetry::{alert_series, Counter, Section, Snapshot};
@@ -39,14 +40,167 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-fn proto_name(p: u8) -> String {
-    match p {
-        proto::TCP => "TCP".into(),
-        proto::UDP => "UDP".into(),
-        proto::ICMP => "ICMP".into(),
-        proto::ICMPV6 => "IPv6-ICMP".into(),
-        other => other.to_string(),
+/// The names Suricata writes for IP protocols 0 to 143 (its `known_proto` table: IANA's
+/// keywords, with `IP-in-IP` for 4 and `Any` for the unassigned "any ..." entries).
+/// Protocols past the table are written as their number.
+const PROTO_NAMES: [&str; 144] = [
+    "HOPOPT",
+    "ICMP",
+    "IGMP",
+    "GGP",
+    "IP-in-IP",
+    "ST",
+    "TCP",
+    "CBT",
+    "EGP",
+    "IGP",
+    "BBN-RCC-MON",
+    "NVP-II",
+    "PUP",
+    "ARGUS",
+    "EMCON",
+    "XNET",
+    "CHAOS",
+    "UDP",
+    "MUX",
+    "DCN-MEAS",
+    "HMP",
+    "PRM",
+    "XNS-IDP",
+    "TRUNK-1",
+    "TRUNK-2",
+    "LEAF-1",
+    "LEAF-2",
+    "RDP",
+    "IRTP",
+    "ISO-TP4",
+    "NETBLT",
+    "MFE-NSP",
+    "MERIT-INP",
+    "DCCP",
+    "3PC",
+    "IDPR",
+    "XTP",
+    "DDP",
+    "IDPR-CMTP",
+    "TP++",
+    "IL",
+    "IPv6",
+    "SDRP",
+    "IPv6-Route",
+    "IPv6-Frag",
+    "IDRP",
+    "RSVP",
+    "GRE",
+    "DSR",
+    "BNA",
+    "ESP",
+    "AH",
+    "I-NLSP",
+    "SwIPe",
+    "NARP",
+    "MOBILE",
+    "TLSP",
+    "SKIP",
+    "IPv6-ICMP",
+    "IPv6-NoNxt",
+    "IPv6-Opts",
+    "Any",
+    "CFTP",
+    "Any",
+    "SAT-EXPAK",
+    "KRYPTOLAN",
+    "RVD",
+    "IPPC",
+    "Any",
+    "SAT-MON",
+    "VISA",
+    "IPCU",
+    "CPNX",
+    "CPHB",
+    "WSN",
+    "PVP",
+    "BR-SAT-MON",
+    "SUN-ND",
+    "WB-MON",
+    "WB-EXPAK",
+    "ISO-IP",
+    "VMTP",
+    "SECURE-VMTP",
+    "VINES",
+    "TTP",
+    "NSFNET-IGP",
+    "DGP",
+    "TCF",
+    "EIGRP",
+    "OSPF",
+    "Sprite-RPC",
+    "LARP",
+    "MTP",
+    "AX.25",
+    "OS",
+    "MICP",
+    "SCC-SP",
+    "ETHERIP",
+    "ENCAP",
+    "Any",
+    "GMTP",
+    "IFMP",
+    "PNNI",
+    "PIM",
+    "ARIS",
+    "SCPS",
+    "QNX",
+    "A/N",
+    "IPComp",
+    "SNP",
+    "Compaq-Peer",
+    "IPX-in-IP",
+    "VRRP",
+    "PGM",
+    "Any",
+    "L2TP",
+    "DDX",
+    "IATP",
+    "STP",
+    "SRP",
+    "UTI",
+    "SMP",
+    "SM",
+    "PTP",
+    "IS-IS",
+    "FIRE",
+    "CRTP",
+    "CRUDP",
+    "SSCOPMCE",
+    "IPLT",
+    "SPS",
+    "PIPE",
+    "SCTP",
+    "FC",
+    "RSVP-E2E-IGNORE",
+    "Mobility",
+    "UDPLite",
+    "MPLS-in-IP",
+    "manet",
+    "HIP",
+    "Shim6",
+    "WESP",
+    "ROHC",
+    "Ethernet",
+];
+
+/// EVE's `proto`: Suricata's name for the protocol, or its number where it has none.
+pub fn proto_name(p: u8) -> Cow<'static, str> {
+    match PROTO_NAMES.get(usize::from(p)) {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(p.to_string()),
     }
+}
+
+/// Whether exwatch reads the protocol's ports (it decodes TCP's and UDP's only).
+fn has_ports(proto: u8) -> bool {
+    matches!(proto, proto::TCP | proto::UDP)
 }
 
 #[derive(Serialize)]
@@ -54,42 +208,73 @@ struct Header<'a> {
     timestamp: String,
     flow_id: u64,
     event_type: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    vlan: Option<[u16; 1]>,
+    #[serde(skip_serializing_if = "<[u16]>::is_empty")]
+    vlan: &'a [u16],
     src_ip: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     src_port: Option<u16>,
     dest_ip: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     dest_port: Option<u16>,
-    proto: String,
+    proto: Cow<'static, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icmp_type: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icmp_code: Option<u16>,
     community_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     tunnel: Option<TunnelBody>,
 }
 
+/// Suricata's `tunnel`: the outermost packet's addresses, ports and protocol, and how
+/// many tunnels deep the flow was carried.
 #[derive(Serialize)]
 struct TunnelBody {
-    proto: &'static str,
+    src_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_port: Option<u16>,
+    dest_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dest_port: Option<u16>,
+    proto: Cow<'static, str>,
     depth: u8,
 }
 
+impl TunnelBody {
+    fn new(tunnel: &Tunnel) -> TunnelBody {
+        let outer = &tunnel.outer;
+        let ports = has_ports(outer.proto);
+        TunnelBody {
+            src_ip: outer.src.to_string(),
+            src_port: ports.then_some(outer.sport),
+            dest_ip: outer.dst.to_string(),
+            dest_port: ports.then_some(outer.dport),
+            proto: proto_name(outer.proto),
+            depth: tunnel.depth,
+        }
+    }
+}
+
 impl Header<'_> {
-    fn new<'a>(event_type: &'a str, ts: Ts, flow: &Flow) -> Header<'a> {
+    fn new<'a>(event_type: &'a str, ts: Ts, flow: &'a Flow) -> Header<'a> {
         let t = &flow.orig;
-        let ports = matches!(t.proto, proto::TCP | proto::UDP);
+        let ports = has_ports(t.proto);
+        // An ICMP flow's tuple holds its first message's type and code where ports go.
+        let icmp = matches!(t.proto, proto::ICMP | proto::ICMPV6);
         Header {
             timestamp: timestamp(ts),
             flow_id: flow.id,
             event_type,
-            vlan: flow.vlan.map(|v| [v]),
+            vlan: flow.vlan.ids(),
             src_ip: t.src.to_string(),
             src_port: ports.then_some(t.sport),
             dest_ip: t.dst.to_string(),
             dest_port: ports.then_some(t.dport),
             proto: proto_name(t.proto),
+            icmp_type: icmp.then_some(t.sport),
+            icmp_code: icmp.then_some(t.dport),
             community_id: community_id(COMMUNITY_ID_SEED, t),
-            tunnel: flow.tunnel.map(|t| TunnelBody { proto: t.kind.name(), depth: t.depth }),
+            tunnel: flow.tunnel.as_ref().map(TunnelBody::new),
         }
     }
 }
@@ -130,11 +315,6 @@ struct FlowBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     end: Option<String>,
     state: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    conn_state: Option<&'a str>,
-    /// Sequence gaps: segments the capture never saw (flow events, when any).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gaps: Option<u32>,
 }
 
 impl FlowBody<'_> {
@@ -147,8 +327,6 @@ impl FlowBody<'_> {
             start: timestamp(flow.start),
             end: with_end.then(|| timestamp(flow.last)),
             state: flow.state(),
-            conn_state: with_end.then(|| flow.conn_state()),
-            gaps: (with_end && flow.gaps > 0).then_some(flow.gaps),
         }
     }
 }
@@ -167,6 +345,23 @@ struct FlowEvent<'a> {
     #[serde(flatten)]
     header: Header<'a>,
     flow: FlowBody<'a>,
+    policy: FlowPolicy<'a>,
+}
+
+/// `policy` of a `flow` event: what exwatch adds to Suricata's `flow` object.
+#[derive(Serialize)]
+struct FlowPolicy<'a> {
+    /// Zeek's `conn_state` code.
+    conn_state: &'a str,
+    /// Sequence gaps: segments the capture never saw (when any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gaps: Option<u32>,
+}
+
+impl FlowPolicy<'_> {
+    fn new(flow: &Flow) -> FlowPolicy<'static> {
+        FlowPolicy { conn_state: flow.conn_state(), gaps: (flow.gaps > 0).then_some(flow.gaps) }
+    }
 }
 
 /// Appends one EVE `alert` line to `out`. `detail` says what the evidence saw, where
@@ -231,7 +426,11 @@ pub fn write_event(out: &mut Vec<u8>, engine: &Engine, event: &Event, detail: Op
 
 /// Appends one EVE `flow` line (the flow has ended) to `out`.
 pub fn write_flow(out: &mut Vec<u8>, flow: &Flow) {
-    let event = FlowEvent { header: Header::new("flow", flow.last, flow), flow: FlowBody::new(flow, true) };
+    let event = FlowEvent {
+        header: Header::new("flow", flow.last, flow),
+        flow: FlowBody::new(flow, true),
+        policy: FlowPolicy::new(flow),
+    };
     write_line(out, &event);
 }
 
