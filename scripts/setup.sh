@@ -10,10 +10,12 @@
 #   tcpreplay    replays captures into a veth pair for benches/live-replay.sh
 #   iptables, tcpdump
 #                a real router between two capture points for the compare test
+#   python3-jsonschema
+#                validates EVE output against Suricata's schema (scripts/validate-eve.py)
 # Needs a Rust toolchain (cargo >= 1.85, https://rustup.rs); it does not install one.
 set -euo pipefail
 
-packages=(libpcap-dev tshark pkg-config iproute2 netcat-openbsd curl swaks bind9-dnsutils python3 tcpreplay iptables tcpdump)
+packages=(libpcap-dev tshark pkg-config iproute2 netcat-openbsd curl swaks bind9-dnsutils python3 python3-jsonschema tcpreplay iptables tcpdump)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
