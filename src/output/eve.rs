@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::summary::Counts;
 use crate::decode::{proto, Ts, Tunnel};
 use crate::flow::{community_id, Confidence, Event, Flow, TO_CLIENT, TO_SERVER};
-use crate::policy::{Engine, Verdict};
+use crate::policy::{Engine, Evidence, EvidenceKind, Verdict};
 use crate::telemetry::{alert_series, Counter, Section, Snapshot};
 
 /// Community ID seed; 0 is what Zeek and Suricata use unless told otherwise.
@@ -335,6 +335,8 @@ impl FlowBody<'_> {
 struct AlertEvent<'a> {
     #[serde(flatten)]
     header: Header<'a>,
+    /// Suricata's: which way the packet that decided the alert went.
+    direction: &'static str,
     alert: AlertBody<'a>,
     policy: PolicyBody<'a>,
     flow: FlowBody<'a>,
@@ -364,6 +366,26 @@ impl FlowPolicy<'_> {
     }
 }
 
+/// Which way the packet that decided an alert went, as Suricata's alert `direction`
+/// says: `to_server` (originator to responder) or `to_client`. A verdict is decided by
+/// the flow's first packet, which went to the client when the responder's packet was
+/// seen first; an ICMP error travels back to the originator; an injected RST comes from
+/// the side it claims; SYNs (unanswered, altered or dropped between capture points) go
+/// to the server.
+fn alert_direction(flow: &Flow, evidence: Option<&Evidence>) -> &'static str {
+    let to_client = match evidence.map(|e| e.kind) {
+        None => flow.pkts[TO_SERVER] == 0 && flow.pkts[TO_CLIENT] > 0,
+        Some(EvidenceKind::IcmpProhibited) => true,
+        Some(EvidenceKind::ResetInjected) => flow.tcp.resp_rst && !flow.tcp.orig_rst,
+        Some(EvidenceKind::SynUnanswered | EvidenceKind::OptionsAltered | EvidenceKind::SynDropped) => false,
+    };
+    if to_client {
+        "to_client"
+    } else {
+        "to_server"
+    }
+}
+
 /// Appends one EVE `alert` line to `out`. `detail` says what the evidence saw, where
 /// there is more to say than the evidence's reason.
 pub fn write_alert(
@@ -388,6 +410,7 @@ pub fn write_alert(
     };
     let event = AlertEvent {
         header: Header::new("alert", ts, flow),
+        direction: alert_direction(flow, evidence),
         alert: AlertBody {
             action: "allowed",
             gid: 1,

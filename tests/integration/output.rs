@@ -159,3 +159,32 @@ fn every_line_validates_against_suricatas_schema() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Suricata's alert `direction`: which way the packet that decided the alert went. An
+/// RDP flow to a Mailbox server from the Internet, caught by its SYN (`to_server`) or,
+/// when the capture starts late, by the server's answer (`to_client`); an ICMP error
+/// travels back to the originator (`to_client`).
+#[test]
+fn alerts_say_which_way_the_deciding_packet_went() {
+    use exwatch::decode::tcp_flags::{ACK, SYN};
+    use exwatch::testkit::synth::wire::Segment;
+    let (client, server) = (sa("198.51.100.7:40001"), sa("10.10.1.11:3389"));
+    let tcp = |flags| Segment::Tcp { flags, seq: 1, ack: 1, payload: b"" };
+    let direction = |s: &Scenario| {
+        let run = util::analyze_scenario(s, &["--workers", "1"]);
+        run.alerts().iter().map(|a| a["direction"].as_str().unwrap_or("none").to_string()).collect::<Vec<_>>()
+    };
+    let mut syn_first = Scenario::new();
+    syn_first.send(client, server, tcp(SYN)).send(server, client, tcp(SYN | ACK));
+    assert_eq!(direction(&syn_first), ["to_server"]);
+    let mut answer_first = Scenario::new();
+    answer_first.send(server, client, tcp(ACK)).send(client, server, tcp(ACK));
+    assert_eq!(direction(&answer_first), ["to_client"]);
+    let mut refused = Scenario::new();
+    refused.icmp_prohibited(
+        "10.10.0.1".parse().expect("address"),
+        sa("10.10.1.11:50001"),
+        sa("10.10.1.12:135"),
+    );
+    assert_eq!(direction(&refused), ["to_client"]);
+}
