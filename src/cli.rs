@@ -211,6 +211,10 @@ pub struct RunFlags {
     /// senders are counted, not remembered.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SMTP_SENDERS)]
     pub max_smtp_senders: usize,
+    /// The sensor's name, written as `host` on every EVE event (Suricata's sensor-name).
+    /// Default: this machine's hostname; an empty name writes no `host`.
+    #[arg(long, value_name = "NAME")]
+    pub sensor_name: Option<String>,
 }
 
 /// Policy and topology, loaded and validated.
@@ -255,6 +259,11 @@ impl Config {
     }
 }
 
+/// This machine's hostname, the default `--sensor-name`.
+fn hostname() -> Option<String> {
+    nix::unistd::gethostname().ok().and_then(|name| name.into_string().ok())
+}
+
 /// What `analyze` and `live` share, validated.
 pub struct RunSettings {
     pub config: Config,
@@ -283,6 +292,7 @@ impl RunSettings {
         pipeline.flows.syn_timeout_ns = (flags.syn_timeout * 1e9) as u64;
         pipeline.flows.max_flows = flags.max_flows;
         pipeline.eve_flows = flags.flows;
+        pipeline.sensor_name = flags.sensor_name.or_else(hostname);
         Ok(RunSettings {
             config,
             eve_log: flags.eve_log,
@@ -399,6 +409,7 @@ impl LiveSettings {
         if flags.snaplen <= 0 || flags.buffer_mib <= 0 || flags.buffer_mib > 4095 {
             return Err("--snaplen must be positive and --buffer-mib from 1 to 4095".into());
         }
+        run.pipeline.interface = Some(flags.interface.clone());
         Ok(LiveSettings {
             interface: flags.interface,
             capture: LiveOptions {

@@ -104,6 +104,9 @@ pub struct Flow {
     pub next_seq: [Option<u32>; 2],
     /// Segments that skipped ahead of that: data the capture never saw.
     pub gaps: u32,
+    /// The input the flow's first packet came from: an index into the run's capture
+    /// files, named only when an event is formatted (EVE `pcap_filename`).
+    pub file: u16,
 }
 
 impl Flow {
@@ -138,6 +141,7 @@ impl Flow {
             mac: [None; 2],
             next_seq: [None; 2],
             gaps: 0,
+            file: 0,
         }
     }
 

@@ -94,6 +94,8 @@ pub struct Tracker {
     /// (sender, receiver) host pairs, and when the capture first showed traffic that way;
     /// bounded by `max_flows` (past it, new pairs are counted, not remembered).
     directions: HashMap<HostPair, Ts, KeyHashState>,
+    /// The input the packets now fed come from (see [`Tracker::set_file`]).
+    file: u16,
 }
 
 impl Tracker {
@@ -108,7 +110,14 @@ impl Tracker {
             now: Ts(0),
             events: Vec::new(),
             directions: HashMap::with_hasher(KeyHashState::default()),
+            file: 0,
         }
+    }
+
+    /// Says which input (an index into the run's capture files) the packets fed from now
+    /// on come from; new flows remember it for EVE's `pcap_filename`.
+    pub fn set_file(&mut self, file: u16) {
+        self.file = file;
     }
 
     /// Events produced since the last call.
@@ -351,6 +360,7 @@ impl Tracker {
             ts: p.ts,
         });
         let flow = Flow::new(key, orig, direction, flow_id(&key, p.ts), p.ts, (p.vlan, p.tunnel), judgement);
+        let flow = Flow { file: self.file, ..flow };
         self.counters[Counter::Flows] += 1;
         self.timers.push(Reverse(Timer {
             at: p.ts.saturating_add(self.idle_ns(&flow)),
@@ -499,6 +509,7 @@ impl Tracker {
                     (Vlans::default(), None),
                     judgement,
                 );
+                flow.file = self.file;
                 if self.protected(&flow) {
                     self.restriction(&mut flow, ts, EvidenceKind::IcmpProhibited);
                 }

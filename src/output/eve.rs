@@ -203,10 +203,32 @@ fn has_ports(proto: u8) -> bool {
     matches!(proto, proto::TCP | proto::UDP)
 }
 
+/// Where the events of a run were seen: Suricata's `host` (the sensor's name),
+/// `in_iface` (a live capture's interface) and `pcap_filename` (the capture file a
+/// flow's first packet came from, by the index the flow keeps).
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    pub host: Option<String>,
+    pub in_iface: Option<String>,
+    pub files: Vec<String>,
+}
+
+impl Origin {
+    /// No `host`, `in_iface` or `pcap_filename`.
+    pub const NONE: Origin = Origin { host: None, in_iface: None, files: Vec::new() };
+
+    /// The name of input `file`; none past the 65,535th (flows keep a 16-bit index).
+    fn file(&self, file: u16) -> Option<&str> {
+        (file < u16::MAX).then(|| self.files.get(usize::from(file))).flatten().map(String::as_str)
+    }
+}
+
 #[derive(Serialize)]
 struct Header<'a> {
     timestamp: String,
     flow_id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_iface: Option<&'a str>,
     event_type: &'a str,
     #[serde(skip_serializing_if = "<[u16]>::is_empty")]
     vlan: &'a [u16],
@@ -224,6 +246,10 @@ struct Header<'a> {
     community_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     tunnel: Option<TunnelBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pcap_filename: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
 }
 
 /// Suricata's `tunnel`: the outermost packet's addresses, ports and protocol, and how
@@ -256,7 +282,7 @@ impl TunnelBody {
 }
 
 impl Header<'_> {
-    fn new<'a>(event_type: &'a str, ts: Ts, flow: &'a Flow) -> Header<'a> {
+    fn new<'a>(event_type: &'a str, ts: Ts, flow: &'a Flow, origin: &'a Origin) -> Header<'a> {
         let t = &flow.orig;
         let ports = has_ports(t.proto);
         // An ICMP flow's tuple holds its first message's type and code where ports go.
@@ -264,6 +290,7 @@ impl Header<'_> {
         Header {
             timestamp: timestamp(ts),
             flow_id: flow.id,
+            in_iface: origin.in_iface.as_deref(),
             event_type,
             vlan: flow.vlan.ids(),
             src_ip: t.src.to_string(),
@@ -275,6 +302,8 @@ impl Header<'_> {
             icmp_code: icmp.then_some(t.dport),
             community_id: community_id(COMMUNITY_ID_SEED, t),
             tunnel: flow.tunnel.as_ref().map(TunnelBody::new),
+            pcap_filename: origin.file(flow.file),
+            host: origin.host.as_deref(),
         }
     }
 }
@@ -395,6 +424,19 @@ pub fn write_alert(
     flow: &Flow,
     (verdict, confidence): (Verdict, Confidence),
     rule: usize,
+    evidence: (Option<usize>, Option<&str>),
+) {
+    write_alert_from(out, (engine, &Origin::NONE), ts, flow, (verdict, confidence), rule, evidence)
+}
+
+/// [`write_alert`], with where the flow was seen.
+fn write_alert_from(
+    out: &mut Vec<u8>,
+    (engine, origin): (&Engine, &Origin),
+    ts: Ts,
+    flow: &Flow,
+    (verdict, confidence): (Verdict, Confidence),
+    rule: usize,
     (evidence, detail): (Option<usize>, Option<&str>),
 ) {
     let policy = &engine.policy;
@@ -409,7 +451,7 @@ pub fn write_alert(
         _ => (1, "Policy Violation"),
     };
     let event = AlertEvent {
-        header: Header::new("alert", ts, flow),
+        header: Header::new("alert", ts, flow, origin),
         direction: alert_direction(flow, evidence),
         alert: AlertBody {
             action: "allowed",
@@ -439,18 +481,39 @@ pub fn write_alert(
 /// Appends the EVE line of one event to `out`; `detail`, for an alert, says what the
 /// evidence saw.
 pub fn write_event(out: &mut Vec<u8>, engine: &Engine, event: &Event, detail: Option<&str>) {
+    write_event_from(out, (engine, &Origin::NONE), event, detail)
+}
+
+/// [`write_event`], with where the run saw it (`host`, `in_iface`, `pcap_filename`).
+pub fn write_event_from(
+    out: &mut Vec<u8>,
+    (engine, origin): (&Engine, &Origin),
+    event: &Event,
+    detail: Option<&str>,
+) {
     match *event {
-        Event::Alert { ts, flow, verdict, rule, evidence, confidence } => {
-            write_alert(out, engine, ts, &flow, (verdict, confidence), rule, (evidence, detail))
-        }
-        Event::Flow { flow } => write_flow(out, &flow),
+        Event::Alert { ts, flow, verdict, rule, evidence, confidence } => write_alert_from(
+            out,
+            (engine, origin),
+            ts,
+            &flow,
+            (verdict, confidence),
+            rule,
+            (evidence, detail),
+        ),
+        Event::Flow { flow } => write_flow_from(out, origin, &flow),
     }
 }
 
 /// Appends one EVE `flow` line (the flow has ended) to `out`.
 pub fn write_flow(out: &mut Vec<u8>, flow: &Flow) {
+    write_flow_from(out, &Origin::NONE, flow)
+}
+
+/// [`write_flow`], with where the flow was seen.
+fn write_flow_from(out: &mut Vec<u8>, origin: &Origin, flow: &Flow) {
     let event = FlowEvent {
-        header: Header::new("flow", flow.last, flow),
+        header: Header::new("flow", flow.last, flow, origin),
         flow: FlowBody::new(flow, true),
         policy: FlowPolicy::new(flow),
     };

@@ -54,6 +54,7 @@ pub(super) fn run(
         jobs,
     };
     let out = outputs.sink.open()?;
+    let origin = settings.origin(files);
     thread::scope(|scope| -> io::Result<Report> {
         let writer = Writer {
             out,
@@ -62,6 +63,7 @@ pub(super) fn run(
             engine,
             eve_flows: settings.eve_flows,
             observer: outputs.observer,
+            origin: &origin,
         };
         let (events, writer) = writer::spawn(scope, writer)?;
         let mut handles = Vec::with_capacity(jobs);
@@ -122,7 +124,7 @@ impl Jobs<'_> {
             let Some(path) = self.files.get(index) else {
                 break;
             };
-            if let Err(err) = self.file(path, &mut worker, gauges, &events) {
+            if let Err(err) = self.file((index, path), &mut worker, gauges, &events) {
                 errors.push((index, err));
             }
         }
@@ -141,14 +143,15 @@ impl Jobs<'_> {
     /// ends the file: every event found before it is kept.
     fn file<'g>(
         &self,
-        path: &Path,
+        (index, path): (usize, &Path),
         worker: &mut Option<Worker<'g>>,
         gauges: &'g Gauges,
         events: &Events,
     ) -> Result<(), CaptureError> {
         let mut source = self.reader.open(path)?;
         let engine = Arc::new(self.engine.split(self.jobs));
-        let tracker = Tracker::new(Arc::clone(&engine), self.flows.clone());
+        let mut tracker = Tracker::new(Arc::clone(&engine), self.flows.clone());
+        tracker.set_file(u16::try_from(index).unwrap_or(u16::MAX));
         let worker = match worker {
             Some(worker) => {
                 worker.replace_tracker(tracker);

@@ -56,6 +56,8 @@ pub(super) struct Writer<'a> {
     /// Write `flow` events (otherwise only the observer sees them).
     pub(super) eve_flows: bool,
     pub(super) observer: Option<&'a mut (dyn Observer + Send + 'static)>,
+    /// Where the events were seen (EVE `host`, `in_iface`, `pcap_filename`).
+    pub(super) origin: &'a eve::Origin,
 }
 
 /// Starts the writer; it ends when every [`Events`] handle is dropped, and its thread
@@ -74,7 +76,7 @@ impl Writer<'_> {
     /// a live finding reaches the log at once; reopens the sink when asked (SIGHUP).
     /// The observer sees every event first.
     fn run(self, chunks: Receiver<Output>) -> io::Result<Duration> {
-        let Writer { out, sink, reopen, engine, eve_flows, mut observer } = self;
+        let Writer { out, sink, reopen, engine, eve_flows, mut observer, origin } = self;
         let format = !matches!(sink, Sink::Off);
         let mut out = BufWriter::with_capacity(BUFFER_BYTES, out);
         let mut lines = Vec::new();
@@ -93,7 +95,7 @@ impl Writer<'_> {
                             observer.event(engine, event);
                         }
                         if format && (eve_flows || !matches!(event, Event::Flow { .. })) {
-                            eve::write_event(&mut lines, engine, event, None);
+                            eve::write_event_from(&mut lines, (engine, origin), event, None);
                         }
                     }
                     out.write_all(&lines)?;

@@ -22,11 +22,26 @@ fn contract_scenario() -> Scenario {
     s
 }
 
+/// A line with its `pcap_filename` cut to the file's name: the directory is a
+/// temporary one, or wherever the repository was checked out.
+fn file_name_only(line: &str) -> String {
+    const KEY: &str = "\"pcap_filename\":\"";
+    let Some(at) = line.find(KEY).map(|at| at + KEY.len()) else {
+        return line.to_string();
+    };
+    let end = at + line[at..].find('"').expect("closing quote");
+    let name = line[at..end].rsplit('/').next().unwrap_or_default();
+    format!("{}{name}{}", &line[..at], &line[end..])
+}
+
+/// The options of the golden runs: one worker writes events in the order it finds
+/// them, so the order is pinned too; a fixed sensor name stands for the hostname.
+const GOLDEN_RUN: [&str; 5] = ["--flows", "--workers", "1", "--sensor-name", "sensor-1"];
+
 #[test]
 fn eve_lines_match_the_golden_file() {
-    let run = util::analyze_scenario(&contract_scenario(), &["--flows", "--workers", "1"]);
-    // One worker writes events in the order it finds them, so the order is pinned too.
-    let got = run.lines.join("\n") + "\n";
+    let run = util::analyze_scenario(&contract_scenario(), &GOLDEN_RUN);
+    let got: String = run.lines.iter().map(|line| file_name_only(line) + "\n").collect();
     let golden = util::repo().join("tests/golden/eve.jsonl");
     if std::env::var_os("EXWATCH_BLESS").is_some() {
         std::fs::write(&golden, &got).expect("bless golden file");
@@ -49,10 +64,10 @@ const SUBJECTS: [&str; 5] = [
 fn subject_lines() -> String {
     let mut got = String::new();
     for name in SUBJECTS {
-        let run = util::analyze(&[&util::capture(name)], &["--flows", "--workers", "1"]);
+        let run = util::analyze(&[&util::capture(name)], &GOLDEN_RUN);
         assert!(run.read_whole(), "{name}: status {}: {}", run.status, run.stderr);
         for line in &run.lines {
-            got.push_str(line);
+            got.push_str(&file_name_only(line));
             got.push('\n');
         }
     }
@@ -187,4 +202,26 @@ fn alerts_say_which_way_the_deciding_packet_went() {
         sa("10.10.1.12:135"),
     );
     assert_eq!(direction(&refused), ["to_client"]);
+}
+
+/// Where Suricata says an offline event was seen: `host`, the sensor's name (the
+/// hostname unless `--sensor-name` says otherwise; an empty name writes none), and
+/// `pcap_filename`, the file the flow's first packet came from (here each of two
+/// captures analysed as captures of their own).
+#[test]
+fn offline_events_name_the_sensor_and_the_capture_file() {
+    let file = util::capture("real/vxlan-http.pcap");
+    let other = util::capture("real/vlan-qinqinq-http.pcap");
+    let default = util::analyze(&[&file, &other], &["--flows"]);
+    let hosts: std::collections::BTreeSet<_> = default.events.iter().map(|e| e["host"].as_str()).collect();
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    assert!(hosts.iter().all(|h| h.is_some_and(|h| !h.is_empty())), "{hosts:?}");
+    for event in &default.events {
+        let want = if event["vlan"].is_array() { &other } else { &file };
+        assert_eq!(event["pcap_filename"], want.display().to_string(), "{event}");
+    }
+    let named = util::analyze(&[&file], &["--flows", "--sensor-name", "span-7"]);
+    assert!(named.events.iter().all(|e| e["host"] == "span-7"), "{:?}", named.lines);
+    let unnamed = util::analyze(&[&file], &["--flows", "--sensor-name", ""]);
+    assert!(unnamed.events.iter().all(|e| e.get("host").is_none()), "{:?}", unnamed.lines);
 }
