@@ -528,6 +528,9 @@ struct StatsEvent<'a> {
     event_type: &'static str,
     stats: SuricataStats<'a>,
     policy: PolicyStats<'a>,
+    /// The sensor's name, as on every Suricata event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
 }
 
 /// `stats`: `uptime`, then each group of the counter table's Suricata paths (`capture`,
@@ -583,6 +586,16 @@ struct PolicyStats<'a> {
 
 /// Appends one EVE `stats` event (live counters, summed over workers) to `out`.
 pub fn write_stats(out: &mut Vec<u8>, ts: Ts, engine: &Engine, snapshot: &Snapshot) {
+    write_stats_from(out, ts, (engine, &Origin::NONE), snapshot)
+}
+
+/// [`write_stats`], with the sensor's name.
+pub fn write_stats_from(
+    out: &mut Vec<u8>,
+    ts: Ts,
+    (engine, origin): (&Engine, &Origin),
+    snapshot: &Snapshot,
+) {
     let c = &snapshot.counters;
     let own = |section| Counts::select(section, c, |def| def.suricata.is_none());
     let alerts: Vec<(&str, u64)> = alert_series(engine, c).map(|(id, _, n)| (id, n)).collect();
@@ -597,6 +610,7 @@ pub fn write_stats(out: &mut Vec<u8>, ts: Ts, engine: &Engine, snapshot: &Snapsh
             findings: own(Section::Findings),
             alerts: Entries(&alerts),
         },
+        host: origin.host.as_deref(),
     };
     write_line(out, &event);
 }
@@ -646,6 +660,52 @@ mod tests {
         }
         let want = std::fs::read_to_string(golden).expect("golden file");
         assert_eq!(got, want, "stats event changed; if on purpose, rerun with EXWATCH_BLESS=1 and review");
+    }
+
+    /// Suricata names the sensor on every event, `stats` included.
+    #[test]
+    fn stats_events_name_the_sensor() {
+        let policy = Arc::new(builtin::policy().expect("policy"));
+        let engine = Engine::new(policy, Arc::new(builtin::topology().expect("topology")), 10);
+        let snapshot = Snapshot {
+            counters: Counters::for_engine(&engine),
+            flows_active: 0,
+            latency: Latency::default(),
+            uptime: Duration::from_secs(1),
+        };
+        let origin = Origin { host: Some("span-7".into()), ..Origin::default() };
+        let mut out = Vec::new();
+        write_stats_from(&mut out, Ts(0), (&engine, &origin), &snapshot);
+        let event: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(event["host"], "span-7");
+        assert!(event.get("in_iface").is_none(), "Suricata's stats name no interface");
+    }
+
+    /// Suricata's protocol names: IANA's keywords from its table, a number past it.
+    #[test]
+    fn protocols_are_named_as_suricata_names_them() {
+        let names: Vec<_> = [1, 2, 6, 17, 47, 50, 51, 58, 89, 103, 112, 132, 143, 144, 253]
+            .into_iter()
+            .map(|p| proto_name(p).into_owned())
+            .collect();
+        let want = [
+            "ICMP",
+            "IGMP",
+            "TCP",
+            "UDP",
+            "GRE",
+            "ESP",
+            "AH",
+            "IPv6-ICMP",
+            "OSPF",
+            "PIM",
+            "VRRP",
+            "SCTP",
+            "Ethernet",
+            "144",
+            "253",
+        ];
+        assert_eq!(names, want);
     }
 
     #[test]

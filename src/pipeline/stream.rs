@@ -199,6 +199,7 @@ impl Stream<'_> {
                 blocked: Duration::ZERO,
                 last_idle: Instant::now(),
                 file: 0,
+                origin,
             };
             let mut errors = Vec::new();
             let mut file_bytes = 0u64;
@@ -266,6 +267,8 @@ struct Reader<'m> {
     last_idle: Instant,
     /// The input being read (an index into the run's files).
     file: u16,
+    /// The sensor's name, for `stats` events.
+    origin: &'m eve::Origin,
 }
 
 impl Reader<'_> {
@@ -377,7 +380,8 @@ impl Reader<'_> {
         }
         self.last_stats = Instant::now();
         let mut out = Vec::new();
-        eve::write_stats(&mut out, wall_clock(), self.engine, &self.monitor.snapshot(self.engine));
+        let snapshot = self.monitor.snapshot(self.engine);
+        eve::write_stats_from(&mut out, wall_clock(), (self.engine, self.origin), &snapshot);
         self.events.send_lines(out);
     }
 
