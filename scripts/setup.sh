@@ -14,11 +14,13 @@
 #   systemd      for systemd-analyze, which checks the shipped unit (packaging/)
 #   logrotate    rotates a running exwatch with the shipped snippet in a live test
 #   chromium     the headless browser the report's tests render the HTML report in
+#   python3-jsonschema
+#                validates EVE output against Suricata's schema (scripts/validate-eve.py)
 # Needs a Rust toolchain (cargo >= 1.85, https://rustup.rs); it does not install one.
 set -euo pipefail
 
 packages=(libpcap-dev tshark pkg-config iproute2 netcat-openbsd curl swaks bind9-dnsutils python3 tcpreplay
-  iptables tcpdump prometheus systemd logrotate chromium)
+  iptables tcpdump prometheus systemd logrotate chromium python3-jsonschema)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

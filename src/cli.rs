@@ -467,6 +467,10 @@ pub struct RunFlags {
     /// Write every alert: no alert bound (the summary's counts are the same either way).
     #[arg(long)]
     pub no_aggregate: bool,
+    /// The sensor's name, written as `host` on every EVE event (Suricata's sensor-name).
+    /// Default: this machine's hostname; an empty name writes no `host`.
+    #[arg(long, value_name = "NAME")]
+    pub sensor_name: Option<String>,
 }
 
 /// Policy and topology, loaded and validated.
@@ -534,6 +538,11 @@ pub fn config_files(flags: &ConfigFlags) -> Result<exwatch::report::Meta, String
     })
 }
 
+/// This machine's hostname, the default `--sensor-name`.
+fn hostname() -> Option<String> {
+    nix::unistd::gethostname().ok().and_then(|name| name.into_string().ok())
+}
+
 /// What `analyze` and `live` share, validated.
 pub struct RunSettings {
     pub config: Config,
@@ -581,6 +590,7 @@ impl RunSettings {
             per_second: flags.max_alert_rate,
             ..bound::Settings::default()
         });
+        pipeline.sensor_name = flags.sensor_name.or_else(hostname);
         Ok(RunSettings {
             config,
             eve_log: flags.eve_log,
@@ -737,6 +747,7 @@ impl LiveSettings {
         if flags.snaplen <= 0 || flags.buffer_mib <= 0 || flags.buffer_mib > 4095 {
             return Err("--snaplen must be positive and --buffer-mib from 1 to 4095".into());
         }
+        run.pipeline.interface = Some(interface.clone());
         Ok(LiveSettings {
             interface,
             capture: capture::LiveSettings {

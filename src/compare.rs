@@ -199,8 +199,15 @@ fn restriction(
     let rule = judgement.rule.filter(|&r| engine.never_restrict(r))?;
     let evidence = engine.evidence(kind)?;
     let key = FlowKey::of(&orig);
-    let flow =
-        Flow::new(key, orig, Direction::Observed, flow_id(&key, start), start, (None, None), judgement);
+    let flow = Flow::new(
+        key,
+        orig,
+        Direction::Observed,
+        flow_id(&key, start),
+        start,
+        (Default::default(), None),
+        judgement,
+    );
     Some(Event::Alert {
         ts,
         flow,

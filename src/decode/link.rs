@@ -2,7 +2,7 @@
 //! stacked VLAN tags (802.1Q, 802.1ad / QinQ, 0x9100), MPLS label stacks, PPPoE
 //! sessions, Linux cooked capture v1 and v2, BSD loopback (null) and raw IP.
 
-use super::{be16, LinkType, Skip, MAX_MPLS_LABELS, MAX_VLAN_TAGS};
+use super::{be16, LinkType, Skip, Vlans, MAX_MPLS_LABELS, MAX_VLAN_TAGS};
 
 /// The ethertypes exwatch looks at.
 pub(super) mod ethertype {
@@ -80,10 +80,10 @@ fn is_vlan_ethertype(ethertype: u16) -> bool {
     matches!(ethertype, ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_OLD)
 }
 
-/// The network-layer payload of a frame: where the IP header starts, and the outer VLAN.
+/// The network-layer payload of a frame: where the IP header starts, and its VLAN tags.
 pub(super) struct Network<'a> {
     pub ip: &'a [u8],
-    pub vlan: Option<u16>,
+    pub vlan: Vlans,
 }
 
 /// Walks the link layer down to the IP header.
@@ -93,7 +93,7 @@ pub(super) fn network(link: LinkType, frame: &[u8]) -> Result<Network<'_>, Skip>
     if let (LinkType::Ethernet, Some(ethertype::IPV4 | ethertype::IPV6)) =
         (link, be16(frame, ethernet::ETHERTYPE))
     {
-        return Ok(Network { ip: &frame[ethernet::HEADER_LEN..], vlan: None });
+        return Ok(Network { ip: &frame[ethernet::HEADER_LEN..], vlan: Vlans::default() });
     }
     network_any(link, frame)
 }
@@ -112,7 +112,7 @@ fn network_any(link: LinkType, frame: &[u8]) -> Result<Network<'_>, Skip> {
             let ethertype = be16(frame, sll2::PROTOCOL).ok_or(Skip::LinkTruncated)?;
             (ethertype, frame.get(sll2::HEADER_LEN..).ok_or(Skip::LinkTruncated)?)
         }
-        LinkType::RawIp => return Ok(Network { ip: frame, vlan: None }),
+        LinkType::RawIp => return Ok(Network { ip: frame, vlan: Vlans::default() }),
         LinkType::Unsupported => return Err(Skip::LinkUnsupported),
         LinkType::Null => {
             let family = frame.get(..null::HEADER_LEN).ok_or(Skip::LinkTruncated)?;
@@ -169,9 +169,10 @@ fn strip_pppoe(rest: &[u8]) -> Result<&[u8], Skip> {
     }
 }
 
-/// Removes stacked 802.1Q / 802.1ad tags, returning the inner ethertype and payload.
-fn strip_vlan_tags(mut ethertype: u16, mut rest: &[u8]) -> Result<(u16, &[u8], Option<u16>), Skip> {
-    let mut outer = None;
+/// Removes stacked 802.1Q / 802.1ad tags, returning the inner ethertype, the payload and
+/// the tags' VLAN ids, outermost first.
+fn strip_vlan_tags(mut ethertype: u16, mut rest: &[u8]) -> Result<(u16, &[u8], Vlans), Skip> {
+    let mut ids = Vlans::default();
     let mut depth = 0;
     while is_vlan_ethertype(ethertype) {
         depth += 1;
@@ -180,10 +181,10 @@ fn strip_vlan_tags(mut ethertype: u16, mut rest: &[u8]) -> Result<(u16, &[u8], O
         }
         let tci = be16(rest, vlan::TCI).ok_or(Skip::VlanDepth)?;
         ethertype = be16(rest, vlan::ETHERTYPE).ok_or(Skip::VlanDepth)?;
-        outer.get_or_insert(tci & vlan::VID_MASK);
+        ids.push(tci & vlan::VID_MASK);
         rest = &rest[vlan::TAG_LEN..];
     }
-    Ok((ethertype, rest, outer))
+    Ok((ethertype, rest, ids))
 }
 
 #[cfg(test)]
@@ -201,7 +202,29 @@ mod tests {
             frame.extend_from_slice(&[0x00, 0x2a]);
             frame.extend_from_slice(&base[12..]);
             let p = decode(LinkType::Ethernet, Ts(0), 0, &frame).unwrap();
-            assert_eq!((p.vlan, p.tuple.dport), (Some(42), 443), "{tpid:02x?}");
+            assert_eq!((p.vlan.ids(), p.tuple.dport), (&[42][..], 443), "{tpid:02x?}");
+        }
+    }
+
+    /// Suricata's `vlan` is the whole stack, outermost first, up to three ids; deeper
+    /// tags are decoded through without being recorded.
+    #[test]
+    fn the_vlan_stack_is_kept_outermost_first() {
+        let base = eth_ipv4_tcp(0);
+        for (tags, want) in [
+            (&[30u16, 20, 10][..], &[30u16, 20, 10][..]),
+            (&[100, 10], &[100, 10]),
+            (&[4, 3, 2, 1], &[4, 3, 2]),
+        ] {
+            let mut frame = base[..12].to_vec();
+            for (i, tag) in tags.iter().enumerate() {
+                let tpid: u16 = if i == 0 { 0x88a8 } else { 0x8100 };
+                frame.extend_from_slice(&tpid.to_be_bytes());
+                frame.extend_from_slice(&(0xe000 | tag).to_be_bytes());
+            }
+            frame.extend_from_slice(&base[12..]);
+            let p = decode(LinkType::Ethernet, Ts(0), 0, &frame).unwrap();
+            assert_eq!(p.vlan.ids(), want, "{tags:?}");
         }
     }
 

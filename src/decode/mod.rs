@@ -222,8 +222,8 @@ pub struct Packet {
     pub fragment: Fragment,
     /// IPv4 TTL or IPv6 hop limit.
     pub ttl: u8,
-    /// Outermost VLAN id, if tagged.
-    pub vlan: Option<u16>,
+    /// The VLAN ids the frame carried, outermost first (an ERSPAN header's among them).
+    pub vlan: Vlans,
     /// How the packet was carried, when it came out of a tunnel.
     pub tunnel: Option<Tunnel>,
     /// Source MAC address of the (outermost) Ethernet frame, where there is one.
@@ -251,11 +251,61 @@ impl TunnelKind {
     }
 }
 
-/// The outermost tunnel a packet came out of, and how many were nested.
+/// The outermost tunnel a packet came out of, how many were nested, and the outermost
+/// packet's own 5-tuple (what Suricata's `tunnel` object reports).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tunnel {
     pub kind: TunnelKind,
     pub depth: u8,
+    /// The outermost packet's addresses, protocol and (UDP, TCP) ports.
+    pub outer: Tuple,
+}
+
+/// The VLAN ids of a frame, outermost first: at most [`Vlans::MAX`], as Suricata keeps
+/// them (deeper tags are decoded through but not recorded). Seven bytes, `Copy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Vlans {
+    ids: [u16; Vlans::MAX],
+    len: u8,
+}
+
+impl Vlans {
+    /// How many VLAN layers Suricata records (its `VLAN_MAX_LAYERS`).
+    pub const MAX: usize = 3;
+
+    /// A stack of the given ids (past [`Vlans::MAX`], the rest are dropped).
+    pub fn of(ids: &[u16]) -> Vlans {
+        let mut vlans = Vlans::default();
+        for &id in ids {
+            vlans.push(id);
+        }
+        vlans
+    }
+
+    /// Records one more (inner) tag, if there is room.
+    #[inline]
+    pub fn push(&mut self, id: u16) {
+        if let Some(slot) = self.ids.get_mut(usize::from(self.len)) {
+            *slot = id;
+            self.len += 1;
+        }
+    }
+
+    /// Adds `inner`'s tags after these.
+    pub fn extend(&mut self, inner: Vlans) {
+        for &id in inner.ids() {
+            self.push(id);
+        }
+    }
+
+    /// The ids, outermost first.
+    pub fn ids(&self) -> &[u16] {
+        self.ids.get(..usize::from(self.len)).unwrap_or_default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// The layer at which decoding stopped.
@@ -369,7 +419,7 @@ fn be16(bytes: &[u8], at: usize) -> Option<u16> {
 /// Decodes one frame. `wire_len` is the frame's length on the wire, which may exceed
 /// `frame.len()` when the capture was cut by its snap length.
 pub fn decode(link: LinkType, ts: Ts, wire_len: u32, frame: &[u8]) -> Result<Packet, Skip> {
-    let Network { ip, vlan } = link::network(link, frame)?;
+    let Network { ip, mut vlan } = link::network(link, frame)?;
     let src_mac = match link {
         LinkType::Ethernet => frame.get(link::ethernet::SRC).and_then(|m| m.try_into().ok()),
         _ => None,
@@ -380,7 +430,7 @@ pub fn decode(link: LinkType, ts: Ts, wire_len: u32, frame: &[u8]) -> Result<Pac
     };
     let (inner, tunnel, dst_mac) = match ip::decode_ip_fast(ip) {
         Some(inner) => (inner, None, mac),
-        None => decode_ip_tunnels(ip, mac)?,
+        None => decode_ip_tunnels(ip, mac, &mut vlan)?,
     };
     Ok(Packet {
         ts,
@@ -400,26 +450,36 @@ pub fn decode(link: LinkType, ts: Ts, wire_len: u32, frame: &[u8]) -> Result<Pac
 /// mirrored traffic arrives inside GRE, ERSPAN or VXLAN, and the inner flow is judged.
 /// The inner frame goes through [`link`] and [`ip`] again, at most [`MAX_TUNNEL_DEPTH`]
 /// times. `mac` is the class of the outer frame's destination MAC; the innermost
-/// Ethernet frame's replaces it.
+/// Ethernet frame's replaces it. The carried frames' VLAN tags (and an ERSPAN header's
+/// VLAN) follow the outer ones in `vlan`, as Suricata stacks them.
 #[inline(never)]
-fn decode_ip_tunnels(
-    ip: &[u8],
+fn decode_ip_tunnels<'a>(
+    ip: &'a [u8],
     mut mac: MacClass,
-) -> Result<(IpDecoded<'_>, Option<Tunnel>, MacClass), Skip> {
+    vlan: &mut Vlans,
+) -> Result<(IpDecoded<'a>, Option<Tunnel>, MacClass), Skip> {
     let mut inner = ip::decode_ip_full(ip)?;
+    let outer = inner.tuple;
     let mut tunnel = None;
     let mut depth = 0;
-    while let Some((kind, link, bytes)) = inner.carries {
+    while let Some(carried) = inner.carries {
         depth += 1;
         if depth > MAX_TUNNEL_DEPTH {
             return Err(Skip::EncapDepth);
         }
-        tunnel.get_or_insert(Tunnel { kind, depth: 0 }).depth = depth;
-        mac = match link {
-            LinkType::Ethernet => bytes.get(link::ethernet::DST).map_or(MacClass::Unknown, MacClass::of),
+        tunnel.get_or_insert(Tunnel { kind: carried.kind, depth: 0, outer }).depth = depth;
+        if let Some(id) = carried.vlan {
+            vlan.push(id);
+        }
+        mac = match carried.link {
+            LinkType::Ethernet => {
+                carried.frame.get(link::ethernet::DST).map_or(MacClass::Unknown, MacClass::of)
+            }
             _ => MacClass::Unknown,
         };
-        inner = ip::decode_ip(link::network(link, bytes)?.ip)?;
+        let network = link::network(carried.link, carried.frame)?;
+        vlan.extend(network.vlan);
+        inner = ip::decode_ip(network.ip)?;
     }
     Ok((inner, tunnel, mac))
 }

@@ -22,8 +22,11 @@ pub(super) mod gre {
     pub const OPTIONAL_FIELD_LEN: usize = 4;
 }
 
-/// ERSPAN header lengths (draft-foschiano-erspan).
+/// ERSPAN header fields (draft-foschiano-erspan).
 mod erspan {
+    /// Types II and III open with the version (4 bits) and the mirrored frame's VLAN.
+    pub const VER_VLAN: usize = 0;
+    pub const VLAN_MASK: u16 = 0x0fff;
     pub const TYPE_II_HEADER_LEN: usize = 8;
     pub const TYPE_III_HEADER_LEN: usize = 12;
     /// The byte of a type III header holding the O bit, which says a platform-specific
@@ -43,8 +46,27 @@ pub(super) mod vxlan {
     pub const HEADER_LEN: usize = 8;
 }
 
-/// A tunnel's payload: its kind, and the frame it carries with that frame's link type.
-pub(super) type Carried<'a> = (TunnelKind, LinkType, &'a [u8]);
+/// A tunnel's payload: its kind, the frame it carries with that frame's link type, and
+/// the VLAN an ERSPAN header names for the mirrored frame (Suricata stacks it with the
+/// frame's own tags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Carried<'a> {
+    pub kind: TunnelKind,
+    pub link: LinkType,
+    pub frame: &'a [u8],
+    pub vlan: Option<u16>,
+}
+
+impl Carried<'_> {
+    fn new(kind: TunnelKind, link: LinkType, frame: &[u8]) -> Carried<'_> {
+        Carried { kind, link, frame, vlan: None }
+    }
+}
+
+/// The VLAN an ERSPAN type II or III header names, when it names one (0 is none).
+fn erspan_vlan(header: &[u8]) -> Option<u16> {
+    be16(header, erspan::VER_VLAN).map(|v| v & erspan::VLAN_MASK).filter(|&id| id != 0)
+}
 
 /// The frame an IP payload of protocol `proto` to port `dport` carries, if it is a
 /// tunnel; `l4` starts at the GRE or UDP header.
@@ -73,12 +95,16 @@ fn gre_payload(packet: &[u8]) -> Result<Option<Carried<'_>>, Skip> {
     let body = packet.get(header..).ok_or(Skip::TunnelTruncated)?;
     let after = |len: usize| body.get(len..).ok_or(Skip::TunnelTruncated);
     Ok(match protocol {
-        ethertype::IPV4 | ethertype::IPV6 => Some((TunnelKind::Gre, LinkType::RawIp, body)),
-        ethertype::TEB => Some((TunnelKind::Gre, LinkType::Ethernet, body)),
+        ethertype::IPV4 | ethertype::IPV6 => Some(Carried::new(TunnelKind::Gre, LinkType::RawIp, body)),
+        ethertype::TEB => Some(Carried::new(TunnelKind::Gre, LinkType::Ethernet, body)),
         // Type I has no sequence number and no ERSPAN header; type II has both.
-        ethertype::ERSPAN_2 if !sequence => Some((TunnelKind::Erspan, LinkType::Ethernet, body)),
+        ethertype::ERSPAN_2 if !sequence => Some(Carried::new(TunnelKind::Erspan, LinkType::Ethernet, body)),
         ethertype::ERSPAN_2 => {
-            Some((TunnelKind::Erspan, LinkType::Ethernet, after(erspan::TYPE_II_HEADER_LEN)?))
+            let frame = after(erspan::TYPE_II_HEADER_LEN)?;
+            Some(Carried {
+                vlan: erspan_vlan(body),
+                ..Carried::new(TunnelKind::Erspan, LinkType::Ethernet, frame)
+            })
         }
         ethertype::ERSPAN_3 => {
             let flags = *body.get(erspan::TYPE_III_FLAGS).ok_or(Skip::TunnelTruncated)?;
@@ -87,7 +113,11 @@ fn gre_payload(packet: &[u8]) -> Result<Option<Carried<'_>>, Skip> {
             } else {
                 erspan::TYPE_III_HEADER_LEN
             };
-            Some((TunnelKind::Erspan, LinkType::Ethernet, after(skip)?))
+            let frame = after(skip)?;
+            Some(Carried {
+                vlan: erspan_vlan(body),
+                ..Carried::new(TunnelKind::Erspan, LinkType::Ethernet, frame)
+            })
         }
         _ => None,
     })
@@ -102,13 +132,13 @@ fn vxlan_payload(datagram: &[u8]) -> Result<Option<Carried<'_>>, Skip> {
         return Ok(None);
     }
     let frame = datagram.get(at + vxlan::HEADER_LEN..).unwrap_or_default();
-    Ok(Some((TunnelKind::Vxlan, LinkType::Ethernet, frame)))
+    Ok(Some(Carried::new(TunnelKind::Vxlan, LinkType::Ethernet, frame)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::samples::{inner_ethernet, outer_ipv4};
-    use super::super::{decode, route_hash, Ts, Tunnel, MAX_TUNNEL_DEPTH};
+    use super::super::{decode, route_hash, Ts, MAX_TUNNEL_DEPTH};
     use super::*;
 
     fn gre_packet(flags: u16, protocol: u16, extra: &[u8], payload: &[u8]) -> Vec<u8> {
@@ -143,11 +173,28 @@ mod tests {
         for (frame, kind) in cases {
             let p = decode(LinkType::Ethernet, Ts(0), 0, &frame).unwrap();
             assert_eq!((p.tuple.dst, p.tuple.dport), ("10.10.1.11".parse().unwrap(), 443), "{kind:?}");
-            assert_eq!(p.tunnel, Some(Tunnel { kind, depth: 1 }));
+            assert_eq!(p.tunnel.map(|t| (t.kind, t.depth)), Some((kind, 1)));
+            let outer = p.tunnel.map(|t| (t.outer.src.to_string(), t.outer.dst.to_string()));
+            assert_eq!(outer, Some(("192.0.2.1".into(), "192.0.2.2".into())), "{kind:?}");
             let direct = decode(LinkType::Ethernet, Ts(0), 0, &inner).unwrap();
             assert_eq!(route_hash(LinkType::Ethernet, &frame), route_hash(LinkType::Ethernet, &inner));
             assert_eq!(p.tuple, direct.tuple);
         }
+    }
+
+    /// Suricata stacks an ERSPAN header's VLAN after the outer frame's tags and before
+    /// the mirrored frame's own.
+    #[test]
+    fn an_erspan_vlan_joins_the_vlan_stack() {
+        let inner = inner_ethernet();
+        let header = [0, 0, 0, 1, 0x10, 0x07, 0, 1, 0, 0, 0, 0];
+        let frame = outer_ipv4(gre::PROTOCOL, &gre_packet(0x1000, 0x88be, &header, &inner));
+        let p = decode(LinkType::Ethernet, Ts(0), 0, &frame).unwrap();
+        assert_eq!(p.vlan.ids(), &[7]);
+        assert_eq!(p.tunnel.map(|t| (t.outer.proto, t.outer.sport)), Some((gre::PROTOCOL, 0)));
+        let no_vlan = [0, 0, 0, 1, 0x10, 0, 0, 1, 0, 0, 0, 0];
+        let frame = outer_ipv4(gre::PROTOCOL, &gre_packet(0x1000, 0x88be, &no_vlan, &inner));
+        assert!(decode(LinkType::Ethernet, Ts(0), 0, &frame).unwrap().vlan.is_empty());
     }
 
     #[test]
@@ -157,7 +204,8 @@ mod tests {
             frame = outer_ipv4(proto::UDP, &vxlan_datagram(&frame));
             let got = decode(LinkType::Ethernet, Ts(0), 0, &frame);
             if depth <= MAX_TUNNEL_DEPTH {
-                assert_eq!(got.unwrap().tunnel, Some(Tunnel { kind: TunnelKind::Vxlan, depth }));
+                let tunnel = got.unwrap().tunnel.map(|t| (t.kind, t.depth, t.outer.proto, t.outer.dport));
+                assert_eq!(tunnel, Some((TunnelKind::Vxlan, depth, proto::UDP, vxlan::PORT)));
             } else {
                 assert_eq!(got, Err(Skip::EncapDepth));
             }

@@ -155,22 +155,39 @@ impl Hash for HostPair {
     }
 }
 
+/// The ports the Community ID spec gives an ICMP or ICMPv6 message of type `kind` and
+/// code `code`, and whether the message is one-way: a request or reply gets its own type
+/// and its counterpart's (so the pair is one flow); any other type gets its type and
+/// code, one-way.
+pub fn icmp_ports(proto: u8, kind: u8, code: u8) -> (u16, u16, bool) {
+    match icmp_counterpart(proto, kind) {
+        Some(other) => (u16::from(kind), u16::from(other), false),
+        None => (u16::from(kind), u16::from(code), true),
+    }
+}
+
+/// The tuple the flow table keys a packet by: an ICMP message's type and code (in the
+/// port fields) mapped as the Community ID spec maps them, so that an echo request and
+/// its reply, or a neighbour solicitation and its advertisement, are one flow (as in
+/// Zeek and Suricata), and every other type is a flow of its own; other protocols as
+/// they are.
+#[inline]
+pub fn keyed(tuple: &Tuple) -> Tuple {
+    if !matches!(tuple.proto, proto::ICMP | proto::ICMPV6) {
+        return *tuple;
+    }
+    let (sport, dport, _) = icmp_ports(tuple.proto, tuple.sport as u8, tuple.dport as u8);
+    Tuple { sport, dport, ..*tuple }
+}
+
 /// Community ID v1 (<https://github.com/corelight/community-id-spec>) of a directional
-/// tuple, with the given seed. Returns `1:` followed by the base64 of a SHA-1.
+/// tuple, with the given seed. Returns `1:` followed by the base64 of a SHA-1. An ICMP
+/// tuple carries the message's type and code where the ports go.
 pub fn community_id(seed: u16, tuple: &Tuple) -> String {
     let (mut sport, mut dport) = (tuple.sport, tuple.dport);
     let mut one_way = false;
     if matches!(tuple.proto, proto::ICMP | proto::ICMPV6) {
-        // ICMP "ports" are type and code; request/reply types pair up.
-        let kind = tuple.sport as u8;
-        match icmp_counterpart(tuple.proto, kind) {
-            Some(other) => dport = u16::from(other),
-            None => one_way = true,
-        }
-        sport = u16::from(kind);
-        if one_way {
-            dport = tuple.dport;
-        }
+        (sport, dport, one_way) = icmp_ports(tuple.proto, tuple.sport as u8, tuple.dport as u8);
     }
     // The spec orders endpoints by address bytes, then port; addresses of one tuple
     // are of one family, so IpAddr's order is that order.
@@ -222,6 +239,8 @@ fn icmp_counterpart(proto: u8, kind: u8) -> Option<u8> {
             (136, 135),
             (130, 131),
             (131, 130),
+            (139, 140),
+            (140, 139),
             (144, 145),
             (145, 144),
         ]
@@ -248,6 +267,46 @@ mod tests {
         assert_eq!(community_id(0, &tuple(proto::TCP)), "1:wCb3OG7yAFWelaUydu0D+125CLM=");
         assert_eq!(community_id(0, &tuple(proto::UDP)), "1:0Mu9InQx6z4ZiCZM/7HXi2WMhOg=");
         assert_eq!(community_id(1, &tuple(proto::TCP)), "1:HhA1B+6CoLbiKPEs5nhNYN4XWfk=");
+    }
+
+    fn icmp(src: &str, dst: &str, proto: u8, kind: u8, code: u8) -> Tuple {
+        Tuple {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            sport: u16::from(kind),
+            dport: u16::from(code),
+            proto,
+        }
+    }
+
+    /// The spec's ICMP examples: an echo request and its reply share an id, as do a
+    /// neighbour solicitation and its advertisement.
+    #[test]
+    fn community_id_maps_icmp_as_the_spec_does() {
+        let request = icmp("192.168.0.89", "192.168.0.1", proto::ICMP, 8, 0);
+        assert_eq!(community_id(0, &request), "1:X0snYXpgwiv9TZtqg64sgzUn6Dk=");
+        let reply = icmp("192.168.0.1", "192.168.0.89", proto::ICMP, 0, 0);
+        assert_eq!(community_id(0, &reply), "1:X0snYXpgwiv9TZtqg64sgzUn6Dk=");
+        let solicit = icmp("fe80::200:86ff:fe05:80da", "fe80::260:97ff:fe07:69ea", proto::ICMPV6, 135, 0);
+        assert_eq!(community_id(0, &solicit), "1:dGHyGvjMfljg6Bppwm3bg0LO8TY=");
+        let advert = icmp("fe80::260:97ff:fe07:69ea", "fe80::200:86ff:fe05:80da", proto::ICMPV6, 136, 0);
+        assert_eq!(community_id(0, &advert), "1:dGHyGvjMfljg6Bppwm3bg0LO8TY=");
+    }
+
+    /// Flows follow the same mapping: a request/reply pair is one flow, other types
+    /// (here an ICMPv6 MLDv2 report and a redirect) are flows of their own.
+    #[test]
+    fn icmp_flows_are_keyed_as_the_spec_maps_them() {
+        let (a, b) = ("fe80::1", "fe80::2");
+        let key = |t: Tuple| FlowKey::of(&keyed(&t));
+        assert_eq!(key(icmp(a, b, proto::ICMPV6, 135, 0)), key(icmp(b, a, proto::ICMPV6, 136, 0)));
+        assert_eq!(key(icmp(a, b, proto::ICMPV6, 128, 0)), key(icmp(b, a, proto::ICMPV6, 129, 0)));
+        assert_ne!(key(icmp(a, b, proto::ICMPV6, 135, 0)), key(icmp(a, b, proto::ICMPV6, 128, 0)));
+        assert_ne!(key(icmp(a, b, proto::ICMPV6, 136, 0)), key(icmp(a, b, proto::ICMPV6, 143, 0)));
+        assert_ne!(key(icmp(a, b, proto::ICMPV6, 137, 0)), key(icmp(b, a, proto::ICMPV6, 137, 0)));
+        let v4 = |kind| key(icmp("10.0.0.1", "10.0.0.2", proto::ICMP, kind, 0));
+        assert_eq!(v4(8), key(icmp("10.0.0.2", "10.0.0.1", proto::ICMP, 0, 0)));
+        assert_ne!(v4(8), v4(13));
     }
 
     #[test]

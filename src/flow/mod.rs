@@ -9,7 +9,7 @@ mod frag;
 mod key;
 mod tracker;
 
-use crate::decode::{proto, Ts, Tunnel, Tuple};
+use crate::decode::{proto, Ts, Tunnel, Tuple, Vlans};
 use crate::policy::{Judgement, Role};
 pub use key::{community_id, FlowKey};
 pub use tracker::{flow_id, Event, Settings, Tracker};
@@ -139,7 +139,8 @@ pub struct Flow {
     pub syns: u8,
     /// When the responder first sent anything.
     pub resp_first: Option<Ts>,
-    pub vlan: Option<u16>,
+    /// The VLAN stack of the flow's first packet, outermost first.
+    pub vlan: Vlans,
     /// The tunnel the flow's first packet came out of.
     pub tunnel: Option<Tunnel>,
     /// The matched rule (index into the policy) and the roles it was judged with.
@@ -159,6 +160,9 @@ pub struct Flow {
     pub icmp_errors: u32,
     /// The first datagram looked like a reply (see [`Detail::ReplyBeforeRequest`]).
     pub reply_first: bool,
+    /// The input the flow's first packet came from: an index into the run's capture
+    /// files, named only when an event is formatted (EVE `pcap_filename`).
+    pub file: u16,
 }
 
 impl Flow {
@@ -168,7 +172,7 @@ impl Flow {
         direction: Direction,
         id: u64,
         start: Ts,
-        carried: (Option<u16>, Option<Tunnel>),
+        carried: (Vlans, Option<Tunnel>),
         judgement: Judgement,
     ) -> Flow {
         Flow {
@@ -195,6 +199,7 @@ impl Flow {
             gaps: 0,
             icmp_errors: 0,
             reply_first: false,
+            file: 0,
         }
     }
 
@@ -252,15 +257,13 @@ impl Flow {
         }
     }
 
-    /// Zeek-like coarse state for EVE's `flow.state`.
+    /// EVE's `flow.state`, as Suricata means it: `closed` once the TCP connection ended,
+    /// `established` once packets were seen both ways, `new` until then (so a flow
+    /// whose packets all went one way stays `new`, SYN-ACK or not).
     pub fn state(&self) -> &'static str {
-        if !self.is_tcp() {
-            return if self.pkts[TO_CLIENT] > 0 { "established" } else { "new" };
-        }
-        let t = &self.tcp;
-        if t.orig_rst || t.resp_rst || (t.orig_fin && t.resp_fin) {
+        if self.is_closed() {
             "closed"
-        } else if t.resp_synack || (!t.orig_syn && self.pkts[TO_CLIENT] > 0) {
+        } else if self.pkts[TO_SERVER] > 0 && self.pkts[TO_CLIENT] > 0 {
             "established"
         } else {
             "new"

@@ -36,7 +36,7 @@ fn tcp(ts: u64, tuple: Tuple, flags: u8, len: u32) -> Packet {
         transport: Transport::Tcp { flags: Some(flags), seq: None, len: Some(len) },
         fragment: Fragment::Whole,
         ttl: 64,
-        vlan: None,
+        vlan: Default::default(),
         tunnel: None,
         src_mac: None,
         dst_mac: crate::decode::MacClass::Unknown,
@@ -163,4 +163,51 @@ fn a_retried_unanswered_syn_between_exchange_servers_is_a_silent_drop() {
     t.advance(Ts(S + 3 * S + 1));
     assert_eq!(alerts(&mut t), [(Verdict::Restriction, "restricted-silent-drop".to_string())]);
     assert_eq!(t.counters()[Counter::Restrictions], 1);
+}
+
+fn icmpv6(ts: u64, src: &str, dst: &str, kind: u8) -> Packet {
+    let tuple = Tuple {
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        sport: u16::from(kind),
+        dport: 0,
+        proto: proto::ICMPV6,
+    };
+    Packet { transport: Transport::Icmp { kind, code: 0 }, ..tcp(ts, tuple, 0, 20) }
+}
+
+/// ICMPv6 flows as the Community ID spec maps them (and Suricata and Zeek key them): a
+/// neighbour solicitation and its advertisement are one flow, seen both ways
+/// (`established`); an echo between the same hosts is another; an MLD report is a
+/// one-way flow of its own.
+#[test]
+fn icmpv6_request_and_reply_are_one_flow_and_other_types_their_own() {
+    let mut t = tracker();
+    let (a, b) = ("fe80::1", "fe80::2");
+    t.packet(&icmpv6(S, a, b, 135));
+    t.packet(&icmpv6(S + 1, b, a, 136));
+    t.packet(&icmpv6(S + 2, a, b, 128));
+    t.packet(&icmpv6(S + 3, b, a, 129));
+    t.packet(&icmpv6(S + 4, a, "ff02::16", 143));
+    t.finish();
+    let mut flows: Vec<_> =
+        ended(&mut t).iter().map(|f| (f.orig.sport, f.pkts, f.state(), f.conn_state())).collect();
+    flows.sort_unstable();
+    assert_eq!(
+        flows,
+        [(128, [1, 1], "established", "SF"), (135, [1, 1], "established", "SF"), (143, [1, 0], "new", "S0")]
+    );
+}
+
+/// Suricata's `flow.state`: `established` only once packets went both ways, whatever
+/// the handshake flags say.
+#[test]
+fn a_flow_seen_one_way_is_new_even_after_a_syn_ack() {
+    let mut t = tracker();
+    let c = tuple("10.20.0.9:50010", "10.10.1.11:443", proto::TCP);
+    t.packet(&tcp(S, reversed(c), f::SYN | f::ACK, 0));
+    t.packet(&tcp(S + 1, reversed(c), f::ACK, 100));
+    t.finish();
+    let flows = ended(&mut t);
+    assert_eq!((flows[0].pkts, flows[0].state()), ([0, 2], "new"));
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::frag::{Fragments, Later};
 use super::key::{HostPair, KeyHashState};
 use super::{Confidence, Detail, Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
-use crate::decode::{proto, tcp_flags, Fragment, IcmpError, Packet, Skip, Transport, Ts, Tuple};
+use crate::decode::{proto, tcp_flags, Fragment, IcmpError, Packet, Skip, Transport, Ts, Tuple, Vlans};
 use crate::policy::{Engine, EvidenceKind, Facts, Role, Scope, Verdict};
 use crate::telemetry::{Counter, Counters};
 
@@ -99,6 +99,8 @@ pub struct Tracker {
     /// is the same with any worker count (a sender's history across all its peers would
     /// be split between workers); it is also the path whose hop count a reset must match.
     directions: HashMap<HostPair, Seen, KeyHashState>,
+    /// The input the packets now fed come from (see [`Tracker::set_file`]).
+    file: u16,
 }
 
 /// What the capture showed of one host sending to another, up to now.
@@ -125,7 +127,14 @@ impl Tracker {
             now: Ts(0),
             events: Vec::new(),
             directions: HashMap::with_hasher(KeyHashState::default()),
+            file: 0,
         }
+    }
+
+    /// Says which input (an index into the run's capture files) the packets fed from now
+    /// on come from; new flows remember it for EVE's `pcap_filename`.
+    pub fn set_file(&mut self, file: u16) {
+        self.file = file;
     }
 
     /// Events produced since the last call.
@@ -483,6 +492,7 @@ impl Tracker {
         let judgement = self.engine.judge_in(&facts, scope(p, &orig));
         let mut flow =
             Flow::new(key, orig, direction, flow_id(&key, p.ts), p.ts, (p.vlan, p.tunnel), judgement);
+        flow.file = self.file;
         // A datagram from a port the policy names to one it does not, first of its flow:
         // it looks like a reply whose request the capture did not show. Still judged
         // from its sender (ports never turn a UDP flow round), with less confidence.
@@ -660,9 +670,10 @@ impl Tracker {
                     Direction::Observed,
                     flow_id(&key, p.ts),
                     p.ts,
-                    (None, None),
+                    (Vlans::default(), None),
                     judgement,
                 );
+                flow.file = self.file;
                 if self.protected(&flow) {
                     self.restriction(&mut flow, p.ts, evidence, None);
                 }
@@ -875,15 +886,9 @@ fn scope(p: &Packet, orig: &Tuple) -> Scope {
     }
 }
 
-/// The table key of a tuple. ICMP flows are keyed by addresses only, so that requests
-/// and replies (whose types differ) are one flow.
+/// The table key of a tuple: ICMP messages keyed as the Community ID spec maps them.
 fn flow_key(tuple: &Tuple) -> FlowKey {
-    let mut t = *tuple;
-    if matches!(t.proto, proto::ICMP | proto::ICMPV6) {
-        t.sport = 0;
-        t.dport = 0;
-    }
-    FlowKey::of(&t)
+    FlowKey::of(&super::key::keyed(tuple))
 }
 
 /// A stable flow id from the key and the start time: the same capture gives the same

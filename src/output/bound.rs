@@ -483,7 +483,8 @@ mod tests {
             orig_role: crate::policy::Role::External,
             resp_role: crate::policy::Role::Mailbox,
         };
-        let mut flow = Flow::new(key, orig, Direction::Observed, ts, Ts(ts), (None, None), judgement);
+        let mut flow =
+            Flow::new(key, orig, Direction::Observed, ts, Ts(ts), (Default::default(), None), judgement);
         flow.pkts[TO_SERVER] = 1;
         flow.bytes[TO_SERVER] = 60;
         Event::Alert {

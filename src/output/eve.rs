@@ -2,15 +2,16 @@
 //! exwatch's events as they are. The field list is a contract, documented in
 //! `docs/eve.md` and pinned by golden tests.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use serde::Serialize;
 
 use super::bound::Aggregate;
 use super::summary::Counts;
-use crate::decode::{proto, Ts};
+use crate::decode::{proto, Ts, Tunnel};
 use crate::flow::{community_id, Confidence, Event, Flow, TO_CLIENT, TO_SERVER};
-use crate::policy::{Engine, Verdict};
+use crate::policy::{Engine, Evidence, EvidenceKind, Verdict};
 use crate::telemetry::{aggregated_series, alert_series, Counter, Section, Snapshot};
 
 /// Community ID seed; 0 is what Zeek and Suricata use unless told otherwise.
@@ -40,14 +41,186 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// EVE's `proto`: the IANA keyword Suricata writes, or the protocol number.
-pub fn proto_name(p: u8) -> String {
-    match p {
-        proto::TCP => "TCP".into(),
-        proto::UDP => "UDP".into(),
-        proto::ICMP => "ICMP".into(),
-        proto::ICMPV6 => "IPv6-ICMP".into(),
-        other => other.to_string(),
+/// The names Suricata writes for IP protocols 0 to 143 (its `known_proto` table: IANA's
+/// keywords, with `IP-in-IP` for 4 and `Any` for the unassigned "any ..." entries).
+/// Protocols past the table are written as their number.
+const PROTO_NAMES: [&str; 144] = [
+    "HOPOPT",
+    "ICMP",
+    "IGMP",
+    "GGP",
+    "IP-in-IP",
+    "ST",
+    "TCP",
+    "CBT",
+    "EGP",
+    "IGP",
+    "BBN-RCC-MON",
+    "NVP-II",
+    "PUP",
+    "ARGUS",
+    "EMCON",
+    "XNET",
+    "CHAOS",
+    "UDP",
+    "MUX",
+    "DCN-MEAS",
+    "HMP",
+    "PRM",
+    "XNS-IDP",
+    "TRUNK-1",
+    "TRUNK-2",
+    "LEAF-1",
+    "LEAF-2",
+    "RDP",
+    "IRTP",
+    "ISO-TP4",
+    "NETBLT",
+    "MFE-NSP",
+    "MERIT-INP",
+    "DCCP",
+    "3PC",
+    "IDPR",
+    "XTP",
+    "DDP",
+    "IDPR-CMTP",
+    "TP++",
+    "IL",
+    "IPv6",
+    "SDRP",
+    "IPv6-Route",
+    "IPv6-Frag",
+    "IDRP",
+    "RSVP",
+    "GRE",
+    "DSR",
+    "BNA",
+    "ESP",
+    "AH",
+    "I-NLSP",
+    "SwIPe",
+    "NARP",
+    "MOBILE",
+    "TLSP",
+    "SKIP",
+    "IPv6-ICMP",
+    "IPv6-NoNxt",
+    "IPv6-Opts",
+    "Any",
+    "CFTP",
+    "Any",
+    "SAT-EXPAK",
+    "KRYPTOLAN",
+    "RVD",
+    "IPPC",
+    "Any",
+    "SAT-MON",
+    "VISA",
+    "IPCU",
+    "CPNX",
+    "CPHB",
+    "WSN",
+    "PVP",
+    "BR-SAT-MON",
+    "SUN-ND",
+    "WB-MON",
+    "WB-EXPAK",
+    "ISO-IP",
+    "VMTP",
+    "SECURE-VMTP",
+    "VINES",
+    "TTP",
+    "NSFNET-IGP",
+    "DGP",
+    "TCF",
+    "EIGRP",
+    "OSPF",
+    "Sprite-RPC",
+    "LARP",
+    "MTP",
+    "AX.25",
+    "OS",
+    "MICP",
+    "SCC-SP",
+    "ETHERIP",
+    "ENCAP",
+    "Any",
+    "GMTP",
+    "IFMP",
+    "PNNI",
+    "PIM",
+    "ARIS",
+    "SCPS",
+    "QNX",
+    "A/N",
+    "IPComp",
+    "SNP",
+    "Compaq-Peer",
+    "IPX-in-IP",
+    "VRRP",
+    "PGM",
+    "Any",
+    "L2TP",
+    "DDX",
+    "IATP",
+    "STP",
+    "SRP",
+    "UTI",
+    "SMP",
+    "SM",
+    "PTP",
+    "IS-IS",
+    "FIRE",
+    "CRTP",
+    "CRUDP",
+    "SSCOPMCE",
+    "IPLT",
+    "SPS",
+    "PIPE",
+    "SCTP",
+    "FC",
+    "RSVP-E2E-IGNORE",
+    "Mobility",
+    "UDPLite",
+    "MPLS-in-IP",
+    "manet",
+    "HIP",
+    "Shim6",
+    "WESP",
+    "ROHC",
+    "Ethernet",
+];
+
+/// EVE's `proto`: Suricata's name for the protocol, or its number where it has none.
+pub fn proto_name(p: u8) -> Cow<'static, str> {
+    match PROTO_NAMES.get(usize::from(p)) {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(p.to_string()),
+    }
+}
+
+/// Whether exwatch reads the protocol's ports (it decodes TCP's and UDP's only).
+fn has_ports(proto: u8) -> bool {
+    matches!(proto, proto::TCP | proto::UDP)
+}
+
+/// Where the events of a run were seen: Suricata's `host` (the sensor's name),
+/// `in_iface` (a live capture's interface) and `pcap_filename` (the capture file a
+/// flow's first packet came from, by the index the flow keeps).
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    pub host: Option<String>,
+    pub in_iface: Option<String>,
+    pub files: Vec<String>,
+}
+
+impl Origin {
+    /// No `host`, `in_iface` or `pcap_filename`.
+    pub const NONE: Origin = Origin { host: None, in_iface: None, files: Vec::new() };
+
+    /// The name of input `file`; none past the 65,535th (flows keep a 16-bit index).
+    fn file(&self, file: u16) -> Option<&str> {
+        (file < u16::MAX).then(|| self.files.get(usize::from(file))).flatten().map(String::as_str)
     }
 }
 
@@ -55,43 +228,83 @@ pub fn proto_name(p: u8) -> String {
 struct Header<'a> {
     timestamp: String,
     flow_id: u64,
-    event_type: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    vlan: Option<[u16; 1]>,
+    in_iface: Option<&'a str>,
+    event_type: &'a str,
+    #[serde(skip_serializing_if = "<[u16]>::is_empty")]
+    vlan: &'a [u16],
     src_ip: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     src_port: Option<u16>,
     dest_ip: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     dest_port: Option<u16>,
-    proto: String,
+    proto: Cow<'static, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icmp_type: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icmp_code: Option<u16>,
     community_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     tunnel: Option<TunnelBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pcap_filename: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
 }
 
+/// Suricata's `tunnel`: the outermost packet's addresses, ports and protocol, and how
+/// many tunnels deep the flow was carried.
 #[derive(Serialize)]
 struct TunnelBody {
-    proto: &'static str,
+    src_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_port: Option<u16>,
+    dest_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dest_port: Option<u16>,
+    proto: Cow<'static, str>,
     depth: u8,
 }
 
+impl TunnelBody {
+    fn new(tunnel: &Tunnel) -> TunnelBody {
+        let outer = &tunnel.outer;
+        let ports = has_ports(outer.proto);
+        TunnelBody {
+            src_ip: outer.src.to_string(),
+            src_port: ports.then_some(outer.sport),
+            dest_ip: outer.dst.to_string(),
+            dest_port: ports.then_some(outer.dport),
+            proto: proto_name(outer.proto),
+            depth: tunnel.depth,
+        }
+    }
+}
+
 impl Header<'_> {
-    fn new<'a>(event_type: &'a str, ts: Ts, flow: &Flow) -> Header<'a> {
+    fn new<'a>(event_type: &'a str, ts: Ts, flow: &'a Flow, origin: &'a Origin) -> Header<'a> {
         let t = &flow.orig;
-        let ports = matches!(t.proto, proto::TCP | proto::UDP);
+        let ports = has_ports(t.proto);
+        // An ICMP flow's tuple holds its first message's type and code where ports go.
+        let icmp = matches!(t.proto, proto::ICMP | proto::ICMPV6);
         Header {
             timestamp: timestamp(ts),
             flow_id: flow.id,
+            in_iface: origin.in_iface.as_deref(),
             event_type,
-            vlan: flow.vlan.map(|v| [v]),
+            vlan: flow.vlan.ids(),
             src_ip: t.src.to_string(),
             src_port: ports.then_some(t.sport),
             dest_ip: t.dst.to_string(),
             dest_port: ports.then_some(t.dport),
             proto: proto_name(t.proto),
+            icmp_type: icmp.then_some(t.sport),
+            icmp_code: icmp.then_some(t.dport),
             community_id: community_id(COMMUNITY_ID_SEED, t),
-            tunnel: flow.tunnel.map(|t| TunnelBody { proto: t.kind.name(), depth: t.depth }),
+            tunnel: flow.tunnel.as_ref().map(TunnelBody::new),
+            pcap_filename: origin.file(flow.file),
+            host: origin.host.as_deref(),
         }
     }
 }
@@ -151,11 +364,6 @@ struct FlowBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     end: Option<String>,
     state: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    conn_state: Option<&'a str>,
-    /// Sequence gaps: segments the capture never saw (flow events, when any).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gaps: Option<u32>,
 }
 
 impl FlowBody<'_> {
@@ -168,8 +376,6 @@ impl FlowBody<'_> {
             start: timestamp(flow.start),
             end: with_end.then(|| timestamp(flow.last)),
             state: flow.state(),
-            conn_state: with_end.then(|| flow.conn_state()),
-            gaps: (with_end && flow.gaps > 0).then_some(flow.gaps),
         }
     }
 }
@@ -178,6 +384,8 @@ impl FlowBody<'_> {
 struct AlertEvent<'a> {
     #[serde(flatten)]
     header: Header<'a>,
+    /// Suricata's: which way the packet that decided the alert went.
+    direction: &'static str,
     alert: AlertBody<'a>,
     policy: PolicyBody<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -188,14 +396,15 @@ struct AlertEvent<'a> {
 struct FlowEvent<'a> {
     #[serde(flatten)]
     header: Header<'a>,
-    policy: FlowPolicyBody<'a>,
     flow: FlowBody<'a>,
+    policy: FlowPolicy<'a>,
 }
 
-/// The verdict of a flow event, whatever it is (`ok` included), so that a report can be
-/// built from the event stream alone.
+/// `policy` of a `flow` event: the flow's verdict and rule whatever the verdict (so a
+/// report can be built from flow events alone), and what exwatch adds to Suricata's
+/// `flow` object.
 #[derive(Serialize)]
-struct FlowPolicyBody<'a> {
+struct FlowPolicy<'a> {
     verdict: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     rule: Option<&'a str>,
@@ -204,6 +413,47 @@ struct FlowPolicyBody<'a> {
     direction: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     section: Option<&'a str>,
+    /// Zeek's `conn_state` code.
+    conn_state: &'a str,
+    /// Sequence gaps: segments the capture never saw (when any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gaps: Option<u32>,
+}
+
+impl<'a> FlowPolicy<'a> {
+    fn new(engine: &'a Engine, flow: &Flow) -> FlowPolicy<'a> {
+        let rule = flow.rule.and_then(|r| engine.policy.rules.get(r));
+        FlowPolicy {
+            verdict: rule.map_or(Verdict::OutOfScope, |r| r.verdict).name(),
+            rule: rule.map(|r| r.id.as_str()),
+            src_role: flow.orig_role.name(),
+            dest_role: flow.resp_role.name(),
+            direction: flow.direction.name(),
+            section: rule.map(|r| r.section.as_str()),
+            conn_state: flow.conn_state(),
+            gaps: (flow.gaps > 0).then_some(flow.gaps),
+        }
+    }
+}
+
+/// Which way the packet that decided an alert went, as Suricata's alert `direction`
+/// says: `to_server` (originator to responder) or `to_client`. A verdict is decided by
+/// the flow's first packet, which went to the client when the responder's packet was
+/// seen first; an ICMP error travels back to the originator; an injected RST comes from
+/// the side it claims; SYNs (unanswered, altered or dropped between capture points) go
+/// to the server.
+fn alert_direction(flow: &Flow, evidence: Option<&Evidence>) -> &'static str {
+    let to_client = match evidence.map(|e| e.kind) {
+        None => flow.pkts[TO_SERVER] == 0 && flow.pkts[TO_CLIENT] > 0,
+        Some(EvidenceKind::IcmpProhibited | EvidenceKind::IcmpRejected) => true,
+        Some(EvidenceKind::ResetInjected) => flow.tcp.resp_rst && !flow.tcp.orig_rst,
+        Some(EvidenceKind::SynUnanswered | EvidenceKind::OptionsAltered | EvidenceKind::SynDropped) => false,
+    };
+    if to_client {
+        "to_client"
+    } else {
+        "to_server"
+    }
 }
 
 /// Appends one EVE `alert` line to `out`. `detail` says what the evidence saw, where
@@ -215,15 +465,28 @@ pub fn write_alert(
     flow: &Flow,
     (verdict, confidence): (Verdict, Confidence),
     rule: usize,
+    evidence: (Option<usize>, Option<&str>),
+) {
+    write_alert_from(out, (engine, &Origin::NONE), ts, flow, (verdict, confidence), rule, evidence)
+}
+
+/// [`write_alert`], with where the flow was seen.
+fn write_alert_from(
+    out: &mut Vec<u8>,
+    (engine, origin): (&Engine, &Origin),
+    ts: Ts,
+    flow: &Flow,
+    (verdict, confidence): (Verdict, Confidence),
+    rule: usize,
     (evidence, detail): (Option<usize>, Option<&str>),
 ) {
-    alert_line(out, engine, ts, flow, (verdict, confidence), rule, (evidence, detail), None);
+    alert_line(out, (engine, origin), ts, flow, (verdict, confidence), rule, (evidence, detail), None);
 }
 
 /// Appends one aggregate `alert` line: the finding and the example flow of its first
 /// held-back alert, without that flow's `flow` object, and `policy.aggregate`. Its
 /// timestamp is the last alert it counts.
-pub fn write_aggregate(out: &mut Vec<u8>, engine: &Engine, aggregate: &Aggregate) {
+pub fn write_aggregate(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), aggregate: &Aggregate) {
     let Event::Alert { flow, verdict, rule, evidence, confidence, .. } = aggregate.example else {
         return;
     };
@@ -240,13 +503,14 @@ pub fn write_aggregate(out: &mut Vec<u8>, engine: &Engine, aggregate: &Aggregate
         last_seen: timestamp(aggregate.last),
         written: aggregate.written,
     };
-    alert_line(out, engine, aggregate.last, &flow, (verdict, confidence), rule, (evidence, None), Some(body));
+    let at = (engine, origin);
+    alert_line(out, at, aggregate.last, &flow, (verdict, confidence), rule, (evidence, None), Some(body));
 }
 
 #[allow(clippy::too_many_arguments)]
 fn alert_line(
     out: &mut Vec<u8>,
-    engine: &Engine,
+    (engine, origin): (&Engine, &Origin),
     ts: Ts,
     flow: &Flow,
     (verdict, confidence): (Verdict, Confidence),
@@ -267,7 +531,8 @@ fn alert_line(
         _ => (1, "Policy Violation"),
     };
     let event = AlertEvent {
-        header: Header::new("alert", ts, flow),
+        header: Header::new("alert", ts, flow, origin),
+        direction: alert_direction(flow, evidence),
         alert: AlertBody {
             action: "allowed",
             gid: 1,
@@ -296,35 +561,37 @@ fn alert_line(
 
 /// Appends the EVE line of one event to `out`.
 pub fn write_event(out: &mut Vec<u8>, engine: &Engine, event: &Event) {
+    write_event_from(out, (engine, &Origin::NONE), event)
+}
+
+/// [`write_event`], with where the run saw it (`host`, `in_iface`, `pcap_filename`).
+pub fn write_event_from(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), event: &Event) {
     match *event {
-        Event::Alert { ts, flow, verdict, rule, evidence, confidence, detail } => write_alert(
+        Event::Alert { ts, flow, verdict, rule, evidence, confidence, detail } => write_alert_from(
             out,
-            engine,
+            (engine, origin),
             ts,
             &flow,
             (verdict, confidence),
             rule,
             (evidence, detail.map(|d| d.to_string()).as_deref()),
         ),
-        Event::Flow { flow } => write_flow(out, engine, &flow),
+        Event::Flow { flow } => write_flow_from(out, (engine, origin), &flow),
     }
 }
 
 /// Appends one EVE `flow` line (the flow has ended) to `out`, with the flow's verdict
 /// and rule (`out_of_scope` and no rule when no rule matched).
 pub fn write_flow(out: &mut Vec<u8>, engine: &Engine, flow: &Flow) {
-    let rule = flow.rule.and_then(|r| engine.policy.rules.get(r));
+    write_flow_from(out, (engine, &Origin::NONE), flow)
+}
+
+/// [`write_flow`], with where the flow was seen.
+fn write_flow_from(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), flow: &Flow) {
     let event = FlowEvent {
-        header: Header::new("flow", flow.last, flow),
-        policy: FlowPolicyBody {
-            verdict: rule.map_or(Verdict::OutOfScope, |r| r.verdict).name(),
-            rule: rule.map(|r| r.id.as_str()),
-            src_role: flow.orig_role.name(),
-            dest_role: flow.resp_role.name(),
-            direction: flow.direction.name(),
-            section: rule.map(|r| r.section.as_str()),
-        },
+        header: Header::new("flow", flow.last, flow, origin),
         flow: FlowBody::new(flow, true),
+        policy: FlowPolicy::new(engine, flow),
     };
     write_line(out, &event);
 }
@@ -337,6 +604,9 @@ struct StatsEvent<'a> {
     event_type: &'static str,
     stats: SuricataStats<'a>,
     policy: PolicyStats<'a>,
+    /// The sensor's name, as on every Suricata event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
 }
 
 /// `stats`: `uptime`, then each group of the counter table's Suricata paths (`capture`,
@@ -394,6 +664,16 @@ struct PolicyStats<'a> {
 
 /// Appends one EVE `stats` event (live counters, summed over workers) to `out`.
 pub fn write_stats(out: &mut Vec<u8>, ts: Ts, engine: &Engine, snapshot: &Snapshot) {
+    write_stats_from(out, ts, (engine, &Origin::NONE), snapshot)
+}
+
+/// [`write_stats`], with the sensor's name.
+pub fn write_stats_from(
+    out: &mut Vec<u8>,
+    ts: Ts,
+    (engine, origin): (&Engine, &Origin),
+    snapshot: &Snapshot,
+) {
     let c = &snapshot.counters;
     let own = |section| Counts::select(section, c, |def| def.suricata.is_none());
     let alerts: Vec<(&str, u64)> = alert_series(engine, c).map(|(id, _, n)| (id, n)).collect();
@@ -410,6 +690,7 @@ pub fn write_stats(out: &mut Vec<u8>, ts: Ts, engine: &Engine, snapshot: &Snapsh
             alerts: Entries(&alerts),
             aggregated: Entries(&aggregated),
         },
+        host: origin.host.as_deref(),
     };
     write_line(out, &event);
 }
@@ -460,6 +741,52 @@ mod tests {
         }
         let want = std::fs::read_to_string(golden).expect("golden file");
         assert_eq!(got, want, "stats event changed; if on purpose, rerun with EXWATCH_BLESS=1 and review");
+    }
+
+    /// Suricata names the sensor on every event, `stats` included.
+    #[test]
+    fn stats_events_name_the_sensor() {
+        let policy = Arc::new(builtin::policy().expect("policy"));
+        let engine = Engine::new(policy, Arc::new(builtin::topology().expect("topology")), 10);
+        let snapshot = Snapshot {
+            counters: Counters::for_engine(&engine),
+            flows_active: 0,
+            latency: Latency::default(),
+            uptime: Duration::from_secs(1),
+        };
+        let origin = Origin { host: Some("span-7".into()), ..Origin::default() };
+        let mut out = Vec::new();
+        write_stats_from(&mut out, Ts(0), (&engine, &origin), &snapshot);
+        let event: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(event["host"], "span-7");
+        assert!(event.get("in_iface").is_none(), "Suricata's stats name no interface");
+    }
+
+    /// Suricata's protocol names: IANA's keywords from its table, a number past it.
+    #[test]
+    fn protocols_are_named_as_suricata_names_them() {
+        let names: Vec<_> = [1, 2, 6, 17, 47, 50, 51, 58, 89, 103, 112, 132, 143, 144, 253]
+            .into_iter()
+            .map(|p| proto_name(p).into_owned())
+            .collect();
+        let want = [
+            "ICMP",
+            "IGMP",
+            "TCP",
+            "UDP",
+            "GRE",
+            "ESP",
+            "AH",
+            "IPv6-ICMP",
+            "OSPF",
+            "PIM",
+            "VRRP",
+            "SCTP",
+            "Ethernet",
+            "144",
+            "253",
+        ];
+        assert_eq!(names, want);
     }
 
     #[test]

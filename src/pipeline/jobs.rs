@@ -54,6 +54,7 @@ pub(super) fn run(
         jobs,
     };
     let out = outputs.sink.open()?;
+    let origin = settings.origin(files);
     thread::scope(|scope| -> io::Result<Report> {
         let writer = Writer {
             out,
@@ -65,6 +66,7 @@ pub(super) fn run(
             observer: outputs.observer,
             bound: settings.bound.clone(),
             gauges: &monitor.writer,
+            origin: &origin,
         };
         let (events, writer) = writer::spawn(scope, writer)?;
         let mut handles = Vec::with_capacity(jobs);
@@ -127,7 +129,7 @@ impl Jobs<'_> {
             let Some(path) = self.files.get(index) else {
                 break;
             };
-            if let Err(err) = self.file(path, &mut worker, gauges, &events) {
+            if let Err(err) = self.file((index, path), &mut worker, gauges, &events) {
                 errors.push((index, err));
             }
         }
@@ -146,14 +148,15 @@ impl Jobs<'_> {
     /// ends the file: every event found before it is kept.
     fn file<'g>(
         &self,
-        path: &Path,
+        (index, path): (usize, &Path),
         worker: &mut Option<Worker<'g>>,
         gauges: &'g Gauges,
         events: &Events,
     ) -> Result<(), CaptureError> {
         let mut source = self.reader.open(path)?;
         let engine = Arc::new(self.engine.split(self.jobs));
-        let tracker = Tracker::new(Arc::clone(&engine), self.flows.clone());
+        let mut tracker = Tracker::new(Arc::clone(&engine), self.flows.clone());
+        tracker.set_file(u16::try_from(index).unwrap_or(u16::MAX));
         let worker = match worker {
             Some(worker) => {
                 worker.replace_tracker(tracker);

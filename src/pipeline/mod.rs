@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use crate::capture::{CaptureError, FrameSource, PcapFile, Savefile};
 use crate::flow;
-use crate::output::{bound, EveOut, Sink};
+use crate::output::{bound, eve, EveOut, Sink};
 use crate::policy::Engine;
 use crate::telemetry::{Counters, Latency, Monitor, Report};
 
@@ -59,6 +59,10 @@ pub struct Settings {
     pub continuous: bool,
     /// The alert bound (`output::bound`); `None` writes every alert.
     pub bound: Option<bound::Settings>,
+    /// The sensor's name, EVE's `host` (`--sensor-name`); `None` writes no `host`.
+    pub sensor_name: Option<String>,
+    /// A live capture's interface, EVE's `in_iface`.
+    pub interface: Option<String>,
 }
 
 impl Default for Settings {
@@ -74,6 +78,8 @@ impl Default for Settings {
             jobs: cores,
             continuous: false,
             bound: Some(bound::Settings::default()),
+            sensor_name: None,
+            interface: None,
         }
     }
 }
@@ -86,6 +92,15 @@ impl Settings {
         share.max_flows = (self.flows.max_flows / parts.max(1)).max(1);
         share.flow_events = self.eve_flows || observed;
         share
+    }
+
+    /// Where a run over `files` (none: a live capture) sees its events, for EVE.
+    fn origin(&self, files: &[PathBuf]) -> eve::Origin {
+        eve::Origin {
+            host: self.sensor_name.clone().filter(|name| !name.is_empty()),
+            in_iface: self.interface.clone(),
+            files: files.iter().map(|path| path.display().to_string()).collect(),
+        }
     }
 }
 
@@ -164,7 +179,9 @@ pub fn analyze(
     }
     let monitor = Monitor::new(&engine, settings.workers);
     let mut sources = files.iter().map(|path| settings.file_reader.open(path));
-    let run = stream::Stream { live: false, settings, monitor: &monitor, stats_interval: None };
+    let origin = settings.origin(files);
+    let run =
+        stream::Stream { live: false, settings, monitor: &monitor, stats_interval: None, origin: &origin };
     let out = outputs.sink.open()?;
     run.run(&engine, &mut sources, (outputs, out), progress)
 }
@@ -181,7 +198,8 @@ pub fn live(
     monitor: &Monitor,
     stats_interval: Option<Duration>,
 ) -> io::Result<Report> {
-    let run = stream::Stream { live: true, settings, monitor, stats_interval };
+    let origin = settings.origin(&[]);
+    let run = stream::Stream { live: true, settings, monitor, stats_interval, origin: &origin };
     run.run(engine, &mut std::iter::once(Ok(capture)), (Outputs::eve(sink), out), &|_| {})
 }
 

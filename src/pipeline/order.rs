@@ -217,8 +217,15 @@ mod tests {
             proto: 6,
         };
         let judgement = Judgement { rule: Some(rule), orig_role: Role::External, resp_role: Role::Mailbox };
-        let flow =
-            Flow::new(FlowKey::of(&orig), orig, Direction::Observed, ts, Ts(ts), (None, None), judgement);
+        let flow = Flow::new(
+            FlowKey::of(&orig),
+            orig,
+            Direction::Observed,
+            ts,
+            Ts(ts),
+            (Default::default(), None),
+            judgement,
+        );
         Event::Alert {
             ts: Ts(ts),
             flow,

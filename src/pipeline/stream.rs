@@ -55,6 +55,8 @@ pub(super) struct Stream<'a> {
     pub(super) monitor: &'a Monitor,
     /// Write an EVE `stats` event this often (wall time).
     pub(super) stats_interval: Option<Duration>,
+    /// Where the events are seen (EVE `host`, `in_iface`, `pcap_filename`).
+    pub(super) origin: &'a eve::Origin,
 }
 
 /// Frames for one worker: shared from a chunk of the file, or copied out of the capture
@@ -63,6 +65,9 @@ struct Batch {
     chunk: Option<Chunk>,
     copied: Vec<u8>,
     frames: Vec<FrameMeta>,
+    /// The input the frames come from (an index into the run's files); a batch never
+    /// mixes inputs.
+    file: u16,
 }
 
 #[derive(Clone, Copy)]
@@ -85,7 +90,12 @@ enum Work {
 
 impl Batch {
     fn new(frames: usize) -> Batch {
-        Batch { chunk: None, copied: Vec::with_capacity(frames * 128), frames: Vec::with_capacity(frames) }
+        Batch {
+            chunk: None,
+            copied: Vec::with_capacity(frames * 128),
+            frames: Vec::with_capacity(frames),
+            file: 0,
+        }
     }
 
     /// Adds a frame. The reader sends a batch before it would mix chunks.
@@ -141,7 +151,7 @@ impl Stream<'_> {
         (outputs, out): (Outputs<'_>, EveOut),
         progress: Progress<'_>,
     ) -> io::Result<Report> {
-        let Stream { live, settings, monitor, stats_interval } = *self;
+        let Stream { live, settings, monitor, stats_interval, origin } = *self;
         let started = Instant::now();
         let workers = monitor.gauges.len();
         let flows = settings.flows_share(workers, outputs.observer.is_some());
@@ -156,6 +166,7 @@ impl Stream<'_> {
                 observer: outputs.observer,
                 bound: settings.bound.clone(),
                 gauges: &monitor.writer,
+                origin,
             };
             let (events, writer) = writer::spawn(scope, writer)?;
             let (free_tx, free_rx) = bounded::<Batch>(workers * (settings.queue_batches + 2));
@@ -191,6 +202,8 @@ impl Stream<'_> {
                 blocked: Duration::ZERO,
                 last_ts: Ts(0),
                 last_idle: Instant::now(),
+                file: 0,
+                origin,
             };
             let mut errors = Vec::new();
             let mut file_bytes = 0u64;
@@ -203,6 +216,9 @@ impl Stream<'_> {
                 if monitor.stop.load(Ordering::Relaxed) {
                     break;
                 }
+                // A batch never mixes inputs: each flow learns the file it began in.
+                reader.flush();
+                reader.file = u16::try_from(read_sources).unwrap_or(u16::MAX);
                 read_sources += 1;
                 let outcome = source.and_then(|mut source| {
                     let read = reader.read(source.as_mut(), &mut file_bytes, progress);
@@ -268,6 +284,10 @@ struct Reader<'m> {
     last_ts: Ts,
     /// When the last quiet period was handled.
     last_idle: Instant,
+    /// The input being read (an index into the run's files).
+    file: u16,
+    /// The sensor's name, for `stats` events.
+    origin: &'m eve::Origin,
 }
 
 impl Reader<'_> {
@@ -337,13 +357,17 @@ impl Reader<'_> {
 
     /// The worker's pending batch, taken from the returned ones or made anew.
     fn batch(&mut self, worker: usize) -> &mut Batch {
-        let (free, frames) = (&self.free, self.batch_frames);
-        self.pending[worker].get_or_insert_with(|| match free.try_recv() {
-            Ok(mut batch) => {
-                batch.clear();
-                batch
-            }
-            Err(_) => Batch::new(frames),
+        let (free, frames, file) = (&self.free, self.batch_frames, self.file);
+        self.pending[worker].get_or_insert_with(|| {
+            let mut batch = match free.try_recv() {
+                Ok(mut batch) => {
+                    batch.clear();
+                    batch
+                }
+                Err(_) => Batch::new(frames),
+            };
+            batch.file = file;
+            batch
         })
     }
 
@@ -378,7 +402,8 @@ impl Reader<'_> {
         }
         self.last_stats = Instant::now();
         let mut out = Vec::new();
-        eve::write_stats(&mut out, wall_clock(), self.engine, &self.monitor.snapshot(self.engine));
+        let snapshot = self.monitor.snapshot(self.engine);
+        eve::write_stats_from(&mut out, wall_clock(), (self.engine, self.origin), &snapshot);
         self.events.send_lines(out);
     }
 
@@ -462,6 +487,7 @@ fn work(mut worker: Worker<'_>, queue: Receiver<Work>, free: Sender<Batch>) -> T
         match work {
             Work::Tick(now) => worker.tick(now),
             Work::Batch(mut batch) => {
+                worker.set_file(batch.file);
                 for (i, meta) in batch.frames.iter().enumerate() {
                     if let Some(ahead) = batch.frames.get(i + PREFETCH_AHEAD) {
                         prefetch(batch.data(ahead));

@@ -65,6 +65,11 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// The frames fed from now on come from input `file` (an index into the run's files).
+    pub(super) fn set_file(&mut self, file: u16) {
+        self.tracker.set_file(file);
+    }
+
     /// A batch is done: send its events and publish the counters.
     pub(super) fn batch_done(&mut self) {
         self.events.send_from(&mut self.tracker);

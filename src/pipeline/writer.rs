@@ -128,6 +128,8 @@ pub(super) struct Writer<'a> {
     pub(super) bound: Option<bound::Settings>,
     /// Where the writer publishes what the bound counted, while it runs.
     pub(super) gauges: &'a Gauges,
+    /// Where the events were seen (EVE `host`, `in_iface`, `pcap_filename`).
+    pub(super) origin: &'a eve::Origin,
 }
 
 /// What the writer thread returns.
@@ -164,7 +166,8 @@ impl Writer<'_> {
     /// a live finding reaches the log at once; reopens the sink when asked (SIGHUP).
     /// The observer sees every event first, whatever the bound holds back.
     fn run(self, chunks: Receiver<Output>) -> io::Result<Finished> {
-        let Writer { out, sink, monitor, engine, eve_flows, keep_going, mut observer, bound, gauges } = self;
+        let Writer { out, sink, monitor, engine, eve_flows, keep_going, mut observer, bound, gauges, origin } =
+            self;
         let format = !matches!(sink, Sink::Off);
         let mut log = Log {
             out,
@@ -181,10 +184,12 @@ impl Writer<'_> {
         let mut counted = 0;
         let write = |lines: &mut Vec<u8>, written: &Written| match written {
             Written::Event(event) if format && (eve_flows || !matches!(event, Event::Flow { .. })) => {
-                eve::write_event(lines, engine, event)
+                eve::write_event_from(lines, (engine, origin), event)
             }
             Written::Event(_) => {}
-            Written::Aggregate(aggregate) if format => eve::write_aggregate(lines, engine, aggregate),
+            Written::Aggregate(aggregate) if format => {
+                eve::write_aggregate(lines, (engine, origin), aggregate)
+            }
             Written::Aggregate(_) => {}
         };
         loop {

@@ -41,10 +41,12 @@ struct RawEvent<'a> {
     stats: Option<RawStats>,
 }
 
+/// `policy`: a flow's or an alert's verdict; on a flow event also `conn_state` and
+/// `gaps`; on a `stats` event exwatch's own counters.
 #[derive(Deserialize)]
 struct RawPolicy<'a> {
-    #[serde(borrow)]
-    verdict: Cow<'a, str>,
+    #[serde(borrow, default)]
+    verdict: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     rule: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -57,6 +59,38 @@ struct RawPolicy<'a> {
     direction: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     confidence: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    conn_state: Option<Cow<'a, str>>,
+    #[serde(default)]
+    gaps: u32,
+    #[serde(default)]
+    capture: RawOwnCapture,
+    #[serde(default)]
+    packets: RawOwnPackets,
+    #[serde(default)]
+    flows: RawOwnFlows,
+}
+
+/// `stats` `policy.capture`: frames exwatch shed.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawOwnCapture {
+    shed: u64,
+}
+
+/// `stats` `policy.packets`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawOwnPackets {
+    decoded: u64,
+    skipped_by_reason: Vec<(String, u64)>,
+}
+
+/// `stats` `policy.flows`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawOwnFlows {
+    evicted: u64,
 }
 
 #[derive(Deserialize)]
@@ -75,18 +109,19 @@ struct RawFlow<'a> {
     end: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     state: Option<Cow<'a, str>>,
+    /// Where logs written before `policy` held them kept `conn_state` and `gaps`.
     #[serde(borrow, default)]
     conn_state: Option<Cow<'a, str>>,
     #[serde(default)]
     gaps: u32,
 }
 
+/// `stats`: Suricata's counters (exwatch's own are in `policy`).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct RawStats {
     capture: RawCapture,
     decoder: RawDecoder,
-    flow: RawFlowStats,
 }
 
 #[derive(Deserialize, Default)]
@@ -94,21 +129,12 @@ struct RawStats {
 struct RawCapture {
     kernel_drops: u64,
     kernel_ifdrops: u64,
-    shed: u64,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct RawDecoder {
     pkts: u64,
-    decoded: u64,
-    skipped: std::collections::BTreeMap<String, u64>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct RawFlowStats {
-    evicted: u64,
 }
 
 /// What became of one line.
@@ -137,14 +163,18 @@ pub fn parse_line(line: &[u8]) -> Parsed {
         "flow" | "alert" => flow_or_alert(raw, ts),
         "stats" => {
             let stats = raw.stats.unwrap_or_default();
+            let (shed, decoded, skipped, evicted) = match raw.policy {
+                Some(p) => (p.capture.shed, p.packets.decoded, p.packets.skipped_by_reason, p.flows.evicted),
+                None => (0, 0, Vec::new(), 0),
+            };
             Parsed::Record(Record::Stats(StatsRecord {
                 host: raw.host.map(Cow::into_owned),
                 ts,
                 packets: stats.decoder.pkts,
-                decoded: stats.decoder.decoded,
-                skipped: stats.decoder.skipped.into_iter().collect(),
-                drops: stats.capture.kernel_drops + stats.capture.kernel_ifdrops + stats.capture.shed,
-                flows_evicted: stats.flow.evicted,
+                decoded,
+                skipped: skipped.into_iter().filter(|(_, n)| *n > 0).collect(),
+                drops: stats.capture.kernel_drops + stats.capture.kernel_ifdrops + shed,
+                flows_evicted: evicted,
             }))
         }
         _ => Parsed::Ignored,
@@ -156,7 +186,7 @@ fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
         return Parsed::Ignored;
     };
     let (Some(src_ip), Some(dest_ip), Some(verdict)) =
-        (raw.src_ip, raw.dest_ip, Verdict::from_name(&policy.verdict))
+        (raw.src_ip, raw.dest_ip, policy.verdict.as_deref().and_then(Verdict::from_name))
     else {
         return Parsed::Unreadable;
     };
@@ -183,8 +213,8 @@ fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
             pkts: [flow.pkts_toserver, flow.pkts_toclient],
             bytes: [flow.bytes_toserver, flow.bytes_toclient],
             state: flow.state.map_or(Cow::Borrowed(""), |s| known(&s)),
-            conn_state: flow.conn_state.map(|c| known(&c)),
-            gaps: flow.gaps,
+            conn_state: policy.conn_state.or(flow.conn_state).map(|c| known(&c)),
+            gaps: policy.gaps.max(flow.gaps),
             verdict,
             rule: policy.rule.map(Cow::into_owned),
         }));
@@ -233,8 +263,15 @@ mod tests {
             proto: protocol,
             ts: start,
         });
-        let mut f =
-            Flow::new(FlowKey::of(&orig), orig, Direction::Inferred, 42, start, (None, None), judgement);
+        let mut f = Flow::new(
+            FlowKey::of(&orig),
+            orig,
+            Direction::Inferred,
+            42,
+            start,
+            (Default::default(), None),
+            judgement,
+        );
         f.last = Ts(start.0 + 2_500_000_789);
         f.pkts = [5, 3];
         f.bytes = [420, 1337];
@@ -324,7 +361,7 @@ mod tests {
             &f,
             (Verdict::Violation, Confidence::High),
             rule,
-            (None, None),
+            (Default::default(), None),
         );
         vec![flow_line, alert_line]
     }

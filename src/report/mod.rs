@@ -123,7 +123,7 @@ mod tests {
                 Direction::Observed,
                 i as u64,
                 start,
-                (None, None),
+                (Default::default(), None),
                 engine.judge(&facts),
             );
             flow.pkts = [3, 2];

@@ -237,7 +237,7 @@ fn exercise_engine(policy: Arc<Policy>, topology: Arc<Topology>, extra: &[(IpAdd
             transport: Transport::Tcp { flags: Some(tcp_flags::SYN), seq: Some(0), len: Some(0) },
             fragment: Fragment::Whole,
             ttl: 64,
-            vlan: None,
+            vlan: Default::default(),
             tunnel: None,
             src_mac: None,
             dst_mac: MacClass::Unknown,

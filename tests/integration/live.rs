@@ -600,6 +600,9 @@ fn live_reports_a_perimeter_violation_and_nothing_for_smtp_or_dns() {
     assert_eq!(alert["src_ip"], external.as_str(), "{alert}");
     assert_eq!(alert["dest_ip"], edge.as_str(), "{alert}");
     assert_eq!(alert["proto"], "TCP", "{alert}");
+    // Where Suricata says a live packet was seen: the interface, and no capture file.
+    assert_eq!(alert["in_iface"], net.interface(Side::Inside), "{alert}");
+    assert!(alert.get("pcap_filename").is_none(), "{alert}");
     assert_eq!(alert["policy"]["src_role"], "external", "{alert}");
     assert_eq!(alert["policy"]["dest_role"], "edge", "{alert}");
     assert_eq!(alert["policy"]["direction"], "observed", "{alert}");

@@ -27,7 +27,17 @@ fn eve_log(pcap: &Path, dir: &Path, name: &str) -> PathBuf {
     let output = Command::new(env!("CARGO_BIN_EXE_exwatch"))
         .arg("analyze")
         .arg(pcap)
-        .args(["--flows", "--workers", "1", "--no-progress", "--fail-on", "never", "--eve-log"])
+        .args([
+            "--flows",
+            "--workers",
+            "1",
+            "--no-progress",
+            "--fail-on",
+            "never",
+            "--sensor-name",
+            "sensor-1",
+        ])
+        .arg("--eve-log")
         .arg(&eve)
         .output()
         .expect("run exwatch analyze");
@@ -283,7 +293,11 @@ fn more_logs_than_reader_threads_and_standard_input_give_the_same_counts() {
     let named: String = text
         .lines()
         .enumerate()
-        .map(|(i, l)| l.replacen('{', &format!("{{\"pcap_filename\":\"cap-{}.pcap\",", i % 3), 1) + "\n")
+        .map(|(i, l)| {
+            let mut event: Value = serde_json::from_str(l).expect("EVE line");
+            event["pcap_filename"] = format!("cap-{}.pcap", i % 3).into();
+            event.to_string() + "\n"
+        })
         .collect();
     std::fs::write(dir.path().join("named.eve"), named).unwrap();
     let named = report(dir.path(), &["named.eve"], &[]);
@@ -440,7 +454,7 @@ fn stats_events_feed_capture_health() {
     // What a live sensor writes with --stats-interval: cumulative counters, the last counts.
     for (ts, pkts, drops) in [("04:55:14.010000", 100, 1), ("04:55:14.020000", 5044, 7)] {
         text.push_str(&format!(
-            "{{\"timestamp\":\"2026-11-27T{ts}+0000\",\"event_type\":\"stats\",\"stats\":{{\"uptime\":1,\"capture\":{{\"kernel_packets\":{pkts},\"kernel_drops\":{drops},\"kernel_ifdrops\":0,\"shed\":0}},\"decoder\":{{\"pkts\":{pkts},\"bytes\":1,\"decoded\":{pkts},\"skipped\":{{\"truncated\":3,\"not_ip\":0}}}},\"flow\":{{\"active\":0,\"total\":1,\"evicted\":2,\"timed_out\":0}},\"alerts\":{{}}}}}}\n"
+            "{{\"timestamp\":\"2026-11-27T{ts}+0000\",\"event_type\":\"stats\",\"stats\":{{\"uptime\":1,\"capture\":{{\"kernel_packets\":{pkts},\"kernel_drops\":{drops},\"kernel_ifdrops\":0}},\"decoder\":{{\"pkts\":{pkts},\"bytes\":1}},\"flow\":{{\"total\":1,\"active\":0}}}},\"policy\":{{\"capture\":{{\"shed\":0}},\"packets\":{{\"decoded\":{pkts},\"skipped\":3,\"skipped_by_reason\":[[\"truncated\",3]]}},\"flows\":{{\"evicted\":2,\"timed_out\":0}},\"findings\":{{}},\"alerts\":{{}}}}}}\n"
         ));
     }
     // A line that is no EVE event, and events of a rule this policy lacks.

@@ -90,6 +90,30 @@ pub fn endpoint(ip: &Value, port: &Value) -> String {
     }
 }
 
+/// A line with its `pcap_filename` cut to the file's name: the directory is a
+/// temporary one, or wherever the repository was checked out.
+pub fn file_name_only(line: &str) -> String {
+    const KEY: &str = "\"pcap_filename\":\"";
+    let Some(at) = line.find(KEY).map(|at| at + KEY.len()) else {
+        return line.to_string();
+    };
+    let end = at + line[at..].find('"').expect("closing quote");
+    let name = line[at..end].rsplit('/').next().unwrap_or_default();
+    format!("{}{name}{}", &line[..at], &line[end..])
+}
+
+/// A line without its `pcap_filename`: for comparing runs that read the same packets
+/// from files of other names (compressed, standard input).
+pub fn without_file(line: &str) -> String {
+    const KEY: &str = "\"pcap_filename\":\"";
+    let Some(at) = line.find(KEY) else {
+        return line.to_string();
+    };
+    let end = at + KEY.len() + line[at + KEY.len()..].find('"').expect("closing quote") + 1;
+    let end = if line[end..].starts_with(',') { end + 1 } else { end };
+    format!("{}{}", &line[..at], &line[end..])
+}
+
 /// Runs `exwatch analyze` on `files` with extra arguments; events go to a file.
 pub fn analyze(files: &[&Path], extra: &[&str]) -> Run {
     let dir = tempfile::tempdir().expect("temp dir");

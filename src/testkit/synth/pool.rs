@@ -269,7 +269,8 @@ mod tests {
             .map(|(ts, f)| decode(LinkType::Ethernet, *ts, f.len() as u32, f).expect("every frame decodes"))
             .collect();
         let v6 = decoded.iter().filter(|p| p.tuple.src.is_ipv6()).count() as f64 / decoded.len() as f64;
-        let tagged = decoded.iter().filter(|p| p.vlan.is_some()).count() as f64 / decoded.len() as f64;
+        let tagged =
+            decoded.iter().filter(|p| !p.vlan.ids().is_empty()).count() as f64 / decoded.len() as f64;
         assert!((0.03..0.25).contains(&v6), "IPv6 share {v6}");
         assert!((0.005..0.08).contains(&tagged), "802.1Q share {tagged}");
         assert!(frames.windows(2).all(|w| w[0].0 <= w[1].0), "time never goes back");
