@@ -527,7 +527,8 @@ impl Tracker {
         self.flows.insert(key, flow);
     }
 
-    /// Reports a new flow's verdict, once its first packet is counted.
+    /// Reports a new flow's verdict, once its first packet is counted; and, when the
+    /// flow came out of a tunnel, the verdict on the tunnel itself.
     fn report_verdict(&mut self, key: &FlowKey, ts: Ts) {
         let Some(flow) = self.flows.get(key).copied() else {
             return;
@@ -538,6 +539,50 @@ impl Tracker {
                 self.alert(ts, &flow, verdict, rule, None, None);
             }
         }
+        if let Some(tunnel) = flow.tunnel {
+            self.judge_tunnel(&tunnel, ts);
+        }
+    }
+
+    /// A tunnel (VXLAN, GRE, ERSPAN) with an end that has a role other than `external` or
+    /// `local` is traffic to that host, and judged as such (SPEC section 2): a VXLAN tunnel
+    /// from the Internet ending on a Mailbox server is the Internet reaching it on 4789.
+    /// Its packets carry many inner flows, routed to workers by the inner addresses, so
+    /// the tunnel is not tracked as a flow of its own: it is judged once per inner flow
+    /// that starts in it, from what that flow's first packet showed of it, which any
+    /// worker count sees alike.
+    fn judge_tunnel(&mut self, tunnel: &crate::decode::Tunnel, ts: Ts) {
+        let outer = tunnel.outer;
+        let facts =
+            Facts { orig: outer.src, resp: outer.dst, resp_port: outer.dport, proto: outer.proto, ts };
+        let judgement = self.engine.judge(&facts);
+        let plain = |role| matches!(role, Role::External | Role::Local);
+        if plain(judgement.orig_role) && plain(judgement.resp_role) {
+            return;
+        }
+        let exchange = |role| matches!(role, Role::Mailbox | Role::Edge);
+        if exchange(judgement.orig_role) || exchange(judgement.resp_role) {
+            self.counters[Counter::TouchingExchange] += 1;
+        }
+        let Some(rule) = judgement.rule else {
+            return;
+        };
+        let verdict = self.engine.verdict(rule);
+        if !verdict.is_finding() {
+            return;
+        }
+        let key = FlowKey::of(&outer);
+        let mut flow = Flow::new(
+            key,
+            outer,
+            Direction::Observed,
+            flow_id(&key, ts),
+            ts,
+            (Vlans::default(), None),
+            judgement,
+        );
+        flow.file = self.file;
+        self.alert(ts, &flow, verdict, rule, None, None);
     }
 
     /// Who opened the flow: the SYN sender, the SYN-ACK receiver, or (mid-stream) the

@@ -103,7 +103,7 @@ counters! {
     Flows: Flows "tracked", "exwatch_flows_total", "flows", Some("flow.total"),
         "Flows tracked.";
     TouchingExchange: Flows "touching_exchange", "exwatch_flows_touching_exchange_total", "flows", None,
-        "Flows with a Mailbox or Edge server of the topology at one end.";
+        "Flows (and tunnels, once per flow they carry) with a Mailbox or Edge server of the topology at one end.";
     Local: Flows "local", "exwatch_flows_local_total", "flows", None,
         "Flows in the local scope (link-local, multicast, broadcast, neighbour discovery): never judged as external.";
     FlowsTimedOut: Flows "timed_out", "exwatch_flows_timed_out_total", "flows", None,

@@ -546,3 +546,40 @@ fn the_new_evidence_is_the_same_with_any_worker_count() {
         assert_eq!(&first, other);
     }
 }
+
+/// A tunnel that ends on an Exchange server is traffic to that server (SPEC section 2):
+/// VXLAN from an unlisted host to a Mailbox server's 4789 is the outside reaching it,
+/// judged once for each flow that starts inside the tunnel, the same with any worker
+/// count; while the tunnel's ends have no role, only the inner flows are judged.
+#[test]
+fn a_tunnel_ending_on_a_mailbox_server_is_judged_as_traffic_to_it() {
+    let capture = util::capture("real/vxlan-http.pcap");
+    let tunnel_alerts = |run: &Run| -> Vec<(String, String, String)> {
+        let mut found: Vec<_> = run
+            .alerts()
+            .iter()
+            .filter(|a| a["dest_port"] == 4789)
+            .map(|a| {
+                (util::str_of(&a["policy"]["rule"]), util::str_of(&a["src_ip"]), util::str_of(&a["dest_ip"]))
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let (_dir, ends) = util::topology_file("[roles]\nmailbox = [\"10.1.1.172\"]\n");
+    let ends = ends.to_str().expect("utf-8");
+    let run = util::analyze(&[&capture], &["--topology", ends, "--no-aggregate"]);
+    let found = tunnel_alerts(&run);
+    let inner_flows = util::analyze(&[&capture], &["--topology", ends, "--flows"]).flows().len();
+    assert!(!found.is_empty() && found.len() <= inner_flows, "{found:?}; {}", run.stderr);
+    let want = ("external-to-mailbox".to_string(), "10.1.200.131".to_string(), "10.1.1.172".to_string());
+    assert!(found.iter().all(|f| *f == want), "{found:?}");
+    assert_eq!(run.status, 1, "{}", run.stderr);
+    let two = util::analyze(&[&capture], &["--topology", ends, "--no-aggregate", "--workers", "2"]);
+    assert_eq!(tunnel_alerts(&two), found, "any worker count");
+
+    // The inner flow's server is the Mailbox server, the tunnel's ends have no role.
+    let (_dir, inner) = util::topology_file("[roles]\nmailbox = [\"54.86.237.188\"]\n");
+    let run = util::analyze(&[&capture], &["--topology", inner.to_str().expect("utf-8")]);
+    assert!(tunnel_alerts(&run).is_empty(), "{:?}", run.alerts());
+}
