@@ -84,8 +84,10 @@ fn analyze(mut settings: cli::AnalyzeSettings) -> Result<u8, String> {
     let learner = exwatch::learn::Learner::new(exwatch::learn::Settings::default());
     // With --report, the compliance report is built from the same events, as they come.
     let config = &settings.run.config;
+    let sensor = settings.run.pipeline.sensor_name.clone();
     let builder = settings.report_meta.take().map(|meta| {
         exwatch::report::Builder::new(Arc::clone(&config.policy), Arc::clone(&config.topology), meta)
+            .with_sensor(sensor)
     });
     let mut observers = (learner, builder);
     let report = pipeline::analyze(
@@ -149,7 +151,7 @@ fn write_report(
     }
     let c = &report.counters;
     builder.stats(report::StatsRecord {
-        host: None,
+        host: settings.run.pipeline.sensor_name.clone(),
         ts: builder.last_seen().unwrap_or_default(),
         packets: c[Counter::Frames],
         decoded: c[Counter::Decoded],

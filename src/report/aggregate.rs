@@ -96,6 +96,8 @@ pub struct Builder {
     last: Option<Micros>,
     conn_states: BTreeMap<String, u64>,
     flow_states: BTreeMap<String, u64>,
+    /// The `host` of the events of this run (`analyze --report`).
+    sensor_name: Option<String>,
 }
 
 const UNNAMED: &str = "(unnamed)";
@@ -178,6 +180,7 @@ impl Builder {
             last: None,
             conn_states: BTreeMap::new(),
             flow_states: BTreeMap::new(),
+            sensor_name: None,
         }
     }
 
@@ -192,7 +195,20 @@ impl Builder {
     /// A pipeline event, as `analyze --report` would feed it: the same record as its
     /// EVE line read back.
     pub fn event(&mut self, engine: &crate::policy::Engine, event: &crate::flow::Event) {
-        self.record(super::records::from_event(engine, event));
+        let mut record = super::records::from_event(engine, event);
+        if let (Some(name), Record::Flow(FlowRecord { ends, .. }) | Record::Alert(AlertRecord { ends, .. })) =
+            (&self.sensor_name, &mut record)
+        {
+            ends.host.get_or_insert_with(|| name.clone());
+        }
+        self.record(record);
+    }
+
+    /// The sensor that saw the events fed with [`Builder::event`] (`--sensor-name`), as
+    /// EVE's `host` names it.
+    pub fn with_sensor(mut self, name: Option<String>) -> Builder {
+        self.sensor_name = name;
+        self
     }
 
     /// An input file, for the header.

@@ -90,7 +90,7 @@ fn header(r: &Report, title: &str) -> Markup {
             }
             h2 { "Inputs" }
             table class="data" {
-                thead { tr { th { "EVE log" } th { "size" } th { "SHA-256" } th { "sensors" } th { "events" } th { "from" } th { "to" } } }
+                thead { tr { th { "input" } th { "size" } th { "SHA-256" } th { "sensors" } th { "events" } th { "from" } th { "to" } } }
                 tbody {
                     @for i in &r.inputs {
                         tr {
