@@ -2,7 +2,8 @@
 //!
 //! `cargo bench --bench replay` (set `EXWATCH_BENCH_PACKETS` and `EXWATCH_BENCH_FLOOD` for a
 //! quicker, smaller run; `EXWATCH_BENCH_BULK=3` for larger frames, about 670 bytes on
-//! average instead of 470: `exwatch generate --bulk`).
+//! average instead of 470: `exwatch generate --bulk`; `EXWATCH_BENCH_POOL=20000` for the
+//! traffic of a busy port instead, that many flows open at once: `exwatch generate --pool`).
 //! A custom harness rather than criterion: each case is one pass over a large file, so
 //! the best of a few passes is a stable number and statistics would add nothing but time.
 //!
@@ -54,7 +55,15 @@ fn main() {
         Ok(v) => v.parse().unwrap_or_else(|_| panic!("EXWATCH_BENCH_BULK={v:?} is not a segment count")),
         Err(_) => 0,
     };
-    let path = capture(packets, bulk).expect("generating the synthetic capture");
+    let pool = match std::env::var("EXWATCH_BENCH_POOL") {
+        Ok(v) => Some(v.parse().unwrap_or_else(|_| panic!("EXWATCH_BENCH_POOL={v:?} is not a flow count"))),
+        Err(_) => None,
+    };
+    let path = match pool {
+        Some(flows) => pool_capture(packets, flows),
+        None => capture(packets, bulk),
+    }
+    .expect("generating the synthetic capture");
     let file_bytes = std::fs::metadata(&path).expect("capture metadata").len();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let engine = engine();
@@ -162,6 +171,15 @@ fn capture(packets: u64, bulk: u64) -> io::Result<PathBuf> {
     cached(&name, |emit| {
         let options = OrgOptions { packets, seed: SEED, bulk, ..OrgOptions::default() };
         synth::organization(&options, emit).map(drop)
+    })
+}
+
+/// The busy-port capture (`exwatch generate --pool FLOWS`): `packets` packets drawn from
+/// `flows` concurrently open flows, interleaved packet by packet.
+fn pool_capture(packets: u64, flows: usize) -> io::Result<PathBuf> {
+    cached(&format!("pool-seed{SEED}-{packets}-{flows}.pcap"), |emit| {
+        let options = synth::pool::PoolOptions { packets, flows, seed: SEED };
+        synth::pool::pool(&options, emit).map(drop)
     })
 }
 
