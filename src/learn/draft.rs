@@ -126,7 +126,7 @@ impl Draft {
     /// Drafts the topology from what `learner` saw.
     pub fn new(learner: &Learner) -> Draft {
         let hosts = learner.hosts();
-        let mut roles: Roles = HashMap::new();
+        let mut roles: Roles = HashMap::default();
         let mut too_little = Vec::new();
         for (&addr, host) in hosts {
             if let Some(found) = first_pass(host) {
@@ -356,7 +356,7 @@ fn first_pass(host: &Host) -> Option<(Role, Confidence, Vec<Service>)> {
     None
 }
 
-type Roles = HashMap<IpAddr, (Role, Confidence, Vec<Service>)>;
+type Roles = HashMap<IpAddr, (Role, Confidence, Vec<Service>), foldhash::fast::FixedState>;
 
 /// A host's role on weaker evidence, once the strong roles are known (`strong`), or
 /// why there is too little to say.
