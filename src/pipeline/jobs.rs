@@ -56,18 +56,7 @@ pub(super) fn run(
     let out = outputs.sink.open()?;
     let origin = settings.origin(files);
     thread::scope(|scope| -> io::Result<Report> {
-        let writer = Writer {
-            out,
-            sink: outputs.sink,
-            monitor,
-            engine,
-            eve_flows: settings.eve_flows,
-            keep_going: false,
-            observer: outputs.observer,
-            bound: settings.bound.clone(),
-            gauges: &monitor.writer,
-            origin: &origin,
-        };
+        let writer = Writer::of_run((outputs, out), settings, (monitor, engine, &origin), false);
         let (events, writer) = writer::spawn(scope, writer)?;
         let mut handles = Vec::with_capacity(jobs);
         for (i, gauges) in monitor.gauges.iter().enumerate() {

@@ -156,18 +156,7 @@ impl Stream<'_> {
         let workers = monitor.gauges.len();
         let flows = settings.flows_share(workers, outputs.observer.is_some());
         thread::scope(|scope| -> io::Result<Report> {
-            let writer = Writer {
-                out,
-                sink: outputs.sink,
-                monitor,
-                engine,
-                eve_flows: settings.eve_flows,
-                keep_going: live,
-                observer: outputs.observer,
-                bound: settings.bound.clone(),
-                gauges: &monitor.writer,
-                origin,
-            };
+            let writer = Writer::of_run((outputs, out), settings, (monitor, engine, origin), live);
             let (events, writer) = writer::spawn(scope, writer)?;
             let (free_tx, free_rx) = bounded::<Batch>(workers * (settings.queue_batches + 2));
             let mut senders = Vec::with_capacity(workers);

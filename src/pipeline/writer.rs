@@ -132,6 +132,30 @@ pub(super) struct Writer<'a> {
     pub(super) origin: &'a eve::Origin,
 }
 
+impl<'a> Writer<'a> {
+    /// The writer of a run: its outputs, the pipeline's settings (flow events, the alert
+    /// bound), and whether a write error lets the run go on (`keep_going`: live).
+    pub(super) fn of_run(
+        (outputs, out): (super::Outputs<'a>, EveOut),
+        settings: &super::Settings,
+        (monitor, engine, origin): (&'a Monitor, &'a Engine, &'a eve::Origin),
+        keep_going: bool,
+    ) -> Writer<'a> {
+        Writer {
+            out,
+            sink: outputs.sink,
+            monitor,
+            engine,
+            eve_flows: settings.eve_flows,
+            keep_going,
+            observer: outputs.observer,
+            bound: settings.bound.clone(),
+            gauges: &monitor.writer,
+            origin,
+        }
+    }
+}
+
 /// What the writer thread returns.
 pub(super) struct Finished {
     /// Time spent formatting and writing.
