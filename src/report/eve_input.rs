@@ -347,6 +347,32 @@ mod tests {
         assert_eq!(parse_line(old), Parsed::Ignored);
     }
 
+    /// A `stats` event as `live` writes it (Suricata's counters under `stats`, exwatch's
+    /// own under `policy`) gives the report the same capture health.
+    #[test]
+    fn a_stats_event_as_written_is_read_back() {
+        use crate::telemetry::{Counter, Counters, Latency, Snapshot};
+        let engine = engine();
+        let mut counters = Counters::for_engine(&engine);
+        counters[Counter::Frames] = 1000;
+        counters[Counter::Decoded] = 990;
+        counters[Counter::KernelDropped] = 4;
+        counters[Counter::Shed] = 3;
+        counters[Counter::FlowsEvicted] = 2;
+        counters.skipped[crate::decode::Skip::NotIp.index()] = 10;
+        let snapshot = Snapshot {
+            counters,
+            flows_active: 0,
+            latency: Latency::default(),
+            uptime: std::time::Duration::from_secs(1),
+        };
+        let mut line = Vec::new();
+        eve::write_stats(&mut line, Ts(1_795_755_314_000_000_000), &engine, &snapshot);
+        let Record::Stats(s) = parsed(line.trim_ascii_end()) else { panic!("not stats") };
+        assert_eq!((s.packets, s.decoded, s.drops, s.flows_evicted), (1000, 990, 7, 2));
+        assert_eq!(s.skipped, [("not_ip".to_string(), 10)]);
+    }
+
     /// A flow line and an alert line as a sensor writes them.
     fn sample_lines() -> Vec<Vec<u8>> {
         let engine = engine();
