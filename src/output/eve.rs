@@ -467,20 +467,7 @@ pub fn write_alert(
     rule: usize,
     evidence: (Option<usize>, Option<&str>),
 ) {
-    write_alert_from(out, (engine, &Origin::NONE), ts, flow, (verdict, confidence), rule, evidence)
-}
-
-/// [`write_alert`], with where the flow was seen.
-fn write_alert_from(
-    out: &mut Vec<u8>,
-    (engine, origin): (&Engine, &Origin),
-    ts: Ts,
-    flow: &Flow,
-    (verdict, confidence): (Verdict, Confidence),
-    rule: usize,
-    (evidence, detail): (Option<usize>, Option<&str>),
-) {
-    alert_line(out, (engine, origin), ts, flow, (verdict, confidence), rule, (evidence, detail), None);
+    alert_line(out, (engine, &Origin::NONE), ts, flow, (verdict, confidence), rule, evidence, None)
 }
 
 /// Appends one aggregate `alert` line: the finding and the example flow of its first
@@ -567,15 +554,11 @@ pub fn write_event(out: &mut Vec<u8>, engine: &Engine, event: &Event) {
 /// [`write_event`], with where the run saw it (`host`, `in_iface`, `pcap_filename`).
 pub fn write_event_from(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), event: &Event) {
     match *event {
-        Event::Alert { ts, flow, verdict, rule, evidence, confidence, detail } => write_alert_from(
-            out,
-            (engine, origin),
-            ts,
-            &flow,
-            (verdict, confidence),
-            rule,
-            (evidence, detail.map(|d| d.to_string()).as_deref()),
-        ),
+        Event::Alert { ts, flow, verdict, rule, evidence, confidence, detail } => {
+            let detail = detail.map(|d| d.to_string());
+            let found = (evidence, detail.as_deref());
+            alert_line(out, (engine, origin), ts, &flow, (verdict, confidence), rule, found, None)
+        }
         Event::Flow { flow } => write_flow_from(out, (engine, origin), &flow),
     }
 }

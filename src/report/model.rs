@@ -49,7 +49,7 @@ pub struct InputRef {
     /// Sensor names (`host`) seen in the file.
     pub sensors: Vec<String>,
     /// Capture files (`pcap_filename`) the events name, at most
-    /// [`super::eve_input::MAX_CAPTURES_LISTED`].
+    /// [`super::logs::MAX_CAPTURES_LISTED`].
     pub captures: Vec<String>,
     /// Further capture files named, not listed.
     pub more_captures: u64,
