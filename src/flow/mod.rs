@@ -7,6 +7,7 @@
 
 mod frag;
 mod key;
+mod table;
 mod tracker;
 
 use crate::decode::{proto, Ts, Tunnel, Tuple, Vlans};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::frag::{Fragments, Later};
 use super::key::{HostPair, KeyHashState};
+use super::table::{FlowRef, Table};
 use super::{Confidence, Detail, Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
 use crate::decode::{proto, tcp_flags, Fragment, IcmpError, Packet, Skip, Transport, Ts, Tuple, Vlans};
 use crate::policy::{Engine, EvidenceKind, Facts, Role, Scope, Verdict};
@@ -75,18 +76,20 @@ enum TimerKind {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// Ordered by time, then kind, then flow id (a hash of the key and start, so the order is
+/// the same with any worker count); the slab index only finds the flow.
 struct Timer {
     at: Ts,
     kind: TimerKind,
-    key: FlowKey,
     flow_id: u64,
+    flow: FlowRef,
 }
 
 /// The flow table of one worker.
 pub struct Tracker {
     engine: Arc<Engine>,
     settings: Settings,
-    flows: HashMap<FlowKey, Flow, KeyHashState>,
+    flows: Table,
     timers: BinaryHeap<Reverse<Timer>>,
     frags: Fragments,
     now: Ts,
@@ -101,7 +104,13 @@ pub struct Tracker {
     directions: HashMap<HostPair, Seen, KeyHashState>,
     /// The input the packets now fed come from (see [`Tracker::set_file`]).
     file: u16,
+    /// The flows still to end at the end of input, last to end first
+    /// ([`Tracker::finish_some`]).
+    closing: Option<Vec<FlowRef>>,
 }
+
+/// Flows ended by one [`Tracker::finish_some`].
+pub const FINISH_CHUNK: usize = 4096;
 
 /// What the capture showed of one host sending to another, up to now.
 #[derive(Clone, Copy, Debug)]
@@ -120,14 +129,15 @@ impl Tracker {
         Tracker {
             counters: Counters::for_engine(&engine),
             frags: Fragments::new(settings.max_fragments, settings.fragment_timeout_ns),
+            flows: Table::with_capacity(settings.max_flows),
+            timers: BinaryHeap::with_capacity(settings.max_flows),
             engine,
             settings,
-            flows: HashMap::with_hasher(KeyHashState::default()),
-            timers: BinaryHeap::new(),
             now: Ts(0),
             events: Vec::new(),
             directions: HashMap::with_hasher(KeyHashState::default()),
             file: 0,
+            closing: None,
         }
     }
 
@@ -204,23 +214,24 @@ impl Tracker {
             _ => 0,
         };
         // The common case, one lookup: a packet of a flow already tracked.
-        if let Some(flow) = self.flows.get_mut(&key) {
+        if let Some(at) = self.flows.find(&key, key.hash64()) {
+            let flow = self.flows.get_mut(at);
             let reuse = flow.is_closed() && flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
             if !reuse {
                 let was_closed = flow.is_closed();
                 let counted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
                 let learned = flow.direction == Direction::Inferred && flags & tcp_flags::SYN != 0;
-                // Copied out only for a side's first packet: no second lookup later.
+                // Copied out only for a side's first packet.
                 let first = counted.first_of_side.then(|| FirstOfSide::of(flow));
                 if !was_closed && flow.is_closed() {
                     let id = flow.id;
-                    self.closed(key, id, p.ts);
+                    self.closed(at, id, p.ts);
                 }
                 if !matches!(counted.noted, Noted::Nothing) {
-                    self.follow_up(&key, counted.noted, p);
+                    self.follow_up(at, counted.noted, p);
                 }
                 if learned {
-                    self.learn_direction(&key, &tuple, flags, p.ts);
+                    self.learn_direction(at, &tuple, flags, p.ts);
                 }
                 if let Some(first) = first {
                     self.first_of_side(first, counted.answered, p, flags);
@@ -228,52 +239,68 @@ impl Tracker {
                 self.counters[Counter::FragmentsJoined] += waiting.0;
                 return;
             }
-            if let Some(old) = self.flows.remove(&key) {
-                self.end(old);
-            }
+            let old = self.flows.remove(at);
+            self.end(old);
         }
-        self.create(key, &tuple, p, flags);
-        if let Some(flow) = self.flows.get_mut(&key) {
-            let counted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
-            let first = FirstOfSide::of(flow);
-            if flow.is_closed() {
-                let id = flow.id;
-                self.closed(key, id, p.ts);
-            }
-            self.counters[Counter::FragmentsJoined] += waiting.0;
-            self.follow_up(&key, counted.noted, p);
-            self.first_of_side(first, counted.answered, p, flags);
+        let at = self.create(key, &tuple, p, flags);
+        let flow = self.flows.get_mut(at);
+        let counted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
+        let first = FirstOfSide::of(flow);
+        if flow.is_closed() {
+            let id = flow.id;
+            self.closed(at, id, p.ts);
         }
-        self.report_verdict(&key, p.ts);
+        self.counters[Counter::FragmentsJoined] += waiting.0;
+        self.follow_up(at, counted.noted, p);
+        self.first_of_side(first, counted.answered, p, flags);
+        self.report_verdict(at, p.ts);
+    }
+
+    /// The hash of the flow `p` belongs to, for [`Tracker::prefetch_slot`] and
+    /// [`Tracker::prefetch_flow`]: a later fragment's or an ICMP error's flow is found
+    /// another way, and their hints miss harmlessly.
+    #[inline]
+    pub fn flow_hash(p: &Packet) -> u64 {
+        flow_key(&p.tuple).hash64()
+    }
+
+    /// Hints that a packet of the flow with `hash` comes soon: its index slot first.
+    #[inline]
+    pub fn prefetch_slot(&self, hash: u64) {
+        self.flows.prefetch_slot(hash);
+    }
+
+    /// Hints that a packet of the flow with `hash` comes next: the flow itself.
+    #[inline]
+    pub fn prefetch_flow(&self, hash: u64) {
+        self.flows.prefetch_flow(hash);
     }
 
     /// A flow just closed (FIN both ways, or a RST): it now ends after the shorter
     /// closed timeout, not the idle timeout its creation scheduled. Without this, closed
     /// flows stayed in the table for the full TCP idle time (300 s by default).
-    fn closed(&mut self, key: FlowKey, flow_id: u64, ts: Ts) {
+    fn closed(&mut self, flow: FlowRef, flow_id: u64, ts: Ts) {
         let at = ts.saturating_add(self.settings.closed_idle_ns);
-        self.timers.push(Reverse(Timer { at, kind: TimerKind::Idle, key, flow_id }));
+        self.timers.push(Reverse(Timer { at, kind: TimerKind::Idle, flow_id, flow }));
     }
 
-    fn follow_up(&mut self, key: &FlowKey, noted: Noted, p: &Packet) {
+    fn follow_up(&mut self, at: FlowRef, noted: Noted, p: &Packet) {
         match noted {
             Noted::Nothing => {}
-            Noted::RetriedSyn => self.check_silent_drop(key, p.ts),
+            Noted::RetriedSyn => self.check_silent_drop(at, p.ts),
             Noted::ForeignReset { expected } => {
                 let detail = Detail::ResetUnlike { ttl: p.ttl, expected, mac: expected == p.ttl, flows: 0 };
-                self.check_injected_reset(key, p.ts, detail);
+                self.check_injected_reset(at, p.ts, detail);
             }
-            Noted::UncheckedReset => self.check_reset_against_history(key, p),
+            Noted::UncheckedReset => self.check_reset_against_history(at, p),
         }
     }
 
     /// A SYN or SYN-ACK on a flow picked up mid-stream (a SPAN port reordered the
     /// handshake): the direction is now observed. The flow is turned round if the ports
     /// had it wrong, and judged again; a new verdict gets its own event.
-    fn learn_direction(&mut self, key: &FlowKey, tuple: &Tuple, flags: u8, ts: Ts) {
-        let Some(mut flow) = self.flows.get(key).copied() else {
-            return;
-        };
+    fn learn_direction(&mut self, at: FlowRef, tuple: &Tuple, flags: u8, ts: Ts) {
+        let mut flow = *self.flows.get(at);
         let (orig, _) = self.originator(tuple, flags);
         if (orig.src, orig.sport) != (flow.orig.src, flow.orig.sport) {
             flow.orig = orig;
@@ -305,7 +332,7 @@ impl Tracker {
         let changed = judgement.rule != flow.rule;
         (flow.rule, flow.orig_role, flow.resp_role) =
             (judgement.rule, judgement.orig_role, judgement.resp_role);
-        self.flows.insert(*key, flow);
+        *self.flows.get_mut(at) = flow;
         match judgement.rule {
             Some(rule) if changed && self.engine.verdict(rule).is_finding() => {
                 self.alert(ts, &flow, self.engine.verdict(rule), rule, None, None);
@@ -328,7 +355,7 @@ impl Tracker {
     /// A RST is the first packet its claimed sender sent on this flow (a firewall's
     /// `REJECT --reject-with tcp-reset` answers the very first SYN): compare it with what
     /// that sender showed on its earlier flows to the same host.
-    fn check_reset_against_history(&mut self, key: &FlowKey, p: &Packet) {
+    fn check_reset_against_history(&mut self, at: FlowRef, p: &Packet) {
         let Some(seen) = self.directions.get(&HostPair::new(p.tuple.src, p.tuple.dst)).copied() else {
             return;
         };
@@ -340,7 +367,7 @@ impl Tracker {
                 mac: seen.ttl == p.ttl,
                 flows: seen.flows,
             };
-            self.check_injected_reset(key, p.ts, detail);
+            self.check_injected_reset(at, p.ts, detail);
         }
     }
 
@@ -403,14 +430,27 @@ impl Tracker {
         }
     }
 
-    /// Ends every flow: the input is over.
+    /// Ends every flow: the input is over. Its events pile up until drained; a worker
+    /// uses [`Tracker::finish_some`] instead, to send them a chunk at a time.
     pub fn finish(&mut self) {
-        let flows: Vec<Flow> = self.flows.drain().map(|(_, flow)| flow).collect();
-        // In start order, so the events of one worker come out the same on every run;
-        // sorting indexes rather than the flows moves 4 bytes a swap instead of 200.
-        let mut order: Vec<u32> = (0..flows.len() as u32).collect();
-        order.sort_unstable_by_key(|&i| (flows[i as usize].start, flows[i as usize].key));
-        for mut flow in order.into_iter().map(|i| flows[i as usize]) {
+        while self.finish_some() {}
+    }
+
+    /// Ends up to [`FINISH_CHUNK`] more of the flows still open at the end of input, in
+    /// start order (so one worker's events come out the same on every run); false once
+    /// every flow has ended. Drain the events between calls, and a full table's end
+    /// never holds more than a chunk of them.
+    pub fn finish_some(&mut self) -> bool {
+        let order = self.closing.get_or_insert_with(|| {
+            let flows = &self.flows;
+            let mut order = flows.refs();
+            order.sort_unstable_by_key(|&at| (flows.get(at).start, flows.get(at).key));
+            order.reverse();
+            order
+        });
+        let chunk: Vec<FlowRef> = order.drain(order.len().saturating_sub(FINISH_CHUNK)..).rev().collect();
+        for at in chunk {
+            let mut flow = self.flows.remove(at);
             if self.silent_drop(&flow, None) {
                 // A silent drop needs the whole timeout: the capture ended too soon to say.
                 if self.now.0 >= flow.start.0.saturating_add(self.settings.syn_timeout_ns) {
@@ -422,10 +462,15 @@ impl Tracker {
             }
             self.end(flow);
         }
+        if self.closing.as_ref().is_some_and(|order| !order.is_empty()) {
+            return true;
+        }
+        self.closing = None;
         self.timers.clear();
         self.frags.finish();
         self.counters[Counter::FragmentsOrphaned] = self.frags.stats.orphaned;
         self.counters[Counter::FragmentsDropped] = self.frags.stats.dropped_full;
+        false
     }
 
     /// Runs the timers due by `ts`: packet time, or the clock while a live capture is
@@ -443,24 +488,22 @@ impl Tracker {
     }
 
     fn fire(&mut self, timer: Timer) {
-        let Some(flow) = self.flows.get(&timer.key).copied() else {
-            return;
-        };
-        if flow.id != timer.flow_id {
+        if !self.flows.holds(timer.flow, timer.flow_id) {
             return;
         }
+        let flow = *self.flows.get(timer.flow);
         match timer.kind {
             TimerKind::SynCheck => {
                 if self.silent_drop(&flow, Some(timer.at)) {
                     let mut flow = flow;
                     self.restriction(&mut flow, timer.at, EvidenceKind::SynUnanswered, None);
-                    self.flows.insert(timer.key, flow);
+                    *self.flows.get_mut(timer.flow) = flow;
                 }
             }
             TimerKind::Idle => {
                 let deadline = flow.last.saturating_add(self.idle_ns(&flow));
                 if deadline <= timer.at {
-                    self.flows.remove(&timer.key);
+                    self.flows.remove(timer.flow);
                     self.counters[Counter::FlowsTimedOut] += 1;
                     self.end(flow);
                 } else {
@@ -482,7 +525,8 @@ impl Tracker {
         }
     }
 
-    fn create(&mut self, key: FlowKey, tuple: &Tuple, p: &Packet, flags: u8) {
+    /// Tracks a new flow from its first packet (not yet counted on it).
+    fn create(&mut self, key: FlowKey, tuple: &Tuple, p: &Packet, flags: u8) -> FlowRef {
         if self.flows.len() >= self.settings.max_flows {
             self.evict_one();
         }
@@ -502,37 +546,36 @@ impl Tracker {
         if flow.orig_role == Role::Local || flow.resp_role == Role::Local {
             self.counters[Counter::Local] += 1;
         }
-        self.timers.push(Reverse(Timer {
-            at: p.ts.saturating_add(self.idle_ns(&flow)),
-            kind: TimerKind::Idle,
-            key,
-            flow_id: flow.id,
-        }));
-        let protected = self.protected(&flow);
-        if protected && flow.is_tcp() && direction == Direction::Observed && tuple.src == orig.src {
-            self.timers.push(Reverse(Timer {
-                at: p.ts.saturating_add(self.settings.syn_timeout_ns),
-                kind: TimerKind::SynCheck,
-                key,
-                flow_id: flow.id,
-            }));
-        }
-        if flow.rule.is_none() {
-            self.counters[Counter::Unmatched] += 1;
-        }
         let exchange = |role| matches!(role, Role::Mailbox | Role::Edge);
         if exchange(flow.orig_role) || exchange(flow.resp_role) {
             self.counters[Counter::TouchingExchange] += 1;
         }
-        self.flows.insert(key, flow);
+        if flow.rule.is_none() {
+            self.counters[Counter::Unmatched] += 1;
+        }
+        let idle_at = p.ts.saturating_add(self.idle_ns(&flow));
+        let syn_check = self.protected(&flow)
+            && flow.is_tcp()
+            && direction == Direction::Observed
+            && tuple.src == orig.src;
+        let flow_id = flow.id;
+        let at = self.flows.insert(flow);
+        self.timers.push(Reverse(Timer { at: idle_at, kind: TimerKind::Idle, flow_id, flow: at }));
+        if syn_check {
+            self.timers.push(Reverse(Timer {
+                at: p.ts.saturating_add(self.settings.syn_timeout_ns),
+                kind: TimerKind::SynCheck,
+                flow_id,
+                flow: at,
+            }));
+        }
+        at
     }
 
     /// Reports a new flow's verdict, once its first packet is counted; and, when the
     /// flow came out of a tunnel, the verdict on the tunnel itself.
-    fn report_verdict(&mut self, key: &FlowKey, ts: Ts) {
-        let Some(flow) = self.flows.get(key).copied() else {
-            return;
-        };
+    fn report_verdict(&mut self, at: FlowRef, ts: Ts) {
+        let flow = *self.flows.get(at);
         if let Some(rule) = flow.rule {
             let verdict = self.engine.verdict(rule);
             if verdict.is_finding() {
@@ -619,25 +662,21 @@ impl Tracker {
 
     /// A RST unlike its claimed sender's other packets: restriction evidence if the pair
     /// must never be restricted.
-    fn check_injected_reset(&mut self, key: &FlowKey, ts: Ts, detail: Detail) {
-        let Some(mut flow) = self.flows.get(key).copied() else {
-            return;
-        };
+    fn check_injected_reset(&mut self, at: FlowRef, ts: Ts, detail: Detail) {
+        let mut flow = *self.flows.get(at);
         if self.protected(&flow) && !flow.restricted {
             self.restriction(&mut flow, ts, EvidenceKind::ResetInjected, Some(detail));
-            self.flows.insert(*key, flow);
+            *self.flows.get_mut(at) = flow;
         }
     }
 
     /// A SYN was retried past the SYN timeout with no answer: restriction evidence if the
     /// pair must never be restricted.
-    fn check_silent_drop(&mut self, key: &FlowKey, ts: Ts) {
-        let Some(mut flow) = self.flows.get(key).copied() else {
-            return;
-        };
+    fn check_silent_drop(&mut self, at: FlowRef, ts: Ts) {
+        let mut flow = *self.flows.get(at);
         if self.silent_drop(&flow, None) {
             self.restriction(&mut flow, ts, EvidenceKind::SynUnanswered, None);
-            self.flows.insert(*key, flow);
+            *self.flows.get_mut(at) = flow;
         }
     }
 
@@ -685,14 +724,15 @@ impl Tracker {
             _ => None,
         };
         let key = flow_key(&quoted);
-        match self.flows.get_mut(&key) {
-            Some(flow) => {
+        match self.flows.find(&key, key.hash64()) {
+            Some(at) => {
+                let flow = self.flows.get_mut(at);
                 flow.icmp_errors = flow.icmp_errors.saturating_add(1);
                 let mut flow = *flow;
                 if let Some(evidence) = evidence {
                     if self.protected(&flow) && !flow.restricted {
                         self.restriction(&mut flow, p.ts, evidence, None);
-                        self.flows.insert(key, flow);
+                        *self.flows.get_mut(at) = flow;
                     }
                 }
             }
@@ -755,12 +795,10 @@ impl Tracker {
 
     fn evict_one(&mut self) {
         while let Some(Reverse(timer)) = self.timers.pop() {
-            let live = self.flows.get(&timer.key).is_some_and(|f| f.id == timer.flow_id);
-            if live {
-                if let Some(flow) = self.flows.remove(&timer.key) {
-                    self.counters[Counter::FlowsEvicted] += 1;
-                    self.end(flow);
-                }
+            if self.flows.holds(timer.flow, timer.flow_id) {
+                let flow = self.flows.remove(timer.flow);
+                self.counters[Counter::FlowsEvicted] += 1;
+                self.end(flow);
                 return;
             }
         }

@@ -101,7 +101,9 @@ impl<'a> Worker<'a> {
     /// file), keeping what the old one counted.
     pub(super) fn replace_tracker(&mut self, next: Tracker) {
         let mut done = std::mem::replace(&mut self.tracker, next);
-        done.finish();
+        while done.finish_some() {
+            self.events.send_from(&mut done);
+        }
         self.events.send_last(&mut done);
         // The next file is a stream of its own, bounded on its own.
         self.events = self.events.new_stream();
@@ -112,7 +114,9 @@ impl<'a> Worker<'a> {
     /// Ends every flow (the input is over) and returns what was counted.
     pub(super) fn finish(mut self) -> Tally {
         let started = Instant::now();
-        self.tracker.finish();
+        while self.tracker.finish_some() {
+            self.events.send_from(&mut self.tracker);
+        }
         self.events.send_last(&mut self.tracker);
         self.publish();
         self.gauges.publish_latency(&self.latency);

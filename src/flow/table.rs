@@ -1,0 +1,270 @@
+//! The flow table: flows in a slab, found through a compact open-addressed index.
+//!
+//! A flow stays at one slab index while it lives ([`FlowRef`]), so timers and the
+//! tracker's follow-ups name it by index rather than by its 40-byte key. The index is an
+//! array of 8-byte slots (the low 32 bits of the key's hash and the flow's slab index),
+//! kept at most half full and probed linearly: a lookup reads one cache line of slots and
+//! then the flow itself, and [`Table::prefetch_slot`] and [`Table::prefetch_flow`] let the worker ask for both lines a few
+//! packets ahead. Removal shifts the following slots back, so there are no tombstones and
+//! probes stay short however many flows come and go. Freed slab entries are reused
+//! before the slab grows.
+
+use super::{Flow, FlowKey};
+
+/// A flow's place in the slab, stable while the flow lives.
+pub type FlowRef = u32;
+
+/// The id a freed slab entry carries (flow ids are below 2^53).
+const FREE: u64 = u64::MAX;
+
+/// An index slot: `index` is [`Slot::EMPTY`] or a slab index; `hash` the low bits of the
+/// key's hash, which also give the slot's home position.
+#[derive(Clone, Copy)]
+struct Slot {
+    hash: u32,
+    index: u32,
+}
+
+impl Slot {
+    const EMPTY: u32 = u32::MAX;
+    const VACANT: Slot = Slot { hash: 0, index: Slot::EMPTY };
+}
+
+/// Slots the index starts with; it doubles while more than half full.
+const FIRST_SLOTS: usize = 1024;
+
+pub struct Table {
+    slots: Vec<Slot>,
+    flows: Vec<Flow>,
+    free: Vec<FlowRef>,
+    len: usize,
+}
+
+impl Table {
+    /// A table for at most `flows` flows. The slab's memory is reserved for all of them
+    /// at once (untouched pages cost nothing), so a full table holds no doubling slack.
+    pub fn with_capacity(flows: usize) -> Table {
+        Table {
+            slots: vec![Slot::VACANT; FIRST_SLOTS],
+            flows: Vec::with_capacity(flows),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    /// The flow with `key` (whose [`FlowKey::hash64`] is `hash`), if tracked.
+    #[inline]
+    pub fn find(&self, key: &FlowKey, hash: u64) -> Option<FlowRef> {
+        let (tag, mask) = (hash as u32, self.mask());
+        let mut pos = tag as usize & mask;
+        loop {
+            let slot = self.slots[pos];
+            if slot.index == Slot::EMPTY {
+                return None;
+            }
+            if slot.hash == tag && self.flows[slot.index as usize].key == *key {
+                return Some(slot.index);
+            }
+            pos = (pos + 1) & mask;
+        }
+    }
+
+    /// Asks the CPU for the index slot of `hash`: a hint, first of two a worker gives a
+    /// few packets ahead of handling a packet (see [`Table::prefetch_flow`]).
+    #[inline]
+    pub fn prefetch_slot(&self, hash: u64) {
+        prefetch_line(std::ptr::from_ref(&self.slots[hash as u32 as usize & self.mask()]).cast());
+    }
+
+    /// Asks the CPU for the flow whose slot is home to `hash`, if that slot names one of
+    /// this hash: the second hint, once the slot is likely in the cache.
+    #[inline]
+    pub fn prefetch_flow(&self, hash: u64) {
+        let tag = hash as u32;
+        let slot = self.slots[tag as usize & self.mask()];
+        if slot.hash == tag {
+            if let Some(flow) = self.flows.get(slot.index as usize) {
+                prefetch_line(std::ptr::from_ref(flow).cast());
+            }
+        }
+    }
+
+    pub fn get(&self, at: FlowRef) -> &Flow {
+        &self.flows[at as usize]
+    }
+
+    pub fn get_mut(&mut self, at: FlowRef) -> &mut Flow {
+        &mut self.flows[at as usize]
+    }
+
+    /// Whether `at` still holds the flow with id `id` (a timer's flow may have ended).
+    pub fn holds(&self, at: FlowRef, id: u64) -> bool {
+        self.flows.get(at as usize).is_some_and(|flow| flow.id == id && id != FREE)
+    }
+
+    /// Adds a flow whose key is not in the table.
+    pub fn insert(&mut self, flow: Flow) -> FlowRef {
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let hash = flow.key.hash64() as u32;
+        let at = match self.free.pop() {
+            Some(at) => {
+                self.flows[at as usize] = flow;
+                at
+            }
+            None => {
+                self.flows.push(flow);
+                (self.flows.len() - 1) as FlowRef
+            }
+        };
+        self.place(Slot { hash, index: at });
+        self.len += 1;
+        at
+    }
+
+    fn place(&mut self, slot: Slot) {
+        let mask = self.mask();
+        let mut pos = slot.hash as usize & mask;
+        while self.slots[pos].index != Slot::EMPTY {
+            pos = (pos + 1) & mask;
+        }
+        self.slots[pos] = slot;
+    }
+
+    fn grow(&mut self) {
+        let doubled = vec![Slot::VACANT; self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        for slot in old.into_iter().filter(|slot| slot.index != Slot::EMPTY) {
+            self.place(slot);
+        }
+    }
+
+    /// Takes the flow at `at` out of the table.
+    pub fn remove(&mut self, at: FlowRef) -> Flow {
+        let flow = self.flows[at as usize];
+        let mask = self.mask();
+        let mut hole = flow.key.hash64() as u32 as usize & mask;
+        while self.slots[hole].index != at {
+            hole = (hole + 1) & mask;
+        }
+        // Backward shift: a later slot of the probe run moves into the hole unless the
+        // hole lies before its home position.
+        let mut next = (hole + 1) & mask;
+        while self.slots[next].index != Slot::EMPTY {
+            let home = self.slots[next].hash as usize & mask;
+            if next.wrapping_sub(home) & mask >= next.wrapping_sub(hole) & mask {
+                self.slots[hole] = self.slots[next];
+                hole = next;
+            }
+            next = (next + 1) & mask;
+        }
+        self.slots[hole] = Slot::VACANT;
+        self.flows[at as usize].id = FREE;
+        self.free.push(at);
+        self.len -= 1;
+        flow
+    }
+
+    /// Where every flow is, in slab order.
+    pub fn refs(&self) -> Vec<FlowRef> {
+        (0..self.flows.len() as FlowRef).filter(|&at| self.flows[at as usize].id != FREE).collect()
+    }
+}
+
+/// Hints the CPU to bring the cache line at `at` closer.
+#[allow(unsafe_code)]
+#[inline]
+fn prefetch_line(at: *const i8) {
+    // SAFETY: SSE is part of x86_64's baseline, and a prefetch only hints the cache: it
+    // reads nothing the program sees and cannot fault, whatever the address.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::decode::{proto, Ts, Tuple};
+    use crate::flow::Direction;
+    use crate::policy::{Judgement, Role};
+
+    fn flow(n: u32) -> Flow {
+        let tuple = Tuple {
+            src: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | n)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 255, 0, 1)),
+            sport: 40_000,
+            dport: 443,
+            proto: proto::TCP,
+        };
+        let judgement = Judgement { rule: None, orig_role: Role::External, resp_role: Role::External };
+        let key = FlowKey::of(&tuple);
+        Flow::new(key, tuple, Direction::Observed, u64::from(n), Ts(0), Default::default(), judgement)
+    }
+
+    #[test]
+    fn finds_what_it_holds_through_growth_and_removal() {
+        let mut table = Table::with_capacity(16);
+        let mut refs = Vec::new();
+        for n in 0..5_000 {
+            let f = flow(n);
+            assert_eq!(table.find(&f.key, f.key.hash64()), None);
+            refs.push(table.insert(f));
+        }
+        // Remove every third flow: the others stay findable, the removed ones are gone.
+        for (n, &at) in refs.iter().enumerate().filter(|(n, _)| n % 3 == 0) {
+            assert_eq!(table.remove(at).id, n as u64);
+            assert!(!table.holds(at, n as u64));
+        }
+        for (n, &at) in refs.iter().enumerate() {
+            let f = flow(n as u32);
+            let found = table.find(&f.key, f.key.hash64());
+            assert_eq!(found, (n % 3 != 0).then_some(at), "flow {n}");
+        }
+        assert_eq!(table.len(), 5_000 - 1_667);
+        // Freed entries are reused before the slab grows.
+        let again = table.insert(flow(99_999));
+        assert!(refs.contains(&again));
+        let held = table.refs();
+        assert_eq!(held.len(), 5_000 - 1_667 + 1);
+        for at in held {
+            table.remove(at);
+        }
+        assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn a_collision_run_survives_removal_from_its_middle() {
+        // Keys whose hashes share the low bits collide into one probe run.
+        let mut table = Table::with_capacity(16);
+        let mask = FIRST_SLOTS as u64 - 1;
+        let mut same_home = Vec::new();
+        let mut n = 0;
+        while same_home.len() < 6 {
+            let f = flow(n);
+            if f.key.hash64() & mask == 7 {
+                same_home.push((table.insert(f), n));
+            }
+            n += 1;
+        }
+        table.remove(same_home[2].0);
+        for &(at, n) in same_home.iter().filter(|&&(at, _)| at != same_home[2].0) {
+            let f = flow(n);
+            assert_eq!(table.find(&f.key, f.key.hash64()), Some(at));
+        }
+    }
+}
