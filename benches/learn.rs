@@ -187,7 +187,7 @@ fn ended_flows(engine: &Arc<Engine>, files: &[PathBuf], settings: &Settings) -> 
     struct Collect(Vec<Flow>);
     impl Observer for Collect {
         fn event(&mut self, _engine: &Engine, event: &Event) {
-            if let Event::Flow { flow } = event {
+            if let Event::Flow { flow, .. } = event {
                 self.0.push(*flow);
             }
         }

@@ -172,15 +172,8 @@ fn write_log(engine: &Engine, dir: &Path, flows: u64) -> std::io::Result<(PathBu
         let start = Ts(t0 + i * 200_000);
         let judgement =
             engine.judge(&Facts { orig: src, resp: dst, resp_port: dport, proto: protocol, ts: start });
-        let mut flow = Flow::new(
-            FlowKey::of(&orig),
-            orig,
-            Direction::Observed,
-            i,
-            start,
-            (Default::default(), None),
-            judgement,
-        );
+        let mut flow =
+            Flow::new(FlowKey::of(&orig), orig, Direction::Observed, i, start, Default::default(), judgement);
         flow.pkts = [6 + i % 5, 4 + i % 7];
         flow.bytes = [600 + i % 1500, 2000 + i % 40_000];
         flow.last = Ts(start.0 + 50_000_000 + (i % 1000) * 1_000_000);

@@ -199,18 +199,12 @@ fn restriction(
     let rule = judgement.rule.filter(|&r| engine.never_restrict(r))?;
     let evidence = engine.evidence(kind)?;
     let key = FlowKey::of(&orig);
-    let flow = Flow::new(
-        key,
-        orig,
-        Direction::Observed,
-        flow_id(&key, start),
-        start,
-        (Default::default(), None),
-        judgement,
-    );
+    let flow =
+        Flow::new(key, orig, Direction::Observed, flow_id(&key, start), start, Default::default(), judgement);
     Some(Event::Alert {
         ts,
         flow,
+        tunnel: None,
         verdict: Verdict::Restriction,
         rule,
         evidence: Some(evidence),

@@ -125,6 +125,21 @@ impl FlowKey {
         mix_words(&self.addrs, rest)
     }
 
+    /// The address of endpoint `i` (0: lower, 1: higher), in the flow's own family.
+    pub fn addr(&self, i: usize) -> IpAddr {
+        let (hi, lo) = (self.addrs[2 * i], self.addrs[2 * i + 1]);
+        if self.v6 {
+            IpAddr::V6((u128::from(hi) << 64 | u128::from(lo)).into())
+        } else {
+            IpAddr::V4((lo as u32).into())
+        }
+    }
+
+    /// The (keyed) port of endpoint `i`.
+    pub fn port(&self, i: usize) -> u16 {
+        self.ports[i]
+    }
+
     /// Endpoint `i` (0: lower, 1: higher) as (address words, port), for ordering.
     fn end(&self, i: usize) -> ([u64; 2], u16) {
         ([self.addrs[2 * i], self.addrs[2 * i + 1]], self.ports[i])

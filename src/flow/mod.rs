@@ -10,7 +10,7 @@ mod key;
 mod table;
 mod tracker;
 
-use crate::decode::{proto, Ts, Tunnel, Tuple, Vlans};
+use crate::decode::{proto, Ts, Tuple, Vlans};
 use crate::policy::{Judgement, Role};
 pub use key::{community_id, FlowKey};
 pub use tracker::{flow_id, Event, Settings, Tracker};
@@ -123,12 +123,17 @@ pub const TO_SERVER: usize = 0;
 /// Index of the responder-to-originator side in per-side arrays.
 pub const TO_CLIENT: usize = 1;
 
-/// One flow's state. Small and `Copy`, so events can carry a snapshot.
+/// One flow's state. Small and `Copy`, so events can carry a snapshot: a full table
+/// holds one per tracked flow, so nothing here repeats the key (the originator's tuple
+/// is the key's endpoints in order, [`Flow::orig`]) or is rare (a tunnel's outer
+/// addresses are kept beside the table and travel with the [`Event`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Flow {
     pub key: FlowKey,
-    /// The flow as its originator sent it (for ICMP, the first type and code as ports).
-    pub orig: Tuple,
+    /// The originator's ports as it sent them (for ICMP, its first message's type and
+    /// code), and whether it is the key's lower endpoint.
+    orig_ports: [u16; 2],
+    orig_low: bool,
     pub direction: Direction,
     pub id: u64,
     pub start: Ts,
@@ -142,8 +147,8 @@ pub struct Flow {
     pub resp_first: Option<Ts>,
     /// The VLAN stack of the flow's first packet, outermost first.
     pub vlan: Vlans,
-    /// The tunnel the flow's first packet came out of.
-    pub tunnel: Option<Tunnel>,
+    /// The flow's first packet came out of a tunnel (the flow's events say which).
+    pub tunneled: bool,
     /// The matched rule (index into the policy) and the roles it was judged with.
     pub rule: Option<usize>,
     pub orig_role: Role,
@@ -167,18 +172,20 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// A flow with key `key` opened by `orig` (a tuple with the key's addresses).
     pub fn new(
         key: FlowKey,
         orig: Tuple,
         direction: Direction,
         id: u64,
         start: Ts,
-        carried: (Vlans, Option<Tunnel>),
+        vlan: Vlans,
         judgement: Judgement,
     ) -> Flow {
-        Flow {
+        let mut flow = Flow {
             key,
-            orig,
+            orig_ports: [0; 2],
+            orig_low: true,
             direction,
             id,
             start,
@@ -188,8 +195,8 @@ impl Flow {
             tcp: TcpSeen::default(),
             syns: 0,
             resp_first: None,
-            vlan: carried.0,
-            tunnel: carried.1,
+            vlan,
+            tunneled: false,
             rule: judgement.rule,
             orig_role: judgement.orig_role,
             resp_role: judgement.resp_role,
@@ -201,12 +208,40 @@ impl Flow {
             icmp_errors: 0,
             reply_first: false,
             file: 0,
+        };
+        flow.set_orig(&orig);
+        flow
+    }
+
+    /// The flow as its originator sent it (for ICMP, the first type and code as ports).
+    pub fn orig(&self) -> Tuple {
+        let (src, dst) = if self.orig_low { (0, 1) } else { (1, 0) };
+        Tuple {
+            src: self.key.addr(src),
+            dst: self.key.addr(dst),
+            sport: self.orig_ports[0],
+            dport: self.orig_ports[1],
+            proto: self.key.proto,
         }
     }
 
+    /// Makes `orig` (a tuple with the key's addresses) the flow's originator.
+    pub fn set_orig(&mut self, orig: &Tuple) {
+        self.orig_ports = [orig.sport, orig.dport];
+        let low = self.key.addr(0);
+        self.orig_low = if low == self.key.addr(1) {
+            // One host at both ends: the ports tell them apart.
+            self.key.port(0) == orig.sport
+        } else {
+            low == orig.src
+        };
+    }
+
     /// Whether the packet's source is this flow's originator.
+    #[inline]
     pub fn is_from_orig(&self, tuple: &Tuple) -> bool {
-        tuple.src == self.orig.src && (tuple.sport == self.orig.sport || is_icmp(tuple.proto))
+        let side = usize::from(!self.orig_low);
+        tuple.src == self.key.addr(side) && (tuple.sport == self.orig_ports[0] || is_icmp(tuple.proto))
     }
 
     pub fn is_tcp(&self) -> bool {

@@ -51,7 +51,7 @@ fn ended(tracker: &mut Tracker) -> Vec<Flow> {
     tracker
         .drain_events()
         .filter_map(|e| match e {
-            Event::Flow { flow } => Some(flow),
+            Event::Flow { flow, .. } => Some(flow),
             Event::Alert { .. } => None,
         })
         .collect()
@@ -90,7 +90,7 @@ fn a_whole_tcp_session_is_sf_and_ends_after_the_closed_timeout() {
     assert_eq!(flows.len(), 1);
     let flow = flows[0];
     assert_eq!((flow.conn_state(), flow.state(), flow.direction), ("SF", "closed", Direction::Observed));
-    assert_eq!(flow.orig.src, c.src);
+    assert_eq!(flow.orig().src, c.src);
     assert_eq!(flow.pkts, [4, 3]);
     assert_eq!(flow.bytes, [54 * 4 + 300, 54 * 3 + 1200]);
     assert_eq!(t.counters()[Counter::FlowsTimedOut], 1);
@@ -111,7 +111,7 @@ fn conn_states_of_unanswered_rejected_and_midstream_flows() {
     t.packet(&tcp(S + 1, midstream, f::ACK, 0));
     t.finish();
     let mut states: Vec<_> =
-        ended(&mut t).iter().map(|f| (f.orig.sport, f.conn_state(), f.direction)).collect();
+        ended(&mut t).iter().map(|f| (f.orig().sport, f.conn_state(), f.direction)).collect();
     states.sort_unstable_by_key(|s| s.0);
     assert_eq!(
         states,
@@ -191,7 +191,7 @@ fn icmpv6_request_and_reply_are_one_flow_and_other_types_their_own() {
     t.packet(&icmpv6(S + 4, a, "ff02::16", 143));
     t.finish();
     let mut flows: Vec<_> =
-        ended(&mut t).iter().map(|f| (f.orig.sport, f.pkts, f.state(), f.conn_state())).collect();
+        ended(&mut t).iter().map(|f| (f.orig().sport, f.pkts, f.state(), f.conn_state())).collect();
     flows.sort_unstable();
     assert_eq!(
         flows,

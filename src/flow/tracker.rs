@@ -10,7 +10,9 @@ use super::frag::{Fragments, Later};
 use super::key::{HostPair, KeyHashState};
 use super::table::{FlowRef, Table};
 use super::{Confidence, Detail, Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
-use crate::decode::{proto, tcp_flags, Fragment, IcmpError, Packet, Skip, Transport, Ts, Tuple, Vlans};
+use crate::decode::{
+    proto, tcp_flags, Fragment, IcmpError, Packet, Skip, Transport, Ts, Tunnel, Tuple, Vlans,
+};
 use crate::policy::{Engine, EvidenceKind, Facts, Role, Scope, Verdict};
 use crate::telemetry::{Counter, Counters};
 
@@ -51,7 +53,8 @@ impl Default for Settings {
     }
 }
 
-/// Something worth writing out. Carries a snapshot of the flow.
+/// Something worth writing out. Carries a snapshot of the flow and the tunnel its first
+/// packet came out of.
 #[derive(Clone, Copy, Debug)]
 pub enum Event {
     /// A finding: `rule` is the matched rule; `evidence` is set for restrictions;
@@ -59,6 +62,7 @@ pub enum Event {
     Alert {
         ts: Ts,
         flow: Flow,
+        tunnel: Option<Tunnel>,
         verdict: Verdict,
         rule: usize,
         evidence: Option<usize>,
@@ -66,7 +70,7 @@ pub enum Event {
         detail: Option<Detail>,
     },
     /// A flow ended (idle, closed, evicted or end of input).
-    Flow { flow: Flow },
+    Flow { flow: Flow, tunnel: Option<Tunnel> },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -104,6 +108,9 @@ pub struct Tracker {
     directions: HashMap<HostPair, Seen, KeyHashState>,
     /// The input the packets now fed come from (see [`Tracker::set_file`]).
     file: u16,
+    /// The tunnel each tunneled flow's first packet came out of, by flow id: rare, so
+    /// kept beside the table rather than in every flow.
+    tunnels: HashMap<u64, Tunnel, foldhash::fast::FixedState>,
     /// The flows still to end at the end of input, last to end first
     /// ([`Tracker::finish_some`]).
     closing: Option<Vec<FlowRef>>,
@@ -137,6 +144,7 @@ impl Tracker {
             events: Vec::new(),
             directions: HashMap::with_hasher(KeyHashState::default()),
             file: 0,
+            tunnels: HashMap::default(),
             closing: None,
         }
     }
@@ -302,8 +310,9 @@ impl Tracker {
     fn learn_direction(&mut self, at: FlowRef, tuple: &Tuple, flags: u8, ts: Ts) {
         let mut flow = *self.flows.get(at);
         let (orig, _) = self.originator(tuple, flags);
-        if (orig.src, orig.sport) != (flow.orig.src, flow.orig.sport) {
-            flow.orig = orig;
+        let was = flow.orig();
+        if (orig.src, orig.sport) != (was.src, was.sport) {
+            flow.set_orig(&orig);
             flow.pkts.swap(TO_SERVER, TO_CLIENT);
             flow.bytes.swap(TO_SERVER, TO_CLIENT);
             flow.ttl.swap(TO_SERVER, TO_CLIENT);
@@ -411,7 +420,8 @@ impl Tracker {
         match evidence {
             // Judged by the pair's history up to `ts` only, so any worker count agrees.
             Some(EvidenceKind::SynUnanswered) => {
-                let reverse = self.directions.get(&HostPair::new(flow.orig.dst, flow.orig.src));
+                let orig = flow.orig();
+                let reverse = self.directions.get(&HostPair::new(orig.dst, orig.src));
                 if reverse.is_some_and(|seen| seen.first <= ts) {
                     Confidence::High
                 } else {
@@ -534,9 +544,12 @@ impl Tracker {
         let facts =
             Facts { orig: orig.src, resp: orig.dst, resp_port: orig.dport, proto: orig.proto, ts: p.ts };
         let judgement = self.engine.judge_in(&facts, scope(p, &orig));
-        let mut flow =
-            Flow::new(key, orig, direction, flow_id(&key, p.ts), p.ts, (p.vlan, p.tunnel), judgement);
+        let mut flow = Flow::new(key, orig, direction, flow_id(&key, p.ts), p.ts, p.vlan, judgement);
         flow.file = self.file;
+        if let Some(tunnel) = p.tunnel {
+            flow.tunneled = true;
+            self.tunnels.insert(flow.id, tunnel);
+        }
         // A datagram from a port the policy names to one it does not, first of its flow:
         // it looks like a reply whose request the capture did not show. Still judged
         // from its sender (ports never turn a UDP flow round), with less confidence.
@@ -582,7 +595,7 @@ impl Tracker {
                 self.alert(ts, &flow, verdict, rule, None, None);
             }
         }
-        if let Some(tunnel) = flow.tunnel {
+        if let Some(tunnel) = self.tunnel_of(&flow) {
             self.judge_tunnel(&tunnel, ts);
         }
     }
@@ -615,15 +628,8 @@ impl Tracker {
             return;
         }
         let key = FlowKey::of(&outer);
-        let mut flow = Flow::new(
-            key,
-            outer,
-            Direction::Observed,
-            flow_id(&key, ts),
-            ts,
-            (Vlans::default(), None),
-            judgement,
-        );
+        let mut flow =
+            Flow::new(key, outer, Direction::Observed, flow_id(&key, ts), ts, Vlans::default(), judgement);
         flow.file = self.file;
         self.alert(ts, &flow, verdict, rule, None, None);
     }
@@ -755,7 +761,7 @@ impl Tracker {
                     Direction::Observed,
                     flow_id(&key, p.ts),
                     p.ts,
-                    (Vlans::default(), None),
+                    Vlans::default(),
                     judgement,
                 );
                 flow.file = self.file;
@@ -789,8 +795,19 @@ impl Tracker {
         };
         let confidence = self.confidence(flow, ts, evidence.map(|e| e.1), detail);
         let evidence = evidence.map(|e| e.0);
-        self.counters.record_finding(verdict, rule, evidence, (flow.orig.src, flow.orig.dst));
-        self.events.push(Event::Alert { ts, flow: *flow, verdict, rule, evidence, confidence, detail });
+        let orig = flow.orig();
+        self.counters.record_finding(verdict, rule, evidence, (orig.src, orig.dst));
+        let tunnel = self.tunnel_of(flow);
+        self.events.push(Event::Alert {
+            ts,
+            flow: *flow,
+            tunnel,
+            verdict,
+            rule,
+            evidence,
+            confidence,
+            detail,
+        });
     }
 
     fn evict_one(&mut self) {
@@ -812,12 +829,19 @@ impl Tracker {
         if let Some(rule) = flow.rule {
             c.record_rule_traffic(rule, flow.total_bytes());
             if flow.pkts[TO_CLIENT] > 0 {
-                self.engine.answered(rule, flow.orig.src, flow.orig.dst, flow.last);
+                let orig = flow.orig();
+                self.engine.answered(rule, orig.src, orig.dst, flow.last);
             }
         }
+        let tunnel = if flow.tunneled { self.tunnels.remove(&flow.id) } else { None };
         if self.settings.flow_events {
-            self.events.push(Event::Flow { flow });
+            self.events.push(Event::Flow { flow, tunnel });
         }
+    }
+
+    /// The tunnel `flow`'s first packet came out of.
+    fn tunnel_of(&self, flow: &Flow) -> Option<Tunnel> {
+        flow.tunneled.then(|| self.tunnels.get(&flow.id).copied()).flatten()
     }
 }
 
@@ -847,11 +871,8 @@ struct FirstOfSide {
 
 impl FirstOfSide {
     fn of(flow: &Flow) -> FirstOfSide {
-        FirstOfSide {
-            roles: (flow.orig_role, flow.resp_role),
-            rule: flow.rule,
-            orig: (flow.orig.src, flow.orig.dst),
-        }
+        let orig = flow.orig();
+        FirstOfSide { roles: (flow.orig_role, flow.resp_role), rule: flow.rule, orig: (orig.src, orig.dst) }
     }
 }
 

@@ -208,7 +208,7 @@ pub struct Learner {
 
 impl Observer for Learner {
     fn event(&mut self, _engine: &Engine, event: &flow::Event) {
-        if let flow::Event::Flow { flow } = event {
+        if let flow::Event::Flow { flow, .. } = event {
             self.flow(flow);
         }
     }
@@ -225,7 +225,7 @@ impl Learner {
 
     /// Takes in one ended flow.
     pub fn flow(&mut self, flow: &Flow) {
-        let tuple = flow.orig;
+        let tuple = flow.orig();
         if !matches!(tuple.proto, proto::TCP | proto::UDP) {
             return;
         }

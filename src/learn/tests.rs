@@ -13,15 +13,8 @@ fn ip(text: &str) -> IpAddr {
 fn tcp(client: &str, server: &str, port: u16, answered: bool) -> Flow {
     let orig = Tuple { src: ip(client), dst: ip(server), sport: 40_000, dport: port, proto: proto::TCP };
     let judgement = Judgement { rule: None, orig_role: Role::External, resp_role: Role::External };
-    let mut flow = Flow::new(
-        FlowKey::of(&orig),
-        orig,
-        Direction::Observed,
-        1,
-        Ts(0),
-        (Default::default(), None),
-        judgement,
-    );
+    let mut flow =
+        Flow::new(FlowKey::of(&orig), orig, Direction::Observed, 1, Ts(0), Default::default(), judgement);
     flow.tcp.orig_syn = true;
     flow.pkts = [3, 0];
     if answered {

@@ -237,7 +237,7 @@ impl Limiter {
         let per_key = self.settings.per_key;
         let mut keys = [None, None];
         if keyed {
-            let t = &flow.orig;
+            let t = &flow.orig();
             let candidates = [
                 Key::Responder { finding, resp: t.dst, port: t.dport, proto: t.proto },
                 Key::Originator { finding, orig: t.src },
@@ -337,9 +337,9 @@ impl Limiter {
         held.flows += 1;
         held.packets += flow.pkts[TO_SERVER] + flow.pkts[TO_CLIENT];
         held.bytes += flow.bytes[TO_SERVER] + flow.bytes[TO_CLIENT];
-        held.originators.insert(&flow.orig.src);
-        held.responders.insert(&flow.orig.dst);
-        held.ports.insert(&(flow.orig.proto, flow.orig.dport));
+        held.originators.insert(&flow.orig().src);
+        held.responders.insert(&flow.orig().dst);
+        held.ports.insert(&(flow.orig().proto, flow.orig().dport));
         held.last = now;
     }
 
@@ -483,13 +483,13 @@ mod tests {
             orig_role: crate::policy::Role::External,
             resp_role: crate::policy::Role::Mailbox,
         };
-        let mut flow =
-            Flow::new(key, orig, Direction::Observed, ts, Ts(ts), (Default::default(), None), judgement);
+        let mut flow = Flow::new(key, orig, Direction::Observed, ts, Ts(ts), Default::default(), judgement);
         flow.pkts[TO_SERVER] = 1;
         flow.bytes[TO_SERVER] = 60;
         Event::Alert {
             ts: Ts(ts),
             flow,
+            tunnel: None,
             verdict: Verdict::Violation,
             rule,
             evidence: None,
@@ -584,6 +584,7 @@ mod tests {
             Event::Alert {
                 ts,
                 flow,
+                tunnel: None,
                 verdict: Verdict::Restriction,
                 rule: r,
                 evidence: Some(1),

@@ -283,8 +283,13 @@ impl TunnelBody {
 }
 
 impl Header<'_> {
-    fn new<'a>(event_type: &'a str, ts: Ts, flow: &'a Flow, origin: &'a Origin) -> Header<'a> {
-        let t = &flow.orig;
+    fn new<'a>(
+        event_type: &'a str,
+        ts: Ts,
+        (flow, tunnel): (&'a Flow, Option<&Tunnel>),
+        origin: &'a Origin,
+    ) -> Header<'a> {
+        let t = &flow.orig();
         let ports = has_ports(t.proto);
         // An ICMP flow's tuple holds its first message's type and code where ports go.
         let icmp = matches!(t.proto, proto::ICMP | proto::ICMPV6);
@@ -302,7 +307,7 @@ impl Header<'_> {
             icmp_type: icmp.then_some(t.sport),
             icmp_code: icmp.then_some(t.dport),
             community_id: community_id(COMMUNITY_ID_SEED, t),
-            tunnel: flow.tunnel.as_ref().map(TunnelBody::new),
+            tunnel: tunnel.map(TunnelBody::new),
             pcap_filename: origin.file(flow.file),
             host: origin.host.as_deref(),
         }
@@ -467,14 +472,14 @@ pub fn write_alert(
     rule: usize,
     evidence: (Option<usize>, Option<&str>),
 ) {
-    alert_line(out, (engine, &Origin::NONE), ts, flow, (verdict, confidence), rule, evidence, None)
+    alert_line(out, (engine, &Origin::NONE), ts, (flow, None), (verdict, confidence), rule, evidence, None)
 }
 
 /// Appends one aggregate `alert` line: the finding and the example flow of its first
 /// held-back alert, without that flow's `flow` object, and `policy.aggregate`. Its
 /// timestamp is the last alert it counts.
 pub fn write_aggregate(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), aggregate: &Aggregate) {
-    let Event::Alert { flow, verdict, rule, evidence, confidence, .. } = aggregate.example else {
+    let Event::Alert { flow, tunnel, verdict, rule, evidence, confidence, .. } = aggregate.example else {
         return;
     };
     let body = AggregateBody {
@@ -491,7 +496,8 @@ pub fn write_aggregate(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), 
         written: aggregate.written,
     };
     let at = (engine, origin);
-    alert_line(out, at, aggregate.last, &flow, (verdict, confidence), rule, (evidence, None), Some(body));
+    let flow = (&flow, tunnel.as_ref());
+    alert_line(out, at, aggregate.last, flow, (verdict, confidence), rule, (evidence, None), Some(body));
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -499,7 +505,7 @@ fn alert_line(
     out: &mut Vec<u8>,
     (engine, origin): (&Engine, &Origin),
     ts: Ts,
-    flow: &Flow,
+    (flow, tunnel): (&Flow, Option<&Tunnel>),
     (verdict, confidence): (Verdict, Confidence),
     rule: usize,
     (evidence, detail): (Option<usize>, Option<&str>),
@@ -518,7 +524,7 @@ fn alert_line(
         _ => (1, "Policy Violation"),
     };
     let event = AlertEvent {
-        header: Header::new("alert", ts, flow, origin),
+        header: Header::new("alert", ts, (flow, tunnel), origin),
         direction: alert_direction(flow, evidence),
         alert: AlertBody {
             action: "allowed",
@@ -554,25 +560,32 @@ pub fn write_event(out: &mut Vec<u8>, engine: &Engine, event: &Event) {
 /// [`write_event`], with where the run saw it (`host`, `in_iface`, `pcap_filename`).
 pub fn write_event_from(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), event: &Event) {
     match *event {
-        Event::Alert { ts, flow, verdict, rule, evidence, confidence, detail } => {
+        Event::Alert { ts, ref flow, ref tunnel, verdict, rule, evidence, confidence, detail } => {
             let detail = detail.map(|d| d.to_string());
             let found = (evidence, detail.as_deref());
-            alert_line(out, (engine, origin), ts, &flow, (verdict, confidence), rule, found, None)
+            let flow = (flow, tunnel.as_ref());
+            alert_line(out, (engine, origin), ts, flow, (verdict, confidence), rule, found, None)
         }
-        Event::Flow { flow } => write_flow_from(out, (engine, origin), &flow),
+        Event::Flow { ref flow, ref tunnel } => {
+            write_flow_from(out, (engine, origin), (flow, tunnel.as_ref()))
+        }
     }
 }
 
 /// Appends one EVE `flow` line (the flow has ended) to `out`, with the flow's verdict
 /// and rule (`out_of_scope` and no rule when no rule matched).
 pub fn write_flow(out: &mut Vec<u8>, engine: &Engine, flow: &Flow) {
-    write_flow_from(out, (engine, &Origin::NONE), flow)
+    write_flow_from(out, (engine, &Origin::NONE), (flow, None))
 }
 
 /// [`write_flow`], with where the flow was seen.
-fn write_flow_from(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), flow: &Flow) {
+fn write_flow_from(
+    out: &mut Vec<u8>,
+    (engine, origin): (&Engine, &Origin),
+    (flow, tunnel): (&Flow, Option<&Tunnel>),
+) {
     let event = FlowEvent {
-        header: Header::new("flow", flow.last, flow, origin),
+        header: Header::new("flow", flow.last, (flow, tunnel), origin),
         flow: FlowBody::new(flow, true),
         policy: FlowPolicy::new(engine, flow),
     };

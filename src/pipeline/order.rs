@@ -223,12 +223,13 @@ mod tests {
             Direction::Observed,
             ts,
             Ts(ts),
-            (Default::default(), None),
+            Default::default(),
             judgement,
         );
         Event::Alert {
             ts: Ts(ts),
             flow,
+            tunnel: None,
             verdict: Verdict::Violation,
             rule,
             evidence: None,

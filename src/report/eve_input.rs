@@ -269,7 +269,7 @@ mod tests {
             Direction::Inferred,
             42,
             start,
-            (Default::default(), None),
+            Default::default(),
             judgement,
         );
         f.last = Ts(start.0 + 2_500_000_789);
@@ -299,7 +299,7 @@ mod tests {
         for f in flows {
             let mut line = Vec::new();
             eve::write_flow(&mut line, &engine, &f);
-            let direct = from_event(&engine, &Event::Flow { flow: f });
+            let direct = from_event(&engine, &Event::Flow { flow: f, tunnel: None });
             assert_eq!(parsed(&line), direct, "{}", String::from_utf8_lossy(&line));
         }
     }
@@ -322,6 +322,7 @@ mod tests {
         let event = Event::Alert {
             ts: f.last,
             flow: f,
+            tunnel: None,
             verdict: Verdict::Restriction,
             rule,
             evidence: Some(1),
@@ -387,7 +388,7 @@ mod tests {
             &f,
             (Verdict::Violation, Confidence::High),
             rule,
-            (Default::default(), None),
+            Default::default(),
         );
         vec![flow_line, alert_line]
     }

@@ -123,7 +123,7 @@ mod tests {
                 Direction::Observed,
                 i as u64,
                 start,
-                (Default::default(), None),
+                Default::default(),
                 engine.judge(&facts),
             );
             flow.pkts = [3, 2];
@@ -135,6 +135,7 @@ mod tests {
                 out.push(Event::Alert {
                     ts: start,
                     flow,
+                    tunnel: None,
                     verdict,
                     rule,
                     evidence: None,
@@ -147,6 +148,7 @@ mod tests {
                 out.push(Event::Alert {
                     ts: flow.last,
                     flow,
+                    tunnel: None,
                     verdict: Verdict::Restriction,
                     rule,
                     evidence: Some(1),
@@ -154,7 +156,7 @@ mod tests {
                     detail: None,
                 });
             }
-            out.push(Event::Flow { flow });
+            out.push(Event::Flow { flow, tunnel: None });
         }
         out
     }

@@ -154,7 +154,7 @@ pub enum Record {
 }
 
 fn endpoints(flow: &Flow) -> Endpoints {
-    let t = &flow.orig;
+    let t = &flow.orig();
     let ports = matches!(t.proto, proto::TCP | proto::UDP);
     Endpoints {
         host: None,
@@ -177,7 +177,7 @@ fn endpoints(flow: &Flow) -> Endpoints {
 pub fn from_event(engine: &Engine, event: &Event) -> Record {
     let policy = &engine.policy;
     match event {
-        Event::Flow { flow } => {
+        Event::Flow { flow, .. } => {
             let rule = flow.rule.and_then(|r| policy.rules.get(r));
             Record::Flow(FlowRecord {
                 ends: endpoints(flow),
