@@ -104,6 +104,9 @@ fn words(addr: IpAddr) -> [u64; 2] {
 }
 
 impl FlowKey {
+    /// A key no packet has (a placeholder).
+    pub const NONE: FlowKey = FlowKey { addrs: [0; 4], ports: [0; 2], proto: 0, v6: false };
+
     /// The key of `tuple`.
     pub fn of(tuple: &Tuple) -> FlowKey {
         let ([s0, s1], [d0, d1]) = (words(tuple.src), words(tuple.dst));

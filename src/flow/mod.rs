@@ -13,7 +13,7 @@ mod tracker;
 use crate::decode::{proto, Ts, Tuple, Vlans};
 use crate::policy::{Judgement, Role};
 pub use key::{community_id, FlowKey};
-pub use tracker::{flow_id, Event, Settings, Tracker};
+pub use tracker::{flow_id, Event, Keyed, Settings, Tracker};
 
 /// How the originator of a flow was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

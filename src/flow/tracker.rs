@@ -116,6 +116,27 @@ pub struct Tracker {
     closing: Option<Vec<FlowRef>>,
 }
 
+/// A packet's flow key and its hash, computed once: ahead of tracking, for the prefetch
+/// hints, and then used by the tracker.
+#[derive(Clone, Copy, Debug)]
+pub struct Keyed {
+    pub key: FlowKey,
+    pub hash: u64,
+}
+
+impl Keyed {
+    /// A placeholder (a frame that did not decode has no key).
+    pub const NONE: Keyed = Keyed { key: FlowKey::NONE, hash: 0 };
+
+    /// The key of the flow `p` belongs to by its own tuple (an ICMP error's flow, and a
+    /// later fragment's, are found another way).
+    #[inline]
+    pub fn of(p: &Packet) -> Keyed {
+        let key = flow_key(&p.tuple);
+        Keyed { key, hash: key.hash64() }
+    }
+}
+
 /// Flows ended by one [`Tracker::finish_some`].
 pub const FINISH_CHUNK: usize = 4096;
 
@@ -172,14 +193,16 @@ impl Tracker {
         self.flows.len()
     }
 
-    /// Counts one frame of `wire_len` bytes and feeds what decoding made of it.
-    pub fn frame(&mut self, wire_len: u32, decoded: Result<Packet, Skip>) {
+    /// Counts one frame of `wire_len` bytes and feeds what decoding made of it, whose
+    /// flow key `key` is ([`Keyed::of`], computed ahead).
+    #[inline]
+    pub fn frame(&mut self, wire_len: u32, decoded: &Result<Packet, Skip>, key: &Keyed) {
         self.counters[Counter::Frames] += 1;
         self.counters[Counter::FrameBytes] += u64::from(wire_len);
         match decoded {
             Ok(packet) => {
                 self.counters[Counter::Decoded] += 1;
-                self.packet(&packet);
+                self.packet_keyed(packet, key);
             }
             Err(skip) => self.counters.skipped[skip.index()] += 1,
         }
@@ -192,6 +215,11 @@ impl Tracker {
 
     /// Feeds one decoded packet.
     pub fn packet(&mut self, p: &Packet) {
+        self.packet_keyed(p, &Keyed::of(p));
+    }
+
+    /// [`Tracker::packet`], with the packet's key computed already.
+    fn packet_keyed(&mut self, p: &Packet, keyed: &Keyed) {
         self.advance(p.ts);
         if let Transport::IcmpError { kind, quoted, fragment } = p.transport {
             self.icmp_error(p, kind, quoted, fragment);
@@ -216,13 +244,20 @@ impl Tracker {
                 }
             }
         }
-        let key = flow_key(&tuple);
+        // A later fragment's ports come from its first: its key is only known now.
+        let (key, hash) = match p.fragment {
+            Fragment::Later { .. } => {
+                let key = flow_key(&tuple);
+                (key, key.hash64())
+            }
+            _ => (keyed.key, keyed.hash),
+        };
         let flags = match p.transport {
             Transport::Tcp { flags, .. } => flags.unwrap_or(0),
             _ => 0,
         };
         // The common case, one lookup: a packet of a flow already tracked.
-        if let Some(at) = self.flows.find(&key, key.hash64()) {
+        if let Some(at) = self.flows.find(&key, hash) {
             let flow = self.flows.get_mut(at);
             let reuse = flow.is_closed() && flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
             if !reuse {
@@ -262,14 +297,6 @@ impl Tracker {
         self.follow_up(at, counted.noted, p);
         self.first_of_side(first, counted.answered, p, flags);
         self.report_verdict(at, p.ts);
-    }
-
-    /// The hash of the flow `p` belongs to, for [`Tracker::prefetch_slot`] and
-    /// [`Tracker::prefetch_flow`]: a later fragment's or an ICMP error's flow is found
-    /// another way, and their hints miss harmlessly.
-    #[inline]
-    pub fn flow_hash(p: &Packet) -> u64 {
-        flow_key(&p.tuple).hash64()
     }
 
     /// Hints that a packet of the flow with `hash` comes soon: its index slot first.

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::writer::Events;
 use super::Tally;
-use crate::decode::{self, LinkType, Ts};
-use crate::flow::Tracker;
+use crate::decode::{self, LinkType, Packet, Skip, Ts};
+use crate::flow::{Keyed, Tracker};
 use crate::telemetry::{Counters, Gauges, Latency, LATENCY_SAMPLE};
 
 /// Latency histograms are published every this many batches, or at least this often
@@ -16,9 +16,37 @@ use crate::telemetry::{Counters, Gauges, Latency, LATENCY_SAMPLE};
 const LATENCY_PUBLISH_BATCHES: u64 = 64;
 const LATENCY_PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Frames decoded before they are tracked. A busy port's flows do not fit the cache, so
+/// tracking a packet would stall on its flow's index slot and then on the flow: the
+/// worker decodes this many frames ahead, asks for the slot as it decodes and for the
+/// flow halfway, and tracks each packet once both are likely in the cache (as DPDK's
+/// bulk lookups and VPP's vectors do).
+const AHEAD: usize = 8;
+
+/// A frame decoded and waiting in the look-ahead: its wire length, what decoding made of
+/// it, its flow's key, and (one frame in [`LATENCY_SAMPLE`]) how long decoding took.
+#[derive(Clone, Copy)]
+struct Ahead {
+    wire_len: u32,
+    decoded: Result<Packet, Skip>,
+    key: Keyed,
+    decode_ns: Option<u64>,
+}
+
+impl Ahead {
+    const EMPTY: Ahead =
+        Ahead { wire_len: 0, decoded: Err(Skip::LinkTruncated), key: Keyed::NONE, decode_ns: None };
+}
+
 /// A flow table and what is counted beside it.
 pub(super) struct Worker<'a> {
     tracker: Tracker,
+    /// Decoded frames, a ring of [`AHEAD`]: the `queued` before the next place wait.
+    ahead: [Ahead; AHEAD],
+    /// Frames pushed into the look-ahead so far (the next one's place is this modulo
+    /// [`AHEAD`]); `queued` of them wait.
+    pushed: usize,
+    queued: usize,
     /// What earlier trackers of this thread counted (a job's finished files).
     earlier: Counters,
     gauges: &'a Gauges,
@@ -38,6 +66,9 @@ impl<'a> Worker<'a> {
         let earlier = Counters::default();
         Worker {
             tracker,
+            ahead: [Ahead::EMPTY; AHEAD],
+            pushed: 0,
+            queued: 0,
             earlier,
             gauges,
             events,
@@ -49,29 +80,71 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Decodes one frame and feeds it to the flow table; one frame in
-    /// [`LATENCY_SAMPLE`] is timed stage by stage.
+    /// Decodes one frame and queues it; tracks the frame queued [`AHEAD`] frames ago.
+    /// One frame in [`LATENCY_SAMPLE`] is timed stage by stage.
     #[inline]
     pub(super) fn frame(&mut self, link: LinkType, ts: Ts, wire_len: u32, data: &[u8]) {
         self.frames += 1;
+        let place = self.pushed % AHEAD;
+        if self.queued == AHEAD {
+            self.track(place);
+            self.queued -= 1;
+        }
+        let slot = &mut self.ahead[place];
+        slot.wire_len = wire_len;
+        slot.decode_ns = None;
         if self.frames % LATENCY_SAMPLE == 0 {
-            let t0 = Instant::now();
-            let decoded = decode::decode(link, ts, wire_len, data);
-            let t1 = Instant::now();
-            self.tracker.frame(wire_len, decoded);
-            self.latency.record((t1 - t0).as_nanos() as u64, t1.elapsed().as_nanos() as u64);
+            let started = Instant::now();
+            slot.decoded = decode::decode(link, ts, wire_len, data);
+            slot.decode_ns = Some(started.elapsed().as_nanos() as u64);
         } else {
-            self.tracker.frame(wire_len, decode::decode(link, ts, wire_len, data));
+            slot.decoded = decode::decode(link, ts, wire_len, data);
+        }
+        slot.key = match &slot.decoded {
+            Ok(packet) => Keyed::of(packet),
+            Err(_) => Keyed::NONE,
+        };
+        self.tracker.prefetch_slot(slot.key.hash);
+        self.pushed += 1;
+        self.queued += 1;
+        // The frame decoded half the look-ahead ago: its slot has likely arrived, so its
+        // flow can be asked for.
+        if self.queued > AHEAD / 2 {
+            self.tracker.prefetch_flow(self.ahead[(self.pushed - 1 - AHEAD / 2) % AHEAD].key.hash);
+        }
+    }
+
+    /// Tracks the frame waiting at `place`.
+    fn track(&mut self, place: usize) {
+        let frame = &self.ahead[place];
+        match frame.decode_ns {
+            Some(decode_ns) => {
+                let started = Instant::now();
+                self.tracker.frame(frame.wire_len, &frame.decoded, &frame.key);
+                self.latency.record(decode_ns, started.elapsed().as_nanos() as u64);
+            }
+            None => self.tracker.frame(frame.wire_len, &frame.decoded, &frame.key),
+        }
+    }
+
+    /// Tracks every frame still in the look-ahead, oldest first: before the tracker is
+    /// asked anything else.
+    fn drain(&mut self) {
+        while self.queued > 0 {
+            self.track((self.pushed + AHEAD - self.queued) % AHEAD);
+            self.queued -= 1;
         }
     }
 
     /// The frames fed from now on come from input `file` (an index into the run's files).
     pub(super) fn set_file(&mut self, file: u16) {
+        self.drain();
         self.tracker.set_file(file);
     }
 
     /// A batch is done: send its events and publish the counters.
     pub(super) fn batch_done(&mut self) {
+        self.drain();
         self.events.send_from(&mut self.tracker);
         self.publish();
         self.batches += 1;
@@ -80,6 +153,7 @@ impl<'a> Worker<'a> {
 
     /// The clock moved on while no frames came: run the timers due by then.
     pub(super) fn tick(&mut self, now: Ts) {
+        self.drain();
         self.tracker.advance(now);
         self.events.send_from(&mut self.tracker);
         self.publish();
@@ -100,6 +174,7 @@ impl<'a> Worker<'a> {
     /// Ends every flow of the current tracker and goes on with `next` (a job's next
     /// file), keeping what the old one counted.
     pub(super) fn replace_tracker(&mut self, next: Tracker) {
+        self.drain();
         let mut done = std::mem::replace(&mut self.tracker, next);
         while done.finish_some() {
             self.events.send_from(&mut done);
@@ -114,6 +189,7 @@ impl<'a> Worker<'a> {
     /// Ends every flow (the input is over) and returns what was counted.
     pub(super) fn finish(mut self) -> Tally {
         let started = Instant::now();
+        self.drain();
         while self.tracker.finish_some() {
             self.events.send_from(&mut self.tracker);
         }
