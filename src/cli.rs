@@ -203,7 +203,7 @@ impl LearnSettings {
             topology,
             policy: Arc::new(builtin::policy().map_err(|e| e.to_string())?),
             pipeline,
-            learn: exwatch::learn::Settings { max_hosts: flags.max_hosts },
+            learn: exwatch::learn::Settings { max_hosts: flags.max_hosts, answered_only: false },
             progress: !flags.no_progress,
         })
     }

@@ -81,7 +81,10 @@ fn analyze(mut settings: cli::AnalyzeSettings) -> Result<u8, String> {
     let sink = settings.sink();
     // The learner sees the run's flows, to warn of hosts that act like a role the
     // topology does not give them (an unlisted Exchange server's traffic looks external).
-    let learner = exwatch::learn::Learner::new(exwatch::learn::Settings::default());
+    let learner = exwatch::learn::Learner::new(exwatch::learn::Settings {
+        answered_only: true,
+        ..exwatch::learn::Settings::default()
+    });
     // With --report, the compliance report is built from the same events, as they come.
     let config = &settings.run.config;
     let sensor = settings.run.pipeline.sensor_name.clone();

@@ -312,6 +312,19 @@ impl Flow {
         self.is_tcp() && (t.orig_rst || t.resp_rst || (t.orig_fin && t.resp_fin))
     }
 
+    /// Whether the responder answered: a SYN-ACK, packets both ways on a flow picked up
+    /// mid-stream (more than a lone RST from the responder), or any datagram back. A
+    /// refused or unanswered SYN is no evidence.
+    pub fn is_answered(&self) -> bool {
+        let both = self.pkts[TO_SERVER] > 0 && self.pkts[TO_CLIENT] > 0;
+        if self.is_tcp() {
+            let more_than_a_reset = self.pkts[TO_CLIENT] > 1 || !self.tcp.resp_rst;
+            self.tcp.resp_synack || (!self.tcp.orig_syn && both && more_than_a_reset)
+        } else {
+            self.pkts[TO_CLIENT] > 0
+        }
+    }
+
     pub fn total_bytes(&self) -> u64 {
         self.bytes[TO_SERVER] + self.bytes[TO_CLIENT]
     }

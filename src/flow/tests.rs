@@ -211,3 +211,21 @@ fn a_flow_seen_one_way_is_new_even_after_a_syn_ack() {
     let flows = ended(&mut t);
     assert_eq!((flows[0].pkts, flows[0].state()), ([0, 2], "new"));
 }
+
+#[test]
+fn unanswered_flows_can_be_left_out_of_the_flow_events() {
+    let policy = Arc::new(builtin::policy().expect("built-in policy"));
+    let topology = Arc::new(builtin::topology().expect("built-in topology"));
+    let settings = Settings { flow_events: true, unanswered_flow_events: false, ..Settings::default() };
+    let mut t = Tracker::new(Arc::new(Engine::new(policy, topology, 1000)), settings);
+    let answered = tuple("10.10.1.11:40000", "10.10.0.5:88", proto::TCP);
+    let refused = tuple("10.10.1.11:40001", "10.10.0.5:88", proto::TCP);
+    t.packet(&tcp(S, answered, f::SYN, 0));
+    t.packet(&tcp(S + 1, reversed(answered), f::SYN | f::ACK, 0));
+    t.packet(&tcp(S + 2, refused, f::SYN, 0));
+    t.packet(&udp(S + 3, tuple("10.10.1.11:40002", "10.10.0.53:53", proto::UDP)));
+    t.finish();
+    let ports: Vec<u16> = ended(&mut t).iter().map(|flow| flow.orig().sport).collect();
+    assert_eq!(ports, vec![40000]);
+    assert_eq!(t.counters()[Counter::Flows], 3, "every flow is still tracked and counted");
+}

@@ -33,8 +33,10 @@ pub struct Settings {
     pub syn_timeout_ns: u64,
     pub max_fragments: usize,
     pub fragment_timeout_ns: u64,
-    /// Emit an [`Event::Flow`] when each flow ends (for the EVE log or an observer).
+    /// Emit an [`Event::Flow`] when each flow ends (for the EVE log or an observer)...
     pub flow_events: bool,
+    /// ...including flows never answered ([`Flow::is_answered`]).
+    pub unanswered_flow_events: bool,
 }
 
 impl Default for Settings {
@@ -49,6 +51,7 @@ impl Default for Settings {
             max_fragments: 65_536,
             fragment_timeout_ns: 30 * SECOND,
             flow_events: false,
+            unanswered_flow_events: true,
         }
     }
 }
@@ -861,7 +864,7 @@ impl Tracker {
             }
         }
         let tunnel = if flow.tunneled { self.tunnels.remove(&flow.id) } else { None };
-        if self.settings.flow_events {
+        if self.settings.flow_events && (self.settings.unanswered_flow_events || flow.is_answered()) {
             self.events.push(Event::Flow { flow, tunnel });
         }
     }

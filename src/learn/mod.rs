@@ -47,11 +47,14 @@ pub struct Settings {
     /// Hosts tracked at most; flows of further hosts are counted in
     /// [`Tally::untracked_flows`].
     pub max_hosts: usize,
+    /// Take in answered flows only, and leave the others out of [`Tally`]: what
+    /// `analyze` needs for its warnings, and all a flood's unanswered SYNs are spared.
+    pub answered_only: bool,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { max_hosts: DEFAULT_MAX_HOSTS }
+        Settings { max_hosts: DEFAULT_MAX_HOSTS, answered_only: false }
     }
 }
 
@@ -212,6 +215,10 @@ impl Observer for Learner {
             self.flow(flow);
         }
     }
+
+    fn unanswered_flows(&self) -> bool {
+        !self.settings.answered_only
+    }
 }
 
 impl Learner {
@@ -234,7 +241,7 @@ impl Learner {
             self.tally.local += 1;
             return;
         }
-        if !answered(flow) {
+        if !flow.is_answered() {
             return;
         }
         self.tally.answered += 1;
@@ -327,19 +334,6 @@ fn open(host: &mut Host, entry: Opened) -> bool {
     false
 }
 
-/// Whether the responder answered: a SYN-ACK, packets both ways on a flow picked up
-/// mid-stream (more than a lone RST from the responder), or any UDP datagram back. A
-/// refused or unanswered SYN is no evidence.
-pub fn answered(flow: &Flow) -> bool {
-    let both = flow.pkts[TO_SERVER] > 0 && flow.pkts[TO_CLIENT] > 0;
-    if flow.is_tcp() {
-        let more_than_a_reset = flow.pkts[TO_CLIENT] > 1 || !flow.tcp.resp_rst;
-        flow.tcp.resp_synack || (!flow.tcp.orig_syn && both && more_than_a_reset)
-    } else {
-        flow.pkts[TO_CLIENT] > 0
-    }
-}
-
 /// Link-local, multicast, broadcast and unspecified addresses: traffic that never
 /// leaves the segment says nothing of roles.
 pub fn is_local(addr: IpAddr) -> bool {
@@ -363,8 +357,12 @@ pub fn is_private(addr: IpAddr) -> bool {
     }
 }
 
-/// The hosts that act like a role `topology` does not list, one line each: the
-/// warnings `analyze` repeats in its summary.
+/// Unlisted hosts `analyze` names one by one; past this, one line says how many more.
+const MAX_UNLISTED_WARNINGS: usize = 10;
+
+/// The hosts that act like a role `topology` does not list, one line each (at most
+/// [`MAX_UNLISTED_WARNINGS`], then a count): the warnings `analyze` repeats in its
+/// summary.
 pub fn unlisted(learner: &Learner, topology: &crate::policy::Topology) -> Vec<String> {
     let draft = Draft::new(learner);
     let mut lines: Vec<String> = compare(learner, &draft, topology)
@@ -372,6 +370,13 @@ pub fn unlisted(learner: &Learner, topology: &crate::policy::Topology) -> Vec<St
         .filter(|f| f.kind == FindingKind::Unlisted)
         .map(|f| f.text)
         .collect();
+    if lines.len() > MAX_UNLISTED_WARNINGS {
+        let more = lines.len() - MAX_UNLISTED_WARNINGS;
+        lines.truncate(MAX_UNLISTED_WARNINGS);
+        lines.push(format!(
+            "{more} more hosts or client prefixes act like a role the topology does not list: `exwatch learn --topology` lists them all"
+        ));
+    }
     if learner.tally.untracked_flows > 0 {
         lines.push(format!(
             "{} answered flows had a host past the {} the learner tracks: unlisted hosts among them are not named",

@@ -57,7 +57,7 @@ fn a_refused_syn_is_no_evidence_but_a_midstream_flow_is() {
 
 #[test]
 fn the_host_table_is_bounded_and_counts_what_it_leaves_out() {
-    let mut learner = Learner::new(Settings { max_hosts: 3 });
+    let mut learner = Learner::new(Settings { max_hosts: 3, ..Settings::default() });
     for i in 0..10 {
         learner.flow(&tcp(&format!("10.2.0.{i}"), "10.1.1.5", 443, true));
     }

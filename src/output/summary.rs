@@ -387,9 +387,6 @@ impl Summary {
         for warning in &self.warnings {
             let _ = writeln!(s, "warning: {warning}");
         }
-        for warning in &self.warnings {
-            let _ = writeln!(s, "warning: {warning}");
-        }
         let read = p.get("read");
         let rate = |busy: f64| read as f64 / busy.max(1e-9) / 1e6;
         let b = &t.busy_seconds;

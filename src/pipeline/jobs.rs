@@ -50,7 +50,7 @@ pub(super) fn run(
         progress,
         stop: &monitor.stop,
         reader: settings.file_reader,
-        flows: settings.flows_share(jobs, outputs.observer.is_some()),
+        flows: settings.flows_share(jobs, outputs.observer.as_deref()),
         jobs,
     };
     let out = outputs.sink.open()?;

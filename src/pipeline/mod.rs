@@ -87,10 +87,11 @@ impl Default for Settings {
 impl Settings {
     /// One of `parts` flow tables' share of the flow settings; ended flows become
     /// events when the EVE log or an observer wants them.
-    fn flows_share(&self, parts: usize, observed: bool) -> flow::Settings {
+    fn flows_share(&self, parts: usize, observer: Option<&(dyn Observer + Send)>) -> flow::Settings {
         let mut share = self.flows.clone();
         share.max_flows = (self.flows.max_flows / parts.max(1)).max(1);
-        share.flow_events = self.eve_flows || observed;
+        share.flow_events = self.eve_flows || observer.is_some();
+        share.unanswered_flow_events = self.eve_flows || observer.is_some_and(|o| o.unanswered_flows());
         share
     }
 
@@ -127,6 +128,13 @@ impl FileReader {
 /// or learns the topology from the same run.
 pub trait Observer {
     fn event(&mut self, engine: &Engine, event: &flow::Event);
+
+    /// Whether the observer wants the `flow` events of flows never answered
+    /// ([`flow::Flow::is_answered`]): a SYN flood's millions are not worth handing to
+    /// one that only looks at answered flows.
+    fn unanswered_flows(&self) -> bool {
+        true
+    }
 }
 
 /// Two observers, each seeing every event (a topology learner and a report, say).
@@ -134,6 +142,10 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
     fn event(&mut self, engine: &Engine, event: &flow::Event) {
         self.0.event(engine, event);
         self.1.event(engine, event);
+    }
+
+    fn unanswered_flows(&self) -> bool {
+        self.0.unanswered_flows() || self.1.unanswered_flows()
     }
 }
 
@@ -143,6 +155,10 @@ impl<T: Observer> Observer for Option<T> {
         if let Some(observer) = self {
             observer.event(engine, event);
         }
+    }
+
+    fn unanswered_flows(&self) -> bool {
+        self.as_ref().is_some_and(T::unanswered_flows)
     }
 }
 

@@ -154,7 +154,7 @@ impl Stream<'_> {
         let Stream { live, settings, monitor, stats_interval, origin } = *self;
         let started = Instant::now();
         let workers = monitor.gauges.len();
-        let flows = settings.flows_share(workers, outputs.observer.is_some());
+        let flows = settings.flows_share(workers, outputs.observer.as_deref());
         thread::scope(|scope| -> io::Result<Report> {
             let writer = Writer::of_run((outputs, out), settings, (monitor, engine, origin), live);
             let (events, writer) = writer::spawn(scope, writer)?;

@@ -220,6 +220,8 @@ fn an_unlisted_mailbox_server_is_named_by_learn_and_by_analyze() {
 
     let run = analyze(&[&pcap], &["--topology", topology, "--fail-on", "never"]);
     assert!(run.stderr.contains("warning: 10.1.10.13 behaves like a Mailbox server"), "{}", run.stderr);
+    // Said once: the text summary once printed its warnings twice.
+    assert_eq!(run.stderr.matches("warning: 10.1.10.13 ").count(), 1, "{}", run.stderr);
     let summary = run.summary.expect("summary");
     let warnings = summary["warnings"].as_array().expect("warnings array");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
@@ -275,4 +277,22 @@ fn generate_and_learn_from_the_command_line_on_a_directory() {
     assert_eq!(listed(&text, "skype"), ["192.168.30.20"], "{text}");
     let (status, out, _) = learn(&[pcap], &["--topology", fixture.to_str().expect("utf-8")]);
     assert_eq!((status, out.trim_end().ends_with("0 difference(s) with the traffic")), (0, true), "{out}");
+}
+
+#[test]
+fn many_unlisted_clients_are_counted_past_ten_lines() {
+    // A busy port's external clients reaching the Mailbox servers look like internal
+    // clients the topology does not list: named ten at a time, the rest counted.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pcap = dir.path().join("pool.pcap");
+    let path = pcap.to_str().expect("utf-8");
+    let (status, _, stderr) = exwatch(&["generate", path, "--pool", "2000", "--packets", "60000"]);
+    assert_eq!(status, 0, "{stderr}");
+    let run = analyze(&[&pcap], &["--fail-on", "never"]);
+    let warnings = run.summary.expect("summary")["warnings"].as_array().expect("warnings array").clone();
+    assert_eq!(warnings.len(), 11, "{warnings:?}");
+    let last = warnings[10].as_str().expect("text");
+    let more: usize = last.split(' ').next().and_then(|n| n.parse().ok()).expect("a count first");
+    assert!(more > 0 && last.ends_with("`exwatch learn --topology` lists them all"), "{last}");
+    assert_eq!(run.stderr.lines().filter(|l| l.starts_with("warning: ")).count(), 11, "{}", run.stderr);
 }
