@@ -8,7 +8,10 @@
 # the rate asked, the rate tcpreplay reached, packets sent, packets exwatch's workers
 # received, frames lost (kernel + interface drops from libpcap's stats, and frames shed
 # because a worker fell behind, all from /metrics), and loss (frames sent that no worker
-# received). Then the highest rate with zero loss.
+# received), and the CPU exwatch spent per million packets received (user + system time of
+# all its threads, from /proc, over the replay and the drain). Then the highest rate with
+# zero loss. With two cores or more, exwatch is pinned to core 1 and tcpreplay to core 0,
+# so the tool's CPU is its own.
 #
 # The replayed frames stay on the veth pair: the namespaces have no route to anything,
 # and the receiving one owns none of the capture's addresses, so its kernel drops every
@@ -18,6 +21,7 @@
 #   bash benches/live-replay.sh
 #   PACKETS=300000 RATES="50000 100000 200000 400000 top" EXWATCH_ARGS="--workers 2" \
 #     bash benches/live-replay.sh
+#   PACKETS=1000000 RATES=180000 bash benches/live-replay.sh   # CPU per Mpkt at a fixed rate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -87,13 +91,26 @@ seen() {
     + $(metric exwatch_kernel_drops_total "$work/m") + $(metric exwatch_interface_drops_total "$work/m") ))
 }
 
+# Pinning: the tool on one core, tcpreplay on another, when there are two.
+pin_tool=()
+pin_replay=()
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  pin_tool=(taskset -c 1)
+  pin_replay=(taskset -c 0)
+fi
+
+# CPU seconds (user + system, all threads) process $1 has used so far.
+cpu_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
+}
+
 results=()
 for rate in $RATES; do
   if [ "$rate" = top ]; then speed=(--topspeed); label=topspeed; else speed=(--pps="$rate"); label="$rate"; fi
 
   # A fresh exwatch per rate, so every counter starts at zero.
   # shellcheck disable=SC2086
-  ip netns exec "$rx" "$exwatch" live --interface "$rx" --eve-log "$work/eve.json" \
+  ip netns exec "$rx" "${pin_tool[@]}" "$exwatch" live --interface "$rx" --eve-log "$work/eve.json" \
     --summary-json "$work/summary.json" --metrics "127.0.0.1:$METRICS_PORT" $EXWATCH_ARGS \
     2>"$work/exwatch.txt" &
   exwatch_pid=$!
@@ -103,7 +120,9 @@ for rate in $RATES; do
     sleep 0.1
   done
 
-  ip netns exec "$tx" tcpreplay --intf1="$tx" "${speed[@]}" "$work/replay.pcap" >"$work/tcpreplay.txt" 2>&1 \
+  cpu_before=$(cpu_seconds "$exwatch_pid")
+  ip netns exec "$tx" "${pin_replay[@]}" tcpreplay --intf1="$tx" "${speed[@]}" "$work/replay.pcap" \
+    >"$work/tcpreplay.txt" 2>&1 \
     || { cat "$work/tcpreplay.txt" >&2; exit 1; }
   sent=$(awk '/Successful packets:/ { print $3 }' "$work/tcpreplay.txt")
   reached=$(awk '/Rated:/ { for (i = 1; i <= NF; i++) if ($i ~ /^pps/) { printf "%.0f", $(i - 1); exit } }' \
@@ -117,6 +136,8 @@ for rate in $RATES; do
     last=$now
     sleep 0.5
   done
+  # The drain loop's last second of waiting is idle time, spent alike by any tool.
+  cpu=$(awk -v a="$cpu_before" -v b="$(cpu_seconds "$exwatch_pid")" 'BEGIN { printf "%.3f", b - a }')
   scrape "$work/m"
   received=$(metric exwatch_packets_total "$work/m")
   kernel=$(metric exwatch_kernel_drops_total "$work/m")
@@ -134,19 +155,20 @@ for rate in $RATES; do
   lost=$(( kernel + ifdrops + shed ))
   missing=$(( sent - received ))
   loss=$(awk -v m="$missing" -v s="$sent" 'BEGIN { printf "%.3f", s ? 100 * m / s : 0 }')
-  results+=("$label $reached $sent $received $read_json $kernel $ifdrops $shed $lost $loss")
+  per_mpkt=$(awk -v c="$cpu" -v r="$received" 'BEGIN { printf "%.2f", r ? c / (r / 1e6) : 0 }')
+  results+=("$label $reached $sent $received $read_json $kernel $ifdrops $shed $lost $loss $per_mpkt")
 done
 
 printf '\nexwatch live, replayed capture: %s packets (%s), %s cores, exwatch args: %s\n' \
   "$PACKETS" "$(tail -1 "$work/generate.txt" | sed 's/.*(\(.*\))/\1/')" "$(nproc)" "${EXWATCH_ARGS:-(defaults)}"
-printf '%-10s %10s %9s %9s %9s %8s %8s %8s %8s %8s\n' \
-  "rate_pps" "reached" "sent" "received" "summary" "kernel" "ifdrop" "shed" "lost" "loss_%"
+printf '%-10s %10s %9s %9s %9s %8s %8s %8s %8s %8s %13s\n' \
+  "rate_pps" "reached" "sent" "received" "summary" "kernel" "ifdrop" "shed" "lost" "loss_%" "cpu_s/Mpkt"
 best=none
 best_reached=-1
 for line in "${results[@]}"; do
   # shellcheck disable=SC2086
   set -- $line
-  printf '%-10s %10s %9s %9s %9s %8s %8s %8s %8s %8s\n' "$@"
+  printf '%-10s %10s %9s %9s %9s %8s %8s %8s %8s %8s %13s\n' "$@"
   # Ranked by the rate reached: --topspeed may reach less than a fixed rate asked.
   if [ "$9" -eq 0 ] && [ "${10}" = "0.000" ] && [ "$2" -gt "$best_reached" ]; then
     best="$1 (reached $2 pps)"
