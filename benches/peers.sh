@@ -7,11 +7,15 @@
 # `exwatch generate --seed 1` (default 1,000,000, a few minutes in all on 2 cores; also
 # EXWATCH_BENCH_PACKETS, as for `cargo bench --bench replay`, which shares the cached file
 # under target/bench-data/), warms the page cache, then times each tool on the same file
-# (wall clock, best of EXWATCH_PEERS_RUNS runs, default 3) and prints one table with the
-# ratio of each to `cat FILE > /dev/null`, the floor no analysis can beat.
+# in interleaved rounds (cat, tcpdump, exwatch, ..., cat, tcpdump, ...: EXWATCH_PEERS_RUNS
+# rounds, default 5, so drift on a shared machine hits every tool alike) and prints one
+# table with each tool's median wall time and the median of its per-round ratio to
+# `cat FILE > /dev/null`, the floor no analysis can beat.
 #
 # EXWATCH_BENCH_BULK=N generates with `exwatch generate --bulk N` (larger frames: N=3 gives
 # about 670 bytes a frame against 470 by default), as `cargo bench --bench replay` does.
+# EXWATCH_BENCH_POOL=N times a busy port's capture instead (`exwatch generate --pool N`: each
+# packet from one of N concurrently open flows), the file `cargo bench` uses for the same N.
 #
 # Peers are installed from the distribution's packages when missing (apt-get; sudo when not
 # root); one that cannot be installed or fails is listed as such, not fatal.
@@ -27,7 +31,8 @@ export LC_ALL=C
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 packets=${1:-${EXWATCH_BENCH_PACKETS:-1000000}}
 bulk=${EXWATCH_BENCH_BULK:-0}
-runs=${EXWATCH_PEERS_RUNS:-3}
+pool=${EXWATCH_BENCH_POOL:-0}
+runs=${EXWATCH_PEERS_RUNS:-5}
 install=${EXWATCH_PEERS_INSTALL:-1}
 seed=1
 case $packets in '' | *[!0-9]*)
@@ -140,11 +145,16 @@ exwatch=$target/release/exwatch
 # so `cargo bench` and this script measure the same file and generate it only once.
 file=$target/bench-data/org-seed$seed-$packets.pcap
 [ "$bulk" = 0 ] || file=$target/bench-data/org-seed$seed-$packets-bulk$bulk.pcap
+shape=(--bulk "$bulk")
+if [ "$pool" != 0 ]; then
+  file=$target/bench-data/pool-seed$seed-$packets-$pool.pcap
+  shape=(--pool "$pool")
+fi
 if [ ! -f "$file" ]; then
   mkdir -p "$(dirname "$file")"
   partial=$file.partial
   say "generating $file"
-  "$exwatch" generate "$partial" --packets "$packets" --seed "$seed" --bulk "$bulk" 2>>"$tmp/generate.log"
+  "$exwatch" generate "$partial" --packets "$packets" --seed "$seed" "${shape[@]}" 2>>"$tmp/generate.log"
   mv "$partial" "$file"
   partial=""
 fi
@@ -177,50 +187,51 @@ fi
 
 # --- Timing --------------------------------------------------------------------------------
 
-# One row per tool, in the order timed.
-names=() versions=() secs=() notes=() cmds=()
+# One row per tool, in the order added; `times` holds each round's seconds.
+names=() versions=() maxok=() cmds=() times=() failed=()
 
-# row NAME VERSION MAX-OK-STATUS COMMAND...: runs COMMAND $runs times, stdout to /dev/null
-# (as for the `cat` floor) and stderr to a log in the temp dir (so no terminal slows it),
-# and keeps the fastest wall time: the run least disturbed by the rest of the machine.
-# A status above MAX-OK-STATUS (exwatch exits 1 when it has findings) makes the row
-# "failed" and shows the end of its stderr.
+# row NAME VERSION MAX-OK-STATUS COMMAND...: a tool to time. A status above MAX-OK-STATUS
+# (exwatch exits 1 when it has findings) makes the row "failed", with the end of its stderr.
 row() {
-  local name=$1 version=$2 max_ok=$3
+  names+=("$1") versions+=("$2") maxok+=("$3")
   shift 3
-  local log=$tmp/run.log i start end rc best="" times=""
-  say "timing $name"
-  for ((i = 0; i < runs; i++)); do
-    rc=0
-    start=$EPOCHREALTIME
-    "$@" >/dev/null 2>"$log" || rc=$?
-    end=$EPOCHREALTIME
-    if [ "$rc" -gt "$max_ok" ]; then
-      say "$name failed with status $rc; the end of its output:"
-      tail -n 5 "$log" >&2
-      best="" times="failed (exit $rc)"
-      break
-    fi
-    local t
-    t=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')
-    times="$times $t"
-    if [ -z "$best" ] || awk -v t="$t" -v b="$best" 'BEGIN { exit !(t < b) }'; then
-      best=$t
-      cp "$log" "$tmp/best.log"
-    fi
+  cmds+=("$(printf '%q ' "$@")") times+=("") failed+=("")
+}
+
+# Runs every row once per round, in order, stdout to /dev/null (as for the `cat` floor)
+# and stderr to the row's log in the temp dir (so no terminal slows it).
+time_rows() {
+  local round i rc start end
+  for ((round = 1; round <= runs; round++)); do
+    say "round $round of $runs"
+    for i in "${!names[@]}"; do
+      [ -n "${cmds[$i]}" ] && [ -z "${failed[$i]}" ] || continue
+      rc=0
+      start=$EPOCHREALTIME
+      eval "${cmds[$i]}" >/dev/null 2>"$tmp/run-$i.log" || rc=$?
+      end=$EPOCHREALTIME
+      if [ "$rc" -gt "${maxok[$i]}" ]; then
+        say "${names[$i]} failed with status $rc; the end of its output:"
+        tail -n 5 "$tmp/run-$i.log" >&2
+        failed[i]="failed (exit $rc)"
+        continue
+      fi
+      times[i]="${times[$i]} $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')"
+    done
   done
-  names+=("$name") versions+=("$version") secs+=("$best") notes+=("${times# }") cmds+=("$*")
-  # exwatch prints its own packet count and throughput: keep the fastest run's for the report.
-  if [[ $name == exwatch* ]] && [ -n "$best" ]; then
-    [ -n "$count" ] || count=$(awk '/^packets: [0-9]+ read/ { print $2 }' "$tmp/best.log")
-    exwatch_lines+=("$name: $(grep -m1 '^throughput:' "$tmp/best.log" || echo 'no throughput line')")
-    exwatch_findings=$(grep -m1 '^findings:' "$tmp/best.log" || true)
-  fi
+}
+
+median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# The median of row $1's per-round ratio to the floor's time in the same round.
+median_ratio() {
+  paste -d ' ' <(tr ' ' '\n' <<<"${times[0]}" | grep .) <(tr ' ' '\n' <<<"${times[$1]}" | grep .) |
+    awk 'NF == 2 { print $2 / $1 }' | tr '\n' ' ' | median
 }
 
 # unavailable NAME WHY: a row without a time.
 unavailable() {
-  names+=("$1") versions+=("-") secs+=("") notes+=("$2") cmds+=("")
+  names+=("$1") versions+=("-") maxok+=(0) cmds+=("") times+=("") failed+=("$2")
 }
 
 exwatch_lines=() exwatch_findings="" suricata_alerts=""
@@ -228,9 +239,8 @@ cores=$(nproc)
 # Other work on the machine shows up in every row: record how busy it was.
 load_before=$(cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null || echo '?')
 
-row "cat (floor)" "$(cat --version | head -n 1)" 0 cat "$file"
 # Every ratio is to this row.
-[ -n "${secs[0]}" ] || { say "cannot read $file"; exit 1; }
+row "cat (floor)" "$(cat --version | head -n 1)" 0 cat "$file"
 
 if [ "$have_tcpdump" = 1 ]; then
   row "tcpdump" "$(tcpdump --version 2>&1 | head -n 1)" 0 tcpdump -r "$file" -w /dev/null
@@ -306,10 +316,6 @@ EOF
     row "$label" "$suricata_version" 0 suricata -c "$sdir/eve-$eve.yaml" -S "$sdir/exchange.rules" \
       -l "$sdir/log" --runmode single --init-errors-fatal -r "$file"
   done
-  # EVE appends, so the alerts of all the runs are there: a check that the rules fire.
-  if [ -n "${secs[-1]}" ] && [ -f "$sdir/log/eve.json" ]; then
-    suricata_alerts=$(($(grep -c '"event_type":"alert"' "$sdir/log/eve.json" || true) / runs))
-  fi
 else
   unavailable suricata "not available"
 fi
@@ -329,9 +335,23 @@ else
   unavailable tshark "not available"
 fi
 
+time_rows
+[ -n "${times[0]}" ] || { say "cannot read $file"; exit 1; }
+# EVE appends, so the alerts of all the runs are there: a check that the rules fire.
+if [ "$have_suricata" = 1 ] && [ -f "$tmp/suricata/log/eve.json" ]; then
+  suricata_alerts=$(($(grep -c '"event_type":"alert"' "$tmp/suricata/log/eve.json" || true) / runs))
+fi
+for i in "${!names[@]}"; do
+  # exwatch prints its own packet count and throughput: keep the last run's for the report.
+  if [[ ${names[$i]} == exwatch* ]] && [ -n "${times[$i]}" ] && [ -z "${failed[$i]}" ]; then
+    [ -n "$count" ] || count=$(awk '/^packets: [0-9]+ read/ { print $2 }' "$tmp/run-$i.log")
+    exwatch_lines+=("${names[$i]}: $(grep -m1 '^throughput:' "$tmp/run-$i.log" || echo 'no throughput line')")
+    exwatch_findings=$(grep -m1 '^findings:' "$tmp/run-$i.log" || true)
+  fi
+done
+
 # --- Report --------------------------------------------------------------------------------
 
-floor=${secs[0]}
 printf '\npeers: %s packets, %s bytes (%.1f MiB, %.0f B/packet), %s\n' \
   "${count:-?}" "$bytes" "$(awk -v b="$bytes" 'BEGIN { print b / 1048576 }')" \
   "$(awk -v b="$bytes" -v n="${count:-0}" 'BEGIN { print n ? b / n : 0 }')" "$file"
@@ -339,20 +359,21 @@ printf 'machine: %s cores (nproc), %s, %s GiB RAM, %s, load average %s before ti
   "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo '?')" \
   "$(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo 2>/dev/null || echo '?')" \
   "$(uname -sr)" "$load_before" "$(cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null || echo '?')"
-printf 'command: %s%s%s %s   (best of %s runs, wall clock, page cache warm)\n\n' \
+printf 'command: %s%s%s%s %s   (medians of %s interleaved rounds, wall clock, page cache warm)\n\n' \
   "${EXWATCH_BENCH_PACKETS:+EXWATCH_BENCH_PACKETS=$EXWATCH_BENCH_PACKETS }" \
-  "${EXWATCH_BENCH_BULK:+EXWATCH_BENCH_BULK=$EXWATCH_BENCH_BULK }" "$0" "$*" "$runs"
+  "${EXWATCH_BENCH_BULK:+EXWATCH_BENCH_BULK=$EXWATCH_BENCH_BULK }" \
+  "${EXWATCH_BENCH_POOL:+EXWATCH_BENCH_POOL=$EXWATCH_BENCH_POOL }" "$0" "$*" "$runs"
 
 printf '%-28s %9s %12s %9s %9s  %s\n' tool seconds packets/s MB/s "x cat" version
 for i in "${!names[@]}"; do
-  if [ -z "${secs[$i]}" ]; then
-    printf '%-28s %9s %12s %9s %9s  %s\n' "${names[$i]}" - - - - "${notes[$i]}"
+  if [ -n "${failed[$i]}" ] || [ -z "${times[$i]}" ]; then
+    printf '%-28s %9s %12s %9s %9s  %s\n' "${names[$i]}" - - - - "${failed[$i]:-no time}"
     continue
   fi
-  awk -v name="${names[$i]}" -v s="${secs[$i]}" -v n="${count:-0}" -v b="$bytes" -v f="$floor" \
-    -v v="${versions[$i]}" 'BEGIN {
+  awk -v name="${names[$i]}" -v s="$(median <<<"${times[$i]}")" -v n="${count:-0}" -v b="$bytes" \
+    -v r="$(median_ratio "$i")" -v v="${versions[$i]}" 'BEGIN {
       printf "%-28s %9.3f %12s %9.1f %9.2f  %s\n", name, s, (n ? sprintf("%.0f", n / s) : "?"),
-        b / s / 1e6, s / f, v
+        b / s / 1e6, r, v
     }'
 done
 
@@ -360,10 +381,10 @@ echo
 echo "commands (stdout to /dev/null, stderr to a log; temp files are written by $0), every run's seconds:"
 for i in "${!names[@]}"; do
   [ -n "${cmds[$i]}" ] || continue
-  printf '  %-28s %s\n  %-28s runs: %s\n' "${names[$i]}" "${cmds[$i]}" "" "${notes[$i]}"
+  printf '  %-28s %s\n  %-28s runs: %s\n' "${names[$i]}" "${cmds[$i]}" "" "${times[$i]# }"
 done
 if [ "${#exwatch_lines[@]}" -gt 0 ]; then
-  echo "exwatch's own summary line, fastest run (time inside the process):"
+  echo "exwatch's own summary line, last run (time inside the process):"
   printf '  %s\n' "${exwatch_lines[@]}"
 fi
 [ -z "$exwatch_findings" ] || echo "exwatch $exwatch_findings"

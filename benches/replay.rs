@@ -4,8 +4,10 @@
 //! quicker, smaller run; `EXWATCH_BENCH_BULK=3` for larger frames, about 670 bytes on
 //! average instead of 470: `exwatch generate --bulk`; `EXWATCH_BENCH_POOL=20000` for the
 //! traffic of a busy port instead, that many flows open at once: `exwatch generate --pool`).
-//! A custom harness rather than criterion: each case is one pass over a large file, so
-//! the best of a few passes is a stable number and statistics would add nothing but time.
+//! A custom harness rather than criterion: each case is one pass over a large file, timed
+//! in rounds that each read the file first (the floor, then the case: A B A B ...), so the
+//! machine's drift hits both alike; a case's figures are the median time of its rounds and
+//! the median of its per-round ratio to the floor.
 //!
 //! Cases, each compared with the first:
 //! - `read file`: the bytes read in 1 MiB chunks, like `cat FILE > /dev/null`: the floor
@@ -38,8 +40,8 @@ use exwatch::testkit::synth::{self, wire::PcapWriter, OrgOptions};
 /// to a realistic size; the whole default bench stays within a few minutes on 2 cores.
 const DEFAULT_PACKETS: u64 = 1_000_000;
 const SEED: u64 = 1;
-/// Best of this many passes: the minimum is the run least disturbed by the machine.
-const RUNS: usize = 3;
+/// Rounds per case (a floor pass and a case pass each); its medians are reported.
+const RUNS: usize = 5;
 
 fn main() {
     // Cargo passes `--bench` (and any filter after `--`); there is only one benchmark
@@ -68,35 +70,40 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let engine = engine();
 
-    let (floor, _) = best(|| read_file(&path));
     // The reader passes count the frames, so every rate is per packet actually read
     // (the generator finishes open flows past the requested count).
-    let (libpcap, frames) = best(|| read_only(&mut PcapFile::open(&path).expect("opening the capture")));
+    let frames = read_only(&mut PcapFile::open(&path).expect("opening the capture"));
     println!(
-        "replay: {cores} cores, {frames} packets, {:.1} MiB ({}), best of {RUNS}",
+        "replay: {cores} cores, {frames} packets, {:.1} MiB ({}), medians of {RUNS} rounds, each after a floor pass",
         file_bytes as f64 / (1 << 20) as f64,
         path.display()
     );
-    let line = |name: &str, time: Duration, note: String| {
+    let floor = || {
+        read_file(&path);
+    };
+    let case = |name: &str, run: &mut dyn FnMut() -> String| {
+        let (time, ratio, note) = rounds(&floor, run);
         let secs = time.as_secs_f64();
         println!(
             "  {name:<16} {:>9.3} s {:>8.2} Mpkt/s {:>9.1} MB/s {:>6.2}x floor  {note}",
             secs,
             frames as f64 / secs / 1e6,
             file_bytes as f64 / secs / 1e6,
-            secs / floor.as_secs_f64(),
+            ratio,
         );
     };
-    line("read file (floor)", floor, String::new());
-    line("libpcap read", libpcap, format!("frames={frames}"));
-    let (time, native) = best(|| read_only(&mut Savefile::open(&path).expect("opening the capture")));
-    line("native read", time, format!("frames={native}"));
-
-    let (time, decoded) = best(|| read_decode(&path));
-    line("read+decode", time, format!("decoded={decoded}"));
-
-    let (time, flows) = best(|| read_decode_track(&engine, &path));
-    line("+flows+policy", time, format!("flows={flows}"));
+    case("read file (floor)", &mut || {
+        read_file(&path);
+        String::new()
+    });
+    case("libpcap read", &mut || {
+        format!("frames={}", read_only(&mut PcapFile::open(&path).expect("opening the capture")))
+    });
+    case("native read", &mut || {
+        format!("frames={}", read_only(&mut Savefile::open(&path).expect("opening the capture")))
+    });
+    case("read+decode", &mut || format!("decoded={}", read_decode(&path)));
+    case("+flows+policy", &mut || format!("flows={}", read_decode_track(&engine, &path)));
 
     // With one core, the second pipeline case would repeat the first.
     let mut worker_counts = vec![1];
@@ -104,23 +111,23 @@ fn main() {
         worker_counts.push(cores);
     }
     for workers in worker_counts {
-        let (time, note) = best(|| run_pipeline(&engine, &path, workers, FileReader::Native));
-        line(&format!("pipeline {workers}w"), time, note);
+        case(&format!("pipeline {workers}w"), &mut || {
+            run_pipeline(&engine, &path, workers, FileReader::Native)
+        });
     }
-    let (time, note) = best(|| run_pipeline(&engine, &path, cores, FileReader::Libpcap));
-    line(&format!("pipeline {cores}w pcap"), time, note);
+    case(&format!("pipeline {cores}w pcap"), &mut || {
+        run_pipeline(&engine, &path, cores, FileReader::Libpcap)
+    });
 
     // The rates stay per packet and byte of the whole capture: the pieces hold the same
     // records, and only 3 more file headers.
     let pieces = pieces(&path, frames).expect("cutting the capture into pieces");
     for jobs in [1, cores.clamp(2, PIECES as usize)] {
         let options = Settings { jobs, ..Settings::default() };
-        let (time, note) = best(|| run_files(&engine, &pieces, &options));
-        line(&format!("{PIECES} files {jobs}j"), time, note);
+        case(&format!("{PIECES} files {jobs}j"), &mut || run_files(&engine, &pieces, &options));
     }
     let options = Settings { workers: cores, continuous: true, ..Settings::default() };
-    let (time, note) = best(|| run_files(&engine, &pieces, &options));
-    line(&format!("{PIECES} files cont {cores}w"), time, note);
+    case(&format!("{PIECES} files cont {cores}w"), &mut || run_files(&engine, &pieces, &options));
 
     // A flood of new 5-tuples: throughput and peak memory against the flow cap, from
     // which the cost of one tracked flow follows.
@@ -146,17 +153,23 @@ fn main() {
     }
 }
 
-/// Runs `case` `RUNS` times; the shortest time, and what the last run returned.
-fn best<T>(mut case: impl FnMut() -> T) -> (Duration, T) {
-    let mut fastest = Duration::MAX;
-    let mut out = None;
+/// Runs `RUNS` rounds of `floor` then `case`: the median time of `case`, the median of
+/// its per-round ratio to the floor, and what its last run returned.
+fn rounds(floor: &dyn Fn(), case: &mut dyn FnMut() -> String) -> (Duration, f64, String) {
+    let (mut times, mut ratios, mut note) = (Vec::new(), Vec::new(), String::new());
     for _ in 0..RUNS {
         let started = Instant::now();
-        let result = black_box(case());
-        fastest = fastest.min(started.elapsed());
-        out = Some(result);
+        floor();
+        let floor_time = started.elapsed();
+        let started = Instant::now();
+        note = black_box(case());
+        let time = started.elapsed();
+        times.push(time);
+        ratios.push(time.as_secs_f64() / floor_time.as_secs_f64());
     }
-    (fastest, out.expect("RUNS > 0"))
+    times.sort();
+    ratios.sort_by(f64::total_cmp);
+    (times[RUNS / 2], ratios[RUNS / 2], note)
 }
 
 /// The capture for `packets`, generated on first use and then reused: generation
