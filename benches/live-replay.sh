@@ -13,6 +13,12 @@
 # zero loss. With two cores or more, exwatch is pinned to core 1 and tcpreplay to core 0,
 # so the tool's CPU is its own.
 #
+# When Suricata is installed (benches/peers.sh installs it), each rate is replayed a second
+# time into Suricata on the same interface (af-packet, one capture thread, a few port
+# rules standing for the policy's findings, EVE alerts on), pinned alike, and its CPU per
+# million packets and loss are printed beside exwatch's, from /proc and its own capture
+# counters. SURICATA=0 leaves it out.
+#
 # The replayed frames stay on the veth pair: the namespaces have no route to anything,
 # and the receiving one owns none of the capture's addresses, so its kernel drops every
 # frame after libpcap has seen it.
@@ -47,10 +53,12 @@ rx="exwb$$b"   # namespace and veth end exwatch listens on
 exwatch_pid=""
 
 cleanup() {
-  if [ -n "$exwatch_pid" ] && kill -0 "$exwatch_pid" 2>/dev/null; then
-    kill -KILL "$exwatch_pid" 2>/dev/null || true
-    wait "$exwatch_pid" 2>/dev/null || true
-  fi
+  for pid in "$exwatch_pid" "${suricata_pid:-}"; do
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   ip netns del "$tx" 2>/dev/null || true
   ip netns del "$rx" 2>/dev/null || true
   rm -rf "$work"
@@ -91,6 +99,56 @@ seen() {
     + $(metric exwatch_kernel_drops_total "$work/m") + $(metric exwatch_interface_drops_total "$work/m") ))
 }
 
+# Suricata, when there: a config for af-packet on the receiving end, with stats every
+# second so its capture counters can be read back.
+have_suricata=0
+if [ "${SURICATA:-1}" != 0 ] && command -v suricata >/dev/null; then
+  have_suricata=1
+  mkdir -p "$work/suricata"
+  cat >"$work/suricata/suricata.yaml" <<YAML
+%YAML 1.1
+---
+vars:
+  address-groups:
+    HOME_NET: "[10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,2001:db8::/32]"
+    EXTERNAL_NET: "!\$HOME_NET"
+    MAILBOX: "[10.10.1.11,10.10.1.12,10.10.2.11,2001:db8:10::11]"
+    EDGE: "[172.16.0.25]"
+  port-groups:
+    HTTP_PORTS: "80"
+af-packet:
+  - interface: $rx
+    threads: 1
+    cluster-id: 99
+    cluster-type: cluster_flow
+    defrag: yes
+stats:
+  enabled: yes
+  interval: 1
+outputs:
+  - eve-log:
+      enabled: yes
+      filetype: regular
+      filename: eve.json
+      types:
+        - alert
+        - stats
+logging:
+  default-log-level: notice
+  outputs:
+    - console:
+        enabled: yes
+YAML
+  cat >"$work/suricata/exchange.rules" <<'RULES'
+alert tcp $EXTERNAL_NET any -> $MAILBOX any (msg:"external-to-mailbox"; flow:to_server; flags:S,12; sid:9100001; rev:1;)
+alert tcp $EXTERNAL_NET any -> $EDGE ![25] (msg:"edge-perimeter"; flow:to_server; flags:S,12; sid:9100002; rev:1;)
+alert tcp $MAILBOX any -> $EXTERNAL_NET 25 (msg:"outbound-smtp-bypasses-edge"; flow:to_server; flags:S,12; sid:9100003; rev:1;)
+alert tcp $EXTERNAL_NET any -> $MAILBOX 25 (msg:"inbound-smtp-bypasses-edge"; flow:to_server; flags:S,12; sid:9100004; rev:1;)
+alert tcp $MAILBOX any -> $EXTERNAL_NET ![25,53] (msg:"mailbox-to-external"; flow:to_server; flags:S,12; sid:9100005; rev:1;)
+RULES
+fi
+suricata_pid=""
+
 # Pinning: the tool on one core, tcpreplay on another, when there are two.
 pin_tool=()
 pin_replay=()
@@ -104,7 +162,18 @@ cpu_seconds() {
   awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
 }
 
+# Suricata's capture counters (packets, drops) in its latest stats event: to tell when it
+# has drained (the count it prints at exit is the one reported).
+suricata_capture() {
+  grep '"event_type":"stats"' "$work/suricata/log/eve.json" 2>/dev/null | tail -n 1 |
+    python3 -c 'import json, sys
+line = sys.stdin.read().strip()
+c = json.loads(line)["stats"].get("capture", {}) if line else {}
+print(c.get("kernel_packets", 0), c.get("kernel_drops", 0))'
+}
+
 results=()
+suricata_results=()
 for rate in $RATES; do
   if [ "$rate" = top ]; then speed=(--topspeed); label=topspeed; else speed=(--pps="$rate"); label="$rate"; fi
 
@@ -157,6 +226,45 @@ for rate in $RATES; do
   loss=$(awk -v m="$missing" -v s="$sent" 'BEGIN { printf "%.3f", s ? 100 * m / s : 0 }')
   per_mpkt=$(awk -v c="$cpu" -v r="$received" 'BEGIN { printf "%.2f", r ? c / (r / 1e6) : 0 }')
   results+=("$label $reached $sent $received $read_json $kernel $ifdrops $shed $lost $loss $per_mpkt")
+
+  [ "$have_suricata" = 1 ] || continue
+  # The same rate into Suricata: its capture counters from its last stats event.
+  rm -rf "$work/suricata/log"
+  mkdir -p "$work/suricata/log"
+  ip netns exec "$rx" "${pin_tool[@]}" suricata -c "$work/suricata/suricata.yaml" \
+    -S "$work/suricata/exchange.rules" -l "$work/suricata/log" --af-packet="$rx" \
+    >"$work/suricata/out.txt" 2>&1 &
+  suricata_pid=$!
+  for _ in $(seq 300); do
+    grep -q "Engine started" "$work/suricata/out.txt" 2>/dev/null && break
+    kill -0 "$suricata_pid" 2>/dev/null || { cat "$work/suricata/out.txt" >&2; exit 1; }
+    sleep 0.1
+  done
+  cpu_before=$(cpu_seconds "$suricata_pid")
+  ip netns exec "$tx" "${pin_replay[@]}" tcpreplay --intf1="$tx" "${speed[@]}" "$work/replay.pcap" \
+    >"$work/tcpreplay.txt" 2>&1 || { cat "$work/tcpreplay.txt" >&2; exit 1; }
+  s_sent=$(awk '/Successful packets:/ { print $3 }' "$work/tcpreplay.txt")
+  s_reached=$(awk '/Rated:/ { for (i = 1; i <= NF; i++) if ($i ~ /^pps/) { printf "%.0f", $(i - 1); exit } }' \
+    "$work/tcpreplay.txt")
+  # Drained once two stats events a second apart count the same packets.
+  last=-1
+  for _ in $(seq 20); do
+    sleep 1.1
+    now=$(suricata_capture)
+    [ "$now" = "$last" ] && break
+    last=$now
+  done
+  s_cpu=$(awk -v a="$cpu_before" -v b="$(cpu_seconds "$suricata_pid")" 'BEGIN { printf "%.3f", b - a }')
+  read -r s_received s_drops <<<"$(suricata_capture)"
+  kill -TERM "$suricata_pid"
+  wait "$suricata_pid" 2>/dev/null || true
+  suricata_pid=""
+  # Its last word at exit ("device: IF: packets: N, drops: D") is the final count.
+  final=$(sed -n 's/.*device: [^:]*: packets: \([0-9]*\), drops: \([0-9]*\).*/\1 \2/p' "$work/suricata/out.txt" | tail -n 1)
+  [ -z "$final" ] || read -r s_received s_drops <<<"$final"
+  s_loss=$(awk -v r="$s_received" -v d="$s_drops" -v s="$s_sent" 'BEGIN { printf "%.3f", s ? 100 * (s - r + d) / s : 0 }')
+  s_per=$(awk -v c="$s_cpu" -v r="$s_received" 'BEGIN { printf "%.2f", r ? c / (r / 1e6) : 0 }')
+  suricata_results+=("$label $s_reached $s_sent $s_received $s_drops $s_loss $s_per")
 done
 
 printf '\nexwatch live, replayed capture: %s packets (%s), %s cores, exwatch args: %s\n' \
@@ -176,3 +284,12 @@ for line in "${results[@]}"; do
   fi
 done
 echo "highest rate with zero loss (no kernel/interface drop, nothing shed, every frame received): $best"
+
+if [ "${#suricata_results[@]}" -gt 0 ]; then
+  printf '\n%s, af-packet, 1 capture thread, pinned alike, the same replay:\n' "$(suricata -V 2>&1 | head -n 1)"
+  printf '%-10s %10s %9s %9s %8s %8s %13s\n' rate_pps reached sent received drops loss_% cpu_s/Mpkt
+  for line in "${suricata_results[@]}"; do
+    # shellcheck disable=SC2086
+    printf '%-10s %10s %9s %9s %8s %8s %13s\n' $line
+  done
+fi

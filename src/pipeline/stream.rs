@@ -37,6 +37,11 @@ const IDLE_INTERVAL: Duration = Duration::from_millis(20);
 /// Live: a partial batch waits at most this long (in packet time) before it is sent.
 const LIVE_FLUSH_NS: u64 = 100_000_000;
 
+/// Live: once asked to stop, frames still go on being read for this long. The kernel
+/// hands frames over a block at a time, a partly filled block once it is 50 ms old
+/// (`LiveSettings::timeout_ms`): what arrived just before the stop is in such a block.
+const LIVE_DRAIN: Duration = Duration::from_millis(150);
+
 /// Progress, the stop request and `stats` events are looked at every this many frames.
 const CHECK_FRAMES: u32 = 4096;
 
@@ -288,12 +293,14 @@ impl Reader<'_> {
     ) -> Result<(), CaptureError> {
         let workers = self.senders.len() as u128;
         let mut since_check = 0u32;
+        // Live, when the stop was first seen: frames are read until LIVE_DRAIN after it.
+        let mut stopping: Option<Instant> = None;
         loop {
             let frame = match source.next_frame() {
                 Ok(Next::Frame(frame)) => frame,
                 Ok(Next::Idle) => {
                     self.idle(source);
-                    if self.monitor.stop.load(Ordering::Relaxed) {
+                    if self.stopped(&mut stopping) {
                         break;
                     }
                     continue;
@@ -335,13 +342,24 @@ impl Reader<'_> {
                 since_check = 0;
                 progress(*bytes);
                 self.maybe_stats();
-                if self.monitor.stop.load(Ordering::Relaxed) {
+                if self.stopped(&mut stopping) {
                     break;
                 }
             }
         }
         progress(*bytes);
         Ok(())
+    }
+
+    /// Whether to stop reading: asked to, and (live) the drain after the request is over.
+    fn stopped(&self, stopping: &mut Option<Instant>) -> bool {
+        if !self.monitor.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        if !self.live {
+            return true;
+        }
+        stopping.get_or_insert_with(Instant::now).elapsed() >= LIVE_DRAIN
     }
 
     /// The worker's pending batch, taken from the returned ones or made anew.
