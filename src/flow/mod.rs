@@ -8,6 +8,7 @@
 mod frag;
 mod key;
 mod table;
+mod timers;
 mod tracker;
 
 use crate::decode::{proto, Ts, Tuple, Vlans};
