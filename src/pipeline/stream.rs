@@ -2,11 +2,9 @@
 //!
 //! The reader keeps one pending batch per worker and picks the worker by a symmetric hash
 //! of the frame's addresses ([`decode::route_hash`]), so that a flow's packets, its
-//! fragments and the ICMP errors quoting it all reach the same worker, in order. The
-//! reader also decodes each frame and computes its flow key: with one worker on two
-//! cores it would otherwise wait for the worker most of the time, and a batch of decoded
-//! frames holds no frame bytes, so a file's chunks go back to the reader's pool at once
-//! and a live capture's frames are never copied. Channels are bounded.
+//! fragments and the ICMP errors quoting it all reach the same worker, in order. A file's
+//! frames stay in the shared chunk the reader read them into (a batch holds the chunk,
+//! not a copy); a live capture's frames are copied into the batch. Channels are bounded.
 //! Offline, a full channel blocks the reader: nothing is lost. Live, the reader never
 //! blocks the kernel ring: a batch that does not fit is shed and counted. Batches go back
 //! to the reader on a return channel, so the steady state allocates nothing per frame.
@@ -19,15 +17,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
-use super::worker::{Decoded, Worker};
+use super::worker::Worker;
 use super::writer::{self, Events, Writer};
 use super::{join_all, Outputs, Progress, Settings, Tally};
-use crate::capture::{CaptureError, CaptureStats, FrameSource, Next};
-use crate::decode::{self, Ts};
+use crate::capture::{CaptureError, CaptureStats, Chunk, Frame, FrameSource, Next};
+use crate::decode::{self, LinkType, Ts};
 use crate::flow::Tracker;
 use crate::output::{eve, EveOut};
 use crate::policy::Engine;
-use crate::telemetry::{self, Busy, CaptureState, Monitor, Reading, Report, LATENCY_SAMPLE};
+use crate::telemetry::{self, Busy, CaptureState, Monitor, Reading, Report};
+
+/// Bytes of copied frame data a batch holds before it is sent, whatever its frame count.
+const BATCH_BYTES: usize = 1 << 20;
 
 /// Live: pending batches are flushed, and timers ticked, at most this often when the
 /// capture goes quiet.
@@ -44,6 +45,12 @@ const LIVE_DRAIN: Duration = Duration::from_millis(150);
 /// Progress, the stop request and `stats` events are looked at every this many frames.
 const CHECK_FRAMES: u32 = 4096;
 
+/// A worker asks for the headers of the frame this many places ahead while it handles
+/// the current one: they were written by the kernel's copy on the reader's core and
+/// would otherwise stall the decoder on every frame. Measured on the 1M-packet bench
+/// capture with 1 worker: busy 0.176 s without, 0.165 s with 2 ahead (4 ahead varied).
+const PREFETCH_AHEAD: usize = 2;
+
 /// How to run one stream.
 pub(super) struct Stream<'a> {
     /// A live interface: never block on a full worker queue; shed and count instead.
@@ -57,12 +64,26 @@ pub(super) struct Stream<'a> {
     pub(super) origin: &'a eve::Origin,
 }
 
-/// Frames for one worker, decoded by the reader.
+/// Frames for one worker: shared from a chunk of the file, or copied out of the capture
+/// buffer (live capture, pipes).
 struct Batch {
-    frames: Vec<Decoded>,
+    chunk: Option<Chunk>,
+    copied: Vec<u8>,
+    frames: Vec<FrameMeta>,
     /// The input the frames come from (an index into the run's files); a batch never
     /// mixes inputs.
     file: u16,
+}
+
+#[derive(Clone, Copy)]
+struct FrameMeta {
+    link: LinkType,
+    ts: Ts,
+    wire_len: u32,
+    /// Where the bytes are: in `chunk` (shared) or in `copied`.
+    shared: bool,
+    start: u32,
+    len: u32,
 }
 
 /// What a worker is sent.
@@ -74,7 +95,54 @@ enum Work {
 
 impl Batch {
     fn new(frames: usize) -> Batch {
-        Batch { frames: Vec::with_capacity(frames), file: 0 }
+        Batch {
+            chunk: None,
+            copied: Vec::with_capacity(frames * 128),
+            frames: Vec::with_capacity(frames),
+            file: 0,
+        }
+    }
+
+    /// Adds a frame. The reader sends a batch before it would mix chunks.
+    fn push(&mut self, frame: &Frame<'_>) {
+        let (shared, start) = match frame.chunk {
+            Some(chunk) => {
+                self.chunk.get_or_insert_with(|| Arc::clone(chunk));
+                (true, frame.data.as_ptr() as usize - chunk.as_ptr() as usize)
+            }
+            None => {
+                let start = self.copied.len();
+                self.copied.extend_from_slice(frame.data);
+                (false, start)
+            }
+        };
+        self.frames.push(FrameMeta {
+            link: frame.link,
+            ts: frame.ts,
+            wire_len: frame.wire_len,
+            shared,
+            start: start as u32,
+            len: frame.data.len() as u32,
+        });
+    }
+
+    fn data(&self, meta: &FrameMeta) -> &[u8] {
+        let bytes = match (&self.chunk, meta.shared) {
+            (Some(chunk), true) => &chunk[..],
+            _ => &self.copied[..],
+        };
+        let start = meta.start as usize;
+        bytes.get(start..start + meta.len as usize).unwrap_or_default()
+    }
+
+    fn is_full(&self, frames: usize) -> bool {
+        self.frames.len() >= frames || self.copied.len() >= BATCH_BYTES
+    }
+
+    fn clear(&mut self) {
+        self.chunk = None;
+        self.copied.clear();
+        self.frames.clear();
     }
 }
 
@@ -125,7 +193,6 @@ impl Stream<'_> {
                 monitor,
                 last_flush: Ts(0),
                 chunk: None,
-                decoded: 0,
                 blocked: Duration::ZERO,
                 last_ts: Ts(0),
                 last_idle: Instant::now(),
@@ -203,10 +270,8 @@ struct Reader<'m> {
     monitor: &'m Monitor,
     /// Packet time of the last live flush.
     last_flush: Ts,
-    /// Address of the chunk the latest frame lay in.
+    /// Address of the chunk the pending batches' frames lie in.
     chunk: Option<usize>,
-    /// Frames decoded so far (one in [`LATENCY_SAMPLE`] is timed).
-    decoded: u64,
     /// Time spent waiting for a worker's queue to have room.
     blocked: Duration,
     /// The latest packet time read.
@@ -254,19 +319,17 @@ impl Reader<'_> {
             };
             let chunk = frame.chunk.map(|c| Arc::as_ptr(c) as usize);
             if chunk != self.chunk {
-                // A new chunk of the file: the pending batches go, and every worker
-                // learns the time reached (see `tick_workers`).
+                // A new chunk of the file: send every batch holding the old one, so it
+                // returns to the pool as soon as the workers are done with it.
                 self.chunk = chunk;
                 self.flush();
                 self.tick_workers();
             }
             self.last_ts = self.last_ts.max(frame.ts);
-            self.decoded += 1;
-            let timed = self.decoded % LATENCY_SAMPLE == 0;
             let limit = self.batch_frames;
             let batch = self.batch(worker);
-            batch.frames.push(Decoded::of(frame.link, frame.ts, frame.wire_len, frame.data, timed));
-            if batch.frames.len() >= limit {
+            batch.push(&frame);
+            if batch.is_full(limit) {
                 self.send(worker);
             }
             if self.live && frame.ts.0.saturating_sub(self.last_flush.0) >= LIVE_FLUSH_NS {
@@ -305,7 +368,7 @@ impl Reader<'_> {
         self.pending[worker].get_or_insert_with(|| {
             let mut batch = match free.try_recv() {
                 Ok(mut batch) => {
-                    batch.frames.clear();
+                    batch.clear();
                     batch
                 }
                 Err(_) => Batch::new(frames),
@@ -365,7 +428,7 @@ impl Reader<'_> {
             }
         } else if let Err(TrySendError::Full(Work::Batch(mut batch))) = sender.try_send(Work::Batch(batch)) {
             self.monitor.shed.fetch_add(batch.frames.len() as u64, Ordering::Relaxed);
-            batch.frames.clear();
+            batch.clear();
             self.pending[worker] = Some(batch);
         }
     }
@@ -411,15 +474,35 @@ fn wall_clock() -> Ts {
     Ts(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64))
 }
 
+/// Hints the CPU to bring the first cache line of `bytes` (where the headers are) closer.
+#[allow(unsafe_code)]
+fn prefetch(bytes: &[u8]) {
+    // SAFETY: SSE is part of x86_64's baseline, and a prefetch only hints the cache: it
+    // reads nothing the program sees and cannot fault, whatever the address.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(bytes.as_ptr().cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
 /// One of the reader's workers: batches until the reader hangs up.
 fn work(mut worker: Worker<'_>, queue: Receiver<Work>, free: Sender<Batch>) -> Tally {
     for work in queue {
         let started = Instant::now();
         match work {
             Work::Tick(now) => worker.tick(now),
-            Work::Batch(batch) => {
+            Work::Batch(mut batch) => {
                 worker.set_file(batch.file);
-                worker.decoded(&batch.frames);
+                for (i, meta) in batch.frames.iter().enumerate() {
+                    if let Some(ahead) = batch.frames.get(i + PREFETCH_AHEAD) {
+                        prefetch(batch.data(ahead));
+                    }
+                    worker.frame(meta.link, meta.ts, meta.wire_len, batch.data(meta));
+                }
+                // Release the file chunk now rather than when the batch is reused.
+                batch.chunk = None;
                 let _ = free.try_send(batch);
                 worker.batch_done();
             }

@@ -23,44 +23,26 @@ const LATENCY_PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
 /// bulk lookups and VPP's vectors do).
 const AHEAD: usize = 8;
 
-/// A decoded frame: its wire length, what decoding made of it, its flow's key, and (one
-/// frame in [`LATENCY_SAMPLE`]) how long decoding took. What the reader sends a worker,
-/// and what waits in a job's look-ahead.
+/// A frame decoded and waiting in the look-ahead: its wire length, what decoding made of
+/// it, its flow's key, and (one frame in [`LATENCY_SAMPLE`]) how long decoding took.
 #[derive(Clone, Copy)]
-pub(super) struct Decoded {
+struct Ahead {
     wire_len: u32,
     decoded: Result<Packet, Skip>,
     key: Keyed,
     decode_ns: Option<u64>,
 }
 
-impl Decoded {
-    const EMPTY: Decoded =
-        Decoded { wire_len: 0, decoded: Err(Skip::LinkTruncated), key: Keyed::NONE, decode_ns: None };
-
-    /// Decodes one frame, timing it when `timed`.
-    #[inline]
-    pub(super) fn of(link: LinkType, ts: Ts, wire_len: u32, data: &[u8], timed: bool) -> Decoded {
-        let (decoded, decode_ns) = if timed {
-            let started = Instant::now();
-            let decoded = decode::decode(link, ts, wire_len, data);
-            (decoded, Some(started.elapsed().as_nanos() as u64))
-        } else {
-            (decode::decode(link, ts, wire_len, data), None)
-        };
-        let key = match &decoded {
-            Ok(packet) => Keyed::of(packet),
-            Err(_) => Keyed::NONE,
-        };
-        Decoded { wire_len, decoded, key, decode_ns }
-    }
+impl Ahead {
+    const EMPTY: Ahead =
+        Ahead { wire_len: 0, decoded: Err(Skip::LinkTruncated), key: Keyed::NONE, decode_ns: None };
 }
 
 /// A flow table and what is counted beside it.
 pub(super) struct Worker<'a> {
     tracker: Tracker,
     /// Decoded frames, a ring of [`AHEAD`]: the `queued` before the next place wait.
-    ahead: [Decoded; AHEAD],
+    ahead: [Ahead; AHEAD],
     /// Frames pushed into the look-ahead so far (the next one's place is this modulo
     /// [`AHEAD`]); `queued` of them wait.
     pushed: usize,
@@ -84,7 +66,7 @@ impl<'a> Worker<'a> {
         let earlier = Counters::default();
         Worker {
             tracker,
-            ahead: [Decoded::EMPTY; AHEAD],
+            ahead: [Ahead::EMPTY; AHEAD],
             pushed: 0,
             queued: 0,
             earlier,
@@ -109,7 +91,19 @@ impl<'a> Worker<'a> {
             self.queued -= 1;
         }
         let slot = &mut self.ahead[place];
-        *slot = Decoded::of(link, ts, wire_len, data, self.frames % LATENCY_SAMPLE == 0);
+        slot.wire_len = wire_len;
+        slot.decode_ns = None;
+        if self.frames % LATENCY_SAMPLE == 0 {
+            let started = Instant::now();
+            slot.decoded = decode::decode(link, ts, wire_len, data);
+            slot.decode_ns = Some(started.elapsed().as_nanos() as u64);
+        } else {
+            slot.decoded = decode::decode(link, ts, wire_len, data);
+        }
+        slot.key = match &slot.decoded {
+            Ok(packet) => Keyed::of(packet),
+            Err(_) => Keyed::NONE,
+        };
         self.tracker.prefetch_slot(slot.key.hash);
         self.pushed += 1;
         self.queued += 1;
@@ -120,35 +114,16 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Tracks frames the reader decoded, in order, asking for each one's index slot
-    /// [`AHEAD`] frames before it and for its flow half as far ahead.
-    pub(super) fn decoded(&mut self, frames: &[Decoded]) {
-        self.drain();
-        self.frames += frames.len() as u64;
-        for (i, frame) in frames.iter().enumerate() {
-            if let Some(ahead) = frames.get(i + AHEAD) {
-                self.tracker.prefetch_slot(ahead.key.hash);
-            }
-            if let Some(half) = frames.get(i + AHEAD / 2) {
-                self.tracker.prefetch_flow(half.key.hash);
-            }
-            Worker::track_one(&mut self.tracker, &mut self.latency, frame);
-        }
-    }
-
     /// Tracks the frame waiting at `place`.
     fn track(&mut self, place: usize) {
-        Worker::track_one(&mut self.tracker, &mut self.latency, &self.ahead[place]);
-    }
-
-    fn track_one(tracker: &mut Tracker, latency: &mut Latency, frame: &Decoded) {
+        let frame = &self.ahead[place];
         match frame.decode_ns {
             Some(decode_ns) => {
                 let started = Instant::now();
-                tracker.frame(frame.wire_len, &frame.decoded, &frame.key);
-                latency.record(decode_ns, started.elapsed().as_nanos() as u64);
+                self.tracker.frame(frame.wire_len, &frame.decoded, &frame.key);
+                self.latency.record(decode_ns, started.elapsed().as_nanos() as u64);
             }
-            None => tracker.frame(frame.wire_len, &frame.decoded, &frame.key),
+            None => self.tracker.frame(frame.wire_len, &frame.decoded, &frame.key),
         }
     }
 
