@@ -562,6 +562,13 @@ impl RunSettings {
         if flags.max_flows == 0 {
             return Err("--max-flows must be at least 1".into());
         }
+        if flags.max_flows > exwatch::flow::MAX_FLOWS {
+            return Err(format!(
+                "--max-flows {}: at most {} (a flow table's indices are 32-bit)",
+                flags.max_flows,
+                exwatch::flow::MAX_FLOWS
+            ));
+        }
         if flags.eve_log.as_os_str() == "-"
             && flags.summary_json.as_ref().is_some_and(|p| p.as_os_str() == "-")
         {

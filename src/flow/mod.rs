@@ -14,6 +14,7 @@ mod tracker;
 use crate::decode::{proto, Ts, Tuple, Vlans};
 use crate::policy::{Judgement, Role};
 pub use key::{community_id, FlowKey};
+pub use table::MAX_FLOWS;
 pub use tracker::{flow_id, Event, Keyed, Settings, Tracker};
 
 /// How the originator of a flow was found.

@@ -33,6 +33,13 @@ impl Slot {
 /// Slots the index starts with; it doubles while more than half full.
 const FIRST_SLOTS: usize = 1024;
 
+/// Flows the slab reserves room for up front, at most: past it, it grows as it fills.
+/// (A reservation costs address space only, but not without bound.)
+pub const RESERVED_FLOWS: usize = 1 << 20;
+
+/// Flows one table holds at most: slab indices are 32-bit, and one value means "empty".
+pub const MAX_FLOWS: usize = (u32::MAX - 1) as usize;
+
 pub struct Table {
     slots: Vec<Slot>,
     flows: Vec<Flow>,
@@ -41,12 +48,13 @@ pub struct Table {
 }
 
 impl Table {
-    /// A table for at most `flows` flows. The slab's memory is reserved for all of them
-    /// at once (untouched pages cost nothing), so a full table holds no doubling slack.
+    /// A table for at most `flows` flows ([`MAX_FLOWS`] at most). The slab's memory is
+    /// reserved for up to [`RESERVED_FLOWS`] of them at once (untouched pages cost
+    /// nothing), so a full table of the usual sizes holds no doubling slack.
     pub fn with_capacity(flows: usize) -> Table {
         Table {
             slots: vec![Slot::VACANT; FIRST_SLOTS],
-            flows: Vec::with_capacity(flows),
+            flows: Vec::with_capacity(flows.min(RESERVED_FLOWS)),
             free: Vec::new(),
             len: 0,
         }

@@ -15,9 +15,10 @@ pub struct Timers<T> {
 }
 
 impl<T: Ord + Copy> Timers<T> {
-    /// Room for `timers` reserved at once (untouched pages cost nothing).
+    /// Room for `timers` reserved at once (untouched pages cost nothing), up to the
+    /// flow table's own reservation; past it, the heap grows as it fills.
     pub fn with_capacity(timers: usize) -> Timers<T> {
-        Timers { heap: Vec::with_capacity(timers) }
+        Timers { heap: Vec::with_capacity(timers.min(super::table::RESERVED_FLOWS)) }
     }
 
     /// The earliest timer.

@@ -124,6 +124,29 @@ fn live_config_wrong_type_and_bad_value_name_where_they_were_set() {
     assert!(stderr.contains(&format!("{path}:2: stats_interval: invalid type")), "{stderr}");
 }
 
+/// A flow cap past what a table can index is refused; a large one within it runs (its
+/// memory is reserved only up to a bound, not for the whole cap).
+#[test]
+fn max_flows_past_the_table_index_exits_2_and_a_large_one_runs() {
+    let sample = crate::util::repo().join("captures/sample-contoso.pcap");
+    let sample = sample.to_str().expect("utf-8");
+    let (status, _, stderr) = exwatch(&[
+        "analyze",
+        sample,
+        "--eve-log",
+        "/dev/null",
+        "--no-progress",
+        "--max-flows",
+        "100000000000",
+    ]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("--max-flows 100000000000: at most 4294967294"), "{stderr}");
+    let (status, _, stderr) =
+        exwatch(&["analyze", sample, "--eve-log", "/dev/null", "--no-progress", "--max-flows", "4000000000"]);
+    assert!(status < 2, "{stderr}");
+    assert!(stderr.contains("204 tracked"), "{stderr}");
+}
+
 /// A setting given both ways: the flag wins; given only in the file, the file's is used.
 #[test]
 fn live_flags_override_the_config_file() {
