@@ -184,6 +184,13 @@ impl Tracker {
         self.events.drain(..)
     }
 
+    /// Events produced since the last call, as they are (not copied out one by one):
+    /// the tracker goes on with a fresh vector.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        let room = self.events.len().min(1024);
+        std::mem::replace(&mut self.events, Vec::with_capacity(room))
+    }
+
     /// The packet time reached: the latest timestamp seen (or clock tick). It only
     /// grows, and every alert emitted from now on has a time at or after it, except
     /// those of [`Tracker::finish`] (the flow's last packet) and those of a capture

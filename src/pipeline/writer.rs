@@ -90,7 +90,7 @@ impl Events {
     }
 
     fn send(&mut self, tracker: &mut Tracker, ended: bool) {
-        let events: Vec<Event> = tracker.drain_events().collect();
+        let events = tracker.take_events();
         let watermark = tracker.now();
         if events.is_empty() && watermark <= self.sent && !ended {
             return;
@@ -236,11 +236,16 @@ impl Writer<'_> {
                         order.join(feed.0, feed.1);
                     }
                 }
-                Some(Output::Events { feed, watermark, ended, events }) => {
+                Some(Output::Events { feed, watermark, ended, mut events }) => {
                     if let Some(observer) = observer.as_deref_mut() {
                         for event in &events {
                             observer.event(engine, event);
                         }
+                    }
+                    if !(format && eve_flows) {
+                        // Flow events the log does not take were the observer's only: they
+                        // need no ordering.
+                        events.retain(|event| matches!(event, Event::Alert { .. }));
                     }
                     match &mut order {
                         Some(order) => {
