@@ -14,8 +14,8 @@
 # so the tool's CPU is its own.
 #
 # When Suricata is installed (benches/peers.sh installs it), each rate is replayed a second
-# time into Suricata on the same interface (af-packet, one capture thread, a few port
-# rules standing for the policy's findings, EVE alerts on), pinned alike, and its CPU per
+# time into Suricata on the same interface (af-packet, one capture thread, the port
+# rules of benches/suricata-policy.sh, EVE alerts on), pinned alike, and its CPU per
 # million packets and loss are printed beside exwatch's, from /proc and its own capture
 # counters. SURICATA=0 leaves it out.
 #
@@ -30,6 +30,8 @@
 #   PACKETS=1000000 RATES=180000 bash benches/live-replay.sh   # CPU per Mpkt at a fixed rate
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/suricata-policy.sh
+. benches/suricata-policy.sh
 
 PACKETS=${PACKETS:-300000}
 RATES=${RATES:-"50000 100000 200000 400000 top"}
@@ -105,17 +107,10 @@ have_suricata=0
 if [ "${SURICATA:-1}" != 0 ] && command -v suricata >/dev/null; then
   have_suricata=1
   mkdir -p "$work/suricata"
-  cat >"$work/suricata/suricata.yaml" <<YAML
-%YAML 1.1
----
-vars:
-  address-groups:
-    HOME_NET: "[10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,2001:db8::/32]"
-    EXTERNAL_NET: "!\$HOME_NET"
-    MAILBOX: "[10.10.1.11,10.10.1.12,10.10.2.11,2001:db8:10::11]"
-    EDGE: "[172.16.0.25]"
-  port-groups:
-    HTTP_PORTS: "80"
+  {
+    printf '%%YAML 1.1\n---\n'
+    suricata_vars
+    cat <<YAML
 af-packet:
   - interface: $rx
     threads: 1
@@ -139,13 +134,8 @@ logging:
     - console:
         enabled: yes
 YAML
-  cat >"$work/suricata/exchange.rules" <<'RULES'
-alert tcp $EXTERNAL_NET any -> $MAILBOX any (msg:"external-to-mailbox"; flow:to_server; flags:S,12; sid:9100001; rev:1;)
-alert tcp $EXTERNAL_NET any -> $EDGE ![25] (msg:"edge-perimeter"; flow:to_server; flags:S,12; sid:9100002; rev:1;)
-alert tcp $MAILBOX any -> $EXTERNAL_NET 25 (msg:"outbound-smtp-bypasses-edge"; flow:to_server; flags:S,12; sid:9100003; rev:1;)
-alert tcp $EXTERNAL_NET any -> $MAILBOX 25 (msg:"inbound-smtp-bypasses-edge"; flow:to_server; flags:S,12; sid:9100004; rev:1;)
-alert tcp $MAILBOX any -> $EXTERNAL_NET ![25,53] (msg:"mailbox-to-external"; flow:to_server; flags:S,12; sid:9100005; rev:1;)
-RULES
+  } >"$work/suricata/suricata.yaml"
+  suricata_rules >"$work/suricata/exchange.rules"
 fi
 suricata_pid=""
 

@@ -29,6 +29,8 @@ set -euo pipefail
 export LC_ALL=C
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=benches/suricata-policy.sh
+. "$root/benches/suricata-policy.sh"
 packets=${1:-${EXWATCH_BENCH_PACKETS:-1000000}}
 bulk=${EXWATCH_BENCH_BULK:-0}
 pool=${EXWATCH_BENCH_POOL:-0}
@@ -263,22 +265,11 @@ fi
 if [ "$have_suricata" = 1 ]; then
   sdir=$tmp/suricata
   mkdir -p "$sdir/log"
-  # Addresses from rules/topology.toml, the organization the generator models.
   for eve in no yes; do
-    cat >"$sdir/eve-$eve.yaml" <<EOF
-%YAML 1.1
----
-vars:
-  address-groups:
-    HOME_NET: "[10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,2001:db8::/32]"
-    EXTERNAL_NET: "!\$HOME_NET"
-    MAILBOX: "[10.10.1.11,10.10.1.12,10.10.2.11,2001:db8:10::11]"
-    EDGE: "[172.16.0.25]"
-    DOMAIN_CONTROLLERS: "[10.10.0.5,10.10.0.6]"
-    CLIENTS: "[10.20.0.0/16]"
-    EXCHANGE_CORE: "[\$MAILBOX,\$DOMAIN_CONTROLLERS,10.10.3.20]"
-  port-groups:
-    HTTP_PORTS: "80"
+    {
+      printf '%%YAML 1.1\n---\n'
+      suricata_vars
+      cat <<EOF
 runmode: single
 stats:
   enabled: no
@@ -295,19 +286,9 @@ logging:
     - console:
         enabled: yes
 EOF
+    } >"$sdir/eve-$eve.yaml"
   done
-  # flags:S,12 matches the first SYN of a connection (ignoring ECN bits), not the SYN-ACK.
-  cat >"$sdir/exchange.rules" <<'EOF'
-alert tcp !$EXCHANGE_CORE any -> $MAILBOX 80 (msg:"client-http: unencrypted web to Mailbox"; flow:to_server; flags:S,12; sid:9100001; rev:1;)
-alert tcp !$EXCHANGE_CORE any -> $MAILBOX [110,143] (msg:"client-plaintext-mail: IMAP4/POP3 in clear"; flow:to_server; flags:S,12; sid:9100002; rev:1;)
-alert tcp $EXTERNAL_NET any -> $MAILBOX 25 (msg:"inbound-smtp-bypasses-edge"; flow:to_server; flags:S,12; sid:9100003; rev:1;)
-alert tcp $EXTERNAL_NET any -> $MAILBOX ![25,80,443,587,993,995,110,143] (msg:"external-to-mailbox"; flow:to_server; flags:S,12; sid:9100004; rev:1;)
-alert tcp $MAILBOX any -> $EXTERNAL_NET 25 (msg:"outbound-smtp-bypasses-edge"; flow:to_server; flags:S,12; sid:9100005; rev:1;)
-alert tcp $MAILBOX any -> $EXTERNAL_NET ![25,53] (msg:"mailbox-to-external"; flow:to_server; flags:S,12; sid:9100006; rev:1;)
-alert tcp $EDGE any -> $EXTERNAL_NET [23,80,1080,1081,3128,6588] (msg:"edge-open-proxy-probe"; flow:to_server; flags:S,12; sid:9100007; rev:1;)
-alert tcp $EDGE any -> $MAILBOX !25 (msg:"edge-unsubscribed-site"; flow:to_server; flags:S,12; sid:9100008; rev:1;)
-alert tcp $EDGE any -> [$CLIENTS,$DOMAIN_CONTROLLERS] any (msg:"edge-perimeter"; flow:to_server; flags:S,12; sid:9100009; rev:1;)
-EOF
+  suricata_rules >"$sdir/exchange.rules"
   suricata_version=$(suricata -V 2>&1 | sed -n 's/.*\(Suricata version [^ ]*\).*/\1/p')
   # --init-errors-fatal: a rule that does not load must fail the row, not vanish silently.
   for eve in no yes; do
