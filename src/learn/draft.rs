@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::{is_private, Host, Hosts, Learner, Service, Tally};
+use super::{is_private, known, Host, Hosts, Learner, Service, Tally};
+use crate::decode::proto;
 use crate::flow::Confidence;
 use crate::policy::prefix::Prefix;
 use crate::policy::Role;
@@ -128,13 +129,15 @@ impl Draft {
         let hosts = learner.hosts();
         let mut roles: Roles = HashMap::default();
         let mut too_little = Vec::new();
-        for (&addr, host) in hosts {
+        // Only a host that answered something can have a server role.
+        let answering = || hosts.iter().filter(|(_, host)| !host.served.is_empty());
+        for (&addr, host) in answering() {
             if let Some(found) = first_pass(host) {
                 roles.insert(addr, found);
             }
         }
         let mut weaker = Vec::new();
-        for (&addr, host) in hosts.iter().filter(|(a, _)| !roles.contains_key(a)) {
+        for (&addr, host) in answering().filter(|(a, _)| !roles.contains_key(a)) {
             match second_pass(addr, host, &roles) {
                 Ok(found) => weaker.push((addr, found)),
                 Err(Some(why)) => too_little.push((addr, why)),
@@ -143,7 +146,7 @@ impl Draft {
         }
         roles.extend(weaker);
         // An Edge that showed no EdgeSync: SMTP from the Internet, SMTP to a Mailbox server.
-        for (&addr, host) in hosts {
+        for (&addr, host) in answering() {
             if roles.contains_key(&addr) {
                 continue;
             }
@@ -465,34 +468,36 @@ fn clients(hosts: &Hosts, roles: &Roles) -> Vec<ClientPrefix> {
     let role = |addr: &IpAddr| roles.get(addr).map(|r| r.0);
     let servers: Vec<IpAddr> = roles.keys().copied().collect();
     let server_48s: BTreeSet<IpAddr> = servers.iter().filter(|a| a.is_ipv6()).map(|a| mask(*a, 48)).collect();
-    let mut found: BTreeMap<IpAddr, BTreeSet<u16>> = BTreeMap::new();
+    // Each client with the bits (of `Opened::services`) of the client ports it opened
+    // to Mailbox servers: a busy port has tens of thousands, so no set each.
+    let client_bits = CLIENT.iter().filter_map(|&p| known(proto::TCP, p)).fold(0u64, |bits, i| bits | 1 << i);
+    let mut found: Vec<(IpAddr, u64)> = Vec::new();
     for (&addr, host) in hosts {
         if roles.contains_key(&addr) {
             continue;
         }
-        let mut ports = BTreeSet::new();
+        let mut used = 0u64;
         let mut to_dc = false;
         for o in &host.opened {
             match role(&o.peer) {
-                Some(Role::Mailbox) => {
-                    ports.extend(CLIENT.iter().copied().filter(|&p| o.used(Service::tcp(p))));
-                }
+                Some(Role::Mailbox) => used |= o.services & client_bits,
                 Some(Role::DomainController) => to_dc |= AD.iter().any(|s| o.used(*s)),
                 _ => {}
             }
         }
         let inside = is_private(addr) || to_dc || (addr.is_ipv6() && server_48s.contains(&mask(addr, 48)));
-        if !ports.is_empty() && inside {
-            found.insert(addr, ports);
+        if used != 0 && inside {
+            found.push((addr, used));
         }
     }
+    found.sort_unstable_by_key(|&(addr, _)| addr);
     // Group by /24 (IPv6 /64); groups sharing a /16 (/48) with no server in it merge.
     let narrow = |a: &IpAddr| if a.is_ipv4() { 24 } else { 64 };
     let wide = |a: &IpAddr| if a.is_ipv4() { 16 } else { 48 };
     let holds_server =
         |net: IpAddr, len: u8| servers.iter().any(|s| same_family(*s, net) && mask(*s, len) == net);
-    let mut groups: BTreeMap<(IpAddr, u8), Vec<IpAddr>> = BTreeMap::new();
-    for &addr in found.keys() {
+    let mut groups: BTreeMap<(IpAddr, u8), Vec<(IpAddr, u64)>> = BTreeMap::new();
+    for &(addr, used) in &found {
         let (n, w) = (narrow(&addr), wide(&addr));
         let key = if !holds_server(mask(addr, w), w) {
             (mask(addr, w), w)
@@ -501,25 +506,31 @@ fn clients(hosts: &Hosts, roles: &Roles) -> Vec<ClientPrefix> {
         } else {
             (addr, if addr.is_ipv4() { 32 } else { 128 })
         };
-        groups.entry(key).or_default().push(addr);
+        groups.entry(key).or_default().push((addr, used));
     }
     // A wide group drawn from one narrow prefix only is kept narrow: claim no more
     // address space than the evidence covers.
-    let mut out: BTreeMap<(IpAddr, u8), Vec<IpAddr>> = BTreeMap::new();
+    let mut out: BTreeMap<(IpAddr, u8), Vec<(IpAddr, u64)>> = BTreeMap::new();
     for ((net, len), members) in groups {
-        let narrows: BTreeSet<IpAddr> = members.iter().map(|a| mask(*a, narrow(a))).collect();
+        let narrows: BTreeSet<IpAddr> = members.iter().map(|(a, _)| mask(*a, narrow(a))).collect();
         let key = if len == wide(&net) && narrows.len() == 1 {
-            (mask(members[0], narrow(&net)), narrow(&net))
+            (mask(members[0].0, narrow(&net)), narrow(&net))
         } else {
             (net, len)
         };
         out.entry(key).or_default().extend(members);
     }
     out.into_iter()
-        .map(|((net, len), hosts)| {
+        .map(|((net, len), members)| {
             let prefix: Prefix = format!("{net}/{len}").parse().expect("a masked address and its length");
-            let ports = hosts.iter().flat_map(|h| found[h].iter().copied()).collect();
-            ClientPrefix { prefix, hosts, ports }
+            let used = members.iter().fold(0, |bits, (_, used)| bits | used);
+            let ports =
+                CLIENT.iter().copied().filter(|&p| known(proto::TCP, p).is_some_and(|i| used & 1 << i != 0));
+            ClientPrefix {
+                prefix,
+                hosts: members.into_iter().map(|(addr, _)| addr).collect(),
+                ports: ports.collect(),
+            }
         })
         .collect()
 }

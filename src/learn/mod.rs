@@ -118,12 +118,13 @@ const KNOWN: &[Service] = &[
 ];
 
 /// The index of a known service (its bit in [`Opened::services`]). Most flows are to
-/// no known port: the range test turns them away before the search.
+/// no known port: the range test turns them away before the search, a binary one
+/// ([`KNOWN`] is in (port, transport) order).
 fn known(proto: u8, port: u16) -> Option<usize> {
     if !(25..=5067).contains(&port) && port != 50636 && port != 64327 {
         return None;
     }
-    KNOWN.iter().position(|s| s.proto == proto && s.port == port)
+    KNOWN.binary_search_by(|s| (s.port, s.proto).cmp(&(port, proto))).ok()
 }
 
 /// A port a host answered.

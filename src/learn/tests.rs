@@ -101,3 +101,12 @@ fn a_mailbox_server_is_named_by_its_exchange_ports_and_peers() {
         "10.1.10.13 behaves like a Mailbox server: 2525, 64327 and 444 from 3 Mailbox servers"
     );
 }
+
+#[test]
+fn every_known_service_is_found_by_its_search() {
+    for (i, s) in KNOWN.iter().enumerate() {
+        assert_eq!(known(s.proto, s.port), Some(i), "{s:?}: KNOWN must stay in (port, transport) order");
+    }
+    assert_eq!(known(proto::TCP, 8080), None);
+    assert_eq!(known(proto::UDP, 25), None);
+}
