@@ -11,7 +11,7 @@ use toml::Spanned;
 use exwatch::capture;
 use exwatch::config;
 use exwatch::output::{bound, Sink};
-use exwatch::pipeline::{FileReader, Settings};
+use exwatch::pipeline::{FileReader, ReaderDecodes, Settings};
 use exwatch::policy::{builtin, Engine, Policy, Topology, Verdict, DEFAULT_MAX_SMTP_SENDERS};
 
 #[derive(Parser, Debug)]
@@ -331,6 +331,14 @@ pub struct AnalyzeFlags {
     /// refuses pcapng files whose interfaces mix link types, and compressed files).
     #[arg(long, value_enum, default_value_t = ReaderFlag::Native)]
     pub reader: ReaderFlag,
+    /// When the reader thread decodes frames itself: when-behind, only while a worker's
+    /// queue is full, so a reader that would wait takes work off a busy worker; always;
+    /// or never, leaving all decoding to the workers. The events are the same whatever
+    /// it is; it is there to measure. It applies to one stream (one file, or --continuous);
+    /// independent files' jobs each decode what they read. The summary's `stages` line says
+    /// how many frames the reader decoded.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ReaderDecodesFlag::WhenBehind)]
+    pub reader_decodes: ReaderDecodesFlag,
     /// Files analysed at once when several files are each a capture of their own (the
     /// default for two or more files); each job owns a share of --max-flows. Default: the
     /// number of cores.
@@ -372,6 +380,13 @@ impl ReportFiles {
 pub enum ReaderFlag {
     Native,
     Libpcap,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ReaderDecodesFlag {
+    WhenBehind,
+    Always,
+    Never,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -638,6 +653,11 @@ impl AnalyzeSettings {
         run.pipeline.file_reader = match flags.reader {
             ReaderFlag::Native => FileReader::Native,
             ReaderFlag::Libpcap => FileReader::Libpcap,
+        };
+        run.pipeline.reader_decodes = match flags.reader_decodes {
+            ReaderDecodesFlag::WhenBehind => ReaderDecodes::WhenBehind,
+            ReaderDecodesFlag::Always => ReaderDecodes::Always,
+            ReaderDecodesFlag::Never => ReaderDecodes::Never,
         };
         match flags.jobs {
             Some(0) => return Err("--jobs must be at least 1".into()),

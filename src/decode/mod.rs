@@ -418,7 +418,7 @@ fn be16(bytes: &[u8], at: usize) -> Option<u16> {
 
 /// Decodes one frame. `wire_len` is the frame's length on the wire, which may exceed
 /// `frame.len()` when the capture was cut by its snap length.
-#[inline]
+#[inline(always)]
 pub fn decode(link: LinkType, ts: Ts, wire_len: u32, frame: &[u8]) -> Result<Packet, Skip> {
     let Network { ip, mut vlan } = link::network(link, frame)?;
     let src_mac = match link {

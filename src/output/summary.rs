@@ -159,6 +159,9 @@ pub struct Stages {
     pub work: f64,
     /// The writer thread: formatting events and writing them.
     pub write: f64,
+    /// Frames the reader decoded itself while a worker was behind (its time is in
+    /// `read`); the workers decoded the rest.
+    pub read_decoded_frames: u64,
 }
 
 impl Summary {
@@ -244,6 +247,7 @@ impl Summary {
                     },
                     work: report.busy.work.as_secs_f64(),
                     write: report.busy.write.as_secs_f64(),
+                    read_decoded_frames: report.busy.read_decoded,
                 },
             },
         }
@@ -387,16 +391,17 @@ impl Summary {
         for warning in &self.warnings {
             let _ = writeln!(s, "warning: {warning}");
         }
-        let read = p.get("read");
-        let rate = |busy: f64| read as f64 / busy.max(1e-9) / 1e6;
+        let frames = p.get("read");
+        let rate = |busy: f64| frames as f64 / busy.max(1e-9) / 1e6;
         let b = &t.busy_seconds;
         let threads = match b.read {
             Some(read) => {
                 let workers = t.workers;
                 let _ = writeln!(
                     s,
-                    "stages (busy): read {read:.3} s ({:.2} Mpkt/s), decode+flow+policy {:.3} s over {workers} worker{} ({:.2} Mpkt/s per worker), format+write {:.3} s",
+                    "stages (busy): read {read:.3} s ({:.2} Mpkt/s; decoded {:.0}% of frames for a worker that was behind), decode+flow+policy {:.3} s over {workers} worker{} ({:.2} Mpkt/s per worker), format+write {:.3} s",
                     rate(read),
+                    100.0 * b.read_decoded_frames as f64 / frames.max(1) as f64,
                     b.work,
                     plural(workers),
                     rate(b.work),

@@ -81,7 +81,7 @@ pub(super) fn run(
             wall: started.elapsed(),
             workers: jobs,
             file_bytes: shared.bytes.load(Ordering::Relaxed),
-            busy: Busy { read: Duration::ZERO, work, write: written.busy },
+            busy: Busy { read: Duration::ZERO, work, write: written.busy, read_decoded: 0 },
             reading: Reading::Independent { files: files.len(), jobs },
             eve_closed: written.closed,
         })
@@ -175,7 +175,7 @@ impl Jobs<'_> {
             worker.frame(frame.link, frame.ts, frame.wire_len, frame.data);
             frames += 1;
             if frames % BATCH_FRAMES == 0 {
-                worker.batch_done();
+                worker.batch_done(None);
             }
             if frames % CHECK_FRAMES == 0 {
                 self.report_progress(std::mem::take(&mut unreported));
@@ -184,7 +184,7 @@ impl Jobs<'_> {
                 }
             }
         };
-        worker.batch_done();
+        worker.batch_done(None);
         self.report_progress(unreported);
         outcome
     }

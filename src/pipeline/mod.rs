@@ -52,6 +52,8 @@ pub struct Settings {
     pub eve_flows: bool,
     /// How capture files are read.
     pub file_reader: FileReader,
+    /// When the reader decodes frames itself rather than leave them to the workers.
+    pub reader_decodes: ReaderDecodes,
     /// Files analysed at once when several files are each a capture of their own.
     pub jobs: usize,
     /// Several files are consecutive pieces of one capture (rotated by `tcpdump -C/-G`):
@@ -75,6 +77,7 @@ impl Default for Settings {
             flows: flow::Settings::default(),
             eve_flows: false,
             file_reader: FileReader::Native,
+            reader_decodes: ReaderDecodes::WhenBehind,
             jobs: cores,
             continuous: false,
             bound: Some(bound::Settings::default()),
@@ -103,6 +106,22 @@ impl Settings {
             files: files.iter().map(|path| path.display().to_string()).collect(),
         }
     }
+}
+
+/// When the reader of a stream decodes a batch's frames itself, for the worker the batch
+/// is for. Decoding is a pure function of the frame, so the events are the same in
+/// every case; only where the time is spent differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReaderDecodes {
+    /// Reading a file, while the worker's queue is full, a frame at a time until it has
+    /// room: time the reader would otherwise spend waiting. Where the workers keep up
+    /// (many cores, or short flows that make reading the slower stage) it never does.
+    /// A live capture never does: its reader must get back to the kernel's ring.
+    WhenBehind,
+    /// Every batch, file or live: for tests and benchmarks.
+    Always,
+    /// Never: the workers decode every frame.
+    Never,
 }
 
 /// The reader of capture files.

@@ -17,15 +17,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
-use super::worker::Worker;
+use super::worker::{Decoded, Worker};
 use super::writer::{self, Events, Writer};
-use super::{join_all, Outputs, Progress, Settings, Tally};
+use super::{join_all, Outputs, Progress, ReaderDecodes, Settings, Tally};
 use crate::capture::{CaptureError, CaptureStats, Chunk, Frame, FrameSource, Next};
 use crate::decode::{self, LinkType, Ts};
 use crate::flow::Tracker;
 use crate::output::{eve, EveOut};
 use crate::policy::Engine;
-use crate::telemetry::{self, Busy, CaptureState, Monitor, Reading, Report};
+use crate::telemetry::{self, Busy, CaptureState, Monitor, Reading, Report, LATENCY_SAMPLE};
 
 /// Bytes of copied frame data a batch holds before it is sent, whatever its frame count.
 const BATCH_BYTES: usize = 1 << 20;
@@ -70,6 +70,12 @@ struct Batch {
     chunk: Option<Chunk>,
     copied: Vec<u8>,
     frames: Vec<FrameMeta>,
+    /// The frames decoded, one for one, when the reader decoded them (see
+    /// [`Reader::send`]); empty when the worker is to decode them.
+    decoded: Vec<Decoded>,
+    /// After its frames, the worker's clock moves to this packet time (see
+    /// [`Reader::flush_and_tick`]).
+    tick: Option<Ts>,
     /// The input the frames come from (an index into the run's files); a batch never
     /// mixes inputs.
     file: u16,
@@ -99,6 +105,8 @@ impl Batch {
             chunk: None,
             copied: Vec::with_capacity(frames * 128),
             frames: Vec::with_capacity(frames),
+            decoded: Vec::new(),
+            tick: None,
             file: 0,
         }
     }
@@ -127,12 +135,25 @@ impl Batch {
     }
 
     fn data(&self, meta: &FrameMeta) -> &[u8] {
-        let bytes = match (&self.chunk, meta.shared) {
-            (Some(chunk), true) => &chunk[..],
-            _ => &self.copied[..],
-        };
-        let start = meta.start as usize;
-        bytes.get(start..start + meta.len as usize).unwrap_or_default()
+        frame_data(self.chunk.as_ref(), &self.copied, meta)
+    }
+
+    /// Decodes frames into `decoded`, from the first, for as long as `behind` says the
+    /// worker has no room for the batch (asked every few frames), timing one frame in
+    /// [`LATENCY_SAMPLE`] by the count `decoded_before` of frames decoded so.
+    fn decode_while(&mut self, behind: impl Fn() -> bool, decoded_before: &mut u64) {
+        const ASK_EVERY: usize = 8;
+        self.decoded.clear();
+        for (i, meta) in self.frames.iter().enumerate() {
+            if i % ASK_EVERY == 0 && !behind() {
+                break;
+            }
+            let data = frame_data(self.chunk.as_ref(), &self.copied, meta);
+            *decoded_before += 1;
+            let mut slot = Decoded::EMPTY;
+            slot.decode(meta.link, meta.ts, meta.wire_len, data, *decoded_before % LATENCY_SAMPLE == 0);
+            self.decoded.push(slot);
+        }
     }
 
     fn is_full(&self, frames: usize) -> bool {
@@ -143,7 +164,19 @@ impl Batch {
         self.chunk = None;
         self.copied.clear();
         self.frames.clear();
+        self.decoded.clear();
+        self.tick = None;
     }
+}
+
+/// Where a frame's bytes are: in the shared chunk or in the batch's copy.
+fn frame_data<'a>(chunk: Option<&'a Chunk>, copied: &'a [u8], meta: &FrameMeta) -> &'a [u8] {
+    let bytes = match (chunk, meta.shared) {
+        (Some(chunk), true) => &chunk[..],
+        _ => copied,
+    };
+    let start = meta.start as usize;
+    bytes.get(start..start + meta.len as usize).unwrap_or_default()
 }
 
 impl Stream<'_> {
@@ -198,6 +231,8 @@ impl Stream<'_> {
                 last_idle: Instant::now(),
                 file: 0,
                 origin,
+                decodes: settings.reader_decodes,
+                decoded: 0,
             };
             let mut errors = Vec::new();
             let mut file_bytes = 0u64;
@@ -233,6 +268,7 @@ impl Stream<'_> {
             reader.flush();
             reader.end_of_input();
             let read = started.elapsed().saturating_sub(reader.blocked);
+            let read_decoded = reader.decoded;
             drop(reader);
 
             let (Tally { mut counters, latency, busy: work }, _) = join_all(handles, engine)?;
@@ -247,7 +283,7 @@ impl Stream<'_> {
                 wall: started.elapsed(),
                 workers,
                 file_bytes,
-                busy: Busy { read, work, write: written.busy },
+                busy: Busy { read, work, write: written.busy, read_decoded },
                 reading: if live { Reading::Live } else { Reading::Stream { sources: read_sources } },
                 eve_closed: written.closed,
             })
@@ -282,6 +318,9 @@ struct Reader<'m> {
     file: u16,
     /// The sensor's name, for `stats` events.
     origin: &'m eve::Origin,
+    /// When the reader decodes frames for the workers, and how many it did.
+    decodes: ReaderDecodes,
+    decoded: u64,
 }
 
 impl Reader<'_> {
@@ -322,8 +361,7 @@ impl Reader<'_> {
                 // A new chunk of the file: send every batch holding the old one, so it
                 // returns to the pool as soon as the workers are done with it.
                 self.chunk = chunk;
-                self.flush();
-                self.tick_workers();
+                self.flush_and_tick();
             }
             self.last_ts = self.last_ts.max(frame.ts);
             let limit = self.batch_frames;
@@ -334,8 +372,7 @@ impl Reader<'_> {
             }
             if self.live && frame.ts.0.saturating_sub(self.last_flush.0) >= LIVE_FLUSH_NS {
                 self.last_flush = frame.ts;
-                self.flush();
-                self.tick_workers();
+                self.flush_and_tick();
             }
             since_check += 1;
             if since_check == CHECK_FRAMES {
@@ -415,13 +452,23 @@ impl Reader<'_> {
     }
 
     fn send(&mut self, worker: usize) {
-        let Some(batch) = self.pending[worker].take() else {
+        let Some(mut batch) = self.pending[worker].take() else {
             return;
         };
+        if self.decodes == ReaderDecodes::Always {
+            batch.decode_while(|| true, &mut self.decoded);
+        }
         let sender = &self.senders[worker];
         if !self.live {
             // A send fails only if the worker is gone, which joining it reports.
-            if let Err(TrySendError::Full(work)) = sender.try_send(Work::Batch(batch)) {
+            if let Err(TrySendError::Full(mut work)) = sender.try_send(Work::Batch(batch)) {
+                // The worker is behind: rather than wait for room, decode the batch for
+                // it. Long flows keep one worker busier than the reader; this shares the
+                // work out as the queue says it is needed, and never slows a reader
+                // whose workers keep up.
+                if let (Work::Batch(batch), ReaderDecodes::WhenBehind) = (&mut work, self.decodes) {
+                    batch.decode_while(|| sender.is_full(), &mut self.decoded);
+                }
                 let waiting = Instant::now();
                 let _ = sender.send(work);
                 self.blocked += waiting.elapsed();
@@ -438,26 +485,37 @@ impl Reader<'_> {
     /// at its own last packet, and any worker count gives the same events.
     fn end_of_input(&mut self) {
         if !self.live {
-            self.tick_workers();
+            self.flush_and_tick();
         }
     }
 
-    /// Tells every worker the packet time reached (once per chunk of a file; live, at
-    /// each periodic flush): a worker that got no frame for a while still passes that
-    /// time, so the writer can release the other workers' alerts in order (`order.rs`)
-    /// instead of holding them. Its timers run as its next frame would have run them.
-    /// Live, a full queue skips the tick rather than block the capture.
-    fn tick_workers(&mut self) {
-        if self.last_ts == Ts(0) {
-            return;
-        }
-        for sender in &self.senders {
-            if self.live {
-                let _ = sender.try_send(Work::Tick(self.last_ts));
-            } else {
-                let waiting = Instant::now();
-                let _ = sender.send(Work::Tick(self.last_ts));
-                self.blocked += waiting.elapsed();
+    /// Sends every pending batch and tells every worker the packet time reached (once
+    /// per chunk of a file; live, at each periodic flush): a worker that got no frame for
+    /// a while still passes that time, so the writer can release the other workers'
+    /// alerts in order (`order.rs`) instead of holding them. Its timers run as its next
+    /// frame would have run them. The time rides on a worker's pending batch when it has
+    /// one: one hand-off instead of two, and nothing for the reader to wait on but the
+    /// batch, which it decodes while it waits. Live, a full queue skips the tick rather
+    /// than block the capture.
+    fn flush_and_tick(&mut self) {
+        let now = (self.last_ts != Ts(0)).then_some(self.last_ts);
+        for worker in 0..self.pending.len() {
+            match (&mut self.pending[worker], now) {
+                (Some(batch), _) => {
+                    batch.tick = now;
+                    self.send(worker);
+                }
+                (None, Some(now)) => {
+                    let sender = &self.senders[worker];
+                    if self.live {
+                        let _ = sender.try_send(Work::Tick(now));
+                    } else {
+                        let waiting = Instant::now();
+                        let _ = sender.send(Work::Tick(now));
+                        self.blocked += waiting.elapsed();
+                    }
+                }
+                (None, None) => {}
             }
         }
     }
@@ -495,7 +553,8 @@ fn work(mut worker: Worker<'_>, queue: Receiver<Work>, free: Sender<Batch>) -> T
             Work::Tick(now) => worker.tick(now),
             Work::Batch(mut batch) => {
                 worker.set_file(batch.file);
-                for (i, meta) in batch.frames.iter().enumerate() {
+                worker.decoded(&batch.decoded);
+                for (i, meta) in batch.frames.iter().enumerate().skip(batch.decoded.len()) {
                     if let Some(ahead) = batch.frames.get(i + PREFETCH_AHEAD) {
                         prefetch(batch.data(ahead));
                     }
@@ -503,8 +562,9 @@ fn work(mut worker: Worker<'_>, queue: Receiver<Work>, free: Sender<Batch>) -> T
                 }
                 // Release the file chunk now rather than when the batch is reused.
                 batch.chunk = None;
+                let tick = batch.tick;
                 let _ = free.try_send(batch);
-                worker.batch_done();
+                worker.batch_done(tick);
             }
         }
         worker.busy += started.elapsed();

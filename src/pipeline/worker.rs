@@ -23,26 +23,46 @@ const LATENCY_PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
 /// bulk lookups and VPP's vectors do).
 const AHEAD: usize = 8;
 
-/// A frame decoded and waiting in the look-ahead: its wire length, what decoding made of
-/// it, its flow's key, and (one frame in [`LATENCY_SAMPLE`]) how long decoding took.
+/// A decoded frame: its wire length, what decoding made of it, its flow's key, and (one
+/// frame in [`LATENCY_SAMPLE`]) how long decoding took. The worker's look-ahead holds
+/// these; so does a batch the reader decoded while the worker was behind.
 #[derive(Clone, Copy)]
-struct Ahead {
+pub(super) struct Decoded {
     wire_len: u32,
     decoded: Result<Packet, Skip>,
     key: Keyed,
     decode_ns: Option<u64>,
 }
 
-impl Ahead {
-    const EMPTY: Ahead =
-        Ahead { wire_len: 0, decoded: Err(Skip::LinkTruncated), key: Keyed::NONE, decode_ns: None };
+impl Decoded {
+    pub(super) const EMPTY: Decoded =
+        Decoded { wire_len: 0, decoded: Err(Skip::LinkTruncated), key: Keyed::NONE, decode_ns: None };
+
+    /// Decodes a frame into `self`, in place (the packet is not built elsewhere and
+    /// copied); `timed` also measures how long decoding took.
+    #[inline]
+    pub(super) fn decode(&mut self, link: LinkType, ts: Ts, wire_len: u32, data: &[u8], timed: bool) {
+        self.wire_len = wire_len;
+        self.decode_ns = None;
+        if timed {
+            let started = Instant::now();
+            self.decoded = decode::decode(link, ts, wire_len, data);
+            self.decode_ns = Some(started.elapsed().as_nanos() as u64);
+        } else {
+            self.decoded = decode::decode(link, ts, wire_len, data);
+        }
+        self.key = match &self.decoded {
+            Ok(packet) => Keyed::of(packet),
+            Err(_) => Keyed::NONE,
+        };
+    }
 }
 
 /// A flow table and what is counted beside it.
 pub(super) struct Worker<'a> {
     tracker: Tracker,
     /// Decoded frames, a ring of [`AHEAD`]: the `queued` before the next place wait.
-    ahead: [Ahead; AHEAD],
+    ahead: [Decoded; AHEAD],
     /// Frames pushed into the look-ahead so far (the next one's place is this modulo
     /// [`AHEAD`]); `queued` of them wait.
     pushed: usize,
@@ -66,7 +86,7 @@ impl<'a> Worker<'a> {
         let earlier = Counters::default();
         Worker {
             tracker,
-            ahead: [Ahead::EMPTY; AHEAD],
+            ahead: [Decoded::EMPTY; AHEAD],
             pushed: 0,
             queued: 0,
             earlier,
@@ -91,19 +111,7 @@ impl<'a> Worker<'a> {
             self.queued -= 1;
         }
         let slot = &mut self.ahead[place];
-        slot.wire_len = wire_len;
-        slot.decode_ns = None;
-        if self.frames % LATENCY_SAMPLE == 0 {
-            let started = Instant::now();
-            slot.decoded = decode::decode(link, ts, wire_len, data);
-            slot.decode_ns = Some(started.elapsed().as_nanos() as u64);
-        } else {
-            slot.decoded = decode::decode(link, ts, wire_len, data);
-        }
-        slot.key = match &slot.decoded {
-            Ok(packet) => Keyed::of(packet),
-            Err(_) => Keyed::NONE,
-        };
+        slot.decode(link, ts, wire_len, data, self.frames % LATENCY_SAMPLE == 0);
         self.tracker.prefetch_slot(slot.key.hash);
         self.pushed += 1;
         self.queued += 1;
@@ -116,14 +124,24 @@ impl<'a> Worker<'a> {
 
     /// Tracks the frame waiting at `place`.
     fn track(&mut self, place: usize) {
-        let frame = &self.ahead[place];
-        match frame.decode_ns {
-            Some(decode_ns) => {
-                let started = Instant::now();
-                self.tracker.frame(frame.wire_len, &frame.decoded, &frame.key);
-                self.latency.record(decode_ns, started.elapsed().as_nanos() as u64);
+        track(&mut self.tracker, &mut self.latency, &self.ahead[place]);
+    }
+
+    /// Tracks frames the reader decoded already, looking ahead in them as [`Worker::frame`]
+    /// does in its own ring.
+    pub(super) fn decoded(&mut self, frames: &[Decoded]) {
+        self.drain();
+        for frame in frames.iter().take(AHEAD) {
+            self.tracker.prefetch_slot(frame.key.hash);
+        }
+        for (i, frame) in frames.iter().enumerate() {
+            if let Some(ahead) = frames.get(i + AHEAD) {
+                self.tracker.prefetch_slot(ahead.key.hash);
             }
-            None => self.tracker.frame(frame.wire_len, &frame.decoded, &frame.key),
+            if let Some(ahead) = frames.get(i + AHEAD / 2) {
+                self.tracker.prefetch_flow(ahead.key.hash);
+            }
+            track(&mut self.tracker, &mut self.latency, frame);
         }
     }
 
@@ -142,9 +160,13 @@ impl<'a> Worker<'a> {
         self.tracker.set_file(file);
     }
 
-    /// A batch is done: send its events and publish the counters.
-    pub(super) fn batch_done(&mut self) {
+    /// A batch is done: move the clock to `tick` if the batch brought one (as
+    /// [`Worker::tick`] does), send its events and publish the counters.
+    pub(super) fn batch_done(&mut self, tick: Option<Ts>) {
         self.drain();
+        if let Some(now) = tick {
+            self.tracker.advance(now);
+        }
         self.events.send_from(&mut self.tracker);
         self.publish();
         self.batches += 1;
@@ -203,5 +225,18 @@ impl<'a> Worker<'a> {
 
     fn publish(&self) {
         self.gauges.publish_sum(&[&self.earlier, self.tracker.counters()], self.tracker.active_flows());
+    }
+}
+
+/// Tracks one decoded frame, timing it when its decoding was timed.
+#[inline]
+fn track(tracker: &mut Tracker, latency: &mut Latency, frame: &Decoded) {
+    match frame.decode_ns {
+        Some(decode_ns) => {
+            let started = Instant::now();
+            tracker.frame(frame.wire_len, &frame.decoded, &frame.key);
+            latency.record(decode_ns, started.elapsed().as_nanos() as u64);
+        }
+        None => tracker.frame(frame.wire_len, &frame.decoded, &frame.key),
     }
 }

@@ -334,6 +334,9 @@ pub struct Busy {
     pub work: Duration,
     /// The writer: formatting and writing event lines.
     pub write: Duration,
+    /// Frames the reader decoded itself while a worker's queue was full (part of
+    /// `read`); the workers decoded the rest.
+    pub read_decoded: u64,
 }
 
 /// What a run produced, beyond the events already written.

@@ -517,6 +517,49 @@ fn native_and_libpcap_readers_agree_on_every_capture() {
     }
 }
 
+/// Where frames are decoded (by the reader for a busy worker, or by the workers) must
+/// change no event, on every capture in captures/ and with one worker or two, and the
+/// summary must count what the reader decoded.
+#[test]
+fn decoding_in_the_reader_changes_no_event() {
+    let mut files: Vec<_> = std::fs::read_dir(util::repo().join("captures/real"))
+        .expect("captures/real")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+        .collect();
+    files.push(util::capture("sample-contoso.pcap"));
+    files.sort();
+    let decoded_by_reader = |run: &util::Run| {
+        let summary = run.summary.as_ref().expect("summary");
+        let read = summary["packets"]["read"].as_u64().expect("packets read");
+        let decoded = summary["throughput"]["busy_seconds"]["read_decoded_frames"].as_u64().expect("counted");
+        (decoded, read)
+    };
+    for file in &files {
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        for workers in ["1", "2"] {
+            let flags = |when| ["--flows", "--workers", workers, "--reader-decodes", when];
+            let never = util::analyze(&[file], &flags("never"));
+            let always = util::analyze(&[file], &flags("always"));
+            assert_eq!(never.status, always.status, "{name}: {}\n{}", never.stderr, always.stderr);
+            let (mut a, mut b) = (never.lines.clone(), always.lines.clone());
+            if workers == "2" {
+                // Flow events of different workers interleave as the threads run.
+                a.sort();
+                b.sort();
+            }
+            assert_eq!(a, b, "{name}, {workers} workers");
+            if never.summary.is_none() && always.summary.is_none() {
+                // A file that does not open: nothing was read.
+                continue;
+            }
+            assert_eq!(decoded_by_reader(&never).0, 0, "{name}");
+            let (decoded, read) = decoded_by_reader(&always);
+            assert_eq!(decoded, read, "{name}: the reader decodes every frame");
+        }
+    }
+}
+
 /// TCP flows in which exwatch saw a sequence gap must be the streams in which tshark's
 /// TCP analysis flags a lost segment, on every real capture that both read.
 #[test]
