@@ -51,6 +51,7 @@
 //! | [`decode`] | every borrowed view of frame bytes; bytes in, one owned `Packet` out | panics, or keeps state |
 //! | [`config`] | reading TOML with file, line and key in errors | |
 //! | [`testkit`] | test support: synthetic organizations, fuzz bodies | runs on the packet path |
+//! | [`prefetch`] | cache hints, the crate's one `unsafe` | reads or writes memory |
 
 //! Words, one per concept: the *reader* is the thread that reads a capture (a file or
 //! an interface) and feeds the *workers*; a *job* reads, decodes and tracks whole files
@@ -67,6 +68,7 @@ pub mod learn;
 pub mod output;
 pub mod pipeline;
 pub mod policy;
+pub mod prefetch;
 pub mod report;
 pub mod telemetry;
 pub mod testkit;

@@ -10,6 +10,7 @@
 //! before the slab grows.
 
 use super::{Flow, FlowKey};
+use crate::prefetch;
 
 /// A flow's place in the slab, stable while the flow lives.
 pub type FlowRef = u32;
@@ -89,7 +90,7 @@ impl Table {
     /// few packets ahead of handling a packet (see [`Table::prefetch_flow`]).
     #[inline]
     pub fn prefetch_slot(&self, hash: u64) {
-        prefetch_line(std::ptr::from_ref(&self.slots[hash as u32 as usize & self.mask()]).cast());
+        prefetch::line(&self.slots[hash as u32 as usize & self.mask()]);
     }
 
     /// Asks the CPU for the flow whose slot is home to `hash`, if that slot names one of
@@ -101,10 +102,7 @@ impl Table {
         if slot.hash == tag {
             if let Some(flow) = self.flows.get(slot.index as usize) {
                 // A flow spans four cache lines, and a packet reads from most of them.
-                let start: *const i8 = std::ptr::from_ref(flow).cast();
-                for line in (0..size_of::<Flow>()).step_by(64) {
-                    prefetch_line(start.wrapping_add(line));
-                }
+                prefetch::all(flow);
             }
         }
     }
@@ -190,20 +188,6 @@ impl Table {
     pub fn refs(&self) -> Vec<FlowRef> {
         (0..self.flows.len() as FlowRef).filter(|&at| self.flows[at as usize].id != FREE).collect()
     }
-}
-
-/// Hints the CPU to bring the cache line at `at` closer.
-#[allow(unsafe_code)]
-#[inline]
-fn prefetch_line(at: *const i8) {
-    // SAFETY: SSE is part of x86_64's baseline, and a prefetch only hints the cache: it
-    // reads nothing the program sees and cannot fault, whatever the address.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = at;
 }
 
 #[cfg(test)]

@@ -5,10 +5,14 @@
 //! fragments and the ICMP errors quoting it all reach the same worker, in order. A file's
 //! frames stay in the shared chunk the reader read them into (a batch holds the chunk,
 //! not a copy); a live capture's frames are copied into the batch. Channels are bounded.
-//! Offline, a full channel blocks the reader: nothing is lost. Live, the reader never
-//! blocks the kernel ring: a batch that does not fit is shed and counted. Batches go back
-//! to the reader on a return channel, so the steady state allocates nothing per frame.
+//! Offline, a batch that finds its worker's channel full waits in a short backlog of the
+//! reader's, which decodes the waiting batches for the worker (work it would otherwise
+//! spend waiting) and blocks only once the backlog is full too: nothing is lost. Live,
+//! the reader never blocks the kernel ring: a batch that does not fit is shed and
+//! counted. Batches go back to the reader on a return channel, so the steady state
+//! allocates nothing per frame.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,6 +29,7 @@ use crate::decode::{self, LinkType, Ts};
 use crate::flow::Tracker;
 use crate::output::{eve, EveOut};
 use crate::policy::Engine;
+use crate::prefetch;
 use crate::telemetry::{self, Busy, CaptureState, Monitor, Reading, Report, LATENCY_SAMPLE};
 
 /// Bytes of copied frame data a batch holds before it is sent, whatever its frame count.
@@ -70,9 +75,11 @@ struct Batch {
     chunk: Option<Chunk>,
     copied: Vec<u8>,
     frames: Vec<FrameMeta>,
-    /// The frames decoded, one for one, when the reader decoded them (see
-    /// [`Reader::send`]); empty when the worker is to decode them.
+    /// The first `decoded_len` frames, decoded, when the reader decoded them (see
+    /// [`Reader::send`]); the rest are the worker's to decode. The slots stay allocated
+    /// and are decoded into in place, with the batch reused.
     decoded: Vec<Decoded>,
+    decoded_len: usize,
     /// After its frames, the worker's clock moves to this packet time (see
     /// [`Reader::flush_and_tick`]).
     tick: Option<Ts>,
@@ -106,6 +113,7 @@ impl Batch {
             copied: Vec::with_capacity(frames * 128),
             frames: Vec::with_capacity(frames),
             decoded: Vec::new(),
+            decoded_len: 0,
             tick: None,
             file: 0,
         }
@@ -138,22 +146,35 @@ impl Batch {
         frame_data(self.chunk.as_ref(), &self.copied, meta)
     }
 
-    /// Decodes frames into `decoded`, from the first, for as long as `behind` says the
-    /// worker has no room for the batch (asked every few frames), timing one frame in
-    /// [`LATENCY_SAMPLE`] by the count `decoded_before` of frames decoded so.
+    /// Decodes frames into `decoded`, from the first not decoded yet, for as long as
+    /// `behind` says the worker has no room for the batch (asked every few frames),
+    /// timing one frame in [`LATENCY_SAMPLE`] by the count `decoded_before` of frames
+    /// decoded so.
     fn decode_while(&mut self, behind: impl Fn() -> bool, decoded_before: &mut u64) {
         const ASK_EVERY: usize = 8;
-        self.decoded.clear();
-        for (i, meta) in self.frames.iter().enumerate() {
+        if self.decoded.len() < self.frames.len() {
+            self.decoded.resize(self.frames.len(), Decoded::EMPTY);
+        }
+        let (from, frames) = (self.decoded_len, self.frames.len());
+        let slots = self.frames[from..].iter().zip(&mut self.decoded[from..frames]);
+        for (i, (meta, slot)) in slots.enumerate() {
             if i % ASK_EVERY == 0 && !behind() {
                 break;
             }
             let data = frame_data(self.chunk.as_ref(), &self.copied, meta);
             *decoded_before += 1;
-            let mut slot = Decoded::EMPTY;
             slot.decode(meta.link, meta.ts, meta.wire_len, data, *decoded_before % LATENCY_SAMPLE == 0);
-            self.decoded.push(slot);
+            self.decoded_len += 1;
         }
+    }
+
+    /// The frames the reader decoded, from the first.
+    fn decoded(&self) -> &[Decoded] {
+        &self.decoded[..self.decoded_len]
+    }
+
+    fn is_decoded(&self) -> bool {
+        self.decoded_len == self.frames.len()
     }
 
     fn is_full(&self, frames: usize) -> bool {
@@ -164,7 +185,7 @@ impl Batch {
         self.chunk = None;
         self.copied.clear();
         self.frames.clear();
-        self.decoded.clear();
+        self.decoded_len = 0;
         self.tick = None;
     }
 }
@@ -231,6 +252,8 @@ impl Stream<'_> {
                 last_idle: Instant::now(),
                 file: 0,
                 origin,
+                backlog: (0..workers).map(|_| VecDeque::new()).collect(),
+                backlog_max: settings.queue_batches,
                 decodes: settings.reader_decodes,
                 decoded: 0,
             };
@@ -318,6 +341,11 @@ struct Reader<'m> {
     file: u16,
     /// The sensor's name, for `stats` events.
     origin: &'m eve::Origin,
+    /// Per worker, what waits for room in its queue, in order (offline only): up to
+    /// `queue_batches` more, so that a reader ahead of its worker goes on reading, and
+    /// decoding for it, rather than wait.
+    backlog: Vec<VecDeque<Work>>,
+    backlog_max: usize,
     /// When the reader decodes frames for the workers, and how many it did.
     decodes: ReaderDecodes,
     decoded: u64,
@@ -458,34 +486,71 @@ impl Reader<'_> {
         if self.decodes == ReaderDecodes::Always {
             batch.decode_while(|| true, &mut self.decoded);
         }
-        let sender = &self.senders[worker];
         if !self.live {
-            // A send fails only if the worker is gone, which joining it reports.
-            if let Err(TrySendError::Full(mut work)) = sender.try_send(Work::Batch(batch)) {
-                // The worker is behind: rather than wait for room, decode the batch for
-                // it. Long flows keep one worker busier than the reader; this shares the
-                // work out as the queue says it is needed, and never slows a reader
-                // whose workers keep up.
-                if let (Work::Batch(batch), ReaderDecodes::WhenBehind) = (&mut work, self.decodes) {
-                    batch.decode_while(|| sender.is_full(), &mut self.decoded);
-                }
-                let waiting = Instant::now();
-                let _ = sender.send(work);
-                self.blocked += waiting.elapsed();
-            }
-        } else if let Err(TrySendError::Full(Work::Batch(mut batch))) = sender.try_send(Work::Batch(batch)) {
+            self.backlog[worker].push_back(Work::Batch(batch));
+            self.pump(worker);
+            return;
+        }
+        let sender = &self.senders[worker];
+        if let Err(TrySendError::Full(Work::Batch(mut batch))) = sender.try_send(Work::Batch(batch)) {
             self.monitor.shed.fetch_add(batch.frames.len() as u64, Ordering::Relaxed);
             batch.clear();
             self.pending[worker] = Some(batch);
         }
     }
 
+    /// Hands the worker's backlog to its queue, in order, for as long as there is room.
+    /// When there is none, the worker is behind: rather than wait, the reader decodes
+    /// the backlog's batches for it (long flows keep one worker busier than the reader;
+    /// this shares the work out as the queue says it is needed, and never slows a reader
+    /// whose workers keep up). It waits only with a full backlog decoded.
+    fn pump(&mut self, worker: usize) {
+        let sender = &self.senders[worker];
+        let backlog = &mut self.backlog[worker];
+        while let Some(work) = backlog.pop_front() {
+            let work = match sender.try_send(work) {
+                Ok(()) => continue,
+                // The worker is gone, which joining it reports.
+                Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Full(work)) => work,
+            };
+            backlog.push_front(work);
+            if self.decodes == ReaderDecodes::WhenBehind {
+                let undecoded = backlog.iter_mut().find_map(|work| match work {
+                    Work::Batch(batch) if !batch.is_decoded() => Some(batch),
+                    _ => None,
+                });
+                if let Some(batch) = undecoded {
+                    batch.decode_while(|| sender.is_full(), &mut self.decoded);
+                    continue;
+                }
+            }
+            if backlog.len() <= self.backlog_max {
+                return;
+            }
+            let waiting = Instant::now();
+            if let Some(work) = backlog.pop_front() {
+                let _ = sender.send(work);
+            }
+            self.blocked += waiting.elapsed();
+        }
+    }
+
     /// The input is over: every worker's clock moves to the last packet read, so that
     /// each judges what was still pending (a SYN timeout, say) at the capture's end, not
-    /// at its own last packet, and any worker count gives the same events.
+    /// at its own last packet, and any worker count gives the same events. Every backlog
+    /// is handed over, waiting as long as it takes.
     fn end_of_input(&mut self) {
-        if !self.live {
-            self.flush_and_tick();
+        if self.live {
+            return;
+        }
+        self.flush_and_tick();
+        for (sender, backlog) in self.senders.iter().zip(&mut self.backlog) {
+            let waiting = Instant::now();
+            for work in backlog.drain(..) {
+                let _ = sender.send(work);
+            }
+            self.blocked += waiting.elapsed();
         }
     }
 
@@ -505,15 +570,12 @@ impl Reader<'_> {
                     batch.tick = now;
                     self.send(worker);
                 }
+                (None, Some(now)) if self.live => {
+                    let _ = self.senders[worker].try_send(Work::Tick(now));
+                }
                 (None, Some(now)) => {
-                    let sender = &self.senders[worker];
-                    if self.live {
-                        let _ = sender.try_send(Work::Tick(now));
-                    } else {
-                        let waiting = Instant::now();
-                        let _ = sender.send(Work::Tick(now));
-                        self.blocked += waiting.elapsed();
-                    }
+                    self.backlog[worker].push_back(Work::Tick(now));
+                    self.pump(worker);
                 }
                 (None, None) => {}
             }
@@ -532,19 +594,6 @@ fn wall_clock() -> Ts {
     Ts(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64))
 }
 
-/// Hints the CPU to bring the first cache line of `bytes` (where the headers are) closer.
-#[allow(unsafe_code)]
-fn prefetch(bytes: &[u8]) {
-    // SAFETY: SSE is part of x86_64's baseline, and a prefetch only hints the cache: it
-    // reads nothing the program sees and cannot fault, whatever the address.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(bytes.as_ptr().cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
-}
-
 /// One of the reader's workers: batches until the reader hangs up.
 fn work(mut worker: Worker<'_>, queue: Receiver<Work>, free: Sender<Batch>) -> Tally {
     for work in queue {
@@ -553,10 +602,10 @@ fn work(mut worker: Worker<'_>, queue: Receiver<Work>, free: Sender<Batch>) -> T
             Work::Tick(now) => worker.tick(now),
             Work::Batch(mut batch) => {
                 worker.set_file(batch.file);
-                worker.decoded(&batch.decoded);
-                for (i, meta) in batch.frames.iter().enumerate().skip(batch.decoded.len()) {
+                worker.decoded(batch.decoded());
+                for (i, meta) in batch.frames.iter().enumerate().skip(batch.decoded_len) {
                     if let Some(ahead) = batch.frames.get(i + PREFETCH_AHEAD) {
-                        prefetch(batch.data(ahead));
+                        prefetch::line(batch.data(ahead).as_ptr());
                     }
                     worker.frame(meta.link, meta.ts, meta.wire_len, batch.data(meta));
                 }

@@ -7,6 +7,7 @@ use super::writer::Events;
 use super::Tally;
 use crate::decode::{self, LinkType, Packet, Skip, Ts};
 use crate::flow::{Keyed, Tracker};
+use crate::prefetch;
 use crate::telemetry::{Counters, Gauges, Latency, LATENCY_SAMPLE};
 
 /// Latency histograms are published every this many batches, or at least this often
@@ -140,6 +141,10 @@ impl<'a> Worker<'a> {
             }
             if let Some(ahead) = frames.get(i + AHEAD / 2) {
                 self.tracker.prefetch_flow(ahead.key.hash);
+            }
+            // The reader wrote these on its core.
+            if let Some(ahead) = frames.get(i + AHEAD) {
+                prefetch::all(ahead);
             }
             track(&mut self.tracker, &mut self.latency, frame);
         }
