@@ -107,6 +107,14 @@ impl Table {
         }
     }
 
+    /// Asks the CPU for the flow at `at`, every line of it.
+    #[inline]
+    pub fn prefetch_at(&self, at: FlowRef) {
+        if let Some(flow) = self.flows.get(at as usize) {
+            prefetch::all(flow);
+        }
+    }
+
     pub fn get(&self, at: FlowRef) -> &Flow {
         &self.flows[at as usize]
     }
@@ -182,6 +190,14 @@ impl Table {
         self.free.push(at);
         self.len -= 1;
         flow
+    }
+
+    /// Forgets every flow at once; the memory stays reserved.
+    pub fn clear(&mut self) {
+        self.slots.fill(Slot::VACANT);
+        self.flows.clear();
+        self.free.clear();
+        self.len = 0;
     }
 
     /// Where every flow is, in slab order.
