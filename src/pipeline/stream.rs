@@ -217,7 +217,10 @@ impl Stream<'_> {
         thread::scope(|scope| -> io::Result<Report> {
             let writer = Writer::of_run((outputs, out), settings, (monitor, engine, origin), live);
             let (events, writer) = writer::spawn(scope, writer)?;
-            let (free_tx, free_rx) = bounded::<Batch>(workers * (settings.queue_batches + 2));
+            // Room for every batch that can be out at once, so none returned is dropped
+            // to be made anew: a worker's queue and the reader's backlog for it, its
+            // pending batch and the one it works on.
+            let (free_tx, free_rx) = bounded::<Batch>(workers * (2 * settings.queue_batches + 2));
             let mut senders = Vec::with_capacity(workers);
             let mut handles = Vec::with_capacity(workers);
             for (i, gauges) in monitor.gauges.iter().enumerate() {
