@@ -492,10 +492,8 @@ Filter:<No Filter>
     assert_eq!(convs, want);
 }
 
-/// exwatch's own reader and libpcap's must give the same events on every capture in
-/// captures/, except where libpcap refuses a file the native reader reads.
-#[test]
-fn native_and_libpcap_readers_agree_on_every_capture() {
+/// Every capture in captures/: the real ones and the bundled sample, in name order.
+fn every_capture() -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(util::repo().join("captures/real"))
         .expect("captures/real")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -503,6 +501,14 @@ fn native_and_libpcap_readers_agree_on_every_capture() {
         .collect();
     files.push(util::capture("sample-contoso.pcap"));
     files.sort();
+    files
+}
+
+/// exwatch's own reader and libpcap's must give the same events on every capture in
+/// captures/, except where libpcap refuses a file the native reader reads.
+#[test]
+fn native_and_libpcap_readers_agree_on_every_capture() {
+    let files = every_capture();
     for file in &files {
         let native = util::analyze(&[file], &["--flows", "--workers", "1"]);
         let libpcap = util::analyze(&[file], &["--flows", "--workers", "1", "--reader", "libpcap"]);
@@ -522,13 +528,7 @@ fn native_and_libpcap_readers_agree_on_every_capture() {
 /// summary must count what the reader decoded.
 #[test]
 fn decoding_in_the_reader_changes_no_event() {
-    let mut files: Vec<_> = std::fs::read_dir(util::repo().join("captures/real"))
-        .expect("captures/real")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
-        .collect();
-    files.push(util::capture("sample-contoso.pcap"));
-    files.sort();
+    let files = every_capture();
     let decoded_by_reader = |run: &util::Run| {
         let summary = run.summary.as_ref().expect("summary");
         let read = summary["packets"]["read"].as_u64().expect("packets read");
