@@ -321,7 +321,8 @@ pub struct AnalyzeFlags {
     #[command(flatten)]
     pub run: RunFlags,
     /// Verdicts that make the exit status 1: a comma-separated list of violation,
-    /// restriction, advisory; or never.
+    /// restriction, advisory, accepted (findings an exception covers; never by
+    /// default); or never.
     #[arg(long, value_name = "LIST", default_value = "violation,restriction")]
     pub fail_on: String,
     /// Never draw a progress bar (one is drawn on stderr when it is a terminal).
@@ -515,6 +516,7 @@ impl Config {
             Some(path) => Topology::load(path)?,
             None => builtin::topology()?,
         });
+        let policy = exwatch::policy::for_topology(policy, &topology)?;
         let topology_name = match &flags.topology {
             Some(path) => path.display().to_string(),
             None => format!("built-in example {:?}", topology.name),
@@ -531,7 +533,27 @@ impl Config {
     /// What `check` reports, as warnings: `FILE:LINE: text`.
     pub fn lints(&self) -> Vec<String> {
         let file = if self.builtin_topology { builtin::TOPOLOGY_NAME } else { &self.topology_name };
-        self.topology.lint().into_iter().map(|(line, lint)| format!("{file}:{line}: {lint}")).collect()
+        self.topology_lints().into_iter().map(|(line, lint)| format!("{file}:{line}: {lint}")).collect()
+    }
+
+    /// The topology's lints, and its exceptions that expire within 30 days of now
+    /// (wall clock): `(line, text)`.
+    pub fn topology_lints(&self) -> Vec<(usize, String)> {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut lints = self.topology.lint();
+        lints.extend(self.topology.expiring(now));
+        lints
+    }
+
+    /// What `check` shows once as notices: `FILE:LINE: notice: text`.
+    pub fn notices(&self) -> Vec<String> {
+        let file = if self.builtin_topology { builtin::TOPOLOGY_NAME } else { &self.topology_name };
+        self.topology
+            .notices()
+            .into_iter()
+            .map(|(line, text)| format!("{file}:{line}: notice: {text}"))
+            .collect()
     }
 }
 
@@ -921,9 +943,11 @@ fn parse_fail_on(list: &str) -> Result<Vec<Verdict>, String> {
     }
     list.split(',')
         .map(|item| match Verdict::from_name(item.trim()) {
-            Some(v @ (Verdict::Violation | Verdict::Restriction | Verdict::Advisory)) => Ok(v),
+            Some(v @ (Verdict::Violation | Verdict::Restriction | Verdict::Advisory | Verdict::Accepted)) => {
+                Ok(v)
+            }
             _ => Err(format!(
-                "--fail-on: `{}` is not one of violation, restriction, advisory, never",
+                "--fail-on: `{}` is not one of violation, restriction, advisory, accepted, never",
                 item.trim()
             )),
         })

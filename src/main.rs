@@ -488,7 +488,7 @@ fn check(flags: &cli::CheckFlags) -> Result<u8, String> {
             return Ok(2);
         }
     };
-    let lints = config.topology.lint();
+    let lints = config.topology_lints();
     let status = if lints.is_empty() { 0 } else { 1 };
     if flags.json {
         json(&CheckReport {
@@ -511,8 +511,8 @@ fn check(flags: &cli::CheckFlags) -> Result<u8, String> {
         return Ok(status);
     }
     let mut out = String::new();
-    for lint in config.lints() {
-        out.push_str(&format!("{lint}\n"));
+    for line in config.notices().into_iter().chain(config.lints()) {
+        out.push_str(&format!("{line}\n"));
     }
     out.push_str(&format!(
         "{}: {} rules, {} evidence kinds; {}: {} lint(s)\n",

@@ -602,6 +602,8 @@ pub fn role_phrase(role: Role) -> &'static str {
         Role::Skype => "a Skype for Business server",
         Role::Dns => "a DNS server",
         Role::InternalClient => "an internal client",
+        Role::ExchangeOnline => "an Exchange Online server",
+        Role::UmGateway => "a UM gateway (VoIP gateway, IP PBX or SBC)",
         Role::External => "an external host",
         Role::Local => "a host of the local segment (link-local, multicast or broadcast)",
     }

@@ -495,6 +495,7 @@ mod tests {
             evidence: None,
             confidence: Confidence::High,
             detail: None,
+            exception: None,
         }
     }
 
@@ -590,6 +591,7 @@ mod tests {
                 evidence: Some(1),
                 confidence,
                 detail: None,
+                exception: None,
             }
         });
         let (written, aggregates) = run(&mut limiter, drops);

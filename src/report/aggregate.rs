@@ -78,7 +78,7 @@ pub struct Builder {
     meta: Meta,
     rule_index: HashMap<String, usize, foldhash::fast::FixedState>,
     /// (from, to, both_ways) role masks of the never-restrict rules.
-    protected: Vec<(u8, u8, bool)>,
+    protected: Vec<(u16, u16, bool)>,
     rows: Vec<RowAcc>,
     findings: HashMap<FindingKey, FindingAcc, foldhash::fast::FixedState>,
     pairs: HashMap<(IpAddr, IpAddr), PairAcc, foldhash::fast::FixedState>,
@@ -281,7 +281,7 @@ impl Builder {
     /// Whether the topology's roles of the two hosts make their traffic one that a
     /// never-restrict rule of the policy protects (either way for `both_ways` rules).
     fn protected_pair(&self, a: IpAddr, b: IpAddr) -> bool {
-        let (ra, rb) = (self.topology.role_of(a).bit(), self.topology.role_of(b).bit());
+        let (ra, rb) = (self.topology.roles_of(a).0, self.topology.roles_of(b).0);
         self.protected.iter().any(|&(from, to, both_ways)| {
             (from & ra != 0 && to & rb != 0) || (both_ways && from & rb != 0 && to & ra != 0)
         })

@@ -328,6 +328,7 @@ mod tests {
             evidence: Some(1),
             confidence: Confidence::Low,
             detail: None,
+            exception: None,
         };
         assert_eq!(parsed(&line), from_event(&engine, &event));
     }

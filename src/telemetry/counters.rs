@@ -130,6 +130,10 @@ counters! {
         "Violation findings.";
     Restrictions: Findings "restriction", "exwatch_restrictions_total", "findings", None,
         "Restriction findings (evidence that protected traffic is restricted).";
+    Accepted: Findings "accepted", "exwatch_accepted_total", "findings", None,
+        "Findings an unexpired exception of the topology covers (verdict accepted).";
+    ExceptionExpired: Findings "exception_expired", "exwatch_exception_expired_total", "findings", None,
+        "Findings an exception would have covered had it not expired before the flow started.";
     PairsUntracked: Findings "pairs_untracked", "exwatch_finding_pairs_untracked_total", "findings", None,
         "Findings whose host pair was not remembered for the summary because the pair table was full.";
     AlertsAggregated: Findings "aggregated", "exwatch_alerts_aggregated_total", "findings", None,
@@ -180,6 +184,8 @@ pub struct Counters {
     pub evidence_aggregated: Vec<u64>,
     /// (originator, responder) -> violation and restriction findings.
     pub pairs: HashMap<(IpAddr, IpAddr), u64>,
+    /// Findings accepted per exception of the topology, in topology order.
+    pub exceptions: Vec<u64>,
 }
 
 impl Default for Counters {
@@ -191,6 +197,7 @@ impl Default for Counters {
             evidence: Vec::new(),
             evidence_aggregated: Vec::new(),
             pairs: HashMap::new(),
+            exceptions: Vec::new(),
         }
     }
 }
@@ -221,7 +228,23 @@ impl Counters {
 
     /// Zeroed counters sized for `engine`'s rules and evidence kinds.
     pub fn for_engine(engine: &Engine) -> Counters {
-        Counters::new(engine.policy.rules.len(), engine.policy.evidence.len())
+        Counters {
+            exceptions: vec![0; engine.topology.exceptions.len()],
+            ..Counters::new(engine.policy.rules.len(), engine.policy.evidence.len())
+        }
+    }
+
+    /// Counts a finding the exception at `exception` accepted (or, `expired`, would
+    /// have accepted had it not expired).
+    pub fn record_exception(&mut self, exception: usize, expired: bool) {
+        if expired {
+            self[Counter::ExceptionExpired] += 1;
+            return;
+        }
+        if self.exceptions.len() <= exception {
+            self.exceptions.resize(exception + 1, 0);
+        }
+        self.exceptions[exception] += 1;
     }
 
     /// Counts a finding: under its verdict, under its rule (or for restrictions under
@@ -237,6 +260,7 @@ impl Counters {
             Verdict::Advisory => Counter::Advisories,
             Verdict::Violation => Counter::Violations,
             Verdict::Restriction => Counter::Restrictions,
+            Verdict::Accepted => Counter::Accepted,
             Verdict::Ok | Verdict::OutOfScope => return,
         }] += 1;
         match evidence {
@@ -251,7 +275,7 @@ impl Counters {
                 }
             }
         }
-        if verdict == Verdict::Advisory {
+        if matches!(verdict, Verdict::Advisory | Verdict::Accepted) {
             return;
         }
         if let Some(count) = self.pairs.get_mut(&pair) {
@@ -281,6 +305,7 @@ impl Counters {
             Verdict::Advisory => self[Counter::Advisories],
             Verdict::Violation => self[Counter::Violations],
             Verdict::Restriction => self[Counter::Restrictions],
+            Verdict::Accepted => self[Counter::Accepted],
             Verdict::Ok | Verdict::OutOfScope => 0,
         }
     }
@@ -315,6 +340,12 @@ impl Counters {
         }
         for (pair, count) in &other.pairs {
             *self.pairs.entry(*pair).or_insert(0) += count;
+        }
+        if self.exceptions.len() < other.exceptions.len() {
+            self.exceptions.resize(other.exceptions.len(), 0);
+        }
+        for (a, b) in self.exceptions.iter_mut().zip(&other.exceptions) {
+            *a += b;
         }
     }
 }
