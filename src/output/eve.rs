@@ -426,13 +426,28 @@ struct FlowPolicy<'a> {
     /// Sequence gaps: segments the capture never saw (when any).
     #[serde(skip_serializing_if = "Option::is_none")]
     gaps: Option<u32>,
+    /// The `[[exception]]` that accepts the flow's finding (verdict `accepted`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exception: Option<&'a str>,
 }
 
 impl<'a> FlowPolicy<'a> {
     fn new(engine: &'a Engine, flow: &Flow) -> FlowPolicy<'a> {
         let rule = flow.rule.and_then(|r| engine.policy.rules.get(r));
+        let verdict = rule.map_or(Verdict::OutOfScope, |r| r.verdict);
+        let exception = match (flow.rule, verdict.is_finding()) {
+            (Some(r), true) => {
+                let orig = flow.orig();
+                match engine.covered(r, None, (orig.src, orig.dst), (orig.proto, orig.dport), flow.start) {
+                    Some(crate::policy::Covered::Active(i)) => engine.topology.exceptions.get(i),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
         FlowPolicy {
-            verdict: rule.map_or(Verdict::OutOfScope, |r| r.verdict).name(),
+            verdict: if exception.is_some() { Verdict::Accepted.name() } else { verdict.name() },
+            exception: exception.map(|e| e.id.as_str()),
             rule: rule.map(|r| r.id.as_str()),
             src_role: flow.orig_role.name(),
             dest_role: flow.resp_role.name(),

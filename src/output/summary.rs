@@ -31,6 +31,8 @@ pub struct Summary {
     pub flows: Counts,
     pub findings: Counts,
     pub rules: Vec<RuleLine>,
+    /// Every `[[exception]]` of the topology, with what it matched.
+    pub exceptions: Vec<ExceptionLine>,
     pub top_violating_pairs: Vec<PairLine>,
     /// Sources that could not be read, whole or in part: a stable code and the message.
     pub errors: Vec<(String, String)>,
@@ -120,6 +122,23 @@ pub struct RuleLine {
     pub aggregated: u64,
 }
 
+/// One `[[exception]]` and what it matched in this run.
+#[derive(Serialize, Debug)]
+pub struct ExceptionLine {
+    pub id: String,
+    pub rule: String,
+    pub owner: String,
+    pub reason: String,
+    pub expires: String,
+    /// Findings it accepted.
+    pub accepted: u64,
+    /// Findings it would have accepted, in flows that started after it expired.
+    pub expired_findings: u64,
+    /// `used` (it accepted findings), `expired` (it matched only after it expired) or
+    /// `unused` (it matched nothing).
+    pub status: &'static str,
+}
+
 #[derive(Serialize, Debug)]
 pub struct PairLine {
     pub src_ip: String,
@@ -191,6 +210,29 @@ impl Summary {
             alerts,
             aggregated,
         }));
+        let exceptions = engine
+            .topology
+            .exceptions
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let stats = c.exceptions.get(i).copied().unwrap_or_default();
+                ExceptionLine {
+                    id: e.id.clone(),
+                    rule: e.rule.clone(),
+                    owner: e.owner.clone(),
+                    reason: e.reason.clone(),
+                    expires: e.expires.clone(),
+                    accepted: stats.accepted,
+                    expired_findings: stats.expired,
+                    status: match (stats.accepted, stats.expired) {
+                        (0, 0) => "unused",
+                        (0, _) => "expired",
+                        _ => "used",
+                    },
+                }
+            })
+            .collect();
         let mut pairs: Vec<_> = c.pairs.iter().collect();
         pairs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let top_violating_pairs = pairs
@@ -227,6 +269,7 @@ impl Summary {
             flows: Counts::of(Section::Flows, c),
             findings: Counts::of(Section::Findings, c),
             rules,
+            exceptions,
             top_violating_pairs,
             errors: report.errors.iter().map(|e| (e.code().to_string(), e.to_string())).collect(),
             warnings: Vec::new(),
@@ -292,6 +335,16 @@ impl Summary {
                 let _ = write!(s, " {:>7}", r.aggregated);
             }
             s.push('\n');
+        }
+        if !self.exceptions.is_empty() {
+            let _ = writeln!(s, "exceptions ({} findings accepted):", found.get("accepted"));
+            for e in &self.exceptions {
+                let _ = writeln!(
+                    s,
+                    "  {:<20} {:<7} {:>7} accepted, {} after expiry; rule {}, owner {}, expires {}",
+                    e.id, e.status, e.accepted, e.expired_findings, e.rule, e.owner, e.expires
+                );
+            }
         }
         if found.get("aggregated") > 0 {
             let _ = writeln!(

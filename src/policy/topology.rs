@@ -300,7 +300,18 @@ impl Topology {
 
     pub fn parse(file: &Path, text: &str) -> Result<Topology, ConfigError> {
         let source = Source { file, text };
-        let raw: RawTopology = source.parse()?;
+        let raw: RawTopology = source.parse().map_err(|mut err| {
+            // A value TOML itself refuses (a date that does not exist, say): name the
+            // key set on that line.
+            if err.key.is_empty() {
+                let line = err.line.and_then(|n| text.lines().nth(n.checked_sub(1)?));
+                err.key = line
+                    .and_then(|l| l.split_once('='))
+                    .map(|(k, _)| k.trim().to_string())
+                    .unwrap_or_default();
+            }
+            err
+        })?;
         let organization = raw.organization;
         let exchange_version = match organization.as_ref().and_then(|o| o.exchange_version.as_ref()) {
             None => 2019,

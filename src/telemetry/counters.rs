@@ -170,6 +170,15 @@ pub struct RuleStats {
     pub aggregated: u64,
 }
 
+/// What one exception of the topology did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExceptionStats {
+    /// Findings it covered: verdict `accepted`.
+    pub accepted: u64,
+    /// Findings it covered in flows that started after it expired.
+    pub expired: u64,
+}
+
 /// What one worker (or job) counted; also the plain snapshot every report reads.
 #[derive(Clone, Debug)]
 pub struct Counters {
@@ -184,8 +193,9 @@ pub struct Counters {
     pub evidence_aggregated: Vec<u64>,
     /// (originator, responder) -> violation and restriction findings.
     pub pairs: HashMap<(IpAddr, IpAddr), u64>,
-    /// Findings accepted per exception of the topology, in topology order.
-    pub exceptions: Vec<u64>,
+    /// Per exception of the topology, in topology order: findings it accepted, and
+    /// findings it would have accepted had it not expired.
+    pub exceptions: Vec<ExceptionStats>,
 }
 
 impl Default for Counters {
@@ -229,7 +239,7 @@ impl Counters {
     /// Zeroed counters sized for `engine`'s rules and evidence kinds.
     pub fn for_engine(engine: &Engine) -> Counters {
         Counters {
-            exceptions: vec![0; engine.topology.exceptions.len()],
+            exceptions: vec![ExceptionStats::default(); engine.topology.exceptions.len()],
             ..Counters::new(engine.policy.rules.len(), engine.policy.evidence.len())
         }
     }
@@ -237,14 +247,15 @@ impl Counters {
     /// Counts a finding the exception at `exception` accepted (or, `expired`, would
     /// have accepted had it not expired).
     pub fn record_exception(&mut self, exception: usize, expired: bool) {
+        if self.exceptions.len() <= exception {
+            self.exceptions.resize(exception + 1, ExceptionStats::default());
+        }
         if expired {
             self[Counter::ExceptionExpired] += 1;
-            return;
+            self.exceptions[exception].expired += 1;
+        } else {
+            self.exceptions[exception].accepted += 1;
         }
-        if self.exceptions.len() <= exception {
-            self.exceptions.resize(exception + 1, 0);
-        }
-        self.exceptions[exception] += 1;
     }
 
     /// Counts a finding: under its verdict, under its rule (or for restrictions under
@@ -342,10 +353,11 @@ impl Counters {
             *self.pairs.entry(*pair).or_insert(0) += count;
         }
         if self.exceptions.len() < other.exceptions.len() {
-            self.exceptions.resize(other.exceptions.len(), 0);
+            self.exceptions.resize(other.exceptions.len(), ExceptionStats::default());
         }
         for (a, b) in self.exceptions.iter_mut().zip(&other.exceptions) {
-            *a += b;
+            a.accepted += b.accepted;
+            a.expired += b.expired;
         }
     }
 }
