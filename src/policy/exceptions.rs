@@ -10,10 +10,11 @@ use toml::Spanned;
 use super::prefix::Prefix;
 use super::topology::{Role, RoleSet};
 use crate::config::{ConfigError, Source};
-use crate::decode::{proto, Ts};
+use crate::decode::proto;
+use crate::time::{Ts, SECOND};
 
 /// Nanoseconds in a day.
-const DAY_NS: u64 = 86_400 * 1_000_000_000;
+const DAY_NS: u64 = 86_400 * SECOND;
 
 /// An exception's `from` or `to` item: an address or prefix, or a role name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

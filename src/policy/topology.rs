@@ -13,7 +13,7 @@ use super::exceptions::{Exception, RawException};
 use super::prefix::{Prefix, PrefixTable};
 use super::rules::Policy;
 use crate::config::{self, ConfigError, Source};
-use crate::decode::Ts;
+use crate::time::Ts;
 
 /// The role of an address. Anything the topology does not list is `External`, except
 /// what never leaves the segment, which is `Local` whatever the topology says. An

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use exwatch::decode::Ts;
 use exwatch::testkit::synth::wire::Segment;
 use exwatch::testkit::synth::Scenario;
+use exwatch::time::Ts;
 use serde_json::Value;
 
 use crate::util::{self, Run};
