@@ -436,16 +436,10 @@ impl<'a> FlowPolicy<'a> {
     fn new(engine: &'a Engine, flow: &Flow) -> FlowPolicy<'a> {
         let rule = flow.rule.and_then(|r| engine.policy.rules.get(r));
         let verdict = rule.map_or(Verdict::OutOfScope, |r| r.verdict);
-        let exception = match (flow.rule, verdict.is_finding()) {
-            (Some(r), true) => {
-                let orig = flow.orig();
-                match engine.covered(r, None, (orig.src, orig.dst), (orig.proto, orig.dport), flow.start) {
-                    Some(crate::policy::Covered::Active(i)) => engine.topology.exceptions.get(i),
-                    _ => None,
-                }
-            }
-            _ => None,
-        };
+        let orig = flow.orig();
+        let exception = engine
+            .flow_exception(flow.rule, (orig.src, orig.dst), (orig.proto, orig.dport), flow.start)
+            .and_then(|i| engine.topology.exceptions.get(i));
         FlowPolicy {
             verdict: if exception.is_some() { Verdict::Accepted.name() } else { verdict.name() },
             exception: exception.map(|e| e.id.as_str()),

@@ -219,6 +219,23 @@ impl Engine {
         exceptions::cover(&self.topology.exceptions, &finding)
     }
 
+    /// The exception (an index into the topology's) that accepts the finding of a
+    /// flow under rule `rule`, if the rule's verdict is a finding and one does: what a
+    /// flow event says of its verdict.
+    pub fn flow_exception(
+        &self,
+        rule: Option<usize>,
+        ends: (IpAddr, IpAddr),
+        proto_port: (u8, u16),
+        start: Ts,
+    ) -> Option<usize> {
+        let rule = rule.filter(|&r| self.verdict(r).is_finding())?;
+        match self.covered(rule, None, ends, proto_port, start) {
+            Some(exceptions::Covered::Active(i)) => Some(i),
+            _ => None,
+        }
+    }
+
     /// The endpoints-file record id of either end of a flow, if one is an Exchange
     /// Online address from that file.
     pub fn endpoint_record(&self, ends: (IpAddr, IpAddr)) -> Option<&endpoints::Record> {

@@ -35,6 +35,7 @@ struct FindingAcc {
     last: Micros,
     confidence: u8,
     community_id: String,
+    exception: Option<String>,
 }
 
 type FindingKey = (usize, Option<String>, Verdict, IpAddr, IpAddr, Option<u16>, String);
@@ -98,6 +99,8 @@ pub struct Builder {
     flow_states: BTreeMap<String, u64>,
     /// The `host` of the events of this run (`analyze --report`).
     sensor_name: Option<String>,
+    /// Accepted findings per exception id.
+    exceptions: BTreeMap<String, u64>,
 }
 
 const UNNAMED: &str = "(unnamed)";
@@ -124,6 +127,7 @@ fn bump(counts: &mut VerdictCounts, v: Verdict) {
         Verdict::Advisory => counts.advisory += 1,
         Verdict::Violation => counts.violation += 1,
         Verdict::Restriction => counts.restriction += 1,
+        Verdict::Accepted => counts.accepted += 1,
         _ => {}
     }
 }
@@ -181,6 +185,7 @@ impl Builder {
             conn_states: BTreeMap::new(),
             flow_states: BTreeMap::new(),
             sensor_name: None,
+            exceptions: BTreeMap::new(),
         }
     }
 
@@ -333,7 +338,11 @@ impl Builder {
             last: a.ts,
             confidence: rank,
             community_id: e.community_id.clone(),
+            exception: a.exception.clone(),
         });
+        if let Some(exception) = &a.exception {
+            *self.exceptions.entry(exception.clone()).or_default() += 1;
+        }
         finding.count += 1;
         finding.first = finding.first.min(a.ts);
         finding.last = finding.last.max(a.ts);
@@ -353,6 +362,7 @@ impl Builder {
             w.advisory += n.advisory;
             w.violation += n.violation;
             w.restriction += n.restriction;
+            w.accepted += n.accepted;
         }
         self.minutes = wider;
         self.slot *= 10;
@@ -417,6 +427,7 @@ pub(super) struct Parts {
     pub totals: Totals,
     pub first: Option<Micros>,
     pub last: Option<Micros>,
+    pub exceptions: BTreeMap<String, u64>,
 }
 
 pub(super) struct RowParts {
@@ -457,6 +468,7 @@ impl Builder {
                     last_seen: format_timestamp(acc.last),
                     confidence: ["low", "medium", "high"][usize::from(acc.confidence.min(2))].to_string(),
                     community_id: acc.community_id,
+                    exception: acc.exception,
                 };
                 (index, finding)
             })
@@ -534,6 +546,7 @@ impl Builder {
             totals,
             first: self.first,
             last: self.last,
+            exceptions: self.exceptions,
             policy: self.policy,
             topology: self.topology,
         }

@@ -52,6 +52,8 @@ struct RawPolicy<'a> {
     #[serde(borrow, default)]
     evidence: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
+    exception: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
     src_role: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     dest_role: Option<Cow<'a, str>>,
@@ -230,6 +232,7 @@ fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
         rule: rule.into_owned(),
         evidence: policy.evidence.map(Cow::into_owned),
         confidence: policy.confidence.map_or(Cow::Borrowed("high"), |c| known(&c)),
+        exception: policy.exception.map(Cow::into_owned),
     }))
 }
 

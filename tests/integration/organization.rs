@@ -594,3 +594,82 @@ reason = "jump host"#,
     assert_eq!(status, 2);
     assert!(err.contains("endpoints.json: record 1 (id 8): not a Microsoft 365 endpoints record"), "{err}");
 }
+
+// --- The compliance report ------------------------------------------------------------------
+
+#[test]
+fn the_report_shows_accepted_rows_and_lists_every_exception_from_a_run_and_from_its_eve_log() {
+    let (dir, topology) = files(&org(true, 2016));
+    let pcap = dir.path().join("org.pcap");
+    exceptions_scenario().write_pcap(&pcap).expect("write pcap");
+    let out = |name: &str| dir.path().join(name).to_str().expect("UTF-8").to_string();
+    let topology = topology.to_str().expect("UTF-8");
+    let (status, _, err) = util::exwatch(&[
+        "analyze",
+        pcap.to_str().unwrap(),
+        "--topology",
+        topology,
+        "--syn-timeout",
+        "1.5",
+        "--flows",
+        "--no-progress",
+        "--eve-log",
+        &out("eve.json"),
+        "--report-json",
+        &out("run.json"),
+        "--report-csv",
+        &out("run.csv"),
+        "--report",
+        &out("run.html"),
+    ]);
+    assert_eq!(status, 1, "{err}");
+    let (status, _, err) = util::exwatch(&[
+        "report",
+        &out("eve.json"),
+        "--topology",
+        topology,
+        "--json",
+        &out("eve-report.json"),
+    ]);
+    assert_eq!(status, 1, "{err}");
+    for name in ["run.json", "eve-report.json"] {
+        let json: Value = serde_json::from_slice(&std::fs::read(out(name)).expect("report")).expect("JSON");
+        let exceptions: Vec<(String, u64, String)> = json["exceptions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no exceptions"))
+            .iter()
+            .map(|e| (util::str_of(&e["id"]), e["accepted"].as_u64().unwrap(), util::str_of(&e["status"])))
+            .collect();
+        assert_eq!(
+            exceptions,
+            [
+                ("CHG-4711".into(), 2, "used".into()),
+                ("CHG-1000".into(), 0, "expired".into()),
+                ("CHG-2000".into(), 0, "unused".into()),
+                ("RISK-12".into(), 1, "used".into()),
+            ],
+            "{name}"
+        );
+        assert_eq!(json["totals"]["findings"]["accepted"], 3, "{name}");
+        let rows: BTreeMap<String, String> = json["sections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["rows"].as_array().unwrap())
+            .map(|r| (util::str_of(&r["rule"]), util::str_of(&r["status"])))
+            .collect();
+        // Violations beside the accepted findings keep the row a violation; the
+        // accepted silent drop makes the never-restrict row `accepted`, not compliant.
+        assert_eq!(rows["external-to-mailbox"], "violation", "{name}");
+        assert_eq!(rows["exchange-internal"], "accepted", "{name}");
+    }
+    let csv = std::fs::read_to_string(out("run.csv")).expect("CSV");
+    assert!(csv.lines().next().unwrap().ends_with(",community_id,exception"), "{csv}");
+    assert_eq!(
+        csv.lines().filter(|l| l.contains(",accepted,") && l.ends_with(",CHG-4711")).count(),
+        2,
+        "{csv}"
+    );
+    let html = std::fs::read_to_string(out("run.html")).expect("HTML");
+    assert!(html.contains("id=\"exceptions\"") && html.contains("CHG-2000"), "the HTML lists exceptions");
+}
