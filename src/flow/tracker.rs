@@ -894,7 +894,8 @@ impl Tracker {
             }
             None => {}
         }
-        let record = detail.is_none().then(|| self.engine.endpoint_record(ends)).flatten();
+        let record =
+            detail.is_none().then(|| self.engine.endpoint_record(ends, (orig.proto, orig.dport))).flatten();
         (verdict, None, detail.or(record.map(|r| Detail::EndpointsRecord { id: r.id })))
     }
 

@@ -105,6 +105,17 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Record>, ConfigError> {
     Ok(records)
 }
 
+impl Record {
+    /// Whether the record's ports name this one (`proto` TCP or UDP).
+    pub fn names_port(&self, proto: u8, port: u16) -> bool {
+        let list = if proto == crate::decode::proto::UDP { &self.udp_ports } else { &self.tcp_ports };
+        list.split(',').map(str::trim).filter(|item| !item.is_empty()).any(|item| {
+            let (lo, hi) = item.split_once('-').unwrap_or((item, item));
+            matches!((lo.parse::<u16>(), hi.parse::<u16>()), (Ok(lo), Ok(hi)) if (lo..=hi).contains(&port))
+        })
+    }
+}
+
 /// The first item of a `"80,443,3478-3481"` list that is not a port or a range.
 fn bad_port_list(list: &str) -> Option<&str> {
     list.split(',').map(str::trim).find(|item| {
@@ -143,6 +154,8 @@ mod tests {
         assert_eq!(records[0].ips.len(), 2);
         assert_eq!(records[1].tcp_ports, "25");
         assert_eq!(records[1].udp_ports, "");
+        assert!(records[0].names_port(6, 443) && records[0].names_port(17, 443));
+        assert!(!records[0].names_port(6, 25) && !records[1].names_port(17, 25));
     }
 
     #[test]

@@ -238,8 +238,13 @@ impl Engine {
 
     /// The endpoints-file record id of either end of a flow, if one is an Exchange
     /// Online address from that file.
-    pub fn endpoint_record(&self, ends: (IpAddr, IpAddr)) -> Option<&endpoints::Record> {
-        self.topology.endpoint_record(ends.1).or_else(|| self.topology.endpoint_record(ends.0))
+    pub fn endpoint_record(
+        &self,
+        ends: (IpAddr, IpAddr),
+        proto_port: (u8, u16),
+    ) -> Option<&endpoints::Record> {
+        let record = |addr| self.topology.endpoint_record(addr, proto_port);
+        record(ends.1).or_else(|| record(ends.0))
     }
 
     /// A flow under rule `rule` from `orig` to `resp` was answered, and its latest packet

@@ -278,8 +278,9 @@ pub struct Topology {
     /// The packs turned on, with the line that names each.
     pub packs: Vec<(Pack, usize)>,
     roles: PrefixTable<RoleSet>,
-    /// Exchange Online addresses from the endpoints file: index into `endpoints`.
-    endpoint_addrs: PrefixTable<usize>,
+    /// Exchange Online addresses from the endpoints file: indices into `endpoints` of
+    /// the records that list the prefix.
+    endpoint_addrs: PrefixTable<Vec<usize>>,
     pub endpoints: Vec<endpoints::Record>,
     /// The directed-broadcast address of every listed IPv4 prefix of 30 bits or fewer,
     /// sorted: a frame to one is for the whole subnet.
@@ -415,11 +416,17 @@ impl Topology {
                 .enumerate()
                 .flat_map(|(i, record)| record.ips.iter().map(move |&prefix| (i, prefix)))
                 .collect();
+            let mut by_prefix: HashMap<Prefix, Vec<usize>> = HashMap::new();
             for (i, prefix) in records {
-                topology.endpoint_addrs.insert(prefix, i);
-                if !sets.get(&prefix).is_some_and(|set| set.contains(Role::ExchangeOnline)) {
+                let list = by_prefix.entry(prefix).or_default();
+                if list.is_empty() && !sets.get(&prefix).is_some_and(|set| set.contains(Role::ExchangeOnline))
+                {
                     topology.add(prefix, Role::ExchangeOnline, line, &mut sets);
                 }
+                list.push(i);
+            }
+            for (prefix, list) in by_prefix {
+                topology.endpoint_addrs.insert(prefix, list);
             }
         }
         for edge in topology.listings.iter().filter(|l| l.role == Role::Edge) {
@@ -631,8 +638,15 @@ impl Topology {
     }
 
     /// The endpoints-file record an Exchange Online address comes from.
-    pub fn endpoint_record(&self, addr: IpAddr) -> Option<&endpoints::Record> {
-        self.endpoint_addrs.lookup(addr.to_canonical()).and_then(|&i| self.endpoints.get(i))
+    /// Of several records listing it, the first whose ports name `(proto, port)`.
+    pub fn endpoint_record(&self, addr: IpAddr, (proto, port): (u8, u16)) -> Option<&endpoints::Record> {
+        let records: Vec<&endpoints::Record> = self
+            .endpoint_addrs
+            .lookup(addr.to_canonical())?
+            .iter()
+            .filter_map(|&i| self.endpoints.get(i))
+            .collect();
+        records.iter().find(|r| r.names_port(proto, port)).or(records.first()).copied()
     }
 
     /// `restrict_internal_clients` for a flow whose Exchange endpoint is `addr`: its

@@ -673,3 +673,119 @@ fn the_report_shows_accepted_rows_and_lists_every_exception_from_a_run_and_from_
     let html = std::fs::read_to_string(out("run.html")).expect("HTML");
     assert!(html.contains("id=\"exceptions\"") && html.contains("CHG-2000"), "the HTML lists exceptions");
 }
+
+// --- The alert bound ------------------------------------------------------------------------
+
+#[test]
+fn accepted_findings_are_aggregated_apart_from_the_rules_violations() {
+    let mut s = scenario();
+    for i in 0..20u16 {
+        s.tcp_session(at(JUMP, 40_001 + i), at(MAILBOX, 3389), 1);
+        s.tcp_session(at(&format!("203.0.113.{}", i + 1), 41_001 + i), at(MAILBOX, 3389), 1);
+    }
+    let run = run(&s);
+    assert_eq!(run.status, 1, "{}", run.stderr);
+    let aggregates: Vec<&Value> =
+        run.alerts().into_iter().filter(|a| a["policy"].get("aggregate").is_some()).collect();
+    assert!(!aggregates.is_empty(), "a flood of 40 findings to one responder is bounded: {:?}", run.lines);
+    let mut held = BTreeMap::new();
+    for a in &aggregates {
+        let p = &a["policy"];
+        let verdict = util::str_of(&p["verdict"]);
+        assert_eq!(p["exception"].as_str(), (verdict == "accepted").then_some("CHG-4711"), "{a}");
+        *held.entry(verdict).or_insert(0) += p["aggregate"]["flows"].as_u64().unwrap();
+    }
+    // Written plus held back: every finding once, under its own verdict.
+    let written = |verdict: &str| {
+        run.alerts()
+            .iter()
+            .filter(|a| a["policy"].get("aggregate").is_none() && a["policy"]["verdict"] == verdict)
+            .count() as u64
+    };
+    assert_eq!(written("accepted") + held.get("accepted").copied().unwrap_or(0), 20, "{held:?}");
+    assert_eq!(written("violation") + held.get("violation").copied().unwrap_or(0), 20, "{held:?}");
+}
+
+// --- The worked example of docs/topology.md ---------------------------------------------------
+
+const FABRIKAM: &str = "rules/examples/fabrikam.toml";
+
+/// Writes a capture of the fabrikam example: (guard, pcap, expected findings).
+fn fabrikam(packets: u64) -> (tempfile::TempDir, std::path::PathBuf, Vec<exwatch::testkit::synth::Expected>) {
+    use exwatch::testkit::synth;
+    let topology =
+        exwatch::policy::Topology::load(&util::repo().join(FABRIKAM)).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pcap = dir.path().join("fabrikam.pcap");
+    let file = std::io::BufWriter::new(std::fs::File::create(&pcap).expect("create pcap"));
+    let mut writer = synth::wire::PcapWriter::new(file, 1).expect("pcap header");
+    let options = synth::OrgOptions { packets, seed: 1, ..Default::default() };
+    let expected = synth::site(&topology, &options, |ts, frame| writer.write(ts, frame, frame.len() as u32))
+        .expect("generate");
+    std::io::Write::flush(&mut writer.into_inner()).expect("flush");
+    (dir, pcap, expected)
+}
+
+#[test]
+fn the_worked_example_is_the_docs_and_check_accepts_it() {
+    let text = std::fs::read_to_string(util::repo().join(FABRIKAM)).expect("example");
+    let doc = std::fs::read_to_string(util::repo().join("docs/topology.md")).expect("docs/topology.md");
+    let body: String =
+        text.lines().skip_while(|l| l.starts_with('#') || l.is_empty()).map(|l| format!("{l}\n")).collect();
+    assert!(doc.contains(&body), "docs/topology.md shows {FABRIKAM} as it is (after its header comment)");
+    let (status, out, err) =
+        util::exwatch(&["check", "--topology", util::repo().join(FABRIKAM).to_str().unwrap()]);
+    assert_eq!(status, 0, "{out}{err}");
+    assert!(out.contains("0 lint(s)"), "{out}");
+}
+
+#[test]
+fn the_worked_examples_generated_capture_gives_the_findings_it_expects_with_any_worker_count() {
+    let (_dir, pcap, expected) = fabrikam(20_000);
+    let topology = util::repo().join(FABRIKAM);
+    let topology = topology.to_str().unwrap();
+    let mut want: Vec<_> = expected
+        .iter()
+        .map(|e| (e.verdict.name().to_string(), e.rule.to_string(), e.src.to_string(), e.dst.to_string()))
+        .collect();
+    want.sort();
+    for verdict in ["accepted", "violation", "advisory"] {
+        assert!(want.iter().any(|w| w.0 == verdict), "the example shows {verdict} findings: {want:?}");
+    }
+    let one = util::analyze(&[&pcap], &["--topology", topology, "--no-aggregate", "--workers", "1"]);
+    assert_eq!(one.findings(), want, "{}", one.stderr);
+    let two = util::analyze(&[&pcap], &["--topology", topology, "--no-aggregate", "--workers", "2"]);
+    let sorted = |run: &Run| {
+        let mut lines: Vec<String> = run.lines.iter().map(|l| util::without_file(l)).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(&one), sorted(&two));
+    let flows = rule_flows(&one);
+    for rule in
+        ["hybrid-mail-edge", "hybrid-online-to-mailbox", "hybrid-mailbox-to-online", "um-rtp", "edge-dns"]
+    {
+        assert!(flows.get(rule).is_some_and(|&n| n > 0), "{rule}: {flows:?}");
+    }
+}
+
+#[test]
+fn learn_drafts_dcs_that_serve_dns_in_both_roles_and_suggests_the_um_gateway() {
+    let (_dir, pcap, _) = fabrikam(20_000);
+    let (status, draft, err) = util::exwatch(&["learn", "--no-progress", pcap.to_str().unwrap()]);
+    assert_eq!(status, 0, "{err}");
+    let table: toml::Table = toml::from_str(&draft).unwrap_or_else(|e| panic!("{e}\n{draft}"));
+    let listed = |role: &str| -> Vec<String> {
+        table["roles"]
+            .get(role)
+            .and_then(|v| v.as_array())
+            .map_or_else(Vec::new, |a| a.iter().filter_map(|v| v.as_str()).map(String::from).collect())
+    };
+    for dc in ["10.1.0.5", "10.2.0.5"] {
+        assert!(listed("domain_controller").contains(&dc.to_string()), "{draft}");
+        assert!(listed("dns").contains(&dc.to_string()), "{draft}");
+    }
+    assert!(listed("um_gateway").is_empty(), "a suggestion only, commented out");
+    assert!(draft.contains("# um_gateway = ["), "{draft}");
+    assert!(draft.contains("#   \"10.1.50.5\",  # low: SIP "), "{draft}");
+}
