@@ -338,6 +338,41 @@ mod tests {
     }
 
     #[test]
+    fn accepted_flows_and_alerts_converted_directly_equal_those_written_and_read_back() {
+        let policy = Policy::parse(Path::new("exchange.toml"), include_str!("../../rules/exchange.toml"));
+        let text = format!(
+            "{}\n[[exception]]\nid = \"CHG-1\"\nrule = \"external-to-mailbox\"\nfrom = [\"198.51.100.7\"]\nowner = \"o\"\nreason = \"r\"\nexpires = 2027-03-31\n",
+            include_str!("../../rules/topology.toml")
+        );
+        let topology = Topology::parse(Path::new("topology.toml"), &text);
+        let engine = Engine::new(Arc::new(policy.expect("policy")), Arc::new(topology.expect("topology")), 10);
+        let f = flow(&engine, "198.51.100.7", "10.10.1.11", 50001, 3389, proto::TCP);
+        let mut line = Vec::new();
+        eve::write_flow(&mut line, &engine, &f);
+        let direct = from_event(&engine, &Event::Flow { flow: f, tunnel: None });
+        let Record::Flow(ref record) = direct else { panic!("not a flow") };
+        assert_eq!(record.verdict, Verdict::Accepted);
+        assert_eq!(parsed(&line), direct, "{}", String::from_utf8_lossy(&line));
+        let event = Event::Alert {
+            ts: f.last,
+            flow: f,
+            tunnel: None,
+            verdict: Verdict::Accepted,
+            rule: f.rule.expect("a rule"),
+            evidence: None,
+            confidence: Confidence::Medium,
+            detail: None,
+            exception: Some(0),
+        };
+        let mut line = Vec::new();
+        eve::write_event(&mut line, &engine, &event);
+        let direct = from_event(&engine, &event);
+        let Record::Alert(ref alert) = direct else { panic!("not an alert") };
+        assert_eq!(alert.exception.as_deref(), Some("CHG-1"));
+        assert_eq!(parsed(&line), direct, "{}", String::from_utf8_lossy(&line));
+    }
+
+    #[test]
     fn host_and_pcap_filename_are_read_when_present() {
         let line = br#"{"timestamp":"2026-11-27T04:55:14.000080+0000","event_type":"flow","host":"s1","pcap_filename":"a.pcap","src_ip":"10.0.0.1","src_port":1,"dest_ip":"10.0.0.2","dest_port":2,"proto":"TCP","community_id":"1:x","policy":{"verdict":"ok","rule":"r","src_role":"mailbox","dest_role":"mailbox","direction":"observed"},"flow":{"pkts_toserver":1,"pkts_toclient":1,"bytes_toserver":1,"bytes_toclient":1,"start":"2026-11-27T04:55:14.000000+0000","end":"2026-11-27T04:55:14.000080+0000","state":"new"}}"#;
         let Record::Flow(f) = parsed(line) else { panic!("not a flow") };
