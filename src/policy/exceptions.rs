@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::prefix::Prefix;
-use super::topology::{Role, RoleSet};
+use super::role::{Role, RoleSet};
 use crate::config::{ConfigError, Source};
 use crate::decode::proto;
 use crate::time::{Ts, SECOND};

@@ -9,6 +9,7 @@ pub mod endpoints;
 pub mod exceptions;
 pub mod packs;
 pub mod prefix;
+pub mod role;
 pub mod rules;
 pub mod topology;
 
@@ -43,7 +44,9 @@ fn named_within(set: RoleSet, matched: RoleSet) -> Role {
 /// topology turns on; errors for exceptions naming a rule it does not have.
 pub fn for_topology(policy: Policy, topology: &Topology) -> Result<Policy, crate::config::ConfigError> {
     let policy = packs::apply(policy, topology)?;
-    topology.check_exceptions(&policy)?;
+    let known =
+        |id: &str| policy.rules.iter().any(|r| r.id == id) || policy.evidence.iter().any(|e| e.id == id);
+    topology.check_exceptions(&policy.name, known)?;
     Ok(policy)
 }
 

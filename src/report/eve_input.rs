@@ -345,7 +345,8 @@ mod tests {
             include_str!("../../rules/topology.toml")
         );
         let topology = Topology::parse(Path::new("topology.toml"), &text);
-        let engine = Engine::new(Arc::new(policy.expect("policy")), Arc::new(topology.expect("topology")), 10);
+        let engine =
+            Engine::new(Arc::new(policy.expect("policy")), Arc::new(topology.expect("topology")), 10);
         let f = flow(&engine, "198.51.100.7", "10.10.1.11", 50001, 3389, proto::TCP);
         let mut line = Vec::new();
         eve::write_flow(&mut line, &engine, &f);
@@ -392,9 +393,10 @@ mod tests {
     /// own under `policy`) gives the report the same capture health.
     #[test]
     fn a_stats_event_as_written_is_read_back() {
-        use crate::telemetry::{Counter, Counters, Latency, Snapshot};
+        use crate::counters::{Counter, Counters};
+        use crate::telemetry::{Latency, Snapshot};
         let engine = engine();
-        let mut counters = Counters::for_engine(&engine);
+        let mut counters = Counters::for_policy(&engine.policy);
         counters[Counter::Frames] = 1000;
         counters[Counter::Decoded] = 990;
         counters[Counter::KernelDropped] = 4;
