@@ -32,6 +32,7 @@ const GATEWAY_V6: &str = "2001:db8:1:50::5";
 /// Not listed: external. The jump host of exception CHG-4711.
 const JUMP: &str = "198.51.100.20";
 const OLD_JUMP: &str = "198.51.100.21";
+const JUMP_V6: &str = "2001:db8:99::20";
 
 /// The capture's start: 2026-11-27, before CHG-4711 expires (2027-03-31) and after
 /// CHG-1000 did (2026-01-31).
@@ -89,7 +90,7 @@ restrict_internal_clients = true
 [[exception]]
 id = "CHG-4711"
 rule = "external-to-mailbox"
-from = ["{JUMP}"]
+from = ["{JUMP}", "{JUMP_V6}"]
 to = ["mailbox"]
 ports = ["tcp/3389"]
 owner = "secops@fabrikam.example"
@@ -366,9 +367,12 @@ fn sites_have_their_own_client_rules_and_name_the_edges_subscription() {
 
 fn exceptions_scenario() -> Scenario {
     let mut s = scenario();
-    // Accepted: the jump host's RDP (IPv4), twice.
+    // Accepted: the jump host's RDP, twice over IPv4 and once over IPv6.
     s.tcp_session(at(JUMP, 40_001), at(MAILBOX, 3389), 1);
     s.tcp_session(at(JUMP, 40_002), at(MAILBOX_BRANCH, 3389), 1);
+    s.tcp_session(at(JUMP_V6, 40_007), at(MAILBOX_V6, 3389), 1);
+    // Not by port, over IPv6.
+    s.tcp_session(at(JUMP_V6, 40_008), at(MAILBOX_V6, 22), 1);
     // Not by port: the exception names tcp/3389 only.
     s.tcp_session(at(JUMP, 40_003), at(MAILBOX, 3390), 1);
     // Expired: CHG-1000 ended on 2026-01-31.
@@ -385,7 +389,9 @@ fn exceptions_accept_findings_by_rule_address_and_port_until_they_expire() {
     let mut want = vec![
         f("accepted", "external-to-mailbox", at(JUMP, 40_001), at(MAILBOX, 3389)),
         f("accepted", "external-to-mailbox", at(JUMP, 40_002), at(MAILBOX_BRANCH, 3389)),
+        f("accepted", "external-to-mailbox", at(JUMP_V6, 40_007), at(MAILBOX_V6, 3389)),
         f("violation", "external-to-mailbox", at(JUMP, 40_003), at(MAILBOX, 3390)),
+        f("violation", "external-to-mailbox", at(JUMP_V6, 40_008), at(MAILBOX_V6, 22)),
         f("violation", "external-to-mailbox", at(OLD_JUMP, 40_004), at(MAILBOX, 3389)),
         f("accepted", "restricted-silent-drop", at(MAILBOX, 40_005), at(DC, 445)),
     ];
@@ -408,7 +414,7 @@ fn exceptions_accept_findings_by_rule_address_and_port_until_they_expire() {
         "exception CHG-1000 (owner secops@fabrikam.example) would accept this finding but expired on 2026-01-31"
     );
     let summary = run.summary.as_ref().expect("summary");
-    assert_eq!(summary["findings"]["accepted"], 3);
+    assert_eq!(summary["findings"]["accepted"], 4);
     assert_eq!(summary["findings"]["exception_expired"], 1);
     let listed: Vec<(String, u64, u64, String)> = summary["exceptions"]
         .as_array()
@@ -426,7 +432,7 @@ fn exceptions_accept_findings_by_rule_address_and_port_until_they_expire() {
     assert_eq!(
         listed,
         [
-            ("CHG-4711".into(), 2, 0, "used".into()),
+            ("CHG-4711".into(), 3, 0, "used".into()),
             ("CHG-1000".into(), 0, 1, "expired".into()),
             ("CHG-2000".into(), 0, 0, "unused".into()),
             ("RISK-12".into(), 1, 0, "used".into()),
@@ -645,14 +651,14 @@ fn the_report_shows_accepted_rows_and_lists_every_exception_from_a_run_and_from_
         assert_eq!(
             exceptions,
             [
-                ("CHG-4711".into(), 2, "used".into()),
+                ("CHG-4711".into(), 3, "used".into()),
                 ("CHG-1000".into(), 0, "expired".into()),
                 ("CHG-2000".into(), 0, "unused".into()),
                 ("RISK-12".into(), 1, "used".into()),
             ],
             "{name}"
         );
-        assert_eq!(json["totals"]["findings"]["accepted"], 3, "{name}");
+        assert_eq!(json["totals"]["findings"]["accepted"], 4, "{name}");
         let rows: BTreeMap<String, String> = json["sections"]
             .as_array()
             .unwrap()
@@ -669,7 +675,7 @@ fn the_report_shows_accepted_rows_and_lists_every_exception_from_a_run_and_from_
     assert!(csv.lines().next().unwrap().ends_with(",community_id,exception"), "{csv}");
     assert_eq!(
         csv.lines().filter(|l| l.contains(",accepted,") && l.ends_with(",CHG-4711")).count(),
-        2,
+        3,
         "{csv}"
     );
     let html = std::fs::read_to_string(out("run.html")).expect("HTML");
