@@ -168,6 +168,8 @@ pub struct RuleStats {
     pub alerts: u64,
     /// Of those alerts, the ones the alert bound held back (counted in aggregates).
     pub aggregated: u64,
+    /// Of those alerts, the ones an exception accepted (verdict `accepted`).
+    pub accepted: u64,
 }
 
 /// What one exception of the topology did.
@@ -191,6 +193,8 @@ pub struct Counters {
     pub evidence: Vec<u64>,
     /// Of those, the ones the alert bound held back, per evidence kind.
     pub evidence_aggregated: Vec<u64>,
+    /// Of those, the ones an exception accepted, per evidence kind.
+    pub evidence_accepted: Vec<u64>,
     /// (originator, responder) -> violation and restriction findings.
     pub pairs: HashMap<(IpAddr, IpAddr), u64>,
     /// Per exception of the topology, in topology order: findings it accepted, and
@@ -206,6 +210,7 @@ impl Default for Counters {
             rules: Vec::new(),
             evidence: Vec::new(),
             evidence_aggregated: Vec::new(),
+            evidence_accepted: Vec::new(),
             pairs: HashMap::new(),
             exceptions: Vec::new(),
         }
@@ -232,6 +237,7 @@ impl Counters {
             rules: vec![RuleStats::default(); rules],
             evidence: vec![0; evidence],
             evidence_aggregated: vec![0; evidence],
+            evidence_accepted: vec![0; evidence],
             ..Counters::default()
         }
     }
@@ -272,15 +278,20 @@ impl Counters {
             Verdict::Accepted => Counter::Accepted,
             Verdict::Ok | Verdict::OutOfScope => return,
         }] += 1;
+        let accepted = u64::from(verdict == Verdict::Accepted);
         match evidence {
             Some(e) => {
                 if let Some(count) = self.evidence.get_mut(e) {
                     *count += 1;
                 }
+                if let Some(count) = self.evidence_accepted.get_mut(e) {
+                    *count += accepted;
+                }
             }
             None => {
                 if let Some(stats) = self.rules.get_mut(rule) {
                     stats.alerts += 1;
+                    stats.accepted += accepted;
                 }
             }
         }
@@ -334,6 +345,7 @@ impl Counters {
             a.bytes += b.bytes;
             a.alerts += b.alerts;
             a.aggregated += b.aggregated;
+            a.accepted += b.accepted;
         }
         if self.evidence.len() < other.evidence.len() {
             self.evidence.resize(other.evidence.len(), 0);
@@ -345,6 +357,12 @@ impl Counters {
             self.evidence_aggregated.resize(other.evidence_aggregated.len(), 0);
         }
         for (a, b) in self.evidence_aggregated.iter_mut().zip(&other.evidence_aggregated) {
+            *a += b;
+        }
+        if self.evidence_accepted.len() < other.evidence_accepted.len() {
+            self.evidence_accepted.resize(other.evidence_accepted.len(), 0);
+        }
+        for (a, b) in self.evidence_accepted.iter_mut().zip(&other.evidence_accepted) {
             *a += b;
         }
         for (pair, count) in &other.pairs {

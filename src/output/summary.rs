@@ -122,6 +122,8 @@ pub struct RuleLine {
     /// Of those, the ones the alert bound held back from the EVE log and counted in
     /// aggregate alerts.
     pub aggregated: u64,
+    /// Of those, the ones an exception accepted (verdict `accepted`).
+    pub accepted: u64,
 }
 
 /// One `[[exception]]` and what it matched in this run.
@@ -200,17 +202,20 @@ impl Summary {
                 bytes: stats.bytes,
                 alerts: stats.alerts,
                 aggregated: stats.aggregated,
+                accepted: stats.accepted,
             })
             .collect();
         // Restrictions are counted under their evidence kind (they add no flows).
         let evidence = engine.policy.evidence.iter().zip(c.evidence.iter().zip(&c.evidence_aggregated));
-        rules.extend(evidence.map(|(e, (&alerts, &aggregated))| RuleLine {
+        let evidence = evidence.zip(c.evidence_accepted.iter().chain(std::iter::repeat(&0)));
+        rules.extend(evidence.map(|((e, (&alerts, &aggregated)), &accepted)| RuleLine {
             rule: e.id.clone(),
             verdict: Verdict::Restriction.name().to_string(),
             flows: 0,
             bytes: 0,
             alerts,
             aggregated,
+            accepted,
         }));
         let exceptions = engine
             .topology

@@ -416,6 +416,13 @@ fn exceptions_accept_findings_by_rule_address_and_port_until_they_expire() {
     let summary = run.summary.as_ref().expect("summary");
     assert_eq!(summary["findings"]["accepted"], 4);
     assert_eq!(summary["findings"]["exception_expired"], 1);
+    let rule =
+        |id: &str| summary["rules"].as_array().unwrap().iter().find(|r| r["rule"] == id).cloned().unwrap();
+    assert_eq!(
+        (rule("external-to-mailbox")["alerts"].as_u64(), rule("external-to-mailbox")["accepted"].as_u64()),
+        (Some(6), Some(3))
+    );
+    assert_eq!(rule("restricted-silent-drop")["accepted"], 1);
     let listed: Vec<(String, u64, u64, String)> = summary["exceptions"]
         .as_array()
         .expect("exceptions")
