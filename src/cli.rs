@@ -8,6 +8,10 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use toml::Spanned;
 
+mod broker;
+
+pub use broker::{collect, finish as finish_publishing, publish, CollectFlags};
+
 use exwatch::capture;
 use exwatch::config;
 use exwatch::output::{bound, Sink};
@@ -82,6 +86,11 @@ pub enum Command {
     /// give them, and listed servers that never acted like theirs (exit status 1 when
     /// there is any).
     Learn(LearnFlags),
+    /// Gather many sensors' events from Redis (published with --redis): one EVE file per
+    /// sensor, DIR/<host>/eve.json, each entry acknowledged once it is on disk, and the
+    /// compliance report of everything collected rewritten every --every. SIGTERM or
+    /// SIGINT stops it (status 0), SIGHUP reopens its files.
+    Collect(CollectFlags),
 }
 
 #[derive(ClapArgs, Debug)]
@@ -487,6 +496,8 @@ pub struct RunFlags {
     /// Default: this machine's hostname; an empty name writes no `host`.
     #[arg(long, value_name = "NAME")]
     pub sensor_name: Option<String>,
+    #[command(flatten)]
+    pub redis: broker::RedisFlags,
 }
 
 /// Policy and topology, loaded and validated.
@@ -555,7 +566,7 @@ pub fn config_files(flags: &ConfigFlags) -> Result<exwatch::report::Meta, String
 }
 
 /// This machine's hostname, the default `--sensor-name`.
-fn hostname() -> Option<String> {
+pub(crate) fn hostname() -> Option<String> {
     nix::unistd::gethostname().ok().and_then(|name| name.into_string().ok())
 }
 
@@ -566,6 +577,8 @@ pub struct RunSettings {
     pub summary_json: Option<PathBuf>,
     pub pipeline: Settings,
     pub max_smtp_senders: usize,
+    /// Where events are published besides the EVE log (`--redis`).
+    pub redis: Option<exwatch::output::redis::Settings>,
 }
 
 impl RunSettings {
@@ -620,6 +633,7 @@ impl RunSettings {
             summary_json: flags.summary_json,
             pipeline,
             max_smtp_senders: flags.max_smtp_senders,
+            redis: flags.redis.settings()?,
         })
     }
 
@@ -818,6 +832,12 @@ struct LiveFile {
     snaplen: Option<Spanned<i32>>,
     buffer_mib: Option<Spanned<i32>>,
     promiscuous: Option<Spanned<bool>>,
+    redis: Option<Spanned<String>>,
+    redis_key: Option<Spanned<String>>,
+    redis_mode: Option<Spanned<String>>,
+    redis_queue: Option<Spanned<usize>>,
+    redis_maxlen: Option<Spanned<u64>>,
+    redis_timeout: Option<Spanned<f64>>,
 }
 
 impl LiveFile {
@@ -884,6 +904,12 @@ impl LiveFile {
         set!(user, "user", flags.user, Some);
         set!(snaplen, "snaplen", flags.snaplen, |v| v);
         set!(buffer_mib, "buffer-mib", flags.buffer_mib, |v| v);
+        set!(redis, "redis", flags.run.redis.redis, Some);
+        set!(redis_key, "redis-key", flags.run.redis.redis_key, |v| v);
+        set!(redis_mode, "redis-mode", flags.run.redis.redis_mode, |v| v);
+        set!(redis_queue, "redis-queue", flags.run.redis.redis_queue, |v| v);
+        set!(redis_maxlen, "redis-maxlen", flags.run.redis.redis_maxlen, |v| v);
+        set!(redis_timeout, "redis-timeout", flags.run.redis.redis_timeout, |v| v);
         if let Some(value) = file.promiscuous {
             if take("no_promiscuous", "no-promiscuous", value.span()) {
                 flags.no_promiscuous = !value.into_inner();
@@ -908,7 +934,7 @@ fn key_at(text: &str, line: usize) -> Option<String> {
 }
 
 /// `127.0.0.1:9911`, `[::1]:9911`, or a bare port (bound to 127.0.0.1).
-fn parse_metrics_addr(text: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_metrics_addr(text: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = text.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }

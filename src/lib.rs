@@ -39,6 +39,7 @@
 //!
 //! | module | owns | never |
 //! |---|---|---|
+//! | [`collect`] | `exwatch collect`: a broker's events to one EVE file per sensor, and the report of them kept current | judges a flow |
 //! | [`pipeline`] | the threads and channels: reader, workers, jobs, writer | decodes, judges or formats itself |
 //! | [`output`] | EVE lines, the sink, the alert bound (aggregates), the summary | decides a verdict |
 //! | [`flow`] | per-worker flow tables, TCP state, fragments, timers; turns verdicts into events | reads the clock, or the policy's rules directly |
@@ -60,6 +61,7 @@
 //! a stage's validated configuration.
 
 pub mod capture;
+pub mod collect;
 pub mod compare;
 pub mod config;
 pub mod decode;

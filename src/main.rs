@@ -43,6 +43,7 @@ fn run(args: cli::Args, matches: &clap::ArgMatches) -> Result<u8, String> {
         cli::Command::Completions(flags) => print(&cli::completions(flags.shell)),
         cli::Command::Man(flags) => print(&cli::man_page(flags.command.as_deref())?),
         cli::Command::Learn(flags) => learn(cli::LearnSettings::from_flags(flags)?),
+        cli::Command::Collect(flags) => cli::collect(flags),
     }
 }
 
@@ -79,6 +80,7 @@ fn analyze(mut settings: cli::AnalyzeSettings) -> Result<u8, String> {
         }
     };
     let sink = settings.sink();
+    let publisher = cli::publish(&mut settings.run, true)?;
     // The learner sees the run's flows, to warn of hosts that act like a role the
     // topology does not give them (an unlisted Exchange server's traffic looks external).
     let learner = exwatch::learn::Learner::new(exwatch::learn::Settings {
@@ -99,8 +101,9 @@ fn analyze(mut settings: cli::AnalyzeSettings) -> Result<u8, String> {
         &settings.run.pipeline,
         pipeline::Outputs { sink: &sink, observer: Some(&mut observers) },
         &progress,
-    )
-    .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
+    );
+    let delivered = cli::finish_publishing(&settings.run, publisher);
+    let report = report.map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
     let (learner, builder) = observers;
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -114,7 +117,7 @@ fn analyze(mut settings: cli::AnalyzeSettings) -> Result<u8, String> {
         return Ok(2);
     }
     let unlisted = exwatch::learn::unlisted(&learner, &engine.topology);
-    summarize(&engine, &settings.run, &report, settings.not_captures_total(), None, unlisted)?;
+    summarize(&engine, &settings.run, &report, settings.not_captures_total(), None, (unlisted, delivered))?;
     if let Some(builder) = builder {
         write_report(builder, &settings, &report)?;
     }
@@ -257,7 +260,7 @@ fn write_out(path: &std::path::Path, text: &str) -> Result<(), String> {
         .map_err(fail)
 }
 
-fn live(settings: cli::LiveSettings) -> Result<u8, String> {
+fn live(mut settings: cli::LiveSettings) -> Result<u8, String> {
     judgeable(&settings.run.config)?;
     let engine = settings.run.engine();
     let capture = LiveCapture::open(&settings.interface, &settings.capture).map_err(|e| e.to_string())?;
@@ -273,6 +276,8 @@ fn live(settings: cli::LiveSettings) -> Result<u8, String> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&monitor.reopen))
         .map_err(|e| format!("installing signal handlers: {e}"))?;
+    let publisher = cli::publish(&mut settings.run, false)?;
+    monitor.delivery = publisher.as_ref().map(|p| p.delivery());
     let sink = settings.sink();
     let out =
         sink.open().map_err(|e| format!("{}: cannot open EVE log: {e}", settings.run.eve_log.display()))?;
@@ -318,8 +323,10 @@ fn live(settings: cli::LiveSettings) -> Result<u8, String> {
         }
         report
     })
-    .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
-    summarize(&engine, &settings.run, &report, 0, summary_file, Vec::new())?;
+    .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()));
+    let delivered = cli::finish_publishing(&settings.run, publisher);
+    let report = report?;
+    summarize(&engine, &settings.run, &report, 0, summary_file, (Vec::new(), delivered))?;
     Ok(if report.errors.is_empty() || report.eve_closed { 0 } else { 2 })
 }
 
@@ -341,19 +348,21 @@ fn drop_privileges(user: &str, account: &nix::unistd::User) -> Result<(), String
 /// Prints the summary, then the errors of the run (never inside the summary), and writes
 /// the summary as JSON when asked (`-`: standard output; `opened`: the file, opened
 /// already); `not_captures` counts the files found in directories that were skipped;
-/// `warnings` are what the run noticed about the topology, beside its lints.
+/// `warnings` are what the run noticed about the topology, beside its lints; `redis`,
+/// what the publisher did (`--redis`).
 fn summarize(
     engine: &Engine,
     settings: &cli::RunSettings,
     report: &Report,
     not_captures: usize,
     opened: Option<std::fs::File>,
-    warnings: Vec<String>,
+    (warnings, redis): (Vec<String>, Option<exwatch::telemetry::DeliveryCounts>),
 ) -> Result<(), String> {
     let summary = Summary::new(engine, &settings.config.topology_name, report)
         .with_not_captures(not_captures)
         .with_warnings(settings.config.lints())
-        .with_warnings(warnings);
+        .with_warnings(warnings)
+        .with_redis(redis);
     // One write, so that nothing another thread says lands inside it.
     let mut text = summary.render();
     for (_, message) in &summary.errors {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::decode::Skip;
 use crate::policy::{Engine, Verdict};
 use crate::telemetry::counters::Def;
-use crate::telemetry::{Counter, Counters, Reading, Report, Section};
+use crate::telemetry::{Counter, Counters, DeliveryCounts, Reading, Report, Section};
 
 /// Violating host pairs listed in the summary.
 pub const TOP_PAIRS: usize = 10;
@@ -39,6 +39,9 @@ pub struct Summary {
     pub warnings: Vec<String>,
     pub latency_ns: Vec<StageLatency>,
     pub throughput: Throughput,
+    /// With `--redis`: the EVE lines sent to the broker, dropped, and still queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<DeliveryCounts>,
 }
 
 /// One section of the counter table, with its values; the packets section also says
@@ -250,7 +253,14 @@ impl Summary {
                     read_decoded_frames: report.busy.read_decoded,
                 },
             },
+            redis: None,
         }
+    }
+
+    /// What the publisher to the broker (`--redis`) did.
+    pub fn with_redis(mut self, counts: Option<DeliveryCounts>) -> Summary {
+        self.redis = counts;
+        self
     }
 
     /// Counts the files found in directories that are not captures (the input was
@@ -429,6 +439,17 @@ impl Summary {
             t.bytes_per_second / 1e6,
             t.wall_seconds
         );
+        if let Some(r) = &self.redis {
+            let _ = writeln!(
+                s,
+                "redis: {} events sent, {} dropped, {} still queued; {} reconnection{}",
+                r.sent,
+                r.dropped,
+                r.queued,
+                r.reconnects,
+                plural(r.reconnects as usize)
+            );
+        }
         s
     }
 }

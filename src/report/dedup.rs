@@ -19,12 +19,15 @@ pub const DEDUP_CAP: usize = 4_000_000;
 
 /// Recognises the copies of one event seen by several sensors: the same Community ID
 /// (and, for alerts, the same finding) with a flow start within a second. Events of
-/// one named sensor are never copies of each other: a sensor writes a flow once, so
-/// two such events are two flows that reused a tuple.
+/// one named sensor are copies only with the very same start: a sensor writes a flow
+/// once, so two such events a little apart are two flows that reused a tuple, while the
+/// same event twice is one line delivered twice (a collector killed before it
+/// acknowledged what it had written).
 ///
 /// Bounded by time and by count: a key is forgotten once events [`DEDUP_WINDOW`] of
 /// capture time newer have been seen, or when [`DEDUP_CAP`] keys are held. Keys are
 /// 64-bit hashes: two different flows would have to collide within the window.
+#[derive(Clone)]
 pub struct Dedup {
     /// Key -> (flow start, sensor: a hash of its name, 0 when unnamed).
     seen: HashMap<u64, (Micros, u64), foldhash::fast::FixedState>,
@@ -78,7 +81,7 @@ impl Dedup {
         }
         if let Some(&(seen, by)) = self.seen.get(&key) {
             let same_sensor = sensor != 0 && by == sensor;
-            if seen.abs_diff(start) <= SECOND && !same_sensor {
+            if seen.abs_diff(start) <= SECOND && (!same_sensor || seen == start) {
                 self.duplicates += 1;
                 return true;
             }
@@ -109,6 +112,8 @@ mod tests {
         let reused = d.hash(("flow", "1:reused", None));
         assert!(!d.duplicate(reused, 20 * SECOND, 21 * SECOND, a));
         assert!(!d.duplicate(reused, 20 * SECOND + 10, 21 * SECOND, a));
+        // One sensor's event delivered twice is one.
+        assert!(d.duplicate(reused, 20 * SECOND + 10, 21 * SECOND, a));
         assert_eq!(d.sensor(None), 0);
         assert_ne!(d.sensor(Some("")), 0);
     }

@@ -7,6 +7,7 @@
 //! snapshot, the summary reads the final [`Report`]. Nothing here decides anything.
 
 pub mod counters;
+pub mod delivery;
 pub mod prometheus;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 pub use counters::{Counter, Counters, RuleStats, Section, MAX_PAIRS};
+pub use delivery::{Delivery, DeliveryCounts};
 
 use crate::capture::{CaptureError, CaptureStats};
 use crate::decode::Skip;
@@ -202,6 +204,8 @@ pub struct Monitor {
     /// Told of what an operator must hear of at once while the run goes on; by default
     /// nobody is told (the binary says it on stderr).
     pub notify: Box<dyn Fn(&Notice) + Send + Sync>,
+    /// The publisher's counters, when events also go to a broker (`--redis`).
+    pub delivery: Option<Arc<Delivery>>,
 }
 
 /// What happened to the EVE log while a live run went on. Each is said once, when it
@@ -250,6 +254,7 @@ impl Monitor {
             state: Mutex::new(CaptureState::Starting),
             unwritten: AtomicU64::new(0),
             notify: Box::new(|_| {}),
+            delivery: None,
         }
     }
 

@@ -1,0 +1,225 @@
+//! The broker's flags: `--redis...` on `analyze` and `live`, and `exwatch collect`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args as ClapArgs;
+
+use exwatch::collect;
+use exwatch::output::redis::{self, Mode, Publisher, Target};
+use exwatch::telemetry::DeliveryCounts;
+
+use super::{config_files, parse_metrics_addr, Config, ConfigFlags, RunSettings};
+
+/// Flags `analyze` and `live` share to publish their events.
+#[derive(ClapArgs, Debug)]
+pub struct RedisFlags {
+    /// Also send every EVE line to Redis, as Suricata's redis output does:
+    /// redis://[:PASSWORD@]HOST[:PORT][/DB], or rediss:// for TLS (the password may come
+    /// from EXWATCH_REDIS_PASSWORD instead; it is never printed). The EVE log stays the
+    /// sensor's record. `analyze` exits 2 when Redis cannot be reached at the start;
+    /// `live` starts anyway and counts what it could not send.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+    /// The Redis key events go to: a stream, or a list with --redis-mode list.
+    #[arg(long, value_name = "KEY", default_value = redis::DEFAULT_KEY)]
+    pub redis_key: String,
+    /// stream: XADD to a stream (field `eve`), trimmed to about --redis-maxlen entries;
+    /// list: RPUSH to a list, as Logstash's redis input and Security Onion read it.
+    #[arg(long, value_name = "MODE", default_value = "stream", value_parser = Mode::NAMES)]
+    pub redis_mode: String,
+    /// Events that may wait for Redis while it is down or slow; past it they are dropped
+    /// and counted (exwatch_redis_dropped_total). The capture never waits for Redis.
+    #[arg(long, value_name = "EVENTS", default_value_t = redis::DEFAULT_QUEUE)]
+    pub redis_queue: usize,
+    /// Stream mode: entries the stream keeps, approximately (XADD MAXLEN ~ N).
+    #[arg(long, value_name = "N", default_value_t = redis::DEFAULT_MAXLEN)]
+    pub redis_maxlen: u64,
+    /// Seconds the end of a run waits for the events still queued to reach Redis; what
+    /// is left then is counted as dropped and said.
+    #[arg(long, value_name = "SECONDS", default_value_t = redis::DEFAULT_TIMEOUT.as_secs_f64())]
+    pub redis_timeout: f64,
+}
+
+impl RedisFlags {
+    /// The publisher's settings, when --redis is given.
+    pub fn settings(self) -> Result<Option<redis::Settings>, String> {
+        let Some(url) = self.redis else { return Ok(None) };
+        let target = Target::parse(&url).map_err(|e| format!("--redis {e}"))?;
+        if self.redis_key.is_empty() {
+            return Err("--redis-key must not be empty".into());
+        }
+        if self.redis_queue == 0 || self.redis_maxlen == 0 {
+            return Err("--redis-queue and --redis-maxlen must be at least 1".into());
+        }
+        if !(self.redis_timeout.is_finite() && self.redis_timeout >= 0.0) {
+            return Err(format!(
+                "--redis-timeout {}: must be a number of seconds, 0 or more",
+                self.redis_timeout
+            ));
+        }
+        let mode = Mode::from_name(&self.redis_mode)
+            .ok_or_else(|| format!("--redis-mode {}: one of {}", self.redis_mode, Mode::NAMES.join(", ")))?;
+        Ok(Some(redis::Settings {
+            target,
+            key: self.redis_key,
+            mode,
+            queue: self.redis_queue,
+            maxlen: self.redis_maxlen,
+            timeout: Duration::from_secs_f64(self.redis_timeout),
+        }))
+    }
+}
+
+/// Starts publishing when --redis was given; the writer's tee goes into the pipeline's
+/// settings. With `must_connect` (analyze), Redis out of reach is the error.
+pub fn publish(run: &mut RunSettings, must_connect: bool) -> Result<Option<Publisher>, String> {
+    let Some(settings) = run.redis.clone() else { return Ok(None) };
+    let notify: redis::Notify = Arc::new(|message| eprintln!("exwatch: {message}"));
+    let publisher = Publisher::start(settings, must_connect, notify).map_err(|e| format!("--redis {e}"))?;
+    run.pipeline.publish = Some(publisher.tee());
+    Ok(Some(publisher))
+}
+
+/// Waits for the queue to drain (up to --redis-timeout), and says what was not delivered.
+pub fn finish(run: &RunSettings, publisher: Option<Publisher>) -> Option<DeliveryCounts> {
+    let publisher = publisher?;
+    let timeout = run.redis.as_ref().map_or(redis::DEFAULT_TIMEOUT, |s| s.timeout);
+    let target = publisher.target().to_string();
+    let counts = publisher.finish(timeout);
+    if counts.dropped > 0 {
+        eprintln!(
+            "exwatch: {target}: {} event(s) not delivered to Redis ({} sent)",
+            counts.dropped, counts.sent
+        );
+    }
+    Some(counts)
+}
+
+/// `exwatch collect`'s flags.
+#[derive(ClapArgs, Debug)]
+pub struct CollectFlags {
+    /// The Redis the sensors publish to (see `analyze --redis`).
+    #[arg(long, value_name = "URL")]
+    pub redis: String,
+    /// The stream the sensors publish to.
+    #[arg(long, value_name = "KEY", default_value = redis::DEFAULT_KEY)]
+    pub redis_key: String,
+    /// The consumer group; collectors of one group share the stream's entries.
+    #[arg(long, value_name = "G")]
+    pub group: String,
+    /// This collector's name in the group. Keep it across restarts: the entries it had
+    /// not acknowledged are read again under it. Default: the hostname.
+    #[arg(long, value_name = "C")]
+    pub consumer: Option<String>,
+    /// Where each sensor's events go: DIR/<host>/eve.json.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub config: ConfigFlags,
+    /// The compliance report of everything collected, as HTML, rewritten every --every
+    /// and at exit (written beside, then renamed over).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// The same report as JSON (docs/report.md).
+    #[arg(long, value_name = "FILE")]
+    pub report_json: Option<PathBuf>,
+    /// How often the report is rewritten: seconds, or a number with s, m or h.
+    #[arg(long, value_name = "PERIOD", default_value = "5m")]
+    pub every: String,
+    /// Serve Prometheus metrics on http://ADDR/metrics: each rule's status, each sensor's
+    /// last-seen time. A bare port binds 127.0.0.1.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+}
+
+/// `5m`, `30s`, `1h`, `90`: a period.
+fn parse_period(text: &str) -> Result<Duration, String> {
+    let bad = || format!("--every {text}: a number of seconds, or a number with s, m or h (5m)");
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let scale = match unit {
+        's' => 1.0,
+        'm' => 60.0,
+        'h' => 3600.0,
+        _ => return Err(bad()),
+    };
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    if !(value.is_finite() && value > 0.0) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}
+
+/// Runs `exwatch collect`: 0 once stopped by SIGTERM or SIGINT, 2 when Redis or the
+/// output directory cannot be used.
+pub fn collect(flags: CollectFlags) -> Result<u8, String> {
+    let target = Target::parse(&flags.redis).map_err(|e| format!("--redis {e}"))?;
+    let every = parse_period(&flags.every)?;
+    let meta = config_files(&flags.config)?;
+    let config = Config::load(&flags.config)?;
+    let consumer = flags.consumer.or_else(super::hostname).unwrap_or_else(|| "exwatch".into());
+    let settings = collect::Settings {
+        target,
+        key: flags.redis_key,
+        group: flags.group,
+        consumer,
+        out: flags.out,
+        report_html: flags.report,
+        report_json: flags.report_json,
+        every,
+        batch: collect::BATCH,
+    };
+    let listener = match flags.metrics.as_deref().map(parse_metrics_addr).transpose()? {
+        Some(addr) => Some(TcpListener::bind(addr).map_err(|e| format!("--metrics {addr}: {e}"))?),
+        None => None,
+    };
+    let control = collect::Control::default();
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 2, Arc::clone(&control.stop))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&control.stop)))
+            .map_err(|e| format!("installing signal handlers: {e}"))?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&control.reopen))
+        .map_err(|e| format!("installing signal handlers: {e}"))?;
+    let shared = collect::Shared::new();
+    let outcome = std::thread::scope(|scope| {
+        let server = listener.map(|l| scope.spawn(|| collect::metrics::serve(l, &shared, &control)));
+        let outcome = collect::run(
+            &settings,
+            (Arc::clone(&config.policy), Arc::clone(&config.topology), meta),
+            &control,
+            &shared,
+        );
+        control.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(Ok(Err(e))) = server.map(|s| s.join()) {
+            eprintln!("exwatch: metrics endpoint stopped: {e}");
+        }
+        outcome
+    });
+    let counts = outcome.map_err(|e| e.to_string())?;
+    eprintln!(
+        "exwatch collect: {} events written and acknowledged ({} read again from the pending list), {} entries without an eve field, {} unreadable lines; {} report(s) written",
+        counts.events, counts.pending_reread, counts.without_eve, counts.unreadable, counts.reports
+    );
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods() {
+        assert_eq!(parse_period("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_period("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_period("0.5s"), Ok(Duration::from_millis(500)));
+        assert!(parse_period("5d").is_err());
+        assert!(parse_period("0").is_err());
+        assert!(parse_period("m").is_err());
+    }
+}
