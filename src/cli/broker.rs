@@ -133,6 +133,10 @@ pub struct CollectFlags {
     /// last-seen time. A bare port binds 127.0.0.1.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// Stream entries read, written, synced and acknowledged at a time: at most this many
+    /// are written twice after a crash.
+    #[arg(long, value_name = "N", default_value_t = collect::BATCH)]
+    pub batch: usize,
 }
 
 /// `5m`, `30s`, `1h`, `90`: a period.
@@ -160,6 +164,9 @@ fn parse_period(text: &str) -> Result<Duration, String> {
 pub fn collect(flags: CollectFlags) -> Result<u8, String> {
     let target = Target::parse(&flags.redis).map_err(|e| format!("--redis {e}"))?;
     let every = parse_period(&flags.every)?;
+    if flags.batch == 0 {
+        return Err("--batch must be at least 1".into());
+    }
     let meta = config_files(&flags.config)?;
     let config = Config::load(&flags.config)?;
     let consumer = flags.consumer.or_else(super::hostname).unwrap_or_else(|| "exwatch".into());
@@ -172,7 +179,7 @@ pub fn collect(flags: CollectFlags) -> Result<u8, String> {
         report_html: flags.report,
         report_json: flags.report_json,
         every,
-        batch: collect::BATCH,
+        batch: flags.batch,
     };
     let listener = match flags.metrics.as_deref().map(parse_metrics_addr).transpose()? {
         Some(addr) => Some(TcpListener::bind(addr).map_err(|e| format!("--metrics {addr}: {e}"))?),

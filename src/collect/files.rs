@@ -83,6 +83,21 @@ impl Files {
     }
 }
 
+/// Each sensor directory under `out` and when its file was last written (Unix time).
+pub fn last_written(out: &Path) -> Vec<(String, f64)> {
+    let Ok(dirs) = std::fs::read_dir(out) else { return Vec::new() };
+    let mut found: Vec<(String, f64)> = dirs
+        .flatten()
+        .filter_map(|entry| {
+            let modified = std::fs::metadata(entry.path().join("eve.json")).ok()?.modified().ok()?;
+            let at = modified.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64();
+            Some((entry.file_name().to_string_lossy().into_owned(), at))
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
 /// Replaces `path` with `bytes`: written beside it, synced, renamed over it.
 pub fn replace(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();

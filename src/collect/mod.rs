@@ -12,8 +12,9 @@
 //! moment loses nothing: on start it reads its own pending entries first, and writes at
 //! most the tail it had not acknowledged a second time (the report counts one sensor's
 //! event written twice once). Several collectors in one group share the stream. The
-//! report is built from the events as they come ([`report::Builder`]), never by reading
-//! the files again; its memory is the builder's, bounded by what the report shows.
+//! report is built from the events as they come ([`report::Builder`]); the files are
+//! read once, when a collector starts on a directory that has some, never again. Its
+//! memory is the builder's, bounded by what the report shows.
 //!
 //! This module reads, writes and aggregates; it never judges a flow: the verdicts come
 //! in with the events.
@@ -114,7 +115,16 @@ pub fn run(
     let mut conn = target.connect()?;
     create_group(&mut conn, settings)?;
     let mut files = Files::new(&settings.out);
+    let earlier = files::last_written(&settings.out);
     let mut builder = Builder::new(policy, topology, meta);
+    // A collector started again reads what it wrote before once, so its report stays
+    // the report of everything collected; from then on it is fed as events come.
+    let logs: Vec<PathBuf> = earlier.iter().map(|(dir, _)| settings.out.join(dir).join("eve.json")).collect();
+    report::logs::read_logs(&logs, &mut builder).map_err(|e| Error::Io { path: e.path, source: e.source })?;
+    if let Ok(mut sensors) = shared.sensors.lock() {
+        // ...and knows its sensors from their files' last write.
+        sensors.extend(earlier);
+    }
     let mut due = Instant::now() + settings.every;
     // Pending entries first: from the start of this consumer's list until it is empty.
     let mut pending = Some("0-0".to_string());
