@@ -132,21 +132,17 @@ pub fn run(
         if control.stop.load(Ordering::Relaxed) {
             break;
         }
-        if control.reopen.swap(false, Ordering::Relaxed) {
-            files.reopen();
-        }
         if Instant::now() >= due {
             write_report(settings, &mut builder, shared)?;
             due = Instant::now() + settings.every;
         }
         let entries = match read(&mut conn, settings, pending.as_deref()) {
             Ok(entries) => entries,
-            Err(e) if e.is_io_error() || e.is_timeout() || e.is_unrecoverable_error() => {
-                // Redis went away: nothing unacknowledged is lost; connect again.
-                std::thread::sleep(BLOCK);
-                if let Ok(c) = target.connect() {
-                    conn = c;
-                }
+            Err(e) if lost(&e) => {
+                // Redis went away, or a signal cut the read short: what it had handed
+                // out is pending; connect again and read the pending entries first.
+                reconnect(target, &mut conn);
+                pending = Some("0-0".to_string());
                 continue;
             }
             Err(e) => return Err(target.error(&e).into()),
@@ -160,13 +156,39 @@ pub fn run(
         if entries.is_empty() {
             continue;
         }
+        // Asked just before writing: every entry read after the signal goes to the new files.
+        if control.reopen.swap(false, Ordering::Relaxed) {
+            files.reopen();
+        }
         let reread = pending.is_some();
         let ids = store(&entries, &mut files, &mut builder, shared, reread)?;
-        ack(&mut conn, settings, &ids).map_err(|e| target.error(&e))?;
+        match ack(&mut conn, settings, &ids) {
+            Ok(()) => {}
+            Err(e) if lost(&e) => {
+                // On disk, not acknowledged: read again, written again (once at most).
+                reconnect(target, &mut conn);
+                pending = Some("0-0".to_string());
+            }
+            Err(e) => return Err(target.error(&e).into()),
+        }
     }
     write_report(settings, &mut builder, shared)?;
     let counts = shared.counts.lock().map(|c| c.clone()).unwrap_or_default();
     Ok(counts)
+}
+
+/// A connection lost, timed out, or a call interrupted by a signal (SIGHUP, SIGTERM).
+fn lost(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_unrecoverable_error()
+}
+
+/// Connects again, after a pause; on failure the old connection stays, to fail again
+/// and come back here.
+fn reconnect(target: &Target, conn: &mut redis::Connection) {
+    std::thread::sleep(BLOCK);
+    if let Ok(c) = target.connect() {
+        *conn = c;
+    }
 }
 
 /// The group, created at the start of the stream (so events published before the first

@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 
 use crate::telemetry::{Delivery, DeliveryCounts};
 
@@ -253,6 +254,13 @@ impl Publisher {
         let thread = std::thread::Builder::new()
             .name("exwatch-redis".into())
             .spawn(move || {
+                // Signals are for the threads that act on them: one delivered here would
+                // cut a batch short (EINTR) and make it be sent again.
+                let mut blocked = SigSet::empty();
+                for signal in [Signal::SIGHUP, Signal::SIGINT, Signal::SIGTERM] {
+                    blocked.add(signal);
+                }
+                let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None);
                 Link { settings, shared: thread_shared, notify, conn: first, lost: false }.run(&rx);
             })
             .map_err(|e| Error::Command { url: target.to_string(), reason: e.to_string() })?;

@@ -569,3 +569,68 @@ fn bad_redis_urls_and_servers_are_refused_at_start_naming_the_url_not_its_passwo
     let first = redis.cli(&["XRANGE", "exwatch:eve", "-", "+", "COUNT", "1"]);
     assert!(first.contains("eve\n{\"timestamp\""), "each entry's field is `eve`: {first}");
 }
+
+/// SIGHUP makes `collect` reopen its files (logrotate moved them): what it collects
+/// after the signal goes to a new `eve.json`, what it wrote before stays in the moved
+/// file, and SIGTERM ends it with status 0 and the report written.
+#[test]
+fn collect_reopens_its_files_on_sighup_and_stops_on_sigterm() {
+    let redis = Redis::on_loopback(None);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("collected");
+    let report = dir.path().join("report.json");
+    let stderr = dir.path().join("collect.txt");
+    let mut collect = Command::new(env!("CARGO_BIN_EXE_exwatch"))
+        .args(["collect", "--redis", &redis.url(), "--group", "g", "--out", &path(&out)])
+        .args(["--report-json", &path(&report)])
+        .stdout(Stdio::null())
+        .stderr(File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("start collect");
+    let capture = util::capture("sample-contoso.pcap");
+    let eve = dir.path().join("eve.json");
+    let publish = || {
+        let (status, _, stderr) = util::exwatch(&[
+            "analyze",
+            &path(&capture),
+            "--flows",
+            "--eve-log",
+            &path(&eve),
+            "--sensor-name",
+            "site-a",
+            "--redis",
+            &redis.url(),
+        ]);
+        assert!(matches!(status, 0 | 1), "{stderr}");
+        lines_of(&eve).len()
+    };
+    let file = out.join("site-a").join("eve.json");
+    let n = publish();
+    live::wait_until("the first run collected", || (lines_of(&file).len() == n).then_some(()));
+    let rotated = out.join("site-a").join("eve.json.1");
+    std::fs::rename(&file, &rotated).expect("rotate");
+    let pid = collect.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().expect("kill").success());
+    publish();
+    let start = Instant::now();
+    while lines_of(&file).len() < n {
+        let said = std::fs::read_to_string(&stderr).unwrap_or_default();
+        assert!(
+            start.elapsed() < live::DEADLINE,
+            "the second run collected in a new file: {} of {n} lines, {} in the moved one; {said}",
+            lines_of(&file).len(),
+            lines_of(&rotated).len()
+        );
+        std::thread::sleep(live::POLL);
+    }
+    assert_eq!(lines_of(&file).len(), n);
+    assert_eq!(lines_of(&rotated).len(), n, "the moved file keeps what was written before");
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let status = collect.wait().expect("wait");
+    let said = std::fs::read_to_string(&stderr).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "{said}");
+    assert!(said.contains(&format!("{} events written and acknowledged", 2 * n)), "{said}");
+    let built: Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report at exit")).expect("JSON");
+    assert!(built["totals"]["flows"].as_u64() > Some(0), "{}", built["totals"]);
+}
