@@ -634,3 +634,20 @@ fn collect_reopens_its_files_on_sighup_and_stops_on_sigterm() {
         serde_json::from_slice(&std::fs::read(&report).expect("report at exit")).expect("JSON");
     assert!(built["totals"]["flows"].as_u64() > Some(0), "{}", built["totals"]);
 }
+
+/// The redis keys of `live --config` are read like the flags: a URL that is not one is
+/// refused at start, naming the file, the line and the key.
+#[test]
+fn live_config_takes_the_redis_keys() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("live.toml");
+    std::fs::write(&config, "interface = \"lo\"\nredis = \"redis//:pw@nowhere\"\nredis_mode = \"list\"\n")
+        .expect("write config");
+    let topology = util::repo().join("rules/topology.toml");
+    let (status, _, stderr) =
+        util::exwatch(&["live", "--config", &path(&config), "--topology", &path(&topology)]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("--redis ***@nowhere: not a Redis URL"), "{stderr}");
+    assert!(stderr.contains(&format!("(set at {}:2: redis)", config.display())), "{stderr}");
+    assert!(!stderr.contains(":pw@"), "{stderr}");
+}
