@@ -1,17 +1,16 @@
 //! The broker's flags: `--redis...` on `analyze` and `live`, and `exwatch collect`.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
 
 use exwatch::collect;
-use exwatch::output::redis::{self, Mode, Publisher, Target};
-use exwatch::telemetry::DeliveryCounts;
+use exwatch::command;
+use exwatch::output::redis::{self, Mode, Target};
+use exwatch::report::Meta;
 
-use super::{config_files, parse_metrics_addr, Config, ConfigFlags, RunSettings};
+use super::{load, ConfigFlags};
 
 /// Flags `analyze` and `live` share to publish their events.
 #[derive(ClapArgs, Debug)]
@@ -71,31 +70,6 @@ impl RedisFlags {
             timeout: Duration::from_secs_f64(self.redis_timeout),
         }))
     }
-}
-
-/// Starts publishing when --redis was given; the writer's tee goes into the pipeline's
-/// settings. With `must_connect` (analyze), Redis out of reach is the error.
-pub fn publish(run: &mut RunSettings, must_connect: bool) -> Result<Option<Publisher>, String> {
-    let Some(settings) = run.redis.clone() else { return Ok(None) };
-    let notify: redis::Notify = Arc::new(|message| eprintln!("exwatch: {message}"));
-    let publisher = Publisher::start(settings, must_connect, notify).map_err(|e| format!("--redis {e}"))?;
-    run.pipeline.publish = Some(publisher.tee());
-    Ok(Some(publisher))
-}
-
-/// Waits for the queue to drain (up to --redis-timeout), and says what was not delivered.
-pub fn finish(run: &RunSettings, publisher: Option<Publisher>) -> Option<DeliveryCounts> {
-    let publisher = publisher?;
-    let timeout = run.redis.as_ref().map_or(redis::DEFAULT_TIMEOUT, |s| s.timeout);
-    let target = publisher.target().to_string();
-    let counts = publisher.finish(timeout);
-    if counts.dropped > 0 {
-        eprintln!(
-            "exwatch: {target}: {} event(s) not delivered to Redis ({} sent)",
-            counts.dropped, counts.sent
-        );
-    }
-    Some(counts)
 }
 
 /// `exwatch collect`'s flags.
@@ -159,61 +133,32 @@ fn parse_period(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(value * scale))
 }
 
-/// Runs `exwatch collect`: 0 once stopped by SIGTERM or SIGINT, 2 when Redis or the
-/// output directory cannot be used.
-pub fn collect(flags: CollectFlags) -> Result<u8, String> {
+/// Validates the flags of `collect`.
+pub fn collect(flags: CollectFlags) -> Result<command::collect::Settings, String> {
     let target = Target::parse(&flags.redis).map_err(|e| format!("--redis {e}"))?;
     let every = parse_period(&flags.every)?;
     if flags.batch == 0 {
         return Err("--batch must be at least 1".into());
     }
-    let meta = config_files(&flags.config)?;
-    let config = Config::load(&flags.config)?;
-    let consumer = flags.consumer.or_else(super::hostname).unwrap_or_else(|| "exwatch".into());
-    let settings = collect::Settings {
-        target,
-        key: flags.redis_key,
-        group: flags.group,
-        consumer,
-        out: flags.out,
-        report_html: flags.report,
-        report_json: flags.report_json,
-        every,
-        batch: flags.batch,
-    };
-    let listener = match flags.metrics.as_deref().map(parse_metrics_addr).transpose()? {
-        Some(addr) => Some(TcpListener::bind(addr).map_err(|e| format!("--metrics {addr}: {e}"))?),
-        None => None,
-    };
-    let control = collect::Control::default();
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 2, Arc::clone(&control.stop))
-            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&control.stop)))
-            .map_err(|e| format!("installing signal handlers: {e}"))?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&control.reopen))
-        .map_err(|e| format!("installing signal handlers: {e}"))?;
-    let shared = collect::Shared::new();
-    let outcome = std::thread::scope(|scope| {
-        let server = listener.map(|l| scope.spawn(|| collect::metrics::serve(l, &shared, &control)));
-        let outcome = collect::run(
-            &settings,
-            (Arc::clone(&config.policy), Arc::clone(&config.topology), meta),
-            &control,
-            &shared,
-        );
-        control.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(Ok(Err(e))) = server.map(|s| s.join()) {
-            eprintln!("exwatch: metrics endpoint stopped: {e}");
-        }
-        outcome
-    });
-    let counts = outcome.map_err(|e| e.to_string())?;
-    eprintln!(
-        "exwatch collect: {} events written and acknowledged ({} read again from the pending list), {} entries without an eve field, {} unreadable lines; {} report(s) written",
-        counts.events, counts.pending_reread, counts.without_eve, counts.unreadable, counts.reports
-    );
-    Ok(0)
+    let meta = Meta::of_files(flags.config.topology.as_deref(), flags.config.policy.as_deref())?;
+    let config = load(&flags.config)?;
+    let consumer = flags.consumer.or_else(command::hostname).unwrap_or_else(|| "exwatch".into());
+    Ok(command::collect::Settings {
+        collect: collect::Settings {
+            target,
+            key: flags.redis_key,
+            group: flags.group,
+            consumer,
+            out: flags.out,
+            report_html: flags.report,
+            report_json: flags.report_json,
+            every,
+            batch: flags.batch,
+        },
+        config,
+        meta,
+        metrics: flags.metrics.as_deref().map(command::live::metrics_addr).transpose()?,
+    })
 }
 
 #[cfg(test)]
