@@ -40,15 +40,15 @@ url="redis://127.0.0.1:$port"
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-# 1. Publishing overhead. /usr/bin/time-less: bash's times of the child.
+# 1. Publishing overhead: wall and CPU (user + system) time of each run.
 : >"$work/off"; : >"$work/on"; : >"$work/off.cpu"; : >"$work/on.cpu"
 run() {
   local out=$1; shift
-  local t0 t1
-  t0=$(date +%s.%N)
-  "$exw" analyze "$work/pool.pcap" --flows --eve-log /dev/null --no-progress "$@" 2>/dev/null || true
-  t1=$(date +%s.%N)
-  echo "$t1 - $t0" | bc >>"$work/$out"
+  local TIMEFORMAT='%3R %3U %3S'
+  { time "$exw" analyze "$work/pool.pcap" --flows --eve-log /dev/null --no-progress "$@" 2>/dev/null; } \
+    2>"$work/time" || true
+  awk '{print $1}' "$work/time" >>"$work/$out"
+  awk '{print $2 + $3}' "$work/time" >>"$work/$out.cpu"
 }
 events=0
 for i in $(seq "$runs"); do
@@ -59,7 +59,8 @@ for i in $(seq "$runs"); do
 done
 mem=$(cli MEMORY USAGE exwatch:eve)
 echo "publishing (analyze --flows, 1M packets, 51k flows, $events events; median of $runs interleaved runs, shared machine):"
-echo "  wall without --redis: $(median <"$work/off") s, with --redis: $(median <"$work/on") s"
+echo "  wall without --redis: $(median <"$work/off") s, with --redis: $(median <"$work/on") s (each run: $(tr '\n' ' ' <"$work/off")/ $(tr '\n' ' ' <"$work/on"))"
+echo "  CPU (user + system) without --redis: $(median <"$work/off.cpu") s, with --redis: $(median <"$work/on.cpu") s"
 echo "  Redis memory: $mem bytes for $events stream entries = $((mem * 1000000 / events / 1048576)) MiB per million events"
 
 # 2. collect: the stream as it is now ($events entries), timed until the lag is 0.
@@ -69,14 +70,14 @@ collect_run() {
     --every 1s 2>"$out.log" &
   collect_pid=$!
 }
-t0=$(date +%s.%N)
+t0=$(date +%s%N)
 collect_run g1 "$work/c1"
 until [ "$(cli XINFO GROUPS exwatch:eve | awk 'prev=="lag"{print; exit} {prev=$0}')" = 0 ] \
   && [ "$(cli XPENDING exwatch:eve g1 | head -1)" = 0 ]; do sleep 0.05; done
-t1=$(date +%s.%N)
+t1=$(date +%s%N)
 kill -TERM "$collect_pid"; wait "$collect_pid" || true; collect_pid=""
-secs=$(echo "$t1 - $t0" | bc)
-echo "collect: $events events in $secs s = $(echo "$events / $secs" | bc) events/s (files fsynced per batch, report every 1s)"
+awk -v n="$events" -v ns="$((t1 - t0))" \
+  'BEGIN {printf "collect: %d events in %.2f s = %d events/s (files fsynced per batch, report every 1s)\n", n, ns / 1e9, n / (ns / 1e9)}' 
 
 # 3. Collector memory over rounds: each round publishes another capture of the pool
 #    (another seed: other flows), as another sensor.
