@@ -113,30 +113,10 @@ pub struct CollectFlags {
     pub batch: usize,
 }
 
-/// `5m`, `30s`, `1h`, `90`: a period.
-fn parse_period(text: &str) -> Result<Duration, String> {
-    let bad = || format!("--every {text}: a number of seconds, or a number with s, m or h (5m)");
-    let (number, unit) = match text.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
-        _ => (text, 's'),
-    };
-    let scale = match unit {
-        's' => 1.0,
-        'm' => 60.0,
-        'h' => 3600.0,
-        _ => return Err(bad()),
-    };
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    if !(value.is_finite() && value > 0.0) {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(value * scale))
-}
-
 /// Validates the flags of `collect`.
 pub fn collect(flags: CollectFlags) -> Result<command::collect::Settings, String> {
     let target = Target::parse(&flags.redis).map_err(|e| format!("--redis {e}"))?;
-    let every = parse_period(&flags.every)?;
+    let every = collect::parse_period(&flags.every).map_err(|e| format!("--every {e}"))?;
     if flags.batch == 0 {
         return Err("--batch must be at least 1".into());
     }
@@ -159,19 +139,4 @@ pub fn collect(flags: CollectFlags) -> Result<command::collect::Settings, String
         meta,
         metrics: flags.metrics.as_deref().map(command::live::metrics_addr).transpose()?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn periods() {
-        assert_eq!(parse_period("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_period("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_period("0.5s"), Ok(Duration::from_millis(500)));
-        assert!(parse_period("5d").is_err());
-        assert!(parse_period("0").is_err());
-        assert!(parse_period("m").is_err());
-    }
 }

@@ -22,7 +22,7 @@
 mod files;
 pub mod metrics;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -98,9 +98,9 @@ pub struct Counts {
 /// What the metrics page reads while the collector runs.
 pub struct Shared {
     pub counts: Mutex<Counts>,
-    /// Each sensor's last event, as wall-clock time it was collected (seconds since the
-    /// epoch), and the last report's rule statuses.
+    /// When each sensor's last event was written (Unix time, seconds).
     pub sensors: Mutex<std::collections::BTreeMap<String, f64>>,
+    /// Each rule's status in the last report: (rule id, status code).
     pub rules: Mutex<Vec<(String, String)>>,
 }
 
@@ -367,7 +367,55 @@ impl Default for Shared {
     }
 }
 
-/// A sensor's directory under `out`.
-pub fn sensor_dir(out: &Path, host: Option<&str>) -> PathBuf {
-    out.join(files::dir_name(host))
+/// A period as `--every` takes it: seconds (`90`), or a number with `s`, `m` or `h`
+/// (`5m`). The error repeats the text and says what is expected.
+pub fn parse_period(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text}: a number of seconds, or a number with s, m or h (5m)");
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let scale = match unit {
+        's' => 1.0,
+        'm' => 60.0,
+        'h' => 3600.0,
+        _ => return Err(bad()),
+    };
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    if !(value.is_finite() && value > 0.0) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods() {
+        assert_eq!(parse_period("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_period("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_period("0.5s"), Ok(Duration::from_millis(500)));
+        assert!(parse_period("5d").is_err());
+        assert!(parse_period("0").is_err());
+        assert!(parse_period("m").is_err());
+    }
+
+    /// An entry of an `XREADGROUP` reply as Redis sends it (RESP2): its id and its
+    /// `eve` field; an entry trimmed from the stream comes back with no fields.
+    #[test]
+    fn entries_of_a_reply() {
+        use redis::Value::{Array, BulkString, Nil};
+        let bulk = |s: &str| BulkString(s.as_bytes().to_vec());
+        let reply = Array(vec![Array(vec![
+            bulk("exwatch:eve"),
+            Array(vec![
+                Array(vec![bulk("1-0"), Array(vec![bulk("eve"), bulk("{\"a\":1}")])]),
+                Array(vec![bulk("2-0"), Nil]),
+            ]),
+        ])]);
+        assert_eq!(entries(reply), vec![("1-0".into(), Some(b"{\"a\":1}".to_vec())), ("2-0".into(), None)]);
+        assert!(entries(Nil).is_empty());
+    }
 }
