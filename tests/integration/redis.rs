@@ -651,3 +651,38 @@ fn live_config_takes_the_redis_keys() {
     assert!(stderr.contains(&format!("(set at {}:2: redis)", config.display())), "{stderr}");
     assert!(!stderr.contains(":pw@"), "{stderr}");
 }
+
+/// `analyze` with a queue of one line: what does not fit is dropped and said, and every
+/// line of the log is either in the stream or counted as dropped (sent + dropped =
+/// written), in the summary as on stderr.
+#[test]
+fn analyze_counts_and_says_what_it_could_not_deliver() {
+    let redis = Redis::on_loopback(None);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let eve = dir.path().join("eve.json");
+    let summary = dir.path().join("summary.json");
+    let capture = util::capture("sample-contoso.pcap");
+    let (status, _, stderr) = util::exwatch(&[
+        "analyze",
+        &path(&capture),
+        "--flows",
+        "--eve-log",
+        &path(&eve),
+        "--summary-json",
+        &path(&summary),
+        "--redis",
+        &redis.url(),
+        "--redis-queue",
+        "1",
+    ]);
+    assert!(matches!(status, 0 | 1), "{stderr}");
+    let written = lines_of(&eve).len() as u64;
+    let summary: Value = serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("JSON");
+    let (sent, dropped) = (summary["redis"]["sent"].as_u64(), summary["redis"]["dropped"].as_u64());
+    let (Some(sent), Some(dropped)) = (sent, dropped) else { panic!("no redis counts: {summary}") };
+    assert_eq!(sent + dropped, written, "{summary}");
+    assert_eq!(redis.number(&["XLEN", "exwatch:eve"]), sent);
+    assert!(dropped > 0, "the writer hands over lines by the chunk: a queue of one drops");
+    let said = format!("{}: {dropped} event(s) not delivered to Redis ({sent} sent)", redis.url());
+    assert!(stderr.contains(&said), "{said}\n{stderr}");
+}
