@@ -16,11 +16,12 @@
 #   chromium     the headless browser the report's tests render the HTML report in
 #   python3-jsonschema
 #                validates EVE output against Suricata's schema (scripts/validate-eve.py)
+#   redis-server the broker the --redis and `exwatch collect` tests start on loopback
 # Needs a Rust toolchain (cargo >= 1.85, https://rustup.rs); it does not install one.
 set -euo pipefail
 
 packages=(libpcap-dev tshark pkg-config iproute2 netcat-openbsd curl swaks bind9-dnsutils python3 tcpreplay
-  iptables tcpdump prometheus systemd logrotate chromium python3-jsonschema)
+  iptables tcpdump prometheus systemd logrotate chromium python3-jsonschema redis-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -19,6 +19,7 @@ mod ops;
 mod organization;
 mod output;
 mod payload;
+mod redis;
 mod report;
 mod scenarios;
 mod verdicts;
