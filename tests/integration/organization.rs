@@ -677,6 +677,15 @@ fn the_report_shows_accepted_rows_and_lists_every_exception_from_a_run_and_from_
         // accepted silent drop makes the never-restrict row `accepted`, not compliant.
         assert_eq!(rows["external-to-mailbox"], "violation", "{name}");
         assert_eq!(rows["exchange-internal"], "accepted", "{name}");
+        // The accepted silent drop stays visible in the never-restrict matrix.
+        let pair = json["never_restrict"]["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["a"] == DC && p["b"] == MAILBOX)
+            .unwrap_or_else(|| panic!("{name}: no DC-Mailbox pair"));
+        assert_eq!(pair["status"], "restricted", "{name}");
+        assert_eq!(pair["evidence"][0][0], "restricted-silent-drop", "{name}");
     }
     let csv = std::fs::read_to_string(out("run.csv")).expect("CSV");
     assert!(csv.lines().next().unwrap().ends_with(",community_id,exception"), "{csv}");
