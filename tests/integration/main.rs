@@ -18,6 +18,7 @@ mod live;
 mod ops;
 mod organization;
 mod output;
+mod payload;
 mod report;
 mod scenarios;
 mod verdicts;
