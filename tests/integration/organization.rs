@@ -584,6 +584,19 @@ reason = "jump host"#,
         assert_eq!(status, 2, "{want}: {out}{err}");
         assert!(err.contains(&format!("topology.toml{want}")), "want {want:?} in {err}");
     }
+    // A host inside a wider prefix of another role: a notice, shown once, not a warning.
+    let nested = good.replace(r#"internal_client = ["10.1.128.0/17""#, r#"internal_client = ["10.1.0.0/16""#);
+    let (_dir, path) = files(&nested);
+    let (status, out, err) = util::exwatch(&["check", "--json", "--topology", path.to_str().unwrap()]);
+    assert_eq!(status, 1, "only the expired exception warns: {out}{err}");
+    let json: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(json["topology"]["lints"].as_array().unwrap().len(), 1, "{json}");
+    let notice = &json["topology"]["notices"][0];
+    assert_eq!(notice["line"], 7, "{json}");
+    assert_eq!(
+        notice["message"],
+        "10.1.10.11/32 (mailbox) lies inside 10.1.0.0/16 (internal_client): the more specific prefix wins, so it holds mailbox only"
+    );
     // A pack whose role is empty, and a role whose pack is off.
     let no_gateway = good.replace(&format!("um_gateway = [\"{GATEWAY}\", \"{GATEWAY_V6}\"]\n"), "");
     let (_dir, path) = files(&no_gateway);
