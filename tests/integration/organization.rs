@@ -614,6 +614,12 @@ reason = "jump host"#,
     let (status, _, err) = util::exwatch(&["check", "--topology", path.to_str().unwrap()]);
     assert_eq!(status, 2);
     assert!(err.contains("topology.toml:11: roles.exchange_online: the hybrid pack is off"), "{err}");
+    // A missing endpoints file: the topology's line and key.
+    let (dir, path) = files(&good);
+    std::fs::remove_file(dir.path().join("endpoints.json")).unwrap();
+    let (status, _, err) = util::exwatch(&["check", "--topology", path.to_str().unwrap()]);
+    assert_eq!(status, 2);
+    assert!(err.contains("topology.toml:12: roles.exchange_online_endpoints: cannot read "), "{err}");
     // An endpoints file that is not Microsoft's format names the file and the record.
     let (dir, path) = files(&good);
     std::fs::write(dir.path().join("endpoints.json"), ENDPOINTS.replace("\"category\": \"Allow\", ", ""))
