@@ -142,17 +142,23 @@ def panel(records, summary, metric, title, left, top, width, height):
 
 def svg(records, summary, meta):
     width, height = 960, 440
+    tools = list(dict.fromkeys(r["tool"] for r in records))
+    title = (" and ".join(tools) + ": " + meta.get("capture", "") + ", " + meta.get("generator", "") + ", "
+             + meta.get("runs", "") + " runs per rate")
     body = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
             f'<rect width="{width}" height="{height}" fill="white"/>',
             f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="13">'
-            f'{escape("exwatch live and Suricata: " + meta.get("capture", "") + ", " + meta.get("generator", "") + ", " + meta.get("runs", "") + " runs per rate")}</text>']
+            f'{escape(title)}</text>']
     body += panel(records, summary, "loss_pct", "loss, % of frames sent", 70, 60, 360, 300)
     body += panel(records, summary, "cpu_s_per_mpkt", "CPU-seconds per million packets", 560, 60, 360, 300)
-    for i, tool in enumerate(dict.fromkeys(r["tool"] for r in records)):
+    for i, tool in enumerate(tools):
         colour = COLOURS.get(tool, "#333")
         body.append(f'<circle cx="{80 + 120 * i}" cy="{height - 20}" r="4" fill="{colour}"/>')
         body.append(f'<text x="{90 + 120 * i}" y="{height - 16}">{escape(tool)}</text>')
+    if "suricata" not in tools and meta.get("suricata"):
+        body.append(f'<text x="{80 + 120 * len(tools)}" y="{height - 16}">'
+                    f'{escape("suricata: " + meta["suricata"])}</text>')
     body.append("</svg>")
     return "\n".join(body) + "\n"
 

@@ -73,6 +73,10 @@
 #   GENERATOR=trafgen RATES="500000 1000000 top" bash benches/live-replay.sh
 set -euo pipefail
 export LC_ALL=C
+# Paths given are relative to where the script was started, not to the repository.
+[ -z "${CAPTURE:-}" ] || CAPTURE=$(realpath -m -- "$CAPTURE")
+[ -z "${RESULTS:-}" ] || RESULTS=$(realpath -m -- "$RESULTS")
+[ -z "${EXWATCH:-}" ] || EXWATCH=$(realpath -m -- "$EXWATCH")
 cd "$(dirname "$0")/.."
 # shellcheck source=benches/suricata-policy.sh
 . benches/suricata-policy.sh
@@ -121,7 +125,7 @@ for tool in ip curl python3 "${generator_tools[@]}"; do
 done
 
 if [ -n "${EXWATCH:-}" ]; then
-  exwatch=$(realpath "$EXWATCH")
+  exwatch=$EXWATCH
 else
   cargo build --release --quiet
   exwatch=$PWD/target/release/exwatch
