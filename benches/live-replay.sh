@@ -135,7 +135,7 @@ RESULTS=$(realpath "$RESULTS")
 say() { echo "live-replay: $*" >&2; }
 
 work=$(mktemp -d)
-tx="exwb$$a"   # namespace and veth end tcpreplay sends on
+tx="exwb$$a"   # namespace and veth end the generator sends on
 rx="exwb$$b"   # namespace and veth end exwatch listens on
 exwatch_pid=""
 
