@@ -52,6 +52,9 @@ pub enum Command {
     /// single file is always read that way.
     Analyze(AnalyzeFlags),
     /// Validate a topology and a policy, and lint the topology.
+    ///
+    /// Exit status: 0 valid, 1 valid with lints, 2 invalid, or a topology analyze and live
+    /// would refuse (no Mailbox and no Edge server: nothing the policy could judge).
     Check(CheckFlags),
     /// Compare two captures of the same traffic taken at two points (e.g. either side of
     /// a firewall): TCP handshake options rewritten between them (MSS clamping,

@@ -83,6 +83,22 @@ pub fn run(settings: &Settings) -> Result<Outcome, Error> {
             return Ok(Outcome::Incomplete);
         }
     };
+    if let Some(why) = config.refusal() {
+        let file = std::path::PathBuf::from(&config.topology_name);
+        if !settings.json {
+            return Err(format!("{}: {why}", config.topology_name));
+        }
+        eprintln!("exwatch: {}: {why}", config.topology_name);
+        let error = CheckError { file: &file, line: None, key: "roles", message: why };
+        print_json(&Document {
+            version: VERSION,
+            valid: false,
+            policy: None,
+            topology: None,
+            errors: vec![error],
+        })?;
+        return Ok(Outcome::Incomplete);
+    }
     let lints = config.topology_lints();
     let notices = config.topology.notices();
     let outcome = Outcome::found(!lints.is_empty());

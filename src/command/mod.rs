@@ -130,13 +130,17 @@ impl Config {
             .collect()
     }
 
+    /// Why `analyze` and `live` would refuse this topology, if they would: `check` says
+    /// the same, with the same exit status.
+    pub fn refusal(&self) -> Option<&'static str> {
+        (!self.topology.has_role(Role::Mailbox) && !self.topology.has_role(Role::Edge))
+            .then_some("lists no Mailbox and no Edge server: there is nothing the policy could judge")
+    }
+
     /// Refuses a topology with nothing to judge, and says when the example is used.
     fn judgeable(&self) -> Result<(), Error> {
-        if !self.topology.has_role(Role::Mailbox) && !self.topology.has_role(Role::Edge) {
-            return Err(format!(
-                "{}: lists no Mailbox and no Edge server: there is nothing the policy could judge",
-                self.topology_name
-            ));
+        if let Some(why) = self.refusal() {
+            return Err(format!("{}: {why}", self.topology_name));
         }
         if self.builtin_topology {
             eprintln!(
