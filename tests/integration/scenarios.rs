@@ -943,3 +943,40 @@ fn closed_flows_end_after_the_closed_timeout_and_open_ones_stay() {
     assert_eq!(open.len(), 1);
     assert_eq!(open[0]["flow"]["pkts_toserver"], 2);
 }
+
+/// A client's FIN retransmitted after its closed connection ended (the closed timeout is
+/// 5 s) joins that connection, as Zeek counts one: it is not a second flow, picked up
+/// mid-stream, that alerts again.
+#[test]
+fn a_late_fin_retransmission_joins_its_ended_flow() {
+    let (client, server) = (at(EXTERNAL, 40_001), at(MAILBOX, 3389));
+    let mut scenario = Scenario::new();
+    scenario.tcp_session(client, server, 1).wait(8.0);
+    scenario.send(
+        client,
+        server,
+        Segment::Tcp { flags: exwatch::decode::tcp_flags::FIN | ACK, seq: 1, ack: 1, payload: &[] },
+    );
+    scenario.wait(1.0);
+    scenario.send(
+        client,
+        server,
+        Segment::Tcp { flags: exwatch::decode::tcp_flags::FIN | ACK, seq: 1, ack: 1, payload: &[] },
+    );
+    for workers in ["1", "2"] {
+        let run = run(EXAMPLE, &scenario, &["--flows", "--workers", workers]);
+        assert_findings(&run, vec![violation("external-to-mailbox", client, server)]);
+        assert_eq!(run.flows().len(), 1, "{:?}", run.lines);
+        assert!(run.stderr.contains("late retransmissions: 2 FIN or RST packets"), "{}", run.stderr);
+    }
+    // Long after the closed timeout, a FIN is a flow of its own again.
+    let mut late = Scenario::new();
+    late.tcp_session(client, server, 1).wait(30.0);
+    late.send(
+        client,
+        server,
+        Segment::Tcp { flags: exwatch::decode::tcp_flags::FIN | ACK, seq: 1, ack: 1, payload: &[] },
+    );
+    let run = run(EXAMPLE, &late, &["--flows"]);
+    assert_eq!(run.flows().len(), 2, "{:?}", run.lines);
+}
