@@ -195,7 +195,8 @@ pub struct GenerateFlags {
     pub pool: Option<usize>,
     /// Write traffic of this organization instead of the example one: its Mailbox
     /// servers, domain controllers, Edge servers and subscriptions, DNS servers, Skype
-    /// servers and internal clients.
+    /// servers and internal clients; Exchange Online and UM gateways with their packs;
+    /// its exceptions' jump hosts and accepted destinations.
     #[arg(long, value_name = "FILE")]
     pub topology: Option<PathBuf>,
 }

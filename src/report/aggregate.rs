@@ -343,7 +343,8 @@ impl Builder {
         finding.first = finding.first.min(a.ts);
         finding.last = finding.last.max(a.ts);
         finding.confidence = finding.confidence.min(rank);
-        if a.verdict == Verdict::Restriction {
+        // Restriction evidence an exception accepted stays visible in the matrix too.
+        if a.verdict == Verdict::Restriction || (a.verdict == Verdict::Accepted && a.evidence.is_some()) {
             let pair = self.pairs.entry(ordered(e.src_ip, e.dest_ip)).or_default();
             *pair.evidence.entry(id.to_string()).or_default() += 1;
         }

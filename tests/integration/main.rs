@@ -2,6 +2,7 @@
 
 mod util;
 
+mod benches;
 mod bound;
 mod captures;
 mod cli;
