@@ -88,9 +88,11 @@ fn analyze(mut settings: cli::AnalyzeSettings) -> Result<u8, String> {
     // With --report, the compliance report is built from the same events, as they come.
     let config = &settings.run.config;
     let sensor = settings.run.pipeline.sensor_name.clone();
+    let captures = settings.files.iter().map(|path| path.display().to_string()).collect();
     let builder = settings.report_meta.take().map(|meta| {
         exwatch::report::Builder::new(Arc::clone(&config.policy), Arc::clone(&config.topology), meta)
             .with_sensor(sensor)
+            .with_captures(captures)
     });
     let mut observers = (learner, builder);
     let report = pipeline::analyze(
@@ -146,11 +148,7 @@ fn write_report(
 ) -> Result<(), String> {
     use exwatch::report;
     for path in &settings.files {
-        if exwatch::capture::compressed::is_stdin(path) {
-            continue;
-        }
-        let input = report::file_input(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        builder.input(input);
+        builder.input(report::capture_input(path, &report.errors));
     }
     let c = &report.counters;
     builder.stats(report::StatsRecord {
@@ -553,6 +551,7 @@ fn report(flags: &cli::ReportFlags) -> Result<u8, String> {
     };
     let built = report::build(config.policy, config.topology, meta, &flags.logs, baseline)
         .map_err(|e| e.to_string())?;
+    let status = report::exit_status(&built);
     let outputs = [
         (&flags.html, report::html::render as fn(&report::Report) -> String),
         (&flags.json, report::json::render),
@@ -564,7 +563,7 @@ fn report(flags: &cli::ReportFlags) -> Result<u8, String> {
         }
     }
     eprintln!("exwatch report: {}", built.conclusion.text);
-    Ok(if built.conclusion.compliant { 0 } else { 1 })
+    Ok(status)
 }
 
 fn generate(flags: &cli::GenerateFlags) -> Result<u8, String> {

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use super::aggregate::{Builder, Parts};
+use super::aggregate::{Builder, Parts, RowParts};
 use super::model::*;
 use super::records::{format_timestamp, Micros};
-use crate::policy::{Role, Verdict};
+use crate::policy::{EvidenceKind, Role, Verdict};
 
 /// Buckets of the findings-over-time picture at most.
 const TIME_BUCKETS: u64 = 48;
@@ -15,18 +15,33 @@ const TIME_BUCKETS: u64 = 48;
 pub(super) fn finish(builder: Builder) -> Report {
     let mut p = builder.into_parts();
     let mut findings_by_rule: Vec<Vec<Finding>> = vec![Vec::new(); p.rows.len()];
+    let mut findings_by_evidence: Vec<Vec<Finding>> = vec![Vec::new(); p.evidence_rows.len()];
     for (index, finding) in std::mem::take(&mut p.findings) {
-        findings_by_rule[index].push(finding);
+        let evidence =
+            finding.evidence.as_deref().and_then(|id| p.policy.evidence.iter().position(|e| e.id == id));
+        match evidence {
+            Some(i) => findings_by_evidence[i].push(finding),
+            None => findings_by_rule[index].push(finding),
+        }
     }
-    let mut sections: Vec<Section> = Vec::new();
-    for (index, (rule, acc)) in p.policy.rules.iter().zip(&p.rows).enumerate() {
-        let mut findings = std::mem::take(&mut findings_by_rule[index]);
+    let sorted = |mut findings: Vec<Finding>| {
         findings.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key().cmp(&b.key())));
+        findings
+    };
+    let mut sections: Vec<Section> = Vec::new();
+    let mut place = |title: &str, row: Row| match sections.iter_mut().find(|s| s.title == title) {
+        Some(section) => section.rows.push(row),
+        None => sections.push(Section { title: title.to_string(), rows: vec![row] }),
+    };
+    for (index, (rule, acc)) in p.policy.rules.iter().zip(std::mem::take(&mut p.rows)).enumerate() {
         let observed = acc.flows > 0 || acc.alerts != VerdictCounts::default();
+        let why = inapplicable(rule, &p.topology);
         let status = if acc.alerts.restriction > 0 {
             Status::Restriction
         } else if acc.alerts.violation > 0 || (observed && rule.verdict == Verdict::Violation) {
             Status::Violation
+        } else if !observed && why.is_some() {
+            Status::NotApplicable
         } else if !observed {
             Status::NotObserved
         } else if acc.alerts.advisory > 0 || rule.verdict == Verdict::Advisory {
@@ -36,35 +51,42 @@ pub(super) fn finish(builder: Builder) -> Report {
         } else {
             Status::Compliant
         };
-        let row = Row {
-            rule: rule.id.clone(),
-            verdict: rule.verdict.name().to_string(),
-            reason: rule.reason.clone(),
-            status,
-            flows: acc.flows,
-            bytes: acc.bytes,
-            host_pairs: acc.host_pairs,
-            first_seen: acc.first.map(format_timestamp),
-            last_seen: acc.last.map(format_timestamp),
-            alerts: acc.alerts,
-            inapplicable: inapplicable(&rule.when, &p.topology),
-            findings,
+        let findings = sorted(std::mem::take(&mut findings_by_rule[index]));
+        let row = row(&rule.id, RowKind::Rule, rule.verdict.name(), &rule.reason, status, why, acc, findings);
+        place(&rule.section, row);
+    }
+    // Evidence is looked for on the flows of the never-restrict pairs: with none seen,
+    // nothing was checked.
+    let checked = !p.pairs.is_empty();
+    for (index, (evidence, acc)) in
+        p.policy.evidence.iter().zip(std::mem::take(&mut p.evidence_rows)).enumerate()
+    {
+        let two_points = matches!(evidence.kind, EvidenceKind::OptionsAltered | EvidenceKind::SynDropped);
+        let why = two_points.then(|| {
+            "found only by `exwatch compare`, from the same traffic seen at two capture points".to_string()
+        });
+        let status = if acc.alerts.restriction > 0 {
+            Status::Restriction
+        } else if checked && !two_points {
+            Status::NoneFound
+        } else {
+            Status::NotObserved
         };
-        match sections.iter_mut().find(|s| s.title == rule.section) {
-            Some(section) => section.rows.push(row),
-            None => sections.push(Section { title: rule.section.clone(), rows: vec![row] }),
-        }
+        let findings = sorted(std::mem::take(&mut findings_by_evidence[index]));
+        let row =
+            row(&evidence.id, RowKind::Evidence, "restriction", &evidence.reason, status, why, acc, findings);
+        place(&evidence.section, row);
     }
     let seconds = match (p.first, p.last) {
         (Some(f), Some(l)) => (l - f) as f64 / 1e6,
         _ => 0.0,
     };
-    let conclusion = conclusion(&p.totals, &sections, seconds);
+    let conclusion = conclusion(&p.totals, &sections, &p.inputs, seconds);
     let never_restrict = never_restrict(&p);
     let timeline = timeline(&p.minutes, p.slot, (p.first, p.last));
     let mut health = p.health;
     health.stats = stats_totals(&p.stats);
-    health.notes = notes(&health, p.totals.flows);
+    health.notes = notes(&health, &p.totals);
     let unreadable: u64 = p.inputs.iter().map(|i| i.unreadable_lines).sum();
     if unreadable > 0 {
         health.notes.push(format!(
@@ -101,29 +123,95 @@ pub(super) fn finish(builder: Builder) -> Report {
     }
 }
 
-/// Why a rule's conditions on the topology can never hold, if they cannot.
-fn inapplicable(when: &crate::policy::When, topology: &crate::policy::Topology) -> Option<String> {
+/// A row of the report from what its traffic showed.
+#[allow(clippy::too_many_arguments)]
+fn row(
+    id: &str,
+    kind: RowKind,
+    verdict: &str,
+    reason: &str,
+    status: Status,
+    why: Option<String>,
+    acc: RowParts,
+    findings: Vec<Finding>,
+) -> Row {
+    Row {
+        rule: id.to_string(),
+        kind,
+        verdict: verdict.to_string(),
+        reason: reason.to_string(),
+        status,
+        flows: acc.flows,
+        bytes: acc.bytes,
+        host_pairs: acc.host_pairs,
+        first_seen: acc.first.map(format_timestamp),
+        last_seen: acc.last.map(format_timestamp),
+        alerts: acc.alerts,
+        why,
+        ports: acc.ports,
+        more_ports: acc.more_ports,
+        top_pairs: acc.top_pairs,
+        findings,
+    }
+}
+
+/// What the report calls a role the topology lacks.
+fn role_words(role: Role) -> &'static str {
+    match role {
+        Role::Mailbox => "Mailbox server",
+        Role::Edge => "Edge Transport server",
+        Role::DomainController => "domain controller",
+        Role::Skype => "Skype for Business server",
+        Role::Dns => "DNS server",
+        Role::InternalClient => "internal client",
+        Role::External | Role::Local => "such host",
+    }
+}
+
+/// Why a rule's conditions on the topology can never hold, if they cannot: a side of
+/// the rule names only roles the topology does not list, or a `when` condition on the
+/// topology does not hold.
+fn inapplicable(rule: &crate::policy::Rule, topology: &crate::policy::Topology) -> Option<String> {
+    let when = &rule.when;
     let edge = topology.has_role(Role::Edge);
     let dns = topology.has_role(Role::Dns);
-    let mut why = Vec::new();
-    if when.edge_deployed.is_some_and(|want| want != edge) {
-        why.push(if edge {
-            "the topology has Edge Transport servers"
-        } else {
-            "the topology has no Edge Transport server"
-        });
+    let mut why: Vec<String> = Vec::new();
+    let present = |r: Role| matches!(r, Role::External | Role::Local) || topology.has_role(r);
+    for mask in [rule.from, rule.to] {
+        let named: Vec<Role> = Role::ALL.into_iter().filter(|r| mask & r.bit() != 0).collect();
+        if !named.is_empty() && !named.iter().any(|&r| present(r)) {
+            let words: Vec<&str> = named.iter().map(|&r| role_words(r)).collect();
+            why.push(format!("the topology has no {}", words.join(" and no ")));
+        }
+    }
+    if when.same_subscription == Some(true) && !edge && !why.iter().any(|w| w.contains("Edge")) {
+        why.push("the topology has no Edge Transport server".to_string());
+    }
+    let edge_why = if edge {
+        "the topology has Edge Transport servers"
+    } else {
+        "the topology has no Edge Transport server"
+    };
+    if when.edge_deployed.is_some_and(|want| want != edge) && !why.iter().any(|w| w == edge_why) {
+        why.push(edge_why.to_string());
     }
     if when.dns_role.is_some_and(|want| want != dns) {
-        why.push(if dns { "the topology lists DNS servers" } else { "the topology lists no DNS server" });
+        why.push(
+            if dns { "the topology lists DNS servers" } else { "the topology lists no DNS server" }
+                .to_string(),
+        );
     }
     if when.restrict_internal_clients.is_some_and(|want| want != topology.restrict_internal_clients) {
-        why.push(if topology.restrict_internal_clients {
-            "the topology restricts internal clients"
-        } else {
-            "the topology does not restrict internal clients"
-        });
+        why.push(
+            if topology.restrict_internal_clients {
+                "the topology restricts internal clients"
+            } else {
+                "the topology does not restrict internal clients"
+            }
+            .to_string(),
+        );
     }
-    (!why.is_empty()).then(|| format!("cannot match: {}", why.join(" and ")))
+    (!why.is_empty()).then(|| format!("not applicable: {}", why.join(" and ")))
 }
 
 /// A duration as people say it: `41.2 s`, `12 min 5 s`, `3 h 20 min`, `6 d 4 h`.
@@ -146,25 +234,75 @@ pub fn human_duration(seconds: f64) -> String {
     }
 }
 
-fn conclusion(totals: &Totals, sections: &[Section], seconds: f64) -> Conclusion {
+/// A count as people write it: `1,403`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The inputs not read whole, for the conclusion: `; 2 of 3 inputs not read whole
+/// (b.pcap damaged, c.pcap unreadable): what they held past that is not in the rows`.
+fn incomplete(inputs: &[InputRef]) -> String {
+    let bad: Vec<String> = inputs
+        .iter()
+        .filter(|i| i.status != InputStatus::Read)
+        .map(|i| format!("{} {}", i.file, i.status.label()))
+        .collect();
+    if bad.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; {} of {} inputs not read whole ({}): what they held past the damage is not in the rows",
+        bad.len(),
+        inputs.len(),
+        bad.join(", ")
+    )
+}
+
+fn conclusion(totals: &Totals, sections: &[Section], inputs: &[InputRef], seconds: f64) -> Conclusion {
     let over = human_duration(seconds);
+    let incomplete = incomplete(inputs);
     if totals.flows == 0 {
         return Conclusion {
             compliant: false,
-            text:
-                "nothing to judge: the input holds no flow events (were the EVE logs written with --flows?)"
-                    .to_string(),
+            text: format!(
+                "nothing to judge: the input holds no flow events (were the EVE logs written with --flows?){incomplete}"
+            ),
         };
     }
+    if totals.flows_in_scope == 0 {
+        return Conclusion {
+            compliant: false,
+            text: format!(
+                "nothing to judge: none of the {} flows read is one the article covers (is this the topology of the network captured?){incomplete}",
+                thousands(totals.flows)
+            ),
+        };
+    }
+    let flows = format!(
+        "{} flows the article covers, of {} read, over {over}",
+        thousands(totals.flows_in_scope),
+        thousands(totals.flows)
+    );
     let rows = sections.iter().flat_map(|s| &s.rows);
     let named = |status: Status| -> Vec<&str> {
-        rows.clone().filter(|r| r.status == status).map(|r| r.rule.as_str()).collect()
+        rows.clone()
+            .filter(|r| r.status == status && r.kind == RowKind::Rule)
+            .map(|r| r.rule.as_str())
+            .collect()
     };
     let (violations, restrictions) = (named(Status::Violation), named(Status::Restriction));
     if violations.is_empty() && restrictions.is_empty() {
         return Conclusion {
             compliant: true,
-            text: format!("no violation or restriction found in {} flows over {over}", totals.flows),
+            text: format!("no violation or restriction found in {flows}{incomplete}"),
         };
     }
     let mut parts = Vec::new();
@@ -180,7 +318,7 @@ fn conclusion(totals: &Totals, sections: &[Section], seconds: f64) -> Conclusion
     }
     Conclusion {
         compliant: false,
-        text: format!("not compliant: {} in {} flows over {over}", parts.join(" and "), totals.flows),
+        text: format!("not compliant: {} in {flows}{incomplete}", parts.join(" and ")),
     }
 }
 
@@ -271,7 +409,8 @@ fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
-fn notes(h: &Health, flows: u64) -> Vec<String> {
+fn notes(h: &Health, totals: &Totals) -> Vec<String> {
+    let flows = totals.flows;
     let mut notes = Vec::new();
     if flows == 0 {
         notes.push("No flow events: rows cannot be judged; write the EVE logs with --flows.".to_string());
@@ -280,7 +419,9 @@ fn notes(h: &Health, flows: u64) -> Vec<String> {
     let one_sided = percent(h.one_sided, flows);
     if one_sided >= 20.0 {
         notes.push(format!(
-            "{one_sided:.0}% of flows were seen one way only: the feed may carry one direction of the traffic, so unanswered SYNs prove little (silent-drop evidence is of low confidence) and rows may miss replies."
+            "{one_sided:.0}% of flows were seen one way only: the feed may carry one direction of the traffic, so an unanswered SYN proves less and rows may miss replies. Each finding's confidence says how much history stood behind it: {} of {} findings are of low confidence.",
+            h.low_confidence_findings,
+            totals.findings.advisory + totals.findings.violation + totals.findings.restriction
         ));
     } else {
         notes.push(format!(

@@ -32,8 +32,12 @@ pub use finish::human_duration;
 pub use model::{Report, Status, SCHEMA};
 pub use records::{from_event, AlertRecord, FlowRecord, Record, StatsRecord};
 
-/// Responder ports listed at most per never-restrict pair (the rest are counted).
+/// Responder ports listed at most per never-restrict pair and per row (the rest are
+/// counted).
 pub const MAX_PAIR_PORTS: usize = 24;
+
+/// Host pairs a row lists, most flows first.
+pub const TOP_PAIRS: usize = 5;
 
 /// Builds the report from EVE logs (`-` is standard input), adding what changed since
 /// `baseline` (an earlier JSON report and where it came from) when given.
@@ -64,6 +68,10 @@ pub fn file_input(path: &std::path::Path) -> std::io::Result<model::InputRef> {
         file: path.display().to_string(),
         bytes,
         sha256: logs::hex(&hash.finalize()),
+        status: model::InputStatus::Read,
+        detail: None,
+        packets: 0,
+        flows: 0,
         events: 0,
         unreadable_lines: 0,
         sensors: Vec::new(),
@@ -72,6 +80,71 @@ pub fn file_input(path: &std::path::Path) -> std::io::Result<model::InputRef> {
         first: None,
         last: None,
     })
+}
+
+/// A capture of an `analyze` run as the header lists it: name, size and SHA-256, and
+/// how much of it was read, from the run's capture errors (the packets, flows and time
+/// range are the builder's, see [`Builder::input`]). Standard input has no size or hash.
+pub fn capture_input(path: &std::path::Path, errors: &[crate::capture::CaptureError]) -> model::InputRef {
+    use crate::capture::CaptureError;
+    use model::InputStatus;
+    let unread = |status, detail: String| (status, Some(detail));
+    let error = errors.iter().find(|e| match e {
+        CaptureError::Open { path: p, .. }
+        | CaptureError::LinkType { path: p, .. }
+        | CaptureError::Damaged { path: p, .. } => p == path,
+        _ => false,
+    });
+    let (status, detail) = match error {
+        None => (InputStatus::Read, None),
+        Some(CaptureError::Open { message, .. })
+            if message.contains("not a pcap") || message.contains("too short to be a capture") =>
+        {
+            unread(InputStatus::NotACapture, message.clone())
+        }
+        Some(CaptureError::Damaged { .. }) => {
+            let text = error.map(ToString::to_string).unwrap_or_default();
+            let at = text.find("damaged at").unwrap_or(0);
+            unread(InputStatus::Damaged, text[at..].to_string())
+        }
+        Some(e) => {
+            let text = e.to_string();
+            let prefix = format!("{}: ", path.display());
+            unread(InputStatus::Unreadable, text.strip_prefix(&prefix).unwrap_or(&text).to_string())
+        }
+    };
+    let (bytes, sha256) = match file_input(path) {
+        Ok(input) if !crate::capture::compressed::is_stdin(path) => (input.bytes, input.sha256),
+        _ => (0, String::new()),
+    };
+    model::InputRef {
+        file: path.display().to_string(),
+        bytes,
+        sha256,
+        status,
+        detail,
+        packets: 0,
+        flows: 0,
+        events: 0,
+        unreadable_lines: 0,
+        sensors: Vec::new(),
+        captures: Vec::new(),
+        more_captures: 0,
+        first: None,
+        last: None,
+    }
+}
+
+/// The exit status a report implies, as `analyze`'s: 2 when there was nothing to judge
+/// or an input was not read whole, 1 when not compliant, 0 clean.
+pub fn exit_status(report: &Report) -> u8 {
+    let nothing = report.totals.flows_in_scope == 0;
+    let incomplete = report.inputs.iter().any(|i| i.status != model::InputStatus::Read);
+    if nothing || incomplete {
+        2
+    } else {
+        u8::from(!report.conclusion.compliant)
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod answers;
 mod bound;
 mod captures;
 mod cli;

@@ -1,0 +1,213 @@
+//! Answers that cannot mislead (issue 22): the compliance report names every input's
+//! status, counts the flows the article covers, has a row for every rule and evidence
+//! kind (saying why a row cannot apply), and reads compressed EVE logs like plain ones.
+
+use std::path::Path;
+use std::process::Command;
+
+use exwatch::testkit::synth::Scenario;
+use serde_json::Value;
+
+use crate::report::{chromium, eve_log, policy, report, rows};
+use crate::util::{self, sa};
+
+/// A capture of `sessions` client-to-Mailbox HTTPS flows and one Mailbox-to-Mailbox flow.
+fn good(path: &Path, sessions: u16) {
+    let mut s = Scenario::new();
+    for i in 0..sessions {
+        s.tcp_session(sa(&format!("10.20.0.9:{}", 50_000 + i)), sa("10.10.1.11:443"), 2);
+    }
+    s.tcp_session(sa("10.10.1.11:50100"), sa("10.10.1.12:135"), 1);
+    s.write_pcap(path).expect("write capture");
+}
+
+/// Runs `analyze --report` in `dir` on `files` (named relative to it).
+fn analyze_report(dir: &Path, files: &[&str], extra: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_exwatch"))
+        .current_dir(dir)
+        .arg("analyze")
+        .args(files)
+        .args(["--no-progress", "--workers", "1", "--eve-log", "run.eve", "--sensor-name", "s1"])
+        .args(["--report", "report.html", "--report-json", "report.json", "--report-csv", "report.csv"])
+        .args(extra)
+        .output()
+        .expect("run exwatch analyze");
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Records in a classic little-endian pcap file, by walking its record headers.
+fn records(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).expect("capture");
+    let (mut at, mut n) = (24, 0);
+    while at + 16 <= bytes.len() {
+        at += 16 + u32::from_le_bytes(bytes[at + 8..at + 12].try_into().expect("4 bytes")) as usize;
+        n += 1;
+    }
+    n
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("JSON report")).expect("JSON")
+}
+
+#[test]
+fn a_report_over_a_damaged_an_empty_and_a_good_capture_names_each_inputs_status() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    good(&d.join("good.pcap"), 3);
+    // Damaged: the same kind of capture, cut in the middle of a record.
+    good(&d.join("whole.pcap"), 6);
+    let bytes = std::fs::read(d.join("whole.pcap")).expect("capture");
+    std::fs::write(d.join("damaged.pcap"), &bytes[..bytes.len() - 30]).expect("write");
+    std::fs::write(d.join("empty.pcap"), b"").expect("write");
+    std::fs::write(d.join("notes.txt"), b"these are not packets\n").expect("write");
+    let (status, stderr) = analyze_report(d, &["good.pcap", "damaged.pcap", "empty.pcap", "notes.txt"], &[]);
+    assert_eq!(status, 2, "inputs not read whole: {stderr}");
+    let report = json(&d.join("report.json"));
+    let inputs = report["inputs"].as_array().expect("inputs");
+    let by_file = |name: &str| inputs.iter().find(|i| i["file"] == name).unwrap_or_else(|| panic!("{name}"));
+    let good = by_file("good.pcap");
+    assert_eq!(good["status"], "read");
+    assert_eq!(good["detail"], Value::Null);
+    assert_eq!(good["flows"], 4);
+    assert_eq!(good["packets"].as_u64(), Some(records(&d.join("good.pcap"))), "{good}");
+    assert!(good["first"].is_string() && good["last"].is_string(), "{good}");
+    let damaged = by_file("damaged.pcap");
+    assert_eq!(damaged["status"], "damaged");
+    assert!(util::str_of(&damaged["detail"]).starts_with("damaged at record "), "{damaged}");
+    assert!(damaged["flows"].as_u64() > Some(0), "the flows before the damage count: {damaged}");
+    assert_eq!(by_file("empty.pcap")["status"], "not_a_capture");
+    assert_eq!(by_file("empty.pcap")["flows"], 0);
+    assert_eq!(by_file("notes.txt")["status"], "not_a_capture");
+    assert!(util::str_of(&by_file("notes.txt")["detail"]).contains("not a pcap or pcapng"));
+    let conclusion = util::str_of(&report["conclusion"]["text"]);
+    assert!(
+        conclusion.contains("3 of 4 inputs not read whole (damaged.pcap damaged, empty.pcap not a capture, notes.txt not a capture)"),
+        "{conclusion}"
+    );
+    // The CSV says where each finding was seen: no finding here, so a header only.
+    let csv = std::fs::read_to_string(d.join("report.csv")).expect("CSV");
+    assert!(csv.trim_end().ends_with("community_id,pcap_filename,sensor"), "{csv}");
+    // The browser shows every input's status and the conclusion.
+    let dom = chromium(d, &["--dump-dom"], &d.join("report.html"));
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains(&conclusion), "the page lacks the conclusion");
+    for (file, class) in [
+        ("good.pcap", "input read"),
+        ("damaged.pcap", "input damaged"),
+        ("empty.pcap", "input not_a_capture"),
+        ("notes.txt", "input not_a_capture"),
+    ] {
+        let at = dom.find(&format!("<code>{file}</code>")).unwrap_or_else(|| panic!("{file} not listed"));
+        let row = &dom[dom[..at].rfind("<tr").expect("its row")..at];
+        assert!(row.contains(class), "{file}: {row}");
+    }
+    assert!(dom.contains("damaged at record "), "the damage's place is shown");
+}
+
+#[test]
+fn the_csv_names_the_capture_file_and_the_sensor_of_each_finding() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut s = Scenario::new();
+    s.tcp_session(sa("198.51.100.7:40000"), sa("10.10.1.12:3389"), 1);
+    s.write_pcap(&dir.path().join("rdp.pcap")).expect("write");
+    let (status, stderr) = analyze_report(dir.path(), &["rdp.pcap"], &[]);
+    assert_eq!(status, 1, "{stderr}");
+    let csv = std::fs::read_to_string(dir.path().join("report.csv")).expect("CSV");
+    let line = csv.lines().nth(1).expect("a finding");
+    assert!(line.contains("external-to-mailbox") && line.ends_with(",rdp.pcap,s1"), "{line}");
+}
+
+#[test]
+fn the_banner_counts_the_flows_the_article_covers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut s = Scenario::new();
+    s.tcp_session(sa("10.20.0.9:50000"), sa("10.10.1.11:443"), 1);
+    s.tcp_session(sa("10.10.1.11:50001"), sa("10.10.1.12:445"), 1);
+    // Three flows that touch no Exchange server.
+    for port in [80, 443, 8080] {
+        s.tcp_session(sa(&format!("10.20.0.9:{}", 51_000 + port)), sa(&format!("203.0.113.9:{port}")), 1);
+    }
+    s.write_pcap(&dir.path().join("mixed.pcap")).expect("write");
+    let (status, stderr) = analyze_report(dir.path(), &["mixed.pcap"], &[]);
+    assert_eq!(status, 0, "{stderr}");
+    let report = json(&dir.path().join("report.json"));
+    assert_eq!(report["totals"]["flows"], 5);
+    assert_eq!(report["totals"]["flows_in_scope"], 2);
+    let text = util::str_of(&report["conclusion"]["text"]);
+    assert!(
+        text.starts_with("no violation or restriction found in 2 flows the article covers, of 5 read"),
+        "{text}"
+    );
+    let dom = chromium(dir.path(), &["--dump-dom"], &dir.path().join("report.html"));
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains(&text), "the banner");
+    assert!(dom.contains("<span id=\"flows-in-scope\">2</span>"), "the header's in-scope count");
+    // The out-of-scope flows' role cell is not coloured as compliant traffic.
+    let cells = report["role_matrix"].as_array().expect("role matrix");
+    let cell = cells.iter().find(|c| c["dest_role"] == "external").expect("client to external");
+    assert_eq!(cell["worst"], "out_of_scope");
+}
+
+#[test]
+fn every_rule_and_evidence_kind_is_a_row_and_edge_rows_say_why_they_cannot_apply_without_an_edge() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let topology = dir.path().join("no-edge.toml");
+    std::fs::write(
+        &topology,
+        "[organization]\nname = \"fabrikam\"\n\n[roles]\nmailbox = [\"10.10.1.11\", \"10.10.1.12\"]\n\
+         domain_controller = [\"10.10.0.5\"]\ninternal_client = [\"10.20.0.0/16\"]\n",
+    )
+    .expect("write topology");
+    good(&dir.path().join("good.pcap"), 2);
+    let eve = eve_log(&dir.path().join("good.pcap"), dir.path(), "good.eve");
+    assert!(eve.exists());
+    let made = report(dir.path(), &["good.eve"], &["--topology", topology.to_str().unwrap()]);
+    assert_eq!(made.status, 0, "{}", made.stderr);
+    let rows = rows(&made.json);
+    let policy = policy();
+    let dom = chromium(dir.path(), &["--dump-dom"], &made.html_path);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    let ids = policy.rules.iter().map(|r| &r.id).chain(policy.evidence.iter().map(|e| &e.id));
+    for id in ids {
+        assert!(rows.contains_key(id), "no JSON row for {id}");
+        assert!(dom.contains(&format!("id=\"rule-{id}\"")), "no rendered row for {id}");
+    }
+    assert_eq!(rows.len(), policy.rules.len() + policy.evidence.len());
+    for rule in policy.rules.iter().filter(|r| r.id.starts_with("edge") || r.id.contains("bypasses-edge")) {
+        let row = &rows[&rule.id];
+        assert_eq!(row["status"], "not_applicable", "{}", rule.id);
+        assert!(
+            util::str_of(&row["why"]).contains("the topology has no Edge Transport server"),
+            "{}: {}",
+            rule.id,
+            row["why"]
+        );
+    }
+    assert_eq!(rows["subscribed-mailbox-to-edge"]["status"], "not_applicable");
+    assert_eq!(rows["inbound-smtp"]["status"], "not_observed", "it can apply without an Edge");
+    assert!(dom.contains("not applicable: the topology has no Edge Transport server"));
+    // Evidence looked for on the Mailbox pair's traffic, and not found.
+    assert_eq!(rows["restricted-silent-drop"]["status"], "none_found");
+    assert_eq!(rows["restricted-silent-drop"]["kind"], "evidence");
+    // A compliant row shows its ports and host pairs.
+    assert_eq!(rows["client-https"]["status"], "compliant");
+    assert_eq!(rows["client-https"]["ports"], serde_json::json!(["443/TCP"]));
+    assert_eq!(rows["client-https"]["top_pairs"][0]["src_ip"], "10.20.0.9");
+    assert_eq!(rows["client-https"]["top_pairs"][0]["flows"], 2);
+    // The never-restrict legend names every evidence kind.
+    let legend = &made.html[made.html.find("id=\"never-restrict\"").expect("section")..];
+    let legend = &legend[..legend.find("</p>").expect("legend")];
+    for e in &policy.evidence {
+        assert!(legend.contains(&e.id), "the legend lacks {}", e.id);
+    }
+}
+
+#[test]
+fn report_exits_2_when_there_is_nothing_to_judge() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("alerts-only.eve"), "").expect("write");
+    let made = report(dir.path(), &["alerts-only.eve"], &[]);
+    assert_eq!(made.status, 2, "{}", made.stderr);
+    assert!(made.stderr.contains("nothing to judge"), "{}", made.stderr);
+}
