@@ -211,3 +211,64 @@ fn report_exits_2_when_there_is_nothing_to_judge() {
     assert_eq!(made.status, 2, "{}", made.stderr);
     assert!(made.stderr.contains("nothing to judge"), "{}", made.stderr);
 }
+
+/// `text` compressed with gzip.
+fn gzip(text: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(text).expect("compress");
+    encoder.finish().expect("gzip")
+}
+
+/// The report without what names its inputs' files (their names, sizes and digests).
+fn without_input_files(mut json: Value) -> Value {
+    for input in json["inputs"].as_array_mut().expect("inputs") {
+        for key in ["file", "bytes", "sha256"] {
+            input.as_object_mut().expect("input").remove(key);
+        }
+    }
+    json
+}
+
+#[test]
+fn gzip_and_zstd_eve_logs_beside_a_plain_one_give_the_report_of_all_plain() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let eve = eve_log(&util::capture("sample-contoso.pcap"), d, "sample.eve");
+    let text = std::fs::read_to_string(&eve).expect("EVE log");
+    let lines: Vec<&str> = text.lines().collect();
+    let third = lines.len() / 3;
+    let part =
+        |range: std::ops::Range<usize>| lines[range].iter().map(|l| format!("{l}\n")).collect::<String>();
+    let parts = [part(0..third), part(third..2 * third), part(2 * third..lines.len())];
+    for (i, p) in parts.iter().enumerate() {
+        std::fs::write(d.join(format!("plain-{i}.eve")), p).expect("write");
+    }
+    std::fs::write(d.join("rotated-1.eve.gz"), gzip(parts[1].as_bytes())).expect("write");
+    // Named without a suffix: the first bytes tell.
+    std::fs::write(d.join("rotated-2"), zstd::encode_all(parts[2].as_bytes(), 3).expect("zstd"))
+        .expect("write");
+    let plain = report(d, &["plain-0.eve", "plain-1.eve", "plain-2.eve"], &[]);
+    let mixed = report(d, &["plain-0.eve", "rotated-1.eve.gz", "rotated-2"], &[]);
+    assert_eq!(plain.status, 1, "{}", plain.stderr);
+    assert_eq!(mixed.status, plain.status, "{}", mixed.stderr);
+    assert!(plain.json["totals"]["flows"].as_u64() > Some(100));
+    assert_eq!(without_input_files(mixed.json.clone()), without_input_files(plain.json.clone()));
+    assert_eq!(mixed.csv, plain.csv);
+    // The header names each file by its own bytes.
+    let bytes = std::fs::read(d.join("rotated-1.eve.gz")).expect("gz");
+    assert_eq!(mixed.json["inputs"][1]["bytes"].as_u64(), Some(bytes.len() as u64));
+    assert_eq!(mixed.json["inputs"][1]["sha256"], exwatch::report::logs::sha256(&bytes).as_str());
+    assert_eq!(mixed.json["inputs"][2]["status"], "read");
+
+    // A truncated archive is read up to the damage, and said to be damaged.
+    let whole = gzip(text.as_bytes());
+    std::fs::write(d.join("cut.eve.gz"), &whole[..whole.len() * 2 / 3]).expect("write");
+    let cut = report(d, &["cut.eve.gz"], &[]);
+    assert_eq!(cut.status, 2, "{}", cut.stderr);
+    let input = &cut.json["inputs"][0];
+    assert_eq!(input["status"], "damaged", "{input}");
+    assert!(util::str_of(&input["detail"]).contains("gzip-decompressed stream"), "{input}");
+    assert!(input["flows"].as_u64() > Some(0), "{input}");
+    assert!(util::str_of(&cut.json["conclusion"]["text"]).contains("cut.eve.gz damaged"));
+}
