@@ -268,6 +268,11 @@ pub struct ReportFlags {
     /// A JSON report of an earlier run: the report then says what changed since.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
+    /// Build the report even from events judged under another topology or policy than
+    /// --topology/--policy, or against a baseline of another organization (refused,
+    /// status 2, without it).
+    #[arg(long)]
+    pub allow_mixed: bool,
     #[command(flatten)]
     pub config: ConfigFlags,
 }

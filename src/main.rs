@@ -163,6 +163,10 @@ fn write_report(
             .collect(),
         drops: c[Counter::KernelDropped] + c[Counter::InterfaceDropped] + c[Counter::Shed],
         flows_evicted: c[Counter::FlowsEvicted],
+        judged_under: Some(report::JudgedUnder {
+            topology_sha256: settings.run.config.topology.sha256.clone(),
+            policy_sha256: settings.run.config.policy.sha256.clone(),
+        }),
     });
     let built = builder.finish();
     let files = &settings.report;
@@ -549,7 +553,7 @@ fn report(flags: &cli::ReportFlags) -> Result<u8, String> {
         }
         None => None,
     };
-    let built = report::build(config.policy, config.topology, meta, &flags.logs, baseline)
+    let built = report::build(config.policy, config.topology, meta, &flags.logs, baseline, flags.allow_mixed)
         .map_err(|e| e.to_string())?;
     let status = report::exit_status(&built);
     let outputs = [

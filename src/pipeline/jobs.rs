@@ -18,6 +18,7 @@ use super::worker::Worker;
 use super::writer::{self, Events, Writer};
 use super::{join_all, FileReader, Outputs, Progress, Settings, Tally};
 use crate::capture::{CaptureError, FrameSource, Next};
+use crate::decode::Ts;
 use crate::flow::{self, Tracker};
 use crate::policy::Engine;
 use crate::telemetry::{self, Busy, Counters, Gauges, Latency, Monitor, Reading, Report};
@@ -52,6 +53,7 @@ pub(super) fn run(
         reader: settings.file_reader,
         flows: settings.flows_share(jobs, outputs.observer.as_deref()),
         jobs,
+        span: super::Span::new(),
     };
     let out = outputs.sink.open()?;
     let origin = settings.origin(files);
@@ -67,9 +69,12 @@ pub(super) fn run(
                     .spawn_scoped(scope, move || shared.job(gauges, events))?,
             );
         }
-        drop(events);
         let (Tally { mut counters, latency, busy: work }, errors) = join_all(handles, engine)?;
         telemetry::fill_engine(&mut counters, engine);
+        if settings.eve_flows {
+            events.send_lines(super::final_stats(engine, &origin, &counters, &shared.span));
+        }
+        drop(events);
         let written = writer::join(writer)?;
         counters.merge(&written.bounded);
         let mut errors: Vec<_> = errors.into_iter().flatten().collect();
@@ -101,6 +106,8 @@ struct Jobs<'a> {
     reader: FileReader,
     /// One job's share of the flow table.
     flows: flow::Settings,
+    /// The capture time read, for the run's final `stats` event.
+    span: super::Span,
     jobs: usize,
 }
 
@@ -163,6 +170,7 @@ impl Jobs<'_> {
     fn read(&self, source: &mut dyn FrameSource, worker: &mut Worker<'_>) -> Result<(), CaptureError> {
         let mut unreported = 0u64;
         let mut frames = 0u64;
+        let (mut first, mut last) = (Ts(0), Ts(0));
         let outcome = loop {
             let frame = match source.next_frame() {
                 Ok(Next::Frame(frame)) => frame,
@@ -172,6 +180,10 @@ impl Jobs<'_> {
                 Err(err) => break Err(err),
             };
             unreported += 16 + frame.data.len() as u64;
+            if first == Ts(0) {
+                first = frame.ts;
+            }
+            last = last.max(frame.ts);
             worker.frame(frame.link, frame.ts, frame.wire_len, frame.data);
             frames += 1;
             if frames % BATCH_FRAMES == 0 {
@@ -186,6 +198,7 @@ impl Jobs<'_> {
         };
         worker.batch_done(None);
         self.report_progress(unreported);
+        self.span.note(first, last);
         outcome
     }
 

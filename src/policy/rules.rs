@@ -162,6 +162,8 @@ pub struct Policy {
     pub open_proxy_window_ns: u64,
     /// Every port a rule names, sorted: used to infer the responder of mid-stream flows.
     pub named_ports: Vec<u16>,
+    /// SHA-256 of the policy file's text.
+    pub sha256: String,
 }
 
 #[derive(Deserialize)]
@@ -341,6 +343,7 @@ impl Policy {
             evidence,
             open_proxy_window_ns: raw.policy.open_proxy_window_secs.saturating_mul(1_000_000_000),
             named_ports: named_ports.into_iter().collect(),
+            sha256: config::sha256(text),
         })
     }
 

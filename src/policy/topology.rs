@@ -149,6 +149,8 @@ pub struct Topology {
     pub subscriptions: Vec<Subscription>,
     pub subscription_lines: Vec<usize>,
     pub proxies: Vec<SocketAddr>,
+    /// SHA-256 of the topology file's text.
+    pub sha256: String,
 }
 
 impl Topology {
@@ -170,6 +172,7 @@ impl Topology {
             subscriptions: Vec::new(),
             subscription_lines: Vec::new(),
             proxies: Vec::new(),
+            sha256: crate::config::sha256(text),
         };
         let RawRoles { mailbox, edge, domain_controller, skype, dns, internal_client } = raw.roles;
         let lists = [

@@ -250,6 +250,7 @@ struct Seen {
     more_captures: BTreeSet<u64>,
     first: Option<Micros>,
     last: Option<Micros>,
+    judged_under: BTreeSet<super::JudgedUnder>,
 }
 
 impl Seen {
@@ -259,9 +260,17 @@ impl Seen {
             Record::Alert(a) => (a.ends.host.as_deref(), a.ends.pcap_filename.as_deref()),
             Record::Stats(s) => (s.host.as_deref(), None),
         };
-        if let Record::Flow(f) = record {
-            self.flows += 1;
-            self.packets += f.pkts[0] + f.pkts[1];
+        match record {
+            Record::Flow(f) => {
+                self.flows += 1;
+                self.packets += f.pkts[0] + f.pkts[1];
+            }
+            Record::Stats(s) => {
+                if let Some(judged) = s.judged_under.as_ref().filter(|j| !self.judged_under.contains(*j)) {
+                    self.judged_under.insert(judged.clone());
+                }
+            }
+            Record::Alert(_) => {}
         }
         if let Some(host) = host.filter(|h| !self.sensors.contains(*h)) {
             self.sensors.insert(host.to_string());
@@ -306,6 +315,7 @@ impl Seen {
             more_captures: self.more_captures.len() as u64,
             first: self.first.map(format_timestamp),
             last: self.last.map(format_timestamp),
+            judged_under: self.judged_under.into_iter().collect(),
         }
     }
 }

@@ -30,7 +30,7 @@ mod svg;
 pub use aggregate::{Builder, Meta};
 pub use finish::human_duration;
 pub use model::{Report, Status, SCHEMA};
-pub use records::{from_event, AlertRecord, FlowRecord, Record, StatsRecord};
+pub use records::{from_event, AlertRecord, FlowRecord, JudgedUnder, Record, StatsRecord};
 
 /// Responder ports listed at most per never-restrict pair and per row (the rest are
 /// counted).
@@ -39,22 +39,80 @@ pub const MAX_PAIR_PORTS: usize = 24;
 /// Host pairs a row lists, most flows first.
 pub const TOP_PAIRS: usize = 5;
 
+/// Why a report could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Read(#[from] logs::ReadError),
+    /// Events judged under another topology or policy, or a baseline of another
+    /// organization, without `--allow-mixed`.
+    #[error("{0}")]
+    Mixed(String),
+}
+
 /// Builds the report from EVE logs (`-` is standard input), adding what changed since
-/// `baseline` (an earlier JSON report and where it came from) when given.
+/// `baseline` (an earlier JSON report and where it came from) when given. Events judged
+/// under another topology or policy than `meta` names (their `stats` events say), and a
+/// baseline of another organization, are refused unless `allow_mixed`; allowed, the
+/// report's health notes say so.
 pub fn build(
     policy: std::sync::Arc<crate::policy::Policy>,
     topology: std::sync::Arc<crate::policy::Topology>,
     meta: Meta,
     logs: &[std::path::PathBuf],
     baseline: Option<(Report, model::FileRef)>,
-) -> Result<Report, logs::ReadError> {
-    let mut builder = Builder::new(policy, topology, meta);
+    allow_mixed: bool,
+) -> Result<Report, BuildError> {
+    let organization = topology.name.clone();
+    let mut builder = Builder::new(policy, topology, meta.clone());
     logs::read_logs(logs, &mut builder)?;
     let mut report = builder.finish();
+    let mut mixed = mixed_inputs(&report.inputs, &meta);
+    if let Some((earlier, file)) = &baseline {
+        if earlier.organization != organization {
+            mixed.push(format!(
+                "{}: a report of organization \"{}\" (topology {} SHA-256 {}), not of \"{organization}\" (topology {} SHA-256 {})",
+                file.file, earlier.organization, earlier.topology.file, earlier.topology.sha256, meta.topology.file, meta.topology.sha256
+            ));
+        }
+    }
+    if let Some(first) = mixed.first().filter(|_| !allow_mixed) {
+        return Err(BuildError::Mixed(format!("{first}; --allow-mixed builds the report anyway")));
+    }
+    for line in mixed {
+        report.health.notes.push(format!("Mixed inputs (--allow-mixed): {line}."));
+    }
     if let Some((earlier, file)) = baseline {
         report.changes = Some(baseline::compare(&earlier, &report, file));
     }
     Ok(report)
+}
+
+/// One line per input whose events were judged under another topology or policy than
+/// the report's, naming both hashes and both files.
+fn mixed_inputs(inputs: &[model::InputRef], meta: &Meta) -> Vec<String> {
+    let mut lines = Vec::new();
+    for input in inputs {
+        for judged in &input.judged_under {
+            let mut differ = Vec::new();
+            if judged.topology_sha256 != meta.topology.sha256 {
+                differ.push(format!(
+                    "topology SHA-256 {}, not {} ({})",
+                    judged.topology_sha256, meta.topology.sha256, meta.topology.file
+                ));
+            }
+            if judged.policy_sha256 != meta.policy.sha256 {
+                differ.push(format!(
+                    "policy SHA-256 {}, not {} ({})",
+                    judged.policy_sha256, meta.policy.sha256, meta.policy.file
+                ));
+            }
+            if !differ.is_empty() {
+                lines.push(format!("{}: events judged under {}", input.file, differ.join(" and ")));
+            }
+        }
+    }
+    lines
 }
 
 /// A capture (or any) file as the header lists an input: its name, size and SHA-256,
@@ -79,6 +137,7 @@ pub fn file_input(path: &std::path::Path) -> std::io::Result<model::InputRef> {
         more_captures: 0,
         first: None,
         last: None,
+        judged_under: Vec::new(),
     })
 }
 
@@ -132,6 +191,7 @@ pub fn capture_input(path: &std::path::Path, errors: &[crate::capture::CaptureEr
         more_captures: 0,
         first: None,
         last: None,
+        judged_under: Vec::new(),
     }
 }
 
@@ -246,9 +306,15 @@ mod tests {
         let log = dir.path().join("eve.json");
         std::fs::write(&log, &lines).expect("write");
         let (policy, topology) = (Arc::clone(&engine.policy), Arc::clone(&engine.topology));
-        let mut from_log =
-            build(Arc::clone(&policy), Arc::clone(&topology), meta(), std::slice::from_ref(&log), None)
-                .expect("build");
+        let mut from_log = build(
+            Arc::clone(&policy),
+            Arc::clone(&topology),
+            meta(),
+            std::slice::from_ref(&log),
+            None,
+            false,
+        )
+        .expect("build");
         let mut builder = Builder::new(policy, topology, meta());
         for event in &events {
             builder.event(&engine, event);

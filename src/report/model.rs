@@ -96,6 +96,9 @@ pub struct InputRef {
     pub more_captures: u64,
     pub first: Option<String>,
     pub last: Option<String>,
+    /// The topologies and policies (SHA-256) the log's `stats` events say its events
+    /// were judged under; empty without such events (and for captures).
+    pub judged_under: Vec<super::JudgedUnder>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

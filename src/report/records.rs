@@ -143,6 +143,15 @@ pub struct StatsRecord {
     /// Kernel and interface drops, and frames shed by a worker that fell behind.
     pub drops: u64,
     pub flows_evicted: u64,
+    /// What the sensor judged under: its topology's and policy's SHA-256.
+    pub judged_under: Option<JudgedUnder>,
+}
+
+/// The topology and policy (their SHA-256) events were judged under.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct JudgedUnder {
+    pub topology_sha256: String,
+    pub policy_sha256: String,
 }
 
 /// One event of interest to the report.

@@ -9,6 +9,19 @@ use exwatch::testkit::synth::Scenario;
 use serde_json::Value;
 
 use crate::report::{chromium, eve_log, policy, report, rows};
+
+/// Runs `exwatch report` in `dir`, expecting it to write nothing: (status, stderr).
+fn refused(dir: &Path, args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_exwatch"))
+        .current_dir(dir)
+        .arg("report")
+        .args(args)
+        .args(["--json", "refused.json"])
+        .output()
+        .expect("run exwatch report");
+    assert!(!dir.join("refused.json").exists(), "a refused report is not written");
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).into_owned())
+}
 use crate::util::{self, sa};
 
 /// A capture of `sessions` client-to-Mailbox HTTPS flows and one Mailbox-to-Mailbox flow.
@@ -160,8 +173,12 @@ fn every_rule_and_evidence_kind_is_a_row_and_edge_rows_say_why_they_cannot_apply
     )
     .expect("write topology");
     good(&dir.path().join("good.pcap"), 2);
-    let eve = eve_log(&dir.path().join("good.pcap"), dir.path(), "good.eve");
-    assert!(eve.exists());
+    log_of(
+        &dir.path().join("good.pcap"),
+        dir.path(),
+        "good.eve",
+        &["--topology", topology.to_str().unwrap()],
+    );
     let made = report(dir.path(), &["good.eve"], &["--topology", topology.to_str().unwrap()]);
     assert_eq!(made.status, 0, "{}", made.stderr);
     let rows = rows(&made.json);
@@ -271,4 +288,116 @@ fn gzip_and_zstd_eve_logs_beside_a_plain_one_give_the_report_of_all_plain() {
     assert!(util::str_of(&input["detail"]).contains("gzip-decompressed stream"), "{input}");
     assert!(input["flows"].as_u64() > Some(0), "{input}");
     assert!(util::str_of(&cut.json["conclusion"]["text"]).contains("cut.eve.gz damaged"));
+}
+
+/// Analyses the sample with flow events and `extra` arguments into `dir/name`.
+fn sample_log(dir: &Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
+    log_of(&util::capture("sample-contoso.pcap"), dir, name, extra)
+}
+
+/// Analyses `pcap` with flow events and `extra` arguments into `dir/name`.
+fn log_of(pcap: &Path, dir: &Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
+    let eve = dir.join(name);
+    let output = Command::new(env!("CARGO_BIN_EXE_exwatch"))
+        .arg("analyze")
+        .arg(pcap)
+        .args(["--flows", "--workers", "1", "--no-progress", "--fail-on", "never", "--eve-log"])
+        .arg(&eve)
+        .args(extra)
+        .output()
+        .expect("run exwatch analyze");
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    eve
+}
+
+fn sha256_of(path: &Path) -> String {
+    exwatch::report::logs::sha256(&std::fs::read(path).expect("file"))
+}
+
+#[test]
+fn analyze_ends_its_log_with_a_stats_event_naming_the_topology_and_policy_it_judged_under() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let eve = sample_log(dir.path(), "sample.eve", &[]);
+    let text = std::fs::read_to_string(&eve).expect("EVE log");
+    let last: Value = serde_json::from_str(text.lines().last().expect("a line")).expect("JSON");
+    assert_eq!(last["event_type"], "stats", "{last}");
+    assert_eq!(
+        last["policy"]["topology_sha256"],
+        sha256_of(&util::repo().join("rules/topology.toml")).as_str()
+    );
+    assert_eq!(
+        last["policy"]["policy_sha256"],
+        sha256_of(&util::repo().join("rules/exchange.toml")).as_str()
+    );
+    assert_eq!(text.matches("\"event_type\":\"stats\"").count(), 1);
+    // So a report from the log knows the capture's health.
+    let made = report(dir.path(), &["sample.eve"], &[]);
+    assert_eq!(made.json["health"]["stats"]["packets"], 5044, "{}", made.json["health"]);
+    assert_eq!(
+        made.json["inputs"][0]["judged_under"][0]["topology_sha256"],
+        last["policy"]["topology_sha256"]
+    );
+}
+
+#[test]
+fn events_of_another_topology_or_policy_and_a_foreign_baseline_are_refused_unless_allowed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    // The same roles, other bytes: another file, so another SHA-256.
+    let topology = d.join("site.toml");
+    let example = std::fs::read_to_string(util::repo().join("rules/topology.toml")).expect("topology");
+    std::fs::write(&topology, format!("{example}\n# the site's copy\n")).expect("write");
+    let policy = d.join("policy.toml");
+    let rules = std::fs::read_to_string(util::repo().join("rules/exchange.toml")).expect("policy");
+    std::fs::write(&policy, format!("{rules}\n# the site's copy\n")).expect("write");
+    sample_log(d, "site.eve", &["--topology", topology.to_str().unwrap()]);
+    sample_log(d, "policy.eve", &["--policy", policy.to_str().unwrap()]);
+
+    let (status, stderr) = refused(d, &["site.eve"]);
+    assert_eq!(status, 2, "{stderr}");
+    let line = stderr.lines().find(|l| l.contains("site.eve")).unwrap_or_else(|| panic!("{stderr}"));
+    for needle in [sha256_of(&topology), sha256_of(&util::repo().join("rules/topology.toml"))] {
+        assert!(line.contains(&needle), "{line}");
+    }
+    assert!(line.contains("topology.toml (built in)") && line.contains("--allow-mixed"), "{line}");
+    // Given the topology it was judged under, the log is accepted.
+    let same = report(d, &["site.eve"], &["--topology", topology.to_str().unwrap()]);
+    assert_eq!(same.status, 1, "{}", same.stderr);
+
+    let (status, stderr) = refused(d, &["policy.eve"]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains(&sha256_of(&policy)) && stderr.contains("policy SHA-256"), "{stderr}");
+
+    let allowed = report(d, &["site.eve", "policy.eve"], &["--allow-mixed"]);
+    assert_eq!(allowed.status, 1, "{}", allowed.stderr);
+    let notes = allowed.json["health"]["notes"].to_string();
+    assert!(
+        notes.contains("Mixed inputs (--allow-mixed): site.eve") && notes.contains("policy.eve"),
+        "{notes}"
+    );
+
+    // A baseline of another organization.
+    std::fs::write(d.join("contoso.json"), std::fs::read(d.join("report.json")).expect("report"))
+        .expect("copy");
+    let fabrikam = d.join("fabrikam.toml");
+    std::fs::write(&fabrikam, example.replace("name = \"contoso\"", "name = \"fabrikam\"")).expect("write");
+    let foreign = ["--topology", fabrikam.to_str().unwrap(), "--allow-mixed"];
+    let base = report(d, &["site.eve"], &foreign);
+    assert_eq!(base.json["organization"], "fabrikam");
+    std::fs::rename(d.join("report.json"), d.join("fabrikam.json")).expect("move");
+    let (status, stderr) =
+        refused(d, &["policy.eve", "--policy", policy.to_str().unwrap(), "--baseline", "fabrikam.json"]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("fabrikam.json: a report of organization \"fabrikam\""), "{stderr}");
+    let allowed = report(
+        d,
+        &["policy.eve"],
+        &["--policy", policy.to_str().unwrap(), "--baseline", "fabrikam.json", "--allow-mixed"],
+    );
+    assert_eq!(allowed.status, 1, "{}", allowed.stderr);
+    assert!(allowed.json["changes"].is_object());
+    // The same organization's baseline needs no flag.
+    let ours =
+        report(d, &["policy.eve"], &["--policy", policy.to_str().unwrap(), "--baseline", "contoso.json"]);
+    assert_eq!(ours.status, 1, "{}", ours.stderr);
 }
