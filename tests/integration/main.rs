@@ -7,6 +7,7 @@ mod bound;
 mod captures;
 mod cli;
 mod compare;
+mod daemon;
 mod files;
 mod firewall;
 mod flood;
