@@ -18,10 +18,10 @@ use super::worker::Worker;
 use super::writer::{self, Events, Writer};
 use super::{join_all, FileReader, Outputs, Progress, Settings, Tally};
 use crate::capture::{CaptureError, FrameSource, Next};
-use crate::decode::Ts;
 use crate::flow::{self, Tracker};
 use crate::policy::Engine;
 use crate::telemetry::{self, Busy, Counters, Gauges, Latency, Monitor, Reading, Report};
+use crate::time::Ts;
 
 /// A job hands on its events every this many frames (what a worker handles in one
 /// batch), so the writer gets chunks rather than single lines.

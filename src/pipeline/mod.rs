@@ -233,7 +233,7 @@ impl Span {
         Span { first: u64::MAX.into(), last: 0.into() }
     }
 
-    pub(super) fn note(&self, first: crate::decode::Ts, last: crate::decode::Ts) {
+    pub(super) fn note(&self, first: crate::time::Ts, last: crate::time::Ts) {
         use std::sync::atomic::Ordering::Relaxed;
         if first.0 != 0 {
             self.first.fetch_min(first.0, Relaxed);
@@ -266,7 +266,7 @@ pub(super) fn final_stats(
             latency: Latency::default(),
             uptime: Duration::from_nanos(last - first),
         };
-        eve::write_stats_from(&mut out, crate::decode::Ts(last), (engine, origin), &snapshot);
+        eve::write_stats_from(&mut out, crate::time::Ts(last), (engine, origin), &snapshot);
     }
     out
 }
