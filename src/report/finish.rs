@@ -248,7 +248,8 @@ pub fn thousands(n: u64) -> String {
 }
 
 /// The inputs not read whole, for the conclusion: `; 2 of 3 inputs not read whole
-/// (b.pcap damaged, c.pcap unreadable): what they held past that is not in the rows`.
+/// (b.pcap damaged, c.pcap unreadable): the rows lack what they held (past the damage,
+/// for a damaged one)`.
 fn incomplete(inputs: &[InputRef]) -> String {
     let bad: Vec<String> = inputs
         .iter()
@@ -259,7 +260,7 @@ fn incomplete(inputs: &[InputRef]) -> String {
         return String::new();
     }
     format!(
-        "; {} of {} inputs not read whole ({}): what they held past the damage is not in the rows",
+        "; {} of {} inputs not read whole ({}): the rows lack what they held (past the damage, for a damaged one)",
         bad.len(),
         inputs.len(),
         bad.join(", ")

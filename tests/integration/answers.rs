@@ -74,7 +74,13 @@ fn a_report_over_a_damaged_an_empty_and_a_good_capture_names_each_inputs_status(
     std::fs::write(d.join("damaged.pcap"), &bytes[..bytes.len() - 30]).expect("write");
     std::fs::write(d.join("empty.pcap"), b"").expect("write");
     std::fs::write(d.join("notes.txt"), b"these are not packets\n").expect("write");
-    let (status, stderr) = analyze_report(d, &["good.pcap", "damaged.pcap", "empty.pcap", "notes.txt"], &[]);
+    // A pcap header of link type 147 (USER0), which exwatch cannot decode, and one record.
+    let mut user0 =
+        vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 147, 0, 0, 0];
+    user0.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, b'a', b'b', b'c', b'd']);
+    std::fs::write(d.join("user0.pcap"), user0).expect("write");
+    let files = ["good.pcap", "damaged.pcap", "empty.pcap", "notes.txt", "user0.pcap", "missing.pcap"];
+    let (status, stderr) = analyze_report(d, &files, &[]);
     assert_eq!(status, 2, "inputs not read whole: {stderr}");
     let report = json(&d.join("report.json"));
     let inputs = report["inputs"].as_array().expect("inputs");
@@ -93,9 +99,13 @@ fn a_report_over_a_damaged_an_empty_and_a_good_capture_names_each_inputs_status(
     assert_eq!(by_file("empty.pcap")["flows"], 0);
     assert_eq!(by_file("notes.txt")["status"], "not_a_capture");
     assert!(util::str_of(&by_file("notes.txt")["detail"]).contains("not a pcap or pcapng"));
+    assert_eq!(by_file("user0.pcap")["status"], "unreadable");
+    assert!(util::str_of(&by_file("user0.pcap")["detail"]).contains("link type 147"));
+    assert_eq!(by_file("missing.pcap")["status"], "unreadable");
+    assert!(util::str_of(&by_file("missing.pcap")["detail"]).contains("No such file"));
     let conclusion = util::str_of(&report["conclusion"]["text"]);
     assert!(
-        conclusion.contains("3 of 4 inputs not read whole (damaged.pcap damaged, empty.pcap not a capture, notes.txt not a capture)"),
+        conclusion.contains("5 of 6 inputs not read whole (damaged.pcap damaged, empty.pcap not a capture, notes.txt not a capture, user0.pcap unreadable, missing.pcap unreadable)"),
         "{conclusion}"
     );
     // The CSV says where each finding was seen: no finding here, so a header only.
@@ -110,6 +120,8 @@ fn a_report_over_a_damaged_an_empty_and_a_good_capture_names_each_inputs_status(
         ("damaged.pcap", "input damaged"),
         ("empty.pcap", "input not_a_capture"),
         ("notes.txt", "input not_a_capture"),
+        ("user0.pcap", "input unreadable"),
+        ("missing.pcap", "input unreadable"),
     ] {
         let at = dom.find(&format!("<code>{file}</code>")).unwrap_or_else(|| panic!("{file} not listed"));
         let row = &dom[dom[..at].rfind("<tr").expect("its row")..at];
