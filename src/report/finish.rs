@@ -463,3 +463,60 @@ fn notes(h: &Health, totals: &Totals) -> Vec<String> {
     }
     notes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(one_sided: u64, low: u64) -> Health {
+        Health {
+            flows: 10,
+            one_sided,
+            midstream: 0,
+            gapped_flows: 0,
+            gaps: 0,
+            flow_states: Vec::new(),
+            conn_states: Vec::new(),
+            stats: None,
+            low_confidence_findings: low,
+            dedup_forgotten: 0,
+            notes: Vec::new(),
+        }
+    }
+
+    fn totals() -> Totals {
+        Totals {
+            flows: 10,
+            flows_in_scope: 10,
+            bytes: 0,
+            duplicates: 0,
+            unmatched_flows: 0,
+            unknown_rule_events: 0,
+            findings: VerdictCounts { advisory: 0, violation: 1, restriction: 2 },
+        }
+    }
+
+    #[test]
+    fn a_one_sided_feed_is_said_without_calling_high_confidence_findings_low() {
+        let notes = notes(&health(5, 0), &totals());
+        assert!(notes[0].contains("0 of 3 findings are of low confidence"), "{notes:?}");
+        assert!(!notes.iter().any(|n| n.contains("evidence is of low confidence")), "{notes:?}");
+        let notes = notes_of(&health(5, 2));
+        assert!(notes[0].contains("2 of 3 findings are of low confidence"), "{notes:?}");
+        let notes = notes_of(&health(1, 0));
+        assert!(notes[0].contains("both directions reach the sensors"), "{notes:?}");
+    }
+
+    fn notes_of(h: &Health) -> Vec<String> {
+        notes(h, &totals())
+    }
+
+    #[test]
+    fn counts_are_written_with_thousands_separators() {
+        for (n, text) in
+            [(0, "0"), (999, "999"), (1_403, "1,403"), (1_000_000, "1,000,000"), (12_345, "12,345")]
+        {
+            assert_eq!(thousands(n), text);
+        }
+    }
+}

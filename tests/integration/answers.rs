@@ -413,3 +413,18 @@ fn events_of_another_topology_or_policy_and_a_foreign_baseline_are_refused_unles
         report(d, &["policy.eve"], &["--policy", policy.to_str().unwrap(), "--baseline", "contoso.json"]);
     assert_eq!(ours.status, 1, "{}", ours.stderr);
 }
+
+/// The findings-over-time picture is labelled with the header's capture range.
+#[test]
+fn the_timelines_labels_are_the_headers_capture_range() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    sample_log(dir.path(), "sample.eve", &[]);
+    let made = report(dir.path(), &["sample.eve"], &[]);
+    let when =
+        |key: &str| util::str_of(&made.json["capture"][key]).trim_end_matches("+0000").replacen('T', " ", 1);
+    let at = made.html.find("aria-label=\"findings over time\"").expect("the timeline");
+    let picture = &made.html[at..at + made.html[at..].find("</svg>").expect("its end")];
+    let labels: Vec<&str> =
+        picture.split("class=\"axis\">").skip(1).map(|t| &t[..t.find('<').expect("text")]).collect();
+    assert_eq!(labels[labels.len() - 2..], [format!("{} UTC", when("first")), when("last")], "{labels:?}");
+}
