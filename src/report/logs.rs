@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use sha2::{Digest, Sha256};
 
+use super::digest::hex;
 use super::eve_input::{parse_line, Parsed};
 use super::model::{InputRef, InputStatus};
 use super::records::{format_timestamp, Micros, Record};
@@ -63,16 +64,6 @@ pub struct ReadError {
     pub path: PathBuf,
     #[source]
     pub source: io::Error,
-}
-
-/// Lower-case hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// SHA-256 of bytes in memory, in hex.
-pub fn sha256(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
 }
 
 /// The file's own bytes, hashed and counted as the decompressor (if any) reads them.
@@ -465,7 +456,7 @@ mod tests {
         let digest = reader.digest();
         assert_eq!(
             (digest.bytes, digest.sha256),
-            (text.len() as u64, sha256(text)),
+            (text.len() as u64, super::super::digest::sha256(text)),
             "every byte hashed once"
         );
         assert_eq!(digest.damage, None);

@@ -287,7 +287,7 @@ fn gzip_and_zstd_eve_logs_beside_a_plain_one_give_the_report_of_all_plain() {
     // The header names each file by its own bytes.
     let bytes = std::fs::read(d.join("rotated-1.eve.gz")).expect("gz");
     assert_eq!(mixed.json["inputs"][1]["bytes"].as_u64(), Some(bytes.len() as u64));
-    assert_eq!(mixed.json["inputs"][1]["sha256"], exwatch::report::logs::sha256(&bytes).as_str());
+    assert_eq!(mixed.json["inputs"][1]["sha256"], exwatch::report::digest::sha256(&bytes).as_str());
     assert_eq!(mixed.json["inputs"][2]["status"], "read");
 
     // A truncated archive is read up to the damage, and said to be damaged.
@@ -323,7 +323,7 @@ fn log_of(pcap: &Path, dir: &Path, name: &str, extra: &[&str]) -> std::path::Pat
 }
 
 fn sha256_of(path: &Path) -> String {
-    exwatch::report::logs::sha256(&std::fs::read(path).expect("file"))
+    exwatch::report::digest::sha256(&std::fs::read(path).expect("file"))
 }
 
 #[test]
