@@ -26,7 +26,15 @@ use crate::util::{self, sa};
 
 /// A capture of `sessions` client-to-Mailbox HTTPS flows and one Mailbox-to-Mailbox flow.
 fn good(path: &Path, sessions: u16) {
+    with_rdp(path, sessions, None);
+}
+
+/// [`good`], after RDP from external host `rdp` to a Mailbox server (a violation).
+fn with_rdp(path: &Path, sessions: u16, rdp: Option<&str>) {
     let mut s = Scenario::new();
+    if let Some(from) = rdp {
+        s.tcp_session(sa(&format!("{from}:40000")), sa("10.10.1.12:3389"), 1);
+    }
     for i in 0..sessions {
         s.tcp_session(sa(&format!("10.20.0.9:{}", 50_000 + i)), sa("10.10.1.11:443"), 2);
     }
@@ -67,9 +75,9 @@ fn json(path: &Path) -> Value {
 fn a_report_over_a_damaged_an_empty_and_a_good_capture_names_each_inputs_status() {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
-    good(&d.join("good.pcap"), 3);
+    with_rdp(&d.join("good.pcap"), 3, Some("198.51.100.7"));
     // Damaged: the same kind of capture, cut in the middle of a record.
-    good(&d.join("whole.pcap"), 6);
+    with_rdp(&d.join("whole.pcap"), 6, Some("198.51.100.8"));
     let bytes = std::fs::read(d.join("whole.pcap")).expect("capture");
     std::fs::write(d.join("damaged.pcap"), &bytes[..bytes.len() - 30]).expect("write");
     std::fs::write(d.join("empty.pcap"), b"").expect("write");
@@ -88,7 +96,7 @@ fn a_report_over_a_damaged_an_empty_and_a_good_capture_names_each_inputs_status(
     let good = by_file("good.pcap");
     assert_eq!(good["status"], "read");
     assert_eq!(good["detail"], Value::Null);
-    assert_eq!(good["flows"], 4);
+    assert_eq!(good["flows"], 5);
     assert_eq!(good["packets"].as_u64(), Some(records(&d.join("good.pcap"))), "{good}");
     assert!(good["first"].is_string() && good["last"].is_string(), "{good}");
     let damaged = by_file("damaged.pcap");
@@ -108,9 +116,17 @@ fn a_report_over_a_damaged_an_empty_and_a_good_capture_names_each_inputs_status(
         conclusion.contains("5 of 6 inputs not read whole (damaged.pcap damaged, empty.pcap not a capture, notes.txt not a capture, user0.pcap unreadable, missing.pcap unreadable)"),
         "{conclusion}"
     );
-    // The CSV says where each finding was seen: no finding here, so a header only.
+    // The CSV says where each finding was seen: the RDP of the good capture and the one
+    // before the damage.
     let csv = std::fs::read_to_string(d.join("report.csv")).expect("CSV");
-    assert!(csv.trim_end().ends_with("community_id,pcap_filename,sensor"), "{csv}");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].ends_with("community_id,pcap_filename,sensor"), "{csv}");
+    for (capture, from) in [("good.pcap", "198.51.100.7"), ("damaged.pcap", "198.51.100.8")] {
+        let line =
+            lines.iter().find(|l| l.ends_with(&format!(",{capture},s1"))).unwrap_or_else(|| panic!("{csv}"));
+        assert!(line.contains(&format!(",external-to-mailbox,,violation,{from},10.10.1.12,3389,")), "{line}");
+    }
+    assert_eq!(lines.len(), 3, "{csv}");
     // The browser shows every input's status and the conclusion.
     let dom = chromium(d, &["--dump-dom"], &d.join("report.html"));
     let dom = String::from_utf8_lossy(&dom.stdout);
