@@ -151,17 +151,14 @@ pub fn capture_input(path: &std::path::Path, errors: &[crate::capture::CaptureEr
     let unread = |status, detail: String| (status, Some(detail));
     let error = errors.iter().find(|e| match e {
         CaptureError::Open { path: p, .. }
+        | CaptureError::NotCapture { path: p, .. }
         | CaptureError::LinkType { path: p, .. }
         | CaptureError::Damaged { path: p, .. } => p == path,
         _ => false,
     });
     let (status, detail) = match error {
         None => (InputStatus::Read, None),
-        Some(CaptureError::Open { message, .. })
-            if message.contains("not a pcap") || message.contains("too short to be a capture") =>
-        {
-            unread(InputStatus::NotACapture, message.clone())
-        }
+        Some(CaptureError::NotCapture { message, .. }) => unread(InputStatus::NotACapture, message.clone()),
         Some(CaptureError::Damaged { .. }) => {
             let text = error.map(ToString::to_string).unwrap_or_default();
             let at = text.find("damaged at").unwrap_or(0);

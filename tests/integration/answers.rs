@@ -144,6 +144,12 @@ fn a_report_over_a_damaged_an_empty_and_a_good_capture_names_each_inputs_status(
         assert!(row.contains(class), "{file}: {row}");
     }
     assert!(dom.contains("damaged at record "), "the damage's place is shown");
+
+    // libpcap's reader tells a file that is not a capture the same way.
+    let (_, stderr) = analyze_report(d, &["good.pcap", "notes.txt"], &["--reader", "libpcap"]);
+    let report = json(&d.join("report.json"));
+    assert_eq!(report["inputs"][1]["status"], "not_a_capture", "{stderr}");
+    assert_eq!(report["inputs"][0]["status"], "read", "{stderr}");
 }
 
 #[test]
