@@ -103,7 +103,8 @@ fn header(r: &Report, title: &str) -> Markup {
                             }
                             td class="n" { (i.packets) }
                             td class="n" { (i.flows) }
-                            td class="n" { (i.events) @if i.unreadable_lines > 0 { " (" (i.unreadable_lines) " unreadable lines)" } }
+                            // A capture holds no EVE events: a dash, not a zero that reads as "nothing".
+                            td class="n" { @if i.events == 0 && i.sensors.is_empty() { "–" } @else { (i.events) } @if i.unreadable_lines > 0 { " (" (i.unreadable_lines) " unreadable lines)" } }
                             td class="t" { (opt(&i.first)) } td class="t" { (opt(&i.last)) }
                         }
                     }
