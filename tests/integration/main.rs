@@ -19,6 +19,7 @@ mod learn;
 mod live;
 mod ops;
 mod output;
+mod payload;
 mod report;
 mod scenarios;
 mod verdicts;
