@@ -324,5 +324,6 @@ fn restriction(
         evidence: Some(evidence),
         confidence: Confidence::High,
         detail: Some(detail),
+        exception: None,
     })
 }

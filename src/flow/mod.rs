@@ -81,6 +81,12 @@ pub enum Detail {
     /// `exwatch compare`: a SYN seen at the capture point `near` its sender never reached
     /// the other.
     DroppedBetweenPoints { near: Point },
+    /// An exception of the topology (an index into its exceptions) covers the finding
+    /// but had expired when the flow started.
+    ExceptionExpired { exception: u16 },
+    /// An end of the flow is an Exchange Online address from the Microsoft 365
+    /// endpoints file's record `id`.
+    EndpointsRecord { id: u32 },
 }
 
 /// One of the two captures `exwatch compare` is given.
@@ -144,6 +150,12 @@ impl std::fmt::Display for Detail {
                 near.name(),
                 near.other().name()
             ),
+            Detail::ExceptionExpired { exception } => {
+                write!(f, "exception #{exception} of the topology covers this finding but had expired")
+            }
+            Detail::EndpointsRecord { id } => {
+                write!(f, "Exchange Online address of Microsoft 365 endpoints record {id}")
+            }
         }
     }
 }

@@ -344,6 +344,9 @@ struct PolicyBody<'a> {
     section: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
+    /// The id of the `[[exception]]` that accepted the finding (verdict `accepted`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exception: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     aggregate: Option<AggregateBody>,
 }
@@ -429,13 +432,22 @@ struct FlowPolicy<'a> {
     /// Sequence gaps: segments the capture never saw (when any).
     #[serde(skip_serializing_if = "Option::is_none")]
     gaps: Option<u32>,
+    /// The `[[exception]]` that accepts the flow's finding (verdict `accepted`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exception: Option<&'a str>,
 }
 
 impl<'a> FlowPolicy<'a> {
     fn new(engine: &'a Engine, flow: &Flow) -> FlowPolicy<'a> {
         let rule = flow.rule.and_then(|r| engine.policy.rules.get(r));
+        let verdict = rule.map_or(Verdict::OutOfScope, |r| r.verdict);
+        let orig = flow.orig();
+        let exception = engine
+            .flow_exception(flow.rule, (orig.src, orig.dst), (orig.proto, orig.dport), flow.start)
+            .and_then(|i| engine.topology.exceptions.get(i));
         FlowPolicy {
-            verdict: rule.map_or(Verdict::OutOfScope, |r| r.verdict).name(),
+            verdict: if exception.is_some() { Verdict::Accepted.name() } else { verdict.name() },
+            exception: exception.map(|e| e.id.as_str()),
             rule: rule.map(|r| r.id.as_str()),
             src_role: flow.orig_role.name(),
             dest_role: flow.resp_role.name(),
@@ -478,14 +490,17 @@ pub fn write_alert(
     rule: usize,
     evidence: (Option<usize>, Option<&str>),
 ) {
-    alert_line(out, (engine, &Origin::NONE), ts, (flow, None), (verdict, confidence), rule, evidence, None)
+    let (evidence, detail) = evidence;
+    let found = (evidence, detail, None);
+    alert_line(out, (engine, &Origin::NONE), ts, (flow, None), (verdict, confidence), rule, found, None)
 }
 
 /// Appends one aggregate `alert` line: the finding and the example flow of its first
 /// held-back alert, without that flow's `flow` object, and `policy.aggregate`. Its
 /// timestamp is the last alert it counts.
 pub fn write_aggregate(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), aggregate: &Aggregate) {
-    let Event::Alert { flow, tunnel, verdict, rule, evidence, confidence, .. } = aggregate.example else {
+    let Event::Alert { flow, tunnel, verdict, rule, evidence, confidence, exception, .. } = aggregate.example
+    else {
         return;
     };
     let body = AggregateBody {
@@ -503,7 +518,13 @@ pub fn write_aggregate(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), 
     };
     let at = (engine, origin);
     let flow = (&flow, tunnel.as_ref());
-    alert_line(out, at, aggregate.last, flow, (verdict, confidence), rule, (evidence, None), Some(body));
+    let found = (evidence, None, exception_id(engine, exception));
+    alert_line(out, at, aggregate.last, flow, (verdict, confidence), rule, found, Some(body));
+}
+
+/// The id of the topology's exception at `exception`.
+fn exception_id(engine: &Engine, exception: Option<u16>) -> Option<&str> {
+    exception.and_then(|i| engine.topology.exceptions.get(usize::from(i))).map(|e| e.id.as_str())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -514,7 +535,7 @@ fn alert_line(
     (flow, tunnel): (&Flow, Option<&Tunnel>),
     (verdict, confidence): (Verdict, Confidence),
     rule: usize,
-    (evidence, detail): (Option<usize>, Option<&str>),
+    (evidence, detail, exception): (Option<usize>, Option<&str>, Option<&str>),
     aggregate: Option<AggregateBody>,
 ) {
     let with_flow = aggregate.is_none();
@@ -527,6 +548,7 @@ fn alert_line(
     };
     let (severity, category) = match verdict {
         Verdict::Advisory => (3, "Potential Corporate Privacy Violation"),
+        Verdict::Accepted => (3, "Not Suspicious Traffic"),
         _ => (1, "Policy Violation"),
     };
     let event = AlertEvent {
@@ -551,6 +573,7 @@ fn alert_line(
             confidence: confidence.name(),
             section,
             detail,
+            exception,
             aggregate,
         },
         flow: with_flow.then(|| FlowBody::new(flow, false)),
@@ -566,9 +589,9 @@ pub fn write_event(out: &mut Vec<u8>, engine: &Engine, event: &Event) {
 /// [`write_event`], with where the run saw it (`host`, `in_iface`, `pcap_filename`).
 pub fn write_event_from(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), event: &Event) {
     match *event {
-        Event::Alert { ts, ref flow, ref tunnel, verdict, rule, evidence, confidence, detail } => {
-            let detail = detail.map(|d| d.to_string());
-            let found = (evidence, detail.as_deref());
+        Event::Alert { ts, ref flow, ref tunnel, verdict, rule, evidence, confidence, detail, exception } => {
+            let detail = detail.map(|d| super::detail::text(engine, d));
+            let found = (evidence, detail.as_deref(), exception_id(engine, exception));
             let flow = (flow, tunnel.as_ref());
             alert_line(out, (engine, origin), ts, flow, (verdict, confidence), rule, found, None)
         }

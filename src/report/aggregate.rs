@@ -90,6 +90,7 @@ struct FindingAcc {
     community_id: String,
     sensor: Option<String>,
     pcap_filename: Option<String>,
+    exception: Option<String>,
 }
 
 type FindingKey = (usize, Option<String>, Verdict, IpAddr, IpAddr, Option<u16>, String);
@@ -127,7 +128,7 @@ pub struct Builder {
     rule_index: HashMap<String, usize, foldhash::fast::FixedState>,
     evidence_index: HashMap<String, usize, foldhash::fast::FixedState>,
     /// (from, to, both_ways) role masks of the never-restrict rules.
-    protected: Vec<(u8, u8, bool)>,
+    protected: Vec<(u16, u16, bool)>,
     rows: Vec<RowAcc>,
     /// One per `[[evidence]]` of the policy: the flows it was found on.
     evidence_rows: Vec<RowAcc>,
@@ -154,6 +155,8 @@ pub struct Builder {
     captures: Vec<String>,
     /// By index in `captures`.
     files: BTreeMap<u16, FileAcc>,
+    /// Accepted findings per exception id.
+    exceptions: BTreeMap<String, u64>,
 }
 
 const UNNAMED: &str = "(unnamed)";
@@ -180,6 +183,7 @@ fn bump(counts: &mut VerdictCounts, v: Verdict) {
         Verdict::Advisory => counts.advisory += 1,
         Verdict::Violation => counts.violation += 1,
         Verdict::Restriction => counts.restriction += 1,
+        Verdict::Accepted => counts.accepted += 1,
         _ => {}
     }
 }
@@ -244,6 +248,7 @@ impl Builder {
             sensor_name: None,
             captures: Vec::new(),
             files: BTreeMap::new(),
+            exceptions: BTreeMap::new(),
         }
     }
 
@@ -370,7 +375,7 @@ impl Builder {
     /// Whether the topology's roles of the two hosts make their traffic one that a
     /// never-restrict rule of the policy protects (either way for `both_ways` rules).
     fn protected_pair(&self, a: IpAddr, b: IpAddr) -> bool {
-        let (ra, rb) = (self.topology.role_of(a).bit(), self.topology.role_of(b).bit());
+        let (ra, rb) = (self.topology.roles_of(a).0, self.topology.roles_of(b).0);
         self.protected.iter().any(|&(from, to, both_ways)| {
             (from & ra != 0 && to & rb != 0) || (both_ways && from & rb != 0 && to & ra != 0)
         })
@@ -432,7 +437,11 @@ impl Builder {
             community_id: e.community_id.clone(),
             sensor: e.host.clone(),
             pcap_filename: e.pcap_filename.clone(),
+            exception: a.exception.clone(),
         });
+        if let Some(exception) = &a.exception {
+            *self.exceptions.entry(exception.clone()).or_default() += 1;
+        }
         finding.count += 1;
         finding.first = finding.first.min(a.ts);
         finding.last = finding.last.max(a.ts);
@@ -452,6 +461,7 @@ impl Builder {
             w.advisory += n.advisory;
             w.violation += n.violation;
             w.restriction += n.restriction;
+            w.accepted += n.accepted;
         }
         self.minutes = wider;
         self.slot *= 10;
@@ -551,6 +561,7 @@ impl Builder {
                     community_id: acc.community_id,
                     sensor: acc.sensor,
                     pcap_filename: acc.pcap_filename,
+                    exception: acc.exception,
                 };
                 (index, finding)
             })
@@ -622,6 +633,7 @@ impl Builder {
             totals,
             first: self.first,
             last: self.last,
+            exceptions: self.exceptions,
             policy: self.policy,
             topology: self.topology,
         }

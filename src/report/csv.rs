@@ -4,7 +4,7 @@
 
 use super::model::Report;
 
-const HEADER: [&str; 15] = [
+const HEADER: [&str; 16] = [
     "section",
     "rule",
     "evidence",
@@ -20,6 +20,7 @@ const HEADER: [&str; 15] = [
     "community_id",
     "pcap_filename",
     "sensor",
+    "exception",
 ];
 
 /// A field as RFC 4180 wants it: quoted when it holds a comma, a quote or a line break.
@@ -58,6 +59,7 @@ pub fn render(report: &Report) -> String {
                     &f.community_id,
                     f.pcap_filename.as_deref().unwrap_or(""),
                     f.sensor.as_deref().unwrap_or(""),
+                    f.exception.as_deref().unwrap_or(""),
                 ];
                 let line: Vec<String> = fields.iter().map(|s| field(s)).collect();
                 out.push_str(&line.join(","));

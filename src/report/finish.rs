@@ -29,6 +29,8 @@ pub(super) struct Parts {
     pub totals: Totals,
     pub first: Option<Micros>,
     pub last: Option<Micros>,
+    /// Accepted findings per exception id.
+    pub exceptions: BTreeMap<String, u64>,
 }
 
 pub(super) struct RowParts {
@@ -79,8 +81,12 @@ pub(super) fn finish(mut p: Parts) -> Report {
         let why = inapplicable(rule, &p.topology);
         let status = if acc.alerts.restriction > 0 {
             Status::Restriction
-        } else if acc.alerts.violation > 0 || (observed && rule.verdict == Verdict::Violation) {
+        } else if acc.alerts.violation > 0
+            || (observed && rule.verdict == Verdict::Violation && acc.alerts.accepted == 0)
+        {
             Status::Violation
+        } else if acc.alerts.accepted > 0 {
+            Status::Accepted
         } else if !observed && why.is_some() {
             Status::NotApplicable
         } else if !observed {
@@ -108,6 +114,8 @@ pub(super) fn finish(mut p: Parts) -> Report {
         });
         let status = if acc.alerts.restriction > 0 {
             Status::Restriction
+        } else if acc.alerts.accepted > 0 {
+            Status::Accepted
         } else if checked && !two_points {
             Status::NoneFound
         } else {
@@ -160,8 +168,42 @@ pub(super) fn finish(mut p: Parts) -> Report {
         role_matrix: p.roles,
         timeline,
         health,
+        exceptions: exception_rows(&p.topology, &p.exceptions, p.last),
         changes: None,
     }
+}
+
+/// Every exception of the topology with the findings it accepted: `used`, `unused`,
+/// or `expired` when the capture runs past the end of its last day.
+fn exception_rows(
+    topology: &crate::policy::Topology,
+    accepted: &BTreeMap<String, u64>,
+    last: Option<Micros>,
+) -> Vec<ExceptionRow> {
+    topology
+        .exceptions
+        .iter()
+        .map(|e| {
+            let count = accepted.get(&e.id).copied().unwrap_or(0);
+            let expired = last.is_some_and(|last| last.saturating_mul(1_000) >= e.end.0);
+            ExceptionRow {
+                id: e.id.clone(),
+                rule: e.rule.clone(),
+                owner: e.owner.clone(),
+                reason: e.reason.clone(),
+                expires: e.expires.clone(),
+                accepted: count,
+                status: if expired {
+                    "expired"
+                } else if count > 0 {
+                    "used"
+                } else {
+                    "unused"
+                }
+                .to_string(),
+            }
+        })
+        .collect()
 }
 
 /// A row of the report from what its traffic showed.
@@ -205,6 +247,8 @@ fn role_words(role: Role) -> &'static str {
         Role::Skype => "Skype for Business server",
         Role::Dns => "DNS server",
         Role::InternalClient => "internal client",
+        Role::ExchangeOnline => "Exchange Online address",
+        Role::UmGateway => "UM gateway",
         Role::External | Role::Local => "such host",
     }
 }
@@ -533,7 +577,7 @@ mod tests {
             duplicates: 0,
             unmatched_flows: 0,
             unknown_rule_events: 0,
-            findings: VerdictCounts { advisory: 0, violation: 1, restriction: 2 },
+            findings: VerdictCounts { advisory: 0, violation: 1, restriction: 2, accepted: 0 },
         }
     }
 

@@ -279,6 +279,7 @@ mod tests {
                     evidence: None,
                     confidence: Confidence::High,
                     detail: None,
+                    exception: None,
                 });
             }
             if engine.policy.rules[rule].never_restrict {
@@ -292,6 +293,7 @@ mod tests {
                     evidence: Some(1),
                     confidence,
                     detail: None,
+                    exception: None,
                 });
             }
             out.push(Event::Flow { flow, tunnel: None });

@@ -120,10 +120,10 @@ fn a_report_over_a_damaged_an_empty_and_a_good_capture_names_each_inputs_status(
     // before the damage.
     let csv = std::fs::read_to_string(d.join("report.csv")).expect("CSV");
     let lines: Vec<&str> = csv.lines().collect();
-    assert!(lines[0].ends_with("community_id,pcap_filename,sensor"), "{csv}");
+    assert!(lines[0].ends_with("community_id,pcap_filename,sensor,exception"), "{csv}");
     for (capture, from) in [("good.pcap", "198.51.100.7"), ("damaged.pcap", "198.51.100.8")] {
         let line =
-            lines.iter().find(|l| l.ends_with(&format!(",{capture},s1"))).unwrap_or_else(|| panic!("{csv}"));
+            lines.iter().find(|l| l.ends_with(&format!(",{capture},s1,"))).unwrap_or_else(|| panic!("{csv}"));
         assert!(line.contains(&format!(",external-to-mailbox,,violation,{from},10.10.1.12,3389,")), "{line}");
     }
     assert_eq!(lines.len(), 3, "{csv}");
@@ -162,7 +162,7 @@ fn the_csv_names_the_capture_file_and_the_sensor_of_each_finding() {
     assert_eq!(status, 1, "{stderr}");
     let csv = std::fs::read_to_string(dir.path().join("report.csv")).expect("CSV");
     let line = csv.lines().nth(1).expect("a finding");
-    assert!(line.contains("external-to-mailbox") && line.ends_with(",rdp.pcap,s1"), "{line}");
+    assert!(line.contains("external-to-mailbox") && line.ends_with(",rdp.pcap,s1,"), "{line}");
 }
 
 #[test]
