@@ -7,6 +7,7 @@
 pub mod bound;
 pub mod detail;
 pub mod eve;
+pub mod redis;
 pub mod summary;
 
 use std::fs::{File, OpenOptions};
@@ -53,7 +54,7 @@ impl Sink {
             }
             Sink::Discard | Sink::Off => None,
         };
-        Ok(EveOut { file })
+        Ok(EveOut { file, tee: None })
     }
 
     /// The file written to, if the sink is one.
@@ -79,13 +80,29 @@ impl std::fmt::Display for Sink {
 #[derive(Debug)]
 pub struct EveOut {
     file: Option<File>,
+    /// Sees every byte written (`--redis`).
+    tee: Option<redis::Tee>,
 }
 
 impl EveOut {
+    /// Hands every line written to `tee` as well (the publisher to Redis).
+    pub fn with_tee(mut self, tee: Option<redis::Tee>) -> EveOut {
+        self.tee = tee;
+        self
+    }
+
+    /// The tee, to hand to the sink when it is opened again.
+    pub fn take_tee(&mut self) -> Option<redis::Tee> {
+        self.tee.take()
+    }
+
     /// Removes the last `bytes` written (a line that could not be finished), so the log
     /// never keeps half a line. Only a regular file can be cut; a pipe cannot, and is
     /// left as it is (Err).
     pub fn cut(&mut self, bytes: u64) -> io::Result<()> {
+        if let Some(tee) = &mut self.tee {
+            tee.forget_partial();
+        }
         let Some(file) = &mut self.file else { return Ok(()) };
         let meta = file.metadata()?;
         if !meta.is_file() {
@@ -101,10 +118,14 @@ impl EveOut {
 
 impl Write for EveOut {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        match &mut self.file {
-            Some(file) => file.write(bytes),
-            None => Ok(bytes.len()),
+        let n = match &mut self.file {
+            Some(file) => file.write(bytes)?,
+            None => bytes.len(),
+        };
+        if let Some(tee) = &mut self.tee {
+            tee.offer(&bytes[..n]);
         }
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {

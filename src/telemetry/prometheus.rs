@@ -15,7 +15,11 @@ use crate::policy::Engine;
 
 /// The metrics page.
 pub fn render(engine: &Engine, monitor: &Monitor) -> String {
-    page(engine, &monitor.snapshot(engine))
+    let mut out = page(engine, &monitor.snapshot(engine));
+    if let Some(delivery) = &monitor.delivery {
+        delivery.counts().write_metrics(&mut out);
+    }
+    out
 }
 
 /// The metrics page of a snapshot: every counter of the table, then the labelled ones.

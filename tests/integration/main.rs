@@ -3,6 +3,7 @@
 mod util;
 
 mod answers;
+mod benches;
 mod bound;
 mod captures;
 mod cli;
@@ -21,6 +22,7 @@ mod ops;
 mod organization;
 mod output;
 mod payload;
+mod redis;
 mod report;
 mod scenarios;
 mod verdicts;
