@@ -242,21 +242,19 @@ fn clients_to_mailbox_on_80_are_advisory_client_http() {
 }
 
 #[test]
-fn clients_to_mailbox_on_993_995_587_are_ok() {
-    let flows: Vec<Flow> = [993, 995, 587]
-        .into_iter()
-        .flat_map(|port| [tcp(EXTERNAL, MAILBOX, port), tcp(CLIENT, MAILBOX_BRANCH, port)])
-        .collect();
-    assert_allowed(EXAMPLE, &flows, "client-secure-mail");
+fn clients_to_mailbox_on_993_995_587_are_ok_each_on_its_own_row() {
+    for (port, rule) in [(993, "client-imap4"), (995, "client-pop3"), (587, "client-smtp-submission")] {
+        let flows = [tcp(EXTERNAL, MAILBOX, port), tcp(CLIENT, MAILBOX_BRANCH, port)];
+        assert_allowed(EXAMPLE, &flows, rule);
+    }
 }
 
 #[test]
-fn clients_to_mailbox_on_143_110_are_advisory_client_plaintext_mail() {
-    let flows: Vec<Flow> = [143, 110]
-        .into_iter()
-        .flat_map(|port| [tcp(EXTERNAL, MAILBOX, port), tcp(CLIENT, MAILBOX_BRANCH, port)])
-        .collect();
-    assert_flagged(EXAMPLE, &flows, "advisory", "client-plaintext-mail");
+fn clients_to_mailbox_on_143_110_are_advisories_of_the_imap4_and_pop3_rows() {
+    for (port, rule) in [(143, "client-imap4-plaintext"), (110, "client-pop3-plaintext")] {
+        let flows = [tcp(EXTERNAL, MAILBOX, port), tcp(CLIENT, MAILBOX_BRANCH, port)];
+        assert_flagged(EXAMPLE, &flows, "advisory", rule);
+    }
 }
 
 #[test]
@@ -377,9 +375,9 @@ fn edge_to_subscribed_mailbox_on_25_is_ok() {
 }
 
 #[test]
-fn subscribed_mailbox_to_edge_on_25_and_50636_is_ok() {
-    let flows = [tcp(MAILBOX, EDGE, 25), tcp(MAILBOX_HQ2, EDGE, 50636)];
-    assert_allowed(EXAMPLE, &flows, "subscribed-mailbox-to-edge");
+fn subscribed_mailbox_to_edge_on_25_and_edgesync_on_50636_are_ok() {
+    assert_allowed(EXAMPLE, &[tcp(MAILBOX, EDGE, 25)], "subscribed-mailbox-to-edge");
+    assert_allowed(EXAMPLE, &[tcp(MAILBOX_HQ2, EDGE, 50636)], "edgesync");
 }
 
 #[test]
@@ -499,7 +497,7 @@ fn midstream_pickup_prefers_the_port_the_policy_names_over_the_lower_port() {
     scenario.tcp_midstream(at(MAILBOX, 49_153), at(EDGE, 50636), 2);
     let run = run(EXAMPLE, &scenario, &[]);
     assert_findings(&run, Vec::new());
-    assert_rule_flows(&run, &[("subscribed-mailbox-to-edge", 1)]);
+    assert_rule_flows(&run, &[("edgesync", 1)]);
 }
 
 #[test]
