@@ -8,6 +8,7 @@ use std::ops::{Index, IndexMut};
 
 use crate::decode::Skip;
 use crate::policy::{Policy, Verdict};
+use crate::time::Ts;
 
 /// Where a counter stands in the summary (and in the `policy` object of a `stats` event).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,6 +203,8 @@ pub struct Counters {
     /// Per exception of the topology, in topology order: findings it accepted, and
     /// findings it would have accepted had it not expired.
     pub exceptions: Vec<ExceptionStats>,
+    /// Packet time of the first and the last packet decoded.
+    pub span: Option<(Ts, Ts)>,
 }
 
 impl Default for Counters {
@@ -215,6 +218,7 @@ impl Default for Counters {
             evidence_accepted: Vec::new(),
             pairs: HashMap::new(),
             exceptions: Vec::new(),
+            span: None,
         }
     }
 }
@@ -332,7 +336,19 @@ impl Counters {
         }
     }
 
+    /// Widens the packet-time span to `ts`.
+    #[inline]
+    pub fn saw(&mut self, ts: Ts) {
+        let (first, last) = self.span.get_or_insert((ts, ts));
+        *first = (*first).min(ts);
+        *last = (*last).max(ts);
+    }
+
     pub fn merge(&mut self, other: &Counters) {
+        if let Some((first, last)) = other.span {
+            self.saw(first);
+            self.saw(last);
+        }
         for (a, b) in self.values.iter_mut().zip(other.values) {
             *a += b;
         }

@@ -105,32 +105,35 @@ pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
         return Ok(Outcome::Incomplete);
     }
     let unlisted = learn::unlisted(&learner, &engine.topology);
+    let untouched = c[Counter::TouchingExchange] == 0;
+    let outcome = if record.eve_closed {
+        // Whoever reads the EVE lines has seen enough (`| head`): as ripgrep does, a
+        // closed standard output ends the run quietly, not as a failure.
+        Outcome::Clean
+    } else if !record.errors.is_empty() || untouched {
+        Outcome::Incomplete
+    } else {
+        Outcome::found(settings.fail_on.iter().any(|&v| c.findings(v) > 0))
+    };
+    let conclusion = super::conclusion(outcome, &record, &settings.run.config.topology_name);
     settings.run.summarize(
         &engine,
         &record,
         settings.inputs.not_captures_total(),
         None,
         (unlisted, delivered),
+        (outcome, conclusion),
     )?;
     if let Some(builder) = builder {
         write_report(builder, &settings, &record)?;
     }
-    if record.eve_closed {
-        // Whoever reads the EVE lines has seen enough (`| head`): as ripgrep does, a
-        // closed standard output ends the run quietly, not as a failure.
-        return Ok(Outcome::Clean);
-    }
-    if !record.errors.is_empty() {
-        return Ok(Outcome::Incomplete);
-    }
-    if c[Counter::TouchingExchange] == 0 {
+    if untouched && !record.eve_closed && record.errors.is_empty() {
         eprintln!(
             "exwatch: no flow touched a Mailbox or Edge address of {}: is this the topology of the network captured?",
             settings.run.config.topology_name
         );
-        return Ok(Outcome::Incomplete);
     }
-    Ok(Outcome::found(settings.fail_on.iter().any(|&v| c.findings(v) > 0)))
+    Ok(outcome)
 }
 
 /// Finishes `analyze --report`: the inputs (name, size, SHA-256, how much of each was

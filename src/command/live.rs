@@ -98,8 +98,18 @@ pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
     .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()));
     let delivered = super::publish::finish(&settings.run, publisher);
     let record = record?;
-    settings.run.summarize(&engine, &record, 0, summary_file, (Vec::new(), delivered))?;
-    Ok(if record.errors.is_empty() || record.eve_closed { Outcome::Clean } else { Outcome::Incomplete })
+    let outcome =
+        if record.errors.is_empty() || record.eve_closed { Outcome::Clean } else { Outcome::Incomplete };
+    let conclusion = super::conclusion(outcome, &record, &settings.run.config.topology_name);
+    settings.run.summarize(
+        &engine,
+        &record,
+        0,
+        summary_file,
+        (Vec::new(), delivered),
+        (outcome, conclusion),
+    )?;
+    Ok(outcome)
 }
 
 fn account(user: &str) -> Result<nix::unistd::User, Error> {

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::ConfigError;
+use crate::counters::Counter;
 use crate::output::{Sink, Summary};
 use crate::pipeline;
 use crate::policy::{builtin, Engine, Policy, Role, Topology};
@@ -72,6 +73,9 @@ pub struct Config {
     pub topology_name: String,
     /// No topology file was given: the example organization is what is judged against.
     pub builtin_topology: bool,
+    /// The files given (`None`: the built-in one).
+    pub topology_file: Option<PathBuf>,
+    pub policy_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -82,6 +86,7 @@ impl Config {
 
     /// As [`Config::load`], with the error as it was found (file, line, key).
     pub fn try_load(topology: Option<&Path>, policy: Option<&Path>) -> Result<Config, ConfigError> {
+        let policy_file = policy.map(Path::to_path_buf);
         let (policy, policy_name) = match policy {
             Some(path) => (Policy::load(path)?, path.display().to_string()),
             None => (builtin::policy()?, builtin::POLICY_NAME.into()),
@@ -101,6 +106,8 @@ impl Config {
             policy_name,
             topology_name,
             builtin_topology: topology.is_none(),
+            topology_file: topology.map(Path::to_path_buf),
+            policy_file,
         })
     }
 
@@ -184,8 +191,15 @@ impl RunSettings {
         not_captures: usize,
         opened: Option<std::fs::File>,
         (warnings, redis): (Vec<String>, Option<crate::telemetry::DeliveryCounts>),
+        (outcome, conclusion): (Outcome, String),
     ) -> Result<(), Error> {
+        let files = crate::report::Meta::of_files(
+            self.config.topology_file.as_deref(),
+            self.config.policy_file.as_deref(),
+        )?;
         let summary = Summary::new(engine, &self.config.topology_name, record)
+            .with_outcome(outcome.exit_status(), conclusion)
+            .with_origin(self.pipeline.sensor_name.clone(), files.topology.sha256, files.policy.sha256)
             .with_not_captures(not_captures)
             .with_warnings(self.config.lints())
             .with_warnings(warnings)
@@ -207,6 +221,33 @@ impl RunSettings {
             written.map_err(|e| format!("{}: cannot write summary: {e}", path.display()))?;
         }
         Ok(())
+    }
+}
+
+/// The run's conclusion in one line, for the summary: what the exit status means.
+fn conclusion(outcome: Outcome, record: &RunRecord, topology: &str) -> String {
+    let c = &record.counters;
+    let (flows, covered) = (c[Counter::Flows], c[Counter::TouchingExchange]);
+    match outcome {
+        _ if record.eve_closed => "the EVE log's reader went away: the run ended early".to_string(),
+        Outcome::Incomplete if !record.errors.is_empty() => format!(
+            "not checked whole: {} input(s) could not be read, or only in part; nothing is claimed of what was not read",
+            record.errors.len()
+        ),
+        Outcome::Incomplete => {
+            format!("nothing checked: no flow touched a Mailbox or Edge address of {topology}, of {flows} read")
+        }
+        Outcome::Findings => format!(
+            "not compliant: {} violation(s), {} restriction(s), {} advisory(ies) in {covered} flows the article covers, of {flows} read",
+            c[Counter::Violations],
+            c[Counter::Restrictions],
+            c[Counter::Advisories]
+        ),
+        Outcome::Clean => format!(
+            "no finding the run fails on in {covered} flows the article covers, of {flows} read ({} advisory(ies), {} accepted)",
+            c[Counter::Advisories],
+            c.findings(crate::policy::Verdict::Accepted)
+        ),
     }
 }
 

@@ -223,6 +223,7 @@ impl Tracker {
     /// [`Tracker::packet`], with the packet's key computed already.
     pub(super) fn packet_keyed(&mut self, p: &Packet, keyed: &Keyed) {
         self.advance(p.ts);
+        self.counters.saw(p.ts);
         if let Transport::IcmpError { kind, quoted, fragment } = p.transport {
             self.icmp_error(p, kind, quoted, fragment);
             return;

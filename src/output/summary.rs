@@ -19,12 +19,24 @@ pub const TOP_PAIRS: usize = 10;
 
 #[derive(Serialize, Debug)]
 pub struct Summary {
-    pub policy: String,
-    /// Live capture only: what the kernel and the interface counted, what exwatch shed,
-    /// and the events the EVE log could not take.
+    /// exwatch's version.
+    pub version: &'static str,
+    /// One line: compliant or not, in how many flows the article covers, or why the run
+    /// could not check what it was given.
+    pub conclusion: String,
+    /// The exit status the run ends with (0 clean, 1 findings, 2 not checked whole).
+    pub exit_status: u8,
+    /// The sensor's name (`--sensor-name`), as EVE's `host` carries it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub capture: Option<Counts>,
+    pub sensor: Option<String>,
+    pub policy: String,
+    pub policy_sha256: String,
+    /// The packet time of the first and the last packet; live capture also says what the
+    /// kernel and the interface counted, what exwatch shed, and the events the EVE log
+    /// could not take.
+    pub capture: Capture,
     pub topology: String,
+    pub topology_sha256: String,
     /// Analysing files only: how many, and how they were read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files: Option<Files>,
@@ -45,6 +57,15 @@ pub struct Summary {
     /// With `--redis`: the EVE lines sent to the broker, dropped, and still queued.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<DeliveryCounts>,
+}
+
+/// The capture's time range (RFC 3339, as EVE writes time), and live, its counters.
+#[derive(Serialize, Debug)]
+pub struct Capture {
+    pub first: Option<String>,
+    pub last: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub counters: Option<Counts>,
 }
 
 /// One section of the counter table, with its values; the packets section also says
@@ -264,7 +285,17 @@ impl Summary {
         let secs = record.wall.as_secs_f64().max(1e-9);
         Summary {
             policy: engine.policy.name.clone(),
-            capture: (record.reading == Reading::Live).then(|| Counts::of(Section::Capture, c)),
+            version: crate::telemetry::VERSION,
+            conclusion: String::new(),
+            exit_status: 0,
+            sensor: None,
+            policy_sha256: String::new(),
+            topology_sha256: String::new(),
+            capture: Capture {
+                first: c.span.map(|(first, _)| crate::time::timestamp(first)),
+                last: c.span.map(|(_, last)| crate::time::timestamp(last)),
+                counters: (record.reading == Reading::Live).then(|| Counts::of(Section::Capture, c)),
+            },
             topology: topology_name.to_string(),
             files: match record.reading {
                 Reading::Live => None,
@@ -319,6 +350,24 @@ impl Summary {
         if let Some(files) = &mut self.files {
             files.not_captures = count;
         }
+        self
+    }
+
+    /// How the run ends: its exit status and the one-line conclusion.
+    pub fn with_outcome(mut self, exit_status: u8, conclusion: String) -> Summary {
+        (self.exit_status, self.conclusion) = (exit_status, conclusion);
+        self
+    }
+
+    /// Where the events come from: the sensor, and the SHA-256 of the topology and the
+    /// policy they were judged with.
+    pub fn with_origin(
+        mut self,
+        sensor: Option<String>,
+        topology_sha256: String,
+        policy_sha256: String,
+    ) -> Summary {
+        (self.sensor, self.topology_sha256, self.policy_sha256) = (sensor, topology_sha256, policy_sha256);
         self
     }
 
@@ -473,7 +522,7 @@ impl Summary {
     }
 
     fn write_capture(&self, s: &mut String) {
-        let Some(c) = &self.capture else { return };
+        let Some(c) = &self.capture.counters else { return };
         let _ = writeln!(
             s,
             "capture: {} received by the kernel, {} dropped by the kernel, {} by the interface, {} shed (workers behind); {} events not written to the EVE log",

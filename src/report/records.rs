@@ -310,7 +310,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// EVE's timestamp format for a time in microseconds.
 pub fn format_timestamp(t: Micros) -> String {
-    crate::output::eve::timestamp(Ts(t.saturating_mul(1_000)))
+    crate::time::timestamp(Ts(t.saturating_mul(1_000)))
 }
 
 #[cfg(test)]

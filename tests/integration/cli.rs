@@ -387,3 +387,63 @@ fn check_refuses_a_topology_analyze_would_refuse() {
     let (status, _, stderr) = util::exwatch(&["analyze", "--topology", path, "captures/sample-contoso.pcap"]);
     assert_eq!(status, 2, "and analyze refuses it too: {stderr}");
 }
+
+/// `--summary-json` says what the run concluded and with what: version, conclusion, exit
+/// status, sensor, the capture's time range, and the topology's and policy's SHA-256 (the
+/// ones the run's final stats event carries).
+#[test]
+fn the_summary_json_says_what_was_concluded_and_with_what() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (json, eve) = (dir.path().join("summary.json"), dir.path().join("eve.json"));
+    let (status, _, stderr) = util::exwatch(&[
+        "analyze",
+        "captures/sample-contoso.pcap",
+        "--flows",
+        "--sensor-name",
+        "hq-span",
+        "--eve-log",
+        eve.to_str().expect("utf-8"),
+        "--summary-json",
+        json.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(status, 1, "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("summary")).expect("JSON");
+    assert_eq!(summary["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(summary["exit_status"], 1);
+    assert_eq!(summary["sensor"], "hq-span");
+    let conclusion = summary["conclusion"].as_str().unwrap_or_default();
+    assert!(conclusion.starts_with("not compliant: 8 violation(s), 2 restriction(s)"), "{conclusion}");
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&eve)
+        .expect("EVE")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("EVE line"))
+        .collect();
+    let stats = events.iter().rev().find(|e| e["event_type"] == "stats").expect("a final stats event");
+    for key in ["topology_sha256", "policy_sha256"] {
+        assert_eq!(summary[key], stats["policy"][key], "{key}");
+        assert_eq!(summary[key].as_str().map(str::len), Some(64), "{key}");
+    }
+    let starts: Vec<&str> = events.iter().filter_map(|e| e["flow"]["start"].as_str()).collect();
+    let ends: Vec<&str> = events.iter().filter_map(|e| e["flow"]["end"].as_str()).collect();
+    assert_eq!(summary["capture"]["first"].as_str(), starts.iter().min().copied(), "{summary}");
+    assert_eq!(summary["capture"]["last"].as_str(), ends.iter().max().copied(), "{summary}");
+
+    // A damaged input: exit 2, and the conclusion says the run did not check it whole.
+    let damaged = dir.path().join("damaged.pcap");
+    let bytes = std::fs::read("captures/sample-contoso.pcap").expect("sample");
+    std::fs::write(&damaged, &bytes[..bytes.len() / 2 + 7]).expect("write");
+    let (status, _, _) = util::exwatch(&[
+        "analyze",
+        damaged.to_str().expect("utf-8"),
+        "--eve-log",
+        "/dev/null",
+        "--summary-json",
+        json.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(status, 2);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("summary")).expect("JSON");
+    assert_eq!(summary["exit_status"], 2);
+    assert!(summary["conclusion"].as_str().unwrap_or_default().starts_with("not checked whole"), "{summary}");
+}
