@@ -8,6 +8,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::bound::Aggregate;
+use super::soc::{self, Metadata};
 use super::summary::Counts;
 use crate::decode::{proto, Ts, Tunnel};
 use crate::flow::{community_id, Confidence, Event, Flow, TO_CLIENT, TO_SERVER};
@@ -323,6 +324,9 @@ struct AlertBody<'a> {
     severity: u8,
     signature: String,
     category: &'a str,
+    /// The facts of `policy` again, as Suricata writes a rule's metadata, for pipelines
+    /// that keep Suricata's fields only.
+    metadata: Metadata,
 }
 
 #[derive(Serialize)]
@@ -519,10 +523,13 @@ fn alert_line(
         Some(e) => (e.sid, e.rev, e.id.as_str(), e.section.as_str(), e.reason.as_str()),
         None => (rule.sid, rule.rev, rule.id.as_str(), rule.section.as_str(), rule.reason.as_str()),
     };
-    let (severity, category) = match verdict {
-        Verdict::Advisory => (3, "Potential Corporate Privacy Violation"),
-        _ => (1, "Policy Violation"),
-    };
+    let (category, severity) = soc::category(verdict);
+    let metadata = alert_metadata(
+        (verdict, confidence),
+        (rule, evidence.map(|e| e.id.as_str())),
+        (flow, section, detail),
+        aggregate.as_ref(),
+    );
     let event = AlertEvent {
         header: Header::new("alert", ts, (flow, tunnel), origin),
         direction: alert_direction(flow, evidence),
@@ -534,6 +541,7 @@ fn alert_line(
             severity,
             signature: format!("exwatch {id}: {reason}"),
             category,
+            metadata,
         },
         policy: PolicyBody {
             verdict: verdict.name(),
@@ -550,6 +558,35 @@ fn alert_line(
         flow: with_flow.then(|| FlowBody::new(flow, false)),
     };
     write_line(out, &event);
+}
+
+/// `alert.metadata`: the verdict, rule, evidence, section, roles, direction,
+/// confidence and detail of `policy`, an aggregate's count and window, and the pages of
+/// `docs/rules.md` that explain the finding.
+fn alert_metadata(
+    (verdict, confidence): (Verdict, Confidence),
+    (rule, evidence): (&crate::policy::Rule, Option<&str>),
+    (flow, section, detail): (&Flow, &str, Option<&str>),
+    aggregate: Option<&AggregateBody>,
+) -> Metadata {
+    let mut m = Metadata::default();
+    m.one("verdict", verdict.name())
+        .one("rule", rule.id.as_str())
+        .opt("evidence", evidence)
+        .one("section", section)
+        .one("orig_role", flow.orig_role.name())
+        .one("resp_role", flow.resp_role.name())
+        .one("direction", flow.direction.name())
+        .one("confidence", confidence.name())
+        .opt("detail", detail);
+    if let Some(a) = aggregate {
+        m.one("aggregate_by", a.by)
+            .one("count", a.flows.to_string())
+            .many("window", vec![a.first_seen.clone(), a.last_seen.clone()]);
+    }
+    let pages = evidence.into_iter().chain([rule.id.as_str()]).map(soc::rule_page).collect();
+    m.many("reference", pages);
+    m
 }
 
 /// Appends the EVE line of one event to `out`.

@@ -6,6 +6,7 @@
 
 pub mod bound;
 pub mod eve;
+pub mod soc;
 pub mod summary;
 
 use std::fs::{File, OpenOptions};

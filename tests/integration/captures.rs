@@ -493,7 +493,7 @@ Filter:<No Filter>
 }
 
 /// Every capture in captures/: the real ones and the bundled sample, in name order.
-fn every_capture() -> Vec<std::path::PathBuf> {
+pub fn every_capture() -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(util::repo().join("captures/real"))
         .expect("captures/real")
         .filter_map(|e| e.ok().map(|e| e.path()))

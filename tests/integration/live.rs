@@ -606,7 +606,7 @@ fn live_reports_a_perimeter_violation_and_nothing_for_smtp_or_dns() {
     assert_eq!(alert["policy"]["src_role"], "external", "{alert}");
     assert_eq!(alert["policy"]["dest_role"], "edge", "{alert}");
     assert_eq!(alert["policy"]["direction"], "observed", "{alert}");
-    assert_eq!(alert["alert"]["signature_id"], 9000028, "{alert}");
+    assert_eq!(alert["alert"]["signature_id"], 1930028, "{alert}");
 
     let stopped = exwatch.stop("TERM");
     let found: Vec<(String, u64)> = stopped
@@ -867,7 +867,7 @@ fn live_silent_drop_is_reported_on_the_clock() {
     assert_eq!(alert["policy"]["rule"], "exchange-internal", "{alert}");
     assert_eq!(alert["src_ip"], mailbox.as_str(), "{alert}");
     assert_eq!(alert["dest_ip"], silent.as_str(), "{alert}");
-    assert_eq!(alert["alert"]["signature_id"], 9000102, "{alert}");
+    assert_eq!(alert["alert"]["signature_id"], 1930102, "{alert}");
 
     let stopped = exwatch.stop("TERM");
     stopped.assert_clean();

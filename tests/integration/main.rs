@@ -19,4 +19,5 @@ mod ops;
 mod output;
 mod report;
 mod scenarios;
+mod soc;
 mod verdicts;

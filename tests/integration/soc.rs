@@ -1,0 +1,147 @@
+//! What a SOC's Suricata pipeline keeps of an alert: `alert.metadata` (the facts of
+//! `policy` for pipelines that drop it), Suricata's classifications with their
+//! priorities, signature ids in the range reserved for local rules, and a page per rule
+//! in docs/rules.md.
+
+use std::collections::BTreeMap;
+
+use exwatch::output::soc;
+use exwatch::testkit::synth::{wire::Segment, Scenario};
+use serde_json::Value;
+
+use crate::util::{self, sa};
+
+/// The policy file's ids and sids, rules and evidence alike.
+fn policy_sids() -> BTreeMap<String, u64> {
+    let text = std::fs::read_to_string(util::repo().join("rules/exchange.toml")).expect("policy");
+    let policy: toml::Value = toml::from_str(&text).expect("policy TOML");
+    let mut sids = BTreeMap::new();
+    for table in ["rule", "evidence"] {
+        for entry in policy[table].as_array().expect("entries") {
+            let id = entry["id"].as_str().expect("id").to_string();
+            sids.insert(id, entry["sid"].as_integer().expect("sid") as u64);
+        }
+    }
+    sids
+}
+
+/// The headings of docs/rules.md (`## id`).
+fn rule_pages() -> Vec<String> {
+    let text = std::fs::read_to_string(util::repo().join("docs/rules.md")).expect("docs/rules.md");
+    text.lines().filter_map(|l| l.strip_prefix("## ")).map(str::to_string).collect()
+}
+
+/// Alerts of every kind: one of each verdict, an injected reset, and a flood that the
+/// bound turns into an aggregate alert.
+fn scenario_alerts() -> Vec<Value> {
+    let mut s = Scenario::new();
+    s.tcp_session(sa("172.16.0.25:51514"), sa("198.51.100.7:3389"), 1);
+    s.tcp_session(sa("10.20.0.9:50000"), sa("10.10.1.11:80"), 1);
+    s.icmp_prohibited("10.10.0.1".parse().expect("address"), sa("10.10.1.11:50001"), sa("10.10.1.12:135"));
+    for i in 0..8 {
+        let syn = Segment::Tcp { flags: 0x02, seq: 1, ack: 0, payload: &[] };
+        s.send(sa(&format!("198.51.100.{}:4000{i}", 10 + i)), sa("10.10.1.11:3389"), syn);
+    }
+    let run = util::analyze_scenario(&s, &["--workers", "1", "--alerts-per-key", "3"]);
+    run.alerts().into_iter().cloned().collect()
+}
+
+/// Checks one alert's `alert.metadata` against its `policy`, its classification against
+/// the shipped classification.config, and its signature id against the policy file.
+fn check_alert(alert: &Value, sids: &BTreeMap<String, u64>, pages: &[String], what: &str) {
+    let meta =
+        alert["alert"]["metadata"].as_object().unwrap_or_else(|| panic!("{what}: no metadata: {alert}"));
+    for (key, values) in meta {
+        let strings = values.as_array().is_some_and(|v| !v.is_empty() && v.iter().all(Value::is_string));
+        assert!(strings, "{what}: metadata.{key} is not an array of strings: {alert}");
+    }
+    let one = |key: &str| meta.get(key).and_then(|v| v[0].as_str()).map(str::to_string);
+    let policy = &alert["policy"];
+    for (key, field) in [
+        ("verdict", "verdict"),
+        ("rule", "rule"),
+        ("section", "section"),
+        ("orig_role", "src_role"),
+        ("resp_role", "dest_role"),
+        ("direction", "direction"),
+        ("confidence", "confidence"),
+        ("evidence", "evidence"),
+        ("detail", "detail"),
+    ] {
+        assert_eq!(one(key).as_deref(), policy[field].as_str(), "{what}: metadata.{key}: {alert}");
+    }
+    let aggregate = &policy["aggregate"];
+    assert_eq!(one("count"), aggregate["flows"].as_u64().map(|n| n.to_string()), "{what}: count: {alert}");
+    assert_eq!(one("aggregate_by").as_deref(), aggregate["by"].as_str(), "{what}: {alert}");
+    if aggregate.is_object() {
+        let window: Vec<&str> =
+            meta["window"].as_array().expect("window").iter().filter_map(Value::as_str).collect();
+        assert_eq!(window, [&aggregate["first_seen"], &aggregate["last_seen"]], "{what}: window: {alert}");
+    }
+    // The pages of its evidence and rule exist in docs/rules.md.
+    let finding = policy["evidence"].as_str().or(policy["rule"].as_str()).expect("finding id");
+    let references: Vec<&str> =
+        meta["reference"].as_array().expect("reference").iter().filter_map(Value::as_str).collect();
+    assert_eq!(references[0], format!("docs/rules.md#{finding}"), "{what}: {alert}");
+    for reference in &references {
+        let id = reference.strip_prefix("docs/rules.md#").expect("a page of docs/rules.md");
+        assert!(pages.iter().any(|p| p == id), "{what}: docs/rules.md has no page {id}");
+    }
+    // Category and severity: the shipped file's line for the verdict's classtype.
+    let table = soc::parse_classifications(soc::CLASSIFICATION_CONFIG).expect("shipped classifications");
+    let verdict = exwatch::policy::Verdict::from_name(policy["verdict"].as_str().expect("verdict"));
+    let class =
+        table.iter().find(|c| Some(c.name.as_str()) == verdict.map(soc::classtype)).expect("classtype");
+    assert_eq!(alert["alert"]["category"], class.description.as_str(), "{what}: {alert}");
+    assert_eq!(alert["alert"]["severity"], u64::from(class.priority), "{what}: {alert}");
+    // The signature id: the policy file's, in the local range.
+    let sid = alert["alert"]["signature_id"].as_u64().expect("signature_id");
+    assert_eq!(Some(&sid), sids.get(finding), "{what}: {alert}");
+    assert!((1_000_000..=1_999_999).contains(&sid), "{what}: sid {sid} outside the local range");
+}
+
+/// Every alert, on every capture in captures/ and on scenarios with one finding of each
+/// verdict and an aggregate, carries its facts in `alert.metadata`, Suricata's
+/// classification for its verdict, and its local-range id from the policy file.
+#[test]
+fn every_alert_carries_metadata_classification_and_a_local_id() {
+    let (sids, pages) = (policy_sids(), rule_pages());
+    let mut seen = BTreeMap::<String, usize>::new();
+    let mut check = |alert: &Value, what: &str| {
+        check_alert(alert, &sids, &pages, what);
+        let kind = if alert["policy"]["aggregate"].is_object() { "aggregate" } else { "single" };
+        *seen
+            .entry(format!("{}/{kind}", alert["policy"]["verdict"].as_str().unwrap_or_default()))
+            .or_default() += 1;
+    };
+    for file in crate::captures::every_capture() {
+        let run = util::analyze(&[&file], &["--flows"]);
+        for alert in run.alerts() {
+            check(alert, &file.display().to_string());
+        }
+    }
+    for alert in &scenario_alerts() {
+        check(alert, "scenario");
+    }
+    for kind in ["violation/single", "advisory/single", "restriction/single", "violation/aggregate"] {
+        assert!(seen.contains_key(kind), "no {kind} alert was checked: {seen:?}");
+    }
+}
+
+/// Every rule and evidence id of the shipped policy has its page in docs/rules.md,
+/// saying what it checks, the article's row, and what to do.
+#[test]
+fn every_rule_has_a_page() {
+    let text = std::fs::read_to_string(util::repo().join("docs/rules.md")).expect("docs/rules.md");
+    let pages = rule_pages();
+    for (id, sid) in policy_sids() {
+        assert!(pages.contains(&id), "docs/rules.md has no `## {id}`");
+        let section = text.split(&format!("\n## {id}\n")).nth(1).expect("section");
+        let section = section.split("\n## ").next().unwrap_or(section);
+        for part in
+            [format!("**sid** {sid}"), "**Checks:**".into(), "**Article:**".into(), "**What to do:**".into()]
+        {
+            assert!(section.contains(&part), "docs/rules.md#{id} lacks {part}");
+        }
+    }
+}
