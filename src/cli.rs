@@ -431,8 +431,9 @@ pub struct LiveFlags {
 /// Flags `analyze` and `live` share.
 #[derive(ClapArgs, Debug)]
 pub struct RunFlags {
-    /// Where EVE JSON lines go: a file, or - for standard output. `live` appends to the
-    /// file and reopens it on SIGHUP, for log rotation.
+    /// Where EVE JSON lines go: a file, or - for standard output. Lines are appended to
+    /// the file, as Suricata appends to eve.json (a shipper tailing it loses nothing of
+    /// the next run); `live` reopens it on SIGHUP, for log rotation.
     #[arg(long, value_name = "FILE", default_value = "-")]
     pub eve_log: PathBuf,
     /// Also write one EVE `flow` event per flow when it ends (with Zeek's conn_state).
@@ -678,7 +679,7 @@ impl AnalyzeSettings {
     }
 
     pub fn sink(&self) -> Sink {
-        Sink::at(&self.run.eve_log, false)
+        Sink::at(&self.run.eve_log, true)
     }
 
     /// The files' size on disk, for the progress bar, or 0 when it is not known: the

@@ -20,7 +20,8 @@ pub use summary::Summary;
 #[derive(Clone, Debug)]
 pub enum Sink {
     Stdout,
-    /// A file, created anew (offline) or appended to (live, so a restart keeps the log).
+    /// A file, appended to (as Suricata does: a shipper tailing it loses nothing of the
+    /// next run or a restart), or created anew (`compare`'s findings, written files).
     File {
         path: PathBuf,
         append: bool,
@@ -33,7 +34,7 @@ pub enum Sink {
 }
 
 impl Sink {
-    /// `-` is standard output; a file is created anew, or appended to (live).
+    /// `-` is standard output; a file is appended to, or created anew.
     pub fn at(path: &std::path::Path, append: bool) -> Sink {
         if path.as_os_str() == "-" {
             Sink::Stdout

@@ -2,6 +2,7 @@
 //! it can. It parses; it never reads files (see [`super::logs`]), judges or aggregates.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::Deserialize;
@@ -83,7 +84,31 @@ struct RawOwnCapture {
 #[serde(default)]
 struct RawOwnPackets {
     decoded: u64,
-    skipped_by_reason: Vec<(String, u64)>,
+    skipped_by_reason: ByReason,
+}
+
+/// `skipped_by_reason`: a map of reason to count; earlier exwatch logs wrote
+/// `[reason, count]` pairs, still read.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ByReason {
+    Map(BTreeMap<String, u64>),
+    Pairs(Vec<(String, u64)>),
+}
+
+impl Default for ByReason {
+    fn default() -> ByReason {
+        ByReason::Pairs(Vec::new())
+    }
+}
+
+impl ByReason {
+    fn pairs(self) -> Vec<(String, u64)> {
+        match self {
+            ByReason::Map(map) => map.into_iter().collect(),
+            ByReason::Pairs(pairs) => pairs,
+        }
+    }
 }
 
 /// `stats` `policy.flows`.
@@ -164,7 +189,9 @@ pub fn parse_line(line: &[u8]) -> Parsed {
         "stats" => {
             let stats = raw.stats.unwrap_or_default();
             let (shed, decoded, skipped, evicted) = match raw.policy {
-                Some(p) => (p.capture.shed, p.packets.decoded, p.packets.skipped_by_reason, p.flows.evicted),
+                Some(p) => {
+                    (p.capture.shed, p.packets.decoded, p.packets.skipped_by_reason.pairs(), p.flows.evicted)
+                }
                 None => (0, 0, Vec::new(), 0),
             };
             Parsed::Record(Record::Stats(StatsRecord {

@@ -145,3 +145,78 @@ fn every_rule_has_a_page() {
         }
     }
 }
+
+/// `analyze --eve-log FILE` appends, as Suricata appends to eve.json: a second run
+/// keeps the first run's lines whole and adds its own after them.
+#[test]
+fn analyze_appends_to_the_eve_log() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let eve = dir.path().join("eve.json");
+    let sample = util::capture("sample-contoso.pcap");
+    let run = |file: &std::path::Path| {
+        let args = ["analyze", file.to_str().expect("utf-8"), "--eve-log", eve.to_str().expect("utf-8")];
+        let (status, _, stderr) =
+            util::exwatch(&[&args[..], &["--no-progress", "--flows", "--workers", "1"]].concat());
+        assert!(matches!(status, 0 | 1), "{stderr}");
+        std::fs::read_to_string(&eve).expect("EVE log")
+    };
+    let first = run(&sample);
+    assert!(first.lines().count() > 100, "{first}");
+    let both = run(&sample);
+    assert_eq!(both, format!("{first}{first}"), "the second run's lines follow the first's, kept whole");
+}
+
+/// Records the JSON type of every value under its path (array elements under `[]`).
+fn types_of(
+    value: &Value,
+    path: String,
+    types: &mut BTreeMap<String, std::collections::BTreeSet<&'static str>>,
+) {
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(items) => {
+            for item in items {
+                types_of(item, format!("{path}[]"), types);
+            }
+            "array"
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                types_of(item, format!("{path}.{key}"), types);
+            }
+            "object"
+        }
+    };
+    types.entry(path).or_default().insert(kind);
+}
+
+/// One type per field: across every event of every capture in captures/, the
+/// scenarios' alerts, the pinned `stats` event and the summaries, each field (by its
+/// path) holds one JSON type, as a SIEM indexes it (`skipped_by_reason` is a map of
+/// reason to count, not `[reason, count]` pairs).
+#[test]
+fn every_field_has_one_json_type() {
+    let mut types = BTreeMap::new();
+    for file in crate::captures::every_capture() {
+        let run = util::analyze(&[&file], &["--flows"]);
+        for event in &run.events {
+            types_of(event, event["event_type"].as_str().unwrap_or("?").to_string(), &mut types);
+        }
+        if let Some(summary) = &run.summary {
+            types_of(summary, "summary".into(), &mut types);
+        }
+    }
+    for alert in &scenario_alerts() {
+        types_of(alert, "alert".into(), &mut types);
+    }
+    let stats = std::fs::read_to_string(util::repo().join("tests/golden/stats.jsonl")).expect("stats golden");
+    for line in stats.lines() {
+        types_of(&serde_json::from_str(line).expect("stats JSON"), "stats".into(), &mut types);
+    }
+    assert!(types.contains_key("stats.policy.packets.skipped_by_reason.not_ip"), "{types:?}");
+    let mixed: Vec<_> = types.iter().filter(|(_, kinds)| kinds.len() > 1).collect();
+    assert!(mixed.is_empty(), "fields with more than one JSON type: {mixed:?}");
+}
