@@ -210,5 +210,6 @@ fn restriction(
         evidence: Some(evidence),
         confidence: Confidence::High,
         detail: Some(detail),
+        source: None,
     })
 }

@@ -3,6 +3,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::frag::{Fragments, Later};
@@ -71,6 +72,9 @@ pub enum Event {
         evidence: Option<usize>,
         confidence: Confidence,
         detail: Option<Detail>,
+        /// Restrictions: the address that sent the evidence (the ICMP error's or the
+        /// reset's sender), when a packet carried it.
+        source: Option<IpAddr>,
     },
     /// A flow ended (idle, closed, evicted or end of input).
     Flow { flow: Flow, tunnel: Option<Tunnel> },
@@ -335,7 +339,7 @@ impl Tracker {
             Noted::RetriedSyn => self.check_silent_drop(at, p.ts),
             Noted::ForeignReset { expected } => {
                 let detail = Detail::ResetUnlike { ttl: p.ttl, expected, mac: expected == p.ttl, flows: 0 };
-                self.check_injected_reset(at, p.ts, detail);
+                self.check_injected_reset(at, p.ts, detail, p.tuple.src);
             }
             Noted::UncheckedReset => self.check_reset_against_history(at, p),
         }
@@ -381,7 +385,7 @@ impl Tracker {
         *self.flows.get_mut(at) = flow;
         match judgement.rule {
             Some(rule) if changed && self.engine.verdict(rule).is_finding() => {
-                self.alert(ts, &flow, self.engine.verdict(rule), rule, None, None);
+                self.alert(ts, &flow, self.engine.verdict(rule), rule, None, (None, None));
             }
             _ => {}
         }
@@ -413,7 +417,7 @@ impl Tracker {
                 mac: seen.ttl == p.ttl,
                 flows: seen.flows,
             };
-            self.check_injected_reset(at, p.ts, detail);
+            self.check_injected_reset(at, p.ts, detail, p.tuple.src);
         }
     }
 
@@ -518,7 +522,7 @@ impl Tracker {
                 // A silent drop needs the whole timeout: the capture ended too soon to say.
                 if self.now.0 >= flow.start.0.saturating_add(self.settings.syn_timeout_ns) {
                     let last = flow.last;
-                    self.restriction(&mut flow, last, EvidenceKind::SynUnanswered, None);
+                    self.restriction(&mut flow, last, EvidenceKind::SynUnanswered, (None, None));
                 } else {
                     self.counters[Counter::SynUndetermined] += 1;
                 }
@@ -560,7 +564,7 @@ impl Tracker {
             TimerKind::SynCheck => {
                 if self.silent_drop(&flow, Some(timer.at)) {
                     let mut flow = flow;
-                    self.restriction(&mut flow, timer.at, EvidenceKind::SynUnanswered, None);
+                    self.restriction(&mut flow, timer.at, EvidenceKind::SynUnanswered, (None, None));
                     *self.flows.get_mut(timer.flow) = flow;
                 }
             }
@@ -646,7 +650,7 @@ impl Tracker {
         if let Some(rule) = flow.rule {
             let verdict = self.engine.verdict(rule);
             if verdict.is_finding() {
-                self.alert(ts, &flow, verdict, rule, None, None);
+                self.alert(ts, &flow, verdict, rule, None, (None, None));
             }
         }
         if let Some(tunnel) = self.tunnel_of(&flow) {
@@ -685,7 +689,7 @@ impl Tracker {
         let mut flow =
             Flow::new(key, outer, Direction::Observed, flow_id(&key, ts), ts, Vlans::default(), judgement);
         flow.file = self.file;
-        self.alert(ts, &flow, verdict, rule, None, None);
+        self.alert(ts, &flow, verdict, rule, None, (None, None));
     }
 
     /// Who opened the flow: the SYN sender, the SYN-ACK receiver, or (mid-stream) the
@@ -722,10 +726,10 @@ impl Tracker {
 
     /// A RST unlike its claimed sender's other packets: restriction evidence if the pair
     /// must never be restricted.
-    fn check_injected_reset(&mut self, at: FlowRef, ts: Ts, detail: Detail) {
+    fn check_injected_reset(&mut self, at: FlowRef, ts: Ts, detail: Detail, source: IpAddr) {
         let mut flow = *self.flows.get(at);
         if self.protected(&flow) && !flow.restricted {
-            self.restriction(&mut flow, ts, EvidenceKind::ResetInjected, Some(detail));
+            self.restriction(&mut flow, ts, EvidenceKind::ResetInjected, (Some(detail), Some(source)));
             *self.flows.get_mut(at) = flow;
         }
     }
@@ -735,7 +739,7 @@ impl Tracker {
     fn check_silent_drop(&mut self, at: FlowRef, ts: Ts) {
         let mut flow = *self.flows.get(at);
         if self.silent_drop(&flow, None) {
-            self.restriction(&mut flow, ts, EvidenceKind::SynUnanswered, None);
+            self.restriction(&mut flow, ts, EvidenceKind::SynUnanswered, (None, None));
             *self.flows.get_mut(at) = flow;
         }
     }
@@ -791,7 +795,7 @@ impl Tracker {
                 let mut flow = *flow;
                 if let Some(evidence) = evidence {
                     if self.protected(&flow) && !flow.restricted {
-                        self.restriction(&mut flow, p.ts, evidence, None);
+                        self.restriction(&mut flow, p.ts, evidence, (None, Some(p.tuple.src)));
                         *self.flows.get_mut(at) = flow;
                     }
                 }
@@ -820,18 +824,26 @@ impl Tracker {
                 );
                 flow.file = self.file;
                 if self.protected(&flow) {
-                    self.restriction(&mut flow, p.ts, evidence, None);
+                    self.restriction(&mut flow, p.ts, evidence, (None, Some(p.tuple.src)));
                 }
             }
         }
     }
 
-    fn restriction(&mut self, flow: &mut Flow, ts: Ts, kind: EvidenceKind, detail: Option<Detail>) {
+    /// Restriction evidence of `kind` on `flow`: what it saw, and the address that sent
+    /// it (an ICMP error's or a reset's sender) when a packet carried it.
+    fn restriction(
+        &mut self,
+        flow: &mut Flow,
+        ts: Ts,
+        kind: EvidenceKind,
+        (detail, source): (Option<Detail>, Option<IpAddr>),
+    ) {
         let (Some(rule), Some(evidence)) = (flow.rule, self.engine.evidence(kind)) else {
             return;
         };
         flow.restricted = true;
-        self.alert(ts, flow, Verdict::Restriction, rule, Some((evidence, kind)), detail);
+        self.alert(ts, flow, Verdict::Restriction, rule, Some((evidence, kind)), (detail, source));
     }
 
     fn alert(
@@ -841,7 +853,7 @@ impl Tracker {
         verdict: Verdict,
         rule: usize,
         evidence: Option<(usize, EvidenceKind)>,
-        detail: Option<Detail>,
+        (detail, source): (Option<Detail>, Option<IpAddr>),
     ) {
         let detail = match evidence {
             None if flow.reply_first => Some(Detail::ReplyBeforeRequest),
@@ -861,6 +873,7 @@ impl Tracker {
             evidence,
             confidence,
             detail,
+            source,
         });
     }
 

@@ -495,6 +495,7 @@ mod tests {
             evidence: None,
             confidence: Confidence::High,
             detail: None,
+            source: None,
         }
     }
 
@@ -590,6 +591,7 @@ mod tests {
                 evidence: Some(1),
                 confidence,
                 detail: None,
+                source: None,
             }
         });
         let (written, aggregates) = run(&mut limiter, drops);

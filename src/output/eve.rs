@@ -284,14 +284,23 @@ impl TunnelBody {
 }
 
 impl Header<'_> {
+    /// The header of an event on `flow`. `src_*` is the flow's originator, unless
+    /// `to_client`: an alert's addresses follow the packet that fired, as Suricata's do,
+    /// and a packet to the client came from the responder.
     fn new<'a>(
         event_type: &'a str,
         ts: Ts,
         (flow, tunnel): (&'a Flow, Option<&Tunnel>),
         origin: &'a Origin,
+        to_client: bool,
     ) -> Header<'a> {
         let t = &flow.orig();
         let ports = has_ports(t.proto);
+        let (src, dest) = if to_client {
+            ((t.dst, t.dport), (t.src, t.sport))
+        } else {
+            ((t.src, t.sport), (t.dst, t.dport))
+        };
         // An ICMP flow's tuple holds its first message's type and code where ports go.
         let icmp = matches!(t.proto, proto::ICMP | proto::ICMPV6);
         Header {
@@ -300,10 +309,10 @@ impl Header<'_> {
             in_iface: origin.in_iface.as_deref(),
             event_type,
             vlan: flow.vlan.ids(),
-            src_ip: t.src.to_string(),
-            src_port: ports.then_some(t.sport),
-            dest_ip: t.dst.to_string(),
-            dest_port: ports.then_some(t.dport),
+            src_ip: src.0.to_string(),
+            src_port: ports.then_some(src.1),
+            dest_ip: dest.0.to_string(),
+            dest_port: ports.then_some(dest.1),
             proto: proto_name(t.proto),
             icmp_type: icmp.then_some(t.sport),
             icmp_code: icmp.then_some(t.dport),
@@ -335,6 +344,18 @@ struct PolicyBody<'a> {
     rule: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     evidence: Option<&'a str>,
+    /// Restrictions: the address that sent the evidence (an ICMP error's or a reset's
+    /// sender), when a packet carried it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evidence_source: Option<String>,
+    /// The flow's originator and responder, whichever way the packet that fired went
+    /// (the roles below are theirs).
+    src_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_port: Option<u16>,
+    dest_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dest_port: Option<u16>,
     src_role: &'a str,
     dest_role: &'a str,
     direction: &'a str,
@@ -476,14 +497,17 @@ pub fn write_alert(
     rule: usize,
     evidence: (Option<usize>, Option<&str>),
 ) {
-    alert_line(out, (engine, &Origin::NONE), ts, (flow, None), (verdict, confidence), rule, evidence, None)
+    let (evidence, detail) = evidence;
+    let at = (engine, &Origin::NONE);
+    alert_line(out, at, ts, (flow, None), (verdict, confidence), rule, (evidence, detail, None), None)
 }
 
 /// Appends one aggregate `alert` line: the finding and the example flow of its first
 /// held-back alert, without that flow's `flow` object, and `policy.aggregate`. Its
 /// timestamp is the last alert it counts.
 pub fn write_aggregate(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), aggregate: &Aggregate) {
-    let Event::Alert { flow, tunnel, verdict, rule, evidence, confidence, .. } = aggregate.example else {
+    let Event::Alert { flow, tunnel, verdict, rule, evidence, confidence, source, .. } = aggregate.example
+    else {
         return;
     };
     let body = AggregateBody {
@@ -501,7 +525,16 @@ pub fn write_aggregate(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), 
     };
     let at = (engine, origin);
     let flow = (&flow, tunnel.as_ref());
-    alert_line(out, at, aggregate.last, flow, (verdict, confidence), rule, (evidence, None), Some(body));
+    alert_line(
+        out,
+        at,
+        aggregate.last,
+        flow,
+        (verdict, confidence),
+        rule,
+        (evidence, None, source),
+        Some(body),
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -512,7 +545,7 @@ fn alert_line(
     (flow, tunnel): (&Flow, Option<&Tunnel>),
     (verdict, confidence): (Verdict, Confidence),
     rule: usize,
-    (evidence, detail): (Option<usize>, Option<&str>),
+    (evidence, detail, source): (Option<usize>, Option<&str>, Option<std::net::IpAddr>),
     aggregate: Option<AggregateBody>,
 ) {
     let with_flow = aggregate.is_none();
@@ -524,15 +557,19 @@ fn alert_line(
         None => (rule.sid, rule.rev, rule.id.as_str(), rule.section.as_str(), rule.reason.as_str()),
     };
     let (category, severity) = soc::category(verdict);
+    let source = source.map(|a| a.to_string());
     let metadata = alert_metadata(
         (verdict, confidence),
-        (rule, evidence.map(|e| e.id.as_str())),
+        (rule, evidence.map(|e| e.id.as_str()), source.as_deref()),
         (flow, section, detail),
         aggregate.as_ref(),
     );
+    let direction = alert_direction(flow, evidence);
+    let t = flow.orig();
+    let ports = has_ports(t.proto);
     let event = AlertEvent {
-        header: Header::new("alert", ts, (flow, tunnel), origin),
-        direction: alert_direction(flow, evidence),
+        header: Header::new("alert", ts, (flow, tunnel), origin, direction == "to_client"),
+        direction,
         alert: AlertBody {
             action: "allowed",
             gid: 1,
@@ -547,6 +584,11 @@ fn alert_line(
             verdict: verdict.name(),
             rule: &rule.id,
             evidence: evidence.map(|e| e.id.as_str()),
+            evidence_source: source,
+            src_ip: t.src.to_string(),
+            src_port: ports.then_some(t.sport),
+            dest_ip: t.dst.to_string(),
+            dest_port: ports.then_some(t.dport),
             src_role: flow.orig_role.name(),
             dest_role: flow.resp_role.name(),
             direction: flow.direction.name(),
@@ -565,7 +607,7 @@ fn alert_line(
 /// `docs/rules.md` that explain the finding.
 fn alert_metadata(
     (verdict, confidence): (Verdict, Confidence),
-    (rule, evidence): (&crate::policy::Rule, Option<&str>),
+    (rule, evidence, source): (&crate::policy::Rule, Option<&str>, Option<&str>),
     (flow, section, detail): (&Flow, &str, Option<&str>),
     aggregate: Option<&AggregateBody>,
 ) -> Metadata {
@@ -573,6 +615,7 @@ fn alert_metadata(
     m.one("verdict", verdict.name())
         .one("rule", rule.id.as_str())
         .opt("evidence", evidence)
+        .opt("evidence_source", source)
         .one("section", section)
         .one("orig_role", flow.orig_role.name())
         .one("resp_role", flow.resp_role.name())
@@ -597,9 +640,9 @@ pub fn write_event(out: &mut Vec<u8>, engine: &Engine, event: &Event) {
 /// [`write_event`], with where the run saw it (`host`, `in_iface`, `pcap_filename`).
 pub fn write_event_from(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), event: &Event) {
     match *event {
-        Event::Alert { ts, ref flow, ref tunnel, verdict, rule, evidence, confidence, detail } => {
+        Event::Alert { ts, ref flow, ref tunnel, verdict, rule, evidence, confidence, detail, source } => {
             let detail = detail.map(|d| d.to_string());
-            let found = (evidence, detail.as_deref());
+            let found = (evidence, detail.as_deref(), source);
             let flow = (flow, tunnel.as_ref());
             alert_line(out, (engine, origin), ts, flow, (verdict, confidence), rule, found, None)
         }
@@ -622,7 +665,7 @@ fn write_flow_from(
     (flow, tunnel): (&Flow, Option<&Tunnel>),
 ) {
     let event = FlowEvent {
-        header: Header::new("flow", flow.last, (flow, tunnel), origin),
+        header: Header::new("flow", flow.last, (flow, tunnel), origin, false),
         flow: FlowBody::new(flow, true),
         policy: FlowPolicy::new(engine, flow),
     };

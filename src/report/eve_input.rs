@@ -52,6 +52,16 @@ struct RawPolicy<'a> {
     rule: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     evidence: Option<Cow<'a, str>>,
+    /// An alert's flow: its originator and responder (the top level follows the packet
+    /// that fired; events written before this was so have the flow's ends there).
+    #[serde(default)]
+    src_ip: Option<IpAddr>,
+    #[serde(default)]
+    src_port: Option<u16>,
+    #[serde(default)]
+    dest_ip: Option<IpAddr>,
+    #[serde(default)]
+    dest_port: Option<u16>,
     #[serde(borrow, default)]
     src_role: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -212,8 +222,12 @@ fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
     let (Some(policy), Some(flow)) = (raw.policy, raw.flow) else {
         return Parsed::Ignored;
     };
+    let (src_ip, src_port, dest_ip, dest_port) = match policy.src_ip {
+        Some(_) => (policy.src_ip, policy.src_port, policy.dest_ip, policy.dest_port),
+        None => (raw.src_ip, raw.src_port, raw.dest_ip, raw.dest_port),
+    };
     let (Some(src_ip), Some(dest_ip), Some(verdict)) =
-        (raw.src_ip, raw.dest_ip, policy.verdict.as_deref().and_then(Verdict::from_name))
+        (src_ip, dest_ip, policy.verdict.as_deref().and_then(Verdict::from_name))
     else {
         return Parsed::Unreadable;
     };
@@ -223,9 +237,9 @@ fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
         pcap_filename: raw.pcap_filename.map(Cow::into_owned),
         community_id: raw.community_id.map(Cow::into_owned).unwrap_or_default(),
         src_ip,
-        src_port: raw.src_port,
+        src_port,
         dest_ip,
-        dest_port: raw.dest_port,
+        dest_port,
         proto: raw.proto.map_or(Cow::Borrowed(""), |p| known(&p)),
         src_role: role(&policy.src_role),
         dest_role: role(&policy.dest_role),
@@ -355,6 +369,7 @@ mod tests {
             evidence: Some(1),
             confidence: Confidence::Low,
             detail: None,
+            source: None,
         };
         assert_eq!(parsed(&line), from_event(&engine, &event));
     }

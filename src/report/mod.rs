@@ -141,6 +141,7 @@ mod tests {
                     evidence: None,
                     confidence: Confidence::High,
                     detail: None,
+                    source: None,
                 });
             }
             if engine.policy.rules[rule].never_restrict {
@@ -154,6 +155,7 @@ mod tests {
                     evidence: Some(1),
                     confidence,
                     detail: None,
+                    source: None,
                 });
             }
             out.push(Event::Flow { flow, tunnel: None });

@@ -70,6 +70,18 @@ fn check_alert(alert: &Value, sids: &BTreeMap<String, u64>, pages: &[String], wh
     ] {
         assert_eq!(one(key).as_deref(), policy[field].as_str(), "{what}: metadata.{key}: {alert}");
     }
+    // Addresses follow the packet that fired; the flow's ends stay in `policy`.
+    let (packet, flow) =
+        (["src_ip", "src_port", "dest_ip", "dest_port"], ["src_ip", "src_port", "dest_ip", "dest_port"]);
+    let order: Vec<&Value> = match alert["direction"].as_str() {
+        Some("to_server") => flow.iter().map(|k| &policy[*k]).collect(),
+        Some("to_client") => [2, 3, 0, 1].iter().map(|&i| &policy[flow[i]]).collect(),
+        other => panic!("{what}: direction {other:?}: {alert}"),
+    };
+    let top: Vec<&Value> = packet.iter().map(|k| &alert[*k]).collect();
+    assert_eq!(top, order, "{what}: addresses vs direction and policy: {alert}");
+    assert!(policy["src_ip"].is_string() && policy["dest_ip"].is_string(), "{what}: {alert}");
+    assert_eq!(one("evidence_source").as_deref(), policy["evidence_source"].as_str(), "{what}: {alert}");
     let aggregate = &policy["aggregate"];
     assert_eq!(one("count"), aggregate["flows"].as_u64().map(|n| n.to_string()), "{what}: count: {alert}");
     assert_eq!(one("aggregate_by").as_deref(), aggregate["by"].as_str(), "{what}: {alert}");
@@ -219,4 +231,28 @@ fn every_field_has_one_json_type() {
     assert!(types.contains_key("stats.policy.packets.skipped_by_reason.not_ip"), "{types:?}");
     let mixed: Vec<_> = types.iter().filter(|(_, kinds)| kinds.len() > 1).collect();
     assert!(mixed.is_empty(), "fields with more than one JSON type: {mixed:?}");
+}
+
+/// Suricata's meaning of addresses: an ICMP "administratively prohibited" from a
+/// firewall travels to the flow's originator, so the alert's `src_*` is the responder
+/// and `dest_*` the originator, `direction` `to_client`; the flow's ends stay in
+/// `policy`, and the firewall that sent the error is named in `policy` and in
+/// `alert.metadata`.
+#[test]
+fn a_restriction_names_the_firewall_and_addresses_follow_the_packet() {
+    let mut s = Scenario::new();
+    let (orig, resp) = (sa("10.10.1.11:50001"), sa("10.10.1.12:135"));
+    s.icmp_prohibited("10.10.0.1".parse().expect("address"), orig, resp);
+    let run = util::analyze_scenario(&s, &["--workers", "1"]);
+    let alerts = run.alerts();
+    assert_eq!(alerts.len(), 1, "{:?}", run.lines);
+    let a = alerts[0];
+    assert_eq!(a["direction"], "to_client", "{a}");
+    let top = (util::endpoint(&a["src_ip"], &a["src_port"]), util::endpoint(&a["dest_ip"], &a["dest_port"]));
+    assert_eq!(top, (resp.to_string(), orig.to_string()), "{a}");
+    let p = &a["policy"];
+    let flow = (util::endpoint(&p["src_ip"], &p["src_port"]), util::endpoint(&p["dest_ip"], &p["dest_port"]));
+    assert_eq!(flow, (orig.to_string(), resp.to_string()), "{a}");
+    assert_eq!(p["evidence_source"], "10.10.0.1", "{a}");
+    assert_eq!(a["alert"]["metadata"]["evidence_source"], serde_json::json!(["10.10.0.1"]), "{a}");
 }
