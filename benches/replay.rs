@@ -201,7 +201,7 @@ fn flood_capture(syns: u64) -> io::Result<PathBuf> {
     cached(&format!("flood-{syns}.pcap"), |emit| synth::flood(syns, syns / 10, emit).map(drop))
 }
 
-type Emit<'a> = &'a mut dyn FnMut(exwatch::decode::Ts, &[u8]) -> io::Result<()>;
+type Emit<'a> = &'a mut dyn FnMut(exwatch::time::Ts, &[u8]) -> io::Result<()>;
 
 /// A generated capture under target/bench-data, written on first use.
 fn cached(name: &str, generate: impl FnOnce(Emit<'_>) -> io::Result<()>) -> io::Result<PathBuf> {

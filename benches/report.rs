@@ -15,11 +15,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use exwatch::decode::{proto, Ts, Tuple};
+use exwatch::decode::{proto, Tuple};
 use exwatch::flow::{Confidence, Direction, Flow, FlowKey};
 use exwatch::output::eve;
 use exwatch::policy::{Engine, Facts, Policy, Topology};
 use exwatch::report::{self, eve_input, model::FileRef, Meta};
+use exwatch::time::Ts;
 
 const DEFAULT_FLOWS: u64 = 1_000_000;
 const RUNS: usize = 3;

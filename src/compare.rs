@@ -13,16 +13,18 @@
 use std::collections::HashMap;
 
 use crate::capture::{CaptureError, FrameSource, Next};
-use crate::decode::{self, tcp_flags, SynOptions, TcpOptions, Ts, Tuple};
+use crate::decode::{self, tcp_flags, SynOptions, TcpOptions, Tuple};
 use crate::flow::{flow_id, Confidence, Detail, Direction, Event, Flow, FlowKey};
 use crate::policy::{Engine, EvidenceKind, Facts, Verdict};
+use crate::time::Ts;
+use crate::time::SECOND;
 
 /// Handshake packets remembered from the first capture at most; more are counted.
 pub const MAX_HANDSHAKES: usize = 1 << 20;
 
 /// A SYN sent this long before the second capture began, or after it ended, may simply
 /// have fallen outside it: only SYNs well inside its time range count as dropped.
-const EDGE_NS: u64 = 1_000_000_000;
+const EDGE_NS: u64 = SECOND;
 
 /// What the comparison counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -59,6 +61,15 @@ pub struct Comparison {
     pub findings: Vec<Event>,
     pub counts: Counts,
     pub order: Order,
+}
+
+impl Comparison {
+    /// The findings of one evidence kind.
+    pub fn evidence_count(&self, engine: &Engine, kind: EvidenceKind) -> usize {
+        let evidence = engine.evidence(kind);
+        let is = |event: &&Event| matches!(event, Event::Alert { evidence: e, .. } if e.is_some() && *e == evidence);
+        self.findings.iter().filter(is).count()
+    }
 }
 
 /// Why two captures could not be compared.

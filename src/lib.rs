@@ -72,3 +72,4 @@ pub mod prefetch;
 pub mod report;
 pub mod telemetry;
 pub mod testkit;
+pub mod time;

@@ -19,7 +19,8 @@ pub use compressed::Compression;
 pub use format::record_offset;
 pub use savefile::Savefile;
 
-use crate::decode::{LinkType, Ts};
+use crate::decode::LinkType;
+use crate::time::Ts;
 
 /// A chunk of a capture file, shared by the reader and the batches of frames in it.
 pub type Chunk = Arc<Vec<u8>>;
@@ -175,7 +176,7 @@ fn decodable(path: &Path, dlt: pcap::Linktype) -> Result<LinkType, CaptureError>
 /// Both captures are opened with nanosecond precision: `tv_usec` holds nanoseconds.
 fn frame_of<'a>(packet: &pcap::Packet<'a>, link: LinkType) -> Frame<'a> {
     let h = packet.header;
-    let ts = Ts((h.ts.tv_sec.max(0) as u64) * 1_000_000_000 + h.ts.tv_usec.max(0) as u64);
+    let ts = Ts::from_parts(h.ts.tv_sec.max(0) as u64, h.ts.tv_usec.max(0) as u64);
     Frame { ts, wire_len: h.len, data: packet.data, link, chunk: None }
 }
 

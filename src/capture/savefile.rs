@@ -22,7 +22,9 @@ use std::sync::Arc;
 use super::compressed::{self, Compression};
 use super::format::{self, pcapng};
 use super::{CaptureError, Chunk, Frame, FrameSource, Next};
-use crate::decode::{LinkType, Ts};
+use crate::decode::LinkType;
+use crate::time::Ts;
+use crate::time::SECOND;
 
 /// Bytes read from the file at a time: one chunk. Small enough to stay in a core's L2
 /// cache between the kernel's copy and the parsing of its records: with 4 MiB chunks a
@@ -293,7 +295,7 @@ impl Savefile {
             Err(e) => return Err(self.damaged(e.to_string())),
         }
         let frac_ns = if nanos { u64::from(frac) } else { u64::from(frac) * 1_000 };
-        let ts = Ts(u64::from(secs) * 1_000_000_000 + frac_ns);
+        let ts = Ts::from_parts(u64::from(secs), frac_ns);
         self.records += 1;
         let data_start = self.start + 16;
         self.consume(record);
@@ -422,8 +424,8 @@ impl Savefile {
 fn timestamp(units: u64, interface: &Interface) -> Ts {
     let secs = ((units / interface.units) as i64).saturating_add(interface.offset_secs);
     let frac = units % interface.units;
-    let nanos = (u128::from(frac) * 1_000_000_000 / u128::from(interface.units)) as u64;
-    Ts((secs.max(0) as u64).saturating_mul(1_000_000_000).saturating_add(nanos))
+    let nanos = (u128::from(frac) * u128::from(SECOND) / u128::from(interface.units)) as u64;
+    Ts((secs.max(0) as u64).saturating_mul(SECOND).saturating_add(nanos))
 }
 
 /// Checks that the options of a block fit in it.

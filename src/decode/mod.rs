@@ -36,6 +36,8 @@
 
 use std::net::IpAddr;
 
+use crate::time::Ts;
+
 mod ip;
 mod link;
 mod routing;
@@ -102,20 +104,6 @@ impl LinkType {
             0 => Some(LinkType::Null),
             _ => None,
         }
-    }
-}
-
-/// Capture timestamp in nanoseconds since the Unix epoch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Ts(pub u64);
-
-impl Ts {
-    pub const fn from_secs(secs: u64) -> Ts {
-        Ts(secs * 1_000_000_000)
-    }
-
-    pub fn saturating_add(self, nanos: u64) -> Ts {
-        Ts(self.0.saturating_add(nanos))
     }
 }
 

@@ -8,7 +8,8 @@ use super::ip::{self, ipv4, ipv6};
 use super::link::{self, Network};
 use super::transport::udp;
 use super::tunnel::{gre, vxlan};
-use super::{be16, decode, proto, LinkType, Transport, Ts};
+use super::{be16, decode, proto, LinkType, Transport};
+use crate::time::Ts;
 
 /// A hash of the unordered pair of IP addresses a frame belongs to, for routing frames
 /// to workers: both directions of a flow, all fragments of a datagram, and ICMP errors

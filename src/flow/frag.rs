@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::decode::Ts;
+use crate::time::Ts;
+use crate::time::SECOND;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct DatagramId {
@@ -56,7 +57,7 @@ pub struct Fragments {
 }
 
 /// Packet time between two sweeps of a full fragment table (at most the timeout).
-const SWEEP_INTERVAL_NS: u64 = 1_000_000_000;
+const SWEEP_INTERVAL_NS: u64 = SECOND;
 
 impl Fragments {
     pub fn new(capacity: usize, timeout_ns: u64) -> Fragments {

@@ -11,8 +11,9 @@ mod table;
 mod timers;
 mod tracker;
 
-use crate::decode::{proto, Ts, Tuple, Vlans};
+use crate::decode::{proto, Tuple, Vlans};
 use crate::policy::{Judgement, Role};
+use crate::time::Ts;
 pub use key::{community_id, FlowKey};
 pub use table::MAX_FLOWS;
 pub use tracker::{flow_id, Event, Keyed, Settings, Tracker};

@@ -211,9 +211,10 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;
-    use crate::decode::{proto, Ts, Tuple};
+    use crate::decode::{proto, Tuple};
     use crate::flow::Direction;
     use crate::policy::{Judgement, Role};
+    use crate::time::Ts;
 
     fn flow(n: u32) -> Flow {
         let tuple = Tuple {

@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use super::{Direction, Event, Flow, Settings, Tracker};
-use crate::decode::{proto, tcp_flags as f, Fragment, Packet, Transport, Ts, Tuple};
+use crate::decode::{proto, tcp_flags as f, Fragment, Packet, Transport, Tuple};
 use crate::policy::{builtin, Engine, Verdict};
 use crate::telemetry::Counter;
+use crate::time::Ts;
+use crate::time::SECOND;
 
-const S: u64 = 1_000_000_000;
+const S: u64 = SECOND;
 
 fn tracker() -> Tracker {
     let policy = Arc::new(builtin::policy().expect("built-in policy"));

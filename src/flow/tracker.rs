@@ -11,13 +11,11 @@ use super::key::{HostPair, KeyHashState};
 use super::table::{FlowRef, Table};
 use super::timers::Timers;
 use super::{Confidence, Detail, Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
-use crate::decode::{
-    proto, tcp_flags, Fragment, IcmpError, Packet, Skip, Transport, Ts, Tunnel, Tuple, Vlans,
-};
+use crate::decode::{proto, tcp_flags, Fragment, IcmpError, Packet, Skip, Transport, Tunnel, Tuple, Vlans};
 use crate::policy::{Engine, EvidenceKind, Facts, Role, Scope, Verdict};
 use crate::telemetry::{Counter, Counters};
-
-const SECOND: u64 = 1_000_000_000;
+use crate::time::Ts;
+use crate::time::SECOND;
 
 /// Bounds and timeouts of one tracker. Timeouts are in packet time.
 #[derive(Clone, Debug)]

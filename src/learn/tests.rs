@@ -1,9 +1,10 @@
 use std::net::IpAddr;
 
 use super::*;
-use crate::decode::{Ts, Tuple};
+use crate::decode::Tuple;
 use crate::flow::{Direction, FlowKey};
 use crate::policy::{Judgement, Role};
+use crate::time::Ts;
 
 fn ip(text: &str) -> IpAddr {
     text.parse().expect("address literal")

@@ -30,11 +30,10 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use crate::decode::Ts;
 use crate::flow::{Event, TO_CLIENT, TO_SERVER};
 use crate::policy::{Engine, Verdict};
-
-const SECOND: u64 = 1_000_000_000;
+use crate::time::Ts;
+use crate::time::SECOND;
 
 /// How alerts are bounded. Defaults are documented in `docs/eve.md`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,18 +10,19 @@ use serde::Serialize;
 use super::bound::Aggregate;
 use super::soc::{self, Metadata};
 use super::summary::Counts;
-use crate::decode::{proto, Ts, Tunnel};
+use crate::decode::{proto, Tunnel};
 use crate::flow::{community_id, Confidence, Event, Flow, TO_CLIENT, TO_SERVER};
 use crate::policy::{Engine, Evidence, EvidenceKind, Verdict};
 use crate::telemetry::{aggregated_series, alert_series, Counter, Section, Snapshot};
+use crate::time::Ts;
 
 /// Community ID seed; 0 is what Zeek and Suricata use unless told otherwise.
 pub const COMMUNITY_ID_SEED: u16 = 0;
 
 /// Suricata's timestamp format: `2026-11-27T04:55:14.123456+0000` (UTC).
 pub fn timestamp(ts: Ts) -> String {
-    let secs = ts.0 / 1_000_000_000;
-    let micros = (ts.0 % 1_000_000_000) / 1_000;
+    let secs = ts.secs();
+    let micros = ts.subsec_nanos() / 1_000;
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);

@@ -35,10 +35,10 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 
-use crate::decode::Ts;
 use crate::flow::Event;
 use crate::output::bound::{self, Limiter, Written};
 use crate::policy::Engine;
+use crate::time::Ts;
 
 /// Alerts waiting per stream at most (an alert waits as a 264-byte event, so about
 /// 20 MB); past it the oldest is released and counted.

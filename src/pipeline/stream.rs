@@ -25,12 +25,13 @@ use super::worker::{Decoded, Worker};
 use super::writer::{self, Events, Writer};
 use super::{join_all, Outputs, Progress, ReaderDecodes, Settings, Tally};
 use crate::capture::{CaptureError, CaptureStats, Chunk, Frame, FrameSource, Next};
-use crate::decode::{self, LinkType, Ts};
+use crate::decode::{self, LinkType};
 use crate::flow::Tracker;
 use crate::output::{eve, EveOut};
 use crate::policy::Engine;
 use crate::prefetch;
 use crate::telemetry::{self, Busy, CaptureState, Monitor, Reading, Report, LATENCY_SAMPLE};
+use crate::time::Ts;
 
 /// Bytes of copied frame data a batch holds before it is sent, whatever its frame count.
 const BATCH_BYTES: usize = 1 << 20;

@@ -18,12 +18,12 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use super::order::Order;
 use super::Observer;
-use crate::decode::Ts;
 use crate::flow::{Event, Tracker};
 use crate::output::bound::{self, Written};
 use crate::output::{eve, EveOut, Sink};
 use crate::policy::Engine;
 use crate::telemetry::{Counter, Counters, Gauges, Monitor, Notice};
+use crate::time::Ts;
 
 /// Chunks of events that may wait for the writer.
 const QUEUE_CHUNKS: usize = 64;

@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use crate::decode::Ts;
+use crate::time::Ts;
+use crate::time::SECOND;
 pub use rules::{Evidence, EvidenceKind, Policy, Rule, Verdict, When};
 pub use topology::{Role, Topology};
 
@@ -51,7 +52,7 @@ pub struct Judgement {
 pub const DEFAULT_MAX_SMTP_SENDERS: usize = 100_000;
 
 /// Packet time between two sweeps of a full sender table.
-const SWEEP_INTERVAL_NS: u64 = 1_000_000_000;
+const SWEEP_INTERVAL_NS: u64 = SECOND;
 
 /// Policy, topology and the cross-flow tables, shared by `Arc` between workers.
 pub struct Engine {

@@ -10,6 +10,7 @@ use toml::Spanned;
 use super::topology::Role;
 use crate::config::{self, ConfigError, Source};
 use crate::decode::proto;
+use crate::time::SECOND;
 
 /// The policy schema this build reads.
 pub const SCHEMA: u32 = 1;
@@ -350,7 +351,7 @@ impl Policy {
             source: raw.policy.source,
             rules,
             evidence,
-            open_proxy_window_ns: raw.policy.open_proxy_window_secs.saturating_mul(1_000_000_000),
+            open_proxy_window_ns: raw.policy.open_proxy_window_secs.saturating_mul(SECOND),
             named_ports: named_ports.into_iter().collect(),
         })
     }

@@ -80,10 +80,11 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::decode::{proto, Ts, Tuple};
+    use crate::decode::{proto, Tuple};
     use crate::flow::{Confidence, Direction, Event, Flow, FlowKey};
     use crate::output::eve;
     use crate::policy::{Engine, Facts, Policy, Topology, Verdict};
+    use crate::time::Ts;
 
     fn engine() -> Engine {
         let policy = Policy::parse(Path::new("exchange.toml"), include_str!("../../rules/exchange.toml"));

@@ -8,10 +8,11 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::decode::{proto, Ts};
+use crate::decode::proto;
 use crate::flow::{community_id, Direction, Event, Flow, TO_CLIENT, TO_SERVER};
 use crate::output::eve::{proto_name, COMMUNITY_ID_SEED};
 use crate::policy::{Engine, Role, Verdict};
+use crate::time::Ts;
 
 /// Microseconds since 1970-01-01 UTC, capture time (EVE's precision).
 pub type Micros = u64;

@@ -26,9 +26,11 @@ use std::sync::{Arc, OnceLock};
 
 use crate::capture::{FrameSource, Next, Savefile};
 use crate::decode::{decode, pair_hash, proto, route_hash, tcp_flags, Fragment, IcmpError, MacClass};
-use crate::decode::{LinkType, Packet, Skip, Transport, Ts, Tuple};
+use crate::decode::{LinkType, Packet, Skip, Transport, Tuple};
 use crate::flow::{Settings, Tracker};
 use crate::policy::{builtin, Engine, Facts, Policy, Topology};
+use crate::time::Ts;
+use crate::time::SECOND;
 
 /// The link types [`decode_frame`] picks from with its first byte (modulo the count).
 pub const LINK_TYPES: [LinkType; 6] = [
@@ -45,8 +47,6 @@ pub const MAX_FRAMES: usize = 4096;
 
 /// Flows and fragments the fuzzing trackers hold: small, so eviction runs too.
 const MAX_FLOWS: usize = 16;
-
-const SECOND: u64 = 1_000_000_000;
 
 /// Packet time of a lone frame (a capture's frames carry their own).
 const FRAME_TS: Ts = Ts::from_secs(1_700_000_000);

@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use exwatch::capture::{FrameSource, Next, Savefile};
-use exwatch::decode::{decode, pair_hash, route_hash, IcmpError, LinkType, Transport, Ts};
+use exwatch::decode::{decode, pair_hash, route_hash, IcmpError, LinkType, Transport};
 use exwatch::testkit::fuzzing::{
     decode_frame, link_byte, parse_config, read_capture, synthetic_captures, MAX_FRAMES,
 };
+use exwatch::time::Ts;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use exwatch::capture::{FrameSource, Next, Savefile};
-use exwatch::decode::Ts;
 use exwatch::testkit::synth::{self, wire::PcapWriter, OrgOptions};
+use exwatch::time::Ts;
 use serde_json::Value;
 
 use crate::util::{self, analyze};

@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::wire::{self, Link, Segment, DEFAULT_TTL};
 use super::{Expected, EDGE, EPOCH, MAILBOX_SUBSCRIBED, SYN};
-use crate::decode::Ts;
 use crate::policy::Verdict;
+use crate::time::Ts;
 
 /// What [`alert_flood`] wrote.
 #[derive(Clone, Debug)]

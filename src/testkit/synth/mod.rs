@@ -15,8 +15,9 @@ use std::collections::BinaryHeap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::decode::{tcp_flags, Ts};
+use crate::decode::tcp_flags;
 use crate::policy::Verdict;
+use crate::time::Ts;
 use wire::{IpFragment, Link, Segment, DEFAULT_TTL};
 
 /// 2026-11-27T04:55:14Z: where synthetic captures start.
@@ -439,6 +440,7 @@ const fn finding(
     Kind { weight, from, to, ports, style, expect: Some((rule, verdict)) }
 }
 
+use crate::time::SECOND;
 use Pool::*;
 use Style::*;
 
@@ -652,7 +654,7 @@ impl Generator {
                 let syn = self.tcp(client, server, SYN, 0);
                 vec![
                     Step { gap_ns: 0, ip: syn.clone() },
-                    Step { gap_ns: 1_000_000_000, ip: syn.clone() },
+                    Step { gap_ns: SECOND, ip: syn.clone() },
                     Step { gap_ns: 2_000_000_000, ip: syn },
                 ]
             }

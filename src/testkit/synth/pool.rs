@@ -14,7 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::wire::{self, Link, Segment, DEFAULT_TTL};
 use super::{Rng, EPOCH};
-use crate::decode::{tcp_flags, Ts};
+use crate::decode::tcp_flags;
+use crate::time::Ts;
 
 /// Options of [`pool`].
 #[derive(Clone, Copy, Debug)]

@@ -7,12 +7,13 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::{schedule, Active, Expected, Generator, OrgOptions, Step, SYN};
-use crate::decode::Ts;
 use crate::policy::prefix::Prefix;
 use crate::policy::{Role, Topology, Verdict};
+use crate::time::Ts;
 use wire::Link;
 
 use super::wire;
+use crate::time::SECOND;
 
 /// Who a flow's end is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,7 +252,7 @@ impl<'a> Plan<'a> {
                 How::Udp => g.udp(client, server, false),
                 How::Unanswered => {
                     let syn = g.tcp(client, server, SYN, 0);
-                    vec![Step { gap_ns: 0, ip: syn.clone() }, Step { gap_ns: 1_000_000_000, ip: syn }]
+                    vec![Step { gap_ns: 0, ip: syn.clone() }, Step { gap_ns: SECOND, ip: syn }]
                 }
             };
             let link =

@@ -4,7 +4,8 @@
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 
-use crate::decode::{proto, Ts};
+use crate::decode::proto;
+use crate::time::Ts;
 
 /// How a frame is carried on the link.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -237,8 +238,8 @@ impl<W: Write> PcapWriter<W> {
 
     /// Writes one record; `wire_len` may exceed the frame when it was cut by a snaplen.
     pub fn write(&mut self, ts: Ts, frame: &[u8], wire_len: u32) -> io::Result<()> {
-        self.out.write_all(&((ts.0 / 1_000_000_000) as u32).to_le_bytes())?;
-        self.out.write_all(&((ts.0 % 1_000_000_000) as u32).to_le_bytes())?;
+        self.out.write_all(&(ts.secs() as u32).to_le_bytes())?;
+        self.out.write_all(&(ts.subsec_nanos() as u32).to_le_bytes())?;
         self.out.write_all(&(frame.len() as u32).to_le_bytes())?;
         self.out.write_all(&wire_len.to_le_bytes())?;
         self.out.write_all(frame)
