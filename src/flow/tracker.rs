@@ -10,7 +10,7 @@ use super::frag::{Fragments, Later};
 use super::key::{HostPair, KeyHashState};
 use super::table::{FlowRef, Table};
 use super::timers::Timers;
-use super::{Confidence, Detail, Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
+use super::{Confidence, Detail, Direction, EndReason, Flow, FlowKey, TO_CLIENT, TO_SERVER};
 use crate::decode::{proto, tcp_flags, Fragment, IcmpError, Packet, Skip, Transport, Tunnel, Tuple, Vlans};
 use crate::policy::{Engine, EvidenceKind, Facts, Role, Scope, Verdict};
 use crate::telemetry::{Counter, Counters};
@@ -74,8 +74,8 @@ pub enum Event {
         /// reset's sender), when a packet carried it.
         source: Option<IpAddr>,
     },
-    /// A flow ended (idle, closed, evicted or end of input).
-    Flow { flow: Flow, tunnel: Option<Tunnel> },
+    /// A flow ended (idle, closed, evicted or end of input), and why.
+    Flow { flow: Flow, tunnel: Option<Tunnel>, reason: EndReason },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -295,7 +295,7 @@ impl Tracker {
                 return;
             }
             let old = self.flows.remove(at);
-            self.end(old);
+            self.end(old, EndReason::Forced);
         }
         let at = self.create(key, &tuple, p, flags);
         let flow = self.flows.get_mut(at);
@@ -525,7 +525,7 @@ impl Tracker {
                     self.counters[Counter::SynUndetermined] += 1;
                 }
             }
-            self.end(flow);
+            self.end(flow, EndReason::Shutdown);
         }
         if self.closing.as_ref().is_some_and(|order| !order.is_empty()) {
             return true;
@@ -571,7 +571,7 @@ impl Tracker {
                 if deadline <= timer.at {
                     self.flows.remove(timer.flow);
                     self.counters[Counter::FlowsTimedOut] += 1;
-                    self.end(flow);
+                    self.end(flow, EndReason::Timeout);
                 } else {
                     self.timers.push(Timer { at: deadline, ..timer });
                 }
@@ -652,7 +652,7 @@ impl Tracker {
             }
         }
         if let Some(tunnel) = self.tunnel_of(&flow) {
-            self.judge_tunnel(&tunnel, ts);
+            self.judge_tunnel(&tunnel, ts, flow.total_bytes());
         }
     }
 
@@ -663,7 +663,9 @@ impl Tracker {
     /// the tunnel is not tracked as a flow of its own: it is judged once per inner flow
     /// that starts in it, from what that flow's first packet showed of it, which any
     /// worker count sees alike.
-    fn judge_tunnel(&mut self, tunnel: &crate::decode::Tunnel, ts: Ts) {
+    /// `bytes`: the frame that carried the inner flow's first packet, the one packet of
+    /// the tunnel this judgement saw.
+    fn judge_tunnel(&mut self, tunnel: &crate::decode::Tunnel, ts: Ts, bytes: u64) {
         let outer = tunnel.outer;
         let facts =
             Facts { orig: outer.src, resp: outer.dst, resp_port: outer.dport, proto: outer.proto, ts };
@@ -687,7 +689,10 @@ impl Tracker {
         let mut flow =
             Flow::new(key, outer, Direction::Observed, flow_id(&key, ts), ts, Vlans::default(), judgement);
         flow.file = self.file;
+        flow.pkts[TO_SERVER] = 1;
+        flow.bytes[TO_SERVER] = bytes;
         self.alert(ts, &flow, verdict, rule, None, (None, None));
+        self.untracked_flow_event(flow);
     }
 
     /// Who opened the flow: the SYN sender, the SYN-ACK receiver, or (mid-stream) the
@@ -823,6 +828,7 @@ impl Tracker {
                 flow.file = self.file;
                 if self.protected(&flow) {
                     self.restriction(&mut flow, p.ts, evidence, (None, Some(p.tuple.src)));
+                    self.untracked_flow_event(flow);
                 }
             }
         }
@@ -880,13 +886,13 @@ impl Tracker {
             if self.flows.holds(timer.flow, timer.flow_id) {
                 let flow = self.flows.remove(timer.flow);
                 self.counters[Counter::FlowsEvicted] += 1;
-                self.end(flow);
+                self.end(flow, EndReason::Forced);
                 return;
             }
         }
     }
 
-    fn end(&mut self, flow: Flow) {
+    fn end(&mut self, flow: Flow, reason: EndReason) {
         let c = &mut self.counters;
         c[Counter::OneSided] += u64::from(flow.pkts[TO_SERVER] == 0 || flow.pkts[TO_CLIENT] == 0);
         c[Counter::Midstream] += u64::from(flow.is_tcp() && !flow.tcp.orig_syn && !flow.tcp.resp_synack);
@@ -900,7 +906,16 @@ impl Tracker {
         }
         let tunnel = if flow.tunneled { self.tunnels.remove(&flow.id) } else { None };
         if self.settings.flow_events && (self.settings.unanswered_flow_events || flow.is_answered()) {
-            self.events.push(Event::Flow { flow, tunnel });
+            self.events.push(Event::Flow { flow, tunnel, reason });
+        }
+    }
+
+    /// A flow no table holds (a tunnel judged for one of its inner flows, a flow known
+    /// only from the packet an ICMP error quotes) that raised an alert: with flow events
+    /// on, it gets one of its own, ended at once, so that the alert joins a flow event.
+    fn untracked_flow_event(&mut self, flow: Flow) {
+        if self.settings.flow_events {
+            self.events.push(Event::Flow { flow, tunnel: None, reason: EndReason::Forced });
         }
     }
 

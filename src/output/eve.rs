@@ -11,7 +11,7 @@ use super::bound::Aggregate;
 use super::soc::{self, Metadata};
 use super::summary::Counts;
 use crate::decode::{proto, Tunnel};
-use crate::flow::{community_id, Confidence, Event, Flow, TO_CLIENT, TO_SERVER};
+use crate::flow::{community_id, Confidence, EndReason, Event, Flow, TO_CLIENT, TO_SERVER};
 use crate::policy::{Engine, Evidence, EvidenceKind, Verdict};
 use crate::telemetry::{aggregated_series, alert_series, Counter, Section, Snapshot};
 use crate::time::Ts;
@@ -394,11 +394,23 @@ struct FlowBody<'a> {
     start: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     end: Option<String>,
+    /// `flow` events: whole seconds from the first packet to the last, as Suricata.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    age: Option<u64>,
     state: &'a str,
+    /// `flow` events: why the flow ended (`timeout`, `forced`, `shutdown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    /// `flow` events: whether any finding on the flow raised an alert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alerted: Option<bool>,
 }
 
 impl FlowBody<'_> {
-    fn new(flow: &Flow, with_end: bool) -> FlowBody<'static> {
+    /// The `flow` object: of an alert (`ended` none), or of a flow that ended, with
+    /// whether it alerted and why it ended.
+    fn new(flow: &Flow, ended: Option<(bool, EndReason)>) -> FlowBody<'static> {
+        let with_end = ended.is_some();
         FlowBody {
             pkts_toserver: flow.pkts[TO_SERVER],
             pkts_toclient: flow.pkts[TO_CLIENT],
@@ -406,7 +418,10 @@ impl FlowBody<'_> {
             bytes_toclient: flow.bytes[TO_CLIENT],
             start: timestamp(flow.start),
             end: with_end.then(|| timestamp(flow.last)),
+            age: with_end.then(|| flow.last.0.saturating_sub(flow.start.0) / 1_000_000_000),
             state: flow.state(),
+            reason: ended.map(|(_, reason)| reason.name()),
+            alerted: ended.map(|(alerted, _)| alerted),
         }
     }
 }
@@ -451,11 +466,29 @@ struct FlowPolicy<'a> {
     gaps: Option<u32>,
 }
 
+/// A flow's verdict: the worst its findings got (restriction evidence on a flow whose
+/// rule says `ok` makes it `restriction`), else its rule's; `out_of_scope` when no rule
+/// matched. Worst as the classifications sort them: violation, restriction, advisory.
+pub fn flow_verdict(policy: &crate::policy::Policy, flow: &Flow) -> Verdict {
+    let rule = flow.rule.and_then(|r| policy.rules.get(r)).map_or(Verdict::OutOfScope, |r| r.verdict);
+    let severity = |v: Verdict| if v.is_finding() { soc::category(v).1 } else { u8::MAX };
+    if flow.restricted && severity(Verdict::Restriction) < severity(rule) {
+        Verdict::Restriction
+    } else {
+        rule
+    }
+}
+
+/// Whether any finding on `flow` raised an alert (Suricata's `flow.alerted`).
+pub fn flow_alerted(policy: &crate::policy::Policy, flow: &Flow) -> bool {
+    flow_verdict(policy, flow).is_finding()
+}
+
 impl<'a> FlowPolicy<'a> {
     fn new(engine: &'a Engine, flow: &Flow) -> FlowPolicy<'a> {
         let rule = flow.rule.and_then(|r| engine.policy.rules.get(r));
         FlowPolicy {
-            verdict: rule.map_or(Verdict::OutOfScope, |r| r.verdict).name(),
+            verdict: flow_verdict(&engine.policy, flow).name(),
             rule: rule.map(|r| r.id.as_str()),
             src_role: flow.orig_role.name(),
             dest_role: flow.resp_role.name(),
@@ -598,7 +631,7 @@ fn alert_line(
             detail,
             aggregate,
         },
-        flow: with_flow.then(|| FlowBody::new(flow, false)),
+        flow: with_flow.then(|| FlowBody::new(flow, None)),
     };
     write_line(out, &event);
 }
@@ -647,16 +680,16 @@ pub fn write_event_from(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin),
             let flow = (flow, tunnel.as_ref());
             alert_line(out, (engine, origin), ts, flow, (verdict, confidence), rule, found, None)
         }
-        Event::Flow { ref flow, ref tunnel } => {
-            write_flow_from(out, (engine, origin), (flow, tunnel.as_ref()))
+        Event::Flow { ref flow, ref tunnel, reason } => {
+            write_flow_from(out, (engine, origin), (flow, tunnel.as_ref()), reason)
         }
     }
 }
 
 /// Appends one EVE `flow` line (the flow has ended) to `out`, with the flow's verdict
 /// and rule (`out_of_scope` and no rule when no rule matched).
-pub fn write_flow(out: &mut Vec<u8>, engine: &Engine, flow: &Flow) {
-    write_flow_from(out, (engine, &Origin::NONE), (flow, None))
+pub fn write_flow(out: &mut Vec<u8>, engine: &Engine, flow: &Flow, reason: EndReason) {
+    write_flow_from(out, (engine, &Origin::NONE), (flow, None), reason)
 }
 
 /// [`write_flow`], with where the flow was seen.
@@ -664,10 +697,11 @@ fn write_flow_from(
     out: &mut Vec<u8>,
     (engine, origin): (&Engine, &Origin),
     (flow, tunnel): (&Flow, Option<&Tunnel>),
+    reason: EndReason,
 ) {
     let event = FlowEvent {
         header: Header::new("flow", flow.last, (flow, tunnel), origin, false),
-        flow: FlowBody::new(flow, true),
+        flow: FlowBody::new(flow, Some((flow_alerted(&engine.policy, flow), reason))),
         policy: FlowPolicy::new(engine, flow),
     };
     write_line(out, &event);

@@ -282,7 +282,7 @@ mod tests {
 
     use super::*;
     use crate::decode::{proto, Tuple};
-    use crate::flow::{Confidence, Direction, Event, Flow, FlowKey};
+    use crate::flow::{Confidence, Direction, EndReason, Event, Flow, FlowKey};
     use crate::output::eve;
     use crate::policy::{Engine, Facts, Policy, Topology};
     use crate::report::records::from_event;
@@ -340,8 +340,9 @@ mod tests {
         ];
         for f in flows {
             let mut line = Vec::new();
-            eve::write_flow(&mut line, &engine, &f);
-            let direct = from_event(&engine, &Event::Flow { flow: f, tunnel: None });
+            eve::write_flow(&mut line, &engine, &f, EndReason::Timeout);
+            let direct =
+                from_event(&engine, &Event::Flow { flow: f, tunnel: None, reason: EndReason::Timeout });
             assert_eq!(parsed(&line), direct, "{}", String::from_utf8_lossy(&line));
         }
     }
@@ -422,7 +423,7 @@ mod tests {
         let engine = engine();
         let f = flow(&engine, "198.51.100.7", "10.10.1.11", 50001, 3389, proto::TCP);
         let (mut flow_line, mut alert_line) = (Vec::new(), Vec::new());
-        eve::write_flow(&mut flow_line, &engine, &f);
+        eve::write_flow(&mut flow_line, &engine, &f, EndReason::Timeout);
         let rule = f.rule.expect("a rule");
         eve::write_alert(
             &mut alert_line,

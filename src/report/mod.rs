@@ -159,7 +159,7 @@ mod tests {
                     source: None,
                 });
             }
-            out.push(Event::Flow { flow, tunnel: None });
+            out.push(Event::Flow { flow, tunnel: None, reason: crate::flow::EndReason::Shutdown });
         }
         out
     }

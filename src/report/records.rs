@@ -189,7 +189,7 @@ pub fn from_event(engine: &Engine, event: &Event) -> Record {
                 state: Cow::Borrowed(flow.state()),
                 conn_state: Some(Cow::Borrowed(flow.conn_state())),
                 gaps: flow.gaps,
-                verdict: rule.map_or(Verdict::OutOfScope, |r| r.verdict),
+                verdict: crate::output::eve::flow_verdict(policy, flow),
                 rule: rule.map(|r| r.id.clone()),
             })
         }

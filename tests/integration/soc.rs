@@ -256,3 +256,109 @@ fn a_restriction_names_the_firewall_and_addresses_follow_the_packet() {
     assert_eq!(p["evidence_source"], "10.10.0.1", "{a}");
     assert_eq!(a["alert"]["metadata"]["evidence_source"], serde_json::json!(["10.10.0.1"]), "{a}");
 }
+
+/// A topology in which every responder of `file`'s flows, and every tunnel's far end,
+/// is a Mailbox server: judged with it, a real capture raises alerts of its own
+/// (tunnels, fragments and ICMP included), whatever network it was taken on.
+fn responders_as_mailboxes(file: &std::path::Path) -> Option<(tempfile::TempDir, std::path::PathBuf)> {
+    let run = util::analyze(&[file], &["--flows", "--workers", "1"]);
+    let mut mailboxes = std::collections::BTreeSet::new();
+    for flow in run.flows() {
+        mailboxes.extend(flow["dest_ip"].as_str().map(str::to_string));
+        mailboxes.extend(flow["tunnel"]["dest_ip"].as_str().map(str::to_string));
+    }
+    if mailboxes.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = mailboxes.iter().map(|a| format!("{a:?}")).collect();
+    Some(util::topology_file(&format!(
+        "[organization]\nname = \"responders\"\n\n[roles]\nmailbox = [{}]\n",
+        list.join(", ")
+    )))
+}
+
+/// Severity of a verdict as the shipped classifications sort them (lower is worse).
+fn severity(verdict: &str) -> u64 {
+    exwatch::policy::Verdict::from_name(verdict)
+        .filter(|v| v.is_finding())
+        .map_or(u64::MAX, |v| u64::from(soc::category(v).1))
+}
+
+/// Checks that with `--flows` every alert joins exactly one flow event by `flow_id`,
+/// that the flow event says it alerted, and that its verdict is the worst its written
+/// findings got; and that every flow event has Suricata's `age`, `reason`, `alerted`.
+/// Returns the alerts checked.
+fn check_joins(run: &util::Run, what: &str) -> usize {
+    let mut flows: BTreeMap<u64, Vec<&Value>> = BTreeMap::new();
+    for flow in run.flows() {
+        flows.entry(flow["flow_id"].as_u64().expect("flow_id")).or_default().push(flow);
+        let f = &flow["flow"];
+        assert!(f["age"].is_u64() && f["alerted"].is_boolean(), "{what}: {flow}");
+        assert!(
+            ["timeout", "forced", "shutdown"].contains(&f["reason"].as_str().unwrap_or("")),
+            "{what}: {flow}"
+        );
+    }
+    let mut worst: BTreeMap<u64, u64> = BTreeMap::new();
+    for alert in run.alerts() {
+        let id = alert["flow_id"].as_u64().expect("flow_id");
+        let joined = flows.get(&id).map_or(0, Vec::len);
+        assert_eq!(joined, 1, "{what}: alert joins {joined} flow events: {alert}");
+        let flow = flows[&id][0];
+        assert_eq!(flow["flow"]["alerted"], true, "{what}: {flow}");
+        if alert["policy"]["aggregate"].is_null() {
+            let s = severity(alert["policy"]["verdict"].as_str().expect("verdict"));
+            let w = worst.entry(id).or_insert(u64::MAX);
+            *w = (*w).min(s);
+        }
+    }
+    for (id, w) in &worst {
+        let flow = flows[id][0];
+        assert_eq!(severity(flow["policy"]["verdict"].as_str().expect("verdict")), *w, "{what}: {flow}");
+    }
+    for flow in run.flows() {
+        let alerted = flow["flow"]["alerted"] == true;
+        let finding = severity(flow["policy"]["verdict"].as_str().expect("verdict")) < u64::MAX;
+        assert_eq!(alerted, finding, "{what}: alerted iff the flow's verdict is a finding: {flow}");
+    }
+    run.alerts().len()
+}
+
+/// Alert-to-flow joins on every capture in captures/, judged with the example topology
+/// and with one that makes every responder and tunnel end a Mailbox server (so tunnels,
+/// fragments and ICMP errors raise alerts), with one worker and two; and on a flood the
+/// alert bound turns into aggregates.
+#[test]
+fn every_alert_joins_exactly_one_flow_event() {
+    let mut checked = BTreeMap::<String, usize>::new();
+    for file in crate::captures::every_capture() {
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let topology = responders_as_mailboxes(&file);
+        for workers in ["1", "2"] {
+            let run = util::analyze(&[&file], &["--flows", "--workers", workers]);
+            *checked.entry(name.clone()).or_default() += check_joins(&run, &name);
+            if let Some((_dir, path)) = &topology {
+                let args = ["--flows", "--workers", workers, "--topology", path.to_str().expect("utf-8")];
+                let run = util::analyze(&[&file], &args);
+                *checked.entry(name.clone()).or_default() +=
+                    check_joins(&run, &format!("{name} (responders)"));
+            }
+        }
+    }
+    for name in [
+        "vxlan-http.pcap",
+        "gre-teb-ethernet-http-nbns.pcap",
+        "ipv4-fragments-udp-nfs.pcap",
+        "sample-contoso.pcap",
+    ] {
+        assert!(checked.get(name).is_some_and(|n| *n > 0), "no alert of {name} was checked: {checked:?}");
+    }
+    let mut flood = Scenario::new();
+    for i in 0..40u16 {
+        let syn = Segment::Tcp { flags: 0x02, seq: 1, ack: 0, payload: &[] };
+        flood.send(sa(&format!("198.51.100.{}:{}", 10 + i % 7, 40_000 + i)), sa("10.10.1.11:3389"), syn);
+    }
+    let run = util::analyze_scenario(&flood, &["--flows", "--workers", "2", "--alerts-per-key", "3"]);
+    assert!(run.alerts().iter().any(|a| a["policy"]["aggregate"].is_object()), "{:?}", run.lines);
+    check_joins(&run, "flood");
+}
