@@ -365,6 +365,8 @@ impl Log<'_> {
         };
         let error = match result {
             Ok(()) => {
+                let lines = memchr::memchr_iter(b'\n', &self.buf[prefix..]).count() as u64;
+                self.monitor.written.fetch_add(lines, Ordering::Relaxed);
                 self.buf.clear();
                 self.cut_failed = false;
                 if let Some(lost) = self.lost.take() {
@@ -383,6 +385,8 @@ impl Log<'_> {
         if !self.keep_going || error.kind() == io::ErrorKind::BrokenPipe {
             return Err(error);
         }
+        let kept = memchr::memchr_iter(b'\n', self.buf.get(prefix..whole).unwrap_or_default()).count() as u64;
+        self.monitor.written.fetch_add(kept, Ordering::Relaxed);
         let lost = self.buf[whole.max(prefix)..].iter().filter(|&&b| b == b'\n').count() as u64;
         self.buf.clear();
         self.monitor.unwritten.fetch_add(lost, Ordering::Relaxed);
@@ -452,15 +456,17 @@ mod tests {
         log.buf.extend_from_slice(b"{\"a\":4}\n{\"a\":5}\n");
         log.flush().expect("a live log keeps going");
         assert_eq!(monitor.unwritten.load(Ordering::Relaxed), 5);
+        assert_eq!(monitor.written.load(Ordering::Relaxed), 0, "nothing reached /dev/full");
         assert_eq!(said.lock().expect("notices").len(), 1, "{:?}", said.lock());
         assert!(said.lock().expect("notices")[0].contains("/dev/full: cannot write the EVE log"));
 
         let dir = tempfile::tempdir().expect("temp dir");
         let room = Sink::at(&dir.path().join("eve.json"), true);
         log.out = room.open().expect("open a file");
-        log.buf.extend_from_slice(b"{\"a\":6}\n");
+        log.buf.extend_from_slice(b"{\"a\":6}\n{\"a\":7}\n");
         log.flush().expect("written");
         assert_eq!(monitor.unwritten.load(Ordering::Relaxed), 5);
+        assert_eq!(monitor.written.load(Ordering::Relaxed), 2, "events written, for the SIEM's count");
         let notices = said.lock().expect("notices");
         assert_eq!(notices.len(), 2);
         assert!(
@@ -468,7 +474,7 @@ mod tests {
             "{notices:?}"
         );
         let written = std::fs::read(dir.path().join("eve.json")).expect("read");
-        assert_eq!(written, b"{\"a\":6}\n");
+        assert_eq!(written, b"{\"a\":6}\n{\"a\":7}\n");
     }
 
     /// Offline, the error is returned (the run ends with it) and nothing is counted.

@@ -892,10 +892,12 @@ fn raw_http(net: &Net, request: &str) -> String {
     text(&net.ok(Side::Inside, &["sh", "-c", &script]).stdout)
 }
 
-/// After a burst of frames, `exwatch_stage_latency_seconds` has samples, a `_sum` and a
-/// `_count` (it stayed at 0 while a live capture's small batches never reached the
+/// After a burst of frames, `exwatch_stage_latency_seconds` has samples in its histogram,
+/// a `_sum` and a `_count` (it stayed at 0 while a live capture's small batches never reached the
 /// publishing count); the page passes `promtool check metrics`; `exwatch_build_info`
-/// names the version; HEAD answers with headers only; `/healthz` is 200 while capturing.
+/// names the version; the process metrics and every metric the Grafana dashboard and the
+/// alerting rules query are there; HEAD answers with headers only; `/healthz` is 200
+/// while capturing.
 #[test]
 fn live_metrics_page_is_valid_and_latency_is_published() {
     let Some(net) = setup("live_metrics_page_is_valid_and_latency_is_published") else {
@@ -923,10 +925,33 @@ fn live_metrics_page_is_valid_and_latency_is_published() {
     for stage in ["decode", "flow"] {
         let sum = sample(&page, &format!("exwatch_stage_latency_seconds_sum{{stage=\"{stage}\"}}"));
         assert!(sum.is_some_and(|s| s > 0.0), "{stage}: no positive _sum:\n{page}");
-        let p99 =
-            sample(&page, &format!("exwatch_stage_latency_seconds{{stage=\"{stage}\",quantile=\"0.99\"}}"));
-        assert!(p99.is_some_and(|s| s > 0.0), "{stage}: p99 is 0:\n{page}");
+        // A histogram: its `+Inf` bucket holds every sample, as `_count` does.
+        let all =
+            sample(&page, &format!("exwatch_stage_latency_seconds_bucket{{stage=\"{stage}\",le=\"+Inf\"}}"));
+        let count = sample(&page, &format!("exwatch_stage_latency_seconds_count{{stage=\"{stage}\"}}"));
+        assert!(all.is_some_and(|n| n >= 1.0) && all == count, "{stage}: buckets:\n{page}");
     }
+    // The process's metrics under their standard names, and every metric the shipped
+    // Grafana dashboard and alerting rules query, on this live page.
+    let served = crate::soc::page_series(&page);
+    let rules = std::fs::read_to_string(crate::util::repo().join("packaging/prometheus/exwatch-rules.yml"))
+        .expect("rules");
+    let named = crate::soc::named_metrics(&crate::soc::dashboard_queries());
+    for name in named.iter().chain(&crate::soc::named_metrics(&rules)) {
+        assert!(
+            served.contains(name),
+            "{name}: queried by the dashboard or rules, not on the live page:\n{page}"
+        );
+    }
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
+        "process_open_fds",
+    ] {
+        assert!(served.contains(name), "{name} missing:\n{page}");
+    }
+    assert!(sample(&page, "exwatch_eve_events_written_total").is_some(), "{page}");
     let info = page.lines().find(|l| l.starts_with("exwatch_build_info{")).expect("exwatch_build_info");
     assert!(info.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))), "{info}");
     assert!(info.contains("commit=\"") && info.ends_with("} 1"), "{info}");

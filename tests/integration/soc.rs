@@ -362,3 +362,86 @@ fn every_alert_joins_exactly_one_flow_event() {
     assert!(run.alerts().iter().any(|a| a["policy"]["aggregate"].is_object()), "{:?}", run.lines);
     check_joins(&run, "flood");
 }
+
+/// The names of the sample series on a `/metrics` page.
+pub fn page_series(page: &str) -> std::collections::BTreeSet<String> {
+    page.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The metric names (exwatch's and the process's) a text of queries names.
+pub fn named_metrics(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut i = 0;
+    while i < bytes.len() {
+        let start = i;
+        while i < bytes.len() && word(bytes[i]) {
+            i += 1;
+        }
+        let token = &text[start..i];
+        let boundary = start == 0 || !word(bytes[start - 1]);
+        if boundary && (token.starts_with("exwatch_") || token.starts_with("process_")) {
+            names.insert(token.to_string());
+        }
+        i = i.max(start + 1);
+    }
+    names
+}
+
+/// The dashboard's queries, every `expr` of its panels.
+pub fn dashboard_queries() -> String {
+    let path = util::repo().join("packaging/grafana/exwatch-dashboard.json");
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("dashboard")).expect("JSON");
+    let mut exprs = String::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            exprs.push_str(target["expr"].as_str().expect("expr"));
+            exprs.push('\n');
+        }
+    }
+    exprs
+}
+
+/// The shipped alerting rules pass `promtool check rules` and `promtool test rules`,
+/// whose series fire every alert the file defines; every metric they and the Grafana
+/// dashboard name is on the `/metrics` page exwatch renders (the live page is checked
+/// in `live::live_metrics_page_is_valid_and_latency_is_published`).
+#[test]
+fn prometheus_rules_fire_each_alert_and_name_served_metrics() {
+    let dir = util::repo().join("packaging/prometheus");
+    for args in [&["check", "rules", "exwatch-rules.yml"][..], &["test", "rules", "exwatch-rules.test.yml"]] {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool (scripts/setup.sh installs Debian's prometheus package)");
+        let said =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && said.contains("SUCCESS"), "promtool {args:?}:\n{said}");
+    }
+    let rules = std::fs::read_to_string(dir.join("exwatch-rules.yml")).expect("rules");
+    let tests = std::fs::read_to_string(dir.join("exwatch-rules.test.yml")).expect("rule tests");
+    let alerts: Vec<&str> = rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")).collect();
+    assert_eq!(alerts.len(), 7, "{alerts:?}");
+    for alert in &alerts {
+        // A test of the alert that expects it to fire (labels and annotations).
+        let fires = tests
+            .split("- eval_time:")
+            .any(|t| t.contains(&format!("alertname: {alert}\n")) && t.contains("exp_labels:"));
+        assert!(fires, "no test fires {alert}");
+    }
+    let policy = std::sync::Arc::new(exwatch::policy::builtin::policy().expect("policy"));
+    let topology = std::sync::Arc::new(exwatch::policy::builtin::topology().expect("topology"));
+    let engine = exwatch::policy::Engine::new(policy, topology, 10);
+    let monitor = exwatch::telemetry::Monitor::new(&engine, 1);
+    let served = page_series(&exwatch::telemetry::prometheus::render(&engine, &monitor));
+    for name in named_metrics(&rules).into_iter().chain(named_metrics(&dashboard_queries())) {
+        assert!(served.contains(&name), "{name} is not on the /metrics page: {served:?}");
+    }
+}
