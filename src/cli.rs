@@ -413,6 +413,10 @@ pub struct LiveFlags {
     /// Also write an EVE `stats` event every SECONDS.
     #[arg(long, value_name = "SECONDS")]
     pub stats_interval: Option<f64>,
+    /// Write the `stats` events to FILE (appended) instead of the EVE log, for a
+    /// pipeline that takes alerts and flows but rejects stats (Security Onion).
+    #[arg(long, value_name = "FILE", requires = "stats_interval")]
+    pub stats_log: Option<PathBuf>,
     /// Drop root for this user once the interface, the EVE log and the metrics socket
     /// are open.
     #[arg(long, value_name = "NAME")]
@@ -436,6 +440,11 @@ pub struct RunFlags {
     /// the next run); `live` reopens it on SIGHUP, for log rotation.
     #[arg(long, value_name = "FILE", default_value = "-")]
     pub eve_log: PathBuf,
+    /// What --eve-log names, as Suricata's eve-log `filetype`: `regular` (a file, or -),
+    /// `unix_stream` (a unix stream socket a shipper listens on), `syslog` (one RFC 5424
+    /// message per event to unix:PATH, udp:HOST:PORT or tcp:HOST:PORT).
+    #[arg(long, value_name = "TYPE", default_value = "regular")]
+    pub eve_filetype: String,
     /// Also write one EVE `flow` event per flow when it ends (with Zeek's conn_state).
     #[arg(long)]
     pub flows: bool,
@@ -564,6 +573,7 @@ fn hostname() -> Option<String> {
 pub struct RunSettings {
     pub config: Config,
     pub eve_log: PathBuf,
+    pub eve_filetype: exwatch::output::socket::Filetype,
     pub summary_json: Option<PathBuf>,
     pub pipeline: Settings,
     pub max_smtp_senders: usize,
@@ -615,8 +625,10 @@ impl RunSettings {
             ..bound::Settings::default()
         });
         pipeline.sensor_name = flags.sensor_name.or_else(hostname);
+        let eve_filetype = exwatch::output::socket::Filetype::parse(&flags.eve_filetype, &flags.eve_log)?;
         Ok(RunSettings {
             config,
+            eve_filetype,
             eve_log: flags.eve_log,
             summary_json: flags.summary_json,
             pipeline,
@@ -679,7 +691,7 @@ impl AnalyzeSettings {
     }
 
     pub fn sink(&self) -> Sink {
-        Sink::at(&self.run.eve_log, true)
+        self.run.eve_filetype.sink(&self.run.eve_log, true)
     }
 
     /// The files' size on disk, for the progress bar, or 0 when it is not known: the
@@ -731,6 +743,7 @@ pub struct LiveSettings {
     pub run: RunSettings,
     pub metrics: Option<SocketAddr>,
     pub stats_interval: Option<Duration>,
+    pub stats_log: Option<PathBuf>,
     pub user: Option<String>,
 }
 
@@ -789,12 +802,13 @@ impl LiveSettings {
             run,
             metrics,
             stats_interval,
+            stats_log: flags.stats_log,
             user: flags.user,
         })
     }
 
     pub fn sink(&self) -> Sink {
-        Sink::at(&self.run.eve_log, true)
+        self.run.eve_filetype.sink(&self.run.eve_log, true)
     }
 }
 

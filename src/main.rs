@@ -276,6 +276,14 @@ fn live(settings: cli::LiveSettings) -> Result<u8, String> {
     let sink = settings.sink();
     let out =
         sink.open().map_err(|e| format!("{}: cannot open EVE log: {e}", settings.run.eve_log.display()))?;
+    let stats_log = match &settings.stats_log {
+        Some(path) => Some(std::sync::Mutex::new(
+            exwatch::output::Sink::at(path, true)
+                .open()
+                .map_err(|e| format!("{}: cannot open the stats log: {e}", path.display()))?,
+        )),
+        None => None,
+    };
     let listener = match settings.metrics {
         Some(addr) => Some(TcpListener::bind(addr).map_err(|e| format!("--metrics {addr}: {e}"))?),
         None => None,
@@ -296,6 +304,11 @@ fn live(settings: cli::LiveSettings) -> Result<u8, String> {
             std::os::unix::fs::chown(path, Some(account.uid.as_raw()), Some(account.gid.as_raw()))
                 .map_err(|e| format!("{}: cannot give the EVE log to --user {user}: {e}", path.display()))?;
         }
+        if let Some(path) = &settings.stats_log {
+            std::os::unix::fs::chown(path, Some(account.uid.as_raw()), Some(account.gid.as_raw())).map_err(
+                |e| format!("{}: cannot give the stats log to --user {user}: {e}", path.display()),
+            )?;
+        }
         drop_privileges(user, &account)?;
     }
     eprintln!(
@@ -310,7 +323,7 @@ fn live(settings: cli::LiveSettings) -> Result<u8, String> {
             &settings.run.pipeline,
             (&sink, out),
             &monitor,
-            settings.stats_interval,
+            (settings.stats_interval, stats_log.as_ref()),
         );
         monitor.stop.store(true, Ordering::Relaxed);
         if let Some(Ok(Err(e))) = server.map(|s| s.join()) {

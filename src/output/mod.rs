@@ -7,6 +7,7 @@
 pub mod bound;
 pub mod eve;
 pub mod soc;
+pub mod socket;
 pub mod summary;
 
 use std::fs::{File, OpenOptions};
@@ -26,6 +27,8 @@ pub enum Sink {
         path: PathBuf,
         append: bool,
     },
+    /// A socket, as Suricata's `unix_stream` and `syslog` filetypes ([`socket`]).
+    Socket(socket::Filetype, PathBuf),
     /// Formatted, then thrown away (benchmarks, which measure the formatting too).
     Discard,
     /// No EVE output: events are not even formatted; only an observer sees them
@@ -52,9 +55,12 @@ impl Sink {
             Sink::File { path, append: true } => {
                 Some(OpenOptions::new().create(true).append(true).open(path)?)
             }
+            Sink::Socket(filetype, path) => {
+                return Ok(EveOut { file: None, socket: Some(socket::SocketOut::connect(filetype, path)?) })
+            }
             Sink::Discard | Sink::Off => None,
         };
-        Ok(EveOut { file })
+        Ok(EveOut { file, socket: None })
     }
 
     /// The file written to, if the sink is one.
@@ -71,6 +77,8 @@ impl std::fmt::Display for Sink {
         match self {
             Sink::Stdout => f.write_str("standard output"),
             Sink::File { path, .. } => write!(f, "{}", path.display()),
+            Sink::Socket(socket::Filetype::UnixStream, path) => write!(f, "unix socket {}", path.display()),
+            Sink::Socket(_, path) => write!(f, "syslog {}", path.display()),
             Sink::Discard | Sink::Off => f.write_str("no EVE log"),
         }
     }
@@ -80,6 +88,7 @@ impl std::fmt::Display for Sink {
 #[derive(Debug)]
 pub struct EveOut {
     file: Option<File>,
+    socket: Option<socket::SocketOut>,
 }
 
 impl EveOut {
@@ -87,6 +96,9 @@ impl EveOut {
     /// never keeps half a line. Only a regular file can be cut; a pipe cannot, and is
     /// left as it is (Err).
     pub fn cut(&mut self, bytes: u64) -> io::Result<()> {
+        if self.socket.is_some() {
+            return Err(io::Error::other("not a regular file"));
+        }
         let Some(file) = &mut self.file else { return Ok(()) };
         let meta = file.metadata()?;
         if !meta.is_file() {
@@ -102,6 +114,9 @@ impl EveOut {
 
 impl Write for EveOut {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if let Some(socket) = &mut self.socket {
+            return socket.write(bytes);
+        }
         match &mut self.file {
             Some(file) => file.write(bytes),
             None => Ok(bytes.len()),

@@ -215,8 +215,14 @@ pub fn analyze(
     let monitor = Monitor::new(&engine, settings.workers);
     let mut sources = files.iter().map(|path| settings.file_reader.open(path));
     let origin = settings.origin(files);
-    let run =
-        stream::Stream { live: false, settings, monitor: &monitor, stats_interval: None, origin: &origin };
+    let run = stream::Stream {
+        live: false,
+        settings,
+        monitor: &monitor,
+        stats_interval: None,
+        stats_log: None,
+        origin: &origin,
+    };
     let out = outputs.sink.open()?;
     run.run(&engine, &mut sources, (outputs, out), progress)
 }
@@ -224,17 +230,18 @@ pub fn analyze(
 /// Watches a live capture until it fails or `monitor.stop` is set, writing events to
 /// `out` (the sink, opened already: a live capture opens it before dropping privileges)
 /// and reopening the sink when `monitor.reopen` is set. One worker per
-/// [`Monitor::gauges`]; an EVE `stats` event every `stats_interval`, if set.
+/// [`Monitor::gauges`]; an EVE `stats` event every `stats_interval`, if set, to the EVE
+/// log or to `stats_log` (`--stats-log`, open already).
 pub fn live(
     engine: &Arc<Engine>,
     capture: Box<dyn FrameSource>,
     settings: &Settings,
     (sink, out): (&Sink, EveOut),
     monitor: &Monitor,
-    stats_interval: Option<Duration>,
+    (stats_interval, stats_log): (Option<Duration>, Option<&std::sync::Mutex<EveOut>>),
 ) -> io::Result<Report> {
     let origin = settings.origin(&[]);
-    let run = stream::Stream { live: true, settings, monitor, stats_interval, origin: &origin };
+    let run = stream::Stream { live: true, settings, monitor, stats_interval, stats_log, origin: &origin };
     run.run(engine, &mut std::iter::once(Ok(capture)), (Outputs::eve(sink), out), &|_| {})
 }
 

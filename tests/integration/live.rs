@@ -689,6 +689,33 @@ fn live_stats_events_are_periodic_and_count_traffic() {
     assert!(periodic >= 1, "{}", lines(&stopped.events));
 }
 
+/// `--stats-log FILE`: the `stats` events go to a file of their own (for a pipeline that
+/// rejects them), the EVE log keeps the alerts and carries no `stats` event.
+#[test]
+fn live_stats_log_takes_the_stats_events() {
+    let Some(net) = setup("live_stats_log_takes_the_stats_events") else {
+        return;
+    };
+    let edge = net.addr(2);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stats_log = dir.path().join("stats.json");
+    let path = stats_log.to_str().expect("utf-8");
+    let mut exwatch = Exwatch::start(&net, &edge_site(&net), &["--stats-interval", "1", "--stats-log", path]);
+    let _rdp = nc_listener(&net, Side::Inside, &edge, 3389);
+    nc_send(&net, Side::Outside, &edge, 3389);
+    exwatch.wait_event("the violation", |e| is_alert(e, "edge-perimeter", 3389));
+    wait_until("a stats event counting the violation in the stats log", || {
+        events(&stats_log).into_iter().find(|e| {
+            e["event_type"] == "stats"
+                && e["policy"]["alerts"]["edge-perimeter"].as_u64().is_some_and(|a| a >= 1)
+        })
+    });
+    let stopped = exwatch.stop("TERM");
+    stopped.assert_clean();
+    assert!(stopped.events.iter().all(|e| e["event_type"] != "stats"), "{}", lines(&stopped.events));
+    assert!(events(&stats_log).iter().all(|e| e["event_type"] == "stats"));
+}
+
 /// logrotate's way: rename the EVE log, SIGHUP, and the next event goes to a new file at
 /// the original path.
 #[test]

@@ -445,3 +445,98 @@ fn prometheus_rules_fire_each_alert_and_name_served_metrics() {
         assert!(served.contains(&name), "{name} is not on the /metrics page: {served:?}");
     }
 }
+
+/// The contract scenario's capture (one finding of each verdict, their flows): its
+/// alerts carry metadata, so their lines are longer than 1,024 bytes.
+fn contract_pcap(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut s = Scenario::new();
+    s.tcp_session(sa("172.16.0.25:51514"), sa("198.51.100.7:3389"), 1);
+    s.tcp_session(sa("10.20.0.9:50000"), sa("10.10.1.11:80"), 1);
+    s.icmp_prohibited("10.10.0.1".parse().expect("address"), sa("10.10.1.11:50001"), sa("10.10.1.12:135"));
+    s.tcp_session(sa("[2001:db8:ff::7]:50002"), sa("[2001:db8:10::11]:443"), 1);
+    let path = dir.join("contract.pcap");
+    s.write_pcap(&path).expect("write pcap");
+    path
+}
+
+/// The lines a regular EVE file gets for `pcap` (one worker: a fixed order).
+fn regular_lines(pcap: &std::path::Path) -> Vec<String> {
+    let run = util::analyze(&[pcap], &["--flows", "--workers", "1", "--sensor-name", "span-1"]);
+    assert!(run.lines.iter().any(|l| l.len() > 1024), "a line longer than 1,024 bytes: {:?}", run.lines);
+    run.lines
+}
+
+fn analyze_to(pcap: &std::path::Path, log: &str, filetype: &str) -> (i32, String) {
+    let pcap = pcap.to_str().expect("utf-8");
+    let args = ["analyze", pcap, "--eve-log", log, "--eve-filetype", filetype, "--flows", "--workers", "1"];
+    let (status, _, stderr) =
+        util::exwatch(&[&args[..], &["--sensor-name", "span-1", "--no-progress"]].concat());
+    (status, stderr)
+}
+
+/// `--eve-filetype unix_stream`: socat, listening on a unix socket, receives exactly the
+/// lines a file gets, none cut (some are longer than 1,024 bytes).
+#[test]
+fn unix_stream_output_is_read_back_whole_by_socat() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pcap = contract_pcap(dir.path());
+    let (socket, received) = (dir.path().join("eve.sock"), dir.path().join("received.json"));
+    let listen = format!("UNIX-LISTEN:{}", socket.display());
+    let mut socat = std::process::Command::new("socat")
+        .args(["-u", &listen, &format!("CREATE:{}", received.display())])
+        .spawn()
+        .expect("socat (scripts/setup.sh installs it)");
+    let start = std::time::Instant::now();
+    while !socket.exists() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "socat never listened");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (status, stderr) = analyze_to(&pcap, socket.to_str().expect("utf-8"), "unix_stream");
+    // socat ends when exwatch closes the connection.
+    let socat_status = socat.wait().expect("socat");
+    assert!(matches!(status, 0 | 1) && socat_status.success(), "{status} {socat_status}: {stderr}");
+    let got = std::fs::read_to_string(&received).expect("received");
+    let got: Vec<String> = got.lines().map(str::to_string).collect();
+    assert_eq!(got, regular_lines(&pcap), "the same lines as a file gets, none cut");
+}
+
+/// `--eve-filetype syslog` over UDP: a listener in the test receives one RFC 5424
+/// message per event (facility local5, severity info, app `exwatch`, msgid `eve`),
+/// each carrying a whole line, as a file gets it.
+#[test]
+fn syslog_output_over_udp_carries_whole_lines() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pcap = contract_pcap(dir.path());
+    let want = regular_lines(&pcap);
+    let listener = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    listener.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    let target = format!("udp:{}", listener.local_addr().expect("addr"));
+    let reader = std::thread::spawn(move || {
+        let mut messages = Vec::new();
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(n) = listener.recv(&mut buf) {
+            messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            if messages.len() == want.len() {
+                break;
+            }
+        }
+        (messages, want)
+    });
+    let (status, stderr) = analyze_to(&pcap, &target, "syslog");
+    assert!(matches!(status, 0 | 1), "{status}: {stderr}");
+    let (messages, want) = reader.join().expect("reader");
+    let mut lines = Vec::new();
+    for message in &messages {
+        // <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG
+        let fields: Vec<&str> = message.splitn(8, ' ').collect();
+        assert_eq!(fields.len(), 8, "{message}");
+        assert_eq!(
+            (fields[0], fields[3], fields[5], fields[6]),
+            ("<174>1", "exwatch", "eve", "-"),
+            "{message}"
+        );
+        assert!(fields[1].ends_with('Z') && fields[1].contains('T'), "{message}");
+        lines.push(fields[7].to_string());
+    }
+    assert_eq!(lines, want, "one message per line, none cut");
+}
