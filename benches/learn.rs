@@ -27,12 +27,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use exwatch::counters::Counter;
 use exwatch::flow::{Event, Flow};
 use exwatch::learn::{self, Draft, Learner};
 use exwatch::output::Sink;
 use exwatch::pipeline::{self, Observer, Outputs, Settings};
 use exwatch::policy::{builtin, Engine, Topology, DEFAULT_MAX_SMTP_SENDERS};
-use exwatch::telemetry::Counter;
 use exwatch::testkit::synth::{self, wire::PcapWriter, OrgOptions};
 
 const DEFAULT_PACKETS: u64 = 1_000_000;

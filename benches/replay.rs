@@ -28,12 +28,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use exwatch::capture::{FrameSource, Next, PcapFile, Savefile};
+use exwatch::counters::Counter;
 use exwatch::decode;
 use exwatch::flow::Tracker;
 use exwatch::output::Sink;
 use exwatch::pipeline::{self, FileReader, Outputs, Settings};
 use exwatch::policy::{Engine, Policy, Topology, DEFAULT_MAX_SMTP_SENDERS};
-use exwatch::telemetry::Counter;
 use exwatch::testkit::synth::{self, wire::PcapWriter, OrgOptions};
 
 /// Enough packets that a pass takes long enough to time, and that the flow tables grow

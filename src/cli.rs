@@ -1,18 +1,18 @@
 //! Flags as typed on the command line, and their validation into settings.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use toml::Spanned;
 
 use exwatch::capture;
+use exwatch::command::{self, analyze::ReportFiles, live::ConfigFile, Inputs, RunSettings};
 use exwatch::config;
-use exwatch::output::{bound, Sink};
+use exwatch::output::bound;
 use exwatch::pipeline::{FileReader, ReaderDecodes, Settings};
-use exwatch::policy::{builtin, Engine, Policy, Topology, Verdict, DEFAULT_MAX_SMTP_SENDERS};
+use exwatch::policy::{builtin, Topology, DEFAULT_MAX_SMTP_SENDERS};
+use exwatch::report::Meta;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -159,66 +159,6 @@ pub struct LearnFlags {
     pub no_progress: bool,
 }
 
-/// Everything `learn` needs, validated.
-pub struct LearnSettings {
-    pub files: Vec<PathBuf>,
-    /// Per directory given, the files under it that are not captures.
-    pub not_captures: Vec<(PathBuf, Vec<PathBuf>)>,
-    pub output: PathBuf,
-    /// The topology to compare with, and its name.
-    pub topology: Option<(Arc<Topology>, String)>,
-    pub policy: Arc<Policy>,
-    pub pipeline: Settings,
-    pub learn: exwatch::learn::Settings,
-    pub progress: bool,
-}
-
-impl LearnSettings {
-    pub fn from_flags(flags: LearnFlags) -> Result<LearnSettings, String> {
-        let mut pipeline = Settings::default();
-        for (value, name, field) in
-            [(flags.workers, "--workers", &mut pipeline.workers), (flags.jobs, "--jobs", &mut pipeline.jobs)]
-        {
-            match value {
-                Some(0) => return Err(format!("{name} must be at least 1")),
-                Some(n) => *field = n,
-                None => {}
-            }
-        }
-        pipeline.continuous = flags.continuous;
-        if flags.max_hosts == 0 {
-            return Err("--max-hosts must be at least 1".into());
-        }
-        let topology = match &flags.topology {
-            Some(path) => {
-                Some((Arc::new(Topology::load(path).map_err(|e| e.to_string())?), path.display().to_string()))
-            }
-            None => None,
-        };
-        let inputs = expand_files(&flags.files)?;
-        Ok(LearnSettings {
-            files: inputs.files,
-            not_captures: inputs.not_captures,
-            output: flags.output,
-            topology,
-            policy: Arc::new(builtin::policy().map_err(|e| e.to_string())?),
-            pipeline,
-            learn: exwatch::learn::Settings { max_hosts: flags.max_hosts, answered_only: false },
-            progress: !flags.no_progress,
-        })
-    }
-
-    /// One line per directory that held files other than captures.
-    pub fn notices(&self) -> Vec<String> {
-        self.not_captures
-            .iter()
-            .map(|(dir, skipped)| {
-                format!("{} file(s) in {} not captures, skipped", skipped.len(), dir.display())
-            })
-            .collect()
-    }
-}
-
 #[derive(ClapArgs, Debug)]
 pub struct GenerateFlags {
     /// The pcap file to write.
@@ -362,20 +302,6 @@ pub struct AnalyzeFlags {
     pub report_csv: Option<PathBuf>,
 }
 
-/// Where `analyze` writes the compliance report, when asked.
-#[derive(Debug, Default)]
-pub struct ReportFiles {
-    pub html: Option<PathBuf>,
-    pub json: Option<PathBuf>,
-    pub csv: Option<PathBuf>,
-}
-
-impl ReportFiles {
-    pub fn wanted(&self) -> bool {
-        self.html.is_some() || self.json.is_some() || self.csv.is_some()
-    }
-}
-
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum ReaderFlag {
     Native,
@@ -499,546 +425,269 @@ pub struct RunFlags {
     pub sensor_name: Option<String>,
 }
 
-/// Policy and topology, loaded and validated.
-pub struct Config {
-    pub policy: Arc<Policy>,
-    pub topology: Arc<Topology>,
-    pub policy_name: String,
-    /// The topology file, or `built-in example "contoso"`.
-    pub topology_name: String,
-    /// No `--topology` was given: the example organization is what is judged against.
-    pub builtin_topology: bool,
-}
-
-impl Config {
-    pub fn load(flags: &ConfigFlags) -> Result<Config, String> {
-        Config::try_load(flags).map_err(|e| e.to_string())
-    }
-
-    /// As [`Config::load`], with the error as it was found (file, line, key).
-    pub fn try_load(flags: &ConfigFlags) -> Result<Config, config::ConfigError> {
-        let (policy, policy_name) = match &flags.policy {
-            Some(path) => (Policy::load(path)?, path.display().to_string()),
-            None => (builtin::policy()?, builtin::POLICY_NAME.into()),
-        };
-        let topology = Arc::new(match &flags.topology {
-            Some(path) => Topology::load(path)?,
-            None => builtin::topology()?,
-        });
-        let topology_name = match &flags.topology {
-            Some(path) => path.display().to_string(),
-            None => format!("built-in example {:?}", topology.name),
-        };
-        Ok(Config {
-            policy: Arc::new(policy),
-            topology,
-            policy_name,
-            topology_name,
-            builtin_topology: flags.topology.is_none(),
-        })
-    }
-
-    /// What `check` reports, as warnings: `FILE:LINE: text`.
-    pub fn lints(&self) -> Vec<String> {
-        let file = if self.builtin_topology { builtin::TOPOLOGY_NAME } else { &self.topology_name };
-        self.topology.lint().into_iter().map(|(line, lint)| format!("{file}:{line}: {lint}")).collect()
+/// `--workers`, `--jobs`: at least 1 when given.
+fn at_least_one(value: Option<usize>, name: &str, field: &mut usize) -> Result<(), String> {
+    match value {
+        Some(0) => Err(format!("{name} must be at least 1")),
+        Some(n) => {
+            *field = n;
+            Ok(())
+        }
+        None => Ok(()),
     }
 }
 
-/// The policy and topology files as the report's header names them, with the SHA-256
-/// of their bytes (the built-in text when no file was given).
-pub fn config_files(flags: &ConfigFlags) -> Result<exwatch::report::Meta, String> {
-    use exwatch::report::{logs::sha256, model::FileRef};
-    let file = |path: &Option<PathBuf>, default: &str, builtin: &str| -> Result<FileRef, String> {
-        Ok(match path {
-            Some(path) => FileRef {
-                file: path.display().to_string(),
-                sha256: sha256(&std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?),
-            },
-            None => FileRef { file: format!("{default} (built in)"), sha256: sha256(builtin.as_bytes()) },
-        })
-    };
-    Ok(exwatch::report::Meta {
-        policy: file(&flags.policy, builtin::POLICY_NAME, builtin::POLICY)?,
-        topology: file(&flags.topology, builtin::TOPOLOGY_NAME, builtin::TOPOLOGY)?,
+fn load(flags: &ConfigFlags) -> Result<command::Config, String> {
+    command::Config::load(flags.topology.as_deref(), flags.policy.as_deref())
+}
+
+fn run_settings(config: &ConfigFlags, flags: RunFlags) -> Result<RunSettings, String> {
+    let config = load(config)?;
+    if !(flags.syn_timeout.is_finite() && flags.syn_timeout > 0.0) {
+        return Err(format!("--syn-timeout {}: must be a positive number of seconds", flags.syn_timeout));
+    }
+    if flags.max_flows == 0 {
+        return Err("--max-flows must be at least 1".into());
+    }
+    if flags.max_flows > exwatch::flow::MAX_FLOWS {
+        return Err(format!(
+            "--max-flows {}: at most {} (a flow table's indices are 32-bit)",
+            flags.max_flows,
+            exwatch::flow::MAX_FLOWS
+        ));
+    }
+    if flags.eve_log.as_os_str() == "-" && flags.summary_json.as_ref().is_some_and(|p| p.as_os_str() == "-") {
+        return Err("--summary-json -: standard output already carries the EVE log (--eve-log -); \
+                    give one of them a file"
+            .into());
+    }
+    let mut pipeline = Settings::default();
+    at_least_one(flags.workers, "--workers", &mut pipeline.workers)?;
+    pipeline.flows.syn_timeout_ns = (flags.syn_timeout * 1e9) as u64;
+    pipeline.flows.max_flows = flags.max_flows;
+    pipeline.eve_flows = flags.flows;
+    if !(flags.aggregate_window.is_finite() && flags.aggregate_window > 0.0) {
+        return Err(format!(
+            "--aggregate-window {}: must be a positive number of seconds",
+            flags.aggregate_window
+        ));
+    }
+    pipeline.bound = (!flags.no_aggregate).then(|| bound::Settings {
+        per_key: flags.alerts_per_key,
+        window_ns: (flags.aggregate_window * 1e9) as u64,
+        per_second: flags.max_alert_rate,
+        ..bound::Settings::default()
+    });
+    pipeline.sensor_name = flags.sensor_name.or_else(command::hostname);
+    let eve_filetype = exwatch::output::socket::Filetype::parse(&flags.eve_filetype, &flags.eve_log)?;
+    Ok(RunSettings {
+        config,
+        eve_filetype,
+        eve_log: flags.eve_log,
+        summary_json: flags.summary_json,
+        pipeline,
+        max_smtp_senders: flags.max_smtp_senders,
     })
 }
 
-/// This machine's hostname, the default `--sensor-name`.
-fn hostname() -> Option<String> {
-    nix::unistd::gethostname().ok().and_then(|name| name.into_string().ok())
-}
-
-/// What `analyze` and `live` share, validated.
-pub struct RunSettings {
-    pub config: Config,
-    pub eve_log: PathBuf,
-    pub eve_filetype: exwatch::output::socket::Filetype,
-    pub summary_json: Option<PathBuf>,
-    pub pipeline: Settings,
-    pub max_smtp_senders: usize,
-}
-
-impl RunSettings {
-    fn from_flags(config: &ConfigFlags, flags: RunFlags) -> Result<RunSettings, String> {
-        let config = Config::load(config)?;
-        if !(flags.syn_timeout.is_finite() && flags.syn_timeout > 0.0) {
-            return Err(format!("--syn-timeout {}: must be a positive number of seconds", flags.syn_timeout));
-        }
-        if flags.max_flows == 0 {
-            return Err("--max-flows must be at least 1".into());
-        }
-        if flags.max_flows > exwatch::flow::MAX_FLOWS {
-            return Err(format!(
-                "--max-flows {}: at most {} (a flow table's indices are 32-bit)",
-                flags.max_flows,
-                exwatch::flow::MAX_FLOWS
-            ));
-        }
-        if flags.eve_log.as_os_str() == "-"
-            && flags.summary_json.as_ref().is_some_and(|p| p.as_os_str() == "-")
-        {
-            return Err("--summary-json -: standard output already carries the EVE log (--eve-log -); \
-                        give one of them a file"
-                .into());
-        }
-        let mut pipeline = Settings::default();
-        if let Some(workers) = flags.workers {
-            if workers == 0 {
-                return Err("--workers must be at least 1".into());
-            }
-            pipeline.workers = workers;
-        }
-        pipeline.flows.syn_timeout_ns = (flags.syn_timeout * 1e9) as u64;
-        pipeline.flows.max_flows = flags.max_flows;
-        pipeline.eve_flows = flags.flows;
-        if !(flags.aggregate_window.is_finite() && flags.aggregate_window > 0.0) {
-            return Err(format!(
-                "--aggregate-window {}: must be a positive number of seconds",
-                flags.aggregate_window
-            ));
-        }
-        pipeline.bound = (!flags.no_aggregate).then(|| bound::Settings {
-            per_key: flags.alerts_per_key,
-            window_ns: (flags.aggregate_window * 1e9) as u64,
-            per_second: flags.max_alert_rate,
-            ..bound::Settings::default()
-        });
-        pipeline.sensor_name = flags.sensor_name.or_else(hostname);
-        let eve_filetype = exwatch::output::socket::Filetype::parse(&flags.eve_filetype, &flags.eve_log)?;
-        Ok(RunSettings {
-            config,
-            eve_filetype,
-            eve_log: flags.eve_log,
-            summary_json: flags.summary_json,
-            pipeline,
-            max_smtp_senders: flags.max_smtp_senders,
-        })
-    }
-
-    pub fn engine(&self) -> Arc<Engine> {
-        Arc::new(Engine::new(
-            Arc::clone(&self.config.policy),
-            Arc::clone(&self.config.topology),
-            self.max_smtp_senders,
-        ))
-    }
-}
-
-/// Everything `analyze` needs, validated.
-pub struct AnalyzeSettings {
-    pub files: Vec<PathBuf>,
-    /// Per directory given, the files under it that are not captures.
-    pub not_captures: Vec<(PathBuf, Vec<PathBuf>)>,
-    pub run: RunSettings,
-    pub fail_on: Vec<Verdict>,
-    pub progress: bool,
-    pub report: ReportFiles,
-    /// The policy and topology files as the report's header names them.
-    pub report_meta: Option<exwatch::report::Meta>,
-}
-
-impl AnalyzeSettings {
-    pub fn from_flags(flags: AnalyzeFlags) -> Result<AnalyzeSettings, String> {
-        let report = ReportFiles { html: flags.report, json: flags.report_json, csv: flags.report_csv };
-        let report_meta = report.wanted().then(|| config_files(&flags.config)).transpose()?;
-        let mut run = RunSettings::from_flags(&flags.config, flags.run)?;
-        run.pipeline.file_reader = match flags.reader {
-            ReaderFlag::Native => FileReader::Native,
-            ReaderFlag::Libpcap => FileReader::Libpcap,
-        };
-        run.pipeline.reader_decodes = match flags.reader_decodes {
-            ReaderDecodesFlag::WhenBehind => ReaderDecodes::WhenBehind,
-            ReaderDecodesFlag::Always => ReaderDecodes::Always,
-            ReaderDecodesFlag::Never => ReaderDecodes::Never,
-        };
-        match flags.jobs {
-            Some(0) => return Err("--jobs must be at least 1".into()),
-            Some(jobs) => run.pipeline.jobs = jobs,
-            None => {}
-        }
-        run.pipeline.continuous = flags.continuous;
-        let inputs = expand_files(&flags.files)?;
-        Ok(AnalyzeSettings {
-            files: inputs.files,
-            not_captures: inputs.not_captures,
-            run,
-            fail_on: parse_fail_on(&flags.fail_on)?,
-            progress: !flags.no_progress,
-            report,
-            report_meta,
-        })
-    }
-
-    pub fn sink(&self) -> Sink {
-        self.run.eve_filetype.sink(&self.run.eve_log, true)
-    }
-
-    /// The files' size on disk, for the progress bar, or 0 when it is not known: the
-    /// readers count the capture's bytes as they read them, which standard input never
-    /// says in advance and a compressed file holds more of than its size.
-    pub fn total_bytes(&self) -> u64 {
-        use exwatch::capture::compressed;
-        let unknown = |f: &PathBuf| {
-            compressed::is_stdin(f)
-                || compressed::first_raw_bytes(f).is_ok_and(|head| compressed::sniff(&head).is_some())
-        };
-        if self.files.iter().any(unknown) {
-            return 0;
-        }
-        self.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum()
-    }
-
-    /// One line per directory that held files other than captures: how many were
-    /// skipped, naming the first few, so nothing is left out unsaid.
-    pub fn notices(&self) -> Vec<String> {
-        const NAMED: usize = 3;
-        self.not_captures
-            .iter()
-            .map(|(dir, skipped)| {
-                let mut names: Vec<String> =
-                    skipped.iter().take(NAMED).map(|p| p.display().to_string()).collect();
-                if skipped.len() > NAMED {
-                    names.push(format!("and {} more", skipped.len() - NAMED));
-                }
-                let (files, are) = if skipped.len() == 1 {
-                    ("file", "is not a capture")
-                } else {
-                    ("files", "are not captures")
-                };
-                format!("{} {files} in {} {are}, skipped: {}", skipped.len(), dir.display(), names.join(", "))
-            })
-            .collect()
-    }
-
-    pub fn not_captures_total(&self) -> usize {
-        self.not_captures.iter().map(|(_, skipped)| skipped.len()).sum()
-    }
-}
-
-/// Everything `live` needs, validated.
-pub struct LiveSettings {
-    pub interface: String,
-    pub capture: capture::LiveSettings,
-    pub run: RunSettings,
-    pub metrics: Option<SocketAddr>,
-    pub stats_interval: Option<Duration>,
-    pub stats_log: Option<PathBuf>,
-    pub user: Option<String>,
-}
-
-impl LiveSettings {
-    /// Validates the flags, with the settings of `--config` under those that `matches`
-    /// (the `live` subcommand's) says were not given on the command line.
-    pub fn from_flags(mut flags: LiveFlags, matches: &clap::ArgMatches) -> Result<LiveSettings, String> {
-        let origins = match flags.config.clone() {
-            Some(path) => {
-                let (file, text) = LiveFile::load(&path)?;
-                file.apply(&path, &text, &mut flags, matches)
-            }
-            None => Vec::new(),
-        };
-        LiveSettings::validate(flags).map_err(|message| {
-            // A bad value from the file: say where it was set.
-            match origins.iter().find(|(flag, _)| message.contains(&format!("--{flag}"))) {
-                Some((_, place)) => format!("{message} (set at {place})"),
-                None => message,
-            }
-        })
-    }
-
-    fn validate(flags: LiveFlags) -> Result<LiveSettings, String> {
-        let interface = flags
-            .interface
-            .ok_or("--interface is required (on the command line, or as `interface` in --config)")?;
-        let default_workers = flags.run.workers.is_none();
-        let mut run = RunSettings::from_flags(&flags.site, flags.run)?;
-        if default_workers {
-            // A capture thread mostly waits on the ring; under a flood the workers are
-            // what falls behind, so live takes one per core.
-            run.pipeline.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        }
-        let metrics = flags.metrics.as_deref().map(parse_metrics_addr).transpose()?;
-        let stats_interval = match flags.stats_interval {
-            None => None,
-            Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
-            Some(secs) => {
-                return Err(format!("--stats-interval {secs}: must be a positive number of seconds"))
-            }
-        };
-        if flags.snaplen <= 0 || flags.buffer_mib <= 0 || flags.buffer_mib > 4095 {
-            return Err("--snaplen must be positive and --buffer-mib from 1 to 4095".into());
-        }
-        run.pipeline.interface = Some(interface.clone());
-        Ok(LiveSettings {
-            interface,
-            capture: capture::LiveSettings {
-                snaplen: flags.snaplen,
-                buffer_size: flags.buffer_mib << 20,
-                promiscuous: !flags.no_promiscuous,
-                bpf: flags.bpf,
-                ..capture::LiveSettings::default()
-            },
-            run,
-            metrics,
-            stats_interval,
-            stats_log: flags.stats_log,
-            user: flags.user,
-        })
-    }
-
-    pub fn sink(&self) -> Sink {
-        self.run.eve_filetype.sink(&self.run.eve_log, true)
-    }
-}
-
-/// `live --config FILE`: the settings of `live`, named as its flags with `_` for `-`.
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct LiveFile {
-    interface: Option<Spanned<String>>,
-    bpf: Option<Spanned<String>>,
-    topology: Option<Spanned<PathBuf>>,
-    policy: Option<Spanned<PathBuf>>,
-    eve_log: Option<Spanned<PathBuf>>,
-    flows: Option<Spanned<bool>>,
-    summary_json: Option<Spanned<PathBuf>>,
-    workers: Option<Spanned<usize>>,
-    syn_timeout: Option<Spanned<f64>>,
-    max_flows: Option<Spanned<usize>>,
-    max_smtp_senders: Option<Spanned<usize>>,
-    metrics: Option<Spanned<String>>,
-    stats_interval: Option<Spanned<f64>>,
-    user: Option<Spanned<String>>,
-    snaplen: Option<Spanned<i32>>,
-    buffer_mib: Option<Spanned<i32>>,
-    promiscuous: Option<Spanned<bool>>,
-}
-
-impl LiveFile {
-    /// Reads and parses the file: a TOML error, a value of the wrong type or an
-    /// unknown key is `file:line: key: message`.
-    fn load(path: &Path) -> Result<(LiveFile, String), String> {
-        let text = config::read(path).map_err(|e| e.to_string())?;
-        let source = config::Source { file: path, text: &text };
-        let file = source.parse::<LiveFile>().map_err(|mut e| {
-            if e.key.is_empty() {
-                e.key = key_named(&e.message).or_else(|| key_at(&text, e.line?)).unwrap_or_default();
-            }
-            e.to_string()
-        })?;
-        Ok((file, text))
-    }
-}
-
-impl LiveFile {
-    /// Sets every flag not given on the command line from the file (`text`, read from
-    /// `path`); returns the flags set so, each with where (`file:line: key`), for error
-    /// messages.
-    fn apply(
-        self,
-        path: &Path,
-        text: &str,
-        flags: &mut LiveFlags,
-        matches: &clap::ArgMatches,
-    ) -> Vec<(&'static str, String)> {
-        let file = self;
-        let source = config::Source { file: path, text };
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let mut origins = Vec::new();
-        let mut take = |id: &'static str, flag: &'static str, span: std::ops::Range<usize>| {
-            let given = matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-            if !given {
-                origins.push((flag, format!("{}:{}: {id}", path.display(), source.line_of(span.start))));
-            }
-            !given
-        };
-        let local = |p: PathBuf| if p.is_relative() && p.as_os_str() != "-" { dir.join(p) } else { p };
-        macro_rules! set {
-            ($key:ident, $flag:literal, $target:expr, $convert:expr) => {
-                if let Some(value) = file.$key {
-                    if take(stringify!($key), $flag, value.span()) {
-                        $target = $convert(value.into_inner());
-                    }
-                }
-            };
-        }
-        set!(interface, "interface", flags.interface, Some);
-        set!(bpf, "bpf", flags.bpf, Some);
-        set!(topology, "topology", flags.site.topology, |p| Some(local(p)));
-        set!(policy, "policy", flags.site.policy, |p| Some(local(p)));
-        set!(eve_log, "eve-log", flags.run.eve_log, local);
-        set!(flows, "flows", flags.run.flows, |v| v);
-        set!(summary_json, "summary-json", flags.run.summary_json, |p| Some(local(p)));
-        set!(workers, "workers", flags.run.workers, Some);
-        set!(syn_timeout, "syn-timeout", flags.run.syn_timeout, |v| v);
-        set!(max_flows, "max-flows", flags.run.max_flows, |v| v);
-        set!(max_smtp_senders, "max-smtp-senders", flags.run.max_smtp_senders, |v| v);
-        set!(metrics, "metrics", flags.metrics, Some);
-        set!(stats_interval, "stats-interval", flags.stats_interval, Some);
-        set!(user, "user", flags.user, Some);
-        set!(snaplen, "snaplen", flags.snaplen, |v| v);
-        set!(buffer_mib, "buffer-mib", flags.buffer_mib, |v| v);
-        if let Some(value) = file.promiscuous {
-            if take("no_promiscuous", "no-promiscuous", value.span()) {
-                flags.no_promiscuous = !value.into_inner();
-            }
-        }
-        origins
-    }
-}
-
-/// The key an "unknown field `key`" message is about.
-fn key_named(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    Some(rest[..rest.find('`')?].to_string())
-}
-
-/// The key set on line `line` of `text` (`key = value`), if it is a plain key.
-fn key_at(text: &str, line: usize) -> Option<String> {
-    let (key, _) = text.lines().nth(line.checked_sub(1)?)?.split_once('=')?;
-    let key = key.trim();
-    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-        .then(|| key.to_string())
-}
-
-/// `127.0.0.1:9911`, `[::1]:9911`, or a bare port (bound to 127.0.0.1).
-fn parse_metrics_addr(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(port) = text.parse::<u16>() {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    text.parse().map_err(|_| format!("--metrics {text}: not an address:port or a port"))
-}
-
-fn parse_fail_on(list: &str) -> Result<Vec<Verdict>, String> {
-    if list.trim() == "never" {
-        return Ok(Vec::new());
-    }
-    list.split(',')
-        .map(|item| match Verdict::from_name(item.trim()) {
-            Some(v @ (Verdict::Violation | Verdict::Restriction | Verdict::Advisory)) => Ok(v),
-            _ => Err(format!(
-                "--fail-on: `{}` is not one of violation, restriction, advisory, never",
-                item.trim()
-            )),
-        })
-        .collect()
-}
-
-/// The capture files the command line stands for.
-struct Inputs {
-    files: Vec<PathBuf>,
-    not_captures: Vec<(PathBuf, Vec<PathBuf>)>,
-}
-
-/// Files as given (a missing or unreadable one then gives the usual capture error); `-`
-/// is standard input, which can be read once only; a directory stands for the captures
-/// under it. A directory without any is an error: it is most likely the wrong one,
-/// better said before hours of analysis than after.
-fn expand_files(paths: &[PathBuf]) -> Result<Inputs, String> {
-    use exwatch::capture::compressed::is_stdin;
-    if paths.iter().filter(|p| is_stdin(p)).count() > 1 {
-        return Err("- (standard input) is given more than once; it can be read only once".into());
-    }
-    let mut inputs = Inputs { files: Vec::new(), not_captures: Vec::new() };
-    for path in paths {
-        if is_stdin(path) || !std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
-            inputs.files.push(path.clone());
-            continue;
-        }
-        let (captures, others) = walk(path)?;
-        if captures.is_empty() {
-            let others = match others.len() {
-                0 => String::new(),
-                1 => " (1 file, not a capture)".to_string(),
-                n => format!(" ({n} files, none a capture)"),
-            };
-            return Err(format!(
-                "{}: no pcap or pcapng capture (plain, gzip or zstd) in this directory or below it{others}",
-                path.display()
-            ));
-        }
-        inputs.files.extend(captures);
-        if !others.is_empty() {
-            inputs.not_captures.push((path.clone(), others));
-        }
-    }
-    Ok(inputs)
-}
-
-/// The files under `root` at any depth, each sorted by path: (captures, the others).
-/// Captures are known by their first bytes, since rotated captures are often named
-/// `trace.pcap0`, `dump-0001` and the like. Symbolic links are followed, but each
-/// directory is walked once, so a link back up the tree cannot loop.
-fn walk(root: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
-    use std::os::unix::fs::MetadataExt;
-    let mut walked = std::collections::HashSet::new();
-    let mut pending = vec![root.to_path_buf()];
-    let (mut captures, mut others) = (Vec::new(), Vec::new());
-    while let Some(dir) = pending.pop() {
-        let cannot_list = |e: std::io::Error| format!("{}: cannot list: {e}", dir.display());
-        let meta = std::fs::metadata(&dir).map_err(cannot_list)?;
-        if !walked.insert((meta.dev(), meta.ino())) {
-            continue;
-        }
-        for entry in std::fs::read_dir(&dir).map_err(cannot_list)? {
-            let path = entry.map_err(cannot_list)?.path();
-            match std::fs::metadata(&path) {
-                Ok(m) if m.is_dir() => pending.push(path),
-                Ok(m) if m.is_file() && starts_like_a_capture(&path) => captures.push(path),
-                // Other files, and what is never opened: broken links, pipes (opening one
-                // would block), sockets, devices.
-                _ => others.push(path),
-            }
-        }
-    }
-    captures.sort();
-    others.sort();
-    Ok((captures, others))
-}
-
-/// Whether a file starts as a capture does (a pcap file in either byte order, with micro-
-/// or nanosecond timestamps, or a pcapng section header), once decompressed if it is
-/// compressed with gzip or zstd. One that cannot be read (or decompressed) is taken, so
-/// the run names the error rather than the walk hiding the file.
-fn starts_like_a_capture(path: &Path) -> bool {
-    use exwatch::capture::{compressed, format};
-    match compressed::first_bytes(path, format::MAGIC_LEN) {
-        Ok(magic) => format::sniff(&magic).is_some(),
-        Err(e) => e.kind() != std::io::ErrorKind::UnexpectedEof,
-    }
-}
-
-/// A bar of `total` bytes; with no total known (0), bytes read and the rate.
-pub fn progress_bar(total: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(total);
-    let template = match total {
-        0 => "{spinner} {bytes} {bytes_per_sec}",
-        _ => "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+pub fn analyze(flags: AnalyzeFlags) -> Result<command::analyze::Settings, String> {
+    let report = ReportFiles { html: flags.report, json: flags.report_json, csv: flags.report_csv };
+    let (topology, policy) = (flags.config.topology.as_deref(), flags.config.policy.as_deref());
+    let report_meta = report.wanted().then(|| Meta::of_files(topology, policy)).transpose()?;
+    let mut run = run_settings(&flags.config, flags.run)?;
+    run.pipeline.file_reader = match flags.reader {
+        ReaderFlag::Native => FileReader::Native,
+        ReaderFlag::Libpcap => FileReader::Libpcap,
     };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
+    run.pipeline.reader_decodes = match flags.reader_decodes {
+        ReaderDecodesFlag::WhenBehind => ReaderDecodes::WhenBehind,
+        ReaderDecodesFlag::Always => ReaderDecodes::Always,
+        ReaderDecodesFlag::Never => ReaderDecodes::Never,
+    };
+    at_least_one(flags.jobs, "--jobs", &mut run.pipeline.jobs)?;
+    run.pipeline.continuous = flags.continuous;
+    Ok(command::analyze::Settings {
+        inputs: Inputs::expand(&flags.files)?,
+        run,
+        fail_on: command::analyze::fail_on(&flags.fail_on)?,
+        progress: !flags.no_progress,
+        report,
+        report_meta,
+    })
+}
+
+pub fn learn(flags: LearnFlags) -> Result<command::learn::Settings, String> {
+    let mut pipeline = Settings::default();
+    at_least_one(flags.workers, "--workers", &mut pipeline.workers)?;
+    at_least_one(flags.jobs, "--jobs", &mut pipeline.jobs)?;
+    pipeline.continuous = flags.continuous;
+    if flags.max_hosts == 0 {
+        return Err("--max-hosts must be at least 1".into());
+    }
+    let topology = match &flags.topology {
+        Some(path) => {
+            Some((Arc::new(Topology::load(path).map_err(|e| e.to_string())?), path.display().to_string()))
+        }
+        None => None,
+    };
+    Ok(command::learn::Settings {
+        inputs: Inputs::expand(&flags.files)?,
+        output: flags.output,
+        topology,
+        policy: Arc::new(builtin::policy().map_err(|e| e.to_string())?),
+        pipeline,
+        learn: exwatch::learn::Settings { max_hosts: flags.max_hosts, answered_only: false },
+        progress: !flags.no_progress,
+    })
+}
+
+pub fn report(flags: ReportFlags) -> Result<command::report::Settings, String> {
+    let (topology, policy) = (flags.config.topology.as_deref(), flags.config.policy.as_deref());
+    Ok(command::report::Settings {
+        config: load(&flags.config)?,
+        meta: Meta::of_files(topology, policy)?,
+        logs: flags.logs,
+        outputs: ReportFiles { html: flags.html, json: flags.json, csv: flags.csv },
+        baseline: flags.baseline,
+    })
+}
+
+pub fn compare(flags: CompareFlags) -> Result<command::compare::Settings, String> {
+    Ok(command::compare::Settings {
+        config: load(&flags.config)?,
+        first: flags.first,
+        second: flags.second,
+        eve_log: flags.eve_log,
+    })
+}
+
+pub fn check(flags: CheckFlags) -> command::check::Settings {
+    command::check::Settings {
+        topology: flags.config.topology,
+        policy: flags.config.policy,
+        json: flags.json,
+    }
+}
+
+pub fn generate(flags: GenerateFlags) -> command::generate::Settings {
+    command::generate::Settings {
+        out: flags.out,
+        packets: flags.packets,
+        seed: flags.seed,
+        bulk: flags.bulk,
+        expected: flags.expected,
+        pool: flags.pool,
+        topology: flags.topology,
+    }
+}
+
+/// Validates the flags of `live`, with the settings of `--config` under those that
+/// `matches` (the `live` subcommand's) says were not given on the command line.
+pub fn live(mut flags: LiveFlags, matches: &clap::ArgMatches) -> Result<command::live::Settings, String> {
+    let origins = match flags.config.clone() {
+        Some(path) => {
+            let (file, text) = ConfigFile::load(&path)?;
+            apply(file, &path, &text, &mut flags, matches)
+        }
+        None => Vec::new(),
+    };
+    validate_live(flags).map_err(|message| {
+        // A bad value from the file: say where it was set.
+        match origins.iter().find(|(flag, _)| message.contains(&format!("--{flag}"))) {
+            Some((_, place)) => format!("{message} (set at {place})"),
+            None => message,
+        }
+    })
+}
+
+fn validate_live(flags: LiveFlags) -> Result<command::live::Settings, String> {
+    let interface = flags
+        .interface
+        .ok_or("--interface is required (on the command line, or as `interface` in --config)")?;
+    let default_workers = flags.run.workers.is_none();
+    let mut run = run_settings(&flags.site, flags.run)?;
+    if default_workers {
+        // A capture thread mostly waits on the ring; under a flood the workers are
+        // what falls behind, so live takes one per core.
+        run.pipeline.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    }
+    let metrics = flags.metrics.as_deref().map(command::live::metrics_addr).transpose()?;
+    let stats_interval = match flags.stats_interval {
+        None => None,
+        Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
+        Some(secs) => return Err(format!("--stats-interval {secs}: must be a positive number of seconds")),
+    };
+    if flags.snaplen <= 0 || flags.buffer_mib <= 0 || flags.buffer_mib > 4095 {
+        return Err("--snaplen must be positive and --buffer-mib from 1 to 4095".into());
+    }
+    run.pipeline.interface = Some(interface.clone());
+    Ok(command::live::Settings {
+        interface,
+        capture: capture::LiveSettings {
+            snaplen: flags.snaplen,
+            buffer_size: flags.buffer_mib << 20,
+            promiscuous: !flags.no_promiscuous,
+            bpf: flags.bpf,
+            ..capture::LiveSettings::default()
+        },
+        run,
+        metrics,
+        stats_interval,
+        stats_log: flags.stats_log,
+        user: flags.user,
+    })
+}
+
+/// Sets every flag not given on the command line from the `live --config` file (`text`,
+/// read from `path`); returns the flags set so, each with where (`file:line: key`), for
+/// error messages.
+fn apply(
+    file: ConfigFile,
+    path: &Path,
+    text: &str,
+    flags: &mut LiveFlags,
+    matches: &clap::ArgMatches,
+) -> Vec<(&'static str, String)> {
+    let source = config::Source { file: path, text };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut origins = Vec::new();
+    let mut take = |id: &'static str, flag: &'static str, span: std::ops::Range<usize>| {
+        let given = matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        if !given {
+            origins.push((flag, format!("{}:{}: {id}", path.display(), source.line_of(span.start))));
+        }
+        !given
+    };
+    let local = |p: PathBuf| if p.is_relative() && p.as_os_str() != "-" { dir.join(p) } else { p };
+    macro_rules! set {
+        ($key:ident, $flag:literal, $target:expr, $convert:expr) => {
+            if let Some(value) = file.$key {
+                if take(stringify!($key), $flag, value.span()) {
+                    $target = $convert(value.into_inner());
+                }
+            }
+        };
+    }
+    set!(interface, "interface", flags.interface, Some);
+    set!(bpf, "bpf", flags.bpf, Some);
+    set!(topology, "topology", flags.site.topology, |p| Some(local(p)));
+    set!(policy, "policy", flags.site.policy, |p| Some(local(p)));
+    set!(eve_log, "eve-log", flags.run.eve_log, local);
+    set!(flows, "flows", flags.run.flows, |v| v);
+    set!(summary_json, "summary-json", flags.run.summary_json, |p| Some(local(p)));
+    set!(workers, "workers", flags.run.workers, Some);
+    set!(syn_timeout, "syn-timeout", flags.run.syn_timeout, |v| v);
+    set!(max_flows, "max-flows", flags.run.max_flows, |v| v);
+    set!(max_smtp_senders, "max-smtp-senders", flags.run.max_smtp_senders, |v| v);
+    set!(metrics, "metrics", flags.metrics, Some);
+    set!(stats_interval, "stats-interval", flags.stats_interval, Some);
+    set!(user, "user", flags.user, Some);
+    set!(snaplen, "snaplen", flags.snaplen, |v| v);
+    set!(buffer_mib, "buffer-mib", flags.buffer_mib, |v| v);
+    if let Some(value) = file.promiscuous {
+        if take("no_promiscuous", "no-promiscuous", value.span()) {
+            flags.no_promiscuous = !value.into_inner();
+        }
+    }
+    origins
 }

@@ -34,23 +34,27 @@
 //! (`pipeline/order.rs`) and the alert bound ([`output::bound`]) counts a flood's
 //! further findings into aggregate alerts.
 //!
-//! Which module owns what, and what it must never do; imports only run down this list
-//! (a test checks there is no cycle):
+//! Which module owns what, and what it must never do. A module imports only modules
+//! below it in this table (tests/integration/layout.rs checks every `crate::` path
+//! against it, so there is no cycle either):
 //!
 //! | module | owns | never |
 //! |---|---|---|
-//! | [`pipeline`] | the threads and channels: reader, workers, jobs, writer | decodes, judges or formats itself |
-//! | [`output`] | EVE lines, the sink, the alert bound (aggregates), the summary | decides a verdict |
-//! | [`flow`] | per-worker flow tables, TCP state, fragments, timers; turns verdicts into events | reads the clock, or the policy's rules directly |
-//! | [`telemetry`] | the counter table, gauges, the run's report, `/metrics` | decides anything |
-//! | [`policy`] | the policy and topology, compiled; the engine that judges a flow | sees a packet |
+//! | [`command`] | the commands, one function each: settings in, an outcome out; what they print | parses flags, or does a stage's work |
 //! | [`report`] | the compliance report: findings and rows aggregated from events, rendered as HTML, JSON, CSV | sees a packet, or changes a verdict |
 //! | [`learn`] | a per-host view of ended flows; the topology drafted from it, and compared | sees a packet, or changes a verdict |
 //! | [`compare`] | two captures' handshakes matched | tracks flows |
+//! | [`testkit`] | test support: synthetic organizations, fuzz bodies | runs on the packet path |
+//! | [`pipeline`] | the threads and channels: reader, workers, jobs, writer | decodes, judges or formats itself |
+//! | [`output`] | EVE lines, the sink, the alert bound (aggregates), the summary | decides a verdict |
+//! | [`telemetry`] | gauges, sampled latency, the run's record, `/metrics` | decides anything |
+//! | [`flow`] | per-worker flow tables, TCP state, fragments, timers; turns verdicts into events | reads the clock, or the policy's rules directly |
+//! | [`counters`] | the counter table, declared once; what a worker, job or run counted | decides anything |
+//! | [`policy`] | the policy and topology, compiled; the engine that judges a flow | sees a packet |
 //! | [`capture`] | capture handles and file formats; hands out frame bytes | decodes |
 //! | [`decode`] | every borrowed view of frame bytes; bytes in, one owned `Packet` out | panics, or keeps state |
 //! | [`config`] | reading TOML with file, line and key in errors | |
-//! | [`testkit`] | test support: synthetic organizations, fuzz bodies | runs on the packet path |
+//! | [`time`] | packet time: `Ts` and `SECOND` | reads the wall clock |
 //! | [`prefetch`] | cache hints, the crate's one `unsafe` | reads or writes memory |
 
 //! Words, one per concept: the *reader* is the thread that reads a capture (a file or
@@ -60,8 +64,10 @@
 //! a stage's validated configuration.
 
 pub mod capture;
+pub mod command;
 pub mod compare;
 pub mod config;
+pub mod counters;
 pub mod decode;
 pub mod flow;
 pub mod learn;

@@ -5,9 +5,13 @@
 //! The tracker asks the policy engine for a verdict once per flow and turns findings
 //! into [`Event`]s. All timing is packet time; nothing here reads the clock.
 
+mod direction;
+mod evidence;
+mod expiry;
 mod frag;
 mod key;
 mod table;
+mod tcp;
 mod timers;
 mod tracker;
 

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use super::{Direction, Event, Flow, Settings, Tracker};
+use crate::counters::Counter;
 use crate::decode::{proto, tcp_flags as f, Fragment, Packet, Transport, Tuple};
 use crate::policy::{builtin, Engine, Verdict};
-use crate::telemetry::Counter;
 use crate::time::Ts;
 use crate::time::SECOND;
 

@@ -10,10 +10,11 @@ use serde::Serialize;
 use super::bound::Aggregate;
 use super::soc::{self, Metadata};
 use super::summary::Counts;
+use crate::counters::{Counter, Section};
 use crate::decode::{proto, Tunnel};
 use crate::flow::{community_id, Confidence, EndReason, Event, Flow, TO_CLIENT, TO_SERVER};
 use crate::policy::{Engine, Evidence, EvidenceKind, Verdict};
-use crate::telemetry::{aggregated_series, alert_series, Counter, Section, Snapshot};
+use crate::telemetry::{aggregated_series, alert_series, Snapshot};
 use crate::time::Ts;
 
 /// Community ID seed; 0 is what Zeek and Suricata use unless told otherwise.
@@ -819,8 +820,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::counters::Counters;
     use crate::policy::builtin;
-    use crate::telemetry::{Counters, Latency};
+    use crate::telemetry::Latency;
 
     /// The `stats` event is a contract like the alerts (docs/eve.md): pinned by
     /// `tests/golden/stats.jsonl`; rewrite it with EXWATCH_BLESS=1 after a deliberate
@@ -829,7 +831,7 @@ mod tests {
     fn stats_event_matches_the_golden_file() {
         let policy = Arc::new(builtin::policy().expect("policy"));
         let engine = Engine::new(policy, Arc::new(builtin::topology().expect("topology")), 10);
-        let mut counters = Counters::for_engine(&engine);
+        let mut counters = Counters::for_policy(&engine.policy);
         for (i, counter) in Counter::ALL.into_iter().enumerate() {
             counters[counter] = 100 + i as u64;
         }
@@ -860,7 +862,7 @@ mod tests {
         let policy = Arc::new(builtin::policy().expect("policy"));
         let engine = Engine::new(policy, Arc::new(builtin::topology().expect("topology")), 10);
         let snapshot = Snapshot {
-            counters: Counters::for_engine(&engine),
+            counters: Counters::for_policy(&engine.policy),
             flows_active: 0,
             latency: Latency::default(),
             uptime: Duration::from_secs(1),

@@ -8,10 +8,11 @@ use std::fmt::Write as _;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
+use crate::counters::Def;
+use crate::counters::{Counter, Counters, Section};
 use crate::decode::Skip;
 use crate::policy::{Engine, Verdict};
-use crate::telemetry::counters::Def;
-use crate::telemetry::{Counter, Counters, Reading, Report, Section};
+use crate::telemetry::{Reading, RunRecord};
 
 /// Violating host pairs listed in the summary.
 pub const TOP_PAIRS: usize = 10;
@@ -46,7 +47,7 @@ pub struct Summary {
 #[derive(Debug)]
 pub struct Counts {
     pub section: Section,
-    pub values: Vec<(&'static str, u64)>,
+    pub values: Vec<(Counter, u64)>,
     /// Packets only: skipped frames by reason code (the reasons that occurred).
     pub skipped: Option<Vec<(String, u64)>>,
 }
@@ -60,7 +61,7 @@ impl Counts {
     pub fn select(section: Section, c: &Counters, keep: impl Fn(&Def) -> bool) -> Counts {
         let values = Counter::of(section)
             .filter(|counter| keep(counter.def()))
-            .map(|counter| (counter.def().key, c[counter]))
+            .map(|counter| (counter, c[counter]))
             .collect();
         let skipped = (section == Section::Packets).then(|| {
             Skip::ALL
@@ -72,17 +73,18 @@ impl Counts {
         Counts { section, values, skipped }
     }
 
-    /// The value under `key`; 0 for a key the section does not have.
-    pub fn get(&self, key: &str) -> u64 {
-        self.values.iter().find(|(k, _)| *k == key).map_or(0, |(_, v)| *v)
+    /// The value of `counter`, which must be of this section.
+    pub fn get(&self, counter: Counter) -> u64 {
+        debug_assert_eq!(counter.def().section, self.section, "{counter:?} is not a counter of this section");
+        self.values.iter().find(|(c, _)| *c == counter).map_or(0, |(_, v)| *v)
     }
 }
 
 impl Serialize for Counts {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        for (key, value) in &self.values {
-            map.serialize_entry(key, value)?;
+        for (counter, value) in &self.values {
+            map.serialize_entry(counter.def().key, value)?;
         }
         if let Some(skipped) = &self.skipped {
             map.serialize_entry("skipped", &skipped.iter().map(|(_, n)| n).sum::<u64>())?;
@@ -168,8 +170,8 @@ pub struct Stages {
 }
 
 impl Summary {
-    pub fn new(engine: &Engine, topology_name: &str, report: &Report) -> Summary {
-        let c = &report.counters;
+    pub fn new(engine: &Engine, topology_name: &str, record: &RunRecord) -> Summary {
+        let c = &record.counters;
         let mut rules: Vec<RuleLine> = engine
             .policy
             .rules
@@ -212,12 +214,12 @@ impl Summary {
             max: h.max(),
             samples: h.len(),
         };
-        let secs = report.wall.as_secs_f64().max(1e-9);
+        let secs = record.wall.as_secs_f64().max(1e-9);
         Summary {
             policy: engine.policy.name.clone(),
-            capture: (report.reading == Reading::Live).then(|| Counts::of(Section::Capture, c)),
+            capture: (record.reading == Reading::Live).then(|| Counts::of(Section::Capture, c)),
             topology: topology_name.to_string(),
-            files: match report.reading {
+            files: match record.reading {
                 Reading::Live => None,
                 Reading::Stream { sources } => {
                     Some(Files { count: sources, reading: "stream", jobs: None, not_captures: 0 })
@@ -231,26 +233,26 @@ impl Summary {
             findings: Counts::of(Section::Findings, c),
             rules,
             top_violating_pairs,
-            errors: report.errors.iter().map(|e| (e.code().to_string(), e.to_string())).collect(),
+            errors: record.errors.iter().map(|e| (e.code().to_string(), e.to_string())).collect(),
             warnings: Vec::new(),
             latency_ns: vec![
-                latency("decode", &report.latency.decode),
-                latency("flow+policy", &report.latency.flow),
+                latency("decode", &record.latency.decode),
+                latency("flow+policy", &record.latency.flow),
             ],
             throughput: Throughput {
-                workers: report.workers,
+                workers: record.workers,
                 wall_seconds: secs,
                 packets_per_second: c[Counter::Frames] as f64 / secs,
-                bytes_per_second: report.file_bytes as f64 / secs,
+                bytes_per_second: record.file_bytes as f64 / secs,
                 peak_rss_bytes: peak_rss(),
                 busy_seconds: Stages {
-                    read: match report.reading {
-                        Reading::Live | Reading::Stream { .. } => Some(report.busy.read.as_secs_f64()),
+                    read: match record.reading {
+                        Reading::Live | Reading::Stream { .. } => Some(record.busy.read.as_secs_f64()),
                         Reading::Independent { .. } => None,
                     },
-                    work: report.busy.work.as_secs_f64(),
-                    write: report.busy.write.as_secs_f64(),
-                    read_decoded_frames: report.busy.read_decoded,
+                    work: record.busy.work.as_secs_f64(),
+                    write: record.busy.write.as_secs_f64(),
+                    read_decoded_frames: record.busy.read_decoded,
                 },
             },
         }
@@ -271,19 +273,39 @@ impl Summary {
         self
     }
 
-    /// The human-readable summary printed on stderr. The errors are not in it: the
-    /// binary says them after it, each on a line of its own.
+    /// The human-readable summary printed on stderr, a section after another. The
+    /// errors are not in it: the caller says them after it, each on a line of its own.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let (p, f, found) = (&self.packets, &self.flows, &self.findings);
         let _ = writeln!(s, "exwatch summary (policy {}, topology {})", self.policy, self.topology);
+        self.write_findings(&mut s);
+        self.write_rules(&mut s);
+        self.write_alert_bound(&mut s);
+        self.write_pairs(&mut s);
+        self.write_files(&mut s);
+        self.write_packets(&mut s);
+        self.write_capture(&mut s);
+        self.write_flows(&mut s);
+        self.write_latency(&mut s);
+        for warning in &self.warnings {
+            let _ = writeln!(s, "warning: {warning}");
+        }
+        self.write_throughput(&mut s);
+        s
+    }
+
+    fn write_findings(&self, s: &mut String) {
+        let found = &self.findings;
         let _ = writeln!(
             s,
             "findings: {} violation, {} restriction, {} advisory",
-            found.get("violation"),
-            found.get("restriction"),
-            found.get("advisory")
+            found.get(Counter::Violations),
+            found.get(Counter::Restrictions),
+            found.get(Counter::Advisories)
         );
+    }
+
+    fn write_rules(&self, s: &mut String) {
         let _ = writeln!(s, "per rule (flows, bytes, alerts, of which aggregated):");
         for r in self.rules.iter().filter(|r| r.flows > 0 || r.alerts > 0) {
             let _ = write!(
@@ -296,47 +318,58 @@ impl Summary {
             }
             s.push('\n');
         }
-        if found.get("aggregated") > 0 {
+    }
+
+    fn write_alert_bound(&self, s: &mut String) {
+        let found = &self.findings;
+        if found.get(Counter::AlertsAggregated) > 0 {
             let _ = writeln!(
                 s,
                 "alert bound: {} findings held back from the EVE log, counted in {} aggregate alerts (policy.aggregate); {} findings whose key was not tracked (table full)",
-                found.get("aggregated"),
-                found.get("aggregates"),
-                found.get("aggregation_keys_untracked")
+                found.get(Counter::AlertsAggregated),
+                found.get(Counter::AggregateAlerts),
+                found.get(Counter::AggregationUntracked)
             );
         }
+    }
+
+    fn write_pairs(&self, s: &mut String) {
         if !self.top_violating_pairs.is_empty() {
             let _ = writeln!(s, "top violating host pairs (originator -> responder: findings):");
             for pair in &self.top_violating_pairs {
                 let _ = writeln!(s, "  {} -> {}: {}", pair.src_ip, pair.dest_ip, pair.findings);
             }
         }
-        let t = &self.throughput;
-        if let Some(files) = &self.files {
-            let how = match files.jobs {
-                Some(jobs) => format!("independently by {jobs} job{}", plural(jobs)),
-                None => {
-                    format!("as one stream by one reader feeding {} worker{}", t.workers, plural(t.workers))
-                }
-            };
-            let _ = write!(s, "files: {} read {how}", files.count);
-            if files.not_captures > 0 {
-                let _ = write!(
-                    s,
-                    "; {} file{} in directories skipped (not captures)",
-                    files.not_captures,
-                    plural(files.not_captures)
-                );
-            }
-            s.push('\n');
+    }
+
+    fn write_files(&self, s: &mut String) {
+        let Some(files) = &self.files else { return };
+        let workers = self.throughput.workers;
+        let how = match files.jobs {
+            Some(jobs) => format!("independently by {jobs} job{}", plural(jobs)),
+            None => format!("as one stream by one reader feeding {workers} worker{}", plural(workers)),
+        };
+        let _ = write!(s, "files: {} read {how}", files.count);
+        if files.not_captures > 0 {
+            let _ = write!(
+                s,
+                "; {} file{} in directories skipped (not captures)",
+                files.not_captures,
+                plural(files.not_captures)
+            );
         }
+        s.push('\n');
+    }
+
+    fn write_packets(&self, s: &mut String) {
+        let p = &self.packets;
         let skipped = p.skipped.as_deref().unwrap_or_default();
         let _ = writeln!(
             s,
             "packets: {} read ({} bytes), {} decoded, {} skipped",
-            p.get("read"),
-            p.get("bytes"),
-            p.get("decoded"),
+            p.get(Counter::Frames),
+            p.get(Counter::FrameBytes),
+            p.get(Counter::Decoded),
             skipped.iter().map(|(_, n)| n).sum::<u64>()
         );
         for (reason, n) in skipped {
@@ -346,44 +379,53 @@ impl Summary {
         let _ = writeln!(
             s,
             "fragments: {} joined, {} orphaned, {} dropped (table full); icmp errors: {} ({} administratively prohibited)",
-            p.get("fragments_joined"),
-            p.get("fragments_orphaned"),
-            p.get("fragments_dropped"),
-            p.get("icmp_errors"),
-            p.get("icmp_prohibited")
+            p.get(Counter::FragmentsJoined),
+            p.get(Counter::FragmentsOrphaned),
+            p.get(Counter::FragmentsDropped),
+            p.get(Counter::IcmpErrors),
+            p.get(Counter::IcmpProhibited)
         );
-        if let Some(c) = &self.capture {
-            let _ = writeln!(
-                s,
-                "capture: {} received by the kernel, {} dropped by the kernel, {} by the interface, {} shed (workers behind); {} events not written to the EVE log",
-                c.get("kernel_received"),
-                c.get("kernel_dropped"),
-                c.get("interface_dropped"),
-                c.get("shed"),
-                c.get("eve_unwritten")
-            );
-        }
-        let (tracked, one_sided) = (f.get("tracked"), f.get("one_sided"));
+    }
+
+    fn write_capture(&self, s: &mut String) {
+        let Some(c) = &self.capture else { return };
+        let _ = writeln!(
+            s,
+            "capture: {} received by the kernel, {} dropped by the kernel, {} by the interface, {} shed (workers behind); {} events not written to the EVE log",
+            c.get(Counter::KernelReceived),
+            c.get(Counter::KernelDropped),
+            c.get(Counter::InterfaceDropped),
+            c.get(Counter::Shed),
+            c.get(Counter::EveUnwritten)
+        );
+    }
+
+    fn write_flows(&self, s: &mut String) {
+        let f = &self.flows;
+        let (tracked, one_sided) = (f.get(Counter::Flows), f.get(Counter::OneSided));
         let _ = writeln!(
             s,
             "flows: {tracked} tracked, {} local (never leave the segment), {} timed out, {} evicted (table full), {} matched no rule; {} retried SYNs undetermined (the capture ended within the SYN timeout)",
-            f.get("local"),
-            f.get("timed_out"),
-            f.get("evicted"),
-            f.get("unmatched"),
-            f.get("syn_undetermined")
+            f.get(Counter::Local),
+            f.get(Counter::FlowsTimedOut),
+            f.get(Counter::FlowsEvicted),
+            f.get(Counter::Unmatched),
+            f.get(Counter::SynUndetermined)
         );
         let _ = writeln!(
             s,
             "feed: {one_sided} flows seen in one direction only, {} TCP flows picked up mid-stream, {} with sequence gaps (packets the feed lost){}",
-            f.get("midstream"),
-            f.get("gapped"),
+            f.get(Counter::Midstream),
+            f.get(Counter::Gapped),
             if tracked > 0 && one_sided * 2 > tracked {
                 " (over half: the feed may carry one direction only; unanswered-SYN findings are low confidence)"
             } else {
                 ""
             }
         );
+    }
+
+    fn write_latency(&self, s: &mut String) {
         for l in &self.latency_ns {
             let _ = writeln!(
                 s,
@@ -391,10 +433,12 @@ impl Summary {
                 l.stage, l.p50, l.p99, l.max, l.samples
             );
         }
-        for warning in &self.warnings {
-            let _ = writeln!(s, "warning: {warning}");
-        }
-        let frames = p.get("read");
+    }
+
+    /// The stages' busy time, then the run's rates.
+    fn write_throughput(&self, s: &mut String) {
+        let t = &self.throughput;
+        let frames = self.packets.get(Counter::Frames);
         let rate = |busy: f64| frames as f64 / busy.max(1e-9) / 1e6;
         let b = &t.busy_seconds;
         let threads = match b.read {
@@ -432,7 +476,6 @@ impl Summary {
             t.bytes_per_second / 1e6,
             t.wall_seconds
         );
-        s
     }
 }
 

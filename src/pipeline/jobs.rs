@@ -18,9 +18,10 @@ use super::worker::Worker;
 use super::writer::{self, Events, Writer};
 use super::{join_all, FileReader, Outputs, Progress, Settings, Tally};
 use crate::capture::{CaptureError, FrameSource, Next};
+use crate::counters::Counters;
 use crate::flow::{self, Tracker};
 use crate::policy::Engine;
-use crate::telemetry::{self, Busy, Counters, Gauges, Latency, Monitor, Reading, Report};
+use crate::telemetry::{self, Busy, Gauges, Latency, Monitor, Reading, RunRecord};
 
 /// A job hands on its events every this many frames (what a worker handles in one
 /// batch), so the writer gets chunks rather than single lines.
@@ -30,7 +31,7 @@ const BATCH_FRAMES: u64 = 256;
 const CHECK_FRAMES: u64 = 4096;
 
 /// Analyses `files` until they are all read or `monitor.stop` is set. A file that
-/// cannot be opened, or is damaged, is reported in [`Report::errors`] (in argument
+/// cannot be opened, or is damaged, is reported in [`RunRecord::errors`] (in argument
 /// order); the other files are still analysed.
 pub(super) fn run(
     engine: &Arc<Engine>,
@@ -39,7 +40,7 @@ pub(super) fn run(
     outputs: Outputs<'_>,
     monitor: &Monitor,
     progress: Progress<'_>,
-) -> io::Result<Report> {
+) -> io::Result<RunRecord> {
     let started = Instant::now();
     let jobs = monitor.gauges.len();
     let shared = Jobs {
@@ -55,7 +56,7 @@ pub(super) fn run(
     };
     let out = outputs.sink.open()?;
     let origin = settings.origin(files);
-    thread::scope(|scope| -> io::Result<Report> {
+    thread::scope(|scope| -> io::Result<RunRecord> {
         let writer = Writer::of_run((outputs, out), settings, (monitor, engine, &origin), false);
         let (events, writer) = writer::spawn(scope, writer)?;
         let mut handles = Vec::with_capacity(jobs);
@@ -74,7 +75,7 @@ pub(super) fn run(
         counters.merge(&written.bounded);
         let mut errors: Vec<_> = errors.into_iter().flatten().collect();
         errors.sort_by_key(|&(index, _)| index);
-        Ok(Report {
+        Ok(RunRecord {
             counters,
             latency,
             errors: errors.into_iter().map(|(_, err)| err).collect(),
@@ -125,7 +126,7 @@ impl Jobs<'_> {
         let tally = match worker {
             Some(worker) => worker.finish(),
             None => Tally {
-                counters: Counters::for_engine(self.engine),
+                counters: Counters::for_policy(&self.engine.policy),
                 latency: Latency::default(),
                 busy: Duration::ZERO,
             },

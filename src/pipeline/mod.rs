@@ -27,10 +27,11 @@ use std::thread::{self, ScopedJoinHandle};
 use std::time::Duration;
 
 use crate::capture::{CaptureError, FrameSource, PcapFile, Savefile};
+use crate::counters::Counters;
 use crate::flow;
 use crate::output::{bound, eve, EveOut, Sink};
 use crate::policy::Engine;
-use crate::telemetry::{Counters, Latency, Monitor, Report};
+use crate::telemetry::{Latency, Monitor, RunRecord};
 
 /// Settings of the pipeline's threads and buffers.
 #[derive(Clone, Debug)]
@@ -207,7 +208,7 @@ pub fn analyze(
     settings: &Settings,
     outputs: Outputs<'_>,
     progress: Progress<'_>,
-) -> io::Result<Report> {
+) -> io::Result<RunRecord> {
     if files.len() > 1 && !settings.continuous {
         let monitor = Monitor::new(&engine, settings.jobs.clamp(1, files.len()));
         return jobs::run(&engine, files, settings, outputs, &monitor, progress);
@@ -239,7 +240,7 @@ pub fn live(
     (sink, out): (&Sink, EveOut),
     monitor: &Monitor,
     (stats_interval, stats_log): (Option<Duration>, Option<&std::sync::Mutex<EveOut>>),
-) -> io::Result<Report> {
+) -> io::Result<RunRecord> {
     let origin = settings.origin(&[]);
     let run = stream::Stream { live: true, settings, monitor, stats_interval, stats_log, origin: &origin };
     run.run(engine, &mut std::iter::once(Ok(capture)), (Outputs::eve(sink), out), &|_| {})
@@ -258,8 +259,11 @@ fn join_all<T>(
     handles: Vec<ScopedJoinHandle<'_, (Tally, T)>>,
     engine: &Engine,
 ) -> io::Result<(Tally, Vec<T>)> {
-    let mut total =
-        Tally { counters: Counters::for_engine(engine), latency: Latency::default(), busy: Duration::ZERO };
+    let mut total = Tally {
+        counters: Counters::for_policy(&engine.policy),
+        latency: Latency::default(),
+        busy: Duration::ZERO,
+    };
     let mut rest = Vec::with_capacity(handles.len());
     for handle in handles {
         let (tally, more) = handle.join().map_err(|_| io::Error::other("a worker thread panicked"))?;

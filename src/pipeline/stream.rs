@@ -30,7 +30,7 @@ use crate::flow::Tracker;
 use crate::output::{eve, EveOut};
 use crate::policy::Engine;
 use crate::prefetch;
-use crate::telemetry::{self, Busy, CaptureState, Monitor, Reading, Report, LATENCY_SAMPLE};
+use crate::telemetry::{self, Busy, CaptureState, Monitor, Reading, RunRecord, LATENCY_SAMPLE};
 use crate::time::Ts;
 
 /// Bytes of copied frame data a batch holds before it is sent, whatever its frame count.
@@ -212,12 +212,12 @@ impl Stream<'_> {
         sources: &mut dyn Iterator<Item = Result<Box<dyn FrameSource>, CaptureError>>,
         (outputs, out): (Outputs<'_>, EveOut),
         progress: Progress<'_>,
-    ) -> io::Result<Report> {
+    ) -> io::Result<RunRecord> {
         let Stream { live, settings, monitor, stats_interval, stats_log, origin } = *self;
         let started = Instant::now();
         let workers = monitor.gauges.len();
         let flows = settings.flows_share(workers, outputs.observer.as_deref());
-        thread::scope(|scope| -> io::Result<Report> {
+        thread::scope(|scope| -> io::Result<RunRecord> {
             let writer = Writer::of_run((outputs, out), settings, (monitor, engine, origin), live);
             let (events, writer) = writer::spawn(scope, writer)?;
             // Room for every batch that can be out at once, so none returned is dropped
@@ -306,7 +306,7 @@ impl Stream<'_> {
             counters.merge(&written.bounded);
             telemetry::fill_capture(&mut counters, capture, monitor);
             telemetry::fill_engine(&mut counters, engine);
-            Ok(Report {
+            Ok(RunRecord {
                 counters,
                 latency,
                 errors,

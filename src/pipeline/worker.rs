@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use super::writer::Events;
 use super::Tally;
+use crate::counters::Counters;
 use crate::decode::{self, LinkType, Packet, Skip};
 use crate::flow::{Keyed, Tracker};
 use crate::prefetch;
-use crate::telemetry::{Counters, Gauges, Latency, LATENCY_SAMPLE};
+use crate::telemetry::{Gauges, Latency, LATENCY_SAMPLE};
 use crate::time::Ts;
 
 /// Latency histograms are published every this many batches, or at least this often

@@ -18,11 +18,12 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use super::order::Order;
 use super::Observer;
+use crate::counters::{Counter, Counters};
 use crate::flow::{Event, Tracker};
 use crate::output::bound::{self, Written};
 use crate::output::{eve, EveOut, Sink};
 use crate::policy::Engine;
-use crate::telemetry::{Counter, Counters, Gauges, Monitor, Notice};
+use crate::telemetry::{Gauges, Monitor, Notice};
 use crate::time::Ts;
 
 /// Chunks of events that may wait for the writer.
@@ -286,7 +287,8 @@ impl Writer<'_> {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => closed = true,
             other => other?,
         }
-        let bounded = order.as_ref().map_or_else(|| Counters::for_engine(engine), |o| counters(engine, o));
+        let bounded =
+            order.as_ref().map_or_else(|| Counters::for_policy(&engine.policy), |o| counters(engine, o));
         Ok(Finished { busy, closed, bounded })
     }
 }
@@ -294,7 +296,7 @@ impl Writer<'_> {
 /// What the bound counted, as counters to merge with the workers'.
 fn counters(engine: &Engine, order: &Order<'_>) -> Counters {
     let counts = order.counts();
-    let mut c = Counters::for_engine(engine);
+    let mut c = Counters::for_policy(&engine.policy);
     c[Counter::AlertsAggregated] = counts.held();
     c[Counter::AggregateAlerts] = counts.aggregates;
     c[Counter::AggregationUntracked] = counts.untracked;

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::dedup::Dedup;
+use super::finish::{PairParts, Parts, RowParts};
 use super::model::*;
 use super::records::{format_timestamp, AlertRecord, FlowRecord, Micros, Record, StatsRecord};
 use super::MAX_PAIR_PORTS;
@@ -61,13 +62,6 @@ struct SensorAcc {
     events: u64,
     first: Option<Micros>,
     last: Option<Micros>,
-}
-
-/// Where the policy and topology come from, for the header.
-#[derive(Clone, Debug)]
-pub struct Meta {
-    pub policy: FileRef,
-    pub topology: FileRef,
 }
 
 /// Aggregates records into a report. Feed it with [`Builder::record`] (or the typed
@@ -377,7 +371,7 @@ impl Builder {
     }
 
     pub fn finish(self) -> Report {
-        super::finish::finish(self)
+        super::finish::finish(self.into_parts())
     }
 }
 
@@ -397,43 +391,6 @@ fn ordered(a: IpAddr, b: IpAddr) -> (IpAddr, IpAddr) {
     } else {
         (b, a)
     }
-}
-
-/// The builder's state, taken apart for [`super::finish`].
-pub(super) struct Parts {
-    pub policy: Arc<Policy>,
-    pub topology: Arc<Topology>,
-    pub meta: Meta,
-    pub rows: Vec<RowParts>,
-    pub findings: Vec<(usize, Finding)>,
-    pub pairs: Vec<((IpAddr, IpAddr), PairParts)>,
-    pub roles: Vec<RoleCell>,
-    pub minutes: BTreeMap<u64, VerdictCounts>,
-    pub slot: Micros,
-    pub sensors: Vec<Sensor>,
-    pub stats: Vec<StatsRecord>,
-    pub inputs: Vec<InputRef>,
-    pub health: Health,
-    pub totals: Totals,
-    pub first: Option<Micros>,
-    pub last: Option<Micros>,
-}
-
-pub(super) struct RowParts {
-    pub flows: u64,
-    pub bytes: u64,
-    pub host_pairs: u64,
-    pub first: Option<Micros>,
-    pub last: Option<Micros>,
-    pub alerts: VerdictCounts,
-}
-
-pub(super) struct PairParts {
-    pub flows: u64,
-    pub bytes: u64,
-    pub ports: Vec<String>,
-    pub more_ports: u64,
-    pub evidence: Vec<(String, u64)>,
 }
 
 impl Builder {

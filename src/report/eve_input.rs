@@ -396,9 +396,10 @@ mod tests {
     /// own under `policy`) gives the report the same capture health.
     #[test]
     fn a_stats_event_as_written_is_read_back() {
-        use crate::telemetry::{Counter, Counters, Latency, Snapshot};
+        use crate::counters::{Counter, Counters};
+        use crate::telemetry::{Latency, Snapshot};
         let engine = engine();
-        let mut counters = Counters::for_engine(&engine);
+        let mut counters = Counters::for_policy(&engine.policy);
         counters[Counter::Frames] = 1000;
         counters[Counter::Decoded] = 990;
         counters[Counter::KernelDropped] = 4;

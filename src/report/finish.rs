@@ -3,17 +3,54 @@
 //! never reads input and never formats output.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
 
-use super::aggregate::{Builder, Parts};
 use super::model::*;
-use super::records::{format_timestamp, Micros};
-use crate::policy::{Role, Verdict};
+use super::records::{format_timestamp, Micros, StatsRecord};
+use crate::policy::{Policy, Role, Topology, Verdict};
+
+/// A builder's state, taken apart to be finished: what [`finish`] makes a report of.
+pub(super) struct Parts {
+    pub policy: Arc<Policy>,
+    pub topology: Arc<Topology>,
+    pub meta: Meta,
+    pub rows: Vec<RowParts>,
+    pub findings: Vec<(usize, Finding)>,
+    pub pairs: Vec<((IpAddr, IpAddr), PairParts)>,
+    pub roles: Vec<RoleCell>,
+    pub minutes: BTreeMap<u64, VerdictCounts>,
+    pub slot: Micros,
+    pub sensors: Vec<Sensor>,
+    pub stats: Vec<StatsRecord>,
+    pub inputs: Vec<InputRef>,
+    pub health: Health,
+    pub totals: Totals,
+    pub first: Option<Micros>,
+    pub last: Option<Micros>,
+}
+
+pub(super) struct RowParts {
+    pub flows: u64,
+    pub bytes: u64,
+    pub host_pairs: u64,
+    pub first: Option<Micros>,
+    pub last: Option<Micros>,
+    pub alerts: VerdictCounts,
+}
+
+pub(super) struct PairParts {
+    pub flows: u64,
+    pub bytes: u64,
+    pub ports: Vec<String>,
+    pub more_ports: u64,
+    pub evidence: Vec<(String, u64)>,
+}
 
 /// Buckets of the findings-over-time picture at most.
 const TIME_BUCKETS: u64 = 48;
 
-pub(super) fn finish(builder: Builder) -> Report {
-    let mut p = builder.into_parts();
+pub(super) fn finish(mut p: Parts) -> Report {
     let mut findings_by_rule: Vec<Vec<Finding>> = vec![Vec::new(); p.rows.len()];
     for (index, finding) in std::mem::take(&mut p.findings) {
         findings_by_rule[index].push(finding);

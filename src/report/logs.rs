@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use sha2::{Digest, Sha256};
 
+use super::digest::hex;
 use super::eve_input::{parse_line, Parsed};
 use super::model::InputRef;
 use super::records::{format_timestamp, Micros, Record};
@@ -57,16 +58,6 @@ pub struct ReadError {
     pub path: PathBuf,
     #[source]
     pub source: io::Error,
-}
-
-/// Lower-case hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// SHA-256 of bytes in memory, in hex.
-pub fn sha256(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
 }
 
 /// One file, read in chunks of whole lines and hashed as it is read.
@@ -380,7 +371,11 @@ mod tests {
             out.push(chunk);
         }
         let (_, bytes, digest) = reader.digest();
-        assert_eq!((bytes, digest), (text.len() as u64, sha256(text)), "every byte hashed once");
+        assert_eq!(
+            (bytes, digest),
+            (text.len() as u64, super::super::digest::sha256(text)),
+            "every byte hashed once"
+        );
         out
     }
 

@@ -18,6 +18,7 @@ pub mod aggregate;
 pub mod baseline;
 pub mod csv;
 pub mod dedup;
+pub mod digest;
 pub mod eve_input;
 mod finish;
 pub mod html;
@@ -27,9 +28,9 @@ pub mod model;
 pub mod records;
 mod svg;
 
-pub use aggregate::{Builder, Meta};
+pub use aggregate::Builder;
 pub use finish::human_duration;
-pub use model::{Report, Status, SCHEMA};
+pub use model::{Meta, Report, Status, SCHEMA};
 pub use records::{from_event, AlertRecord, FlowRecord, Record, StatsRecord};
 
 /// Responder ports listed at most per never-restrict pair (the rest are counted).
@@ -63,7 +64,7 @@ pub fn file_input(path: &std::path::Path) -> std::io::Result<model::InputRef> {
     Ok(model::InputRef {
         file: path.display().to_string(),
         bytes,
-        sha256: logs::hex(&hash.finalize()),
+        sha256: digest::hex(&hash.finalize()),
         events: 0,
         unreadable_lines: 0,
         sensors: Vec::new(),

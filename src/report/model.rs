@@ -2,7 +2,12 @@
 //! schema (`docs/report.md`, [`SCHEMA`]). Fields are added, never renamed or given a new
 //! meaning, without a new schema number. This module holds data; it never computes.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
+
+use super::digest::sha256;
+use crate::policy::builtin;
 
 /// The JSON report's schema version.
 pub const SCHEMA: u32 = 1;
@@ -315,4 +320,31 @@ pub struct StatusChange {
     pub rule: String,
     pub before: Status,
     pub after: Status,
+}
+
+/// Where the policy and topology come from, for the header.
+#[derive(Clone, Debug)]
+pub struct Meta {
+    pub policy: FileRef,
+    pub topology: FileRef,
+}
+
+impl Meta {
+    /// The policy and topology files given (the built-in ones for `None`), each named
+    /// with the SHA-256 of its bytes (the built-in text when no file was given).
+    pub fn of_files(topology: Option<&Path>, policy: Option<&Path>) -> Result<Meta, String> {
+        let file = |path: Option<&Path>, default: &str, builtin: &str| -> Result<FileRef, String> {
+            Ok(match path {
+                Some(path) => FileRef {
+                    file: path.display().to_string(),
+                    sha256: sha256(&std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?),
+                },
+                None => FileRef { file: format!("{default} (built in)"), sha256: sha256(builtin.as_bytes()) },
+            })
+        };
+        Ok(Meta {
+            policy: file(policy, builtin::POLICY_NAME, builtin::POLICY)?,
+            topology: file(topology, builtin::TOPOLOGY_NAME, builtin::TOPOLOGY)?,
+        })
+    }
 }

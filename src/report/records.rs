@@ -8,7 +8,8 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::decode::proto;
+use crate::counters::{Counter, Counters};
+use crate::decode::{proto, Skip};
 use crate::flow::{community_id, Direction, Event, Flow, TO_CLIENT, TO_SERVER};
 use crate::output::eve::{proto_name, COMMUNITY_ID_SEED};
 use crate::policy::{Engine, Role, Verdict};
@@ -144,6 +145,25 @@ pub struct StatsRecord {
     /// Kernel and interface drops, and frames shed by a worker that fell behind.
     pub drops: u64,
     pub flows_evicted: u64,
+}
+
+impl StatsRecord {
+    /// The health of a run of `analyze`, from its counters, as of `ts`.
+    pub fn of_run(host: Option<String>, ts: Micros, c: &Counters) -> StatsRecord {
+        StatsRecord {
+            host,
+            ts,
+            packets: c[Counter::Frames],
+            decoded: c[Counter::Decoded],
+            skipped: Skip::ALL
+                .iter()
+                .map(|s| (s.code().to_string(), c.skipped[s.index()]))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            drops: c[Counter::KernelDropped] + c[Counter::InterfaceDropped] + c[Counter::Shed],
+            flows_evicted: c[Counter::FlowsEvicted],
+        }
+    }
 }
 
 /// One event of interest to the report.

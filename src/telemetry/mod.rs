@@ -1,12 +1,12 @@
-//! Counting: the counter table ([`counters`]), sampled latency, and what a run reports.
+//! Telemetry: sampled latency, the gauges a running pipeline publishes, the Prometheus
+//! page, and the record of a run ([`RunRecord`]).
 //!
 //! Each worker owns its [`Counters`] and they are merged at the end of the run, so the
 //! packet path never touches shared counters. While a run goes on, each worker also
 //! publishes a copy into its own [`Gauges`] once per batch, and the [`Monitor`] sums them
 //! into one plain [`Snapshot`]: the EVE `stats` event and the Prometheus page read that
-//! snapshot, the summary reads the final [`Report`]. Nothing here decides anything.
+//! snapshot, the summary reads the final [`RunRecord`]. Nothing here decides anything.
 
-pub mod counters;
 pub mod process;
 pub mod prometheus;
 
@@ -16,9 +16,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-pub use counters::{Counter, Counters, RuleStats, Section, MAX_PAIRS};
-
 use crate::capture::{CaptureError, CaptureStats};
+use crate::counters::{Counter, Counters};
 use crate::decode::Skip;
 use crate::policy::{Engine, Verdict};
 
@@ -346,7 +345,7 @@ pub struct Busy {
 
 /// What a run produced, beyond the events already written.
 #[derive(Debug)]
-pub struct Report {
+pub struct RunRecord {
     /// Every counter, merged over workers and jobs.
     pub counters: Counters,
     pub latency: Latency,

@@ -209,14 +209,15 @@ fn the_bound_and_its_defaults_are_in_the_help() {
 /// `/metrics` says how many findings were aggregated, in total and by rule.
 #[test]
 fn metrics_count_what_the_bound_held_back() {
+    use exwatch::counters::{Counter, Counters};
     use exwatch::policy::{builtin, Engine};
-    use exwatch::telemetry::{prometheus, Counter, Counters, Latency, Snapshot};
+    use exwatch::telemetry::{prometheus, Latency, Snapshot};
     let engine = Engine::new(
         std::sync::Arc::new(builtin::policy().expect("policy")),
         std::sync::Arc::new(builtin::topology().expect("topology")),
         10,
     );
-    let mut counters = Counters::for_engine(&engine);
+    let mut counters = Counters::for_policy(&engine.policy);
     let rule = engine.policy.rules.iter().position(|r| r.id == "external-to-mailbox").expect("rule");
     counters.rules[rule].alerts = 9;
     counters.rules[rule].aggregated = 7;

@@ -5,8 +5,9 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use super::org::{Expected, EDGE, MAILBOX_SUBSCRIBED};
 use super::wire::{self, Link, Segment, DEFAULT_TTL};
-use super::{Expected, EDGE, EPOCH, MAILBOX_SUBSCRIBED, SYN};
+use super::{EPOCH, SYN};
 use crate::policy::Verdict;
 use crate::time::Ts;
 

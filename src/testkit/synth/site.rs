@@ -6,7 +6,8 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::{schedule, Active, Expected, Generator, OrgOptions, Step, SYN};
+use super::org::{schedule, Active, Expected, Generator, OrgOptions, Step};
+use super::SYN;
 use crate::policy::prefix::Prefix;
 use crate::policy::{Role, Topology, Verdict};
 use crate::time::Ts;

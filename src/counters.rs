@@ -1,5 +1,5 @@
 //! The counter table: every scalar counter exwatch keeps, declared once with its names,
-//! unit and help text. The summary, the EVE `stats` event and the Prometheus page all
+//! unit and help text, and the [`Counters`] a worker, a job or a run adds up. The summary, the EVE `stats` event and the Prometheus page all
 //! iterate over [`Counter::ALL`], so adding a counter is one line of `counters!`.
 
 use std::collections::HashMap;
@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::ops::{Index, IndexMut};
 
 use crate::decode::Skip;
-use crate::policy::{Engine, Verdict};
+use crate::policy::{Policy, Verdict};
 
 /// Where a counter stands in the summary (and in the `policy` object of a `stats` event).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,9 +221,9 @@ impl Counters {
         }
     }
 
-    /// Zeroed counters sized for `engine`'s rules and evidence kinds.
-    pub fn for_engine(engine: &Engine) -> Counters {
-        Counters::new(engine.policy.rules.len(), engine.policy.evidence.len())
+    /// Zeroed counters sized for the policy's rules and evidence kinds.
+    pub fn for_policy(policy: &Policy) -> Counters {
+        Counters::new(policy.rules.len(), policy.evidence.len())
     }
 
     /// Counts a finding: under its verdict, under its rule (or for restrictions under
