@@ -371,9 +371,11 @@ pub struct RunFlags {
     /// message per event to unix:PATH, udp:HOST:PORT or tcp:HOST:PORT).
     #[arg(long, value_name = "TYPE", default_value = "regular")]
     pub eve_filetype: String,
-    /// Also write one EVE `flow` event per flow when it ends (with Zeek's conn_state).
-    #[arg(long)]
-    pub flows: bool,
+    /// Also write one EVE `flow` event per flow when it ends (with Zeek's conn_state):
+    /// every flow, or with --flows=in-scope only those the article covers (not
+    /// `out_of_scope`: flows touching neither a Mailbox nor an Edge server, link-local).
+    #[arg(long, value_name = "WHICH", num_args = 0..=1, require_equals = true, default_missing_value = "all")]
+    pub flows: Option<String>,
     /// Write the end-of-run summary as JSON to FILE, or - for standard output (it always
     /// goes to stderr as text).
     #[arg(long, value_name = "FILE")]
@@ -465,7 +467,12 @@ fn run_settings(config: &ConfigFlags, flags: RunFlags) -> Result<RunSettings, St
     at_least_one(flags.workers, "--workers", &mut pipeline.workers)?;
     pipeline.flows.syn_timeout_ns = (flags.syn_timeout * 1e9) as u64;
     pipeline.flows.max_flows = flags.max_flows;
-    pipeline.eve_flows = flags.flows;
+    (pipeline.eve_flows, pipeline.flows_in_scope) = match flags.flows.as_deref() {
+        None => (false, false),
+        Some("all") => (true, false),
+        Some("in-scope") => (true, true),
+        Some(other) => return Err(format!("--flows={other}: not `all` or `in-scope`")),
+    };
     if !(flags.aggregate_window.is_finite() && flags.aggregate_window > 0.0) {
         return Err(format!(
             "--aggregate-window {}: must be a positive number of seconds",
@@ -673,7 +680,7 @@ fn apply(
     set!(topology, "topology", flags.site.topology, |p| Some(local(p)));
     set!(policy, "policy", flags.site.policy, |p| Some(local(p)));
     set!(eve_log, "eve-log", flags.run.eve_log, local);
-    set!(flows, "flows", flags.run.flows, |v| v);
+    set!(flows, "flows", flags.run.flows, command::live::FlowsKey::flag);
     set!(summary_json, "summary-json", flags.run.summary_json, |p| Some(local(p)));
     set!(workers, "workers", flags.run.workers, Some);
     set!(syn_timeout, "syn-timeout", flags.run.syn_timeout, |v| v);

@@ -137,7 +137,7 @@ pub struct ConfigFile {
     pub topology: Option<Spanned<PathBuf>>,
     pub policy: Option<Spanned<PathBuf>>,
     pub eve_log: Option<Spanned<PathBuf>>,
-    pub flows: Option<Spanned<bool>>,
+    pub flows: Option<Spanned<FlowsKey>>,
     pub summary_json: Option<Spanned<PathBuf>>,
     pub workers: Option<Spanned<usize>>,
     pub syn_timeout: Option<Spanned<f64>>,
@@ -187,4 +187,23 @@ pub fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
     text.parse().map_err(|_| format!("--metrics {text}: not an address:port or a port"))
+}
+
+/// `flows` in the `live --config` file: `true` (every flow), `false`, or `"in-scope"`.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+pub enum FlowsKey {
+    On(bool),
+    Which(String),
+}
+
+impl FlowsKey {
+    /// The value of `--flows` the key stands for.
+    pub fn flag(self) -> Option<String> {
+        match self {
+            FlowsKey::On(true) => Some("all".into()),
+            FlowsKey::On(false) => None,
+            FlowsKey::Which(which) => Some(which),
+        }
+    }
 }

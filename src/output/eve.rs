@@ -480,6 +480,12 @@ pub fn flow_verdict(policy: &crate::policy::Policy, flow: &Flow) -> Verdict {
     }
 }
 
+/// Whether the article covers `flow` (`--flows=in-scope` writes only such flows): its
+/// verdict is not `out_of_scope`, so every flow an alert names is in scope.
+pub fn in_scope(policy: &crate::policy::Policy, flow: &Flow) -> bool {
+    flow_verdict(policy, flow) != Verdict::OutOfScope
+}
+
 /// Whether any finding on `flow` raised an alert (Suricata's `flow.alerted`).
 pub fn flow_alerted(policy: &crate::policy::Policy, flow: &Flow) -> bool {
     flow_verdict(policy, flow).is_finding()

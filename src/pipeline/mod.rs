@@ -51,6 +51,9 @@ pub struct Settings {
     pub flows: flow::Settings,
     /// Write an EVE `flow` event per flow when it ends (`--flows`).
     pub eve_flows: bool,
+    /// Of those, only the flows the article covers (`--flows=in-scope`): not the flows
+    /// whose verdict is `out_of_scope`.
+    pub flows_in_scope: bool,
     /// How capture files are read.
     pub file_reader: FileReader,
     /// When the reader decodes frames itself rather than leave them to the workers.
@@ -77,6 +80,7 @@ impl Default for Settings {
             queue_batches: 8,
             flows: flow::Settings::default(),
             eve_flows: false,
+            flows_in_scope: false,
             file_reader: FileReader::Native,
             reader_decodes: ReaderDecodes::WhenBehind,
             jobs: cores,

@@ -120,6 +120,7 @@ pub(super) struct Writer<'a> {
     pub(super) engine: &'a Engine,
     /// Write `flow` events (otherwise only the observer sees them).
     pub(super) eve_flows: bool,
+    pub(super) flows_in_scope: bool,
     /// On a write error, count the events lost and go on, trying again with the next
     /// ones (live: the capture and the verdicts must not stop because a disk is full),
     /// rather than end the run with the error (offline: the run can be done again).
@@ -148,6 +149,7 @@ impl<'a> Writer<'a> {
             monitor,
             engine,
             eve_flows: settings.eve_flows,
+            flows_in_scope: settings.flows_in_scope,
             keep_going,
             observer: outputs.observer,
             bound: settings.bound.clone(),
@@ -191,8 +193,19 @@ impl Writer<'_> {
     /// a live finding reaches the log at once; reopens the sink when asked (SIGHUP).
     /// The observer sees every event first, whatever the bound holds back.
     fn run(self, chunks: Receiver<Output>) -> io::Result<Finished> {
-        let Writer { out, sink, monitor, engine, eve_flows, keep_going, mut observer, bound, gauges, origin } =
-            self;
+        let Writer {
+            out,
+            sink,
+            monitor,
+            engine,
+            eve_flows,
+            flows_in_scope,
+            keep_going,
+            mut observer,
+            bound,
+            gauges,
+            origin,
+        } = self;
         let format = !matches!(sink, Sink::Off);
         let mut log = Log {
             out,
@@ -247,6 +260,11 @@ impl Writer<'_> {
                         // Flow events the log does not take were the observer's only: they
                         // need no ordering.
                         events.retain(|event| matches!(event, Event::Alert { .. }));
+                    } else if flows_in_scope {
+                        events.retain(|event| match event {
+                            Event::Flow { flow, .. } => eve::in_scope(&engine.policy, flow),
+                            Event::Alert { .. } => true,
+                        });
                     }
                     match &mut order {
                         Some(order) => {

@@ -540,3 +540,22 @@ fn syslog_output_over_udp_carries_whole_lines() {
     }
     assert_eq!(lines, want, "one message per line, none cut");
 }
+
+/// `--flows=in-scope` writes the flow events of the flows the article covers only (no
+/// `out_of_scope` verdict) and every alert still joins its flow; `--flows` alone keeps
+/// writing every flow, which other tools' cross-checks need.
+#[test]
+fn flows_in_scope_writes_only_what_the_article_covers() {
+    let sample = util::capture("sample-contoso.pcap");
+    let every = util::analyze(&[&sample], &["--flows", "--workers", "1"]);
+    let scoped = util::analyze(&[&sample], &["--flows=in-scope", "--workers", "1"]);
+    let out =
+        |run: &util::Run| run.flows().iter().filter(|f| f["policy"]["verdict"] == "out_of_scope").count();
+    assert!(out(&every) > 0, "the sample has out-of-scope flows");
+    assert_eq!(out(&scoped), 0, "{:?}", scoped.lines);
+    assert_eq!(scoped.flows().len(), every.flows().len() - out(&every));
+    assert_eq!(scoped.alerts(), every.alerts(), "the alerts do not change");
+    check_joins(&scoped, "in-scope");
+    let (status, _, stderr) = util::exwatch(&["analyze", sample.to_str().expect("utf-8"), "--flows=some"]);
+    assert!(status == 2 && stderr.contains("--flows=some: not `all` or `in-scope`"), "{stderr}");
+}
