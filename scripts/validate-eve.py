@@ -2,7 +2,8 @@
 """Validates EVE JSON lines against Suricata's EVE schema, with exwatch's one `policy`
 key allowed at the top level (docs/eve.md), and what a SOC pipeline relies on beyond
 the schema: every alert repeats `policy` in `alert.metadata` (verdict, rule, evidence)
-and has a signature id in the range reserved for local rules; a `stats` event's
+and has a signature id in the range reserved for local rules; a `flow` event has
+Suricata's `flow.reason`, `flow.alerted` and `flow.age`; a `stats` event's
 `policy.packets.skipped_by_reason` maps each reason to a count.
 
     python3 scripts/validate-eve.py [--schema FILE] [EVE-FILE...]   (stdin without files)
@@ -45,6 +46,12 @@ def contract_errors(event):
                     errors.append((f"alert.metadata.{key}", f"{meta.get(key)!r} where policy.{key} is {policy.get(key)!r}"))
         if alert.get("signature_id") not in LOCAL_SIDS:
             errors.append(("alert.signature_id", f"{alert.get('signature_id')!r} is outside 1000000-1999999"))
+    if event.get("event_type") == "flow" and isinstance(policy, dict):
+        flow = event.get("flow", {})
+        if flow.get("reason") not in ("timeout", "forced", "shutdown"):
+            errors.append(("flow.reason", f"{flow.get('reason')!r} is not timeout, forced or shutdown"))
+        if not isinstance(flow.get("alerted"), bool) or not isinstance(flow.get("age"), int):
+            errors.append(("flow", "flow.alerted (boolean) and flow.age (integer) are required"))
     if event.get("event_type") == "stats" and isinstance(policy, dict):
         by_reason = policy.get("packets", {}).get("skipped_by_reason", {})
         if not isinstance(by_reason, dict) or not all(isinstance(n, int) for n in by_reason.values()):
