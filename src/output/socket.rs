@@ -181,10 +181,19 @@ impl Write for SocketOut {
             (_, Conn::Stream(s)) => s.write(bytes),
             (_, _) => Err(io::Error::other("a unix stream output holds a stream")),
         };
-        if result.is_ok() {
-            self.conn = Some(conn);
+        match result {
+            Ok(n) => {
+                self.conn = Some(conn);
+                Ok(n)
+            }
+            // The reader went away (a shipper restarting): not a closed standard output,
+            // which ends a run quietly, but a log that cannot be written for now. The
+            // connection is made again at the next write.
+            Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
+                Err(io::Error::new(io::ErrorKind::NotConnected, e))
+            }
+            Err(e) => Err(e),
         }
-        result
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -214,6 +223,37 @@ mod tests {
         assert!(err.contains("unix:PATH, udp:HOST:PORT or tcp:HOST:PORT"), "{err}");
         let err = Filetype::parse("redis", &log("-")).expect_err("not a filetype");
         assert!(err.contains("regular, unix_stream, syslog"), "{err}");
+    }
+
+    /// A listener that goes away is an error that does not end a run (not a broken
+    /// pipe), and the next write reaches the listener that took its place.
+    #[test]
+    fn a_unix_stream_reconnects_after_its_listener_went_away() {
+        use std::io::Read;
+        use std::os::unix::net::UnixListener;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("eve.sock");
+        let first = UnixListener::bind(&path).expect("bind");
+        let mut out = SocketOut::connect(&Filetype::UnixStream, &path).expect("connect");
+        let (accepted, _) = first.accept().expect("accept");
+        drop((accepted, first));
+        std::fs::remove_file(&path).expect("remove the socket");
+        let mut error = None;
+        for _ in 0..3 {
+            if let Err(e) = out.write(b"{\"a\":1}\n") {
+                error = Some(e);
+                break;
+            }
+        }
+        let error = error.expect("a write to a closed peer fails");
+        assert_ne!(error.kind(), io::ErrorKind::BrokenPipe, "{error}");
+        let second = UnixListener::bind(&path).expect("bind again");
+        assert_eq!(out.write(b"{\"b\":2}\n").expect("reconnected"), 8);
+        drop(out);
+        let (mut accepted, _) = second.accept().expect("accept");
+        let mut got = String::new();
+        accepted.read_to_string(&mut got).expect("read");
+        assert_eq!(got, "{\"b\":2}\n");
     }
 
     /// Over TCP each message is framed by its length (RFC 6587 octet counting) and
