@@ -171,8 +171,14 @@ fn write_log(engine: &Engine, dir: &Path, flows: u64) -> std::io::Result<(PathBu
         let sport = 1024 + (i % 60_000) as u16;
         let orig = Tuple { src, dst, sport, dport, proto: protocol };
         let start = Ts(t0 + i * 200_000);
-        let judgement =
-            engine.judge(&Facts { orig: src, resp: dst, resp_port: dport, proto: protocol, ts: start });
+        let judgement = engine.judge(&Facts {
+            orig: src,
+            resp: dst,
+            resp_port: dport,
+            proto: protocol,
+            ts: start,
+            plaintext: false,
+        });
         let mut flow =
             Flow::new(FlowKey::of(&orig), orig, Direction::Observed, i, start, Default::default(), judgement);
         flow.pkts = [6 + i % 5, 4 + i % 7];

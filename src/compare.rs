@@ -206,6 +206,7 @@ fn restriction(
         resp_port: orig.dport,
         proto: orig.proto,
         ts: start,
+        plaintext: false,
     });
     let rule = judgement.rule.filter(|&r| engine.never_restrict(r))?;
     let evidence = engine.evidence(kind)?;

@@ -79,7 +79,7 @@ counters! {
     InterfaceDropped: Capture "interface_dropped", "exwatch_interface_drops_total", "packets", Some("capture.kernel_ifdrops"),
         "Packets the interface or its driver dropped (pcap stats).";
     Shed: Capture "shed", "exwatch_shed_frames_total", "frames", None,
-        "Frames dropped because a worker fell behind.";
+        "Frames dropped because a worker's queue stayed full for 20 ms: the worker stalled for longer than the kernel's ring could have held what arrived.";
     EveUnwritten: Capture "eve_unwritten", "exwatch_eve_unwritten_events_total", "events", None,
         "Events that could not be written to the EVE log (disk full, I/O error); writing resumes when it works again.";
     EveWritten: Capture "eve_written", "exwatch_eve_events_written_total", "events", None,

@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{Ipv6ExtensionSlice, LaxIpSlice};
 
+use super::app::Head;
 use super::transport::{self, tcp, L4};
 use super::tunnel::{self, Carried};
 use super::{proto, Fragment, Skip, Transport, Tuple};
@@ -75,6 +76,8 @@ pub(super) struct IpDecoded<'a> {
     pub transport: Transport,
     pub fragment: Fragment,
     pub ttl: u8,
+    /// The first bytes of the TCP or UDP payload.
+    pub head: Head,
     /// The frame a tunnel packet carries, which the caller decodes in turn.
     pub carries: Option<Carried<'a>>,
 }
@@ -140,7 +143,14 @@ pub(super) fn decode_ip_fast(ip: &[u8]) -> Option<IpDecoded<'_>> {
     }
     let mut tuple = Tuple { src, dst, sport: 0, dport: 0, proto };
     if matches!(fragment, Fragment::Later { .. }) {
-        return Some(IpDecoded { tuple, transport: Transport::Other, fragment, ttl, carries: None });
+        return Some(IpDecoded {
+            tuple,
+            transport: Transport::Other,
+            fragment,
+            ttl,
+            head: Head::NONE,
+            carries: None,
+        });
     }
     let ports: &[u8; 4] = l4.get(tcp::PORTS)?.try_into().ok()?;
     tuple.sport = u16::from_be_bytes([ports[tcp::SRC_PORT], ports[tcp::SRC_PORT + 1]]);
@@ -157,7 +167,8 @@ pub(super) fn decode_ip_fast(ip: &[u8]) -> Option<IpDecoded<'_>> {
     } else {
         Transport::Udp
     };
-    Some(IpDecoded { tuple, transport, fragment, ttl, carries: None })
+    let head = transport::head(proto, l4);
+    Some(IpDecoded { tuple, transport, fragment, ttl, head, carries: None })
 }
 
 /// Any IP packet, through etherparse's lax slices.
@@ -238,7 +249,11 @@ pub(super) fn decode_ip_full(bytes: &[u8]) -> Result<IpDecoded<'_>, Skip> {
         Fragment::Later { .. } => None,
         _ => tunnel::carried(proto, tuple.dport, payload.payload)?,
     };
-    Ok(IpDecoded { tuple, transport, fragment, ttl, carries })
+    let head = match (fragment, &transport) {
+        (Fragment::Later { .. }, _) | (_, Transport::IcmpError { .. }) => Head::NONE,
+        _ => transport::head(proto, payload.payload),
+    };
+    Ok(IpDecoded { tuple, transport, fragment, ttl, head, carries })
 }
 
 /// The transport header and payload of an IP packet, as far as they were captured.

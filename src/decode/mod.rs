@@ -38,6 +38,7 @@ use std::net::IpAddr;
 
 use crate::time::Ts;
 
+pub mod app;
 mod ip;
 mod link;
 mod routing;
@@ -46,6 +47,7 @@ mod samples;
 mod transport;
 mod tunnel;
 
+pub use app::{AppProto, Head, Said, Speaker};
 pub use routing::{pair_hash, route_hash};
 pub use transport::{SynOptions, TcpOptions};
 
@@ -218,6 +220,8 @@ pub struct Packet {
     pub src_mac: Option<[u8; 6]>,
     /// The class of the destination MAC address of the frame the IP packet came in.
     pub dst_mac: MacClass,
+    /// The first bytes of the TCP or UDP payload, for [`app::classify`].
+    pub head: Head,
 }
 
 /// Encapsulations exwatch looks through.
@@ -432,6 +436,7 @@ pub fn decode(link: LinkType, ts: Ts, wire_len: u32, frame: &[u8]) -> Result<Pac
         tunnel,
         src_mac,
         dst_mac,
+        head: inner.head,
     })
 }
 

@@ -3,6 +3,7 @@
 //! start. An ICMP error's quote is found here and read as an IP packet by the caller
 //! (`ip`), so this module never calls back up. Also the options of a TCP handshake.
 
+use super::app::Head;
 use super::{be16, proto, IcmpError, Transport, Tuple};
 
 /// TCP header fields (RFC 9293, section 3.1).
@@ -47,6 +48,18 @@ pub(super) fn tcp_header_len(l4: &[u8]) -> Option<usize> {
 #[inline]
 pub(super) fn tcp_seq(l4: &[u8]) -> Option<u32> {
     l4.get(tcp::SEQ).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes)
+}
+
+/// The first bytes of the payload of a TCP or UDP header `l4` (none for other protocols,
+/// or when the capture cut the header itself).
+#[inline]
+pub(super) fn head(proto: u8, l4: &[u8]) -> Head {
+    let start = match proto {
+        proto::TCP => tcp_header_len(l4),
+        proto::UDP => Some(udp::HEADER_LEN),
+        _ => None,
+    };
+    start.and_then(|at| l4.get(at..)).map_or(Head::NONE, Head::of)
 }
 
 /// What the transport header says, before the packet an ICMP error quotes is read.

@@ -73,7 +73,8 @@ impl Tracker {
             },
             Some(_) => Confidence::High,
             None if flow.reply_first => Confidence::Low,
-            None if flow.direction == Direction::Inferred => Confidence::Medium,
+            // What a side said decides as surely as a handshake; ports only guess.
+            None if flow.direction == Direction::Inferred && flow.hint.is_ports() => Confidence::Medium,
             None => Confidence::High,
         }
     }
@@ -166,6 +167,7 @@ impl Tracker {
                     resp_port: quoted.dport,
                     proto: quoted.proto,
                     ts: p.ts,
+                    plaintext: false,
                 });
                 let mut flow = Flow::new(
                     key,

@@ -15,7 +15,7 @@ mod tcp;
 mod timers;
 mod tracker;
 
-use crate::decode::{proto, Tuple, Vlans};
+use crate::decode::{proto, AppProto, Tuple, Vlans};
 use crate::policy::{Judgement, Role};
 use crate::time::Ts;
 pub use key::{community_id, FlowKey};
@@ -88,6 +88,8 @@ impl Confidence {
 pub enum Detail {
     /// The flow's first datagram came from a port the policy names to one it does not.
     ReplyBeforeRequest,
+    /// A TCP flow picked up mid-stream: what decided who opened it.
+    Inferred(Hint),
     /// A reset with TTL `ttl` where its claimed sender showed `expected` (or, with `mac`,
     /// the same TTL from another source MAC address): on this flow (`flows` 0) or on
     /// `flows` earlier flows in a row to the same host.
@@ -106,6 +108,7 @@ impl std::fmt::Display for Detail {
             Detail::ReplyBeforeRequest => f.write_str(
                 "reply seen before its request: the request may predate the capture or be missing from a one-sided feed",
             ),
+            Detail::Inferred(hint) => write!(f, "picked up mid-stream, direction from {hint}"),
             Detail::ResetUnlike { ttl, expected, mac, flows } => {
                 if mac {
                     write!(f, "reset from another source MAC address than its sender's (TTL {ttl})")?;
@@ -130,6 +133,53 @@ impl std::fmt::Display for Detail {
             Detail::DroppedBetweenPoints => {
                 f.write_str("SYN seen at the first capture point, never at the second: dropped between them")
             }
+        }
+    }
+}
+
+/// What decided who opened a TCP flow picked up mid-stream, the first of SPEC section 2's
+/// hints that decides: the first payload, then the ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hint {
+    /// Not mid-stream: a SYN or SYN-ACK said it.
+    Handshake,
+    /// The first payload in either direction: its protocol, and whether a client sends it.
+    Payload { app: AppProto, client: bool },
+    /// A port the policy names, outside the dynamic range 49152-65535.
+    NamedStaticPort,
+    /// A port outside the dynamic range, the other inside it.
+    StaticPort,
+    /// A port the policy names.
+    NamedPort,
+    /// The lower port.
+    LowerPort,
+}
+
+impl Hint {
+    /// Decided by ports only, which a payload outranks.
+    pub fn is_ports(self) -> bool {
+        !matches!(self, Hint::Handshake | Hint::Payload { .. })
+    }
+}
+
+impl std::fmt::Display for Hint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Hint::Handshake => f.write_str("the handshake"),
+            Hint::Payload { app, client } => write!(
+                f,
+                "the first payload ({} from the {})",
+                app.name().unwrap_or("payload"),
+                if client { "client" } else { "server" }
+            ),
+            Hint::NamedStaticPort => {
+                f.write_str("the ports (a port the policy names, outside the dynamic range)")
+            }
+            Hint::StaticPort => {
+                f.write_str("the ports (one outside the dynamic range 49152-65535, one inside)")
+            }
+            Hint::NamedPort => f.write_str("the ports (a port the policy names)"),
+            Hint::LowerPort => f.write_str("the ports (the lower one taken as the service)"),
         }
     }
 }
@@ -196,6 +246,13 @@ pub struct Flow {
     /// The input the flow's first packet came from: an index into the run's capture
     /// files, named only when an event is formatted (EVE `pcap_filename`).
     pub file: u16,
+    /// What each side's first payload was (`TO_SERVER`, `TO_CLIENT`), as `app_proto`
+    /// names it.
+    pub app: [AppProto; 2],
+    /// Picked up mid-stream: what decided who opened the flow.
+    pub hint: Hint,
+    /// The client's first payload on a TCP flow was not TLS (a policy `when`).
+    pub plaintext: bool,
 }
 
 impl Flow {
@@ -235,6 +292,9 @@ impl Flow {
             icmp_errors: 0,
             reply_first: false,
             file: 0,
+            app: [AppProto::Unknown; 2],
+            hint: Hint::Handshake,
+            plaintext: false,
         };
         flow.set_orig(&orig);
         flow

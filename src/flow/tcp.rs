@@ -3,7 +3,7 @@
 //! later judgements on that pair are measured against.
 
 use super::{Flow, TO_CLIENT, TO_SERVER};
-use crate::decode::{tcp_flags, Packet, Transport, Tuple};
+use crate::decode::{app, tcp_flags, AppProto, Packet, Said, Transport, Tuple};
 use crate::policy::Role;
 use crate::time::Ts;
 
@@ -58,6 +58,10 @@ pub(super) struct Counted {
     pub(super) first_of_side: bool,
     /// The packet is the responder's first.
     pub(super) answered: bool,
+    /// The packet carries its side's first payload: what it says.
+    pub(super) said: Option<Said>,
+    /// The packet is the originator's.
+    pub(super) from_orig: bool,
 }
 
 /// Counts a packet (and any fragments that waited for it) on its flow.
@@ -79,8 +83,14 @@ pub(super) fn count(
     if first_response {
         flow.resp_first = Some(p.ts);
     }
+    // Each side's first payload is looked at once; later packets cost one comparison.
+    let said = (flow.app[side] == AppProto::Unknown && !p.head.is_empty()).then(|| {
+        let said = app::classify(&p.head, flow.is_tcp());
+        flow.app[side] = said.app;
+        said
+    });
     if !flow.is_tcp() {
-        return Counted { noted: Noted::Nothing, first_of_side, answered: first_response };
+        return Counted { noted: Noted::Nothing, first_of_side, answered: first_response, said, from_orig };
     }
     let syn = flags & tcp_flags::SYN != 0;
     let ack = flags & tcp_flags::ACK != 0;
@@ -121,7 +131,7 @@ pub(super) fn count(
         t.resp_fin |= flags & tcp_flags::FIN != 0;
         t.resp_rst |= rst;
     }
-    Counted { noted, first_of_side, answered: first_response }
+    Counted { noted, first_of_side, answered: first_response, said, from_orig }
 }
 
 /// Tracks where each side's byte stream should continue; a segment that starts past that

@@ -42,6 +42,7 @@ fn tcp(ts: u64, tuple: Tuple, flags: u8, len: u32) -> Packet {
         tunnel: None,
         src_mac: None,
         dst_mac: crate::decode::MacClass::Unknown,
+        head: crate::decode::Head::NONE,
     }
 }
 

@@ -276,6 +276,9 @@ impl Tracker {
                 if learned {
                     self.learn_direction(at, &tuple, flags, p.ts);
                 }
+                if let Some(said) = counted.said {
+                    self.first_payload(at, said, counted.from_orig, p.ts);
+                }
                 if let Some(first) = first {
                     self.first_of_side(first, counted.answered, p, flags);
                 }
@@ -297,6 +300,9 @@ impl Tracker {
         self.follow_up(at, counted.noted, p);
         self.first_of_side(first, counted.answered, p, flags);
         self.report_verdict(at, p.ts);
+        if let Some(said) = counted.said {
+            self.first_payload(at, said, counted.from_orig, p.ts);
+        }
     }
 
     /// Hints that a packet of the flow with `hash` comes soon: its index slot first.
@@ -316,12 +322,19 @@ impl Tracker {
         if self.flows.len() >= self.settings.max_flows {
             self.evict_one();
         }
-        let (orig, direction) = self.originator(tuple, flags);
-        let facts =
-            Facts { orig: orig.src, resp: orig.dst, resp_port: orig.dport, proto: orig.proto, ts: p.ts };
+        let (orig, direction, hint) = self.originator(tuple, flags, &p.head);
+        let facts = Facts {
+            orig: orig.src,
+            resp: orig.dst,
+            resp_port: orig.dport,
+            proto: orig.proto,
+            ts: p.ts,
+            plaintext: false,
+        };
         let judgement = self.engine.judge_in(&facts, scope(p, &orig));
         let mut flow = Flow::new(key, orig, direction, flow_id(&key, p.ts), p.ts, p.vlan, judgement);
         flow.file = self.file;
+        flow.hint = hint;
         if let Some(tunnel) = p.tunnel {
             flow.tunneled = true;
             self.tunnels.insert(flow.id, tunnel);
@@ -387,8 +400,14 @@ impl Tracker {
     /// the tunnel this judgement saw.
     pub(super) fn judge_tunnel(&mut self, tunnel: &crate::decode::Tunnel, ts: Ts, bytes: u64) {
         let outer = tunnel.outer;
-        let facts =
-            Facts { orig: outer.src, resp: outer.dst, resp_port: outer.dport, proto: outer.proto, ts };
+        let facts = Facts {
+            orig: outer.src,
+            resp: outer.dst,
+            resp_port: outer.dport,
+            proto: outer.proto,
+            ts,
+            plaintext: false,
+        };
         let judgement = self.engine.judge(&facts);
         let plain = |role| matches!(role, Role::External | Role::Local);
         if plain(judgement.orig_role) && plain(judgement.resp_role) {
@@ -426,6 +445,7 @@ impl Tracker {
     ) {
         let detail = match evidence {
             None if flow.reply_first => Some(Detail::ReplyBeforeRequest),
+            None if flow.direction == Direction::Inferred => Some(Detail::Inferred(flow.hint)),
             _ => detail,
         };
         let confidence = self.confidence(flow, ts, evidence.map(|e| e.1), detail);

@@ -11,7 +11,7 @@ use super::bound::Aggregate;
 use super::soc::{self, Metadata};
 use super::summary::Counts;
 use crate::counters::{Counter, Section};
-use crate::decode::{proto, Tunnel};
+use crate::decode::{proto, AppProto, Tunnel};
 use crate::flow::{community_id, Confidence, EndReason, Event, Flow, TO_CLIENT, TO_SERVER};
 use crate::policy::{Engine, Evidence, EvidenceKind, Verdict};
 use crate::telemetry::{aggregated_series, alert_series, Snapshot};
@@ -248,6 +248,9 @@ struct Header<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     icmp_code: Option<u16>,
     community_id: String,
+    /// Suricata's name for what the flow's first payloads were; absent before any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app_proto: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tunnel: Option<TunnelBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -319,6 +322,7 @@ impl Header<'_> {
             icmp_type: icmp.then_some(t.sport),
             icmp_code: icmp.then_some(t.dport),
             community_id: community_id(COMMUNITY_ID_SEED, t),
+            app_proto: AppProto::of_flow(flow.app[TO_SERVER], flow.app[TO_CLIENT]).name(),
             tunnel: tunnel.map(TunnelBody::new),
             pcap_filename: origin.file(flow.file),
             host: origin.host.as_deref(),

@@ -8,7 +8,8 @@
 //! Offline, a batch that finds its worker's channel full waits in a short backlog of the
 //! reader's, which decodes the waiting batches for the worker (work it would otherwise
 //! spend waiting) and blocks only once the backlog is full too: nothing is lost. Live,
-//! the reader never blocks the kernel ring: a batch that does not fit is shed and
+//! the kernel's ring is the buffer: a batch that does not fit waits for room, up to
+//! `LIVE_WAIT` (frames pile up in the ring meanwhile), and only then is shed and
 //! counted. Batches go back to the reader on a return channel, so the steady state
 //! allocates nothing per frame.
 
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::thread::{self, Builder};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender, TrySendError};
 
 use super::worker::{Decoded, Worker};
 use super::writer::{self, Events, Writer};
@@ -42,6 +43,14 @@ const IDLE_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Live: a partial batch waits at most this long (in packet time) before it is sent.
 const LIVE_FLUSH_NS: u64 = 100_000_000;
+
+/// Live: how long the reader waits for room in a worker's queue before it sheds the
+/// batch. The kernel's ring is the buffer: while the reader waits, frames pile up there
+/// and nothing is lost. 64 MiB (the default `--buffer-mib`) holds 50 ms of a saturated
+/// 10 GbE link, so a worker stalled for longer than this would overflow it anyway; a
+/// worker merely slower for a moment (on one core, the reader's wait is what lets it run)
+/// catches up instead of costing frames.
+const LIVE_WAIT: Duration = Duration::from_millis(20);
 
 /// Live: once asked to stop, frames still go on being read for this long. The kernel
 /// hands frames over a block at a time, a partly filled block once it is 50 ms old
@@ -507,7 +516,14 @@ impl Reader<'_> {
             return;
         }
         let sender = &self.senders[worker];
-        if let Err(TrySendError::Full(Work::Batch(mut batch))) = sender.try_send(Work::Batch(batch)) {
+        let work = match sender.try_send(Work::Batch(batch)) {
+            Err(TrySendError::Full(work)) => work,
+            _ => return,
+        };
+        let waiting = Instant::now();
+        let sent = sender.send_timeout(work, LIVE_WAIT);
+        self.blocked += waiting.elapsed();
+        if let Err(SendTimeoutError::Timeout(Work::Batch(mut batch))) = sent {
             self.monitor.shed.fetch_add(batch.frames.len() as u64, Ordering::Relaxed);
             batch.clear();
             self.pending[worker] = Some(batch);

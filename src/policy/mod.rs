@@ -29,6 +29,8 @@ pub struct Facts {
     pub proto: u8,
     /// When the flow started (packet time).
     pub ts: Ts,
+    /// The client's first payload on a TCP flow was not TLS.
+    pub plaintext: bool,
 }
 
 /// What a flow's first packet says of its scope beyond its addresses: which ends are
@@ -172,6 +174,7 @@ impl Engine {
             })
             && holds(when.responder_is_proxy, &|| self.topology.is_proxy(f.resp, f.resp_port))
             && holds(when.responder_sent_smtp, &|| self.sent_smtp_recently(f.orig, f.resp, f.ts))
+            && holds(when.client_plaintext, &|| f.plaintext)
     }
 
     fn remember_sender(&self, edge: IpAddr, sender: IpAddr, ts: Ts) {

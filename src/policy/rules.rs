@@ -69,6 +69,8 @@ pub struct When {
     pub responder_is_proxy: Option<bool>,
     /// The responder sent SMTP to the originator within the policy's open-proxy window.
     pub responder_sent_smtp: Option<bool>,
+    /// The client's first payload on a TCP flow was not TLS (`app_proto`).
+    pub client_plaintext: Option<bool>,
 }
 
 /// Kinds of restriction evidence the engine knows how to find.

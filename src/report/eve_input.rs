@@ -304,6 +304,7 @@ mod tests {
             resp_port: dport,
             proto: protocol,
             ts: start,
+            plaintext: false,
         });
         let mut f = Flow::new(
             FlowKey::of(&orig),

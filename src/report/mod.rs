@@ -117,8 +117,14 @@ mod tests {
                 proto: protocol,
             };
             let start = Ts(1_795_755_314_000_000_000 + i as u64 * 7_000_123);
-            let facts =
-                Facts { orig: orig.src, resp: orig.dst, resp_port: dport, proto: protocol, ts: start };
+            let facts = Facts {
+                orig: orig.src,
+                resp: orig.dst,
+                resp_port: dport,
+                proto: protocol,
+                ts: start,
+                plaintext: false,
+            };
             let mut flow = Flow::new(
                 FlowKey::of(&orig),
                 orig,

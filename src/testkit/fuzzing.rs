@@ -221,7 +221,7 @@ fn exercise_engine(policy: Arc<Policy>, topology: Arc<Topology>, extra: &[(IpAdd
                 [(proto::TCP, port), (proto::TCP, 25), (proto::UDP, 53), (proto::ICMP, 0)]
             {
                 let ts = Ts::from_secs(i as u64);
-                engine.judge(&Facts { orig, resp, resp_port, proto, ts });
+                engine.judge(&Facts { orig, resp, resp_port, proto, ts, plaintext: false });
             }
         }
     }
@@ -241,6 +241,7 @@ fn exercise_engine(policy: Arc<Policy>, topology: Arc<Topology>, extra: &[(IpAdd
             tunnel: None,
             src_mac: None,
             dst_mac: MacClass::Unknown,
+            head: crate::decode::Head::NONE,
         };
         tracker.packet(&syn);
         tracker.packet(&Packet { ts: syn.ts.saturating_add(4 * SECOND), ..syn });

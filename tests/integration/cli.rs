@@ -282,7 +282,7 @@ fn policy_errors_name_file_line_and_rule() {
     let err = policy_error(|t| t.replacen("sid = 1930002", "sid = 9000002", 1));
     let line = line_of(&shipped, "id = \"client-https\"") - 1;
     assert!(
-        err.contains(&format!("policy.toml:{line}: rule[2] (\"client-https\"): sid 9000002 is outside the range reserved for local rules")),
+        err.contains(&format!("policy.toml:{line}: rule[3] (\"client-https\"): sid 9000002 is outside the range reserved for local rules")),
         "{err}"
     );
 

@@ -21,7 +21,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// How long anything the tests wait for may take: far above what it needs (exwatch
 /// reports a finding within a second of the flow's first packets), so that a slow or
@@ -1421,6 +1421,41 @@ fn live_config_file_settings_reach_the_capture() {
     assert!(!net.dir.path().join("not-this.json").exists(), "--eve-log wins over the file's");
 }
 
+/// Real clients on a Mailbox server's 443: curl's TLS is what the port must carry, nc's
+/// line of text is plain text on an encrypted port, one advisory for it alone.
+#[test]
+fn live_plain_text_on_443_is_an_advisory_and_tls_is_not() {
+    let Some(net) = setup("live_plain_text_on_443_is_an_advisory_and_tls_is_not") else {
+        return;
+    };
+    let mailbox = net.addr(2);
+    let topology = format!("[organization]\nname = \"live-test\"\n\n[roles]\nmailbox = [\"{mailbox}\"]\n");
+    let mut exwatch = Exwatch::start(&net, &topology, &["--flows"]);
+    let _https = nc_listener(&net, Side::Inside, &mailbox, 443);
+    let url = format!("https://{mailbox}:443/");
+    let _ = finish(net.cmd(Side::Outside, "curl", &["-sk", "--max-time", "2", &url]), "curl");
+    nc_send(&net, Side::Outside, &mailbox, 443);
+
+    let stopped = exwatch.stop("TERM");
+    stopped.assert_clean();
+    let alerts = stopped.alerts();
+    let found: Vec<_> =
+        alerts.iter().map(|a| (a["policy"]["rule"].clone(), a["app_proto"].clone())).collect();
+    assert_eq!(
+        found,
+        [(json!("plaintext-on-encrypted-port"), json!("failed"))],
+        "{}",
+        lines(&stopped.events)
+    );
+    let apps: Vec<_> = stopped
+        .events
+        .iter()
+        .filter(|e| e["event_type"] == "flow" && e["dest_port"] == 443)
+        .map(|e| e["app_proto"].clone())
+        .collect();
+    assert!(apps.contains(&json!("tls")), "curl's flow is TLS: {}", lines(&stopped.events));
+}
+
 /// IPv6 on the veth pair (issue 10, item 1): the Inside end is a Mailbox server, the
 /// Outside end an Internet client reaching it on 443. Neighbour discovery (solicitations
 /// to solicited-node multicast, unicast advertisements), duplicate address detection and
@@ -1445,7 +1480,10 @@ fn live_ipv6_neighbour_discovery_gives_no_finding() {
         ip_ok(&["-n", ns, "addr", "add", &format!("{addr}/64"), "dev", ns, "nodad"]);
     }
     let _https = nc_listener(&net, Side::Inside, &mailbox, 443);
-    nc_send(&net, Side::Outside, &mailbox, 443);
+    // A real TLS client: its ClientHello is what 443 must carry (plain text there is an
+    // advisory, below).
+    let url = format!("https://[{mailbox}]:443/");
+    let _ = finish(net.cmd(Side::Outside, "curl", &["-sk", "--max-time", "2", &url]), "curl");
 
     let stopped = exwatch.stop("TERM");
     stopped.assert_clean();

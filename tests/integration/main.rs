@@ -17,6 +17,7 @@ mod learn;
 mod live;
 mod ops;
 mod output;
+mod payload;
 mod report;
 mod scenarios;
 mod soc;

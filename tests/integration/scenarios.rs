@@ -494,11 +494,12 @@ fn midstream_pickup_keeps_the_client_as_source_and_marks_direction_inferred() {
 
 #[test]
 fn midstream_pickup_prefers_the_port_the_policy_names_over_the_lower_port() {
-    // EdgeSync: the client's port (40001) is lower than the service's (50636), but the
-    // policy names 50636. Judged the other way round it would be an edge-perimeter
-    // violation (Edge to a Mailbox server on 40001).
+    // EdgeSync: the client's port (a Windows client port, 49152-65535) is lower than the
+    // service's (50636), and both are in the dynamic range: the policy names 50636, so
+    // it is the service (SPEC section 2, hint 4). Judged the other way round it would be
+    // an edge-perimeter violation (Edge to a Mailbox server on 49153).
     let mut scenario = Scenario::new();
-    scenario.tcp_midstream(at(MAILBOX, 40_001), at(EDGE, 50636), 2);
+    scenario.tcp_midstream(at(MAILBOX, 49_153), at(EDGE, 50636), 2);
     let run = run(EXAMPLE, &scenario, &[]);
     assert_findings(&run, Vec::new());
     assert_rule_flows(&run, &[("subscribed-mailbox-to-edge", 1)]);

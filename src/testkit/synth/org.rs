@@ -316,7 +316,7 @@ impl Generator {
             Udp => self.udp(client, server, false),
             UdpFragmented => self.udp(client, server, true),
             SynUnanswered => {
-                let syn = self.tcp(client, server, SYN, 0);
+                let syn = self.tcp((client, server), server, SYN, 0);
                 vec![
                     Step { gap_ns: 0, ip: syn.clone() },
                     Step { gap_ns: SECOND, ip: syn.clone() },
@@ -343,8 +343,15 @@ impl Generator {
         Active { link, steps: steps.into_iter() }
     }
 
-    pub(super) fn tcp(&mut self, src: SocketAddr, dst: SocketAddr, flags: u8, payload: usize) -> Vec<u8> {
-        let body = vec![0x5a; payload];
+    /// A TCP segment with `payload` bytes of what the sender says to (or as) `server`.
+    pub(super) fn tcp(
+        &mut self,
+        (src, dst): (SocketAddr, SocketAddr),
+        server: SocketAddr,
+        flags: u8,
+        payload: usize,
+    ) -> Vec<u8> {
+        let body = wire::speech(server.port(), src != server, payload);
         wire::ip_packet(src, dst, DEFAULT_TTL, Segment::Tcp { flags, seq: 1, ack: 1, payload: &body })
     }
 
@@ -356,7 +363,7 @@ impl Generator {
         let mut steps = Vec::new();
         let mut push = |g: &mut Generator, src, dst, flags, payload| {
             let gap = g.gap();
-            let ip = g.tcp(src, dst, flags, payload);
+            let ip = g.tcp((src, dst), server, flags, payload);
             steps.push(Step { gap_ns: gap, ip });
         };
         push(self, client, server, SYN, 0);

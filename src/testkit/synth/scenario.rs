@@ -65,8 +65,10 @@ impl Scenario {
     /// A whole TCP connection: handshake, `exchanges` request/response pairs, FIN both ways.
     pub fn tcp_session(&mut self, client: SocketAddr, server: SocketAddr, exchanges: usize) -> &mut Scenario {
         self.tcp(client, server, SYN, &[]).tcp(server, client, SYN | ACK, &[]).tcp(client, server, ACK, &[]);
+        let (request, response) =
+            (wire::speech(server.port(), true, 100), wire::speech(server.port(), false, 400));
         for _ in 0..exchanges {
-            self.tcp(client, server, PSH | ACK, &[b'q'; 100]).tcp(server, client, PSH | ACK, &[b'r'; 400]);
+            self.tcp(client, server, PSH | ACK, &request).tcp(server, client, PSH | ACK, &response);
         }
         self.tcp(client, server, FIN | ACK, &[]).tcp(server, client, FIN | ACK, &[]).tcp(
             client,

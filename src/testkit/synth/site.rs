@@ -252,7 +252,7 @@ impl<'a> Plan<'a> {
                 How::Session => g.session(client, server),
                 How::Udp => g.udp(client, server, false),
                 How::Unanswered => {
-                    let syn = g.tcp(client, server, SYN, 0);
+                    let syn = g.tcp((client, server), server, SYN, 0);
                     vec![Step { gap_ns: 0, ip: syn.clone() }, Step { gap_ns: SECOND, ip: syn }]
                 }
             };

@@ -249,3 +249,36 @@ impl<W: Write> PcapWriter<W> {
         self.out
     }
 }
+
+/// `len` bytes of what a client (`from_client`) or a server says on a TCP connection to
+/// `server_port`: the opening words of the protocol the port usually carries (a TLS
+/// handshake on the ports the article lists as encrypted, an SMTP greeting and EHLO, an
+/// HTTP request and status line...), then filler. What `app_proto` reads of a flow.
+pub fn speech(server_port: u16, from_client: bool, len: usize) -> Vec<u8> {
+    const TLS_CLIENT: &[u8] = &[22, 3, 1, 0, 0xc8, 1, 0, 0, 0xc4, 3, 3];
+    const TLS_SERVER: &[u8] = &[22, 3, 3, 0, 0x5a, 2, 0, 0, 0x56, 3, 3];
+    let opening: &[u8] = match (server_port, from_client) {
+        (443 | 444 | 465 | 636 | 993 | 995 | 3269 | 5061 | 50636, true) => TLS_CLIENT,
+        (443 | 444 | 465 | 636 | 993 | 995 | 3269 | 5061 | 50636, false) => TLS_SERVER,
+        (25 | 475 | 587 | 717 | 2525, true) => b"EHLO client.contoso.example\r\n",
+        (25 | 475 | 587 | 717 | 2525, false) => {
+            b"220 mail.contoso.example Microsoft ESMTP MAIL Service ready\r\n"
+        }
+        (80, true) => b"GET /owa/ HTTP/1.1\r\nHost: mail.contoso.example\r\n\r\n",
+        (80, false) => b"HTTP/1.1 302 Found\r\nLocation: https://mail.contoso.example/owa/\r\n\r\n",
+        (143, true) => b"a1 CAPABILITY\r\n",
+        (143, false) => b"* OK The Microsoft Exchange IMAP4 service is ready.\r\n",
+        (110, true) => b"CAPA\r\n",
+        (110, false) => b"+OK The Microsoft Exchange POP3 service is ready.\r\n",
+        (389 | 3268, _) => {
+            &[0x30, 0x0c, 0x02, 0x01, 0x01, 0x60, 0x07, 0x02, 0x01, 0x03, 0x04, 0x00, 0x80, 0x00]
+        }
+        (135, true) => &[5, 0, 11, 3, 0x10, 0, 0, 0],
+        (135, false) => &[5, 0, 12, 3, 0x10, 0, 0, 0],
+        (445, _) => &[0, 0, 0, 0x40, 0xfe, b'S', b'M', b'B'],
+        _ => &[],
+    };
+    let mut bytes: Vec<u8> = opening.iter().copied().take(len).collect();
+    bytes.resize(len, if from_client { b'q' } else { b'r' });
+    bytes
+}
