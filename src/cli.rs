@@ -261,7 +261,8 @@ pub struct AnalyzeFlags {
     #[command(flatten)]
     pub run: RunFlags,
     /// Verdicts that make the exit status 1: a comma-separated list of violation,
-    /// restriction, advisory; or never.
+    /// restriction, advisory, accepted (findings an exception covers; never by
+    /// default); or never.
     #[arg(long, value_name = "LIST", default_value = "violation,restriction")]
     pub fail_on: String,
     /// Never draw a progress bar (one is drawn on stderr when it is a terminal).

@@ -223,5 +223,6 @@ fn restriction(
         confidence: Confidence::High,
         detail: Some(detail),
         source: None,
+        exception: None,
     })
 }

@@ -132,6 +132,10 @@ counters! {
         "Violation findings.";
     Restrictions: Findings "restriction", "exwatch_restrictions_total", "findings", None,
         "Restriction findings (evidence that protected traffic is restricted).";
+    Accepted: Findings "accepted", "exwatch_accepted_total", "findings", None,
+        "Findings an unexpired exception of the topology covers (verdict accepted).";
+    ExceptionExpired: Findings "exception_expired", "exwatch_exception_expired_total", "findings", None,
+        "Findings an exception would have covered had it not expired before the flow started.";
     PairsUntracked: Findings "pairs_untracked", "exwatch_finding_pairs_untracked_total", "findings", None,
         "Findings whose host pair was not remembered for the summary because the pair table was full.";
     AlertsAggregated: Findings "aggregated", "exwatch_alerts_aggregated_total", "findings", None,
@@ -166,6 +170,17 @@ pub struct RuleStats {
     pub alerts: u64,
     /// Of those alerts, the ones the alert bound held back (counted in aggregates).
     pub aggregated: u64,
+    /// Of those alerts, the ones an exception accepted (verdict `accepted`).
+    pub accepted: u64,
+}
+
+/// What one exception of the topology did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExceptionStats {
+    /// Findings it covered: verdict `accepted`.
+    pub accepted: u64,
+    /// Findings it covered in flows that started after it expired.
+    pub expired: u64,
 }
 
 /// What one worker (or job) counted; also the plain snapshot every report reads.
@@ -180,8 +195,13 @@ pub struct Counters {
     pub evidence: Vec<u64>,
     /// Of those, the ones the alert bound held back, per evidence kind.
     pub evidence_aggregated: Vec<u64>,
+    /// Of those, the ones an exception accepted, per evidence kind.
+    pub evidence_accepted: Vec<u64>,
     /// (originator, responder) -> violation and restriction findings.
     pub pairs: HashMap<(IpAddr, IpAddr), u64>,
+    /// Per exception of the topology, in topology order: findings it accepted, and
+    /// findings it would have accepted had it not expired.
+    pub exceptions: Vec<ExceptionStats>,
 }
 
 impl Default for Counters {
@@ -192,7 +212,9 @@ impl Default for Counters {
             rules: Vec::new(),
             evidence: Vec::new(),
             evidence_aggregated: Vec::new(),
+            evidence_accepted: Vec::new(),
             pairs: HashMap::new(),
+            exceptions: Vec::new(),
         }
     }
 }
@@ -217,13 +239,29 @@ impl Counters {
             rules: vec![RuleStats::default(); rules],
             evidence: vec![0; evidence],
             evidence_aggregated: vec![0; evidence],
+            evidence_accepted: vec![0; evidence],
             ..Counters::default()
         }
     }
 
-    /// Zeroed counters sized for the policy's rules and evidence kinds.
+    /// Zeroed counters sized for the policy's rules and evidence kinds (exceptions are
+    /// counted as they come: [`Counters::record_exception`]).
     pub fn for_policy(policy: &Policy) -> Counters {
         Counters::new(policy.rules.len(), policy.evidence.len())
+    }
+
+    /// Counts a finding the exception at `exception` accepted (or, `expired`, would
+    /// have accepted had it not expired).
+    pub fn record_exception(&mut self, exception: usize, expired: bool) {
+        if self.exceptions.len() <= exception {
+            self.exceptions.resize(exception + 1, ExceptionStats::default());
+        }
+        if expired {
+            self[Counter::ExceptionExpired] += 1;
+            self.exceptions[exception].expired += 1;
+        } else {
+            self.exceptions[exception].accepted += 1;
+        }
     }
 
     /// Counts a finding: under its verdict, under its rule (or for restrictions under
@@ -239,21 +277,27 @@ impl Counters {
             Verdict::Advisory => Counter::Advisories,
             Verdict::Violation => Counter::Violations,
             Verdict::Restriction => Counter::Restrictions,
+            Verdict::Accepted => Counter::Accepted,
             Verdict::Ok | Verdict::OutOfScope => return,
         }] += 1;
+        let accepted = u64::from(verdict == Verdict::Accepted);
         match evidence {
             Some(e) => {
                 if let Some(count) = self.evidence.get_mut(e) {
                     *count += 1;
                 }
+                if let Some(count) = self.evidence_accepted.get_mut(e) {
+                    *count += accepted;
+                }
             }
             None => {
                 if let Some(stats) = self.rules.get_mut(rule) {
                     stats.alerts += 1;
+                    stats.accepted += accepted;
                 }
             }
         }
-        if verdict == Verdict::Advisory {
+        if matches!(verdict, Verdict::Advisory | Verdict::Accepted) {
             return;
         }
         if let Some(count) = self.pairs.get_mut(&pair) {
@@ -283,6 +327,7 @@ impl Counters {
             Verdict::Advisory => self[Counter::Advisories],
             Verdict::Violation => self[Counter::Violations],
             Verdict::Restriction => self[Counter::Restrictions],
+            Verdict::Accepted => self[Counter::Accepted],
             Verdict::Ok | Verdict::OutOfScope => 0,
         }
     }
@@ -302,6 +347,7 @@ impl Counters {
             a.bytes += b.bytes;
             a.alerts += b.alerts;
             a.aggregated += b.aggregated;
+            a.accepted += b.accepted;
         }
         if self.evidence.len() < other.evidence.len() {
             self.evidence.resize(other.evidence.len(), 0);
@@ -315,8 +361,21 @@ impl Counters {
         for (a, b) in self.evidence_aggregated.iter_mut().zip(&other.evidence_aggregated) {
             *a += b;
         }
+        if self.evidence_accepted.len() < other.evidence_accepted.len() {
+            self.evidence_accepted.resize(other.evidence_accepted.len(), 0);
+        }
+        for (a, b) in self.evidence_accepted.iter_mut().zip(&other.evidence_accepted) {
+            *a += b;
+        }
         for (pair, count) in &other.pairs {
             *self.pairs.entry(*pair).or_insert(0) += count;
+        }
+        if self.exceptions.len() < other.exceptions.len() {
+            self.exceptions.resize(other.exceptions.len(), ExceptionStats::default());
+        }
+        for (a, b) in self.exceptions.iter_mut().zip(&other.exceptions) {
+            a.accepted += b.accepted;
+            a.expired += b.expired;
         }
     }
 }

@@ -153,9 +153,11 @@ pub fn fail_on(list: &str) -> Result<Vec<Verdict>, String> {
     }
     list.split(',')
         .map(|item| match Verdict::from_name(item.trim()) {
-            Some(v @ (Verdict::Violation | Verdict::Restriction | Verdict::Advisory)) => Ok(v),
+            Some(v @ (Verdict::Violation | Verdict::Restriction | Verdict::Advisory | Verdict::Accepted)) => {
+                Ok(v)
+            }
             _ => Err(format!(
-                "--fail-on: `{}` is not one of violation, restriction, advisory, never",
+                "--fail-on: `{}` is not one of violation, restriction, advisory, accepted, never",
                 item.trim()
             )),
         })

@@ -80,7 +80,7 @@ pub fn run(settings: &Settings) -> Result<Outcome, Error> {
             return Ok(Outcome::Incomplete);
         }
     };
-    let lints = config.topology.lint();
+    let lints = config.topology_lints();
     let outcome = Outcome::found(!lints.is_empty());
     if settings.json {
         print_json(&Document {
@@ -103,8 +103,8 @@ pub fn run(settings: &Settings) -> Result<Outcome, Error> {
         return Ok(outcome);
     }
     let mut out = String::new();
-    for lint in config.lints() {
-        out.push_str(&format!("{lint}\n"));
+    for line in config.notices().into_iter().chain(config.lints()) {
+        out.push_str(&format!("{line}\n"));
     }
     out.push_str(&format!(
         "{}: {} rules, {} evidence kinds; {}: {} lint(s)\n",

@@ -87,6 +87,7 @@ impl Config {
             Some(path) => Topology::load(path)?,
             None => builtin::topology()?,
         });
+        let policy = crate::policy::for_topology(policy, &loaded)?;
         let topology_name = match topology {
             Some(path) => path.display().to_string(),
             None => format!("built-in example {:?}", loaded.name),
@@ -103,7 +104,27 @@ impl Config {
     /// What `check` reports, as warnings: `FILE:LINE: text`.
     pub fn lints(&self) -> Vec<String> {
         let file = if self.builtin_topology { builtin::TOPOLOGY_NAME } else { &self.topology_name };
-        self.topology.lint().into_iter().map(|(line, lint)| format!("{file}:{line}: {lint}")).collect()
+        self.topology_lints().into_iter().map(|(line, lint)| format!("{file}:{line}: {lint}")).collect()
+    }
+
+    /// The topology's lints, and its exceptions that expire within 30 days of now
+    /// (wall clock): `(line, text)`.
+    pub fn topology_lints(&self) -> Vec<(usize, String)> {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut lints = self.topology.lint();
+        lints.extend(self.topology.expiring(now));
+        lints
+    }
+
+    /// What `check` shows once as notices: `FILE:LINE: notice: text`.
+    pub fn notices(&self) -> Vec<String> {
+        let file = if self.builtin_topology { builtin::TOPOLOGY_NAME } else { &self.topology_name };
+        self.topology
+            .notices()
+            .into_iter()
+            .map(|(line, text)| format!("{file}:{line}: notice: {text}"))
+            .collect()
     }
 
     /// Refuses a topology with nothing to judge, and says when the example is used.

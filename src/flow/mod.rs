@@ -99,6 +99,12 @@ pub enum Detail {
     OptionsAltered { mss: [Option<u16>; 2], len: [u8; 2] },
     /// `exwatch compare`: a SYN seen at the first capture point never reached the second.
     DroppedBetweenPoints,
+    /// An exception of the topology (an index into its exceptions) covers the finding
+    /// but had expired when the flow started.
+    ExceptionExpired { exception: u16 },
+    /// An end of the flow is an Exchange Online address from the Microsoft 365
+    /// endpoints file's record `id`.
+    EndpointsRecord { id: u32 },
 }
 
 impl std::fmt::Display for Detail {
@@ -132,6 +138,12 @@ impl std::fmt::Display for Detail {
             },
             Detail::DroppedBetweenPoints => {
                 f.write_str("SYN seen at the first capture point, never at the second: dropped between them")
+            }
+            Detail::ExceptionExpired { exception } => {
+                write!(f, "exception #{exception} of the topology covers this finding but had expired")
+            }
+            Detail::EndpointsRecord { id } => {
+                write!(f, "Exchange Online address of Microsoft 365 endpoints record {id}")
             }
         }
     }

@@ -13,7 +13,7 @@ use super::timers::Timers;
 use super::{Confidence, Detail, Direction, EndReason, Flow, FlowKey, TO_CLIENT, TO_SERVER};
 use crate::counters::{Counter, Counters};
 use crate::decode::{proto, tcp_flags, Fragment, Packet, Skip, Transport, Tunnel, Tuple, Vlans};
-use crate::policy::{Engine, EvidenceKind, Facts, Role, Scope, Verdict};
+use crate::policy::{Covered, Engine, EvidenceKind, Facts, Role, Scope, Verdict};
 use crate::time::Ts;
 use crate::time::SECOND;
 
@@ -73,6 +73,9 @@ pub enum Event {
         /// Restrictions: the address that sent the evidence (the ICMP error's or the
         /// reset's sender), when a packet carried it.
         source: Option<IpAddr>,
+        /// The exception that accepted the finding (verdict `accepted`): an index into
+        /// the topology's exceptions.
+        exception: Option<u16>,
     },
     /// A flow ended (idle, closed, evicted or end of input), and why.
     Flow { flow: Flow, tunnel: Option<Tunnel>, reason: EndReason },
@@ -451,6 +454,7 @@ impl Tracker {
         let confidence = self.confidence(flow, ts, evidence.map(|e| e.1), detail);
         let evidence = evidence.map(|e| e.0);
         let orig = flow.orig();
+        let (verdict, exception, detail) = self.excepted(flow, verdict, rule, evidence, detail);
         self.counters.record_finding(verdict, rule, evidence, (orig.src, orig.dst));
         let tunnel = self.tunnel_of(flow);
         self.events.push(Event::Alert {
@@ -463,7 +467,40 @@ impl Tracker {
             confidence,
             detail,
             source,
+            exception,
         });
+    }
+
+    /// What the topology's exceptions and endpoints file make of a finding: `accepted`
+    /// with the covering exception; or the verdict as it was, its detail naming an
+    /// exception that had expired when the flow started, else the endpoints-file record
+    /// of an Exchange Online end.
+    fn excepted(
+        &mut self,
+        flow: &Flow,
+        verdict: Verdict,
+        rule: usize,
+        evidence: Option<usize>,
+        detail: Option<Detail>,
+    ) -> (Verdict, Option<u16>, Option<Detail>) {
+        let orig = flow.orig();
+        let ends = (orig.src, orig.dst);
+        match self.engine.covered(rule, evidence, ends, (orig.proto, orig.dport), flow.start) {
+            Some(Covered::Active(i)) => {
+                self.counters.record_exception(i, false);
+                return (Verdict::Accepted, u16::try_from(i).ok(), detail);
+            }
+            Some(Covered::Expired(i)) => {
+                self.counters.record_exception(i, true);
+                if let (None, Ok(exception)) = (detail, u16::try_from(i)) {
+                    return (verdict, None, Some(Detail::ExceptionExpired { exception }));
+                }
+            }
+            None => {}
+        }
+        let record =
+            detail.is_none().then(|| self.engine.endpoint_record(ends, (orig.proto, orig.dport))).flatten();
+        (verdict, None, detail.or(record.map(|r| Detail::EndpointsRecord { id: r.id })))
     }
 
     pub(super) fn end(&mut self, flow: Flow, reason: EndReason) {
@@ -501,12 +538,14 @@ impl Tracker {
 
 /// Which ends of a new flow are `local` whatever their address, from its first packet:
 /// both for the segment's own control traffic (IGMP; ICMPv6 neighbour and router
-/// discovery, redirects and MLD, types 130-137 and 143), the destination for a frame
-/// sent to a group MAC address (a directed broadcast, say).
+/// discovery, redirects and MLD, types 130-137 and 143; DHCP between ports 67 and 68,
+/// whose offers, acks and renewals are unicast), the destination for a frame sent to a
+/// group MAC address (a directed broadcast, say). A relay's 67 -> 67 is not DHCP
+/// between client and server: an ordinary flow.
 pub(super) fn scope(p: &Packet, orig: &Tuple) -> Scope {
     let control = match p.transport {
         Transport::Icmp { kind, .. } => p.tuple.proto == proto::ICMPV6 && matches!(kind, 130..=137 | 143),
-        _ => p.tuple.proto == proto::IGMP,
+        _ => p.tuple.proto == proto::IGMP || is_dhcp(&p.tuple),
     };
     let to_group = p.dst_mac.is_group();
     let dst_is_orig = p.tuple.dst == orig.src && p.tuple.src != orig.src;
@@ -514,6 +553,11 @@ pub(super) fn scope(p: &Packet, orig: &Tuple) -> Scope {
         orig_local: control || (to_group && dst_is_orig),
         resp_local: control || (to_group && !dst_is_orig),
     }
+}
+
+/// DHCP between a client (68) and a server (67), either way.
+fn is_dhcp(tuple: &Tuple) -> bool {
+    tuple.proto == proto::UDP && matches!((tuple.sport, tuple.dport), (67, 68) | (68, 67))
 }
 
 /// The table key of a tuple: ICMP messages keyed as the Community ID spec maps them.

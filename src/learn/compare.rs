@@ -49,10 +49,10 @@ const SERVER_ROLES: [Role; 5] = [Role::Mailbox, Role::Edge, Role::DomainControll
 pub fn compare(learner: &Learner, draft: &Draft, topology: &Topology) -> Vec<Finding> {
     let mut out = Vec::new();
     for host in &draft.hosts {
-        let listed = topology.role_of(host.addr);
-        if listed == host.role {
+        if topology.roles_of(host.addr).contains(host.role) {
             continue;
         }
+        let listed = topology.role_of(host.addr);
         let (kind, text) = if listed == Role::External {
             (
                 FindingKind::Unlisted,

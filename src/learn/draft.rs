@@ -1,6 +1,6 @@
 //! The roles a learner's evidence supports, and the draft topology file.
 //!
-//! Each host gets at most one role, tried in this order: Edge Transport (it answers
+//! Each host gets one role, tried in this order: Edge Transport (it answers
 //! EdgeSync, 50636), Mailbox (Exchange's own ports: 2525, 64327, 444, 475, 717),
 //! domain controller (Kerberos, LDAP, the Global Catalog), Skype for Business (SIP over
 //! TLS, 5061, or two SIP ports), Mailbox again on weaker evidence (HTTPS and a mail
@@ -9,6 +9,11 @@
 //! Internal clients are the other hosts that opened client connections to a Mailbox
 //! server and are inside the organization: a private address, Kerberos or LDAP to a
 //! domain controller, or (IPv6) the /48 of a drafted server.
+//!
+//! Two drafts go beyond one role a host: a domain controller that answered Kerberos,
+//! LDAP and DNS is drafted as `dns` too (AD-integrated DNS); and the hosts a Mailbox
+//! server answered SIP from are suggested, commented out and at low confidence, as
+//! `um_gateway` (Unified Messaging, Exchange 2016 only).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -103,6 +108,16 @@ pub struct ClientPrefix {
     pub ports: BTreeSet<u16>,
 }
 
+/// A host a Mailbox server answered SIP from: perhaps a UM gateway (VoIP gateway, IP
+/// PBX or session border controller), never more than a commented suggestion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UmSuggestion {
+    pub addr: IpAddr,
+    /// The Mailbox server that answered it, and on which SIP services.
+    pub mailbox: IpAddr,
+    pub sip: Vec<Service>,
+}
+
 /// One drafted `[[edge_subscription]]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DraftSubscription {
@@ -117,6 +132,8 @@ pub struct Draft {
     pub hosts: Vec<DraftHost>,
     pub clients: Vec<ClientPrefix>,
     pub subscriptions: Vec<DraftSubscription>,
+    /// Hosts that might be UM gateways, by address.
+    pub um_gateways: Vec<UmSuggestion>,
     /// Hosts that did something of a role, too little to give it: (host, why).
     pub too_little: Vec<(IpAddr, String)>,
     pub tally: Tally,
@@ -205,14 +222,18 @@ impl Draft {
                 }
             })
             .collect();
+        let also_dns: Vec<DraftHost> = drafted.iter().filter_map(|h| also_dns(h, &hosts[&h.addr])).collect();
+        drafted.extend(also_dns);
         drafted.sort_by_key(|h| (h.role, h.addr));
         too_little.sort();
+        let um_gateways = um_gateways(hosts, &roles);
         let clients = clients(hosts, &roles);
         subscriptions.sort_by(|a, b| a.edge.cmp(&b.edge));
         Draft {
             hosts: drafted,
             clients,
             subscriptions,
+            um_gateways,
             too_little,
             tally: learner.tally,
             hosts_tracked: hosts.len(),
@@ -284,6 +305,27 @@ impl Draft {
                 );
             }
             let _ = writeln!(s, "]");
+        }
+        if !self.um_gateways.is_empty() {
+            let _ = writeln!(
+                s,
+                "# Mailbox servers answered SIP: with Unified Messaging (Exchange 2016 only), these may be"
+            );
+            let _ =
+                writeln!(s, "# VoIP gateways, IP PBXs or SBCs. To use them, set exchange_version = 2016 and");
+            let _ = writeln!(s, "# packs = [\"unified-messaging\"] under [organization], then uncomment:");
+            let _ = writeln!(s, "# um_gateway = [");
+            for g in &self.um_gateways {
+                let sip: Vec<String> = g.sip.iter().map(|s| service_name(*s)).collect();
+                let _ = writeln!(
+                    s,
+                    "#   \"{}\",  # low: SIP {} answered by Mailbox server {}",
+                    g.addr,
+                    join(&sip),
+                    g.mailbox
+                );
+            }
+            let _ = writeln!(s, "# ]");
         }
         if !self.clients.is_empty() {
             let _ = writeln!(s, "internal_client = [");
@@ -423,6 +465,45 @@ fn second_pass(
         return Err(None);
     };
     Err(Some(why))
+}
+
+/// A drafted domain controller that answered DNS too, and Kerberos and LDAP: drafted
+/// as `dns` as well (AD-integrated DNS, the ordinary Windows set-up).
+fn also_dns(dc: &DraftHost, host: &Host) -> Option<DraftHost> {
+    if dc.role != Role::DomainController {
+        return None;
+    }
+    let answered = |services: &[Service]| services.iter().any(|s| host.served(*s).is_some());
+    let kerberos = answered(&[Service::tcp(88), Service::udp(88)]);
+    let ldap = answered(&[Service::tcp(389), Service::udp(389), Service::tcp(636)]);
+    let dns: Vec<Service> =
+        [Service::udp(53), Service::tcp(53)].into_iter().filter(|s| host.served(*s).is_some()).collect();
+    (kerberos && ldap && !dns.is_empty()).then(|| DraftHost { role: Role::Dns, key: dns, ..dc.clone() })
+}
+
+/// The hosts that no role was drafted for and that a drafted Mailbox server answered
+/// SIP from (TCP 5060-5067, UDP 5060).
+fn um_gateways(hosts: &Hosts, roles: &Roles) -> Vec<UmSuggestion> {
+    let sip: Vec<Service> = SIP.iter().map(|&p| Service::tcp(p)).chain([Service::udp(5060)]).collect();
+    let mut found: BTreeMap<IpAddr, UmSuggestion> = BTreeMap::new();
+    let mut mailboxes: Vec<IpAddr> =
+        roles.iter().filter(|(_, r)| r.0 == Role::Mailbox).map(|(a, _)| *a).collect();
+    mailboxes.sort_unstable();
+    for mailbox in mailboxes {
+        for served in sip.iter().filter_map(|s| hosts[&mailbox].served(*s)) {
+            for &peer in served.peers.iter().filter(|p| !roles.contains_key(*p)) {
+                let entry = found.entry(peer).or_insert_with(|| UmSuggestion {
+                    addr: peer,
+                    mailbox,
+                    sip: Vec::new(),
+                });
+                if entry.mailbox == mailbox && !entry.sip.contains(&served.service) {
+                    entry.sip.push(served.service);
+                }
+            }
+        }
+    }
+    found.into_values().collect()
 }
 
 /// Edge subscriptions: for each drafted Edge, the Mailbox servers that spoke EdgeSync
@@ -602,6 +683,8 @@ pub fn role_phrase(role: Role) -> &'static str {
         Role::Skype => "a Skype for Business server",
         Role::Dns => "a DNS server",
         Role::InternalClient => "an internal client",
+        Role::ExchangeOnline => "an Exchange Online server",
+        Role::UmGateway => "a UM gateway (VoIP gateway, IP PBX or SBC)",
         Role::External => "an external host",
         Role::Local => "a host of the local segment (link-local, multicast or broadcast)",
     }

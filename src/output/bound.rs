@@ -138,11 +138,14 @@ impl Counts {
     }
 }
 
-/// A finding: the rule, and the evidence kind for restrictions.
+/// A finding: the rule, the evidence kind for restrictions, and the exception that
+/// accepted it (accepted findings are aggregated apart from the rule's others, so an
+/// aggregate has one verdict).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Finding {
     rule: usize,
     evidence: Option<usize>,
+    exception: Option<u16>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -221,14 +224,14 @@ impl Limiter {
 
     /// Judges one event at capture time `at` (alerts; anything else is let through).
     pub fn push(&mut self, at: Ts, event: Event) {
-        let Event::Alert { flow, rule, evidence, verdict, .. } = event else {
+        let Event::Alert { flow, rule, evidence, verdict, exception, .. } = event else {
             self.out.push(Written::Event(event));
             return;
         };
         self.now = self.now.max(at);
         let now = self.now;
         self.close_until(now);
-        let finding = Finding { rule, evidence };
+        let finding = Finding { rule, evidence, exception };
         let (own, restrictions) = self.rule_aggregates.get(rule).copied().unwrap_or((true, false));
         let keyed = if verdict == Verdict::Restriction || evidence.is_some() { restrictions } else { own };
         // The responder key first: in a flood of spoofed sources it holds everything,
@@ -495,6 +498,7 @@ mod tests {
             confidence: Confidence::High,
             detail: None,
             source: None,
+            exception: None,
         }
     }
 
@@ -591,6 +595,7 @@ mod tests {
                 confidence,
                 detail: None,
                 source: None,
+                exception: None,
             }
         });
         let (written, aggregates) = run(&mut limiter, drops);

@@ -369,6 +369,9 @@ struct PolicyBody<'a> {
     section: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
+    /// The id of the `[[exception]]` that accepted the finding (verdict `accepted`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exception: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     aggregate: Option<AggregateBody>,
 }
@@ -469,37 +472,50 @@ struct FlowPolicy<'a> {
     /// Sequence gaps: segments the capture never saw (when any).
     #[serde(skip_serializing_if = "Option::is_none")]
     gaps: Option<u32>,
+    /// The `[[exception]]` that accepts the flow's finding (verdict `accepted`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exception: Option<&'a str>,
 }
 
 /// A flow's verdict: the worst its findings got (restriction evidence on a flow whose
 /// rule says `ok` makes it `restriction`), else its rule's; `out_of_scope` when no rule
 /// matched. Worst as the classifications sort them: violation, restriction, advisory.
-pub fn flow_verdict(policy: &crate::policy::Policy, flow: &Flow) -> Verdict {
-    let rule = flow.rule.and_then(|r| policy.rules.get(r)).map_or(Verdict::OutOfScope, |r| r.verdict);
+pub fn flow_verdict(engine: &Engine, flow: &Flow) -> Verdict {
+    let rule = flow.rule.and_then(|r| engine.policy.rules.get(r)).map_or(Verdict::OutOfScope, |r| r.verdict);
+    let orig = flow.orig();
+    let accepted = engine
+        .flow_exception(flow.rule, (orig.src, orig.dst), (orig.proto, orig.dport), flow.start)
+        .is_some();
+    let verdict = if accepted { Verdict::Accepted } else { rule };
     let severity = |v: Verdict| if v.is_finding() { soc::category(v).1 } else { u8::MAX };
-    if flow.restricted && severity(Verdict::Restriction) < severity(rule) {
+    if flow.restricted && severity(Verdict::Restriction) < severity(verdict) {
         Verdict::Restriction
     } else {
-        rule
+        verdict
     }
 }
 
 /// Whether the article covers `flow` (`--flows=in-scope` writes only such flows): its
 /// verdict is not `out_of_scope`, so every flow an alert names is in scope.
-pub fn in_scope(policy: &crate::policy::Policy, flow: &Flow) -> bool {
-    flow_verdict(policy, flow) != Verdict::OutOfScope
+pub fn in_scope(engine: &Engine, flow: &Flow) -> bool {
+    flow_verdict(engine, flow) != Verdict::OutOfScope
 }
 
 /// Whether any finding on `flow` raised an alert (Suricata's `flow.alerted`).
-pub fn flow_alerted(policy: &crate::policy::Policy, flow: &Flow) -> bool {
-    flow_verdict(policy, flow).is_finding()
+pub fn flow_alerted(engine: &Engine, flow: &Flow) -> bool {
+    flow_verdict(engine, flow).is_finding()
 }
 
 impl<'a> FlowPolicy<'a> {
     fn new(engine: &'a Engine, flow: &Flow) -> FlowPolicy<'a> {
         let rule = flow.rule.and_then(|r| engine.policy.rules.get(r));
+        let orig = flow.orig();
+        let exception = engine
+            .flow_exception(flow.rule, (orig.src, orig.dst), (orig.proto, orig.dport), flow.start)
+            .and_then(|i| engine.topology.exceptions.get(i));
         FlowPolicy {
-            verdict: flow_verdict(&engine.policy, flow).name(),
+            verdict: flow_verdict(engine, flow).name(),
+            exception: exception.map(|e| e.id.as_str()),
             rule: rule.map(|r| r.id.as_str()),
             src_role: flow.orig_role.name(),
             dest_role: flow.resp_role.name(),
@@ -543,15 +559,16 @@ pub fn write_alert(
     evidence: (Option<usize>, Option<&str>),
 ) {
     let (evidence, detail) = evidence;
-    let at = (engine, &Origin::NONE);
-    alert_line(out, at, ts, (flow, None), (verdict, confidence), rule, (evidence, detail, None), None)
+    let found = (evidence, detail, None, None);
+    alert_line(out, (engine, &Origin::NONE), ts, (flow, None), (verdict, confidence), rule, found, None)
 }
 
 /// Appends one aggregate `alert` line: the finding and the example flow of its first
 /// held-back alert, without that flow's `flow` object, and `policy.aggregate`. Its
 /// timestamp is the last alert it counts.
 pub fn write_aggregate(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), aggregate: &Aggregate) {
-    let Event::Alert { flow, tunnel, verdict, rule, evidence, confidence, source, .. } = aggregate.example
+    let Event::Alert { flow, tunnel, verdict, rule, evidence, confidence, exception, source, .. } =
+        aggregate.example
     else {
         return;
     };
@@ -570,16 +587,13 @@ pub fn write_aggregate(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), 
     };
     let at = (engine, origin);
     let flow = (&flow, tunnel.as_ref());
-    alert_line(
-        out,
-        at,
-        aggregate.last,
-        flow,
-        (verdict, confidence),
-        rule,
-        (evidence, None, source),
-        Some(body),
-    );
+    let found = (evidence, None, exception_id(engine, exception), source);
+    alert_line(out, at, aggregate.last, flow, (verdict, confidence), rule, found, Some(body));
+}
+
+/// The id of the topology's exception at `exception`.
+fn exception_id(engine: &Engine, exception: Option<u16>) -> Option<&str> {
+    exception.and_then(|i| engine.topology.exceptions.get(usize::from(i))).map(|e| e.id.as_str())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -590,7 +604,12 @@ fn alert_line(
     (flow, tunnel): (&Flow, Option<&Tunnel>),
     (verdict, confidence): (Verdict, Confidence),
     rule: usize,
-    (evidence, detail, source): (Option<usize>, Option<&str>, Option<std::net::IpAddr>),
+    (evidence, detail, exception, source): (
+        Option<usize>,
+        Option<&str>,
+        Option<&str>,
+        Option<std::net::IpAddr>,
+    ),
     aggregate: Option<AggregateBody>,
 ) {
     let with_flow = aggregate.is_none();
@@ -605,7 +624,7 @@ fn alert_line(
     let source = source.map(|a| a.to_string());
     let metadata = alert_metadata(
         (verdict, confidence),
-        (rule, evidence.map(|e| e.id.as_str()), source.as_deref()),
+        (rule, evidence.map(|e| e.id.as_str()), source.as_deref(), exception),
         (flow, section, detail),
         aggregate.as_ref(),
     );
@@ -640,6 +659,7 @@ fn alert_line(
             confidence: confidence.name(),
             section,
             detail,
+            exception,
             aggregate,
         },
         flow: with_flow.then(|| FlowBody::new(flow, None)),
@@ -652,7 +672,7 @@ fn alert_line(
 /// `docs/rules.md` that explain the finding.
 fn alert_metadata(
     (verdict, confidence): (Verdict, Confidence),
-    (rule, evidence, source): (&crate::policy::Rule, Option<&str>, Option<&str>),
+    (rule, evidence, source, exception): (&crate::policy::Rule, Option<&str>, Option<&str>, Option<&str>),
     (flow, section, detail): (&Flow, &str, Option<&str>),
     aggregate: Option<&AggregateBody>,
 ) -> Metadata {
@@ -661,6 +681,7 @@ fn alert_metadata(
         .one("rule", rule.id.as_str())
         .opt("evidence", evidence)
         .opt("evidence_source", source)
+        .opt("exception", exception)
         .one("section", section)
         .one("orig_role", flow.orig_role.name())
         .one("resp_role", flow.resp_role.name())
@@ -685,9 +706,20 @@ pub fn write_event(out: &mut Vec<u8>, engine: &Engine, event: &Event) {
 /// [`write_event`], with where the run saw it (`host`, `in_iface`, `pcap_filename`).
 pub fn write_event_from(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), event: &Event) {
     match *event {
-        Event::Alert { ts, ref flow, ref tunnel, verdict, rule, evidence, confidence, detail, source } => {
-            let detail = detail.map(|d| d.to_string());
-            let found = (evidence, detail.as_deref(), source);
+        Event::Alert {
+            ts,
+            ref flow,
+            ref tunnel,
+            verdict,
+            rule,
+            evidence,
+            confidence,
+            detail,
+            exception,
+            source,
+        } => {
+            let detail = detail.map(|d| super::detail::text(engine, d));
+            let found = (evidence, detail.as_deref(), exception_id(engine, exception), source);
             let flow = (flow, tunnel.as_ref());
             alert_line(out, (engine, origin), ts, flow, (verdict, confidence), rule, found, None)
         }
@@ -712,7 +744,7 @@ fn write_flow_from(
 ) {
     let event = FlowEvent {
         header: Header::new("flow", flow.last, (flow, tunnel), origin, false),
-        flow: FlowBody::new(flow, Some((flow_alerted(&engine.policy, flow), reason))),
+        flow: FlowBody::new(flow, Some((flow_alerted(engine, flow), reason))),
         policy: FlowPolicy::new(engine, flow),
     };
     write_line(out, &event);

@@ -5,6 +5,7 @@
 //! in as a plain snapshot.
 
 pub mod bound;
+pub mod detail;
 pub mod eve;
 pub mod soc;
 pub mod socket;

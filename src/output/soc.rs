@@ -67,12 +67,15 @@ pub fn parse_classifications(text: &str) -> Result<Vec<Classification>, String> 
 
 /// The classification (Suricata's `classtype`) of each verdict that makes an alert,
 /// chosen so a SOC's queue sorts them by priority: a violation (should not exist) first,
-/// a restriction (legitimate traffic being refused or dropped) next, an advisory last.
+/// a restriction (legitimate traffic being refused or dropped) next, an advisory last,
+/// with an accepted finding (an exception covers it) among the least urgent.
 pub fn classtype(verdict: Verdict) -> &'static str {
     match verdict {
         Verdict::Violation => "policy-violation",
         Verdict::Restriction => "bad-unknown",
         Verdict::Advisory | Verdict::Ok | Verdict::OutOfScope => "misc-activity",
+        // A finding an unexpired exception covers: known and agreed, kept for the record.
+        Verdict::Accepted => "not-suspicious",
     }
 }
 
@@ -144,6 +147,7 @@ mod tests {
         assert_eq!(category(Verdict::Violation), ("Potential Corporate Privacy Violation", 1));
         assert_eq!(category(Verdict::Restriction), ("Potentially Bad Traffic", 2));
         assert_eq!(category(Verdict::Advisory), ("Misc activity", 3));
+        assert_eq!(category(Verdict::Accepted), ("Not Suspicious Traffic", 3));
     }
 
     /// Suricata's own lines for the names exwatch uses (its `classification.config`), so

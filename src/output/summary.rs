@@ -32,6 +32,8 @@ pub struct Summary {
     pub flows: Counts,
     pub findings: Counts,
     pub rules: Vec<RuleLine>,
+    /// Every `[[exception]]` of the topology, with what it matched.
+    pub exceptions: Vec<ExceptionLine>,
     pub top_violating_pairs: Vec<PairLine>,
     /// Sources that could not be read, whole or in part: a stable code and the message.
     pub errors: Vec<(String, String)>,
@@ -123,6 +125,25 @@ pub struct RuleLine {
     /// Of those, the ones the alert bound held back from the EVE log and counted in
     /// aggregate alerts.
     pub aggregated: u64,
+    /// Of those, the ones an exception accepted (verdict `accepted`).
+    pub accepted: u64,
+}
+
+/// One `[[exception]]` and what it matched in this run.
+#[derive(Serialize, Debug)]
+pub struct ExceptionLine {
+    pub id: String,
+    pub rule: String,
+    pub owner: String,
+    pub reason: String,
+    pub expires: String,
+    /// Findings it accepted.
+    pub accepted: u64,
+    /// Findings it would have accepted, in flows that started after it expired.
+    pub expired_findings: u64,
+    /// `used` (it accepted findings), `expired` (it matched only after it expired) or
+    /// `unused` (it matched nothing).
+    pub status: &'static str,
 }
 
 #[derive(Serialize, Debug)]
@@ -184,18 +205,44 @@ impl Summary {
                 bytes: stats.bytes,
                 alerts: stats.alerts,
                 aggregated: stats.aggregated,
+                accepted: stats.accepted,
             })
             .collect();
         // Restrictions are counted under their evidence kind (they add no flows).
         let evidence = engine.policy.evidence.iter().zip(c.evidence.iter().zip(&c.evidence_aggregated));
-        rules.extend(evidence.map(|(e, (&alerts, &aggregated))| RuleLine {
+        let evidence = evidence.zip(c.evidence_accepted.iter().chain(std::iter::repeat(&0)));
+        rules.extend(evidence.map(|((e, (&alerts, &aggregated)), &accepted)| RuleLine {
             rule: e.id.clone(),
             verdict: Verdict::Restriction.name().to_string(),
             flows: 0,
             bytes: 0,
             alerts,
             aggregated,
+            accepted,
         }));
+        let exceptions = engine
+            .topology
+            .exceptions
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let stats = c.exceptions.get(i).copied().unwrap_or_default();
+                ExceptionLine {
+                    id: e.id.clone(),
+                    rule: e.rule.clone(),
+                    owner: e.owner.clone(),
+                    reason: e.reason.clone(),
+                    expires: e.expires.clone(),
+                    accepted: stats.accepted,
+                    expired_findings: stats.expired,
+                    status: match (stats.accepted, stats.expired) {
+                        (0, 0) => "unused",
+                        (0, _) => "expired",
+                        _ => "used",
+                    },
+                }
+            })
+            .collect();
         let mut pairs: Vec<_> = c.pairs.iter().collect();
         pairs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let top_violating_pairs = pairs
@@ -232,6 +279,7 @@ impl Summary {
             flows: Counts::of(Section::Flows, c),
             findings: Counts::of(Section::Findings, c),
             rules,
+            exceptions,
             top_violating_pairs,
             errors: record.errors.iter().map(|e| (e.code().to_string(), e.to_string())).collect(),
             warnings: Vec::new(),
@@ -280,6 +328,7 @@ impl Summary {
         let _ = writeln!(s, "exwatch summary (policy {}, topology {})", self.policy, self.topology);
         self.write_findings(&mut s);
         self.write_rules(&mut s);
+        self.write_exceptions(&mut s);
         self.write_alert_bound(&mut s);
         self.write_pairs(&mut s);
         self.write_files(&mut s);
@@ -317,6 +366,20 @@ impl Summary {
                 let _ = write!(s, " {:>7}", r.aggregated);
             }
             s.push('\n');
+        }
+    }
+
+    fn write_exceptions(&self, s: &mut String) {
+        if self.exceptions.is_empty() {
+            return;
+        }
+        let _ = writeln!(s, "exceptions ({} findings accepted):", self.findings.get(Counter::Accepted));
+        for e in &self.exceptions {
+            let _ = writeln!(
+                s,
+                "  {:<20} {:<7} {:>7} accepted, {} after expiry; rule {}, owner {}, expires {}",
+                e.id, e.status, e.accepted, e.expired_findings, e.rule, e.owner, e.expires
+            );
         }
     }
 

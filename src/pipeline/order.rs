@@ -236,6 +236,7 @@ mod tests {
             confidence: Confidence::High,
             detail: None,
             source: None,
+            exception: None,
         }
     }
 

@@ -262,7 +262,7 @@ impl Writer<'_> {
                         events.retain(|event| matches!(event, Event::Alert { .. }));
                     } else if flows_in_scope {
                         events.retain(|event| match event {
-                            Event::Flow { flow, .. } => eve::in_scope(&engine.policy, flow),
+                            Event::Flow { flow, .. } => eve::in_scope(engine, flow),
                             Event::Alert { .. } => true,
                         });
                     }

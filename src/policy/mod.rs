@@ -5,7 +5,11 @@
 //! Edge (for the open-proxy rule), shared by all workers. It never sees packets.
 
 pub mod builtin;
+pub mod endpoints;
+pub mod exceptions;
+pub mod packs;
 pub mod prefix;
+pub mod role;
 pub mod rules;
 pub mod topology;
 
@@ -17,8 +21,34 @@ use dashmap::DashMap;
 
 use crate::time::Ts;
 use crate::time::SECOND;
+pub use exceptions::{Covered, Exception};
 pub use rules::{Evidence, EvidenceKind, Policy, Rule, Verdict, When};
-pub use topology::{Role, Topology};
+pub use topology::{Pack, Role, RoleSet, Topology};
+
+/// The role named for an address in events when no rule matched: its first.
+fn named(set: RoleSet) -> Role {
+    set.first().unwrap_or(Role::External)
+}
+
+/// The role named for an end that a rule matched with the roles `matched` of its
+/// `set`: the first of them, except that an Exchange Online address matched as
+/// `external` is still named `exchange_online`.
+fn named_within(set: RoleSet, matched: RoleSet) -> Role {
+    if set.contains(Role::ExchangeOnline) && matched.contains(Role::External) {
+        return Role::ExchangeOnline;
+    }
+    named(matched)
+}
+
+/// The policy a topology is judged with: `policy` with the rules of the packs the
+/// topology turns on; errors for exceptions naming a rule it does not have.
+pub fn for_topology(policy: Policy, topology: &Topology) -> Result<Policy, crate::config::ConfigError> {
+    let policy = packs::apply(policy, topology)?;
+    let known =
+        |id: &str| policy.rules.iter().any(|r| r.id == id) || policy.evidence.iter().any(|e| e.id == id);
+    topology.check_exceptions(&policy.name, known)?;
+    Ok(policy)
+}
 
 /// What the engine needs to know of a flow to judge it.
 #[derive(Clone, Copy, Debug)]
@@ -63,7 +93,7 @@ pub struct Engine {
     edge_deployed: bool,
     dns_role: bool,
     /// Roles (bits of [`Role::bit`]) that some never-restrict rule names on either side.
-    protected_roles: u8,
+    protected_roles: u16,
     /// (Edge, sender) -> last time the sender opened an SMTP flow to that Edge.
     smtp_senders: DashMap<(IpAddr, IpAddr), Ts, foldhash::fast::FixedState>,
     max_smtp_senders: usize,
@@ -134,13 +164,92 @@ impl Engine {
         self.judge_in(facts, Scope::default())
     }
 
-    /// [`Engine::judge`], with ends that the first packet showed to be `local`.
+    /// [`Engine::judge`], with ends that the first packet showed to be `local`. A host
+    /// may hold several roles: a rule matches when each end holds one of its roles, and
+    /// the roles it matched with are the judgement's.
     pub fn judge_in(&self, facts: &Facts, scope: Scope) -> Judgement {
-        let role = |local: bool, addr: IpAddr| if local { Role::Local } else { self.topology.role_of(addr) };
-        let orig_role = role(scope.orig_local, facts.orig);
-        let resp_role = role(scope.resp_local, facts.resp);
-        let rule = self.policy.rules.iter().position(|rule| self.matches(rule, facts, orig_role, resp_role));
-        Judgement { rule, orig_role, resp_role }
+        let roles = |local: bool, addr: IpAddr| {
+            if local {
+                RoleSet::of(Role::Local)
+            } else {
+                self.topology.roles_of(addr)
+            }
+        };
+        let orig_roles = roles(scope.orig_local, facts.orig);
+        let resp_roles = roles(scope.resp_local, facts.resp);
+        let found =
+            self.policy.rules.iter().enumerate().find_map(|(i, rule)| {
+                self.matches(rule, facts, orig_roles, resp_roles).map(|(o, r)| (i, o, r))
+            });
+        match found {
+            Some((rule, orig_role, resp_role)) => Judgement { rule: Some(rule), orig_role, resp_role },
+            None => Judgement { rule: None, orig_role: named(orig_roles), resp_role: named(resp_roles) },
+        }
+    }
+
+    /// The roles of an address (see [`Topology::roles_of`]).
+    pub fn roles_of(&self, addr: IpAddr) -> RoleSet {
+        self.topology.roles_of(addr)
+    }
+
+    /// What the topology's exceptions say of a finding of the rule (or, with
+    /// `evidence`, of the restriction evidence) at `rule` on `flow`'s ends.
+    pub fn covered(
+        &self,
+        rule: usize,
+        evidence: Option<usize>,
+        ends: (IpAddr, IpAddr),
+        (proto, resp_port): (u8, u16),
+        start: Ts,
+    ) -> Option<exceptions::Covered> {
+        if self.topology.exceptions.is_empty() {
+            return None;
+        }
+        let rule_id = self.policy.rules.get(rule).map(|r| r.id.as_str());
+        let (id, rule) = match evidence.and_then(|e| self.policy.evidence.get(e)) {
+            Some(e) => (e.id.as_str(), rule_id),
+            None => (rule_id?, None),
+        };
+        let finding = exceptions::Finding {
+            id,
+            rule,
+            orig: ends.0,
+            resp: ends.1,
+            orig_roles: self.topology.roles_of(ends.0),
+            resp_roles: self.topology.roles_of(ends.1),
+            proto,
+            resp_port,
+            start,
+        };
+        exceptions::cover(&self.topology.exceptions, &finding)
+    }
+
+    /// The exception (an index into the topology's) that accepts the finding of a
+    /// flow under rule `rule`, if the rule's verdict is a finding and one does: what a
+    /// flow event says of its verdict.
+    pub fn flow_exception(
+        &self,
+        rule: Option<usize>,
+        ends: (IpAddr, IpAddr),
+        proto_port: (u8, u16),
+        start: Ts,
+    ) -> Option<usize> {
+        let rule = rule.filter(|&r| self.verdict(r).is_finding())?;
+        match self.covered(rule, None, ends, proto_port, start) {
+            Some(exceptions::Covered::Active(i)) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// The endpoints-file record id of either end of a flow, if one is an Exchange
+    /// Online address from that file.
+    pub fn endpoint_record(
+        &self,
+        ends: (IpAddr, IpAddr),
+        proto_port: (u8, u16),
+    ) -> Option<&endpoints::Record> {
+        let record = |addr| self.topology.endpoint_record(addr, proto_port);
+        record(ends.1).or_else(|| record(ends.0))
     }
 
     /// A flow under rule `rule` from `orig` to `resp` was answered, and its latest packet
@@ -153,13 +262,17 @@ impl Engine {
         }
     }
 
-    fn matches(&self, rule: &Rule, f: &Facts, orig_role: Role, resp_role: Role) -> bool {
-        let forward = rule.from & orig_role.bit() != 0 && rule.to & resp_role.bit() != 0;
-        let backward = rule.both_ways && rule.from & resp_role.bit() != 0 && rule.to & orig_role.bit() != 0;
-        (forward || backward)
-            && rule.proto_matches(f.proto)
-            && rule.port_matches(f.resp_port)
-            && self.when_holds(&rule.when, f, orig_role)
+    /// The roles the rule matches the flow with (originator's, responder's), if it does.
+    fn matches(&self, rule: &Rule, f: &Facts, orig: RoleSet, resp: RoleSet) -> Option<(Role, Role)> {
+        if !(rule.proto_matches(f.proto) && rule.port_matches(f.resp_port)) {
+            return None;
+        }
+        let pair = |from: RoleSet, to: RoleSet| (!from.is_empty() && !to.is_empty()).then_some((from, to));
+        let (o, r) = pair(orig.within(rule.from), resp.within(rule.to)).or_else(|| {
+            rule.both_ways.then(|| pair(orig.within(rule.to), resp.within(rule.from))).flatten()
+        })?;
+        let (o, r) = (named_within(orig, o), named_within(resp, r));
+        self.when_holds(&rule.when, f, o).then_some((o, r))
     }
 
     fn when_holds(&self, when: &When, f: &Facts, orig_role: Role) -> bool {
@@ -167,7 +280,15 @@ impl Engine {
             |condition: Option<bool>, value: &dyn Fn() -> bool| condition.is_none_or(|want| want == value());
         holds(when.edge_deployed, &|| self.edge_deployed)
             && holds(when.dns_role, &|| self.dns_role)
-            && holds(when.restrict_internal_clients, &|| self.topology.restrict_internal_clients)
+            && holds(when.restrict_internal_clients, &|| {
+                // The site of the flow's Exchange endpoint decides.
+                let exchange = |addr| {
+                    let roles = self.topology.roles_of(addr);
+                    roles.contains(Role::Mailbox) || roles.contains(Role::Edge)
+                };
+                let at = if exchange(f.resp) || !exchange(f.orig) { f.resp } else { f.orig };
+                self.topology.restrict_internal_clients_at(at)
+            })
             && holds(when.same_subscription, &|| {
                 let (edge, other) = if orig_role == Role::Edge { (f.orig, f.resp) } else { (f.resp, f.orig) };
                 self.topology.same_subscription(edge, other)

@@ -57,6 +57,23 @@ impl Prefix {
         addr.is_ipv4() == self.addr.is_ipv4() && Prefix::masked(addr, self.len) == self.addr
     }
 
+    /// An IPv4-mapped IPv6 prefix (`::ffff:10.1.10.11`) as the IPv4 prefix it stands for:
+    /// such addresses are looked up as IPv4, so they are listed as IPv4 too.
+    pub fn canonical(self) -> Prefix {
+        match self.addr {
+            IpAddr::V6(v6) if self.len >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => Prefix { addr: IpAddr::V4(v4), len: self.len - 96 },
+                None => self,
+            },
+            _ => self,
+        }
+    }
+
+    /// Whether every address of `other` is in this prefix.
+    pub fn covers(&self, other: &Prefix) -> bool {
+        self.len <= other.len && self.contains(other.addr)
+    }
+
     /// Whether the two prefixes share any address.
     pub fn overlaps(&self, other: &Prefix) -> bool {
         let shorter = self.len.min(other.len);
@@ -167,6 +184,15 @@ mod tests {
         assert_eq!(table.lookup("11.0.0.1".parse().unwrap()), None);
         assert_eq!(table.lookup("2001:db8::1".parse().unwrap()), Some(&"v6"));
         assert_eq!(table.lookup("::ffff:10.0.0.1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn mapped_prefixes_are_ipv4() {
+        assert_eq!(p("::ffff:10.1.10.11").canonical(), p("10.1.10.11"));
+        assert_eq!(p("::ffff:10.1.0.0/112").canonical(), p("10.1.0.0/16"));
+        assert_eq!(p("2001:db8::1").canonical(), p("2001:db8::1"));
+        assert!(p("10.1.0.0/16").covers(&p("10.1.10.11")));
+        assert!(!p("10.1.10.11").covers(&p("10.1.0.0/16")));
     }
 
     #[test]

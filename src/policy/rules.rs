@@ -28,6 +28,9 @@ pub enum Verdict {
     Restriction,
     /// Touches no Exchange server: counted, no event.
     OutOfScope,
+    /// A finding that an unexpired `[[exception]]` of the topology covers: an event,
+    /// never a failed run.
+    Accepted,
 }
 
 impl Verdict {
@@ -38,18 +41,26 @@ impl Verdict {
             Verdict::Violation => "violation",
             Verdict::Restriction => "restriction",
             Verdict::OutOfScope => "out_of_scope",
+            Verdict::Accepted => "accepted",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Verdict> {
-        [Verdict::Ok, Verdict::Advisory, Verdict::Violation, Verdict::Restriction, Verdict::OutOfScope]
-            .into_iter()
-            .find(|v| v.name() == name)
+        [
+            Verdict::Ok,
+            Verdict::Advisory,
+            Verdict::Violation,
+            Verdict::Restriction,
+            Verdict::OutOfScope,
+            Verdict::Accepted,
+        ]
+        .into_iter()
+        .find(|v| v.name() == name)
     }
 
     /// Whether flows with this verdict produce an alert event.
     pub fn is_finding(self) -> bool {
-        matches!(self, Verdict::Advisory | Verdict::Violation | Verdict::Restriction)
+        matches!(self, Verdict::Advisory | Verdict::Violation | Verdict::Restriction | Verdict::Accepted)
     }
 }
 
@@ -116,8 +127,8 @@ pub struct Rule {
     pub reason: String,
     pub verdict: Verdict,
     /// Role bitmasks (see [`Role::bit`]).
-    pub from: u8,
-    pub to: u8,
+    pub from: u16,
+    pub to: u16,
     /// IP protocol numbers; empty means any.
     pub protos: Vec<u8>,
     /// Responder port ranges, inclusive; empty means any.
@@ -165,6 +176,8 @@ pub struct Policy {
     pub open_proxy_window_ns: u64,
     /// Every port a rule names, sorted: used to infer the responder of mid-stream flows.
     pub named_ports: Vec<u16>,
+    /// For a pack (`rules/packs/`): the rule of the main policy its rules go before.
+    pub insert_before: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -185,6 +198,7 @@ struct RawHeader {
     source: String,
     #[serde(default = "default_window")]
     open_proxy_window_secs: u64,
+    insert_before: Option<String>,
 }
 
 fn default_window() -> u64 {
@@ -288,7 +302,7 @@ impl Policy {
             let key = format!("rule[{i}] ({:?})", r.id);
             unique(&r.id, r.sid, spanned.span(), &key)?;
             let verdict = match Verdict::from_name(r.verdict.get_ref()) {
-                Some(v) if v != Verdict::Restriction => v,
+                Some(v) if !matches!(v, Verdict::Restriction | Verdict::Accepted) => v,
                 _ => {
                     return Err(source.error(
                         r.verdict.span(),
@@ -342,20 +356,29 @@ impl Policy {
                 reason: e.reason.clone(),
             });
         }
-        let named_ports: BTreeSet<u16> = rules
-            .iter()
-            .flat_map(|r| r.ports.iter())
-            .filter(|(lo, hi)| lo == hi)
-            .map(|&(lo, _)| lo)
-            .collect();
-        Ok(Policy {
+        let mut policy = Policy {
             name: raw.policy.name,
             source: raw.policy.source,
             rules,
             evidence,
             open_proxy_window_ns: raw.policy.open_proxy_window_secs.saturating_mul(SECOND),
-            named_ports: named_ports.into_iter().collect(),
-        })
+            named_ports: Vec::new(),
+            insert_before: raw.policy.insert_before,
+        };
+        policy.name_ports();
+        Ok(policy)
+    }
+
+    /// Collects every single port a rule names into [`Policy::named_ports`].
+    pub fn name_ports(&mut self) {
+        let named: BTreeSet<u16> = self
+            .rules
+            .iter()
+            .flat_map(|r| r.ports.iter())
+            .filter(|(lo, hi)| lo == hi)
+            .map(|&(lo, _)| lo)
+            .collect();
+        self.named_ports = named.into_iter().collect();
     }
 
     /// The index (into [`Policy::evidence`]) of the evidence of this kind, if the
@@ -369,18 +392,16 @@ impl Policy {
     }
 }
 
-fn roles(source: &Source<'_>, key: &str, names: &[Spanned<String>]) -> Result<u8, ConfigError> {
+fn roles(source: &Source<'_>, key: &str, names: &[Spanned<String>]) -> Result<u16, ConfigError> {
     let mut mask = 0;
     for name in names {
         mask |= match name.get_ref().as_str() {
-            "any" => u8::MAX,
+            "any" => u16::MAX,
             other => Role::from_name(other).map(Role::bit).ok_or_else(|| {
                 source.error(
                     name.span(),
                     key,
-                    format!(
-                        "`{other}` is not a role (mailbox, edge, domain_controller, skype, dns, internal_client, external, local, any)"
-                    ),
+                    format!("`{other}` is not a role ({}, any)", Role::ALL.map(Role::name).join(", ")),
                 )
             })?,
         };

@@ -36,6 +36,7 @@ struct FindingAcc {
     last: Micros,
     confidence: u8,
     community_id: String,
+    exception: Option<String>,
 }
 
 type FindingKey = (usize, Option<String>, Verdict, IpAddr, IpAddr, Option<u16>, String);
@@ -72,7 +73,7 @@ pub struct Builder {
     meta: Meta,
     rule_index: HashMap<String, usize, foldhash::fast::FixedState>,
     /// (from, to, both_ways) role masks of the never-restrict rules.
-    protected: Vec<(u8, u8, bool)>,
+    protected: Vec<(u16, u16, bool)>,
     rows: Vec<RowAcc>,
     findings: HashMap<FindingKey, FindingAcc, foldhash::fast::FixedState>,
     pairs: HashMap<(IpAddr, IpAddr), PairAcc, foldhash::fast::FixedState>,
@@ -92,6 +93,8 @@ pub struct Builder {
     flow_states: BTreeMap<String, u64>,
     /// The `host` of the events of this run (`analyze --report`).
     sensor_name: Option<String>,
+    /// Accepted findings per exception id.
+    exceptions: BTreeMap<String, u64>,
 }
 
 const UNNAMED: &str = "(unnamed)";
@@ -118,6 +121,7 @@ fn bump(counts: &mut VerdictCounts, v: Verdict) {
         Verdict::Advisory => counts.advisory += 1,
         Verdict::Violation => counts.violation += 1,
         Verdict::Restriction => counts.restriction += 1,
+        Verdict::Accepted => counts.accepted += 1,
         _ => {}
     }
 }
@@ -175,6 +179,7 @@ impl Builder {
             conn_states: BTreeMap::new(),
             flow_states: BTreeMap::new(),
             sensor_name: None,
+            exceptions: BTreeMap::new(),
         }
     }
 
@@ -275,7 +280,7 @@ impl Builder {
     /// Whether the topology's roles of the two hosts make their traffic one that a
     /// never-restrict rule of the policy protects (either way for `both_ways` rules).
     fn protected_pair(&self, a: IpAddr, b: IpAddr) -> bool {
-        let (ra, rb) = (self.topology.role_of(a).bit(), self.topology.role_of(b).bit());
+        let (ra, rb) = (self.topology.roles_of(a).0, self.topology.roles_of(b).0);
         self.protected.iter().any(|&(from, to, both_ways)| {
             (from & ra != 0 && to & rb != 0) || (both_ways && from & rb != 0 && to & ra != 0)
         })
@@ -327,7 +332,11 @@ impl Builder {
             last: a.ts,
             confidence: rank,
             community_id: e.community_id.clone(),
+            exception: a.exception.clone(),
         });
+        if let Some(exception) = &a.exception {
+            *self.exceptions.entry(exception.clone()).or_default() += 1;
+        }
         finding.count += 1;
         finding.first = finding.first.min(a.ts);
         finding.last = finding.last.max(a.ts);
@@ -347,6 +356,7 @@ impl Builder {
             w.advisory += n.advisory;
             w.violation += n.violation;
             w.restriction += n.restriction;
+            w.accepted += n.accepted;
         }
         self.minutes = wider;
         self.slot *= 10;
@@ -414,6 +424,7 @@ impl Builder {
                     last_seen: format_timestamp(acc.last),
                     confidence: ["low", "medium", "high"][usize::from(acc.confidence.min(2))].to_string(),
                     community_id: acc.community_id,
+                    exception: acc.exception,
                 };
                 (index, finding)
             })
@@ -491,6 +502,7 @@ impl Builder {
             totals,
             first: self.first,
             last: self.last,
+            exceptions: self.exceptions,
             policy: self.policy,
             topology: self.topology,
         }

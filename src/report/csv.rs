@@ -3,7 +3,7 @@
 
 use super::model::Report;
 
-const HEADER: [&str; 13] = [
+const HEADER: [&str; 14] = [
     "section",
     "rule",
     "evidence",
@@ -17,6 +17,7 @@ const HEADER: [&str; 13] = [
     "last_seen",
     "confidence",
     "community_id",
+    "exception",
 ];
 
 /// A field as RFC 4180 wants it: quoted when it holds a comma, a quote or a line break.
@@ -53,6 +54,7 @@ pub fn render(report: &Report) -> String {
                     &f.last_seen,
                     &f.confidence,
                     &f.community_id,
+                    f.exception.as_deref().unwrap_or(""),
                 ];
                 let line: Vec<String> = fields.iter().map(|s| field(s)).collect();
                 out.push_str(&line.join(","));

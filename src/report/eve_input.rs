@@ -63,6 +63,8 @@ struct RawPolicy<'a> {
     #[serde(default)]
     dest_port: Option<u16>,
     #[serde(borrow, default)]
+    exception: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
     src_role: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     dest_role: Option<Cow<'a, str>>,
@@ -271,6 +273,7 @@ fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
         rule: rule.into_owned(),
         evidence: policy.evidence.map(Cow::into_owned),
         confidence: policy.confidence.map_or(Cow::Borrowed("high"), |c| known(&c)),
+        exception: policy.exception.map(Cow::into_owned),
     }))
 }
 
@@ -373,8 +376,46 @@ mod tests {
             confidence: Confidence::Low,
             detail: None,
             source: None,
+            exception: None,
         };
         assert_eq!(parsed(&line), from_event(&engine, &event));
+    }
+
+    #[test]
+    fn accepted_flows_and_alerts_converted_directly_equal_those_written_and_read_back() {
+        let policy = Policy::parse(Path::new("exchange.toml"), include_str!("../../rules/exchange.toml"));
+        let text = format!(
+            "{}\n[[exception]]\nid = \"CHG-1\"\nrule = \"external-to-mailbox\"\nfrom = [\"198.51.100.7\"]\nowner = \"o\"\nreason = \"r\"\nexpires = 2027-03-31\n",
+            include_str!("../../rules/topology.toml")
+        );
+        let topology = Topology::parse(Path::new("topology.toml"), &text);
+        let engine =
+            Engine::new(Arc::new(policy.expect("policy")), Arc::new(topology.expect("topology")), 10);
+        let f = flow(&engine, "198.51.100.7", "10.10.1.11", 50001, 3389, proto::TCP);
+        let mut line = Vec::new();
+        eve::write_flow(&mut line, &engine, &f, EndReason::Timeout);
+        let direct = from_event(&engine, &Event::Flow { flow: f, tunnel: None, reason: EndReason::Timeout });
+        let Record::Flow(ref record) = direct else { panic!("not a flow") };
+        assert_eq!(record.verdict, Verdict::Accepted);
+        assert_eq!(parsed(&line), direct, "{}", String::from_utf8_lossy(&line));
+        let event = Event::Alert {
+            ts: f.last,
+            flow: f,
+            tunnel: None,
+            verdict: Verdict::Accepted,
+            rule: f.rule.expect("a rule"),
+            evidence: None,
+            confidence: Confidence::Medium,
+            detail: None,
+            exception: Some(0),
+            source: None,
+        };
+        let mut line = Vec::new();
+        eve::write_event(&mut line, &engine, &event);
+        let direct = from_event(&engine, &event);
+        let Record::Alert(ref alert) = direct else { panic!("not an alert") };
+        assert_eq!(alert.exception.as_deref(), Some("CHG-1"));
+        assert_eq!(parsed(&line), direct, "{}", String::from_utf8_lossy(&line));
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub(super) struct Parts {
     pub totals: Totals,
     pub first: Option<Micros>,
     pub last: Option<Micros>,
+    /// Accepted findings per exception id.
+    pub exceptions: BTreeMap<String, u64>,
 }
 
 pub(super) struct RowParts {
@@ -62,8 +64,12 @@ pub(super) fn finish(mut p: Parts) -> Report {
         let observed = acc.flows > 0 || acc.alerts != VerdictCounts::default();
         let status = if acc.alerts.restriction > 0 {
             Status::Restriction
-        } else if acc.alerts.violation > 0 || (observed && rule.verdict == Verdict::Violation) {
+        } else if acc.alerts.violation > 0
+            || (observed && rule.verdict == Verdict::Violation && acc.alerts.accepted == 0)
+        {
             Status::Violation
+        } else if acc.alerts.accepted > 0 {
+            Status::Accepted
         } else if !observed {
             Status::NotObserved
         } else if acc.alerts.advisory > 0 || rule.verdict == Verdict::Advisory {
@@ -134,8 +140,42 @@ pub(super) fn finish(mut p: Parts) -> Report {
         role_matrix: p.roles,
         timeline,
         health,
+        exceptions: exception_rows(&p.topology, &p.exceptions, p.last),
         changes: None,
     }
+}
+
+/// Every exception of the topology with the findings it accepted: `used`, `unused`,
+/// or `expired` when the capture runs past the end of its last day.
+fn exception_rows(
+    topology: &crate::policy::Topology,
+    accepted: &BTreeMap<String, u64>,
+    last: Option<Micros>,
+) -> Vec<ExceptionRow> {
+    topology
+        .exceptions
+        .iter()
+        .map(|e| {
+            let count = accepted.get(&e.id).copied().unwrap_or(0);
+            let expired = last.is_some_and(|last| last.saturating_mul(1_000) >= e.end.0);
+            ExceptionRow {
+                id: e.id.clone(),
+                rule: e.rule.clone(),
+                owner: e.owner.clone(),
+                reason: e.reason.clone(),
+                expires: e.expires.clone(),
+                accepted: count,
+                status: if expired {
+                    "expired"
+                } else if count > 0 {
+                    "used"
+                } else {
+                    "unused"
+                }
+                .to_string(),
+            }
+        })
+        .collect()
 }
 
 /// Why a rule's conditions on the topology can never hold, if they cannot.

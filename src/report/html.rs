@@ -39,6 +39,7 @@ pub fn render(report: &Report) -> String {
                 @if let Some(changes) = &report.changes { (changes_section(changes)) }
                 @for (i, section) in report.sections.iter().enumerate() { (article_section(i, section, report)) }
                 (never_restrict(&report.never_restrict))
+                (exceptions(&report.exceptions))
                 (pictures(report))
                 (health(report))
                 footer { "Made by " (report.generator) " from EVE events; schema " (report.schema) " JSON holds the same content." }
@@ -124,6 +125,7 @@ fn contents(r: &Report) -> Markup {
                 @if r.changes.is_some() { li { a href="#changes" { "Changes since the baseline" } } }
                 @for (i, s) in r.sections.iter().enumerate() { li { a href={ "#section-" (i) } { (s.title) } } }
                 li { a href="#never-restrict" { "Traffic that must never be restricted" } }
+                li { a href="#exceptions" { "Exceptions" } }
                 li { a href="#pictures" { "Pictures" } }
                 li { a href="#health" { "Capture health and confidence" } }
             }
@@ -137,6 +139,7 @@ fn legend() -> Markup {
         Status::Advisory,
         Status::Violation,
         Status::Restriction,
+        Status::Accepted,
         Status::OutOfScope,
         Status::NotObserved,
     ];
@@ -197,7 +200,10 @@ fn findings(list: &[Finding], shown: usize) -> Markup {
             tbody {
                 @for f in list.iter().take(shown) {
                     tr class={ "v-" (f.verdict) } {
-                        td { code { (f.evidence.as_deref().unwrap_or(&f.rule)) } " " span class="verdict" { (f.verdict) } }
+                        td {
+                            code { (f.evidence.as_deref().unwrap_or(&f.rule)) } " " span class="verdict" { (f.verdict) }
+                            @if let Some(id) = &f.exception { " by " code { (id) } }
+                        }
                         td { (f.src_ip) " → " (f.dest_ip) @if let Some(p) = f.dest_port { ":" (p) } "/" (f.proto) }
                         td class="n" { (f.count) }
                         td class="t" { (when(&f.first_seen)) } td class="t" { (when(&f.last_seen)) }
@@ -208,6 +214,37 @@ fn findings(list: &[Finding], shown: usize) -> Markup {
             }
         }
         @if list.len() > shown { p class="note" { "and " (list.len() - shown) " more in the JSON report" } }
+    }
+}
+
+/// The topology's exceptions: each with its owner, reason and expiry, what it accepted,
+/// and whether it is used, unused or expired.
+fn exceptions(list: &[ExceptionRow]) -> Markup {
+    html! {
+        section id="exceptions" {
+            h2 { "Exceptions" }
+            @if list.is_empty() {
+                p { "The topology declares no exception: every finding is shown as found." }
+            } @else {
+                p { "Approved deviations declared in the topology. A finding an exception covers, in a flow that started before the end of its expiry date, is shown as accepted; it never fails a run." }
+                table class="data" {
+                    thead { tr { th { "id" } th { "rule" } th { "owner" } th { "reason" } th { "expires" } th { "accepted" } th { "status" } } }
+                    tbody {
+                        @for e in list {
+                            tr {
+                                td { code { (e.id) } }
+                                td { code { (e.rule) } }
+                                td { (e.owner) }
+                                td { (e.reason) }
+                                td class="t" { (e.expires) }
+                                td class="n" { (e.accepted) }
+                                td { (e.status) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

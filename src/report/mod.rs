@@ -150,6 +150,7 @@ mod tests {
                     confidence: Confidence::High,
                     detail: None,
                     source: None,
+                    exception: None,
                 });
             }
             if engine.policy.rules[rule].never_restrict {
@@ -164,6 +165,7 @@ mod tests {
                     confidence,
                     detail: None,
                     source: None,
+                    exception: None,
                 });
             }
             out.push(Event::Flow { flow, tunnel: None, reason: crate::flow::EndReason::Shutdown });

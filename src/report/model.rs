@@ -30,9 +30,29 @@ pub struct Report {
     pub role_matrix: Vec<RoleCell>,
     pub timeline: Vec<TimeBucket>,
     pub health: Health,
+    /// Every `[[exception]]` of the topology, with the findings it accepted (left out
+    /// when the topology declares none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exceptions: Vec<ExceptionRow>,
     /// With `--baseline`: what changed since the earlier report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<Changes>,
+}
+
+/// One `[[exception]]` of the topology and what it accepted.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExceptionRow {
+    pub id: String,
+    /// The rule or evidence id it accepts, or `*`.
+    pub rule: String,
+    pub owner: String,
+    pub reason: String,
+    /// The last day it covers (`2027-03-31`).
+    pub expires: String,
+    /// Findings it accepted.
+    pub accepted: u64,
+    /// `used`, `unused`, or `expired` (the capture runs past its expiry).
+    pub status: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -104,6 +124,13 @@ pub struct VerdictCounts {
     pub advisory: u64,
     pub violation: u64,
     pub restriction: u64,
+    /// Findings an exception of the topology accepted (left out when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub accepted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -125,6 +152,8 @@ pub enum Status {
     Violation,
     /// Evidence that traffic which must never be restricted is being restricted.
     Restriction,
+    /// Findings, every one accepted by an exception of the topology.
+    Accepted,
     /// Traffic outside the article's scope (the policy's `out_of_scope` rule).
     OutOfScope,
     /// No traffic matched the rule: neither compliant nor blocked.
@@ -138,6 +167,7 @@ impl Status {
             Status::Advisory => "advisories",
             Status::Violation => "violations",
             Status::Restriction => "restriction evidence",
+            Status::Accepted => "accepted by exceptions",
             Status::OutOfScope => "out of scope",
             Status::NotObserved => "not observed",
         }
@@ -149,6 +179,7 @@ impl Status {
             Status::Advisory => "advisory",
             Status::Violation => "violation",
             Status::Restriction => "restriction",
+            Status::Accepted => "accepted",
             Status::OutOfScope => "out_of_scope",
             Status::NotObserved => "not_observed",
         }
@@ -195,6 +226,9 @@ pub struct Finding {
     pub confidence: String,
     /// The Community ID of the first alert: a flow to look up in Zeek, Suricata or Arkime.
     pub community_id: String,
+    /// Verdict `accepted`: the exception that accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception: Option<String>,
 }
 
 impl Finding {

@@ -131,6 +131,8 @@ pub struct AlertRecord {
     pub evidence: Option<String>,
     /// `high`, `medium` or `low`.
     pub confidence: Text,
+    /// Verdict `accepted`: the id of the exception that accepted it.
+    pub exception: Option<String>,
 }
 
 /// An EVE `stats` event: a sensor's running counters (cumulative since it started).
@@ -209,19 +211,24 @@ pub fn from_event(engine: &Engine, event: &Event) -> Record {
                 state: Cow::Borrowed(flow.state()),
                 conn_state: Some(Cow::Borrowed(flow.conn_state())),
                 gaps: flow.gaps,
-                verdict: crate::output::eve::flow_verdict(policy, flow),
+                verdict: crate::output::eve::flow_verdict(engine, flow),
                 rule: rule.map(|r| r.id.clone()),
             })
         }
-        Event::Alert { ts, flow, verdict, rule, evidence, confidence, .. } => Record::Alert(AlertRecord {
-            ends: endpoints(flow),
-            ts: micros(*ts),
-            flow_start: micros(flow.start),
-            verdict: *verdict,
-            rule: policy.rules.get(*rule).map(|r| r.id.clone()).unwrap_or_default(),
-            evidence: evidence.and_then(|e| policy.evidence.get(e)).map(|e| e.id.clone()),
-            confidence: Cow::Borrowed(confidence.name()),
-        }),
+        Event::Alert { ts, flow, verdict, rule, evidence, confidence, exception, .. } => {
+            Record::Alert(AlertRecord {
+                ends: endpoints(flow),
+                ts: micros(*ts),
+                flow_start: micros(flow.start),
+                verdict: *verdict,
+                rule: policy.rules.get(*rule).map(|r| r.id.clone()).unwrap_or_default(),
+                evidence: evidence.and_then(|e| policy.evidence.get(e)).map(|e| e.id.clone()),
+                confidence: Cow::Borrowed(confidence.name()),
+                exception: exception
+                    .and_then(|i| engine.topology.exceptions.get(usize::from(i)))
+                    .map(|e| e.id.clone()),
+            })
+        }
     }
 }
 

@@ -378,6 +378,15 @@ pub fn alert_series<'a>(
     rules.chain(evidence.map(|(e, &n)| (e.id.as_str(), Verdict::Restriction, n)))
 }
 
+/// Of [`alert_series`], the findings an exception accepted (verdict `accepted`), by
+/// rule or evidence id: only those with any.
+pub fn accepted_series<'a>(engine: &'a Engine, c: &'a Counters) -> impl Iterator<Item = (&'a str, u64)> + 'a {
+    let policy = &engine.policy;
+    let rules = policy.rules.iter().zip(&c.rules).map(|(rule, stats)| (rule.id.as_str(), stats.accepted));
+    let evidence = policy.evidence.iter().zip(&c.evidence_accepted).map(|(e, &n)| (e.id.as_str(), n));
+    rules.chain(evidence).filter(|&(_, n)| n > 0)
+}
+
 /// Of [`alert_series`], the findings the alert bound held back (counted in aggregate
 /// alerts), in the same order.
 pub fn aggregated_series<'a>(

@@ -66,6 +66,14 @@ pub fn page(engine: &Engine, snapshot: &Snapshot) -> String {
         "Findings, by rule (or evidence) and verdict, whether written or held back by the alert bound.",
         &alerts,
     );
+    let accepted: Vec<_> =
+        super::accepted_series(engine, c).map(|(id, n)| (format!("{{rule=\"{id}\"}}"), n)).collect();
+    metric(
+        "exwatch_alerts_accepted_total",
+        "counter",
+        "Of exwatch_alerts_total, the findings an exception of the topology accepted (verdict accepted), by rule (or evidence).",
+        &accepted,
+    );
     let aggregated: Vec<_> = super::aggregated_series(engine, c)
         .map(|(id, verdict, n)| (format!("{{rule=\"{id}\",verdict=\"{}\"}}", verdict.name()), n))
         .collect();
@@ -208,6 +216,34 @@ mod tests {
     fn content_length(response: &str) -> usize {
         let line = response.lines().find_map(|l| l.strip_prefix("Content-Length: ")).expect("a length");
         line.trim().parse().expect("a number")
+    }
+
+    #[test]
+    fn accepted_findings_are_a_series_of_their_own() {
+        let engine = engine();
+        let mut counters = crate::counters::Counters::for_policy(&engine.policy);
+        let external = engine.policy.rules.iter().position(|r| r.id == "external-to-mailbox").expect("rule");
+        let pair = ("198.51.100.7".parse().unwrap(), "10.10.1.11".parse().unwrap());
+        counters.record_finding(crate::policy::Verdict::Violation, external, None, pair);
+        counters.record_finding(crate::policy::Verdict::Accepted, external, None, pair);
+        counters.record_finding(crate::policy::Verdict::Accepted, 1, Some(1), pair);
+        let snapshot = Snapshot {
+            counters,
+            flows_active: 0,
+            latency: crate::telemetry::Latency::default(),
+            uptime: std::time::Duration::from_secs(1),
+        };
+        let page = page(&engine, &snapshot);
+        let evidence = &engine.policy.evidence[1].id;
+        for line in [
+            "exwatch_accepted_total 2".to_string(),
+            "exwatch_violations_total 1".to_string(),
+            r#"exwatch_alerts_total{rule="external-to-mailbox",verdict="violation"} 2"#.to_string(),
+            r#"exwatch_alerts_accepted_total{rule="external-to-mailbox"} 1"#.to_string(),
+            format!(r#"exwatch_alerts_accepted_total{{rule="{evidence}"}} 1"#),
+        ] {
+            assert!(page.lines().any(|l| l == line), "{line} in\n{page}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod layout;
 mod learn;
 mod live;
 mod ops;
+mod organization;
 mod output;
 mod payload;
 mod report;

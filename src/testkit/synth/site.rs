@@ -1,7 +1,9 @@
 //! Traffic of any organization, from its topology: its Mailbox servers talking to each
 //! other, to domain controllers and DNS; its clients; its Edge servers and their
-//! subscribed sites; Skype for Business; the Internet; and a few findings, known in
-//! advance, so a site can try exwatch and `exwatch learn` on traffic shaped like its own.
+//! subscribed sites; Skype for Business; Exchange Online (hybrid) and UM gateways when
+//! the topology has them; its exceptions' jump hosts and accepted destinations; the
+//! Internet; and a few findings, known in advance, so a site can try exwatch and
+//! `exwatch learn` on traffic shaped like its own.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -35,6 +37,13 @@ enum Who {
     /// The Mailbox servers and the Edges of one subscription.
     SubMailbox(usize),
     SubEdge(usize),
+    ExchangeOnline,
+    UmGateway,
+    /// The external host an exception lets reach Mailbox servers on 3389 (a jump host).
+    Jump(usize),
+    /// The external host an exception lets Mailbox servers reach (the Emergency
+    /// Mitigation service's, say).
+    Accepted(usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +77,13 @@ struct Plan<'a> {
     dns: Vec<IpAddr>,
     clients: Vec<Prefix>,
     subscriptions: Vec<(Vec<IpAddr>, Vec<IpAddr>)>,
+    exchange_online: Vec<IpAddr>,
+    um_gateways: Vec<IpAddr>,
+    /// External hosts exceptions accept: (host, the verdict its findings get), for
+    /// jump hosts (`external-to-mailbox` on 3389) and destinations
+    /// (`mailbox-to-external`).
+    jumps: Vec<(IpAddr, Verdict)>,
+    accepted: Vec<(IpAddr, Verdict)>,
     kinds: Vec<SiteKind>,
 }
 
@@ -96,8 +112,33 @@ fn hosts_of(topology: &Topology, role: Role) -> Vec<IpAddr> {
         .iter()
         .filter(|l| l.role == role)
         .map(|l| host_of(&l.prefix))
-        .filter(|&a| topology.role_of(a) == role)
+        .filter(|&a| topology.roles_of(a).contains(role))
         .collect()
+}
+
+/// The single external hosts that the topology's exceptions of `rule` (or `*`) name
+/// on side `from` (else `to`), on TCP `port` (or any port), with the verdict a flow of
+/// theirs at the generator's time gets: `accepted` before the exception expires.
+fn excepted_hosts(topology: &Topology, rule: &str, from: bool, port: u16) -> Vec<(IpAddr, Verdict)> {
+    use crate::decode::proto;
+    use crate::policy::exceptions::Party;
+    let mut out: Vec<(IpAddr, Verdict)> = Vec::new();
+    for e in topology.exceptions.iter().filter(|e| e.rule == rule || e.rule == "*") {
+        let by_port = e.ports.is_empty()
+            || e.ports.iter().any(|&(p, lo, hi)| p == proto::TCP && (lo..=hi).contains(&port));
+        if !by_port {
+            continue;
+        }
+        let verdict = if super::EPOCH < e.end { Verdict::Accepted } else { Verdict::Violation };
+        for party in if from { &e.from } else { &e.to } {
+            let Party::Prefix(prefix) = party else { continue };
+            let host = host_of(prefix);
+            if topology.role_of(host) == Role::External && !out.iter().any(|(a, _)| *a == host) {
+                out.push((host, verdict));
+            }
+        }
+    }
+    out
 }
 
 fn host_of(prefix: &Prefix) -> IpAddr {
@@ -128,16 +169,36 @@ impl<'a> Plan<'a> {
             .subscriptions
             .iter()
             .map(|s| {
-                let edge =
-                    s.edge.iter().map(host_of).filter(|&a| topology.role_of(a) == Role::Edge).collect();
-                let mailbox =
-                    s.mailbox.iter().map(host_of).filter(|&a| topology.role_of(a) == Role::Mailbox).collect();
+                let edge = s
+                    .edge
+                    .iter()
+                    .map(host_of)
+                    .filter(|&a| topology.roles_of(a).contains(Role::Edge))
+                    .collect();
+                let mailbox = s
+                    .mailbox
+                    .iter()
+                    .map(host_of)
+                    .filter(|&a| topology.roles_of(a).contains(Role::Mailbox))
+                    .collect();
                 (edge, mailbox)
             })
             .filter(|(e, m): &(Vec<IpAddr>, Vec<IpAddr>)| !e.is_empty() && !m.is_empty())
             .collect();
-        let mut plan =
-            Plan { topology, mailboxes, dcs, skype, dns, clients, subscriptions, kinds: Vec::new() };
+        let mut plan = Plan {
+            topology,
+            mailboxes,
+            dcs,
+            skype,
+            dns,
+            clients,
+            subscriptions,
+            exchange_online: hosts_of(topology, Role::ExchangeOnline),
+            um_gateways: hosts_of(topology, Role::UmGateway),
+            jumps: excepted_hosts(topology, "external-to-mailbox", true, 3389),
+            accepted: excepted_hosts(topology, "mailbox-to-external", false, 443),
+            kinds: Vec::new(),
+        };
         plan.kinds = plan.mix();
         plan
     }
@@ -180,6 +241,33 @@ impl<'a> Plan<'a> {
                 k.push(kind(10, Skype, Mailbox, &[5061, 443], Session));
                 k.push(kind(10, Mailbox, Skype, &[5061], Session));
             }
+            if !self.exchange_online.is_empty() {
+                // Hybrid: Autodiscover, EWS, free/busy and moves both ways on 443; CRLs on 80.
+                k.push(kind(20, ExchangeOnline, Mailbox, &[443], Session));
+                k.push(kind(20, Mailbox, ExchangeOnline, &[443, 443, 80], Session));
+                if self.subscriptions.is_empty() {
+                    k.push(kind(20, ExchangeOnline, Mailbox, &[25], Session));
+                    k.push(kind(20, Mailbox, ExchangeOnline, &[25], Session));
+                }
+            }
+            if !self.um_gateways.is_empty() {
+                // Unified Messaging: SIP to the Call Router and the worker processes, RTP both ways.
+                k.push(kind(10, UmGateway, Mailbox, &[5060, 5061, 5065, 5066], Session));
+                k.push(kind(10, UmGateway, Mailbox, &[16_384, 20_000, 30_000], Udp));
+                k.push(kind(5, Mailbox, UmGateway, &[16_384, 20_000, 30_000], Udp));
+            }
+            for (i, &(_, verdict)) in self.jumps.iter().enumerate() {
+                k.push(SiteKind {
+                    expect: Some(("external-to-mailbox", verdict)),
+                    ..kind(5, Jump(i), Mailbox, &[3389], Session)
+                });
+            }
+            for (i, &(_, verdict)) in self.accepted.iter().enumerate() {
+                k.push(SiteKind {
+                    expect: Some(("mailbox-to-external", verdict)),
+                    ..kind(5, Mailbox, Accepted(i), &[443], Session)
+                });
+            }
         }
         for i in 0..self.subscriptions.len() {
             k.push(kind(40, SubMailbox(i), SubEdge(i), &[50636, 25, 25], Session));
@@ -198,6 +286,10 @@ impl<'a> Plan<'a> {
                     expect: Some(("edge-perimeter", Verdict::Violation)),
                     ..kind(3, Client, SubEdge(i), &[443], Session)
                 });
+            }
+            if !self.exchange_online.is_empty() {
+                k.push(kind(20, ExchangeOnline, SubEdge(i), &[25], Session));
+                k.push(kind(20, SubEdge(i), ExchangeOnline, &[25], Session));
             }
         }
         if has_clients {
@@ -278,6 +370,10 @@ impl<'a> Plan<'a> {
             Who::Resolver => among(g, if self.dns.is_empty() { &self.dcs } else { &self.dns }),
             Who::SubMailbox(i) => among(g, &self.subscriptions[i].1),
             Who::SubEdge(i) => among(g, &self.subscriptions[i].0),
+            Who::ExchangeOnline => among(g, &self.exchange_online),
+            Who::UmGateway => among(g, &self.um_gateways),
+            Who::Jump(i) => among(g, &[self.jumps[i].0]),
+            Who::Accepted(i) => among(g, &[self.accepted[i].0]),
             Who::Client => {
                 let prefixes: Vec<Prefix> = self
                     .clients
@@ -293,7 +389,7 @@ impl<'a> Plan<'a> {
                     if v6 || prefix.network().is_ipv6() { 128 } else { 32 } - u32::from(prefix.prefix_len());
                 let span = if bits >= 12 { 4000 } else { (1u64 << bits).saturating_sub(2).max(1) };
                 let addr = offset(prefix.network(), g.rng.range(1, span));
-                (self.topology.role_of(addr) == Role::InternalClient).then_some(addr)
+                (self.topology.roles_of(addr).contains(Role::InternalClient)).then_some(addr)
             }
             Who::External | Who::Mta | Who::ExternalResolver => {
                 let n = match who {
