@@ -11,15 +11,20 @@ use serde_json::Value;
 
 use crate::util::{self, sa};
 
-/// The policy file's ids and sids, rules and evidence alike.
+/// The ids and sids of the policy file and the rule packs, rules and evidence alike.
 fn policy_sids() -> BTreeMap<String, u64> {
-    let text = std::fs::read_to_string(util::repo().join("rules/exchange.toml")).expect("policy");
-    let policy: toml::Value = toml::from_str(&text).expect("policy TOML");
+    let mut files = vec![util::repo().join("rules/exchange.toml")];
+    let packs = std::fs::read_dir(util::repo().join("rules/packs")).expect("rules/packs");
+    files.extend(packs.filter_map(|e| e.ok().map(|e| e.path())));
     let mut sids = BTreeMap::new();
-    for table in ["rule", "evidence"] {
-        for entry in policy[table].as_array().expect("entries") {
-            let id = entry["id"].as_str().expect("id").to_string();
-            sids.insert(id, entry["sid"].as_integer().expect("sid") as u64);
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("policy");
+        let policy: toml::Value = toml::from_str(&text).expect("policy TOML");
+        for table in ["rule", "evidence"] {
+            for entry in policy.get(table).and_then(|t| t.as_array()).into_iter().flatten() {
+                let id = entry["id"].as_str().expect("id").to_string();
+                sids.insert(id, entry["sid"].as_integer().expect("sid") as u64);
+            }
         }
     }
     sids
@@ -66,6 +71,7 @@ fn check_alert(alert: &Value, sids: &BTreeMap<String, u64>, pages: &[String], wh
         ("direction", "direction"),
         ("confidence", "confidence"),
         ("evidence", "evidence"),
+        ("exception", "exception"),
         ("detail", "detail"),
     ] {
         assert_eq!(one(key).as_deref(), policy[field].as_str(), "{what}: metadata.{key}: {alert}");
@@ -558,4 +564,31 @@ fn flows_in_scope_writes_only_what_the_article_covers() {
     check_joins(&scoped, "in-scope");
     let (status, _, stderr) = util::exwatch(&["analyze", sample.to_str().expect("utf-8"), "--flows=some"]);
     assert!(status == 2 && stderr.contains("--flows=some: not `all` or `in-scope`"), "{stderr}");
+}
+
+/// An accepted finding (an unexpired exception covers it) names its exception in
+/// `alert.metadata`, is classified `not-suspicious`, and its flow event says `accepted`.
+#[test]
+fn an_accepted_finding_names_its_exception_in_the_metadata() {
+    let topology = std::fs::read_to_string(util::repo().join("rules/topology.toml")).expect("topology");
+    let text = format!(
+        "{topology}\n[[exception]]\nid = \"CHG-1\"\nrule = \"external-to-mailbox\"\nfrom = [\"198.51.100.7\"]\nowner = \"o\"\nreason = \"r\"\nexpires = 2099-03-31\n"
+    );
+    let (_dir, path) = util::topology_file(&text);
+    let mut s = Scenario::new();
+    s.tcp_session(sa("198.51.100.7:50001"), sa("10.10.1.11:3389"), 1);
+    let args = ["--flows", "--workers", "1", "--topology", path.to_str().expect("utf-8")];
+    let run = util::analyze_scenario(&s, &args);
+    let alerts = run.alerts();
+    assert_eq!(alerts.len(), 1, "{:?}", run.lines);
+    let a = alerts[0];
+    assert_eq!(a["policy"]["verdict"], "accepted", "{a}");
+    assert_eq!(a["alert"]["metadata"]["exception"], serde_json::json!(["CHG-1"]), "{a}");
+    assert_eq!(
+        (&a["alert"]["category"], &a["alert"]["severity"]),
+        (&"Not Suspicious Traffic".into(), &3.into())
+    );
+    check_alert(a, &policy_sids(), &rule_pages(), "accepted");
+    check_joins(&run, "accepted");
+    assert_eq!(run.flows()[0]["policy"]["verdict"], "accepted", "{:?}", run.lines);
 }
