@@ -6,10 +6,21 @@
 #   benches/against-cat.sh CAPTURE [RUNS] [-- ANALYZE-ARGS...]
 #
 # RUNS defaults to 7. ANALYZE-ARGS are added to `exwatch analyze CAPTURE --eve-log
-# /dev/null --no-progress` (say `--workers 2`). EXWATCH=path picks the binary (default
-# target/release/exwatch, built if missing); EXWATCH_BASELINE=path adds a second binary to
-# every round, for before/after comparisons in the same run. Prints, per tool, the median
-# wall time and the median of its per-round ratio to cat.
+# /dev/null --no-progress` (say `--workers 2`). Prints, per tool, the median wall time with
+# its spread (min-max) and the median of its per-round ratio to cat.
+#
+# A run that fails (cat not zero; exwatch above 1, its status for "findings") ends the
+# script at once with status 1 and one line naming the command and its status: a failed
+# run is never timed.
+#
+# Environment:
+#   EXWATCH=PATH           the binary (default target/release/exwatch, built if missing)
+#   EXWATCH_BASELINE=PATH  a second binary in every round, for before/after comparisons
+#   JSON=FILE              also write every run to FILE: {"capture", "bytes", "runs",
+#                          "cores", "analyze_args", "records": [{"tool", "round",
+#                          "seconds", "x_cat"}], "tools": [{"tool", "median_seconds",
+#                          "min_seconds", "max_seconds", "median_x_cat"}]} (x_cat is null
+#                          for cat itself)
 set -euo pipefail
 export LC_ALL=C
 
@@ -21,6 +32,11 @@ if [ $# -gt 0 ] && [ "$1" != "--" ]; then
   runs=$1
   shift
 fi
+case $runs in '' | *[!0-9]* | 0)
+  echo "against-cat: RUNS must be a positive number, not '$runs'" >&2
+  exit 2
+  ;;
+esac
 [ "${1:-}" = "--" ] && shift
 [ -r "$capture" ] || { echo "against-cat: cannot read $capture" >&2; exit 2; }
 exwatch=${EXWATCH:-$root/target/release/exwatch}
@@ -29,46 +45,91 @@ if [ ! -x "$exwatch" ]; then
 fi
 tools=(cat exwatch)
 [ -n "${EXWATCH_BASELINE:-}" ] && tools+=(baseline)
+log=$(mktemp "${TMPDIR:-/tmp}/exwatch-against-cat.XXXXXX")
+trap 'rm -f "$log"' EXIT
 
-# Seconds one command takes, by the shell's own clock.
+# Seconds one command takes, by the shell's own clock. $1 is the highest status that
+# counts as success; a higher one ends the script, naming the command and its status.
 seconds() {
-  local start end
+  local max_ok=$1 start end rc=0
+  shift
   start=$EPOCHREALTIME
-  "$@" >/dev/null 2>&1 || true
+  "$@" >/dev/null 2>"$log" || rc=$?
   end=$EPOCHREALTIME
+  if [ "$rc" -gt "$max_ok" ]; then
+    echo "against-cat: failed with status $rc: $*" >&2
+    tail -n 5 "$log" >&2
+    exit 1
+  fi
   awk -v s="$start" -v e="$end" 'BEGIN { printf "%.6f\n", e - s }'
 }
 
 run() {
   case $1 in
-    cat) seconds cat "$capture" ;;
-    exwatch) seconds "$exwatch" analyze "$capture" --eve-log /dev/null --no-progress "${@:2}" ;;
-    baseline) seconds "$EXWATCH_BASELINE" analyze "$capture" --eve-log /dev/null --no-progress "${@:2}" ;;
+    cat) seconds 0 cat "$capture" ;;
+    exwatch) seconds 1 "$exwatch" analyze "$capture" --eve-log /dev/null --no-progress "${@:2}" ;;
+    baseline) seconds 1 "$EXWATCH_BASELINE" analyze "$capture" --eve-log /dev/null --no-progress "${@:2}" ;;
   esac
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+spread() { sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.3f-%.3f", lo, hi }'; }
 
 cat "$capture" >/dev/null # the page cache, warm
 declare -A times ratios
-for ((i = 0; i < runs; i++)); do
-  floor=$(run cat)
+records=()
+for ((i = 1; i <= runs; i++)); do
+  # $(...) runs in a subshell: its `exit 1` on a failed run must end this shell too.
+  floor=$(run cat) || exit 1
   times[cat]+="$floor "
+  records+=("cat $i $floor null")
   for tool in "${tools[@]:1}"; do
-    t=$(run "$tool" "$@")
+    t=$(run "$tool" "$@") || exit 1
     times[$tool]+="$t "
-    ratios[$tool]+="$(awk -v t="$t" -v f="$floor" 'BEGIN { printf "%.4f", t / f }') "
+    r=$(awk -v t="$t" -v f="$floor" 'BEGIN { printf "%.4f", t / f }')
+    ratios[$tool]+="$r "
+    records+=("$tool $i $t $r")
   done
 done
 
 bytes=$(stat -c %s "$capture")
 echo "against-cat: $capture ($((bytes / 1000000)) MB), $runs interleaved rounds, $(nproc) cores; analyze args: ${*:-(none)}"
+summary=()
 for tool in "${tools[@]}"; do
   t=$(tr ' ' '\n' <<<"${times[$tool]}" | grep . | median)
+  s=$(tr ' ' '\n' <<<"${times[$tool]}" | grep . | spread)
   if [ "$tool" = cat ]; then
-    printf '  %-9s median %8.3f s  (floor)\n' "$tool" "$t"
+    printf '  %-9s median %8.3f s (%s)  (floor)\n' "$tool" "$t" "$s"
+    summary+=("$tool $t ${s%-*} ${s#*-} null")
   else
     r=$(tr ' ' '\n' <<<"${ratios[$tool]}" | grep . | median)
-    printf '  %-9s median %8.3f s  median %.2fx cat\n' "$tool" "$t" "$r"
+    printf '  %-9s median %8.3f s (%s)  median %.2fx cat\n' "$tool" "$t" "$s" "$r"
+    summary+=("$tool $t ${s%-*} ${s#*-} $r")
   fi
 done
+
+if [ -n "${JSON:-}" ]; then
+  printf '%s\n' "${records[@]}" "--" "${summary[@]}" |
+    python3 -c '
+import json, sys
+capture, size, runs, cores, out = sys.argv[1:6]
+num = lambda v: None if v == "null" else float(v)
+records, tools, part = [], [], "records"
+for line in sys.stdin.read().splitlines():
+    if line == "--":
+        part = "tools"
+        continue
+    f = line.split()
+    if part == "records":
+        records.append({"tool": f[0], "round": int(f[1]), "seconds": num(f[2]), "x_cat": num(f[3])})
+    else:
+        tools.append({"tool": f[0], "median_seconds": num(f[1]), "min_seconds": num(f[2]),
+                      "max_seconds": num(f[3]), "median_x_cat": num(f[4])})
+doc = {"capture": capture, "bytes": int(size), "runs": int(runs), "cores": int(cores),
+       "analyze_args": sys.argv[6:], "records": records, "tools": tools}
+with open(out, "w") as f:
+    json.dump(doc, f, indent=2)
+    f.write("\n")
+' "$capture" "$bytes" "$runs" "$(nproc)" "$JSON" "$@"
+  echo "against-cat: every run written to $JSON" >&2
+fi

@@ -1,34 +1,82 @@
 #!/usr/bin/env bash
-# Live-capture benchmark (issue 3): how fast can frames arrive before `exwatch live`
-# loses any?
+# Live-capture benchmark (issues 3 and 26): how fast can frames arrive before `exwatch live`
+# loses any, and what does each packet cost?
 #
-# Generates a capture of the example organization with `exwatch generate`, joins two
-# fresh network namespaces with a veth pair, runs `exwatch live` on one end and replays
-# the capture into the other end with tcpreplay, once per rate. For each rate it reports
-# the rate asked, the rate tcpreplay reached, packets sent, packets exwatch's workers
-# received, frames lost (kernel + interface drops from libpcap's stats, and frames shed
-# because a worker fell behind, all from /metrics), and loss (frames sent that no worker
-# received), and the CPU exwatch spent per million packets received (user + system time of
-# all its threads, from /proc, over the replay and the drain). Then the highest rate with
-# zero loss. With two cores or more, exwatch is pinned to core 1 and tcpreplay to core 0,
-# so the tool's CPU is its own.
+# Generates a capture of the example organization with `exwatch generate` (or takes
+# CAPTURE), joins two fresh network namespaces with a veth pair, runs `exwatch live` on one
+# end and replays the capture into the other end, RUNS times per rate, a fresh exwatch each
+# time. Every run measures the rate asked, the rate the generator reached, packets sent,
+# packets exwatch's workers received, frames lost (kernel + interface drops from libpcap's
+# stats, and frames shed because a worker fell behind, all from /metrics), loss (frames
+# sent that no worker received), the CPU-seconds exwatch spent (user + system time of all
+# its threads, from /proc, over the replay and the drain), CPU-seconds per million packets
+# received, and its peak RSS (VmHWM). With two cores or more, exwatch is pinned to core 1
+# and the generator to core 0, so the tool's CPU is its own.
 #
-# When Suricata is installed (benches/peers.sh installs it), each rate is replayed a second
-# time into Suricata on the same interface (af-packet, one capture thread, the port
-# rules of benches/suricata-policy.sh, EVE alerts on), pinned alike, and its CPU per
-# million packets and loss are printed beside exwatch's, from /proc and its own capture
-# counters. SURICATA=0 leaves it out.
+# When Suricata is installed (benches/peers.sh installs it), each run is replayed a second
+# time into Suricata on the same interface (af-packet, one capture thread, the port rules
+# of benches/suricata-policy.sh, EVE alerts on), pinned alike, with the same measures from
+# /proc and its own capture counters. When it is absent the script says so and goes on.
+#
+# Generators: tcpreplay, with -K (the capture preloaded into memory) and --loop, so "top"
+# is the machine's top speed, not the disk's; or trafgen (netsniff-ng), GENERATOR=trafgen,
+# for rates tcpreplay cannot reach: the capture is converted once to a trafgen config, sent
+# with --cpus 1 and --rate (nothing for "top"); its reached rate is packets sent over the
+# seconds trafgen ran.
 #
 # The replayed frames stay on the veth pair: the namespaces have no route to anything,
 # and the receiving one owns none of the capture's addresses, so its kernel drops every
 # frame after libpcap has seen it.
 #
+# Progress goes to stderr as it runs (which run, which rate, what it measured). At the end:
+# per tool and rate, the medians of every measure with their spread (min-max over the
+# runs), and the headline, the highest rate with zero loss in every run. Under RESULTS:
+#   runs.json      every run: {"script", "capture", "packets", "generator", "runs",
+#                  "rates", "cores", "cpu_model", "exwatch_args", "suricata" (its version,
+#                  or why it was left out), "records": [one per run and tool: "tool",
+#                  "generator", "rate" ("50000" or "top"), "offered_pps" (null for top),
+#                  "run", "achieved_pps", "sent", "received", "summary_read" (exwatch's
+#                  --summary-json packets read; null for suricata), "kernel_drops",
+#                  "interface_drops" and "shed" (null for suricata), "lost", "loss_pct",
+#                  "cpu_seconds", "cpu_s_per_mpkt", "peak_rss_kib"], "summary": [one per
+#                  tool and rate: "tool", "rate", "runs", "median_achieved_pps",
+#                  "median_loss_pct", "min_loss_pct", "max_loss_pct",
+#                  "median_cpu_s_per_mpkt", "min_cpu_s_per_mpkt", "max_cpu_s_per_mpkt",
+#                  "max_peak_rss_kib", "zero_loss_every_run"], "zero_loss": {tool: the
+#                  highest such rate as {"rate", "median_achieved_pps"}, or null}}
+#   runs.csv       the records, one line each, the same fields
+#   loss-cpu.svg   loss (%) and CPU-seconds per million packets against the rate offered
+#                  (the rate the generator reached, per run), exwatch and Suricata: one dot
+#                  per run, a line through the medians (benches/live-plot.py)
+#   <tool>-<rate>-run<N>/  that run's logs: the tool's stderr, the generator's output, and
+#                  for exwatch its --summary-json, its last /metrics page and its EVE log
+#
+# Environment (all optional):
+#   PACKETS=N        packets to generate (default 300000)
+#   CAPTURE=FILE     replay this capture instead of generating one (PACKETS then unused)
+#   RATES="..."      packets per second, "top" for as fast as the generator goes
+#                    (default "50000 100000 200000 400000 top")
+#   RUNS=N           runs per rate and tool (default 3)
+#   GENERATOR=NAME   tcpreplay (default) or trafgen
+#   LOOP=N           times the capture is sent per run at a fixed rate (default 1)
+#   TOP_LOOP=N       times it is sent per run at "top", so the top rate lasts (default 10)
+#   RESULTS=DIR      where the files above go (default target/live-replay/<UTC time>)
+#   EXWATCH=PATH     the exwatch binary (default: built with cargo, release)
+#   EXWATCH_ARGS=..  more arguments to `exwatch live` (say "--workers 2")
+#   SURICATA=0       leave Suricata out
+#
 # Usage (as root, after scripts/setup.sh):
 #   bash benches/live-replay.sh
-#   PACKETS=300000 RATES="50000 100000 200000 400000 top" EXWATCH_ARGS="--workers 2" \
-#     bash benches/live-replay.sh
+#   RUNS=5 PACKETS=300000 RATES="50000 100000 200000 400000 top" EXWATCH_ARGS="--workers 2" \
+#     RESULTS=/tmp/live bash benches/live-replay.sh
 #   PACKETS=1000000 RATES=180000 bash benches/live-replay.sh   # CPU per Mpkt at a fixed rate
+#   GENERATOR=trafgen RATES="500000 1000000 top" bash benches/live-replay.sh
 set -euo pipefail
+export LC_ALL=C
+# Paths given are relative to where the script was started, not to the repository.
+[ -z "${CAPTURE:-}" ] || CAPTURE=$(realpath -m -- "$CAPTURE")
+[ -z "${RESULTS:-}" ] || RESULTS=$(realpath -m -- "$RESULTS")
+[ -z "${EXWATCH:-}" ] || EXWATCH=$(realpath -m -- "$EXWATCH")
 cd "$(dirname "$0")/.."
 # shellcheck source=benches/suricata-policy.sh
 . benches/suricata-policy.sh
@@ -36,21 +84,58 @@ cd "$(dirname "$0")/.."
 PACKETS=${PACKETS:-300000}
 RATES=${RATES:-"50000 100000 200000 400000 top"}
 EXWATCH_ARGS=${EXWATCH_ARGS:-}
+RUNS=${RUNS:-3}
+GENERATOR=${GENERATOR:-tcpreplay}
+LOOP=${LOOP:-1}
+TOP_LOOP=${TOP_LOOP:-10}
+RESULTS=${RESULTS:-target/live-replay/$(date -u +%Y%m%dT%H%M%SZ)}
+for var in PACKETS RUNS LOOP TOP_LOOP; do
+  case ${!var} in '' | *[!0-9]* | 0)
+    echo "live-replay: $var must be a positive number, not '${!var}'" >&2
+    exit 2
+    ;;
+  esac
+done
+for rate in $RATES; do
+  case $rate in top) ;; '' | *[!0-9]* | 0*)
+    echo "live-replay: RATES: '$rate' is neither a number of packets per second nor 'top'" >&2
+    exit 2
+    ;;
+  esac
+done
+case $GENERATOR in tcpreplay | trafgen) ;; *)
+  echo "live-replay: GENERATOR must be tcpreplay or trafgen, not '$GENERATOR'" >&2
+  exit 2
+  ;;
+esac
+if [ -n "${CAPTURE:-}" ] && [ ! -r "$CAPTURE" ]; then
+  echo "live-replay: CAPTURE: cannot read '$CAPTURE'" >&2
+  exit 2
+fi
 METRICS_PORT=9911   # in the receiving namespace's own loopback: always free
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "live-replay: needs root (network namespaces, capture)" >&2
   exit 1
 fi
-for tool in ip tcpreplay curl; do
+generator_tools=(tcpreplay)
+[ "$GENERATOR" = trafgen ] && generator_tools=(trafgen netsniff-ng)
+for tool in ip curl python3 "${generator_tools[@]}"; do
   command -v "$tool" >/dev/null || { echo "live-replay: $tool not found: run scripts/setup.sh" >&2; exit 1; }
 done
 
-cargo build --release --quiet
-exwatch=$PWD/target/release/exwatch
+if [ -n "${EXWATCH:-}" ]; then
+  exwatch=$EXWATCH
+else
+  cargo build --release --quiet
+  exwatch=$PWD/target/release/exwatch
+fi
+mkdir -p "$RESULTS"
+RESULTS=$(realpath "$RESULTS")
+say() { echo "live-replay: $*" >&2; }
 
 work=$(mktemp -d)
-tx="exwb$$a"   # namespace and veth end tcpreplay sends on
+tx="exwb$$a"   # namespace and veth end the generator sends on
 rx="exwb$$b"   # namespace and veth end exwatch listens on
 exwatch_pid=""
 
@@ -68,8 +153,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$exwatch" generate "$work/replay.pcap" --packets "$PACKETS" 2>"$work/generate.txt"
-cat "$work/generate.txt" >&2
+if [ -n "${CAPTURE:-}" ]; then
+  cp "$CAPTURE" "$work/replay.pcap"
+  echo "$CAPTURE" >"$work/generate.txt"
+else
+  "$exwatch" generate "$work/replay.pcap" --packets "$PACKETS" 2>"$work/generate.txt"
+  cat "$work/generate.txt" >&2
+fi
+# Frames in the capture: trafgen's --num counts them, the report names them.
+frames=$(tcpdump -nr "$work/replay.pcap" 2>/dev/null | wc -l)
+if [ "$GENERATOR" = trafgen ]; then
+  netsniff-ng --in "$work/replay.pcap" --out "$work/replay.cfg" --silent >"$work/convert.txt" 2>&1 ||
+    { cat "$work/convert.txt" >&2; exit 1; }
+fi
 
 ip netns add "$tx"
 ip netns add "$rx"
@@ -104,8 +200,14 @@ seen() {
 # Suricata, when there: a config for af-packet on the receiving end, with stats every
 # second so its capture counters can be read back.
 have_suricata=0
+suricata_note="left out (SURICATA=0)"
+if [ "${SURICATA:-1}" != 0 ] && ! command -v suricata >/dev/null; then
+  suricata_note="not installed: skipped (benches/peers.sh installs it)"
+  say "suricata $suricata_note"
+fi
 if [ "${SURICATA:-1}" != 0 ] && command -v suricata >/dev/null; then
   have_suricata=1
+  suricata_note=$(suricata -V 2>&1 | head -n 1)
   mkdir -p "$work/suricata"
   {
     printf '%%YAML 1.1\n---\n'
@@ -162,33 +264,59 @@ c = json.loads(line)["stats"].get("capture", {}) if line else {}
 print(c.get("kernel_packets", 0), c.get("kernel_drops", 0))'
 }
 
-results=()
-suricata_results=()
-for rate in $RATES; do
-  if [ "$rate" = top ]; then speed=(--topspeed); label=topspeed; else speed=(--pps="$rate"); label="$rate"; fi
+# replay RATE DIR: sends the capture from the sending end at RATE ("top": as fast as the
+# generator goes), its output in DIR/generator.txt; sets `sent` and `reached` (pps).
+replay() {
+  local rate=$1 dir=$2 loops=$LOOP start end
+  [ "$rate" = top ] && loops=$TOP_LOOP
+  if [ "$GENERATOR" = tcpreplay ]; then
+    local speed=(--pps="$rate")
+    [ "$rate" = top ] && speed=(--topspeed)
+    ip netns exec "$tx" "${pin_replay[@]}" tcpreplay -K --loop="$loops" --intf1="$tx" "${speed[@]}" \
+      "$work/replay.pcap" >"$dir/generator.txt" 2>&1 || { cat "$dir/generator.txt" >&2; exit 1; }
+    sent=$(awk '/Successful packets:/ { print $3 }' "$dir/generator.txt")
+    reached=$(awk '/Rated:/ { for (i = 1; i <= NF; i++) if ($i ~ /^pps/) { printf "%.0f", $(i - 1); exit } }' \
+      "$dir/generator.txt")
+  else
+    local speed=()
+    [ "$rate" = top ] || speed=(--rate "${rate}pps")
+    start=$EPOCHREALTIME
+    ip netns exec "$tx" "${pin_replay[@]}" trafgen --dev "$tx" --in "$work/replay.cfg" --cpus 1 --no-sock-mem --notouch-irq \
+      --num $((frames * loops)) "${speed[@]}" >"$dir/generator.txt" 2>&1 || { cat "$dir/generator.txt" >&2; exit 1; }
+    end=$EPOCHREALTIME
+    sent=$(tr -d '\r' <"$dir/generator.txt" | awk '/packets outgoing/ { print $1; exit }')
+    reached=$(awk -v n="$sent" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", n / (b - a) }')
+  fi
+}
 
-  # A fresh exwatch per rate, so every counter starts at zero.
+# Peak resident set (KiB) of process $1 so far.
+peak_rss() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+
+# record FIELD...: one run's line in the table the report is made from (tab-separated, the
+# order of benches/live-plot.py's FIELDS; "null" where a measure does not apply).
+record() { (IFS=$'\t'; echo "$*") >>"$RESULTS/runs.tsv"; }
+: >"$RESULTS/runs.tsv"
+
+exwatch_run() {
+  local rate=$1 run=$2 dir=$3
+  # A fresh exwatch per run, so every counter starts at zero.
   # shellcheck disable=SC2086
-  ip netns exec "$rx" "${pin_tool[@]}" "$exwatch" live --interface "$rx" --eve-log "$work/eve.json" \
-    --summary-json "$work/summary.json" --metrics "127.0.0.1:$METRICS_PORT" $EXWATCH_ARGS \
-    2>"$work/exwatch.txt" &
+  ip netns exec "$rx" "${pin_tool[@]}" "$exwatch" live --interface "$rx" --eve-log "$dir/eve.json" \
+    --summary-json "$dir/summary.json" --metrics "127.0.0.1:$METRICS_PORT" $EXWATCH_ARGS \
+    2>"$dir/exwatch.txt" &
   exwatch_pid=$!
   for _ in $(seq 100); do
-    grep -q watching "$work/exwatch.txt" && scrape "$work/m" && break
-    kill -0 "$exwatch_pid" 2>/dev/null || { cat "$work/exwatch.txt" >&2; exit 1; }
+    grep -q watching "$dir/exwatch.txt" && scrape "$work/m" && break
+    kill -0 "$exwatch_pid" 2>/dev/null || { cat "$dir/exwatch.txt" >&2; exit 1; }
     sleep 0.1
   done
 
+  local cpu_before
   cpu_before=$(cpu_seconds "$exwatch_pid")
-  ip netns exec "$tx" "${pin_replay[@]}" tcpreplay --intf1="$tx" "${speed[@]}" "$work/replay.pcap" \
-    >"$work/tcpreplay.txt" 2>&1 \
-    || { cat "$work/tcpreplay.txt" >&2; exit 1; }
-  sent=$(awk '/Successful packets:/ { print $3 }' "$work/tcpreplay.txt")
-  reached=$(awk '/Rated:/ { for (i = 1; i <= NF; i++) if ($i ~ /^pps/) { printf "%.0f", $(i - 1); exit } }' \
-    "$work/tcpreplay.txt")
+  replay "$rate" "$dir"
 
   # Let the workers drain: wait until the counts stop moving (at most 10 s).
-  last=-1
+  local last=-1 now
   for _ in $(seq 20); do
     now=$(seen)
     [ "$now" = "$last" ] && break
@@ -196,90 +324,101 @@ for rate in $RATES; do
     sleep 0.5
   done
   # The drain loop's last second of waiting is idle time, spent alike by any tool.
+  local cpu rss
   cpu=$(awk -v a="$cpu_before" -v b="$(cpu_seconds "$exwatch_pid")" 'BEGIN { printf "%.3f", b - a }')
+  rss=$(peak_rss "$exwatch_pid")
   scrape "$work/m"
+  cp "$work/m" "$dir/metrics.txt"
+  local received kernel ifdrops shed
   received=$(metric exwatch_packets_total "$work/m")
   kernel=$(metric exwatch_kernel_drops_total "$work/m")
   ifdrops=$(metric exwatch_interface_drops_total "$work/m")
   shed=$(metric exwatch_shed_frames_total "$work/m")
 
   kill -TERM "$exwatch_pid"
-  status=0
+  local status=0
   wait "$exwatch_pid" || status=$?
   exwatch_pid=""
-  [ "$status" -eq 0 ] || echo "live-replay: exwatch exited with status $status at $label pps" >&2
+  [ "$status" -eq 0 ] || say "exwatch exited with status $status at $rate pps, run $run"
+  local read_json
   read_json=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["packets"]["read"])' \
-    "$work/summary.json" 2>/dev/null || echo "?")
+    "$dir/summary.json" 2>/dev/null || echo null)
 
-  lost=$(( kernel + ifdrops + shed ))
-  missing=$(( sent - received ))
+  local lost=$((kernel + ifdrops + shed)) missing=$((sent - received)) loss per_mpkt
   loss=$(awk -v m="$missing" -v s="$sent" 'BEGIN { printf "%.3f", s ? 100 * m / s : 0 }')
-  per_mpkt=$(awk -v c="$cpu" -v r="$received" 'BEGIN { printf "%.2f", r ? c / (r / 1e6) : 0 }')
-  results+=("$label $reached $sent $received $read_json $kernel $ifdrops $shed $lost $loss $per_mpkt")
+  per_mpkt=$(awk -v c="$cpu" -v r="$received" 'BEGIN { printf "%.3f", r ? c / (r / 1e6) : 0 }')
+  record exwatch "$GENERATOR" "$rate" "$run" "$reached" "$sent" "$received" "$read_json" "$kernel" "$ifdrops" \
+    "$shed" "$lost" "$loss" "$cpu" "$per_mpkt" "$rss"
+  say "run $run/$RUNS, exwatch, $rate pps: reached $reached pps, sent $sent, received $received, lost $lost, loss $loss%, $per_mpkt CPU-s/Mpkt, peak RSS $rss KiB"
+}
 
-  [ "$have_suricata" = 1 ] || continue
+suricata_run() {
+  local rate=$1 run=$2 dir=$3
   # The same rate into Suricata: its capture counters from its last stats event.
   rm -rf "$work/suricata/log"
   mkdir -p "$work/suricata/log"
   ip netns exec "$rx" "${pin_tool[@]}" suricata -c "$work/suricata/suricata.yaml" \
     -S "$work/suricata/exchange.rules" -l "$work/suricata/log" --af-packet="$rx" \
-    >"$work/suricata/out.txt" 2>&1 &
+    >"$dir/suricata.txt" 2>&1 &
   suricata_pid=$!
   for _ in $(seq 300); do
-    grep -q "Engine started" "$work/suricata/out.txt" 2>/dev/null && break
-    kill -0 "$suricata_pid" 2>/dev/null || { cat "$work/suricata/out.txt" >&2; exit 1; }
+    grep -q "Engine started" "$dir/suricata.txt" 2>/dev/null && break
+    kill -0 "$suricata_pid" 2>/dev/null || { cat "$dir/suricata.txt" >&2; exit 1; }
     sleep 0.1
   done
+  local cpu_before
   cpu_before=$(cpu_seconds "$suricata_pid")
-  ip netns exec "$tx" "${pin_replay[@]}" tcpreplay --intf1="$tx" "${speed[@]}" "$work/replay.pcap" \
-    >"$work/tcpreplay.txt" 2>&1 || { cat "$work/tcpreplay.txt" >&2; exit 1; }
-  s_sent=$(awk '/Successful packets:/ { print $3 }' "$work/tcpreplay.txt")
-  s_reached=$(awk '/Rated:/ { for (i = 1; i <= NF; i++) if ($i ~ /^pps/) { printf "%.0f", $(i - 1); exit } }' \
-    "$work/tcpreplay.txt")
+  replay "$rate" "$dir"
   # Drained once two stats events a second apart count the same packets.
-  last=-1
+  local last=-1 now
   for _ in $(seq 20); do
     sleep 1.1
     now=$(suricata_capture)
     [ "$now" = "$last" ] && break
     last=$now
   done
-  s_cpu=$(awk -v a="$cpu_before" -v b="$(cpu_seconds "$suricata_pid")" 'BEGIN { printf "%.3f", b - a }')
-  read -r s_received s_drops <<<"$(suricata_capture)"
+  local cpu rss received drops
+  cpu=$(awk -v a="$cpu_before" -v b="$(cpu_seconds "$suricata_pid")" 'BEGIN { printf "%.3f", b - a }')
+  rss=$(peak_rss "$suricata_pid")
+  read -r received drops <<<"$(suricata_capture)"
   kill -TERM "$suricata_pid"
   wait "$suricata_pid" 2>/dev/null || true
   suricata_pid=""
+  cp "$work/suricata/log/eve.json" "$dir/eve.json" 2>/dev/null || true
   # Its last word at exit ("device: IF: packets: N, drops: D") is the final count.
-  final=$(sed -n 's/.*device: [^:]*: packets: \([0-9]*\), drops: \([0-9]*\).*/\1 \2/p' "$work/suricata/out.txt" | tail -n 1)
-  [ -z "$final" ] || read -r s_received s_drops <<<"$final"
-  s_loss=$(awk -v r="$s_received" -v d="$s_drops" -v s="$s_sent" 'BEGIN { printf "%.3f", s ? 100 * (s - r + d) / s : 0 }')
-  s_per=$(awk -v c="$s_cpu" -v r="$s_received" 'BEGIN { printf "%.2f", r ? c / (r / 1e6) : 0 }')
-  suricata_results+=("$label $s_reached $s_sent $s_received $s_drops $s_loss $s_per")
-done
+  local final
+  final=$(sed -n 's/.*device: [^:]*: packets: \([0-9]*\), drops: \([0-9]*\).*/\1 \2/p' "$dir/suricata.txt" | tail -n 1)
+  [ -z "$final" ] || read -r received drops <<<"$final"
+  # Suricata's packets count includes its drops: what it analysed is the difference.
+  local analysed=$((received - drops)) loss per_mpkt
+  loss=$(awk -v a="$analysed" -v s="$sent" 'BEGIN { printf "%.3f", s ? 100 * (s - a) / s : 0 }')
+  per_mpkt=$(awk -v c="$cpu" -v r="$analysed" 'BEGIN { printf "%.3f", r > 0 ? c / (r / 1e6) : 0 }')
+  record suricata "$GENERATOR" "$rate" "$run" "$reached" "$sent" "$analysed" null "$drops" null null \
+    "$((sent - analysed))" "$loss" "$cpu" "$per_mpkt" "$rss"
+  say "run $run/$RUNS, suricata, $rate pps: reached $reached pps, sent $sent, analysed $analysed, drops $drops, loss $loss%, $per_mpkt CPU-s/Mpkt, peak RSS $rss KiB"
+}
 
-printf '\nexwatch live, replayed capture: %s packets (%s), %s cores, exwatch args: %s\n' \
-  "$PACKETS" "$(tail -1 "$work/generate.txt" | sed 's/.*(\(.*\))/\1/')" "$(nproc)" "${EXWATCH_ARGS:-(defaults)}"
-printf '%-10s %10s %9s %9s %9s %8s %8s %8s %8s %8s %13s\n' \
-  "rate_pps" "reached" "sent" "received" "summary" "kernel" "ifdrop" "shed" "lost" "loss_%" "cpu_s/Mpkt"
-best=none
-best_reached=-1
-for line in "${results[@]}"; do
-  # shellcheck disable=SC2086
-  set -- $line
-  printf '%-10s %10s %9s %9s %9s %8s %8s %8s %8s %8s %13s\n' "$@"
-  # Ranked by the rate reached: --topspeed may reach less than a fixed rate asked.
-  if [ "$9" -eq 0 ] && [ "${10}" = "0.000" ] && [ "$2" -gt "$best_reached" ]; then
-    best="$1 (reached $2 pps)"
-    best_reached=$2
-  fi
-done
-echo "highest rate with zero loss (no kernel/interface drop, nothing shed, every frame received): $best"
-
-if [ "${#suricata_results[@]}" -gt 0 ]; then
-  printf '\n%s, af-packet, 1 capture thread, pinned alike, the same replay:\n' "$(suricata -V 2>&1 | head -n 1)"
-  printf '%-10s %10s %9s %9s %8s %8s %13s\n' rate_pps reached sent received drops loss_% cpu_s/Mpkt
-  for line in "${suricata_results[@]}"; do
-    # shellcheck disable=SC2086
-    printf '%-10s %10s %9s %9s %8s %8s %13s\n' $line
+# Interleaved: every rate once per run, exwatch then Suricata, so drift on a shared
+# machine falls on every rate and tool alike.
+for ((run = 1; run <= RUNS; run++)); do
+  for rate in $RATES; do
+    dir=$RESULTS/exwatch-$rate-run$run
+    mkdir -p "$dir"
+    exwatch_run "$rate" "$run" "$dir"
+    [ "$have_suricata" = 1 ] || continue
+    dir=$RESULTS/suricata-$rate-run$run
+    mkdir -p "$dir"
+    suricata_run "$rate" "$run" "$dir"
   done
-fi
+done
+
+printf '\nexwatch live, replayed capture: %s frames (%s), %s, %s cores, %s runs per rate, exwatch args: %s\n' \
+  "$frames" "$(tail -1 "$work/generate.txt" | sed 's/.*(\(.*\))/\1/')" "$GENERATOR" "$(nproc)" "$RUNS" \
+  "${EXWATCH_ARGS:-(defaults)}"
+printf 'suricata: %s\n' "$suricata_note"
+python3 benches/live-plot.py "$RESULTS" \
+  "$(printf '%s\n' script=live-replay "capture=${CAPTURE:-exwatch generate --packets $PACKETS}" "packets=$frames" \
+    "generator=$GENERATOR" "runs=$RUNS" "rates=$RATES" "cores=$(nproc)" \
+    "cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo '?')" \
+    "exwatch_args=$EXWATCH_ARGS" "suricata=$suricata_note")"
+say "every run's logs, runs.json, runs.csv and loss-cpu.svg are in $RESULTS"

@@ -10,7 +10,9 @@
 # in interleaved rounds (cat, tcpdump, exwatch, ..., cat, tcpdump, ...: EXWATCH_PEERS_RUNS
 # rounds, default 5, so drift on a shared machine hits every tool alike) and prints one
 # table with each tool's median wall time and the median of its per-round ratio to
-# `cat FILE > /dev/null`, the floor no analysis can beat.
+# `cat FILE > /dev/null`, the floor no analysis can beat. Beside each median wall time: its
+# spread (min-max over the rounds), the CPU-seconds the tool used (user + system, all
+# threads, from /usr/bin/time) with their spread, and its peak RSS (largest of the rounds).
 #
 # EXWATCH_BENCH_BULK=N generates with `exwatch generate --bulk N` (larger frames: N=3 gives
 # about 670 bytes a frame against 470 by default), as `cargo bench --bench replay` does.
@@ -22,6 +24,22 @@
 #   EXWATCH_PEERS_INSTALL=0    install nothing, time only what is already there
 #   EXWATCH_PEERS_BACKPORTS=0  on Debian, never take Suricata from <release>-backports
 #                              (Debian 12 has it only there; see install_suricata)
+#   RUNS=N                     rounds (the same as EXWATCH_PEERS_RUNS; default 5)
+#   SKIP="suricata ndpiReader" peers left out (not installed, not timed): any of tcpdump,
+#                              exwatch, suricata, ndpiReader, tshark; cat, the floor, stays
+#   JSON=FILE                  also write every run to FILE: {"script", "capture", "packets",
+#                              "bytes", "runs", "cores", "cpu_model", "records": [one per
+#                              round and tool: "tool", "round", "wall_seconds",
+#                              "user_seconds", "sys_seconds", "cpu_seconds", "peak_rss_kib",
+#                              "x_cat"], "tools": [one per row: "tool", "version", "command",
+#                              "status" ("ok", "failed (exit N)", "not available",
+#                              "skipped"), "median_wall_seconds", "min_wall_seconds",
+#                              "max_wall_seconds", "median_cpu_seconds", "min_cpu_seconds",
+#                              "max_cpu_seconds", "max_peak_rss_kib", "median_x_cat"]}
+#                              (null where a row has no run; x_cat null for cat itself)
+#   CAPTURE=FILE               time this capture instead of generating one (PACKETS and the
+#                              shape variables are then ignored)
+#   EXWATCH=PATH               the exwatch binary to time (default: built with cargo, release)
 set -euo pipefail
 
 # Floats below come from awk and bash's $EPOCHREALTIME, both of which follow the locale's
@@ -34,7 +52,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 packets=${1:-${EXWATCH_BENCH_PACKETS:-1000000}}
 bulk=${EXWATCH_BENCH_BULK:-0}
 pool=${EXWATCH_BENCH_POOL:-0}
-runs=${EXWATCH_PEERS_RUNS:-5}
+runs=${RUNS:-${EXWATCH_PEERS_RUNS:-5}}
 install=${EXWATCH_PEERS_INSTALL:-1}
 seed=1
 case $packets in '' | *[!0-9]*)
@@ -42,6 +60,28 @@ case $packets in '' | *[!0-9]*)
   exit 2
   ;;
 esac
+case $runs in '' | *[!0-9]* | 0)
+  echo "peers: RUNS must be a positive number, not '$runs'" >&2
+  exit 2
+  ;;
+esac
+skip=" "
+for peer in ${SKIP:-}; do
+  case $peer in
+    tcpdump | exwatch | suricata | ndpiReader | tshark) skip+="$peer " ;;
+    *)
+      echo "peers: SKIP: unknown peer '$peer' (one of tcpdump exwatch suricata ndpiReader tshark)" >&2
+      exit 2
+      ;;
+  esac
+done
+# skipped PEER: whether SKIP names it.
+skipped() { [[ $skip == *" $1 "* ]]; }
+if [ -n "${CAPTURE:-}" ] && [ ! -r "$CAPTURE" ]; then
+  echo "peers: CAPTURE: cannot read '$CAPTURE'" >&2
+  exit 2
+fi
+[ -x /usr/bin/time ] || { echo "peers: /usr/bin/time not found: run scripts/setup.sh" >&2; exit 1; }
 case $bulk in '' | *[!0-9]*)
   echo "peers: EXWATCH_BENCH_BULK must be a number, not '$bulk'" >&2
   exit 2
@@ -137,11 +177,13 @@ install_suricata() {
 
 # --- Build and capture -------------------------------------------------------------------
 
-command -v cargo >/dev/null || { say "cargo not found: install Rust (https://rustup.rs)"; exit 1; }
-say "cargo build --release"
-(cd "$root" && cargo build --release --quiet)
 target=${CARGO_TARGET_DIR:-$root/target}
-exwatch=$target/release/exwatch
+exwatch=${EXWATCH:-$target/release/exwatch}
+if [ -z "${EXWATCH:-}" ]; then
+  command -v cargo >/dev/null || { say "cargo not found: install Rust (https://rustup.rs)"; exit 1; }
+  say "cargo build --release"
+  (cd "$root" && cargo build --release --quiet)
+fi
 
 # Same name and content as benches/replay.rs's capture (same generator, options and seed),
 # so `cargo bench` and this script measure the same file and generate it only once.
@@ -152,7 +194,9 @@ if [ "$pool" != 0 ]; then
   file=$target/bench-data/pool-seed$seed-$packets-$pool.pcap
   shape=(--pool "$pool")
 fi
-if [ ! -f "$file" ]; then
+if [ -n "${CAPTURE:-}" ]; then
+  file=$CAPTURE
+elif [ ! -f "$file" ]; then
   mkdir -p "$(dirname "$file")"
   partial=$file.partial
   say "generating $file"
@@ -164,10 +208,10 @@ bytes=$(stat -c %s "$file")
 
 # Install the peers now, so that apt's work is done before anything is timed.
 have_tcpdump=0 have_tshark=0 have_ndpi=0 have_suricata=0
-need tcpdump tcpdump && have_tcpdump=1
-need tshark tshark && have_tshark=1
-need ndpiReader libndpi-bin && have_ndpi=1
-if command -v suricata >/dev/null || install_suricata; then
+skipped tcpdump || ! need tcpdump tcpdump || have_tcpdump=1
+skipped tshark || ! need tshark tshark || have_tshark=1
+skipped ndpiReader || ! need ndpiReader libndpi-bin || have_ndpi=1
+if ! skipped suricata && { command -v suricata >/dev/null || install_suricata; }; then
   command -v suricata >/dev/null && have_suricata=1
 fi
 
@@ -189,15 +233,18 @@ fi
 
 # --- Timing --------------------------------------------------------------------------------
 
-# One row per tool, in the order added; `times` holds each round's seconds.
-names=() versions=() maxok=() cmds=() times=() failed=()
+# One row per tool, in the order added; `times` holds each round's wall seconds, `cpus`
+# its CPU-seconds and `rsss` its peak RSS in KiB. Every run is also a line of
+# $tmp/records.tsv: row, round, wall, user, system seconds, peak RSS.
+names=() versions=() maxok=() cmds=() times=() cpus=() rsss=() failed=()
+: >"$tmp/records.tsv"
 
 # row NAME VERSION MAX-OK-STATUS COMMAND...: a tool to time. A status above MAX-OK-STATUS
 # (exwatch exits 1 when it has findings) makes the row "failed", with the end of its stderr.
 row() {
   names+=("$1") versions+=("$2") maxok+=("$3")
   shift 3
-  cmds+=("$(printf '%q ' "$@")") times+=("") failed+=("")
+  cmds+=("$(printf '%q ' "$@")") times+=("") cpus+=("") rsss+=("") failed+=("")
 }
 
 # Runs every row once per round, in order, stdout to /dev/null (as for the `cat` floor)
@@ -210,7 +257,7 @@ time_rows() {
       [ -n "${cmds[$i]}" ] && [ -z "${failed[$i]}" ] || continue
       rc=0
       start=$EPOCHREALTIME
-      eval "${cmds[$i]}" >/dev/null 2>"$tmp/run-$i.log" || rc=$?
+      eval "/usr/bin/time -f '%U %S %M' -o \"\$tmp/time-$i\" ${cmds[$i]}" >/dev/null 2>"$tmp/run-$i.log" || rc=$?
       end=$EPOCHREALTIME
       if [ "$rc" -gt "${maxok[$i]}" ]; then
         say "${names[$i]} failed with status $rc; the end of its output:"
@@ -218,12 +265,21 @@ time_rows() {
         failed[i]="failed (exit $rc)"
         continue
       fi
-      times[i]="${times[$i]} $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')"
+      local wall user sys rss
+      wall=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')
+      # time's last line is the format's: a line before it tells of a non-zero exit.
+      read -r user sys rss < <(tail -n 1 "$tmp/time-$i")
+      times[i]="${times[$i]} $wall"
+      cpus[i]="${cpus[$i]} $(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')"
+      rsss[i]="${rsss[$i]} $rss"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$i" "$round" "$wall" "$user" "$sys" "$rss" >>"$tmp/records.tsv"
     done
   done
 }
 
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# "min-max" of the numbers read.
+spread() { tr ' ' '\n' | grep . | sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s-%s", lo, hi }'; }
 
 # The median of row $1's per-round ratio to the floor's time in the same round.
 median_ratio() {
@@ -233,7 +289,7 @@ median_ratio() {
 
 # unavailable NAME WHY: a row without a time.
 unavailable() {
-  names+=("$1") versions+=("-") maxok+=(0) cmds+=("") times+=("") failed+=("$2")
+  names+=("$1") versions+=("-") maxok+=(0) cmds+=("") times+=("") cpus+=("") rsss+=("") failed+=("$2")
 }
 
 exwatch_lines=() exwatch_findings="" suricata_alerts=""
@@ -244,7 +300,9 @@ load_before=$(cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null || echo '?')
 # Every ratio is to this row.
 row "cat (floor)" "$(cat --version | head -n 1)" 0 cat "$file"
 
-if [ "$have_tcpdump" = 1 ]; then
+if skipped tcpdump; then
+  unavailable tcpdump skipped
+elif [ "$have_tcpdump" = 1 ]; then
   row "tcpdump" "$(tcpdump --version 2>&1 | head -n 1)" 0 tcpdump -r "$file" -w /dev/null
 else
   unavailable tcpdump "not available"
@@ -252,17 +310,23 @@ fi
 
 exwatch_version="$("$exwatch" --version) ($(git -C "$root" describe --always --dirty 2>/dev/null || echo 'no git'))"
 # The default is one worker per core but the reader's (at least one).
-row "exwatch 1 worker$([ "$cores" -le 2 ] && echo ' (default)')" "$exwatch_version" 1 \
-  "$exwatch" analyze "$file" --eve-log /dev/null --no-progress --workers 1
-if [ "$cores" -gt 1 ]; then
-  row "exwatch $cores workers" "$exwatch_version" 1 \
-    "$exwatch" analyze "$file" --eve-log /dev/null --no-progress --workers "$cores"
+if skipped exwatch; then
+  unavailable exwatch skipped
+else
+  row "exwatch 1 worker$([ "$cores" -le 2 ] && echo ' (default)')" "$exwatch_version" 1 \
+    "$exwatch" analyze "$file" --eve-log /dev/null --no-progress --workers 1
+  if [ "$cores" -gt 1 ]; then
+    row "exwatch $cores workers" "$exwatch_version" 1 \
+      "$exwatch" analyze "$file" --eve-log /dev/null --no-progress --workers "$cores"
+  fi
 fi
 
 # Suricata with a minimal config: a handful of port rules standing for the Exchange
 # policy's findings (one alert per TCP connection attempt, as exwatch judges once per
 # flow), the single runmode (one packet thread), and EVE either off or writing alerts.
-if [ "$have_suricata" = 1 ]; then
+if skipped suricata; then
+  unavailable suricata skipped
+elif [ "$have_suricata" = 1 ]; then
   sdir=$tmp/suricata
   mkdir -p "$sdir/log"
   for eve in no yes; do
@@ -301,7 +365,9 @@ else
   unavailable suricata "not available"
 fi
 
-if [ "$have_ndpi" = 1 ]; then
+if skipped ndpiReader; then
+  unavailable ndpiReader skipped
+elif [ "$have_ndpi" = 1 ]; then
   # -q: no per-flow dump at the end; a file given to -i is read offline, once.
   ndpi_version=$(ndpiReader -h 2>&1 | sed -n 's/.*Welcome to \(nDPI [0-9.]*\).*/\1/p' || true)
   row "ndpiReader" "${ndpi_version:-nDPI}" 0 ndpiReader -q -i "$file"
@@ -309,7 +375,9 @@ else
   unavailable ndpiReader "not available"
 fi
 
-if [ "$have_tshark" = 1 ]; then
+if skipped tshark; then
+  unavailable tshark skipped
+elif [ "$have_tshark" = 1 ]; then
   row "tshark conv,tcp" "$(tshark --version 2>/dev/null | head -n 1 | sed 's/ (Git.*//')" 0 \
     tshark -q -z conv,tcp -r "$file"
 else
@@ -345,18 +413,73 @@ printf 'command: %s%s%s%s %s   (medians of %s interleaved rounds, wall clock, pa
   "${EXWATCH_BENCH_BULK:+EXWATCH_BENCH_BULK=$EXWATCH_BENCH_BULK }" \
   "${EXWATCH_BENCH_POOL:+EXWATCH_BENCH_POOL=$EXWATCH_BENCH_POOL }" "$0" "$*" "$runs"
 
-printf '%-28s %9s %12s %9s %9s  %s\n' tool seconds packets/s MB/s "x cat" version
+printf '%-28s %9s %15s %8s %15s %9s %12s %9s %9s  %s\n' tool seconds "spread (s)" cpu_s "cpu spread" \
+  rss_MiB packets/s MB/s "x cat" version
 for i in "${!names[@]}"; do
   if [ -n "${failed[$i]}" ] || [ -z "${times[$i]}" ]; then
-    printf '%-28s %9s %12s %9s %9s  %s\n' "${names[$i]}" - - - - "${failed[$i]:-no time}"
+    printf '%-28s %9s %15s %8s %15s %9s %12s %9s %9s  %s\n' "${names[$i]}" - - - - - - - - "${failed[$i]:-no time}"
     continue
   fi
   awk -v name="${names[$i]}" -v s="$(median <<<"${times[$i]}")" -v n="${count:-0}" -v b="$bytes" \
+    -v sp="$(spread <<<"${times[$i]}")" -v c="$(median <<<"${cpus[$i]}")" -v cp="$(spread <<<"${cpus[$i]}")" \
+    -v m="$(tr ' ' '\n' <<<"${rsss[$i]}" | grep . | sort -n | tail -n 1)" \
     -v r="$(median_ratio "$i")" -v v="${versions[$i]}" 'BEGIN {
-      printf "%-28s %9.3f %12s %9.1f %9.2f  %s\n", name, s, (n ? sprintf("%.0f", n / s) : "?"),
-        b / s / 1e6, r, v
+      printf "%-28s %9.3f %15s %8.2f %15s %9.1f %12s %9.1f %9.2f  %s\n", name, s, sp, c, cp, m / 1024,
+        (n ? sprintf("%.0f", n / s) : "?"), b / s / 1e6, r, v
     }'
 done
+echo "(seconds: median wall time; cpu_s: median user + system CPU-seconds; spreads are min-max over the"
+echo " rounds; rss_MiB: the largest peak resident set of the rounds)"
+
+if [ -n "${JSON:-}" ]; then
+  for i in "${!names[@]}"; do
+    status=ok
+    [ -z "${failed[$i]}" ] || status=${failed[$i]}
+    printf '%s\t%s\t%s\t%s\n' "${names[$i]}" "${versions[$i]}" "${cmds[$i]}" "$status"
+  done >"$tmp/tools.tsv"
+  python3 - "$tmp/tools.tsv" "$tmp/records.tsv" "$JSON" "$file" "${count:-}" "$bytes" "$runs" "$cores" \
+    "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo '?')" <<'PYTHON'
+import json, statistics, sys
+
+tools_tsv, records_tsv, out, capture, count, size, runs, cores, cpu_model = sys.argv[1:10]
+rows = [line.rstrip("\n").split("\t") for line in open(tools_tsv)]
+runs_of = {}
+for line in open(records_tsv):
+    i, rnd, wall, user, system, rss = line.split()
+    runs_of.setdefault(int(i), {})[int(rnd)] = (float(wall), float(user), float(system), int(rss))
+floor = runs_of.get(0, {})
+records, tools = [], []
+for i, (name, version, command, status) in enumerate(rows):
+    mine = runs_of.get(i, {})
+    ratios = []
+    for rnd in sorted(mine):
+        wall, user, system, rss = mine[rnd]
+        x_cat = None
+        if i != 0 and rnd in floor and floor[rnd][0] > 0:
+            x_cat = round(wall / floor[rnd][0], 4)
+            ratios.append(x_cat)
+        records.append({"tool": name, "round": rnd, "wall_seconds": wall, "user_seconds": user,
+                        "sys_seconds": system, "cpu_seconds": round(user + system, 2),
+                        "peak_rss_kib": rss, "x_cat": x_cat})
+    walls = [r[0] for r in mine.values()]
+    cpu = [round(r[1] + r[2], 2) for r in mine.values()]
+    pick = lambda f, v: f(v) if v else None
+    tools.append({"tool": name, "version": version, "command": command.strip(), "status": status,
+                  "median_wall_seconds": pick(lambda v: round(statistics.median(v), 4), walls),
+                  "min_wall_seconds": pick(min, walls), "max_wall_seconds": pick(max, walls),
+                  "median_cpu_seconds": pick(lambda v: round(statistics.median(v), 4), cpu),
+                  "min_cpu_seconds": pick(min, cpu), "max_cpu_seconds": pick(max, cpu),
+                  "max_peak_rss_kib": pick(max, [r[3] for r in mine.values()]),
+                  "median_x_cat": pick(lambda v: round(statistics.median(v), 4), ratios)})
+doc = {"script": "peers", "capture": capture, "packets": int(count) if count else None,
+       "bytes": int(size), "runs": int(runs), "cores": int(cores), "cpu_model": cpu_model,
+       "records": records, "tools": tools}
+with open(out, "w") as f:
+    json.dump(doc, f, indent=2)
+    f.write("\n")
+PYTHON
+  say "every run written to $JSON"
+fi
 
 echo
 echo "commands (stdout to /dev/null, stderr to a log; temp files are written by $0), every run's seconds:"

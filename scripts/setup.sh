@@ -8,6 +8,8 @@
 #                real clients and servers the live-capture tests make traffic with
 #                (nc, curl for /metrics, swaks for SMTP, dig for DNS, a Python responder)
 #   tcpreplay    replays captures into a veth pair for benches/live-replay.sh
+#   netsniff-ng  trafgen, live-replay.sh's second generator, for rates tcpreplay cannot reach
+#   time         /usr/bin/time: CPU-seconds and peak RSS of each run in benches/peers.sh
 #   iptables, tcpdump
 #                a real router between two capture points for the compare test
 #   prometheus   for promtool, which checks the /metrics page in the live-capture tests
@@ -18,11 +20,12 @@
 #   chromium     the headless browser the report's tests render the HTML report in
 #   python3-jsonschema
 #                validates EVE output against Suricata's schema (scripts/validate-eve.py)
+#   redis-server the broker the --redis and `exwatch collect` tests start on loopback
 # Needs a Rust toolchain (cargo >= 1.85, https://rustup.rs); it does not install one.
 set -euo pipefail
 
 packages=(libpcap-dev tshark pkg-config iproute2 netcat-openbsd curl swaks bind9-dnsutils python3 tcpreplay
-  iptables tcpdump prometheus systemd logrotate chromium python3-jsonschema socat)
+  netsniff-ng time iptables tcpdump prometheus systemd logrotate chromium python3-jsonschema redis-server socat)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

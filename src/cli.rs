@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
+mod broker;
+
+pub use broker::{collect, CollectFlags};
+
 use exwatch::capture;
 use exwatch::command::{self, analyze::ReportFiles, live::ConfigFile, Inputs, RunSettings};
 use exwatch::config;
@@ -48,6 +52,9 @@ pub enum Command {
     /// single file is always read that way.
     Analyze(AnalyzeFlags),
     /// Validate a topology and a policy, and lint the topology.
+    ///
+    /// Exit status: 0 valid, 1 valid with lints, 2 invalid, or a topology analyze and live
+    /// would refuse (no Mailbox and no Edge server: nothing the policy could judge).
     Check(CheckFlags),
     /// Compare two captures of the same traffic taken at two points (e.g. either side of
     /// a firewall): TCP handshake options rewritten between them (MSS clamping,
@@ -82,6 +89,11 @@ pub enum Command {
     /// give them, and listed servers that never acted like theirs (exit status 1 when
     /// there is any).
     Learn(LearnFlags),
+    /// Gather many sensors' events from Redis (published with --redis): one EVE file per
+    /// sensor, DIR/<host>/eve.json, each entry acknowledged once it is on disk, and the
+    /// compliance report of everything collected rewritten every --every. SIGTERM or
+    /// SIGINT stops it (status 0), SIGHUP reopens its files.
+    Collect(CollectFlags),
 }
 
 #[derive(ClapArgs, Debug)]
@@ -186,7 +198,8 @@ pub struct GenerateFlags {
     pub pool: Option<usize>,
     /// Write traffic of this organization instead of the example one: its Mailbox
     /// servers, domain controllers, Edge servers and subscriptions, DNS servers, Skype
-    /// servers and internal clients.
+    /// servers and internal clients; Exchange Online and UM gateways with their packs;
+    /// its exceptions' jump hosts and accepted destinations.
     #[arg(long, value_name = "FILE")]
     pub topology: Option<PathBuf>,
 }
@@ -426,6 +439,8 @@ pub struct RunFlags {
     /// Default: this machine's hostname; an empty name writes no `host`.
     #[arg(long, value_name = "NAME")]
     pub sensor_name: Option<String>,
+    #[command(flatten)]
+    pub redis: broker::RedisFlags,
 }
 
 /// `--workers`, `--jobs`: at least 1 when given.
@@ -495,6 +510,7 @@ fn run_settings(config: &ConfigFlags, flags: RunFlags) -> Result<RunSettings, St
         summary_json: flags.summary_json,
         pipeline,
         max_smtp_senders: flags.max_smtp_senders,
+        redis: flags.redis.settings()?,
     })
 }
 
@@ -692,6 +708,12 @@ fn apply(
     set!(user, "user", flags.user, Some);
     set!(snaplen, "snaplen", flags.snaplen, |v| v);
     set!(buffer_mib, "buffer-mib", flags.buffer_mib, |v| v);
+    set!(redis, "redis", flags.run.redis.redis, Some);
+    set!(redis_key, "redis-key", flags.run.redis.redis_key, |v| v);
+    set!(redis_mode, "redis-mode", flags.run.redis.redis_mode, |v| v);
+    set!(redis_queue, "redis-queue", flags.run.redis.redis_queue, |v| v);
+    set!(redis_maxlen, "redis-maxlen", flags.run.redis.redis_maxlen, |v| v);
+    set!(redis_timeout, "redis-timeout", flags.run.redis.redis_timeout, |v| v);
     if let Some(value) = file.promiscuous {
         if take("no_promiscuous", "no-promiscuous", value.span()) {
             flags.no_promiscuous = !value.into_inner();

@@ -41,6 +41,7 @@
 //! | module | owns | never |
 //! |---|---|---|
 //! | [`command`] | the commands, one function each: settings in, an outcome out; what they print | parses flags, or does a stage's work |
+//! | [`collect`] | `exwatch collect`: a broker's events to one EVE file per sensor, and the report of them kept current | judges a flow |
 //! | [`report`] | the compliance report: findings and rows aggregated from events, rendered as HTML, JSON, CSV | sees a packet, or changes a verdict |
 //! | [`learn`] | a per-host view of ended flows; the topology drafted from it, and compared | sees a packet, or changes a verdict |
 //! | [`compare`] | two captures' handshakes matched | tracks flows |
@@ -64,6 +65,7 @@
 //! a stage's validated configuration.
 
 pub mod capture;
+pub mod collect;
 pub mod command;
 pub mod compare;
 pub mod config;

@@ -34,6 +34,7 @@ fn run(args: cli::Args, matches: &clap::ArgMatches) -> Result<Outcome, command::
         cli::Command::Check(flags) => command::check::run(&cli::check(flags)),
         cli::Command::Compare(flags) => command::compare::run(&cli::compare(flags)?),
         cli::Command::Generate(flags) => command::generate::run(&cli::generate(flags)),
+        cli::Command::Collect(flags) => command::collect::run(cli::collect(flags)?),
         cli::Command::Completions(flags) => printed(&cli::completions(flags.shell)),
         cli::Command::Man(flags) => printed(&cli::man_page(flags.command.as_deref())?),
     }

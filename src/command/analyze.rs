@@ -62,8 +62,9 @@ impl Settings {
 }
 
 pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
+    settings.run.config.judgeable()?;
+    let publisher = super::publish::start(&mut settings.run, true)?;
     let config = &settings.run.config;
-    config.judgeable()?;
     for notice in settings.inputs.notices() {
         eprintln!("exwatch: {notice}");
     }
@@ -87,8 +88,9 @@ pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
         &settings.run.pipeline,
         pipeline::Outputs { sink: &sink, observer: Some(&mut observers) },
         &progress,
-    )
-    .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
+    );
+    let delivered = super::publish::finish(&settings.run, publisher);
+    let record = record.map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
     let (learner, builder) = observers;
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -102,7 +104,13 @@ pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
         return Ok(Outcome::Incomplete);
     }
     let unlisted = learn::unlisted(&learner, &engine.topology);
-    settings.run.summarize(&engine, &record, settings.inputs.not_captures_total(), None, unlisted)?;
+    settings.run.summarize(
+        &engine,
+        &record,
+        settings.inputs.not_captures_total(),
+        None,
+        (unlisted, delivered),
+    )?;
     if let Some(builder) = builder {
         write_report(builder, &settings, &record)?;
     }

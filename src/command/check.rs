@@ -39,6 +39,9 @@ struct CheckedTopology<'a> {
     organization: &'a str,
     builtin_example: bool,
     lints: Vec<CheckLint<'a>>,
+    /// Ordinary set-ups worth knowing once (a host inside a wider prefix of another
+    /// role); they do not change the exit status.
+    notices: Vec<CheckLint<'a>>,
 }
 
 #[derive(serde::Serialize)]
@@ -80,7 +83,24 @@ pub fn run(settings: &Settings) -> Result<Outcome, Error> {
             return Ok(Outcome::Incomplete);
         }
     };
+    if let Some(why) = config.refusal() {
+        let file = std::path::PathBuf::from(&config.topology_name);
+        if !settings.json {
+            return Err(format!("{}: {why}", config.topology_name));
+        }
+        eprintln!("exwatch: {}: {why}", config.topology_name);
+        let error = CheckError { file: &file, line: None, key: "roles", message: why };
+        print_json(&Document {
+            version: VERSION,
+            valid: false,
+            policy: None,
+            topology: None,
+            errors: vec![error],
+        })?;
+        return Ok(Outcome::Incomplete);
+    }
     let lints = config.topology_lints();
+    let notices = config.topology.notices();
     let outcome = Outcome::found(!lints.is_empty());
     if settings.json {
         print_json(&Document {
@@ -97,6 +117,7 @@ pub fn run(settings: &Settings) -> Result<Outcome, Error> {
                 organization: &config.topology.name,
                 builtin_example: settings.topology.is_none(),
                 lints: lints.iter().map(|(line, message)| CheckLint { line: *line, message }).collect(),
+                notices: notices.iter().map(|(line, message)| CheckLint { line: *line, message }).collect(),
             }),
             errors: Vec::new(),
         })?;

@@ -34,7 +34,7 @@ impl Settings {
     }
 }
 
-pub fn run(settings: Settings) -> Result<Outcome, Error> {
+pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
     settings.run.config.judgeable()?;
     let engine = settings.run.engine();
     let capture = LiveCapture::open(&settings.interface, &settings.capture).map_err(|e| e.to_string())?;
@@ -50,6 +50,8 @@ pub fn run(settings: Settings) -> Result<Outcome, Error> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&monitor.reopen))
         .map_err(|e| format!("installing signal handlers: {e}"))?;
+    let publisher = super::publish::start(&mut settings.run, false)?;
+    monitor.delivery = publisher.as_ref().map(|p| p.delivery());
     let sink = settings.sink();
     let out =
         sink.open().map_err(|e| format!("{}: cannot open EVE log: {e}", settings.run.eve_log.display()))?;
@@ -108,8 +110,10 @@ pub fn run(settings: Settings) -> Result<Outcome, Error> {
         }
         record
     })
-    .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()))?;
-    settings.run.summarize(&engine, &record, 0, summary_file, Vec::new())?;
+    .map_err(|e| format!("{}: {e}", settings.run.eve_log.display()));
+    let delivered = super::publish::finish(&settings.run, publisher);
+    let record = record?;
+    settings.run.summarize(&engine, &record, 0, summary_file, (Vec::new(), delivered))?;
     Ok(if record.errors.is_empty() || record.eve_closed { Outcome::Clean } else { Outcome::Incomplete })
 }
 
@@ -149,6 +153,12 @@ pub struct ConfigFile {
     pub snaplen: Option<Spanned<i32>>,
     pub buffer_mib: Option<Spanned<i32>>,
     pub promiscuous: Option<Spanned<bool>>,
+    pub redis: Option<Spanned<String>>,
+    pub redis_key: Option<Spanned<String>>,
+    pub redis_mode: Option<Spanned<String>>,
+    pub redis_queue: Option<Spanned<usize>>,
+    pub redis_maxlen: Option<Spanned<u64>>,
+    pub redis_timeout: Option<Spanned<f64>>,
 }
 
 impl ConfigFile {

@@ -1,4 +1,5 @@
-//! The commands: `analyze`, `live`, `learn`, `report`, `check`, `compare` and `generate`,
+//! The commands: `analyze`, `live`, `learn`, `report`, `check`, `compare`, `generate` and
+//! `collect`,
 //! one function each, taking validated settings and returning an [`Outcome`] (or an
 //! error the binary prints and maps to exit status 2).
 //!
@@ -8,11 +9,13 @@
 
 pub mod analyze;
 pub mod check;
+pub mod collect;
 pub mod compare;
 pub mod generate;
 pub mod inputs;
 pub mod learn;
 pub mod live;
+pub mod publish;
 pub mod report;
 
 use std::io::Write;
@@ -127,13 +130,17 @@ impl Config {
             .collect()
     }
 
+    /// Why `analyze` and `live` would refuse this topology, if they would: `check` says
+    /// the same, with the same exit status.
+    pub fn refusal(&self) -> Option<&'static str> {
+        (!self.topology.has_role(Role::Mailbox) && !self.topology.has_role(Role::Edge))
+            .then_some("lists no Mailbox and no Edge server: there is nothing the policy could judge")
+    }
+
     /// Refuses a topology with nothing to judge, and says when the example is used.
     fn judgeable(&self) -> Result<(), Error> {
-        if !self.topology.has_role(Role::Mailbox) && !self.topology.has_role(Role::Edge) {
-            return Err(format!(
-                "{}: lists no Mailbox and no Edge server: there is nothing the policy could judge",
-                self.topology_name
-            ));
+        if let Some(why) = self.refusal() {
+            return Err(format!("{}: {why}", self.topology_name));
         }
         if self.builtin_topology {
             eprintln!(
@@ -153,6 +160,8 @@ pub struct RunSettings {
     pub summary_json: Option<PathBuf>,
     pub pipeline: pipeline::Settings,
     pub max_smtp_senders: usize,
+    /// Where events are published besides the EVE log (`--redis`).
+    pub redis: Option<crate::output::redis::Settings>,
 }
 
 impl RunSettings {
@@ -167,19 +176,21 @@ impl RunSettings {
     /// Prints the summary, then the errors of the run (never inside the summary), and
     /// writes the summary as JSON when asked (`-`: standard output; `opened`: the file,
     /// opened already); `not_captures` counts the files found in directories that were
-    /// skipped; `warnings` are what the run noticed about the topology, beside its lints.
+    /// skipped; `warnings` are what the run noticed about the topology, beside its lints;
+    /// `redis`, what the publisher did (`--redis`).
     fn summarize(
         &self,
         engine: &Engine,
         record: &RunRecord,
         not_captures: usize,
         opened: Option<std::fs::File>,
-        warnings: Vec<String>,
+        (warnings, redis): (Vec<String>, Option<crate::telemetry::DeliveryCounts>),
     ) -> Result<(), Error> {
         let summary = Summary::new(engine, &self.config.topology_name, record)
             .with_not_captures(not_captures)
             .with_warnings(self.config.lints())
-            .with_warnings(warnings);
+            .with_warnings(warnings)
+            .with_redis(redis);
         // One write, so that nothing another thread says lands inside it.
         let mut text = summary.render();
         for (_, message) in &summary.errors {

@@ -7,6 +7,7 @@
 pub mod bound;
 pub mod detail;
 pub mod eve;
+pub mod redis;
 pub mod soc;
 pub mod socket;
 pub mod summary;
@@ -57,11 +58,15 @@ impl Sink {
                 Some(OpenOptions::new().create(true).append(true).open(path)?)
             }
             Sink::Socket(filetype, path) => {
-                return Ok(EveOut { file: None, socket: Some(socket::SocketOut::connect(filetype, path)?) })
+                return Ok(EveOut {
+                    file: None,
+                    socket: Some(socket::SocketOut::connect(filetype, path)?),
+                    tee: None,
+                })
             }
             Sink::Discard | Sink::Off => None,
         };
-        Ok(EveOut { file, socket: None })
+        Ok(EveOut { file, socket: None, tee: None })
     }
 
     /// The file written to, if the sink is one.
@@ -90,13 +95,29 @@ impl std::fmt::Display for Sink {
 pub struct EveOut {
     file: Option<File>,
     socket: Option<socket::SocketOut>,
+    /// Sees every byte written (`--redis`).
+    tee: Option<redis::Tee>,
 }
 
 impl EveOut {
+    /// Hands every line written to `tee` as well (the publisher to Redis).
+    pub fn with_tee(mut self, tee: Option<redis::Tee>) -> EveOut {
+        self.tee = tee;
+        self
+    }
+
+    /// The tee, to hand to the sink when it is opened again.
+    pub fn take_tee(&mut self) -> Option<redis::Tee> {
+        self.tee.take()
+    }
+
     /// Removes the last `bytes` written (a line that could not be finished), so the log
     /// never keeps half a line. Only a regular file can be cut; a pipe cannot, and is
     /// left as it is (Err).
     pub fn cut(&mut self, bytes: u64) -> io::Result<()> {
+        if let Some(tee) = &mut self.tee {
+            tee.forget_partial();
+        }
         if self.socket.is_some() {
             return Err(io::Error::other("not a regular file"));
         }
@@ -115,13 +136,15 @@ impl EveOut {
 
 impl Write for EveOut {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        if let Some(socket) = &mut self.socket {
-            return socket.write(bytes);
+        let n = match (&mut self.socket, &mut self.file) {
+            (Some(socket), _) => socket.write(bytes)?,
+            (None, Some(file)) => file.write(bytes)?,
+            (None, None) => bytes.len(),
+        };
+        if let Some(tee) = &mut self.tee {
+            tee.offer(&bytes[..n]);
         }
-        match &mut self.file {
-            Some(file) => file.write(bytes),
-            None => Ok(bytes.len()),
-        }
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -12,7 +12,7 @@ use crate::counters::Def;
 use crate::counters::{Counter, Counters, Section};
 use crate::decode::Skip;
 use crate::policy::{Engine, Verdict};
-use crate::telemetry::{Reading, RunRecord};
+use crate::telemetry::{DeliveryCounts, Reading, RunRecord};
 
 /// Violating host pairs listed in the summary.
 pub const TOP_PAIRS: usize = 10;
@@ -42,6 +42,9 @@ pub struct Summary {
     pub warnings: Vec<String>,
     pub latency_ns: Vec<StageLatency>,
     pub throughput: Throughput,
+    /// With `--redis`: the EVE lines sent to the broker, dropped, and still queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<DeliveryCounts>,
 }
 
 /// One section of the counter table, with its values; the packets section also says
@@ -303,7 +306,14 @@ impl Summary {
                     read_decoded_frames: record.busy.read_decoded,
                 },
             },
+            redis: None,
         }
+    }
+
+    /// What the publisher to the broker (`--redis`) did.
+    pub fn with_redis(mut self, counts: Option<DeliveryCounts>) -> Summary {
+        self.redis = counts;
+        self
     }
 
     /// Counts the files found in directories that are not captures (the input was
@@ -340,7 +350,22 @@ impl Summary {
             let _ = writeln!(s, "warning: {warning}");
         }
         self.write_throughput(&mut s);
+        self.write_redis(&mut s);
         s
+    }
+
+    fn write_redis(&self, s: &mut String) {
+        if let Some(r) = &self.redis {
+            let _ = writeln!(
+                s,
+                "redis: {} events sent, {} dropped, {} still queued; {} reconnection{}",
+                r.sent,
+                r.dropped,
+                r.queued,
+                r.reconnects,
+                plural(r.reconnects as usize)
+            );
+        }
     }
 
     fn write_findings(&self, s: &mut String) {

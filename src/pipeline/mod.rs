@@ -69,6 +69,8 @@ pub struct Settings {
     pub sensor_name: Option<String>,
     /// A live capture's interface, EVE's `in_iface`.
     pub interface: Option<String>,
+    /// Where the writer also hands the lines it writes (`--redis`).
+    pub publish: Option<crate::output::redis::Tee>,
 }
 
 impl Default for Settings {
@@ -88,6 +90,7 @@ impl Default for Settings {
             bound: Some(bound::Settings::default()),
             sensor_name: None,
             interface: None,
+            publish: None,
         }
     }
 }

@@ -144,7 +144,7 @@ impl<'a> Writer<'a> {
         keep_going: bool,
     ) -> Writer<'a> {
         Writer {
-            out,
+            out: out.with_tee(settings.publish.clone()),
             sink: outputs.sink,
             monitor,
             engine,
@@ -424,7 +424,7 @@ impl Log<'_> {
     /// goes on writing to the file that was open.
     fn reopen(&mut self) {
         match self.sink.open() {
-            Ok(out) => self.out = out,
+            Ok(out) => self.out = out.with_tee(self.out.take_tee()),
             Err(error) => self.notify(Notice::ReopenFailed { log: self.sink.to_string(), error }),
         }
     }

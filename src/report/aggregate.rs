@@ -20,7 +20,7 @@ use crate::policy::{Policy, Role, Topology, Verdict};
 /// Time slots of finding counts kept at most (see [`Builder::coarsen`]).
 const TIME_SLOTS: usize = 100_000;
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct RowAcc {
     flows: u64,
     bytes: u64,
@@ -30,6 +30,7 @@ struct RowAcc {
     alerts: VerdictCounts,
 }
 
+#[derive(Clone)]
 struct FindingAcc {
     count: u64,
     first: Micros,
@@ -41,7 +42,7 @@ struct FindingAcc {
 
 type FindingKey = (usize, Option<String>, Verdict, IpAddr, IpAddr, Option<u16>, String);
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct PairAcc {
     flows: u64,
     bytes: u64,
@@ -58,7 +59,7 @@ struct RoleAcc {
     worst: u8,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct SensorAcc {
     events: u64,
     first: Option<Micros>,
@@ -67,6 +68,7 @@ struct SensorAcc {
 
 /// Aggregates records into a report. Feed it with [`Builder::record`] (or the typed
 /// methods) in any order; events roughly in time order dedup best.
+#[derive(Clone)]
 pub struct Builder {
     policy: Arc<Policy>,
     topology: Arc<Topology>,
@@ -341,7 +343,8 @@ impl Builder {
         finding.first = finding.first.min(a.ts);
         finding.last = finding.last.max(a.ts);
         finding.confidence = finding.confidence.min(rank);
-        if a.verdict == Verdict::Restriction {
+        // Restriction evidence an exception accepted stays visible in the matrix too.
+        if a.verdict == Verdict::Restriction || (a.verdict == Verdict::Accepted && a.evidence.is_some()) {
             let pair = self.pairs.entry(ordered(e.src_ip, e.dest_ip)).or_default();
             *pair.evidence.entry(id.to_string()).or_default() += 1;
         }
@@ -382,6 +385,17 @@ impl Builder {
 
     pub fn finish(self) -> Report {
         super::finish::finish(self.into_parts())
+    }
+
+    /// The report of what was fed so far, the builder going on to be fed more (a
+    /// collector's periodic report). It copies the aggregates, not the dedup table.
+    pub fn snapshot(&mut self) -> Report {
+        let dedup = std::mem::take(&mut self.dedup);
+        let mut copy = self.clone();
+        copy.dedup.forgotten = dedup.forgotten;
+        copy.dedup.duplicates = dedup.duplicates;
+        self.dedup = dedup;
+        copy.finish()
     }
 }
 

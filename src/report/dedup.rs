@@ -19,18 +19,25 @@ pub const DEDUP_CAP: usize = 4_000_000;
 
 /// Recognises the copies of one event seen by several sensors: the same Community ID
 /// (and, for alerts, the same finding) with a flow start within a second. Events of
-/// one named sensor are never copies of each other: a sensor writes a flow once, so
-/// two such events are two flows that reused a tuple.
+/// one named sensor are copies only with the very same start: a sensor writes a flow
+/// once, so two such events a little apart are two flows that reused a tuple, while the
+/// same event twice is one line delivered twice (a collector killed before it
+/// acknowledged what it had written).
 ///
 /// Bounded by time and by count: a key is forgotten once events [`DEDUP_WINDOW`] of
-/// capture time newer have been seen, or when [`DEDUP_CAP`] keys are held. Keys are
+/// capture time newer have been seen from the sensor that wrote it, or when
+/// [`DEDUP_CAP`] keys are held. Time is each sensor's own: a collector gets the events
+/// of a week-old capture analysed today after those of a live sensor, and the live
+/// sensor's clock must not make the old capture's keys forgotten as they come. Keys are
 /// 64-bit hashes: two different flows would have to collide within the window.
+#[derive(Clone)]
 pub struct Dedup {
     /// Key -> (flow start, sensor: a hash of its name, 0 when unnamed).
     seen: HashMap<u64, (Micros, u64), foldhash::fast::FixedState>,
-    /// (event time, key, flow start), in arrival order.
-    order: VecDeque<(Micros, u64, Micros)>,
-    newest: Micros,
+    /// (event time, key, flow start, sensor), in arrival order.
+    order: VecDeque<(Micros, u64, Micros, u64)>,
+    /// The newest event time of each sensor.
+    newest: HashMap<u64, Micros, foldhash::fast::FixedState>,
     pub forgotten: u64,
     pub duplicates: u64,
 }
@@ -46,7 +53,7 @@ impl Dedup {
         Dedup {
             seen: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x7265_706f_7274)),
             order: VecDeque::new(),
-            newest: 0,
+            newest: HashMap::default(),
             forgotten: 0,
             duplicates: 0,
         }
@@ -64,10 +71,12 @@ impl Dedup {
     /// Whether an event with this key and flow start, seen at `ts` by `sensor`, was
     /// seen already (by another sensor).
     pub fn duplicate(&mut self, key: u64, start: Micros, ts: Micros, sensor: u64) -> bool {
-        self.newest = self.newest.max(ts);
-        while let Some(&(at, old, old_start)) = self.order.front() {
+        let newest = self.newest.entry(sensor).or_insert(ts);
+        *newest = (*newest).max(ts);
+        while let Some(&(at, old, old_start, by)) = self.order.front() {
             let full = self.order.len() >= DEDUP_CAP;
-            if at.saturating_add(DEDUP_WINDOW) >= self.newest && !full {
+            let horizon = self.newest.get(&by).copied().unwrap_or(at);
+            if at.saturating_add(DEDUP_WINDOW) >= horizon && !full {
                 break;
             }
             self.order.pop_front();
@@ -78,13 +87,13 @@ impl Dedup {
         }
         if let Some(&(seen, by)) = self.seen.get(&key) {
             let same_sensor = sensor != 0 && by == sensor;
-            if seen.abs_diff(start) <= SECOND && !same_sensor {
+            if seen.abs_diff(start) <= SECOND && (!same_sensor || seen == start) {
                 self.duplicates += 1;
                 return true;
             }
         }
         self.seen.insert(key, (start, sensor));
-        self.order.push_back((ts, key, start));
+        self.order.push_back((ts, key, start, sensor));
         false
     }
 }
@@ -109,6 +118,8 @@ mod tests {
         let reused = d.hash(("flow", "1:reused", None));
         assert!(!d.duplicate(reused, 20 * SECOND, 21 * SECOND, a));
         assert!(!d.duplicate(reused, 20 * SECOND + 10, 21 * SECOND, a));
+        // One sensor's event delivered twice is one.
+        assert!(d.duplicate(reused, 20 * SECOND + 10, 21 * SECOND, a));
         assert_eq!(d.sensor(None), 0);
         assert_ne!(d.sensor(Some("")), 0);
     }
@@ -122,5 +133,19 @@ mod tests {
         assert!(!d.duplicate(later, 0, SECOND + DEDUP_WINDOW + 1, 0));
         assert_eq!(d.seen.len(), 1, "the first key was dropped");
         assert_eq!(d.forgotten, 0, "dropped by time, not by the cap");
+    }
+
+    /// A live sensor's events of today do not make a week-old capture's keys forgotten
+    /// as they come: its copy seen by another sensor is still recognised.
+    #[test]
+    fn each_sensor_keeps_its_own_time() {
+        let mut d = Dedup::new();
+        let (live, a, c) = (d.sensor(Some("live")), d.sensor(Some("a")), d.sensor(Some("c")));
+        let week = 7 * 86_400 * SECOND;
+        assert!(!d.duplicate(d.hash(("flow", "1:live", None)), week, week, live));
+        let key = d.hash(("flow", "1:old", None));
+        assert!(!d.duplicate(key, 10 * SECOND, 11 * SECOND, a));
+        assert!(!d.duplicate(d.hash(("flow", "1:live2", None)), week, week + 1, live));
+        assert!(d.duplicate(key, 10 * SECOND, 11 * SECOND, c), "site c saw site a's flow");
     }
 }

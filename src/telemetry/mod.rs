@@ -7,6 +7,7 @@
 //! into one plain [`Snapshot`]: the EVE `stats` event and the Prometheus page read that
 //! snapshot, the summary reads the final [`RunRecord`]. Nothing here decides anything.
 
+pub mod delivery;
 pub mod process;
 pub mod prometheus;
 
@@ -15,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+
+pub use delivery::{Delivery, DeliveryCounts};
 
 use crate::capture::{CaptureError, CaptureStats};
 use crate::counters::{Counter, Counters};
@@ -204,6 +207,8 @@ pub struct Monitor {
     /// Told of what an operator must hear of at once while the run goes on; by default
     /// nobody is told (the binary says it on stderr).
     pub notify: Box<dyn Fn(&Notice) + Send + Sync>,
+    /// The publisher's counters, when events also go to a broker (`--redis`).
+    pub delivery: Option<Arc<Delivery>>,
 }
 
 /// What happened to the EVE log while a live run went on. Each is said once, when it
@@ -253,6 +258,7 @@ impl Monitor {
             unwritten: AtomicU64::new(0),
             written: AtomicU64::new(0),
             notify: Box::new(|_| {}),
+            delivery: None,
         }
     }
 

@@ -16,6 +16,9 @@ use crate::policy::Engine;
 /// The metrics page, with the process's own metrics.
 pub fn render(engine: &Engine, monitor: &Monitor) -> String {
     let mut out = page(engine, &monitor.snapshot(engine));
+    if let Some(delivery) = &monitor.delivery {
+        delivery.counts().write_metrics(&mut out);
+    }
     super::process::render(&mut out, &super::process::sample());
     out
 }

@@ -374,3 +374,23 @@ fn a_full_flow_table_evicts_and_counts() {
         assert!(capped.findings().contains(&finding), "{finding:?} lost under eviction");
     }
 }
+
+/// `check` refuses, with exit status 2, a topology `analyze` would refuse: a green check
+/// must mean the run it feeds can judge something.
+#[test]
+fn check_refuses_a_topology_analyze_would_refuse() {
+    let (_dir, path) = util::topology_file(
+        "[organization]\nname = \"dcs-only\"\n\n[roles]\ndomain_controller = [\"10.1.0.5\"]\n",
+    );
+    let path = path.to_str().expect("utf-8");
+    let (status, _, stderr) = util::exwatch(&["check", "--topology", path]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("lists no Mailbox and no Edge server"), "{stderr}");
+    let (status, stdout, _) = util::exwatch(&["check", "--json", "--topology", path]);
+    assert_eq!(status, 2, "{stdout}");
+    let doc: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON document");
+    assert_eq!(doc["valid"], false, "{doc}");
+    assert_eq!(doc["errors"][0]["key"], "roles", "{doc}");
+    let (status, _, stderr) = util::exwatch(&["analyze", "--topology", path, "captures/sample-contoso.pcap"]);
+    assert_eq!(status, 2, "and analyze refuses it too: {stderr}");
+}

@@ -26,8 +26,8 @@ use serde_json::{json, Value};
 /// How long anything the tests wait for may take: far above what it needs (exwatch
 /// reports a finding within a second of the flow's first packets), so that a slow or
 /// loaded machine never makes a test fail.
-const DEADLINE: Duration = Duration::from_secs(10);
-const POLL: Duration = Duration::from_millis(50);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const POLL: Duration = Duration::from_millis(50);
 
 /// Names and subnets are numbered per process (names also carry the pid), so tests
 /// running at once, or two test processes, never share a namespace.
@@ -37,7 +37,7 @@ static NEXT_NET: AtomicU32 = AtomicU32::new(1);
 
 /// One of the two namespaces of a [`Net`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Side {
+pub(crate) enum Side {
     /// Holds the clients and servers exwatch watches from the other side.
     Outside = 0,
     /// Where exwatch runs, on this namespace's end of the veth pair.
@@ -47,7 +47,7 @@ enum Side {
 /// Two network namespaces joined by a veth pair: `Outside` has 10.199.N.1, `Inside`
 /// 10.199.N.2. Dropping it kills what is left running in them and deletes them (which
 /// deletes the veth pair).
-struct Net {
+pub(crate) struct Net {
     /// Namespace names, which are also the names of their veth ends (at most 15 bytes).
     names: [String; 2],
     subnet: u32,
@@ -97,7 +97,7 @@ impl Net {
         Ok(net)
     }
 
-    fn ns(&self, side: Side) -> &str {
+    pub(crate) fn ns(&self, side: Side) -> &str {
         &self.names[side as usize]
     }
 
@@ -107,26 +107,26 @@ impl Net {
     }
 
     /// 10.199.N.host.
-    fn addr(&self, host: u8) -> String {
+    pub(crate) fn addr(&self, host: u8) -> String {
         format!("10.199.{}.{host}", self.subnet)
     }
 
     /// Gives `side`'s veth end another address of the subnet.
-    fn add_address(&self, side: Side, host: u8) {
+    pub(crate) fn add_address(&self, side: Side, host: u8) {
         let ns = self.ns(side);
         ip_ok(&["-n", ns, "addr", "add", &format!("{}/24", self.addr(host)), "dev", ns]);
     }
 
     /// `program args...` inside `side`'s namespace. `ip netns exec` execs the program
     /// (no fork), so the child's pid is the program's.
-    fn cmd(&self, side: Side, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, side: Side, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", self.ns(side)]).arg(program).args(args).stdin(Stdio::null());
         cmd
     }
 
     /// Runs a client to its end (within the deadline) and asserts it succeeded.
-    fn ok(&self, side: Side, args: &[&str]) -> Output {
+    pub(crate) fn ok(&self, side: Side, args: &[&str]) -> Output {
         let out = finish(self.cmd(side, args[0], &args[1..]), args[0]);
         assert!(
             out.status.success(),
@@ -141,7 +141,7 @@ impl Net {
     }
 
     /// Starts a server in the background; it is killed when the guard drops.
-    fn spawn(&self, side: Side, args: &[&str]) -> Background {
+    pub(crate) fn spawn(&self, side: Side, args: &[&str]) -> Background {
         let child = self
             .cmd(side, args[0], &args[1..])
             .stdout(Stdio::null())
@@ -166,7 +166,7 @@ impl Net {
     }
 
     /// Writes a scratch file and returns its path.
-    fn file(&self, name: &str, contents: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, contents).expect("write scratch file");
         path
@@ -198,13 +198,13 @@ fn ip_ok(args: &[&str]) {
     assert!(out.status.success(), "`ip {}` failed: {}", args.join(" "), text(&out.stderr));
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The network of one test, or None after saying visibly why the test is skipped
 /// (written to the real stderr: the test harness would hide an `eprintln!`).
-fn setup(test: &str) -> Option<Net> {
+pub(crate) fn setup(test: &str) -> Option<Net> {
     match Net::create() {
         Ok(net) => Some(net),
         Err(reason) => {
@@ -215,7 +215,7 @@ fn setup(test: &str) -> Option<Net> {
 }
 
 /// A server running in a namespace, killed on drop.
-struct Background {
+pub(crate) struct Background {
     child: Child,
     what: String,
 }
@@ -228,7 +228,7 @@ impl Drop for Background {
 }
 
 /// Polls `probe` every [`POLL`] until it gives a value, or panics after [`DEADLINE`].
-fn wait_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(value) = probe() {
@@ -241,7 +241,7 @@ fn wait_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
 
 /// Runs `cmd` to its end, killing it (and failing) if it outlives the deadline. Its
 /// output is read at the end: the programs run this way write far less than a pipe holds.
-fn finish(mut cmd: Command, what: &str) -> Output {
+pub(crate) fn finish(mut cmd: Command, what: &str) -> Output {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -315,7 +315,7 @@ else:
 
 /// Starts the Python responder (`smtp` or `dns`) on `addr:port` in `side` and waits until
 /// it listens.
-fn responder(net: &Net, side: Side, kind: &str, addr: &str, port: u16) -> Background {
+pub(crate) fn responder(net: &Net, side: Side, kind: &str, addr: &str, port: u16) -> Background {
     let script = net.file("responder.py", RESPONDER);
     let script = script.to_str().expect("temp path is UTF-8");
     let mut server = net.spawn(side, &["python3", script, kind, addr, &port.to_string()]);
@@ -324,14 +324,14 @@ fn responder(net: &Net, side: Side, kind: &str, addr: &str, port: u16) -> Backgr
 }
 
 /// An nc listener on `addr:port` in `side` that accepts connection after connection.
-fn nc_listener(net: &Net, side: Side, addr: &str, port: u16) -> Background {
+pub(crate) fn nc_listener(net: &Net, side: Side, addr: &str, port: u16) -> Background {
     let mut server = net.spawn(side, &["nc", "-l", "-k", addr, &port.to_string()]);
     net.wait_listening(side, false, port, &mut server);
     server
 }
 
 /// One TCP connection from `side` to `addr:port` with nc, carrying a line of text.
-fn nc_send(net: &Net, side: Side, addr: &str, port: u16) {
+pub(crate) fn nc_send(net: &Net, side: Side, addr: &str, port: u16) {
     net.ok(side, &["sh", "-c", &format!("echo hello | nc -N -w 3 {addr} {port}")]);
 }
 
@@ -340,7 +340,7 @@ fn nc_send(net: &Net, side: Side, addr: &str, port: u16) {
 /// The Inside address (.2) is an Edge Transport server subscribed to a site whose only
 /// Mailbox server (.11) is on no host; .53 is the DNS server the Edge uses. Everything
 /// else, the Outside address (.1) among it, is external.
-fn edge_site(net: &Net) -> String {
+pub(crate) fn edge_site(net: &Net) -> String {
     let (edge, mailbox, dns) = (net.addr(2), net.addr(11), net.addr(53));
     format!(
         "[organization]\nname = \"live-test\"\n\n[roles]\nedge = [\"{edge}\"]\nmailbox = [\"{mailbox}\"]\n\
@@ -353,33 +353,33 @@ fn edge_site(net: &Net) -> String {
 
 /// `exwatch live` running in the Inside namespace on its veth end; killed on drop if a
 /// test did not stop it.
-struct Exwatch {
+pub(crate) struct Exwatch {
     child: Child,
     /// Holds the topology, the EVE log, stderr and the summary.
     dir: tempfile::TempDir,
-    eve: PathBuf,
+    pub(crate) eve: PathBuf,
     stderr: PathBuf,
     summary: Option<PathBuf>,
 }
 
 /// What a stopped exwatch left behind.
-struct Stopped {
+pub(crate) struct Stopped {
     signal: &'static str,
-    status: ExitStatus,
-    stderr: String,
-    events: Vec<Value>,
-    summary: Option<Value>,
+    pub(crate) status: ExitStatus,
+    pub(crate) stderr: String,
+    pub(crate) events: Vec<Value>,
+    pub(crate) summary: Option<Value>,
 }
 
 impl Exwatch {
     /// Starts exwatch with `--topology`, `--eve-log`, `--summary-json` and `extra`, and
     /// waits until it says it is watching (the capture is open by then).
-    fn start(net: &Net, topology: &str, extra: &[&str]) -> Exwatch {
+    pub(crate) fn start(net: &Net, topology: &str, extra: &[&str]) -> Exwatch {
         Exwatch::launch(net, topology, extra, true)
     }
 
     /// `with_summary` false leaves out `--summary-json`.
-    fn launch(net: &Net, topology: &str, extra: &[&str], with_summary: bool) -> Exwatch {
+    pub(crate) fn launch(net: &Net, topology: &str, extra: &[&str], with_summary: bool) -> Exwatch {
         Exwatch::launch_at(net, topology, extra, with_summary, |dir| dir.join("eve.json"))
     }
 
@@ -428,22 +428,22 @@ impl Exwatch {
         exwatch
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
-    fn assert_running(&mut self, doing: &str) {
+    pub(crate) fn assert_running(&mut self, doing: &str) {
         if let Ok(Some(status)) = self.child.try_wait() {
             panic!("exwatch exited ({status}) while {doing}; stderr:\n{}", self.stderr_text());
         }
     }
 
     /// Sends a signal (by name: TERM, INT, HUP) to exwatch.
-    fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("sh")
             .args(["-c", &format!("kill -s {name} {}", self.pid())])
             .status()
@@ -452,7 +452,7 @@ impl Exwatch {
     }
 
     /// Waits until an event of the EVE log satisfies `wanted` and returns it.
-    fn wait_event(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn wait_event(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
         let start = Instant::now();
         loop {
             self.assert_running(&format!("waiting for {what}"));
@@ -472,7 +472,7 @@ impl Exwatch {
     }
 
     /// Sends `signal` (TERM or INT) and waits for exwatch to exit.
-    fn stop(&mut self, signal: &'static str) -> Stopped {
+    pub(crate) fn stop(&mut self, signal: &'static str) -> Stopped {
         self.signal(signal);
         let start = Instant::now();
         let status = loop {
@@ -509,7 +509,7 @@ impl Drop for Exwatch {
 
 impl Stopped {
     /// SPEC section 4: a signal stops exwatch cleanly, with the summary and status 0.
-    fn assert_clean(&self) {
+    pub(crate) fn assert_clean(&self) {
         let s = &self.stderr;
         assert!(s.contains("exwatch summary"), "no summary on stderr after SIG{}:\n{s}", self.signal);
         assert!(s.contains("throughput:"), "no throughput line on stderr after SIG{}:\n{s}", self.signal);
@@ -530,7 +530,7 @@ impl Stopped {
 }
 
 /// The complete lines of an EVE log (a line still being written is left for next time).
-fn events(path: &Path) -> Vec<Value> {
+pub(crate) fn events(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
     complete
@@ -555,17 +555,17 @@ fn is_alert(event: &Value, id: &str, dest_port: u16) -> bool {
 
 /// Port of the metrics endpoint. Each test's Inside namespace has a loopback of its own,
 /// so a fixed port is always free there.
-const METRICS_PORT: u16 = 9911;
+pub(crate) const METRICS_PORT: u16 = 9911;
 
 /// The `/metrics` page, fetched with curl inside the namespace where it listens.
-fn scrape(net: &Net) -> Option<String> {
+pub(crate) fn scrape(net: &Net) -> Option<String> {
     let url = format!("http://127.0.0.1:{METRICS_PORT}/metrics");
     let out = net.cmd(Side::Inside, "curl", &["-sf", "-m", "3", &url]).output().expect("run curl");
     out.status.success().then(|| text(&out.stdout))
 }
 
 /// The value of the sample `series` (a name with its labels, as written) on a page.
-fn sample(page: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(page: &str, series: &str) -> Option<f64> {
     page.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod benches;
 mod bound;
 mod captures;
 mod cli;
@@ -19,6 +20,7 @@ mod ops;
 mod organization;
 mod output;
 mod payload;
+mod redis;
 mod report;
 mod scenarios;
 mod soc;

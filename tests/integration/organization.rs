@@ -584,6 +584,19 @@ reason = "jump host"#,
         assert_eq!(status, 2, "{want}: {out}{err}");
         assert!(err.contains(&format!("topology.toml{want}")), "want {want:?} in {err}");
     }
+    // A host inside a wider prefix of another role: a notice, shown once, not a warning.
+    let nested = good.replace(r#"internal_client = ["10.1.128.0/17""#, r#"internal_client = ["10.1.0.0/16""#);
+    let (_dir, path) = files(&nested);
+    let (status, out, err) = util::exwatch(&["check", "--json", "--topology", path.to_str().unwrap()]);
+    assert_eq!(status, 1, "only the expired exception warns: {out}{err}");
+    let json: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(json["topology"]["lints"].as_array().unwrap().len(), 1, "{json}");
+    let notice = &json["topology"]["notices"][0];
+    assert_eq!(notice["line"], 7, "{json}");
+    assert_eq!(
+        notice["message"],
+        "10.1.10.11/32 (mailbox) lies inside 10.1.0.0/16 (internal_client): the more specific prefix wins, so it holds mailbox only"
+    );
     // A pack whose role is empty, and a role whose pack is off.
     let no_gateway = good.replace(&format!("um_gateway = [\"{GATEWAY}\", \"{GATEWAY_V6}\"]\n"), "");
     let (_dir, path) = files(&no_gateway);
@@ -601,6 +614,12 @@ reason = "jump host"#,
     let (status, _, err) = util::exwatch(&["check", "--topology", path.to_str().unwrap()]);
     assert_eq!(status, 2);
     assert!(err.contains("topology.toml:11: roles.exchange_online: the hybrid pack is off"), "{err}");
+    // A missing endpoints file: the topology's line and key.
+    let (dir, path) = files(&good);
+    std::fs::remove_file(dir.path().join("endpoints.json")).unwrap();
+    let (status, _, err) = util::exwatch(&["check", "--topology", path.to_str().unwrap()]);
+    assert_eq!(status, 2);
+    assert!(err.contains("topology.toml:12: roles.exchange_online_endpoints: cannot read "), "{err}");
     // An endpoints file that is not Microsoft's format names the file and the record.
     let (dir, path) = files(&good);
     std::fs::write(dir.path().join("endpoints.json"), ENDPOINTS.replace("\"category\": \"Allow\", ", ""))
@@ -677,6 +696,15 @@ fn the_report_shows_accepted_rows_and_lists_every_exception_from_a_run_and_from_
         // accepted silent drop makes the never-restrict row `accepted`, not compliant.
         assert_eq!(rows["external-to-mailbox"], "violation", "{name}");
         assert_eq!(rows["exchange-internal"], "accepted", "{name}");
+        // The accepted silent drop stays visible in the never-restrict matrix.
+        let pair = json["never_restrict"]["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["a"] == DC && p["b"] == MAILBOX)
+            .unwrap_or_else(|| panic!("{name}: no DC-Mailbox pair"));
+        assert_eq!(pair["status"], "restricted", "{name}");
+        assert_eq!(pair["evidence"][0][0], "restricted-silent-drop", "{name}");
     }
     let csv = std::fs::read_to_string(out("run.csv")).expect("CSV");
     assert!(csv.lines().next().unwrap().ends_with(",community_id,exception"), "{csv}");

@@ -1,0 +1,421 @@
+//! `exwatch collect`: many sensors' events, read from a Redis stream with a consumer
+//! group, appended to one EVE file per sensor, and the compliance report of everything
+//! collected kept current (specification, section 10).
+//!
+//! ```text
+//!  Redis stream ──XREADGROUP──► batch ──► DIR/<host>/eve.json (append, flush, fsync) ──► XACK
+//!   (sensors XADD)                 └────► report::Builder ──(every --every, and at exit)──► F.html, F.json
+//!                                                                  (write, fsync, rename)
+//! ```
+//!
+//! An entry is acknowledged only once its line is on disk, so a collector killed at any
+//! moment loses nothing: on start it reads its own pending entries first, and writes at
+//! most the tail it had not acknowledged a second time (the report counts one sensor's
+//! event written twice once). Several collectors in one group share the stream. The
+//! report is built from the events as they come ([`report::Builder`]); the files are
+//! read once, when a collector starts on a directory that has some, never again. Its
+//! memory is the builder's, bounded by what the report shows.
+//!
+//! This module reads, writes and aggregates; it never judges a flow: the verdicts come
+//! in with the events.
+
+mod files;
+pub mod metrics;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::output::redis::{Target, FIELD};
+use crate::policy::{Policy, Topology};
+use crate::report::{self, eve_input, Builder, Meta, Record};
+
+pub use files::Files;
+
+/// Entries read at a time.
+pub const BATCH: usize = 1_000;
+
+/// How long a read waits for new entries before the collector looks at its signals and
+/// its report's period.
+const BLOCK: Duration = Duration::from_millis(200);
+
+/// What `collect` is told.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub target: Target,
+    /// The stream.
+    pub key: String,
+    pub group: String,
+    /// This collector's name in the group; two collectors must not share one.
+    pub consumer: String,
+    /// Where `<host>/eve.json` files go.
+    pub out: PathBuf,
+    pub report_html: Option<PathBuf>,
+    pub report_json: Option<PathBuf>,
+    /// How often the report is rewritten (and at exit).
+    pub every: Duration,
+    /// Entries per read.
+    pub batch: usize,
+}
+
+/// Set by signals: stop (SIGTERM, SIGINT) and reopen the files (SIGHUP).
+#[derive(Clone, Default)]
+pub struct Control {
+    pub stop: Arc<AtomicBool>,
+    pub reopen: Arc<AtomicBool>,
+}
+
+/// Why the collector stopped, or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Redis(#[from] crate::output::redis::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a collector did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Entries written to a sensor's file and acknowledged.
+    pub events: u64,
+    /// Of those, entries read again from this consumer's pending list on start (written
+    /// before, perhaps, by a collector that was killed before acknowledging them).
+    pub pending_reread: u64,
+    /// Entries with no `eve` field: acknowledged, written nowhere, counted.
+    pub without_eve: u64,
+    /// Lines that are not EVE events exwatch reads (written to the `_unreadable` sensor's file).
+    pub unreadable: u64,
+    /// Reports written.
+    pub reports: u64,
+}
+
+/// What the metrics page reads while the collector runs.
+pub struct Shared {
+    pub counts: Mutex<Counts>,
+    /// When each sensor's last event was written (Unix time, seconds).
+    pub sensors: Mutex<std::collections::BTreeMap<String, f64>>,
+    /// Each rule's status in the last report: (rule id, status code).
+    pub rules: Mutex<Vec<(String, String)>>,
+}
+
+/// Collects until `control.stop` is set, then writes the report one last time.
+pub fn run(
+    settings: &Settings,
+    (policy, topology, meta): (Arc<Policy>, Arc<Topology>, Meta),
+    control: &Control,
+    shared: &Shared,
+) -> Result<Counts, Error> {
+    let target = &settings.target;
+    let mut conn = target.connect()?;
+    create_group(&mut conn, settings)?;
+    let mut files = Files::new(&settings.out);
+    let earlier = files::last_written(&settings.out);
+    let mut builder = Builder::new(policy, topology, meta);
+    // A collector started again reads what it wrote before once, so its report stays
+    // the report of everything collected; from then on it is fed as events come.
+    let logs: Vec<PathBuf> = earlier.iter().map(|(dir, _)| settings.out.join(dir).join("eve.json")).collect();
+    report::logs::read_logs(&logs, &mut builder).map_err(|e| Error::Io { path: e.path, source: e.source })?;
+    if let Ok(mut sensors) = shared.sensors.lock() {
+        // ...and knows its sensors from their files' last write.
+        sensors.extend(earlier);
+    }
+    let mut due = Instant::now() + settings.every;
+    // Pending entries first: from the start of this consumer's list until it is empty.
+    let mut pending = Some("0-0".to_string());
+    loop {
+        if control.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if Instant::now() >= due {
+            write_report(settings, &mut builder, shared)?;
+            due = Instant::now() + settings.every;
+        }
+        let entries = match read(&mut conn, settings, pending.as_deref()) {
+            Ok(entries) => entries,
+            Err(e) if lost(&e) => {
+                // Redis went away, or a signal cut the read short: what it had handed
+                // out is pending; connect again and read the pending entries first.
+                reconnect(target, &mut conn);
+                pending = Some("0-0".to_string());
+                continue;
+            }
+            Err(e) => return Err(target.error(&e).into()),
+        };
+        if let Some(cursor) = &mut pending {
+            match entries.last() {
+                Some((id, _)) => *cursor = id.clone(),
+                None => pending = None,
+            }
+        }
+        if entries.is_empty() {
+            continue;
+        }
+        // Asked just before writing: every entry read after the signal goes to the new files.
+        if control.reopen.swap(false, Ordering::Relaxed) {
+            files.reopen();
+        }
+        let reread = pending.is_some();
+        let ids = store(&entries, &mut files, &mut builder, shared, reread)?;
+        match ack(&mut conn, settings, &ids) {
+            Ok(()) => {}
+            Err(e) if lost(&e) => {
+                // On disk, not acknowledged: read again, written again (once at most).
+                reconnect(target, &mut conn);
+                pending = Some("0-0".to_string());
+            }
+            Err(e) => return Err(target.error(&e).into()),
+        }
+    }
+    write_report(settings, &mut builder, shared)?;
+    let counts = shared.counts.lock().map(|c| c.clone()).unwrap_or_default();
+    Ok(counts)
+}
+
+/// A connection lost, timed out, or a call interrupted by a signal (SIGHUP, SIGTERM).
+fn lost(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_unrecoverable_error()
+}
+
+/// Connects again, after a pause; on failure the old connection stays, to fail again
+/// and come back here.
+fn reconnect(target: &Target, conn: &mut redis::Connection) {
+    std::thread::sleep(BLOCK);
+    if let Ok(c) = target.connect() {
+        *conn = c;
+    }
+}
+
+/// The group, created at the start of the stream (so events published before the first
+/// collector are collected too), and the stream with it if there is none yet.
+fn create_group(conn: &mut redis::Connection, settings: &Settings) -> Result<(), Error> {
+    let created = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&settings.key)
+        .arg(&settings.group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query::<()>(conn);
+    match created {
+        Err(e) if e.code() != Some("BUSYGROUP") => Err(settings.target.error(&e).into()),
+        _ => Ok(()),
+    }
+}
+
+/// One entry: its id and its EVE line (`None`: it had no `eve` field).
+type Entry = (String, Option<Vec<u8>>);
+
+/// The next entries: this consumer's pending ones after `pending`, or new ones.
+fn read(
+    conn: &mut redis::Connection,
+    settings: &Settings,
+    pending: Option<&str>,
+) -> redis::RedisResult<Vec<Entry>> {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP").arg(&settings.group).arg(&settings.consumer).arg("COUNT").arg(settings.batch);
+    if pending.is_none() {
+        cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
+    }
+    cmd.arg("STREAMS").arg(&settings.key).arg(pending.unwrap_or(">"));
+    let reply: redis::Value = cmd.query(conn)?;
+    Ok(entries(reply))
+}
+
+/// The entries of an `XREADGROUP` reply (one stream).
+fn entries(reply: redis::Value) -> Vec<Entry> {
+    use redis::Value;
+    let streams = match reply {
+        Value::Array(streams) => streams,
+        Value::Map(pairs) => pairs.into_iter().map(|(k, v)| Value::Array(vec![k, v])).collect(),
+        _ => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    for stream in streams {
+        let Value::Array(mut parts) = stream else { continue };
+        let Some(Value::Array(items)) = parts.pop() else { continue };
+        for item in items {
+            let Value::Array(mut pair) = item else { continue };
+            let fields = pair.pop();
+            let Some(id) = pair.pop().and_then(|v| redis::from_redis_value::<String>(v).ok()) else {
+                continue;
+            };
+            let mut line = None;
+            if let Some(Value::Array(fields)) = fields {
+                let mut it = fields.into_iter();
+                while let (Some(name), Some(value)) = (it.next(), it.next()) {
+                    if matches!(&name, Value::BulkString(n) if n == FIELD.as_bytes()) {
+                        if let Value::BulkString(bytes) = value {
+                            line = Some(bytes);
+                        }
+                        break;
+                    }
+                }
+            }
+            // A pending entry deleted from the stream (MAXLEN) comes back with no fields.
+            out.push((id, line));
+        }
+    }
+    out
+}
+
+/// Writes the entries' lines to their sensors' files, flushes and syncs them, feeds the
+/// report; returns the ids to acknowledge.
+fn store(
+    entries: &[Entry],
+    files: &mut Files,
+    builder: &mut Builder,
+    shared: &Shared,
+    reread: bool,
+) -> Result<Vec<String>, Error> {
+    let mut counts = Counts::default();
+    let mut seen: Vec<String> = Vec::new();
+    for (_, line) in entries {
+        let Some(line) = line else {
+            counts.without_eve += 1;
+            continue;
+        };
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let (host, record) = match eve_input::parse_line(line) {
+            eve_input::Parsed::Record(record) => (record_host(&record).map(str::to_string), Some(record)),
+            eve_input::Parsed::Ignored => (host_of(line), None),
+            eve_input::Parsed::Unreadable => {
+                counts.unreadable += 1;
+                (Some(files::UNREADABLE.to_string()), None)
+            }
+        };
+        let dir = files::dir_name(host.as_deref());
+        files.append(&dir, line)?;
+        if !seen.contains(&dir) {
+            seen.push(dir);
+        }
+        if let Some(record) = record {
+            builder.record(record);
+        }
+        counts.events += 1;
+        counts.pending_reread += u64::from(reread);
+    }
+    files.sync()?;
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    if let Ok(mut sensors) = shared.sensors.lock() {
+        for dir in seen {
+            sensors.insert(dir, now);
+        }
+    }
+    if let Ok(mut total) = shared.counts.lock() {
+        total.events += counts.events;
+        total.pending_reread += counts.pending_reread;
+        total.without_eve += counts.without_eve;
+        total.unreadable += counts.unreadable;
+    }
+    Ok(entries.iter().map(|(id, _)| id.clone()).collect())
+}
+
+fn record_host(record: &Record) -> Option<&str> {
+    match record {
+        Record::Flow(f) => f.ends.host.as_deref(),
+        Record::Alert(a) => a.ends.host.as_deref(),
+        Record::Stats(s) => s.host.as_deref(),
+    }
+}
+
+/// The `host` of an EVE line the report does not read.
+fn host_of(line: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Host {
+        host: Option<String>,
+    }
+    serde_json::from_slice::<Host>(line).ok().and_then(|h| h.host)
+}
+
+fn ack(conn: &mut redis::Connection, settings: &Settings, ids: &[String]) -> redis::RedisResult<()> {
+    redis::cmd("XACK").arg(&settings.key).arg(&settings.group).arg(ids).query::<()>(conn)
+}
+
+/// Writes the report of everything collected so far, in each format asked for, and
+/// gives the metrics page its rules' statuses.
+fn write_report(settings: &Settings, builder: &mut Builder, shared: &Shared) -> Result<(), Error> {
+    let built = builder.snapshot();
+    if let Some(path) = &settings.report_html {
+        files::replace(path, report::html::render(&built).as_bytes())?;
+    }
+    if let Some(path) = &settings.report_json {
+        files::replace(path, report::json::render(&built).as_bytes())?;
+    }
+    if let Ok(mut rules) = shared.rules.lock() {
+        *rules = metrics::rule_statuses(&built);
+    }
+    if let Ok(mut counts) = shared.counts.lock() {
+        counts.reports += 1;
+    }
+    Ok(())
+}
+
+impl Shared {
+    pub fn new() -> Shared {
+        Shared { counts: Mutex::default(), sensors: Mutex::default(), rules: Mutex::default() }
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared::new()
+    }
+}
+
+/// A period as `--every` takes it: seconds (`90`), or a number with `s`, `m` or `h`
+/// (`5m`). The error repeats the text and says what is expected.
+pub fn parse_period(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text}: a number of seconds, or a number with s, m or h (5m)");
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let scale = match unit {
+        's' => 1.0,
+        'm' => 60.0,
+        'h' => 3600.0,
+        _ => return Err(bad()),
+    };
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    if !(value.is_finite() && value > 0.0) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods() {
+        assert_eq!(parse_period("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_period("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_period("0.5s"), Ok(Duration::from_millis(500)));
+        assert!(parse_period("5d").is_err());
+        assert!(parse_period("0").is_err());
+        assert!(parse_period("m").is_err());
+    }
+
+    /// An entry of an `XREADGROUP` reply as Redis sends it (RESP2): its id and its
+    /// `eve` field; an entry trimmed from the stream comes back with no fields.
+    #[test]
+    fn entries_of_a_reply() {
+        use redis::Value::{Array, BulkString, Nil};
+        let bulk = |s: &str| BulkString(s.as_bytes().to_vec());
+        let reply = Array(vec![Array(vec![
+            bulk("exwatch:eve"),
+            Array(vec![
+                Array(vec![bulk("1-0"), Array(vec![bulk("eve"), bulk("{\"a\":1}")])]),
+                Array(vec![bulk("2-0"), Nil]),
+            ]),
+        ])]);
+        assert_eq!(entries(reply), vec![("1-0".into(), Some(b"{\"a\":1}".to_vec())), ("2-0".into(), None)]);
+        assert!(entries(Nil).is_empty());
+    }
+}
