@@ -69,6 +69,7 @@ fn main() {
             meta(),
             std::slice::from_ref(&path),
             None,
+            false,
         )
         .expect("report")
     });

@@ -26,7 +26,7 @@ YAML
 suricata_rules() {
   cat <<'RULES'
 alert tcp !$EXCHANGE_CORE any -> $MAILBOX 80 (msg:"client-http: unencrypted web to Mailbox"; flow:to_server; flags:S,12; sid:9100001; rev:1;)
-alert tcp !$EXCHANGE_CORE any -> $MAILBOX [110,143] (msg:"client-plaintext-mail: IMAP4/POP3 in clear"; flow:to_server; flags:S,12; sid:9100002; rev:1;)
+alert tcp !$EXCHANGE_CORE any -> $MAILBOX [110,143] (msg:"client-imap4-plaintext, client-pop3-plaintext: IMAP4/POP3 in clear"; flow:to_server; flags:S,12; sid:9100002; rev:1;)
 alert tcp $EXTERNAL_NET any -> $MAILBOX 25 (msg:"inbound-smtp-bypasses-edge"; flow:to_server; flags:S,12; sid:9100003; rev:1;)
 alert tcp $EXTERNAL_NET any -> $MAILBOX ![25,80,443,587,993,995,110,143] (msg:"external-to-mailbox"; flow:to_server; flags:S,12; sid:9100004; rev:1;)
 alert tcp $MAILBOX any -> $EXTERNAL_NET 25 (msg:"outbound-smtp-bypasses-edge"; flow:to_server; flags:S,12; sid:9100005; rev:1;)

@@ -67,8 +67,9 @@ pub enum Command {
     ///
     /// The logs are read side by side, line by line, merged by event time; a flow seen by
     /// several sensors (same Community ID, start within a second) counts once. Exit
-    /// status: 0 when no violation or restriction was found, 1 otherwise (or when the
-    /// logs hold no flow event), 2 on bad input or configuration.
+    /// status: 0 when no violation or restriction was found, 1 otherwise, 2 when there
+    /// was nothing to judge, a log was not read whole, events were judged under another
+    /// topology or policy (unless --allow-mixed), or on bad input or configuration.
     Report(ReportFlags),
     /// Write a synthetic capture of the example organization (rules/topology.toml), with
     /// a known mix of allowed flows and findings, for demos and benchmarks.
@@ -221,16 +222,22 @@ pub struct ReportFlags {
     /// A JSON report of an earlier run: the report then says what changed since.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
+    /// Build the report even from events judged under another topology or policy than
+    /// --topology/--policy, or against a baseline of another organization (refused,
+    /// status 2, without it).
+    #[arg(long)]
+    pub allow_mixed: bool,
     #[command(flatten)]
     pub config: ConfigFlags,
 }
 
 #[derive(ClapArgs, Debug)]
 pub struct CompareFlags {
-    /// The capture nearer the sender (pcap or pcapng).
+    /// One capture (pcap or pcapng); which of the two is nearer a sender follows, per
+    /// host pair, from the TTLs, so handshakes are judged both ways.
     #[arg(value_name = "FIRST")]
     pub first: PathBuf,
-    /// The capture further along the path.
+    /// The other capture.
     #[arg(value_name = "SECOND")]
     pub second: PathBuf,
     #[command(flatten)]
@@ -573,6 +580,7 @@ pub fn report(flags: ReportFlags) -> Result<command::report::Settings, String> {
         logs: flags.logs,
         outputs: ReportFiles { html: flags.html, json: flags.json, csv: flags.csv },
         baseline: flags.baseline,
+        allow_mixed: flags.allow_mixed,
     })
 }
 

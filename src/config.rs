@@ -63,6 +63,13 @@ impl Source<'_> {
     }
 }
 
+/// The SHA-256 of a configuration file's text, in lower-case hex: what names the
+/// policy and topology an event was judged under (EVE `stats`, the report's header).
+pub fn sha256(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Reads a configuration file, naming it in the error.
 pub fn read(file: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(file).map_err(|err| ConfigError {

@@ -120,6 +120,8 @@ counters! {
         "TCP flows picked up mid-stream (no handshake seen).";
     Gapped: Flows "gapped", "exwatch_flows_gapped_total", "flows", None,
         "TCP flows with sequence gaps: segments the feed lost.";
+    LateRetransmissions: Flows "late_retransmissions", "exwatch_late_retransmissions_total", "packets", None,
+        "FIN or RST retransmissions of a closed TCP flow that had already ended (within the closed timeout): joined to it, not a flow of their own.";
     DirectionsUntracked: Flows "directions_untracked", "exwatch_directions_untracked_total", "host pairs", None,
         "Host-pair directions (with their TTL and source MAC) not remembered because the table was full.";
     SynUndetermined: Flows "syn_undetermined", "exwatch_flows_syn_undetermined_total", "flows", None,

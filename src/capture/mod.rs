@@ -43,6 +43,9 @@ pub struct Frame<'a> {
 pub enum CaptureError {
     #[error("{path}: cannot open: {message}")]
     Open { path: PathBuf, message: String },
+    /// The file is not a pcap or pcapng file (its first bytes say so, or it is too short).
+    #[error("{path}: cannot open: {message}")]
+    NotCapture { path: PathBuf, message: String },
     #[error("{path}: {}", format::unsupported_link(*.dlt, .name))]
     LinkType { path: PathBuf, dlt: i32, name: String },
     /// `offset` is in the decompressed stream when the file is compressed (the message
@@ -60,6 +63,7 @@ impl CaptureError {
     pub fn code(&self) -> &'static str {
         match self {
             CaptureError::Open { .. } => "open",
+            CaptureError::NotCapture { .. } => "not_a_capture",
             CaptureError::LinkType { .. } => "link_type",
             CaptureError::Damaged { .. } => "damaged",
             CaptureError::Filter { .. } => "filter",
@@ -124,6 +128,14 @@ impl PcapFile {
                     "compressed with {}: --reader libpcap reads no compressed capture (the native reader does)",
                     c.name()
                 )));
+            }
+            if format::sniff(&head).is_none() {
+                let message = if head.len() < format::MAGIC_LEN {
+                    "too short to be a capture file"
+                } else {
+                    "not a pcap or pcapng file (unknown magic number)"
+                };
+                return Err(CaptureError::NotCapture { path: path.to_path_buf(), message: message.into() });
             }
         }
         let capture = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano).map_err(|e| {

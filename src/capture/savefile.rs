@@ -127,8 +127,9 @@ impl Savefile {
             state: State::Pcap { big_endian: false, nanos: false, link: LinkType::Ethernet },
             records: 0,
         };
+        let not_capture = |message: String| CaptureError::NotCapture { path: path.to_path_buf(), message };
         if !reader.fill(format::MAGIC_LEN).map_err(|e| open_error(e.to_string()))? {
-            return Err(open_error(match input.compression {
+            return Err(not_capture(match input.compression {
                 Some(c) => format!("too short to be a capture file once decompressed ({})", c.name()),
                 None => "too short to be a capture file".into(),
             }));
@@ -143,7 +144,7 @@ impl Savefile {
                 reader.state = reader.pcap_header(big_endian, nanos).map_err(open_error)?;
             }
             None => {
-                return Err(open_error(match input.compression {
+                return Err(not_capture(match input.compression {
                     Some(c) => format!("compressed with {}, but not a pcap or pcapng file inside", c.name()),
                     None => "not a pcap or pcapng file (unknown magic number)".into(),
                 }))

@@ -77,9 +77,11 @@ pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
     let learner = Learner::new(learn::Settings { answered_only: true, ..learn::Settings::default() });
     // With --report, the compliance report is built from the same events, as they come.
     let sensor = settings.run.pipeline.sensor_name.clone();
+    let captures = settings.inputs.files.iter().map(|path| path.display().to_string()).collect();
     let builder = settings.report_meta.take().map(|meta| {
         report::Builder::new(Arc::clone(&config.policy), Arc::clone(&config.topology), meta)
             .with_sensor(sensor)
+            .with_captures(captures)
     });
     let mut observers = (learner, builder);
     let record = pipeline::analyze(
@@ -132,22 +134,22 @@ pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
     Ok(Outcome::found(settings.fail_on.iter().any(|&v| c.findings(v) > 0)))
 }
 
-/// Finishes `analyze --report`: the inputs (name, size, SHA-256) and the run's capture
-/// health go into the report, which is written in each format asked for.
+/// Finishes `analyze --report`: the inputs (name, size, SHA-256, how much of each was
+/// read) and the run's capture health go into the report, which is written in each
+/// format asked for.
 fn write_report(mut builder: report::Builder, settings: &Settings, record: &RunRecord) -> Result<(), Error> {
     for path in &settings.inputs.files {
-        if crate::capture::compressed::is_stdin(path) {
-            continue;
-        }
-        let input = report::file_input(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        builder.input(input);
+        builder.input(report::capture_input(path, &record.errors));
     }
     let ts = builder.last_seen().unwrap_or_default();
-    builder.stats(report::StatsRecord::of_run(
-        settings.run.pipeline.sensor_name.clone(),
-        ts,
-        &record.counters,
-    ));
+    let mut stats =
+        report::StatsRecord::of_run(settings.run.pipeline.sensor_name.clone(), ts, &record.counters);
+    let config = &settings.run.config;
+    stats.judged_under = Some(report::JudgedUnder {
+        topology_sha256: config.topology.sha256.clone(),
+        policy_sha256: config.policy.sha256.clone(),
+    });
+    builder.stats(stats);
     let built = builder.finish();
     settings.report.write(&built)?;
     eprintln!("exwatch report: {}", built.conclusion.text);

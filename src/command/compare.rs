@@ -12,7 +12,7 @@ use crate::policy::{Engine, EvidenceKind};
 /// Everything `compare` needs, validated.
 pub struct Settings {
     pub config: Config,
-    /// The capture nearer the sender, and the one further along the path.
+    /// The two captures; which is nearer a sender follows, per host pair, from the TTLs.
     pub first: PathBuf,
     pub second: PathBuf,
     pub eve_log: PathBuf,
@@ -31,7 +31,7 @@ pub fn run(settings: &Settings) -> Result<Outcome, Error> {
     super::write_out(&settings.eve_log, &out)?;
     let c = &outcome.counts;
     eprintln!(
-        "exwatch compare: {} handshake packets in the first capture, {} in the second, {} seen in both, {} altered, {} on traffic that must never be altered; {} SYNs of the first capture never reached the second, {} between hosts that must never be restricted{}",
+        "exwatch compare: {} handshake packets in the first capture, {} in the second, {} seen in both, {} altered, {} on traffic that must never be altered; {} SYNs seen at the capture point nearer their sender never reached the other, {} between hosts that must never be restricted{}",
         c.first_handshakes,
         c.second_handshakes,
         c.matched,
@@ -41,10 +41,14 @@ pub fn run(settings: &Settings) -> Result<Outcome, Error> {
         outcome.evidence_count(&engine, EvidenceKind::SynDropped),
         if c.untracked > 0 { format!(" ({} not compared: table full)", c.untracked) } else { String::new() }
     );
-    if outcome.order == Order::LooksSwapped {
-        eprintln!(
-            "exwatch compare: the order looks swapped: most SYNs had more hops left at the second capture point than at the first, so the second is upstream; FIRST should be the capture nearer the senders"
-        );
+    match outcome.order {
+        Order::LooksSwapped => eprintln!(
+            "exwatch compare: the order looks swapped: in every direction the SYNs had more hops left at the second capture point than at the first, so the second is nearer the senders; each handshake was judged in its own direction all the same"
+        ),
+        Order::BothWays => eprintln!(
+            "exwatch compare: handshakes crossed the capture points both ways; each was judged in its own direction"
+        ),
+        Order::AsGiven | Order::Unknown => {}
     }
     Ok(Outcome::found(!outcome.findings.is_empty()))
 }

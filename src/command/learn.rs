@@ -9,7 +9,7 @@ use crate::counters::Counter;
 use crate::learn::{self, compare, Draft, Learner};
 use crate::output::Sink;
 use crate::pipeline;
-use crate::policy::{Engine, Policy, Topology};
+use crate::policy::{Engine, Policy, Role, Topology};
 
 /// Everything `learn` needs, validated.
 pub struct Settings {
@@ -68,7 +68,15 @@ pub fn run(settings: Settings) -> Result<Outcome, Error> {
             n => format!("{n} capture files"),
         };
         super::write_out(&settings.output, draft.to_toml(&sources).as_bytes())?;
-        return Ok(if read_whole { Outcome::Clean } else { Outcome::Incomplete });
+        let exchange = draft.hosts.iter().any(|h| matches!(h.role, Role::Mailbox | Role::Edge));
+        if !exchange {
+            // Written all the same (its domain controllers and clients are worth keeping),
+            // but said: analyze and check would refuse it as it stands.
+            eprintln!(
+                "exwatch learn: the draft lists no Mailbox and no Edge server, so analyze would refuse it:                  were the Exchange servers' answers in the capture? Add them by hand, or capture nearer them"
+            );
+        }
+        return Ok(if read_whole && exchange { Outcome::Clean } else { Outcome::Incomplete });
     };
     let findings = compare(&learner, &draft, topology);
     let mut text: String = findings.iter().map(|f| format!("{name}: {}: {f}\n", f.kind.name())).collect();

@@ -16,6 +16,9 @@ pub struct Settings {
     pub outputs: ReportFiles,
     /// A JSON report of an earlier run, to say what changed since.
     pub baseline: Option<PathBuf>,
+    /// Build the report from events judged under other files, or against another
+    /// organization's baseline.
+    pub allow_mixed: bool,
 }
 
 pub fn run(settings: Settings) -> Result<Outcome, Error> {
@@ -39,9 +42,13 @@ pub fn run(settings: Settings) -> Result<Outcome, Error> {
         }
         None => None,
     };
-    let built = report::build(config.policy, config.topology, settings.meta, &settings.logs, baseline)
+    let (meta, logs) = (settings.meta, &settings.logs);
+    let built = report::build(config.policy, config.topology, meta, logs, baseline, settings.allow_mixed)
         .map_err(|e| e.to_string())?;
     settings.outputs.write(&built)?;
     eprintln!("exwatch report: {}", built.conclusion.text);
-    Ok(Outcome::found(!built.conclusion.compliant))
+    Ok(match report::exit_status(&built) {
+        2 => Outcome::Incomplete,
+        status => Outcome::found(status == 1),
+    })
 }

@@ -95,16 +95,41 @@ pub enum Detail {
     /// `flows` earlier flows in a row to the same host.
     ResetUnlike { ttl: u8, expected: u8, mac: bool, flows: u16 },
     /// `exwatch compare`: a handshake packet's TCP options differ between the two capture
-    /// points (their MSS, and their length in bytes).
-    OptionsAltered { mss: [Option<u16>; 2], len: [u8; 2] },
-    /// `exwatch compare`: a SYN seen at the first capture point never reached the second.
-    DroppedBetweenPoints,
+    /// points (their MSS, and their length in bytes), at the point `near` its sender
+    /// first.
+    OptionsAltered { mss: [Option<u16>; 2], len: [u8; 2], near: Point },
+    /// `exwatch compare`: a SYN seen at the capture point `near` its sender never reached
+    /// the other.
+    DroppedBetweenPoints { near: Point },
     /// An exception of the topology (an index into its exceptions) covers the finding
     /// but had expired when the flow started.
     ExceptionExpired { exception: u16 },
     /// An end of the flow is an Exchange Online address from the Microsoft 365
     /// endpoints file's record `id`.
     EndpointsRecord { id: u32 },
+}
+
+/// One of the two captures `exwatch compare` is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Point {
+    First,
+    Second,
+}
+
+impl Point {
+    pub fn name(self) -> &'static str {
+        match self {
+            Point::First => "first",
+            Point::Second => "second",
+        }
+    }
+
+    pub fn other(self) -> Point {
+        match self {
+            Point::First => Point::Second,
+            Point::Second => Point::First,
+        }
+    }
 }
 
 impl std::fmt::Display for Detail {
@@ -127,18 +152,24 @@ impl std::fmt::Display for Detail {
                     n => write!(f, " on {n} earlier flows to this host"),
                 }
             }
-            Detail::OptionsAltered { mss, len } => match mss {
-                [Some(a), Some(b)] if a != b => write!(f, "MSS {a} at the first capture point, {b} at the second"),
-                [Some(a), None] => write!(f, "MSS option ({a}) stripped between the capture points"),
-                _ => write!(
-                    f,
-                    "TCP options differ: {} bytes at the first capture point, {} at the second",
-                    len[0], len[1]
-                ),
-            },
-            Detail::DroppedBetweenPoints => {
-                f.write_str("SYN seen at the first capture point, never at the second: dropped between them")
+            Detail::OptionsAltered { mss, len, near } => {
+                let (near, far) = (near.name(), near.other().name());
+                match mss {
+                    [Some(a), Some(b)] if a != b => write!(f, "MSS {a} at the {near} capture point, {b} at the {far}"),
+                    [Some(a), None] => write!(f, "MSS option ({a}) stripped between the capture points"),
+                    _ => write!(
+                        f,
+                        "TCP options differ: {} bytes at the {near} capture point, {} at the {far}",
+                        len[0], len[1]
+                    ),
+                }
             }
+            Detail::DroppedBetweenPoints { near } => write!(
+                f,
+                "SYN seen at the {} capture point, never at the {}: dropped between them",
+                near.name(),
+                near.other().name()
+            ),
             Detail::ExceptionExpired { exception } => {
                 write!(f, "exception #{exception} of the topology covers this finding but had expired")
             }

@@ -156,3 +156,30 @@ pub(super) fn follow_sequence(flow: &mut Flow, side: usize, seq: u32, len: Optio
         None => flow.next_seq[side] = Some(end),
     }
 }
+
+/// Recently ended TCP flows that had closed (FIN both ways, or a RST), by key hash: a
+/// late retransmission of their FIN or RST joins them instead of opening a flow of its
+/// own that would be judged (and alert) again. Direct-mapped, so bounded and without
+/// allocation: a newer flow takes an older one's slot, and that older flow's late
+/// retransmission then opens a flow as before.
+pub(super) struct Closed {
+    slots: Box<[(u64, Ts)]>,
+}
+
+impl Closed {
+    const SLOTS: usize = 1 << 14;
+
+    pub(super) fn new() -> Closed {
+        Closed { slots: vec![(0, Ts(0)); Closed::SLOTS].into_boxed_slice() }
+    }
+
+    pub(super) fn remember(&mut self, hash: u64, ended: Ts) {
+        self.slots[hash as usize & (Closed::SLOTS - 1)] = (hash, ended);
+    }
+
+    /// Whether the flow with key hash `hash` closed and ended at most `window` before `now`.
+    pub(super) fn ended_within(&self, hash: u64, now: Ts, window: u64) -> bool {
+        let (seen, ended) = self.slots[hash as usize & (Closed::SLOTS - 1)];
+        seen == hash && hash != 0 && now.0 <= ended.0.saturating_add(window)
+    }
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::frag::{Fragments, Later};
 use super::key::{HostPair, KeyHashState};
 use super::table::{FlowRef, Table};
-use super::tcp::{count, FirstOfSide, Noted, Seen};
+use super::tcp::{count, Closed, FirstOfSide, Noted, Seen};
 use super::timers::Timers;
 use super::{Confidence, Detail, Direction, EndReason, Flow, FlowKey, TO_CLIENT, TO_SERVER};
 use crate::counters::{Counter, Counters};
@@ -119,6 +119,8 @@ pub struct Tracker {
     /// The tunnel each tunneled flow's first packet came out of, by flow id: rare, so
     /// kept beside the table rather than in every flow.
     pub(super) tunnels: HashMap<u64, Tunnel, foldhash::fast::FixedState>,
+    /// Closed TCP flows that ended lately, for their late retransmissions.
+    pub(super) closed: Closed,
     /// The flows still to end at the end of input, last to end first
     /// ([`Tracker::finish_some`]).
     pub(super) closing: Option<Vec<FlowRef>>,
@@ -163,6 +165,7 @@ impl Tracker {
             file: 0,
             tunnels: HashMap::default(),
             closing: None,
+            closed: Closed::new(),
         }
     }
 
@@ -290,6 +293,11 @@ impl Tracker {
             }
             let old = self.flows.remove(at);
             self.end(old, EndReason::Forced);
+        }
+        let late = flags & (tcp_flags::FIN | tcp_flags::RST) != 0 && flags & tcp_flags::SYN == 0;
+        if late && self.closed.ended_within(hash, p.ts, self.settings.closed_idle_ns) {
+            self.counters[Counter::LateRetransmissions] += 1;
+            return;
         }
         let at = self.create(key, &tuple, p, flags);
         let flow = self.flows.get_mut(at);
@@ -514,6 +522,10 @@ impl Tracker {
                 let orig = flow.orig();
                 self.engine.answered(rule, orig.src, orig.dst, flow.last);
             }
+        }
+        if flow.is_tcp() && flow.is_closed() {
+            // It ended, at the latest, once the closed timeout had passed.
+            self.closed.remember(flow.key.hash64(), flow.last.saturating_add(self.settings.closed_idle_ns));
         }
         let tunnel = if flow.tunneled { self.tunnels.remove(&flow.id) } else { None };
         if self.settings.flow_events && (self.settings.unanswered_flow_events || flow.is_answered()) {

@@ -814,6 +814,10 @@ struct PolicyStats<'a> {
     alerts: Entries<'a>,
     /// Of `alerts`, the findings the alert bound held back, by rule or evidence.
     aggregated: Entries<'a>,
+    /// What the events were judged under: a report refuses events of another topology
+    /// or policy than its own.
+    topology_sha256: &'a str,
+    policy_sha256: &'a str,
 }
 
 /// Appends one EVE `stats` event (live counters, summed over workers) to `out`.
@@ -843,6 +847,8 @@ pub fn write_stats_from(
             findings: own(Section::Findings),
             alerts: Entries(&alerts),
             aggregated: Entries(&aggregated),
+            topology_sha256: &engine.topology.sha256,
+            policy_sha256: &engine.policy.sha256,
         },
         host: origin.host.as_deref(),
     };

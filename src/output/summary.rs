@@ -500,6 +500,10 @@ impl Summary {
             f.get(Counter::Unmatched),
             f.get(Counter::SynUndetermined)
         );
+        let late = f.get(Counter::LateRetransmissions);
+        if late > 0 {
+            let _ = writeln!(s, "late retransmissions: {late} FIN or RST packets of closed flows that had ended, joined to them");
+        }
         let _ = writeln!(
             s,
             "feed: {one_sided} flows seen in one direction only, {} TCP flows picked up mid-stream, {} with sequence gaps (packets the feed lost){}",

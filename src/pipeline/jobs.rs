@@ -22,6 +22,7 @@ use crate::counters::Counters;
 use crate::flow::{self, Tracker};
 use crate::policy::Engine;
 use crate::telemetry::{self, Busy, Gauges, Latency, Monitor, Reading, RunRecord};
+use crate::time::Ts;
 
 /// A job hands on its events every this many frames (what a worker handles in one
 /// batch), so the writer gets chunks rather than single lines.
@@ -53,6 +54,7 @@ pub(super) fn run(
         reader: settings.file_reader,
         flows: settings.flows_share(jobs, outputs.observer.as_deref()),
         jobs,
+        span: super::Span::new(),
     };
     let out = outputs.sink.open()?;
     let origin = settings.origin(files);
@@ -68,9 +70,12 @@ pub(super) fn run(
                     .spawn_scoped(scope, move || shared.job(gauges, events))?,
             );
         }
-        drop(events);
         let (Tally { mut counters, latency, busy: work }, errors) = join_all(handles, engine)?;
         telemetry::fill_engine(&mut counters, engine);
+        if settings.eve_flows {
+            events.send_lines(super::final_stats(engine, &origin, &counters, &shared.span));
+        }
+        drop(events);
         let written = writer::join(writer)?;
         counters.merge(&written.bounded);
         let mut errors: Vec<_> = errors.into_iter().flatten().collect();
@@ -102,6 +107,8 @@ struct Jobs<'a> {
     reader: FileReader,
     /// One job's share of the flow table.
     flows: flow::Settings,
+    /// The capture time read, for the run's final `stats` event.
+    span: super::Span,
     jobs: usize,
 }
 
@@ -164,6 +171,7 @@ impl Jobs<'_> {
     fn read(&self, source: &mut dyn FrameSource, worker: &mut Worker<'_>) -> Result<(), CaptureError> {
         let mut unreported = 0u64;
         let mut frames = 0u64;
+        let (mut first, mut last) = (Ts(0), Ts(0));
         let outcome = loop {
             let frame = match source.next_frame() {
                 Ok(Next::Frame(frame)) => frame,
@@ -173,6 +181,10 @@ impl Jobs<'_> {
                 Err(err) => break Err(err),
             };
             unreported += 16 + frame.data.len() as u64;
+            if first == Ts(0) {
+                first = frame.ts;
+            }
+            last = last.max(frame.ts);
             worker.frame(frame.link, frame.ts, frame.wire_len, frame.data);
             frames += 1;
             if frames % BATCH_FRAMES == 0 {
@@ -187,6 +199,7 @@ impl Jobs<'_> {
         };
         worker.batch_done(None);
         self.report_progress(unreported);
+        self.span.note(first, last);
         outcome
     }
 

@@ -235,6 +235,60 @@ pub fn analyze(
     run.run(&engine, &mut sources, (outputs, out), progress)
 }
 
+/// The capture time an offline run read, from its first to its last packet, gathered
+/// from the files' readers (a file's first and last packets, once it is read).
+pub(super) struct Span {
+    first: std::sync::atomic::AtomicU64,
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Span {
+    pub(super) fn new() -> Span {
+        Span { first: u64::MAX.into(), last: 0.into() }
+    }
+
+    pub(super) fn note(&self, first: crate::time::Ts, last: crate::time::Ts) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if first.0 != 0 {
+            self.first.fetch_min(first.0, Relaxed);
+            self.last.fetch_max(last.0, Relaxed);
+        }
+    }
+
+    fn range(&self) -> Option<(u64, u64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (first, last) = (self.first.load(Relaxed), self.last.load(Relaxed));
+        (first <= last).then_some((first, last))
+    }
+}
+
+/// The final EVE `stats` event of an offline run that writes flow events (so that a
+/// report built from its log knows the capture's health): the run's counters, stamped
+/// with its last packet's time, its `uptime` the capture time read, so the same capture
+/// gives the same event on every run. Nothing for a run that read no packet.
+pub(super) fn final_stats(
+    engine: &Engine,
+    origin: &eve::Origin,
+    counters: &Counters,
+    span: &Span,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some((first, last)) = span.range() {
+        let mut counters = counters.clone();
+        // How many lines the writer has flushed when this event is made depends on the
+        // threads' timing: left out (0), so the same capture gives the same event.
+        counters[crate::counters::Counter::EveWritten] = 0;
+        let snapshot = crate::telemetry::Snapshot {
+            counters,
+            flows_active: 0,
+            latency: Latency::default(),
+            uptime: Duration::from_nanos(last - first),
+        };
+        eve::write_stats_from(&mut out, crate::time::Ts(last), (engine, origin), &snapshot);
+    }
+    out
+}
+
 /// Watches a live capture until it fails or `monitor.stop` is set, writing events to
 /// `out` (the sink, opened already: a live capture opens it before dropping privileges)
 /// and reopening the sink when `monitor.reopen` is set. One worker per

@@ -265,6 +265,7 @@ impl Stream<'_> {
                 chunk: None,
                 blocked: Duration::ZERO,
                 last_ts: Ts(0),
+                first_ts: Ts(0),
                 last_idle: Instant::now(),
                 file: 0,
                 origin,
@@ -308,13 +309,20 @@ impl Stream<'_> {
             reader.end_of_input();
             let read = started.elapsed().saturating_sub(reader.blocked);
             let read_decoded = reader.decoded;
+            let span = super::Span::new();
+            span.note(reader.first_ts, reader.last_ts);
+            let last_events = reader.events.clone();
             drop(reader);
 
             let (Tally { mut counters, latency, busy: work }, _) = join_all(handles, engine)?;
-            let written = writer::join(writer)?;
-            counters.merge(&written.bounded);
             telemetry::fill_capture(&mut counters, capture, monitor);
             telemetry::fill_engine(&mut counters, engine);
+            if !live && settings.eve_flows {
+                last_events.send_lines(super::final_stats(engine, origin, &counters, &span));
+            }
+            drop(last_events);
+            let written = writer::join(writer)?;
+            counters.merge(&written.bounded);
             Ok(RunRecord {
                 counters,
                 latency,
@@ -352,6 +360,8 @@ struct Reader<'m> {
     blocked: Duration,
     /// The latest packet time read.
     last_ts: Ts,
+    /// The first frame's time, for the run's final `stats` event.
+    first_ts: Ts,
     /// When the last quiet period was handled.
     last_idle: Instant,
     /// The input being read (an index into the run's files).
@@ -409,6 +419,9 @@ impl Reader<'_> {
                 self.flush_and_tick();
             }
             self.last_ts = self.last_ts.max(frame.ts);
+            if self.first_ts == Ts(0) {
+                self.first_ts = frame.ts;
+            }
             let limit = self.batch_frames;
             let batch = self.batch(worker);
             batch.push(&frame);

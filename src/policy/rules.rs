@@ -176,6 +176,8 @@ pub struct Policy {
     pub open_proxy_window_ns: u64,
     /// Every port a rule names, sorted: used to infer the responder of mid-stream flows.
     pub named_ports: Vec<u16>,
+    /// SHA-256 of the policy file's text.
+    pub sha256: String,
     /// For a pack (`rules/packs/`): the rule of the main policy its rules go before.
     pub insert_before: Option<String>,
 }
@@ -364,6 +366,7 @@ impl Policy {
             open_proxy_window_ns: raw.policy.open_proxy_window_secs.saturating_mul(SECOND),
             named_ports: Vec::new(),
             insert_before: raw.policy.insert_before,
+            sha256: config::sha256(text),
         };
         policy.name_ports();
         Ok(policy)

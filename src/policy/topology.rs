@@ -142,6 +142,8 @@ pub struct Topology {
     pub subscriptions: Vec<Subscription>,
     pub subscription_lines: Vec<usize>,
     pub proxies: Vec<SocketAddr>,
+    /// SHA-256 of the topology file's text.
+    pub sha256: String,
     pub sites: Vec<Site>,
     pub exceptions: Vec<Exception>,
 }
@@ -210,6 +212,7 @@ impl Topology {
             subscriptions: Vec::new(),
             subscription_lines: Vec::new(),
             proxies: Vec::new(),
+            sha256: crate::config::sha256(text),
             sites: Vec::new(),
             exceptions: Vec::new(),
         };

@@ -24,10 +24,62 @@ const TIME_SLOTS: usize = 100_000;
 struct RowAcc {
     flows: u64,
     bytes: u64,
-    pairs: HashSet<(IpAddr, IpAddr), foldhash::fast::FixedState>,
+    /// Flows and bytes by (originator, responder).
+    pairs: HashMap<(IpAddr, IpAddr), (u64, u64), foldhash::fast::FixedState>,
+    ports: Ports,
     first: Option<Micros>,
     last: Option<Micros>,
     alerts: VerdictCounts,
+}
+
+impl RowAcc {
+    fn add(&mut self, e: &super::records::Endpoints, bytes: u64, from: Micros, to: Micros) {
+        self.flows += 1;
+        self.bytes += bytes;
+        let pair = self.pairs.entry((e.src_ip, e.dest_ip)).or_default();
+        pair.0 += 1;
+        pair.1 += bytes;
+        self.ports.add(e.dest_port, &e.proto);
+        let mut range = (self.first, self.last);
+        span(&mut range, from, to);
+        (self.first, self.last) = range;
+    }
+}
+
+/// Responder ports: the first [`MAX_PAIR_PORTS`] listed, the rest counted.
+#[derive(Default, Clone)]
+struct Ports {
+    listed: BTreeSet<(u16, String)>,
+    /// Ports past the listed ones, as (port, hash of the protocol).
+    more: HashSet<(u16, u64)>,
+}
+
+impl Ports {
+    fn add(&mut self, port: Option<u16>, proto: &str) {
+        let port = (port.unwrap_or(0), proto.to_string());
+        if self.listed.len() < MAX_PAIR_PORTS || self.listed.contains(&port) {
+            self.listed.insert(port);
+        } else {
+            let proto = foldhash::fast::FixedState::with_seed(3).hash_one(proto);
+            self.more.insert((port.0, proto));
+        }
+    }
+
+    fn into_parts(self) -> (Vec<String>, u64) {
+        (
+            self.listed.into_iter().map(|(port, proto)| format!("{port}/{proto}")).collect(),
+            self.more.len() as u64,
+        )
+    }
+}
+
+/// What the flows that began in one capture file of this run show (`analyze --report`).
+#[derive(Default, Clone)]
+struct FileAcc {
+    flows: u64,
+    packets: u64,
+    first: Option<Micros>,
+    last: Option<Micros>,
 }
 
 #[derive(Clone)]
@@ -37,6 +89,8 @@ struct FindingAcc {
     last: Micros,
     confidence: u8,
     community_id: String,
+    sensor: Option<String>,
+    pcap_filename: Option<String>,
     exception: Option<String>,
 }
 
@@ -46,15 +100,15 @@ type FindingKey = (usize, Option<String>, Verdict, IpAddr, IpAddr, Option<u16>, 
 struct PairAcc {
     flows: u64,
     bytes: u64,
-    ports: BTreeSet<(u16, String)>,
-    /// Ports past the listed ones, as (port, hash of the protocol).
-    more_ports: HashSet<(u16, u64)>,
+    ports: Ports,
     evidence: BTreeMap<String, u64>,
 }
 
 #[derive(Default, Clone, Copy)]
 struct RoleAcc {
     flows: u64,
+    /// Of `flows`, those a rule of the article covers.
+    in_scope: u64,
     bytes: u64,
     worst: u8,
 }
@@ -74,9 +128,12 @@ pub struct Builder {
     topology: Arc<Topology>,
     meta: Meta,
     rule_index: HashMap<String, usize, foldhash::fast::FixedState>,
+    evidence_index: HashMap<String, usize, foldhash::fast::FixedState>,
     /// (from, to, both_ways) role masks of the never-restrict rules.
     protected: Vec<(u16, u16, bool)>,
     rows: Vec<RowAcc>,
+    /// One per `[[evidence]]` of the policy: the flows it was found on.
+    evidence_rows: Vec<RowAcc>,
     findings: HashMap<FindingKey, FindingAcc, foldhash::fast::FixedState>,
     pairs: HashMap<(IpAddr, IpAddr), PairAcc, foldhash::fast::FixedState>,
     roles: [[RoleAcc; Role::ALL.len()]; Role::ALL.len()],
@@ -95,6 +152,11 @@ pub struct Builder {
     flow_states: BTreeMap<String, u64>,
     /// The `host` of the events of this run (`analyze --report`).
     sensor_name: Option<String>,
+    /// The capture files of this run, by index (`analyze --report`): EVE's
+    /// `pcap_filename` of its events.
+    captures: Vec<String>,
+    /// By index in `captures`.
+    files: BTreeMap<u16, FileAcc>,
     /// Accepted findings per exception id.
     exceptions: BTreeMap<String, u64>,
 }
@@ -137,6 +199,8 @@ impl Builder {
     pub fn new(policy: Arc<Policy>, topology: Arc<Topology>, meta: Meta) -> Builder {
         let rule_index = policy.rules.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
         let rows = policy.rules.iter().map(|_| RowAcc::default()).collect();
+        let evidence_index = policy.evidence.iter().enumerate().map(|(i, e)| (e.id.clone(), i)).collect();
+        let evidence_rows = policy.evidence.iter().map(|_| RowAcc::default()).collect();
         let protected =
             policy.rules.iter().filter(|r| r.never_restrict).map(|r| (r.from, r.to, r.both_ways)).collect();
         Builder {
@@ -144,8 +208,10 @@ impl Builder {
             topology,
             meta,
             rule_index,
+            evidence_index,
             protected,
             rows,
+            evidence_rows,
             findings: HashMap::default(),
             pairs: HashMap::default(),
             roles: [[RoleAcc::default(); Role::ALL.len()]; Role::ALL.len()],
@@ -170,6 +236,7 @@ impl Builder {
             },
             totals: Totals {
                 flows: 0,
+                flows_in_scope: 0,
                 bytes: 0,
                 duplicates: 0,
                 unmatched_flows: 0,
@@ -181,6 +248,8 @@ impl Builder {
             conn_states: BTreeMap::new(),
             flow_states: BTreeMap::new(),
             sensor_name: None,
+            captures: Vec::new(),
+            files: BTreeMap::new(),
             exceptions: BTreeMap::new(),
         }
     }
@@ -197,12 +266,31 @@ impl Builder {
     /// EVE line read back.
     pub fn event(&mut self, engine: &crate::policy::Engine, event: &crate::flow::Event) {
         let mut record = super::records::from_event(engine, event);
-        if let (Some(name), Record::Flow(FlowRecord { ends, .. }) | Record::Alert(AlertRecord { ends, .. })) =
-            (&self.sensor_name, &mut record)
-        {
-            ends.host.get_or_insert_with(|| name.clone());
+        let (crate::flow::Event::Flow { flow, .. } | crate::flow::Event::Alert { flow, .. }) = event;
+        if let Record::Flow(FlowRecord { ends, .. }) | Record::Alert(AlertRecord { ends, .. }) = &mut record {
+            if let Some(name) = &self.sensor_name {
+                ends.host.get_or_insert_with(|| name.clone());
+            }
+            if let Some(capture) = self.captures.get(usize::from(flow.file)) {
+                ends.pcap_filename.get_or_insert_with(|| capture.clone());
+            }
+        }
+        if let Record::Flow(f) = &record {
+            let file = self.files.entry(flow.file).or_default();
+            file.flows += 1;
+            file.packets += f.pkts[0] + f.pkts[1];
+            let mut range = (file.first, file.last);
+            span(&mut range, f.start, f.end);
+            (file.first, file.last) = range;
         }
         self.record(record);
+    }
+
+    /// The capture files of the run whose events [`Builder::event`] is fed, in the
+    /// order the pipeline numbers them, as EVE's `pcap_filename` names them.
+    pub fn with_captures(mut self, names: Vec<String>) -> Builder {
+        self.captures = names;
+        self
     }
 
     /// The sensor that saw the events fed with [`Builder::event`] (`--sensor-name`), as
@@ -212,8 +300,17 @@ impl Builder {
         self
     }
 
-    /// An input file, for the header.
-    pub fn input(&mut self, input: InputRef) {
+    /// An input file, for the header. A capture of this run (`analyze --report`, the
+    /// inputs given in the order of [`Builder::with_captures`]) gets the packets, flows
+    /// and time range of the flows that began in it.
+    pub fn input(&mut self, mut input: InputRef) {
+        let index = u16::try_from(self.inputs.len()).unwrap_or(u16::MAX);
+        if let Some(file) = self.files.get(&index).filter(|_| usize::from(index) < self.captures.len()) {
+            input.flows = file.flows;
+            input.packets = file.packets;
+            input.first = file.first.map(format_timestamp);
+            input.last = file.last.map(format_timestamp);
+        }
         self.inputs.push(input);
     }
 
@@ -270,13 +367,11 @@ impl Builder {
             self.totals.unknown_rule_events += 1;
             return;
         };
-        let row = &mut self.rows[index];
-        row.flows += 1;
-        row.bytes += bytes;
-        row.pairs.insert((e.src_ip, e.dest_ip));
-        let mut range = (row.first, row.last);
-        span(&mut range, f.start, f.end);
-        (row.first, row.last) = range;
+        if self.policy.rules[index].verdict != Verdict::OutOfScope {
+            self.totals.flows_in_scope += 1;
+            self.roles[e.src_role as usize][e.dest_role as usize].in_scope += 1;
+        }
+        self.rows[index].add(e, bytes, f.start, f.end);
     }
 
     /// Whether the topology's roles of the two hosts make their traffic one that a
@@ -294,13 +389,7 @@ impl Builder {
         let pair = self.pairs.entry(ordered(e.src_ip, e.dest_ip)).or_default();
         pair.flows += 1;
         pair.bytes += f.total_bytes();
-        let port = (e.dest_port.unwrap_or(0), e.proto.to_string());
-        if pair.ports.len() < MAX_PAIR_PORTS || pair.ports.contains(&port) {
-            pair.ports.insert(port);
-        } else {
-            let proto = foldhash::fast::FixedState::with_seed(3).hash_one(e.proto.as_ref());
-            pair.more_ports.insert((port.0, proto));
-        }
+        pair.ports.add(e.dest_port, &e.proto);
     }
 
     pub fn alert(&mut self, a: &AlertRecord) {
@@ -316,6 +405,20 @@ impl Builder {
             self.totals.unknown_rule_events += 1;
             return;
         };
+        let evidence = match a.evidence.as_deref() {
+            Some(id) => match self.evidence_index.get(id) {
+                Some(&i) => Some(i),
+                None => {
+                    self.totals.unknown_rule_events += 1;
+                    return;
+                }
+            },
+            None => None,
+        };
+        if let Some(i) = evidence {
+            self.evidence_rows[i].add(e, 0, a.flow_start, a.ts);
+            bump(&mut self.evidence_rows[i].alerts, a.verdict);
+        }
         bump(&mut self.totals.findings, a.verdict);
         bump(&mut self.rows[index].alerts, a.verdict);
         bump(self.minutes.entry(a.ts / self.slot).or_default(), a.verdict);
@@ -334,6 +437,8 @@ impl Builder {
             last: a.ts,
             confidence: rank,
             community_id: e.community_id.clone(),
+            sensor: e.host.clone(),
+            pcap_filename: e.pcap_filename.clone(),
             exception: a.exception.clone(),
         });
         if let Some(exception) = &a.exception {
@@ -417,6 +522,36 @@ fn ordered(a: IpAddr, b: IpAddr) -> (IpAddr, IpAddr) {
     }
 }
 
+impl RowAcc {
+    fn into_parts(self) -> RowParts {
+        let mut pairs: Vec<_> = self.pairs.into_iter().collect();
+        pairs.sort_by(|(a, (fa, _)), (b, (fb, _))| fb.cmp(fa).then_with(|| a.cmp(b)));
+        let host_pairs = pairs.len() as u64;
+        let top_pairs = pairs
+            .into_iter()
+            .take(super::TOP_PAIRS)
+            .map(|((src, dst), (flows, bytes))| TopPair {
+                src_ip: src.to_string(),
+                dest_ip: dst.to_string(),
+                flows,
+                bytes,
+            })
+            .collect();
+        let (ports, more_ports) = self.ports.into_parts();
+        RowParts {
+            flows: self.flows,
+            bytes: self.bytes,
+            host_pairs,
+            first: self.first,
+            last: self.last,
+            alerts: self.alerts,
+            ports,
+            more_ports,
+            top_pairs,
+        }
+    }
+}
+
 impl Builder {
     pub(super) fn into_parts(self) -> Parts {
         let names = ["", "advisory", "violation", "restriction"];
@@ -438,6 +573,8 @@ impl Builder {
                     last_seen: format_timestamp(acc.last),
                     confidence: ["low", "medium", "high"][usize::from(acc.confidence.min(2))].to_string(),
                     community_id: acc.community_id,
+                    sensor: acc.sensor,
+                    pcap_filename: acc.pcap_filename,
                     exception: acc.exception,
                 };
                 (index, finding)
@@ -453,8 +590,12 @@ impl Builder {
                         dest_role: to.name().to_string(),
                         flows: cell.flows,
                         bytes: cell.bytes,
-                        worst: if cell.worst == 0 { "ok" } else { names[usize::from(cell.worst)] }
-                            .to_string(),
+                        worst: match cell.worst {
+                            0 if cell.in_scope == 0 => "out_of_scope",
+                            0 => "ok",
+                            w => names[usize::from(w)],
+                        }
+                        .to_string(),
                     });
                 }
             }
@@ -467,31 +608,21 @@ impl Builder {
         totals.duplicates = self.dedup.duplicates;
         Parts {
             meta: self.meta,
-            rows: self
-                .rows
-                .into_iter()
-                .map(|r| RowParts {
-                    flows: r.flows,
-                    bytes: r.bytes,
-                    host_pairs: r.pairs.len() as u64,
-                    first: r.first,
-                    last: r.last,
-                    alerts: r.alerts,
-                })
-                .collect(),
+            rows: self.rows.into_iter().map(RowAcc::into_parts).collect(),
+            evidence_rows: self.evidence_rows.into_iter().map(RowAcc::into_parts).collect(),
             findings,
             pairs: self
                 .pairs
                 .into_iter()
                 .map(|(k, p)| {
-                    let ports = p.ports.into_iter().map(|(port, proto)| format!("{port}/{proto}")).collect();
+                    let (ports, more_ports) = p.ports.into_parts();
                     (
                         k,
                         PairParts {
                             flows: p.flows,
                             bytes: p.bytes,
                             ports,
-                            more_ports: p.more_ports.len() as u64,
+                            more_ports,
                             evidence: p.evidence.into_iter().collect(),
                         },
                     )

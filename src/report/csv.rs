@@ -1,9 +1,10 @@
-//! The CSV of aggregated findings, one per line, for spreadsheets (RFC 4180 quoting).
+//! The CSV of aggregated findings, one per line, for spreadsheets (RFC 4180 quoting);
+//! `pcap_filename` and `sensor` say where the finding's first alert was seen.
 //! It formats; it never computes.
 
 use super::model::Report;
 
-const HEADER: [&str; 14] = [
+const HEADER: [&str; 16] = [
     "section",
     "rule",
     "evidence",
@@ -17,6 +18,8 @@ const HEADER: [&str; 14] = [
     "last_seen",
     "confidence",
     "community_id",
+    "pcap_filename",
+    "sensor",
     "exception",
 ];
 
@@ -54,6 +57,8 @@ pub fn render(report: &Report) -> String {
                     &f.last_seen,
                     &f.confidence,
                     &f.community_id,
+                    f.pcap_filename.as_deref().unwrap_or(""),
+                    f.sensor.as_deref().unwrap_or(""),
                     f.exception.as_deref().unwrap_or(""),
                 ];
                 let line: Vec<String> = fields.iter().map(|s| field(s)).collect();

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use serde::Deserialize;
 
 use super::records::{
-    known, parse_timestamp, AlertRecord, Endpoints, FlowRecord, Micros, Record, StatsRecord,
+    known, parse_timestamp, AlertRecord, Endpoints, FlowRecord, JudgedUnder, Micros, Record, StatsRecord,
 };
 use crate::policy::{Role, Verdict};
 
@@ -82,6 +82,10 @@ struct RawPolicy<'a> {
     packets: RawOwnPackets,
     #[serde(default)]
     flows: RawOwnFlows,
+    #[serde(borrow, default)]
+    topology_sha256: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    policy_sha256: Option<Cow<'a, str>>,
 }
 
 /// `stats` `policy.capture`: frames exwatch shed.
@@ -200,11 +204,24 @@ pub fn parse_line(line: &[u8]) -> Parsed {
         "flow" | "alert" => flow_or_alert(raw, ts),
         "stats" => {
             let stats = raw.stats.unwrap_or_default();
-            let (shed, decoded, skipped, evicted) = match raw.policy {
+            let (shed, decoded, skipped, evicted, judged_under) = match raw.policy {
                 Some(p) => {
-                    (p.capture.shed, p.packets.decoded, p.packets.skipped_by_reason.pairs(), p.flows.evicted)
+                    let judged_under = match (p.topology_sha256, p.policy_sha256) {
+                        (Some(t), Some(p)) => Some(JudgedUnder {
+                            topology_sha256: t.into_owned(),
+                            policy_sha256: p.into_owned(),
+                        }),
+                        _ => None,
+                    };
+                    (
+                        p.capture.shed,
+                        p.packets.decoded,
+                        p.packets.skipped_by_reason.pairs(),
+                        p.flows.evicted,
+                        judged_under,
+                    )
                 }
-                None => (0, 0, Vec::new(), 0),
+                None => (0, 0, Vec::new(), 0, None),
             };
             Parsed::Record(Record::Stats(StatsRecord {
                 host: raw.host.map(Cow::into_owned),
@@ -214,6 +231,7 @@ pub fn parse_line(line: &[u8]) -> Parsed {
                 skipped: skipped.into_iter().filter(|(_, n)| *n > 0).collect(),
                 drops: stats.capture.kernel_drops + stats.capture.kernel_ifdrops + shed,
                 flows_evicted: evicted,
+                judged_under,
             }))
         }
         _ => Parsed::Ignored,

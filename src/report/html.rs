@@ -38,7 +38,7 @@ pub fn render(report: &Report) -> String {
                 (legend())
                 @if let Some(changes) = &report.changes { (changes_section(changes)) }
                 @for (i, section) in report.sections.iter().enumerate() { (article_section(i, section, report)) }
-                (never_restrict(&report.never_restrict))
+                (never_restrict(report))
                 (exceptions(&report.exceptions))
                 (pictures(report))
                 (health(report))
@@ -85,23 +85,27 @@ fn header(r: &Report, title: &str) -> Markup {
                 tr { th { "Policy" } td { code { (r.policy.file) } " " span class="hash" { "SHA-256 " (r.policy.sha256) } } }
                 tr { th { "Topology" } td { code { (r.topology.file) } " " span class="hash" { "SHA-256 " (r.topology.sha256) } } }
                 tr { th { "Capture (UTC)" } td { (opt(&r.capture.first)) " to " (opt(&r.capture.last)) " (" (human_duration(r.capture.seconds)) ")" } }
-                tr { th { "Flows" } td { (r.totals.flows) " (" (bytes(r.totals.bytes)) "); " (r.totals.duplicates) " copies seen by a second sensor counted once; " (r.totals.unmatched_flows) " matched no rule" } }
+                tr { th { "Flows" } td { (r.totals.flows) " (" (bytes(r.totals.bytes)) "), " span id="flows-in-scope" { (r.totals.flows_in_scope) } " of them covered by the article; " (r.totals.duplicates) " copies seen by a second sensor counted once; " (r.totals.unmatched_flows) " matched no rule" } }
                 tr { th { "Findings" } td { (r.totals.findings.violation) " violations, " (r.totals.findings.restriction) " restriction evidence, " (r.totals.findings.advisory) " advisories" } }
                 tr { th { "Made by" } td { (r.generator) } }
             }
             h2 { "Inputs" }
             table class="data" {
-                thead { tr { th { "input" } th { "size" } th { "SHA-256" } th { "sensors" } th { "events" } th { "from" } th { "to" } } }
+                thead { tr { th { "input" } th { "status" } th { "size" } th { "SHA-256" } th { "sensors" } th { "packets" } th { "flows" } th { "events" } th { "from" } th { "to" } } }
                 tbody {
                     @for i in &r.inputs {
-                        tr {
+                        tr class={ "input " (i.status.code()) } {
                             td { code { (i.file) } }
+                            td { span class={ "badge input-" (i.status.code()) } { (i.status.label()) } @if let Some(d) = &i.detail { div class="reason" { (d) } } }
                             td class="n" { (bytes(i.bytes)) }
                             td class="hash" { (i.sha256) }
                             td { (i.sensors.join(", "))
                                 @if !i.captures.is_empty() { div class="reason" { "captures: " (i.captures.join(", ")) @if i.more_captures > 0 { " and " (i.more_captures) " more" } } }
                             }
-                            td class="n" { (i.events) @if i.unreadable_lines > 0 { " (" (i.unreadable_lines) " unreadable lines)" } }
+                            td class="n" { (i.packets) }
+                            td class="n" { (i.flows) }
+                            // A capture holds no EVE events: a dash, not a zero that reads as "nothing".
+                            td class="n" { @if i.events == 0 && i.sensors.is_empty() { "–" } @else { (i.events) } @if i.unreadable_lines > 0 { " (" (i.unreadable_lines) " unreadable lines)" } }
                             td class="t" { (opt(&i.first)) } td class="t" { (opt(&i.last)) }
                         }
                     }
@@ -142,18 +146,22 @@ fn legend() -> Markup {
         Status::Accepted,
         Status::OutOfScope,
         Status::NotObserved,
+        Status::NoneFound,
+        Status::NotApplicable,
     ];
     html! {
         section class="legend" {
             h2 { "How to read the rows" }
-            p { "Each row is a rule of the policy, under the section of Microsoft's article it comes from, in the article's order." }
+            p { "Each row is a rule of the policy, or a kind of restriction evidence it looks for, under the section of Microsoft's article it comes from, in the article's order. Every row lists the responder ports and the host pairs with the most flows, whatever its status." }
             ul {
                 @for s in statuses { li { (badge(s)) } }
             }
             p { "Advisories are allowed traffic the policy says is worth knowing (plain-text protocols); out of scope is traffic that touches neither a Mailbox nor an Edge Transport server." }
             p class="note" {
                 strong { "Not observed" } " means no traffic in the input matched the rule. It is not evidence of compliance "
-                "and not evidence that the traffic is blocked: the traffic may simply not have happened while the sensors watched."
+                "and not evidence that the traffic is blocked: the traffic may simply not have happened while the sensors watched. "
+                strong { "Checked, none found" } " means the traffic that must never be restricted was seen and this evidence was looked for on it. "
+                strong { "Not applicable" } " rows cannot match under this topology; the row says why."
             }
         }
     }
@@ -174,14 +182,25 @@ fn article_section(i: usize, section: &Section, r: &Report) -> Markup {
                 @for row in &section.rows {
                     tbody class="row" {
                         tr id={ "rule-" (row.rule) } {
-                            td { code { (row.rule) } div class="reason" { (row.reason) } }
-                            td { (badge(row.status)) @if let Some(why) = &row.inapplicable { div class="reason" { (why) } } }
+                            td { code { (row.rule) } @if row.kind == RowKind::Evidence { " " span class="verdict" { "evidence" } } div class="reason" { (row.reason) } }
+                            td { (badge(row.status)) @if let Some(why) = &row.why { div class="reason why" { (why) } } }
                             td class="n" { (row.flows) }
                             td class="n" { (bytes(row.bytes)) }
                             td class="n" { (row.host_pairs) }
                             td class="t" { (opt(&row.first_seen)) }
                             td class="t" { (opt(&row.last_seen)) }
                             td { (svg::bar(row.flows, most, row.status)) }
+                        }
+                        @if !row.ports.is_empty() {
+                            tr class="evidence" { td colspan="8" {
+                                "ports " (row.ports.join(" ")) @if row.more_ports > 0 { " and " (row.more_ports) " more" }
+                                "; host pairs: "
+                                @for (n, pair) in row.top_pairs.iter().enumerate() {
+                                    @if n > 0 { ", " }
+                                    (pair.src_ip) " → " (pair.dest_ip) " (" (pair.flows) ")"
+                                }
+                                @if row.host_pairs > row.top_pairs.len() as u64 { " and " (row.host_pairs - row.top_pairs.len() as u64) " more" }
+                            } }
                         }
                         @if !row.findings.is_empty() {
                             tr class="findings" { td colspan="8" { (findings(&row.findings, FINDINGS_SHOWN)) } }
@@ -248,7 +267,15 @@ fn exceptions(list: &[ExceptionRow]) -> Markup {
     }
 }
 
-fn never_restrict(nr: &NeverRestrict) -> Markup {
+fn never_restrict(r: &Report) -> Markup {
+    let nr = &r.never_restrict;
+    let evidence: Vec<&str> = r
+        .sections
+        .iter()
+        .flat_map(|s| &s.rows)
+        .filter(|row| row.kind == RowKind::Evidence)
+        .map(|row| row.rule.as_str())
+        .collect();
     let cell_of = |a: &str, b: &str| {
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
         nr.pairs.iter().find(|p| (p.a == lo && p.b == hi) || (p.a == hi && p.b == lo))
@@ -259,7 +286,7 @@ fn never_restrict(nr: &NeverRestrict) -> Markup {
             p { "Every pair of Mailbox, domain controller and Skype for Business hosts seen (roles from the topology), the responder ports seen, and any restriction evidence. "
                 span class="swatch" style={ "background:" (svg::colour("traffic")) } {} " traffic only "
                 "; restriction evidence: "
-                @for id in ["restricted-icmp-prohibited", "restricted-silent-drop", "restricted-injected-reset", "restricted-altered-options"] {
+                @for id in &evidence {
                     span class="swatch" style={ "background:" (svg::evidence_style(id).0) } {} " " (svg::evidence_style(id).1) " (" code { (id) } ") "
                 }
             }
@@ -314,8 +341,8 @@ fn pictures(r: &Report) -> Markup {
             h2 { "Pictures" }
             figure {
                 (svg::role_matrix(r))
-                figcaption { "Flows by originator role (rows) and responder role (columns); a cell's colour is its gravest finding: "
-                    @for kind in ["ok", "advisory", "violation", "restriction"] {
+                figcaption { "Flows by originator role (rows) and responder role (columns); a cell's colour is its gravest finding, grey when no flow of the cell is one the article covers: "
+                    @for kind in ["ok", "advisory", "violation", "restriction", "out_of_scope"] {
                         span class="swatch" style={ "background:" (svg::colour(kind)) } {} " " (kind) " "
                     }
                 }

@@ -1,6 +1,10 @@
 //! EVE log files in: any number of them read side by side, in chunks of whole lines,
 //! hashed (SHA-256) as they are read, parsed ([`super::eve_input`]) and merged by event
-//! time into the [`Builder`].
+//! time into the [`Builder`]. Logs compressed with gzip or zstd (as logrotate leaves
+//! them) are known by their first bytes, as captures are ([`crate::capture::compressed`]),
+//! and decompressed as they are read; the SHA-256 is of the file's own bytes. A log that
+//! stops making sense part way (a truncated archive) is read up to there and listed as
+//! damaged.
 //!
 //! Merging matters for the dedup of flows seen by several sensors: the copies of one
 //! flow sit at about the same time in each sensor's log, so reading the logs side by
@@ -21,19 +25,21 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
-use std::fs::File;
+
 use std::hash::BuildHasher;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use sha2::{Digest, Sha256};
 
 use super::digest::hex;
 use super::eve_input::{parse_line, Parsed};
-use super::model::InputRef;
+use super::model::{InputRef, InputStatus};
 use super::records::{format_timestamp, Micros, Record};
 use super::Builder;
+use crate::capture::compressed;
 
 /// Bytes read at a time; a chunk is cut after its last whole line.
 const CHUNK: usize = 256 << 10;
@@ -60,28 +66,75 @@ pub struct ReadError {
     pub source: io::Error,
 }
 
+/// The file's own bytes, hashed and counted as the decompressor (if any) reads them.
+#[derive(Default)]
+struct Raw {
+    hash: Sha256,
+    bytes: u64,
+}
+
+/// A reader that hashes and counts what passes through it into a shared [`Raw`].
+struct Hashing {
+    inner: Box<dyn Read + Send>,
+    raw: Arc<Mutex<Raw>>,
+}
+
+impl Read for Hashing {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        // A poisoned lock means a reader thread panicked; the hash is then moot.
+        if let Ok(mut raw) = self.raw.lock() {
+            raw.hash.update(&buf[..n]);
+            raw.bytes += n as u64;
+        }
+        Ok(n)
+    }
+}
+
+/// What became of a file once read.
+struct Done {
+    path: PathBuf,
+    bytes: u64,
+    sha256: String,
+    /// Where and why reading stopped before the end.
+    damage: Option<String>,
+}
+
 /// One file, read in chunks of whole lines and hashed as it is read.
 struct Reader {
     path: PathBuf,
     input: Box<dyn Read + Send>,
-    hash: Sha256,
-    bytes: u64,
+    raw: Arc<Mutex<Raw>>,
+    compression: Option<compressed::Compression>,
+    /// Bytes of the (decompressed) stream read.
+    read: u64,
+    damage: Option<String>,
     /// The start of a line the last chunk cut off.
     rest: Vec<u8>,
 }
 
 impl Reader {
     fn open(path: &Path) -> Result<Reader, ReadError> {
-        let input: Box<dyn Read + Send> = if path == Path::new("-") {
-            Box::new(io::stdin())
-        } else {
-            Box::new(File::open(path).map_err(|source| ReadError { path: path.to_path_buf(), source })?)
-        };
-        Ok(Reader { path: path.to_path_buf(), input, hash: Sha256::new(), bytes: 0, rest: Vec::new() })
+        let fail = |source| ReadError { path: path.to_path_buf(), source };
+        let raw = Arc::new(Mutex::new(Raw::default()));
+        let file = compressed::open_raw(path).map_err(fail)?;
+        let hashing: Box<dyn Read + Send> = Box::new(Hashing { inner: file, raw: Arc::clone(&raw) });
+        let input = compressed::decompressed(hashing).map_err(fail)?;
+        Ok(Reader::new(path, input.bytes, raw, input.compression))
     }
 
-    /// The next chunk of whole lines (the last may lack its newline); `None` at the end.
-    fn chunk(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
+    fn new(
+        path: &Path,
+        input: Box<dyn Read + Send>,
+        raw: Arc<Mutex<Raw>>,
+        compression: Option<compressed::Compression>,
+    ) -> Reader {
+        Reader { path: path.to_path_buf(), input, raw, compression, read: 0, damage: None, rest: Vec::new() }
+    }
+
+    /// The next chunk of whole lines (the last may lack its newline); `None` at the end,
+    /// or where the stream stopped making sense (see [`Reader::damage`]).
+    fn chunk(&mut self) -> Option<Vec<u8>> {
         let mut buf = std::mem::take(&mut self.rest);
         let mut cut = memchr::memrchr(b'\n', &buf);
         while cut.is_none() {
@@ -91,25 +144,42 @@ impl Reader {
                 match self.input.read(&mut buf[start..]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(source) => return Err(ReadError { path: self.path.clone(), source }),
+                    Err(e) => {
+                        let stream =
+                            self.compression.map(|c| format!(" of the {}-decompressed stream", c.name()));
+                        self.damage = Some(format!(
+                            "unreadable after byte {}{}: {e}",
+                            self.read,
+                            stream.unwrap_or_default()
+                        ));
+                        break 0;
+                    }
                 }
             };
             buf.truncate(start + n);
-            self.hash.update(&buf[start..]);
-            self.bytes += n as u64;
+            self.read += n as u64;
             if n == 0 {
-                return Ok((!buf.is_empty()).then_some(buf));
+                return (!buf.is_empty()).then_some(buf);
             }
             cut = memchr::memrchr(b'\n', &buf[start..]).map(|i| start + i);
         }
         if let Some(at) = cut {
             self.rest = buf.split_off(at + 1);
         }
-        Ok(Some(buf))
+        Some(buf)
     }
 
-    fn digest(self) -> (PathBuf, u64, String) {
-        (self.path, self.bytes, hex(&self.hash.finalize()))
+    fn digest(self) -> Done {
+        drop(self.input);
+        let raw = Arc::try_unwrap(self.raw).ok().and_then(|m| m.into_inner().ok()).unwrap_or_default();
+        let (mut bytes, mut sha256) = (raw.bytes, hex(&raw.hash.finalize()));
+        if self.damage.is_some() && !compressed::is_stdin(&self.path) {
+            // Reading stopped early: the header names the whole file's bytes.
+            if let Ok(input) = super::file_input(&self.path) {
+                (bytes, sha256) = (input.bytes, input.sha256);
+            }
+        }
+        Done { path: self.path, bytes, sha256, damage: self.damage }
     }
 }
 
@@ -149,30 +219,29 @@ fn parse_chunk(chunk: &[u8]) -> Batch {
 type Job = (Vec<u8>, Sender<Batch>);
 
 /// Reads a file into the parser pool, in order; its size and digest once done.
-fn read_into(
-    mut reader: Reader,
-    jobs: Sender<Job>,
-    order: Sender<Receiver<Batch>>,
-) -> Result<(PathBuf, u64, String), ReadError> {
-    while let Some(chunk) = reader.chunk()? {
+fn read_into(mut reader: Reader, jobs: Sender<Job>, order: Sender<Receiver<Batch>>) -> Done {
+    while let Some(chunk) = reader.chunk() {
         let (tx, rx) = bounded(1);
         if order.send(rx).is_err() || jobs.send((chunk, tx)).is_err() {
             break;
         }
     }
-    Ok(reader.digest())
+    reader.digest()
 }
 
 /// What the header says of one file, gathered as its records are merged.
 #[derive(Default)]
 struct Seen {
     events: u64,
+    flows: u64,
+    packets: u64,
     unreadable: u64,
     sensors: BTreeSet<String>,
     captures: BTreeSet<String>,
     more_captures: BTreeSet<u64>,
     first: Option<Micros>,
     last: Option<Micros>,
+    judged_under: BTreeSet<super::JudgedUnder>,
 }
 
 impl Seen {
@@ -182,6 +251,18 @@ impl Seen {
             Record::Alert(a) => (a.ends.host.as_deref(), a.ends.pcap_filename.as_deref()),
             Record::Stats(s) => (s.host.as_deref(), None),
         };
+        match record {
+            Record::Flow(f) => {
+                self.flows += 1;
+                self.packets += f.pkts[0] + f.pkts[1];
+            }
+            Record::Stats(s) => {
+                if let Some(judged) = s.judged_under.as_ref().filter(|j| !self.judged_under.contains(*j)) {
+                    self.judged_under.insert(judged.clone());
+                }
+            }
+            Record::Alert(_) => {}
+        }
         if let Some(host) = host.filter(|h| !self.sensors.contains(*h)) {
             self.sensors.insert(host.to_string());
         }
@@ -198,11 +279,26 @@ impl Seen {
         self.last = Some(self.last.map_or(ts, |l| l.max(ts)));
     }
 
-    fn input(self, (path, bytes, sha256): (PathBuf, u64, String)) -> InputRef {
+    fn input(self, digest: Done) -> InputRef {
+        let (status, detail) = match digest.damage {
+            Some(damage) => (InputStatus::Damaged, Some(damage)),
+            None if self.events == 0 && self.unreadable > 0 => {
+                (InputStatus::NotACapture, Some("no line is an EVE event exwatch reads".to_string()))
+            }
+            None if self.unreadable > 0 => (
+                InputStatus::Damaged,
+                Some(format!("{} lines are not EVE events exwatch reads", self.unreadable)),
+            ),
+            None => (InputStatus::Read, None),
+        };
         InputRef {
-            file: path.display().to_string(),
-            bytes,
-            sha256,
+            file: digest.path.display().to_string(),
+            bytes: digest.bytes,
+            sha256: digest.sha256,
+            status,
+            detail,
+            packets: self.packets,
+            flows: self.flows,
             events: self.events,
             unreadable_lines: self.unreadable,
             sensors: self.sensors.into_iter().collect(),
@@ -210,6 +306,7 @@ impl Seen {
             more_captures: self.more_captures.len() as u64,
             first: self.first.map(format_timestamp),
             last: self.last.map(format_timestamp),
+            judged_under: self.judged_under.into_iter().collect(),
         }
     }
 }
@@ -228,13 +325,11 @@ struct Stream {
     batch: std::vec::IntoIter<(Micros, Record)>,
     head: Option<(Micros, Record)>,
     seen: Seen,
-    error: Option<ReadError>,
 }
 
 impl Stream {
     fn new(source: Source) -> Stream {
-        let mut stream =
-            Stream { source, batch: Vec::new().into_iter(), head: None, seen: Seen::default(), error: None };
+        let mut stream = Stream { source, batch: Vec::new().into_iter(), head: None, seen: Seen::default() };
         stream.advance();
         stream
     }
@@ -249,13 +344,7 @@ impl Stream {
             }
             let batch = match &mut self.source {
                 Source::Pool(order) => order.recv().ok().and_then(|next| next.recv().ok()),
-                Source::Here(reader) => match reader.chunk() {
-                    Ok(chunk) => chunk.map(|c| parse_chunk(&c)),
-                    Err(e) => {
-                        self.error = Some(e);
-                        None
-                    }
-                },
+                Source::Here(reader) => reader.chunk().map(|c| parse_chunk(&c)),
             };
             let Some(batch) = batch else {
                 self.head = None;
@@ -320,9 +409,6 @@ pub fn read_logs(paths: &[PathBuf], builder: &mut Builder) -> Result<(), ReadErr
         }
         let mut threads = threads.into_iter();
         for stream in streams {
-            if let Some(error) = stream.error {
-                return Err(error);
-            }
             let digest = match stream.source {
                 Source::Here(reader) => reader.digest(),
                 Source::Pool(order) => {
@@ -331,7 +417,7 @@ pub fn read_logs(paths: &[PathBuf], builder: &mut Builder) -> Result<(), ReadErr
                     thread.join().map_err(|_| ReadError {
                         path: PathBuf::from("?"),
                         source: io::Error::other("a reader thread panicked"),
-                    })??
+                    })?
                 }
             };
             builder.input(stream.seen.input(digest));
@@ -359,23 +445,21 @@ mod tests {
                 Ok(n)
             }
         }
-        let mut reader = Reader {
-            path: PathBuf::from("t"),
-            input: Box::new(Slow { text: text.to_vec(), at: 0, at_once: read }),
-            hash: Sha256::new(),
-            bytes: 0,
-            rest: Vec::new(),
-        };
+        let raw = Arc::new(Mutex::new(Raw::default()));
+        let slow = Box::new(Slow { text: text.to_vec(), at: 0, at_once: read });
+        let input = Box::new(Hashing { inner: slow, raw: Arc::clone(&raw) });
+        let mut reader = Reader::new(Path::new("t"), input, raw, None);
         let mut out = Vec::new();
-        while let Some(chunk) = reader.chunk().expect("read") {
+        while let Some(chunk) = reader.chunk() {
             out.push(chunk);
         }
-        let (_, bytes, digest) = reader.digest();
+        let digest = reader.digest();
         assert_eq!(
-            (bytes, digest),
+            (digest.bytes, digest.sha256),
             (text.len() as u64, super::super::digest::sha256(text)),
             "every byte hashed once"
         );
+        assert_eq!(digest.damage, None);
         out
     }
 

@@ -31,27 +31,89 @@ mod svg;
 pub use aggregate::Builder;
 pub use finish::human_duration;
 pub use model::{Meta, Report, Status, SCHEMA};
-pub use records::{from_event, AlertRecord, FlowRecord, Record, StatsRecord};
+pub use records::{from_event, AlertRecord, FlowRecord, JudgedUnder, Record, StatsRecord};
 
-/// Responder ports listed at most per never-restrict pair (the rest are counted).
+/// Responder ports listed at most per never-restrict pair and per row (the rest are
+/// counted).
 pub const MAX_PAIR_PORTS: usize = 24;
 
+/// Host pairs a row lists, most flows first.
+pub const TOP_PAIRS: usize = 5;
+
+/// Why a report could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Read(#[from] logs::ReadError),
+    /// Events judged under another topology or policy, or a baseline of another
+    /// organization, without `--allow-mixed`.
+    #[error("{0}")]
+    Mixed(String),
+}
+
 /// Builds the report from EVE logs (`-` is standard input), adding what changed since
-/// `baseline` (an earlier JSON report and where it came from) when given.
+/// `baseline` (an earlier JSON report and where it came from) when given. Events judged
+/// under another topology or policy than `meta` names (their `stats` events say), and a
+/// baseline of another organization, are refused unless `allow_mixed`; allowed, the
+/// report's health notes say so.
 pub fn build(
     policy: std::sync::Arc<crate::policy::Policy>,
     topology: std::sync::Arc<crate::policy::Topology>,
     meta: Meta,
     logs: &[std::path::PathBuf],
     baseline: Option<(Report, model::FileRef)>,
-) -> Result<Report, logs::ReadError> {
-    let mut builder = Builder::new(policy, topology, meta);
+    allow_mixed: bool,
+) -> Result<Report, BuildError> {
+    let organization = topology.name.clone();
+    let mut builder = Builder::new(policy, topology, meta.clone());
     logs::read_logs(logs, &mut builder)?;
     let mut report = builder.finish();
+    let mut mixed = mixed_inputs(&report.inputs, &meta);
+    if let Some((earlier, file)) = &baseline {
+        if earlier.organization != organization {
+            mixed.push(format!(
+                "{}: a report of organization \"{}\" (topology {} SHA-256 {}), not of \"{organization}\" (topology {} SHA-256 {})",
+                file.file, earlier.organization, earlier.topology.file, earlier.topology.sha256, meta.topology.file, meta.topology.sha256
+            ));
+        }
+    }
+    if let Some(first) = mixed.first().filter(|_| !allow_mixed) {
+        return Err(BuildError::Mixed(format!("{first}; --allow-mixed builds the report anyway")));
+    }
+    for line in mixed {
+        report.health.notes.push(format!("Mixed inputs (--allow-mixed): {line}."));
+    }
     if let Some((earlier, file)) = baseline {
         report.changes = Some(baseline::compare(&earlier, &report, file));
     }
     Ok(report)
+}
+
+/// One line per input whose events were judged under another topology or policy than
+/// the report's, naming both hashes and both files.
+fn mixed_inputs(inputs: &[model::InputRef], meta: &Meta) -> Vec<String> {
+    let mut lines = Vec::new();
+    for input in inputs {
+        for judged in &input.judged_under {
+            let mut differ = Vec::new();
+            if judged.topology_sha256 != meta.topology.sha256 {
+                differ.push(format!(
+                    "topology SHA-256 {}, not {} ({})",
+                    judged.topology_sha256, meta.topology.sha256, meta.topology.file
+                ));
+            }
+            if judged.policy_sha256 != meta.policy.sha256 {
+                differ.push(format!(
+                    "policy SHA-256 {}, not {} ({})",
+                    judged.policy_sha256, meta.policy.sha256, meta.policy.file
+                ));
+            }
+            if !differ.is_empty() {
+                lines.push(format!("{}: events judged under {}", input.file, differ.join(" and ")));
+            }
+        }
+    }
+    lines
 }
 
 /// A capture (or any) file as the header lists an input: its name, size and SHA-256,
@@ -65,6 +127,10 @@ pub fn file_input(path: &std::path::Path) -> std::io::Result<model::InputRef> {
         file: path.display().to_string(),
         bytes,
         sha256: digest::hex(&hash.finalize()),
+        status: model::InputStatus::Read,
+        detail: None,
+        packets: 0,
+        flows: 0,
         events: 0,
         unreadable_lines: 0,
         sensors: Vec::new(),
@@ -72,7 +138,71 @@ pub fn file_input(path: &std::path::Path) -> std::io::Result<model::InputRef> {
         more_captures: 0,
         first: None,
         last: None,
+        judged_under: Vec::new(),
     })
+}
+
+/// A capture of an `analyze` run as the header lists it: name, size and SHA-256, and
+/// how much of it was read, from the run's capture errors (the packets, flows and time
+/// range are the builder's, see [`Builder::input`]). Standard input has no size or hash.
+pub fn capture_input(path: &std::path::Path, errors: &[crate::capture::CaptureError]) -> model::InputRef {
+    use crate::capture::CaptureError;
+    use model::InputStatus;
+    let unread = |status, detail: String| (status, Some(detail));
+    let error = errors.iter().find(|e| match e {
+        CaptureError::Open { path: p, .. }
+        | CaptureError::NotCapture { path: p, .. }
+        | CaptureError::LinkType { path: p, .. }
+        | CaptureError::Damaged { path: p, .. } => p == path,
+        _ => false,
+    });
+    let (status, detail) = match error {
+        None => (InputStatus::Read, None),
+        Some(CaptureError::NotCapture { message, .. }) => unread(InputStatus::NotACapture, message.clone()),
+        Some(CaptureError::Damaged { .. }) => {
+            let text = error.map(ToString::to_string).unwrap_or_default();
+            let at = text.find("damaged at").unwrap_or(0);
+            unread(InputStatus::Damaged, text[at..].to_string())
+        }
+        Some(e) => {
+            let text = e.to_string();
+            let prefix = format!("{}: ", path.display());
+            unread(InputStatus::Unreadable, text.strip_prefix(&prefix).unwrap_or(&text).to_string())
+        }
+    };
+    let (bytes, sha256) = match file_input(path) {
+        Ok(input) if !crate::capture::compressed::is_stdin(path) => (input.bytes, input.sha256),
+        _ => (0, String::new()),
+    };
+    model::InputRef {
+        file: path.display().to_string(),
+        bytes,
+        sha256,
+        status,
+        detail,
+        packets: 0,
+        flows: 0,
+        events: 0,
+        unreadable_lines: 0,
+        sensors: Vec::new(),
+        captures: Vec::new(),
+        more_captures: 0,
+        first: None,
+        last: None,
+        judged_under: Vec::new(),
+    }
+}
+
+/// The exit status a report implies, as `analyze`'s: 2 when there was nothing to judge
+/// or an input was not read whole, 1 when not compliant, 0 clean.
+pub fn exit_status(report: &Report) -> u8 {
+    let nothing = report.totals.flows_in_scope == 0;
+    let incomplete = report.inputs.iter().any(|i| i.status != model::InputStatus::Read);
+    if nothing || incomplete {
+        2
+    } else {
+        u8::from(!report.conclusion.compliant)
+    }
 }
 
 #[cfg(test)]
@@ -185,9 +315,15 @@ mod tests {
         let log = dir.path().join("eve.json");
         std::fs::write(&log, &lines).expect("write");
         let (policy, topology) = (Arc::clone(&engine.policy), Arc::clone(&engine.topology));
-        let mut from_log =
-            build(Arc::clone(&policy), Arc::clone(&topology), meta(), std::slice::from_ref(&log), None)
-                .expect("build");
+        let mut from_log = build(
+            Arc::clone(&policy),
+            Arc::clone(&topology),
+            meta(),
+            std::slice::from_ref(&log),
+            None,
+            false,
+        )
+        .expect("build");
         let mut builder = Builder::new(policy, topology, meta());
         for event in &events {
             builder.event(&engine, event);

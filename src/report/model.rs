@@ -10,7 +10,7 @@ use super::digest::sha256;
 use crate::policy::builtin;
 
 /// The JSON report's schema version.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Report {
@@ -61,12 +61,53 @@ pub struct FileRef {
     pub sha256: String,
 }
 
-/// One EVE log read.
+/// How much of an input was read.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InputStatus {
+    /// Read whole.
+    Read,
+    /// Read up to damage (`detail` says where): what came before it is in the rows.
+    Damaged,
+    /// Could not be opened or read at all.
+    Unreadable,
+    /// Not a capture (or, for `exwatch report`, holds no EVE event exwatch reads).
+    NotACapture,
+}
+
+impl InputStatus {
+    pub fn code(self) -> &'static str {
+        match self {
+            InputStatus::Read => "read",
+            InputStatus::Damaged => "damaged",
+            InputStatus::Unreadable => "unreadable",
+            InputStatus::NotACapture => "not_a_capture",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            InputStatus::Read => "read whole",
+            InputStatus::Damaged => "damaged",
+            InputStatus::Unreadable => "unreadable",
+            InputStatus::NotACapture => "not a capture",
+        }
+    }
+}
+
+/// One input: a capture (`analyze --report`) or an EVE log (`exwatch report`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct InputRef {
     pub file: String,
     pub bytes: u64,
     pub sha256: String,
+    pub status: InputStatus,
+    /// Where the damage is, or why the input could not be read.
+    pub detail: Option<String>,
+    /// Packets of the input's flows (the flows that began in it).
+    pub packets: u64,
+    /// Flows that began in the input (each once, however many sensors saw it).
+    pub flows: u64,
     /// Events of interest to the report (flow, alert, stats).
     pub events: u64,
     /// Lines that were not EVE events exwatch can read.
@@ -80,6 +121,9 @@ pub struct InputRef {
     pub more_captures: u64,
     pub first: Option<String>,
     pub last: Option<String>,
+    /// The topologies and policies (SHA-256) the log's `stats` events say its events
+    /// were judged under; empty without such events (and for captures).
+    pub judged_under: Vec<super::JudgedUnder>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -109,6 +153,8 @@ pub struct Conclusion {
 pub struct Totals {
     /// Flows counted (each once, however many sensors saw it).
     pub flows: u64,
+    /// Of `flows`, those a rule of the article covers (not out of scope, matched).
+    pub flows_in_scope: u64,
     pub bytes: u64,
     /// Flow and alert events dropped as copies of one seen by another sensor.
     pub duplicates: u64,
@@ -158,6 +204,11 @@ pub enum Status {
     OutOfScope,
     /// No traffic matched the rule: neither compliant nor blocked.
     NotObserved,
+    /// An evidence kind looked for on the traffic that must never be restricted, which
+    /// was seen, and not found.
+    NoneFound,
+    /// The row cannot apply under this topology (`why` says why).
+    NotApplicable,
 }
 
 impl Status {
@@ -170,6 +221,8 @@ impl Status {
             Status::Accepted => "accepted by exceptions",
             Status::OutOfScope => "out of scope",
             Status::NotObserved => "not observed",
+            Status::NoneFound => "checked, none found",
+            Status::NotApplicable => "not applicable",
         }
     }
 
@@ -182,14 +235,28 @@ impl Status {
             Status::Accepted => "accepted",
             Status::OutOfScope => "out_of_scope",
             Status::NotObserved => "not_observed",
+            Status::NoneFound => "none_found",
+            Status::NotApplicable => "not_applicable",
         }
     }
 }
 
+/// What a row stands for.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RowKind {
+    /// A `[[rule]]` of the policy.
+    Rule,
+    /// An `[[evidence]]` kind of the policy: restriction evidence it looks for.
+    Evidence,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Row {
+    /// The rule's id, or the evidence's.
     pub rule: String,
-    /// The rule's verdict in the policy.
+    pub kind: RowKind,
+    /// The rule's verdict in the policy (`restriction` for evidence).
     pub verdict: String,
     pub reason: String,
     pub status: Status,
@@ -200,11 +267,28 @@ pub struct Row {
     pub first_seen: Option<String>,
     pub last_seen: Option<String>,
     pub alerts: VerdictCounts,
-    /// Why the rule can never match with this topology (its conditions on the topology
-    /// do not hold), when that is so: "not observed" then says nothing of the network.
-    pub inapplicable: Option<String>,
-    /// Every aggregated finding of the rule, most frequent first.
+    /// Why the row cannot apply (its conditions on the topology do not hold; for
+    /// evidence, what finds it), when that is so.
+    pub why: Option<String>,
+    /// Responder ports of the row's flows (of its findings, for evidence), as
+    /// `port/proto`, sorted (at most [`super::MAX_PAIR_PORTS`]).
+    pub ports: Vec<String>,
+    /// Further distinct ports not listed.
+    pub more_ports: u64,
+    /// The host pairs with the most flows, most first (at most [`super::TOP_PAIRS`]).
+    pub top_pairs: Vec<TopPair>,
+    /// Every aggregated finding of the row, most frequent first (restriction findings
+    /// are on their evidence's row).
     pub findings: Vec<Finding>,
+}
+
+/// Originator and responder of a row's flows, with their count.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopPair {
+    pub src_ip: String,
+    pub dest_ip: String,
+    pub flows: u64,
+    pub bytes: u64,
 }
 
 /// Findings aggregated as rule x originator -> responder:port/proto.
@@ -226,6 +310,10 @@ pub struct Finding {
     pub confidence: String,
     /// The Community ID of the first alert: a flow to look up in Zeek, Suricata or Arkime.
     pub community_id: String,
+    /// The sensor (EVE `host`) of the first alert, when it names one.
+    pub sensor: Option<String>,
+    /// The capture file (EVE `pcap_filename`) of the first alert, when it names one.
+    pub pcap_filename: Option<String>,
     /// Verdict `accepted`: the exception that accepted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exception: Option<String>,
@@ -291,7 +379,8 @@ pub struct RoleCell {
     pub dest_role: String,
     pub flows: u64,
     pub bytes: u64,
-    /// `restriction`, `violation`, `advisory` or `ok`: the gravest finding of the cell.
+    /// `restriction`, `violation`, `advisory` or `ok`: the gravest finding of the cell;
+    /// `out_of_scope` when none of its flows is one the article covers.
     pub worst: String,
 }
 
@@ -319,7 +408,7 @@ pub struct Health {
     pub conn_states: Vec<(String, u64)>,
     /// From `stats` events (the last of each sensor, summed); absent without any.
     pub stats: Option<StatsTotals>,
-    /// Unanswered-SYN restrictions of low confidence (the feed may be one-sided).
+    /// Findings of low confidence (a one-sided feed, little history behind a comparison).
     pub low_confidence_findings: u64,
     /// Dedup keys forgotten before their window passed (the table was full).
     pub dedup_forgotten: u64,

@@ -147,6 +147,15 @@ pub struct StatsRecord {
     /// Kernel and interface drops, and frames shed by a worker that fell behind.
     pub drops: u64,
     pub flows_evicted: u64,
+    /// What the sensor judged under: its topology's and policy's SHA-256.
+    pub judged_under: Option<JudgedUnder>,
+}
+
+/// The topology and policy (their SHA-256) events were judged under.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct JudgedUnder {
+    pub topology_sha256: String,
+    pub policy_sha256: String,
 }
 
 impl StatsRecord {
@@ -164,6 +173,7 @@ impl StatsRecord {
                 .collect(),
             drops: c[Counter::KernelDropped] + c[Counter::InterfaceDropped] + c[Counter::Shed],
             flows_evicted: c[Counter::FlowsEvicted],
+            judged_under: None,
         }
     }
 }

@@ -21,8 +21,12 @@ pub fn colour(kind: &str) -> &'static str {
 
 /// Restriction evidence by kind: a colour and a short label for matrix cells.
 pub fn evidence_style(id: &str) -> (&'static str, &'static str) {
-    if id.contains("icmp") {
+    if id.contains("rejected") {
+        ("#5e35b1", "ICMP REJECT")
+    } else if id.contains("icmp") {
         ("#7b3fa6", "ICMP")
+    } else if id.contains("between") {
+        ("#ad1457", "drop between points")
     } else if id.contains("drop") {
         ("#c2185b", "drop")
     } else if id.contains("reset") {
@@ -114,9 +118,10 @@ pub fn timeline(report: &Report) -> Markup {
                     }
                 }
             }
-            @if let (Some(first), Some(last)) = (buckets.first(), buckets.last()) {
-                text x=(left) y=(height - 6.0) class="axis" { (first.start.trim_end_matches("+0000").replacen('T', " ", 1)) " UTC" }
-                text x=(width - 10.0) y=(height - 6.0) text-anchor="end" class="axis" { (last.start.trim_end_matches("+0000").replacen('T', " ", 1)) " (+" (super::human_duration(last.seconds)) ")" }
+            @if let (Some(first), Some(last)) = (&report.capture.first, &report.capture.last) {
+                // The header's capture range, so both say the same.
+                text x=(left) y=(height - 6.0) class="axis" { (first.trim_end_matches("+0000").replacen('T', " ", 1)) " UTC" }
+                text x=(width - 10.0) y=(height - 6.0) text-anchor="end" class="axis" { (last.trim_end_matches("+0000").replacen('T', " ", 1)) }
             }
         }
     }

@@ -126,14 +126,29 @@ fn syns_missing_at_the_second_point_are_restrictions() {
     assert_eq!(ports, [135, 389, 445], "{stderr}");
     assert!(events.iter().all(|e| e["flow_id"].as_u64().is_some_and(|id| id > 0)), "real flow ids");
     assert!(
-        stderr.contains("4 SYNs of the first capture never reached the second, 3 between hosts"),
+        stderr.contains(
+            "4 SYNs seen at the capture point nearer their sender never reached the other, 3 between hosts"
+        ),
         "{stderr}"
     );
     assert!(!stderr.contains("swapped"), "{stderr}");
+    assert_eq!(
+        events[0]["policy"]["detail"],
+        "SYN seen at the first capture point, never at the second: dropped between them"
+    );
 
-    // The same pair given the wrong way round: the TTLs say so.
-    let (_, _, stderr) = run_compare(&first, &second, true);
+    // The same pair given the wrong way round: the TTLs say so, and the drops are found
+    // all the same, at the point nearer their sender.
+    let (status, events, stderr) = run_compare(&first, &second, true);
+    assert_eq!(status, 1, "{stderr}");
     assert!(stderr.contains("the order looks swapped"), "{stderr}");
+    let mut ports: Vec<_> = events.iter().map(|e| e["dest_port"].as_u64().expect("port")).collect();
+    ports.sort_unstable();
+    assert_eq!(ports, [135, 389, 445], "{stderr}");
+    assert_eq!(
+        events[0]["policy"]["detail"],
+        "SYN seen at the second capture point, never at the first: dropped between them"
+    );
 }
 
 /// Two captures of different traffic cannot be compared: exit 2, saying why.
@@ -144,4 +159,86 @@ fn captures_that_share_no_handshake_are_refused() {
     let (status, events, stderr) = run_compare(&first, &second, false);
     assert_eq!((status, events.len()), (2, 0), "{stderr}");
     assert!(stderr.contains("share no TCP handshake"), "{stderr}");
+}
+
+/// A SYN from `src` to `dst` with the given TTL and MSS.
+fn syn_ttl_mss(src: SocketAddr, dst: SocketAddr, ttl: u8, mss: u16) -> Vec<u8> {
+    let mut frame = syn_with_mss(src, dst, mss);
+    frame[14 + 8] = ttl;
+    frame
+}
+
+/// A firewall between the points that drops and rewrites both ways: Mailbox server to DC
+/// SYNs cross from the first point to the second, DC to Mailbox server SYNs the other
+/// way. One run finds what happened in each direction, given either order, and says the
+/// order looks swapped in neither.
+#[test]
+fn drops_and_rewrites_are_found_in_both_directions_in_one_run() {
+    let (mbx, dc) = ("10.10.1.11", "10.10.0.5");
+    let at = |ip: &str, port: u16| sa(&format!("{ip}:{port}"));
+    // (time, sender, receiver, destination port, MSS at the sender's side, MSS at the other)
+    let handshakes = [
+        (0, mbx, dc, 88, 1460, 1460),
+        (SECOND / 2, dc, mbx, 88, 1460, 1460),
+        (2 * SECOND, mbx, dc, 445, 1460, 0),
+        (2 * SECOND + 1, dc, mbx, 445, 1460, 0),
+        (2 * SECOND + 2, dc, mbx, 135, 1460, 1380),
+        (4 * SECOND, mbx, dc, 88, 1460, 1460),
+        (4 * SECOND + 1, dc, mbx, 88, 1460, 1460),
+    ];
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for (i, &(t, from, to, port, near_mss, far_mss)) in handshakes.iter().enumerate() {
+        let (src, dst) = (at(from, 50_000 + i as u16), at(to, port));
+        // The Mailbox server is on the first point's side, the DC on the second's.
+        let (near, far) = if from == mbx { (&mut first, &mut second) } else { (&mut second, &mut first) };
+        near.push((t, syn_ttl_mss(src, dst, 64, near_mss)));
+        if far_mss > 0 {
+            far.push((t + 1000, syn_ttl_mss(src, dst, 63, far_mss)));
+        }
+    }
+    first.sort_by_key(|(t, _)| *t);
+    second.sort_by_key(|(t, _)| *t);
+    for swap in [false, true] {
+        let (status, events, stderr) = run_compare(&first, &second, swap);
+        assert_eq!(status, 1, "{stderr}");
+        let found: Vec<(String, String, u64, String)> = events
+            .iter()
+            .map(|e| {
+                (
+                    crate::util::str_of(&e["policy"]["evidence"]),
+                    crate::util::str_of(&e["src_ip"]),
+                    e["dest_port"].as_u64().expect("port"),
+                    crate::util::str_of(&e["policy"]["detail"]),
+                )
+            })
+            .collect();
+        let (near_dc, near_mbx) = if swap { ("first", "second") } else { ("second", "first") };
+        let want = [
+            (
+                "restricted-altered-options".to_string(),
+                dc.to_string(),
+                135,
+                format!("MSS 1460 at the {near_dc} capture point, 1380 at the {near_mbx}"),
+            ),
+            (
+                "restricted-dropped-between-points".to_string(),
+                mbx.to_string(),
+                445,
+                format!(
+                    "SYN seen at the {near_mbx} capture point, never at the {near_dc}: dropped between them"
+                ),
+            ),
+            (
+                "restricted-dropped-between-points".to_string(),
+                dc.to_string(),
+                445,
+                format!(
+                    "SYN seen at the {near_dc} capture point, never at the {near_mbx}: dropped between them"
+                ),
+            ),
+        ];
+        assert_eq!(found, want, "swapped: {swap}\n{stderr}");
+        assert!(!stderr.contains("swapped"), "{stderr}");
+        assert!(stderr.contains("both ways"), "{stderr}");
+    }
 }

@@ -56,8 +56,13 @@ impl Lab {
     /// A TCP connection attempt from the Mailbox server; its outcome is not asserted
     /// (the router decides it).
     fn connect(&self, port: u16) {
+        self.connect_from("m", "10.10.0.5", port);
+    }
+
+    /// A TCP connection attempt from namespace `which` to `to`.
+    fn connect_from(&self, which: &str, to: &str, port: u16) {
         let _ = Command::new("ip")
-            .args(["netns", "exec", &self.ns("m"), "nc", "-z", "-w", "2", "10.10.0.5", &port.to_string()])
+            .args(["netns", "exec", &self.ns(which), "nc", "-z", "-w", "2", to, &port.to_string()])
             .stdin(Stdio::null())
             .output();
     }
@@ -138,6 +143,9 @@ fn compare_names_what_a_router_between_two_capture_points_dropped() {
         .iter()
         .map(|port| lab.spawn("d", &["nc", "-l", "-k", "-p", &port.to_string()]))
         .collect();
+    // The Mailbox server answers too: the DC's connections to it cross the router the
+    // other way.
+    servers.extend([88, 445].iter().map(|port| lab.spawn("m", &["nc", "-l", "-k", "-p", &port.to_string()])));
     let (first, second) = (lab.dir.path().join("first.pcap"), lab.dir.path().join("second.pcap"));
     let mut dumps: Vec<Child> = [("up0", &first), ("down0", &second)]
         .iter()
@@ -160,14 +168,20 @@ fn compare_names_what_a_router_between_two_capture_points_dropped() {
         .collect();
     wait_for_capture(&first);
     wait_for_capture(&second);
-    // Allowed traffic before and after, so the second point is seen capturing throughout.
+    // Allowed traffic before and after, both ways, so each point is seen capturing
+    // throughout and each direction's hops are known.
     lab.connect(88);
+    lab.connect_from("d", "10.10.1.11", 88);
     std::thread::sleep(Duration::from_millis(1200));
     for port in [445, 389, 135] {
         lab.connect(port);
     }
+    // The DC's SYNs to the Mailbox server's 445 are dropped too (the rule names no
+    // direction): seen at the DC's side only.
+    lab.connect_from("d", "10.10.1.11", 445);
     std::thread::sleep(Duration::from_millis(1200));
     lab.connect(88);
+    lab.connect_from("d", "10.10.1.11", 88);
     // tcpdump writes each packet as it comes (immediate mode, -U); leave it time to.
     std::thread::sleep(Duration::from_millis(500));
     for child in dumps.iter_mut().chain(servers.iter_mut()) {
@@ -176,21 +190,27 @@ fn compare_names_what_a_router_between_two_capture_points_dropped() {
     }
 
     let (a, b) = (first.to_str().expect("utf-8"), second.to_str().expect("utf-8"));
-    let (status, stdout, stderr) = exwatch(&["compare", a, b]);
-    assert_eq!(status, 1, "{stderr}");
-    let events: Vec<serde_json::Value> =
-        stdout.lines().map(|l| serde_json::from_str(l).expect("EVE")).collect();
-    let mut ports: Vec<u64> = events
-        .iter()
-        .inspect(|e| assert_eq!(e["policy"]["evidence"], "restricted-dropped-between-points", "{e}"))
-        .map(|e| e["dest_port"].as_u64().expect("dest_port"))
-        .collect();
-    ports.sort_unstable();
-    ports.dedup();
-    assert_eq!(ports, [135, 389, 445], "{stderr}\n{stdout}");
-    assert!(!stderr.contains("swapped"), "{stderr}");
-
-    // Given the wrong way round, the TTLs show the second capture is the upstream one.
-    let (_, _, stderr) = exwatch(&["compare", b, a]);
-    assert!(stderr.contains("the order looks swapped"), "{stderr}");
+    // Given either way round, one run finds the drops of both directions, each at the
+    // point nearer its sender; with SYNs crossing both ways, the order is not "swapped".
+    for (x, y) in [(a, b), (b, a)] {
+        let (status, stdout, stderr) = exwatch(&["compare", x, y]);
+        assert_eq!(status, 1, "{stderr}");
+        let events: Vec<serde_json::Value> =
+            stdout.lines().map(|l| serde_json::from_str(l).expect("EVE")).collect();
+        let mut found: Vec<(String, u64)> = events
+            .iter()
+            .inspect(|e| assert_eq!(e["policy"]["evidence"], "restricted-dropped-between-points", "{e}"))
+            .map(|e| (crate::util::str_of(&e["src_ip"]), e["dest_port"].as_u64().expect("dest_port")))
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        let want = [("10.10.0.5", 445), ("10.10.1.11", 135), ("10.10.1.11", 389), ("10.10.1.11", 445)];
+        assert_eq!(found, want.map(|(ip, port)| (ip.to_string(), port)), "{x} {y}: {stderr}\n{stdout}");
+        let near_dc = if x == a { "second" } else { "first" };
+        let from_dc = events.iter().find(|e| e["src_ip"] == "10.10.0.5").expect("the DC's drop");
+        let detail = crate::util::str_of(&from_dc["policy"]["detail"]);
+        assert!(detail.starts_with(&format!("SYN seen at the {near_dc} capture point")), "{detail}");
+        assert!(!stderr.contains("swapped"), "{stderr}");
+        assert!(stderr.contains("both ways"), "{stderr}");
+    }
 }

@@ -2,11 +2,13 @@
 
 mod util;
 
+mod answers;
 mod benches;
 mod bound;
 mod captures;
 mod cli;
 mod compare;
+mod daemon;
 mod files;
 mod firewall;
 mod flood;

@@ -707,7 +707,7 @@ fn the_report_shows_accepted_rows_and_lists_every_exception_from_a_run_and_from_
         assert_eq!(pair["evidence"][0][0], "restricted-silent-drop", "{name}");
     }
     let csv = std::fs::read_to_string(out("run.csv")).expect("CSV");
-    assert!(csv.lines().next().unwrap().ends_with(",community_id,exception"), "{csv}");
+    assert!(csv.lines().next().unwrap().ends_with(",community_id,pcap_filename,sensor,exception"), "{csv}");
     assert_eq!(
         csv.lines().filter(|l| l.contains(",accepted,") && l.ends_with(",CHG-4711")).count(),
         3,

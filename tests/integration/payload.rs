@@ -139,7 +139,7 @@ fn ports_decide_only_when_no_payload_does() {
     assert!(findings(&r).is_empty(), "{:?}", r.lines);
     let flow = only_flow(&r);
     assert_eq!((flow["src_port"].as_u64(), flow["dest_port"].as_u64()), (Some(51000), Some(50636)), "{flow}");
-    assert_eq!(flow["policy"]["rule"], "subscribed-mailbox-to-edge");
+    assert_eq!(flow["policy"]["rule"], "edgesync");
     assert_eq!(flow["app_proto"], "tls", "TLS application data is tls, from either side");
 }
 

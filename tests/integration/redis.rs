@@ -351,20 +351,26 @@ fn three_sensors_into_one_stream_and_a_collector_killed_midway() {
         assert!(start.elapsed() < COLLECT_DEADLINE, "collected {written} of {total} lines; {lag}");
         std::thread::sleep(live::POLL);
     }
-    let page = net
-        .cmd(Side::Inside, "curl", &["-sf", "-m", "3", "http://127.0.0.1:9912/metrics"])
-        .output()
-        .expect("curl");
-    let page = String::from_utf8_lossy(&page.stdout).into_owned();
+    // The collector feeds its in-memory report after it has written and acknowledged a
+    // batch: the page catches up with the files a moment later.
+    let violation = "exwatch_rule_status{rule=\"edge-perimeter\",status=\"violation\"}";
+    let start = std::time::Instant::now();
+    let page = loop {
+        let page = net
+            .cmd(Side::Inside, "curl", &["-sf", "-m", "3", "http://127.0.0.1:9912/metrics"])
+            .output()
+            .expect("curl");
+        let page = String::from_utf8_lossy(&page.stdout).into_owned();
+        if live::sample(&page, violation).is_some() || start.elapsed() > COLLECT_DEADLINE {
+            break page;
+        }
+        std::thread::sleep(live::POLL);
+    };
     for sensor in ["live-lab", "site-a", "site-b", "site-c"] {
         let series = format!("exwatch_sensor_last_seen_seconds{{sensor=\"{sensor}\"}}");
         assert!(live::sample(&page, &series).is_some_and(|t| t > 1.7e9), "{series} on\n{page}");
     }
-    assert_eq!(
-        live::sample(&page, "exwatch_rule_status{rule=\"edge-perimeter\",status=\"violation\"}"),
-        Some(1.0),
-        "{page}"
-    );
+    assert_eq!(live::sample(&page, violation), Some(1.0), "{page}");
     let pid = second.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
     let status = second.child.wait().expect("wait for collect");

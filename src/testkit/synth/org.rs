@@ -88,10 +88,12 @@ struct Kind {
     ports: &'static [u16],
     style: Style,
     expect: Option<(&'static str, Verdict)>,
+    /// The rule expected of each of `ports`, where they differ.
+    port_rules: &'static [&'static str],
 }
 
 const fn kind(weight: u64, from: Pool, to: Pool, ports: &'static [u16], style: Style) -> Kind {
-    Kind { weight, from, to, ports, style, expect: None }
+    Kind { weight, from, to, ports, style, expect: None, port_rules: &[] }
 }
 
 const fn finding(
@@ -103,7 +105,7 @@ const fn finding(
     rule: &'static str,
     verdict: Verdict,
 ) -> Kind {
-    Kind { weight, from, to, ports, style, expect: Some((rule, verdict)) }
+    Kind { weight, from, to, ports, style, expect: Some((rule, verdict)), port_rules: &[] }
 }
 
 use Pool::*;
@@ -128,15 +130,10 @@ const KINDS: &[Kind] = &[
     kind(10, Skype, MailboxSubscribed, &[5061, 443], Session),
     kind(50, InternalClient, External, &[443, 80], Session),
     finding(10, External, MailboxSubscribed, &[80], Session, "client-http", Verdict::Advisory),
-    finding(
-        5,
-        InternalClient,
-        MailboxOtherSite,
-        &[143, 110],
-        Session,
-        "client-plaintext-mail",
-        Verdict::Advisory,
-    ),
+    Kind {
+        port_rules: &["client-imap4-plaintext", "client-pop3-plaintext"],
+        ..finding(5, InternalClient, MailboxOtherSite, &[143, 110], Session, "", Verdict::Advisory)
+    },
     finding(5, External, MailboxSubscribed, &[3389, 445], Session, "external-to-mailbox", Verdict::Violation),
     finding(2, External, MailboxOtherSite, &[3389], Midstream, "external-to-mailbox", Verdict::Violation),
     finding(5, Mta, MailboxSubscribed, &[25], Session, "inbound-smtp-bypasses-edge", Verdict::Violation),
@@ -304,6 +301,8 @@ impl Generator {
             _ => Link::default(),
         };
         if let Some((rule, verdict)) = kind.expect {
+            let at = kind.ports.iter().position(|&p| p == port);
+            let rule = at.and_then(|i| kind.port_rules.get(i)).copied().unwrap_or(rule);
             self.expected.push(Expected { rule, verdict, src: client, dst: server });
         }
         let steps = match kind.style {
