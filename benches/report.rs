@@ -201,7 +201,7 @@ fn write_log(engine: &Engine, dir: &Path, flows: u64) -> std::io::Result<(PathBu
                 events += 1;
             }
         }
-        eve::write_flow(&mut line, engine, &flow);
+        eve::write_flow(&mut line, engine, &flow, exwatch::flow::EndReason::Timeout);
         events += 1;
         out.write_all(&line)?;
     }

@@ -13,6 +13,8 @@
 #   iptables, tcpdump
 #                a real router between two capture points for the compare test
 #   prometheus   for promtool, which checks the /metrics page in the live-capture tests
+#                and runs the shipped alerting rules' tests (packaging/prometheus)
+#   socat        a real unix-socket listener that reads back the unix_stream EVE output
 #   systemd      for systemd-analyze, which checks the shipped unit (packaging/)
 #   logrotate    rotates a running exwatch with the shipped snippet in a live test
 #   chromium     the headless browser the report's tests render the HTML report in
@@ -23,7 +25,7 @@
 set -euo pipefail
 
 packages=(libpcap-dev tshark pkg-config iproute2 netcat-openbsd curl swaks bind9-dnsutils python3 tcpreplay
-  netsniff-ng time iptables tcpdump prometheus systemd logrotate chromium python3-jsonschema redis-server)
+  netsniff-ng time iptables tcpdump prometheus systemd logrotate chromium python3-jsonschema redis-server socat)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Validates EVE JSON lines against Suricata's EVE schema, with exwatch's one `policy`
-key allowed at the top level (docs/eve.md).
+key allowed at the top level (docs/eve.md), and what a SOC pipeline relies on beyond
+the schema: every alert repeats `policy` in `alert.metadata` (verdict, rule, evidence)
+and has a signature id in the range reserved for local rules; a `flow` event has
+Suricata's `flow.reason`, `flow.alerted` and `flow.age`; a `stats` event's
+`policy.packets.skipped_by_reason` maps each reason to a count.
 
     python3 scripts/validate-eve.py [--schema FILE] [EVE-FILE...]   (stdin without files)
 
@@ -21,6 +25,38 @@ except ImportError:
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_SCHEMA = os.path.join(HERE, "..", "tests", "schema", "suricata-eve.schema.json")
+
+
+LOCAL_SIDS = range(1_000_000, 2_000_000)
+
+
+def contract_errors(event):
+    """What the event breaks of exwatch's own contract: (field, message) pairs."""
+    errors = []
+    policy = event.get("policy")
+    if event.get("event_type") == "alert" and isinstance(policy, dict):
+        alert = event.get("alert", {})
+        meta = alert.get("metadata")
+        if not isinstance(meta, dict):
+            errors.append(("alert.metadata", "missing: every alert repeats its policy facts there"))
+        else:
+            for key in ("verdict", "rule", "evidence"):
+                want = [policy[key]] if key in policy else None
+                if meta.get(key) != want:
+                    errors.append((f"alert.metadata.{key}", f"{meta.get(key)!r} where policy.{key} is {policy.get(key)!r}"))
+        if alert.get("signature_id") not in LOCAL_SIDS:
+            errors.append(("alert.signature_id", f"{alert.get('signature_id')!r} is outside 1000000-1999999"))
+    if event.get("event_type") == "flow" and isinstance(policy, dict):
+        flow = event.get("flow", {})
+        if flow.get("reason") not in ("timeout", "forced", "shutdown"):
+            errors.append(("flow.reason", f"{flow.get('reason')!r} is not timeout, forced or shutdown"))
+        if not isinstance(flow.get("alerted"), bool) or not isinstance(flow.get("age"), int):
+            errors.append(("flow", "flow.alerted (boolean) and flow.age (integer) are required"))
+    if event.get("event_type") == "stats" and isinstance(policy, dict):
+        by_reason = policy.get("packets", {}).get("skipped_by_reason", {})
+        if not isinstance(by_reason, dict) or not all(isinstance(n, int) for n in by_reason.values()):
+            errors.append(("policy.packets.skipped_by_reason", "not a map of reason to count"))
+    return errors
 
 
 def main():
@@ -47,11 +83,12 @@ def main():
                 print(f"{name}:{number}: not JSON: {err}")
                 continue
             errors = sorted(validator.iter_errors(event), key=lambda e: list(e.absolute_path))
-            if errors:
+            found = [(".".join(str(p) for p in e.absolute_path) or "(top)", e.message) for e in errors]
+            found += contract_errors(event)
+            if found:
                 failures += 1
-            for err in errors:
-                field = ".".join(str(p) for p in err.absolute_path) or "(top)"
-                print(f"{name}:{number}: {event.get('event_type')}: {field}: {err.message}")
+            for field, message in found:
+                print(f"{name}:{number}: {event.get('event_type')}: {field}: {message}")
     print(f"{lines} lines, {failures} failures")
     return 1 if failures else 0
 

@@ -360,6 +360,10 @@ pub struct LiveFlags {
     /// Also write an EVE `stats` event every SECONDS.
     #[arg(long, value_name = "SECONDS")]
     pub stats_interval: Option<f64>,
+    /// Write the `stats` events to FILE (appended) instead of the EVE log, for a
+    /// pipeline that takes alerts and flows but rejects stats (Security Onion).
+    #[arg(long, value_name = "FILE", requires = "stats_interval")]
+    pub stats_log: Option<PathBuf>,
     /// Drop root for this user once the interface, the EVE log and the metrics socket
     /// are open.
     #[arg(long, value_name = "NAME")]
@@ -378,13 +382,21 @@ pub struct LiveFlags {
 /// Flags `analyze` and `live` share.
 #[derive(ClapArgs, Debug)]
 pub struct RunFlags {
-    /// Where EVE JSON lines go: a file, or - for standard output. `live` appends to the
-    /// file and reopens it on SIGHUP, for log rotation.
+    /// Where EVE JSON lines go: a file, or - for standard output. Lines are appended to
+    /// the file, as Suricata appends to eve.json (a shipper tailing it loses nothing of
+    /// the next run); `live` reopens it on SIGHUP, for log rotation.
     #[arg(long, value_name = "FILE", default_value = "-")]
     pub eve_log: PathBuf,
-    /// Also write one EVE `flow` event per flow when it ends (with Zeek's conn_state).
-    #[arg(long)]
-    pub flows: bool,
+    /// What --eve-log names, as Suricata's eve-log `filetype`: `regular` (a file, or -),
+    /// `unix_stream` (a unix stream socket a shipper listens on), `syslog` (one RFC 5424
+    /// message per event to unix:PATH, udp:HOST:PORT or tcp:HOST:PORT).
+    #[arg(long, value_name = "TYPE", default_value = "regular")]
+    pub eve_filetype: String,
+    /// Also write one EVE `flow` event per flow when it ends (with Zeek's conn_state):
+    /// every flow, or with --flows=in-scope only those the article covers (not
+    /// `out_of_scope`: flows touching neither a Mailbox nor an Edge server, link-local).
+    #[arg(long, value_name = "WHICH", num_args = 0..=1, require_equals = true, default_missing_value = "all")]
+    pub flows: Option<String>,
     /// Write the end-of-run summary as JSON to FILE, or - for standard output (it always
     /// goes to stderr as text).
     #[arg(long, value_name = "FILE")]
@@ -478,7 +490,12 @@ fn run_settings(config: &ConfigFlags, flags: RunFlags) -> Result<RunSettings, St
     at_least_one(flags.workers, "--workers", &mut pipeline.workers)?;
     pipeline.flows.syn_timeout_ns = (flags.syn_timeout * 1e9) as u64;
     pipeline.flows.max_flows = flags.max_flows;
-    pipeline.eve_flows = flags.flows;
+    (pipeline.eve_flows, pipeline.flows_in_scope) = match flags.flows.as_deref() {
+        None => (false, false),
+        Some("all") => (true, false),
+        Some("in-scope") => (true, true),
+        Some(other) => return Err(format!("--flows={other}: not `all` or `in-scope`")),
+    };
     if !(flags.aggregate_window.is_finite() && flags.aggregate_window > 0.0) {
         return Err(format!(
             "--aggregate-window {}: must be a positive number of seconds",
@@ -492,8 +509,10 @@ fn run_settings(config: &ConfigFlags, flags: RunFlags) -> Result<RunSettings, St
         ..bound::Settings::default()
     });
     pipeline.sensor_name = flags.sensor_name.or_else(command::hostname);
+    let eve_filetype = exwatch::output::socket::Filetype::parse(&flags.eve_filetype, &flags.eve_log)?;
     Ok(RunSettings {
         config,
+        eve_filetype,
         eve_log: flags.eve_log,
         summary_json: flags.summary_json,
         pipeline,
@@ -646,6 +665,7 @@ fn validate_live(flags: LiveFlags) -> Result<command::live::Settings, String> {
         run,
         metrics,
         stats_interval,
+        stats_log: flags.stats_log,
         user: flags.user,
     })
 }
@@ -685,7 +705,7 @@ fn apply(
     set!(topology, "topology", flags.site.topology, |p| Some(local(p)));
     set!(policy, "policy", flags.site.policy, |p| Some(local(p)));
     set!(eve_log, "eve-log", flags.run.eve_log, local);
-    set!(flows, "flows", flags.run.flows, |v| v);
+    set!(flows, "flows", flags.run.flows, command::live::FlowsKey::flag);
     set!(summary_json, "summary-json", flags.run.summary_json, |p| Some(local(p)));
     set!(workers, "workers", flags.run.workers, Some);
     set!(syn_timeout, "syn-timeout", flags.run.syn_timeout, |v| v);

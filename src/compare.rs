@@ -324,6 +324,7 @@ fn restriction(
         evidence: Some(evidence),
         confidence: Confidence::High,
         detail: Some(detail),
+        source: None,
         exception: None,
     })
 }

@@ -83,6 +83,8 @@ counters! {
         "Frames dropped because a worker's queue stayed full for 20 ms: the worker stalled for longer than the kernel's ring could have held what arrived.";
     EveUnwritten: Capture "eve_unwritten", "exwatch_eve_unwritten_events_total", "events", None,
         "Events that could not be written to the EVE log (disk full, I/O error); writing resumes when it works again.";
+    EveWritten: Capture "eve_written", "exwatch_eve_events_written_total", "events", None,
+        "Events written to the EVE log: compare with the number of documents the SIEM indexed.";
     Frames: Packets "read", "exwatch_packets_total", "frames", Some("decoder.pkts"),
         "Frames read from the capture.";
     FrameBytes: Packets "bytes", "exwatch_bytes_total", "bytes", Some("decoder.bytes"),

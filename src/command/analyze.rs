@@ -55,8 +55,9 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The EVE log: appended to, as Suricata appends to eve.json.
     pub fn sink(&self) -> Sink {
-        Sink::at(&self.run.eve_log, false)
+        self.run.eve_filetype.sink(&self.run.eve_log, true)
     }
 }
 

@@ -22,13 +22,15 @@ pub struct Settings {
     pub run: RunSettings,
     pub metrics: Option<SocketAddr>,
     pub stats_interval: Option<Duration>,
+    /// Where the `stats` events go instead of the EVE log (`--stats-log`).
+    pub stats_log: Option<PathBuf>,
     /// The user to run as once the interface, the EVE log and the metrics socket are open.
     pub user: Option<String>,
 }
 
 impl Settings {
     pub fn sink(&self) -> Sink {
-        Sink::at(&self.run.eve_log, true)
+        self.run.eve_filetype.sink(&self.run.eve_log, true)
     }
 }
 
@@ -53,6 +55,14 @@ pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
     let sink = settings.sink();
     let out =
         sink.open().map_err(|e| format!("{}: cannot open EVE log: {e}", settings.run.eve_log.display()))?;
+    let stats_log = match &settings.stats_log {
+        Some(path) => Some(std::sync::Mutex::new(
+            Sink::at(path, true)
+                .open()
+                .map_err(|e| format!("{}: cannot open the stats log: {e}", path.display()))?,
+        )),
+        None => None,
+    };
     let listener = match settings.metrics {
         Some(addr) => Some(TcpListener::bind(addr).map_err(|e| format!("--metrics {addr}: {e}"))?),
         None => None,
@@ -73,6 +83,11 @@ pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
             std::os::unix::fs::chown(path, Some(account.uid.as_raw()), Some(account.gid.as_raw()))
                 .map_err(|e| format!("{}: cannot give the EVE log to --user {user}: {e}", path.display()))?;
         }
+        if let Some(path) = &settings.stats_log {
+            std::os::unix::fs::chown(path, Some(account.uid.as_raw()), Some(account.gid.as_raw())).map_err(
+                |e| format!("{}: cannot give the stats log to --user {user}: {e}", path.display()),
+            )?;
+        }
         drop_privileges(user, &account)?;
     }
     eprintln!(
@@ -87,7 +102,7 @@ pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
             &settings.run.pipeline,
             (&sink, out),
             &monitor,
-            settings.stats_interval,
+            (settings.stats_interval, stats_log.as_ref()),
         );
         monitor.stop.store(true, Ordering::Relaxed);
         if let Some(Ok(Err(e))) = server.map(|s| s.join()) {
@@ -136,7 +151,7 @@ pub struct ConfigFile {
     pub topology: Option<Spanned<PathBuf>>,
     pub policy: Option<Spanned<PathBuf>>,
     pub eve_log: Option<Spanned<PathBuf>>,
-    pub flows: Option<Spanned<bool>>,
+    pub flows: Option<Spanned<FlowsKey>>,
     pub summary_json: Option<Spanned<PathBuf>>,
     pub workers: Option<Spanned<usize>>,
     pub syn_timeout: Option<Spanned<f64>>,
@@ -192,4 +207,23 @@ pub fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
     text.parse().map_err(|_| format!("--metrics {text}: not an address:port or a port"))
+}
+
+/// `flows` in the `live --config` file: `true` (every flow), `false`, or `"in-scope"`.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+pub enum FlowsKey {
+    On(bool),
+    Which(String),
+}
+
+impl FlowsKey {
+    /// The value of `--flows` the key stands for.
+    pub fn flag(self) -> Option<String> {
+        match self {
+            FlowsKey::On(true) => Some("all".into()),
+            FlowsKey::On(false) => None,
+            FlowsKey::Which(which) => Some(which),
+        }
+    }
 }

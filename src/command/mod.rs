@@ -163,6 +163,7 @@ impl Config {
 pub struct RunSettings {
     pub config: Config,
     pub eve_log: PathBuf,
+    pub eve_filetype: crate::output::socket::Filetype,
     pub summary_json: Option<PathBuf>,
     pub pipeline: pipeline::Settings,
     pub max_smtp_senders: usize,

@@ -133,7 +133,7 @@ impl Tracker {
         *self.flows.get_mut(at) = flow;
         match judgement.rule {
             Some(rule) if changed && self.engine.verdict(rule).is_finding() => {
-                self.alert(ts, &flow, self.engine.verdict(rule), rule, None, None);
+                self.alert(ts, &flow, self.engine.verdict(rule), rule, None, (None, None));
             }
             _ => {}
         }

@@ -3,6 +3,7 @@
 //! sure a finding is from that history up to its time.
 
 use std::collections::hash_map::Entry;
+use std::net::IpAddr;
 
 use super::key::HostPair;
 use super::table::FlowRef;
@@ -21,7 +22,7 @@ impl Tracker {
             Noted::RetriedSyn => self.check_silent_drop(at, p.ts),
             Noted::ForeignReset { expected } => {
                 let detail = Detail::ResetUnlike { ttl: p.ttl, expected, mac: expected == p.ttl, flows: 0 };
-                self.check_injected_reset(at, p.ts, detail);
+                self.check_injected_reset(at, p.ts, detail, p.tuple.src);
             }
             Noted::UncheckedReset => self.check_reset_against_history(at, p),
         }
@@ -42,7 +43,7 @@ impl Tracker {
                 mac: seen.ttl == p.ttl,
                 flows: seen.flows,
             };
-            self.check_injected_reset(at, p.ts, detail);
+            self.check_injected_reset(at, p.ts, detail, p.tuple.src);
         }
     }
 
@@ -80,10 +81,10 @@ impl Tracker {
 
     /// A RST unlike its claimed sender's other packets: restriction evidence if the pair
     /// must never be restricted.
-    pub(super) fn check_injected_reset(&mut self, at: FlowRef, ts: Ts, detail: Detail) {
+    pub(super) fn check_injected_reset(&mut self, at: FlowRef, ts: Ts, detail: Detail, source: IpAddr) {
         let mut flow = *self.flows.get(at);
         if self.protected(&flow) && !flow.restricted {
-            self.restriction(&mut flow, ts, EvidenceKind::ResetInjected, Some(detail));
+            self.restriction(&mut flow, ts, EvidenceKind::ResetInjected, (Some(detail), Some(source)));
             *self.flows.get_mut(at) = flow;
         }
     }
@@ -93,7 +94,7 @@ impl Tracker {
     pub(super) fn check_silent_drop(&mut self, at: FlowRef, ts: Ts) {
         let mut flow = *self.flows.get(at);
         if self.silent_drop(&flow, None) {
-            self.restriction(&mut flow, ts, EvidenceKind::SynUnanswered, None);
+            self.restriction(&mut flow, ts, EvidenceKind::SynUnanswered, (None, None));
             *self.flows.get_mut(at) = flow;
         }
     }
@@ -149,7 +150,7 @@ impl Tracker {
                 let mut flow = *flow;
                 if let Some(evidence) = evidence {
                     if self.protected(&flow) && !flow.restricted {
-                        self.restriction(&mut flow, p.ts, evidence, None);
+                        self.restriction(&mut flow, p.ts, evidence, (None, Some(p.tuple.src)));
                         *self.flows.get_mut(at) = flow;
                     }
                 }
@@ -179,24 +180,27 @@ impl Tracker {
                 );
                 flow.file = self.file;
                 if self.protected(&flow) {
-                    self.restriction(&mut flow, p.ts, evidence, None);
+                    self.restriction(&mut flow, p.ts, evidence, (None, Some(p.tuple.src)));
+                    self.untracked_flow_event(flow);
                 }
             }
         }
     }
 
+    /// Restriction evidence of `kind` on `flow`: what it saw, and the address that sent
+    /// it (an ICMP error's or a reset's sender) when a packet carried it.
     pub(super) fn restriction(
         &mut self,
         flow: &mut Flow,
         ts: Ts,
         kind: EvidenceKind,
-        detail: Option<Detail>,
+        (detail, source): (Option<Detail>, Option<IpAddr>),
     ) {
         let (Some(rule), Some(evidence)) = (flow.rule, self.engine.evidence(kind)) else {
             return;
         };
         flow.restricted = true;
-        self.alert(ts, flow, Verdict::Restriction, rule, Some((evidence, kind)), detail);
+        self.alert(ts, flow, Verdict::Restriction, rule, Some((evidence, kind)), (detail, source));
     }
 
     /// The first packet of one side of a flow: what the pair table and, for the

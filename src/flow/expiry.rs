@@ -3,7 +3,7 @@
 
 use super::table::FlowRef;
 use super::tracker::{Timer, TimerKind, Tracker, FINISH_CHUNK};
-use super::Flow;
+use super::{EndReason, Flow};
 use crate::counters::Counter;
 use crate::decode::proto;
 use crate::policy::EvidenceKind;
@@ -59,12 +59,12 @@ impl Tracker {
                 // A silent drop needs the whole timeout: the capture ended too soon to say.
                 if self.now.0 >= flow.start.0.saturating_add(self.settings.syn_timeout_ns) {
                     let last = flow.last;
-                    self.restriction(&mut flow, last, EvidenceKind::SynUnanswered, None);
+                    self.restriction(&mut flow, last, EvidenceKind::SynUnanswered, (None, None));
                 } else {
                     self.counters[Counter::SynUndetermined] += 1;
                 }
             }
-            self.end(flow);
+            self.end(flow, EndReason::Shutdown);
         }
         if self.closing.as_ref().is_some_and(|order| !order.is_empty()) {
             return true;
@@ -101,7 +101,7 @@ impl Tracker {
             TimerKind::SynCheck => {
                 if self.silent_drop(&flow, Some(timer.at)) {
                     let mut flow = flow;
-                    self.restriction(&mut flow, timer.at, EvidenceKind::SynUnanswered, None);
+                    self.restriction(&mut flow, timer.at, EvidenceKind::SynUnanswered, (None, None));
                     *self.flows.get_mut(timer.flow) = flow;
                 }
             }
@@ -110,7 +110,7 @@ impl Tracker {
                 if deadline <= timer.at {
                     self.flows.remove(timer.flow);
                     self.counters[Counter::FlowsTimedOut] += 1;
-                    self.end(flow);
+                    self.end(flow, EndReason::Timeout);
                 } else {
                     self.timers.push(Timer { at: deadline, ..timer });
                 }
@@ -135,7 +135,7 @@ impl Tracker {
             if self.flows.holds(timer.flow, timer.flow_id) {
                 let flow = self.flows.remove(timer.flow);
                 self.counters[Counter::FlowsEvicted] += 1;
-                self.end(flow);
+                self.end(flow, EndReason::Forced);
                 return;
             }
         }

@@ -40,6 +40,26 @@ impl Direction {
     }
 }
 
+/// Why a flow ended, as Suricata's `flow.reason` says: idle past its timeout; ended
+/// early by exwatch (the table was full, a new SYN reused a closed flow's tuple, or
+/// the flow was never held in the table); or the end of input (a stop, live).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    Timeout,
+    Forced,
+    Shutdown,
+}
+
+impl EndReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            EndReason::Timeout => "timeout",
+            EndReason::Forced => "forced",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// How sure a finding is, given what the capture shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Confidence {

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::frag::{Fragments, Later};
@@ -9,7 +10,7 @@ use super::key::{HostPair, KeyHashState};
 use super::table::{FlowRef, Table};
 use super::tcp::{count, Closed, FirstOfSide, Noted, Seen};
 use super::timers::Timers;
-use super::{Confidence, Detail, Direction, Flow, FlowKey, TO_CLIENT, TO_SERVER};
+use super::{Confidence, Detail, Direction, EndReason, Flow, FlowKey, TO_CLIENT, TO_SERVER};
 use crate::counters::{Counter, Counters};
 use crate::decode::{proto, tcp_flags, Fragment, Packet, Skip, Transport, Tunnel, Tuple, Vlans};
 use crate::policy::{Covered, Engine, EvidenceKind, Facts, Role, Scope, Verdict};
@@ -69,12 +70,15 @@ pub enum Event {
         evidence: Option<usize>,
         confidence: Confidence,
         detail: Option<Detail>,
+        /// Restrictions: the address that sent the evidence (the ICMP error's or the
+        /// reset's sender), when a packet carried it.
+        source: Option<IpAddr>,
         /// The exception that accepted the finding (verdict `accepted`): an index into
         /// the topology's exceptions.
         exception: Option<u16>,
     },
-    /// A flow ended (idle, closed, evicted or end of input).
-    Flow { flow: Flow, tunnel: Option<Tunnel> },
+    /// A flow ended (idle, closed, evicted or end of input), and why.
+    Flow { flow: Flow, tunnel: Option<Tunnel>, reason: EndReason },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -289,7 +293,7 @@ impl Tracker {
                 return;
             }
             let old = self.flows.remove(at);
-            self.end(old);
+            self.end(old, EndReason::Forced);
         }
         let late = flags & (tcp_flags::FIN | tcp_flags::RST) != 0 && flags & tcp_flags::SYN == 0;
         if late && self.closed.ended_within(hash, p.ts, self.settings.closed_idle_ns) {
@@ -389,11 +393,11 @@ impl Tracker {
         if let Some(rule) = flow.rule {
             let verdict = self.engine.verdict(rule);
             if verdict.is_finding() {
-                self.alert(ts, &flow, verdict, rule, None, None);
+                self.alert(ts, &flow, verdict, rule, None, (None, None));
             }
         }
         if let Some(tunnel) = self.tunnel_of(&flow) {
-            self.judge_tunnel(&tunnel, ts);
+            self.judge_tunnel(&tunnel, ts, flow.total_bytes());
         }
     }
 
@@ -404,7 +408,9 @@ impl Tracker {
     /// the tunnel is not tracked as a flow of its own: it is judged once per inner flow
     /// that starts in it, from what that flow's first packet showed of it, which any
     /// worker count sees alike.
-    pub(super) fn judge_tunnel(&mut self, tunnel: &crate::decode::Tunnel, ts: Ts) {
+    /// `bytes`: the frame that carried the inner flow's first packet, the one packet of
+    /// the tunnel this judgement saw.
+    pub(super) fn judge_tunnel(&mut self, tunnel: &crate::decode::Tunnel, ts: Ts, bytes: u64) {
         let outer = tunnel.outer;
         let facts = Facts {
             orig: outer.src,
@@ -434,7 +440,10 @@ impl Tracker {
         let mut flow =
             Flow::new(key, outer, Direction::Observed, flow_id(&key, ts), ts, Vlans::default(), judgement);
         flow.file = self.file;
-        self.alert(ts, &flow, verdict, rule, None, None);
+        flow.pkts[TO_SERVER] = 1;
+        flow.bytes[TO_SERVER] = bytes;
+        self.alert(ts, &flow, verdict, rule, None, (None, None));
+        self.untracked_flow_event(flow);
     }
 
     pub(super) fn alert(
@@ -444,7 +453,7 @@ impl Tracker {
         verdict: Verdict,
         rule: usize,
         evidence: Option<(usize, EvidenceKind)>,
-        detail: Option<Detail>,
+        (detail, source): (Option<Detail>, Option<IpAddr>),
     ) {
         let detail = match evidence {
             None if flow.reply_first => Some(Detail::ReplyBeforeRequest),
@@ -466,6 +475,7 @@ impl Tracker {
             evidence,
             confidence,
             detail,
+            source,
             exception,
         });
     }
@@ -502,7 +512,7 @@ impl Tracker {
         (verdict, None, detail.or(record.map(|r| Detail::EndpointsRecord { id: r.id })))
     }
 
-    pub(super) fn end(&mut self, flow: Flow) {
+    pub(super) fn end(&mut self, flow: Flow, reason: EndReason) {
         let c = &mut self.counters;
         c[Counter::OneSided] += u64::from(flow.pkts[TO_SERVER] == 0 || flow.pkts[TO_CLIENT] == 0);
         c[Counter::Midstream] += u64::from(flow.is_tcp() && !flow.tcp.orig_syn && !flow.tcp.resp_synack);
@@ -520,7 +530,16 @@ impl Tracker {
         }
         let tunnel = if flow.tunneled { self.tunnels.remove(&flow.id) } else { None };
         if self.settings.flow_events && (self.settings.unanswered_flow_events || flow.is_answered()) {
-            self.events.push(Event::Flow { flow, tunnel });
+            self.events.push(Event::Flow { flow, tunnel, reason });
+        }
+    }
+
+    /// A flow no table holds (a tunnel judged for one of its inner flows, a flow known
+    /// only from the packet an ICMP error quotes) that raised an alert: with flow events
+    /// on, it gets one of its own, ended at once, so that the alert joins a flow event.
+    pub(super) fn untracked_flow_event(&mut self, flow: Flow) {
+        if self.settings.flow_events {
+            self.events.push(Event::Flow { flow, tunnel: None, reason: EndReason::Forced });
         }
     }
 

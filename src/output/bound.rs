@@ -497,6 +497,7 @@ mod tests {
             evidence: None,
             confidence: Confidence::High,
             detail: None,
+            source: None,
             exception: None,
         }
     }
@@ -593,6 +594,7 @@ mod tests {
                 evidence: Some(1),
                 confidence,
                 detail: None,
+                source: None,
                 exception: None,
             }
         });

@@ -8,10 +8,11 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::bound::Aggregate;
+use super::soc::{self, Metadata};
 use super::summary::Counts;
 use crate::counters::{Counter, Section};
 use crate::decode::{proto, AppProto, Tunnel};
-use crate::flow::{community_id, Confidence, Event, Flow, TO_CLIENT, TO_SERVER};
+use crate::flow::{community_id, Confidence, EndReason, Event, Flow, TO_CLIENT, TO_SERVER};
 use crate::policy::{Engine, Evidence, EvidenceKind, Verdict};
 use crate::telemetry::{aggregated_series, alert_series, Snapshot};
 use crate::time::{timestamp, Ts};
@@ -264,14 +265,23 @@ impl TunnelBody {
 }
 
 impl Header<'_> {
+    /// The header of an event on `flow`. `src_*` is the flow's originator, unless
+    /// `to_client`: an alert's addresses follow the packet that fired, as Suricata's do,
+    /// and a packet to the client came from the responder.
     fn new<'a>(
         event_type: &'a str,
         ts: Ts,
         (flow, tunnel): (&'a Flow, Option<&Tunnel>),
         origin: &'a Origin,
+        to_client: bool,
     ) -> Header<'a> {
         let t = &flow.orig();
         let ports = has_ports(t.proto);
+        let (src, dest) = if to_client {
+            ((t.dst, t.dport), (t.src, t.sport))
+        } else {
+            ((t.src, t.sport), (t.dst, t.dport))
+        };
         // An ICMP flow's tuple holds its first message's type and code where ports go.
         let icmp = matches!(t.proto, proto::ICMP | proto::ICMPV6);
         Header {
@@ -280,10 +290,10 @@ impl Header<'_> {
             in_iface: origin.in_iface.as_deref(),
             event_type,
             vlan: flow.vlan.ids(),
-            src_ip: t.src.to_string(),
-            src_port: ports.then_some(t.sport),
-            dest_ip: t.dst.to_string(),
-            dest_port: ports.then_some(t.dport),
+            src_ip: src.0.to_string(),
+            src_port: ports.then_some(src.1),
+            dest_ip: dest.0.to_string(),
+            dest_port: ports.then_some(dest.1),
             proto: proto_name(t.proto),
             icmp_type: icmp.then_some(t.sport),
             icmp_code: icmp.then_some(t.dport),
@@ -305,6 +315,9 @@ struct AlertBody<'a> {
     severity: u8,
     signature: String,
     category: &'a str,
+    /// The facts of `policy` again, as Suricata writes a rule's metadata, for pipelines
+    /// that keep Suricata's fields only.
+    metadata: Metadata,
 }
 
 #[derive(Serialize)]
@@ -313,6 +326,18 @@ struct PolicyBody<'a> {
     rule: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     evidence: Option<&'a str>,
+    /// Restrictions: the address that sent the evidence (an ICMP error's or a reset's
+    /// sender), when a packet carried it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evidence_source: Option<String>,
+    /// The flow's originator and responder, whichever way the packet that fired went
+    /// (the roles below are theirs).
+    src_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_port: Option<u16>,
+    dest_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dest_port: Option<u16>,
     src_role: &'a str,
     dest_role: &'a str,
     direction: &'a str,
@@ -353,11 +378,23 @@ struct FlowBody<'a> {
     start: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     end: Option<String>,
+    /// `flow` events: whole seconds from the first packet to the last, as Suricata.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    age: Option<u64>,
     state: &'a str,
+    /// `flow` events: why the flow ended (`timeout`, `forced`, `shutdown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    /// `flow` events: whether any finding on the flow raised an alert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alerted: Option<bool>,
 }
 
 impl FlowBody<'_> {
-    fn new(flow: &Flow, with_end: bool) -> FlowBody<'static> {
+    /// The `flow` object: of an alert (`ended` none), or of a flow that ended, with
+    /// whether it alerted and why it ended.
+    fn new(flow: &Flow, ended: Option<(bool, EndReason)>) -> FlowBody<'static> {
+        let with_end = ended.is_some();
         FlowBody {
             pkts_toserver: flow.pkts[TO_SERVER],
             pkts_toclient: flow.pkts[TO_CLIENT],
@@ -365,7 +402,10 @@ impl FlowBody<'_> {
             bytes_toclient: flow.bytes[TO_CLIENT],
             start: timestamp(flow.start),
             end: with_end.then(|| timestamp(flow.last)),
+            age: with_end.then(|| flow.last.0.saturating_sub(flow.start.0) / 1_000_000_000),
             state: flow.state(),
+            reason: ended.map(|(_, reason)| reason.name()),
+            alerted: ended.map(|(alerted, _)| alerted),
         }
     }
 }
@@ -413,16 +453,44 @@ struct FlowPolicy<'a> {
     exception: Option<&'a str>,
 }
 
+/// A flow's verdict: the worst its findings got (restriction evidence on a flow whose
+/// rule says `ok` makes it `restriction`), else its rule's; `out_of_scope` when no rule
+/// matched. Worst as the classifications sort them: violation, restriction, advisory.
+pub fn flow_verdict(engine: &Engine, flow: &Flow) -> Verdict {
+    let rule = flow.rule.and_then(|r| engine.policy.rules.get(r)).map_or(Verdict::OutOfScope, |r| r.verdict);
+    let orig = flow.orig();
+    let accepted = engine
+        .flow_exception(flow.rule, (orig.src, orig.dst), (orig.proto, orig.dport), flow.start)
+        .is_some();
+    let verdict = if accepted { Verdict::Accepted } else { rule };
+    let severity = |v: Verdict| if v.is_finding() { soc::category(v).1 } else { u8::MAX };
+    if flow.restricted && severity(Verdict::Restriction) < severity(verdict) {
+        Verdict::Restriction
+    } else {
+        verdict
+    }
+}
+
+/// Whether the article covers `flow` (`--flows=in-scope` writes only such flows): its
+/// verdict is not `out_of_scope`, so every flow an alert names is in scope.
+pub fn in_scope(engine: &Engine, flow: &Flow) -> bool {
+    flow_verdict(engine, flow) != Verdict::OutOfScope
+}
+
+/// Whether any finding on `flow` raised an alert (Suricata's `flow.alerted`).
+pub fn flow_alerted(engine: &Engine, flow: &Flow) -> bool {
+    flow_verdict(engine, flow).is_finding()
+}
+
 impl<'a> FlowPolicy<'a> {
     fn new(engine: &'a Engine, flow: &Flow) -> FlowPolicy<'a> {
         let rule = flow.rule.and_then(|r| engine.policy.rules.get(r));
-        let verdict = rule.map_or(Verdict::OutOfScope, |r| r.verdict);
         let orig = flow.orig();
         let exception = engine
             .flow_exception(flow.rule, (orig.src, orig.dst), (orig.proto, orig.dport), flow.start)
             .and_then(|i| engine.topology.exceptions.get(i));
         FlowPolicy {
-            verdict: if exception.is_some() { Verdict::Accepted.name() } else { verdict.name() },
+            verdict: flow_verdict(engine, flow).name(),
             exception: exception.map(|e| e.id.as_str()),
             rule: rule.map(|r| r.id.as_str()),
             src_role: flow.orig_role.name(),
@@ -467,7 +535,7 @@ pub fn write_alert(
     evidence: (Option<usize>, Option<&str>),
 ) {
     let (evidence, detail) = evidence;
-    let found = (evidence, detail, None);
+    let found = (evidence, detail, None, None);
     alert_line(out, (engine, &Origin::NONE), ts, (flow, None), (verdict, confidence), rule, found, None)
 }
 
@@ -475,7 +543,8 @@ pub fn write_alert(
 /// held-back alert, without that flow's `flow` object, and `policy.aggregate`. Its
 /// timestamp is the last alert it counts.
 pub fn write_aggregate(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), aggregate: &Aggregate) {
-    let Event::Alert { flow, tunnel, verdict, rule, evidence, confidence, exception, .. } = aggregate.example
+    let Event::Alert { flow, tunnel, verdict, rule, evidence, confidence, exception, source, .. } =
+        aggregate.example
     else {
         return;
     };
@@ -494,7 +563,7 @@ pub fn write_aggregate(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), 
     };
     let at = (engine, origin);
     let flow = (&flow, tunnel.as_ref());
-    let found = (evidence, None, exception_id(engine, exception));
+    let found = (evidence, None, exception_id(engine, exception), source);
     alert_line(out, at, aggregate.last, flow, (verdict, confidence), rule, found, Some(body));
 }
 
@@ -511,7 +580,12 @@ fn alert_line(
     (flow, tunnel): (&Flow, Option<&Tunnel>),
     (verdict, confidence): (Verdict, Confidence),
     rule: usize,
-    (evidence, detail, exception): (Option<usize>, Option<&str>, Option<&str>),
+    (evidence, detail, exception, source): (
+        Option<usize>,
+        Option<&str>,
+        Option<&str>,
+        Option<std::net::IpAddr>,
+    ),
     aggregate: Option<AggregateBody>,
 ) {
     let with_flow = aggregate.is_none();
@@ -522,14 +596,20 @@ fn alert_line(
         Some(e) => (e.sid, e.rev, e.id.as_str(), e.section.as_str(), e.reason.as_str()),
         None => (rule.sid, rule.rev, rule.id.as_str(), rule.section.as_str(), rule.reason.as_str()),
     };
-    let (severity, category) = match verdict {
-        Verdict::Advisory => (3, "Potential Corporate Privacy Violation"),
-        Verdict::Accepted => (3, "Not Suspicious Traffic"),
-        _ => (1, "Policy Violation"),
-    };
+    let (category, severity) = soc::category(verdict);
+    let source = source.map(|a| a.to_string());
+    let metadata = alert_metadata(
+        (verdict, confidence),
+        (rule, evidence.map(|e| e.id.as_str()), source.as_deref(), exception),
+        (flow, section, detail),
+        aggregate.as_ref(),
+    );
+    let direction = alert_direction(flow, evidence);
+    let t = flow.orig();
+    let ports = has_ports(t.proto);
     let event = AlertEvent {
-        header: Header::new("alert", ts, (flow, tunnel), origin),
-        direction: alert_direction(flow, evidence),
+        header: Header::new("alert", ts, (flow, tunnel), origin, direction == "to_client"),
+        direction,
         alert: AlertBody {
             action: "allowed",
             gid: 1,
@@ -538,11 +618,17 @@ fn alert_line(
             severity,
             signature: format!("exwatch {id}: {reason}"),
             category,
+            metadata,
         },
         policy: PolicyBody {
             verdict: verdict.name(),
             rule: &rule.id,
             evidence: evidence.map(|e| e.id.as_str()),
+            evidence_source: source,
+            src_ip: t.src.to_string(),
+            src_port: ports.then_some(t.sport),
+            dest_ip: t.dst.to_string(),
+            dest_port: ports.then_some(t.dport),
             src_role: flow.orig_role.name(),
             dest_role: flow.resp_role.name(),
             direction: flow.direction.name(),
@@ -552,9 +638,40 @@ fn alert_line(
             exception,
             aggregate,
         },
-        flow: with_flow.then(|| FlowBody::new(flow, false)),
+        flow: with_flow.then(|| FlowBody::new(flow, None)),
     };
     write_line(out, &event);
+}
+
+/// `alert.metadata`: the verdict, rule, evidence, section, roles, direction,
+/// confidence and detail of `policy`, an aggregate's count and window, and the pages of
+/// `docs/rules.md` that explain the finding.
+fn alert_metadata(
+    (verdict, confidence): (Verdict, Confidence),
+    (rule, evidence, source, exception): (&crate::policy::Rule, Option<&str>, Option<&str>, Option<&str>),
+    (flow, section, detail): (&Flow, &str, Option<&str>),
+    aggregate: Option<&AggregateBody>,
+) -> Metadata {
+    let mut m = Metadata::default();
+    m.one("verdict", verdict.name())
+        .one("rule", rule.id.as_str())
+        .opt("evidence", evidence)
+        .opt("evidence_source", source)
+        .opt("exception", exception)
+        .one("section", section)
+        .one("orig_role", flow.orig_role.name())
+        .one("resp_role", flow.resp_role.name())
+        .one("direction", flow.direction.name())
+        .one("confidence", confidence.name())
+        .opt("detail", detail);
+    if let Some(a) = aggregate {
+        m.one("aggregate_by", a.by)
+            .one("count", a.flows.to_string())
+            .many("window", vec![a.first_seen.clone(), a.last_seen.clone()]);
+    }
+    let pages = evidence.into_iter().chain([rule.id.as_str()]).map(soc::rule_page).collect();
+    m.many("reference", pages);
+    m
 }
 
 /// Appends the EVE line of one event to `out`.
@@ -565,22 +682,33 @@ pub fn write_event(out: &mut Vec<u8>, engine: &Engine, event: &Event) {
 /// [`write_event`], with where the run saw it (`host`, `in_iface`, `pcap_filename`).
 pub fn write_event_from(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), event: &Event) {
     match *event {
-        Event::Alert { ts, ref flow, ref tunnel, verdict, rule, evidence, confidence, detail, exception } => {
+        Event::Alert {
+            ts,
+            ref flow,
+            ref tunnel,
+            verdict,
+            rule,
+            evidence,
+            confidence,
+            detail,
+            exception,
+            source,
+        } => {
             let detail = detail.map(|d| super::detail::text(engine, d));
-            let found = (evidence, detail.as_deref(), exception_id(engine, exception));
+            let found = (evidence, detail.as_deref(), exception_id(engine, exception), source);
             let flow = (flow, tunnel.as_ref());
             alert_line(out, (engine, origin), ts, flow, (verdict, confidence), rule, found, None)
         }
-        Event::Flow { ref flow, ref tunnel } => {
-            write_flow_from(out, (engine, origin), (flow, tunnel.as_ref()))
+        Event::Flow { ref flow, ref tunnel, reason } => {
+            write_flow_from(out, (engine, origin), (flow, tunnel.as_ref()), reason)
         }
     }
 }
 
 /// Appends one EVE `flow` line (the flow has ended) to `out`, with the flow's verdict
 /// and rule (`out_of_scope` and no rule when no rule matched).
-pub fn write_flow(out: &mut Vec<u8>, engine: &Engine, flow: &Flow) {
-    write_flow_from(out, (engine, &Origin::NONE), (flow, None))
+pub fn write_flow(out: &mut Vec<u8>, engine: &Engine, flow: &Flow, reason: EndReason) {
+    write_flow_from(out, (engine, &Origin::NONE), (flow, None), reason)
 }
 
 /// [`write_flow`], with where the flow was seen.
@@ -588,10 +716,11 @@ fn write_flow_from(
     out: &mut Vec<u8>,
     (engine, origin): (&Engine, &Origin),
     (flow, tunnel): (&Flow, Option<&Tunnel>),
+    reason: EndReason,
 ) {
     let event = FlowEvent {
-        header: Header::new("flow", flow.last, (flow, tunnel), origin),
-        flow: FlowBody::new(flow, true),
+        header: Header::new("flow", flow.last, (flow, tunnel), origin, false),
+        flow: FlowBody::new(flow, Some((flow_alerted(engine, flow), reason))),
         policy: FlowPolicy::new(engine, flow),
     };
     write_line(out, &event);

@@ -8,6 +8,8 @@ pub mod bound;
 pub mod detail;
 pub mod eve;
 pub mod redis;
+pub mod soc;
+pub mod socket;
 pub mod summary;
 
 use std::fs::{File, OpenOptions};
@@ -21,11 +23,14 @@ pub use summary::Summary;
 #[derive(Clone, Debug)]
 pub enum Sink {
     Stdout,
-    /// A file, created anew (offline) or appended to (live, so a restart keeps the log).
+    /// A file, appended to (as Suricata does: a shipper tailing it loses nothing of the
+    /// next run or a restart), or created anew (`compare`'s findings, written files).
     File {
         path: PathBuf,
         append: bool,
     },
+    /// A socket, as Suricata's `unix_stream` and `syslog` filetypes ([`socket`]).
+    Socket(socket::Filetype, PathBuf),
     /// Formatted, then thrown away (benchmarks, which measure the formatting too).
     Discard,
     /// No EVE output: events are not even formatted; only an observer sees them
@@ -34,7 +39,7 @@ pub enum Sink {
 }
 
 impl Sink {
-    /// `-` is standard output; a file is created anew, or appended to (live).
+    /// `-` is standard output; a file is appended to, or created anew.
     pub fn at(path: &std::path::Path, append: bool) -> Sink {
         if path.as_os_str() == "-" {
             Sink::Stdout
@@ -52,9 +57,16 @@ impl Sink {
             Sink::File { path, append: true } => {
                 Some(OpenOptions::new().create(true).append(true).open(path)?)
             }
+            Sink::Socket(filetype, path) => {
+                return Ok(EveOut {
+                    file: None,
+                    socket: Some(socket::SocketOut::connect(filetype, path)?),
+                    tee: None,
+                })
+            }
             Sink::Discard | Sink::Off => None,
         };
-        Ok(EveOut { file, tee: None })
+        Ok(EveOut { file, socket: None, tee: None })
     }
 
     /// The file written to, if the sink is one.
@@ -71,6 +83,8 @@ impl std::fmt::Display for Sink {
         match self {
             Sink::Stdout => f.write_str("standard output"),
             Sink::File { path, .. } => write!(f, "{}", path.display()),
+            Sink::Socket(socket::Filetype::UnixStream, path) => write!(f, "unix socket {}", path.display()),
+            Sink::Socket(_, path) => write!(f, "syslog {}", path.display()),
             Sink::Discard | Sink::Off => f.write_str("no EVE log"),
         }
     }
@@ -80,6 +94,7 @@ impl std::fmt::Display for Sink {
 #[derive(Debug)]
 pub struct EveOut {
     file: Option<File>,
+    socket: Option<socket::SocketOut>,
     /// Sees every byte written (`--redis`).
     tee: Option<redis::Tee>,
 }
@@ -103,6 +118,9 @@ impl EveOut {
         if let Some(tee) = &mut self.tee {
             tee.forget_partial();
         }
+        if self.socket.is_some() {
+            return Err(io::Error::other("not a regular file"));
+        }
         let Some(file) = &mut self.file else { return Ok(()) };
         let meta = file.metadata()?;
         if !meta.is_file() {
@@ -118,9 +136,10 @@ impl EveOut {
 
 impl Write for EveOut {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let n = match &mut self.file {
-            Some(file) => file.write(bytes)?,
-            None => bytes.len(),
+        let n = match (&mut self.socket, &mut self.file) {
+            (Some(socket), _) => socket.write(bytes)?,
+            (None, Some(file)) => file.write(bytes)?,
+            (None, None) => bytes.len(),
         };
         if let Some(tee) = &mut self.tee {
             tee.offer(&bytes[..n]);

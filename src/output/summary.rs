@@ -114,7 +114,10 @@ impl Serialize for Counts {
         }
         if let Some(skipped) = &self.skipped {
             map.serialize_entry("skipped", &skipped.iter().map(|(_, n)| n).sum::<u64>())?;
-            map.serialize_entry("skipped_by_reason", skipped)?;
+            // A map of reason to count: one type per field, as a SIEM indexes it.
+            let by_reason: serde_json::Map<String, serde_json::Value> =
+                skipped.iter().map(|(reason, n)| (reason.clone(), (*n).into())).collect();
+            map.serialize_entry("skipped_by_reason", &by_reason)?;
         }
         map.end()
     }

@@ -51,6 +51,9 @@ pub struct Settings {
     pub flows: flow::Settings,
     /// Write an EVE `flow` event per flow when it ends (`--flows`).
     pub eve_flows: bool,
+    /// Of those, only the flows the article covers (`--flows=in-scope`): not the flows
+    /// whose verdict is `out_of_scope`.
+    pub flows_in_scope: bool,
     /// How capture files are read.
     pub file_reader: FileReader,
     /// When the reader decodes frames itself rather than leave them to the workers.
@@ -79,6 +82,7 @@ impl Default for Settings {
             queue_batches: 8,
             flows: flow::Settings::default(),
             eve_flows: false,
+            flows_in_scope: false,
             file_reader: FileReader::Native,
             reader_decodes: ReaderDecodes::WhenBehind,
             jobs: cores,
@@ -219,8 +223,14 @@ pub fn analyze(
     let monitor = Monitor::new(&engine, settings.workers);
     let mut sources = files.iter().map(|path| settings.file_reader.open(path));
     let origin = settings.origin(files);
-    let run =
-        stream::Stream { live: false, settings, monitor: &monitor, stats_interval: None, origin: &origin };
+    let run = stream::Stream {
+        live: false,
+        settings,
+        monitor: &monitor,
+        stats_interval: None,
+        stats_log: None,
+        origin: &origin,
+    };
     let out = outputs.sink.open()?;
     run.run(&engine, &mut sources, (outputs, out), progress)
 }
@@ -264,8 +274,12 @@ pub(super) fn final_stats(
 ) -> Vec<u8> {
     let mut out = Vec::new();
     if let Some((first, last)) = span.range() {
+        let mut counters = counters.clone();
+        // How many lines the writer has flushed when this event is made depends on the
+        // threads' timing: left out (0), so the same capture gives the same event.
+        counters[crate::counters::Counter::EveWritten] = 0;
         let snapshot = crate::telemetry::Snapshot {
-            counters: counters.clone(),
+            counters,
             flows_active: 0,
             latency: Latency::default(),
             uptime: Duration::from_nanos(last - first),
@@ -278,17 +292,18 @@ pub(super) fn final_stats(
 /// Watches a live capture until it fails or `monitor.stop` is set, writing events to
 /// `out` (the sink, opened already: a live capture opens it before dropping privileges)
 /// and reopening the sink when `monitor.reopen` is set. One worker per
-/// [`Monitor::gauges`]; an EVE `stats` event every `stats_interval`, if set.
+/// [`Monitor::gauges`]; an EVE `stats` event every `stats_interval`, if set, to the EVE
+/// log or to `stats_log` (`--stats-log`, open already).
 pub fn live(
     engine: &Arc<Engine>,
     capture: Box<dyn FrameSource>,
     settings: &Settings,
     (sink, out): (&Sink, EveOut),
     monitor: &Monitor,
-    stats_interval: Option<Duration>,
+    (stats_interval, stats_log): (Option<Duration>, Option<&std::sync::Mutex<EveOut>>),
 ) -> io::Result<RunRecord> {
     let origin = settings.origin(&[]);
-    let run = stream::Stream { live: true, settings, monitor, stats_interval, origin: &origin };
+    let run = stream::Stream { live: true, settings, monitor, stats_interval, stats_log, origin: &origin };
     run.run(engine, &mut std::iter::once(Ok(capture)), (Outputs::eve(sink), out), &|_| {})
 }
 

@@ -235,6 +235,7 @@ mod tests {
             evidence: None,
             confidence: Confidence::High,
             detail: None,
+            source: None,
             exception: None,
         }
     }

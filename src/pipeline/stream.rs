@@ -14,7 +14,7 @@
 //! allocates nothing per frame.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Write as _};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, Builder};
@@ -75,6 +75,8 @@ pub(super) struct Stream<'a> {
     pub(super) monitor: &'a Monitor,
     /// Write an EVE `stats` event this often (wall time).
     pub(super) stats_interval: Option<Duration>,
+    /// Where `stats` events go when not to the EVE log (`--stats-log`).
+    pub(super) stats_log: Option<&'a std::sync::Mutex<EveOut>>,
     /// Where the events are seen (EVE `host`, `in_iface`, `pcap_filename`).
     pub(super) origin: &'a eve::Origin,
 }
@@ -220,7 +222,7 @@ impl Stream<'_> {
         (outputs, out): (Outputs<'_>, EveOut),
         progress: Progress<'_>,
     ) -> io::Result<RunRecord> {
-        let Stream { live, settings, monitor, stats_interval, origin } = *self;
+        let Stream { live, settings, monitor, stats_interval, stats_log, origin } = *self;
         let started = Instant::now();
         let workers = monitor.gauges.len();
         let flows = settings.flows_share(workers, outputs.observer.as_deref());
@@ -252,6 +254,7 @@ impl Stream<'_> {
                 free: free_rx,
                 events,
                 stats_interval,
+                stats_log,
                 last_stats: Instant::now(),
                 engine,
                 batch_frames: settings.batch_frames,
@@ -342,6 +345,7 @@ struct Reader<'m> {
     /// For EVE `stats` events.
     events: Events,
     stats_interval: Option<Duration>,
+    stats_log: Option<&'m std::sync::Mutex<EveOut>>,
     last_stats: Instant,
     engine: &'m Engine,
     batch_frames: usize,
@@ -502,7 +506,14 @@ impl Reader<'_> {
         let mut out = Vec::new();
         let snapshot = self.monitor.snapshot(self.engine);
         eve::write_stats_from(&mut out, wall_clock(), (self.engine, self.origin), &snapshot);
-        self.events.send_lines(out);
+        match self.stats_log.map(|log| log.lock().map(|mut log| log.write_all(&out))) {
+            None => self.events.send_lines(out),
+            Some(Ok(Ok(()))) => {}
+            // Not written: counted with the EVE log's, and tried again next interval.
+            Some(_) => {
+                self.monitor.unwritten.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     fn send(&mut self, worker: usize) {

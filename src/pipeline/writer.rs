@@ -120,6 +120,7 @@ pub(super) struct Writer<'a> {
     pub(super) engine: &'a Engine,
     /// Write `flow` events (otherwise only the observer sees them).
     pub(super) eve_flows: bool,
+    pub(super) flows_in_scope: bool,
     /// On a write error, count the events lost and go on, trying again with the next
     /// ones (live: the capture and the verdicts must not stop because a disk is full),
     /// rather than end the run with the error (offline: the run can be done again).
@@ -148,6 +149,7 @@ impl<'a> Writer<'a> {
             monitor,
             engine,
             eve_flows: settings.eve_flows,
+            flows_in_scope: settings.flows_in_scope,
             keep_going,
             observer: outputs.observer,
             bound: settings.bound.clone(),
@@ -191,8 +193,19 @@ impl Writer<'_> {
     /// a live finding reaches the log at once; reopens the sink when asked (SIGHUP).
     /// The observer sees every event first, whatever the bound holds back.
     fn run(self, chunks: Receiver<Output>) -> io::Result<Finished> {
-        let Writer { out, sink, monitor, engine, eve_flows, keep_going, mut observer, bound, gauges, origin } =
-            self;
+        let Writer {
+            out,
+            sink,
+            monitor,
+            engine,
+            eve_flows,
+            flows_in_scope,
+            keep_going,
+            mut observer,
+            bound,
+            gauges,
+            origin,
+        } = self;
         let format = !matches!(sink, Sink::Off);
         let mut log = Log {
             out,
@@ -247,6 +260,11 @@ impl Writer<'_> {
                         // Flow events the log does not take were the observer's only: they
                         // need no ordering.
                         events.retain(|event| matches!(event, Event::Alert { .. }));
+                    } else if flows_in_scope {
+                        events.retain(|event| match event {
+                            Event::Flow { flow, .. } => eve::in_scope(engine, flow),
+                            Event::Alert { .. } => true,
+                        });
                     }
                     match &mut order {
                         Some(order) => {
@@ -367,6 +385,8 @@ impl Log<'_> {
         };
         let error = match result {
             Ok(()) => {
+                let lines = memchr::memchr_iter(b'\n', &self.buf[prefix..]).count() as u64;
+                self.monitor.written.fetch_add(lines, Ordering::Relaxed);
                 self.buf.clear();
                 self.cut_failed = false;
                 if let Some(lost) = self.lost.take() {
@@ -385,6 +405,8 @@ impl Log<'_> {
         if !self.keep_going || error.kind() == io::ErrorKind::BrokenPipe {
             return Err(error);
         }
+        let kept = memchr::memchr_iter(b'\n', self.buf.get(prefix..whole).unwrap_or_default()).count() as u64;
+        self.monitor.written.fetch_add(kept, Ordering::Relaxed);
         let lost = self.buf[whole.max(prefix)..].iter().filter(|&&b| b == b'\n').count() as u64;
         self.buf.clear();
         self.monitor.unwritten.fetch_add(lost, Ordering::Relaxed);
@@ -454,15 +476,17 @@ mod tests {
         log.buf.extend_from_slice(b"{\"a\":4}\n{\"a\":5}\n");
         log.flush().expect("a live log keeps going");
         assert_eq!(monitor.unwritten.load(Ordering::Relaxed), 5);
+        assert_eq!(monitor.written.load(Ordering::Relaxed), 0, "nothing reached /dev/full");
         assert_eq!(said.lock().expect("notices").len(), 1, "{:?}", said.lock());
         assert!(said.lock().expect("notices")[0].contains("/dev/full: cannot write the EVE log"));
 
         let dir = tempfile::tempdir().expect("temp dir");
         let room = Sink::at(&dir.path().join("eve.json"), true);
         log.out = room.open().expect("open a file");
-        log.buf.extend_from_slice(b"{\"a\":6}\n");
+        log.buf.extend_from_slice(b"{\"a\":6}\n{\"a\":7}\n");
         log.flush().expect("written");
         assert_eq!(monitor.unwritten.load(Ordering::Relaxed), 5);
+        assert_eq!(monitor.written.load(Ordering::Relaxed), 2, "events written, for the SIEM's count");
         let notices = said.lock().expect("notices");
         assert_eq!(notices.len(), 2);
         assert!(
@@ -470,7 +494,7 @@ mod tests {
             "{notices:?}"
         );
         let written = std::fs::read(dir.path().join("eve.json")).expect("read");
-        assert_eq!(written, b"{\"a\":6}\n");
+        assert_eq!(written, b"{\"a\":6}\n{\"a\":7}\n");
     }
 
     /// Offline, the error is returned (the run ends with it) and nothing is counted.

@@ -246,6 +246,10 @@ struct RawEvidence {
     reason: String,
 }
 
+/// Signature ids reserved for local rules by the SID allocation convention: ids in it
+/// are never linked to a public ruleset's pages.
+pub const LOCAL_SIDS: std::ops::RangeInclusive<u32> = 1_000_000..=1_999_999;
+
 fn one() -> u32 {
     1
 }
@@ -284,6 +288,13 @@ impl Policy {
             }
             if !sids.insert(sid) {
                 return Err(source.error(span, key, format!("sid {sid} is used twice")));
+            }
+            if !LOCAL_SIDS.contains(&sid) {
+                return Err(source.error(
+                    span,
+                    key,
+                    format!("sid {sid} is outside the range reserved for local rules, 1000000-1999999 (CHANGELOG.md: 90000NN became 19300NN)"),
+                ));
             }
             Ok(())
         };

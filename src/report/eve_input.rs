@@ -2,6 +2,7 @@
 //! it can. It parses; it never reads files (see [`super::logs`]), judges or aggregates.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::Deserialize;
@@ -51,6 +52,16 @@ struct RawPolicy<'a> {
     rule: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     evidence: Option<Cow<'a, str>>,
+    /// An alert's flow: its originator and responder (the top level follows the packet
+    /// that fired; events written before this was so have the flow's ends there).
+    #[serde(default)]
+    src_ip: Option<IpAddr>,
+    #[serde(default)]
+    src_port: Option<u16>,
+    #[serde(default)]
+    dest_ip: Option<IpAddr>,
+    #[serde(default)]
+    dest_port: Option<u16>,
     #[serde(borrow, default)]
     exception: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -89,7 +100,31 @@ struct RawOwnCapture {
 #[serde(default)]
 struct RawOwnPackets {
     decoded: u64,
-    skipped_by_reason: Vec<(String, u64)>,
+    skipped_by_reason: ByReason,
+}
+
+/// `skipped_by_reason`: a map of reason to count; earlier exwatch logs wrote
+/// `[reason, count]` pairs, still read.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ByReason {
+    Map(BTreeMap<String, u64>),
+    Pairs(Vec<(String, u64)>),
+}
+
+impl Default for ByReason {
+    fn default() -> ByReason {
+        ByReason::Pairs(Vec::new())
+    }
+}
+
+impl ByReason {
+    fn pairs(self) -> Vec<(String, u64)> {
+        match self {
+            ByReason::Map(map) => map.into_iter().collect(),
+            ByReason::Pairs(pairs) => pairs,
+        }
+    }
 }
 
 /// `stats` `policy.flows`.
@@ -181,7 +216,7 @@ pub fn parse_line(line: &[u8]) -> Parsed {
                     (
                         p.capture.shed,
                         p.packets.decoded,
-                        p.packets.skipped_by_reason,
+                        p.packets.skipped_by_reason.pairs(),
                         p.flows.evicted,
                         judged_under,
                     )
@@ -207,8 +242,12 @@ fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
     let (Some(policy), Some(flow)) = (raw.policy, raw.flow) else {
         return Parsed::Ignored;
     };
+    let (src_ip, src_port, dest_ip, dest_port) = match policy.src_ip {
+        Some(_) => (policy.src_ip, policy.src_port, policy.dest_ip, policy.dest_port),
+        None => (raw.src_ip, raw.src_port, raw.dest_ip, raw.dest_port),
+    };
     let (Some(src_ip), Some(dest_ip), Some(verdict)) =
-        (raw.src_ip, raw.dest_ip, policy.verdict.as_deref().and_then(Verdict::from_name))
+        (src_ip, dest_ip, policy.verdict.as_deref().and_then(Verdict::from_name))
     else {
         return Parsed::Unreadable;
     };
@@ -218,9 +257,9 @@ fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
         pcap_filename: raw.pcap_filename.map(Cow::into_owned),
         community_id: raw.community_id.map(Cow::into_owned).unwrap_or_default(),
         src_ip,
-        src_port: raw.src_port,
+        src_port,
         dest_ip,
-        dest_port: raw.dest_port,
+        dest_port,
         proto: raw.proto.map_or(Cow::Borrowed(""), |p| known(&p)),
         src_role: role(&policy.src_role),
         dest_role: role(&policy.dest_role),
@@ -264,7 +303,7 @@ mod tests {
 
     use super::*;
     use crate::decode::{proto, Tuple};
-    use crate::flow::{Confidence, Direction, Event, Flow, FlowKey};
+    use crate::flow::{Confidence, Direction, EndReason, Event, Flow, FlowKey};
     use crate::output::eve;
     use crate::policy::{Engine, Facts, Policy, Topology};
     use crate::report::records::from_event;
@@ -323,8 +362,9 @@ mod tests {
         ];
         for f in flows {
             let mut line = Vec::new();
-            eve::write_flow(&mut line, &engine, &f);
-            let direct = from_event(&engine, &Event::Flow { flow: f, tunnel: None });
+            eve::write_flow(&mut line, &engine, &f, EndReason::Timeout);
+            let direct =
+                from_event(&engine, &Event::Flow { flow: f, tunnel: None, reason: EndReason::Timeout });
             assert_eq!(parsed(&line), direct, "{}", String::from_utf8_lossy(&line));
         }
     }
@@ -353,6 +393,7 @@ mod tests {
             evidence: Some(1),
             confidence: Confidence::Low,
             detail: None,
+            source: None,
             exception: None,
         };
         assert_eq!(parsed(&line), from_event(&engine, &event));
@@ -370,8 +411,8 @@ mod tests {
             Engine::new(Arc::new(policy.expect("policy")), Arc::new(topology.expect("topology")), 10);
         let f = flow(&engine, "198.51.100.7", "10.10.1.11", 50001, 3389, proto::TCP);
         let mut line = Vec::new();
-        eve::write_flow(&mut line, &engine, &f);
-        let direct = from_event(&engine, &Event::Flow { flow: f, tunnel: None });
+        eve::write_flow(&mut line, &engine, &f, EndReason::Timeout);
+        let direct = from_event(&engine, &Event::Flow { flow: f, tunnel: None, reason: EndReason::Timeout });
         let Record::Flow(ref record) = direct else { panic!("not a flow") };
         assert_eq!(record.verdict, Verdict::Accepted);
         assert_eq!(parsed(&line), direct, "{}", String::from_utf8_lossy(&line));
@@ -385,6 +426,7 @@ mod tests {
             confidence: Confidence::Medium,
             detail: None,
             exception: Some(0),
+            source: None,
         };
         let mut line = Vec::new();
         eve::write_event(&mut line, &engine, &event);
@@ -442,7 +484,7 @@ mod tests {
         let engine = engine();
         let f = flow(&engine, "198.51.100.7", "10.10.1.11", 50001, 3389, proto::TCP);
         let (mut flow_line, mut alert_line) = (Vec::new(), Vec::new());
-        eve::write_flow(&mut flow_line, &engine, &f);
+        eve::write_flow(&mut flow_line, &engine, &f, EndReason::Timeout);
         let rule = f.rule.expect("a rule");
         eve::write_alert(
             &mut alert_line,

@@ -279,6 +279,7 @@ mod tests {
                     evidence: None,
                     confidence: Confidence::High,
                     detail: None,
+                    source: None,
                     exception: None,
                 });
             }
@@ -293,10 +294,11 @@ mod tests {
                     evidence: Some(1),
                     confidence,
                     detail: None,
+                    source: None,
                     exception: None,
                 });
             }
-            out.push(Event::Flow { flow, tunnel: None });
+            out.push(Event::Flow { flow, tunnel: None, reason: crate::flow::EndReason::Shutdown });
         }
         out
     }

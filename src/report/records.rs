@@ -212,10 +212,6 @@ pub fn from_event(engine: &Engine, event: &Event) -> Record {
     match event {
         Event::Flow { flow, .. } => {
             let rule = flow.rule.and_then(|r| policy.rules.get(r));
-            let orig = flow.orig();
-            let accepted = engine
-                .flow_exception(flow.rule, (orig.src, orig.dst), (orig.proto, orig.dport), flow.start)
-                .is_some();
             Record::Flow(FlowRecord {
                 ends: endpoints(flow),
                 start: micros(flow.start),
@@ -225,11 +221,7 @@ pub fn from_event(engine: &Engine, event: &Event) -> Record {
                 state: Cow::Borrowed(flow.state()),
                 conn_state: Some(Cow::Borrowed(flow.conn_state())),
                 gaps: flow.gaps,
-                verdict: if accepted {
-                    Verdict::Accepted
-                } else {
-                    rule.map_or(Verdict::OutOfScope, |r| r.verdict)
-                },
+                verdict: crate::output::eve::flow_verdict(engine, flow),
                 rule: rule.map(|r| r.id.clone()),
             })
         }

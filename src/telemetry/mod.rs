@@ -8,6 +8,7 @@
 //! snapshot, the summary reads the final [`RunRecord`]. Nothing here decides anything.
 
 pub mod delivery;
+pub mod process;
 pub mod prometheus;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -201,6 +202,8 @@ pub struct Monitor {
     /// Events that could not be written to the EVE log (live only: offline, a write
     /// error ends the run).
     pub unwritten: AtomicU64,
+    /// Events written to the EVE log, to compare with what the SIEM indexed.
+    pub written: AtomicU64,
     /// Told of what an operator must hear of at once while the run goes on; by default
     /// nobody is told (the binary says it on stderr).
     pub notify: Box<dyn Fn(&Notice) + Send + Sync>,
@@ -253,6 +256,7 @@ impl Monitor {
             capture: Mutex::new(CaptureStats::default()),
             state: Mutex::new(CaptureState::Starting),
             unwritten: AtomicU64::new(0),
+            written: AtomicU64::new(0),
             notify: Box::new(|_| {}),
             delivery: None,
         }
@@ -299,6 +303,7 @@ pub fn fill_capture(c: &mut Counters, capture: CaptureStats, monitor: &Monitor) 
     c[Counter::InterfaceDropped] = capture.interface_dropped;
     c[Counter::Shed] = monitor.shed.load(Ordering::Relaxed);
     c[Counter::EveUnwritten] = monitor.unwritten.load(Ordering::Relaxed);
+    c[Counter::EveWritten] = monitor.written.load(Ordering::Relaxed);
 }
 
 /// Sets the counters that the engine's cross-flow tables keep.

@@ -13,14 +13,20 @@ use super::{CaptureState, Counter, Monitor, Snapshot, COMMIT, LATENCY_SAMPLE, VE
 use crate::decode::Skip;
 use crate::policy::Engine;
 
-/// The metrics page.
+/// The metrics page, with the process's own metrics.
 pub fn render(engine: &Engine, monitor: &Monitor) -> String {
     let mut out = page(engine, &monitor.snapshot(engine));
     if let Some(delivery) = &monitor.delivery {
         delivery.counts().write_metrics(&mut out);
     }
+    super::process::render(&mut out, &super::process::sample());
     out
 }
+
+/// Upper bounds (seconds) of the latency histogram's buckets: a packet's time in a
+/// stage is microseconds when all is well, milliseconds when a worker stalls.
+const LATENCY_BUCKETS: [f64; 12] =
+    [1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2, 0.1, 1.0];
 
 /// The metrics page of a snapshot: every counter of the table, then the labelled ones.
 pub fn page(engine: &Engine, snapshot: &Snapshot) -> String {
@@ -82,19 +88,25 @@ pub fn page(engine: &Engine, snapshot: &Snapshot) -> String {
     );
     let _ = writeln!(
         out,
-        "# HELP exwatch_stage_latency_seconds Per-packet time in each stage (one packet in {LATENCY_SAMPLE} timed).\n# TYPE exwatch_stage_latency_seconds summary"
+        "# HELP exwatch_stage_latency_seconds Per-packet time in each stage (one packet in {LATENCY_SAMPLE} timed).\n# TYPE exwatch_stage_latency_seconds histogram"
     );
     let latency = &snapshot.latency;
     for (stage, h, sum_ns) in
         [("decode", &latency.decode, latency.decode_sum_ns), ("flow", &latency.flow, latency.flow_sum_ns)]
     {
-        for q in [0.5, 0.9, 0.99] {
-            let seconds = h.value_at_quantile(q) as f64 / 1e9;
+        // Buckets, not quantiles, so that sensors' latencies add up in one query.
+        for le in LATENCY_BUCKETS {
+            let count = h.count_between(0, (le * 1e9) as u64);
             let _ = writeln!(
                 out,
-                "exwatch_stage_latency_seconds{{stage=\"{stage}\",quantile=\"{q}\"}} {seconds}"
+                "exwatch_stage_latency_seconds_bucket{{stage=\"{stage}\",le=\"{le}\"}} {count}"
             );
         }
+        let _ = writeln!(
+            out,
+            "exwatch_stage_latency_seconds_bucket{{stage=\"{stage}\",le=\"+Inf\"}} {}",
+            h.len()
+        );
         let _ =
             writeln!(out, "exwatch_stage_latency_seconds_sum{{stage=\"{stage}\"}} {}", sum_ns as f64 / 1e9);
         let _ = writeln!(out, "exwatch_stage_latency_seconds_count{{stage=\"{stage}\"}} {}", h.len());
@@ -246,8 +258,9 @@ mod tests {
         assert!(head.ends_with("\r\n\r\n"), "a HEAD response has no body: {head}");
         let body = &get[get.find("\r\n\r\n").expect("end of headers") + 4..];
         assert_eq!(content_length(&get), body.len());
-        // The uptime may differ by a digit between the two pages; the rest is the same.
-        assert!(content_length(&head).abs_diff(body.len()) <= 2, "{head}");
+        // The uptime and the process's CPU time, memory and files (read anew at each
+        // scrape) may differ by a few digits between the two pages; the rest is the same.
+        assert!(content_length(&head).abs_diff(body.len()) <= 64, "{head}");
         let post = ask(&engine, &monitor, "POST /metrics HTTP/1.1\r\n\r\n");
         assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
     }
@@ -271,7 +284,7 @@ mod tests {
     }
 
     #[test]
-    fn latency_has_quantiles_sum_and_count_and_build_info_is_there() {
+    fn latency_is_a_histogram_and_build_info_and_process_metrics_are_there() {
         let engine = engine();
         let monitor = Monitor::new(&engine, 2);
         let mut latency = crate::telemetry::Latency::default();
@@ -282,6 +295,21 @@ mod tests {
         assert!(page.contains("exwatch_stage_latency_seconds_sum{stage=\"decode\"} 0.000003\n"), "{page}");
         assert!(page.contains("exwatch_stage_latency_seconds_sum{stage=\"flow\"} 0.000008\n"), "{page}");
         assert!(page.contains("exwatch_stage_latency_seconds_count{stage=\"flow\"} 2\n"), "{page}");
+        assert!(page.contains("# TYPE exwatch_stage_latency_seconds histogram\n"), "{page}");
+        // Cumulative buckets: 3 and 5 microseconds are both under 5 µs, neither under 2.5.
+        assert!(
+            page.contains("exwatch_stage_latency_seconds_bucket{stage=\"flow\",le=\"0.0000025\"} 0\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("exwatch_stage_latency_seconds_bucket{stage=\"flow\",le=\"0.000005\"} 2\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("exwatch_stage_latency_seconds_bucket{stage=\"flow\",le=\"+Inf\"} 2\n"),
+            "{page}"
+        );
+        assert!(page.contains("\nprocess_resident_memory_bytes "), "{page}");
         let info = format!("exwatch_build_info{{version=\"{VERSION}\",commit=\"{COMMIT}\"}} 1\n");
         assert!(page.contains(&info), "{page}");
     }

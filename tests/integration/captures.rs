@@ -252,10 +252,10 @@ const EXPLAINED_SKIPS: &[(&str, &str, u64, &str)] = &[
 fn assert_skips_explained(file: &str, run: &util::Run) {
     let summary = run.summary.as_ref().expect("summary json");
     let mut got: Vec<(String, u64)> = summary["packets"]["skipped_by_reason"]
-        .as_array()
-        .expect("skipped_by_reason")
+        .as_object()
+        .expect("skipped_by_reason: a map of reason to count")
         .iter()
-        .map(|pair| (util::str_of(&pair[0]), pair[1].as_u64().unwrap_or(0)))
+        .map(|(reason, n)| (reason.clone(), n.as_u64().expect("a count")))
         .collect();
     got.sort();
     let mut want: Vec<(String, u64)> = EXPLAINED_SKIPS
@@ -521,7 +521,7 @@ Filter:<No Filter>
 }
 
 /// Every capture in captures/: the real ones and the bundled sample, in name order.
-fn every_capture() -> Vec<std::path::PathBuf> {
+pub fn every_capture() -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(util::repo().join("captures/real"))
         .expect("captures/real")
         .filter_map(|e| e.ok().map(|e| e.path()))

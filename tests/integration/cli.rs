@@ -276,8 +276,15 @@ fn policy_errors_name_file_line_and_rule() {
         "{err}"
     );
 
-    let err = policy_error(|t| t.replacen("sid = 9000002", "sid = 9000001", 1));
-    assert!(err.contains("sid 9000001 is used twice"), "{err}");
+    let err = policy_error(|t| t.replacen("sid = 1930002", "sid = 1930001", 1));
+    assert!(err.contains("sid 1930001 is used twice"), "{err}");
+
+    let err = policy_error(|t| t.replacen("sid = 1930002", "sid = 9000002", 1));
+    let line = line_of(&shipped, "id = \"client-https\"") - 1;
+    assert!(
+        err.contains(&format!("policy.toml:{line}: rule[3] (\"client-https\"): sid 9000002 is outside the range reserved for local rules")),
+        "{err}"
+    );
 
     let err = policy_error(|t| t.replacen("both_ways = true", "both_ways = true\nbothways = true", 1));
     assert!(err.contains("unknown field `bothways`"), "{err}");
@@ -300,7 +307,7 @@ source = "a test"
 
 [[rule]]
 id = "no-https"
-sid = 1
+sid = 1000001
 section = "test"
 reason = "HTTPS is forbidden here"
 verdict = "violation"

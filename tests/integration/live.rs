@@ -606,7 +606,7 @@ fn live_reports_a_perimeter_violation_and_nothing_for_smtp_or_dns() {
     assert_eq!(alert["policy"]["src_role"], "external", "{alert}");
     assert_eq!(alert["policy"]["dest_role"], "edge", "{alert}");
     assert_eq!(alert["policy"]["direction"], "observed", "{alert}");
-    assert_eq!(alert["alert"]["signature_id"], 9000028, "{alert}");
+    assert_eq!(alert["alert"]["signature_id"], 1930028, "{alert}");
 
     let stopped = exwatch.stop("TERM");
     let found: Vec<(String, u64)> = stopped
@@ -687,6 +687,33 @@ fn live_stats_events_are_periodic_and_count_traffic() {
     stopped.assert_clean();
     let periodic = stopped.events.iter().filter(|e| e["event_type"] == "stats").count();
     assert!(periodic >= 1, "{}", lines(&stopped.events));
+}
+
+/// `--stats-log FILE`: the `stats` events go to a file of their own (for a pipeline that
+/// rejects them), the EVE log keeps the alerts and carries no `stats` event.
+#[test]
+fn live_stats_log_takes_the_stats_events() {
+    let Some(net) = setup("live_stats_log_takes_the_stats_events") else {
+        return;
+    };
+    let edge = net.addr(2);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stats_log = dir.path().join("stats.json");
+    let path = stats_log.to_str().expect("utf-8");
+    let mut exwatch = Exwatch::start(&net, &edge_site(&net), &["--stats-interval", "1", "--stats-log", path]);
+    let _rdp = nc_listener(&net, Side::Inside, &edge, 3389);
+    nc_send(&net, Side::Outside, &edge, 3389);
+    exwatch.wait_event("the violation", |e| is_alert(e, "edge-perimeter", 3389));
+    wait_until("a stats event counting the violation in the stats log", || {
+        events(&stats_log).into_iter().find(|e| {
+            e["event_type"] == "stats"
+                && e["policy"]["alerts"]["edge-perimeter"].as_u64().is_some_and(|a| a >= 1)
+        })
+    });
+    let stopped = exwatch.stop("TERM");
+    stopped.assert_clean();
+    assert!(stopped.events.iter().all(|e| e["event_type"] != "stats"), "{}", lines(&stopped.events));
+    assert!(events(&stats_log).iter().all(|e| e["event_type"] == "stats"));
 }
 
 /// logrotate's way: rename the EVE log, SIGHUP, and the next event goes to a new file at
@@ -867,7 +894,7 @@ fn live_silent_drop_is_reported_on_the_clock() {
     assert_eq!(alert["policy"]["rule"], "exchange-internal", "{alert}");
     assert_eq!(alert["src_ip"], mailbox.as_str(), "{alert}");
     assert_eq!(alert["dest_ip"], silent.as_str(), "{alert}");
-    assert_eq!(alert["alert"]["signature_id"], 9000102, "{alert}");
+    assert_eq!(alert["alert"]["signature_id"], 1930102, "{alert}");
 
     let stopped = exwatch.stop("TERM");
     stopped.assert_clean();
@@ -892,10 +919,12 @@ fn raw_http(net: &Net, request: &str) -> String {
     text(&net.ok(Side::Inside, &["sh", "-c", &script]).stdout)
 }
 
-/// After a burst of frames, `exwatch_stage_latency_seconds` has samples, a `_sum` and a
-/// `_count` (it stayed at 0 while a live capture's small batches never reached the
+/// After a burst of frames, `exwatch_stage_latency_seconds` has samples in its histogram,
+/// a `_sum` and a `_count` (it stayed at 0 while a live capture's small batches never reached the
 /// publishing count); the page passes `promtool check metrics`; `exwatch_build_info`
-/// names the version; HEAD answers with headers only; `/healthz` is 200 while capturing.
+/// names the version; the process metrics and every metric the Grafana dashboard and the
+/// alerting rules query are there; HEAD answers with headers only; `/healthz` is 200
+/// while capturing.
 #[test]
 fn live_metrics_page_is_valid_and_latency_is_published() {
     let Some(net) = setup("live_metrics_page_is_valid_and_latency_is_published") else {
@@ -923,10 +952,33 @@ fn live_metrics_page_is_valid_and_latency_is_published() {
     for stage in ["decode", "flow"] {
         let sum = sample(&page, &format!("exwatch_stage_latency_seconds_sum{{stage=\"{stage}\"}}"));
         assert!(sum.is_some_and(|s| s > 0.0), "{stage}: no positive _sum:\n{page}");
-        let p99 =
-            sample(&page, &format!("exwatch_stage_latency_seconds{{stage=\"{stage}\",quantile=\"0.99\"}}"));
-        assert!(p99.is_some_and(|s| s > 0.0), "{stage}: p99 is 0:\n{page}");
+        // A histogram: its `+Inf` bucket holds every sample, as `_count` does.
+        let all =
+            sample(&page, &format!("exwatch_stage_latency_seconds_bucket{{stage=\"{stage}\",le=\"+Inf\"}}"));
+        let count = sample(&page, &format!("exwatch_stage_latency_seconds_count{{stage=\"{stage}\"}}"));
+        assert!(all.is_some_and(|n| n >= 1.0) && all == count, "{stage}: buckets:\n{page}");
     }
+    // The process's metrics under their standard names, and every metric the shipped
+    // Grafana dashboard and alerting rules query, on this live page.
+    let served = crate::soc::page_series(&page);
+    let rules = std::fs::read_to_string(crate::util::repo().join("packaging/prometheus/exwatch-rules.yml"))
+        .expect("rules");
+    let named = crate::soc::named_metrics(&crate::soc::dashboard_queries());
+    for name in named.iter().chain(&crate::soc::named_metrics(&rules)) {
+        assert!(
+            served.contains(name),
+            "{name}: queried by the dashboard or rules, not on the live page:\n{page}"
+        );
+    }
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
+        "process_open_fds",
+    ] {
+        assert!(served.contains(name), "{name} missing:\n{page}");
+    }
+    assert!(sample(&page, "exwatch_eve_events_written_total").is_some(), "{page}");
     let info = page.lines().find(|l| l.starts_with("exwatch_build_info{")).expect("exwatch_build_info");
     assert!(info.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))), "{info}");
     assert!(info.contains("commit=\"") && info.ends_with("} 1"), "{info}");

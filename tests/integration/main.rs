@@ -25,4 +25,5 @@ mod payload;
 mod redis;
 mod report;
 mod scenarios;
+mod soc;
 mod verdicts;

@@ -114,6 +114,11 @@ fn live_config_wrong_type_and_bad_value_name_where_they_were_set() {
     assert_eq!(status, 2, "{stderr}");
     assert!(stderr.contains(&format!("{path}:2: workers: invalid type")), "{stderr}");
 
+    let (path, status, stderr) = live_with_config("interface = \"eth1\"\nflows = \"some\"\n", &[]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("--flows=some: not `all` or `in-scope`"), "{stderr}");
+    assert!(stderr.contains(&format!("(set at {path}:2: flows)")), "{stderr}");
+
     let (path, status, stderr) = live_with_config("interface = \"eth1\"\n\nsyn_timeout = -1\n", &[]);
     assert_eq!(status, 2, "{stderr}");
     assert!(stderr.contains("--syn-timeout -1: must be a positive number"), "{stderr}");

@@ -491,9 +491,14 @@ fn stats_events_feed_capture_health() {
         .map(|l| format!("{l}\n"))
         .collect();
     // What a live sensor writes with --stats-interval: cumulative counters, the last counts.
-    for (ts, pkts, drops) in [("04:55:14.010000", 100, 1), ("04:55:14.020000", 5044, 7)] {
+    // The first as earlier exwatch wrote `skipped_by_reason` (pairs), the last as a map.
+    let first = "[[\"truncated\",1]]";
+    let last = "{\"truncated\":3}";
+    for (ts, pkts, drops, by_reason) in
+        [("04:55:14.010000", 100, 1, first), ("04:55:14.020000", 5044, 7, last)]
+    {
         text.push_str(&format!(
-            "{{\"timestamp\":\"2026-11-27T{ts}+0000\",\"event_type\":\"stats\",\"stats\":{{\"uptime\":1,\"capture\":{{\"kernel_packets\":{pkts},\"kernel_drops\":{drops},\"kernel_ifdrops\":0}},\"decoder\":{{\"pkts\":{pkts},\"bytes\":1}},\"flow\":{{\"total\":1,\"active\":0}}}},\"policy\":{{\"capture\":{{\"shed\":0}},\"packets\":{{\"decoded\":{pkts},\"skipped\":3,\"skipped_by_reason\":[[\"truncated\",3]]}},\"flows\":{{\"evicted\":2,\"timed_out\":0}},\"findings\":{{}},\"alerts\":{{}}}}}}\n"
+            "{{\"timestamp\":\"2026-11-27T{ts}+0000\",\"event_type\":\"stats\",\"stats\":{{\"uptime\":1,\"capture\":{{\"kernel_packets\":{pkts},\"kernel_drops\":{drops},\"kernel_ifdrops\":0}},\"decoder\":{{\"pkts\":{pkts},\"bytes\":1}},\"flow\":{{\"total\":1,\"active\":0}}}},\"policy\":{{\"capture\":{{\"shed\":0}},\"packets\":{{\"decoded\":{pkts},\"skipped\":3,\"skipped_by_reason\":{by_reason}}},\"flows\":{{\"evicted\":2,\"timed_out\":0}},\"findings\":{{}},\"alerts\":{{}}}}}}\n"
         ));
     }
     // A line that is no EVE event, and events of a rule this policy lacks.
@@ -515,7 +520,7 @@ fn stats_events_feed_capture_health() {
     assert_eq!(stats["drops"], 7);
     assert_eq!(stats["skipped"], 3);
     assert_eq!(stats["flows_evicted"], 2);
-    assert_eq!(stats["skipped_by_reason"][0][0], "truncated");
+    assert_eq!(stats["skipped_by_reason"], serde_json::json!([["truncated", 3]]));
     let notes = made.json["health"]["notes"].to_string();
     assert!(notes.contains("dropped 7 packets"), "{notes}");
     assert!(notes.contains("1 lines of the input were not EVE events"), "{notes}");

@@ -455,12 +455,15 @@ fn flows_touching_neither_mailbox_nor_edge_produce_nothing() {
 
 // --- Direction ------------------------------------------------------------------------
 
-/// Asserts the `policy.direction` of every alert, by the alert's source.
+/// Asserts the `policy.direction` of every alert, by the flow's originator (`policy`'s).
 fn assert_directions(run: &Run, expected: &[(SocketAddr, &str)]) {
     let mut actual: Vec<(String, String)> = run
         .alerts()
         .iter()
-        .map(|a| (util::endpoint(&a["src_ip"], &a["src_port"]), util::str_of(&a["policy"]["direction"])))
+        .map(|a| {
+            let p = &a["policy"];
+            (util::endpoint(&p["src_ip"], &p["src_port"]), util::str_of(&p["direction"]))
+        })
         .collect();
     actual.sort();
     let mut expected: Vec<(String, String)> =

@@ -52,8 +52,9 @@ impl Run {
         self.events.iter().filter(|e| e["event_type"] == "flow").collect()
     }
 
-    /// (verdict, finding id, src, dest) of every alert, sorted. The finding id is the
-    /// evidence for restrictions and the rule otherwise.
+    /// (verdict, finding id, src, dest) of every alert, sorted: src and dest are the
+    /// flow's originator and responder (`policy`'s, whichever way the packet that fired
+    /// went). The finding id is the evidence for restrictions and the rule otherwise.
     pub fn findings(&self) -> Vec<(String, String, String, String)> {
         let mut out: Vec<_> = self
             .alerts()
@@ -64,8 +65,8 @@ impl Run {
                 (
                     str_of(&p["verdict"]),
                     str_of(id),
-                    endpoint(&e["src_ip"], &e["src_port"]),
-                    endpoint(&e["dest_ip"], &e["dest_port"]),
+                    endpoint(&p["src_ip"], &p["src_port"]),
+                    endpoint(&p["dest_ip"], &p["dest_port"]),
                 )
             })
             .collect();

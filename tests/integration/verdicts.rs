@@ -371,6 +371,12 @@ fn a_reset_is_compared_with_what_its_sender_showed_on_other_flows() {
         policy["detail"],
         "reset with TTL 64 where its sender showed TTL 63 on 1 earlier flow to this host"
     );
+    // The reset's source address is the evidence's source; the alert's addresses follow
+    // the reset (to the client), the flow's ends stay in `policy`.
+    let alert = run.alerts()[0];
+    assert_eq!(policy["evidence_source"], dc.ip().to_string(), "{alert}");
+    assert_eq!(alert["alert"]["metadata"]["evidence_source"][0], dc.ip().to_string(), "{alert}");
+    assert_eq!((&alert["direction"], &alert["src_ip"]), (&"to_client".into(), &dc.ip().to_string().into()));
     // With two earlier flows agreeing, high.
     let mut s2 = Scenario::new();
     s2.ttl = 63;
