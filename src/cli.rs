@@ -110,40 +110,6 @@ pub struct ManFlags {
     pub command: Option<String>,
 }
 
-/// The completion script for `shell`, from the flags' definitions.
-pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
-    use clap::CommandFactory;
-    let mut out = Vec::new();
-    clap_complete::generate(shell, &mut Args::command(), "exwatch", &mut out);
-    out
-}
-
-/// The man page of exwatch, or of one of its commands, from the flags' definitions.
-pub fn man_page(command: Option<&str>) -> Result<Vec<u8>, String> {
-    use clap::CommandFactory;
-    let mut root = Args::command();
-    root.build();
-    let page = match command {
-        None => root,
-        Some(name) => {
-            let names: Vec<String> =
-                root.get_subcommands().map(|c| c.get_name().to_string()).filter(|n| n != "help").collect();
-            let sub = root
-                .find_subcommand(name)
-                .filter(|_| name != "help")
-                .ok_or_else(|| format!("man {name}: no such command (one of {})", names.join(", ")))?;
-            // Its page is exwatch-NAME(1), and its usage line says `exwatch NAME`.
-            sub.clone()
-                .name(format!("exwatch-{name}"))
-                .bin_name(format!("exwatch {name}"))
-                .version(root.get_version().unwrap_or_default().to_string())
-        }
-    };
-    let mut out = Vec::new();
-    clap_mangen::Man::new(page).render(&mut out).map_err(|e| e.to_string())?;
-    Ok(out)
-}
-
 #[derive(ClapArgs, Debug)]
 pub struct LearnFlags {
     /// Capture files or directories, as for analyze.

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 
-use exwatch::command::{self, Outcome};
+use exwatch::command::{self, manual, Outcome};
 
 fn main() -> ExitCode {
     let matches = cli::Args::command().get_matches();
@@ -35,8 +35,10 @@ fn run(args: cli::Args, matches: &clap::ArgMatches) -> Result<Outcome, command::
         cli::Command::Compare(flags) => command::compare::run(&cli::compare(flags)?),
         cli::Command::Generate(flags) => command::generate::run(&cli::generate(flags)),
         cli::Command::Collect(flags) => command::collect::run(cli::collect(flags)?),
-        cli::Command::Completions(flags) => printed(&cli::completions(flags.shell)),
-        cli::Command::Man(flags) => printed(&cli::man_page(flags.command.as_deref())?),
+        cli::Command::Completions(flags) => printed(&manual::completions(cli::Args::command(), flags.shell)),
+        cli::Command::Man(flags) => {
+            printed(&manual::man_page(cli::Args::command(), flags.command.as_deref())?)
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod generate;
 pub mod inputs;
 pub mod learn;
 pub mod live;
+pub mod manual;
 pub mod publish;
 pub mod report;
 

@@ -62,7 +62,10 @@ pub struct Summary {
 /// The capture's time range (RFC 3339, as EVE writes time), and live, its counters.
 #[derive(Serialize, Debug)]
 pub struct Capture {
+    /// Absent when no packet was decoded (one type per field: never null).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub first: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last: Option<String>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub counters: Option<Counts>,
