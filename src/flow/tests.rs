@@ -232,3 +232,11 @@ fn unanswered_flows_can_be_left_out_of_the_flow_events() {
     assert_eq!(ports, vec![40000]);
     assert_eq!(t.counters()[Counter::Flows], 3, "every flow is still tracked and counted");
 }
+
+/// A tracked flow's size, which the flow table's memory per flow is counted from (the
+/// README's flood figures): a field added to `Flow` shows here.
+#[test]
+fn a_flow_is_at_most_216_bytes() {
+    let size = std::mem::size_of::<Flow>();
+    assert!(size <= 216, "Flow is {size} bytes");
+}
