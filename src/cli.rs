@@ -266,6 +266,10 @@ pub struct AnalyzeFlags {
     /// how many frames the reader decoded.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ReaderDecodesFlag::WhenBehind)]
     pub reader_decodes: ReaderDecodesFlag,
+    /// Analyse only the frames this BPF expression (tcpdump syntax) passes, as `live
+    /// --bpf` does on an interface; the summary counts the others (`bpf_filtered`).
+    #[arg(long, value_name = "EXPR")]
+    pub bpf: Option<String>,
     /// Files analysed at once when several files are each a capture of their own (the
     /// default for two or more files); each job owns a share of --max-flows. Default: the
     /// number of cores.
@@ -503,6 +507,10 @@ pub fn analyze(flags: AnalyzeFlags) -> Result<command::analyze::Settings, String
     };
     at_least_one(flags.jobs, "--jobs", &mut run.pipeline.jobs)?;
     run.pipeline.continuous = flags.continuous;
+    if let Some(expression) = flags.bpf {
+        exwatch::capture::filter::Filter::new(&expression).map_err(|e| e.to_string())?;
+        run.pipeline.bpf = Some(expression);
+    }
     Ok(command::analyze::Settings {
         inputs: Inputs::expand(&flags.files)?,
         run,

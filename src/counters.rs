@@ -89,6 +89,8 @@ counters! {
         "Frames read from the capture.";
     FrameBytes: Packets "bytes", "exwatch_bytes_total", "bytes", Some("decoder.bytes"),
         "Bytes (on the wire) of the frames read.";
+    BpfFiltered: Packets "bpf_filtered", "exwatch_bpf_filtered_total", "frames", None,
+        "Frames of capture files that analyze --bpf left out (not counted as read; live, the kernel filters them before any count).";
     Decoded: Packets "decoded", "exwatch_decoded_total", "frames", None,
         "Frames decoded into a packet.";
     FragmentsJoined: Packets "fragments_joined", "exwatch_fragments_joined_total", "fragments", None,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 pub mod compressed;
+pub mod filter;
 pub mod format;
 pub mod savefile;
 

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use super::worker::Worker;
 use super::writer::{self, Events, Writer};
 use super::{join_all, FileReader, Outputs, Progress, Settings, Tally};
+use crate::capture::filter::Filter;
 use crate::capture::{CaptureError, FrameSource, Next};
-use crate::counters::Counters;
+use crate::counters::{Counter, Counters};
 use crate::flow::{self, Tracker};
 use crate::policy::Engine;
 use crate::telemetry::{self, Busy, Gauges, Latency, Monitor, Reading, RunRecord};
@@ -52,6 +53,8 @@ pub(super) fn run(
         progress,
         stop: &monitor.stop,
         reader: settings.file_reader,
+        bpf: settings.bpf.as_deref(),
+        filtered: AtomicU64::new(0),
         flows: settings.flows_share(jobs, outputs.observer.as_deref()),
         jobs,
         span: super::Span::new(),
@@ -71,6 +74,7 @@ pub(super) fn run(
             );
         }
         let (Tally { mut counters, latency, busy: work }, errors) = join_all(handles, engine)?;
+        counters[Counter::BpfFiltered] += shared.filtered.load(Ordering::Relaxed);
         telemetry::fill_engine(&mut counters, engine);
         if settings.eve_flows {
             events.send_lines(super::final_stats(engine, &origin, &counters, &shared.span));
@@ -105,6 +109,9 @@ struct Jobs<'a> {
     progress: Progress<'a>,
     stop: &'a AtomicBool,
     reader: FileReader,
+    /// `analyze --bpf`, and the frames it left out.
+    bpf: Option<&'a str>,
+    filtered: AtomicU64,
     /// One job's share of the flow table.
     flows: flow::Settings,
     /// The capture time read, for the run's final `stats` event.
@@ -161,14 +168,21 @@ impl Jobs<'_> {
             }
             None => worker.insert(Worker::new(tracker, gauges, events.new_stream())),
         };
-        let read = self.read(source.as_mut(), worker);
+        let mut filter = self.bpf.map(Filter::new).transpose()?;
+        let read = self.read(source.as_mut(), worker, filter.as_mut());
         let dropped = engine.smtp_senders_dropped.load(Ordering::Relaxed);
         self.engine.smtp_senders_dropped.fetch_add(dropped, Ordering::Relaxed);
         read
     }
 
     /// Read, decode, track: one frame at a time, in capture order.
-    fn read(&self, source: &mut dyn FrameSource, worker: &mut Worker<'_>) -> Result<(), CaptureError> {
+    fn read(
+        &self,
+        source: &mut dyn FrameSource,
+        worker: &mut Worker<'_>,
+        mut filter: Option<&mut Filter>,
+    ) -> Result<(), CaptureError> {
+        let mut filtered = 0u64;
         let mut unreported = 0u64;
         let mut frames = 0u64;
         let (mut first, mut last) = (Ts(0), Ts(0));
@@ -181,11 +195,19 @@ impl Jobs<'_> {
                 Err(err) => break Err(err),
             };
             unreported += 16 + frame.data.len() as u64;
-            if first == Ts(0) {
-                first = frame.ts;
+            let passes = match filter.as_deref_mut() {
+                Some(filter) => filter.matches(frame.link, frame.data),
+                None => true,
+            };
+            if passes {
+                if first == Ts(0) {
+                    first = frame.ts;
+                }
+                last = last.max(frame.ts);
+                worker.frame(frame.link, frame.ts, frame.wire_len, frame.data);
+            } else {
+                filtered += 1;
             }
-            last = last.max(frame.ts);
-            worker.frame(frame.link, frame.ts, frame.wire_len, frame.data);
             frames += 1;
             if frames % BATCH_FRAMES == 0 {
                 worker.batch_done(None);
@@ -198,6 +220,7 @@ impl Jobs<'_> {
             }
         };
         worker.batch_done(None);
+        self.filtered.fetch_add(filtered, Ordering::Relaxed);
         self.report_progress(unreported);
         self.span.note(first, last);
         outcome

@@ -56,6 +56,8 @@ pub struct Settings {
     pub flows_in_scope: bool,
     /// How capture files are read.
     pub file_reader: FileReader,
+    /// `analyze --bpf`: the frames of capture files that pass this expression only.
+    pub bpf: Option<String>,
     /// When the reader decodes frames itself rather than leave them to the workers.
     pub reader_decodes: ReaderDecodes,
     /// Files analysed at once when several files are each a capture of their own.
@@ -84,6 +86,7 @@ impl Default for Settings {
             eve_flows: false,
             flows_in_scope: false,
             file_reader: FileReader::Native,
+            bpf: None,
             reader_decodes: ReaderDecodes::WhenBehind,
             jobs: cores,
             continuous: false,

@@ -25,7 +25,9 @@ use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender, TrySendErro
 use super::worker::{Decoded, Worker};
 use super::writer::{self, Events, Writer};
 use super::{join_all, Outputs, Progress, ReaderDecodes, Settings, Tally};
+use crate::capture::filter::Filter;
 use crate::capture::{CaptureError, CaptureStats, Chunk, Frame, FrameSource, Next};
+use crate::counters::Counter;
 use crate::decode::{self, LinkType};
 use crate::flow::Tracker;
 use crate::output::{eve, EveOut};
@@ -273,6 +275,12 @@ impl Stream<'_> {
                 backlog_max: settings.queue_batches,
                 decodes: settings.reader_decodes,
                 decoded: 0,
+                filter: match (&settings.bpf, live) {
+                    // Live, the kernel filters (`LiveSettings::bpf`).
+                    (Some(expression), false) => Some(Filter::new(expression).map_err(io::Error::other)?),
+                    _ => None,
+                },
+                filtered: 0,
             };
             let mut errors = Vec::new();
             let mut file_bytes = 0u64;
@@ -309,12 +317,14 @@ impl Stream<'_> {
             reader.end_of_input();
             let read = started.elapsed().saturating_sub(reader.blocked);
             let read_decoded = reader.decoded;
+            let filtered = reader.filtered;
             let span = super::Span::new();
             span.note(reader.first_ts, reader.last_ts);
             let last_events = reader.events.clone();
             drop(reader);
 
             let (Tally { mut counters, latency, busy: work }, _) = join_all(handles, engine)?;
+            counters[Counter::BpfFiltered] += filtered;
             telemetry::fill_capture(&mut counters, capture, monitor);
             telemetry::fill_engine(&mut counters, engine);
             if !live && settings.eve_flows {
@@ -376,6 +386,9 @@ struct Reader<'m> {
     /// When the reader decodes frames for the workers, and how many it did.
     decodes: ReaderDecodes,
     decoded: u64,
+    /// `analyze --bpf`, and the frames it left out.
+    filter: Option<Filter>,
+    filtered: u64,
 }
 
 impl Reader<'_> {
@@ -406,6 +419,15 @@ impl Reader<'_> {
                 }
             };
             *bytes += 16 + frame.data.len() as u64;
+            if let Some(filter) = &mut self.filter {
+                if !filter.matches(frame.link, frame.data) {
+                    self.filtered += 1;
+                    if self.filtered % u64::from(CHECK_FRAMES) == 0 {
+                        progress(*bytes);
+                    }
+                    continue;
+                }
+            }
             let worker = match workers {
                 1 => 0,
                 // The high word of hash × workers: a worker index without a division.

@@ -454,3 +454,31 @@ fn the_summary_json_says_what_was_concluded_and_with_what() {
     assert_eq!(summary["exit_status"], 2);
     assert!(summary["conclusion"].as_str().unwrap_or_default().starts_with("not checked whole"), "{summary}");
 }
+
+/// `analyze --bpf` judges only the frames the expression passes, one file read as a
+/// stream or several files by jobs alike, and counts the others; a bad expression is
+/// refused before anything is read.
+#[test]
+fn analyze_bpf_keeps_what_the_expression_passes_and_counts_the_rest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let copy = dir.path().join("copy.pcap");
+    std::fs::copy(util::capture(SAMPLE), &copy).expect("copy the sample");
+    let sample = util::capture(SAMPLE);
+    for files in [vec![sample.as_path()], vec![sample.as_path(), copy.as_path()]] {
+        let run = util::analyze(&files, &["--flows", "--bpf", "tcp port 443"]);
+        let flows = run.flows();
+        assert!(!flows.is_empty(), "{}", run.stderr);
+        for flow in &flows {
+            assert!(flow["src_port"] == 443 || flow["dest_port"] == 443, "{flow}");
+        }
+        let summary = run.summary.clone().expect("summary JSON");
+        let (read, filtered) = (&summary["packets"]["read"], &summary["packets"]["bpf_filtered"]);
+        let total = 5044 * files.len() as u64;
+        assert_eq!(read.as_u64().zip(filtered.as_u64()).map(|(r, f)| r + f), Some(total), "{summary}");
+        assert!(filtered.as_u64() > Some(0), "{summary}");
+    }
+    let (status, _, stderr) =
+        util::exwatch(&["analyze", "--bpf", "tcp port", "captures/sample-contoso.pcap"]);
+    assert_eq!(status, 2);
+    assert!(stderr.contains("BPF filter \"tcp port\""), "{stderr}");
+}
