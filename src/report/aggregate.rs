@@ -664,7 +664,7 @@ impl crate::pipeline::Observer for Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::dedup::SECOND;
+    use crate::report::dedup::SECOND_MICROS;
     use crate::report::model::FileRef;
 
     fn builder() -> Builder {
@@ -693,8 +693,8 @@ mod tests {
                 dest_role: Role::External,
                 inferred: false,
             },
-            start: 10 * SECOND,
-            end: 11 * SECOND,
+            start: 10 * SECOND_MICROS,
+            end: 11 * SECOND_MICROS,
             pkts: [3, 2],
             bytes: [100, 200],
             state: "closed".into(),

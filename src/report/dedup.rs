@@ -7,12 +7,12 @@ use std::hash::BuildHasher;
 use super::records::Micros;
 
 /// A second, in [`Micros`].
-pub const SECOND: Micros = 1_000_000;
+pub const SECOND_MICROS: Micros = crate::time::SECOND / 1_000;
 
 /// How long, in capture time, a flow's key is remembered to recognise the same flow
 /// seen by another sensor. Flow events come out of a sensor up to its TCP idle timeout
 /// (300 s) after one another's order, so the window is three times that.
-pub const DEDUP_WINDOW: Micros = 900 * SECOND;
+pub const DEDUP_WINDOW: Micros = 900 * SECOND_MICROS;
 
 /// Dedup keys kept at most; past it the oldest are forgotten (and counted).
 pub const DEDUP_CAP: usize = 4_000_000;
@@ -87,7 +87,7 @@ impl Dedup {
         }
         if let Some(&(seen, by)) = self.seen.get(&key) {
             let same_sensor = sensor != 0 && by == sensor;
-            if seen.abs_diff(start) <= SECOND && (!same_sensor || seen == start) {
+            if seen.abs_diff(start) <= SECOND_MICROS && (!same_sensor || seen == start) {
                 self.duplicates += 1;
                 return true;
             }
@@ -107,19 +107,25 @@ mod tests {
         let mut d = Dedup::new();
         let key = d.hash(("flow", "1:abc", None));
         let (a, b) = (d.sensor(Some("a")), d.sensor(Some("b")));
-        assert!(!d.duplicate(key, 10 * SECOND, 11 * SECOND, a));
-        assert!(d.duplicate(key, 10 * SECOND + 999_999, 11 * SECOND, b));
-        assert!(d.duplicate(key, 10 * SECOND - SECOND, 11 * SECOND, 0), "an unnamed sensor");
-        assert!(!d.duplicate(key, 12 * SECOND, 13 * SECOND, b), "two seconds apart: another flow");
+        assert!(!d.duplicate(key, 10 * SECOND_MICROS, 11 * SECOND_MICROS, a));
+        assert!(d.duplicate(key, 10 * SECOND_MICROS + 999_999, 11 * SECOND_MICROS, b));
+        assert!(
+            d.duplicate(key, 10 * SECOND_MICROS - SECOND_MICROS, 11 * SECOND_MICROS, 0),
+            "an unnamed sensor"
+        );
+        assert!(
+            !d.duplicate(key, 12 * SECOND_MICROS, 13 * SECOND_MICROS, b),
+            "two seconds apart: another flow"
+        );
         let other = d.hash(("flow", "1:abd", None));
-        assert!(!d.duplicate(other, 12 * SECOND, 13 * SECOND, b));
+        assert!(!d.duplicate(other, 12 * SECOND_MICROS, 13 * SECOND_MICROS, b));
         assert_eq!(d.duplicates, 2);
         // One sensor's two events are two flows, however close.
         let reused = d.hash(("flow", "1:reused", None));
-        assert!(!d.duplicate(reused, 20 * SECOND, 21 * SECOND, a));
-        assert!(!d.duplicate(reused, 20 * SECOND + 10, 21 * SECOND, a));
+        assert!(!d.duplicate(reused, 20 * SECOND_MICROS, 21 * SECOND_MICROS, a));
+        assert!(!d.duplicate(reused, 20 * SECOND_MICROS + 10, 21 * SECOND_MICROS, a));
         // One sensor's event delivered twice is one.
-        assert!(d.duplicate(reused, 20 * SECOND + 10, 21 * SECOND, a));
+        assert!(d.duplicate(reused, 20 * SECOND_MICROS + 10, 21 * SECOND_MICROS, a));
         assert_eq!(d.sensor(None), 0);
         assert_ne!(d.sensor(Some("")), 0);
     }
@@ -128,9 +134,9 @@ mod tests {
     fn dedup_keys_are_forgotten_once_the_window_has_passed() {
         let mut d = Dedup::new();
         let key = d.hash(("flow", "1:abc", None));
-        assert!(!d.duplicate(key, 0, SECOND, 0));
+        assert!(!d.duplicate(key, 0, SECOND_MICROS, 0));
         let later = d.hash(("flow", "1:later", None));
-        assert!(!d.duplicate(later, 0, SECOND + DEDUP_WINDOW + 1, 0));
+        assert!(!d.duplicate(later, 0, SECOND_MICROS + DEDUP_WINDOW + 1, 0));
         assert_eq!(d.seen.len(), 1, "the first key was dropped");
         assert_eq!(d.forgotten, 0, "dropped by time, not by the cap");
     }
@@ -141,11 +147,11 @@ mod tests {
     fn each_sensor_keeps_its_own_time() {
         let mut d = Dedup::new();
         let (live, a, c) = (d.sensor(Some("live")), d.sensor(Some("a")), d.sensor(Some("c")));
-        let week = 7 * 86_400 * SECOND;
+        let week = 7 * 86_400 * SECOND_MICROS;
         assert!(!d.duplicate(d.hash(("flow", "1:live", None)), week, week, live));
         let key = d.hash(("flow", "1:old", None));
-        assert!(!d.duplicate(key, 10 * SECOND, 11 * SECOND, a));
+        assert!(!d.duplicate(key, 10 * SECOND_MICROS, 11 * SECOND_MICROS, a));
         assert!(!d.duplicate(d.hash(("flow", "1:live2", None)), week, week + 1, live));
-        assert!(d.duplicate(key, 10 * SECOND, 11 * SECOND, c), "site c saw site a's flow");
+        assert!(d.duplicate(key, 10 * SECOND_MICROS, 11 * SECOND_MICROS, c), "site c saw site a's flow");
     }
 }
