@@ -69,7 +69,7 @@ fn main() {
             meta(),
             std::slice::from_ref(&path),
             None,
-            false,
+            (false, None),
         )
         .expect("report")
     });

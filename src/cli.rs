@@ -17,6 +17,7 @@ use exwatch::output::bound;
 use exwatch::pipeline::{FileReader, ReaderDecodes, Settings};
 use exwatch::policy::{builtin, Topology, DEFAULT_MAX_SMTP_SENDERS};
 use exwatch::report::Meta;
+use exwatch::time::{self, Ts};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -193,6 +194,13 @@ pub struct ReportFlags {
     /// status 2, without it).
     #[arg(long)]
     pub allow_mixed: bool,
+    /// Keep only the flows that started at or after TIME (RFC 3339, or a date: its
+    /// midnight UTC), and the alerts on them: an audit's period.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Keep only the flows that started before TIME (as for --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
     #[command(flatten)]
     pub config: ConfigFlags,
 }
@@ -270,6 +278,14 @@ pub struct AnalyzeFlags {
     /// --bpf` does on an interface; the summary counts the others (`bpf_filtered`).
     #[arg(long, value_name = "EXPR")]
     pub bpf: Option<String>,
+    /// Keep only the flows that started at or after TIME (RFC 3339, 2026-11-27T04:55:14Z,
+    /// or a date, 2026-11-27: its midnight UTC): an audit's period. Earlier flows are
+    /// still tracked, so the ones kept are judged with their whole history.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Keep only the flows that started before TIME (as for --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
     /// Files analysed at once when several files are each a capture of their own (the
     /// default for two or more files); each job owns a share of --max-flows. Default: the
     /// number of cores.
@@ -507,6 +523,7 @@ pub fn analyze(flags: AnalyzeFlags) -> Result<command::analyze::Settings, String
     };
     at_least_one(flags.jobs, "--jobs", &mut run.pipeline.jobs)?;
     run.pipeline.continuous = flags.continuous;
+    run.pipeline.flows.window = window(flags.since.as_deref(), flags.until.as_deref())?;
     if let Some(expression) = flags.bpf {
         exwatch::capture::filter::Filter::new(&expression).map_err(|e| e.to_string())?;
         run.pipeline.bpf = Some(expression);
@@ -555,6 +572,7 @@ pub fn report(flags: ReportFlags) -> Result<command::report::Settings, String> {
         outputs: ReportFiles { html: flags.html, json: flags.json, csv: flags.csv },
         baseline: flags.baseline,
         allow_mixed: flags.allow_mixed,
+        window: window(flags.since.as_deref(), flags.until.as_deref())?,
     })
 }
 
@@ -585,6 +603,20 @@ pub fn generate(flags: GenerateFlags) -> command::generate::Settings {
         pool: flags.pool,
         topology: flags.topology,
     }
+}
+
+/// `--since`/`--until`: the period whose flows are kept.
+fn window(since: Option<&str>, until: Option<&str>) -> Result<Option<(Ts, Ts)>, String> {
+    let parse = |flag: &str, text: Option<&str>| {
+        text.map(|t| time::parse(t).map_err(|e| format!("{flag} {e}"))).transpose()
+    };
+    let (since, until) = (parse("--since", since)?, parse("--until", until)?);
+    if let (Some(a), Some(b)) = (since, until) {
+        if a >= b {
+            return Err("--since must be before --until".into());
+        }
+    }
+    Ok((since.is_some() || until.is_some()).then(|| (since.unwrap_or(Ts(0)), until.unwrap_or(Ts(u64::MAX)))))
 }
 
 /// Validates the flags of `live`, with the settings of `--config` under those that

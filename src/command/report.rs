@@ -19,6 +19,8 @@ pub struct Settings {
     /// Build the report from events judged under other files, or against another
     /// organization's baseline.
     pub allow_mixed: bool,
+    /// `--since`/`--until`: only the flows that started in it.
+    pub window: Option<(crate::time::Ts, crate::time::Ts)>,
 }
 
 pub fn run(settings: Settings) -> Result<Outcome, Error> {
@@ -43,8 +45,15 @@ pub fn run(settings: Settings) -> Result<Outcome, Error> {
         None => None,
     };
     let (meta, logs) = (settings.meta, &settings.logs);
-    let built = report::build(config.policy, config.topology, meta, logs, baseline, settings.allow_mixed)
-        .map_err(|e| e.to_string())?;
+    let built = report::build(
+        config.policy,
+        config.topology,
+        meta,
+        logs,
+        baseline,
+        (settings.allow_mixed, settings.window),
+    )
+    .map_err(|e| e.to_string())?;
     settings.outputs.write(&built)?;
     eprintln!("exwatch report: {}", built.conclusion.text);
     Ok(match report::exit_status(&built) {

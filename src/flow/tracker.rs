@@ -36,6 +36,10 @@ pub struct Settings {
     pub flow_events: bool,
     /// ...including flows never answered ([`Flow::is_answered`]).
     pub unanswered_flow_events: bool,
+    /// `--since`/`--until`: only flows that started at or after the first time and before
+    /// the second are kept (counted, judged, written); the others are still tracked, so
+    /// that a flow's state and the cross-flow tables stay whole.
+    pub window: Option<(Ts, Ts)>,
 }
 
 impl Default for Settings {
@@ -51,6 +55,7 @@ impl Default for Settings {
             fragment_timeout_ns: 30 * SECOND,
             flow_events: false,
             unanswered_flow_events: true,
+            window: None,
         }
     }
 }
@@ -356,16 +361,18 @@ impl Tracker {
         // from its sender (ports never turn a UDP flow round), with less confidence.
         flow.reply_first =
             orig.proto == proto::UDP && self.is_service_port(orig.sport) && !self.is_service_port(orig.dport);
-        self.counters[Counter::Flows] += 1;
-        if flow.orig_role == Role::Local || flow.resp_role == Role::Local {
-            self.counters[Counter::Local] += 1;
-        }
-        let exchange = |role| matches!(role, Role::Mailbox | Role::Edge);
-        if exchange(flow.orig_role) || exchange(flow.resp_role) {
-            self.counters[Counter::TouchingExchange] += 1;
-        }
-        if flow.rule.is_none() {
-            self.counters[Counter::Unmatched] += 1;
+        if self.kept(flow.start) {
+            self.counters[Counter::Flows] += 1;
+            if flow.orig_role == Role::Local || flow.resp_role == Role::Local {
+                self.counters[Counter::Local] += 1;
+            }
+            let exchange = |role| matches!(role, Role::Mailbox | Role::Edge);
+            if exchange(flow.orig_role) || exchange(flow.resp_role) {
+                self.counters[Counter::TouchingExchange] += 1;
+            }
+            if flow.rule.is_none() {
+                self.counters[Counter::Unmatched] += 1;
+            }
         }
         let idle_at = p.ts.saturating_add(self.idle_ns(&flow));
         let syn_check = self.protected(&flow)
@@ -455,6 +462,9 @@ impl Tracker {
         evidence: Option<(usize, EvidenceKind)>,
         (detail, source): (Option<Detail>, Option<IpAddr>),
     ) {
+        if !self.kept(flow.start) {
+            return;
+        }
         let detail = match evidence {
             None if flow.reply_first => Some(Detail::ReplyBeforeRequest),
             None if flow.direction == Direction::Inferred => Some(Detail::Inferred(flow.hint)),
@@ -513,12 +523,17 @@ impl Tracker {
     }
 
     pub(super) fn end(&mut self, flow: Flow, reason: EndReason) {
+        let kept = self.kept(flow.start);
         let c = &mut self.counters;
-        c[Counter::OneSided] += u64::from(flow.pkts[TO_SERVER] == 0 || flow.pkts[TO_CLIENT] == 0);
-        c[Counter::Midstream] += u64::from(flow.is_tcp() && !flow.tcp.orig_syn && !flow.tcp.resp_synack);
-        c[Counter::Gapped] += u64::from(flow.gaps > 0);
+        if kept {
+            c[Counter::OneSided] += u64::from(flow.pkts[TO_SERVER] == 0 || flow.pkts[TO_CLIENT] == 0);
+            c[Counter::Midstream] += u64::from(flow.is_tcp() && !flow.tcp.orig_syn && !flow.tcp.resp_synack);
+            c[Counter::Gapped] += u64::from(flow.gaps > 0);
+        }
         if let Some(rule) = flow.rule {
-            c.record_rule_traffic(rule, flow.total_bytes());
+            if kept {
+                c.record_rule_traffic(rule, flow.total_bytes());
+            }
             if flow.pkts[TO_CLIENT] > 0 {
                 let orig = flow.orig();
                 self.engine.answered(rule, orig.src, orig.dst, flow.last);
@@ -529,16 +544,23 @@ impl Tracker {
             self.closed.remember(flow.key.hash64(), flow.last.saturating_add(self.settings.closed_idle_ns));
         }
         let tunnel = if flow.tunneled { self.tunnels.remove(&flow.id) } else { None };
-        if self.settings.flow_events && (self.settings.unanswered_flow_events || flow.is_answered()) {
+        let wanted = self.settings.unanswered_flow_events || flow.is_answered();
+        if kept && self.settings.flow_events && wanted {
             self.events.push(Event::Flow { flow, tunnel, reason });
         }
+    }
+
+    /// Whether a flow that started at `start` is inside `--since`/`--until`.
+    #[inline]
+    pub(super) fn kept(&self, start: Ts) -> bool {
+        self.settings.window.is_none_or(|(since, until)| since <= start && start < until)
     }
 
     /// A flow no table holds (a tunnel judged for one of its inner flows, a flow known
     /// only from the packet an ICMP error quotes) that raised an alert: with flow events
     /// on, it gets one of its own, ended at once, so that the alert joins a flow event.
     pub(super) fn untracked_flow_event(&mut self, flow: Flow) {
-        if self.settings.flow_events {
+        if self.settings.flow_events && self.kept(flow.start) {
             self.events.push(Event::Flow { flow, tunnel: None, reason: EndReason::Forced });
         }
     }

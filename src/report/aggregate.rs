@@ -16,6 +16,7 @@ use super::model::*;
 use super::records::{format_timestamp, AlertRecord, FlowRecord, Micros, Record, StatsRecord};
 use super::MAX_PAIR_PORTS;
 use crate::policy::{Policy, Role, Topology, Verdict};
+use crate::time::Ts;
 
 /// Time slots of finding counts kept at most (see [`Builder::coarsen`]).
 const TIME_SLOTS: usize = 100_000;
@@ -152,6 +153,8 @@ pub struct Builder {
     flow_states: BTreeMap<String, u64>,
     /// The `host` of the events of this run (`analyze --report`).
     sensor_name: Option<String>,
+    /// `report --since/--until`: only flows that started in it, in microseconds.
+    window: Option<(Micros, Micros)>,
     /// The capture files of this run, by index (`analyze --report`): EVE's
     /// `pcap_filename` of its events.
     captures: Vec<String>,
@@ -248,6 +251,7 @@ impl Builder {
             conn_states: BTreeMap::new(),
             flow_states: BTreeMap::new(),
             sensor_name: None,
+            window: None,
             captures: Vec::new(),
             files: BTreeMap::new(),
             exceptions: BTreeMap::new(),
@@ -255,6 +259,16 @@ impl Builder {
     }
 
     pub fn record(&mut self, record: Record) {
+        let start = match &record {
+            Record::Flow(f) => Some(f.start),
+            Record::Alert(a) => Some(a.flow_start),
+            Record::Stats(_) => None,
+        };
+        if let (Some(start), Some((since, until))) = (start, self.window) {
+            if start < since || start >= until {
+                return;
+            }
+        }
         match record {
             Record::Flow(f) => self.flow(&f),
             Record::Alert(a) => self.alert(&a),
@@ -290,6 +304,13 @@ impl Builder {
     /// order the pipeline numbers them, as EVE's `pcap_filename` names them.
     pub fn with_captures(mut self, names: Vec<String>) -> Builder {
         self.captures = names;
+        self
+    }
+
+    /// Keeps only the flows that started in `window` (`--since`, `--until`), and the
+    /// alerts on them.
+    pub fn with_window(mut self, window: Option<(Ts, Ts)>) -> Builder {
+        self.window = window.map(|(since, until)| (since.0 / 1_000, until.0 / 1_000));
         self
     }
 

@@ -62,10 +62,10 @@ pub fn build(
     meta: Meta,
     logs: &[std::path::PathBuf],
     baseline: Option<(Report, model::FileRef)>,
-    allow_mixed: bool,
+    (allow_mixed, window): (bool, Option<(crate::time::Ts, crate::time::Ts)>),
 ) -> Result<Report, BuildError> {
     let organization = topology.name.clone();
-    let mut builder = Builder::new(policy, topology, meta.clone());
+    let mut builder = Builder::new(policy, topology, meta.clone()).with_window(window);
     logs::read_logs(logs, &mut builder)?;
     let mut report = builder.finish();
     let mut mixed = mixed_inputs(&report.inputs, &meta);
@@ -321,7 +321,7 @@ mod tests {
             meta(),
             std::slice::from_ref(&log),
             None,
-            false,
+            (false, None),
         )
         .expect("build");
         let mut builder = Builder::new(policy, topology, meta());

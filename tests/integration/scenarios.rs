@@ -981,3 +981,47 @@ fn a_late_fin_retransmission_joins_its_ended_flow() {
     let run = run(EXAMPLE, &late, &["--flows"]);
     assert_eq!(run.flows().len(), 2, "{:?}", run.lines);
 }
+
+/// `--since`/`--until` keep the flows that started inside the period, with 1 and 2
+/// workers alike: one session before, one inside and one after it; a flow that began
+/// before the period and goes on inside it is not kept. A bad time is refused.
+#[test]
+fn since_and_until_keep_the_flows_that_started_inside_the_period() {
+    let (server, inside, before, after) =
+        (at(MAILBOX, 3389), at(EXTERNAL, 40_002), at(EXTERNAL, 40_001), at(EXTERNAL, 40_003));
+    let mut scenario = Scenario::new();
+    // EPOCH is 2026-11-27T04:55:14Z.
+    scenario.send(before, server, Segment::Tcp { flags: SYN, seq: 0, ack: 0, payload: &[] });
+    scenario.wait(100.0).tcp_session(inside, server, 1);
+    scenario.send(server, before, Segment::Tcp { flags: SYN | ACK, seq: 0, ack: 1, payload: &[] });
+    scenario.wait(100.0).tcp_session(after, server, 1);
+    let period = ["--since", "2026-11-27T04:56:00Z", "--until", "2026-11-27T04:57:30+00:00"];
+    for workers in ["1", "2"] {
+        let run = run(EXAMPLE, &scenario, &[&period[..], &["--flows", "--workers", workers]].concat());
+        assert_findings(&run, vec![violation("external-to-mailbox", inside, server)]);
+        assert_eq!(run.flows().len(), 1, "{:?}", run.lines);
+        let summary = run.summary.clone().expect("summary");
+        assert_eq!(summary["flows"]["tracked"], 1, "{summary}");
+    }
+    let all = run(EXAMPLE, &scenario, &["--flows"]);
+    assert_eq!(all.flows().len(), 3, "without a period every flow is kept: {:?}", all.lines);
+    // exwatch report keeps the same period of a log that holds every flow.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, json) = (dir.path().join("eve.json"), dir.path().join("report.json"));
+    std::fs::write(&log, all.lines.join("\n") + "\n").expect("write the log");
+    let flows_in = |extra: &[&str]| {
+        let mut args = vec!["report", log.to_str().expect("utf-8"), "--json", json.to_str().expect("utf-8")];
+        args.extend_from_slice(extra);
+        let (status, _, stderr) = util::exwatch(&args);
+        assert_eq!(status, 1, "{stderr}");
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
+        report["totals"]["flows"].as_u64()
+    };
+    assert_eq!(flows_in(&[]), Some(3));
+    assert_eq!(flows_in(&period), Some(1));
+    let (status, _, stderr) =
+        util::exwatch(&["analyze", "--since", "yesterday", "captures/sample-contoso.pcap"]);
+    assert_eq!(status, 2);
+    assert!(stderr.contains("--since \"yesterday\": not an RFC 3339 time"), "{stderr}");
+}
