@@ -66,21 +66,25 @@ fn print_json(document: &Document) -> Result<(), Error> {
     super::print(format!("{text}\n").as_bytes())
 }
 
+/// `--json` for a topology or policy that cannot be used: the one error, status 2.
+fn invalid(error: CheckError) -> Result<Outcome, Error> {
+    print_json(&Document {
+        version: VERSION,
+        valid: false,
+        policy: None,
+        topology: None,
+        errors: vec![error],
+    })?;
+    Ok(Outcome::Incomplete)
+}
+
 pub fn run(settings: &Settings) -> Result<Outcome, Error> {
     let config = match Config::try_load(settings.topology.as_deref(), settings.policy.as_deref()) {
         Ok(config) => config,
         Err(e) if !settings.json => return Err(e.to_string()),
         Err(e) => {
             eprintln!("exwatch: {e}");
-            let error = CheckError { file: &e.file, line: e.line, key: &e.key, message: &e.message };
-            print_json(&Document {
-                version: VERSION,
-                valid: false,
-                policy: None,
-                topology: None,
-                errors: vec![error],
-            })?;
-            return Ok(Outcome::Incomplete);
+            return invalid(CheckError { file: &e.file, line: e.line, key: &e.key, message: &e.message });
         }
     };
     if let Some(why) = config.refusal() {
@@ -89,15 +93,7 @@ pub fn run(settings: &Settings) -> Result<Outcome, Error> {
             return Err(format!("{}: {why}", config.topology_name));
         }
         eprintln!("exwatch: {}: {why}", config.topology_name);
-        let error = CheckError { file: &file, line: None, key: "roles", message: why };
-        print_json(&Document {
-            version: VERSION,
-            valid: false,
-            policy: None,
-            topology: None,
-            errors: vec![error],
-        })?;
-        return Ok(Outcome::Incomplete);
+        return invalid(CheckError { file: &file, line: None, key: "roles", message: why });
     }
     let lints = config.topology_lints();
     let notices = config.topology.notices();

@@ -123,23 +123,8 @@ pub fn file_input(path: &std::path::Path) -> std::io::Result<model::InputRef> {
     let mut file = std::fs::File::open(path)?;
     let mut hash = sha2::Sha256::new();
     let bytes = std::io::copy(&mut file, &mut hash)?;
-    Ok(model::InputRef {
-        file: path.display().to_string(),
-        bytes,
-        sha256: digest::hex(&hash.finalize()),
-        status: model::InputStatus::Read,
-        detail: None,
-        packets: 0,
-        flows: 0,
-        events: 0,
-        unreadable_lines: 0,
-        sensors: Vec::new(),
-        captures: Vec::new(),
-        more_captures: 0,
-        first: None,
-        last: None,
-        judged_under: Vec::new(),
-    })
+    let sha256 = digest::hex(&hash.finalize());
+    Ok(model::InputRef::file(path, (bytes, sha256), model::InputStatus::Read, None))
 }
 
 /// A capture of an `analyze` run as the header lists it: name, size and SHA-256, and
@@ -174,23 +159,7 @@ pub fn capture_input(path: &std::path::Path, errors: &[crate::capture::CaptureEr
         Ok(input) if !crate::capture::compressed::is_stdin(path) => (input.bytes, input.sha256),
         _ => (0, String::new()),
     };
-    model::InputRef {
-        file: path.display().to_string(),
-        bytes,
-        sha256,
-        status,
-        detail,
-        packets: 0,
-        flows: 0,
-        events: 0,
-        unreadable_lines: 0,
-        sensors: Vec::new(),
-        captures: Vec::new(),
-        more_captures: 0,
-        first: None,
-        last: None,
-        judged_under: Vec::new(),
-    }
+    model::InputRef::file(path, (bytes, sha256), status, detail)
 }
 
 /// The exit status a report implies, as `analyze`'s: 2 when there was nothing to judge

@@ -126,6 +126,35 @@ pub struct InputRef {
     pub judged_under: Vec<super::JudgedUnder>,
 }
 
+impl InputRef {
+    /// A file as the header lists it, with its size and SHA-256, before the builder has
+    /// counted what it held.
+    pub fn file(
+        path: &Path,
+        (bytes, sha256): (u64, String),
+        status: InputStatus,
+        detail: Option<String>,
+    ) -> InputRef {
+        InputRef {
+            file: path.display().to_string(),
+            bytes,
+            sha256,
+            status,
+            detail,
+            packets: 0,
+            flows: 0,
+            events: 0,
+            unreadable_lines: 0,
+            sensors: Vec::new(),
+            captures: Vec::new(),
+            more_captures: 0,
+            first: None,
+            last: None,
+            judged_under: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Sensor {
     /// `host`; `(unnamed)` for events without one.
