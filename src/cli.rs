@@ -89,7 +89,8 @@ pub enum Command {
     /// listed as comments. Only answered flows are evidence: a SYN nobody answered proves
     /// nothing. With --topology, names hosts that act like a role the topology does not
     /// give them, and listed servers that never acted like theirs (exit status 1 when
-    /// there is any).
+    /// there is any); a listed server with too little traffic to judge (fewer than 10
+    /// answered flows or 3 peers) is "not enough evidence", not a difference.
     Learn(LearnFlags),
     /// Gather many sensors' events from Redis (published with --redis): one EVE file per
     /// sensor, DIR/<host>/eve.json, each entry acknowledged once it is on disk, and the

@@ -80,10 +80,16 @@ pub fn run(settings: Settings) -> Result<Outcome, Error> {
     };
     let findings = compare(&learner, &draft, topology);
     let mut text: String = findings.iter().map(|f| format!("{name}: {}: {f}\n", f.kind.name())).collect();
-    text.push_str(&format!("{name}: {} difference(s) with the traffic\n", findings.len()));
+    let differences = findings.iter().filter(|f| f.kind.is_difference()).count();
+    let unjudged = findings.len() - differences;
+    text.push_str(&format!("{name}: {differences} difference(s) with the traffic"));
+    if unjudged > 0 {
+        text.push_str(&format!("; {unjudged} listed host(s) with not enough evidence to judge"));
+    }
+    text.push('\n');
     super::write_out(&settings.output, text.as_bytes())?;
     Ok(match read_whole {
         false => Outcome::Incomplete,
-        true => Outcome::found(!findings.is_empty()),
+        true => Outcome::found(differences > 0),
     })
 }

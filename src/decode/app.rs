@@ -2,12 +2,21 @@
 //! names it in `app_proto`, and whether the side that sent them is the client or the
 //! server. A few comparisons on at most [`Head::LEN`] bytes, asked once per side of a
 //! flow (its first payload), never per packet.
+//!
+//! Eight bytes cannot hold a banner, so one thing is read from the whole TCP payload
+//! while it is in hand: whether it is what only Exchange says ([`Exchange`]: its SMTP,
+//! IMAP4 and POP3 greetings, an RPC bind to its MAPI interfaces). Decoding cannot know
+//! which payload is a side's first, so that look is kept to payloads whose first byte
+//! can start one of them (`2`, `*`, `+`, a DCE/RPC version 5), and past that first
+//! byte to greetings and binds: a data segment costs one comparison.
 
 /// The first bytes of a TCP or UDP payload, as far as the capture holds them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Head {
     bytes: [u8; Head::LEN],
     len: u8,
+    /// What the whole payload said of Exchange (TCP only).
+    exchange: Exchange,
 }
 
 impl Head {
@@ -15,14 +24,29 @@ impl Head {
     pub const LEN: usize = 8;
 
     /// No payload.
-    pub const NONE: Head = Head { bytes: [0; Head::LEN], len: 0 };
+    pub const NONE: Head = Head { bytes: [0; Head::LEN], len: 0, exchange: Exchange::Nothing };
 
     #[inline]
     pub fn of(payload: &[u8]) -> Head {
         let len = payload.len().min(Head::LEN);
         let mut bytes = [0; Head::LEN];
         bytes[..len].copy_from_slice(&payload[..len]);
-        Head { bytes, len: len as u8 }
+        Head { bytes, len: len as u8, exchange: Exchange::Nothing }
+    }
+
+    /// [`Head::of`] a TCP payload, with what the whole of it says of Exchange.
+    #[inline]
+    pub fn of_tcp(payload: &[u8]) -> Head {
+        let mut head = Head::of(payload);
+        if matches!(payload.first(), Some(b'2' | b'*' | b'+' | 5)) {
+            head.exchange = Exchange::said(payload);
+        }
+        head
+    }
+
+    /// What the payload said of Exchange.
+    pub fn exchange(&self) -> Exchange {
+        self.exchange
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -32,6 +56,128 @@ impl Head {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// What a payload says that only Exchange says: a server's greeting, or a client's RPC
+/// bind to an Exchange interface (the server that answers it serves that interface).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Exchange {
+    #[default]
+    Nothing,
+    /// "220 ... Microsoft ESMTP MAIL Service ..." (also "220-", a multi-line greeting).
+    SmtpGreeting,
+    /// "* OK The Microsoft Exchange IMAP4 service is ready."
+    Imap4Greeting,
+    /// "+OK The Microsoft Exchange POP3 service is ready."
+    Pop3Greeting,
+    /// A DCE/RPC bind or alter_context naming EMSMDB (MAPI), a4f1db00-ca47-1067-b31f-00dd010662da.
+    EmsmdbBind,
+    /// A DCE/RPC bind or alter_context naming NSPI (the address book), f5cc5a18-4264-101a-8c59-08002b2f8426.
+    NspiBind,
+}
+
+/// The interfaces' UUIDs as NDR writes them little-endian (the first three fields
+/// byte-swapped), and big-endian.
+const EMSMDB_LE: [u8; 16] = [
+    0x00, 0xdb, 0xf1, 0xa4, 0x47, 0xca, 0x67, 0x10, 0xb3, 0x1f, 0x00, 0xdd, 0x01, 0x06, 0x62, 0xda,
+];
+const EMSMDB_BE: [u8; 16] = [
+    0xa4, 0xf1, 0xdb, 0x00, 0xca, 0x47, 0x10, 0x67, 0xb3, 0x1f, 0x00, 0xdd, 0x01, 0x06, 0x62, 0xda,
+];
+const NSPI_LE: [u8; 16] = [
+    0x18, 0x5a, 0xcc, 0xf5, 0x64, 0x42, 0x1a, 0x10, 0x8c, 0x59, 0x08, 0x00, 0x2b, 0x2f, 0x84, 0x26,
+];
+const NSPI_BE: [u8; 16] = [
+    0xf5, 0xcc, 0x5a, 0x18, 0x42, 0x64, 0x10, 0x1a, 0x8c, 0x59, 0x08, 0x00, 0x2b, 0x2f, 0x84, 0x26,
+];
+
+impl Exchange {
+    /// Every mark, in the order evidence names them.
+    pub const ALL: [Exchange; 5] = [
+        Exchange::EmsmdbBind,
+        Exchange::NspiBind,
+        Exchange::SmtpGreeting,
+        Exchange::Imap4Greeting,
+        Exchange::Pop3Greeting,
+    ];
+
+    /// What a whole TCP payload says of Exchange.
+    #[cold]
+    fn said(b: &[u8]) -> Exchange {
+        let contains = |needle: &[u8]| b.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
+        if b.len() >= 4 && &b[..3] == b"220" && matches!(b[3], b' ' | b'-') {
+            if contains(b"Microsoft ESMTP MAIL Service") {
+                return Exchange::SmtpGreeting;
+            }
+        } else if b.starts_with(b"* OK ") {
+            if contains(b"Microsoft Exchange IMAP4") {
+                return Exchange::Imap4Greeting;
+            }
+        } else if b.starts_with(b"+OK ") {
+            if contains(b"Microsoft Exchange POP3") {
+                return Exchange::Pop3Greeting;
+            }
+        } else if let Some(found) = rpc_bind(b) {
+            return found;
+        }
+        Exchange::Nothing
+    }
+
+    /// Whether a server says it (a greeting), rather than a client (a bind).
+    pub fn from_server(self) -> bool {
+        matches!(self, Exchange::SmtpGreeting | Exchange::Imap4Greeting | Exchange::Pop3Greeting)
+    }
+
+    /// Its bit in a set of marks.
+    pub fn bit(self) -> u8 {
+        match self {
+            Exchange::Nothing => 0,
+            Exchange::SmtpGreeting => 1,
+            Exchange::Imap4Greeting => 2,
+            Exchange::Pop3Greeting => 4,
+            Exchange::EmsmdbBind => 8,
+            Exchange::NspiBind => 16,
+        }
+    }
+
+    /// What it says, for evidence: "an Exchange SMTP greeting".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Exchange::Nothing => "nothing of Exchange",
+            Exchange::SmtpGreeting => "the SMTP greeting \"Microsoft ESMTP MAIL Service\"",
+            Exchange::Imap4Greeting => "the Exchange IMAP4 greeting",
+            Exchange::Pop3Greeting => "the Exchange POP3 greeting",
+            Exchange::EmsmdbBind => "MAPI (EMSMDB) bound over RPC",
+            Exchange::NspiBind => "the address book (NSPI) bound over RPC",
+        }
+    }
+}
+
+/// A connection-oriented DCE/RPC bind (11) or alter_context (14) whose presentation
+/// context list names EMSMDB or NSPI (C706 chapter 12: the PDU header, then
+/// max_xmit_frag, max_recv_frag, assoc_group_id, the context count, and each context:
+/// its id, transfer syntax count, the abstract syntax UUID and version, the transfer
+/// syntaxes of 20 bytes each).
+fn rpc_bind(b: &[u8]) -> Option<Exchange> {
+    if b.len() < 28 || b[0] != 5 || b[1] != 0 || !matches!(b[2], 11 | 14) {
+        return None;
+    }
+    let little = b[4] & 0x10 != 0;
+    let (emsmdb, nspi) = if little { (EMSMDB_LE, NSPI_LE) } else { (EMSMDB_BE, NSPI_BE) };
+    let contexts = usize::from(b[24]);
+    let mut at = 28;
+    for _ in 0..contexts {
+        let uuid = b.get(at + 4..at + 20)?;
+        if uuid == emsmdb {
+            return Some(Exchange::EmsmdbBind);
+        }
+        if uuid == nspi {
+            return Some(Exchange::NspiBind);
+        }
+        let transfers = usize::from(*b.get(at + 2)?);
+        at += 24 + 20 * transfers;
+    }
+    None
 }
 
 /// An application protocol, named as Suricata's `app_proto` names it.

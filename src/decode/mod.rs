@@ -47,7 +47,7 @@ mod samples;
 mod transport;
 mod tunnel;
 
-pub use app::{AppProto, Head, Said, Speaker};
+pub use app::{AppProto, Exchange, Head, Said, Speaker};
 pub use routing::{pair_hash, route_hash};
 pub use transport::{SynOptions, TcpOptions};
 

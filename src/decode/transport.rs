@@ -54,12 +54,11 @@ pub(super) fn tcp_seq(l4: &[u8]) -> Option<u32> {
 /// or when the capture cut the header itself).
 #[inline]
 pub(super) fn head(proto: u8, l4: &[u8]) -> Head {
-    let start = match proto {
-        proto::TCP => tcp_header_len(l4),
-        proto::UDP => Some(udp::HEADER_LEN),
-        _ => None,
-    };
-    start.and_then(|at| l4.get(at..)).map_or(Head::NONE, Head::of)
+    match proto {
+        proto::TCP => tcp_header_len(l4).and_then(|at| l4.get(at..)).map_or(Head::NONE, Head::of_tcp),
+        proto::UDP => l4.get(udp::HEADER_LEN..).map_or(Head::NONE, Head::of),
+        _ => Head::NONE,
+    }
 }
 
 /// What the transport header says, before the packet an ICMP error quotes is read.

@@ -15,7 +15,7 @@ mod tcp;
 mod timers;
 mod tracker;
 
-use crate::decode::{proto, AppProto, Tuple, Vlans};
+use crate::decode::{proto, AppProto, Exchange, Tuple, Vlans};
 use crate::policy::{Judgement, Role};
 use crate::time::Ts;
 pub use key::{community_id, FlowKey};
@@ -296,6 +296,10 @@ pub struct Flow {
     pub hint: Hint,
     /// The client's first payload on a TCP flow was not TLS (a policy `when`).
     pub plaintext: bool,
+    /// What a side's first payload said that only Exchange says: the responder's
+    /// greeting, or the originator's RPC bind to an Exchange interface (what learn
+    /// takes as evidence of a server a client-side capture shows to one host only).
+    pub exchange: Exchange,
 }
 
 impl Flow {
@@ -338,6 +342,7 @@ impl Flow {
             app: [AppProto::Unknown; 2],
             hint: Hint::Handshake,
             plaintext: false,
+            exchange: Exchange::Nothing,
         };
         flow.set_orig(&orig);
         flow

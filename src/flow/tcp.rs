@@ -3,7 +3,7 @@
 //! later judgements on that pair are measured against.
 
 use super::{Flow, TO_CLIENT, TO_SERVER};
-use crate::decode::{app, tcp_flags, AppProto, Packet, Said, Transport, Tuple};
+use crate::decode::{app, tcp_flags, AppProto, Exchange, Packet, Said, Transport, Tuple};
 use crate::policy::Role;
 use crate::time::Ts;
 
@@ -87,6 +87,11 @@ pub(super) fn count(
     let said = (flow.app[side] == AppProto::Unknown && !p.head.is_empty()).then(|| {
         let said = app::classify(&p.head, flow.is_tcp());
         flow.app[side] = said.app;
+        // A greeting counts from the responder, a bind from the originator.
+        let exchange = p.head.exchange();
+        if exchange != Exchange::Nothing && exchange.from_server() != from_orig {
+            flow.exchange = exchange;
+        }
         said
     });
     if !flow.is_tcp() {

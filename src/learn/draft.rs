@@ -10,6 +10,14 @@
 //! server and are inside the organization: a private address, Kerberos or LDAP to a
 //! domain controller, or (IPv6) the /48 of a drafted server.
 //!
+//! What a server says counts too, since a capture taken on the client side shows a
+//! server's answers to a few hosts only: a host that bound MAPI (EMSMDB) or the address
+//! book (NSPI) over RPC, or greeted as Exchange in IMAP4 or POP3, is a Mailbox server
+//! (high with the RPC interfaces or two kinds, else medium), tried after the strong
+//! evidence; one that greeted as Exchange in SMTP only is one too unless it acts like an
+//! Edge (which greets the same). Either must be a private address or do what only the
+//! organization's servers do: Exchange Online and other organizations greet the same.
+//!
 //! Two drafts go beyond one role a host: a domain controller that answered Kerberos,
 //! LDAP and DNS is drafted as `dns` too (AD-integrated DNS); and the hosts a Mailbox
 //! server answered SIP from are suggested, commented out and at low confidence, as
@@ -20,7 +28,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use super::{is_private, known, Host, Hosts, Learner, Service, Tally};
-use crate::decode::proto;
+use crate::decode::{proto, Exchange};
 use crate::flow::Confidence;
 use crate::policy::prefix::Prefix;
 use crate::policy::Role;
@@ -61,6 +69,8 @@ pub struct DraftHost {
     pub confidence: Confidence,
     /// The ports that tell the role, in the order evidence names them.
     pub key: Vec<Service>,
+    /// What it said of Exchange, when that told the role (see [`Exchange`]).
+    pub said: Vec<Exchange>,
     /// Distinct hosts that opened flows to those ports (at least, when `more_peers`).
     pub peers: usize,
     pub more_peers: bool,
@@ -80,7 +90,12 @@ impl DraftHost {
 
     /// "behaves like a Mailbox server: 2525, 64327 and 444 from 3 Mailbox servers".
     pub fn behaviour(&self) -> String {
-        let ports: Vec<String> = self.key.iter().map(|s| service_name(*s)).collect();
+        let mut evidence: Vec<String> = Vec::new();
+        if !self.key.is_empty() {
+            let ports: Vec<String> = self.key.iter().map(|s| service_name(*s)).collect();
+            evidence.push(join(&ports));
+        }
+        evidence.extend(self.said.iter().map(|e| e.describe().to_string()));
         let noun = match self.peer_role {
             Some(Role::Mailbox) => "Mailbox servers",
             Some(Role::Edge) => "Edge Transport servers",
@@ -90,9 +105,10 @@ impl DraftHost {
         };
         let noun = if self.peers == 1 && !self.more_peers { noun.trim_end_matches('s') } else { noun };
         format!(
-            "behaves like {}: {} from {}{} {noun}",
+            "behaves like {}: {} {} {}{} {noun}",
             role_phrase(self.role),
-            join(&ports),
+            join(&evidence),
+            if self.key.is_empty() { "to" } else { "from" },
             self.peers,
             if self.more_peers { " or more" } else { "" }
         )
@@ -147,7 +163,8 @@ impl Draft {
         let mut roles: Roles = HashMap::default();
         let mut too_little = Vec::new();
         // Only a host that answered something can have a server role.
-        let answering = || hosts.iter().filter(|(_, host)| !host.served.is_empty());
+        let answering =
+            || hosts.iter().filter(|(_, host)| !host.served.is_empty() || !host.spoke.is_empty());
         for (&addr, host) in answering() {
             if let Some(found) = first_pass(host) {
                 roles.insert(addr, found);
@@ -161,10 +178,20 @@ impl Draft {
                 Err(None) => {}
             }
         }
+        // What the weaker evidence drafted from what a host said (an SMTP greeting only: an
+        // Edge greets the same, so the Edge test below may still take it).
+        let mut by_said: HashMap<IpAddr, Vec<Exchange>> = HashMap::new();
+        for (addr, (_, _, key)) in &weaker {
+            if key.is_empty() {
+                by_said.insert(*addr, said_of(&hosts[addr]));
+            }
+        }
         roles.extend(weaker);
         // An Edge that showed no EdgeSync: SMTP from the Internet, SMTP to a Mailbox server.
         for (&addr, host) in answering() {
-            if roles.contains_key(&addr) {
+            let smtp_greeting_only =
+                by_said.get(&addr).is_some_and(|said| said[..] == [Exchange::SmtpGreeting]);
+            if roles.contains_key(&addr) && !smtp_greeting_only {
                 continue;
             }
             let smtp_in =
@@ -174,6 +201,7 @@ impl Draft {
             });
             if smtp_in && to_mailbox && host.served(Service::tcp(443)).is_none() {
                 too_little.retain(|(a, _)| *a != addr);
+                by_said.remove(&addr);
                 roles.insert(addr, (Role::Edge, Confidence::Medium, vec![Service::tcp(25)]));
             }
         }
@@ -202,6 +230,11 @@ impl Draft {
                     peers.extend(served.peers.iter().copied());
                     more_peers |= served.more_peers;
                 }
+                let said = by_said.get(&addr).cloned().unwrap_or_default();
+                for spoke in said.iter().filter_map(|e| host.spoke(*e)) {
+                    peers.extend(spoke.peers.iter().copied());
+                    more_peers |= spoke.more_peers;
+                }
                 let peer_roles: BTreeSet<Option<Role>> =
                     peers.iter().map(|p| roles.get(p).map(|r| r.0)).collect();
                 let peer_role = match peer_roles.into_iter().collect::<Vec<_>>()[..] {
@@ -213,6 +246,7 @@ impl Draft {
                     role: *role,
                     confidence: *confidence,
                     key: key.clone(),
+                    said,
                     peers: peers.len(),
                     more_peers,
                     peer_role,
@@ -419,6 +453,26 @@ fn second_pass(
         set.len()
     };
     let role = |a: &IpAddr| strong.get(a).map(|r| r.0);
+    // Only the organization's servers do these: Kerberos or LDAP to a domain controller,
+    // EdgeSync or SMTP to an Edge (an Internet host may answer web and mail too).
+    let inside = host.opened.iter().any(|o| match role(&o.peer) {
+        Some(Role::DomainController) => AD.iter().any(|s| o.used(*s)),
+        Some(Role::Edge) => o.used(Service::tcp(50636)) || o.used(Service::tcp(25)),
+        _ => false,
+    });
+    let said = said_of(host);
+    if !said.is_empty() {
+        let described: Vec<String> = said.iter().map(|e| e.describe().to_string()).collect();
+        if !is_private(addr) && !inside {
+            return Err(Some(format!(
+                "said {}, but it is a public address that did nothing only the organization's servers do: Exchange Online, or another organization's server?",
+                join(&described)
+            )));
+        }
+        let rpc = said.iter().any(|e| !e.from_server());
+        let confidence = if rpc || said.len() >= 2 { Confidence::High } else { Confidence::Medium };
+        return Ok((Role::Mailbox, confidence, Vec::new()));
+    }
     let sip: Vec<Service> =
         SIP.iter().map(|&p| Service::tcp(p)).filter(|s| host.served(*s).is_some()).collect();
     let mail: Vec<Service> =
@@ -426,13 +480,8 @@ fn second_pass(
     if served(443).is_some() && !mail.is_empty() {
         let key: Vec<Service> = std::iter::once(Service::tcp(443)).chain(mail.iter().copied()).collect();
         // An Internet host may answer web and mail too: a Mailbox server also does
-        // what only servers of the organization do (Kerberos or LDAP to a domain
-        // controller, EdgeSync or SMTP to an Edge; an Edge sends SMTP to the Internet).
-        let inside = host.opened.iter().any(|o| match role(&o.peer) {
-            Some(Role::DomainController) => AD.iter().any(|s| o.used(*s)),
-            Some(Role::Edge) => o.used(Service::tcp(50636)) || o.used(Service::tcp(25)),
-            _ => false,
-        });
+        // what only servers of the organization do (`inside`; an Edge sends SMTP to the
+        // Internet).
         if peers(&key) >= 3 && inside {
             // Before Skype: a Mailbox server may answer SIP too (Unified Messaging).
             return Ok((Role::Mailbox, Confidence::Medium, key));
@@ -465,6 +514,11 @@ fn second_pass(
         return Err(None);
     };
     Err(Some(why))
+}
+
+/// What a host said of Exchange, in the order evidence names it.
+fn said_of(host: &Host) -> Vec<Exchange> {
+    Exchange::ALL.into_iter().filter(|e| host.spoke(*e).is_some()).collect()
 }
 
 /// A drafted domain controller that answered DNS too, and Kerberos and LDAP: drafted

@@ -23,12 +23,12 @@ mod draft;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::decode::proto;
+use crate::decode::{proto, Exchange};
 use crate::flow::{self, Flow, TO_CLIENT, TO_SERVER};
 use crate::pipeline::Observer;
 use crate::policy::Engine;
 
-pub use compare::{compare, Finding, FindingKind};
+pub use compare::{compare, Finding, FindingKind, MIN_JUDGED_FLOWS, MIN_JUDGED_PEERS};
 pub use draft::{ClientPrefix, Draft, DraftHost, DraftSubscription};
 
 /// Hosts tracked by default: a host costs a few hundred bytes, a busy server up to a few
@@ -154,6 +154,17 @@ impl Opened {
     }
 }
 
+/// What a host said of Exchange as the responder of answered flows: its greeting, or an
+/// RPC bind to an Exchange interface that it answered (on any port).
+#[derive(Clone, Debug)]
+pub struct Spoke {
+    pub exchange: Exchange,
+    pub flows: u64,
+    /// The hosts it said it to, the first [`MAX_PEERS`] of them.
+    pub peers: Vec<IpAddr>,
+    pub more_peers: bool,
+}
+
 /// What one host did in answered flows.
 #[derive(Clone, Debug, Default)]
 pub struct Host {
@@ -161,6 +172,8 @@ pub struct Host {
     pub flows: u64,
     pub packets: u64,
     pub served: Vec<Served>,
+    /// What it said of Exchange, one entry per kind ([`Exchange::ALL`]).
+    pub spoke: Vec<Spoke>,
     pub opened: Vec<Opened>,
     /// Servers not remembered because `opened` was full of servers.
     pub opened_dropped: u64,
@@ -171,9 +184,13 @@ impl Host {
         self.served.iter().find(|s| s.service == service)
     }
 
+    pub fn spoke(&self, exchange: Exchange) -> Option<&Spoke> {
+        self.spoke.iter().find(|s| s.exchange == exchange)
+    }
+
     /// Whether the host answered some port that only servers of a role answer.
     fn looks_like_a_server(&self) -> bool {
-        self.served.iter().any(|s| SERVER_HINTS.contains(&s.service.port))
+        self.served.iter().any(|s| SERVER_HINTS.contains(&s.service.port)) || !self.spoke.is_empty()
     }
 }
 
@@ -256,6 +273,9 @@ impl Learner {
                 if service.is_some() {
                     serve(host, Service { proto: tuple.proto, port: tuple.dport }, orig, packets);
                 }
+                if flow.exchange != Exchange::Nothing {
+                    spoke(host, flow.exchange, orig);
+                }
                 true
             }
             None => false,
@@ -316,6 +336,24 @@ fn serve(host: &mut Host, service: Service, peer: IpAddr, packets: u64) {
             served.peers.push(peer);
         } else {
             served.more_peers = true;
+        }
+    }
+}
+
+fn spoke(host: &mut Host, exchange: Exchange, peer: IpAddr) {
+    let spoke = match host.spoke.iter().position(|s| s.exchange == exchange) {
+        Some(i) => &mut host.spoke[i],
+        None => {
+            host.spoke.push(Spoke { exchange, flows: 0, peers: Vec::new(), more_peers: false });
+            host.spoke.last_mut().expect("just pushed")
+        }
+    };
+    spoke.flows += 1;
+    if !spoke.more_peers && !spoke.peers.contains(&peer) {
+        if spoke.peers.len() < MAX_PEERS {
+            spoke.peers.push(peer);
+        } else {
+            spoke.more_peers = true;
         }
     }
 }
