@@ -78,18 +78,14 @@ pub enum Exchange {
 
 /// The interfaces' UUIDs as NDR writes them little-endian (the first three fields
 /// byte-swapped), and big-endian.
-const EMSMDB_LE: [u8; 16] = [
-    0x00, 0xdb, 0xf1, 0xa4, 0x47, 0xca, 0x67, 0x10, 0xb3, 0x1f, 0x00, 0xdd, 0x01, 0x06, 0x62, 0xda,
-];
-const EMSMDB_BE: [u8; 16] = [
-    0xa4, 0xf1, 0xdb, 0x00, 0xca, 0x47, 0x10, 0x67, 0xb3, 0x1f, 0x00, 0xdd, 0x01, 0x06, 0x62, 0xda,
-];
-const NSPI_LE: [u8; 16] = [
-    0x18, 0x5a, 0xcc, 0xf5, 0x64, 0x42, 0x1a, 0x10, 0x8c, 0x59, 0x08, 0x00, 0x2b, 0x2f, 0x84, 0x26,
-];
-const NSPI_BE: [u8; 16] = [
-    0xf5, 0xcc, 0x5a, 0x18, 0x42, 0x64, 0x10, 0x1a, 0x8c, 0x59, 0x08, 0x00, 0x2b, 0x2f, 0x84, 0x26,
-];
+const EMSMDB_LE: [u8; 16] =
+    [0x00, 0xdb, 0xf1, 0xa4, 0x47, 0xca, 0x67, 0x10, 0xb3, 0x1f, 0x00, 0xdd, 0x01, 0x06, 0x62, 0xda];
+const EMSMDB_BE: [u8; 16] =
+    [0xa4, 0xf1, 0xdb, 0x00, 0xca, 0x47, 0x10, 0x67, 0xb3, 0x1f, 0x00, 0xdd, 0x01, 0x06, 0x62, 0xda];
+const NSPI_LE: [u8; 16] =
+    [0x18, 0x5a, 0xcc, 0xf5, 0x64, 0x42, 0x1a, 0x10, 0x8c, 0x59, 0x08, 0x00, 0x2b, 0x2f, 0x84, 0x26];
+const NSPI_BE: [u8; 16] =
+    [0xf5, 0xcc, 0x5a, 0x18, 0x42, 0x64, 0x10, 0x1a, 0x8c, 0x59, 0x08, 0x00, 0x2b, 0x2f, 0x84, 0x26];
 
 impl Exchange {
     /// Every mark, in the order evidence names them.
@@ -386,6 +382,58 @@ mod tests {
         assert_eq!(AppProto::of_flow(Failed, Unknown), Failed);
         assert_eq!(AppProto::of_flow(Unknown, Unknown), Unknown);
         assert_eq!(AppProto::of_flow(Unknown, Smtp), Smtp);
+    }
+
+    /// A bind (or alter_context, `kind` 14) of one context per UUID given (as NDR writes
+    /// them, little-endian), each with one transfer syntax.
+    fn bind(kind: u8, uuids: &[[u8; 16]]) -> Vec<u8> {
+        let mut pdu = vec![5, 0, kind, 3, 0x10, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+        pdu.extend([0xd0, 0x16, 0xd0, 0x16, 0, 0, 0, 0, uuids.len() as u8, 0, 0, 0]);
+        for (i, uuid) in uuids.iter().enumerate() {
+            pdu.extend([i as u8, 0, 1, 0]);
+            pdu.extend(uuid);
+            pdu.extend([1, 0, 0, 0]);
+            pdu.extend([
+                0x04, 0x5d, 0x88, 0x8a, 0xeb, 0x1c, 0xc9, 0x11, 0x9f, 0xe8, 8, 0, 0x2b, 0x10, 0x48, 0x60,
+            ]);
+            pdu.extend([2, 0, 0, 0]);
+        }
+        pdu
+    }
+
+    #[test]
+    fn what_only_exchange_says_is_read_from_the_whole_payload() {
+        let of = |b: &[u8]| Head::of_tcp(b).exchange();
+        assert_eq!(
+            of(b"220 mail.contoso.com Microsoft ESMTP MAIL Service ready at Fri, 4 Dec 2026 22:10:04 +0000\r\n"),
+            Exchange::SmtpGreeting
+        );
+        assert_eq!(of(b"220-mx.contoso.com Microsoft ESMTP MAIL Service ready\r\n"), Exchange::SmtpGreeting);
+        assert_eq!(of(b"* OK The Microsoft Exchange IMAP4 service is ready.\r\n"), Exchange::Imap4Greeting);
+        assert_eq!(of(b"+OK The Microsoft Exchange POP3 service is ready.\r\n"), Exchange::Pop3Greeting);
+        assert_eq!(of(b"220 mx.example.org ESMTP Postfix\r\n"), Exchange::Nothing);
+        assert_eq!(of(b"* OK [CAPABILITY IMAP4rev1] Dovecot ready.\r\n"), Exchange::Nothing);
+        assert_eq!(of(b"250 2.0.0 OK Microsoft ESMTP MAIL Service\r\n"), Exchange::Nothing, "not a greeting");
+        assert_eq!(of(b"EHLO Microsoft ESMTP MAIL Service\r\n"), Exchange::Nothing);
+        // UDP payloads are never looked at.
+        assert_eq!(Head::of(b"220 x Microsoft ESMTP MAIL Service").exchange(), Exchange::Nothing);
+        assert_eq!(of(&bind(11, &[EMSMDB_LE])), Exchange::EmsmdbBind);
+        assert_eq!(of(&bind(11, &[NSPI_LE])), Exchange::NspiBind);
+        assert_eq!(of(&bind(14, &[EMSMDB_LE])), Exchange::EmsmdbBind, "alter_context");
+        let epm = [0x08, 0x83, 0xaf, 0xe1, 0x1f, 0x5d, 0xc9, 0x11, 0x91, 0xa4, 8, 0, 0x2b, 0x14, 0xa0, 0xfa];
+        assert_eq!(of(&bind(11, &[epm])), Exchange::Nothing, "the endpoint mapper");
+        assert_eq!(of(&bind(11, &[epm, NSPI_LE])), Exchange::NspiBind, "the second context");
+        assert_eq!(of(&bind(0, &[EMSMDB_LE])), Exchange::Nothing, "a request, not a bind");
+        let mut big_endian = bind(11, &[EMSMDB_BE]);
+        big_endian[4] = 0;
+        assert_eq!(of(&big_endian), Exchange::EmsmdbBind);
+        assert_eq!(of(&bind(11, &[EMSMDB_BE])), Exchange::Nothing, "big-endian bytes read as little-endian");
+        // Cut anywhere, a bind never panics, and names the interface only when whole.
+        let whole = bind(11, &[epm, EMSMDB_LE]);
+        for n in 0..whole.len() {
+            let found = of(&whole[..n]);
+            assert!(found == Exchange::Nothing || n >= 28 + 44 + 20, "{n}: {found:?}");
+        }
     }
 
     #[test]

@@ -163,8 +163,7 @@ impl Draft {
         let mut roles: Roles = HashMap::default();
         let mut too_little = Vec::new();
         // Only a host that answered something can have a server role.
-        let answering =
-            || hosts.iter().filter(|(_, host)| !host.served.is_empty() || !host.spoke.is_empty());
+        let answering = || hosts.iter().filter(|(_, host)| !host.served.is_empty() || !host.spoke.is_empty());
         for (&addr, host) in answering() {
             if let Some(found) = first_pass(host) {
                 roles.insert(addr, found);
@@ -704,10 +703,28 @@ pub(super) fn answered_text(host: &Host) -> String {
             )
         })
         .collect();
-    if parts.is_empty() {
+    let said: Vec<String> = said_of(host)
+        .into_iter()
+        .filter_map(|e| host.spoke(e).map(|s| (e, s)))
+        .map(|(e, s)| {
+            let n = s.peers.len();
+            format!(
+                "{} to {n}{} host{}",
+                e.describe(),
+                if s.more_peers { " or more" } else { "" },
+                if n == 1 && !s.more_peers { "" } else { "s" }
+            )
+        })
+        .collect();
+    let answered = if parts.is_empty() {
         "answered no port of a role".into()
     } else {
         format!("answered {}", parts.join(", "))
+    };
+    if said.is_empty() {
+        answered
+    } else {
+        format!("{answered}; said {}", said.join(", "))
     }
 }
 
