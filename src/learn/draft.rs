@@ -8,7 +8,8 @@
 //! that showed no EdgeSync (SMTP from the Internet, SMTP to a Mailbox server, no web).
 //! Internal clients are the other hosts that opened client connections to a Mailbox
 //! server and are inside the organization: a private address, Kerberos or LDAP to a
-//! domain controller, or (IPv6) the /48 of a drafted server.
+//! domain controller (the host, or another in its /24 or IPv6 /48), (IPv6) the /48 of a
+//! drafted server, or (IPv6) a /64 from which [`LAN_CLIENTS`] hosts or more did so.
 //!
 //! What a server says counts too, since a capture taken on the client side shows a
 //! server's answers to a few hosts only: a host that bound MAPI (EMSMDB) or the address
@@ -58,6 +59,9 @@ const AD_ALSO: &[Service] = &[
 const SIP: &[u16] = &[5061, 5060, 5062, 5063, 5064, 5065, 5066, 5067];
 /// Mail ports a Mailbox server answers to clients and mail servers.
 const MAIL: &[u16] = &[25, 587, 993, 995, 143, 110, 465];
+/// Hosts of one IPv6 /64 that opened client connections to Mailbox servers that make it
+/// a client LAN of the organization.
+pub const LAN_CLIENTS: usize = 10;
 /// Ports internal clients open to Mailbox servers.
 const CLIENT: &[u16] = &[443, 80, 25, 587, 993, 995, 143, 110, 135, 444];
 
@@ -459,15 +463,11 @@ fn second_pass(
         Some(Role::Edge) => o.used(Service::tcp(50636)) || o.used(Service::tcp(25)),
         _ => false,
     });
+    // Exchange Online and other organizations' servers greet the same: a public address
+    // is taken at its word only if it does what only the organization's servers do
+    // (else the Internet mail servers the Edge sends to would fill the draft's notes).
     let said = said_of(host);
-    if !said.is_empty() {
-        let described: Vec<String> = said.iter().map(|e| e.describe().to_string()).collect();
-        if !is_private(addr) && !inside {
-            return Err(Some(format!(
-                "said {}, but it is a public address that did nothing only the organization's servers do: Exchange Online, or another organization's server?",
-                join(&described)
-            )));
-        }
+    if !said.is_empty() && (is_private(addr) || inside) {
         let rpc = said.iter().any(|e| !e.from_server());
         let confidence = if rpc || said.len() >= 2 { Confidence::High } else { Confidence::Medium };
         return Ok((Role::Mailbox, confidence, Vec::new()));
@@ -605,7 +605,13 @@ fn clients(hosts: &Hosts, roles: &Roles) -> Vec<ClientPrefix> {
     // Each client with the bits (of `Opened::services`) of the client ports it opened
     // to Mailbox servers: a busy port has tens of thousands, so no set each.
     let client_bits = CLIENT.iter().filter_map(|&p| known(proto::TCP, p)).fold(0u64, |bits, i| bits | 1 << i);
-    let mut found: Vec<(IpAddr, u64)> = Vec::new();
+    // The network a host proven inside vouches for: its /24, or its IPv6 /48 (a site's
+    // allocation). A client seen with a Mailbox server only, never with a domain
+    // controller, is inside when a neighbour was: a dual-stack site's IPv6 clients are
+    // global addresses, and a capture shows most of them in one flow or two.
+    let site = |a: IpAddr| if a.is_ipv4() { mask(a, 24) } else { mask(a, 48) };
+    let mut candidates: Vec<(IpAddr, u64, bool)> = Vec::new();
+    let mut vouched: BTreeSet<IpAddr> = BTreeSet::new();
     for (&addr, host) in hosts {
         if roles.contains_key(&addr) {
             continue;
@@ -619,11 +625,36 @@ fn clients(hosts: &Hosts, roles: &Roles) -> Vec<ClientPrefix> {
                 _ => {}
             }
         }
-        let inside = is_private(addr) || to_dc || (addr.is_ipv6() && server_48s.contains(&mask(addr, 48)));
-        if used != 0 && inside {
-            found.push((addr, used));
+        if to_dc {
+            vouched.insert(site(addr));
+        }
+        if used != 0 {
+            let inside =
+                is_private(addr) || to_dc || (addr.is_ipv6() && server_48s.contains(&mask(addr, 48)));
+            candidates.push((addr, used, inside));
         }
     }
+    // An IPv6 /64 is one link: many hosts on one all clients of the Mailbox servers are
+    // a LAN of the organization (a dual-stack site whose domain controllers are on IPv4
+    // only leaves its IPv6 clients nothing else to show). Internet clients come one or a
+    // few from a /64 (a phone, a home).
+    let mut per_link: BTreeMap<IpAddr, usize> = BTreeMap::new();
+    // IPv4-mapped addresses (::ffff:0:0/96) are IPv4 hosts, never one link.
+    let link = |a: IpAddr| match a {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => Some(mask(a, 64)),
+        _ => None,
+    };
+    for &(addr, _, _) in &candidates {
+        if let Some(net) = link(addr) {
+            *per_link.entry(net).or_default() += 1;
+        }
+    }
+    let lan = |a: IpAddr| link(a).and_then(|net| per_link.get(&net)).is_some_and(|&n| n >= LAN_CLIENTS);
+    let mut found: Vec<(IpAddr, u64)> = candidates
+        .into_iter()
+        .filter(|&(addr, _, inside)| inside || vouched.contains(&site(addr)) || lan(addr))
+        .map(|(addr, used, _)| (addr, used))
+        .collect();
     found.sort_unstable_by_key(|&(addr, _)| addr);
     // Group by /24 (IPv6 /64); groups sharing a /16 (/48) with no server in it merge.
     let narrow = |a: &IpAddr| if a.is_ipv4() { 24 } else { 64 };

@@ -265,7 +265,9 @@ impl Learner {
         self.tally.answered += 1;
         let packets = flow.pkts[TO_SERVER] + flow.pkts[TO_CLIENT];
         let service = known(tuple.proto, tuple.dport);
-        let (orig, resp) = (tuple.src, tuple.dst);
+        // An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is the IPv4 host: a draft that
+        // listed both would list one host twice.
+        let (orig, resp) = (tuple.src.to_canonical(), tuple.dst.to_canonical());
         let resp_tracked = match self.host(resp) {
             Some(host) => {
                 host.flows += 1;

@@ -111,3 +111,32 @@ fn every_known_service_is_found_by_its_search() {
     assert_eq!(known(proto::TCP, 8080), None);
     assert_eq!(known(proto::UDP, 25), None);
 }
+
+#[test]
+fn a_client_seen_with_a_mailbox_server_only_is_inside_when_its_site_showed_a_domain_controller() {
+    let mut learner = Learner::new(Settings::default());
+    // A Mailbox server by its own ports, and a domain controller, on IPv6.
+    for peer in ["2001:db8:70:10::12", "2001:db8:70:10::13"] {
+        learner.flow(&tcp(peer, "2001:db8:70:10::11", 2525, true));
+        learner.flow(&tcp(peer, "2001:db8:70:10::11", 64327, true));
+    }
+    learner.flow(&tcp("2001:db8:71:1::a", "2001:db8:70:1::5", 88, true));
+    learner.flow(&tcp("2001:db8:71:1::a", "2001:db8:70:10::11", 443, true));
+    // Another /64 of the same /48, and another /48: HTTPS to the Mailbox server only.
+    learner.flow(&tcp("2001:db8:71:2::b", "2001:db8:70:10::11", 443, true));
+    learner.flow(&tcp("2001:db8:99:1::c", "2001:db8:70:10::11", 443, true));
+    let draft = Draft::new(&learner);
+    assert_eq!(draft.role_of(ip("2001:db8:70:10::11")), Some(Role::Mailbox));
+    assert_eq!(draft.role_of(ip("2001:db8:71:2::b")), Some(Role::InternalClient), "{:?}", draft.clients);
+    assert_eq!(draft.role_of(ip("2001:db8:99:1::c")), None, "{:?}", draft.clients);
+}
+
+#[test]
+fn an_ipv4_mapped_address_is_its_ipv4_host() {
+    let mut learner = Learner::new(Settings::default());
+    learner.flow(&tcp("10.2.0.9", "10.1.1.6", 88, true));
+    learner.flow(&tcp("::ffff:10.2.0.9", "::ffff:10.1.1.6", 389, true));
+    assert_eq!(learner.hosts().len(), 2);
+    let dc = &learner.hosts()[&ip("10.1.1.6")];
+    assert_eq!(dc.served.len(), 2);
+}

@@ -139,7 +139,9 @@ const SERVER_ROLES: [Role; 5] = [Role::Mailbox, Role::Edge, Role::DomainControll
 
 #[test]
 fn drafts_of_generated_organizations_find_every_server_in_its_role() {
-    for name in ["two-sites", "no-edge", "ipv6"] {
+    // dual-stack: most IPv6 clients are seen with a Mailbox server only, never with a
+    // domain controller, in a global /48 that holds no server.
+    for name in ["two-sites", "no-edge", "ipv6", "dual-stack"] {
         let (_dir, pcap, truth, _) = generate(name, 30_000);
         let (status, text, stderr) = learn(std::slice::from_ref(&pcap), &[]);
         assert_eq!(status, 0, "{name}: {stderr}");
@@ -517,4 +519,48 @@ mod client_side {
         );
         assert!(!out.contains("never_acted"), "{out}");
     }
+}
+
+#[test]
+fn a_dual_stack_port_has_every_client_address_inside_a_drafted_prefix() {
+    // The busy port of `generate --pool`: clients on 10.20.0.0/16 and on one IPv6 /64 of
+    // a global /48 that holds no server, whose domain controllers answer on IPv4 only;
+    // the Internet clients are public IPv4 hosts.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pcap = dir.path().join("pool.pcap");
+    let path = pcap.to_str().expect("utf-8");
+    let (status, _, stderr) = exwatch(&["generate", path, "--pool", "2000", "--packets", "60000"]);
+    assert_eq!(status, 0, "{stderr}");
+    let (_, text, stderr) = learn(std::slice::from_ref(&pcap), &[]);
+    let draft = Topology::parse(Path::new("draft.toml"), &text).unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    let prefixes: Vec<_> =
+        draft.listings.iter().filter(|l| l.role == Role::InternalClient).map(|l| l.prefix).collect();
+    let mailboxes = hosts_in(&draft, Role::Mailbox);
+    let run = analyze(&[&pcap], &["--flows", "--fail-on", "never"]);
+    let clients: BTreeSet<IpAddr> = run
+        .flows()
+        .iter()
+        .filter(|f| {
+            f["proto"] == "TCP" && [25, 80, 443, 587, 993].contains(&f["dest_port"].as_u64().unwrap_or(0))
+        })
+        .filter(|f| {
+            f["dest_ip"].as_str().and_then(|a| a.parse().ok()).is_some_and(|a| mailboxes.contains(&a))
+        })
+        .filter_map(|f| f["src_ip"].as_str().and_then(|a| a.parse::<IpAddr>().ok()))
+        .filter(|a| match a {
+            IpAddr::V4(v4) => v4.is_private(),
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().is_none(),
+        })
+        .collect();
+    let v6 = clients.iter().filter(|a| a.is_ipv6()).count();
+    assert!(v6 > 100 && clients.len() > 1000, "{v6} IPv6 clients of {}", clients.len());
+    let outside: Vec<&IpAddr> =
+        clients.iter().filter(|c| !prefixes.iter().any(|p| p.contains(**c))).collect();
+    assert!(
+        outside.is_empty(),
+        "{} of {} clients outside {prefixes:?}: {:?}",
+        outside.len(),
+        clients.len(),
+        &outside[..outside.len().min(5)]
+    );
 }
