@@ -307,14 +307,12 @@ fn generate_and_learn_from_the_command_line_on_a_directory() {
 }
 
 #[test]
-fn many_unlisted_clients_are_counted_past_ten_lines() {
-    // A busy port's external clients reaching the Mailbox servers look like internal
-    // clients the topology does not list: named ten at a time, the rest counted.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pcap = dir.path().join("pool.pcap");
-    let path = pcap.to_str().expect("utf-8");
-    let (status, _, stderr) = exwatch(&["generate", path, "--pool", "2000", "--packets", "60000"]);
-    assert_eq!(status, 0, "{stderr}");
+fn many_unlisted_hosts_are_counted_past_ten_lines() {
+    // Another organization's capture judged with the example topology: its servers and
+    // client prefixes act like roles the topology does not list, named ten at a time,
+    // the rest counted. (This once leaned on the pool generator's IPv4-mapped addresses,
+    // each a client prefix of its own.)
+    let (_dir, pcap, _, _) = generate("two-sites", 20_000);
     let run = analyze(&[&pcap], &["--fail-on", "never"]);
     let warnings = run.summary.expect("summary")["warnings"].as_array().expect("warnings array").clone();
     assert_eq!(warnings.len(), 11, "{warnings:?}");
