@@ -188,6 +188,13 @@ pub struct ExceptionStats {
     pub expired: u64,
 }
 
+/// What came of one input file: its frames, and the flows that began in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileCount {
+    pub frames: u64,
+    pub flows: u64,
+}
+
 /// What one worker (or job) counted; also the plain snapshot every report reads.
 #[derive(Clone, Debug)]
 pub struct Counters {
@@ -209,6 +216,10 @@ pub struct Counters {
     pub exceptions: Vec<ExceptionStats>,
     /// Packet time of the first and the last packet decoded.
     pub span: Option<(Ts, Ts)>,
+    /// Per input file, by its index in the run's files: filled in when the tracker
+    /// moves to another file and at the end, from [`Counter::Frames`] and
+    /// [`Counter::Flows`] (nothing more per packet).
+    pub files: Vec<FileCount>,
 }
 
 impl Default for Counters {
@@ -223,6 +234,7 @@ impl Default for Counters {
             pairs: HashMap::new(),
             exceptions: Vec::new(),
             span: None,
+            files: Vec::new(),
         }
     }
 }
@@ -397,6 +409,30 @@ impl Counters {
             a.accepted += b.accepted;
             a.expired += b.expired;
         }
+        if self.files.len() < other.files.len() {
+            self.files.resize(other.files.len(), FileCount::default());
+        }
+        for (a, b) in self.files.iter_mut().zip(&other.files) {
+            a.frames += b.frames;
+            a.flows += b.flows;
+        }
+    }
+
+    /// Adds what was counted since `since` (frames and flows) to input `file`.
+    pub fn add_to_file(&mut self, file: u16, since: FileCount) {
+        let file = usize::from(file);
+        if self.files.len() <= file {
+            self.files.resize(file + 1, FileCount::default());
+        }
+        let (frames, flows) = (self[Counter::Frames], self[Counter::Flows]);
+        let count = &mut self.files[file];
+        count.frames += frames - since.frames;
+        count.flows += flows - since.flows;
+    }
+
+    /// The frames and flows counted so far, for [`Counters::add_to_file`].
+    pub fn mark(&self) -> FileCount {
+        FileCount { frames: self[Counter::Frames], flows: self[Counter::Flows] }
     }
 }
 

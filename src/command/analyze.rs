@@ -120,7 +120,7 @@ pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
     settings.run.summarize(
         &engine,
         &record,
-        settings.inputs.not_captures_total(),
+        (&settings.inputs.files, settings.inputs.not_captures_total()),
         None,
         (unlisted, delivered),
         (outcome, conclusion),

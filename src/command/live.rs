@@ -119,7 +119,7 @@ pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
     settings.run.summarize(
         &engine,
         &record,
-        0,
+        (&[], 0),
         summary_file,
         (Vec::new(), delivered),
         (outcome, conclusion),

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use crate::config::ConfigError;
 use crate::counters::Counter;
+use crate::output::summary::FileLine;
 use crate::output::{Sink, Summary};
 use crate::pipeline;
 use crate::policy::{builtin, Engine, Policy, Role, Topology};
@@ -183,25 +184,41 @@ impl RunSettings {
 
     /// Prints the summary, then the errors of the run (never inside the summary), and
     /// writes the summary as JSON when asked (`-`: standard output; `opened`: the file,
-    /// opened already); `not_captures` counts the files found in directories that were
-    /// skipped; `warnings` are what the run noticed about the topology, beside its lints;
+    /// opened already); `files` are the capture files read (none live), and
+    /// `not_captures` counts the files found in directories that were skipped; `warnings` are what the run noticed about the topology, beside its lints;
     /// `redis`, what the publisher did (`--redis`).
     fn summarize(
         &self,
         engine: &Engine,
         record: &RunRecord,
-        not_captures: usize,
+        (files, not_captures): (&[std::path::PathBuf], usize),
         opened: Option<std::fs::File>,
         (warnings, redis): (Vec<String>, Option<crate::telemetry::DeliveryCounts>),
         (outcome, conclusion): (Outcome, String),
     ) -> Result<(), Error> {
-        let files = crate::report::Meta::of_files(
+        let meta = crate::report::Meta::of_files(
             self.config.topology_file.as_deref(),
             self.config.policy_file.as_deref(),
         )?;
+        let lines = files
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let (status, detail) = crate::report::capture_status(path, &record.errors);
+                let count = record.counters.files.get(i).copied().unwrap_or_default();
+                FileLine {
+                    path: path.display().to_string(),
+                    status: status.code(),
+                    detail,
+                    packets: count.frames,
+                    flows: count.flows,
+                }
+            })
+            .collect();
         let summary = Summary::new(engine, &self.config.topology_name, record)
             .with_outcome(outcome.exit_status(), conclusion)
-            .with_origin(self.pipeline.sensor_name.clone(), files.topology.sha256, files.policy.sha256)
+            .with_origin(self.pipeline.sensor_name.clone(), meta.topology.sha256, meta.policy.sha256)
+            .with_files(lines)
             .with_not_captures(not_captures)
             .with_warnings(self.config.lints())
             .with_warnings(warnings)

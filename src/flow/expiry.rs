@@ -75,6 +75,7 @@ impl Tracker {
         self.frags.finish();
         self.counters[Counter::FragmentsOrphaned] = self.frags.stats.orphaned;
         self.counters[Counter::FragmentsDropped] = self.frags.stats.dropped_full;
+        self.close_file();
         false
     }
 

@@ -119,8 +119,10 @@ pub struct Tracker {
     /// is the same with any worker count (a sender's history across all its peers would
     /// be split between workers); it is also the path whose hop count a reset must match.
     pub(super) directions: HashMap<HostPair, Seen, KeyHashState>,
-    /// The input the packets now fed come from (see [`Tracker::set_file`]).
+    /// The input the packets now fed come from (see [`Tracker::set_file`]), and the
+    /// frames and flows counted when it began.
     pub(super) file: u16,
+    pub(super) file_mark: crate::counters::FileCount,
     /// The tunnel each tunneled flow's first packet came out of, by flow id: rare, so
     /// kept beside the table rather than in every flow.
     pub(super) tunnels: HashMap<u64, Tunnel, foldhash::fast::FixedState>,
@@ -168,6 +170,7 @@ impl Tracker {
             events: Vec::new(),
             directions: HashMap::with_hasher(KeyHashState::default()),
             file: 0,
+            file_mark: crate::counters::FileCount::default(),
             tunnels: HashMap::default(),
             closing: None,
             closed: Closed::new(),
@@ -177,7 +180,14 @@ impl Tracker {
     /// Says which input (an index into the run's capture files) the packets fed from now
     /// on come from; new flows remember it for EVE's `pcap_filename`.
     pub fn set_file(&mut self, file: u16) {
+        self.close_file();
         self.file = file;
+    }
+
+    /// Adds the frames and flows since the current input began to its count.
+    pub(super) fn close_file(&mut self) {
+        self.counters.add_to_file(self.file, self.file_mark);
+        self.file_mark = self.counters.mark();
     }
 
     /// Events produced since the last call.

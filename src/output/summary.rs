@@ -39,7 +39,11 @@ pub struct Summary {
     pub topology_sha256: String,
     /// Analysing files only: how many, and how they were read.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub files: Option<Files>,
+    pub reading: Option<Files>,
+    /// Analysing files only: each capture file, in the order read, with how much of it
+    /// was read and what came of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<FileLine>>,
     pub packets: Counts,
     pub flows: Counts,
     pub findings: Counts,
@@ -133,12 +137,27 @@ pub struct Files {
     /// `independent`: each file a capture of its own, `jobs` at a time, each read,
     /// decoded and tracked by one thread. `stream`: read one after the other as one
     /// capture by the reader thread, feeding the workers (one file, or `--continuous`).
-    pub reading: &'static str,
+    pub mode: &'static str,
     /// Independent files only: how many were analysed at once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jobs: Option<usize>,
     /// Files found in directories that are not captures, skipped (named on stderr).
     pub not_captures: usize,
+}
+
+/// One capture file of the run.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct FileLine {
+    pub path: String,
+    /// `read` (whole), `damaged` (read up to the damage), `unreadable`, `not_a_capture`:
+    /// the words of the report's `inputs[].status`.
+    pub status: &'static str,
+    /// Where the damage is, or why the file could not be read; `null` when read whole.
+    pub detail: Option<String>,
+    /// Frames read from it.
+    pub packets: u64,
+    /// Flows that began in it.
+    pub flows: u64,
 }
 
 #[derive(Serialize, Debug)]
@@ -303,15 +322,16 @@ impl Summary {
                 counters: (record.reading == Reading::Live).then(|| Counts::of(Section::Capture, c)),
             },
             topology: topology_name.to_string(),
-            files: match record.reading {
+            reading: match record.reading {
                 Reading::Live => None,
                 Reading::Stream { sources } => {
-                    Some(Files { count: sources, reading: "stream", jobs: None, not_captures: 0 })
+                    Some(Files { count: sources, mode: "stream", jobs: None, not_captures: 0 })
                 }
                 Reading::Independent { files, jobs } => {
-                    Some(Files { count: files, reading: "independent", jobs: Some(jobs), not_captures: 0 })
+                    Some(Files { count: files, mode: "independent", jobs: Some(jobs), not_captures: 0 })
                 }
             },
+            files: None,
             packets: Counts::of(Section::Packets, c),
             flows: Counts::of(Section::Flows, c),
             findings: Counts::of(Section::Findings, c),
@@ -353,8 +373,16 @@ impl Summary {
     /// Counts the files found in directories that are not captures (the input was
     /// expanded before the run, which never sees them).
     pub fn with_not_captures(mut self, count: usize) -> Summary {
-        if let Some(files) = &mut self.files {
+        if let Some(files) = &mut self.reading {
             files.not_captures = count;
+        }
+        self
+    }
+
+    /// The capture files, each with its status, packets and flows (analysing files only).
+    pub fn with_files(mut self, files: Vec<FileLine>) -> Summary {
+        if self.reading.is_some() {
+            self.files = Some(files);
         }
         self
     }
@@ -483,7 +511,7 @@ impl Summary {
     }
 
     fn write_files(&self, s: &mut String) {
-        let Some(files) = &self.files else { return };
+        let Some(files) = &self.reading else { return };
         let workers = self.throughput.workers;
         let how = match files.jobs {
             Some(jobs) => format!("independently by {jobs} job{}", plural(jobs)),

@@ -131,6 +131,20 @@ pub fn file_input(path: &std::path::Path) -> std::io::Result<model::InputRef> {
 /// how much of it was read, from the run's capture errors (the packets, flows and time
 /// range are the builder's, see [`Builder::input`]). Standard input has no size or hash.
 pub fn capture_input(path: &std::path::Path, errors: &[crate::capture::CaptureError]) -> model::InputRef {
+    let (status, detail) = capture_status(path, errors);
+    let (bytes, sha256) = match file_input(path) {
+        Ok(input) if !crate::capture::compressed::is_stdin(path) => (input.bytes, input.sha256),
+        _ => (0, String::new()),
+    };
+    model::InputRef::file(path, (bytes, sha256), status, detail)
+}
+
+/// How much of a capture an `analyze` run read, from the run's capture errors: its
+/// status and, unless read whole, where the damage is or why it could not be read.
+pub fn capture_status(
+    path: &std::path::Path,
+    errors: &[crate::capture::CaptureError],
+) -> (model::InputStatus, Option<String>) {
     use crate::capture::CaptureError;
     use model::InputStatus;
     let unread = |status, detail: String| (status, Some(detail));
@@ -141,7 +155,7 @@ pub fn capture_input(path: &std::path::Path, errors: &[crate::capture::CaptureEr
         | CaptureError::Damaged { path: p, .. } => p == path,
         _ => false,
     });
-    let (status, detail) = match error {
+    match error {
         None => (InputStatus::Read, None),
         Some(CaptureError::NotCapture { message, .. }) => unread(InputStatus::NotACapture, message.clone()),
         Some(CaptureError::Damaged { .. }) => {
@@ -154,12 +168,7 @@ pub fn capture_input(path: &std::path::Path, errors: &[crate::capture::CaptureEr
             let prefix = format!("{}: ", path.display());
             unread(InputStatus::Unreadable, text.strip_prefix(&prefix).unwrap_or(&text).to_string())
         }
-    };
-    let (bytes, sha256) = match file_input(path) {
-        Ok(input) if !crate::capture::compressed::is_stdin(path) => (input.bytes, input.sha256),
-        _ => (0, String::new()),
-    };
-    model::InputRef::file(path, (bytes, sha256), status, detail)
+    }
 }
 
 /// The exit status a report implies, as `analyze`'s: 2 when there was nothing to judge

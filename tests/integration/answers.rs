@@ -450,3 +450,52 @@ fn the_timelines_labels_are_the_headers_capture_range() {
         picture.split("class=\"axis\">").skip(1).map(|t| &t[..t.find('<').expect("text")]).collect();
     assert_eq!(labels[labels.len() - 2..], [format!("{} UTC", when("first")), when("last")], "{labels:?}");
 }
+
+/// The summary JSON's `files[]`: each capture's path, status (the words of the report's
+/// `inputs[].status`), detail, packets and flows, whether the files are analysed as
+/// captures of their own or read as one stream.
+#[test]
+fn the_summary_names_each_files_status_packets_and_flows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    with_rdp(&d.join("good.pcap"), 3, Some("198.51.100.7"));
+    with_rdp(&d.join("whole.pcap"), 6, Some("198.51.100.8"));
+    let bytes = std::fs::read(d.join("whole.pcap")).expect("capture");
+    // Cut inside the last record: every record before it is read.
+    std::fs::write(d.join("damaged.pcap"), &bytes[..bytes.len() - 30]).expect("write");
+    std::fs::write(d.join("empty.pcap"), b"").expect("write");
+    let paths = [d.join("good.pcap"), d.join("damaged.pcap"), d.join("empty.pcap")];
+    let files: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+    for extra in [&["--fail-on", "never"][..], &["--fail-on", "never", "--continuous", "--workers", "2"]] {
+        let run = util::analyze(&files, extra);
+        assert_eq!(run.status, 2, "{extra:?}: {}", run.stderr);
+        let summary = run.summary.expect("summary");
+        let listed = summary["files"].as_array().unwrap_or_else(|| panic!("files[]: {summary}"));
+        let got: Vec<(&str, &str, u64, u64)> = listed
+            .iter()
+            .map(|f| {
+                (
+                    f["path"].as_str().unwrap_or_default(),
+                    f["status"].as_str().unwrap_or_default(),
+                    f["packets"].as_u64().unwrap_or(u64::MAX),
+                    f["flows"].as_u64().unwrap_or(u64::MAX),
+                )
+            })
+            .collect();
+        let path = |i: usize| paths[i].to_str().expect("utf-8");
+        assert_eq!(
+            got,
+            [
+                (path(0), "read", records(&paths[0]), 5),
+                (path(1), "damaged", records(&d.join("whole.pcap")) - 1, 8),
+                (path(2), "not_a_capture", 0, 0),
+            ],
+            "{extra:?}: {summary}"
+        );
+        assert_eq!(listed[0]["detail"], Value::Null);
+        assert!(util::str_of(&listed[1]["detail"]).starts_with("damaged at record "), "{}", listed[1]);
+        assert!(listed[2]["detail"].is_string(), "{}", listed[2]);
+        let read: u64 = got.iter().map(|f| f.2).sum();
+        assert_eq!(summary["packets"]["read"].as_u64(), Some(read), "{extra:?}: the files add up to the run");
+    }
+}

@@ -85,9 +85,9 @@ fn jobs_1_and_3_give_the_same_events() {
     assert_eq!(one.status, 1, "{}", one.stderr);
     assert!(one.flows().len() > 400 && one.alerts().len() > 40, "{}", one.stderr);
     assert_eq!(sorted_lines(&one), sorted_lines(&three));
-    assert_eq!(summary(&one, "files", "jobs"), 1);
-    assert_eq!(summary(&three, "files", "jobs"), 3);
-    assert_eq!(summary(&three, "files", "reading"), "independent");
+    assert_eq!(summary(&one, "reading", "jobs"), 1);
+    assert_eq!(summary(&three, "reading", "jobs"), 3);
+    assert_eq!(summary(&three, "reading", "mode"), "independent");
     assert!(three.stderr.contains("files: 4 read independently by 3 jobs"), "{}", three.stderr);
 }
 
@@ -147,8 +147,8 @@ fn continuous_pieces_are_the_whole_capture_and_independent_pieces_are_not() {
         first_flow.map(|f| f["pcap_filename"].clone()),
         Some(serde_json::json!(pieces[0].display().to_string()))
     );
-    assert_eq!(summary(&continuous, "files", "reading"), "stream");
-    assert_eq!(summary(&continuous, "files", "count"), 3);
+    assert_eq!(summary(&continuous, "reading", "mode"), "stream");
+    assert_eq!(summary(&continuous, "reading", "count"), 3);
 
     // Each piece on its own: the flows that span a cut are seen twice, the second time
     // without their handshake.
@@ -225,8 +225,8 @@ fn a_directory_is_every_capture_under_it_whatever_its_name() {
     let notice =
         format!("exwatch: 1 file in {} is not a capture, skipped: {}", root.display(), readme.display());
     assert!(run.stderr.lines().any(|l| l == notice), "want {notice:?} in:\n{}", run.stderr);
-    assert_eq!(summary(&run, "files", "count"), 3);
-    assert_eq!(summary(&run, "files", "not_captures"), 1);
+    assert_eq!(summary(&run, "reading", "count"), 3);
+    assert_eq!(summary(&run, "reading", "not_captures"), 1);
     assert!(run.stderr.contains("1 file in directories skipped (not captures)"), "{}", run.stderr);
 }
 
