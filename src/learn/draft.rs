@@ -82,6 +82,8 @@ pub struct DraftHost {
     pub peer_role: Option<Role>,
     /// Every known port it answered: "443 from 120 hosts, ...".
     pub answered: String,
+    /// The application protocols (`app_proto`) of the flows it answered.
+    pub apps: Vec<&'static str>,
     pub flows: u64,
     pub packets: u64,
 }
@@ -254,6 +256,7 @@ impl Draft {
                     more_peers,
                     peer_role,
                     answered: answered_text(host),
+                    apps: host.answered_apps(),
                     flows: host.flows,
                     packets: host.packets,
                 }
@@ -331,9 +334,14 @@ impl Draft {
             }
             let _ = writeln!(s, "{} = [", role.name());
             for h in hosts {
+                let apps = if h.apps.is_empty() {
+                    String::new()
+                } else {
+                    format!("; app_proto {}", h.apps.join(", "))
+                };
                 let _ = writeln!(
                     s,
-                    "  \"{}\",  # {}: {}; {} flows, {} packets",
+                    "  \"{}\",  # {}: {}{apps}; {} flows, {} packets",
                     h.addr,
                     h.confidence.name(),
                     h.answered,

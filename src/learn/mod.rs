@@ -23,7 +23,7 @@ mod draft;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::decode::{proto, Exchange};
+use crate::decode::{proto, AppProto, Exchange};
 use crate::flow::{self, Flow, TO_CLIENT, TO_SERVER};
 use crate::pipeline::Observer;
 use crate::policy::Engine;
@@ -174,6 +174,9 @@ pub struct Host {
     pub served: Vec<Served>,
     /// What it said of Exchange, one entry per kind ([`Exchange::ALL`]).
     pub spoke: Vec<Spoke>,
+    /// The application protocols (`app_proto`) of the flows it answered, one bit each
+    /// ([`Host::answered_apps`]).
+    pub apps: u16,
     pub opened: Vec<Opened>,
     /// Servers not remembered because `opened` was full of servers.
     pub opened_dropped: u64,
@@ -186,6 +189,11 @@ impl Host {
 
     pub fn spoke(&self, exchange: Exchange) -> Option<&Spoke> {
         self.spoke.iter().find(|s| s.exchange == exchange)
+    }
+
+    /// The application protocols of the flows it answered, as Suricata names them.
+    pub fn answered_apps(&self) -> Vec<&'static str> {
+        APPS.iter().filter(|app| self.apps & app_bit(**app) != 0).filter_map(|app| app.name()).collect()
     }
 
     /// Whether the host answered some port that only servers of a role answer.
@@ -278,6 +286,7 @@ impl Learner {
                 if flow.exchange != Exchange::Nothing {
                     spoke(host, flow.exchange, orig);
                 }
+                host.apps |= app_bit(AppProto::of_flow(flow.app[TO_SERVER], flow.app[TO_CLIENT]));
                 true
             }
             None => false,
@@ -340,6 +349,24 @@ fn serve(host: &mut Host, service: Service, peer: IpAddr, packets: u64) {
             served.more_peers = true;
         }
     }
+}
+
+/// The protocols a host's answered flows are told by, in the order evidence names them.
+const APPS: [AppProto; 9] = [
+    AppProto::Smtp,
+    AppProto::Imap,
+    AppProto::Pop3,
+    AppProto::Http,
+    AppProto::Tls,
+    AppProto::Dcerpc,
+    AppProto::Smb,
+    AppProto::Ldap,
+    AppProto::Dns,
+];
+
+/// A recognised protocol's bit in [`Host::apps`]; none for no payload or none recognised.
+fn app_bit(app: AppProto) -> u16 {
+    APPS.iter().position(|a| *a == app).map_or(0, |i| 1 << i)
 }
 
 fn spoke(host: &mut Host, exchange: Exchange, peer: IpAddr) {

@@ -435,7 +435,8 @@ mod client_side {
 
     /// Learn drafts the server as Mailbox, and compared with the site's topology finds
     /// no difference (the domain controller, seen in one packet, not enough evidence).
-    fn drafts_the_mailbox_server(scenario: &mut Scenario, what: &str) {
+    /// `said` is what the draft's comment says of it, `app` the app_proto it answered with.
+    fn drafts_the_mailbox_server(scenario: &mut Scenario, what: &str, said: &str, app: &str) {
         // The domain controller: one datagram from the client, never answered.
         scenario.send(
             at(CLIENT, 50_000),
@@ -447,6 +448,9 @@ mod client_side {
         let (status, draft, stderr) = learn(std::slice::from_ref(&pcap), &[]);
         assert_eq!(status, 0, "{what}: {stderr}\n{draft}");
         assert_eq!(listed(&draft, "mailbox"), [MAILBOX], "{what}\n{draft}");
+        let line = draft.lines().find(|l| l.contains(&format!("\"{MAILBOX}\""))).expect("its line");
+        assert!(line.contains(&format!("; said {said} to 1 host")), "{what}: {line}");
+        assert!(line.contains(&format!("; app_proto {app};")), "{what}: {line}");
         assert_eq!(listed(&draft, "internal_client"), ["10.30.0.0/24"], "{what}\n{draft}");
         passes_check(&draft);
         let site = topology(dir.path());
@@ -467,7 +471,8 @@ mod client_side {
         let mut scenario = Scenario::new();
         smtp(&mut scenario, 51_000, EXCHANGE_SMTP);
         scenario.tcp_session(at(CLIENT, 51_001), at(MAILBOX, 443), 2);
-        drafts_the_mailbox_server(&mut scenario, "SMTP");
+        let said = "the SMTP greeting \"Microsoft ESMTP MAIL Service\"";
+        drafts_the_mailbox_server(&mut scenario, "SMTP", said, "smtp, tls");
     }
 
     #[test]
@@ -479,7 +484,7 @@ mod client_side {
             b"* CAPABILITY IMAP4 IMAP4rev1 AUTH=NTLM STARTTLS\r\na1 OK CAPABILITY completed.\r\n",
         ];
         dialogue(&mut scenario, at(CLIENT, 52_000), at(MAILBOX, 143), &lines, true);
-        drafts_the_mailbox_server(&mut scenario, "IMAP4");
+        drafts_the_mailbox_server(&mut scenario, "IMAP4", "the Exchange IMAP4 greeting", "imap");
     }
 
     #[test]
@@ -492,7 +497,8 @@ mod client_side {
         dialogue(&mut scenario, at(CLIENT, 53_001), at(MAILBOX, 59_532), &[&emsmdb, &bind_ack()], false);
         let nspi = rpc_bind("f5cc5a18-4264-101a-8c59-08002b2f8426", 56);
         dialogue(&mut scenario, at(CLIENT, 53_002), at(MAILBOX, 59_533), &[&nspi, &bind_ack()], false);
-        drafts_the_mailbox_server(&mut scenario, "MAPI");
+        let said = "MAPI (EMSMDB) bound over RPC to 1 host, the address book (NSPI) bound over RPC";
+        drafts_the_mailbox_server(&mut scenario, "MAPI", said, "dcerpc");
     }
 
     #[test]
