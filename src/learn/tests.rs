@@ -2,7 +2,7 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::decode::Tuple;
-use crate::flow::{Direction, FlowKey};
+use crate::flow::{Confidence, Direction, FlowKey};
 use crate::policy::{Judgement, Role};
 use crate::time::Ts;
 
@@ -139,4 +139,33 @@ fn an_ipv4_mapped_address_is_its_ipv4_host() {
     assert_eq!(learner.hosts().len(), 2);
     let dc = &learner.hosts()[&ip("10.1.1.6")];
     assert_eq!(dc.served.len(), 2);
+}
+
+#[test]
+fn an_smtp_greeting_drafts_a_mailbox_server_unless_the_host_acts_like_an_edge() {
+    let mut learner = Learner::new(Settings::default());
+    let greeting = |client: &str, server: &str| {
+        let mut flow = tcp(client, server, 25, true);
+        flow.exchange = crate::decode::Exchange::SmtpGreeting;
+        flow
+    };
+    for peer in ["10.1.10.12", "10.1.10.13"] {
+        learner.flow(&tcp(peer, "10.1.10.11", 2525, true));
+    }
+    // An Edge that showed no EdgeSync: Internet mail in, and mail on to a Mailbox server.
+    learner.flow(&greeting("198.51.100.7", "10.9.0.25"));
+    learner.flow(&greeting("10.9.0.25", "10.1.10.11"));
+    // A server that greeted one internal client, and one on the Internet.
+    learner.flow(&greeting("10.30.0.7", "10.1.20.5"));
+    learner.flow(&greeting("10.30.0.7", "203.0.113.25"));
+    let draft = Draft::new(&learner);
+    assert_eq!(draft.role_of(ip("10.9.0.25")), Some(Role::Edge));
+    assert_eq!(draft.role_of(ip("10.1.20.5")), Some(Role::Mailbox));
+    assert_eq!(draft.role_of(ip("203.0.113.25")), None, "Exchange Online greets the same");
+    let host = draft.hosts.iter().find(|h| h.addr == ip("10.1.20.5")).expect("drafted");
+    assert_eq!(host.confidence, Confidence::Medium);
+    assert_eq!(
+        host.behaves(),
+        "10.1.20.5 behaves like a Mailbox server: the SMTP greeting \"Microsoft ESMTP MAIL Service\" to 1 host"
+    );
 }
