@@ -240,3 +240,37 @@ fn a_flow_is_at_most_216_bytes() {
     let size = std::mem::size_of::<Flow>();
     assert!(size <= 216, "Flow is {size} bytes");
 }
+
+/// What a side's first payload said of Exchange stays on the flow only from the side
+/// that says it (a greeting from the responder, a bind from the originator), and only
+/// the first payload of each side is looked at.
+#[test]
+fn what_exchange_says_is_kept_from_the_side_that_says_it() {
+    use crate::decode::{Exchange, Head};
+    const GREETING: &[u8] = b"220 mail.contoso.example Microsoft ESMTP MAIL Service ready\r\n";
+    let with = |p: Packet, payload: &[u8]| Packet { head: Head::of_tcp(payload), ..p };
+    let exchange = |packets: &[Packet]| {
+        let mut t = tracker();
+        for p in packets {
+            t.packet(p);
+        }
+        t.finish();
+        ended(&mut t).first().map(|f| f.exchange)
+    };
+    let c = tuple("10.20.0.9:40000", "10.10.1.11:25", proto::TCP);
+    let s = reversed(c);
+    let handshake = [tcp(0, c, f::SYN, 0), tcp(10, s, f::SYN | f::ACK, 0), tcp(20, c, f::ACK, 0)];
+    let dialogue = |first: Packet, second: Packet| {
+        let mut all = handshake.to_vec();
+        all.extend([first, second]);
+        all
+    };
+    let greeted =
+        dialogue(with(tcp(30, s, f::ACK, 60), GREETING), with(tcp(40, c, f::ACK, 20), b"EHLO pc\r\n"));
+    assert_eq!(exchange(&greeted), Some(Exchange::SmtpGreeting));
+    let from_client =
+        dialogue(with(tcp(30, c, f::ACK, 60), GREETING), with(tcp(40, s, f::ACK, 20), b"250 OK\r\n"));
+    assert_eq!(exchange(&from_client), Some(Exchange::Nothing), "a greeting from the originator");
+    let late = dialogue(with(tcp(30, s, f::ACK, 20), b"250 OK\r\n"), with(tcp(40, s, f::ACK, 60), GREETING));
+    assert_eq!(exchange(&late), Some(Exchange::Nothing), "not the side's first payload");
+}
