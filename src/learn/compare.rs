@@ -2,10 +2,9 @@
 //! give them, and listed servers that never acted like theirs, told from listed servers
 //! the traffic says too little of to judge.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
-
-use std::collections::BTreeSet;
 
 use super::draft::{answered_text, role_phrase};
 use super::{Draft, Host, Learner};
