@@ -100,17 +100,27 @@ impl Exchange {
     /// What a whole TCP payload says of Exchange.
     #[cold]
     fn said(b: &[u8]) -> Exchange {
-        let contains = |needle: &[u8]| b.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
+        // A greeting is its first line (at most 512 bytes, RFC 5321's reply line), and
+        // Exchange writes it as below, letter for letter.
+        use memchr::memmem::Finder;
+        use std::sync::LazyLock;
+        static SMTP: LazyLock<Finder<'static>> =
+            LazyLock::new(|| Finder::new(b"Microsoft ESMTP MAIL Service"));
+        static IMAP4: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"Microsoft Exchange IMAP4"));
+        static POP3: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"Microsoft Exchange POP3"));
+        let first = &b[..b.len().min(512)];
+        let line = &first[..memchr::memchr(b'\n', first).unwrap_or(first.len())];
+        let contains = |finder: &Finder<'_>| finder.find(line).is_some();
         if b.len() >= 4 && &b[..3] == b"220" && matches!(b[3], b' ' | b'-') {
-            if contains(b"Microsoft ESMTP MAIL Service") {
+            if contains(&SMTP) {
                 return Exchange::SmtpGreeting;
             }
         } else if b.starts_with(b"* OK ") {
-            if contains(b"Microsoft Exchange IMAP4") {
+            if contains(&IMAP4) {
                 return Exchange::Imap4Greeting;
             }
         } else if b.starts_with(b"+OK ") {
-            if contains(b"Microsoft Exchange POP3") {
+            if contains(&POP3) {
                 return Exchange::Pop3Greeting;
             }
         } else if let Some(found) = rpc_bind(b) {
