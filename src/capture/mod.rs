@@ -12,11 +12,13 @@ use std::sync::Arc;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 pub mod compressed;
+pub mod fanout;
 pub mod filter;
 pub mod format;
 pub mod savefile;
 
 pub use compressed::Compression;
+pub use fanout::FanoutGroup;
 pub use format::record_offset;
 pub use savefile::Savefile;
 
@@ -57,6 +59,9 @@ pub enum CaptureError {
     Filter { expression: String, message: String },
     #[error("{interface}: capture failed: {message}")]
     Live { interface: String, message: String },
+    /// The socket could not join its fanout group; the caller may fall back to one socket.
+    #[error("{interface}: {message}")]
+    Fanout { interface: String, message: String },
 }
 
 impl CaptureError {
@@ -69,6 +74,7 @@ impl CaptureError {
             CaptureError::Damaged { .. } => "damaged",
             CaptureError::Filter { .. } => "filter",
             CaptureError::Live { .. } => "live",
+            CaptureError::Fanout { .. } => "fanout",
         }
     }
 }
@@ -205,11 +211,21 @@ pub struct LiveSettings {
     pub timeout_ms: i32,
     /// A BPF filter, compiled and checked before the capture starts.
     pub bpf: Option<String>,
+    /// The fanout group the socket joins, sharing the interface's frames with the
+    /// group's other sockets by exwatch's own hash ([`fanout`]).
+    pub fanout: Option<FanoutGroup>,
 }
 
 impl Default for LiveSettings {
     fn default() -> LiveSettings {
-        LiveSettings { snaplen: 262_144, buffer_size: 64 << 20, promiscuous: true, timeout_ms: 50, bpf: None }
+        LiveSettings {
+            snaplen: 262_144,
+            buffer_size: 64 << 20,
+            promiscuous: true,
+            timeout_ms: 50,
+            bpf: None,
+            fanout: None,
+        }
     }
 }
 
@@ -229,10 +245,39 @@ pub struct LiveCapture {
     /// built from their deltas.
     last_raw: [u32; 3],
     totals: CaptureStats,
+    /// Frames the socket held before joining its fanout group, discarded (the group's
+    /// other sockets hold them too).
+    drained_at_join: u64,
 }
 
 impl LiveCapture {
     pub fn open(interface: &str, options: &LiveSettings) -> Result<LiveCapture, CaptureError> {
+        let mut live = LiveCapture::open_held(interface, options)?;
+        live.arm(options)?;
+        Ok(live)
+    }
+
+    /// The sockets of [`LiveSettings::fanout`]'s group (one without it), in the order the
+    /// fanout program numbers them. Each passes frames only once all have joined, so none
+    /// is delivered on a socket other than its hash's, and none twice.
+    pub fn open_group(interface: &str, options: &LiveSettings) -> Result<Vec<LiveCapture>, CaptureError> {
+        let sockets = options.fanout.map_or(1, |group| group.sockets.max(1));
+        let mut group = (0..sockets)
+            .map(|_| LiveCapture::open_held(interface, options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for live in &mut group {
+            live.arm(options)?;
+        }
+        Ok(group)
+    }
+
+    /// Frames the socket held before it joined its fanout group, discarded.
+    pub fn drained_at_join(&self) -> u64 {
+        self.drained_at_join
+    }
+
+    /// Opens the capture; one that joins a fanout group passes nothing until armed.
+    fn open_held(interface: &str, options: &LiveSettings) -> Result<LiveCapture, CaptureError> {
         let path = PathBuf::from(interface);
         let open_error = |message: String| CaptureError::Open { path: path.clone(), message };
         let device = pcap::Device::list()
@@ -251,22 +296,44 @@ impl LiveCapture {
             .open()
             .and_then(|c| c.setnonblock())
             .map_err(|e| open_error(permission_hint(e.to_string())))?;
-        if let Some(expr) = &options.bpf {
-            capture
-                .filter(expr, true)
-                .map_err(|e| CaptureError::Filter { expression: expr.clone(), message: e.to_string() })?;
-        }
+        let timeout_ms = u16::try_from(options.timeout_ms).unwrap_or(u16::MAX);
+        let drained_at_join = match options.fanout {
+            Some(group) => fanout::join(&mut capture, group, timeout_ms)
+                .map_err(|message| CaptureError::Fanout { interface: interface.to_string(), message })?,
+            None => 0,
+        };
         let readable = capture.as_fd().try_clone_to_owned().map_err(|e| open_error(e.to_string()))?;
         let link = decodable(&path, capture.get_datalink())?;
-        Ok(LiveCapture {
+        let mut live = LiveCapture {
             interface: interface.to_string(),
             capture,
             link,
-            timeout_ms: u16::try_from(options.timeout_ms).unwrap_or(u16::MAX),
+            timeout_ms,
             readable,
             last_raw: [0; 3],
             totals: CaptureStats::default(),
-        })
+            drained_at_join,
+        };
+        if options.fanout.is_some() {
+            // The drained frames are not this run's: count from the join on.
+            live.stats();
+            live.totals = CaptureStats::default();
+        }
+        Ok(live)
+    }
+
+    /// Sets the real filter: the user's, or (in a fanout group) one that passes all.
+    fn arm(&mut self, options: &LiveSettings) -> Result<(), CaptureError> {
+        let filter_error = |expr: &str, e: pcap::Error| CaptureError::Filter {
+            expression: expr.to_string(),
+            message: e.to_string(),
+        };
+        match (&options.bpf, options.fanout) {
+            (_, Some(_)) => fanout::arm(&mut self.capture, options.bpf.as_deref())
+                .map_err(|e| filter_error(options.bpf.as_deref().unwrap_or_default(), e)),
+            (Some(expr), None) => self.capture.filter(expr, true).map_err(|e| filter_error(expr, e)),
+            (None, None) => Ok(()),
+        }
     }
 }
 
