@@ -768,45 +768,45 @@ fn join_error(err: &io::Error, group: FanoutGroup) -> String {
 const DROP_ALL: &str = "less 1";
 
 /// Puts an open capture in `group`: drop everything, drain what the socket queued before
-/// (those frames are queued on the group's other sockets too), join. Returns how many
-/// frames were drained. The capture passes nothing until [`arm`]ed.
+/// (those frames are queued on the group's other sockets too), join. The capture passes
+/// nothing until [`arm`]ed.
 pub(super) fn join(
     capture: &mut pcap::Capture<pcap::Active>,
     group: FanoutGroup,
     block_timeout_ms: u16,
-) -> Result<u64, String> {
+) -> Result<(), String> {
+    use std::os::fd::AsFd;
     capture
         .filter(DROP_ALL, true)
         .map_err(|e| format!("cannot set the filter that holds frames back: {e}"))?;
-    let drained = drain(capture, block_timeout_ms)?;
-    use std::os::fd::AsFd;
-    set_fanout(capture.as_fd(), group).map_err(|e| join_error(&e, group))?;
-    Ok(drained)
+    drain(capture, block_timeout_ms)?;
+    set_fanout(capture.as_fd(), group).map_err(|e| join_error(&e, group))
 }
 
-/// Reads and discards every frame the socket holds. The kernel hands over a partly filled
-/// block once it is `block_timeout_ms` old, so the socket is empty once it stays quiet for
-/// twice that (no new frame passes the drop-all filter).
-fn drain(capture: &mut pcap::Capture<pcap::Active>, block_timeout_ms: u16) -> Result<u64, String> {
+/// Reads and discards every frame the socket holds (libpcap may discard some itself: it
+/// runs a new filter over the blocks already in the ring). The kernel hands over a partly
+/// filled block once it is `block_timeout_ms` old, so the socket is empty once it stays
+/// quiet for twice that (no new frame passes the drop-all filter).
+fn drain(capture: &mut pcap::Capture<pcap::Active>, block_timeout_ms: u16) -> Result<(), String> {
     use std::os::fd::AsFd;
     let quiet = PollTimeout::try_from(Duration::from_millis(2 * u64::from(block_timeout_ms.max(1))))
         .unwrap_or(PollTimeout::MAX);
-    let mut drained = 0;
+    let failed = |e: &dyn std::fmt::Display| format!("cannot drain the socket before joining: {e}");
     loop {
         match capture.next_packet() {
-            Ok(_) => drained += 1,
+            Ok(_) => {}
             Err(pcap::Error::TimeoutExpired) => {
                 let ready = {
                     let mut fds = [PollFd::new(capture.as_fd(), PollFlags::POLLIN)];
                     poll(&mut fds, quiet)
                 };
                 match ready {
-                    Ok(0) => return Ok(drained),
+                    Ok(0) => return Ok(()),
                     Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => return Err(format!("cannot drain the socket before joining: {e}")),
+                    Err(e) => return Err(failed(&e)),
                 }
             }
-            Err(e) => return Err(format!("cannot drain the socket before joining: {e}")),
+            Err(e) => return Err(failed(&e)),
         }
     }
 }

@@ -245,15 +245,16 @@ pub struct LiveCapture {
     /// built from their deltas.
     last_raw: [u32; 3],
     totals: CaptureStats,
-    /// Frames the socket held before joining its fanout group, discarded (the group's
-    /// other sockets hold them too).
-    drained_at_join: u64,
+    /// Whether the socket is in a fanout group.
+    joined: bool,
+    /// Frames the socket received before joining its fanout group.
+    held_at_join: u64,
 }
 
 impl LiveCapture {
     pub fn open(interface: &str, options: &LiveSettings) -> Result<LiveCapture, CaptureError> {
         let mut live = LiveCapture::open_held(interface, options)?;
-        live.arm(options)?;
+        live.arm(options.bpf.as_deref())?;
         Ok(live)
     }
 
@@ -266,14 +267,41 @@ impl LiveCapture {
             .map(|_| LiveCapture::open_held(interface, options))
             .collect::<Result<Vec<_>, _>>()?;
         for live in &mut group {
-            live.arm(options)?;
+            live.arm(options.bpf.as_deref())?;
         }
         Ok(group)
     }
 
-    /// Frames the socket held before it joined its fanout group, discarded.
-    pub fn drained_at_join(&self) -> u64 {
-        self.drained_at_join
+    /// Puts the open capture in a fanout group ([`fanout`]): it then passes nothing until
+    /// [`LiveCapture::arm`]ed. The frames the socket received before are discarded (the
+    /// group's other sockets got them too) and counted ([`LiveCapture::held_at_join`]);
+    /// its counters start again from the join.
+    pub fn join(&mut self, group: FanoutGroup) -> Result<(), CaptureError> {
+        fanout::join(&mut self.capture, group, self.timeout_ms)
+            .map_err(|message| CaptureError::Fanout { interface: self.interface.clone(), message })?;
+        self.joined = true;
+        self.held_at_join = self.stats().map_or(0, |s| s.received);
+        self.totals = CaptureStats::default();
+        Ok(())
+    }
+
+    /// Sets the real filter: `bpf`, or (in a fanout group) one that passes every frame.
+    pub fn arm(&mut self, bpf: Option<&str>) -> Result<(), CaptureError> {
+        let filter_error = |e: pcap::Error| CaptureError::Filter {
+            expression: bpf.unwrap_or_default().to_string(),
+            message: e.to_string(),
+        };
+        match (bpf, self.joined) {
+            (_, true) => fanout::arm(&mut self.capture, bpf).map_err(filter_error),
+            (Some(expr), false) => self.capture.filter(expr, true).map_err(filter_error),
+            (None, false) => Ok(()),
+        }
+    }
+
+    /// Frames the socket received before it joined its fanout group: for a socket
+    /// opened into its group ([`LiveSettings::fanout`]), the frames discarded at the join.
+    pub fn held_at_join(&self) -> u64 {
+        self.held_at_join
     }
 
     /// Opens the capture; one that joins a fanout group passes nothing until armed.
@@ -285,7 +313,7 @@ impl LiveCapture {
             .into_iter()
             .find(|d| d.name == interface)
             .ok_or_else(|| open_error("no such interface (see `ip link`)".into()))?;
-        let mut capture = pcap::Capture::from_device(device)
+        let capture = pcap::Capture::from_device(device)
             .map_err(|e| open_error(e.to_string()))?
             .promisc(options.promiscuous)
             .snaplen(options.snaplen)
@@ -296,44 +324,23 @@ impl LiveCapture {
             .open()
             .and_then(|c| c.setnonblock())
             .map_err(|e| open_error(permission_hint(e.to_string())))?;
-        let timeout_ms = u16::try_from(options.timeout_ms).unwrap_or(u16::MAX);
-        let drained_at_join = match options.fanout {
-            Some(group) => fanout::join(&mut capture, group, timeout_ms)
-                .map_err(|message| CaptureError::Fanout { interface: interface.to_string(), message })?,
-            None => 0,
-        };
         let readable = capture.as_fd().try_clone_to_owned().map_err(|e| open_error(e.to_string()))?;
         let link = decodable(&path, capture.get_datalink())?;
         let mut live = LiveCapture {
             interface: interface.to_string(),
             capture,
             link,
-            timeout_ms,
+            timeout_ms: u16::try_from(options.timeout_ms).unwrap_or(u16::MAX),
             readable,
             last_raw: [0; 3],
             totals: CaptureStats::default(),
-            drained_at_join,
+            joined: false,
+            held_at_join: 0,
         };
-        if options.fanout.is_some() {
-            // The drained frames are not this run's: count from the join on.
-            live.stats();
-            live.totals = CaptureStats::default();
+        if let Some(group) = options.fanout {
+            live.join(group)?;
         }
         Ok(live)
-    }
-
-    /// Sets the real filter: the user's, or (in a fanout group) one that passes all.
-    fn arm(&mut self, options: &LiveSettings) -> Result<(), CaptureError> {
-        let filter_error = |expr: &str, e: pcap::Error| CaptureError::Filter {
-            expression: expr.to_string(),
-            message: e.to_string(),
-        };
-        match (&options.bpf, options.fanout) {
-            (_, Some(_)) => fanout::arm(&mut self.capture, options.bpf.as_deref())
-                .map_err(|e| filter_error(options.bpf.as_deref().unwrap_or_default(), e)),
-            (Some(expr), None) => self.capture.filter(expr, true).map_err(|e| filter_error(expr, e)),
-            (None, None) => Ok(()),
-        }
     }
 }
 

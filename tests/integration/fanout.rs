@@ -123,6 +123,47 @@ fn flows() -> Vec<Vec<Vec<u8>>> {
     flows
 }
 
+/// A frame as a socket of the group handed it out: the socket's index, the bytes.
+type Delivered = (usize, Vec<u8>);
+
+/// Writes `frames` as an Ethernet capture in `dir`.
+fn write_capture(dir: &std::path::Path, frames: &[&Vec<u8>]) -> std::path::PathBuf {
+    let file = dir.join("replay.pcap");
+    let mut writer = PcapWriter::new(std::fs::File::create(&file).unwrap(), 1).unwrap();
+    for (n, frame) in frames.iter().enumerate() {
+        writer.write(Ts::from_parts(1_700_000_000, n as u64 * 1000), frame, frame.len() as u32).unwrap();
+    }
+    writer.into_inner().flush().unwrap();
+    file
+}
+
+/// Moves the calling thread into the namespace `name`: the sockets it opens are there.
+fn enter(name: &str) -> Result<(), String> {
+    let namespace = std::fs::File::open(format!("/var/run/netns/{name}")).map_err(|e| e.to_string())?;
+    nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())
+}
+
+/// Reads every socket of the group until the replay is `done` and all stay [`QUIET`].
+fn read_until_quiet(group: &mut [LiveCapture], done: &mpsc::Receiver<()>) -> Result<Vec<Delivered>, String> {
+    let (mut got, mut last, mut ended) = (Vec::new(), Instant::now(), None);
+    loop {
+        for (socket, live) in group.iter_mut().enumerate() {
+            while let Next::Frame(frame) = live.next_frame().map_err(|e| e.to_string())? {
+                got.push((socket, frame.data.to_vec()));
+                last = Instant::now();
+            }
+        }
+        if ended.is_none() && done.try_recv().is_ok() {
+            ended = Some(Instant::now());
+        }
+        if let Some(at) = ended {
+            if last.max(at).elapsed() > QUIET || at.elapsed() > DEADLINE {
+                return Ok(got);
+            }
+        }
+    }
+}
+
 fn fanout_replay(test: &str, sockets: u16) {
     let Some(net) = live::setup(test) else { return };
     if Command::new("tcpreplay").arg("--version").output().is_err() {
@@ -131,20 +172,14 @@ fn fanout_replay(test: &str, sockets: u16) {
     }
     let flows = flows();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("replay.pcap");
-    let mut writer = PcapWriter::new(std::fs::File::create(&file).unwrap(), 1).unwrap();
-    for (n, frame) in flows.iter().flatten().enumerate() {
-        writer.write(Ts::from_parts(1_700_000_000, n as u64 * 1000), frame, frame.len() as u32).unwrap();
-    }
-    writer.into_inner().flush().unwrap();
+    let file = write_capture(dir.path(), &flows.iter().flatten().collect::<Vec<_>>());
     let replayed: usize = flows.iter().map(Vec::len).sum();
 
     let inside = net.ns(Side::Inside).to_string();
     let (ready_tx, ready_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel::<()>();
-    let reader = std::thread::spawn(move || -> Result<Vec<(usize, Vec<u8>)>, String> {
-        let namespace = std::fs::File::open(format!("/var/run/netns/{inside}")).map_err(|e| e.to_string())?;
-        nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())?;
+    let reader = std::thread::spawn(move || -> Result<Vec<Delivered>, String> {
+        enter(&inside)?;
         let options = LiveSettings {
             timeout_ms: 20,
             bpf: Some(SOURCE_MAC_FILTER.into()),
@@ -153,23 +188,7 @@ fn fanout_replay(test: &str, sockets: u16) {
         };
         let mut group = LiveCapture::open_group(&inside, &options).map_err(|e| e.to_string())?;
         let _ = ready_tx.send(());
-        let (mut got, mut last, mut done) = (Vec::new(), Instant::now(), None);
-        loop {
-            for (socket, live) in group.iter_mut().enumerate() {
-                while let Next::Frame(frame) = live.next_frame().map_err(|e| e.to_string())? {
-                    got.push((socket, frame.data.to_vec()));
-                    last = Instant::now();
-                }
-            }
-            if done.is_none() && done_rx.try_recv().is_ok() {
-                done = Some(Instant::now());
-            }
-            match done {
-                Some(at) if last.max(at).elapsed() > QUIET => return Ok(got),
-                Some(at) if at.elapsed() > DEADLINE => return Ok(got),
-                _ => {}
-            }
-        }
+        read_until_quiet(&mut group, &done_rx)
     });
     ready_rx.recv_timeout(DEADLINE).expect("the capture sockets joined their group");
     let replay = net
@@ -219,4 +238,77 @@ fn live_fanout_two_sockets_each_frame_once_on_its_hash_socket() {
 #[test]
 fn live_fanout_three_sockets_each_frame_once_on_its_hash_socket() {
     fanout_replay("live_fanout_three_sockets_each_frame_once_on_its_hash_socket", 3);
+}
+
+/// Sockets opened while traffic flows each hold frames before they join, which the
+/// group's other sockets also get: those are drained and counted, never delivered, so no
+/// frame comes out twice, and what comes out after the join is on its hash's socket.
+#[test]
+fn live_fanout_frames_queued_before_joining_are_not_delivered_twice() {
+    let test = "live_fanout_frames_queued_before_joining_are_not_delivered_twice";
+    let Some(net) = live::setup(test) else { return };
+    if Command::new("tcpreplay").arg("--version").output().is_err() {
+        let _ = writeln!(std::io::stderr(), "fanout::{test}: skipped: no tcpreplay");
+        return;
+    }
+    // 2,000 distinct frames (a counter in each payload) of 50 flows, both ways, over 2 s.
+    let frames: Vec<Vec<u8>> = (0..2000u32)
+        .map(|n| {
+            let client = format!("10.3.{}.{}:{}", n % 50, n % 50 + 1, 41000 + n % 50);
+            let server = "10.4.0.1:443".to_string();
+            let (a, b) = if n % 2 == 0 { (&client, &server) } else { (&server, &client) };
+            wire::ethernet(Link::default(), &wire::ip_packet(sa(a), sa(b), 64, tcp(&n.to_be_bytes())))
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_capture(dir.path(), &frames.iter().collect::<Vec<_>>());
+
+    let sockets = 2;
+    let inside = net.ns(Side::Inside).to_string();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let mut replay = net
+        .cmd(Side::Outside, "tcpreplay", &["-q", "--pps", "1000", "-i", net.ns(Side::Outside)])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("tcpreplay starts");
+    let reader = std::thread::spawn(move || -> Result<(Vec<Delivered>, Vec<u64>), String> {
+        enter(&inside)?;
+        let options =
+            LiveSettings { timeout_ms: 20, bpf: Some(SOURCE_MAC_FILTER.into()), ..LiveSettings::default() };
+        let mut group = (0..sockets)
+            .map(|_| LiveCapture::open(&inside, &options).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Each socket holds frames of its own before it joins.
+        let started = Instant::now();
+        while group.iter_mut().any(|live| live.stats().is_none_or(|s| s.received == 0)) {
+            if started.elapsed() > DEADLINE {
+                return Err("no frame reached the sockets".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for live in &mut group {
+            live.join(FanoutGroup { id: 9, sockets }).map_err(|e| e.to_string())?;
+        }
+        for live in &mut group {
+            live.arm(options.bpf.as_deref()).map_err(|e| e.to_string())?;
+        }
+        let held = group.iter().map(LiveCapture::held_at_join).collect();
+        Ok((read_until_quiet(&mut group, &done_rx)?, held))
+    });
+    let status = replay.wait().expect("tcpreplay ends");
+    assert!(status.success(), "tcpreplay failed");
+    done_tx.send(()).unwrap();
+    let (got, drained) = reader.join().unwrap().unwrap_or_else(|e| panic!("capture: {e}"));
+
+    assert!(drained.iter().all(|&n| n > 0), "every socket held frames before it joined: {drained:?}");
+    let mut seen = BTreeMap::new();
+    for (socket, frame) in &got {
+        assert!(frames.contains(frame), "a frame that was not replayed: {frame:02x?}");
+        assert_eq!(*socket, socket_of(frame, sockets), "{frame:02x?}");
+        *seen.entry(&frame[..]).or_insert(0) += 1;
+    }
+    let twice = seen.values().filter(|&&n| n > 1).count();
+    assert_eq!(twice, 0, "{twice} frames delivered more than once (drained {drained:?})");
+    assert!(got.len() > 100, "only {} frames after the join", got.len());
 }
