@@ -1010,6 +1010,25 @@ mod tests {
         frames
     }
 
+    /// A kernel or socket that cannot join says why in one line the caller can print.
+    #[test]
+    fn join_errors_say_why_in_one_line() {
+        let group = FanoutGroup { id: 3, sockets: 4 };
+        for (errno, why) in [
+            (libc::ENOPROTOOPT, "this kernel has no packet fanout"),
+            (libc::EINVAL, "PACKET_FANOUT_CBPF needs Linux 4.5"),
+            (libc::EALREADY, "already in a fanout group"),
+            (libc::ENOSPC, "fanout group 3 is full"),
+        ] {
+            let line = join_error(&io::Error::from_raw_os_error(errno), group);
+            assert!(
+                line.starts_with("cannot spread the capture over 4 sockets (fanout group 3): "),
+                "{line}"
+            );
+            assert!(line.contains(why) && !line.contains('\n'), "{line}");
+        }
+    }
+
     #[test]
     fn the_kernel_would_accept_the_program_for_every_group_size() {
         for n in [1, 2, 3, 7, 8, 64, u16::MAX] {

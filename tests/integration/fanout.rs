@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use exwatch::capture::fanout::socket_of;
-use exwatch::capture::{FanoutGroup, FrameSource, LiveCapture, LiveSettings, Next};
+use exwatch::capture::{CaptureError, FanoutGroup, FrameSource, LiveCapture, LiveSettings, Next};
 use exwatch::testkit::synth::wire::{self, IpFragment, Link, PcapWriter, Segment};
 use exwatch::time::Ts;
 
@@ -289,6 +289,20 @@ fn live_fanout_frames_queued_before_joining_are_not_delivered_twice() {
         }
         for live in &mut group {
             live.join(FanoutGroup { id: 9, sockets }).map_err(|e| e.to_string())?;
+        }
+        // A socket cannot join twice: one line naming the interface says why.
+        match group[0].join(FanoutGroup { id: 9, sockets }) {
+            Err(e @ CaptureError::Fanout { .. }) => {
+                let line = e.to_string();
+                let want = format!("{inside}: cannot spread the capture over 2 sockets (fanout group 9): ");
+                if !line.starts_with(&want)
+                    || !line.ends_with("already in a fanout group")
+                    || line.contains('\n')
+                {
+                    return Err(format!("joining twice said {line:?}"));
+                }
+            }
+            other => return Err(format!("joining twice gave {other:?}")),
         }
         for live in &mut group {
             live.arm(options.bpf.as_deref()).map_err(|e| e.to_string())?;
