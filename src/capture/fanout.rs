@@ -3,10 +3,11 @@
 //! (`PACKET_FANOUT_CBPF`), so that everything one worker must see together arrives on
 //! one socket.
 //!
-//! **The hash.** [`frame_hash`] is the definition, in plain Rust: a 32-bit symmetric hash
-//! of the unordered pair of IP addresses a frame belongs to (IPv4 `src ^ dst`, IPv6 the
-//! eight address words xored together, then the `lowbias32` finalizer), and the socket is
-//! `hash % sockets`. [`program`] builds the `struct sock_filter` instructions that compute
+//! **The hash.** [`frame_hash`] is the definition, in plain Rust: the 32-bit symmetric
+//! hash of the unordered pair of IP addresses a frame belongs to ([`pair_hash32`]: IPv4
+//! `src ^ dst`, IPv6 the eight address words xored together, then the `lowbias32`
+//! finalizer [`mix32`]), and the socket is `hash % sockets`. The reader picks a worker by
+//! the same hash ([`crate::decode::route_hash`]). [`program`] builds the `struct sock_filter` instructions that compute
 //! exactly it in the kernel: 302 instructions, of which a frame runs a few dozen (an
 //! IPv4 TCP packet 51, an IPv6 one 73; cBPF has no loops, so VLAN tags, GRE options
 //! and the IPv6 address words are unrolled, and conditional jumps go through `JA`
@@ -62,6 +63,9 @@ use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::decode::MIX32_MUL;
+pub use crate::decode::{mix32, pair_hash32};
+
 /// A fanout group to put a live capture's socket in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FanoutGroup {
@@ -110,30 +114,6 @@ mod wire {
     pub const TAGS: usize = 3;
     pub const ICMP4_ERRORS: [u8; 5] = [3, 4, 5, 11, 12];
     pub const ICMP6_ERRORS: [u8; 4] = [1, 2, 3, 4];
-}
-
-/// The `lowbias32` finalizer: spreads nearby addresses over all sockets.
-pub fn mix32(x: u32) -> u32 {
-    let x = (x ^ (x >> 16)).wrapping_mul(MUL_1);
-    let x = (x ^ (x >> 15)).wrapping_mul(MUL_2);
-    x ^ (x >> 16)
-}
-
-const MUL_1: u32 = 0x7feb_352d;
-const MUL_2: u32 = 0x846c_a68b;
-
-/// The fanout hash of an unordered address pair: `pair_hash32(a, b) == pair_hash32(b, a)`.
-pub fn pair_hash32(a: std::net::IpAddr, b: std::net::IpAddr) -> u32 {
-    fn fold(addr: std::net::IpAddr) -> u32 {
-        match addr {
-            std::net::IpAddr::V4(v4) => u32::from(v4),
-            std::net::IpAddr::V6(v6) => {
-                let bits = u128::from(v6);
-                (0..4).fold(0, |acc, i| acc ^ (bits >> (32 * i)) as u32)
-            }
-        }
-    }
-    mix32(fold(a) ^ fold(b))
 }
 
 /// The hash the fanout program computes for an Ethernet frame as exwatch reads it (libpcap
@@ -698,7 +678,7 @@ pub fn program(sockets: u16) -> Vec<Insn> {
     }
 
     a.label(Label::Mix);
-    for (shift, multiplier) in [(16, Some(MUL_1)), (15, Some(MUL_2)), (16, None)] {
+    for (shift, multiplier) in [(16, Some(MIX32_MUL[0])), (15, Some(MIX32_MUL[1])), (16, None)] {
         a.tax();
         a.alu(op::RSH, shift);
         a.put(op::ALU | op::XOR | op::X, 0);
@@ -825,7 +805,7 @@ mod tests {
 
     use super::*;
     use crate::capture::{FrameSource, Next, Savefile};
-    use crate::decode::{decode, LinkType, Transport};
+    use crate::decode::{decode, route_hash, LinkType, Transport};
     use crate::testkit::synth::wire::{self as synth, IpFragment, Link, Segment};
     use crate::time::Ts;
 
@@ -1103,6 +1083,8 @@ mod tests {
                 }
                 let Some((src, dst)) = decoder_pair(&frame) else { continue };
                 if frame_hash(&frame) == Some(pair_hash32(src, dst)) {
+                    // The reader's worker choice is made by the same 32-bit hash.
+                    assert_eq!(route_hash(link, &frame) >> 32, u64::from(pair_hash32(src, dst)), "{name}");
                     agree += 1;
                 } else {
                     count += 1;
