@@ -7,13 +7,14 @@
 //! hash of the unordered pair of IP addresses a frame belongs to ([`pair_hash32`]: IPv4
 //! `src ^ dst`, IPv6 the eight address words xored together, then the `lowbias32`
 //! finalizer [`mix32`]), and the socket is `hash % sockets`. The reader picks a worker by
-//! the same hash ([`crate::decode::route_hash`]). [`program`] builds the `struct sock_filter` instructions that compute
-//! exactly it in the kernel: 302 instructions, of which a frame runs a few dozen (an
-//! IPv4 TCP packet 51, an IPv6 one 73; cBPF has no loops, so VLAN tags, GRE options
-//! and the IPv6 address words are unrolled, and conditional jumps go through `JA`
-//! to stay within their 8-bit reach). The tests run the program through a small cBPF interpreter
-//! and hold it to [`frame_hash`] on every frame of every capture in `captures/`, on
-//! synthetic frames of every case below, and on arbitrary bytes. Which addresses:
+//! the same hash ([`crate::decode::route_hash`]). [`program`] builds the
+//! `struct sock_filter` instructions that compute exactly it in the kernel: 302
+//! instructions, of which a frame runs a few dozen (an IPv4 TCP packet 51, an IPv6 one
+//! 73; cBPF has no loops, so VLAN tags, GRE options and the IPv6 address words are
+//! unrolled, and conditional jumps go through `JA` to stay within their 8-bit reach). The
+//! tests run the program through a small cBPF interpreter and hold it to [`frame_hash`]
+//! on every frame of every capture in `captures/`, on synthetic frames of every case
+//! below, and on arbitrary bytes. Which addresses:
 //!
 //! - Ethernet as the kernel hands it to a packet socket: the outer 802.1Q / 802.1ad tag
 //!   is already stripped into ancillary data (the program reads the ethertype after it
@@ -42,6 +43,10 @@
 //! tunnels behind an extension header. MPLS, PPPoE, non-IP frames and frames cut before
 //! a header the program reads all go to socket 0. A tunnel packet's later fragments hash
 //! by the outer addresses (they carry no inner header), as the decoder reads them too.
+//! Loads relative to the network header reach only the skb's linear part: a driver that
+//! leaves a tunnel's inner headers in page fragments sends such frames to socket 0. The
+//! frames a host sends itself (not a SPAN port's) may carry no network header offset the
+//! program can use, and are hashed as the kernel finds them.
 //!
 //! **Why not the kernel's `PACKET_FANOUT_HASH`.** The kernel hashes the flow dissector's
 //! 4-tuple: a later IPv4 fragment (no ports) lands elsewhere than its first fragment, an
@@ -50,12 +55,17 @@
 //! splits what one exwatch worker must see together.
 //!
 //! **Joining.** Every socket of a group runs the same program; the kernel takes the
-//! program's result modulo the sockets present. A packet socket receives every frame
-//! until it joins, and the frames it queued then are also queued on the sockets already
-//! in the group: [`join`] sets a filter that drops everything, drains what was queued
-//! (counted, not delivered), joins and sets the program; [`arm`] then sets the real filter.
-//! [`crate::capture::LiveCapture::open_group`] arms the sockets only once all have joined,
-//! so no frame is delivered on a socket other than its hash's, and none twice.
+//! program's result modulo the sockets present (so while fewer than `sockets` are in the
+//! group, frames fold onto those that are). A packet socket receives every frame until
+//! it joins, and the frames it queued then are also queued on the sockets already in the
+//! group: [`LiveCapture::join`] sets a filter that drops everything, drains what was
+//! queued (counted, not delivered), joins and sets the program; [`LiveCapture::arm`] then
+//! sets the real filter. [`LiveCapture::open_group`] arms the sockets only once all have
+//! joined, so no frame is delivered on a socket other than its hash's, and none twice.
+//!
+//! [`LiveCapture::join`]: crate::capture::LiveCapture::join
+//! [`LiveCapture::arm`]: crate::capture::LiveCapture::arm
+//! [`LiveCapture::open_group`]: crate::capture::LiveCapture::open_group
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
