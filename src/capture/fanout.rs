@@ -8,9 +8,9 @@
 //! `src ^ dst`, IPv6 the eight address words xored together, then the `lowbias32`
 //! finalizer [`mix32`]), and the socket is `hash % sockets`. The reader picks a worker by
 //! the same hash ([`crate::decode::route_hash`]). [`program`] builds the
-//! `struct sock_filter` instructions that compute exactly it in the kernel: 302
+//! `struct sock_filter` instructions that compute exactly it in the kernel: 355
 //! instructions, of which a frame runs a few dozen (an IPv4 TCP packet 51, an IPv6 one
-//! 73; cBPF has no loops, so VLAN tags, GRE options and the IPv6 address words are
+//! 79; cBPF has no loops, so VLAN tags, GRE options and the IPv6 address words are
 //! unrolled, and conditional jumps go through `JA` to stay within their 8-bit reach). The
 //! tests run the program through a small cBPF interpreter and hold it to [`frame_hash`]
 //! on every frame of every capture in `captures/`, on synthetic frames of every case
@@ -37,10 +37,12 @@
 //! payload the program cannot read (GRE version 1, another GRE payload type, a carried
 //! frame that is not IP, a tunnel inside the tunnel) hashes by the outer addresses: the
 //! whole tunnel between two endpoints goes to one socket, still together, not spread.
-//! IPv6 extension headers are not walked: such packets hash by the IPv6 header's
-//! addresses, which is the flow's pair except when a Routing header with segments left
-//! names another final destination (the decoder uses that one) and for ICMPv6 errors or
-//! tunnels behind an extension header. MPLS, PPPoE, non-IP frames and frames cut before
+//! IPv6 extension headers are not walked, but for a Routing header (types 0, 2 and 4)
+//! right after the IPv6 header or after a Hop-by-Hop header: with segments left, the
+//! final destination it names is the destination hashed, as the decoder takes it. Other
+//! extension headers hash by the IPv6 header's addresses, the flow's pair but for a
+//! Routing header deeper in the chain (the two directions of such a flow may then part),
+//! an ICMPv6 error or a tunnel behind an extension header. MPLS, PPPoE, non-IP frames and frames cut before
 //! a header the program reads all go to socket 0. A tunnel packet's later fragments hash
 //! by the outer addresses (they carry no inner header), as the decoder reads them too.
 //! Loads relative to the network header reach only the skb's linear part: a driver that
@@ -110,6 +112,8 @@ mod wire {
     pub const UDP: u8 = 17;
     pub const GRE: u8 = 47;
     pub const ICMPV6: u8 = 58;
+    pub const HOP_BY_HOP: u8 = 0;
+    pub const ROUTING: u8 = 43;
     pub const VXLAN_PORT: u16 = 4789;
     /// VXLAN's I flag: the VNI is valid.
     pub const VXLAN_I: u8 = 0x08;
@@ -171,6 +175,18 @@ impl Bytes<'_> {
 struct Header {
     at: usize,
     v6: bool,
+    /// Where an IPv6 destination address is read: the header's own, or the final one a
+    /// Routing header names.
+    dst: usize,
+}
+
+impl Header {
+    fn v4(at: usize) -> Header {
+        Header { at, v6: false, dst: at + 16 }
+    }
+    fn v6(at: usize) -> Header {
+        Header { at, v6: true, dst: at + 24 }
+    }
 }
 
 fn net_hash(protocol: u16, net: &[u8]) -> Option<u32> {
@@ -199,7 +215,7 @@ fn skip_tags(b: Bytes, mut ethertype: u16, mut at: usize) -> Option<(u16, usize)
 }
 
 fn outer4(b: Bytes, ip: usize) -> Option<Header> {
-    let me = Header { at: ip, v6: false };
+    let me = Header::v4(ip);
     if b.u8(ip)? >> 4 != 4 {
         return None;
     }
@@ -216,7 +232,7 @@ fn outer4(b: Bytes, ip: usize) -> Option<Header> {
 }
 
 fn outer6(b: Bytes, ip: usize) -> Option<Header> {
-    let me = Header { at: ip, v6: true };
+    let me = Header::v6(ip);
     if b.u8(ip)? >> 4 != 6 {
         return None;
     }
@@ -225,8 +241,32 @@ fn outer6(b: Bytes, ip: usize) -> Option<Header> {
         wire::ICMPV6 => icmp(b, l4, &wire::ICMP6_ERRORS, me, me),
         wire::UDP => udp(b, l4, me),
         wire::GRE => gre(b, l4, me),
+        wire::ROUTING => routed(b, l4, me),
+        wire::HOP_BY_HOP if b.u8(l4)? == wire::ROUTING => {
+            routed(b, l4 + (usize::from(b.u8(l4 + 1)?) + 1) * 8, me)
+        }
         _ => Some(me),
     }
+}
+
+/// An IPv6 packet whose Routing header (at `rh`) has segments left: its destination is
+/// the final one the header names (types 0 and 2 list it last, type 4 first), as the
+/// decoder takes it, so both directions of the flow hash alike.
+fn routed(b: Bytes, rh: usize, me: Header) -> Option<Header> {
+    if b.u8(rh + 3)? == 0 {
+        return Some(me);
+    }
+    let len = usize::from(b.u8(rh + 1)?) * 8;
+    let last = match b.u8(rh + 2)? {
+        0 | 2 => true,
+        4 => false,
+        _ => return Some(me),
+    };
+    if len < 16 {
+        return Some(me);
+    }
+    let dst = if last { rh + 8 + ((len - 16) & !15) } else { rh + 8 };
+    Some(Header { dst, ..me })
 }
 
 /// An ICMP message after `current`: an error hashes by the packet it quotes.
@@ -236,8 +276,8 @@ fn icmp(b: Bytes, l4: usize, errors: &[u8], current: Header, outer: Header) -> O
     }
     let quote = l4 + 8;
     Some(match b.u8(quote)? >> 4 {
-        4 => Header { at: quote, v6: false },
-        6 => Header { at: quote, v6: true },
+        4 => Header::v4(quote),
+        6 => Header::v6(quote),
         _ => outer,
     })
 }
@@ -278,7 +318,7 @@ fn ethernet(b: Bytes, at: usize, outer: Header) -> Option<Header> {
 }
 
 fn inner4(b: Bytes, ip: usize, outer: Header) -> Option<Header> {
-    let me = Header { at: ip, v6: false };
+    let me = Header::v4(ip);
     if b.u8(ip)? >> 4 != 4 {
         return Some(outer);
     }
@@ -293,7 +333,7 @@ fn inner4(b: Bytes, ip: usize, outer: Header) -> Option<Header> {
 }
 
 fn inner6(b: Bytes, ip: usize, outer: Header) -> Option<Header> {
-    let me = Header { at: ip, v6: true };
+    let me = Header::v6(ip);
     if b.u8(ip)? >> 4 != 6 {
         return Some(outer);
     }
@@ -306,7 +346,8 @@ fn inner6(b: Bytes, ip: usize, outer: Header) -> Option<Header> {
 /// Both addresses of a header folded to 32 bits, before mixing.
 fn fold(b: Bytes, header: Header) -> Option<u32> {
     if header.v6 {
-        (0..8).try_fold(0, |acc, i| Some(acc ^ b.u32(header.at + 8 + 4 * i)?))
+        let src = (0..4).try_fold(0, |acc, i| Some(acc ^ b.u32(header.at + 8 + 4 * i)?))?;
+        (0..4).try_fold(src, |acc, i| Some(acc ^ b.u32(header.dst + 4 * i)?))
     } else {
         Some(b.u32(header.at + 12)? ^ b.u32(header.at + 16)?)
     }
@@ -340,6 +381,7 @@ mod op {
     pub const XOR: u16 = 0xa0;
     pub const JA: u16 = 0x00;
     pub const JEQ: u16 = 0x10;
+    pub const JGE: u16 = 0x30;
     pub const JSET: u16 = 0x40;
     pub const K: u16 = 0x00;
     pub const X: u16 = 0x08;
@@ -363,6 +405,8 @@ mod cell {
     pub const GRE_FLAGS: u32 = 12;
     pub const GRE_BODY: u32 = 13;
     pub const CURRENT_IP: u32 = 14;
+    /// Where the IPv6 destination address being folded starts.
+    pub const DST: u32 = 15;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -385,6 +429,12 @@ enum Label {
     Fallback,
     Fold4,
     Fold6,
+    Fold6At,
+    HopByHop,
+    Routing,
+    Routed,
+    RoutedLast,
+    RoutedFirst,
     Mix,
 }
 
@@ -536,7 +586,58 @@ pub fn program(sockets: u16) -> Vec<Insn> {
     a.jeq_to(u32::from(wire::ICMPV6), Label::Icmp6);
     a.jeq_to(u32::from(wire::UDP), Label::Udp);
     a.jeq_to(u32::from(wire::GRE), Label::Gre);
+    a.jeq_to(u32::from(wire::ROUTING), Label::Routing);
+    a.jeq_to(u32::from(wire::HOP_BY_HOP), Label::HopByHop);
     a.ja(Label::Fold6);
+
+    // X is the IPv6 header. A Routing header right after it, or after a Hop-by-Hop one.
+    a.label(Label::HopByHop);
+    a.load(op::B, 40);
+    a.jne_to(u32::from(wire::ROUTING), Label::Fold6);
+    a.load(op::B, 41);
+    a.alu(op::ADD, 1);
+    a.alu(op::LSH, 3);
+    a.alu(op::ADD, 40);
+    a.put(op::ALU | op::ADD | op::X, 0);
+    a.tax();
+    a.ja(Label::Routed);
+    a.label(Label::Routing);
+    a.txa();
+    a.alu(op::ADD, 40);
+    a.tax();
+    // X is the Routing header; the outer IPv6 header is cell OUTER_IP.
+    a.label(Label::Routed);
+    a.load(op::B, 3);
+    a.jeq_to(0, Label::Fallback);
+    a.load(op::B, 1);
+    a.alu(op::LSH, 3);
+    a.st(cell::TMP);
+    a.load(op::B, 2);
+    a.jeq_to(0, Label::RoutedLast);
+    a.jeq_to(2, Label::RoutedLast);
+    a.jeq_to(4, Label::RoutedFirst);
+    a.ja(Label::Fallback);
+    a.label(Label::RoutedLast);
+    a.ld_mem(cell::TMP);
+    a.cond(op::JGE, 16, 1, 0);
+    a.ja(Label::Fallback);
+    // The last address: 8 + ((len - 16) & !15) into the header.
+    a.alu(op::ADD, 16u32.wrapping_neg());
+    a.alu(op::AND, !15);
+    a.alu(op::ADD, 8);
+    a.put(op::ALU | op::ADD | op::X, 0);
+    a.st(cell::DST);
+    a.ldx_mem(cell::OUTER_IP);
+    a.ja(Label::Fold6At);
+    a.label(Label::RoutedFirst);
+    a.ld_mem(cell::TMP);
+    a.cond(op::JGE, 16, 1, 0);
+    a.ja(Label::Fallback);
+    a.txa();
+    a.alu(op::ADD, 8);
+    a.st(cell::DST);
+    a.ldx_mem(cell::OUTER_IP);
+    a.ja(Label::Fold6At);
 
     a.label(Label::Udp);
     a.ldx_mem(cell::L4);
@@ -677,8 +778,18 @@ pub fn program(sockets: u16) -> Vec<Insn> {
     a.ja(Label::Mix);
 
     a.label(Label::Fold6);
-    for word in 0..8 {
+    a.txa();
+    a.alu(op::ADD, 24);
+    a.st(cell::DST);
+    // X is the IPv6 header, cell DST where its destination address is read.
+    a.label(Label::Fold6At);
+    for word in 0..4 {
         a.load(op::W, 8 + 4 * word);
+        a.st(word);
+    }
+    a.ldx_mem(cell::DST);
+    for word in 4..8 {
+        a.load(op::W, 4 * (word - 4));
         a.st(word);
     }
     a.ld_mem(0);
@@ -942,7 +1053,8 @@ mod tests {
                         op::JA => insn.k as usize,
                         op::JEQ if a == src => usize::from(insn.jt),
                         op::JSET if a & src != 0 => usize::from(insn.jt),
-                        op::JEQ | op::JSET => usize::from(insn.jf),
+                        op::JGE if a >= src => usize::from(insn.jt),
+                        op::JEQ | op::JSET | op::JGE => usize::from(insn.jf),
                         other => return Err(format!("jump {other:#x}")),
                     };
                     pc += offset;
@@ -1027,10 +1139,10 @@ mod tests {
             assert_eq!(program.last(), Some(&Insn { code: op::RET | op::A, jt: 0, jf: 0, k: 0 }));
         }
         // The module doc gives the counts: the program's, and what the common packets run.
-        assert_eq!(program(2).len(), 302);
+        assert_eq!(program(2).len(), 355);
         for (frame, steps) in [
             (packet("10.1.0.5:49152", "10.2.0.9:25", [None, None]), 51),
-            (packet("[2001:db8::5]:49152", "[2001:db8:1::9]:443", [None, None]), 73),
+            (packet("[2001:db8::5]:49152", "[2001:db8:1::9]:443", [None, None]), 79),
         ] {
             let (protocol, net) = kernel_view(&frame).unwrap();
             assert_eq!(execute(&program(2), protocol, net).map(|(_, n)| n), Ok(steps));
@@ -1104,14 +1216,11 @@ mod tests {
                 differ.push((name, count));
             }
         }
-        // A Routing header's final destination; PPPoE and MPLS go to socket 0.
-        let expected: Vec<(String, usize)> = [
-            ("ipv6-routing-header.pcap", 4),
-            ("pppoe-session-http.pcap", 30),
-            ("vlan-mpls-http-telnet.pcap", 11),
-        ]
-        .map(|(name, count)| (name.to_string(), count))
-        .to_vec();
+        // PPPoE and MPLS go to socket 0.
+        let expected: Vec<(String, usize)> =
+            [("pppoe-session-http.pcap", 30), ("vlan-mpls-http-telnet.pcap", 11)]
+                .map(|(name, count)| (name.to_string(), count))
+                .to_vec();
         assert_eq!(differ, expected, "({agree} frames agree)");
     }
 
@@ -1190,6 +1299,25 @@ mod tests {
         let erspan3 = [&[0x20u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01][..], &[0; 8], &inner].concat();
         let erspan3_plain = [&[0x20u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..], &inner].concat();
         let tagged_inner = packet(v4.0, v4.1, [Some(7), Some(8)]);
+        // IPv6 to a next hop, with a Routing header naming the server as final destination.
+        let hop = sa("[2001:db8:77::1]:0");
+        let octets = |text: &str| match sa(text).ip() {
+            IpAddr::V6(v6) => v6.octets(),
+            IpAddr::V4(_) => unreachable!(),
+        };
+        let routed = |kind: u8, left: u8, addresses: &[&str], hop_by_hop: bool| {
+            let segment = synth::transport(sa(v6.0), sa(v6.1), tcp(b"routed"));
+            let mut rh = vec![6, (addresses.len() * 2) as u8, kind, left, 0, 0, 0, 0];
+            for a in addresses {
+                rh.extend_from_slice(&octets(a));
+            }
+            rh.extend_from_slice(&segment);
+            let (next, payload) =
+                if hop_by_hop { (0, [&[43u8, 0, 1, 4, 0, 0, 0, 0][..], &rh].concat()) } else { (43, rh) };
+            let ip = synth::ip_with_payload(sa(v6.0).ip(), hop.ip(), 64, next, &payload, IpFragment::None);
+            synth::ethernet(Link::default(), &ip)
+        };
+        let via = "[2001:db8:77::2]:0";
         vec![
             ("IPv4", packet(v4.0, v4.1, [None, None]), flow4),
             ("IPv4 the other way", packet(v4.1, v4.0, [None, None]), flow4),
@@ -1223,6 +1351,16 @@ mod tests {
                 outer(17, &vxlan(0x08, &icmp_error("10.9.9.9:0", &inner_ip, false))),
                 flow4,
             ),
+            ("Routing type 0", routed(0, 2, &[via, v6.1], false), flow6),
+            ("Routing type 2", routed(2, 1, &[v6.1], false), flow6),
+            ("Routing type 4", routed(4, 1, &[v6.1, via], false), flow6),
+            ("Hop-by-Hop, Routing", routed(0, 1, &[via, v6.1], true), flow6),
+            (
+                "Routing, no segments left",
+                routed(0, 0, &[via, v6.1], false),
+                Some(pair(v6.0, "[2001:db8:77::1]:0")),
+            ),
+            ("Routing type 3", routed(3, 1, &[v6.1], false), Some(pair(v6.0, "[2001:db8:77::1]:0"))),
             ("ARP", [&inner[..12], &[0x08, 0x06], &[0; 28]].concat(), None),
             ("cut IPv4", inner[..30].to_vec(), None),
         ]
@@ -1268,7 +1406,7 @@ mod tests {
         /// gives what the Rust hash gives.
         #[test]
         fn the_program_agrees_on_arbitrary_bytes(
-            case in 0usize..26,
+            case in 0usize..32,
             cut in 0usize..200,
             at in 0usize..200,
             value: u8,

@@ -1,6 +1,7 @@
 //! Capture sockets in one fanout group with exwatch's own hash (issue 24), on a veth pair
 //! in network namespaces (built and removed as the live tests do): a capture of many
-//! flows both ways, IPv4 fragments, ICMP errors quoting a flow and tunnelled flows is
+//! flows both ways, IPv4 fragments, ICMP errors quoting a flow, IPv6 flows with a
+//! Routing header one way and tunnelled flows is
 //! replayed with tcpreplay into the pair, and every frame must come out exactly once, on
 //! the socket the Rust hash names, so each flow's frames share a socket.
 //!
@@ -90,6 +91,23 @@ fn flows() -> Vec<Vec<Vec<u8>>> {
             &wire::ip_packet(sa("[2001:db8:99::1]:0"), sa(&format!("{to}:0")), 64, error),
         ));
         flows.push(frames);
+    }
+    // IPv6 flows source-routed one way (a Routing header names the server as the final
+    // destination, the IPv6 header a next hop), direct the other way.
+    for i in 0..10u32 {
+        let (client, server) =
+            (format!("[2001:db8:a{i:x}::5]:{}", 51000 + i), "[2001:db8:fe::9]:443".to_string());
+        let hop = sa(&format!("[2001:db8:77::{:x}]:0", i + 1));
+        let final_dst = match sa(&server).ip() {
+            std::net::IpAddr::V6(v6) => v6.octets(),
+            std::net::IpAddr::V4(_) => unreachable!(),
+        };
+        let mut routing = vec![6, 2, 0, 1, 0, 0, 0, 0];
+        routing.extend_from_slice(&final_dst);
+        routing.extend_from_slice(&wire::transport(sa(&client), sa(&server), tcp(b"routed")));
+        let there = wire::ip_with_payload(sa(&client).ip(), hop.ip(), 64, 43, &routing, IpFragment::None);
+        let back = wire::ip_packet(sa(&server), sa(&client), 64, tcp(b"back"));
+        flows.push(vec![wire::ethernet(Link::default(), &there), wire::ethernet(Link::default(), &back)]);
     }
     // Flows inside VXLAN and GRE between two tunnel endpoints: spread by the inner pair.
     for i in 0..20u32 {
