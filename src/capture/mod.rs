@@ -263,6 +263,8 @@ pub struct LiveCapture {
 }
 
 impl LiveCapture {
+    /// Opens a capture on `interface`. With [`LiveSettings::fanout`] the socket joins that
+    /// group and passes frames at once; [`LiveCapture::open_group`] opens a whole group.
     pub fn open(interface: &str, options: &LiveSettings) -> Result<LiveCapture, CaptureError> {
         let mut live = LiveCapture::open_held(interface, options)?;
         live.arm(options.bpf.as_deref())?;
