@@ -854,7 +854,7 @@ fn join_error(err: &io::Error, group: FanoutGroup) -> String {
         Some(libc::ENOPROTOOPT) => "this kernel has no packet fanout".to_string(),
         Some(libc::EINVAL) => format!(
             "the kernel refused a classic-BPF fanout (PACKET_FANOUT_CBPF needs Linux 4.5), or group {} \
-             exists with another mode",
+             is in use with another mode or on another interface",
             group.id
         ),
         Some(libc::EALREADY) => "the socket is already in a fanout group".to_string(),
