@@ -111,6 +111,13 @@ pub struct CollectFlags {
     /// are written twice after a crash.
     #[arg(long, value_name = "N", default_value_t = collect::BATCH)]
     pub batch: usize,
+    /// The report counts only the flows that started at or after TIME (RFC 3339, or a
+    /// date: its midnight UTC), and the alerts on them; the files keep every event.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// The report counts only the flows that started before TIME (as for --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
 }
 
 /// Validates the flags of `collect`.
@@ -123,6 +130,7 @@ pub fn collect(flags: CollectFlags) -> Result<command::collect::Settings, String
     let meta = Meta::of_files(flags.config.topology.as_deref(), flags.config.policy.as_deref())?;
     let config = load(&flags.config)?;
     let consumer = flags.consumer.or_else(command::hostname).unwrap_or_else(|| "exwatch".into());
+    let window = super::window(flags.since.as_deref(), flags.until.as_deref())?;
     Ok(command::collect::Settings {
         collect: collect::Settings {
             target,
@@ -134,6 +142,7 @@ pub fn collect(flags: CollectFlags) -> Result<command::collect::Settings, String
             report_json: flags.report_json,
             every,
             batch: flags.batch,
+            window,
         },
         config,
         meta,

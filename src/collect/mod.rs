@@ -30,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::output::redis::{Target, FIELD};
 use crate::policy::{Policy, Topology};
 use crate::report::{self, eve_input, Builder, Meta, Record};
+use crate::time::Ts;
 
 pub use files::Files;
 
@@ -57,6 +58,9 @@ pub struct Settings {
     pub every: Duration,
     /// Entries per read.
     pub batch: usize,
+    /// `--since`/`--until`: the report counts only the flows that started in it (and
+    /// the findings on them); the files keep every event.
+    pub window: Option<(Ts, Ts)>,
 }
 
 /// Set by signals: stop (SIGTERM, SIGINT) and reopen the files (SIGHUP).
@@ -116,7 +120,7 @@ pub fn run(
     create_group(&mut conn, settings)?;
     let mut files = Files::new(&settings.out);
     let earlier = files::last_written(&settings.out);
-    let mut builder = Builder::new(policy, topology, meta);
+    let mut builder = Builder::new(policy, topology, meta).with_window(settings.window);
     // A collector started again reads what it wrote before once, so its report stays
     // the report of everything collected; from then on it is fed as events come.
     let logs: Vec<PathBuf> = earlier.iter().map(|(dir, _)| settings.out.join(dir).join("eve.json")).collect();

@@ -692,3 +692,74 @@ fn analyze_counts_and_says_what_it_could_not_deliver() {
     let said = format!("{}: {dropped} event(s) not delivered to Redis ({sent} sent)", redis.url());
     assert!(stderr.contains(&said), "{said}\n{stderr}");
 }
+
+/// `collect --since/--until`: its report counts only the flows that started inside the
+/// period, the one that started at `--since` included and the one that started at
+/// `--until` not, and the findings on them, as `exwatch report` does with the same
+/// period; its files keep every event.
+#[test]
+fn collect_since_until_counts_the_flows_that_started_inside_the_period() {
+    let redis = Redis::on_loopback(None);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let eve = dir.path().join("eve.json");
+    let capture = util::capture("sample-contoso.pcap");
+    let (status, _, stderr) = util::exwatch(&[
+        "analyze",
+        &path(&capture),
+        "--flows",
+        "--eve-log",
+        &path(&eve),
+        "--sensor-name",
+        "site-a",
+        "--redis",
+        &redis.url(),
+    ]);
+    assert!(matches!(status, 0 | 1), "{stderr}");
+    let lines = lines_of(&eve);
+    // Each flow's start, as --since takes it (EVE writes +0000, RFC 3339 wants Z).
+    let starts: Vec<String> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).expect("EVE line"))
+        .filter(|e| e["event_type"] == "flow")
+        .map(|e| e["flow"]["start"].as_str().expect("flow.start").replace("+0000", "Z"))
+        .collect();
+    let once = |s: &String| starts.iter().filter(|t| *t == s).count() == 1;
+    let mut bounds: Vec<&String> = starts.iter().filter(|s| once(s)).collect();
+    bounds.sort();
+    let (since, until) = (bounds[bounds.len() / 4].clone(), bounds[bounds.len() * 3 / 4].clone());
+    let inside = starts.iter().filter(|s| **s >= since && **s < until).count() as u64;
+    assert!(inside > 0 && inside < starts.len() as u64, "a period that keeps some: {inside}");
+
+    let out = dir.path().join("collected");
+    let report = dir.path().join("report.json");
+    let said = dir.path().join("collect.txt");
+    let mut collect = Command::new(env!("CARGO_BIN_EXE_exwatch"))
+        .args(["collect", "--redis", &redis.url(), "--group", "g", "--out", &path(&out)])
+        .args(["--report-json", &path(&report), "--since", &since, "--until", &until])
+        .stdout(Stdio::null())
+        .stderr(File::create(&said).expect("stderr file"))
+        .spawn()
+        .expect("start collect");
+    let file = out.join("site-a").join("eve.json");
+    live::wait_until("every line collected", || (lines_of(&file).len() == lines.len()).then_some(()));
+    let pid = collect.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let status = collect.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&said).unwrap_or_default());
+    assert_eq!(lines_of(&file), lines, "the files keep every event, inside the period or not");
+
+    let built: Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON");
+    assert_eq!(built["totals"]["flows"].as_u64(), Some(inside), "{}", built["totals"]);
+    let json = dir.path().join("period.json");
+    let (status, _, stderr) =
+        util::exwatch(&["report", &path(&eve), "--json", &path(&json), "--since", &since, "--until", &until]);
+    assert!(matches!(status, 0 | 1), "{stderr}");
+    let period: Value = serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("JSON");
+    assert_same_report(&period, &built, "report --since/--until vs collect --since/--until");
+    let everything = report_of(std::slice::from_ref(&eve), &dir.path().join("all.json"));
+    assert!(
+        everything["totals"]["findings"] != built["totals"]["findings"],
+        "the period leaves findings out: {}",
+        everything["totals"]
+    );
+}
