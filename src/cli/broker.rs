@@ -107,8 +107,9 @@ pub struct CollectFlags {
     /// last-seen time. A bare port binds 127.0.0.1.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
-    /// Stream entries read, written, synced and acknowledged at a time: at most this many
-    /// are written twice after a crash.
+    /// Stream entries read, written, synced and acknowledged at a time: after a crash, at
+    /// most this many of each sensor's last lines are looked at to find what was written
+    /// and not acknowledged.
     #[arg(long, value_name = "N", default_value_t = collect::BATCH)]
     pub batch: usize,
     /// The report counts only the flows that started at or after TIME (RFC 3339, or a

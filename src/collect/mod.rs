@@ -3,15 +3,16 @@
 //! collected kept current (specification, section 10).
 //!
 //! ```text
-//!  Redis stream ──XREADGROUP──► batch ──► DIR/<host>/eve.json (append, flush, fsync) ──► XACK
-//!   (sensors XADD)                 └────► report::Builder ──(every --every, and at exit)──► F.html, F.json
-//!                                                                  (write, fsync, rename)
+//!  Redis stream ──XREADGROUP──► [one batch] ──► DIR/<host>/eve.json (append, flush, fsync) ──► XACK
+//!   (sensors XADD)   (reader thread)                └────► report::Builder ──(every --every, and at exit)──► F.html, F.json
+//!                                                                                  (write, fsync, rename)
 //! ```
 //!
 //! An entry is acknowledged only once its line is on disk, so a collector killed at any
-//! moment loses nothing: on start it reads its own pending entries first, and writes at
-//! most the tail it had not acknowledged a second time (the report counts one sensor's
-//! event written twice once). Several collectors in one group share the stream. The
+//! moment loses nothing: on start it reads its own pending entries first, and those it
+//! finds at the end of their sensors' files (written, not acknowledged) it acknowledges
+//! without writing them again, so nothing is written or counted twice. Several
+//! collectors in one group share the stream. The
 //! report is built from the events as they come ([`report::Builder`]); the files are
 //! read once, when a collector starts on a directory that has some, never again. Its
 //! memory is the builder's, bounded by what the report shows.
@@ -37,6 +38,9 @@ use crate::time::Ts;
 
 pub use files::Files;
 use reader::{Batch, Id};
+
+/// The ends of the sensors' files, as [`files::written_tails`] finds them.
+type Tails = std::collections::HashSet<(usize, u64)>;
 
 /// Entries read at a time.
 pub const BATCH: usize = 10_000;
@@ -95,6 +99,9 @@ pub struct Counts {
     /// Of those, entries read again from this consumer's pending list on start (written
     /// before, perhaps, by a collector that was killed before acknowledging them).
     pub pending_reread: u64,
+    /// Of those, entries whose line was found at the end of their sensor's file: written
+    /// by a collector killed before it acknowledged them; acknowledged, not written again.
+    pub already_written: u64,
     /// Entries with no `eve` field: acknowledged, written nowhere, counted.
     pub without_eve: u64,
     /// Lines that are not EVE events exwatch reads (written to the `_unreadable` sensor's file).
@@ -125,6 +132,9 @@ pub fn run(
     let reading = target.connect()?;
     let mut files = Files::new(&settings.out);
     let earlier = files::last_written(&settings.out);
+    let dirs: Vec<String> = earlier.iter().map(|(dir, _)| dir.clone()).collect();
+    // Before the files are read: a line a kill cut in half is cut off first.
+    let mut written = Some(files::written_tails(&settings.out, &dirs, settings.batch)?);
     let mut builder = Builder::new(policy, topology, meta).with_window(settings.window);
     // A collector started again reads what it wrote before once, so its report stays
     // the report of everything collected; from then on it is fed as events come.
@@ -138,7 +148,8 @@ pub fn run(
     let (tx, rx) = crossbeam_channel::bounded::<Batch>(1);
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || reader::run(reading, settings, control, &tx));
-        let written = write_batches(settings, (&rx, &mut conn), (&mut files, &mut builder), control, shared);
+        let files = (&mut files, &mut builder, &mut written);
+        let written = write_batches(settings, (&rx, &mut conn), files, control, shared);
         // The reader stops when told, or when it finds no one to hand its batch to.
         control.stop.store(true, Ordering::Relaxed);
         drop(rx);
@@ -155,7 +166,7 @@ pub fn run(
 fn write_batches(
     settings: &Settings,
     (rx, conn): (&Receiver<Batch>, &mut redis::Connection),
-    (files, builder): (&mut Files, &mut Builder),
+    (files, builder, written): (&mut Files, &mut Builder, &mut Option<Tails>),
     control: &Control,
     shared: &Shared,
 ) -> Result<(), Error> {
@@ -175,7 +186,11 @@ fn write_batches(
         if control.reopen.swap(false, Ordering::Relaxed) {
             files.reopen();
         }
-        store(&batch, files, builder, shared)?;
+        if !batch.reread {
+            // Past the pending list: nothing read from now on was written before.
+            *written = None;
+        }
+        store(&batch, files, builder, shared, written.as_ref())?;
         let ids = &batch.ids;
         // On disk: acknowledged, on a connection found again if it was lost, until done
         // or told to stop (then they are pending, read again, and written again at most once).
@@ -216,7 +231,15 @@ fn create_group(conn: &mut redis::Connection, settings: &Settings) -> Result<(),
 
 /// Writes the entries' lines to their sensors' files, flushes and syncs them, and feeds
 /// the report: the batch may then be acknowledged.
-fn store(batch: &Batch, files: &mut Files, builder: &mut Builder, shared: &Shared) -> Result<(), Error> {
+/// Pending entries read again whose line is in `written` (the ends of the sensors'
+/// files) are on disk and in the report already: they are only acknowledged.
+fn store(
+    batch: &Batch,
+    files: &mut Files,
+    builder: &mut Builder,
+    shared: &Shared,
+    written: Option<&Tails>,
+) -> Result<(), Error> {
     let mut counts = Counts::default();
     let mut seen: Vec<String> = Vec::new();
     // The last line's host and its directory: a batch holds runs of one sensor's lines.
@@ -227,6 +250,12 @@ fn store(batch: &Batch, files: &mut Files, builder: &mut Builder, shared: &Share
             continue;
         };
         let line = line.strip_suffix(b"\n").unwrap_or(line);
+        counts.events += 1;
+        counts.pending_reread += u64::from(batch.reread);
+        if written.is_some_and(|tails| tails.contains(&files::line_key(line))) {
+            counts.already_written += 1;
+            continue;
+        }
         let (host, record) = match eve_input::parse_line(line) {
             eve_input::Parsed::Record(record) => (record_host(&record).map(str::to_string), Some(record)),
             eve_input::Parsed::Ignored => (host_of(line), None),
@@ -249,8 +278,6 @@ fn store(batch: &Batch, files: &mut Files, builder: &mut Builder, shared: &Share
         if let Some(record) = record {
             builder.record(record);
         }
-        counts.events += 1;
-        counts.pending_reread += u64::from(batch.reread);
     }
     files.sync()?;
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
@@ -262,6 +289,7 @@ fn store(batch: &Batch, files: &mut Files, builder: &mut Builder, shared: &Share
     if let Ok(mut total) = shared.counts.lock() {
         total.events += counts.events;
         total.pending_reread += counts.pending_reread;
+        total.already_written += counts.already_written;
         total.without_eve += counts.without_eve;
         total.unreadable += counts.unreadable;
     }
