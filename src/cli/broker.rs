@@ -78,10 +78,16 @@ pub struct CollectFlags {
     /// The Redis the sensors publish to (see `analyze --redis`).
     #[arg(long, value_name = "URL")]
     pub redis: String,
-    /// The stream the sensors publish to.
+    /// The stream (or list) the sensors publish to.
     #[arg(long, value_name = "KEY", default_value = redis::DEFAULT_KEY)]
     pub redis_key: String,
-    /// The consumer group; collectors of one group share the stream's entries.
+    /// stream: read with a consumer group; list: the sensors publish with --redis-mode
+    /// list, and each line is moved to this collector's processing list (KEY:processing:C)
+    /// until it is on disk.
+    #[arg(long, value_name = "MODE", default_value = "stream", value_parser = Mode::NAMES)]
+    pub redis_mode: String,
+    /// The consumer group; collectors of one group share the stream's entries (list
+    /// mode: collectors share the list, and the group is not used).
     #[arg(long, value_name = "G")]
     pub group: String,
     /// This collector's name in the group. Keep it across restarts: the entries it had
@@ -132,10 +138,13 @@ pub fn collect(flags: CollectFlags) -> Result<command::collect::Settings, String
     let config = load(&flags.config)?;
     let consumer = flags.consumer.or_else(command::hostname).unwrap_or_else(|| "exwatch".into());
     let window = super::window(flags.since.as_deref(), flags.until.as_deref())?;
+    let mode = Mode::from_name(&flags.redis_mode)
+        .ok_or_else(|| format!("--redis-mode {}: one of {}", flags.redis_mode, Mode::NAMES.join(", ")))?;
     Ok(command::collect::Settings {
         collect: collect::Settings {
             target,
             key: flags.redis_key,
+            mode,
             group: flags.group,
             consumer,
             out: flags.out,

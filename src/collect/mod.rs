@@ -21,6 +21,7 @@
 //! in with the events.
 
 mod files;
+mod list;
 pub mod metrics;
 mod reader;
 
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::output::redis::Target;
+use crate::output::redis::{Mode, Target};
 use crate::policy::{Policy, Topology};
 use crate::report::{self, eve_input, Builder, Meta, Record};
 use crate::time::Ts;
@@ -53,8 +54,10 @@ pub(crate) const BLOCK: Duration = Duration::from_millis(200);
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub target: Target,
-    /// The stream.
+    /// The stream (or, in list mode, the list).
     pub key: String,
+    /// Stream: a consumer group; list: moved to a processing list of this consumer's.
+    pub mode: Mode,
     pub group: String,
     /// This collector's name in the group; two collectors must not share one.
     pub consumer: String,
@@ -128,7 +131,9 @@ pub fn run(
 ) -> Result<Counts, Error> {
     let target = &settings.target;
     let mut conn = target.connect()?;
-    create_group(&mut conn, settings)?;
+    if settings.mode == Mode::Stream {
+        create_group(&mut conn, settings)?;
+    }
     let reading = target.connect()?;
     let mut files = Files::new(&settings.out);
     let earlier = files::last_written(&settings.out);
@@ -146,10 +151,14 @@ pub fn run(
     }
     // One batch read ahead: the next comes from Redis while this one is written.
     let (tx, rx) = crossbeam_channel::bounded::<Batch>(1);
+    let progress = &list::Progress::default();
     std::thread::scope(|scope| {
-        let reader = scope.spawn(move || reader::run(reading, settings, control, &tx));
+        let reader = scope.spawn(move || match settings.mode {
+            Mode::Stream => reader::run(reading, settings, control, &tx),
+            Mode::List => list::run(reading, settings, control, &tx, progress),
+        });
         let files = (&mut files, &mut builder, &mut written);
-        let written = write_batches(settings, (&rx, &mut conn), files, control, shared);
+        let written = write_batches(settings, (&rx, &mut conn, progress), files, control, shared);
         // The reader stops when told, or when it finds no one to hand its batch to.
         control.stop.store(true, Ordering::Relaxed);
         drop(rx);
@@ -165,7 +174,7 @@ pub fn run(
 /// and fed to the report, which is rewritten on its period; until `control.stop`.
 fn write_batches(
     settings: &Settings,
-    (rx, conn): (&Receiver<Batch>, &mut redis::Connection),
+    (rx, conn, progress): (&Receiver<Batch>, &mut redis::Connection, &list::Progress),
     (files, builder, written): (&mut Files, &mut Builder, &mut Option<Tails>),
     control: &Control,
     shared: &Shared,
@@ -191,11 +200,14 @@ fn write_batches(
             *written = None;
         }
         store(&batch, files, builder, shared, written.as_ref())?;
-        let ids = &batch.ids;
         // On disk: acknowledged, on a connection found again if it was lost, until done
-        // or told to stop (then they are pending, read again, and written again at most once).
+        // or told to stop (then they are pending, read again, and found on disk).
         loop {
-            match ack(conn, settings, ids) {
+            let acked = match settings.mode {
+                Mode::Stream => ack(conn, settings, &batch.ids),
+                Mode::List => list::trim(conn, settings, &batch),
+            };
+            match acked {
                 Ok(()) => break,
                 Err(e) if lost(&e) && !control.stop.load(Ordering::Relaxed) => {
                     reader::reconnect(target, conn)
@@ -204,6 +216,7 @@ fn write_batches(
                 Err(e) => return Err(target.error(&e).into()),
             }
         }
+        progress.trimmed.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
 }

@@ -87,15 +87,23 @@ pub fn run(
         let Some(&last) = batch.ids.last() else { continue };
         handed = Some(last);
         batch.reread = pending.is_some();
-        loop {
-            match tx.send_timeout(batch, BLOCK) {
-                Ok(()) => break,
-                Err(SendTimeoutError::Timeout(b)) if !control.stop.load(Ordering::Relaxed) => batch = b,
-                Err(_) => return Ok(()),
-            }
+        if !hand_over(batch, control, tx) {
+            return Ok(());
         }
     }
     Ok(())
+}
+
+/// Hands a batch to the writing side, waiting while it writes the one before; false
+/// when told to stop or the writing side has gone.
+pub fn hand_over(mut batch: Batch, control: &Control, tx: &Sender<Batch>) -> bool {
+    loop {
+        match tx.send_timeout(batch, BLOCK) {
+            Ok(()) => return true,
+            Err(SendTimeoutError::Timeout(b)) if !control.stop.load(Ordering::Relaxed) => batch = b,
+            Err(_) => return false,
+        }
+    }
 }
 
 /// Connects again, after a pause; on failure the old connection stays, to fail again

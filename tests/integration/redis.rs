@@ -833,3 +833,76 @@ fn collect_started_again_does_not_write_twice_what_it_wrote_before_it_was_killed
     assert_same_report(&from_log, &built, "the sensor's log vs the collector started again");
     assert_eq!(built["totals"]["duplicates"], from_log["totals"]["duplicates"], "{}", built["totals"]);
 }
+
+/// List mode: a sensor RPUSHes its lines (`--redis-mode list`), a collector reading the
+/// list five lines at a time is killed with SIGKILL once a quarter is on disk, and one
+/// started again under the same name reads its processing list first: in the end the
+/// sensor's file holds every line of its log once, in order, both lists are empty, and
+/// the collector's report equals the report of the sensor's log.
+#[test]
+fn list_mode_collect_killed_midway_loses_nothing_and_writes_nothing_twice() {
+    let redis = Redis::on_loopback(None);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let eve = dir.path().join("eve.json");
+    let capture = util::capture("sample-contoso.pcap");
+    let (status, _, stderr) = util::exwatch(&[
+        "analyze",
+        &path(&capture),
+        "--flows",
+        "--eve-log",
+        &path(&eve),
+        "--sensor-name",
+        "site-a",
+        "--redis",
+        &redis.url(),
+        "--redis-mode",
+        "list",
+        "--redis-key",
+        "lab:eve",
+    ]);
+    assert!(matches!(status, 0 | 1), "{stderr}");
+    let lines = lines_of(&eve);
+    assert_eq!(redis.number(&["LLEN", "lab:eve"]), lines.len() as u64);
+    let out = dir.path().join("collected");
+    let file = out.join("site-a/eve.json");
+    let report = dir.path().join("report.json");
+    let start = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_exwatch"))
+            .args(["collect", "--redis", &redis.url(), "--redis-mode", "list", "--redis-key", "lab:eve"])
+            .args(["--group", "unused", "--consumer", "c1", "--batch", "5", "--out", &path(&out)])
+            .args(["--report-json", &path(&report)])
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.path().join(name)).expect("stderr file"))
+            .spawn()
+            .expect("start collect")
+    };
+    let mut first = start("first.txt");
+    let begun = Instant::now();
+    while lines_of(&file).len() < lines.len() / 4 {
+        assert!(first.try_wait().expect("wait").is_none(), "collect exited");
+        assert!(begun.elapsed() < COLLECT_DEADLINE, "collect wrote {} lines", lines_of(&file).len());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = first.kill();
+    let _ = first.wait();
+    let processing = redis.number(&["LLEN", "lab:eve:processing:c1"]);
+    assert!(lines_of(&file).len() < lines.len(), "killed in the middle");
+
+    let mut second = start("second.txt");
+    live::wait_until("both lists empty and every line on disk", || {
+        (redis.number(&["LLEN", "lab:eve"]) == 0
+            && redis.number(&["LLEN", "lab:eve:processing:c1"]) == 0
+            && lines_of(&file).len() >= lines.len())
+        .then_some(())
+    });
+    let pid = second.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let status = second.wait().expect("wait");
+    let said = std::fs::read_to_string(dir.path().join("second.txt")).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "{said}");
+    assert!(said.contains(&format!("({processing} read again from the pending list, ")), "{said}");
+    assert_eq!(lines_of(&file), lines, "every line once, in order");
+    let built: Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON");
+    let from_log = report_of(std::slice::from_ref(&eve), &dir.path().join("log.json"));
+    assert_same_report(&from_log, &built, "the sensor's log vs the list collector killed and started again");
+}
