@@ -763,6 +763,19 @@ fn collect_since_until_counts_the_flows_that_started_inside_the_period() {
         "the period leaves findings out: {}",
         everything["totals"]
     );
+    let (status, _, stderr) = util::exwatch(&[
+        "collect",
+        "--redis",
+        &redis.url(),
+        "--group",
+        "g",
+        "--out",
+        &path(&out),
+        "--until",
+        "yesterday",
+    ]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("--until \"yesterday\": not an RFC 3339 time"), "{stderr}");
 }
 
 /// A collector killed after it wrote a batch and before it acknowledged it, as Redis and
