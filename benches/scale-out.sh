@@ -82,9 +82,12 @@ until [ "$(cli XINFO GROUPS exwatch:eve | awk 'prev=="lag"{print; exit} {prev=$0
   && [ "$(cli XPENDING exwatch:eve g1 | head -1)" = 0 ]; do sleep 0.05; done
 t1=$(date +%s%N)
 cpu=$(awk '{print ($14 + $15) / 100}' "/proc/$collect_pid/stat")
+# Each thread's time on a CPU and waiting for one (/proc/PID/task/TID/schedstat, ns): on
+# a machine shared with other work, the second says how much of the wall time was theirs.
+sched=$(cat /proc/"$collect_pid"/task/*/schedstat | awk '{run += $1; wait += $2} END {printf "%.2f s running, %.2f s waiting for a CPU", run / 1e9, wait / 1e9}')
 kill -TERM "$collect_pid"; wait "$collect_pid" || true; collect_pid=""
-awk -v n="$events" -v ns="$((t1 - t0))" -v cpu="$cpu" \
-  'BEGIN {printf "collect: %d events in %.2f s = %d events/s, %.2f s of collector CPU (files fsynced per batch, report every 1s)\n", n, ns / 1e9, n / (ns / 1e9), cpu}' 
+awk -v n="$events" -v ns="$((t1 - t0))" -v cpu="$cpu" -v sched="$sched" \
+  'BEGIN {printf "collect: %d events in %.2f s = %d events/s, %.2f s of collector CPU; its threads: %s (files fsynced per batch, report every 1s)\n", n, ns / 1e9, n / (ns / 1e9), cpu, sched}' 
 
 # 3. Collector memory over rounds: each round publishes another capture of the pool
 #    (another seed: other flows), as another sensor.
