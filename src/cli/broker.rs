@@ -86,10 +86,10 @@ pub struct CollectFlags {
     /// until it is on disk.
     #[arg(long, value_name = "MODE", default_value = "stream", value_parser = Mode::NAMES)]
     pub redis_mode: String,
-    /// The consumer group; collectors of one group share the stream's entries (list
-    /// mode: collectors share the list, and the group is not used).
+    /// The consumer group; collectors of one group share the stream's entries. Needed
+    /// in stream mode; list mode has none (collectors share the list).
     #[arg(long, value_name = "G")]
-    pub group: String,
+    pub group: Option<String>,
     /// This collector's name in the group. Keep it across restarts: the entries it had
     /// not acknowledged are read again under it. Default: the hostname.
     #[arg(long, value_name = "C")]
@@ -140,12 +140,21 @@ pub fn collect(flags: CollectFlags) -> Result<command::collect::Settings, String
     let window = super::window(flags.since.as_deref(), flags.until.as_deref())?;
     let mode = Mode::from_name(&flags.redis_mode)
         .ok_or_else(|| format!("--redis-mode {}: one of {}", flags.redis_mode, Mode::NAMES.join(", ")))?;
+    let group = match (mode, flags.group) {
+        (Mode::Stream, None) => {
+            return Err("--group G is needed to read a stream (--redis-mode stream)".into())
+        }
+        (Mode::List, Some(_)) => {
+            return Err("--group is for streams: a list (--redis-mode list) has none".into())
+        }
+        (_, group) => group.unwrap_or_default(),
+    };
     Ok(command::collect::Settings {
         collect: collect::Settings {
             target,
             key: flags.redis_key,
             mode,
-            group: flags.group,
+            group,
             consumer,
             out: flags.out,
             report_html: flags.report,

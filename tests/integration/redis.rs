@@ -882,7 +882,7 @@ fn list_mode_collect_killed_midway_loses_nothing_and_writes_nothing_twice() {
     let start = |name: &str| {
         Command::new(env!("CARGO_BIN_EXE_exwatch"))
             .args(["collect", "--redis", &redis.url(), "--redis-mode", "list", "--redis-key", "lab:eve"])
-            .args(["--group", "unused", "--consumer", "c1", "--batch", "5", "--out", &path(&out)])
+            .args(["--consumer", "c1", "--batch", "5", "--out", &path(&out)])
             .args(["--report-json", &path(&report)])
             .stdout(Stdio::null())
             .stderr(File::create(dir.path().join(name)).expect("stderr file"))
@@ -918,4 +918,14 @@ fn list_mode_collect_killed_midway_loses_nothing_and_writes_nothing_twice() {
     let built: Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON");
     let from_log = report_of(std::slice::from_ref(&eve), &dir.path().join("log.json"));
     assert_same_report(&from_log, &built, "the sensor's log vs the list collector killed and started again");
+    for (mode, group, said) in [
+        ("stream", None, "--group G is needed to read a stream"),
+        ("list", Some("g"), "--group is for streams: a list (--redis-mode list) has none"),
+    ] {
+        let mut args = vec!["collect", "--redis", "redis://127.0.0.1:1", "--redis-mode", mode, "--out", "x"];
+        args.extend(group.map(|g| ["--group", g]).iter().flatten());
+        let (status, _, stderr) = util::exwatch(&args);
+        assert_eq!(status, 2, "{stderr}");
+        assert!(stderr.contains(said), "{stderr}");
+    }
 }
