@@ -187,6 +187,11 @@ impl Tracker {
         self.events.drain(..)
     }
 
+    /// How many events wait to be taken.
+    pub fn pending_events(&self) -> usize {
+        self.events.len()
+    }
+
     /// Events produced since the last call, as they are (not copied out one by one):
     /// the tracker goes on with a fresh vector.
     pub fn take_events(&mut self) -> Vec<Event> {
