@@ -929,3 +929,56 @@ fn list_mode_collect_killed_midway_loses_nothing_and_writes_nothing_twice() {
         assert!(stderr.contains(said), "{stderr}");
     }
 }
+
+/// Redis stopped under a running collector and started again (its data kept): the
+/// collector connects again, reads on, and every line of both sensors' logs is in their
+/// files once.
+#[test]
+fn collect_rides_out_a_redis_restart() {
+    let mut redis = Redis::on_loopback(None);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let capture = util::capture("sample-contoso.pcap");
+    let publish = |redis: &Redis, name: &str| {
+        let eve = dir.path().join(format!("{name}.json"));
+        let (status, _, stderr) = util::exwatch(&[
+            "analyze",
+            &path(&capture),
+            "--flows",
+            "--eve-log",
+            &path(&eve),
+            "--sensor-name",
+            name,
+            "--redis",
+            &redis.url(),
+        ]);
+        assert!(matches!(status, 0 | 1), "{stderr}");
+        lines_of(&eve)
+    };
+    let out = dir.path().join("collected");
+    let said = dir.path().join("collect.txt");
+    let mut collect = Command::new(env!("CARGO_BIN_EXE_exwatch"))
+        .args(["collect", "--redis", &redis.url(), "--group", "g", "--consumer", "c1", "--out", &path(&out)])
+        .stdout(Stdio::null())
+        .stderr(File::create(&said).expect("stderr file"))
+        .spawn()
+        .expect("start collect");
+    let a = publish(&redis, "site-a");
+    let file_a = out.join("site-a/eve.json");
+    live::wait_until("site-a collected", || (lines_of(&file_a).len() == a.len()).then_some(()));
+    redis.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(collect.try_wait().expect("wait").is_none(), "collect stayed up without Redis");
+    redis.start();
+    let b = publish(&redis, "site-b");
+    let file_b = out.join("site-b/eve.json");
+    live::wait_until("site-b collected after the restart", || {
+        (lines_of(&file_b).len() >= b.len()).then_some(())
+    });
+    live::wait_until("nothing pending", || (redis.pending("exwatch:eve", "g") == 0).then_some(()));
+    let pid = collect.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let status = collect.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&said).unwrap_or_default());
+    assert_eq!(lines_of(&file_a), a, "site-a once");
+    assert_eq!(lines_of(&file_b), b, "site-b once");
+}
