@@ -12,7 +12,8 @@
 //! moment loses nothing: on start it reads its own pending entries first, and those it
 //! finds at the end of their sensors' files (written, not acknowledged) it acknowledges
 //! without writing them again, so nothing is written or counted twice. Several
-//! collectors in one group share the stream. The
+//! collectors in one group share the stream. A list (`--redis-mode list`) is read the
+//! same way, through a processing list of the consumer's (`list.rs`). The
 //! report is built from the events as they come ([`report::Builder`]); the files are
 //! read once, when a collector starts on a directory that has some, never again. Its
 //! memory is the builder's, bounded by what the report shows.
