@@ -82,8 +82,12 @@ pub enum Event {
         /// the topology's exceptions.
         exception: Option<u16>,
     },
-    /// A flow ended (idle, closed, evicted or end of input), and why.
-    Flow { flow: Flow, tunnel: Option<Tunnel>, reason: EndReason },
+    /// A flow ended (idle, closed, evicted or end of input), and why. `at`: when it
+    /// ended, in packet time: its idle deadline for a timeout, the packet that forced it
+    /// out, or its last packet at the end of input; the same with any worker count
+    /// (except a full table's evictions), so the writer can order flow events as it
+    /// orders alerts.
+    Flow { flow: Flow, tunnel: Option<Tunnel>, reason: EndReason, at: Ts },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -546,7 +550,12 @@ impl Tracker {
         let tunnel = if flow.tunneled { self.tunnels.remove(&flow.id) } else { None };
         let wanted = self.settings.unanswered_flow_events || flow.is_answered();
         if kept && self.settings.flow_events && wanted {
-            self.events.push(Event::Flow { flow, tunnel, reason });
+            let at = match reason {
+                EndReason::Timeout => flow.last.saturating_add(self.idle_ns(&flow)),
+                EndReason::Forced => self.now,
+                EndReason::Shutdown => flow.last,
+            };
+            self.events.push(Event::Flow { flow, tunnel, reason, at });
         }
     }
 
@@ -561,7 +570,8 @@ impl Tracker {
     /// on, it gets one of its own, ended at once, so that the alert joins a flow event.
     pub(super) fn untracked_flow_event(&mut self, flow: Flow) {
         if self.settings.flow_events && self.kept(flow.start) {
-            self.events.push(Event::Flow { flow, tunnel: None, reason: EndReason::Forced });
+            let at = self.now.max(flow.start);
+            self.events.push(Event::Flow { flow, tunnel: None, reason: EndReason::Forced, at });
         }
     }
 

@@ -30,7 +30,11 @@
 //! in one stream (a worker that got no packet for long, so its watermark stood still),
 //! the oldest is released early and counted (`reorder_overflow`).
 //!
-//! `flow` events are a flow log the user asked for: they pass at once, never limited.
+//! `flow` events are a flow log the user asked for: they pass at once, never limited,
+//! unless only in-scope flows are written (`--flows=in-scope`): then they wait in the
+//! same order as alerts, at the time their flow ended (`Event::Flow`'s `at`, which the
+//! watermark argument above holds for too: a timeout ends a flow at its idle deadline,
+//! which a timer reaches only once the clock passes it), and the limiter bounds them.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
@@ -48,7 +52,10 @@ pub(super) const MAX_PENDING: usize = 65_536;
 pub(super) struct Order<'a> {
     engine: &'a Engine,
     settings: bound::Settings,
-    streams: HashMap<u64, Stream>,
+    streams: HashMap<u64, Stream<'a>>,
+    /// In-scope flow events are bounded too (`--flows=in-scope`): they wait in order
+    /// with the alerts.
+    flows: bool,
     out: Vec<Written>,
     /// What the limiters of finished streams counted.
     done: bound::Counts,
@@ -56,10 +63,10 @@ pub(super) struct Order<'a> {
     pub(super) overflow: u64,
 }
 
-struct Stream {
+struct Stream<'a> {
     feeders: Vec<Feeder>,
     pending: BinaryHeap<Reverse<Pending>>,
-    limiter: Limiter,
+    limiter: Limiter<'a>,
     arrivals: u64,
 }
 
@@ -97,18 +104,22 @@ impl Ord for Pending {
 }
 
 impl<'a> Order<'a> {
-    pub(super) fn new(engine: &'a Engine, settings: bound::Settings) -> Order<'a> {
+    /// `flows`: flow events are bounded too (they must then be in scope already).
+    pub(super) fn new(engine: &'a Engine, settings: bound::Settings, flows: bool) -> Order<'a> {
         let done = Limiter::new(engine, settings.clone()).counts;
-        Order { engine, settings, streams: HashMap::new(), out: Vec::new(), done, overflow: 0 }
+        Order { engine, settings, streams: HashMap::new(), flows, out: Vec::new(), done, overflow: 0 }
     }
 
-    fn stream(&mut self, stream: u64) -> &mut Stream {
-        let (engine, settings) = (self.engine, &self.settings);
-        self.streams.entry(stream).or_insert_with(|| Stream {
-            feeders: Vec::new(),
-            pending: BinaryHeap::new(),
-            limiter: Limiter::new(engine, settings.clone()),
-            arrivals: 0,
+    fn stream(&mut self, stream: u64) -> &mut Stream<'a> {
+        let (engine, settings, flows) = (self.engine, &self.settings, self.flows);
+        self.streams.entry(stream).or_insert_with(|| {
+            let limiter = Limiter::new(engine, settings.clone());
+            Stream {
+                feeders: Vec::new(),
+                pending: BinaryHeap::new(),
+                limiter: if flows { limiter.bounding_flows() } else { limiter },
+                arrivals: 0,
+            }
         })
     }
 
@@ -136,9 +147,13 @@ impl<'a> Order<'a> {
         let f = &mut s.feeders[feeder as usize];
         let floor = f.mark;
         for event in events {
-            let Event::Alert { ts, flow, .. } = event else {
-                self.out.push(Written::Event(event));
-                continue;
+            let (ts, flow) = match event {
+                Event::Alert { ts, flow, .. } => (ts, flow),
+                Event::Flow { at, flow, .. } if self.flows => (at, flow),
+                Event::Flow { .. } => {
+                    self.out.push(Written::Event(event));
+                    continue;
+                }
             };
             s.arrivals += 1;
             let at = if ended { ts } else { ts.max(floor) };
@@ -257,7 +272,7 @@ mod tests {
             Arc::new(builtin::topology().expect("topology")),
             10,
         );
-        let mut order = Order::new(&engine, bound::Settings::default());
+        let mut order = Order::new(&engine, bound::Settings::default(), false);
         order.join(1, 0);
         order.join(1, 1);
         order.push((1, 0), Ts(30), false, vec![alert(&engine, 1, 10), alert(&engine, 2, 30)]);

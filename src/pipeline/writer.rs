@@ -216,7 +216,8 @@ impl Writer<'_> {
             lost: None,
             cut_failed: false,
         };
-        let mut order = bound.map(|settings| Order::new(engine, settings));
+        let mut order =
+            bound.map(|settings| Order::new(engine, settings, format && eve_flows && flows_in_scope));
         let mut busy = Duration::ZERO;
         let mut closed = false;
         let mut counted = 0;
@@ -272,7 +273,8 @@ impl Writer<'_> {
                             for written in order.drain() {
                                 write(buf, &written);
                             }
-                            let now = order.counts().held() + order.counts().aggregates + order.overflow;
+                            let c = order.counts();
+                            let now = c.held() + c.aggregates + c.flows_held + order.overflow;
                             if now != counted {
                                 counted = now;
                                 gauges.publish(&counters(engine, order), 0);
@@ -319,6 +321,8 @@ fn counters(engine: &Engine, order: &Order<'_>) -> Counters {
     c[Counter::AggregateAlerts] = counts.aggregates;
     c[Counter::AggregationUntracked] = counts.untracked;
     c[Counter::ReorderOverflow] = order.overflow;
+    c[Counter::FlowEventsAggregated] = counts.flows_held;
+    c[Counter::FlowAggregates] = counts.flow_aggregates;
     for (stats, &n) in c.rules.iter_mut().zip(&counts.rules) {
         stats.aggregated = n;
     }

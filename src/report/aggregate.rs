@@ -34,11 +34,12 @@ struct RowAcc {
 }
 
 impl RowAcc {
-    fn add(&mut self, e: &super::records::Endpoints, bytes: u64, from: Micros, to: Micros) {
-        self.flows += 1;
+    /// `flows` flows (an aggregate flow record's, else 1) of `e`'s pair.
+    fn add(&mut self, e: &super::records::Endpoints, (flows, bytes): (u64, u64), from: Micros, to: Micros) {
+        self.flows += flows;
         self.bytes += bytes;
         let pair = self.pairs.entry((e.src_ip, e.dest_ip)).or_default();
-        pair.0 += 1;
+        pair.0 += flows;
         pair.1 += bytes;
         self.ports.add(e.dest_port, &e.proto);
         let mut range = (self.first, self.last);
@@ -245,6 +246,7 @@ impl Builder {
                 unmatched_flows: 0,
                 unknown_rule_events: 0,
                 findings: VerdictCounts::default(),
+                flows_counted_from: FlowsFrom::FlowEvents,
             },
             first: None,
             last: None,
@@ -356,23 +358,28 @@ impl Builder {
             return;
         }
         let bytes = f.total_bytes();
-        self.totals.flows += 1;
+        let flows = f.flows;
+        self.totals.flows += flows;
         self.totals.bytes += bytes;
         let mut range = (self.first, self.last);
         span(&mut range, f.start, f.end);
         (self.first, self.last) = range;
-        let h = &mut self.health;
-        h.flows += 1;
-        h.one_sided += u64::from(f.one_sided());
-        h.midstream += u64::from(e.inferred);
-        h.gapped_flows += u64::from(f.gaps > 0);
-        h.gaps += u64::from(f.gaps);
-        if let Some(code) = &f.conn_state {
-            tally(&mut self.conn_states, code);
+        // The capture's health reads each flow's shape, which an aggregate flow record
+        // does not keep: it counts the flows written one by one.
+        if !f.is_aggregate() {
+            let h = &mut self.health;
+            h.flows += 1;
+            h.one_sided += u64::from(f.one_sided());
+            h.midstream += u64::from(e.inferred);
+            h.gapped_flows += u64::from(f.gaps > 0);
+            h.gaps += u64::from(f.gaps);
+            if let Some(code) = &f.conn_state {
+                tally(&mut self.conn_states, code);
+            }
+            tally(&mut self.flow_states, &f.state);
         }
-        tally(&mut self.flow_states, &f.state);
         let cell = &mut self.roles[e.src_role as usize][e.dest_role as usize];
-        cell.flows += 1;
+        cell.flows += flows;
         cell.bytes += bytes;
         let index = f.rule.as_deref().and_then(|r| self.rule_index.get(r)).copied();
         if index.is_some_and(|i| self.policy.rules[i].never_restrict)
@@ -389,10 +396,10 @@ impl Builder {
             return;
         };
         if self.policy.rules[index].verdict != Verdict::OutOfScope {
-            self.totals.flows_in_scope += 1;
-            self.roles[e.src_role as usize][e.dest_role as usize].in_scope += 1;
+            self.totals.flows_in_scope += flows;
+            self.roles[e.src_role as usize][e.dest_role as usize].in_scope += flows;
         }
-        self.rows[index].add(e, bytes, f.start, f.end);
+        self.rows[index].add(e, (flows, bytes), f.start, f.end);
     }
 
     /// Whether the topology's roles of the two hosts make their traffic one that a
@@ -408,7 +415,7 @@ impl Builder {
     fn pair_traffic(&mut self, f: &FlowRecord) {
         let e = &f.ends;
         let pair = self.pairs.entry(ordered(e.src_ip, e.dest_ip)).or_default();
-        pair.flows += 1;
+        pair.flows += f.flows;
         pair.bytes += f.total_bytes();
         pair.ports.add(e.dest_port, &e.proto);
     }
@@ -437,7 +444,7 @@ impl Builder {
             None => None,
         };
         if let Some(i) = evidence {
-            self.evidence_rows[i].add(e, 0, a.flow_start, a.ts);
+            self.evidence_rows[i].add(e, (1, 0), a.flow_start, a.ts);
             bump(&mut self.evidence_rows[i].alerts, a.verdict);
         }
         bump(&mut self.totals.findings, a.verdict);
@@ -723,6 +730,7 @@ mod tests {
             gaps: 0,
             verdict: Verdict::Ok,
             rule: rule.map(String::from),
+            flows: 1,
         }
     }
 

@@ -86,6 +86,12 @@ struct RawPolicy<'a> {
     topology_sha256: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     policy_sha256: Option<Cow<'a, str>>,
+    /// An aggregate flow record: the flows, packets and bytes it stands for.
+    #[serde(default)]
+    aggregate: Option<RawAggregate>,
+    /// `stats`: which flows got a flow event (`all`, `in-scope`, `off`).
+    #[serde(borrow, default)]
+    flow_events: Option<Cow<'a, str>>,
 }
 
 /// `stats` `policy.capture`: frames exwatch shed.
@@ -134,6 +140,14 @@ struct RawOwnFlows {
     evicted: u64,
 }
 
+/// `policy.aggregate` of an aggregate flow record.
+#[derive(Deserialize)]
+struct RawAggregate {
+    flows: u64,
+    pkts: u64,
+    bytes: u64,
+}
+
 #[derive(Deserialize)]
 struct RawFlow<'a> {
     #[serde(default)]
@@ -163,6 +177,13 @@ struct RawFlow<'a> {
 struct RawStats {
     capture: RawCapture,
     decoder: RawDecoder,
+    flow: RawFlowStats,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawFlowStats {
+    total: u64,
 }
 
 #[derive(Deserialize, Default)]
@@ -204,6 +225,8 @@ pub fn parse_line(line: &[u8]) -> Parsed {
         "flow" | "alert" => flow_or_alert(raw, ts),
         "stats" => {
             let stats = raw.stats.unwrap_or_default();
+            let in_scope_flows =
+                raw.policy.as_ref().is_some_and(|p| p.flow_events.as_deref() == Some("in-scope"));
             let (shed, decoded, skipped, evicted, judged_under) = match raw.policy {
                 Some(p) => {
                     let judged_under = match (p.topology_sha256, p.policy_sha256) {
@@ -232,6 +255,8 @@ pub fn parse_line(line: &[u8]) -> Parsed {
                 drops: stats.capture.kernel_drops + stats.capture.kernel_ifdrops + shed,
                 flows_evicted: evicted,
                 judged_under,
+                flows: stats.flow.total,
+                in_scope_flows,
             }))
         }
         _ => Parsed::Ignored,
@@ -267,12 +292,17 @@ fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
     };
     let start = flow.start.as_deref().and_then(parse_timestamp).unwrap_or(ts);
     if raw.event_type == "flow" {
+        let (flows, pkts, bytes) = match &policy.aggregate {
+            Some(a) => (a.flows.max(1), [a.pkts, 0], [a.bytes, 0]),
+            None => (1, [flow.pkts_toserver, flow.pkts_toclient], [flow.bytes_toserver, flow.bytes_toclient]),
+        };
         return Parsed::Record(Record::Flow(FlowRecord {
             ends,
             start,
             end: flow.end.as_deref().and_then(parse_timestamp).unwrap_or(ts),
-            pkts: [flow.pkts_toserver, flow.pkts_toclient],
-            bytes: [flow.bytes_toserver, flow.bytes_toclient],
+            pkts,
+            bytes,
+            flows,
             state: flow.state.map_or(Cow::Borrowed(""), |s| known(&s)),
             conn_state: policy.conn_state.or(flow.conn_state).map(|c| known(&c)),
             gaps: policy.gaps.max(flow.gaps),
@@ -363,8 +393,10 @@ mod tests {
         for f in flows {
             let mut line = Vec::new();
             eve::write_flow(&mut line, &engine, &f, EndReason::Timeout);
-            let direct =
-                from_event(&engine, &Event::Flow { flow: f, tunnel: None, reason: EndReason::Timeout });
+            let direct = from_event(
+                &engine,
+                &Event::Flow { flow: f, tunnel: None, reason: EndReason::Timeout, at: f.last },
+            );
             assert_eq!(parsed(&line), direct, "{}", String::from_utf8_lossy(&line));
         }
     }
@@ -412,7 +444,10 @@ mod tests {
         let f = flow(&engine, "198.51.100.7", "10.10.1.11", 50001, 3389, proto::TCP);
         let mut line = Vec::new();
         eve::write_flow(&mut line, &engine, &f, EndReason::Timeout);
-        let direct = from_event(&engine, &Event::Flow { flow: f, tunnel: None, reason: EndReason::Timeout });
+        let direct = from_event(
+            &engine,
+            &Event::Flow { flow: f, tunnel: None, reason: EndReason::Timeout, at: f.last },
+        );
         let Record::Flow(ref record) = direct else { panic!("not a flow") };
         assert_eq!(record.verdict, Verdict::Accepted);
         assert_eq!(parsed(&line), direct, "{}", String::from_utf8_lossy(&line));

@@ -267,7 +267,12 @@ mod tests {
                     exception: None,
                 });
             }
-            out.push(Event::Flow { flow, tunnel: None, reason: crate::flow::EndReason::Shutdown });
+            out.push(Event::Flow {
+                flow,
+                tunnel: None,
+                reason: crate::flow::EndReason::Shutdown,
+                at: flow.last,
+            });
         }
         out
     }
