@@ -56,7 +56,22 @@ def read_records(path):
     return records
 
 
-def summarise(records, rates):
+def read_offline(path):
+    """The offline analyses of the capture: run, CPU-seconds, CPU-s per Mpkt."""
+    try:
+        with open(path) as f:
+            runs = [line.rstrip("\n").split("\t") for line in f if line.strip()]
+    except FileNotFoundError:
+        return None
+    if not runs:
+        return None
+    runs = [{"run": int(r[0]), "cpu_seconds": float(r[1]), "cpu_s_per_mpkt": float(r[2])} for r in runs]
+    cpu = [r["cpu_s_per_mpkt"] for r in runs]
+    return {"runs": runs, "median_cpu_s_per_mpkt": statistics.median(cpu),
+            "min_cpu_s_per_mpkt": min(cpu), "max_cpu_s_per_mpkt": max(cpu)}
+
+
+def summarise(records, rates, offline):
     summary = []
     for tool in sorted({r["tool"] for r in records}, key=lambda t: t != "exwatch"):
         for rate in rates:
@@ -75,6 +90,9 @@ def summarise(records, rates):
                 "max_peak_rss_kib": max(r["peak_rss_kib"] for r in runs),
                 "zero_loss_every_run": all(r["loss_pct"] == 0 and r["lost"] == 0 for r in runs),
             })
+            if tool == "exwatch":
+                base = offline["median_cpu_s_per_mpkt"] if offline else 0
+                summary[-1]["live_to_offline"] = statistics.median(cpu) / base if base else None
     return summary
 
 
@@ -168,7 +186,8 @@ def main():
     meta = dict(line.split("=", 1) for line in meta_text.splitlines() if "=" in line)
     records = read_records(f"{results}/runs.tsv")
     rates = meta.get("rates", "").split()
-    summary = summarise(records, rates)
+    offline = read_offline(f"{results}/offline.tsv")
+    summary = summarise(records, rates, offline)
     best = headline(summary)
     doc = {"script": meta.get("script", "live-replay"), "capture": meta.get("capture"),
            "packets": int(meta["packets"]) if meta.get("packets", "").isdigit() else None,
@@ -176,7 +195,7 @@ def main():
            "cores": int(meta.get("cores", "0")), "cpu_model": meta.get("cpu_model"),
            "exwatch_args": meta.get("exwatch_args", ""), "suricata": meta.get("suricata"),
            "records": [{k: r[k] for k in FIELDS[:3] + ["offered_pps"] + FIELDS[3:]} for r in records],
-           "summary": summary, "zero_loss": best}
+           "summary": summary, "zero_loss": best, "offline": offline}
     with open(f"{results}/runs.json", "w") as f:
         json.dump(doc, f, indent=2)
         f.write("\n")
@@ -195,6 +214,11 @@ def main():
               f"{row['median_loss_pct']:>9.3f} ({row['min_loss_pct']:.3f}-{row['max_loss_pct']:.3f}) "
               f"{row['median_cpu_s_per_mpkt']:>12.3f} ({row['min_cpu_s_per_mpkt']:.3f}-"
               f"{row['max_cpu_s_per_mpkt']:.3f}) {row['max_peak_rss_kib'] / 1024:>12.1f}")
+    if offline:
+        print(f"exwatch analyze (offline), same capture: {offline['median_cpu_s_per_mpkt']:.3f} CPU-s/Mpkt "
+              f"({offline['min_cpu_s_per_mpkt']:.3f}-{offline['max_cpu_s_per_mpkt']:.3f}); live over offline: "
+              + ", ".join(f"{row['rate']} {row['live_to_offline']:.2f}x" for row in summary
+                          if row.get("live_to_offline") is not None))
     for tool, top in best.items():
         said = "none" if top is None else f"{top['rate']} (reached {top['median_achieved_pps']:.0f} pps, median)"
         print(f"{tool}: highest rate with zero loss in every run (no drop, nothing shed, every frame "

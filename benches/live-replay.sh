@@ -13,6 +13,10 @@
 # received, and its peak RSS (VmHWM). With two cores or more, exwatch is pinned to core 1
 # and the generator to core 0, so the tool's CPU is its own.
 #
+# Each run also analyses the same capture offline (`exwatch analyze`, pinned alike, EVE to
+# /dev/null), so the live path's cost is shown beside the offline one's: CPU-seconds per
+# million packets of both, and their ratio per rate (`live_to_offline`).
+#
 # When Suricata is installed (benches/peers.sh installs it), each run is replayed a second
 # time into Suricata on the same interface (af-packet, one capture thread, the port rules
 # of benches/suricata-policy.sh, EVE alerts on), pinned alike, with the same measures from
@@ -42,8 +46,12 @@
 #                  tool and rate: "tool", "rate", "runs", "median_achieved_pps",
 #                  "median_loss_pct", "min_loss_pct", "max_loss_pct",
 #                  "median_cpu_s_per_mpkt", "min_cpu_s_per_mpkt", "max_cpu_s_per_mpkt",
-#                  "max_peak_rss_kib", "zero_loss_every_run"], "zero_loss": {tool: the
-#                  highest such rate as {"rate", "median_achieved_pps"}, or null}}
+#                  "max_peak_rss_kib", "zero_loss_every_run", and for exwatch
+#                  "live_to_offline" (its median CPU-s/Mpkt over the offline one's, or null)],
+#                  "zero_loss": {tool: the highest such rate as {"rate",
+#                  "median_achieved_pps"}, or null}, "offline": {"runs": [{"run",
+#                  "cpu_seconds", "cpu_s_per_mpkt"}], "median_cpu_s_per_mpkt",
+#                  "min_cpu_s_per_mpkt", "max_cpu_s_per_mpkt"} (null with OFFLINE=0)}
 #   runs.csv       the records, one line each, the same fields
 #   loss-cpu.svg   loss (%) and CPU-seconds per million packets against the rate offered
 #                  (the rate the generator reached, per run), exwatch and Suricata: one dot
@@ -64,6 +72,7 @@
 #   EXWATCH=PATH     the exwatch binary (default: built with cargo, release)
 #   EXWATCH_ARGS=..  more arguments to `exwatch live` (say "--workers 2")
 #   SURICATA=0       leave Suricata out
+#   OFFLINE=0        leave out the offline analysis of the capture
 #
 # Usage (as root, after scripts/setup.sh):
 #   bash benches/live-replay.sh
@@ -296,6 +305,24 @@ peak_rss() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 # order of benches/live-plot.py's FIELDS; "null" where a measure does not apply).
 record() { (IFS=$'\t'; echo "$*") >>"$RESULTS/runs.tsv"; }
 : >"$RESULTS/runs.tsv"
+: >"$RESULTS/offline.tsv"
+
+# The same capture analysed offline, pinned as the live tool is: its CPU-seconds per
+# million packets, the cost the live path is compared with.
+offline_run() {
+  local run=$1 dir=$2
+  # Status 1 says there were findings: the capture has some.
+  local status=0
+  "${pin_tool[@]}" /usr/bin/time -f '%U %S' -o "$dir/time.txt" "$exwatch" analyze "$work/replay.pcap" \
+    --eve-log /dev/null --no-progress --summary-json "$dir/summary.json" 2>"$dir/exwatch.txt" || status=$?
+  [ "$status" -le 1 ] || { cat "$dir/exwatch.txt" >&2; exit 1; }
+  local cpu per_mpkt
+  # The last line: time says "Command exited with non-zero status 1" before it.
+  cpu=$(tail -n 1 "$dir/time.txt" | awk '{ printf "%.3f", $1 + $2 }')
+  per_mpkt=$(awk -v c="$cpu" -v r="$frames" 'BEGIN { printf "%.3f", c / (r / 1e6) }')
+  printf '%s\t%s\t%s\n' "$run" "$cpu" "$per_mpkt" >>"$RESULTS/offline.tsv"
+  say "run $run/$RUNS, exwatch analyze (offline): $cpu CPU-s, $per_mpkt CPU-s/Mpkt"
+}
 
 exwatch_run() {
   local rate=$1 run=$2 dir=$3
@@ -401,6 +428,11 @@ suricata_run() {
 # Interleaved: every rate once per run, exwatch then Suricata, so drift on a shared
 # machine falls on every rate and tool alike.
 for ((run = 1; run <= RUNS; run++)); do
+  if [ "${OFFLINE:-1}" != 0 ]; then
+    dir=$RESULTS/offline-run$run
+    mkdir -p "$dir"
+    offline_run "$run" "$dir"
+  fi
   for rate in $RATES; do
     dir=$RESULTS/exwatch-$rate-run$run
     mkdir -p "$dir"

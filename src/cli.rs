@@ -363,6 +363,12 @@ pub struct LiveFlags {
     /// Do not put the interface in promiscuous mode.
     #[arg(long)]
     pub no_promiscuous: bool,
+    /// Capture sockets, one thread each that also judges what it reads; several form one
+    /// PACKET_FANOUT group split by exwatch's own address hash, so each thread sees whole
+    /// flows. Default: one per 5 Gb/s of the interface's speed, at most one per core but
+    /// one (left to the writer), at least 1. --workers means the same for live.
+    #[arg(long, value_name = "N")]
+    pub capture_threads: Option<usize>,
 }
 
 /// Flags `analyze` and `live` share.
@@ -387,10 +393,9 @@ pub struct RunFlags {
     /// goes to stderr as text).
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
-    /// Parser workers (each owns a share of the flows), fed by one reader thread: on an
-    /// interface, or for analyze of one file or of --continuous files. Default: for
-    /// analyze, one per core but the one the reader keeps busy (at least one); for live,
-    /// one per core.
+    /// Parser workers (each owns a share of the flows), fed by one reader thread, for
+    /// analyze of one file or of --continuous files. Default: one per core but the one the
+    /// reader keeps busy (at least one). For live, the same as --capture-threads.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Seconds of capture time a retried SYN between servers that must never be
@@ -656,13 +661,12 @@ fn validate_live(flags: LiveFlags) -> Result<command::live::Settings, String> {
     let interface = flags
         .interface
         .ok_or("--interface is required (on the command line, or as `interface` in --config)")?;
-    let default_workers = flags.run.workers.is_none();
-    let mut run = run_settings(&flags.site, flags.run)?;
-    if default_workers {
-        // A capture thread mostly waits on the ring; under a flood the workers are
-        // what falls behind, so live takes one per core.
-        run.pipeline.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = flags.capture_threads.or(flags.run.workers);
+    if threads == Some(0) {
+        return Err("--capture-threads must be at least 1".into());
     }
+    let mut run = run_settings(&flags.site, flags.run)?;
+    run.pipeline.workers = threads.unwrap_or_else(|| capture::default_threads(&interface));
     let metrics = flags.metrics.as_deref().map(command::live::metrics_addr).transpose()?;
     let stats_interval = match flags.stats_interval {
         None => None,
@@ -728,6 +732,7 @@ fn apply(
     set!(flows, "flows", flags.run.flows, command::live::FlowsKey::flag);
     set!(summary_json, "summary-json", flags.run.summary_json, |p| Some(local(p)));
     set!(workers, "workers", flags.run.workers, Some);
+    set!(capture_threads, "capture-threads", flags.capture_threads, Some);
     set!(syn_timeout, "syn-timeout", flags.run.syn_timeout, |v| v);
     set!(max_flows, "max-flows", flags.run.max_flows, |v| v);
     set!(max_smtp_senders, "max-smtp-senders", flags.run.max_smtp_senders, |v| v);

@@ -21,9 +21,17 @@
 //!                          └──► ...                                       ───┘
 //! ```
 //!
+//! A live interface has capture threads, one per socket of a fanout group, each its own
+//! worker:
+//!
+//! ```text
+//!  socket 0 ──► capture thread 0: read → decode → flow table → policy ──┐
+//!  socket 1 ──► capture thread 1: read → decode → flow table → policy ──┼──► writer ──► EVE log
+//! ```
+//!
 //! Ownership: the reader owns the capture handle; a file is read in shared 512 KiB
-//! chunks that batches reference rather than copy (a live capture's frames are copied).
-//! Each worker owns its flow table and fragment table outright (no locks on the packet
+//! chunks that batches reference rather than copy; a capture thread judges frames where
+//! libpcap's ring holds them. Each worker owns its flow table and fragment table outright (no locks on the packet
 //! path); the policy, the topology and the table of recent SMTP senders to an Edge are
 //! shared through one [`policy::Engine`] behind an `Arc`. A job owns the file it reads,
 //! that file's flow table and an engine of its own ([`policy::Engine::split`]), so files

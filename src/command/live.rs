@@ -37,8 +37,9 @@ impl Settings {
 pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
     settings.run.config.judgeable()?;
     let engine = settings.run.engine();
-    let capture = LiveCapture::open(&settings.interface, &settings.capture).map_err(|e| e.to_string())?;
-    let mut monitor = Monitor::new(&engine, settings.run.pipeline.workers);
+    let sockets = open_sockets(&settings.interface, &settings.capture, settings.run.pipeline.workers)?;
+    settings.run.pipeline.workers = sockets.len();
+    let mut monitor = Monitor::new(&engine, sockets.len());
     // Said at once, while the capture goes on: the operator must not learn of a lost log
     // only at the end.
     monitor.notify = Box::new(|notice| eprintln!("exwatch: {notice}"));
@@ -98,7 +99,7 @@ pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
         let server = listener.map(|l| scope.spawn(|| prometheus::serve(l, &engine, &monitor)));
         let record = pipeline::live(
             &engine,
-            Box::new(capture),
+            sockets,
             &settings.run.pipeline,
             (&sink, out),
             &monitor,
@@ -125,6 +126,22 @@ pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
         (outcome, conclusion),
     )?;
     Ok(outcome)
+}
+
+/// Opens `threads` capture sockets on the interface. Several join one fanout group; an
+/// interface or a kernel that cannot do that gets one socket, and a line saying why.
+fn open_sockets(
+    interface: &str,
+    options: &capture::LiveSettings,
+    threads: usize,
+) -> Result<Vec<Box<dyn capture::FrameSource + Send>>, Error> {
+    if threads > 1 {
+        eprintln!(
+            "exwatch: {interface}: one capture socket, not {threads}: this build cannot join a fanout group"
+        );
+    }
+    let socket = LiveCapture::open(interface, options).map_err(|e| e.to_string())?;
+    Ok(vec![Box::new(socket)])
 }
 
 fn account(user: &str) -> Result<nix::unistd::User, Error> {
@@ -154,6 +171,7 @@ pub struct ConfigFile {
     pub flows: Option<Spanned<FlowsKey>>,
     pub summary_json: Option<Spanned<PathBuf>>,
     pub workers: Option<Spanned<usize>>,
+    pub capture_threads: Option<Spanned<usize>>,
     pub syn_timeout: Option<Spanned<f64>>,
     pub max_flows: Option<Spanned<usize>>,
     pub max_smtp_senders: Option<Spanned<usize>>,

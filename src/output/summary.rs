@@ -69,6 +69,17 @@ pub struct Capture {
     pub last: Option<String>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub counters: Option<Counts>,
+    /// Live: each capture socket's counters (several sockets are one fanout group).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sockets: Vec<SocketCounts>,
+}
+
+/// One capture socket's kernel and interface counters.
+#[derive(Serialize, Debug)]
+pub struct SocketCounts {
+    pub received: u64,
+    pub kernel_dropped: u64,
+    pub interface_dropped: u64,
 }
 
 /// One section of the counter table, with its values; the packets section also says
@@ -191,8 +202,13 @@ pub struct StageLatency {
 
 #[derive(Serialize, Debug)]
 pub struct Throughput {
-    /// Workers, or jobs for independent files.
+    /// How the run read: `stream` (a reader feeding workers), `independent` (jobs, a
+    /// file each) or `live` (capture threads, each its own worker).
+    pub reading: &'static str,
+    /// Workers, jobs for independent files, or capture threads live.
     pub workers: usize,
+    /// Live: from the first frame to the last (what the rates are over), not the whole
+    /// time the sensor ran.
     pub wall_seconds: f64,
     pub packets_per_second: f64,
     pub bytes_per_second: f64,
@@ -288,7 +304,13 @@ impl Summary {
             max: h.max(),
             samples: h.len(),
         };
-        let secs = record.wall.as_secs_f64().max(1e-9);
+        // Live, the rates are over the time frames came, not the sensor's whole run.
+        let secs = match record.reading {
+            Reading::Live { window } => window,
+            _ => record.wall,
+        }
+        .as_secs_f64()
+        .max(1e-9);
         Summary {
             policy: engine.policy.name.clone(),
             version: crate::telemetry::VERSION,
@@ -300,11 +322,21 @@ impl Summary {
             capture: Capture {
                 first: c.span.map(|(first, _)| crate::time::timestamp(first)),
                 last: c.span.map(|(_, last)| crate::time::timestamp(last)),
-                counters: (record.reading == Reading::Live).then(|| Counts::of(Section::Capture, c)),
+                counters: matches!(record.reading, Reading::Live { .. })
+                    .then(|| Counts::of(Section::Capture, c)),
+                sockets: record
+                    .sockets
+                    .iter()
+                    .map(|s| SocketCounts {
+                        received: s.received,
+                        kernel_dropped: s.kernel_dropped,
+                        interface_dropped: s.interface_dropped,
+                    })
+                    .collect(),
             },
             topology: topology_name.to_string(),
             files: match record.reading {
-                Reading::Live => None,
+                Reading::Live { .. } => None,
                 Reading::Stream { sources } => {
                     Some(Files { count: sources, reading: "stream", jobs: None, not_captures: 0 })
                 }
@@ -325,6 +357,11 @@ impl Summary {
                 latency("flow+policy", &record.latency.flow),
             ],
             throughput: Throughput {
+                reading: match record.reading {
+                    Reading::Stream { .. } => "stream",
+                    Reading::Independent { .. } => "independent",
+                    Reading::Live { .. } => "live",
+                },
                 workers: record.workers,
                 wall_seconds: secs,
                 packets_per_second: c[Counter::Frames] as f64 / secs,
@@ -332,8 +369,8 @@ impl Summary {
                 peak_rss_bytes: peak_rss(),
                 busy_seconds: Stages {
                     read: match record.reading {
-                        Reading::Live | Reading::Stream { .. } => Some(record.busy.read.as_secs_f64()),
-                        Reading::Independent { .. } => None,
+                        Reading::Stream { .. } => Some(record.busy.read.as_secs_f64()),
+                        Reading::Live { .. } | Reading::Independent { .. } => None,
                     },
                     work: record.busy.work.as_secs_f64(),
                     write: record.busy.write.as_secs_f64(),
@@ -599,6 +636,18 @@ impl Summary {
                     b.write
                 );
                 format!("{workers} worker{}", plural(workers))
+            }
+            None if t.reading == "live" => {
+                let threads = t.workers;
+                let _ = writeln!(
+                    s,
+                    "stages (busy): read+decode+flow+policy {:.3} CPU-s over {threads} capture thread{} ({:.2} Mpkt/s per thread; each reads its socket and judges what it reads), format+write {:.3} s",
+                    b.work,
+                    plural(threads),
+                    rate(b.work),
+                    b.write
+                );
+                format!("{threads} capture thread{}, from the first frame to the last", plural(threads))
             }
             None => {
                 let jobs = t.workers;

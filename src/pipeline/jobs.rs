@@ -93,6 +93,7 @@ pub(super) fn run(
             file_bytes: shared.bytes.load(Ordering::Relaxed),
             busy: Busy { read: Duration::ZERO, work, write: written.busy, read_decoded: 0 },
             reading: Reading::Independent { files: files.len(), jobs },
+            sockets: Vec::new(),
             eve_closed: written.closed,
         })
     })

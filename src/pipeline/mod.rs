@@ -2,12 +2,14 @@
 //! (see the diagram in the crate's documentation).
 //!
 //! - `stream.rs`: one reader thread batches frames to the workers, picking a worker by a
-//!   symmetric hash of the frame's addresses; for a live interface, one file, or the
-//!   pieces of one capture read as a stream.
+//!   symmetric hash of the frame's addresses; for one file, or the pieces of one capture
+//!   read as a stream.
 //! - `jobs.rs`: several files, each a capture of its own, each read, decoded and tracked
 //!   by one job thread.
+//! - `live.rs`: a live interface: capture threads, one per socket of a fanout group,
+//!   each running its worker inline.
 //! - `worker.rs`: the one loop that decodes a frame, feeds the flow table and hands the
-//!   events on, used by both.
+//!   events on, used by all three.
 //! - `writer.rs`: the thread that formats events and writes them to the sink.
 //! - `order.rs`: the writer's reorder buffer, which gives the alert bound every stream's
 //!   alerts in one canonical order (the determinism argument is there).
@@ -15,6 +17,7 @@
 //! This module wires the stages; it never decodes, judges or formats by itself.
 
 mod jobs;
+mod live;
 mod order;
 mod stream;
 mod worker;
@@ -29,9 +32,11 @@ use std::time::Duration;
 use crate::capture::{CaptureError, FrameSource, PcapFile, Savefile};
 use crate::counters::Counters;
 use crate::flow;
-use crate::output::{bound, eve, EveOut, Sink};
+use crate::output::{bound, eve, Sink};
 use crate::policy::Engine;
 use crate::telemetry::{Latency, Monitor, RunRecord};
+
+pub use live::live;
 
 /// Settings of the pipeline's threads and buffers.
 #[derive(Clone, Debug)]
@@ -231,14 +236,7 @@ pub fn analyze(
     let monitor = Monitor::new(&engine, settings.workers);
     let mut sources = files.iter().map(|path| settings.file_reader.open(path));
     let origin = settings.origin(files);
-    let run = stream::Stream {
-        live: false,
-        settings,
-        monitor: &monitor,
-        stats_interval: None,
-        stats_log: None,
-        origin: &origin,
-    };
+    let run = stream::Stream { settings, monitor: &monitor, origin: &origin };
     let out = outputs.sink.open()?;
     run.run(&engine, &mut sources, (outputs, out), progress)
 }
@@ -297,24 +295,6 @@ pub(super) fn final_stats(
     out
 }
 
-/// Watches a live capture until it fails or `monitor.stop` is set, writing events to
-/// `out` (the sink, opened already: a live capture opens it before dropping privileges)
-/// and reopening the sink when `monitor.reopen` is set. One worker per
-/// [`Monitor::gauges`]; an EVE `stats` event every `stats_interval`, if set, to the EVE
-/// log or to `stats_log` (`--stats-log`, open already).
-pub fn live(
-    engine: &Arc<Engine>,
-    capture: Box<dyn FrameSource>,
-    settings: &Settings,
-    (sink, out): (&Sink, EveOut),
-    monitor: &Monitor,
-    (stats_interval, stats_log): (Option<Duration>, Option<&std::sync::Mutex<EveOut>>),
-) -> io::Result<RunRecord> {
-    let origin = settings.origin(&[]);
-    let run = stream::Stream { live: true, settings, monitor, stats_interval, stats_log, origin: &origin };
-    run.run(engine, &mut std::iter::once(Ok(capture)), (Outputs::eve(sink), out), &|_| {})
-}
-
 /// What one worker or job thread counted, and how long it was busy.
 #[derive(Debug)]
 struct Tally {
@@ -328,18 +308,27 @@ fn join_all<T>(
     handles: Vec<ScopedJoinHandle<'_, (Tally, T)>>,
     engine: &Engine,
 ) -> io::Result<(Tally, Vec<T>)> {
+    let mut tallies = Vec::with_capacity(handles.len());
+    let mut rest = Vec::with_capacity(handles.len());
+    for handle in handles {
+        let (tally, more) = handle.join().map_err(|_| io::Error::other("a worker thread panicked"))?;
+        tallies.push(tally);
+        rest.push(more);
+    }
+    Ok((sum(tallies, engine), rest))
+}
+
+/// What several worker, job or capture threads counted, added up.
+fn sum(tallies: Vec<Tally>, engine: &Engine) -> Tally {
     let mut total = Tally {
         counters: Counters::for_policy(&engine.policy),
         latency: Latency::default(),
         busy: Duration::ZERO,
     };
-    let mut rest = Vec::with_capacity(handles.len());
-    for handle in handles {
-        let (tally, more) = handle.join().map_err(|_| io::Error::other("a worker thread panicked"))?;
+    for tally in tallies {
         total.counters.merge(&tally.counters);
         total.latency.merge(&tally.latency);
         total.busy += tally.busy;
-        rest.push(more);
     }
-    Ok((total, rest))
+    total
 }

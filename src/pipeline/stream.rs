@@ -4,62 +4,41 @@
 //! of the frame's addresses ([`decode::route_hash`]), so that a flow's packets, its
 //! fragments and the ICMP errors quoting it all reach the same worker, in order. A file's
 //! frames stay in the shared chunk the reader read them into (a batch holds the chunk,
-//! not a copy); a live capture's frames are copied into the batch. Channels are bounded.
-//! Offline, a batch that finds its worker's channel full waits in a short backlog of the
-//! reader's, which decodes the waiting batches for the worker (work it would otherwise
-//! spend waiting) and blocks only once the backlog is full too: nothing is lost. Live,
-//! the kernel's ring is the buffer: a batch that does not fit waits for room, up to
-//! `LIVE_WAIT` (frames pile up in the ring meanwhile), and only then is shed and
-//! counted. Batches go back to the reader on a return channel, so the steady state
-//! allocates nothing per frame.
+//! not a copy); frames of a source that reads into no chunk (a pipe through libpcap)
+//! are copied into the batch. Channels are bounded. A batch that finds its worker's
+//! channel full waits in a short backlog of the reader's, which decodes the waiting
+//! batches for the worker (work it would otherwise spend waiting) and blocks only once
+//! the backlog is full too: nothing is lost. Batches go back to the reader on a return
+//! channel, so the steady state allocates nothing per frame. (A live capture has no
+//! reader: see `live.rs`.)
 
 use std::collections::VecDeque;
-use std::io::{self, Write as _};
+use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, Builder};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
 use super::worker::{Decoded, Worker};
 use super::writer::{self, Events, Writer};
 use super::{join_all, Outputs, Progress, ReaderDecodes, Settings, Tally};
 use crate::capture::filter::Filter;
-use crate::capture::{CaptureError, CaptureStats, Chunk, Frame, FrameSource, Next};
+use crate::capture::{CaptureError, Chunk, Frame, FrameSource, Next};
 use crate::counters::Counter;
 use crate::decode::{self, LinkType};
 use crate::flow::Tracker;
 use crate::output::{eve, EveOut};
 use crate::policy::Engine;
 use crate::prefetch;
-use crate::telemetry::{self, Busy, CaptureState, Monitor, Reading, RunRecord, LATENCY_SAMPLE};
+use crate::telemetry::{self, Busy, Monitor, Reading, RunRecord, LATENCY_SAMPLE};
 use crate::time::Ts;
 
 /// Bytes of copied frame data a batch holds before it is sent, whatever its frame count.
 const BATCH_BYTES: usize = 1 << 20;
 
-/// Live: pending batches are flushed, and timers ticked, at most this often when the
-/// capture goes quiet.
-const IDLE_INTERVAL: Duration = Duration::from_millis(20);
-
-/// Live: a partial batch waits at most this long (in packet time) before it is sent.
-const LIVE_FLUSH_NS: u64 = 100_000_000;
-
-/// Live: how long the reader waits for room in a worker's queue before it sheds the
-/// batch. The kernel's ring is the buffer: while the reader waits, frames pile up there
-/// and nothing is lost. 64 MiB (the default `--buffer-mib`) holds 50 ms of a saturated
-/// 10 GbE link, so a worker stalled for longer than this would overflow it anyway; a
-/// worker merely slower for a moment (on one core, the reader's wait is what lets it run)
-/// catches up instead of costing frames.
-const LIVE_WAIT: Duration = Duration::from_millis(20);
-
-/// Live: once asked to stop, frames still go on being read for this long. The kernel
-/// hands frames over a block at a time, a partly filled block once it is 50 ms old
-/// (`LiveSettings::timeout_ms`): what arrived just before the stop is in such a block.
-const LIVE_DRAIN: Duration = Duration::from_millis(150);
-
-/// Progress, the stop request and `stats` events are looked at every this many frames.
+/// Progress and the stop request are looked at every this many frames.
 const CHECK_FRAMES: u32 = 4096;
 
 /// A worker asks for the headers of the frame this many places ahead while it handles
@@ -70,21 +49,15 @@ const PREFETCH_AHEAD: usize = 2;
 
 /// How to run one stream.
 pub(super) struct Stream<'a> {
-    /// A live interface: never block on a full worker queue; shed and count instead.
-    pub(super) live: bool,
     pub(super) settings: &'a Settings,
     /// One worker per gauge.
     pub(super) monitor: &'a Monitor,
-    /// Write an EVE `stats` event this often (wall time).
-    pub(super) stats_interval: Option<Duration>,
-    /// Where `stats` events go when not to the EVE log (`--stats-log`).
-    pub(super) stats_log: Option<&'a std::sync::Mutex<EveOut>>,
     /// Where the events are seen (EVE `host`, `in_iface`, `pcap_filename`).
     pub(super) origin: &'a eve::Origin,
 }
 
-/// Frames for one worker: shared from a chunk of the file, or copied out of the capture
-/// buffer (live capture, pipes).
+/// Frames for one worker: shared from a chunk of the file, or copied out of the reading
+/// buffer (libpcap's, for a pipe).
 struct Batch {
     chunk: Option<Chunk>,
     copied: Vec<u8>,
@@ -224,12 +197,12 @@ impl Stream<'_> {
         (outputs, out): (Outputs<'_>, EveOut),
         progress: Progress<'_>,
     ) -> io::Result<RunRecord> {
-        let Stream { live, settings, monitor, stats_interval, stats_log, origin } = *self;
+        let Stream { settings, monitor, origin } = *self;
         let started = Instant::now();
         let workers = monitor.gauges.len();
         let flows = settings.flows_share(workers, outputs.observer.as_deref());
         thread::scope(|scope| -> io::Result<RunRecord> {
-            let writer = Writer::of_run((outputs, out), settings, (monitor, engine, origin), live);
+            let writer = Writer::of_run((outputs, out), settings, (monitor, engine, origin), false);
             let (events, writer) = writer::spawn(scope, writer)?;
             // Room for every batch that can be out at once, so none returned is dropped
             // to be made anew: a worker's queue and the reader's backlog for it, its
@@ -255,40 +228,27 @@ impl Stream<'_> {
                 senders,
                 free: free_rx,
                 events,
-                stats_interval,
-                stats_log,
-                last_stats: Instant::now(),
-                engine,
                 batch_frames: settings.batch_frames,
                 pending: (0..workers).map(|_| None).collect(),
-                live,
                 monitor,
-                last_flush: Ts(0),
                 chunk: None,
                 blocked: Duration::ZERO,
                 last_ts: Ts(0),
                 first_ts: Ts(0),
-                last_idle: Instant::now(),
                 file: 0,
-                origin,
                 backlog: (0..workers).map(|_| VecDeque::new()).collect(),
                 backlog_max: settings.queue_batches,
                 decodes: settings.reader_decodes,
                 decoded: 0,
-                filter: match (&settings.bpf, live) {
-                    // Live, the kernel filters (`LiveSettings::bpf`).
-                    (Some(expression), false) => Some(Filter::new(expression).map_err(io::Error::other)?),
-                    _ => None,
+                filter: match &settings.bpf {
+                    Some(expression) => Some(Filter::new(expression).map_err(io::Error::other)?),
+                    None => None,
                 },
                 filtered: 0,
             };
             let mut errors = Vec::new();
             let mut file_bytes = 0u64;
-            let mut capture = CaptureStats::default();
             let mut read_sources = 0;
-            if live {
-                monitor.set_capture_state(CaptureState::Running);
-            }
             for source in sources {
                 if monitor.stop.load(Ordering::Relaxed) {
                     break;
@@ -297,21 +257,11 @@ impl Stream<'_> {
                 reader.flush();
                 reader.file = u16::try_from(read_sources).unwrap_or(u16::MAX);
                 read_sources += 1;
-                let outcome = source.and_then(|mut source| {
-                    let read = reader.read(source.as_mut(), &mut file_bytes, progress);
-                    capture = source.stats().unwrap_or(capture);
-                    read
-                });
+                let outcome =
+                    source.and_then(|mut source| reader.read(source.as_mut(), &mut file_bytes, progress));
                 if let Err(err) = outcome {
                     errors.push(err);
                 }
-            }
-            if live {
-                // What `/healthz` says while the workers and the writer drain.
-                monitor.set_capture_state(match errors.first() {
-                    Some(err) => CaptureState::Failed(err.to_string()),
-                    None => CaptureState::Stopped,
-                });
             }
             reader.flush();
             reader.end_of_input();
@@ -325,9 +275,9 @@ impl Stream<'_> {
 
             let (Tally { mut counters, latency, busy: work }, _) = join_all(handles, engine)?;
             counters[Counter::BpfFiltered] += filtered;
-            telemetry::fill_capture(&mut counters, capture, monitor);
+            telemetry::fill_capture(&mut counters, Default::default(), monitor);
             telemetry::fill_engine(&mut counters, engine);
-            if !live && settings.eve_flows {
+            if settings.eve_flows {
                 last_events.send_lines(super::final_stats(engine, origin, &counters, &span));
             }
             drop(last_events);
@@ -341,7 +291,8 @@ impl Stream<'_> {
                 workers,
                 file_bytes,
                 busy: Busy { read, work, write: written.busy, read_decoded },
-                reading: if live { Reading::Live } else { Reading::Stream { sources: read_sources } },
+                reading: Reading::Stream { sources: read_sources },
+                sockets: Vec::new(),
                 eve_closed: written.closed,
             })
         })
@@ -352,18 +303,11 @@ impl Stream<'_> {
 struct Reader<'m> {
     senders: Vec<Sender<Work>>,
     free: Receiver<Batch>,
-    /// For EVE `stats` events.
+    /// For the run's final EVE `stats` event.
     events: Events,
-    stats_interval: Option<Duration>,
-    stats_log: Option<&'m std::sync::Mutex<EveOut>>,
-    last_stats: Instant,
-    engine: &'m Engine,
     batch_frames: usize,
     pending: Vec<Option<Batch>>,
-    live: bool,
     monitor: &'m Monitor,
-    /// Packet time of the last live flush.
-    last_flush: Ts,
     /// Address of the chunk the pending batches' frames lie in.
     chunk: Option<usize>,
     /// Time spent waiting for a worker's queue to have room.
@@ -372,13 +316,9 @@ struct Reader<'m> {
     last_ts: Ts,
     /// The first frame's time, for the run's final `stats` event.
     first_ts: Ts,
-    /// When the last quiet period was handled.
-    last_idle: Instant,
     /// The input being read (an index into the run's files).
     file: u16,
-    /// The sensor's name, for `stats` events.
-    origin: &'m eve::Origin,
-    /// Per worker, what waits for room in its queue, in order (offline only): up to
+    /// Per worker, what waits for room in its queue, in order: up to
     /// `queue_batches` more, so that a reader ahead of its worker goes on reading, and
     /// decoding for it, rather than wait.
     backlog: Vec<VecDeque<Work>>,
@@ -400,18 +340,11 @@ impl Reader<'_> {
     ) -> Result<(), CaptureError> {
         let workers = self.senders.len() as u128;
         let mut since_check = 0u32;
-        // Live, when the stop was first seen: frames are read until LIVE_DRAIN after it.
-        let mut stopping: Option<Instant> = None;
         loop {
             let frame = match source.next_frame() {
                 Ok(Next::Frame(frame)) => frame,
-                Ok(Next::Idle) => {
-                    self.idle(source);
-                    if self.stopped(&mut stopping) {
-                        break;
-                    }
-                    continue;
-                }
+                // Files and pipes wait for data rather than say they have none yet.
+                Ok(Next::Idle) => continue,
                 Ok(Next::End) => break,
                 Err(err) => {
                     progress(*bytes);
@@ -450,33 +383,17 @@ impl Reader<'_> {
             if batch.is_full(limit) {
                 self.send(worker);
             }
-            if self.live && frame.ts.0.saturating_sub(self.last_flush.0) >= LIVE_FLUSH_NS {
-                self.last_flush = frame.ts;
-                self.flush_and_tick();
-            }
             since_check += 1;
             if since_check == CHECK_FRAMES {
                 since_check = 0;
                 progress(*bytes);
-                self.maybe_stats();
-                if self.stopped(&mut stopping) {
+                if self.monitor.stop.load(Ordering::Relaxed) {
                     break;
                 }
             }
         }
         progress(*bytes);
         Ok(())
-    }
-
-    /// Whether to stop reading: asked to, and (live) the drain after the request is over.
-    fn stopped(&self, stopping: &mut Option<Instant>) -> bool {
-        if !self.monitor.stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        if !self.live {
-            return true;
-        }
-        stopping.get_or_insert_with(Instant::now).elapsed() >= LIVE_DRAIN
     }
 
     /// The worker's pending batch, taken from the returned ones or made anew.
@@ -495,49 +412,6 @@ impl Reader<'_> {
         })
     }
 
-    /// Nothing arrived for a read timeout: send what is pending, let the workers' timers
-    /// run on the clock, and refresh the capture counters.
-    fn idle(&mut self, source: &mut dyn FrameSource) {
-        // At moderate rates the ring drains between packets and the source says Idle
-        // all the time; flushing tiny batches and ticking on each would fill the worker
-        // queues and shed frames.
-        if self.last_idle.elapsed() < IDLE_INTERVAL {
-            return;
-        }
-        self.last_idle = Instant::now();
-        self.flush();
-        let now = wall_clock();
-        for sender in &self.senders {
-            let _ = sender.try_send(Work::Tick(now));
-        }
-        if let (Some(stats), Ok(mut shared)) = (source.stats(), self.monitor.capture.lock()) {
-            *shared = stats;
-        }
-        self.maybe_stats();
-    }
-
-    /// Writes an EVE `stats` event when the interval has passed.
-    fn maybe_stats(&mut self) {
-        let Some(interval) = self.stats_interval else {
-            return;
-        };
-        if self.last_stats.elapsed() < interval {
-            return;
-        }
-        self.last_stats = Instant::now();
-        let mut out = Vec::new();
-        let snapshot = self.monitor.snapshot(self.engine);
-        eve::write_stats_from(&mut out, wall_clock(), (self.engine, self.origin), &snapshot);
-        match self.stats_log.map(|log| log.lock().map(|mut log| log.write_all(&out))) {
-            None => self.events.send_lines(out),
-            Some(Ok(Ok(()))) => {}
-            // Not written: counted with the EVE log's, and tried again next interval.
-            Some(_) => {
-                self.monitor.unwritten.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
     fn send(&mut self, worker: usize) {
         let Some(mut batch) = self.pending[worker].take() else {
             return;
@@ -545,24 +419,8 @@ impl Reader<'_> {
         if self.decodes == ReaderDecodes::Always {
             batch.decode_while(|| true, &mut self.decoded);
         }
-        if !self.live {
-            self.backlog[worker].push_back(Work::Batch(batch));
-            self.pump(worker);
-            return;
-        }
-        let sender = &self.senders[worker];
-        let work = match sender.try_send(Work::Batch(batch)) {
-            Err(TrySendError::Full(work)) => work,
-            _ => return,
-        };
-        let waiting = Instant::now();
-        let sent = sender.send_timeout(work, LIVE_WAIT);
-        self.blocked += waiting.elapsed();
-        if let Err(SendTimeoutError::Timeout(Work::Batch(mut batch))) = sent {
-            self.monitor.shed.fetch_add(batch.frames.len() as u64, Ordering::Relaxed);
-            batch.clear();
-            self.pending[worker] = Some(batch);
-        }
+        self.backlog[worker].push_back(Work::Batch(batch));
+        self.pump(worker);
     }
 
     /// Hands the worker's backlog to its queue, in order, for as long as there is room.
@@ -607,9 +465,6 @@ impl Reader<'_> {
     /// at its own last packet, and any worker count gives the same events. Every backlog
     /// is handed over, waiting as long as it takes.
     fn end_of_input(&mut self) {
-        if self.live {
-            return;
-        }
         self.flush_and_tick();
         for (sender, backlog) in self.senders.iter().zip(&mut self.backlog) {
             let waiting = Instant::now();
@@ -621,13 +476,12 @@ impl Reader<'_> {
     }
 
     /// Sends every pending batch and tells every worker the packet time reached (once
-    /// per chunk of a file; live, at each periodic flush): a worker that got no frame for
+    /// per chunk of a file): a worker that got no frame for
     /// a while still passes that time, so the writer can release the other workers'
     /// alerts in order (`order.rs`) instead of holding them. Its timers run as its next
     /// frame would have run them. The time rides on a worker's pending batch when it has
     /// one: one hand-off instead of two, and nothing for the reader to wait on but the
-    /// batch, which it decodes while it waits. Live, a full queue skips the tick rather
-    /// than block the capture.
+    /// batch, which it decodes while it waits.
     fn flush_and_tick(&mut self) {
         let now = (self.last_ts != Ts(0)).then_some(self.last_ts);
         for worker in 0..self.pending.len() {
@@ -635,9 +489,6 @@ impl Reader<'_> {
                 (Some(batch), _) => {
                     batch.tick = now;
                     self.send(worker);
-                }
-                (None, Some(now)) if self.live => {
-                    let _ = self.senders[worker].try_send(Work::Tick(now));
                 }
                 (None, Some(now)) => {
                     self.backlog[worker].push_back(Work::Tick(now));
@@ -653,11 +504,6 @@ impl Reader<'_> {
             self.send(worker);
         }
     }
-}
-
-/// The wall clock as a timestamp: what timers run on while a live capture is quiet.
-fn wall_clock() -> Ts {
-    Ts(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64))
 }
 
 /// One of the reader's workers: batches until the reader hangs up.

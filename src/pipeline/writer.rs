@@ -105,6 +105,12 @@ impl Events {
         }
     }
 
+    /// How many chunks wait for the writer, read through a handle of its own.
+    pub(super) fn depth(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let tx = self.tx.clone();
+        move || tx.len()
+    }
+
     pub(super) fn send_lines(&self, lines: Vec<u8>) {
         let _ = self.tx.send(Output::Lines(lines));
     }

@@ -196,7 +196,10 @@ pub struct Monitor {
     pub writer: Gauges,
     /// Frames dropped because a worker's queue was full (live only).
     pub shed: AtomicU64,
-    pub capture: Mutex<CaptureStats>,
+    /// Each capture socket's kernel and interface counters, as last read.
+    pub sockets: Mutex<Vec<CaptureStats>>,
+    /// The depth of each queue between stages, by name, for `/metrics`.
+    queues: Mutex<Vec<(&'static str, QueueDepth)>>,
     /// Whether the live capture is running, stopped or failed.
     pub state: Mutex<CaptureState>,
     /// Events that could not be written to the EVE log (live only: offline, a write
@@ -209,6 +212,23 @@ pub struct Monitor {
     pub notify: Box<dyn Fn(&Notice) + Send + Sync>,
     /// The publisher's counters, when events also go to a broker (`--redis`).
     pub delivery: Option<Arc<Delivery>>,
+}
+
+/// How many items wait in a queue now.
+pub type QueueDepth = Box<dyn Fn() -> usize + Send + Sync>;
+
+/// A queue's place on `/metrics`, given up when dropped.
+pub struct QueueGuard<'a> {
+    monitor: &'a Monitor,
+    name: &'static str,
+}
+
+impl Drop for QueueGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut queues) = self.monitor.queues.lock() {
+            queues.retain(|(name, _)| *name != self.name);
+        }
+    }
 }
 
 /// What happened to the EVE log while a live run went on. Each is said once, when it
@@ -253,7 +273,8 @@ impl Monitor {
             gauges: (0..workers.max(1)).map(|_| Gauges::new(rules, evidence)).collect(),
             writer: Gauges::new(rules, evidence),
             shed: AtomicU64::new(0),
-            capture: Mutex::new(CaptureStats::default()),
+            sockets: Mutex::new(Vec::new()),
+            queues: Mutex::new(Vec::new()),
             state: Mutex::new(CaptureState::Starting),
             unwritten: AtomicU64::new(0),
             written: AtomicU64::new(0),
@@ -272,8 +293,43 @@ impl Monitor {
         }
     }
 
+    /// The capture sockets' counters, added up.
     pub fn capture_stats(&self) -> CaptureStats {
-        self.capture.lock().map(|s| *s).unwrap_or_default()
+        self.sockets
+            .lock()
+            .map(|s| s.iter().fold(CaptureStats::default(), |a, b| a.plus(*b)))
+            .unwrap_or_default()
+    }
+
+    /// Each capture socket's counters, as last read.
+    pub fn socket_stats(&self) -> Vec<CaptureStats> {
+        self.sockets.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Socket `socket`'s counters, when its source has them.
+    pub fn set_socket_stats(&self, socket: usize, stats: Option<CaptureStats>) {
+        let (Some(stats), Ok(mut sockets)) = (stats, self.sockets.lock()) else { return };
+        if sockets.len() <= socket {
+            sockets.resize(socket + 1, CaptureStats::default());
+        }
+        sockets[socket] = stats;
+    }
+
+    /// Names a queue whose depth `/metrics` shows, until the guard is dropped (the
+    /// depth may hold a handle that keeps the queue open).
+    pub fn register_queue(&self, name: &'static str, depth: QueueDepth) -> QueueGuard<'_> {
+        if let Ok(mut queues) = self.queues.lock() {
+            queues.push((name, depth));
+        }
+        QueueGuard { monitor: self, name }
+    }
+
+    /// Each named queue and the items waiting in it now.
+    pub fn queue_depths(&self) -> Vec<(&'static str, usize)> {
+        self.queues
+            .lock()
+            .map(|q| q.iter().map(|(name, depth)| (*name, depth())).collect())
+            .unwrap_or_default()
     }
 
     /// Every counter as last published, summed over the workers.
@@ -324,8 +380,10 @@ pub struct Snapshot {
 /// How a run's input was read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reading {
-    /// A live interface, through the reader and the workers.
-    Live,
+    /// A live interface, through capture threads that each run a worker. `window`: the
+    /// wall time from the first frame to the last, which the rates are over (a sensor
+    /// started before the traffic, or left running after it, is not idle work).
+    Live { window: Duration },
     /// One reader thread fed the workers, reading its sources one after the other as one
     /// stream: a single file, or the pieces of one capture (`--continuous`).
     Stream { sources: usize },
@@ -365,6 +423,8 @@ pub struct RunRecord {
     /// Time each stage spent working (not waiting on a channel).
     pub busy: Busy,
     pub reading: Reading,
+    /// Live: each capture socket's kernel and interface counters at the end.
+    pub sockets: Vec<CaptureStats>,
     /// The EVE log was a pipe whose reader went away (`| head`): the run ended early,
     /// on purpose, as a command writing to a closed pipe does.
     pub eve_closed: bool,

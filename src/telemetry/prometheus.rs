@@ -16,11 +16,47 @@ use crate::policy::Engine;
 /// The metrics page, with the process's own metrics.
 pub fn render(engine: &Engine, monitor: &Monitor) -> String {
     let mut out = page(engine, &monitor.snapshot(engine));
+    sockets_and_queues(&mut out, monitor);
     if let Some(delivery) = &monitor.delivery {
         delivery.counts().write_metrics(&mut out);
     }
     super::process::render(&mut out, &super::process::sample());
     out
+}
+
+/// Each capture socket's counters (several are one fanout group), and the depth of
+/// each queue between stages.
+fn sockets_and_queues(out: &mut String, monitor: &Monitor) {
+    let sockets = monitor.socket_stats();
+    for (name, help, value) in [
+        (
+            "exwatch_socket_received_total",
+            "Frames the kernel received for this capture socket.",
+            (|s: &crate::capture::CaptureStats| s.received) as fn(&_) -> u64,
+        ),
+        (
+            "exwatch_socket_kernel_dropped_total",
+            "Frames the kernel dropped for this capture socket (its ring was full).",
+            |s| s.kernel_dropped,
+        ),
+        (
+            "exwatch_socket_interface_dropped_total",
+            "Frames the interface or its driver dropped, as this socket reads it.",
+            |s| s.interface_dropped,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (socket, stats) in sockets.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{socket=\"{socket}\"}} {}", value(stats));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP exwatch_queue_depth Items waiting in a queue between stages now (events: chunks of events for the writer).\n# TYPE exwatch_queue_depth gauge"
+    );
+    for (queue, depth) in monitor.queue_depths() {
+        let _ = writeln!(out, "exwatch_queue_depth{{queue=\"{queue}\"}} {depth}");
+    }
 }
 
 /// Upper bounds (seconds) of the latency histogram's buckets: a packet's time in a

@@ -353,6 +353,15 @@ fn live_replay_writes_json_csv_and_an_svg_of_every_run() {
     let summary = doc["summary"].as_array().expect("summary");
     assert_eq!(summary.len(), 1);
     assert_eq!(summary[0]["runs"], 2);
+    // The same capture analysed offline in every run, and the live path's cost over it.
+    let offline = &doc["offline"];
+    assert_eq!(offline["runs"].as_array().map(Vec::len), Some(2), "{offline}");
+    assert_numbers(offline, &["median_cpu_s_per_mpkt", "min_cpu_s_per_mpkt", "max_cpu_s_per_mpkt"]);
+    let ratio = summary[0]["live_to_offline"].as_f64().expect("live over offline");
+    let (live, off) =
+        (summary[0]["median_cpu_s_per_mpkt"].as_f64(), offline["median_cpu_s_per_mpkt"].as_f64());
+    assert!((ratio - live.unwrap_or(0.0) / off.unwrap_or(1.0)).abs() < 1e-9, "{doc}");
+    assert!(stdout.contains("live over offline: 4000 "), "{stdout}");
     assert!(doc["zero_loss"].as_object().is_some_and(|z| z.contains_key("exwatch")), "{doc}");
 
     // The CSV: a header of the same fields, the same records.

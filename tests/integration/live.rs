@@ -651,14 +651,17 @@ fn live_metrics_counters_move_with_traffic() {
     let start = Instant::now();
     let last = loop {
         let page = scrape(&net).unwrap_or_default();
+        // The socket's counters are read once a second, so they follow a little later.
         if sample(&page, "exwatch_packets_total").is_some_and(|p| p > packets_before)
             && sample(&page, alerts).is_some_and(|a| a >= 1.0)
+            && sample(&page, r#"exwatch_socket_received_total{socket="0"}"#).is_some_and(|r| r >= 3.0)
         {
             break page;
         }
         assert!(start.elapsed() < DEADLINE, "counters did not move after {DEADLINE:?}; last scrape:\n{page}");
         std::thread::sleep(POLL);
     };
+    assert!(sample(&last, r#"exwatch_queue_depth{queue="events"}"#).is_some(), "{last}");
     // Labels are bounded (rule, verdict, reason, stage): never an address or a port.
     let subnet = format!("10.199.{}.", net.subnet);
     assert!(!last.contains(&subnet), "a metric carries an address:\n{last}");
@@ -1492,4 +1495,47 @@ fn live_ipv6_neighbour_discovery_gives_no_finding() {
     let local = summary["flows"]["local"].as_u64().unwrap_or(0);
     assert!(local >= 1, "neighbour discovery not counted as local; stderr:\n{}", stopped.stderr);
     assert!(stopped.rule_flows("client-https") >= 1, "HTTPS not judged; stderr:\n{}", stopped.stderr);
+}
+
+/// Issue 26: live rates are over the time frames came (from the first frame to the
+/// last), not the sensor's whole run: exwatch idles 3 s before a 1 s replay, and its
+/// summary's `wall_seconds` is the replay's second, not the 4 s it ran. The capture
+/// socket's counters are in the summary, and the capture thread's busy time is its CPU.
+#[test]
+fn live_rates_are_over_the_frames_window_after_an_idle_start() {
+    let Some(net) = setup("live_rates_are_over_the_frames_window_after_an_idle_start") else {
+        return;
+    };
+    let capture = net.dir.path().join("replay.pcap");
+    let out = Command::new(env!("CARGO_BIN_EXE_exwatch"))
+        .args(["generate", capture.to_str().expect("utf-8 path"), "--packets", "2000"])
+        .output()
+        .expect("run exwatch generate");
+    assert!(out.status.success(), "exwatch generate: {}", text(&out.stderr));
+    let mut exwatch = Exwatch::start(&net, &edge_site(&net), &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    let interface = net.interface(Side::Outside).to_string();
+    net.ok(
+        Side::Outside,
+        &["tcpreplay", "-q", "--pps", "2000", "-i", &interface, capture.to_str().expect("utf-8")],
+    );
+    // The frames are read within a block timeout (50 ms) of their arrival.
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = exwatch.stop("TERM");
+    stopped.assert_clean();
+    let summary = stopped.summary.as_ref().expect("summary json");
+    let t = &summary["throughput"];
+    assert_eq!(t["reading"], "live", "{t}");
+    assert_eq!(t["workers"], 1, "{t}");
+    let frames = summary["packets"]["read"].as_f64().expect("frames counted");
+    assert!(frames >= 2000.0, "{summary}");
+    let window = t["wall_seconds"].as_f64().expect("wall seconds");
+    assert!((0.5..3.0).contains(&window), "the rates' window should be the 1 s replay, not the run: {t}");
+    let pps = t["packets_per_second"].as_f64().expect("rate");
+    assert!((pps - frames / window).abs() < 1.0, "{t}");
+    assert!(t["busy_seconds"]["read"].is_null(), "a capture thread reads and judges: {t}");
+    let sockets = summary["capture"]["sockets"].as_array().expect("per-socket counters");
+    assert_eq!(sockets.len(), 1, "{summary}");
+    assert!(sockets[0]["received"].as_u64().is_some_and(|r| r as f64 >= frames), "{summary}");
+    assert!(stopped.stderr.contains("over 1 capture thread"), "{}", stopped.stderr);
 }
