@@ -43,7 +43,7 @@ def contract_errors(event):
         if not isinstance(meta, dict):
             errors.append(("alert.metadata", "missing: every alert repeats its policy facts there"))
         else:
-            for key in ("verdict", "rule", "evidence"):
+            for key in ("verdict", "rule", "evidence", "conn_state"):
                 want = [policy[key]] if key in policy else None
                 if meta.get(key) != want:
                     errors.append((f"alert.metadata.{key}", f"{meta.get(key)!r} where policy.{key} is {policy.get(key)!r}"))

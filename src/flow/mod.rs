@@ -296,6 +296,10 @@ pub struct Flow {
     pub hint: Hint,
     /// The client's first payload on a TCP flow was not TLS (a policy `when`).
     pub plaintext: bool,
+    /// The finding of the flow's first packet waits for the handshake to resolve (the
+    /// responder's SYN-ACK or a RST, the SYN timeout, or the flow's end), so that its
+    /// alert carries a `conn_state` that tells a refused SYN from a connection.
+    pub alert_held: bool,
 }
 
 impl Flow {
@@ -338,6 +342,7 @@ impl Flow {
             app: [AppProto::Unknown; 2],
             hint: Hint::Handshake,
             plaintext: false,
+            alert_held: false,
         };
         flow.set_orig(&orig);
         flow

@@ -341,7 +341,7 @@ impl<'a> Limiter<'a> {
                 if named.remove(&flow.id) {
                     return None;
                 }
-                let verdict = super::eve::flow_verdict(self.engine, flow);
+                let verdict = super::soc::flow_verdict(self.engine, flow);
                 Some((Finding { rule, evidence: None, exception: None, flow: Some(verdict) }, true))
             }
         }
@@ -581,6 +581,7 @@ mod tests {
         flow.bytes[TO_SERVER] = 60;
         Event::Alert {
             ts: Ts(ts),
+            at: Ts(ts),
             flow,
             tunnel: None,
             verdict: Verdict::Violation,
@@ -679,6 +680,7 @@ mod tests {
             };
             Event::Alert {
                 ts,
+                at: ts,
                 flow,
                 tunnel: None,
                 verdict: Verdict::Restriction,

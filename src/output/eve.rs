@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::bound::Aggregate;
 use super::soc::{self, Metadata};
+pub use super::soc::{flow_alerted, flow_verdict, in_scope};
 use super::summary::Counts;
 use crate::counters::{Counter, Section};
 use crate::decode::{proto, AppProto, Tunnel};
@@ -368,6 +369,9 @@ struct PolicyBody<'a> {
     direction: &'a str,
     confidence: &'a str,
     section: &'a str,
+    /// Zeek's `conn_state` of the flow when the alert was made: a TCP finding waits for
+    /// the handshake, so a refused SYN (`REJ`) is told from a connection (`S1`).
+    conn_state: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
     /// The id of the `[[exception]]` that accepted the finding (verdict `accepted`).
@@ -482,35 +486,6 @@ struct FlowPolicy<'a> {
     /// An aggregate flow record: the flows it stands for.
     #[serde(skip_serializing_if = "Option::is_none")]
     aggregate: Option<AggregateBody>,
-}
-
-/// A flow's verdict: the worst its findings got (restriction evidence on a flow whose
-/// rule says `ok` makes it `restriction`), else its rule's; `out_of_scope` when no rule
-/// matched. Worst as the classifications sort them: violation, restriction, advisory.
-pub fn flow_verdict(engine: &Engine, flow: &Flow) -> Verdict {
-    let rule = flow.rule.and_then(|r| engine.policy.rules.get(r)).map_or(Verdict::OutOfScope, |r| r.verdict);
-    let orig = flow.orig();
-    let accepted = engine
-        .flow_exception(flow.rule, (orig.src, orig.dst), (orig.proto, orig.dport), flow.start)
-        .is_some();
-    let verdict = if accepted { Verdict::Accepted } else { rule };
-    let severity = |v: Verdict| if v.is_finding() { soc::category(v).1 } else { u8::MAX };
-    if flow.restricted && severity(Verdict::Restriction) < severity(verdict) {
-        Verdict::Restriction
-    } else {
-        verdict
-    }
-}
-
-/// Whether the article covers `flow` (`--flows=in-scope` writes only such flows): its
-/// verdict is not `out_of_scope`, so every flow an alert names is in scope.
-pub fn in_scope(engine: &Engine, flow: &Flow) -> bool {
-    flow_verdict(engine, flow) != Verdict::OutOfScope
-}
-
-/// Whether any finding on `flow` raised an alert (Suricata's `flow.alerted`).
-pub fn flow_alerted(engine: &Engine, flow: &Flow) -> bool {
-    flow_verdict(engine, flow).is_finding()
 }
 
 impl<'a> FlowPolicy<'a> {
@@ -677,6 +652,7 @@ fn alert_line(
             direction: flow.direction.name(),
             confidence: confidence.name(),
             section,
+            conn_state: flow.conn_state(),
             detail,
             exception,
             aggregate,
@@ -706,6 +682,7 @@ fn alert_metadata(
         .one("resp_role", flow.resp_role.name())
         .one("direction", flow.direction.name())
         .one("confidence", confidence.name())
+        .one("conn_state", flow.conn_state())
         .opt("detail", detail);
     if let Some(a) = aggregate {
         m.one("aggregate_by", a.by)
@@ -736,6 +713,7 @@ pub fn write_event_from(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin),
             detail,
             exception,
             source,
+            ..
         } => {
             let detail = detail.map(|d| super::detail::text(engine, d));
             let found = (evidence, detail.as_deref(), exception_id(engine, exception), source);

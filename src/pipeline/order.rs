@@ -28,7 +28,11 @@
 //! is ever preceded), and which watermark that is depends on how packets were spread
 //! over workers. The buffer's bound is the other: past [`MAX_PENDING`] alerts waiting
 //! in one stream (a worker that got no packet for long, so its watermark stood still),
-//! the oldest is released early and counted (`reorder_overflow`).
+//! the oldest is released early and counted (`reorder_overflow`). The end of input's
+//! events (sent a chunk at a time, flows still open being ended a chunk at a time) are
+//! not counted against it: they wait for every feeder's end whatever the bound, and
+//! the flow tables bound them (a TCP flow's finding held for its handshake is among
+//! them when the input ends within `--syn-timeout` of its SYN).
 //!
 //! `flow` events are a flow log the user asked for: they pass at once, never limited,
 //! unless only in-scope flows are written (`--flows=in-scope`): then they wait in the
@@ -47,6 +51,15 @@ use crate::time::Ts;
 /// Alerts waiting per stream at most (an alert waits as a 264-byte event, so about
 /// 20 MB); past it the oldest is released and counted.
 pub(super) const MAX_PENDING: usize = 65_536;
+
+/// Whether a chunk of events came from the end of input: not; a chunk of it, more to
+/// come (flows still open are ended a chunk at a time); or its last, the feeder done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum End {
+    No,
+    Finishing,
+    Done,
+}
 
 /// The streams' buffers and limiters.
 pub(super) struct Order<'a> {
@@ -68,6 +81,8 @@ struct Stream<'a> {
     pending: BinaryHeap<Reverse<Pending>>,
     limiter: Limiter<'a>,
     arrivals: u64,
+    /// Of `pending`, the events of the end of input.
+    ending: usize,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -119,6 +134,7 @@ impl<'a> Order<'a> {
                 pending: BinaryHeap::new(),
                 limiter: if flows { limiter.bounding_flows() } else { limiter },
                 arrivals: 0,
+                ending: 0,
             }
         })
     }
@@ -131,15 +147,11 @@ impl<'a> Order<'a> {
         }
     }
 
-    /// One feeder's chunk: its events, its watermark, and whether its input ended
+    /// One feeder's chunk: its events, its watermark, and whether they came from the end
+    /// of its input (`Finishing`: more such chunks follow; `Done`: the feeder is done)
     /// (the events then came from the end of input).
-    pub(super) fn push(
-        &mut self,
-        (stream, feeder): (u64, u32),
-        watermark: Ts,
-        ended: bool,
-        events: Vec<Event>,
-    ) {
+    pub(super) fn push(&mut self, (stream, feeder): (u64, u32), watermark: Ts, end: End, events: Vec<Event>) {
+        let (ended, done) = (end != End::No, end == End::Done);
         self.join(stream, feeder);
         let Some(s) = self.streams.get_mut(&stream) else {
             return;
@@ -148,7 +160,7 @@ impl<'a> Order<'a> {
         let floor = f.mark;
         for event in events {
             let (ts, flow) = match event {
-                Event::Alert { ts, flow, .. } => (ts, flow),
+                Event::Alert { at, flow, .. } => (at, flow),
                 Event::Flow { at, flow, .. } if self.flows => (at, flow),
                 Event::Flow { .. } => {
                     self.out.push(Written::Event(event));
@@ -157,11 +169,15 @@ impl<'a> Order<'a> {
             };
             s.arrivals += 1;
             let at = if ended { ts } else { ts.max(floor) };
+            s.ending += usize::from(ended);
             s.pending.push(Reverse(Pending { rank: (ended, at, flow.id, s.arrivals), event }));
         }
         f.mark = f.mark.max(watermark);
-        f.ended |= ended;
-        while s.pending.len() > MAX_PENDING {
+        f.ended |= done;
+        // The end of input's events wait for every feeder's, and are bounded by the flow
+        // tables (one flow event and a finding or two per flow still open): only the
+        // others count against the buffer's bound, and they leave first.
+        while s.pending.len() - s.ending > MAX_PENDING {
             if let Some(Reverse(p)) = s.pending.pop() {
                 self.overflow += 1;
                 s.limiter.push(p.rank.1, p.event);
@@ -243,6 +259,7 @@ mod tests {
         );
         Event::Alert {
             ts: Ts(ts),
+            at: Ts(ts),
             flow,
             tunnel: None,
             verdict: Verdict::Violation,
@@ -275,14 +292,14 @@ mod tests {
         let mut order = Order::new(&engine, bound::Settings::default(), false);
         order.join(1, 0);
         order.join(1, 1);
-        order.push((1, 0), Ts(30), false, vec![alert(&engine, 1, 10), alert(&engine, 2, 30)]);
+        order.push((1, 0), Ts(30), End::No, vec![alert(&engine, 1, 10), alert(&engine, 2, 30)]);
         assert!(released(&mut order).is_empty(), "feeder 1 may still send an earlier alert");
-        order.push((1, 1), Ts(25), false, vec![alert(&engine, 3, 20)]);
+        order.push((1, 1), Ts(25), End::No, vec![alert(&engine, 3, 20)]);
         assert_eq!(released(&mut order), [10, 20]);
         // The end of input: an alert with an earlier time, ordered after all others.
-        order.push((1, 1), Ts(26), true, vec![alert(&engine, 4, 5)]);
+        order.push((1, 1), Ts(26), End::Done, vec![alert(&engine, 4, 5)]);
         assert!(released(&mut order).is_empty(), "30 is not before feeder 0's watermark");
-        order.push((1, 0), Ts(40), true, Vec::new());
+        order.push((1, 0), Ts(40), End::Done, Vec::new());
         assert_eq!(released(&mut order), [30, 5]);
         assert_eq!(order.overflow, 0);
     }

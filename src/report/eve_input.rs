@@ -418,6 +418,7 @@ mod tests {
         );
         let event = Event::Alert {
             ts: f.last,
+            at: f.last,
             flow: f,
             tunnel: None,
             verdict: Verdict::Restriction,
@@ -453,6 +454,7 @@ mod tests {
         assert_eq!(parsed(&line), direct, "{}", String::from_utf8_lossy(&line));
         let event = Event::Alert {
             ts: f.last,
+            at: f.last,
             flow: f,
             tunnel: None,
             verdict: Verdict::Accepted,

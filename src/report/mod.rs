@@ -241,6 +241,7 @@ mod tests {
             if verdict.is_finding() {
                 out.push(Event::Alert {
                     ts: start,
+                    at: start,
                     flow,
                     tunnel: None,
                     verdict,
@@ -256,6 +257,7 @@ mod tests {
                 let confidence = Confidence::Low;
                 out.push(Event::Alert {
                     ts: flow.last,
+                    at: flow.last,
                     flow,
                     tunnel: None,
                     verdict: Verdict::Restriction,

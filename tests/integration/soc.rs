@@ -705,3 +705,51 @@ fn in_scope_flows_are_bounded_under_a_flood_and_the_report_stays_exact() {
     }
     assert_eq!(bounded["totals"]["bytes"], bytes(&every), "the in-scope flows' bytes");
 }
+
+/// An alert carries the flow's Zeek `conn_state` once its handshake resolved: a refused
+/// SYN is `REJ`, a connection `S1` (as Zeek says of a handshake with no FIN yet), a SYN
+/// nobody answered `S0`; each is still written as fired by its SYN (its timestamp, its
+/// sender first, `to_server`), the same with one worker and two.
+#[test]
+fn an_alert_carries_the_conn_state_its_handshake_resolved_to() {
+    let mut s = Scenario::new();
+    let syn = || Segment::Tcp { flags: 0x02, seq: 1, ack: 0, payload: &[] };
+    s.send(sa("198.51.100.7:50001"), sa("10.10.1.11:3389"), syn());
+    s.send(
+        sa("10.10.1.11:3389"),
+        sa("198.51.100.7:50001"),
+        Segment::Tcp { flags: 0x14, seq: 0, ack: 2, payload: &[] },
+    );
+    s.tcp_session(sa("198.51.100.8:50002"), sa("10.10.1.11:3389"), 1);
+    s.send(sa("198.51.100.9:50003"), sa("10.10.1.11:3389"), syn());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pcap = dir.path().join("handshakes.pcap");
+    s.write_pcap(&pcap).expect("write scenario");
+    let one = util::analyze(&[&pcap], &["--flows", "--workers", "1"]);
+    let two = util::analyze(&[&pcap], &["--flows", "--workers", "2"]);
+    let sorted = |run: &util::Run| {
+        let mut lines = run.lines.clone();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(&one), sorted(&two));
+    check_joins(&one, "handshakes");
+    let mut states = BTreeMap::new();
+    for a in one.alerts() {
+        let flow = one.flows().into_iter().find(|f| f["flow_id"] == a["flow_id"]).expect("its flow");
+        assert_eq!(a["timestamp"], flow["flow"]["start"], "fired by the SYN: {a}");
+        assert_eq!((&a["direction"], &a["src_ip"]), (&"to_server".into(), &flow["src_ip"]), "{a}");
+        assert_eq!(
+            a["alert"]["metadata"]["conn_state"],
+            serde_json::json!([a["policy"]["conn_state"]]),
+            "{a}"
+        );
+        states.insert(util::str_of(&a["src_ip"]), util::str_of(&a["policy"]["conn_state"]));
+    }
+    let want: BTreeMap<String, String> =
+        [("198.51.100.7", "REJ"), ("198.51.100.8", "S1"), ("198.51.100.9", "S0")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+    assert_eq!(states, want, "{:?}", one.lines);
+}
