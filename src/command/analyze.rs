@@ -12,6 +12,9 @@ use crate::policy::Verdict;
 use crate::report;
 use crate::telemetry::RunRecord;
 
+/// Hosts the learner behind analyze's warnings of unlisted servers tracks at most.
+const ANALYZE_MAX_HOSTS: usize = 25_000;
+
 /// Where `analyze` writes the compliance report, when asked.
 #[derive(Debug, Default)]
 pub struct ReportFiles {
@@ -74,7 +77,11 @@ pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
     let sink = settings.sink();
     // The learner sees the run's flows, to warn of hosts that act like a role the
     // topology does not give them (an unlisted Exchange server's traffic looks external).
-    let learner = Learner::new(learn::Settings { answered_only: true, ..learn::Settings::default() });
+    // At most ANALYZE_MAX_HOSTS hosts (about 300 bytes each): enough for the servers
+    // and clients of a site, and a flood of spoofed answered flows does not take the
+    // memory the flow table needs (`exwatch learn` tracks more, and the warnings say
+    // when hosts went untracked).
+    let learner = Learner::new(learn::Settings { answered_only: true, max_hosts: ANALYZE_MAX_HOSTS });
     // With --report, the compliance report is built from the same events, as they come.
     let sensor = settings.run.pipeline.sensor_name.clone();
     let captures = settings.inputs.files.iter().map(|path| path.display().to_string()).collect();

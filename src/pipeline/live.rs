@@ -36,9 +36,12 @@ use crate::policy::Engine;
 use crate::telemetry::{self, Busy, CaptureState, Monitor, Reading, RunRecord};
 use crate::time::Ts;
 
-/// Frames handled before the worker's events go to the writer and its counters are
-/// published: what a batch of the offline reader holds.
+/// Frames handled before the worker's events (if any) go to the writer and its counters
+/// are published: what a batch of the offline reader holds.
 const BATCH_FRAMES: u32 = 256;
+
+/// Events a capture thread holds before it wakes the writer for them, between ticks.
+const SEND_EVENTS: usize = 64;
 
 /// A quiet capture still sends its events and runs its timers (on the wall clock) at
 /// most this often.
@@ -185,9 +188,12 @@ fn capture(
                 if tick {
                     last_tick = frame.ts;
                 }
-                if in_batch == BATCH_FRAMES || tick {
+                if tick {
                     in_batch = 0;
-                    worker.batch_done(tick.then_some(frame.ts));
+                    worker.batch_done(Some(frame.ts));
+                } else if in_batch == BATCH_FRAMES {
+                    in_batch = 0;
+                    worker.frames_done(SEND_EVENTS);
                 }
                 since_check += 1;
                 if since_check < CHECK_FRAMES {

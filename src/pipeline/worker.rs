@@ -180,6 +180,21 @@ impl<'a> Worker<'a> {
         self.maybe_publish_latency();
     }
 
+    /// Frames were handled (a capture thread's, between ticks): the counters are
+    /// published, and the tracker's events go to the writer once `events` or more wait.
+    /// Fewer wait for the next tick (at most 100 ms of packet time, or 20 ms of a quiet
+    /// link), so a busy capture thread wakes the writer a few times a tick, not for every
+    /// few hundred frames.
+    pub(super) fn frames_done(&mut self, events: usize) {
+        self.drain();
+        if self.tracker.pending_events() >= events {
+            self.events.send_from(&mut self.tracker);
+        }
+        self.publish();
+        self.batches += 1;
+        self.maybe_publish_latency();
+    }
+
     /// The clock moved on while no frames came: run the timers due by then.
     pub(super) fn tick(&mut self, now: Ts) {
         self.drain();
