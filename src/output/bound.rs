@@ -21,6 +21,13 @@
 //! [`Settings::window_ns`]. Rules whose `aggregate` is false (by default: restriction
 //! evidence) are never held by responder or originator, only by the rate cap.
 //!
+//! With `--flows=in-scope` the same limiter bounds in-scope flow events
+//! ([`Limiter::bounding_flows`]): keyed alike (the finding being the flow's rule and
+//! verdict), with limits of their own ([`Settings::flows_per_key`],
+//! [`Settings::flows_per_second`]), held into aggregate flow records; a flow an alert
+//! names (written on its own, or among the first [`LISTED`] an aggregate alert lists) is
+//! never held, so every alert joins one flow event.
+//!
 //! Only the writer's thread owns a limiter; it is a pure function of the alerts it is
 //! given, in the order given, so the same order gives the same lines. It never sees a
 //! packet and never decides a verdict. Its key table has a bound: past it, an alert
@@ -713,6 +720,57 @@ mod tests {
         assert_eq!(written, Settings::default().per_second);
         assert_eq!(aggregates.len(), 1);
         assert_eq!((aggregates[0].by, aggregates[0].flows, aggregates[0].written), (By::Rate, 900, None));
+    }
+
+    /// The flow bound: the flows alerts name (written ones, and those an aggregate alert
+    /// lists) get their own flow event; the key's other flows past its limit are counted
+    /// into one aggregate flow record, exactly.
+    #[test]
+    fn flows_an_alert_names_pass_and_the_rest_are_aggregated() {
+        let engine = engine();
+        let r = rule(&engine, "external-to-mailbox");
+        let settings = Settings { per_key: 2, flows_per_key: 3, ..Settings::default() };
+        let mut limiter = Limiter::new(&engine, settings).bounding_flows();
+        let flood: Vec<Event> = (0..30u32)
+            .map(|i| alert(r, (0x6440_0000 + i, 1024), (0x0a0a_010b, 3389), 1000 + u64::from(i)))
+            .collect();
+        for (i, event) in flood.iter().enumerate() {
+            // Ten of the flows alerted; all thirty end.
+            if i < 10 {
+                limiter.push(event_ts(event), *event);
+            }
+        }
+        for event in &flood {
+            let Event::Alert { flow, .. } = *event else { unreachable!() };
+            let at = Ts(flow.start.0 + 5 * SECOND);
+            limiter.push(at, Event::Flow { flow, tunnel: None, reason: crate::flow::EndReason::Timeout, at });
+        }
+        limiter.finish();
+        let (mut alerts, mut flows, mut records) = (0, 0, Vec::new());
+        for w in limiter.drain() {
+            match w {
+                Written::Event(Event::Alert { .. }) => alerts += 1,
+                Written::Event(Event::Flow { .. }) => flows += 1,
+                Written::Aggregate(a) => records.push(*a),
+            }
+        }
+        assert_eq!(alerts, 2);
+        let (alert_agg, flow_agg): (Vec<_>, Vec<_>) =
+            records.into_iter().partition(|a| matches!(a.example, Event::Alert { .. }));
+        assert_eq!(alert_agg.len(), 1);
+        assert_eq!((alert_agg[0].flows, alert_agg[0].flow_ids.len()), (8, 8));
+        // Ten named flows, then three more of the key; seventeen counted.
+        assert_eq!(flows, 13);
+        assert_eq!(flow_agg.len(), 1);
+        assert_eq!((flow_agg[0].flows, flow_agg[0].packets, flow_agg[0].by), (17, 17, By::Responder));
+        assert!(flow_agg[0].flow_ids.is_empty());
+        assert_eq!((limiter.counts.flows_held, limiter.counts.flow_aggregates), (17, 1));
+    }
+
+    fn event_ts(event: &Event) -> Ts {
+        match *event {
+            Event::Alert { at, .. } | Event::Flow { at, .. } => at,
+        }
     }
 
     #[test]
