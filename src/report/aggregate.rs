@@ -184,12 +184,12 @@ fn confidence_rank(name: &str) -> u8 {
     }
 }
 
-fn bump(counts: &mut VerdictCounts, v: Verdict) {
+fn bump(counts: &mut VerdictCounts, v: Verdict, n: u64) {
     match v {
-        Verdict::Advisory => counts.advisory += 1,
-        Verdict::Violation => counts.violation += 1,
-        Verdict::Restriction => counts.restriction += 1,
-        Verdict::Accepted => counts.accepted += 1,
+        Verdict::Advisory => counts.advisory += n,
+        Verdict::Violation => counts.violation += n,
+        Verdict::Restriction => counts.restriction += n,
+        Verdict::Accepted => counts.accepted += n,
         _ => {}
     }
 }
@@ -443,13 +443,15 @@ impl Builder {
             },
             None => None,
         };
+        // An aggregate alert counts the findings it stands for.
+        let n = a.findings;
         if let Some(i) = evidence {
-            self.evidence_rows[i].add(e, (1, 0), a.flow_start, a.ts);
-            bump(&mut self.evidence_rows[i].alerts, a.verdict);
+            self.evidence_rows[i].add(e, (n, 0), a.flow_start, a.ts);
+            bump(&mut self.evidence_rows[i].alerts, a.verdict, n);
         }
-        bump(&mut self.totals.findings, a.verdict);
-        bump(&mut self.rows[index].alerts, a.verdict);
-        bump(self.minutes.entry(a.ts / self.slot).or_default(), a.verdict);
+        bump(&mut self.totals.findings, a.verdict, n);
+        bump(&mut self.rows[index].alerts, a.verdict, n);
+        bump(self.minutes.entry(a.ts / self.slot).or_default(), a.verdict, n);
         if self.minutes.len() > TIME_SLOTS {
             self.coarsen();
         }
@@ -470,16 +472,16 @@ impl Builder {
             exception: a.exception.clone(),
         });
         if let Some(exception) = &a.exception {
-            *self.exceptions.entry(exception.clone()).or_default() += 1;
+            *self.exceptions.entry(exception.clone()).or_default() += n;
         }
-        finding.count += 1;
+        finding.count += n;
         finding.first = finding.first.min(a.ts);
         finding.last = finding.last.max(a.ts);
         finding.confidence = finding.confidence.min(rank);
         // Restriction evidence an exception accepted stays visible in the matrix too.
         if a.verdict == Verdict::Restriction || (a.verdict == Verdict::Accepted && a.evidence.is_some()) {
             let pair = self.pairs.entry(ordered(e.src_ip, e.dest_ip)).or_default();
-            *pair.evidence.entry(id.to_string()).or_default() += 1;
+            *pair.evidence.entry(id.to_string()).or_default() += n;
         }
     }
 

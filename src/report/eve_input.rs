@@ -87,8 +87,8 @@ struct RawPolicy<'a> {
     #[serde(borrow, default)]
     policy_sha256: Option<Cow<'a, str>>,
     /// An aggregate flow record: the flows, packets and bytes it stands for.
-    #[serde(default)]
-    aggregate: Option<RawAggregate>,
+    #[serde(borrow, default)]
+    aggregate: Option<RawAggregate<'a>>,
     /// `stats`: which flows got a flow event (`all`, `in-scope`, `off`).
     #[serde(borrow, default)]
     flow_events: Option<Cow<'a, str>>,
@@ -140,15 +140,19 @@ struct RawOwnFlows {
     evicted: u64,
 }
 
-/// `policy.aggregate` of an aggregate flow record.
+/// `policy.aggregate` of an aggregate alert or flow record.
 #[derive(Deserialize)]
-struct RawAggregate {
+struct RawAggregate<'a> {
     flows: u64,
+    #[serde(default)]
     pkts: u64,
+    #[serde(default)]
     bytes: u64,
+    #[serde(borrow, default)]
+    first_seen: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RawFlow<'a> {
     #[serde(default)]
     pkts_toserver: u64,
@@ -264,8 +268,15 @@ pub fn parse_line(line: &[u8]) -> Parsed {
 }
 
 fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
-    let (Some(policy), Some(flow)) = (raw.policy, raw.flow) else {
+    let Some(policy) = raw.policy else {
         return Parsed::Ignored;
+    };
+    // An aggregate alert has no `flow` object: its window stands for one.
+    let aggregate_alert = raw.event_type == "alert" && policy.aggregate.is_some();
+    let flow = match raw.flow {
+        Some(flow) => flow,
+        None if aggregate_alert => RawFlow::default(),
+        None => return Parsed::Ignored,
     };
     let (src_ip, src_port, dest_ip, dest_port) = match policy.src_ip {
         Some(_) => (policy.src_ip, policy.src_port, policy.dest_ip, policy.dest_port),
@@ -290,7 +301,9 @@ fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
         dest_role: role(&policy.dest_role),
         inferred: policy.direction.as_deref() == Some("inferred"),
     };
-    let start = flow.start.as_deref().and_then(parse_timestamp).unwrap_or(ts);
+    let first_seen =
+        policy.aggregate.as_ref().and_then(|a| a.first_seen.as_deref()).and_then(parse_timestamp);
+    let start = flow.start.as_deref().and_then(parse_timestamp).or(first_seen).unwrap_or(ts);
     if raw.event_type == "flow" {
         let (flows, pkts, bytes) = match &policy.aggregate {
             Some(a) => (a.flows.max(1), [a.pkts, 0], [a.bytes, 0]),
@@ -322,6 +335,7 @@ fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
         evidence: policy.evidence.map(Cow::into_owned),
         confidence: policy.confidence.map_or(Cow::Borrowed("high"), |c| known(&c)),
         exception: policy.exception.map(Cow::into_owned),
+        findings: policy.aggregate.as_ref().filter(|_| aggregate_alert).map_or(1, |a| a.flows.max(1)),
     }))
 }
 

@@ -142,6 +142,9 @@ pub struct AlertRecord {
     pub confidence: Text,
     /// Verdict `accepted`: the id of the exception that accepted it.
     pub exception: Option<String>,
+    /// The findings the event stands for: 1, or an aggregate alert's
+    /// `policy.aggregate.flows` (its `flow_start` is then its `first_seen`).
+    pub findings: u64,
 }
 
 /// An EVE `stats` event: a sensor's running counters (cumulative since it started).
@@ -253,6 +256,7 @@ pub fn from_event(engine: &Engine, event: &Event) -> Record {
                 exception: exception
                     .and_then(|i| engine.topology.exceptions.get(usize::from(i)))
                     .map(|e| e.id.clone()),
+                findings: 1,
             })
         }
     }

@@ -753,3 +753,20 @@ fn an_alert_carries_the_conn_state_its_handshake_resolved_to() {
             .collect();
     assert_eq!(states, want, "{:?}", one.lines);
 }
+
+/// A report of a log whose findings the alert bound aggregated counts every finding, as
+/// the report of the same capture with the bound off does.
+#[test]
+fn a_report_counts_the_findings_an_aggregate_alert_stands_for() {
+    let sample = util::capture("sample-contoso.pcap");
+    let bounded = util::analyze(&[&sample], &["--flows", "--workers", "2", "--alerts-per-key", "1"]);
+    assert!(run_has_aggregates(&bounded), "{:?}", bounded.lines);
+    let every = util::analyze(&[&sample], &["--flows", "--workers", "1", "--no-aggregate"]);
+    let (a, b) = (report_of(&bounded.lines), report_of(&every.lines));
+    assert_eq!(a["totals"]["findings"], b["totals"]["findings"]);
+    assert_eq!(a["totals"]["findings"]["violation"], 8, "{}", a["totals"]);
+}
+
+fn run_has_aggregates(run: &util::Run) -> bool {
+    run.alerts().iter().any(|a| a["policy"]["aggregate"].is_object())
+}
