@@ -60,11 +60,11 @@
 //! | [`flow`] | per-worker flow tables, TCP state, fragments, timers; turns verdicts into events | reads the clock, or the policy's rules directly |
 //! | [`counters`] | the counter table, declared once; what a worker, job or run counted | decides anything |
 //! | [`policy`] | the policy and topology, compiled; the engine that judges a flow | sees a packet |
-//! | [`capture`] | capture handles and file formats; hands out frame bytes | decodes |
+//! | [`capture`] | capture handles and file formats; hands out frame bytes; the fanout program that picks a live frame's socket by its addresses, and joining its group (`capture/fanout.rs`: the crate's second `unsafe`, two `setsockopt` calls the `pcap` crate does not make) | decodes |
 //! | [`decode`] | every borrowed view of frame bytes; bytes in, one owned `Packet` out | panics, or keeps state |
 //! | [`config`] | reading TOML with file, line and key in errors | |
 //! | [`time`] | packet time: `Ts` and `SECOND` | reads the wall clock |
-//! | [`prefetch`] | cache hints, the crate's one `unsafe` | reads or writes memory |
+//! | [`prefetch`] | cache hints, the first of the crate's two `unsafe` (the other joins a fanout group, in `capture`) | reads or writes memory |
 
 //! Words, one per concept: the *reader* is the thread that reads a capture (a file or
 //! an interface) and feeds the *workers*; a *job* reads, decodes and tracks whole files

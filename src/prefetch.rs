@@ -1,6 +1,7 @@
 //! Cache hints: the packet path asks for memory a few packets before it reads it (a
-//! flow's index slot and state, a frame's headers, a frame the reader decoded). The one
-//! place the crate allows `unsafe`.
+//! flow's index slot and state, a frame's headers, a frame the reader decoded). One of
+//! the two places the crate allows `unsafe` (the other joins a fanout group, in
+//! `capture::fanout`).
 
 /// Asks the CPU for the cache line holding `at`.
 #[allow(unsafe_code)]

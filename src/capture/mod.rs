@@ -12,11 +12,13 @@ use std::sync::Arc;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 pub mod compressed;
+pub mod fanout;
 pub mod filter;
 pub mod format;
 pub mod savefile;
 
 pub use compressed::Compression;
+pub use fanout::FanoutGroup;
 pub use format::record_offset;
 pub use savefile::Savefile;
 
@@ -57,6 +59,9 @@ pub enum CaptureError {
     Filter { expression: String, message: String },
     #[error("{interface}: capture failed: {message}")]
     Live { interface: String, message: String },
+    /// The socket could not join its fanout group; the caller may fall back to one socket.
+    #[error("{interface}: {message}")]
+    Fanout { interface: String, message: String },
 }
 
 impl CaptureError {
@@ -69,6 +74,7 @@ impl CaptureError {
             CaptureError::Damaged { .. } => "damaged",
             CaptureError::Filter { .. } => "filter",
             CaptureError::Live { .. } => "live",
+            CaptureError::Fanout { .. } => "fanout",
         }
     }
 }
@@ -216,11 +222,21 @@ pub struct LiveSettings {
     pub timeout_ms: i32,
     /// A BPF filter, compiled and checked before the capture starts.
     pub bpf: Option<String>,
+    /// The fanout group the socket joins, sharing the interface's frames with the
+    /// group's other sockets by exwatch's own hash ([`fanout`]).
+    pub fanout: Option<FanoutGroup>,
 }
 
 impl Default for LiveSettings {
     fn default() -> LiveSettings {
-        LiveSettings { snaplen: 262_144, buffer_size: 64 << 20, promiscuous: true, timeout_ms: 50, bpf: None }
+        LiveSettings {
+            snaplen: 262_144,
+            buffer_size: 64 << 20,
+            promiscuous: true,
+            timeout_ms: 50,
+            bpf: None,
+            fanout: None,
+        }
     }
 }
 
@@ -240,10 +256,69 @@ pub struct LiveCapture {
     /// built from their deltas.
     last_raw: [u32; 3],
     totals: CaptureStats,
+    /// Whether the socket is in a fanout group.
+    joined: bool,
+    /// Frames the socket received before joining its fanout group.
+    held_at_join: u64,
 }
 
 impl LiveCapture {
+    /// Opens a capture on `interface`. With [`LiveSettings::fanout`] the socket joins that
+    /// group and passes frames at once; [`LiveCapture::open_group`] opens a whole group.
     pub fn open(interface: &str, options: &LiveSettings) -> Result<LiveCapture, CaptureError> {
+        let mut live = LiveCapture::open_held(interface, options)?;
+        live.arm(options.bpf.as_deref())?;
+        Ok(live)
+    }
+
+    /// The sockets of [`LiveSettings::fanout`]'s group (one without it), in the order the
+    /// fanout program numbers them. Each passes frames only once all have joined, so none
+    /// is delivered on a socket other than its hash's, and none twice.
+    pub fn open_group(interface: &str, options: &LiveSettings) -> Result<Vec<LiveCapture>, CaptureError> {
+        let sockets = options.fanout.map_or(1, |group| group.sockets.max(1));
+        let mut group = (0..sockets)
+            .map(|_| LiveCapture::open_held(interface, options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for live in &mut group {
+            live.arm(options.bpf.as_deref())?;
+        }
+        Ok(group)
+    }
+
+    /// Puts the open capture in a fanout group ([`fanout`]): it then passes nothing until
+    /// [`LiveCapture::arm`]ed. The frames the socket received before are discarded (the
+    /// group's other sockets got them too) and counted ([`LiveCapture::held_at_join`]);
+    /// its counters start again from the join.
+    pub fn join(&mut self, group: FanoutGroup) -> Result<(), CaptureError> {
+        fanout::join(&mut self.capture, group, self.timeout_ms)
+            .map_err(|message| CaptureError::Fanout { interface: self.interface.clone(), message })?;
+        self.joined = true;
+        self.held_at_join = self.stats().map_or(0, |s| s.received);
+        self.totals = CaptureStats::default();
+        Ok(())
+    }
+
+    /// Sets the real filter: `bpf`, or (in a fanout group) one that passes every frame.
+    pub fn arm(&mut self, bpf: Option<&str>) -> Result<(), CaptureError> {
+        let filter_error = |e: pcap::Error| CaptureError::Filter {
+            expression: bpf.unwrap_or_default().to_string(),
+            message: e.to_string(),
+        };
+        match (bpf, self.joined) {
+            (_, true) => fanout::arm(&mut self.capture, bpf).map_err(filter_error),
+            (Some(expr), false) => self.capture.filter(expr, true).map_err(filter_error),
+            (None, false) => Ok(()),
+        }
+    }
+
+    /// Frames the socket received before it joined its fanout group: for a socket
+    /// opened into its group ([`LiveSettings::fanout`]), the frames discarded at the join.
+    pub fn held_at_join(&self) -> u64 {
+        self.held_at_join
+    }
+
+    /// Opens the capture; one that joins a fanout group passes nothing until armed.
+    fn open_held(interface: &str, options: &LiveSettings) -> Result<LiveCapture, CaptureError> {
         let path = PathBuf::from(interface);
         let open_error = |message: String| CaptureError::Open { path: path.clone(), message };
         let device = pcap::Device::list()
@@ -251,7 +326,7 @@ impl LiveCapture {
             .into_iter()
             .find(|d| d.name == interface)
             .ok_or_else(|| open_error("no such interface (see `ip link`)".into()))?;
-        let mut capture = pcap::Capture::from_device(device)
+        let capture = pcap::Capture::from_device(device)
             .map_err(|e| open_error(e.to_string()))?
             .promisc(options.promiscuous)
             .snaplen(options.snaplen)
@@ -262,14 +337,9 @@ impl LiveCapture {
             .open()
             .and_then(|c| c.setnonblock())
             .map_err(|e| open_error(permission_hint(e.to_string())))?;
-        if let Some(expr) = &options.bpf {
-            capture
-                .filter(expr, true)
-                .map_err(|e| CaptureError::Filter { expression: expr.clone(), message: e.to_string() })?;
-        }
         let readable = capture.as_fd().try_clone_to_owned().map_err(|e| open_error(e.to_string()))?;
         let link = decodable(&path, capture.get_datalink())?;
-        Ok(LiveCapture {
+        let mut live = LiveCapture {
             interface: interface.to_string(),
             capture,
             link,
@@ -277,7 +347,13 @@ impl LiveCapture {
             readable,
             last_raw: [0; 3],
             totals: CaptureStats::default(),
-        })
+            joined: false,
+            held_at_join: 0,
+        };
+        if let Some(group) = options.fanout {
+            live.join(group)?;
+        }
+        Ok(live)
     }
 }
 

@@ -26,7 +26,8 @@
 //! - `ip`: IPv4 and IPv6, the hand-written fast path and the full path through etherparse;
 //! - `transport`: TCP, UDP, ICMP / ICMPv6 and the error quotes, TCP handshake options;
 //! - `tunnel`: the GRE, ERSPAN and VXLAN headers in front of a carried frame;
-//! - `routing`: [`route_hash`] and [`pair_hash`], which send a frame to its worker.
+//! - `routing`: [`route_hash`] and [`pair_hash`], which send a frame to its worker, by
+//!   [`pair_hash32`], the hash the capture's fanout program also computes.
 //!
 //! Data flows down, `link` → `ip` → `transport`, with no module calling back up. The two
 //! places where a packet holds another packet are resolved without a circle: `ip` reads
@@ -48,7 +49,7 @@ mod transport;
 mod tunnel;
 
 pub use app::{AppProto, Head, Said, Speaker};
-pub use routing::{pair_hash, route_hash};
+pub use routing::{mix32, pair_hash, pair_hash32, route_hash, MIX32_MUL};
 pub use transport::{SynOptions, TcpOptions};
 
 use ip::IpDecoded;

@@ -50,18 +50,16 @@ fn route_hash_fast(ip: &[u8]) -> Option<u64> {
             let a: [u8; 8] = ip.get(ipv4::ADDRS)?.try_into().ok()?;
             let src = u32::from_be_bytes([a[0], a[1], a[2], a[3]]);
             let dst = u32::from_be_bytes([a[4], a[5], a[6], a[7]]);
-            Some(mix(u64::from(src)) ^ mix(u64::from(dst)))
+            Some(widen(mix32(src ^ dst)))
         }
         6 if matches!(*ip.get(ipv6::NEXT_HEADER)?, proto::TCP | proto::UDP)
             && !is_vxlan(ip, ipv6::HEADER_LEN, ipv6::NEXT_HEADER) =>
         {
             let addrs: &[u8; 32] = ip.get(ipv6::ADDRS)?.try_into().ok()?;
-            let fold = |a: &[u8]| {
-                let (hi, lo) = a.split_at(8);
-                u64::from_be_bytes(hi.try_into().unwrap_or_default())
-                    ^ u64::from_be_bytes(lo.try_into().unwrap_or_default())
-            };
-            Some(mix(fold(&addrs[..16])) ^ mix(fold(&addrs[16..])))
+            let folded = addrs
+                .chunks_exact(4)
+                .fold(0, |acc, word| acc ^ u32::from_be_bytes([word[0], word[1], word[2], word[3]]));
+            Some(widen(mix32(folded)))
         }
         _ => None,
     }
@@ -73,24 +71,41 @@ fn is_vxlan(ip: &[u8], l4: usize, proto_at: usize) -> bool {
     ip.get(proto_at) == Some(&proto::UDP) && be16(ip, l4 + udp::DST_PORT) == Some(vxlan::PORT)
 }
 
-/// Symmetric hash of two addresses: `pair_hash(a, b) == pair_hash(b, a)`.
+/// Symmetric hash of two addresses: `pair_hash(a, b) == pair_hash(b, a)`. The 32-bit
+/// [`pair_hash32`] in both halves, so the reader's multiply-shift onto its workers picks by
+/// the same hash the capture sockets of a fanout group are picked by.
 pub fn pair_hash(a: IpAddr, b: IpAddr) -> u64 {
-    fn fold(addr: IpAddr) -> u64 {
-        let bits = match addr {
-            IpAddr::V4(v4) => u128::from(u32::from(v4)),
-            IpAddr::V6(v6) => u128::from(v6),
-        };
-        mix((bits as u64) ^ ((bits >> 64) as u64))
-    }
-    fold(a) ^ fold(b)
+    widen(pair_hash32(a, b))
 }
 
-/// The splitmix64 finalizer: spreads nearby addresses over all workers.
-fn mix(folded: u64) -> u64 {
-    let mut z = folded.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// The fanout hash of an unordered address pair (`capture::fanout` computes it in the
+/// kernel): IPv4 `a ^ b`, IPv6 the eight address words xored, then [`mix32`].
+pub fn pair_hash32(a: IpAddr, b: IpAddr) -> u32 {
+    fn fold(addr: IpAddr) -> u32 {
+        match addr {
+            IpAddr::V4(v4) => u32::from(v4),
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6);
+                (0..4).fold(0, |acc, i| acc ^ (bits >> (32 * i)) as u32)
+            }
+        }
+    }
+    mix32(fold(a) ^ fold(b))
+}
+
+/// The `lowbias32` finalizer: spreads nearby addresses over all workers and sockets.
+pub fn mix32(x: u32) -> u32 {
+    let x = (x ^ (x >> 16)).wrapping_mul(MIX32_MUL[0]);
+    let x = (x ^ (x >> 15)).wrapping_mul(MIX32_MUL[1]);
+    x ^ (x >> 16)
+}
+
+/// [`mix32`]'s multipliers (the fanout program multiplies by them too).
+pub const MIX32_MUL: [u32; 2] = [0x7feb_352d, 0x846c_a68b];
+
+/// A 32-bit hash in both halves of a `u64`: `(hash * n) >> 64` then spreads it over `n`.
+fn widen(hash: u32) -> u64 {
+    (u64::from(hash) << 32) | u64::from(hash)
 }
 
 #[cfg(test)]

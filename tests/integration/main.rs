@@ -9,6 +9,7 @@ mod captures;
 mod cli;
 mod compare;
 mod daemon;
+mod fanout;
 mod files;
 mod firewall;
 mod flood;
