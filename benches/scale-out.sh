@@ -5,8 +5,9 @@
 #   1. publishing: `analyze --flows` of the many-flow capture (generate --pool 20000
 #      --packets 1000000), without and with --redis, interleaved A B A B..., medians of
 #      wall and CPU time; Redis memory per million events in the stream;
-#   2. collect: events/s from a full stream into DIR/<host>/eve.json with the report
-#      kept current (--every 1s), until the group's lag is 0;
+#   2. collect: events/s from a full stream (the last run's events and four more
+#      sensors' copies of them, about 256,000) into DIR/<host>/eve.json with the report
+#      kept current (--every 1s), until the group's lag is 0 and nothing is pending;
 #   3. collector memory: its peak RSS after successive rounds of events, to show it stays
 #      flat (it keeps aggregates, not events).
 #
@@ -63,7 +64,12 @@ echo "  wall without --redis: $(median <"$work/off") s, with --redis: $(median <
 echo "  CPU (user + system) without --redis: $(median <"$work/off.cpu") s, with --redis: $(median <"$work/on.cpu") s"
 echo "  Redis memory: $mem bytes for $events stream entries = $((mem * 1000000 / events / 1048576)) MiB per million events"
 
-# 2. collect: the stream as it is now ($events entries), timed until the lag is 0.
+# 2. collect: the stream as it is now and four more sensors' copies, timed until the lag is 0.
+for s in 1 2 3 4; do
+  "$exw" analyze "$work/pool.pcap" --flows --eve-log /dev/null --no-progress --sensor-name "site-$s" \
+    --redis "$url" 2>/dev/null || true
+done
+events=$(cli XLEN exwatch:eve)
 collect_run() {
   local group=$1 out=$2
   "$exw" collect --redis "$url" --group "$group" --consumer c --out "$out" --report-json "$out.json" \
@@ -75,9 +81,13 @@ collect_run g1 "$work/c1"
 until [ "$(cli XINFO GROUPS exwatch:eve | awk 'prev=="lag"{print; exit} {prev=$0}')" = 0 ] \
   && [ "$(cli XPENDING exwatch:eve g1 | head -1)" = 0 ]; do sleep 0.05; done
 t1=$(date +%s%N)
+cpu=$(awk '{print ($14 + $15) / 100}' "/proc/$collect_pid/stat")
+# Each thread's time on a CPU and waiting for one (/proc/PID/task/TID/schedstat, ns): on
+# a machine shared with other work, the second says how much of the wall time was theirs.
+sched=$(cat /proc/"$collect_pid"/task/*/schedstat | awk '{run += $1; wait += $2} END {printf "%.2f s running, %.2f s waiting for a CPU", run / 1e9, wait / 1e9}')
 kill -TERM "$collect_pid"; wait "$collect_pid" || true; collect_pid=""
-awk -v n="$events" -v ns="$((t1 - t0))" \
-  'BEGIN {printf "collect: %d events in %.2f s = %d events/s (files fsynced per batch, report every 1s)\n", n, ns / 1e9, n / (ns / 1e9)}' 
+awk -v n="$events" -v ns="$((t1 - t0))" -v cpu="$cpu" -v sched="$sched" \
+  'BEGIN {printf "collect: %d events in %.2f s = %d events/s, %.2f s of collector CPU; its threads: %s (files fsynced per batch, report every 1s)\n", n, ns / 1e9, n / (ns / 1e9), cpu, sched}' 
 
 # 3. Collector memory over rounds: each round publishes another capture of the pool
 #    (another seed: other flows), as another sensor.

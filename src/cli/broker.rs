@@ -78,12 +78,18 @@ pub struct CollectFlags {
     /// The Redis the sensors publish to (see `analyze --redis`).
     #[arg(long, value_name = "URL")]
     pub redis: String,
-    /// The stream the sensors publish to.
+    /// The stream (or list) the sensors publish to.
     #[arg(long, value_name = "KEY", default_value = redis::DEFAULT_KEY)]
     pub redis_key: String,
-    /// The consumer group; collectors of one group share the stream's entries.
+    /// stream: read with a consumer group; list: the sensors publish with --redis-mode
+    /// list, and each line is moved to this collector's processing list (KEY:processing:C)
+    /// until it is on disk.
+    #[arg(long, value_name = "MODE", default_value = "stream", value_parser = Mode::NAMES)]
+    pub redis_mode: String,
+    /// The consumer group; collectors of one group share the stream's entries. Needed
+    /// in stream mode; list mode has none (collectors share the list).
     #[arg(long, value_name = "G")]
-    pub group: String,
+    pub group: Option<String>,
     /// This collector's name in the group. Keep it across restarts: the entries it had
     /// not acknowledged are read again under it. Default: the hostname.
     #[arg(long, value_name = "C")]
@@ -107,10 +113,18 @@ pub struct CollectFlags {
     /// last-seen time. A bare port binds 127.0.0.1.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
-    /// Stream entries read, written, synced and acknowledged at a time: at most this many
-    /// are written twice after a crash.
+    /// Stream entries read, written, synced and acknowledged at a time: after a crash, at
+    /// most this many of each sensor's last lines are looked at to find what was written
+    /// and not acknowledged.
     #[arg(long, value_name = "N", default_value_t = collect::BATCH)]
     pub batch: usize,
+    /// The report counts only the flows that started at or after TIME (RFC 3339, or a
+    /// date: its midnight UTC), and the alerts on them; the files keep every event.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// The report counts only the flows that started before TIME (as for --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
 }
 
 /// Validates the flags of `collect`.
@@ -123,17 +137,31 @@ pub fn collect(flags: CollectFlags) -> Result<command::collect::Settings, String
     let meta = Meta::of_files(flags.config.topology.as_deref(), flags.config.policy.as_deref())?;
     let config = load(&flags.config)?;
     let consumer = flags.consumer.or_else(command::hostname).unwrap_or_else(|| "exwatch".into());
+    let window = super::window(flags.since.as_deref(), flags.until.as_deref())?;
+    let mode = Mode::from_name(&flags.redis_mode)
+        .ok_or_else(|| format!("--redis-mode {}: one of {}", flags.redis_mode, Mode::NAMES.join(", ")))?;
+    let group = match (mode, flags.group) {
+        (Mode::Stream, None) => {
+            return Err("--group G is needed to read a stream (--redis-mode stream)".into())
+        }
+        (Mode::List, Some(_)) => {
+            return Err("--group is for streams: a list (--redis-mode list) has none".into())
+        }
+        (_, group) => group.unwrap_or_default(),
+    };
     Ok(command::collect::Settings {
         collect: collect::Settings {
             target,
             key: flags.redis_key,
-            group: flags.group,
+            mode,
+            group,
             consumer,
             out: flags.out,
             report_html: flags.report,
             report_json: flags.report_json,
             every,
             batch: flags.batch,
+            window,
         },
         config,
         meta,

@@ -2,9 +2,10 @@
 //! synced before anything they hold is acknowledged, reopened on SIGHUP; and the
 //! report, replaced whole (write, fsync, rename) so a reader never sees half of one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::hash::BuildHasher;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::Error;
@@ -98,6 +99,53 @@ pub fn last_written(out: &Path) -> Vec<(String, f64)> {
     found
 }
 
+/// What the sensors' files may hold of a batch a collector wrote and was killed before
+/// it acknowledged: the last `n` lines of each (at most one batch of lines was written
+/// and not acknowledged, however it fell across the sensors), as (length, hash) of each
+/// line. A line the kill cut in half is not an event: it is cut off the file, to be
+/// written again whole.
+pub fn written_tails(out: &Path, dirs: &[String], n: usize) -> Result<HashSet<(usize, u64)>, Error> {
+    let mut tails = HashSet::new();
+    for dir in dirs {
+        let path = out.join(dir).join("eve.json");
+        let mut file = OpenOptions::new().read(true).write(true).open(&path).map_err(io(&path))?;
+        let tail = read_tail(&mut file, n).map_err(io(&path))?;
+        let whole = memchr::memrchr(b'\n', &tail).map_or(0, |i| i + 1);
+        if whole < tail.len() {
+            let len = file.metadata().map_err(io(&path))?.len();
+            file.set_len(len - (tail.len() - whole) as u64).map_err(io(&path))?;
+            file.sync_data().map_err(io(&path))?;
+        }
+        for line in tail[..whole].split(|&b| b == b'\n').filter(|l| !l.is_empty()).rev().take(n) {
+            tails.insert(line_key(line));
+        }
+    }
+    Ok(tails)
+}
+
+/// A line as [`written_tails`] keeps it.
+pub fn line_key(line: &[u8]) -> (usize, u64) {
+    (line.len(), foldhash::fast::FixedState::with_seed(0x0063_6f6c_6c65_6374).hash_one(line))
+}
+
+/// The end of a file holding its last `n` whole lines and whatever follows them.
+fn read_tail(file: &mut File, n: usize) -> std::io::Result<Vec<u8>> {
+    const STEP: u64 = 1 << 20;
+    let len = file.metadata()?.len();
+    let mut from = len;
+    let mut tail = Vec::new();
+    while from > 0 && memchr::memchr_iter(b'\n', &tail).count() <= n {
+        let start = from.saturating_sub(STEP);
+        let mut chunk = vec![0; (from - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut chunk)?;
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        from = start;
+    }
+    Ok(tail)
+}
+
 /// Replaces `path` with `bytes`: written beside it, synced, renamed over it.
 pub fn replace(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
@@ -120,5 +168,25 @@ mod tests {
         assert_eq!(dir_name(Some("..")), "_..");
         assert_eq!(dir_name(Some("")), UNNAMED);
         assert_eq!(dir_name(None), UNNAMED);
+    }
+
+    /// The last lines of each file are found, and a half line at the end is cut off.
+    #[test]
+    fn tails_of_the_sensors_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lines: Vec<String> =
+            (0..3000).map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(700))).collect();
+        std::fs::create_dir_all(dir.path().join("a")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("b")).expect("mkdir");
+        std::fs::write(dir.path().join("a/eve.json"), lines.join("\n") + "\n").expect("write");
+        std::fs::write(dir.path().join("b/eve.json"), format!("{}\n{{\"half", lines[7])).expect("write");
+        let tails = written_tails(dir.path(), &["a".into(), "b".into()], 2000).expect("tails");
+        assert_eq!(tails.len(), 2001);
+        assert!(tails.contains(&line_key(lines[2999].as_bytes())));
+        assert!(tails.contains(&line_key(lines[1000].as_bytes())));
+        assert!(!tails.contains(&line_key(lines[999].as_bytes())), "more than n lines of a");
+        assert!(tails.contains(&line_key(lines[7].as_bytes())));
+        let b = std::fs::read_to_string(dir.path().join("b/eve.json")).expect("read");
+        assert_eq!(b, format!("{}\n", lines[7]), "the half line is cut off");
     }
 }

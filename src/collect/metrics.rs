@@ -47,6 +47,11 @@ pub fn page(shared: &Shared) -> String {
             counts.pending_reread,
         ),
         (
+            "exwatch_collect_already_written_total",
+            "Of the entries read again, those found at the end of their sensor's file (not written again).",
+            counts.already_written,
+        ),
+        (
             "exwatch_collect_without_eve_total",
             "Stream entries with no eve field (acknowledged, not written).",
             counts.without_eve,

@@ -3,15 +3,17 @@
 //! collected kept current (specification, section 10).
 //!
 //! ```text
-//!  Redis stream ──XREADGROUP──► batch ──► DIR/<host>/eve.json (append, flush, fsync) ──► XACK
-//!   (sensors XADD)                 └────► report::Builder ──(every --every, and at exit)──► F.html, F.json
-//!                                                                  (write, fsync, rename)
+//!  Redis stream ──XREADGROUP──► [one batch] ──► DIR/<host>/eve.json (append, flush, fsync) ──► XACK
+//!   (sensors XADD)   (reader thread)                └────► report::Builder ──(every --every, and at exit)──► F.html, F.json
+//!                                                                                  (write, fsync, rename)
 //! ```
 //!
 //! An entry is acknowledged only once its line is on disk, so a collector killed at any
-//! moment loses nothing: on start it reads its own pending entries first, and writes at
-//! most the tail it had not acknowledged a second time (the report counts one sensor's
-//! event written twice once). Several collectors in one group share the stream. The
+//! moment loses nothing: on start it reads its own pending entries first, and those it
+//! finds at the end of their sensors' files (written, not acknowledged) it acknowledges
+//! without writing them again, so nothing is written or counted twice. Several
+//! collectors in one group share the stream. A list (`--redis-mode list`) is read the
+//! same way, through a processing list of the consumer's (`list.rs`). The
 //! report is built from the events as they come ([`report::Builder`]); the files are
 //! read once, when a collector starts on a directory that has some, never again. Its
 //! memory is the builder's, bounded by what the report shows.
@@ -20,32 +22,43 @@
 //! in with the events.
 
 mod files;
+mod list;
 pub mod metrics;
+mod reader;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::output::redis::{Target, FIELD};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::output::redis::{Mode, Target};
 use crate::policy::{Policy, Topology};
 use crate::report::{self, eve_input, Builder, Meta, Record};
+use crate::time::Ts;
 
 pub use files::Files;
+use reader::{Batch, Id};
+
+/// The ends of the sensors' files, as [`files::written_tails`] finds them.
+type Tails = std::collections::HashSet<(usize, u64)>;
 
 /// Entries read at a time.
-pub const BATCH: usize = 1_000;
+pub const BATCH: usize = 10_000;
 
 /// How long a read waits for new entries before the collector looks at its signals and
 /// its report's period.
-const BLOCK: Duration = Duration::from_millis(200);
+pub(crate) const BLOCK: Duration = Duration::from_millis(200);
 
 /// What `collect` is told.
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub target: Target,
-    /// The stream.
+    /// The stream (or, in list mode, the list).
     pub key: String,
+    /// Stream: a consumer group; list: moved to a processing list of this consumer's.
+    pub mode: Mode,
     pub group: String,
     /// This collector's name in the group; two collectors must not share one.
     pub consumer: String,
@@ -57,6 +70,9 @@ pub struct Settings {
     pub every: Duration,
     /// Entries per read.
     pub batch: usize,
+    /// `--since`/`--until`: the report counts only the flows that started in it (and
+    /// the findings on them); the files keep every event.
+    pub window: Option<(Ts, Ts)>,
 }
 
 /// Set by signals: stop (SIGTERM, SIGINT) and reopen the files (SIGHUP).
@@ -87,6 +103,9 @@ pub struct Counts {
     /// Of those, entries read again from this consumer's pending list on start (written
     /// before, perhaps, by a collector that was killed before acknowledging them).
     pub pending_reread: u64,
+    /// Of those, entries whose line was found at the end of their sensor's file: written
+    /// by a collector killed before it acknowledged them; acknowledged, not written again.
+    pub already_written: u64,
     /// Entries with no `eve` field: acknowledged, written nowhere, counted.
     pub without_eve: u64,
     /// Lines that are not EVE events exwatch reads (written to the `_unreadable` sensor's file).
@@ -113,10 +132,16 @@ pub fn run(
 ) -> Result<Counts, Error> {
     let target = &settings.target;
     let mut conn = target.connect()?;
-    create_group(&mut conn, settings)?;
+    if settings.mode == Mode::Stream {
+        create_group(&mut conn, settings)?;
+    }
+    let reading = target.connect()?;
     let mut files = Files::new(&settings.out);
     let earlier = files::last_written(&settings.out);
-    let mut builder = Builder::new(policy, topology, meta);
+    let dirs: Vec<String> = earlier.iter().map(|(dir, _)| dir.clone()).collect();
+    // Before the files are read: a line a kill cut in half is cut off first.
+    let mut written = Some(files::written_tails(&settings.out, &dirs, settings.batch)?);
+    let mut builder = Builder::new(policy, topology, meta).with_window(settings.window);
     // A collector started again reads what it wrote before once, so its report stays
     // the report of everything collected; from then on it is fed as events come.
     let logs: Vec<PathBuf> = earlier.iter().map(|(dir, _)| settings.out.join(dir).join("eve.json")).collect();
@@ -125,70 +150,81 @@ pub fn run(
         // ...and knows its sensors from their files' last write.
         sensors.extend(earlier);
     }
-    let mut due = Instant::now() + settings.every;
-    // Pending entries first: from the start of this consumer's list until it is empty.
-    let mut pending = Some("0-0".to_string());
-    loop {
-        if control.stop.load(Ordering::Relaxed) {
-            break;
-        }
-        if Instant::now() >= due {
-            write_report(settings, &mut builder, shared)?;
-            due = Instant::now() + settings.every;
-        }
-        let entries = match read(&mut conn, settings, pending.as_deref()) {
-            Ok(entries) => entries,
-            Err(e) if lost(&e) => {
-                // Redis went away, or a signal cut the read short: what it had handed
-                // out is pending; connect again and read the pending entries first.
-                reconnect(target, &mut conn);
-                pending = Some("0-0".to_string());
-                continue;
-            }
-            Err(e) => return Err(target.error(&e).into()),
-        };
-        if let Some(cursor) = &mut pending {
-            match entries.last() {
-                Some((id, _)) => *cursor = id.clone(),
-                None => pending = None,
-            }
-        }
-        if entries.is_empty() {
-            continue;
-        }
-        // Asked just before writing: every entry read after the signal goes to the new files.
-        if control.reopen.swap(false, Ordering::Relaxed) {
-            files.reopen();
-        }
-        let reread = pending.is_some();
-        let ids = store(&entries, &mut files, &mut builder, shared, reread)?;
-        match ack(&mut conn, settings, &ids) {
-            Ok(()) => {}
-            Err(e) if lost(&e) => {
-                // On disk, not acknowledged: read again, written again (once at most).
-                reconnect(target, &mut conn);
-                pending = Some("0-0".to_string());
-            }
-            Err(e) => return Err(target.error(&e).into()),
-        }
-    }
+    // One batch read ahead: the next comes from Redis while this one is written.
+    let (tx, rx) = crossbeam_channel::bounded::<Batch>(1);
+    let progress = &list::Progress::default();
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || match settings.mode {
+            Mode::Stream => reader::run(reading, settings, control, &tx),
+            Mode::List => list::run(reading, settings, control, &tx, progress),
+        });
+        let files = (&mut files, &mut builder, &mut written);
+        let written = write_batches(settings, (&rx, &mut conn, progress), files, control, shared);
+        // The reader stops when told, or when it finds no one to hand its batch to.
+        control.stop.store(true, Ordering::Relaxed);
+        drop(rx);
+        let read = reader.join().unwrap_or(Ok(()));
+        written.and(read)
+    })?;
     write_report(settings, &mut builder, shared)?;
     let counts = shared.counts.lock().map(|c| c.clone()).unwrap_or_default();
     Ok(counts)
 }
 
-/// A connection lost, timed out, or a call interrupted by a signal (SIGHUP, SIGTERM).
-fn lost(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_unrecoverable_error()
+/// The writing side: each batch the reader hands over written, synced, acknowledged
+/// and fed to the report, which is rewritten on its period; until `control.stop`.
+fn write_batches(
+    settings: &Settings,
+    (rx, conn, progress): (&Receiver<Batch>, &mut redis::Connection, &list::Progress),
+    (files, builder, written): (&mut Files, &mut Builder, &mut Option<Tails>),
+    control: &Control,
+    shared: &Shared,
+) -> Result<(), Error> {
+    let target = &settings.target;
+    let mut due = Instant::now() + settings.every;
+    while !control.stop.load(Ordering::Relaxed) {
+        if Instant::now() >= due {
+            write_report(settings, builder, shared)?;
+            due = Instant::now() + settings.every;
+        }
+        let batch = match rx.recv_timeout(BLOCK) {
+            Ok(batch) => batch,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        // Asked just before writing: every entry read after the signal goes to the new files.
+        if control.reopen.swap(false, Ordering::Relaxed) {
+            files.reopen();
+        }
+        if !batch.reread {
+            // Past the pending list: nothing read from now on was written before.
+            *written = None;
+        }
+        store(&batch, files, builder, shared, written.as_ref())?;
+        // On disk: acknowledged, on a connection found again if it was lost, until done
+        // or told to stop (then they are pending, read again, and found on disk).
+        loop {
+            let acked = match settings.mode {
+                Mode::Stream => ack(conn, settings, &batch.ids),
+                Mode::List => list::trim(conn, settings, &batch),
+            };
+            match acked {
+                Ok(()) => break,
+                Err(e) if lost(&e) && !control.stop.load(Ordering::Relaxed) => {
+                    reader::reconnect(target, conn)
+                }
+                Err(e) if lost(&e) => break,
+                Err(e) => return Err(target.error(&e).into()),
+            }
+        }
+        progress.trimmed.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
-/// Connects again, after a pause; on failure the old connection stays, to fail again
-/// and come back here.
-fn reconnect(target: &Target, conn: &mut redis::Connection) {
-    std::thread::sleep(BLOCK);
-    if let Ok(c) = target.connect() {
-        *conn = c;
-    }
+/// A connection lost, timed out, or a call interrupted by a signal (SIGHUP, SIGTERM).
+pub(crate) fn lost(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_unrecoverable_error()
 }
 
 /// The group, created at the start of the stream (so events published before the first
@@ -207,79 +243,33 @@ fn create_group(conn: &mut redis::Connection, settings: &Settings) -> Result<(),
     }
 }
 
-/// One entry: its id and its EVE line (`None`: it had no `eve` field).
-type Entry = (String, Option<Vec<u8>>);
-
-/// The next entries: this consumer's pending ones after `pending`, or new ones.
-fn read(
-    conn: &mut redis::Connection,
-    settings: &Settings,
-    pending: Option<&str>,
-) -> redis::RedisResult<Vec<Entry>> {
-    let mut cmd = redis::cmd("XREADGROUP");
-    cmd.arg("GROUP").arg(&settings.group).arg(&settings.consumer).arg("COUNT").arg(settings.batch);
-    if pending.is_none() {
-        cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
-    }
-    cmd.arg("STREAMS").arg(&settings.key).arg(pending.unwrap_or(">"));
-    let reply: redis::Value = cmd.query(conn)?;
-    Ok(entries(reply))
-}
-
-/// The entries of an `XREADGROUP` reply (one stream).
-fn entries(reply: redis::Value) -> Vec<Entry> {
-    use redis::Value;
-    let streams = match reply {
-        Value::Array(streams) => streams,
-        Value::Map(pairs) => pairs.into_iter().map(|(k, v)| Value::Array(vec![k, v])).collect(),
-        _ => return Vec::new(),
-    };
-    let mut out = Vec::new();
-    for stream in streams {
-        let Value::Array(mut parts) = stream else { continue };
-        let Some(Value::Array(items)) = parts.pop() else { continue };
-        for item in items {
-            let Value::Array(mut pair) = item else { continue };
-            let fields = pair.pop();
-            let Some(id) = pair.pop().and_then(|v| redis::from_redis_value::<String>(v).ok()) else {
-                continue;
-            };
-            let mut line = None;
-            if let Some(Value::Array(fields)) = fields {
-                let mut it = fields.into_iter();
-                while let (Some(name), Some(value)) = (it.next(), it.next()) {
-                    if matches!(&name, Value::BulkString(n) if n == FIELD.as_bytes()) {
-                        if let Value::BulkString(bytes) = value {
-                            line = Some(bytes);
-                        }
-                        break;
-                    }
-                }
-            }
-            // A pending entry deleted from the stream (MAXLEN) comes back with no fields.
-            out.push((id, line));
-        }
-    }
-    out
-}
-
-/// Writes the entries' lines to their sensors' files, flushes and syncs them, feeds the
-/// report; returns the ids to acknowledge.
+/// Writes the entries' lines to their sensors' files, flushes and syncs them, and feeds
+/// the report: the batch may then be acknowledged.
+/// Pending entries read again whose line is in `written` (the ends of the sensors'
+/// files) are on disk and in the report already: they are only acknowledged.
 fn store(
-    entries: &[Entry],
+    batch: &Batch,
     files: &mut Files,
     builder: &mut Builder,
     shared: &Shared,
-    reread: bool,
-) -> Result<Vec<String>, Error> {
+    written: Option<&Tails>,
+) -> Result<(), Error> {
     let mut counts = Counts::default();
     let mut seen: Vec<String> = Vec::new();
-    for (_, line) in entries {
+    // The last line's host and its directory: a batch holds runs of one sensor's lines.
+    let mut last: Option<(Option<String>, String)> = None;
+    for line in batch.lines() {
         let Some(line) = line else {
             counts.without_eve += 1;
             continue;
         };
         let line = line.strip_suffix(b"\n").unwrap_or(line);
+        counts.events += 1;
+        counts.pending_reread += u64::from(batch.reread);
+        if written.is_some_and(|tails| tails.contains(&files::line_key(line))) {
+            counts.already_written += 1;
+            continue;
+        }
         let (host, record) = match eve_input::parse_line(line) {
             eve_input::Parsed::Record(record) => (record_host(&record).map(str::to_string), Some(record)),
             eve_input::Parsed::Ignored => (host_of(line), None),
@@ -288,16 +278,20 @@ fn store(
                 (Some(files::UNREADABLE.to_string()), None)
             }
         };
-        let dir = files::dir_name(host.as_deref());
-        files.append(&dir, line)?;
-        if !seen.contains(&dir) {
-            seen.push(dir);
-        }
+        let dir = match &last {
+            Some((h, dir)) if *h == host => dir,
+            _ => {
+                let dir = files::dir_name(host.as_deref());
+                if !seen.contains(&dir) {
+                    seen.push(dir.clone());
+                }
+                &last.insert((host, dir)).1
+            }
+        };
+        files.append(dir, line)?;
         if let Some(record) = record {
             builder.record(record);
         }
-        counts.events += 1;
-        counts.pending_reread += u64::from(reread);
     }
     files.sync()?;
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
@@ -309,10 +303,11 @@ fn store(
     if let Ok(mut total) = shared.counts.lock() {
         total.events += counts.events;
         total.pending_reread += counts.pending_reread;
+        total.already_written += counts.already_written;
         total.without_eve += counts.without_eve;
         total.unreadable += counts.unreadable;
     }
-    Ok(entries.iter().map(|(id, _)| id.clone()).collect())
+    Ok(())
 }
 
 fn record_host(record: &Record) -> Option<&str> {
@@ -332,8 +327,14 @@ fn host_of(line: &[u8]) -> Option<String> {
     serde_json::from_slice::<Host>(line).ok().and_then(|h| h.host)
 }
 
-fn ack(conn: &mut redis::Connection, settings: &Settings, ids: &[String]) -> redis::RedisResult<()> {
-    redis::cmd("XACK").arg(&settings.key).arg(&settings.group).arg(ids).query::<()>(conn)
+/// One `XACK` with every id of the batch.
+fn ack(conn: &mut redis::Connection, settings: &Settings, ids: &[Id]) -> redis::RedisResult<()> {
+    let mut cmd = redis::cmd("XACK");
+    cmd.arg(&settings.key).arg(&settings.group);
+    for (ms, seq) in ids {
+        cmd.arg(format!("{ms}-{seq}"));
+    }
+    cmd.query::<()>(conn)
 }
 
 /// Writes the report of everything collected so far, in each format asked for, and
@@ -400,22 +401,5 @@ mod tests {
         assert!(parse_period("5d").is_err());
         assert!(parse_period("0").is_err());
         assert!(parse_period("m").is_err());
-    }
-
-    /// An entry of an `XREADGROUP` reply as Redis sends it (RESP2): its id and its
-    /// `eve` field; an entry trimmed from the stream comes back with no fields.
-    #[test]
-    fn entries_of_a_reply() {
-        use redis::Value::{Array, BulkString, Nil};
-        let bulk = |s: &str| BulkString(s.as_bytes().to_vec());
-        let reply = Array(vec![Array(vec![
-            bulk("exwatch:eve"),
-            Array(vec![
-                Array(vec![bulk("1-0"), Array(vec![bulk("eve"), bulk("{\"a\":1}")])]),
-                Array(vec![bulk("2-0"), Nil]),
-            ]),
-        ])]);
-        assert_eq!(entries(reply), vec![("1-0".into(), Some(b"{\"a\":1}".to_vec())), ("2-0".into(), None)]);
-        assert!(entries(Nil).is_empty());
     }
 }

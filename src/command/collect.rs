@@ -51,8 +51,8 @@ pub fn run(settings: Settings) -> Result<Outcome, Error> {
     });
     let counts = outcome.map_err(|e| e.to_string())?;
     eprintln!(
-        "exwatch collect: {} events written and acknowledged ({} read again from the pending list), {} entries without an eve field, {} unreadable lines; {} report(s) written",
-        counts.events, counts.pending_reread, counts.without_eve, counts.unreadable, counts.reports
+        "exwatch collect: {} events written and acknowledged ({} read again from the pending list, {} of them found already written), {} entries without an eve field, {} unreadable lines; {} report(s) written",
+        counts.events, counts.pending_reread, counts.already_written, counts.without_eve, counts.unreadable, counts.reports
     );
     Ok(Outcome::Clean)
 }

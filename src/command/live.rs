@@ -128,20 +128,39 @@ pub fn run(mut settings: Settings) -> Result<Outcome, Error> {
     Ok(outcome)
 }
 
-/// Opens `threads` capture sockets on the interface. Several join one fanout group; an
+/// Opens `threads` capture sockets on the interface. Several join one fanout group (its
+/// id from the process id, so two sensors on one host do not share a group); an
 /// interface or a kernel that cannot do that gets one socket, and a line saying why.
 fn open_sockets(
     interface: &str,
     options: &capture::LiveSettings,
     threads: usize,
 ) -> Result<Vec<Box<dyn capture::FrameSource + Send>>, Error> {
-    if threads > 1 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads > cores {
         eprintln!(
-            "exwatch: {interface}: one capture socket, not {threads}: this build cannot join a fanout group"
+            "exwatch: --capture-threads {threads} on {cores} cores: the threads will take turns on the cores, and the kernel's ring must hold what arrives meanwhile"
         );
     }
-    let socket = LiveCapture::open(interface, options).map_err(|e| e.to_string())?;
-    Ok(vec![Box::new(socket)])
+    let single = || LiveCapture::open(interface, options).map_err(|e| e.to_string());
+    let Ok(sockets) = u16::try_from(threads) else {
+        return Err(format!("--capture-threads {threads}: at most {}", u16::MAX));
+    };
+    if sockets <= 1 {
+        return Ok(vec![Box::new(single()?)]);
+    }
+    let group = capture::FanoutGroup { id: std::process::id() as u16, sockets };
+    let options = capture::LiveSettings { fanout: Some(group), ..options.clone() };
+    match LiveCapture::open_group(interface, &options) {
+        Ok(group) => {
+            Ok(group.into_iter().map(|s| Box::new(s) as Box<dyn capture::FrameSource + Send>).collect())
+        }
+        Err(err @ capture::CaptureError::Fanout { .. }) => {
+            eprintln!("exwatch: {err}; capturing on one socket instead");
+            Ok(vec![Box::new(single()?)])
+        }
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 fn account(user: &str) -> Result<nix::unistd::User, Error> {

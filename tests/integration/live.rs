@@ -1539,3 +1539,81 @@ fn live_rates_are_over_the_frames_window_after_an_idle_start() {
     assert!(sockets[0]["received"].as_u64().is_some_and(|r| r as f64 >= frames), "{summary}");
     assert!(stopped.stderr.contains("over 1 capture thread"), "{}", stopped.stderr);
 }
+
+/// The judged events of a live run, without what depends on when the frames arrived
+/// (timestamps, ages, a flow's end reason): alerts by rule and endpoints, flows by
+/// Community ID, counts and state.
+fn judged(events: &[Value]) -> Vec<String> {
+    let mut judged: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e["event_type"].as_str() {
+            Some("alert") => Some(format!(
+                "alert {} {} {}:{} {}:{}",
+                e["alert"]["signature_id"],
+                e["proto"],
+                e["src_ip"],
+                e["src_port"],
+                e["dest_ip"],
+                e["dest_port"]
+            )),
+            Some("flow") => Some(format!(
+                "flow {} {} {} {} {} {} {}",
+                e["community_id"],
+                e["flow"]["pkts_toserver"],
+                e["flow"]["pkts_toclient"],
+                e["flow"]["bytes_toserver"],
+                e["flow"]["bytes_toclient"],
+                e["policy"]["verdict"],
+                e["policy"]["rule"]
+            )),
+            _ => None,
+        })
+        .collect();
+    judged.sort();
+    judged
+}
+
+/// Issue 24: `--capture-threads 2` spreads the interface over two sockets of one fanout
+/// group, each thread judging whole flows (both directions on one socket), so a replay
+/// gives the same alerts and flow events, as a set, as one socket does; the summary
+/// gives each socket's counters.
+#[test]
+fn live_two_capture_threads_judge_as_one_does() {
+    let Some(net) = setup("live_two_capture_threads_judge_as_one_does") else {
+        return;
+    };
+    let capture = net.dir.path().join("replay.pcap");
+    let out = Command::new(env!("CARGO_BIN_EXE_exwatch"))
+        .args(["generate", capture.to_str().expect("utf-8 path"), "--packets", "3000"])
+        .output()
+        .expect("run exwatch generate");
+    assert!(out.status.success(), "exwatch generate: {}", text(&out.stderr));
+    let topology =
+        std::fs::read_to_string(crate::util::repo().join("rules/topology.toml")).expect("example topology");
+    let interface = net.interface(Side::Outside).to_string();
+    // Frames a little over 1514 bytes (tagged) must fit the veth's MTU.
+    net.ok(Side::Outside, &["ip", "link", "set", &interface, "mtu", "9000"]);
+    net.ok(Side::Inside, &["ip", "link", "set", net.interface(Side::Inside), "mtu", "9000"]);
+    let mut runs = Vec::new();
+    for threads in ["1", "2"] {
+        let mut exwatch = Exwatch::start(&net, &topology, &["--capture-threads", threads, "--flows"]);
+        net.ok(
+            Side::Outside,
+            &["tcpreplay", "-q", "--pps", "3000", "-i", &interface, capture.to_str().expect("utf-8")],
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        let stopped = exwatch.stop("TERM");
+        assert_eq!(stopped.status.code().map(|c| c <= 1), Some(true), "{}", stopped.stderr);
+        let summary = stopped.summary.clone().expect("summary json");
+        let sockets = summary["capture"]["sockets"].as_array().cloned().unwrap_or_default();
+        assert_eq!(sockets.len().to_string(), threads, "{summary}");
+        assert!(
+            sockets.iter().all(|s| s["received"].as_u64().is_some_and(|r| r > 0)),
+            "every socket gets frames: {summary}"
+        );
+        assert!(!stopped.stderr.contains("one socket instead"), "{}", stopped.stderr);
+        runs.push(judged(&stopped.events));
+    }
+    assert!(runs[0].iter().any(|e| e.starts_with("alert")), "the capture has findings: {:?}", runs[0]);
+    assert_eq!(runs[0], runs[1], "two capture threads judged otherwise than one");
+}
