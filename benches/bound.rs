@@ -1,5 +1,6 @@
 //! What a flood of findings costs in EVE bytes, with the alert bound on and off, with
-//! and without `--flows`: `cargo bench --bench bound` (`EXWATCH_BENCH_ALERT_FLOOD` sets
+//! and without `--flows` (every flow, never bounded, or `--flows=in-scope`, bounded like
+//! the alerts): `cargo bench --bench bound` (`EXWATCH_BENCH_ALERT_FLOOD` sets
 //! the number of spoofed SYNs, a million by default).
 //!
 //! The capture is `testkit::synth::alerts::alert_flood`: spoofed SYNs from the Internet
@@ -48,6 +49,7 @@ fn main() {
         ("bound off", &["--no-aggregate"][..]),
         ("bound on, --flows", &["--flows"][..]),
         ("bound off, --flows", &["--no-aggregate", "--flows"][..]),
+        ("bound on, in-scope", &["--flows=in-scope"][..]),
     ] {
         let eve = dir.join("alert-flood.eve.json");
         let started = Instant::now();

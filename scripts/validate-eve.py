@@ -3,8 +3,11 @@
 key allowed at the top level (docs/eve.md), and what a SOC pipeline relies on beyond
 the schema: every alert repeats `policy` in `alert.metadata` (verdict, rule, evidence)
 and has a signature id in the range reserved for local rules; a `flow` event has
-Suricata's `flow.reason`, `flow.alerted` and `flow.age`; a `stats` event's
-`policy.packets.skipped_by_reason` maps each reason to a count.
+Suricata's `flow.reason`, `flow.alerted` and `flow.age`; an aggregate alert names the
+flows it stands for (`policy.aggregate.flow_ids`, its own `flow_id` first, at most 64);
+an aggregate flow record counts its flows, packets and bytes; a `stats` event's
+`policy.packets.skipped_by_reason` maps each reason to a count and `policy.flow_events`
+says which flows got a flow event.
 
     python3 scripts/validate-eve.py [--schema FILE] [EVE-FILE...]   (stdin without files)
 
@@ -40,10 +43,18 @@ def contract_errors(event):
         if not isinstance(meta, dict):
             errors.append(("alert.metadata", "missing: every alert repeats its policy facts there"))
         else:
-            for key in ("verdict", "rule", "evidence"):
+            for key in ("verdict", "rule", "evidence", "conn_state"):
                 want = [policy[key]] if key in policy else None
                 if meta.get(key) != want:
                     errors.append((f"alert.metadata.{key}", f"{meta.get(key)!r} where policy.{key} is {policy.get(key)!r}"))
+        aggregate = policy.get("aggregate")
+        if isinstance(aggregate, dict):
+            ids = aggregate.get("flow_ids")
+            held = aggregate.get("flows")
+            if not isinstance(ids, list) or not ids or ids[0] != event.get("flow_id"):
+                errors.append(("policy.aggregate.flow_ids", "an aggregate alert lists its flows, its own flow_id first"))
+            elif not isinstance(held, int) or len(ids) != min(held, 64):
+                errors.append(("policy.aggregate.flow_ids", f"{len(ids)} ids for {held!r} flows (the first 64 are listed)"))
         if alert.get("signature_id") not in LOCAL_SIDS:
             errors.append(("alert.signature_id", f"{alert.get('signature_id')!r} is outside 1000000-1999999"))
     if event.get("event_type") == "flow" and isinstance(policy, dict):
@@ -52,10 +63,15 @@ def contract_errors(event):
             errors.append(("flow.reason", f"{flow.get('reason')!r} is not timeout, forced or shutdown"))
         if not isinstance(flow.get("alerted"), bool) or not isinstance(flow.get("age"), int):
             errors.append(("flow", "flow.alerted (boolean) and flow.age (integer) are required"))
+        aggregate = policy.get("aggregate")
+        if aggregate is not None and not all(isinstance(aggregate.get(k), int) for k in ("flows", "pkts", "bytes")):
+            errors.append(("policy.aggregate", "an aggregate flow record counts its flows, pkts and bytes"))
     if event.get("event_type") == "stats" and isinstance(policy, dict):
         by_reason = policy.get("packets", {}).get("skipped_by_reason", {})
         if not isinstance(by_reason, dict) or not all(isinstance(n, int) for n in by_reason.values()):
             errors.append(("policy.packets.skipped_by_reason", "not a map of reason to count"))
+        if policy.get("flow_events") not in ("all", "in-scope", "off"):
+            errors.append(("policy.flow_events", f"{policy.get('flow_events')!r} is not all, in-scope or off"))
     return errors
 
 

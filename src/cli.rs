@@ -431,7 +431,19 @@ pub struct RunFlags {
     /// 0: no cap.
     #[arg(long, value_name = "N", default_value_t = bound::Settings::default().per_second)]
     pub max_alert_rate: u64,
-    /// Write every alert: no alert bound (the summary's counts are the same either way).
+    /// Flow bound (`--flows=in-scope`): in-scope flow events written per key (the same
+    /// rule and verdict toward one responder address and port, or from one originator)
+    /// in each --aggregate-window; the key's further flows are counted into one
+    /// aggregate flow record (policy.aggregate). Flows an alert names are exempt. 0:
+    /// aggregates only.
+    #[arg(long, value_name = "N", default_value_t = bound::Settings::default().flows_per_key)]
+    pub flows_per_key: u64,
+    /// Flow bound: in-scope flow events written at most per second of capture time, all
+    /// keys together. 0: no cap.
+    #[arg(long, value_name = "N", default_value_t = bound::Settings::default().flows_per_second)]
+    pub max_flow_rate: u64,
+    /// Write every alert and every flow event asked for: no alert bound and no flow
+    /// bound (the summary's counts are the same either way).
     #[arg(long)]
     pub no_aggregate: bool,
     /// The sensor's name, written as `host` on every EVE event (Suricata's sensor-name).
@@ -498,6 +510,8 @@ fn run_settings(config: &ConfigFlags, flags: RunFlags) -> Result<RunSettings, St
         per_key: flags.alerts_per_key,
         window_ns: (flags.aggregate_window * 1e9) as u64,
         per_second: flags.max_alert_rate,
+        flows_per_key: flags.flows_per_key,
+        flows_per_second: flags.max_flow_rate,
         ..bound::Settings::default()
     });
     pipeline.sensor_name = flags.sensor_name.or_else(command::hostname);

@@ -317,6 +317,7 @@ fn restriction(
         Flow::new(key, orig, Direction::Observed, flow_id(&key, start), start, Default::default(), judgement);
     Some(Event::Alert {
         ts,
+        at: ts,
         flow,
         tunnel: None,
         verdict: Verdict::Restriction,

@@ -123,6 +123,10 @@ counters! {
         "TCP flows picked up mid-stream (no handshake seen).";
     Gapped: Flows "gapped", "exwatch_flows_gapped_total", "flows", None,
         "TCP flows with sequence gaps: segments the feed lost.";
+    FlowEventsAggregated: Flows "events_aggregated", "exwatch_flow_events_aggregated_total", "flows", None,
+        "In-scope flow events (--flows=in-scope) the flow bound held back and counted in aggregate flow records.";
+    FlowAggregates: Flows "aggregates", "exwatch_aggregate_flows_total", "records", None,
+        "Aggregate flow records written: one per key and window that held flow events back.";
     LateRetransmissions: Flows "late_retransmissions", "exwatch_late_retransmissions_total", "packets", None,
         "FIN or RST retransmissions of a closed TCP flow that had already ended (within the closed timeout): joined to it, not a flow of their own.";
     DirectionsUntracked: Flows "directions_untracked", "exwatch_directions_untracked_total", "host pairs", None,

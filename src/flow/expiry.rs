@@ -113,6 +113,12 @@ impl Tracker {
                     *self.flows.get_mut(timer.flow) = flow;
                 }
             }
+            TimerKind::HeldAlert => {
+                if flow.alert_held {
+                    self.flows.get_mut(timer.flow).alert_held = false;
+                    self.release_held(&flow, timer.at);
+                }
+            }
             TimerKind::Idle => {
                 let deadline = flow.last.saturating_add(self.idle_ns(&flow));
                 if deadline <= timer.at {

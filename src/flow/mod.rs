@@ -300,6 +300,10 @@ pub struct Flow {
     /// greeting, or the originator's RPC bind to an Exchange interface (what learn
     /// takes as evidence of a server a client-side capture shows to one host only).
     pub exchange: Exchange,
+    /// The finding of the flow's first packet waits for the handshake to resolve (the
+    /// responder's SYN-ACK or a RST, the SYN timeout, or the flow's end), so that its
+    /// alert carries a `conn_state` that tells a refused SYN from a connection.
+    pub alert_held: bool,
 }
 
 impl Flow {
@@ -343,6 +347,7 @@ impl Flow {
             hint: Hint::Handshake,
             plaintext: false,
             exchange: Exchange::Nothing,
+            alert_held: false,
         };
         flow.set_orig(&orig);
         flow

@@ -144,16 +144,50 @@ fn a_udp_flow_ends_after_its_idle_timeout_and_counts_under_its_rule() {
     assert_eq!(t.counters().rules[rule].flows, 1);
 }
 
+/// The alerts since the last call: the packet that fired each, when it was made known,
+/// and the flow's `conn_state` then.
+fn fired(tracker: &mut Tracker) -> Vec<(u64, u64, &'static str)> {
+    tracker
+        .drain_events()
+        .filter_map(|e| match e {
+            Event::Alert { ts, at, flow, .. } => Some((ts.0, at.0, flow.conn_state())),
+            Event::Flow { .. } => None,
+        })
+        .collect()
+}
+
 #[test]
-fn a_violation_is_reported_on_the_first_packet_once() {
+fn a_violation_waits_for_its_handshake_and_is_reported_once() {
     let mut t = tracker();
     let rdp = tuple("172.16.0.25:51514", "198.51.100.7:3389", proto::TCP);
     t.packet(&tcp(S, rdp, f::SYN, 0));
-    assert_eq!(alerts(&mut t), [(Verdict::Violation, "edge-perimeter".to_string())]);
+    assert!(alerts(&mut t).is_empty(), "held until the responder answers");
     t.packet(&tcp(S + 1, reversed(rdp), f::SYN | f::ACK, 0));
+    assert_eq!(fired(&mut t), [(S, S + 1, "S1")], "fired by the SYN, known at the SYN-ACK");
     t.packet(&tcp(S + 2, rdp, f::ACK, 0));
     assert!(alerts(&mut t).is_empty(), "one event per flow and verdict");
     assert_eq!(t.counters()[Counter::Violations], 1);
+}
+
+#[test]
+fn a_refused_syn_is_rej_and_an_unanswered_one_s0_at_the_syn_timeout() {
+    let mut t = tracker();
+    let refused = tuple("172.16.0.25:51515", "198.51.100.7:3389", proto::TCP);
+    t.packet(&tcp(S, refused, f::SYN, 0));
+    t.packet(&tcp(S + 1, reversed(refused), f::RST | f::ACK, 0));
+    assert_eq!(fired(&mut t), [(S, S + 1, "REJ")]);
+    let unanswered = tuple("172.16.0.25:51516", "198.51.100.7:3389", proto::TCP);
+    t.packet(&tcp(2 * S, unanswered, f::SYN, 0));
+    t.advance(Ts(5 * S - 1));
+    assert!(fired(&mut t).is_empty(), "the SYN timeout has not passed");
+    t.advance(Ts(5 * S));
+    assert_eq!(fired(&mut t), [(2 * S, 5 * S, "S0")]);
+    // A flow that ends within the SYN timeout (the end of input) says what it was then.
+    let short = tuple("172.16.0.25:51517", "198.51.100.7:3389", proto::TCP);
+    t.packet(&tcp(6 * S, short, f::SYN, 0));
+    t.finish();
+    assert_eq!(fired(&mut t), [(6 * S, 6 * S, "S0")]);
+    assert_eq!(t.counters()[Counter::Violations], 3);
 }
 
 #[test]

@@ -69,7 +69,13 @@ pub enum Event {
     /// A finding: `rule` is the matched rule; `evidence` is set for restrictions;
     /// `detail` says what lowered the confidence or what the evidence saw.
     Alert {
+        /// The packet that fired it (EVE `timestamp`).
         ts: Ts,
+        /// When it was made known, in packet time: `ts`, or later for a TCP flow's
+        /// finding held until its handshake resolved (the SYN-ACK or RST, the SYN
+        /// timeout, or the flow's end), whose `flow` is then the flow as of that time.
+        /// The writer orders alerts by it.
+        at: Ts,
         flow: Flow,
         tunnel: Option<Tunnel>,
         verdict: Verdict,
@@ -84,13 +90,19 @@ pub enum Event {
         /// the topology's exceptions.
         exception: Option<u16>,
     },
-    /// A flow ended (idle, closed, evicted or end of input), and why.
-    Flow { flow: Flow, tunnel: Option<Tunnel>, reason: EndReason },
+    /// A flow ended (idle, closed, evicted or end of input), and why. `at`: when it
+    /// ended, in packet time: its idle deadline for a timeout, the packet that forced it
+    /// out, or its last packet at the end of input; the same with any worker count
+    /// (except a full table's evictions), so the writer can order flow events as it
+    /// orders alerts.
+    Flow { flow: Flow, tunnel: Option<Tunnel>, reason: EndReason, at: Ts },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum TimerKind {
     SynCheck,
+    /// A finding held for its flow's handshake: released with `conn_state` `S0`.
+    HeldAlert,
     Idle,
 }
 
@@ -292,6 +304,15 @@ impl Tracker {
             if !reuse {
                 let was_closed = flow.is_closed();
                 let counted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
+                // The handshake resolved: a SYN-ACK, or a RST either way.
+                let t = &flow.tcp;
+                let release = flow.alert_held && (t.resp_synack || t.resp_rst || t.orig_rst);
+                flow.alert_held &= !release;
+                if release {
+                    let held = *flow;
+                    self.release_held(&held, p.ts);
+                }
+                let flow = self.flows.get_mut(at);
                 let learned = flow.direction == Direction::Inferred && flags & tcp_flags::SYN != 0;
                 // Copied out only for a side's first packet.
                 let first = counted.first_of_side.then(|| FirstOfSide::of(flow));
@@ -416,7 +437,18 @@ impl Tracker {
         let flow = *self.flows.get(at);
         if let Some(rule) = flow.rule {
             let verdict = self.engine.verdict(rule);
-            if verdict.is_finding() {
+            if verdict.is_finding() && awaits_handshake(&flow) {
+                // Zeek's `conn_state` tells a refused SYN from a connection only once the
+                // responder answers: the finding waits for that, the SYN timeout at most.
+                self.flows.get_mut(at).alert_held = true;
+                let at_timeout = ts.saturating_add(self.settings.syn_timeout_ns);
+                self.timers.push(Timer {
+                    at: at_timeout,
+                    kind: TimerKind::HeldAlert,
+                    flow_id: flow.id,
+                    flow: at,
+                });
+            } else if verdict.is_finding() {
                 self.alert(ts, &flow, verdict, rule, None, (None, None));
             }
         }
@@ -477,6 +509,30 @@ impl Tracker {
         verdict: Verdict,
         rule: usize,
         evidence: Option<(usize, EvidenceKind)>,
+        found: (Option<Detail>, Option<IpAddr>),
+    ) {
+        self.alert_at((ts, ts), flow, verdict, rule, evidence, found);
+    }
+
+    /// Writes the finding a flow's first packet made, held until its handshake
+    /// resolved ([`Flow::alert_held`]), as known at `at`: the flow as it is then, its
+    /// `conn_state` included, fired by the flow's first packet (the SYN, to the server).
+    pub(super) fn release_held(&mut self, flow: &Flow, at: Ts) {
+        let Some(rule) = flow.rule else {
+            return;
+        };
+        let verdict = self.engine.verdict(rule);
+        self.alert_at((flow.start, at), flow, verdict, rule, None, (None, None));
+    }
+
+    /// [`Tracker::alert`] fired by the packet at `ts` and made known at `at`.
+    fn alert_at(
+        &mut self,
+        (ts, at): (Ts, Ts),
+        flow: &Flow,
+        verdict: Verdict,
+        rule: usize,
+        evidence: Option<(usize, EvidenceKind)>,
         (detail, source): (Option<Detail>, Option<IpAddr>),
     ) {
         if !self.kept(flow.start) {
@@ -495,6 +551,7 @@ impl Tracker {
         let tunnel = self.tunnel_of(flow);
         self.events.push(Event::Alert {
             ts,
+            at,
             flow: *flow,
             tunnel,
             verdict,
@@ -560,10 +617,20 @@ impl Tracker {
             // It ended, at the latest, once the closed timeout had passed.
             self.closed.remember(flow.key.hash64(), flow.last.saturating_add(self.settings.closed_idle_ns));
         }
+        // When it ended, in packet time: the same with any worker count (but for a full
+        // table's evictions), as the writer's order needs.
+        let at = match reason {
+            EndReason::Timeout => flow.last.saturating_add(self.idle_ns(&flow)),
+            EndReason::Forced => self.now,
+            EndReason::Shutdown => flow.last,
+        };
+        if flow.alert_held {
+            self.release_held(&flow, at);
+        }
         let tunnel = if flow.tunneled { self.tunnels.remove(&flow.id) } else { None };
         let wanted = self.settings.unanswered_flow_events || flow.is_answered();
         if kept && self.settings.flow_events && wanted {
-            self.events.push(Event::Flow { flow, tunnel, reason });
+            self.events.push(Event::Flow { flow, tunnel, reason, at });
         }
     }
 
@@ -578,7 +645,8 @@ impl Tracker {
     /// on, it gets one of its own, ended at once, so that the alert joins a flow event.
     pub(super) fn untracked_flow_event(&mut self, flow: Flow) {
         if self.settings.flow_events && self.kept(flow.start) {
-            self.events.push(Event::Flow { flow, tunnel: None, reason: EndReason::Forced });
+            let at = self.now.max(flow.start);
+            self.events.push(Event::Flow { flow, tunnel: None, reason: EndReason::Forced, at });
         }
     }
 
@@ -605,6 +673,14 @@ pub(super) fn scope(p: &Packet, orig: &Tuple) -> Scope {
         orig_local: control || (to_group && dst_is_orig),
         resp_local: control || (to_group && !dst_is_orig),
     }
+}
+
+/// Whether a new flow's finding waits for the responder: a TCP flow opened by a SYN
+/// the responder has not answered yet (a flow picked up mid-stream has no handshake to
+/// wait for).
+fn awaits_handshake(flow: &Flow) -> bool {
+    let t = &flow.tcp;
+    flow.is_tcp() && t.orig_syn && !t.resp_synack && !t.resp_rst && !t.orig_rst && flow.pkts[TO_CLIENT] == 0
 }
 
 /// DHCP between a client (68) and a server (67), either way.

@@ -21,12 +21,19 @@
 //! [`Settings::window_ns`]. Rules whose `aggregate` is false (by default: restriction
 //! evidence) are never held by responder or originator, only by the rate cap.
 //!
+//! With `--flows=in-scope` the same limiter bounds in-scope flow events
+//! ([`Limiter::bounding_flows`]): keyed alike (the finding being the flow's rule and
+//! verdict), with limits of their own ([`Settings::flows_per_key`],
+//! [`Settings::flows_per_second`]), held into aggregate flow records; a flow an alert
+//! names (written on its own, or among the first [`LISTED`] an aggregate alert lists) is
+//! never held, so every alert joins one flow event.
+//!
 //! Only the writer's thread owns a limiter; it is a pure function of the alerts it is
 //! given, in the order given, so the same order gives the same lines. It never sees a
 //! packet and never decides a verdict. Its key table has a bound: past it, an alert
 //! whose key is new is judged by the keys it has and the rate cap only, and counted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
@@ -44,6 +51,10 @@ pub struct Settings {
     pub window_ns: u64,
     /// Alerts written at most per second of capture time, all keys together; 0: no cap.
     pub per_second: u64,
+    /// The same for in-scope flow events (`--flows=in-scope`): higher, since every
+    /// flow at an Exchange server is in scope, most of them ordinary traffic.
+    pub flows_per_key: u64,
+    pub flows_per_second: u64,
     /// Responder and originator keys tracked at once. A key costs about 100 bytes, and
     /// up to 3 KiB once it holds alerts from many addresses and ports (its distinct
     /// counts), so the default bounds the table near 50 MiB whatever the traffic.
@@ -52,7 +63,14 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { per_key: 5, window_ns: 60 * SECOND, per_second: 100, max_keys: 16_384 }
+        Settings {
+            per_key: 5,
+            window_ns: 60 * SECOND,
+            per_second: 100,
+            flows_per_key: 100,
+            flows_per_second: 1_000,
+            max_keys: 16_384,
+        }
     }
 }
 
@@ -107,6 +125,8 @@ pub struct Aggregate {
     pub last: Ts,
     /// Responder and originator keys: alerts of the key written in the window.
     pub written: Option<u64>,
+    /// Aggregate alerts: the ids of the first [`LISTED`] flows held, in order.
+    pub flow_ids: Vec<u64>,
 }
 
 /// What a limiter counted: held-back alerts by finding, aggregates written, alerts
@@ -119,6 +139,9 @@ pub struct Counts {
     pub evidence: Vec<u64>,
     pub aggregates: u64,
     pub untracked: u64,
+    /// Flow events held back into aggregate flow records, and those records.
+    pub flows_held: u64,
+    pub flow_aggregates: u64,
 }
 
 impl Counts {
@@ -135,6 +158,8 @@ impl Counts {
         }
         self.aggregates += other.aggregates;
         self.untracked += other.untracked;
+        self.flows_held += other.flows_held;
+        self.flow_aggregates += other.flow_aggregates;
     }
 }
 
@@ -146,6 +171,8 @@ struct Finding {
     rule: usize,
     evidence: Option<usize>,
     exception: Option<u16>,
+    /// Flow events: the flow's verdict (its worst finding's, or its rule's).
+    flow: Option<Verdict>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -180,10 +207,15 @@ struct Held {
     ports: Distinct,
     first: Ts,
     last: Ts,
+    flow_ids: Vec<u64>,
 }
 
+/// Flow ids an aggregate alert lists at most: the first flows it holds.
+pub const LISTED: usize = 64;
+
 /// One stream's limiter.
-pub struct Limiter {
+pub struct Limiter<'a> {
+    engine: &'a Engine,
     settings: Settings,
     /// Per rule: whether its own findings, and restriction evidence on it, may be held
     /// by responder or originator.
@@ -191,18 +223,23 @@ pub struct Limiter {
     keys: HashMap<Key, Entry>,
     /// Keys in the order their windows opened, which is the order they close.
     expiry: VecDeque<(Ts, Key)>,
-    /// The current second of capture time and the alerts written in it.
+    /// The current second of capture time and the alerts written in it; the same for
+    /// flow events.
     second: (u64, u64),
+    flow_second: (u64, u64),
+    /// Bounding flow events: the flows alerts name whose flow event has not come yet.
+    named: Option<HashSet<u64, foldhash::fast::FixedState>>,
     /// The latest time seen: time given to the limiter never goes back.
     now: Ts,
     out: Vec<Written>,
     pub counts: Counts,
 }
 
-impl Limiter {
-    pub fn new(engine: &Engine, settings: Settings) -> Limiter {
+impl<'a> Limiter<'a> {
+    pub fn new(engine: &'a Engine, settings: Settings) -> Limiter<'a> {
         let policy = &engine.policy;
         Limiter {
+            engine,
             settings,
             rule_aggregates: policy
                 .rules
@@ -212,6 +249,8 @@ impl Limiter {
             keys: HashMap::new(),
             expiry: VecDeque::new(),
             second: (0, 0),
+            flow_second: (0, 0),
+            named: None,
             now: Ts(0),
             out: Vec::new(),
             counts: Counts {
@@ -222,24 +261,26 @@ impl Limiter {
         }
     }
 
-    /// Judges one event at capture time `at` (alerts; anything else is let through).
+    /// Judges one event at capture time `at`: an alert; with [`Limiter::bounding_flows`],
+    /// an in-scope flow event too; anything else is let through.
     pub fn push(&mut self, at: Ts, event: Event) {
-        let Event::Alert { flow, rule, evidence, verdict, exception, .. } = event else {
+        let Some((finding, keyed)) = self.finding(&event) else {
             self.out.push(Written::Event(event));
             return;
         };
+        let (Event::Alert { flow, .. } | Event::Flow { flow, .. }) = &event;
+        let t = flow.orig();
         self.now = self.now.max(at);
         let now = self.now;
         self.close_until(now);
-        let finding = Finding { rule, evidence, exception };
-        let (own, restrictions) = self.rule_aggregates.get(rule).copied().unwrap_or((true, false));
-        let keyed = if verdict == Verdict::Restriction || evidence.is_some() { restrictions } else { own };
         // The responder key first: in a flood of spoofed sources it holds everything,
         // and no originator key is opened for sources seen once.
-        let per_key = self.settings.per_key;
+        let flows = finding.flow.is_some();
+        let s = &self.settings;
+        let (per_key, per_second) =
+            if flows { (s.flows_per_key, s.flows_per_second) } else { (s.per_key, s.per_second) };
         let mut keys = [None, None];
         if keyed {
-            let t = &flow.orig();
             let candidates = [
                 Key::Responder { finding, resp: t.dst, port: t.dport, proto: t.proto },
                 Key::Originator { finding, orig: t.src },
@@ -256,23 +297,61 @@ impl Limiter {
             }
         }
         let second = now.0 / SECOND;
-        if self.second.0 != second {
-            self.second = (second, 0);
+        // Flow events have a rate of their own: a flood of flows does not silence alerts.
+        let rate = if flows { &mut self.flow_second } else { &mut self.second };
+        if rate.0 != second {
+            *rate = (second, 0);
         }
-        if self.settings.per_second > 0 && self.second.1 >= self.settings.per_second {
+        if per_second > 0 && rate.1 >= per_second {
             let key = Key::Rate { finding };
             // Rate keys are one per finding at most, so they are kept whatever the bound.
             self.open_always(key, now);
             self.hold(key, event, now);
             return;
         }
-        self.second.1 += 1;
+        rate.1 += 1;
         for key in keys.iter().flatten() {
             if let Some(entry) = self.keys.get_mut(key) {
                 entry.written += 1;
             }
         }
+        if let (Some(named), Event::Alert { flow, .. }) = (&mut self.named, &event) {
+            named.insert(flow.id);
+        }
         self.out.push(Written::Event(event));
+    }
+
+    /// Flow events pass through the limiter too (`--flows=in-scope`): past the per-key
+    /// limit they are counted into aggregate flow records, by the same keys as alerts
+    /// (the finding being the flow's rule and verdict), except the flows an alert names
+    /// (one written on its own, or listed by an aggregate alert), which always get their
+    /// own flow event, so that every alert joins one.
+    pub fn bounding_flows(mut self) -> Limiter<'a> {
+        self.named = Some(HashSet::default());
+        self
+    }
+
+    /// The finding `event` is counted under, and whether responder and originator keys
+    /// may hold it; `None`: the event passes as it is.
+    fn finding(&mut self, event: &Event) -> Option<(Finding, bool)> {
+        match *event {
+            Event::Alert { rule, evidence, verdict, exception, .. } => {
+                let finding = Finding { rule, evidence, exception, flow: None };
+                let (own, restrictions) = self.rule_aggregates.get(rule).copied().unwrap_or((true, false));
+                let keyed =
+                    if verdict == Verdict::Restriction || evidence.is_some() { restrictions } else { own };
+                Some((finding, keyed))
+            }
+            Event::Flow { ref flow, .. } => {
+                let named = self.named.as_mut()?;
+                let rule = flow.rule?;
+                if named.remove(&flow.id) {
+                    return None;
+                }
+                let verdict = super::soc::flow_verdict(self.engine, flow);
+                Some((Finding { rule, evidence: None, exception: None, flow: Some(verdict) }, true))
+            }
+        }
     }
 
     /// No alert before capture time `at` will come: closes the windows that end by then.
@@ -313,13 +392,19 @@ impl Limiter {
     }
 
     fn hold(&mut self, key: Key, event: Event, now: Ts) {
-        let Event::Alert { flow, rule, evidence, .. } = event else {
-            return;
+        let flow = match event {
+            Event::Alert { flow, rule, evidence, .. } => {
+                match evidence {
+                    Some(e) => self.counts.evidence[e] += 1,
+                    None => self.counts.rules[rule] += 1,
+                }
+                flow
+            }
+            Event::Flow { flow, .. } => {
+                self.counts.flows_held += 1;
+                flow
+            }
         };
-        match evidence {
-            Some(e) => self.counts.evidence[e] += 1,
-            None => self.counts.rules[rule] += 1,
-        }
         let Some(entry) = self.keys.get_mut(&key) else {
             return;
         };
@@ -334,8 +419,17 @@ impl Limiter {
                 ports: Distinct::default(),
                 first: now,
                 last: now,
+                flow_ids: Vec::new(),
             })
         });
+        // An aggregate alert lists the first flows it holds; their flow events are
+        // never held, so each listed id joins one.
+        if matches!(event, Event::Alert { .. }) && held.flow_ids.len() < LISTED {
+            held.flow_ids.push(flow.id);
+            if let Some(named) = &mut self.named {
+                named.insert(flow.id);
+            }
+        }
         held.flows += 1;
         held.packets += flow.pkts[TO_SERVER] + flow.pkts[TO_CLIENT];
         held.bytes += flow.bytes[TO_SERVER] + flow.bytes[TO_CLIENT];
@@ -360,7 +454,10 @@ impl Limiter {
         let Some(held) = entry.held else {
             return;
         };
-        self.counts.aggregates += 1;
+        match held.example {
+            Event::Alert { .. } => self.counts.aggregates += 1,
+            Event::Flow { .. } => self.counts.flow_aggregates += 1,
+        }
         let estimated = [&held.originators, &held.responders, &held.ports].iter().any(|d| d.is_estimate());
         self.out.push(Written::Aggregate(Box::new(Aggregate {
             by: key.by(),
@@ -375,6 +472,7 @@ impl Limiter {
             first: held.first,
             last: held.last,
             written: (key.by() != By::Rate).then_some(entry.written),
+            flow_ids: held.flow_ids,
         })));
     }
 }
@@ -490,6 +588,7 @@ mod tests {
         flow.bytes[TO_SERVER] = 60;
         Event::Alert {
             ts: Ts(ts),
+            at: Ts(ts),
             flow,
             tunnel: None,
             verdict: Verdict::Violation,
@@ -559,7 +658,8 @@ mod tests {
     fn windows_close_on_capture_time_and_the_cap_holds_the_rest() {
         let engine = engine();
         let r = rule(&engine, "external-to-mailbox");
-        let settings = Settings { per_key: 2, window_ns: SECOND, per_second: 3, max_keys: 4 };
+        let settings =
+            Settings { per_key: 2, window_ns: SECOND, per_second: 3, max_keys: 4, ..Settings::default() };
         let mut limiter = Limiter::new(&engine, settings);
         // Ten distinct keys in the first second: three written, the rest past the cap.
         let spread = (0..10u32)
@@ -587,6 +687,7 @@ mod tests {
             };
             Event::Alert {
                 ts,
+                at: ts,
                 flow,
                 tunnel: None,
                 verdict: Verdict::Restriction,
@@ -619,6 +720,57 @@ mod tests {
         assert_eq!(written, Settings::default().per_second);
         assert_eq!(aggregates.len(), 1);
         assert_eq!((aggregates[0].by, aggregates[0].flows, aggregates[0].written), (By::Rate, 900, None));
+    }
+
+    /// The flow bound: the flows alerts name (written ones, and those an aggregate alert
+    /// lists) get their own flow event; the key's other flows past its limit are counted
+    /// into one aggregate flow record, exactly.
+    #[test]
+    fn flows_an_alert_names_pass_and_the_rest_are_aggregated() {
+        let engine = engine();
+        let r = rule(&engine, "external-to-mailbox");
+        let settings = Settings { per_key: 2, flows_per_key: 3, ..Settings::default() };
+        let mut limiter = Limiter::new(&engine, settings).bounding_flows();
+        let flood: Vec<Event> = (0..30u32)
+            .map(|i| alert(r, (0x6440_0000 + i, 1024), (0x0a0a_010b, 3389), 1000 + u64::from(i)))
+            .collect();
+        for (i, event) in flood.iter().enumerate() {
+            // Ten of the flows alerted; all thirty end.
+            if i < 10 {
+                limiter.push(event_ts(event), *event);
+            }
+        }
+        for event in &flood {
+            let Event::Alert { flow, .. } = *event else { unreachable!() };
+            let at = Ts(flow.start.0 + 5 * SECOND);
+            limiter.push(at, Event::Flow { flow, tunnel: None, reason: crate::flow::EndReason::Timeout, at });
+        }
+        limiter.finish();
+        let (mut alerts, mut flows, mut records) = (0, 0, Vec::new());
+        for w in limiter.drain() {
+            match w {
+                Written::Event(Event::Alert { .. }) => alerts += 1,
+                Written::Event(Event::Flow { .. }) => flows += 1,
+                Written::Aggregate(a) => records.push(*a),
+            }
+        }
+        assert_eq!(alerts, 2);
+        let (alert_agg, flow_agg): (Vec<_>, Vec<_>) =
+            records.into_iter().partition(|a| matches!(a.example, Event::Alert { .. }));
+        assert_eq!(alert_agg.len(), 1);
+        assert_eq!((alert_agg[0].flows, alert_agg[0].flow_ids.len()), (8, 8));
+        // Ten named flows, then three more of the key; seventeen counted.
+        assert_eq!(flows, 13);
+        assert_eq!(flow_agg.len(), 1);
+        assert_eq!((flow_agg[0].flows, flow_agg[0].packets, flow_agg[0].by), (17, 17, By::Responder));
+        assert!(flow_agg[0].flow_ids.is_empty());
+        assert_eq!((limiter.counts.flows_held, limiter.counts.flow_aggregates), (17, 1));
+    }
+
+    fn event_ts(event: &Event) -> Ts {
+        match *event {
+            Event::Alert { at, .. } | Event::Flow { at, .. } => at,
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::bound::Aggregate;
 use super::soc::{self, Metadata};
+pub use super::soc::{flow_alerted, flow_verdict, in_scope};
 use super::summary::Counts;
 use crate::counters::{Counter, Section};
 use crate::decode::{proto, AppProto, Tunnel};
@@ -191,11 +192,36 @@ pub struct Origin {
     pub host: Option<String>,
     pub in_iface: Option<String>,
     pub files: Vec<String>,
+    /// Which flows get a `flow` event (`stats` `policy.flow_events`).
+    pub flow_log: FlowLog,
+}
+
+/// Which flows a run writes `flow` events for, as its `stats` events say
+/// (`policy.flow_events`), so that a report knows whether the flow events it reads are
+/// every flow or only those the article covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FlowLog {
+    #[default]
+    Off,
+    /// `--flows`: every flow.
+    All,
+    /// `--flows=in-scope`: the flows the article covers, bounded by the flow bound.
+    InScope,
+}
+
+impl FlowLog {
+    pub fn name(self) -> &'static str {
+        match self {
+            FlowLog::Off => "off",
+            FlowLog::All => "all",
+            FlowLog::InScope => "in-scope",
+        }
+    }
 }
 
 impl Origin {
     /// No `host`, `in_iface` or `pcap_filename`.
-    pub const NONE: Origin = Origin { host: None, in_iface: None, files: Vec::new() };
+    pub const NONE: Origin = Origin { host: None, in_iface: None, files: Vec::new(), flow_log: FlowLog::Off };
 
     /// The name of input `file`; none past the 65,535th (flows keep a 16-bit index).
     fn file(&self, file: u16) -> Option<&str> {
@@ -343,6 +369,9 @@ struct PolicyBody<'a> {
     direction: &'a str,
     confidence: &'a str,
     section: &'a str,
+    /// Zeek's `conn_state` of the flow when the alert was made: a TCP finding waits for
+    /// the handshake, so a refused SYN (`REJ`) is told from a connection (`S1`).
+    conn_state: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
     /// The id of the `[[exception]]` that accepted the finding (verdict `accepted`).
@@ -367,6 +396,9 @@ struct AggregateBody {
     last_seen: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     written: Option<u64>,
+    /// Aggregate alerts: the first flows held, each with a flow event of its own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    flow_ids: Vec<u64>,
 }
 
 #[derive(Serialize)]
@@ -451,35 +483,9 @@ struct FlowPolicy<'a> {
     /// The `[[exception]]` that accepts the flow's finding (verdict `accepted`).
     #[serde(skip_serializing_if = "Option::is_none")]
     exception: Option<&'a str>,
-}
-
-/// A flow's verdict: the worst its findings got (restriction evidence on a flow whose
-/// rule says `ok` makes it `restriction`), else its rule's; `out_of_scope` when no rule
-/// matched. Worst as the classifications sort them: violation, restriction, advisory.
-pub fn flow_verdict(engine: &Engine, flow: &Flow) -> Verdict {
-    let rule = flow.rule.and_then(|r| engine.policy.rules.get(r)).map_or(Verdict::OutOfScope, |r| r.verdict);
-    let orig = flow.orig();
-    let accepted = engine
-        .flow_exception(flow.rule, (orig.src, orig.dst), (orig.proto, orig.dport), flow.start)
-        .is_some();
-    let verdict = if accepted { Verdict::Accepted } else { rule };
-    let severity = |v: Verdict| if v.is_finding() { soc::category(v).1 } else { u8::MAX };
-    if flow.restricted && severity(Verdict::Restriction) < severity(verdict) {
-        Verdict::Restriction
-    } else {
-        verdict
-    }
-}
-
-/// Whether the article covers `flow` (`--flows=in-scope` writes only such flows): its
-/// verdict is not `out_of_scope`, so every flow an alert names is in scope.
-pub fn in_scope(engine: &Engine, flow: &Flow) -> bool {
-    flow_verdict(engine, flow) != Verdict::OutOfScope
-}
-
-/// Whether any finding on `flow` raised an alert (Suricata's `flow.alerted`).
-pub fn flow_alerted(engine: &Engine, flow: &Flow) -> bool {
-    flow_verdict(engine, flow).is_finding()
+    /// An aggregate flow record: the flows it stands for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aggregate: Option<AggregateBody>,
 }
 
 impl<'a> FlowPolicy<'a> {
@@ -499,6 +505,7 @@ impl<'a> FlowPolicy<'a> {
             section: rule.map(|r| r.section.as_str()),
             conn_state: flow.conn_state(),
             gaps: (flow.gaps > 0).then_some(flow.gaps),
+            aggregate: None,
         }
     }
 }
@@ -539,15 +546,11 @@ pub fn write_alert(
     alert_line(out, (engine, &Origin::NONE), ts, (flow, None), (verdict, confidence), rule, found, None)
 }
 
-/// Appends one aggregate `alert` line: the finding and the example flow of its first
-/// held-back alert, without that flow's `flow` object, and `policy.aggregate`. Its
-/// timestamp is the last alert it counts.
+/// Appends one aggregate line: for held-back alerts an `alert` with the finding and the
+/// example flow of its first held-back alert, without that flow's `flow` object; for
+/// held-back flow events a `flow` event of its example flow. Either with
+/// `policy.aggregate`, and the last event it counts as its timestamp.
 pub fn write_aggregate(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), aggregate: &Aggregate) {
-    let Event::Alert { flow, tunnel, verdict, rule, evidence, confidence, exception, source, .. } =
-        aggregate.example
-    else {
-        return;
-    };
     let body = AggregateBody {
         by: aggregate.by.name(),
         flows: aggregate.flows,
@@ -560,11 +563,26 @@ pub fn write_aggregate(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin), 
         first_seen: timestamp(aggregate.first),
         last_seen: timestamp(aggregate.last),
         written: aggregate.written,
+        flow_ids: aggregate.flow_ids.clone(),
     };
     let at = (engine, origin);
-    let flow = (&flow, tunnel.as_ref());
-    let found = (evidence, None, exception_id(engine, exception), source);
-    alert_line(out, at, aggregate.last, flow, (verdict, confidence), rule, found, Some(body));
+    match aggregate.example {
+        Event::Alert { flow, tunnel, verdict, rule, evidence, confidence, exception, source, .. } => {
+            let flow = (&flow, tunnel.as_ref());
+            let found = (evidence, None, exception_id(engine, exception), source);
+            alert_line(out, at, aggregate.last, flow, (verdict, confidence), rule, found, Some(body));
+        }
+        Event::Flow { ref flow, ref tunnel, reason, .. } => {
+            let mut policy = FlowPolicy::new(engine, flow);
+            policy.aggregate = Some(body);
+            let event = FlowEvent {
+                header: Header::new("flow", aggregate.last, (flow, tunnel.as_ref()), origin, false),
+                flow: FlowBody::new(flow, Some((flow_alerted(engine, flow), reason))),
+                policy,
+            };
+            write_line(out, &event);
+        }
+    }
 }
 
 /// The id of the topology's exception at `exception`.
@@ -634,6 +652,7 @@ fn alert_line(
             direction: flow.direction.name(),
             confidence: confidence.name(),
             section,
+            conn_state: flow.conn_state(),
             detail,
             exception,
             aggregate,
@@ -663,6 +682,7 @@ fn alert_metadata(
         .one("resp_role", flow.resp_role.name())
         .one("direction", flow.direction.name())
         .one("confidence", confidence.name())
+        .one("conn_state", flow.conn_state())
         .opt("detail", detail);
     if let Some(a) = aggregate {
         m.one("aggregate_by", a.by)
@@ -693,13 +713,14 @@ pub fn write_event_from(out: &mut Vec<u8>, (engine, origin): (&Engine, &Origin),
             detail,
             exception,
             source,
+            ..
         } => {
             let detail = detail.map(|d| super::detail::text(engine, d));
             let found = (evidence, detail.as_deref(), exception_id(engine, exception), source);
             let flow = (flow, tunnel.as_ref());
             alert_line(out, (engine, origin), ts, flow, (verdict, confidence), rule, found, None)
         }
-        Event::Flow { ref flow, ref tunnel, reason } => {
+        Event::Flow { ref flow, ref tunnel, reason, .. } => {
             write_flow_from(out, (engine, origin), (flow, tunnel.as_ref()), reason)
         }
     }
@@ -794,6 +815,8 @@ struct PolicyStats<'a> {
     /// or policy than its own.
     topology_sha256: &'a str,
     policy_sha256: &'a str,
+    /// Which flows get a `flow` event: `all`, `in-scope` or `off`.
+    flow_events: &'static str,
 }
 
 /// Appends one EVE `stats` event (live counters, summed over workers) to `out`.
@@ -825,6 +848,7 @@ pub fn write_stats_from(
             aggregated: Entries(&aggregated),
             topology_sha256: &engine.topology.sha256,
             policy_sha256: &engine.policy.sha256,
+            flow_events: origin.flow_log.name(),
         },
         host: origin.host.as_deref(),
     };

@@ -9,7 +9,8 @@ use std::sync::LazyLock;
 
 use serde::Serialize;
 
-use crate::policy::Verdict;
+use crate::flow::Flow;
+use crate::policy::{Engine, Verdict};
 
 /// The classifications exwatch uses, in Suricata's `classification.config` format.
 pub const CLASSIFICATION_CONFIG: &str = include_str!("../../rules/classification.config");
@@ -128,6 +129,35 @@ impl Serialize for Metadata {
 /// The page of a rule or evidence id: `docs/rules.md#<id>`.
 pub fn rule_page(id: &str) -> String {
     format!("{RULES_PAGE}#{id}")
+}
+
+/// A flow's verdict: the worst its findings got (restriction evidence on a flow whose
+/// rule says `ok` makes it `restriction`), else its rule's; `out_of_scope` when no rule
+/// matched. Worst as the classifications sort them: violation, restriction, advisory.
+pub fn flow_verdict(engine: &Engine, flow: &Flow) -> Verdict {
+    let rule = flow.rule.and_then(|r| engine.policy.rules.get(r)).map_or(Verdict::OutOfScope, |r| r.verdict);
+    let orig = flow.orig();
+    let accepted = engine
+        .flow_exception(flow.rule, (orig.src, orig.dst), (orig.proto, orig.dport), flow.start)
+        .is_some();
+    let verdict = if accepted { Verdict::Accepted } else { rule };
+    let severity = |v: Verdict| if v.is_finding() { category(v).1 } else { u8::MAX };
+    if flow.restricted && severity(Verdict::Restriction) < severity(verdict) {
+        Verdict::Restriction
+    } else {
+        verdict
+    }
+}
+
+/// Whether the article covers `flow` (`--flows=in-scope` writes only such flows): its
+/// verdict is not `out_of_scope`, so every flow an alert names is in scope.
+pub fn in_scope(engine: &Engine, flow: &Flow) -> bool {
+    flow_verdict(engine, flow) != Verdict::OutOfScope
+}
+
+/// Whether any finding on `flow` raised an alert (Suricata's `flow.alerted`).
+pub fn flow_alerted(engine: &Engine, flow: &Flow) -> bool {
+    flow_verdict(engine, flow).is_finding()
 }
 
 #[cfg(test)]

@@ -120,6 +120,11 @@ impl Settings {
             host: self.sensor_name.clone().filter(|name| !name.is_empty()),
             in_iface: self.interface.clone(),
             files: files.iter().map(|path| path.display().to_string()).collect(),
+            flow_log: match (self.eve_flows, self.flows_in_scope) {
+                (false, _) => eve::FlowLog::Off,
+                (true, false) => eve::FlowLog::All,
+                (true, true) => eve::FlowLog::InScope,
+            },
         }
     }
 }

@@ -28,9 +28,17 @@
 //! is ever preceded), and which watermark that is depends on how packets were spread
 //! over workers. The buffer's bound is the other: past [`MAX_PENDING`] alerts waiting
 //! in one stream (a worker that got no packet for long, so its watermark stood still),
-//! the oldest is released early and counted (`reorder_overflow`).
+//! the oldest is released early and counted (`reorder_overflow`). The end of input's
+//! events (sent a chunk at a time, flows still open being ended a chunk at a time) are
+//! not counted against it: they wait for every feeder's end whatever the bound, and
+//! the flow tables bound them (a TCP flow's finding held for its handshake is among
+//! them when the input ends within `--syn-timeout` of its SYN).
 //!
-//! `flow` events are a flow log the user asked for: they pass at once, never limited.
+//! `flow` events are a flow log the user asked for: they pass at once, never limited,
+//! unless only in-scope flows are written (`--flows=in-scope`): then they wait in the
+//! same order as alerts, at the time their flow ended (`Event::Flow`'s `at`, which the
+//! watermark argument above holds for too: a timeout ends a flow at its idle deadline,
+//! which a timer reaches only once the clock passes it), and the limiter bounds them.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
@@ -44,11 +52,23 @@ use crate::time::Ts;
 /// 20 MB); past it the oldest is released and counted.
 pub(super) const MAX_PENDING: usize = 65_536;
 
+/// Whether a chunk of events came from the end of input: not; a chunk of it, more to
+/// come (flows still open are ended a chunk at a time); or its last, the feeder done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum End {
+    No,
+    Finishing,
+    Done,
+}
+
 /// The streams' buffers and limiters.
 pub(super) struct Order<'a> {
     engine: &'a Engine,
     settings: bound::Settings,
-    streams: HashMap<u64, Stream>,
+    streams: HashMap<u64, Stream<'a>>,
+    /// In-scope flow events are bounded too (`--flows=in-scope`): they wait in order
+    /// with the alerts.
+    flows: bool,
     out: Vec<Written>,
     /// What the limiters of finished streams counted.
     done: bound::Counts,
@@ -56,11 +76,13 @@ pub(super) struct Order<'a> {
     pub(super) overflow: u64,
 }
 
-struct Stream {
+struct Stream<'a> {
     feeders: Vec<Feeder>,
     pending: BinaryHeap<Reverse<Pending>>,
-    limiter: Limiter,
+    limiter: Limiter<'a>,
     arrivals: u64,
+    /// Of `pending`, the events of the end of input.
+    ending: usize,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -97,18 +119,23 @@ impl Ord for Pending {
 }
 
 impl<'a> Order<'a> {
-    pub(super) fn new(engine: &'a Engine, settings: bound::Settings) -> Order<'a> {
+    /// `flows`: flow events are bounded too (they must then be in scope already).
+    pub(super) fn new(engine: &'a Engine, settings: bound::Settings, flows: bool) -> Order<'a> {
         let done = Limiter::new(engine, settings.clone()).counts;
-        Order { engine, settings, streams: HashMap::new(), out: Vec::new(), done, overflow: 0 }
+        Order { engine, settings, streams: HashMap::new(), flows, out: Vec::new(), done, overflow: 0 }
     }
 
-    fn stream(&mut self, stream: u64) -> &mut Stream {
-        let (engine, settings) = (self.engine, &self.settings);
-        self.streams.entry(stream).or_insert_with(|| Stream {
-            feeders: Vec::new(),
-            pending: BinaryHeap::new(),
-            limiter: Limiter::new(engine, settings.clone()),
-            arrivals: 0,
+    fn stream(&mut self, stream: u64) -> &mut Stream<'a> {
+        let (engine, settings, flows) = (self.engine, &self.settings, self.flows);
+        self.streams.entry(stream).or_insert_with(|| {
+            let limiter = Limiter::new(engine, settings.clone());
+            Stream {
+                feeders: Vec::new(),
+                pending: BinaryHeap::new(),
+                limiter: if flows { limiter.bounding_flows() } else { limiter },
+                arrivals: 0,
+                ending: 0,
+            }
         })
     }
 
@@ -120,15 +147,11 @@ impl<'a> Order<'a> {
         }
     }
 
-    /// One feeder's chunk: its events, its watermark, and whether its input ended
+    /// One feeder's chunk: its events, its watermark, and whether they came from the end
+    /// of its input (`Finishing`: more such chunks follow; `Done`: the feeder is done)
     /// (the events then came from the end of input).
-    pub(super) fn push(
-        &mut self,
-        (stream, feeder): (u64, u32),
-        watermark: Ts,
-        ended: bool,
-        events: Vec<Event>,
-    ) {
+    pub(super) fn push(&mut self, (stream, feeder): (u64, u32), watermark: Ts, end: End, events: Vec<Event>) {
+        let (ended, done) = (end != End::No, end == End::Done);
         self.join(stream, feeder);
         let Some(s) = self.streams.get_mut(&stream) else {
             return;
@@ -136,17 +159,25 @@ impl<'a> Order<'a> {
         let f = &mut s.feeders[feeder as usize];
         let floor = f.mark;
         for event in events {
-            let Event::Alert { ts, flow, .. } = event else {
-                self.out.push(Written::Event(event));
-                continue;
+            let (ts, flow) = match event {
+                Event::Alert { at, flow, .. } => (at, flow),
+                Event::Flow { at, flow, .. } if self.flows => (at, flow),
+                Event::Flow { .. } => {
+                    self.out.push(Written::Event(event));
+                    continue;
+                }
             };
             s.arrivals += 1;
             let at = if ended { ts } else { ts.max(floor) };
+            s.ending += usize::from(ended);
             s.pending.push(Reverse(Pending { rank: (ended, at, flow.id, s.arrivals), event }));
         }
         f.mark = f.mark.max(watermark);
-        f.ended |= ended;
-        while s.pending.len() > MAX_PENDING {
+        f.ended |= done;
+        // The end of input's events wait for every feeder's, and are bounded by the flow
+        // tables (one flow event and a finding or two per flow still open): only the
+        // others count against the buffer's bound, and they leave first.
+        while s.pending.len() - s.ending > MAX_PENDING {
             if let Some(Reverse(p)) = s.pending.pop() {
                 self.overflow += 1;
                 s.limiter.push(p.rank.1, p.event);
@@ -228,6 +259,7 @@ mod tests {
         );
         Event::Alert {
             ts: Ts(ts),
+            at: Ts(ts),
             flow,
             tunnel: None,
             verdict: Verdict::Violation,
@@ -257,17 +289,17 @@ mod tests {
             Arc::new(builtin::topology().expect("topology")),
             10,
         );
-        let mut order = Order::new(&engine, bound::Settings::default());
+        let mut order = Order::new(&engine, bound::Settings::default(), false);
         order.join(1, 0);
         order.join(1, 1);
-        order.push((1, 0), Ts(30), false, vec![alert(&engine, 1, 10), alert(&engine, 2, 30)]);
+        order.push((1, 0), Ts(30), End::No, vec![alert(&engine, 1, 10), alert(&engine, 2, 30)]);
         assert!(released(&mut order).is_empty(), "feeder 1 may still send an earlier alert");
-        order.push((1, 1), Ts(25), false, vec![alert(&engine, 3, 20)]);
+        order.push((1, 1), Ts(25), End::No, vec![alert(&engine, 3, 20)]);
         assert_eq!(released(&mut order), [10, 20]);
         // The end of input: an alert with an earlier time, ordered after all others.
-        order.push((1, 1), Ts(26), true, vec![alert(&engine, 4, 5)]);
+        order.push((1, 1), Ts(26), End::Done, vec![alert(&engine, 4, 5)]);
         assert!(released(&mut order).is_empty(), "30 is not before feeder 0's watermark");
-        order.push((1, 0), Ts(40), true, Vec::new());
+        order.push((1, 0), Ts(40), End::Done, Vec::new());
         assert_eq!(released(&mut order), [30, 5]);
         assert_eq!(order.overflow, 0);
     }

@@ -221,7 +221,7 @@ impl<'a> Worker<'a> {
         self.drain();
         let mut done = std::mem::replace(&mut self.tracker, next);
         while done.finish_some() {
-            self.events.send_from(&mut done);
+            self.events.send_finishing(&mut done);
         }
         self.events.send_last(&mut done);
         // The next file is a stream of its own, bounded on its own.
@@ -235,7 +235,7 @@ impl<'a> Worker<'a> {
         let started = Instant::now();
         self.drain();
         while self.tracker.finish_some() {
-            self.events.send_from(&mut self.tracker);
+            self.events.send_finishing(&mut self.tracker);
         }
         self.events.send_last(&mut self.tracker);
         self.publish();

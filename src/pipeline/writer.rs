@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
-use super::order::Order;
+use super::order::{End, Order};
 use super::Observer;
 use crate::counters::{Counter, Counters};
 use crate::flow::{Event, Tracker};
@@ -43,8 +43,8 @@ pub(super) enum Output {
     /// A feeder starts; sent before any of its events, so the stream waits for it.
     Join(Feed),
     /// A feeder's events since its last chunk, and its watermark (see `order.rs`);
-    /// `ended`: its input is over and the events came from the end of input.
-    Events { feed: Feed, watermark: Ts, ended: bool, events: Vec<Event> },
+    /// `end`: the events came from the end of input, and whether the feeder is done.
+    Events { feed: Feed, watermark: Ts, end: End, events: Vec<Event> },
     /// Lines formatted already (EVE `stats`).
     Lines(Vec<u8>),
 }
@@ -82,18 +82,23 @@ impl Events {
     /// Sends the tracker's new events, if any, in one chunk, with its watermark (also
     /// alone, when the watermark moved: that is what lets other workers' alerts out).
     pub(super) fn send_from(&mut self, tracker: &mut Tracker) {
-        self.send(tracker, false);
+        self.send(tracker, End::No);
+    }
+
+    /// Sends a chunk of the events of the tracker's end of input; more follow.
+    pub(super) fn send_finishing(&mut self, tracker: &mut Tracker) {
+        self.send(tracker, End::Finishing);
     }
 
     /// Sends the events of the tracker's end of input, and says this feeder is done.
     pub(super) fn send_last(&mut self, tracker: &mut Tracker) {
-        self.send(tracker, true);
+        self.send(tracker, End::Done);
     }
 
-    fn send(&mut self, tracker: &mut Tracker, ended: bool) {
+    fn send(&mut self, tracker: &mut Tracker, end: End) {
         let events = tracker.take_events();
         let watermark = tracker.now();
-        if events.is_empty() && watermark <= self.sent && !ended {
+        if events.is_empty() && watermark <= self.sent && end == End::No {
             return;
         }
         self.sent = self.sent.max(watermark);
@@ -101,7 +106,7 @@ impl Events {
         // Only handles made by `join` or `new_stream` feed a stream; the pipeline gives
         // no other to a tracker.
         if let Some(feeder) = self.feeder {
-            let _ = self.tx.send(Output::Events { feed: (self.stream, feeder), watermark, ended, events });
+            let _ = self.tx.send(Output::Events { feed: (self.stream, feeder), watermark, end, events });
         }
     }
 
@@ -222,7 +227,8 @@ impl Writer<'_> {
             lost: None,
             cut_failed: false,
         };
-        let mut order = bound.map(|settings| Order::new(engine, settings));
+        let mut order =
+            bound.map(|settings| Order::new(engine, settings, format && eve_flows && flows_in_scope));
         let mut busy = Duration::ZERO;
         let mut closed = false;
         let mut counted = 0;
@@ -256,7 +262,7 @@ impl Writer<'_> {
                         order.join(feed.0, feed.1);
                     }
                 }
-                Some(Output::Events { feed, watermark, ended, mut events }) => {
+                Some(Output::Events { feed, watermark, end, mut events }) => {
                     if let Some(observer) = observer.as_deref_mut() {
                         for event in &events {
                             observer.event(engine, event);
@@ -274,11 +280,12 @@ impl Writer<'_> {
                     }
                     match &mut order {
                         Some(order) => {
-                            order.push(feed, watermark, ended, events);
+                            order.push(feed, watermark, end, events);
                             for written in order.drain() {
                                 write(buf, &written);
                             }
-                            let now = order.counts().held() + order.counts().aggregates + order.overflow;
+                            let c = order.counts();
+                            let now = c.held() + c.aggregates + c.flows_held + order.overflow;
                             if now != counted {
                                 counted = now;
                                 gauges.publish(&counters(engine, order), 0);
@@ -325,6 +332,8 @@ fn counters(engine: &Engine, order: &Order<'_>) -> Counters {
     c[Counter::AggregateAlerts] = counts.aggregates;
     c[Counter::AggregationUntracked] = counts.untracked;
     c[Counter::ReorderOverflow] = order.overflow;
+    c[Counter::FlowEventsAggregated] = counts.flows_held;
+    c[Counter::FlowAggregates] = counts.flow_aggregates;
     for (stats, &n) in c.rules.iter_mut().zip(&counts.rules) {
         stats.aggregated = n;
     }

@@ -34,11 +34,12 @@ struct RowAcc {
 }
 
 impl RowAcc {
-    fn add(&mut self, e: &super::records::Endpoints, bytes: u64, from: Micros, to: Micros) {
-        self.flows += 1;
+    /// `flows` flows (an aggregate flow record's, else 1) of `e`'s pair.
+    fn add(&mut self, e: &super::records::Endpoints, (flows, bytes): (u64, u64), from: Micros, to: Micros) {
+        self.flows += flows;
         self.bytes += bytes;
         let pair = self.pairs.entry((e.src_ip, e.dest_ip)).or_default();
-        pair.0 += 1;
+        pair.0 += flows;
         pair.1 += bytes;
         self.ports.add(e.dest_port, &e.proto);
         let mut range = (self.first, self.last);
@@ -183,12 +184,12 @@ fn confidence_rank(name: &str) -> u8 {
     }
 }
 
-fn bump(counts: &mut VerdictCounts, v: Verdict) {
+fn bump(counts: &mut VerdictCounts, v: Verdict, n: u64) {
     match v {
-        Verdict::Advisory => counts.advisory += 1,
-        Verdict::Violation => counts.violation += 1,
-        Verdict::Restriction => counts.restriction += 1,
-        Verdict::Accepted => counts.accepted += 1,
+        Verdict::Advisory => counts.advisory += n,
+        Verdict::Violation => counts.violation += n,
+        Verdict::Restriction => counts.restriction += n,
+        Verdict::Accepted => counts.accepted += n,
         _ => {}
     }
 }
@@ -245,6 +246,7 @@ impl Builder {
                 unmatched_flows: 0,
                 unknown_rule_events: 0,
                 findings: VerdictCounts::default(),
+                flows_counted_from: FlowsFrom::FlowEvents,
             },
             first: None,
             last: None,
@@ -356,23 +358,28 @@ impl Builder {
             return;
         }
         let bytes = f.total_bytes();
-        self.totals.flows += 1;
+        let flows = f.flows;
+        self.totals.flows += flows;
         self.totals.bytes += bytes;
         let mut range = (self.first, self.last);
         span(&mut range, f.start, f.end);
         (self.first, self.last) = range;
-        let h = &mut self.health;
-        h.flows += 1;
-        h.one_sided += u64::from(f.one_sided());
-        h.midstream += u64::from(e.inferred);
-        h.gapped_flows += u64::from(f.gaps > 0);
-        h.gaps += u64::from(f.gaps);
-        if let Some(code) = &f.conn_state {
-            tally(&mut self.conn_states, code);
+        // The capture's health reads each flow's shape, which an aggregate flow record
+        // does not keep: it counts the flows written one by one.
+        if !f.is_aggregate() {
+            let h = &mut self.health;
+            h.flows += 1;
+            h.one_sided += u64::from(f.one_sided());
+            h.midstream += u64::from(e.inferred);
+            h.gapped_flows += u64::from(f.gaps > 0);
+            h.gaps += u64::from(f.gaps);
+            if let Some(code) = &f.conn_state {
+                tally(&mut self.conn_states, code);
+            }
+            tally(&mut self.flow_states, &f.state);
         }
-        tally(&mut self.flow_states, &f.state);
         let cell = &mut self.roles[e.src_role as usize][e.dest_role as usize];
-        cell.flows += 1;
+        cell.flows += flows;
         cell.bytes += bytes;
         let index = f.rule.as_deref().and_then(|r| self.rule_index.get(r)).copied();
         if index.is_some_and(|i| self.policy.rules[i].never_restrict)
@@ -389,10 +396,10 @@ impl Builder {
             return;
         };
         if self.policy.rules[index].verdict != Verdict::OutOfScope {
-            self.totals.flows_in_scope += 1;
-            self.roles[e.src_role as usize][e.dest_role as usize].in_scope += 1;
+            self.totals.flows_in_scope += flows;
+            self.roles[e.src_role as usize][e.dest_role as usize].in_scope += flows;
         }
-        self.rows[index].add(e, bytes, f.start, f.end);
+        self.rows[index].add(e, (flows, bytes), f.start, f.end);
     }
 
     /// Whether the topology's roles of the two hosts make their traffic one that a
@@ -408,7 +415,7 @@ impl Builder {
     fn pair_traffic(&mut self, f: &FlowRecord) {
         let e = &f.ends;
         let pair = self.pairs.entry(ordered(e.src_ip, e.dest_ip)).or_default();
-        pair.flows += 1;
+        pair.flows += f.flows;
         pair.bytes += f.total_bytes();
         pair.ports.add(e.dest_port, &e.proto);
     }
@@ -436,13 +443,15 @@ impl Builder {
             },
             None => None,
         };
+        // An aggregate alert counts the findings it stands for.
+        let n = a.findings;
         if let Some(i) = evidence {
-            self.evidence_rows[i].add(e, 0, a.flow_start, a.ts);
-            bump(&mut self.evidence_rows[i].alerts, a.verdict);
+            self.evidence_rows[i].add(e, (n, 0), a.flow_start, a.ts);
+            bump(&mut self.evidence_rows[i].alerts, a.verdict, n);
         }
-        bump(&mut self.totals.findings, a.verdict);
-        bump(&mut self.rows[index].alerts, a.verdict);
-        bump(self.minutes.entry(a.ts / self.slot).or_default(), a.verdict);
+        bump(&mut self.totals.findings, a.verdict, n);
+        bump(&mut self.rows[index].alerts, a.verdict, n);
+        bump(self.minutes.entry(a.ts / self.slot).or_default(), a.verdict, n);
         if self.minutes.len() > TIME_SLOTS {
             self.coarsen();
         }
@@ -463,16 +472,16 @@ impl Builder {
             exception: a.exception.clone(),
         });
         if let Some(exception) = &a.exception {
-            *self.exceptions.entry(exception.clone()).or_default() += 1;
+            *self.exceptions.entry(exception.clone()).or_default() += n;
         }
-        finding.count += 1;
+        finding.count += n;
         finding.first = finding.first.min(a.ts);
         finding.last = finding.last.max(a.ts);
         finding.confidence = finding.confidence.min(rank);
         // Restriction evidence an exception accepted stays visible in the matrix too.
         if a.verdict == Verdict::Restriction || (a.verdict == Verdict::Accepted && a.evidence.is_some()) {
             let pair = self.pairs.entry(ordered(e.src_ip, e.dest_ip)).or_default();
-            *pair.evidence.entry(id.to_string()).or_default() += 1;
+            *pair.evidence.entry(id.to_string()).or_default() += n;
         }
     }
 
@@ -723,6 +732,7 @@ mod tests {
             gaps: 0,
             verdict: Verdict::Ok,
             rule: rule.map(String::from),
+            flows: 1,
         }
     }
 

@@ -86,6 +86,12 @@ struct RawPolicy<'a> {
     topology_sha256: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     policy_sha256: Option<Cow<'a, str>>,
+    /// An aggregate flow record: the flows, packets and bytes it stands for.
+    #[serde(borrow, default)]
+    aggregate: Option<RawAggregate<'a>>,
+    /// `stats`: which flows got a flow event (`all`, `in-scope`, `off`).
+    #[serde(borrow, default)]
+    flow_events: Option<Cow<'a, str>>,
 }
 
 /// `stats` `policy.capture`: frames exwatch shed.
@@ -134,7 +140,19 @@ struct RawOwnFlows {
     evicted: u64,
 }
 
+/// `policy.aggregate` of an aggregate alert or flow record.
 #[derive(Deserialize)]
+struct RawAggregate<'a> {
+    flows: u64,
+    #[serde(default)]
+    pkts: u64,
+    #[serde(default)]
+    bytes: u64,
+    #[serde(borrow, default)]
+    first_seen: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
 struct RawFlow<'a> {
     #[serde(default)]
     pkts_toserver: u64,
@@ -163,6 +181,13 @@ struct RawFlow<'a> {
 struct RawStats {
     capture: RawCapture,
     decoder: RawDecoder,
+    flow: RawFlowStats,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawFlowStats {
+    total: u64,
 }
 
 #[derive(Deserialize, Default)]
@@ -204,6 +229,8 @@ pub fn parse_line(line: &[u8]) -> Parsed {
         "flow" | "alert" => flow_or_alert(raw, ts),
         "stats" => {
             let stats = raw.stats.unwrap_or_default();
+            let in_scope_flows =
+                raw.policy.as_ref().is_some_and(|p| p.flow_events.as_deref() == Some("in-scope"));
             let (shed, decoded, skipped, evicted, judged_under) = match raw.policy {
                 Some(p) => {
                     let judged_under = match (p.topology_sha256, p.policy_sha256) {
@@ -232,6 +259,8 @@ pub fn parse_line(line: &[u8]) -> Parsed {
                 drops: stats.capture.kernel_drops + stats.capture.kernel_ifdrops + shed,
                 flows_evicted: evicted,
                 judged_under,
+                flows: stats.flow.total,
+                in_scope_flows,
             }))
         }
         _ => Parsed::Ignored,
@@ -239,8 +268,15 @@ pub fn parse_line(line: &[u8]) -> Parsed {
 }
 
 fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
-    let (Some(policy), Some(flow)) = (raw.policy, raw.flow) else {
+    let Some(policy) = raw.policy else {
         return Parsed::Ignored;
+    };
+    // An aggregate alert has no `flow` object: its window stands for one.
+    let aggregate_alert = raw.event_type == "alert" && policy.aggregate.is_some();
+    let flow = match raw.flow {
+        Some(flow) => flow,
+        None if aggregate_alert => RawFlow::default(),
+        None => return Parsed::Ignored,
     };
     let (src_ip, src_port, dest_ip, dest_port) = match policy.src_ip {
         Some(_) => (policy.src_ip, policy.src_port, policy.dest_ip, policy.dest_port),
@@ -265,14 +301,21 @@ fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
         dest_role: role(&policy.dest_role),
         inferred: policy.direction.as_deref() == Some("inferred"),
     };
-    let start = flow.start.as_deref().and_then(parse_timestamp).unwrap_or(ts);
+    let first_seen =
+        policy.aggregate.as_ref().and_then(|a| a.first_seen.as_deref()).and_then(parse_timestamp);
+    let start = flow.start.as_deref().and_then(parse_timestamp).or(first_seen).unwrap_or(ts);
     if raw.event_type == "flow" {
+        let (flows, pkts, bytes) = match &policy.aggregate {
+            Some(a) => (a.flows.max(1), [a.pkts, 0], [a.bytes, 0]),
+            None => (1, [flow.pkts_toserver, flow.pkts_toclient], [flow.bytes_toserver, flow.bytes_toclient]),
+        };
         return Parsed::Record(Record::Flow(FlowRecord {
             ends,
             start,
             end: flow.end.as_deref().and_then(parse_timestamp).unwrap_or(ts),
-            pkts: [flow.pkts_toserver, flow.pkts_toclient],
-            bytes: [flow.bytes_toserver, flow.bytes_toclient],
+            pkts,
+            bytes,
+            flows,
             state: flow.state.map_or(Cow::Borrowed(""), |s| known(&s)),
             conn_state: policy.conn_state.or(flow.conn_state).map(|c| known(&c)),
             gaps: policy.gaps.max(flow.gaps),
@@ -292,6 +335,7 @@ fn flow_or_alert(raw: RawEvent<'_>, ts: Micros) -> Parsed {
         evidence: policy.evidence.map(Cow::into_owned),
         confidence: policy.confidence.map_or(Cow::Borrowed("high"), |c| known(&c)),
         exception: policy.exception.map(Cow::into_owned),
+        findings: policy.aggregate.as_ref().filter(|_| aggregate_alert).map_or(1, |a| a.flows.max(1)),
     }))
 }
 
@@ -363,8 +407,10 @@ mod tests {
         for f in flows {
             let mut line = Vec::new();
             eve::write_flow(&mut line, &engine, &f, EndReason::Timeout);
-            let direct =
-                from_event(&engine, &Event::Flow { flow: f, tunnel: None, reason: EndReason::Timeout });
+            let direct = from_event(
+                &engine,
+                &Event::Flow { flow: f, tunnel: None, reason: EndReason::Timeout, at: f.last },
+            );
             assert_eq!(parsed(&line), direct, "{}", String::from_utf8_lossy(&line));
         }
     }
@@ -386,6 +432,7 @@ mod tests {
         );
         let event = Event::Alert {
             ts: f.last,
+            at: f.last,
             flow: f,
             tunnel: None,
             verdict: Verdict::Restriction,
@@ -412,12 +459,16 @@ mod tests {
         let f = flow(&engine, "198.51.100.7", "10.10.1.11", 50001, 3389, proto::TCP);
         let mut line = Vec::new();
         eve::write_flow(&mut line, &engine, &f, EndReason::Timeout);
-        let direct = from_event(&engine, &Event::Flow { flow: f, tunnel: None, reason: EndReason::Timeout });
+        let direct = from_event(
+            &engine,
+            &Event::Flow { flow: f, tunnel: None, reason: EndReason::Timeout, at: f.last },
+        );
         let Record::Flow(ref record) = direct else { panic!("not a flow") };
         assert_eq!(record.verdict, Verdict::Accepted);
         assert_eq!(parsed(&line), direct, "{}", String::from_utf8_lossy(&line));
         let event = Event::Alert {
             ts: f.last,
+            at: f.last,
             flow: f,
             tunnel: None,
             verdict: Verdict::Accepted,

@@ -130,6 +130,12 @@ pub(super) fn finish(mut p: Parts) -> Report {
         (Some(f), Some(l)) => (l - f) as f64 / 1e6,
         _ => 0.0,
     };
+    // Flow events of in-scope flows only do not count the others: every sensor's stats
+    // events do, so the total of the traffic read comes from them.
+    if !p.stats.is_empty() && p.stats.iter().all(|s| s.in_scope_flows) {
+        p.totals.flows = p.stats.iter().map(|s| s.flows).sum();
+        p.totals.flows_counted_from = FlowsFrom::Stats;
+    }
     let conclusion = conclusion(&p.totals, &sections, &p.inputs, seconds);
     let never_restrict = never_restrict(&p);
     let timeline = timeline(&p.minutes, p.slot, (p.first, p.last));
@@ -578,6 +584,7 @@ mod tests {
             unmatched_flows: 0,
             unknown_rule_events: 0,
             findings: VerdictCounts { advisory: 0, violation: 1, restriction: 2, accepted: 0 },
+            flows_counted_from: FlowsFrom::FlowEvents,
         }
     }
 

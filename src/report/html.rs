@@ -85,7 +85,7 @@ fn header(r: &Report, title: &str) -> Markup {
                 tr { th { "Policy" } td { code { (r.policy.file) } " " span class="hash" { "SHA-256 " (r.policy.sha256) } } }
                 tr { th { "Topology" } td { code { (r.topology.file) } " " span class="hash" { "SHA-256 " (r.topology.sha256) } } }
                 tr { th { "Capture (UTC)" } td { (opt(&r.capture.first)) " to " (opt(&r.capture.last)) " (" (human_duration(r.capture.seconds)) ")" } }
-                tr { th { "Flows" } td { (r.totals.flows) " (" (bytes(r.totals.bytes)) "), " span id="flows-in-scope" { (r.totals.flows_in_scope) } " of them covered by the article; " (r.totals.duplicates) " copies seen by a second sensor counted once; " (r.totals.unmatched_flows) " matched no rule" } }
+                tr { th { "Flows" } td { (r.totals.flows) " (" (bytes(r.totals.bytes)) "), " span id="flows-in-scope" { (r.totals.flows_in_scope) } " of them covered by the article; " (r.totals.duplicates) " copies seen by a second sensor counted once; " (r.totals.unmatched_flows) " matched no rule" @if r.totals.flows_counted_from == FlowsFrom::Stats { span id="flows-counted-from" { "; the flow total from the sensors' stats events, since their flow events are of in-scope flows only (bytes are those of the in-scope flows)" } } } }
                 tr { th { "Findings" } td { (r.totals.findings.violation) " violations, " (r.totals.findings.restriction) " restriction evidence, " (r.totals.findings.advisory) " advisories" } }
                 tr { th { "Made by" } td { (r.generator) } }
             }

@@ -253,7 +253,7 @@ impl Seen {
         };
         match record {
             Record::Flow(f) => {
-                self.flows += 1;
+                self.flows += f.flows;
                 self.packets += f.pkts[0] + f.pkts[1];
             }
             Record::Stats(s) => {

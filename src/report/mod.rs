@@ -250,6 +250,7 @@ mod tests {
             if verdict.is_finding() {
                 out.push(Event::Alert {
                     ts: start,
+                    at: start,
                     flow,
                     tunnel: None,
                     verdict,
@@ -265,6 +266,7 @@ mod tests {
                 let confidence = Confidence::Low;
                 out.push(Event::Alert {
                     ts: flow.last,
+                    at: flow.last,
                     flow,
                     tunnel: None,
                     verdict: Verdict::Restriction,
@@ -276,7 +278,12 @@ mod tests {
                     exception: None,
                 });
             }
-            out.push(Event::Flow { flow, tunnel: None, reason: crate::flow::EndReason::Shutdown });
+            out.push(Event::Flow {
+                flow,
+                tunnel: None,
+                reason: crate::flow::EndReason::Shutdown,
+                at: flow.last,
+            });
         }
         out
     }

@@ -192,6 +192,19 @@ pub struct Totals {
     /// Events naming a rule or evidence this policy does not have.
     pub unknown_rule_events: u64,
     pub findings: VerdictCounts,
+    /// Where `flows` comes from: the flow events (each counted once, an aggregate flow
+    /// record as the flows it stands for), or, when every sensor wrote flow events of
+    /// in-scope flows only (`--flows=in-scope`, said by its `stats` events), the flows
+    /// its last `stats` event counted, summed over the sensors.
+    pub flows_counted_from: FlowsFrom,
+}
+
+/// Where the report's flow total comes from.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowsFrom {
+    FlowEvents,
+    Stats,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -102,11 +102,20 @@ pub struct FlowRecord {
     /// `OutOfScope` with no rule when no rule matched.
     pub verdict: Verdict,
     pub rule: Option<String>,
+    /// The flows the event stands for: 1, or an aggregate flow record's
+    /// `policy.aggregate.flows` (whose packets and bytes, all of them, are then in the
+    /// `TO_SERVER` side of `pkts` and `bytes`, the shape of each flow being unknown).
+    pub flows: u64,
 }
 
 impl FlowRecord {
     pub fn total_bytes(&self) -> u64 {
         self.bytes[0] + self.bytes[1]
+    }
+
+    /// An aggregate flow record: several flows, their shapes unknown.
+    pub fn is_aggregate(&self) -> bool {
+        self.flows != 1
     }
 
     /// Packets were seen one way only.
@@ -133,6 +142,9 @@ pub struct AlertRecord {
     pub confidence: Text,
     /// Verdict `accepted`: the id of the exception that accepted it.
     pub exception: Option<String>,
+    /// The findings the event stands for: 1, or an aggregate alert's
+    /// `policy.aggregate.flows` (its `flow_start` is then its `first_seen`).
+    pub findings: u64,
 }
 
 /// An EVE `stats` event: a sensor's running counters (cumulative since it started).
@@ -149,6 +161,10 @@ pub struct StatsRecord {
     pub flows_evicted: u64,
     /// What the sensor judged under: its topology's and policy's SHA-256.
     pub judged_under: Option<JudgedUnder>,
+    /// Flows tracked (Suricata's `stats.flow.total`): every flow, in scope or not.
+    pub flows: u64,
+    /// The sensor wrote flow events of in-scope flows only (`--flows=in-scope`).
+    pub in_scope_flows: bool,
 }
 
 /// The topology and policy (their SHA-256) events were judged under.
@@ -174,6 +190,8 @@ impl StatsRecord {
             drops: c[Counter::KernelDropped] + c[Counter::InterfaceDropped] + c[Counter::Shed],
             flows_evicted: c[Counter::FlowsEvicted],
             judged_under: None,
+            flows: c[Counter::Flows],
+            in_scope_flows: false,
         }
     }
 }
@@ -223,6 +241,7 @@ pub fn from_event(engine: &Engine, event: &Event) -> Record {
                 gaps: flow.gaps,
                 verdict: crate::output::eve::flow_verdict(engine, flow),
                 rule: rule.map(|r| r.id.clone()),
+                flows: 1,
             })
         }
         Event::Alert { ts, flow, verdict, rule, evidence, confidence, exception, .. } => {
@@ -237,6 +256,7 @@ pub fn from_event(engine: &Engine, event: &Event) -> Record {
                 exception: exception
                     .and_then(|i| engine.topology.exceptions.get(usize::from(i)))
                     .map(|e| e.id.clone()),
+                findings: 1,
             })
         }
     }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use exwatch::output::bound::LISTED;
 use exwatch::output::soc;
 use exwatch::testkit::synth::{wire::Segment, Scenario};
 use serde_json::Value;
@@ -292,8 +293,10 @@ fn severity(verdict: &str) -> u64 {
 
 /// Checks that with `--flows` every alert joins exactly one flow event by `flow_id`,
 /// that the flow event says it alerted, and that its verdict is the worst its written
-/// findings got; and that every flow event has Suricata's `age`, `reason`, `alerted`.
-/// Returns the alerts checked.
+/// findings got; that an aggregate alert names the flows it stands for (the first
+/// `LISTED` of them, its own `flow_id` first), each joining exactly one flow event of
+/// its own (never an aggregate flow record); and that every flow event has Suricata's
+/// `age`, `reason`, `alerted`. Returns the alerts checked.
 fn check_joins(run: &util::Run, what: &str) -> usize {
     let mut flows: BTreeMap<u64, Vec<&Value>> = BTreeMap::new();
     for flow in run.flows() {
@@ -305,17 +308,35 @@ fn check_joins(run: &util::Run, what: &str) -> usize {
             "{what}: {flow}"
         );
     }
+    let joins = |id: u64, alert: &Value| {
+        let joined = flows.get(&id).map_or(0, Vec::len);
+        assert_eq!(joined, 1, "{what}: flow {id} of an alert joins {joined} flow events: {alert}");
+        let flow = flows[&id][0];
+        assert_eq!(flow["flow"]["alerted"], true, "{what}: {flow}");
+        assert!(flow["policy"]["aggregate"].is_null(), "{what}: joins an aggregate flow record: {flow}");
+    };
     let mut worst: BTreeMap<u64, u64> = BTreeMap::new();
     for alert in run.alerts() {
         let id = alert["flow_id"].as_u64().expect("flow_id");
-        let joined = flows.get(&id).map_or(0, Vec::len);
-        assert_eq!(joined, 1, "{what}: alert joins {joined} flow events: {alert}");
-        let flow = flows[&id][0];
-        assert_eq!(flow["flow"]["alerted"], true, "{what}: {flow}");
-        if alert["policy"]["aggregate"].is_null() {
+        joins(id, alert);
+        let aggregate = &alert["policy"]["aggregate"];
+        if aggregate.is_null() {
             let s = severity(alert["policy"]["verdict"].as_str().expect("verdict"));
             let w = worst.entry(id).or_insert(u64::MAX);
             *w = (*w).min(s);
+            continue;
+        }
+        let named: Vec<u64> = aggregate["flow_ids"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{what}: an aggregate alert names no flows: {alert}"))
+            .iter()
+            .map(|id| id.as_u64().expect("flow id"))
+            .collect();
+        let held = aggregate["flows"].as_u64().expect("flows");
+        assert_eq!(named.len() as u64, held.min(LISTED as u64), "{what}: {alert}");
+        assert_eq!(named.first(), Some(&id), "{what}: the example is the first flow held: {alert}");
+        for flow_id in named {
+            joins(flow_id, alert);
         }
     }
     for (id, w) in &worst {
@@ -359,14 +380,24 @@ fn every_alert_joins_exactly_one_flow_event() {
     ] {
         assert!(checked.get(name).is_some_and(|n| *n > 0), "no alert of {name} was checked: {checked:?}");
     }
+    // A flood past what an aggregate alert lists: with in-scope flows bounded too, the
+    // flows no alert names are counted into aggregate flow records.
     let mut flood = Scenario::new();
-    for i in 0..40u16 {
+    for i in 0..120u16 {
         let syn = Segment::Tcp { flags: 0x02, seq: 1, ack: 0, payload: &[] };
         flood.send(sa(&format!("198.51.100.{}:{}", 10 + i % 7, 40_000 + i)), sa("10.10.1.11:3389"), syn);
     }
-    let run = util::analyze_scenario(&flood, &["--flows", "--workers", "2", "--alerts-per-key", "3"]);
-    assert!(run.alerts().iter().any(|a| a["policy"]["aggregate"].is_object()), "{:?}", run.lines);
-    check_joins(&run, "flood");
+    for flows in ["--flows", "--flows=in-scope"] {
+        let args = [flows, "--workers", "2", "--alerts-per-key", "3", "--flows-per-key", "3"];
+        let run = util::analyze_scenario(&flood, &args);
+        assert!(run.alerts().iter().any(|a| a["policy"]["aggregate"].is_object()), "{:?}", run.lines);
+        check_joins(&run, &format!("flood {flows}"));
+        let records = run.flows().iter().filter(|f| f["policy"]["aggregate"].is_object()).count();
+        assert_eq!(records > 0, flows == "--flows=in-scope", "{flows}: {:?}", run.lines);
+        let stood_for: u64 =
+            run.flows().iter().map(|f| f["policy"]["aggregate"]["flows"].as_u64().unwrap_or(1)).sum();
+        assert_eq!(stood_for, 120, "{flows}: every flow once, in its own event or an aggregate");
+    }
 }
 
 /// The names of the sample series on a `/metrics` page.
@@ -591,4 +622,151 @@ fn an_accepted_finding_names_its_exception_in_the_metadata() {
     check_alert(a, &policy_sids(), &rule_pages(), "accepted");
     check_joins(&run, "accepted");
     assert_eq!(run.flows()[0]["policy"]["verdict"], "accepted", "{:?}", run.lines);
+}
+
+/// The report JSON `exwatch report` makes of the EVE lines `lines`.
+fn report_of(lines: &[String]) -> Value {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("eve.json");
+    std::fs::write(&log, lines.join("\n") + "\n").expect("write log");
+    let json = dir.path().join("report.json");
+    let args = ["report", log.to_str().expect("utf-8"), "--json", json.to_str().expect("utf-8")];
+    let (status, _, stderr) = util::exwatch(&args);
+    assert!(status == 0 || status == 1, "{status}: {stderr}");
+    serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("JSON")
+}
+
+/// Under a flood at an Exchange server, `--flows=in-scope` writes a few flow events per
+/// key and counts the rest into aggregate flow records, the same with any worker count;
+/// the report of that log counts every flow: in-scope flows from the flow events with
+/// the aggregates' real counts, the whole traffic from the `stats` event (and says so),
+/// exactly as the report of a log with every flow.
+#[test]
+fn in_scope_flows_are_bounded_under_a_flood_and_the_report_stays_exact() {
+    let mut s = Scenario::new();
+    let syn = || Segment::Tcp { flags: 0x02, seq: 1, ack: 0, payload: &[] };
+    for i in 0..300u16 {
+        // Spoofed SYNs at a Mailbox server's 443: in scope, verdict ok, no alert.
+        s.send(sa(&format!("203.0.113.{}:{}", 1 + i % 200, 20_000 + i)), sa("10.10.1.11:443"), syn());
+    }
+    for i in 0..40u16 {
+        // Out of scope: between two hosts of the Internet.
+        s.send(sa(&format!("198.51.100.{}:{}", 1 + i, 30_000 + i)), sa("192.0.2.80:80"), syn());
+    }
+    s.tcp_session(sa("10.20.0.9:50000"), sa("10.10.1.11:443"), 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pcap = dir.path().join("flood.pcap");
+    s.write_pcap(&pcap).expect("write scenario");
+    let every = util::analyze(&[&pcap], &["--flows", "--workers", "1"]);
+    let runs: Vec<util::Run> = ["1", "2"]
+        .iter()
+        .map(|w| util::analyze(&[&pcap], &["--flows=in-scope", "--flows-per-key", "5", "--workers", w]))
+        .collect();
+    let sorted = |run: &util::Run| {
+        let mut lines = run.lines.clone();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(&runs[0]), sorted(&runs[1]), "the same events with one worker and two");
+    let scoped = &runs[0];
+    check_joins(scoped, "in-scope flood");
+    let flows = scoped.flows();
+    assert!(flows.len() < 20, "{} flow events for a flood of 300 flows", flows.len());
+    let records: Vec<&&Value> = flows.iter().filter(|f| f["policy"]["aggregate"].is_object()).collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let a = &records[0]["policy"]["aggregate"];
+    assert_eq!(records[0]["policy"]["verdict"], "ok");
+    assert_eq!(a["by"], "responder");
+    assert_eq!(a["responders"], 1);
+    let stood_for: u64 = flows.iter().map(|f| f["policy"]["aggregate"]["flows"].as_u64().unwrap_or(1)).sum();
+    assert_eq!(stood_for, 301, "every in-scope flow once");
+    let bytes = |run: &util::Run| -> u64 {
+        run.flows()
+            .iter()
+            .filter(|f| f["policy"]["verdict"] != "out_of_scope")
+            .map(|f| match f["policy"]["aggregate"]["bytes"].as_u64() {
+                Some(b) => b,
+                None => {
+                    f["flow"]["bytes_toserver"].as_u64().expect("bytes")
+                        + f["flow"]["bytes_toclient"].as_u64().expect("bytes")
+                }
+            })
+            .sum()
+    };
+    assert_eq!(bytes(scoped), bytes(&every), "aggregates carry their flows' real bytes");
+
+    let all = report_of(&every.lines);
+    let bounded = report_of(&scoped.lines);
+    assert_eq!(all["totals"]["flows"], 341, "{}", all["totals"]);
+    assert_eq!(all["totals"]["flows_counted_from"], "flow_events");
+    assert_eq!(bounded["totals"]["flows_counted_from"], "stats");
+    for key in ["flows", "flows_in_scope"] {
+        assert_eq!(bounded["totals"][key], all["totals"][key], "{key}: {}", bounded["totals"]);
+    }
+    assert_eq!(bounded["totals"]["bytes"], bytes(&every), "the in-scope flows' bytes");
+}
+
+/// An alert carries the flow's Zeek `conn_state` once its handshake resolved: a refused
+/// SYN is `REJ`, a connection `S1` (as Zeek says of a handshake with no FIN yet), a SYN
+/// nobody answered `S0`; each is still written as fired by its SYN (its timestamp, its
+/// sender first, `to_server`), the same with one worker and two.
+#[test]
+fn an_alert_carries_the_conn_state_its_handshake_resolved_to() {
+    let mut s = Scenario::new();
+    let syn = || Segment::Tcp { flags: 0x02, seq: 1, ack: 0, payload: &[] };
+    s.send(sa("198.51.100.7:50001"), sa("10.10.1.11:3389"), syn());
+    s.send(
+        sa("10.10.1.11:3389"),
+        sa("198.51.100.7:50001"),
+        Segment::Tcp { flags: 0x14, seq: 0, ack: 2, payload: &[] },
+    );
+    s.tcp_session(sa("198.51.100.8:50002"), sa("10.10.1.11:3389"), 1);
+    s.send(sa("198.51.100.9:50003"), sa("10.10.1.11:3389"), syn());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pcap = dir.path().join("handshakes.pcap");
+    s.write_pcap(&pcap).expect("write scenario");
+    let one = util::analyze(&[&pcap], &["--flows", "--workers", "1"]);
+    let two = util::analyze(&[&pcap], &["--flows", "--workers", "2"]);
+    let sorted = |run: &util::Run| {
+        let mut lines = run.lines.clone();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(&one), sorted(&two));
+    check_joins(&one, "handshakes");
+    let mut states = BTreeMap::new();
+    for a in one.alerts() {
+        let flow = one.flows().into_iter().find(|f| f["flow_id"] == a["flow_id"]).expect("its flow");
+        assert_eq!(a["timestamp"], flow["flow"]["start"], "fired by the SYN: {a}");
+        assert_eq!((&a["direction"], &a["src_ip"]), (&"to_server".into(), &flow["src_ip"]), "{a}");
+        assert_eq!(
+            a["alert"]["metadata"]["conn_state"],
+            serde_json::json!([a["policy"]["conn_state"]]),
+            "{a}"
+        );
+        states.insert(util::str_of(&a["src_ip"]), util::str_of(&a["policy"]["conn_state"]));
+    }
+    let want: BTreeMap<String, String> =
+        [("198.51.100.7", "REJ"), ("198.51.100.8", "S1"), ("198.51.100.9", "S0")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+    assert_eq!(states, want, "{:?}", one.lines);
+}
+
+/// A report of a log whose findings the alert bound aggregated counts every finding, as
+/// the report of the same capture with the bound off does.
+#[test]
+fn a_report_counts_the_findings_an_aggregate_alert_stands_for() {
+    let sample = util::capture("sample-contoso.pcap");
+    let bounded = util::analyze(&[&sample], &["--flows", "--workers", "2", "--alerts-per-key", "1"]);
+    assert!(run_has_aggregates(&bounded), "{:?}", bounded.lines);
+    let every = util::analyze(&[&sample], &["--flows", "--workers", "1", "--no-aggregate"]);
+    let (a, b) = (report_of(&bounded.lines), report_of(&every.lines));
+    assert_eq!(a["totals"]["findings"], b["totals"]["findings"]);
+    assert_eq!(a["totals"]["findings"]["violation"], 8, "{}", a["totals"]);
+}
+
+fn run_has_aggregates(run: &util::Run) -> bool {
+    run.alerts().iter().any(|a| a["policy"]["aggregate"].is_object())
 }
