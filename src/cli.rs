@@ -358,7 +358,8 @@ pub struct LiveFlags {
     /// Bytes captured of each frame.
     #[arg(long, value_name = "BYTES", default_value_t = capture::LiveSettings::default().snaplen)]
     pub snaplen: i32,
-    /// Kernel capture buffer, in MiB.
+    /// Kernel capture buffer, in MiB: the ring frames wait in while a capture thread
+    /// works, shared out between the --capture-threads sockets.
     #[arg(long, value_name = "MIB", default_value_t = capture::LiveSettings::default().buffer_size >> 20)]
     pub buffer_mib: i32,
     /// Do not put the interface in promiscuous mode.

@@ -150,7 +150,10 @@ fn open_sockets(
         return Ok(vec![Box::new(single()?)]);
     }
     let group = capture::FanoutGroup { id: std::process::id() as u16, sockets };
-    let options = capture::LiveSettings { fanout: Some(group), ..options.clone() };
+    // --buffer-mib is the kernel memory of the whole capture: each socket gets its share
+    // of the traffic, and so its share of the ring.
+    let share = (options.buffer_size / i32::from(sockets)).max(1 << 20);
+    let options = capture::LiveSettings { fanout: Some(group), buffer_size: share, ..options.clone() };
     match LiveCapture::open_group(interface, &options) {
         Ok(group) => {
             Ok(group.into_iter().map(|s| Box::new(s) as Box<dyn capture::FrameSource + Send>).collect())
