@@ -596,13 +596,21 @@ impl Summary {
         let Some(c) = &self.capture.counters else { return };
         let _ = writeln!(
             s,
-            "capture: {} received by the kernel, {} dropped by the kernel, {} by the interface, {} shed (workers behind); {} events not written to the EVE log",
+            "capture: {} received by the kernel, {} dropped by the kernel, {} by the interface; {} events not written to the EVE log",
             c.get(Counter::KernelReceived),
             c.get(Counter::KernelDropped),
             c.get(Counter::InterfaceDropped),
-            c.get(Counter::Shed),
             c.get(Counter::EveUnwritten)
         );
+        if self.capture.sockets.len() > 1 {
+            for (i, socket) in self.capture.sockets.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "  socket {i}: {} received, {} dropped by the kernel, {} by the interface",
+                    socket.received, socket.kernel_dropped, socket.interface_dropped
+                );
+            }
+        }
     }
 
     fn write_flows(&self, s: &mut String) {

@@ -1612,6 +1612,7 @@ fn live_two_capture_threads_judge_as_one_does() {
             "every socket gets frames: {summary}"
         );
         assert!(!stopped.stderr.contains("one socket instead"), "{}", stopped.stderr);
+        assert_eq!(stopped.stderr.contains("  socket 1: "), threads == "2", "{}", stopped.stderr);
         runs.push(judged(&stopped.events));
     }
     assert!(runs[0].iter().any(|e| e.starts_with("alert")), "the capture has findings: {:?}", runs[0]);
