@@ -165,6 +165,17 @@ impl Net {
         });
     }
 
+    /// `exwatch generate --packets N` into a scratch file, to replay: its path.
+    pub(crate) fn generated_capture(&self, packets: u32) -> PathBuf {
+        let capture = self.dir.path().join("replay.pcap");
+        let out = Command::new(env!("CARGO_BIN_EXE_exwatch"))
+            .args(["generate", capture.to_str().expect("utf-8 path"), "--packets", &packets.to_string()])
+            .output()
+            .expect("run exwatch generate");
+        assert!(out.status.success(), "exwatch generate: {}", text(&out.stderr));
+        capture
+    }
+
     /// Writes a scratch file and returns its path.
     pub(crate) fn file(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.dir.path().join(name);
@@ -1506,12 +1517,7 @@ fn live_rates_are_over_the_frames_window_after_an_idle_start() {
     let Some(net) = setup("live_rates_are_over_the_frames_window_after_an_idle_start") else {
         return;
     };
-    let capture = net.dir.path().join("replay.pcap");
-    let out = Command::new(env!("CARGO_BIN_EXE_exwatch"))
-        .args(["generate", capture.to_str().expect("utf-8 path"), "--packets", "2000"])
-        .output()
-        .expect("run exwatch generate");
-    assert!(out.status.success(), "exwatch generate: {}", text(&out.stderr));
+    let capture = net.generated_capture(2000);
     let mut exwatch = Exwatch::start(&net, &edge_site(&net), &[]);
     std::thread::sleep(Duration::from_secs(3));
     let interface = net.interface(Side::Outside).to_string();
@@ -1582,12 +1588,7 @@ fn live_two_capture_threads_judge_as_one_does() {
     let Some(net) = setup("live_two_capture_threads_judge_as_one_does") else {
         return;
     };
-    let capture = net.dir.path().join("replay.pcap");
-    let out = Command::new(env!("CARGO_BIN_EXE_exwatch"))
-        .args(["generate", capture.to_str().expect("utf-8 path"), "--packets", "3000"])
-        .output()
-        .expect("run exwatch generate");
-    assert!(out.status.success(), "exwatch generate: {}", text(&out.stderr));
+    let capture = net.generated_capture(3000);
     let topology =
         std::fs::read_to_string(crate::util::repo().join("rules/topology.toml")).expect("example topology");
     let interface = net.interface(Side::Outside).to_string();
