@@ -108,9 +108,13 @@ impl Exchange {
             LazyLock::new(|| Finder::new(b"Microsoft ESMTP MAIL Service"));
         static IMAP4: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"Microsoft Exchange IMAP4"));
         static POP3: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"Microsoft Exchange POP3"));
-        let first = &b[..b.len().min(512)];
-        let line = &first[..memchr::memchr(b'\n', first).unwrap_or(first.len())];
-        let contains = |finder: &Finder<'_>| finder.find(line).is_some();
+        // The line is looked for only once the reply code says greeting: most payloads
+        // that get here are other replies ("250 OK") or binary data.
+        let contains = |finder: &Finder<'_>| {
+            let first = &b[..b.len().min(512)];
+            let line = &first[..memchr::memchr(b'\n', first).unwrap_or(first.len())];
+            finder.find(line).is_some()
+        };
         if b.len() >= 4 && &b[..3] == b"220" && matches!(b[3], b' ' | b'-') {
             if contains(&SMTP) {
                 return Exchange::SmtpGreeting;
