@@ -694,6 +694,25 @@ fn analyze_counts_and_says_what_it_could_not_deliver() {
     assert!(stderr.contains(&said), "{said}\n{stderr}");
 }
 
+/// `--redis-maxlen N` keeps the stream near N entries (trimmed once a batch, as Redis
+/// trims with `~`: whole nodes of about 100 entries), however many the run sends.
+#[test]
+fn the_stream_is_trimmed_near_redis_maxlen() {
+    let redis = Redis::on_loopback(None);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let eve = dir.path().join("eve.json");
+    let capture = dir.path().join("capture.pcap");
+    let (status, _, stderr) = util::exwatch(&["generate", &path(&capture), "--packets", "50000"]);
+    assert_eq!(status, 0, "{stderr}");
+    let args = ["analyze", &path(&capture), "--flows", "--eve-log", &path(&eve), "--redis", &redis.url()];
+    let (status, _, stderr) = util::exwatch(&[&args[..], &["--redis-maxlen", "200"]].concat());
+    assert!(matches!(status, 0 | 1), "{stderr}");
+    let written = lines_of(&eve).len() as u64;
+    assert!(written > 1000, "enough events to trim: {written}");
+    let kept = redis.number(&["XLEN", "exwatch:eve"]);
+    assert!((200..=400).contains(&kept), "{kept} of {written} entries kept with --redis-maxlen 200");
+}
+
 /// `collect --since/--until`: its report counts only the flows that started inside the
 /// period, the one that started at `--since` included and the one that started at
 /// `--until` not, and the findings on them, as `exwatch report` does with the same
