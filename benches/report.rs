@@ -186,7 +186,7 @@ fn write_log(engine: &Engine, dir: &Path, flows: u64) -> std::io::Result<(PathBu
         flow.bytes = [600 + i % 1500, 2000 + i % 40_000];
         flow.last = Ts(start.0 + 50_000_000 + (i % 1000) * 1_000_000);
         line.clear();
-        if let Some(rule) = flow.rule {
+        if let Some(rule) = flow.rule() {
             let verdict = engine.policy.rules[rule].verdict;
             if verdict.is_finding() {
                 eve::write_alert(

@@ -127,9 +127,8 @@ impl Tracker {
             plaintext: flow.plaintext,
         };
         let judgement = self.engine.judge(&facts);
-        let changed = judgement.rule != flow.rule;
-        (flow.rule, flow.orig_role, flow.resp_role) =
-            (judgement.rule, judgement.orig_role, judgement.resp_role);
+        let changed = judgement.rule != flow.rule();
+        flow.set_judgement(judgement);
         *self.flows.get_mut(at) = flow;
         match judgement.rule {
             Some(rule) if changed && self.engine.verdict(rule).is_finding() => {
@@ -160,7 +159,7 @@ fn turn_round(flow: &mut Flow, orig: &Tuple) {
     flow.bytes.swap(TO_SERVER, TO_CLIENT);
     flow.ttl.swap(TO_SERVER, TO_CLIENT);
     flow.mac.swap(TO_SERVER, TO_CLIENT);
-    flow.next_seq.swap(TO_SERVER, TO_CLIENT);
+    flow.swap_seqs();
     flow.app.swap(TO_SERVER, TO_CLIENT);
     let t = flow.tcp;
     flow.tcp = super::TcpSeen {
@@ -172,5 +171,5 @@ fn turn_round(flow: &mut Flow, orig: &Tuple) {
         resp_rst: t.orig_rst,
     };
     // The responder spoke first: the flow's first packet was its.
-    flow.resp_first = (flow.pkts[TO_CLIENT] > 0).then_some(flow.start);
+    flow.set_resp_first((flow.pkts[TO_CLIENT] > 0).then_some(flow.start));
 }

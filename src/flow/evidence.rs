@@ -100,14 +100,14 @@ impl Tracker {
     }
 
     pub(super) fn protected(&self, flow: &Flow) -> bool {
-        flow.rule.is_some_and(|r| self.engine.never_restrict(r))
+        flow.rule().is_some_and(|r| self.engine.never_restrict(r))
     }
 
     /// A protected TCP flow whose originator retried its SYN and got no answer within the
     /// SYN timeout. `at` is the time judged (`None`: the flow's own last packet).
     pub(super) fn silent_drop(&self, flow: &Flow, at: Option<Ts>) -> bool {
         let at = at.unwrap_or(flow.last);
-        let answered_in_time = flow.resp_first.is_some_and(|t| t <= at);
+        let answered_in_time = flow.resp_first().is_some_and(|t| t <= at);
         flow.is_tcp()
             && !flow.restricted
             && flow.direction == Direction::Observed
@@ -196,7 +196,7 @@ impl Tracker {
         kind: EvidenceKind,
         (detail, source): (Option<Detail>, Option<IpAddr>),
     ) {
-        let (Some(rule), Some(evidence)) = (flow.rule, self.engine.evidence(kind)) else {
+        let (Some(rule), Some(evidence)) = (flow.rule(), self.engine.evidence(kind)) else {
             return;
         };
         flow.restricted = true;

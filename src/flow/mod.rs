@@ -263,14 +263,16 @@ pub struct Flow {
     pub tcp: TcpSeen,
     /// SYNs sent by the originator before any answer.
     pub syns: u8,
-    /// When the responder first sent anything.
-    pub resp_first: Option<Ts>,
+    /// When the responder first sent anything ([`Flow::resp_first`]; [`NEVER`] until
+    /// then: an `Option<Ts>` would take 16 bytes of every flow).
+    resp_first: Ts,
     /// The VLAN stack of the flow's first packet, outermost first.
     pub vlan: Vlans,
     /// The flow's first packet came out of a tunnel (the flow's events say which).
     pub tunneled: bool,
-    /// The matched rule (index into the policy) and the roles it was judged with.
-    pub rule: Option<usize>,
+    /// The matched rule ([`Flow::rule`]: an index into the policy, which holds at most
+    /// `u16::MAX` rules) and the roles it was judged with.
+    rule: Option<u16>,
     pub orig_role: Role,
     pub resp_role: Role,
     /// Whether restriction evidence was already reported for this flow.
@@ -278,8 +280,10 @@ pub struct Flow {
     /// TTL (hop limit) and source MAC of each side's first packet that is not a RST.
     pub ttl: [Option<u8>; 2],
     pub mac: [Option<[u8; 6]>; 2],
-    /// The sequence number each side's next segment should carry, once known.
-    pub next_seq: [Option<u32>; 2],
+    /// The sequence number each side's next segment should carry, once known
+    /// ([`Flow::next_seq`]).
+    next_seq: [u32; 2],
+    seq_known: [bool; 2],
     /// Segments that skipped ahead of that: data the capture never saw.
     pub gaps: u32,
     /// ICMP errors that quoted one of the flow's packets.
@@ -306,7 +310,51 @@ pub struct Flow {
     pub alert_held: bool,
 }
 
+/// A flow's `resp_first` until the responder sends.
+const NEVER: Ts = Ts(u64::MAX);
+
+/// A policy's rule index as a flow keeps it.
+fn rule_index(rule: Option<usize>) -> Option<u16> {
+    rule.and_then(|r| u16::try_from(r).ok())
+}
+
 impl Flow {
+    /// The matched rule: an index into the policy's rules.
+    pub fn rule(&self) -> Option<usize> {
+        self.rule.map(usize::from)
+    }
+
+    /// Judged again (the direction changed): the rule and the roles.
+    pub fn set_judgement(&mut self, judgement: Judgement) {
+        (self.rule, self.orig_role, self.resp_role) =
+            (rule_index(judgement.rule), judgement.orig_role, judgement.resp_role);
+    }
+
+    /// When the responder first sent anything.
+    pub fn resp_first(&self) -> Option<Ts> {
+        (self.resp_first != NEVER).then_some(self.resp_first)
+    }
+
+    pub fn set_resp_first(&mut self, at: Option<Ts>) {
+        self.resp_first = at.unwrap_or(NEVER);
+    }
+
+    /// The sequence number side `side`'s next segment should carry, once known.
+    pub fn next_seq(&self, side: usize) -> Option<u32> {
+        self.seq_known[side].then_some(self.next_seq[side])
+    }
+
+    pub fn set_next_seq(&mut self, side: usize, seq: Option<u32>) {
+        self.seq_known[side] = seq.is_some();
+        self.next_seq[side] = seq.unwrap_or(0);
+    }
+
+    /// The two sides' sequence numbers trade places (the flow's direction was wrong).
+    pub(super) fn swap_seqs(&mut self) {
+        self.next_seq.swap(TO_SERVER, TO_CLIENT);
+        self.seq_known.swap(TO_SERVER, TO_CLIENT);
+    }
+
     /// A flow with key `key` opened by `orig` (a tuple with the key's addresses).
     pub fn new(
         key: FlowKey,
@@ -329,16 +377,17 @@ impl Flow {
             bytes: [0; 2],
             tcp: TcpSeen::default(),
             syns: 0,
-            resp_first: None,
+            resp_first: NEVER,
             vlan,
             tunneled: false,
-            rule: judgement.rule,
+            rule: rule_index(judgement.rule),
             orig_role: judgement.orig_role,
             resp_role: judgement.resp_role,
             restricted: false,
             ttl: [None; 2],
             mac: [None; 2],
-            next_seq: [None; 2],
+            next_seq: [0; 2],
+            seq_known: [false; 2],
             gaps: 0,
             icmp_errors: 0,
             reply_first: false,

@@ -46,7 +46,7 @@ pub(super) struct FirstOfSide {
 impl FirstOfSide {
     pub(super) fn of(flow: &Flow) -> FirstOfSide {
         let orig = flow.orig();
-        FirstOfSide { roles: (flow.orig_role, flow.resp_role), rule: flow.rule, orig: (orig.src, orig.dst) }
+        FirstOfSide { roles: (flow.orig_role, flow.resp_role), rule: flow.rule(), orig: (orig.src, orig.dst) }
     }
 }
 
@@ -79,9 +79,9 @@ pub(super) fn count(
     flow.pkts[side] += 1 + waiting.0;
     flow.bytes[side] += u64::from(p.wire_len) + waiting.1;
     flow.last = flow.last.max(p.ts);
-    let first_response = !from_orig && flow.resp_first.is_none();
+    let first_response = !from_orig && flow.resp_first().is_none();
     if first_response {
-        flow.resp_first = Some(p.ts);
+        flow.set_resp_first(Some(p.ts));
     }
     // Each side's first payload is looked at once; later packets cost one comparison.
     let said = (flow.app[side] == AppProto::Unknown && !p.head.is_empty()).then(|| {
@@ -118,11 +118,12 @@ pub(super) fn count(
             flow.mac[side].get_or_insert(mac);
         }
     }
+    let answered = flow.resp_first().is_some();
     let t = &mut flow.tcp;
     if from_orig {
         if syn && !ack {
             t.orig_syn = true;
-            if flow.resp_first.is_none() {
+            if !answered {
                 flow.syns = flow.syns.saturating_add(1);
                 if flow.syns >= 2 && p.ts.0 >= flow.start.0.saturating_add(syn_timeout) {
                     noted = Noted::RetriedSyn;
@@ -144,21 +145,21 @@ pub(super) fn count(
 pub(super) fn follow_sequence(flow: &mut Flow, side: usize, seq: u32, len: Option<u32>, flags: u8) {
     let Some(len) = len else {
         // How far this segment reaches is unknown: stop expecting until the next one.
-        flow.next_seq[side] = None;
+        flow.set_next_seq(side, None);
         return;
     };
     // SYN and FIN each take one sequence number.
     let flags_len = u32::from(flags & tcp_flags::SYN != 0) + u32::from(flags & tcp_flags::FIN != 0);
     let end = seq.wrapping_add(len).wrapping_add(flags_len);
-    match flow.next_seq[side] {
+    match flow.next_seq(side) {
         // Serial-number arithmetic: `seq` ahead of what was expected.
         Some(next) if (seq.wrapping_sub(next) as i32) > 0 && flags & tcp_flags::RST == 0 => {
             flow.gaps = flow.gaps.saturating_add(1);
-            flow.next_seq[side] = Some(end);
+            flow.set_next_seq(side, Some(end));
         }
-        Some(next) if (end.wrapping_sub(next) as i32) > 0 => flow.next_seq[side] = Some(end),
+        Some(next) if (end.wrapping_sub(next) as i32) > 0 => flow.set_next_seq(side, Some(end)),
         Some(_) => {}
-        None => flow.next_seq[side] = Some(end),
+        None => flow.set_next_seq(side, Some(end)),
     }
 }
 

@@ -408,7 +408,7 @@ impl Tracker {
             if exchange(flow.orig_role) || exchange(flow.resp_role) {
                 self.counters[Counter::TouchingExchange] += 1;
             }
-            if flow.rule.is_none() {
+            if flow.rule().is_none() {
                 self.counters[Counter::Unmatched] += 1;
             }
         }
@@ -435,7 +435,7 @@ impl Tracker {
     /// flow came out of a tunnel, the verdict on the tunnel itself.
     pub(super) fn report_verdict(&mut self, at: FlowRef, ts: Ts) {
         let flow = *self.flows.get(at);
-        if let Some(rule) = flow.rule {
+        if let Some(rule) = flow.rule() {
             let verdict = self.engine.verdict(rule);
             if verdict.is_finding() && awaits_handshake(&flow) {
                 // Zeek's `conn_state` tells a refused SYN from a connection only once the
@@ -518,7 +518,7 @@ impl Tracker {
     /// resolved ([`Flow::alert_held`]), as known at `at`: the flow as it is then, its
     /// `conn_state` included, fired by the flow's first packet (the SYN, to the server).
     pub(super) fn release_held(&mut self, flow: &Flow, at: Ts) {
-        let Some(rule) = flow.rule else {
+        let Some(rule) = flow.rule() else {
             return;
         };
         let verdict = self.engine.verdict(rule);
@@ -604,7 +604,7 @@ impl Tracker {
             c[Counter::Midstream] += u64::from(flow.is_tcp() && !flow.tcp.orig_syn && !flow.tcp.resp_synack);
             c[Counter::Gapped] += u64::from(flow.gaps > 0);
         }
-        if let Some(rule) = flow.rule {
+        if let Some(rule) = flow.rule() {
             if kept {
                 c.record_rule_traffic(rule, flow.total_bytes());
             }

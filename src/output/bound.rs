@@ -344,7 +344,7 @@ impl<'a> Limiter<'a> {
             }
             Event::Flow { ref flow, .. } => {
                 let named = self.named.as_mut()?;
-                let rule = flow.rule?;
+                let rule = flow.rule()?;
                 if named.remove(&flow.id) {
                     return None;
                 }

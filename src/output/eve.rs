@@ -490,10 +490,10 @@ struct FlowPolicy<'a> {
 
 impl<'a> FlowPolicy<'a> {
     fn new(engine: &'a Engine, flow: &Flow) -> FlowPolicy<'a> {
-        let rule = flow.rule.and_then(|r| engine.policy.rules.get(r));
+        let rule = flow.rule().and_then(|r| engine.policy.rules.get(r));
         let orig = flow.orig();
         let exception = engine
-            .flow_exception(flow.rule, (orig.src, orig.dst), (orig.proto, orig.dport), flow.start)
+            .flow_exception(flow.rule(), (orig.src, orig.dst), (orig.proto, orig.dport), flow.start)
             .and_then(|i| engine.topology.exceptions.get(i));
         FlowPolicy {
             verdict: flow_verdict(engine, flow).name(),

@@ -135,10 +135,11 @@ pub fn rule_page(id: &str) -> String {
 /// rule says `ok` makes it `restriction`), else its rule's; `out_of_scope` when no rule
 /// matched. Worst as the classifications sort them: violation, restriction, advisory.
 pub fn flow_verdict(engine: &Engine, flow: &Flow) -> Verdict {
-    let rule = flow.rule.and_then(|r| engine.policy.rules.get(r)).map_or(Verdict::OutOfScope, |r| r.verdict);
+    let rule =
+        flow.rule().and_then(|r| engine.policy.rules.get(r)).map_or(Verdict::OutOfScope, |r| r.verdict);
     let orig = flow.orig();
     let accepted = engine
-        .flow_exception(flow.rule, (orig.src, orig.dst), (orig.proto, orig.dport), flow.start)
+        .flow_exception(flow.rule(), (orig.src, orig.dst), (orig.proto, orig.dport), flow.start)
         .is_some();
     let verdict = if accepted { Verdict::Accepted } else { rule };
     let severity = |v: Verdict| if v.is_finding() { category(v).1 } else { u8::MAX };

@@ -298,6 +298,11 @@ impl Policy {
             }
             Ok(())
         };
+        // A flow keeps its rule's index in 16 bits.
+        if let Some(extra) = raw.rule.get(usize::from(u16::MAX)) {
+            let message = format!("a policy holds at most {} rules", u16::MAX);
+            return Err(source.error(extra.span(), "rule", message));
+        }
         let mut rules = Vec::with_capacity(raw.rule.len());
         for (i, spanned) in raw.rule.iter().enumerate() {
             let r = spanned.get_ref();

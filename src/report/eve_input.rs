@@ -419,7 +419,7 @@ mod tests {
     fn an_alert_converted_directly_equals_the_alert_written_and_read_back() {
         let engine = engine();
         let f = flow(&engine, "10.10.1.11", "10.10.1.12", 50001, 135, proto::TCP);
-        let rule = f.rule.expect("a rule");
+        let rule = f.rule().expect("a rule");
         let mut line = Vec::new();
         eve::write_alert(
             &mut line,
@@ -472,7 +472,7 @@ mod tests {
             flow: f,
             tunnel: None,
             verdict: Verdict::Accepted,
-            rule: f.rule.expect("a rule"),
+            rule: f.rule().expect("a rule"),
             evidence: None,
             confidence: Confidence::Medium,
             detail: None,
@@ -536,7 +536,7 @@ mod tests {
         let f = flow(&engine, "198.51.100.7", "10.10.1.11", 50001, 3389, proto::TCP);
         let (mut flow_line, mut alert_line) = (Vec::new(), Vec::new());
         eve::write_flow(&mut flow_line, &engine, &f, EndReason::Timeout);
-        let rule = f.rule.expect("a rule");
+        let rule = f.rule().expect("a rule");
         eve::write_alert(
             &mut alert_line,
             &engine,

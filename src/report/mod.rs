@@ -245,7 +245,7 @@ mod tests {
             flow.pkts = [3, 2];
             flow.bytes = [300, 200 + i as u64];
             flow.last = Ts(start.0 + 1_000_000);
-            let rule = flow.rule.expect("every flow matches a rule");
+            let rule = flow.rule().expect("every flow matches a rule");
             let verdict = engine.policy.rules[rule].verdict;
             if verdict.is_finding() {
                 out.push(Event::Alert {

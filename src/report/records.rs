@@ -229,7 +229,7 @@ pub fn from_event(engine: &Engine, event: &Event) -> Record {
     let policy = &engine.policy;
     match event {
         Event::Flow { flow, .. } => {
-            let rule = flow.rule.and_then(|r| policy.rules.get(r));
+            let rule = flow.rule().and_then(|r| policy.rules.get(r));
             Record::Flow(FlowRecord {
                 ends: endpoints(flow),
                 start: micros(flow.start),
