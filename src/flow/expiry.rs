@@ -25,7 +25,7 @@ impl Tracker {
         while self.finish_some() {}
     }
 
-    /// Ends up to [`FINISH_CHUNK`] more of the flows still open at the end of input, in
+    /// Ends up to `FINISH_CHUNK` (4,096) more of the flows still open at the end of input, in
     /// start order (so one worker's events come out the same on every run); false once
     /// every flow has ended. Drain the events between calls, and a full table's end
     /// never holds more than a chunk of them.

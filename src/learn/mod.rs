@@ -429,7 +429,7 @@ pub fn is_private(addr: IpAddr) -> bool {
 const MAX_UNLISTED_WARNINGS: usize = 10;
 
 /// The hosts that act like a role `topology` does not list, one line each (at most
-/// [`MAX_UNLISTED_WARNINGS`], then a count): the warnings `analyze` repeats in its
+/// `MAX_UNLISTED_WARNINGS`, then a count): the warnings `analyze` repeats in its
 /// summary.
 pub fn unlisted(learner: &Learner, topology: &crate::policy::Topology) -> Vec<String> {
     let draft = Draft::new(learner);
