@@ -20,21 +20,8 @@ rounds=${2:-10}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 exw="$root/target/release/exwatch"
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-redis-server --port "$port" --bind 127.0.0.1 --dir "$work" --save '' --appendonly no --daemonize no \
-  >"$work/redis.log" 2>&1 &
-redis_pid=$!
-collect_pid=""
-cleanup() {
-  [ -n "$collect_pid" ] && kill "$collect_pid" 2>/dev/null || true
-  kill "$redis_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-cli() { redis-cli -p "$port" "$@"; }
-until [ "$(cli PING 2>/dev/null)" = PONG ]; do sleep 0.1; done
+# shellcheck source=benches/redis-server.sh
+. "$root/benches/redis-server.sh"
 url="redis://127.0.0.1:$port"
 
 "$exw" generate --pool 20000 --packets 1000000 "$work/pool.pcap" >/dev/null 2>&1

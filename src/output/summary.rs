@@ -673,29 +673,28 @@ impl Summary {
                 );
                 format!("{workers} worker{}", plural(workers))
             }
-            None if t.reading == "live" => {
-                let threads = t.workers;
-                let _ = writeln!(
-                    s,
-                    "stages (busy): read+decode+flow+policy {:.3} CPU-s over {threads} capture thread{} ({:.2} Mpkt/s per thread; each reads its socket and judges what it reads), format+write {:.3} s",
-                    b.work,
-                    plural(threads),
-                    rate(b.work),
-                    b.write
-                );
-                format!("{threads} capture thread{}, from the first frame to the last", plural(threads))
-            }
             None => {
-                let jobs = t.workers;
+                // A capture thread or a job reads what it judges: reading is not timed apart.
+                let n = t.workers;
+                let (unit, busy, doing, window) = if t.reading == "live" {
+                    (
+                        "capture thread",
+                        "CPU-s",
+                        "each reads its socket and judges what it reads",
+                        ", from the first frame to the last",
+                    )
+                } else {
+                    ("job", "s", "a job reads the files it analyses, so reading is not timed apart", "")
+                };
                 let _ = writeln!(
                     s,
-                    "stages (busy): read+decode+flow+policy {:.3} s over {jobs} job{} ({:.2} Mpkt/s per job; a job reads the files it analyses, so reading is not timed apart), format+write {:.3} s",
+                    "stages (busy): read+decode+flow+policy {:.3} {busy} over {n} {unit}{} ({:.2} Mpkt/s per {unit}; {doing}), format+write {:.3} s",
                     b.work,
-                    plural(jobs),
+                    plural(n),
                     rate(b.work),
                     b.write
                 );
-                format!("{jobs} job{}", plural(jobs))
+                format!("{n} {unit}{}{window}", plural(n))
             }
         };
         let _ = writeln!(

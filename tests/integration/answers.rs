@@ -71,16 +71,24 @@ fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("JSON report")).expect("JSON")
 }
 
-#[test]
-fn a_report_over_a_damaged_an_empty_and_a_good_capture_names_each_inputs_status() {
+/// A directory with `good.pcap` (3 RDP flows), `damaged.pcap` (6, cut inside its last
+/// record: every record before it is read), `whole.pcap` (what it was cut from) and an
+/// empty `empty.pcap`.
+fn good_damaged_and_empty() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     with_rdp(&d.join("good.pcap"), 3, Some("198.51.100.7"));
-    // Damaged: the same kind of capture, cut in the middle of a record.
     with_rdp(&d.join("whole.pcap"), 6, Some("198.51.100.8"));
     let bytes = std::fs::read(d.join("whole.pcap")).expect("capture");
     std::fs::write(d.join("damaged.pcap"), &bytes[..bytes.len() - 30]).expect("write");
     std::fs::write(d.join("empty.pcap"), b"").expect("write");
+    dir
+}
+
+#[test]
+fn a_report_over_a_damaged_an_empty_and_a_good_capture_names_each_inputs_status() {
+    let dir = good_damaged_and_empty();
+    let d = dir.path();
     std::fs::write(d.join("notes.txt"), b"these are not packets\n").expect("write");
     // A pcap header of link type 147 (USER0), which exwatch cannot decode, and one record.
     let mut user0 =
@@ -456,14 +464,8 @@ fn the_timelines_labels_are_the_headers_capture_range() {
 /// captures of their own or read as one stream.
 #[test]
 fn the_summary_names_each_files_status_packets_and_flows() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = good_damaged_and_empty();
     let d = dir.path();
-    with_rdp(&d.join("good.pcap"), 3, Some("198.51.100.7"));
-    with_rdp(&d.join("whole.pcap"), 6, Some("198.51.100.8"));
-    let bytes = std::fs::read(d.join("whole.pcap")).expect("capture");
-    // Cut inside the last record: every record before it is read.
-    std::fs::write(d.join("damaged.pcap"), &bytes[..bytes.len() - 30]).expect("write");
-    std::fs::write(d.join("empty.pcap"), b"").expect("write");
     let paths = [d.join("good.pcap"), d.join("damaged.pcap"), d.join("empty.pcap")];
     let files: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
     for extra in [&["--fail-on", "never"][..], &["--fail-on", "never", "--continuous", "--workers", "2"]] {
