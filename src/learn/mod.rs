@@ -335,7 +335,10 @@ fn serve(host: &mut Host, service: Service, peer: IpAddr, packets: u64) {
     let served = match host.served.iter().position(|s| s.service == service) {
         Some(i) => &mut host.served[i],
         None => {
-            host.served.push(Served { service, flows: 0, packets: 0, peers: Vec::new(), more_peers: false });
+            push_one(
+                &mut host.served,
+                Served { service, flows: 0, packets: 0, peers: Vec::new(), more_peers: false },
+            );
             host.served.last_mut().expect("just pushed")
         }
     };
@@ -344,7 +347,7 @@ fn serve(host: &mut Host, service: Service, peer: IpAddr, packets: u64) {
     // Once the list is full and known to be short of some peer, nothing more is learned.
     if !served.more_peers && !served.peers.contains(&peer) {
         if served.peers.len() < MAX_PEERS {
-            served.peers.push(peer);
+            push_one(&mut served.peers, peer);
         } else {
             served.more_peers = true;
         }
@@ -373,18 +376,28 @@ fn spoke(host: &mut Host, exchange: Exchange, peer: IpAddr) {
     let spoke = match host.spoke.iter().position(|s| s.exchange == exchange) {
         Some(i) => &mut host.spoke[i],
         None => {
-            host.spoke.push(Spoke { exchange, flows: 0, peers: Vec::new(), more_peers: false });
+            push_one(&mut host.spoke, Spoke { exchange, flows: 0, peers: Vec::new(), more_peers: false });
             host.spoke.last_mut().expect("just pushed")
         }
     };
     spoke.flows += 1;
     if !spoke.more_peers && !spoke.peers.contains(&peer) {
         if spoke.peers.len() < MAX_PEERS {
-            spoke.peers.push(peer);
+            push_one(&mut spoke.peers, peer);
         } else {
             spoke.more_peers = true;
         }
     }
+}
+
+/// Appends to one of a host's lists, which start with room for one entry: most hosts of a
+/// busy port (and every host of a spoofed flood) have one, where `Vec`'s first push
+/// reserves four (a fifth of what a flood's host cost).
+fn push_one<T>(list: &mut Vec<T>, item: T) {
+    if list.capacity() == 0 {
+        list.reserve_exact(1);
+    }
+    list.push(item);
 }
 
 /// Adds `entry` to the host's `opened` list, or merges it with the peer's entry; false
@@ -396,7 +409,7 @@ fn open(host: &mut Host, entry: Opened) -> bool {
         return true;
     }
     if host.opened.len() < MAX_OPENED {
-        host.opened.push(entry);
+        push_one(&mut host.opened, entry);
         return true;
     }
     false
