@@ -94,8 +94,11 @@ pub struct Engine {
     dns_role: bool,
     /// Roles (bits of [`Role::bit`]) that some never-restrict rule names on either side.
     protected_roles: u16,
-    /// (Edge, sender) -> last time the sender opened an SMTP flow to that Edge.
-    smtp_senders: DashMap<(IpAddr, IpAddr), Ts, foldhash::fast::FixedState>,
+    /// (Edge, sender), by [`Engine::sender_pair`] -> last time the sender opened an SMTP
+    /// flow to that Edge.
+    smtp_senders: DashMap<u64, Ts, foldhash::fast::FixedState>,
+    /// The seed of [`Engine::sender_pair`], drawn for each engine.
+    pair_seed: foldhash::quality::RandomState,
     max_smtp_senders: usize,
     /// Packet time of the last sweep of a full sender table.
     last_sweep: AtomicU64,
@@ -114,6 +117,7 @@ impl Engine {
             policy,
             topology,
             smtp_senders: DashMap::with_hasher(foldhash::fast::FixedState::default()),
+            pair_seed: foldhash::quality::RandomState::default(),
             max_smtp_senders,
             last_sweep: AtomicU64::new(0),
             smtp_senders_dropped: AtomicU64::new(0),
@@ -298,10 +302,18 @@ impl Engine {
             && holds(when.client_plaintext, &|| f.plaintext)
     }
 
+    /// An (Edge, sender) pair as the sender table keys it: a 64-bit hash under a seed
+    /// drawn for the engine. An entry is 16 bytes with its time, where the two addresses
+    /// took 48 (a flood of spoofed senders fills the table). Two pairs share a key with a
+    /// chance of one in 2^64 for each pair the table holds, and which pairs do is not
+    /// known before the seed is drawn.
+    fn sender_pair(&self, edge: IpAddr, sender: IpAddr) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.pair_seed, (edge, sender))
+    }
+
     fn remember_sender(&self, edge: IpAddr, sender: IpAddr, ts: Ts) {
-        if self.smtp_senders.len() >= self.max_smtp_senders
-            && !self.smtp_senders.contains_key(&(edge, sender))
-        {
+        let pair = self.sender_pair(edge, sender);
+        if self.smtp_senders.len() >= self.max_smtp_senders && !self.smtp_senders.contains_key(&pair) {
             // Sweep a full table at most once a second of packet time: sweeping on every
             // new sender would make a flood of spoofed SMTP senders cost O(table) each.
             let last = self.last_sweep.load(Ordering::Relaxed);
@@ -316,7 +328,7 @@ impl Engine {
                 return;
             }
         }
-        let mut entry = self.smtp_senders.entry((edge, sender)).or_insert(ts);
+        let mut entry = self.smtp_senders.entry(pair).or_insert(ts);
         if *entry < ts {
             *entry = ts;
         }
@@ -324,7 +336,7 @@ impl Engine {
 
     fn sent_smtp_recently(&self, edge: IpAddr, host: IpAddr, now: Ts) -> bool {
         self.smtp_senders
-            .get(&(edge, host))
+            .get(&self.sender_pair(edge, host))
             .is_some_and(|seen| now >= *seen && now.0 - seen.0 <= self.policy.open_proxy_window_ns)
     }
 }
