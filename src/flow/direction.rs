@@ -4,7 +4,7 @@
 
 use super::table::FlowRef;
 use super::tracker::Tracker;
-use super::{Direction, Flow, Hint, TO_CLIENT, TO_SERVER};
+use super::{Direction, Flow, Hint, TcpSeen, TO_CLIENT, TO_SERVER};
 use crate::decode::{app, proto, tcp_flags, AppProto, Head, Said, Speaker, Tuple};
 use crate::policy::Facts;
 use crate::time::Ts;
@@ -80,9 +80,9 @@ impl Tracker {
             turn_round(&mut flow, &orig);
         }
         if flags & tcp_flags::ACK == 0 {
-            flow.tcp.orig_syn = true;
+            flow.tcp.note(TcpSeen::ORIG_SYN, true);
         } else {
-            flow.tcp.resp_synack = true;
+            flow.tcp.note(TcpSeen::RESP_SYNACK, true);
         }
         flow.direction = Direction::Observed;
         flow.hint = Hint::Handshake;
@@ -107,7 +107,7 @@ impl Tracker {
             changed = true;
         }
         if from_orig && flow.is_tcp() && plaintext(&flow, said.app) {
-            flow.plaintext = true;
+            flow.set_plaintext();
             changed = true;
         }
         if changed {
@@ -124,7 +124,7 @@ impl Tracker {
             resp_port: orig.dport,
             proto: orig.proto,
             ts,
-            plaintext: flow.plaintext,
+            plaintext: flow.plaintext(),
         };
         let judgement = self.engine.judge(&facts);
         let changed = judgement.rule != flow.rule();
@@ -143,7 +143,7 @@ impl Tracker {
 /// is the very first: anything but TLS. Picked up mid-stream, the first segment seen may
 /// start inside a TLS record, so only a protocol recognised as plain text counts.
 fn plaintext(flow: &Flow, app: AppProto) -> bool {
-    let handshake = flow.tcp.orig_syn || flow.tcp.resp_synack;
+    let handshake = flow.tcp.orig_syn() || flow.tcp.resp_synack();
     match app {
         AppProto::Unknown | AppProto::Tls => false,
         AppProto::Failed => handshake,
@@ -161,15 +161,7 @@ fn turn_round(flow: &mut Flow, orig: &Tuple) {
     flow.mac.swap(TO_SERVER, TO_CLIENT);
     flow.swap_seqs();
     flow.app.swap(TO_SERVER, TO_CLIENT);
-    let t = flow.tcp;
-    flow.tcp = super::TcpSeen {
-        orig_syn: false,
-        resp_synack: false,
-        orig_fin: t.resp_fin,
-        resp_fin: t.orig_fin,
-        orig_rst: t.resp_rst,
-        resp_rst: t.orig_rst,
-    };
+    flow.tcp = flow.tcp.turned_round();
     // The responder spoke first: the flow's first packet was its.
     flow.set_resp_first((flow.pkts[TO_CLIENT] > 0).then_some(flow.start));
 }

@@ -72,7 +72,7 @@ impl Tracker {
                 _ => Confidence::High,
             },
             Some(_) => Confidence::High,
-            None if flow.reply_first => Confidence::Low,
+            None if flow.reply_first() => Confidence::Low,
             // What a side said decides as surely as a handshake; ports only guess.
             None if flow.direction == Direction::Inferred && flow.hint.is_ports() => Confidence::Medium,
             None => Confidence::High,
@@ -83,7 +83,7 @@ impl Tracker {
     /// must never be restricted.
     pub(super) fn check_injected_reset(&mut self, at: FlowRef, ts: Ts, detail: Detail, source: IpAddr) {
         let mut flow = *self.flows.get(at);
-        if self.protected(&flow) && !flow.restricted {
+        if self.protected(&flow) && !flow.restricted() {
             self.restriction(&mut flow, ts, EvidenceKind::ResetInjected, (Some(detail), Some(source)));
             *self.flows.get_mut(at) = flow;
         }
@@ -109,7 +109,7 @@ impl Tracker {
         let at = at.unwrap_or(flow.last);
         let answered_in_time = flow.resp_first().is_some_and(|t| t <= at);
         flow.is_tcp()
-            && !flow.restricted
+            && !flow.restricted()
             && flow.direction == Direction::Observed
             && flow.syns >= 2
             && !answered_in_time
@@ -149,7 +149,7 @@ impl Tracker {
                 flow.icmp_errors = flow.icmp_errors.saturating_add(1);
                 let mut flow = *flow;
                 if let Some(evidence) = evidence {
-                    if self.protected(&flow) && !flow.restricted {
+                    if self.protected(&flow) && !flow.restricted() {
                         self.restriction(&mut flow, p.ts, evidence, (None, Some(p.tuple.src)));
                         *self.flows.get_mut(at) = flow;
                     }
@@ -199,7 +199,7 @@ impl Tracker {
         let (Some(rule), Some(evidence)) = (flow.rule(), self.engine.evidence(kind)) else {
             return;
         };
-        flow.restricted = true;
+        flow.set_restricted();
         self.alert(ts, flow, Verdict::Restriction, rule, Some((evidence, kind)), (detail, source));
     }
 

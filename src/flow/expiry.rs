@@ -16,7 +16,7 @@ impl Tracker {
     /// flows stayed in the table for the full TCP idle time (300 s by default).
     pub(super) fn closed(&mut self, flow: FlowRef, flow_id: u64, ts: Ts) {
         let at = ts.saturating_add(self.settings.closed_idle_ns);
-        self.timers.push(Timer { at, kind: TimerKind::Idle, flow_id, flow });
+        self.timers.push(Timer::new(at, TimerKind::Idle, flow_id, flow));
     }
 
     /// Ends every flow: the input is over. Its events pile up until drained; a worker
@@ -101,11 +101,12 @@ impl Tracker {
     }
 
     pub(super) fn fire(&mut self, timer: Timer) {
-        if !self.flows.holds(timer.flow, timer.flow_id) {
+        let Some(&flow) =
+            self.flows.live(timer.flow).filter(|f| timer.is_for(f, self.settings.syn_timeout_ns))
+        else {
             return;
-        }
-        let flow = *self.flows.get(timer.flow);
-        match timer.kind {
+        };
+        match timer.kind() {
             TimerKind::SynCheck => {
                 if self.silent_drop(&flow, Some(timer.at)) {
                     let mut flow = flow;
@@ -114,8 +115,8 @@ impl Tracker {
                 }
             }
             TimerKind::HeldAlert => {
-                if flow.alert_held {
-                    self.flows.get_mut(timer.flow).alert_held = false;
+                if flow.alert_held() {
+                    self.flows.get_mut(timer.flow).set_alert_held(false);
                     self.release_held(&flow, timer.at);
                 }
             }
@@ -126,7 +127,7 @@ impl Tracker {
                     self.counters[Counter::FlowsTimedOut] += 1;
                     self.end(flow, EndReason::Timeout);
                 } else {
-                    self.timers.push(Timer { at: deadline, ..timer });
+                    self.timers.push(Timer::new(deadline, TimerKind::Idle, flow.id, timer.flow));
                 }
             }
         }
@@ -146,7 +147,7 @@ impl Tracker {
 
     pub(super) fn evict_one(&mut self) {
         while let Some(timer) = self.timers.pop() {
-            if self.flows.holds(timer.flow, timer.flow_id) {
+            if self.flows.live(timer.flow).is_some_and(|f| timer.is_for(f, self.settings.syn_timeout_ns)) {
                 let flow = self.flows.remove(timer.flow);
                 self.counters[Counter::FlowsEvicted] += 1;
                 self.end(flow, EndReason::Forced);

@@ -227,15 +227,59 @@ impl std::fmt::Display for Hint {
     }
 }
 
-/// TCP events seen on a flow, per side; enough to derive Zeek's `conn_state`.
+/// TCP events seen on a flow, per side, a bit each; enough to derive Zeek's `conn_state`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpSeen {
-    pub orig_syn: bool,
-    pub resp_synack: bool,
-    pub orig_fin: bool,
-    pub resp_fin: bool,
-    pub orig_rst: bool,
-    pub resp_rst: bool,
+pub struct TcpSeen(u8);
+
+impl TcpSeen {
+    pub const ORIG_SYN: u8 = 1;
+    pub const RESP_SYNACK: u8 = 1 << 1;
+    pub const ORIG_FIN: u8 = 1 << 2;
+    pub const RESP_FIN: u8 = 1 << 3;
+    pub const ORIG_RST: u8 = 1 << 4;
+    pub const RESP_RST: u8 = 1 << 5;
+
+    pub fn orig_syn(self) -> bool {
+        self.0 & TcpSeen::ORIG_SYN != 0
+    }
+    pub fn resp_synack(self) -> bool {
+        self.0 & TcpSeen::RESP_SYNACK != 0
+    }
+    pub fn orig_fin(self) -> bool {
+        self.0 & TcpSeen::ORIG_FIN != 0
+    }
+    pub fn resp_fin(self) -> bool {
+        self.0 & TcpSeen::RESP_FIN != 0
+    }
+    pub fn orig_rst(self) -> bool {
+        self.0 & TcpSeen::ORIG_RST != 0
+    }
+    pub fn resp_rst(self) -> bool {
+        self.0 & TcpSeen::RESP_RST != 0
+    }
+
+    /// Records `events` (bits above) as seen when `seen` holds.
+    pub fn note(&mut self, events: u8, seen: bool) {
+        if seen {
+            self.0 |= events;
+        }
+    }
+
+    /// Forgets `events`.
+    pub fn forget(&mut self, events: u8) {
+        self.0 &= !events;
+    }
+
+    /// The FINs and RSTs with their sides traded, and no handshake: what a flow whose
+    /// originator was wrong had seen.
+    pub fn turned_round(self) -> TcpSeen {
+        let mut t = TcpSeen::default();
+        t.note(TcpSeen::ORIG_FIN, self.resp_fin());
+        t.note(TcpSeen::RESP_FIN, self.orig_fin());
+        t.note(TcpSeen::ORIG_RST, self.resp_rst());
+        t.note(TcpSeen::RESP_RST, self.orig_rst());
+        t
+    }
 }
 
 /// Index of the originator-to-responder side in per-side arrays.
@@ -253,7 +297,10 @@ pub struct Flow {
     /// The originator's ports as it sent them (for ICMP, its first message's type and
     /// code), and whether it is the key's lower endpoint.
     orig_ports: [u16; 2],
-    orig_low: bool,
+    /// Yes/no facts, a bit each ([`mark`]): whether the originator is the key's lower
+    /// endpoint, each side's sequence number is known, and the flags with accessors
+    /// below (tunneled, restricted, reply first, plaintext, alert held).
+    marks: u8,
     pub direction: Direction,
     pub id: u64,
     pub start: Ts,
@@ -268,28 +315,21 @@ pub struct Flow {
     resp_first: Ts,
     /// The VLAN stack of the flow's first packet, outermost first.
     pub vlan: Vlans,
-    /// The flow's first packet came out of a tunnel (the flow's events say which).
-    pub tunneled: bool,
     /// The matched rule ([`Flow::rule`]: an index into the policy, which holds at most
-    /// `u16::MAX` rules) and the roles it was judged with.
-    rule: Option<u16>,
+    /// `u16::MAX` rules, or [`NO_RULE`]) and the roles it was judged with.
+    rule: u16,
     pub orig_role: Role,
     pub resp_role: Role,
-    /// Whether restriction evidence was already reported for this flow.
-    pub restricted: bool,
     /// TTL (hop limit) and source MAC of each side's first packet that is not a RST.
     pub ttl: [Option<u8>; 2],
     pub mac: [Option<[u8; 6]>; 2],
     /// The sequence number each side's next segment should carry, once known
     /// ([`Flow::next_seq`]).
     next_seq: [u32; 2],
-    seq_known: [bool; 2],
     /// Segments that skipped ahead of that: data the capture never saw.
     pub gaps: u32,
     /// ICMP errors that quoted one of the flow's packets.
     pub icmp_errors: u32,
-    /// The first datagram looked like a reply (see [`Detail::ReplyBeforeRequest`]).
-    pub reply_first: bool,
     /// The input the flow's first packet came from: an index into the run's capture
     /// files, named only when an event is formatted (EVE `pcap_filename`).
     pub file: u16,
@@ -298,36 +338,105 @@ pub struct Flow {
     pub app: [AppProto; 2],
     /// Picked up mid-stream: what decided who opened the flow.
     pub hint: Hint,
-    /// The client's first payload on a TCP flow was not TLS (a policy `when`).
-    pub plaintext: bool,
     /// What a side's first payload said that only Exchange says: the responder's
     /// greeting, or the originator's RPC bind to an Exchange interface (what learn
     /// takes as evidence of a server a client-side capture shows to one host only).
     pub exchange: Exchange,
-    /// The finding of the flow's first packet waits for the handshake to resolve (the
-    /// responder's SYN-ACK or a RST, the SYN timeout, or the flow's end), so that its
-    /// alert carries a `conn_state` that tells a refused SYN from a connection.
-    pub alert_held: bool,
+}
+
+/// The bits of [`Flow::marks`].
+mod mark {
+    pub const ORIG_LOW: u8 = 1;
+    /// Each side's sequence number is known, `SEQ_KNOWN << side`.
+    pub const SEQ_KNOWN: u8 = 1 << 1;
+    pub const TUNNELED: u8 = 1 << 3;
+    pub const RESTRICTED: u8 = 1 << 4;
+    pub const REPLY_FIRST: u8 = 1 << 5;
+    pub const PLAINTEXT: u8 = 1 << 6;
+    pub const ALERT_HELD: u8 = 1 << 7;
 }
 
 /// A flow's `resp_first` until the responder sends.
 const NEVER: Ts = Ts(u64::MAX);
 
+/// A flow's `rule` when none matched: a policy holds at most `u16::MAX` rules, so no
+/// index is this.
+const NO_RULE: u16 = u16::MAX;
+
 /// A policy's rule index as a flow keeps it.
-fn rule_index(rule: Option<usize>) -> Option<u16> {
-    rule.and_then(|r| u16::try_from(r).ok())
+fn rule_index(rule: Option<usize>) -> u16 {
+    rule.and_then(|r| u16::try_from(r).ok()).unwrap_or(NO_RULE)
 }
 
 impl Flow {
     /// The matched rule: an index into the policy's rules.
     pub fn rule(&self) -> Option<usize> {
-        self.rule.map(usize::from)
+        (self.rule != NO_RULE).then_some(usize::from(self.rule))
     }
 
     /// Judged again (the direction changed): the rule and the roles.
     pub fn set_judgement(&mut self, judgement: Judgement) {
         (self.rule, self.orig_role, self.resp_role) =
             (rule_index(judgement.rule), judgement.orig_role, judgement.resp_role);
+    }
+
+    fn mark(&self, bits: u8) -> bool {
+        self.marks & bits != 0
+    }
+
+    fn set_mark(&mut self, bits: u8, on: bool) {
+        if on {
+            self.marks |= bits;
+        } else {
+            self.marks &= !bits;
+        }
+    }
+
+    /// The flow's first packet came out of a tunnel (the flow's events say which).
+    pub fn tunneled(&self) -> bool {
+        self.mark(mark::TUNNELED)
+    }
+
+    pub fn set_tunneled(&mut self) {
+        self.set_mark(mark::TUNNELED, true);
+    }
+
+    /// Whether restriction evidence was already reported for this flow.
+    pub fn restricted(&self) -> bool {
+        self.mark(mark::RESTRICTED)
+    }
+
+    pub fn set_restricted(&mut self) {
+        self.set_mark(mark::RESTRICTED, true);
+    }
+
+    /// The first datagram looked like a reply (see [`Detail::ReplyBeforeRequest`]).
+    pub fn reply_first(&self) -> bool {
+        self.mark(mark::REPLY_FIRST)
+    }
+
+    pub fn set_reply_first(&mut self, on: bool) {
+        self.set_mark(mark::REPLY_FIRST, on);
+    }
+
+    /// The client's first payload on a TCP flow was not TLS (a policy `when`).
+    pub fn plaintext(&self) -> bool {
+        self.mark(mark::PLAINTEXT)
+    }
+
+    pub fn set_plaintext(&mut self) {
+        self.set_mark(mark::PLAINTEXT, true);
+    }
+
+    /// The finding of the flow's first packet waits for the handshake to resolve (the
+    /// responder's SYN-ACK or a RST, the SYN timeout, or the flow's end), so that its
+    /// alert carries a `conn_state` that tells a refused SYN from a connection.
+    pub fn alert_held(&self) -> bool {
+        self.mark(mark::ALERT_HELD)
+    }
+
+    pub fn set_alert_held(&mut self, on: bool) {
+        self.set_mark(mark::ALERT_HELD, on);
     }
 
     /// When the responder first sent anything.
@@ -341,18 +450,19 @@ impl Flow {
 
     /// The sequence number side `side`'s next segment should carry, once known.
     pub fn next_seq(&self, side: usize) -> Option<u32> {
-        self.seq_known[side].then_some(self.next_seq[side])
+        self.mark(mark::SEQ_KNOWN << side).then_some(self.next_seq[side])
     }
 
     pub fn set_next_seq(&mut self, side: usize, seq: Option<u32>) {
-        self.seq_known[side] = seq.is_some();
+        self.set_mark(mark::SEQ_KNOWN << side, seq.is_some());
         self.next_seq[side] = seq.unwrap_or(0);
     }
 
     /// The two sides' sequence numbers trade places (the flow's direction was wrong).
     pub(super) fn swap_seqs(&mut self) {
-        self.next_seq.swap(TO_SERVER, TO_CLIENT);
-        self.seq_known.swap(TO_SERVER, TO_CLIENT);
+        let known = [self.next_seq(TO_SERVER), self.next_seq(TO_CLIENT)];
+        self.set_next_seq(TO_SERVER, known[TO_CLIENT]);
+        self.set_next_seq(TO_CLIENT, known[TO_SERVER]);
     }
 
     /// A flow with key `key` opened by `orig` (a tuple with the key's addresses).
@@ -368,7 +478,7 @@ impl Flow {
         let mut flow = Flow {
             key,
             orig_ports: [0; 2],
-            orig_low: true,
+            marks: mark::ORIG_LOW,
             direction,
             id,
             start,
@@ -379,24 +489,18 @@ impl Flow {
             syns: 0,
             resp_first: NEVER,
             vlan,
-            tunneled: false,
             rule: rule_index(judgement.rule),
             orig_role: judgement.orig_role,
             resp_role: judgement.resp_role,
-            restricted: false,
             ttl: [None; 2],
             mac: [None; 2],
             next_seq: [0; 2],
-            seq_known: [false; 2],
             gaps: 0,
             icmp_errors: 0,
-            reply_first: false,
             file: 0,
             app: [AppProto::Unknown; 2],
             hint: Hint::Handshake,
-            plaintext: false,
             exchange: Exchange::Nothing,
-            alert_held: false,
         };
         flow.set_orig(&orig);
         flow
@@ -404,7 +508,7 @@ impl Flow {
 
     /// The flow as its originator sent it (for ICMP, the first type and code as ports).
     pub fn orig(&self) -> Tuple {
-        let (src, dst) = if self.orig_low { (0, 1) } else { (1, 0) };
+        let (src, dst) = if self.mark(mark::ORIG_LOW) { (0, 1) } else { (1, 0) };
         Tuple {
             src: self.key.addr(src),
             dst: self.key.addr(dst),
@@ -418,18 +522,19 @@ impl Flow {
     pub fn set_orig(&mut self, orig: &Tuple) {
         self.orig_ports = [orig.sport, orig.dport];
         let low = self.key.addr(0);
-        self.orig_low = if low == self.key.addr(1) {
+        let orig_low = if low == self.key.addr(1) {
             // One host at both ends: the ports tell them apart.
             self.key.port(0) == orig.sport
         } else {
             low == orig.src
         };
+        self.set_mark(mark::ORIG_LOW, orig_low);
     }
 
     /// Whether the packet's source is this flow's originator.
     #[inline]
     pub fn is_from_orig(&self, tuple: &Tuple) -> bool {
-        let side = usize::from(!self.orig_low);
+        let side = usize::from(!self.mark(mark::ORIG_LOW));
         tuple.src == self.key.addr(side) && (tuple.sport == self.orig_ports[0] || is_icmp(tuple.proto))
     }
 
@@ -448,19 +553,19 @@ impl Flow {
         }
         let t = &self.tcp;
         let resp_spoke = self.pkts[TO_CLIENT] > 0;
-        if !t.orig_syn {
-            return match (t.resp_synack, t.resp_rst, t.resp_fin) {
+        if !t.orig_syn() {
+            return match (t.resp_synack(), t.resp_rst(), t.resp_fin()) {
                 (true, true, _) => "RSTRH",
                 (true, false, true) => "SHR",
                 _ => "OTH",
             };
         }
-        if !t.resp_synack {
-            return if t.resp_rst {
+        if !t.resp_synack() {
+            return if t.resp_rst() {
                 "REJ"
-            } else if t.orig_rst {
+            } else if t.orig_rst() {
                 "RSTOS0"
-            } else if t.orig_fin {
+            } else if t.orig_fin() {
                 "SH"
             } else if resp_spoke {
                 "OTH"
@@ -468,12 +573,12 @@ impl Flow {
                 "S0"
             };
         }
-        if t.orig_rst {
+        if t.orig_rst() {
             "RSTO"
-        } else if t.resp_rst {
+        } else if t.resp_rst() {
             "RSTR"
         } else {
-            match (t.orig_fin, t.resp_fin) {
+            match (t.orig_fin(), t.resp_fin()) {
                 (true, true) => "SF",
                 (true, false) => "S2",
                 (false, true) => "S3",
@@ -498,7 +603,7 @@ impl Flow {
     /// Whether the TCP connection has ended (both FINs or a RST).
     pub fn is_closed(&self) -> bool {
         let t = &self.tcp;
-        self.is_tcp() && (t.orig_rst || t.resp_rst || (t.orig_fin && t.resp_fin))
+        self.is_tcp() && (t.orig_rst() || t.resp_rst() || (t.orig_fin() && t.resp_fin()))
     }
 
     /// Whether the responder answered: a SYN-ACK, packets both ways on a flow picked up
@@ -507,8 +612,8 @@ impl Flow {
     pub fn is_answered(&self) -> bool {
         let both = self.pkts[TO_SERVER] > 0 && self.pkts[TO_CLIENT] > 0;
         if self.is_tcp() {
-            let more_than_a_reset = self.pkts[TO_CLIENT] > 1 || !self.tcp.resp_rst;
-            self.tcp.resp_synack || (!self.tcp.orig_syn && both && more_than_a_reset)
+            let more_than_a_reset = self.pkts[TO_CLIENT] > 1 || !self.tcp.resp_rst();
+            self.tcp.resp_synack() || (!self.tcp.orig_syn() && both && more_than_a_reset)
         } else {
             self.pkts[TO_CLIENT] > 0
         }

@@ -123,9 +123,10 @@ impl Table {
         &mut self.flows[at as usize]
     }
 
-    /// Whether `at` still holds the flow with id `id` (a timer's flow may have ended).
-    pub fn holds(&self, at: FlowRef, id: u64) -> bool {
-        self.flows.get(at as usize).is_some_and(|flow| flow.id == id && id != FREE)
+    /// The flow at `at`, if that slab entry holds one (a timer's flow may have ended,
+    /// and another may have taken its place).
+    pub fn live(&self, at: FlowRef) -> Option<&Flow> {
+        self.flows.get(at as usize).filter(|flow| flow.id != FREE)
     }
 
     /// Adds a flow whose key is not in the table.
@@ -241,7 +242,7 @@ mod tests {
         // Remove every third flow: the others stay findable, the removed ones are gone.
         for (n, &at) in refs.iter().enumerate().filter(|(n, _)| n % 3 == 0) {
             assert_eq!(table.remove(at).id, n as u64);
-            assert!(!table.holds(at, n as u64));
+            assert!(table.live(at).is_none());
         }
         for (n, &at) in refs.iter().enumerate() {
             let f = flow(n as u32);

@@ -2,7 +2,7 @@
 //! resets unlike their sender), and the record of what each host pair showed, which
 //! later judgements on that pair are measured against.
 
-use super::{Flow, TO_CLIENT, TO_SERVER};
+use super::{Flow, TcpSeen, TO_CLIENT, TO_SERVER};
 use crate::decode::{app, tcp_flags, AppProto, Exchange, Packet, Said, Transport, Tuple};
 use crate::policy::Role;
 use crate::time::Ts;
@@ -62,6 +62,10 @@ pub(super) struct Counted {
     pub(super) said: Option<Said>,
     /// The packet is the originator's.
     pub(super) from_orig: bool,
+    /// The packet is the originator's second SYN, sent before the SYN timeout with no
+    /// answer yet: the flow's silent-drop check falls due at the timeout. (Only a retried
+    /// SYN can be a silent drop, so a flood's single SYNs need no check, nor a timer.)
+    pub(super) syn_retried: bool,
 }
 
 /// Counts a packet (and any fragments that waited for it) on its flow.
@@ -95,7 +99,14 @@ pub(super) fn count(
         said
     });
     if !flow.is_tcp() {
-        return Counted { noted: Noted::Nothing, first_of_side, answered: first_response, said, from_orig };
+        return Counted {
+            noted: Noted::Nothing,
+            first_of_side,
+            answered: first_response,
+            said,
+            from_orig,
+            syn_retried: false,
+        };
     }
     let syn = flags & tcp_flags::SYN != 0;
     let ack = flags & tcp_flags::ACK != 0;
@@ -104,6 +115,7 @@ pub(super) fn count(
         follow_sequence(flow, side, seq, len, flags);
     }
     let mut noted = Noted::Nothing;
+    let mut syn_retried = false;
     if rst {
         let other_ttl = flow.ttl[side].is_some_and(|ttl| ttl != p.ttl);
         let other_mac = flow.mac[side].zip(p.src_mac).is_some_and(|(mac, now)| mac != now);
@@ -119,25 +131,28 @@ pub(super) fn count(
         }
     }
     let answered = flow.resp_first().is_some();
+    let fin = flags & tcp_flags::FIN != 0;
     let t = &mut flow.tcp;
     if from_orig {
+        t.note(TcpSeen::ORIG_FIN, fin);
+        t.note(TcpSeen::ORIG_RST, rst);
         if syn && !ack {
-            t.orig_syn = true;
+            t.note(TcpSeen::ORIG_SYN, true);
             if !answered {
                 flow.syns = flow.syns.saturating_add(1);
-                if flow.syns >= 2 && p.ts.0 >= flow.start.0.saturating_add(syn_timeout) {
+                let timed_out = p.ts.0 >= flow.start.0.saturating_add(syn_timeout);
+                if flow.syns >= 2 && timed_out {
                     noted = Noted::RetriedSyn;
                 }
+                syn_retried = flow.syns == 2 && !timed_out;
             }
         }
-        t.orig_fin |= flags & tcp_flags::FIN != 0;
-        t.orig_rst |= rst;
     } else {
-        t.resp_synack |= syn && ack;
-        t.resp_fin |= flags & tcp_flags::FIN != 0;
-        t.resp_rst |= rst;
+        t.note(TcpSeen::RESP_SYNACK, syn && ack);
+        t.note(TcpSeen::RESP_FIN, fin);
+        t.note(TcpSeen::RESP_RST, rst);
     }
-    Counted { noted, first_of_side, answered: first_response, said, from_orig }
+    Counted { noted, first_of_side, answered: first_response, said, from_orig, syn_retried }
 }
 
 /// Tracks where each side's byte stream should continue; a segment that starts past that

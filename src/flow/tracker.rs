@@ -106,14 +106,49 @@ pub(super) enum TimerKind {
     Idle,
 }
 
+impl TimerKind {
+    const ALL: [TimerKind; 3] = [TimerKind::SynCheck, TimerKind::HeldAlert, TimerKind::Idle];
+}
+
+/// A timer in 16 bytes: a full table holds one for every flow. Ordered by time, then
+/// kind, then the flow id's low bits (the id is a hash of the key and start, so the order
+/// is the same with any worker count); the slab index only finds the flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-/// Ordered by time, then kind, then flow id (a hash of the key and start, so the order is
-/// the same with any worker count); the slab index only finds the flow.
 pub(super) struct Timer {
     pub(super) at: Ts,
-    pub(super) kind: TimerKind,
-    pub(super) flow_id: u64,
+    /// The kind in the top two bits, the flow id's low [`Timer::ID_BITS`] bits below.
+    tag: u32,
     pub(super) flow: FlowRef,
+}
+
+impl Timer {
+    const ID_BITS: u32 = 30;
+    const ID_MASK: u32 = (1 << Timer::ID_BITS) - 1;
+
+    pub(super) fn new(at: Ts, kind: TimerKind, flow_id: u64, flow: FlowRef) -> Timer {
+        let tag = (kind as u32) << Timer::ID_BITS | (flow_id as u32 & Timer::ID_MASK);
+        Timer { at, tag, flow }
+    }
+
+    pub(super) fn kind(&self) -> TimerKind {
+        TimerKind::ALL[(self.tag >> Timer::ID_BITS) as usize]
+    }
+
+    /// Whether the timer was set for `flow`, the flow its slab entry holds now: that
+    /// flow may have ended and another taken its place. Another flow's id has the same
+    /// low bits once in 2^30, which for an idle timer only means its deadline is looked
+    /// at early; the kinds set at the SYN timeout also need the flow's start to be the
+    /// timer's time less that timeout.
+    pub(super) fn is_for(&self, flow: &Flow, syn_timeout_ns: u64) -> bool {
+        let same_id = flow.id as u32 & Timer::ID_MASK == self.tag & Timer::ID_MASK;
+        same_id
+            && match self.kind() {
+                TimerKind::Idle => true,
+                TimerKind::SynCheck | TimerKind::HeldAlert => {
+                    flow.start.saturating_add(syn_timeout_ns) == self.at
+                }
+            }
+    }
 }
 
 /// The flow table of one worker.
@@ -306,8 +341,10 @@ impl Tracker {
                 let counted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
                 // The handshake resolved: a SYN-ACK, or a RST either way.
                 let t = &flow.tcp;
-                let release = flow.alert_held && (t.resp_synack || t.resp_rst || t.orig_rst);
-                flow.alert_held &= !release;
+                let release = flow.alert_held() && (t.resp_synack() || t.resp_rst() || t.orig_rst());
+                if release {
+                    flow.set_alert_held(false);
+                }
                 if release {
                     let held = *flow;
                     self.release_held(&held, p.ts);
@@ -322,6 +359,9 @@ impl Tracker {
                 }
                 if !matches!(counted.noted, Noted::Nothing) {
                     self.follow_up(at, counted.noted, p);
+                }
+                if counted.syn_retried {
+                    self.syn_retried(at);
                 }
                 if learned {
                     self.learn_direction(at, &tuple, flags, p.ts);
@@ -391,14 +431,15 @@ impl Tracker {
         flow.file = self.file;
         flow.hint = hint;
         if let Some(tunnel) = p.tunnel {
-            flow.tunneled = true;
+            flow.set_tunneled();
             self.tunnels.insert(flow.id, tunnel);
         }
         // A datagram from a port the policy names to one it does not, first of its flow:
         // it looks like a reply whose request the capture did not show. Still judged
         // from its sender (ports never turn a UDP flow round), with less confidence.
-        flow.reply_first =
-            orig.proto == proto::UDP && self.is_service_port(orig.sport) && !self.is_service_port(orig.dport);
+        flow.set_reply_first(
+            orig.proto == proto::UDP && self.is_service_port(orig.sport) && !self.is_service_port(orig.dport),
+        );
         if self.kept(flow.start) {
             self.counters[Counter::Flows] += 1;
             if flow.orig_role == Role::Local || flow.resp_role == Role::Local {
@@ -413,22 +454,21 @@ impl Tracker {
             }
         }
         let idle_at = p.ts.saturating_add(self.idle_ns(&flow));
-        let syn_check = self.protected(&flow)
-            && flow.is_tcp()
-            && direction == Direction::Observed
-            && tuple.src == orig.src;
         let flow_id = flow.id;
         let at = self.flows.insert(flow);
-        self.timers.push(Timer { at: idle_at, kind: TimerKind::Idle, flow_id, flow: at });
-        if syn_check {
-            self.timers.push(Timer {
-                at: p.ts.saturating_add(self.settings.syn_timeout_ns),
-                kind: TimerKind::SynCheck,
-                flow_id,
-                flow: at,
-            });
-        }
+        self.timers.push(Timer::new(idle_at, TimerKind::Idle, flow_id, at));
         at
+    }
+
+    /// The originator retried its SYN before the SYN timeout: the silent-drop check
+    /// falls due at the timeout, for a flow the policy protects. Armed now rather than
+    /// at the flow's start, so a flood's unretried SYNs cost no timer each.
+    fn syn_retried(&mut self, at: FlowRef) {
+        let flow = self.flows.get(at);
+        if self.protected(flow) && flow.direction == Direction::Observed {
+            let check_at = flow.start.saturating_add(self.settings.syn_timeout_ns);
+            self.timers.push(Timer::new(check_at, TimerKind::SynCheck, flow.id, at));
+        }
     }
 
     /// Reports a new flow's verdict, once its first packet is counted; and, when the
@@ -440,14 +480,9 @@ impl Tracker {
             if verdict.is_finding() && awaits_handshake(&flow) {
                 // Zeek's `conn_state` tells a refused SYN from a connection only once the
                 // responder answers: the finding waits for that, the SYN timeout at most.
-                self.flows.get_mut(at).alert_held = true;
+                self.flows.get_mut(at).set_alert_held(true);
                 let at_timeout = ts.saturating_add(self.settings.syn_timeout_ns);
-                self.timers.push(Timer {
-                    at: at_timeout,
-                    kind: TimerKind::HeldAlert,
-                    flow_id: flow.id,
-                    flow: at,
-                });
+                self.timers.push(Timer::new(at_timeout, TimerKind::HeldAlert, flow.id, at));
             } else if verdict.is_finding() {
                 self.alert(ts, &flow, verdict, rule, None, (None, None));
             }
@@ -539,7 +574,7 @@ impl Tracker {
             return;
         }
         let detail = match evidence {
-            None if flow.reply_first => Some(Detail::ReplyBeforeRequest),
+            None if flow.reply_first() => Some(Detail::ReplyBeforeRequest),
             None if flow.direction == Direction::Inferred => Some(Detail::Inferred(flow.hint)),
             _ => detail,
         };
@@ -601,7 +636,8 @@ impl Tracker {
         let c = &mut self.counters;
         if kept {
             c[Counter::OneSided] += u64::from(flow.pkts[TO_SERVER] == 0 || flow.pkts[TO_CLIENT] == 0);
-            c[Counter::Midstream] += u64::from(flow.is_tcp() && !flow.tcp.orig_syn && !flow.tcp.resp_synack);
+            c[Counter::Midstream] +=
+                u64::from(flow.is_tcp() && !flow.tcp.orig_syn() && !flow.tcp.resp_synack());
             c[Counter::Gapped] += u64::from(flow.gaps > 0);
         }
         if let Some(rule) = flow.rule() {
@@ -624,10 +660,10 @@ impl Tracker {
             EndReason::Forced => self.now,
             EndReason::Shutdown => flow.last,
         };
-        if flow.alert_held {
+        if flow.alert_held() {
             self.release_held(&flow, at);
         }
-        let tunnel = if flow.tunneled { self.tunnels.remove(&flow.id) } else { None };
+        let tunnel = if flow.tunneled() { self.tunnels.remove(&flow.id) } else { None };
         let wanted = self.settings.unanswered_flow_events || flow.is_answered();
         if kept && self.settings.flow_events && wanted {
             self.events.push(Event::Flow { flow, tunnel, reason, at });
@@ -652,7 +688,7 @@ impl Tracker {
 
     /// The tunnel `flow`'s first packet came out of.
     pub(super) fn tunnel_of(&self, flow: &Flow) -> Option<Tunnel> {
-        flow.tunneled.then(|| self.tunnels.get(&flow.id).copied()).flatten()
+        flow.tunneled().then(|| self.tunnels.get(&flow.id).copied()).flatten()
     }
 }
 
@@ -680,7 +716,12 @@ pub(super) fn scope(p: &Packet, orig: &Tuple) -> Scope {
 /// wait for).
 fn awaits_handshake(flow: &Flow) -> bool {
     let t = &flow.tcp;
-    flow.is_tcp() && t.orig_syn && !t.resp_synack && !t.resp_rst && !t.orig_rst && flow.pkts[TO_CLIENT] == 0
+    flow.is_tcp()
+        && t.orig_syn()
+        && !t.resp_synack()
+        && !t.resp_rst()
+        && !t.orig_rst()
+        && flow.pkts[TO_CLIENT] == 0
 }
 
 /// DHCP between a client (68) and a server (67), either way.

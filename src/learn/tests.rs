@@ -2,7 +2,7 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::decode::Tuple;
-use crate::flow::{Confidence, Direction, FlowKey};
+use crate::flow::{Confidence, Direction, FlowKey, TcpSeen};
 use crate::policy::{Judgement, Role};
 use crate::time::Ts;
 
@@ -16,10 +16,10 @@ fn tcp(client: &str, server: &str, port: u16, answered: bool) -> Flow {
     let judgement = Judgement { rule: None, orig_role: Role::External, resp_role: Role::External };
     let mut flow =
         Flow::new(FlowKey::of(&orig), orig, Direction::Observed, 1, Ts(0), Default::default(), judgement);
-    flow.tcp.orig_syn = true;
+    flow.tcp.note(TcpSeen::ORIG_SYN, true);
     flow.pkts = [3, 0];
     if answered {
-        flow.tcp.resp_synack = true;
+        flow.tcp.note(TcpSeen::RESP_SYNACK, true);
         flow.pkts = [5, 4];
     }
     flow
@@ -44,11 +44,11 @@ fn only_answered_flows_are_evidence() {
 fn a_refused_syn_is_no_evidence_but_a_midstream_flow_is() {
     let mut learner = Learner::new(Settings::default());
     let mut refused = tcp("10.2.0.9", "10.1.1.5", 88, false);
-    refused.tcp.resp_rst = true;
+    refused.tcp.note(TcpSeen::RESP_RST, true);
     refused.pkts = [1, 1];
     learner.flow(&refused);
     let mut midstream = tcp("10.2.0.9", "10.1.1.6", 389, false);
-    midstream.tcp.orig_syn = false;
+    midstream.tcp.forget(TcpSeen::ORIG_SYN);
     midstream.pkts = [4, 4];
     learner.flow(&midstream);
     let draft = Draft::new(&learner);

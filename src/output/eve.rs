@@ -520,7 +520,7 @@ fn alert_direction(flow: &Flow, evidence: Option<&Evidence>) -> &'static str {
     let to_client = match evidence.map(|e| e.kind) {
         None => flow.pkts[TO_SERVER] == 0 && flow.pkts[TO_CLIENT] > 0,
         Some(EvidenceKind::IcmpProhibited | EvidenceKind::IcmpRejected) => true,
-        Some(EvidenceKind::ResetInjected) => flow.tcp.resp_rst && !flow.tcp.orig_rst,
+        Some(EvidenceKind::ResetInjected) => flow.tcp.resp_rst() && !flow.tcp.orig_rst(),
         Some(EvidenceKind::SynUnanswered | EvidenceKind::OptionsAltered | EvidenceKind::SynDropped) => false,
     };
     if to_client {

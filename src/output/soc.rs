@@ -143,7 +143,7 @@ pub fn flow_verdict(engine: &Engine, flow: &Flow) -> Verdict {
         .is_some();
     let verdict = if accepted { Verdict::Accepted } else { rule };
     let severity = |v: Verdict| if v.is_finding() { category(v).1 } else { u8::MAX };
-    if flow.restricted && severity(Verdict::Restriction) < severity(verdict) {
+    if flow.restricted() && severity(Verdict::Restriction) < severity(verdict) {
         Verdict::Restriction
     } else {
         verdict
