@@ -162,6 +162,4 @@ fn turn_round(flow: &mut Flow, orig: &Tuple) {
     flow.swap_seqs();
     flow.app.swap(TO_SERVER, TO_CLIENT);
     flow.tcp = flow.tcp.turned_round();
-    // The responder spoke first: the flow's first packet was its.
-    flow.set_resp_first((flow.pkts[TO_CLIENT] > 0).then_some(flow.start));
 }

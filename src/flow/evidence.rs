@@ -9,7 +9,7 @@ use super::key::HostPair;
 use super::table::FlowRef;
 use super::tcp::{FirstOfSide, Noted, Seen};
 use super::tracker::{flow_id, flow_key, Tracker};
-use super::{Confidence, Detail, Direction, Flow};
+use super::{Confidence, Detail, Direction, Flow, TO_CLIENT};
 use crate::counters::Counter;
 use crate::decode::{tcp_flags, Fragment, IcmpError, Packet, Tuple, Vlans};
 use crate::policy::{EvidenceKind, Facts, Verdict};
@@ -93,7 +93,7 @@ impl Tracker {
     /// pair must never be restricted.
     pub(super) fn check_silent_drop(&mut self, at: FlowRef, ts: Ts) {
         let mut flow = *self.flows.get(at);
-        if self.silent_drop(&flow, None) {
+        if self.silent_drop(&flow) {
             self.restriction(&mut flow, ts, EvidenceKind::SynUnanswered, (None, None));
             *self.flows.get_mut(at) = flow;
         }
@@ -103,16 +103,16 @@ impl Tracker {
         flow.rule().is_some_and(|r| self.engine.never_restrict(r))
     }
 
-    /// A protected TCP flow whose originator retried its SYN and got no answer within the
-    /// SYN timeout. `at` is the time judged (`None`: the flow's own last packet).
-    pub(super) fn silent_drop(&self, flow: &Flow, at: Option<Ts>) -> bool {
-        let at = at.unwrap_or(flow.last);
-        let answered_in_time = flow.resp_first().is_some_and(|t| t <= at);
+    /// A protected TCP flow whose originator retried its SYN and got no answer. When a
+    /// SYN check fires, every packet counted so far came before its time (timers due by
+    /// a packet's time fire before the packet is counted), so "no answer yet" is "no
+    /// answer within the SYN timeout".
+    pub(super) fn silent_drop(&self, flow: &Flow) -> bool {
         flow.is_tcp()
             && !flow.restricted()
             && flow.direction == Direction::Observed
             && flow.syns >= 2
-            && !answered_in_time
+            && flow.pkts[TO_CLIENT] == 0
             && self.protected(flow)
     }
 

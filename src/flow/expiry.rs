@@ -62,7 +62,7 @@ impl Tracker {
                 self.flows.prefetch_at(ahead);
             }
             let mut flow = *self.flows.get(at);
-            if self.silent_drop(&flow, None) {
+            if self.silent_drop(&flow) {
                 // A silent drop needs the whole timeout: the capture ended too soon to say.
                 if self.now.0 >= flow.start.0.saturating_add(self.settings.syn_timeout_ns) {
                     let last = flow.last;
@@ -108,7 +108,7 @@ impl Tracker {
         };
         match timer.kind() {
             TimerKind::SynCheck => {
-                if self.silent_drop(&flow, Some(timer.at)) {
+                if self.silent_drop(&flow) {
                     let mut flow = flow;
                     self.restriction(&mut flow, timer.at, EvidenceKind::SynUnanswered, (None, None));
                     *self.flows.get_mut(timer.flow) = flow;

@@ -310,9 +310,6 @@ pub struct Flow {
     pub tcp: TcpSeen,
     /// SYNs sent by the originator before any answer.
     pub syns: u8,
-    /// When the responder first sent anything ([`Flow::resp_first`]; [`NEVER`] until
-    /// then: an `Option<Ts>` would take 16 bytes of every flow).
-    resp_first: Ts,
     /// The VLAN stack of the flow's first packet, outermost first.
     pub vlan: Vlans,
     /// The matched rule ([`Flow::rule`]: an index into the policy, which holds at most
@@ -355,9 +352,6 @@ mod mark {
     pub const PLAINTEXT: u8 = 1 << 6;
     pub const ALERT_HELD: u8 = 1 << 7;
 }
-
-/// A flow's `resp_first` until the responder sends.
-const NEVER: Ts = Ts(u64::MAX);
 
 /// A flow's `rule` when none matched: a policy holds at most `u16::MAX` rules, so no
 /// index is this.
@@ -439,15 +433,6 @@ impl Flow {
         self.set_mark(mark::ALERT_HELD, on);
     }
 
-    /// When the responder first sent anything.
-    pub fn resp_first(&self) -> Option<Ts> {
-        (self.resp_first != NEVER).then_some(self.resp_first)
-    }
-
-    pub fn set_resp_first(&mut self, at: Option<Ts>) {
-        self.resp_first = at.unwrap_or(NEVER);
-    }
-
     /// The sequence number side `side`'s next segment should carry, once known.
     pub fn next_seq(&self, side: usize) -> Option<u32> {
         self.mark(mark::SEQ_KNOWN << side).then_some(self.next_seq[side])
@@ -487,7 +472,6 @@ impl Flow {
             bytes: [0; 2],
             tcp: TcpSeen::default(),
             syns: 0,
-            resp_first: NEVER,
             vlan,
             rule: rule_index(judgement.rule),
             orig_role: judgement.orig_role,

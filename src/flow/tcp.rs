@@ -83,10 +83,7 @@ pub(super) fn count(
     flow.pkts[side] += 1 + waiting.0;
     flow.bytes[side] += u64::from(p.wire_len) + waiting.1;
     flow.last = flow.last.max(p.ts);
-    let first_response = !from_orig && flow.resp_first().is_none();
-    if first_response {
-        flow.set_resp_first(Some(p.ts));
-    }
+    let first_response = !from_orig && first_of_side;
     // Each side's first payload is looked at once; later packets cost one comparison.
     let said = (flow.app[side] == AppProto::Unknown && !p.head.is_empty()).then(|| {
         let said = app::classify(&p.head, flow.is_tcp());
@@ -130,7 +127,7 @@ pub(super) fn count(
             flow.mac[side].get_or_insert(mac);
         }
     }
-    let answered = flow.resp_first().is_some();
+    let answered = flow.pkts[TO_CLIENT] > 0;
     let fin = flags & tcp_flags::FIN != 0;
     let t = &mut flow.tcp;
     if from_orig {
