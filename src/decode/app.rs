@@ -28,9 +28,16 @@ impl Head {
 
     #[inline]
     pub fn of(payload: &[u8]) -> Head {
-        let len = payload.len().min(Head::LEN);
-        let mut bytes = [0; Head::LEN];
-        bytes[..len].copy_from_slice(&payload[..len]);
+        // Every packet with a payload comes here: a copy of a fixed length compiles to
+        // one load, where a copy of a variable one was a call to memmove (2% of a run).
+        let (bytes, len) = match payload.first_chunk::<{ Head::LEN }>() {
+            Some(first) => (*first, Head::LEN),
+            None => {
+                let mut bytes = [0; Head::LEN];
+                bytes[..payload.len()].copy_from_slice(payload);
+                (bytes, payload.len())
+            }
+        };
         Head { bytes, len: len as u8, exchange: Exchange::Nothing }
     }
 
