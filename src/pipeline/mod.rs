@@ -109,6 +109,9 @@ impl Settings {
     fn flows_share(&self, parts: usize, observer: Option<&(dyn Observer + Send)>) -> flow::Settings {
         let mut share = self.flows.clone();
         share.max_flows = (self.flows.max_flows / parts.max(1)).max(1);
+        // Fragments go to their flow's table, so the fragment table is shared out alike:
+        // a worker's own full one multiplied the run's memory by the workers.
+        share.max_fragments = (self.flows.max_fragments / parts.max(1)).max(1);
         share.flow_events = self.eve_flows || observer.is_some();
         share.unanswered_flow_events = self.eve_flows || observer.is_some_and(|o| o.unanswered_flows());
         share
@@ -331,4 +334,22 @@ fn sum(tallies: Vec<Tally>, engine: &Engine) -> Tally {
         total.busy += tally.busy;
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run holds one flow budget and one fragment budget, whatever its workers: each
+    /// worker's table gets its share of both.
+    #[test]
+    fn workers_share_the_flow_and_fragment_budgets() {
+        let settings = Settings::default();
+        for parts in [1, 2, 3, 8] {
+            let share = settings.flows_share(parts, None);
+            assert!(share.max_flows * parts <= settings.flows.max_flows, "{parts} workers");
+            assert!(share.max_fragments * parts <= settings.flows.max_fragments, "{parts} workers");
+            assert!(share.max_fragments * parts > settings.flows.max_fragments - parts, "{parts} workers");
+        }
+    }
 }
