@@ -517,7 +517,7 @@ fn work(mut worker: Worker<'_>, queue: Receiver<Work>, free: Sender<Batch>) -> T
                 worker.decoded(batch.decoded());
                 for (i, meta) in batch.frames.iter().enumerate().skip(batch.decoded_len) {
                     if let Some(ahead) = batch.frames.get(i + PREFETCH_AHEAD) {
-                        prefetch::line(batch.data(ahead).as_ptr());
+                        prefetch::frame(batch.data(ahead));
                     }
                     worker.frame(meta.link, meta.ts, meta.wire_len, batch.data(meta));
                 }
