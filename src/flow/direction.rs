@@ -4,7 +4,7 @@
 
 use super::table::FlowRef;
 use super::tracker::Tracker;
-use super::{Direction, Flow, Hint, TcpSeen, TO_CLIENT, TO_SERVER};
+use super::{Direction, Flow, Hint, Mark, TcpSeen, TO_CLIENT, TO_SERVER};
 use crate::decode::{app, proto, tcp_flags, AppProto, Head, Said, Speaker, Tuple};
 use crate::policy::Facts;
 use crate::time::Ts;
@@ -107,7 +107,7 @@ impl Tracker {
             changed = true;
         }
         if from_orig && flow.is_tcp() && plaintext(&flow, said.app) {
-            flow.set_plaintext();
+            flow.set(Mark::Plaintext, true);
             changed = true;
         }
         if changed {
@@ -124,7 +124,7 @@ impl Tracker {
             resp_port: orig.dport,
             proto: orig.proto,
             ts,
-            plaintext: flow.plaintext(),
+            plaintext: flow.is(Mark::Plaintext),
         };
         let judgement = self.engine.judge(&facts);
         let changed = judgement.rule != flow.rule();

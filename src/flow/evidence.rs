@@ -9,7 +9,7 @@ use super::key::HostPair;
 use super::table::FlowRef;
 use super::tcp::{FirstOfSide, Noted, Seen};
 use super::tracker::{flow_id, flow_key, Tracker};
-use super::{Confidence, Detail, Direction, Flow, TO_CLIENT};
+use super::{Confidence, Detail, Direction, Flow, Mark, TO_CLIENT};
 use crate::counters::Counter;
 use crate::decode::{tcp_flags, Fragment, IcmpError, Packet, Tuple, Vlans};
 use crate::policy::{EvidenceKind, Facts, Verdict};
@@ -72,7 +72,7 @@ impl Tracker {
                 _ => Confidence::High,
             },
             Some(_) => Confidence::High,
-            None if flow.reply_first() => Confidence::Low,
+            None if flow.is(Mark::ReplyFirst) => Confidence::Low,
             // What a side said decides as surely as a handshake; ports only guess.
             None if flow.direction == Direction::Inferred && flow.hint.is_ports() => Confidence::Medium,
             None => Confidence::High,
@@ -83,7 +83,7 @@ impl Tracker {
     /// must never be restricted.
     pub(super) fn check_injected_reset(&mut self, at: FlowRef, ts: Ts, detail: Detail, source: IpAddr) {
         let mut flow = *self.flows.get(at);
-        if self.protected(&flow) && !flow.restricted() {
+        if self.protected(&flow) && !flow.is(Mark::Restricted) {
             self.restriction(&mut flow, ts, EvidenceKind::ResetInjected, (Some(detail), Some(source)));
             *self.flows.get_mut(at) = flow;
         }
@@ -109,7 +109,7 @@ impl Tracker {
     /// answer within the SYN timeout".
     pub(super) fn silent_drop(&self, flow: &Flow) -> bool {
         flow.is_tcp()
-            && !flow.restricted()
+            && !flow.is(Mark::Restricted)
             && flow.direction == Direction::Observed
             && flow.syns >= 2
             && flow.pkts[TO_CLIENT] == 0
@@ -149,7 +149,7 @@ impl Tracker {
                 flow.icmp_errors = flow.icmp_errors.saturating_add(1);
                 let mut flow = *flow;
                 if let Some(evidence) = evidence {
-                    if self.protected(&flow) && !flow.restricted() {
+                    if self.protected(&flow) && !flow.is(Mark::Restricted) {
                         self.restriction(&mut flow, p.ts, evidence, (None, Some(p.tuple.src)));
                         *self.flows.get_mut(at) = flow;
                     }
@@ -199,7 +199,7 @@ impl Tracker {
         let (Some(rule), Some(evidence)) = (flow.rule(), self.engine.evidence(kind)) else {
             return;
         };
-        flow.set_restricted();
+        flow.set(Mark::Restricted, true);
         self.alert(ts, flow, Verdict::Restriction, rule, Some((evidence, kind)), (detail, source));
     }
 

@@ -4,7 +4,7 @@
 use super::table::FlowRef;
 use super::timers::Timers;
 use super::tracker::{Timer, TimerKind, Tracker, FINISH_CHUNK};
-use super::{EndReason, Flow};
+use super::{EndReason, Flow, Mark};
 use crate::counters::Counter;
 use crate::decode::proto;
 use crate::policy::EvidenceKind;
@@ -115,8 +115,8 @@ impl Tracker {
                 }
             }
             TimerKind::HeldAlert => {
-                if flow.alert_held() {
-                    self.flows.get_mut(timer.flow).set_alert_held(false);
+                if flow.is(Mark::AlertHeld) {
+                    self.flows.get_mut(timer.flow).set(Mark::AlertHeld, false);
                     self.release_held(&flow, timer.at);
                 }
             }

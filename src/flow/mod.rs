@@ -297,9 +297,8 @@ pub struct Flow {
     /// The originator's ports as it sent them (for ICMP, its first message's type and
     /// code), and whether it is the key's lower endpoint.
     orig_ports: [u16; 2],
-    /// Yes/no facts, a bit each ([`mark`]): whether the originator is the key's lower
-    /// endpoint, each side's sequence number is known, and the flags with accessors
-    /// below (tunneled, restricted, reply first, plaintext, alert held).
+    /// Yes/no facts, a bit each: whether the originator is the key's lower endpoint and
+    /// each side's sequence number is known ([`mark`]), and the [`Mark`]s.
     marks: u8,
     pub direction: Direction,
     pub id: u64,
@@ -341,16 +340,29 @@ pub struct Flow {
     pub exchange: Exchange,
 }
 
-/// The bits of [`Flow::marks`].
+/// The bits of [`Flow::marks`] the flow keeps for itself; [`Mark`] has the others.
 mod mark {
     pub const ORIG_LOW: u8 = 1;
     /// Each side's sequence number is known, `SEQ_KNOWN << side`.
     pub const SEQ_KNOWN: u8 = 1 << 1;
-    pub const TUNNELED: u8 = 1 << 3;
-    pub const RESTRICTED: u8 = 1 << 4;
-    pub const REPLY_FIRST: u8 = 1 << 5;
-    pub const PLAINTEXT: u8 = 1 << 6;
-    pub const ALERT_HELD: u8 = 1 << 7;
+}
+
+/// What a flow can be marked with ([`Flow::is`], [`Flow::set`]): a bit each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mark {
+    /// The flow's first packet came out of a tunnel (the flow's events say which).
+    Tunneled = 1 << 3,
+    /// Restriction evidence was already reported for this flow.
+    Restricted = 1 << 4,
+    /// The first datagram looked like a reply (see [`Detail::ReplyBeforeRequest`]).
+    ReplyFirst = 1 << 5,
+    /// The client's first payload on a TCP flow was not TLS (a policy `when`).
+    Plaintext = 1 << 6,
+    /// The finding of the flow's first packet waits for the handshake to resolve (the
+    /// responder's SYN-ACK or a RST, the SYN timeout, or the flow's end), so that its
+    /// alert carries a `conn_state` that tells a refused SYN from a connection.
+    AlertHeld = 1 << 7,
 }
 
 /// A flow's `rule` when none matched: a policy holds at most `u16::MAX` rules, so no
@@ -386,51 +398,14 @@ impl Flow {
         }
     }
 
-    /// The flow's first packet came out of a tunnel (the flow's events say which).
-    pub fn tunneled(&self) -> bool {
-        self.mark(mark::TUNNELED)
+    /// Whether the flow has `mark`.
+    pub fn is(&self, mark: Mark) -> bool {
+        self.mark(mark as u8)
     }
 
-    pub fn set_tunneled(&mut self) {
-        self.set_mark(mark::TUNNELED, true);
-    }
-
-    /// Whether restriction evidence was already reported for this flow.
-    pub fn restricted(&self) -> bool {
-        self.mark(mark::RESTRICTED)
-    }
-
-    pub fn set_restricted(&mut self) {
-        self.set_mark(mark::RESTRICTED, true);
-    }
-
-    /// The first datagram looked like a reply (see [`Detail::ReplyBeforeRequest`]).
-    pub fn reply_first(&self) -> bool {
-        self.mark(mark::REPLY_FIRST)
-    }
-
-    pub fn set_reply_first(&mut self, on: bool) {
-        self.set_mark(mark::REPLY_FIRST, on);
-    }
-
-    /// The client's first payload on a TCP flow was not TLS (a policy `when`).
-    pub fn plaintext(&self) -> bool {
-        self.mark(mark::PLAINTEXT)
-    }
-
-    pub fn set_plaintext(&mut self) {
-        self.set_mark(mark::PLAINTEXT, true);
-    }
-
-    /// The finding of the flow's first packet waits for the handshake to resolve (the
-    /// responder's SYN-ACK or a RST, the SYN timeout, or the flow's end), so that its
-    /// alert carries a `conn_state` that tells a refused SYN from a connection.
-    pub fn alert_held(&self) -> bool {
-        self.mark(mark::ALERT_HELD)
-    }
-
-    pub fn set_alert_held(&mut self, on: bool) {
-        self.set_mark(mark::ALERT_HELD, on);
+    /// Gives the flow `mark`, or takes it away.
+    pub fn set(&mut self, mark: Mark, on: bool) {
+        self.set_mark(mark as u8, on);
     }
 
     /// The sequence number side `side`'s next segment should carry, once known.

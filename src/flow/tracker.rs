@@ -10,7 +10,7 @@ use super::key::{HostPair, KeyHashState};
 use super::table::{FlowRef, Table};
 use super::tcp::{count, Closed, FirstOfSide, Noted, Seen};
 use super::timers::Timers;
-use super::{Confidence, Detail, Direction, EndReason, Flow, FlowKey, TO_CLIENT, TO_SERVER};
+use super::{Confidence, Detail, Direction, EndReason, Flow, FlowKey, Mark, TO_CLIENT, TO_SERVER};
 use crate::counters::{Counter, Counters};
 use crate::decode::{proto, tcp_flags, Fragment, Packet, Skip, Transport, Tunnel, Tuple, Vlans};
 use crate::policy::{Covered, Engine, EvidenceKind, Facts, Role, Scope, Verdict};
@@ -341,9 +341,9 @@ impl Tracker {
                 let counted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
                 // The handshake resolved: a SYN-ACK, or a RST either way.
                 let t = &flow.tcp;
-                let release = flow.alert_held() && (t.resp_synack() || t.resp_rst() || t.orig_rst());
+                let release = flow.is(Mark::AlertHeld) && (t.resp_synack() || t.resp_rst() || t.orig_rst());
                 if release {
-                    flow.set_alert_held(false);
+                    flow.set(Mark::AlertHeld, false);
                 }
                 if release {
                     let held = *flow;
@@ -431,13 +431,14 @@ impl Tracker {
         flow.file = self.file;
         flow.hint = hint;
         if let Some(tunnel) = p.tunnel {
-            flow.set_tunneled();
+            flow.set(Mark::Tunneled, true);
             self.tunnels.insert(flow.id, tunnel);
         }
         // A datagram from a port the policy names to one it does not, first of its flow:
         // it looks like a reply whose request the capture did not show. Still judged
         // from its sender (ports never turn a UDP flow round), with less confidence.
-        flow.set_reply_first(
+        flow.set(
+            Mark::ReplyFirst,
             orig.proto == proto::UDP && self.is_service_port(orig.sport) && !self.is_service_port(orig.dport),
         );
         if self.kept(flow.start) {
@@ -480,7 +481,7 @@ impl Tracker {
             if verdict.is_finding() && awaits_handshake(&flow) {
                 // Zeek's `conn_state` tells a refused SYN from a connection only once the
                 // responder answers: the finding waits for that, the SYN timeout at most.
-                self.flows.get_mut(at).set_alert_held(true);
+                self.flows.get_mut(at).set(Mark::AlertHeld, true);
                 let at_timeout = ts.saturating_add(self.settings.syn_timeout_ns);
                 self.timers.push(Timer::new(at_timeout, TimerKind::HeldAlert, flow.id, at));
             } else if verdict.is_finding() {
@@ -574,7 +575,7 @@ impl Tracker {
             return;
         }
         let detail = match evidence {
-            None if flow.reply_first() => Some(Detail::ReplyBeforeRequest),
+            None if flow.is(Mark::ReplyFirst) => Some(Detail::ReplyBeforeRequest),
             None if flow.direction == Direction::Inferred => Some(Detail::Inferred(flow.hint)),
             _ => detail,
         };
@@ -660,10 +661,10 @@ impl Tracker {
             EndReason::Forced => self.now,
             EndReason::Shutdown => flow.last,
         };
-        if flow.alert_held() {
+        if flow.is(Mark::AlertHeld) {
             self.release_held(&flow, at);
         }
-        let tunnel = if flow.tunneled() { self.tunnels.remove(&flow.id) } else { None };
+        let tunnel = if flow.is(Mark::Tunneled) { self.tunnels.remove(&flow.id) } else { None };
         let wanted = self.settings.unanswered_flow_events || flow.is_answered();
         if kept && self.settings.flow_events && wanted {
             self.events.push(Event::Flow { flow, tunnel, reason, at });
@@ -688,7 +689,7 @@ impl Tracker {
 
     /// The tunnel `flow`'s first packet came out of.
     pub(super) fn tunnel_of(&self, flow: &Flow) -> Option<Tunnel> {
-        flow.tunneled().then(|| self.tunnels.get(&flow.id).copied()).flatten()
+        flow.is(Mark::Tunneled).then(|| self.tunnels.get(&flow.id).copied()).flatten()
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use serde::Serialize;
 
-use crate::flow::Flow;
+use crate::flow::{Flow, Mark};
 use crate::policy::{Engine, Verdict};
 
 /// The classifications exwatch uses, in Suricata's `classification.config` format.
@@ -143,7 +143,7 @@ pub fn flow_verdict(engine: &Engine, flow: &Flow) -> Verdict {
         .is_some();
     let verdict = if accepted { Verdict::Accepted } else { rule };
     let severity = |v: Verdict| if v.is_finding() { category(v).1 } else { u8::MAX };
-    if flow.restricted() && severity(Verdict::Restriction) < severity(verdict) {
+    if flow.is(Mark::Restricted) && severity(Verdict::Restriction) < severity(verdict) {
         Verdict::Restriction
     } else {
         verdict
