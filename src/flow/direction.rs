@@ -143,7 +143,7 @@ impl Tracker {
 /// is the very first: anything but TLS. Picked up mid-stream, the first segment seen may
 /// start inside a TLS record, so only a protocol recognised as plain text counts.
 fn plaintext(flow: &Flow, app: AppProto) -> bool {
-    let handshake = flow.tcp.orig_syn() || flow.tcp.resp_synack();
+    let handshake = flow.tcp.seen(TcpSeen::ORIG_SYN) || flow.tcp.seen(TcpSeen::RESP_SYNACK);
     match app {
         AppProto::Unknown | AppProto::Tls => false,
         AppProto::Failed => handshake,

@@ -239,23 +239,9 @@ impl TcpSeen {
     pub const ORIG_RST: u8 = 1 << 4;
     pub const RESP_RST: u8 = 1 << 5;
 
-    pub fn orig_syn(self) -> bool {
-        self.0 & TcpSeen::ORIG_SYN != 0
-    }
-    pub fn resp_synack(self) -> bool {
-        self.0 & TcpSeen::RESP_SYNACK != 0
-    }
-    pub fn orig_fin(self) -> bool {
-        self.0 & TcpSeen::ORIG_FIN != 0
-    }
-    pub fn resp_fin(self) -> bool {
-        self.0 & TcpSeen::RESP_FIN != 0
-    }
-    pub fn orig_rst(self) -> bool {
-        self.0 & TcpSeen::ORIG_RST != 0
-    }
-    pub fn resp_rst(self) -> bool {
-        self.0 & TcpSeen::RESP_RST != 0
+    /// Whether every one of `events` (bits above) was seen.
+    pub fn seen(self, events: u8) -> bool {
+        self.0 & events == events
     }
 
     /// Records `events` (bits above) as seen when `seen` holds.
@@ -274,10 +260,10 @@ impl TcpSeen {
     /// originator was wrong had seen.
     pub fn turned_round(self) -> TcpSeen {
         let mut t = TcpSeen::default();
-        t.note(TcpSeen::ORIG_FIN, self.resp_fin());
-        t.note(TcpSeen::RESP_FIN, self.orig_fin());
-        t.note(TcpSeen::ORIG_RST, self.resp_rst());
-        t.note(TcpSeen::RESP_RST, self.orig_rst());
+        t.note(TcpSeen::ORIG_FIN, self.seen(TcpSeen::RESP_FIN));
+        t.note(TcpSeen::RESP_FIN, self.seen(TcpSeen::ORIG_FIN));
+        t.note(TcpSeen::ORIG_RST, self.seen(TcpSeen::RESP_RST));
+        t.note(TcpSeen::RESP_RST, self.seen(TcpSeen::ORIG_RST));
         t
     }
 }
@@ -512,19 +498,20 @@ impl Flow {
         }
         let t = &self.tcp;
         let resp_spoke = self.pkts[TO_CLIENT] > 0;
-        if !t.orig_syn() {
-            return match (t.resp_synack(), t.resp_rst(), t.resp_fin()) {
+        if !t.seen(TcpSeen::ORIG_SYN) {
+            return match (t.seen(TcpSeen::RESP_SYNACK), t.seen(TcpSeen::RESP_RST), t.seen(TcpSeen::RESP_FIN))
+            {
                 (true, true, _) => "RSTRH",
                 (true, false, true) => "SHR",
                 _ => "OTH",
             };
         }
-        if !t.resp_synack() {
-            return if t.resp_rst() {
+        if !t.seen(TcpSeen::RESP_SYNACK) {
+            return if t.seen(TcpSeen::RESP_RST) {
                 "REJ"
-            } else if t.orig_rst() {
+            } else if t.seen(TcpSeen::ORIG_RST) {
                 "RSTOS0"
-            } else if t.orig_fin() {
+            } else if t.seen(TcpSeen::ORIG_FIN) {
                 "SH"
             } else if resp_spoke {
                 "OTH"
@@ -532,12 +519,12 @@ impl Flow {
                 "S0"
             };
         }
-        if t.orig_rst() {
+        if t.seen(TcpSeen::ORIG_RST) {
             "RSTO"
-        } else if t.resp_rst() {
+        } else if t.seen(TcpSeen::RESP_RST) {
             "RSTR"
         } else {
-            match (t.orig_fin(), t.resp_fin()) {
+            match (t.seen(TcpSeen::ORIG_FIN), t.seen(TcpSeen::RESP_FIN)) {
                 (true, true) => "SF",
                 (true, false) => "S2",
                 (false, true) => "S3",
@@ -562,7 +549,10 @@ impl Flow {
     /// Whether the TCP connection has ended (both FINs or a RST).
     pub fn is_closed(&self) -> bool {
         let t = &self.tcp;
-        self.is_tcp() && (t.orig_rst() || t.resp_rst() || (t.orig_fin() && t.resp_fin()))
+        self.is_tcp()
+            && (t.seen(TcpSeen::ORIG_RST)
+                || t.seen(TcpSeen::RESP_RST)
+                || (t.seen(TcpSeen::ORIG_FIN) && t.seen(TcpSeen::RESP_FIN)))
     }
 
     /// Whether the responder answered: a SYN-ACK, packets both ways on a flow picked up
@@ -571,8 +561,9 @@ impl Flow {
     pub fn is_answered(&self) -> bool {
         let both = self.pkts[TO_SERVER] > 0 && self.pkts[TO_CLIENT] > 0;
         if self.is_tcp() {
-            let more_than_a_reset = self.pkts[TO_CLIENT] > 1 || !self.tcp.resp_rst();
-            self.tcp.resp_synack() || (!self.tcp.orig_syn() && both && more_than_a_reset)
+            let more_than_a_reset = self.pkts[TO_CLIENT] > 1 || !self.tcp.seen(TcpSeen::RESP_RST);
+            self.tcp.seen(TcpSeen::RESP_SYNACK)
+                || (!self.tcp.seen(TcpSeen::ORIG_SYN) && both && more_than_a_reset)
         } else {
             self.pkts[TO_CLIENT] > 0
         }

@@ -10,7 +10,7 @@ use super::key::{HostPair, KeyHashState};
 use super::table::{FlowRef, Table};
 use super::tcp::{count, Closed, FirstOfSide, Noted, Seen};
 use super::timers::Timers;
-use super::{Confidence, Detail, Direction, EndReason, Flow, FlowKey, Mark, TO_CLIENT, TO_SERVER};
+use super::{Confidence, Detail, Direction, EndReason, Flow, FlowKey, Mark, TcpSeen, TO_CLIENT, TO_SERVER};
 use crate::counters::{Counter, Counters};
 use crate::decode::{proto, tcp_flags, Fragment, Packet, Skip, Transport, Tunnel, Tuple, Vlans};
 use crate::policy::{Covered, Engine, EvidenceKind, Facts, Role, Scope, Verdict};
@@ -341,7 +341,10 @@ impl Tracker {
                 let counted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
                 // The handshake resolved: a SYN-ACK, or a RST either way.
                 let t = &flow.tcp;
-                let release = flow.is(Mark::AlertHeld) && (t.resp_synack() || t.resp_rst() || t.orig_rst());
+                let release = flow.is(Mark::AlertHeld)
+                    && (t.seen(TcpSeen::RESP_SYNACK)
+                        || t.seen(TcpSeen::RESP_RST)
+                        || t.seen(TcpSeen::ORIG_RST));
                 if release {
                     flow.set(Mark::AlertHeld, false);
                 }
@@ -637,8 +640,9 @@ impl Tracker {
         let c = &mut self.counters;
         if kept {
             c[Counter::OneSided] += u64::from(flow.pkts[TO_SERVER] == 0 || flow.pkts[TO_CLIENT] == 0);
-            c[Counter::Midstream] +=
-                u64::from(flow.is_tcp() && !flow.tcp.orig_syn() && !flow.tcp.resp_synack());
+            c[Counter::Midstream] += u64::from(
+                flow.is_tcp() && !flow.tcp.seen(TcpSeen::ORIG_SYN) && !flow.tcp.seen(TcpSeen::RESP_SYNACK),
+            );
             c[Counter::Gapped] += u64::from(flow.gaps > 0);
         }
         if let Some(rule) = flow.rule() {
@@ -718,10 +722,10 @@ pub(super) fn scope(p: &Packet, orig: &Tuple) -> Scope {
 fn awaits_handshake(flow: &Flow) -> bool {
     let t = &flow.tcp;
     flow.is_tcp()
-        && t.orig_syn()
-        && !t.resp_synack()
-        && !t.resp_rst()
-        && !t.orig_rst()
+        && t.seen(TcpSeen::ORIG_SYN)
+        && !t.seen(TcpSeen::RESP_SYNACK)
+        && !t.seen(TcpSeen::RESP_RST)
+        && !t.seen(TcpSeen::ORIG_RST)
         && flow.pkts[TO_CLIENT] == 0
 }
 

@@ -13,7 +13,7 @@ pub use super::soc::{flow_alerted, flow_verdict, in_scope};
 use super::summary::Counts;
 use crate::counters::{Counter, Section};
 use crate::decode::{proto, AppProto, Tunnel};
-use crate::flow::{community_id, Confidence, EndReason, Event, Flow, TO_CLIENT, TO_SERVER};
+use crate::flow::{community_id, Confidence, EndReason, Event, Flow, TcpSeen, TO_CLIENT, TO_SERVER};
 use crate::policy::{Engine, Evidence, EvidenceKind, Verdict};
 use crate::telemetry::{aggregated_series, alert_series, Snapshot};
 use crate::time::{timestamp, Ts};
@@ -520,7 +520,9 @@ fn alert_direction(flow: &Flow, evidence: Option<&Evidence>) -> &'static str {
     let to_client = match evidence.map(|e| e.kind) {
         None => flow.pkts[TO_SERVER] == 0 && flow.pkts[TO_CLIENT] > 0,
         Some(EvidenceKind::IcmpProhibited | EvidenceKind::IcmpRejected) => true,
-        Some(EvidenceKind::ResetInjected) => flow.tcp.resp_rst() && !flow.tcp.orig_rst(),
+        Some(EvidenceKind::ResetInjected) => {
+            flow.tcp.seen(TcpSeen::RESP_RST) && !flow.tcp.seen(TcpSeen::ORIG_RST)
+        }
         Some(EvidenceKind::SynUnanswered | EvidenceKind::OptionsAltered | EvidenceKind::SynDropped) => false,
     };
     if to_client {
