@@ -40,9 +40,6 @@ use crate::time::Ts;
 /// are published: what a batch of the offline reader holds.
 const BATCH_FRAMES: u32 = 256;
 
-/// Events a capture thread holds before it wakes the writer for them, between ticks.
-const SEND_EVENTS: usize = 64;
-
 /// A quiet capture still sends its events and runs its timers (on the wall clock) at
 /// most this often.
 const IDLE_INTERVAL: Duration = Duration::from_millis(20);
@@ -190,10 +187,10 @@ fn capture(
                 }
                 if tick {
                     in_batch = 0;
-                    worker.batch_done(Some(frame.ts));
+                    worker.tick(frame.ts);
                 } else if in_batch == BATCH_FRAMES {
                     in_batch = 0;
-                    worker.frames_done(SEND_EVENTS);
+                    worker.frames_done();
                 }
                 since_check += 1;
                 if since_check < CHECK_FRAMES {

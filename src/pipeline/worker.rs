@@ -19,6 +19,14 @@ use crate::time::Ts;
 const LATENCY_PUBLISH_BATCHES: u64 = 64;
 const LATENCY_PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Events a worker holds before it wakes the writer for them (a capture thread between
+/// ticks, a file's worker between every 16th batch).
+const SEND_EVENTS: usize = 64;
+
+/// A file's worker sends its time to the writer every this many batches (4,096 frames),
+/// events or none.
+const WATERMARK_BATCHES: u64 = 16;
+
 /// Frames decoded before they are tracked. A busy port's flows do not fit the cache, so
 /// tracking a packet would stall on its flow's index slot and then on the flow: the
 /// worker decodes this many frames ahead, asks for the slot as it decodes and for the
@@ -167,39 +175,42 @@ impl<'a> Worker<'a> {
         self.tracker.set_file(file);
     }
 
-    /// A batch is done: move the clock to `tick` if the batch brought one (as
-    /// [`Worker::tick`] does), send its events and publish the counters.
+    /// A file's batch is done: the clock moves to `tick` if the batch brought one (as
+    /// [`Worker::tick`] does) and the counters are published. The tracker's events go
+    /// to the writer once [`SEND_EVENTS`] wait, and its time every [`WATERMARK_BATCHES`]
+    /// batches (what lets other workers' alerts out in order): sending the time with
+    /// every batch woke the writer a few thousand times a run, and on two cores the
+    /// three threads then took turns.
     pub(super) fn batch_done(&mut self, tick: Option<Ts>) {
+        self.batches += 1;
+        let events = if self.batches % WATERMARK_BATCHES == 0 { 0 } else { SEND_EVENTS };
+        self.handled(tick, events);
+    }
+
+    /// Frames were handled (a capture thread's, between ticks): the counters are
+    /// published, and the tracker's events go to the writer once [`SEND_EVENTS`] wait.
+    /// Fewer wait for the next tick (at most 100 ms of packet time, or 20 ms of a quiet
+    /// link), so a busy capture thread wakes the writer a few times a tick, not for every
+    /// few hundred frames.
+    pub(super) fn frames_done(&mut self) {
+        self.batches += 1;
+        self.handled(None, SEND_EVENTS);
+    }
+
+    /// The clock moved on (a capture thread's tick, or no frames came): the timers due
+    /// by then run, and the events and the time go to the writer.
+    pub(super) fn tick(&mut self, now: Ts) {
+        self.handled(Some(now), 0);
+    }
+
+    fn handled(&mut self, tick: Option<Ts>, events: usize) {
         self.drain();
         if let Some(now) = tick {
             self.tracker.advance(now);
         }
-        self.events.send_from(&mut self.tracker);
-        self.publish();
-        self.batches += 1;
-        self.maybe_publish_latency();
-    }
-
-    /// Frames were handled (a capture thread's, between ticks): the counters are
-    /// published, and the tracker's events go to the writer once `events` or more wait.
-    /// Fewer wait for the next tick (at most 100 ms of packet time, or 20 ms of a quiet
-    /// link), so a busy capture thread wakes the writer a few times a tick, not for every
-    /// few hundred frames.
-    pub(super) fn frames_done(&mut self, events: usize) {
-        self.drain();
         if self.tracker.pending_events() >= events {
             self.events.send_from(&mut self.tracker);
         }
-        self.publish();
-        self.batches += 1;
-        self.maybe_publish_latency();
-    }
-
-    /// The clock moved on while no frames came: run the timers due by then.
-    pub(super) fn tick(&mut self, now: Ts) {
-        self.drain();
-        self.tracker.advance(now);
-        self.events.send_from(&mut self.tracker);
         self.publish();
         self.maybe_publish_latency();
     }
