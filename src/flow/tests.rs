@@ -202,6 +202,27 @@ fn a_retried_unanswered_syn_between_exchange_servers_is_a_silent_drop() {
     assert_eq!(t.counters()[Counter::Restrictions], 1);
 }
 
+/// A timer is for the flow it was set for: a closed flow's key reused by a new SYN
+/// leaves the old flow's SYN check behind, on the slab entry the new flow takes, and
+/// that check must not judge the new flow, whose own check comes at its own time.
+#[test]
+fn a_syn_check_left_by_an_ended_flow_does_not_judge_the_flow_in_its_place() {
+    let mut t = tracker();
+    let smb = tuple("10.10.1.11:50100", "10.10.0.5:445", proto::TCP);
+    // The first flow retries its SYN (a check due at 4 s), then its client resets it.
+    t.packet(&tcp(S, smb, f::SYN, 0));
+    t.packet(&tcp(S + S / 2, smb, f::SYN, 0));
+    t.packet(&tcp(S + S / 2 + 1, smb, f::RST, 0));
+    // A new SYN on the closed flow's key: a new flow in its place, retried (due at 5 s).
+    t.packet(&tcp(2 * S, smb, f::SYN, 0));
+    t.packet(&tcp(2 * S + S / 2, smb, f::SYN, 0));
+    t.drain_events().for_each(drop);
+    t.advance(Ts(4 * S + S / 2));
+    assert_eq!(alerts(&mut t), [], "the first flow's check passed without judging the second");
+    t.advance(Ts(5 * S));
+    assert_eq!(fired(&mut t), [(5 * S, 5 * S, "S0")], "the second flow's own check");
+}
+
 fn icmpv6(ts: u64, src: &str, dst: &str, kind: u8) -> Packet {
     let tuple = Tuple {
         src: src.parse().unwrap(),
