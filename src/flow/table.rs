@@ -4,7 +4,10 @@
 //! tracker's follow-ups name it by index rather than by its 40-byte key. The index is an
 //! array of 8-byte slots (the low 32 bits of the key's hash and the flow's slab index),
 //! kept at most half full and probed linearly: a lookup reads one cache line of slots and
-//! then the flow itself, and [`Table::prefetch_slot`] and [`Table::prefetch_flow`] let the worker ask for both lines a few
+//! then the flow itself. A hash's home slot is its 32 bits scaled to the index's length
+//! (a multiply and a shift), so the index need not be a power of two: it doubles as the
+//! table fills, up to twice the table's most flows and no further (a power of two could
+//! be almost four times, which a run's several workers each paid), and [`Table::prefetch_slot`] and [`Table::prefetch_flow`] let the worker ask for both lines a few
 //! packets ahead. Removal shifts the following slots back, so there are no tombstones and
 //! probes stay short however many flows come and go. Freed slab entries are reused
 //! before the slab grows.
@@ -31,7 +34,8 @@ impl Slot {
     const VACANT: Slot = Slot { hash: 0, index: Slot::EMPTY };
 }
 
-/// Slots the index starts with; it doubles while more than half full.
+/// Slots the index starts with; it doubles while more than half full, up to twice the
+/// table's most flows.
 const FIRST_SLOTS: usize = 1024;
 
 /// Flows the slab reserves room for up front, at most: past it, it grows as it fills.
@@ -43,6 +47,8 @@ pub const MAX_FLOWS: usize = (u32::MAX - 1) as usize;
 
 pub struct Table {
     slots: Vec<Slot>,
+    /// The most slots the index grows to: twice the flows the table holds at most.
+    max_slots: usize,
     flows: Vec<Flow>,
     free: Vec<FlowRef>,
     len: usize,
@@ -55,6 +61,7 @@ impl Table {
     pub fn with_capacity(flows: usize) -> Table {
         Table {
             slots: vec![Slot::VACANT; FIRST_SLOTS],
+            max_slots: flows.min(MAX_FLOWS).saturating_mul(2).max(FIRST_SLOTS),
             flows: Vec::with_capacity(flows.min(RESERVED_FLOWS)),
             free: Vec::new(),
             len: 0,
@@ -65,15 +72,37 @@ impl Table {
         self.len
     }
 
-    fn mask(&self) -> usize {
-        self.slots.len() - 1
+    /// The home slot of a hash whose low 32 bits are `tag`.
+    #[inline]
+    fn home(&self, tag: u32) -> usize {
+        ((u64::from(tag) * self.slots.len() as u64) >> 32) as usize
+    }
+
+    /// The slot after `pos`, the first after the last.
+    #[inline]
+    fn next(&self, pos: usize) -> usize {
+        if pos + 1 == self.slots.len() {
+            0
+        } else {
+            pos + 1
+        }
+    }
+
+    /// How many slots on from `from` `to` is, going round.
+    #[inline]
+    fn distance(&self, from: usize, to: usize) -> usize {
+        if to >= from {
+            to - from
+        } else {
+            to + self.slots.len() - from
+        }
     }
 
     /// The flow with `key` (whose [`FlowKey::hash64`] is `hash`), if tracked.
     #[inline]
     pub fn find(&self, key: &FlowKey, hash: u64) -> Option<FlowRef> {
-        let (tag, mask) = (hash as u32, self.mask());
-        let mut pos = tag as usize & mask;
+        let tag = hash as u32;
+        let mut pos = self.home(tag);
         loop {
             let slot = self.slots[pos];
             if slot.index == Slot::EMPTY {
@@ -82,7 +111,7 @@ impl Table {
             if slot.hash == tag && self.flows[slot.index as usize].key == *key {
                 return Some(slot.index);
             }
-            pos = (pos + 1) & mask;
+            pos = self.next(pos);
         }
     }
 
@@ -90,7 +119,7 @@ impl Table {
     /// few packets ahead of handling a packet (see [`Table::prefetch_flow`]).
     #[inline]
     pub fn prefetch_slot(&self, hash: u64) {
-        prefetch::line(&self.slots[hash as u32 as usize & self.mask()]);
+        prefetch::line(&self.slots[self.home(hash as u32)]);
     }
 
     /// Asks the CPU for the flow whose slot is home to `hash`, if that slot names one of
@@ -98,7 +127,7 @@ impl Table {
     #[inline]
     pub fn prefetch_flow(&self, hash: u64) {
         let tag = hash as u32;
-        let slot = self.slots[tag as usize & self.mask()];
+        let slot = self.slots[self.home(tag)];
         if slot.hash == tag {
             if let Some(flow) = self.flows.get(slot.index as usize) {
                 // A flow spans four cache lines, and a packet reads from most of them.
@@ -151,17 +180,20 @@ impl Table {
     }
 
     fn place(&mut self, slot: Slot) {
-        let mask = self.mask();
-        let mut pos = slot.hash as usize & mask;
+        let mut pos = self.home(slot.hash);
         while self.slots[pos].index != Slot::EMPTY {
-            pos = (pos + 1) & mask;
+            pos = self.next(pos);
         }
         self.slots[pos] = slot;
     }
 
     fn grow(&mut self) {
-        let doubled = vec![Slot::VACANT; self.slots.len() * 2];
-        let old = std::mem::replace(&mut self.slots, doubled);
+        // Never below twice the flows held, so the index always keeps an empty slot.
+        let slots = (self.slots.len() * 2).min(self.max_slots).max(self.len * 2 + 2);
+        if slots <= self.slots.len() {
+            return;
+        }
+        let old = std::mem::replace(&mut self.slots, vec![Slot::VACANT; slots]);
         for slot in old.into_iter().filter(|slot| slot.index != Slot::EMPTY) {
             self.place(slot);
         }
@@ -170,21 +202,20 @@ impl Table {
     /// Takes the flow at `at` out of the table.
     pub fn remove(&mut self, at: FlowRef) -> Flow {
         let flow = self.flows[at as usize];
-        let mask = self.mask();
-        let mut hole = flow.key.hash64() as u32 as usize & mask;
+        let mut hole = self.home(flow.key.hash64() as u32);
         while self.slots[hole].index != at {
-            hole = (hole + 1) & mask;
+            hole = self.next(hole);
         }
         // Backward shift: a later slot of the probe run moves into the hole unless the
         // hole lies before its home position.
-        let mut next = (hole + 1) & mask;
+        let mut next = self.next(hole);
         while self.slots[next].index != Slot::EMPTY {
-            let home = self.slots[next].hash as usize & mask;
-            if next.wrapping_sub(home) & mask >= next.wrapping_sub(hole) & mask {
+            let home = self.home(self.slots[next].hash);
+            if self.distance(home, next) >= self.distance(hole, next) {
                 self.slots[hole] = self.slots[next];
                 hole = next;
             }
-            next = (next + 1) & mask;
+            next = self.next(next);
         }
         self.slots[hole] = Slot::VACANT;
         self.flows[at as usize].id = FREE;
@@ -263,14 +294,13 @@ mod tests {
 
     #[test]
     fn a_collision_run_survives_removal_from_its_middle() {
-        // Keys whose hashes share the low bits collide into one probe run.
+        // Keys whose hashes share a home slot collide into one probe run.
         let mut table = Table::with_capacity(16);
-        let mask = FIRST_SLOTS as u64 - 1;
         let mut same_home = Vec::new();
         let mut n = 0;
         while same_home.len() < 6 {
             let f = flow(n);
-            if f.key.hash64() & mask == 7 {
+            if table.home(f.key.hash64() as u32) == 7 {
                 same_home.push((table.insert(f), n));
             }
             n += 1;
@@ -280,5 +310,31 @@ mod tests {
             let f = flow(n);
             assert_eq!(table.find(&f.key, f.key.hash64()), Some(at));
         }
+    }
+
+    /// An index of a length that is no power of two (twice a full table's 3,000 flows):
+    /// it stops growing there, and every flow is found through removals and reuse, the
+    /// runs that wrap round the last slot included.
+    #[test]
+    fn a_full_table_index_is_twice_its_flows_and_finds_them_all() {
+        let mut table = Table::with_capacity(3_000);
+        let refs: Vec<FlowRef> = (0..3_000).map(|n| table.insert(flow(n))).collect();
+        assert_eq!(table.slots.len(), 6_000);
+        for &at in refs.iter().step_by(2) {
+            table.remove(at);
+        }
+        for n in 3_000..4_500 {
+            table.insert(flow(n));
+        }
+        assert_eq!((table.len(), table.slots.len()), (3_000, 6_000));
+        let mut wrapped = 0;
+        for n in (0..4_500u32).filter(|&n| n % 2 == 1 || n >= 3_000) {
+            let f = flow(n);
+            let found = table.find(&f.key, f.key.hash64()).expect("every flow held is found");
+            assert_eq!(table.get(found).key, f.key);
+            let slot = table.slots.iter().position(|slot| slot.index == found).expect("in the index");
+            wrapped += usize::from(slot < table.home(f.key.hash64() as u32));
+        }
+        assert!(wrapped > 0, "some probe run wraps round the last slot");
     }
 }
