@@ -347,8 +347,6 @@ impl Tracker {
                         || t.seen(TcpSeen::ORIG_RST));
                 if release {
                     flow.set(Mark::AlertHeld, false);
-                }
-                if release {
                     let held = *flow;
                     self.release_held(&held, p.ts);
                 }
