@@ -155,6 +155,18 @@ fn exwatch_in(net: &Net, args: &[&str]) -> (i32, String) {
 }
 
 /// The lines of a file.
+/// `analyze --flows` of the bundled sample as sensor `sensor`, its EVE log in `eve`,
+/// published to `redis` with `more` arguments; status 1 (the sample's findings) is
+/// success. Returns what it said on stderr.
+fn publish_sample(redis: &Redis, eve: &Path, sensor: &str, more: &[&str]) -> String {
+    let capture = util::capture("sample-contoso.pcap");
+    let (capture, eve, url) = (path(&capture), path(eve), redis.url());
+    let args = ["analyze", &capture, "--flows", "--eve-log", &eve, "--sensor-name", sensor, "--redis", &url];
+    let (status, _, stderr) = util::exwatch(&[&args[..], more].concat());
+    assert!(matches!(status, 0 | 1), "{stderr}");
+    stderr
+}
+
 fn lines_of(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect()
 }
@@ -594,21 +606,9 @@ fn collect_reopens_its_files_on_sighup_and_stops_on_sigterm() {
         .stderr(File::create(&stderr).expect("stderr file"))
         .spawn()
         .expect("start collect");
-    let capture = util::capture("sample-contoso.pcap");
     let eve = dir.path().join("eve.json");
     let publish = || {
-        let (status, _, stderr) = util::exwatch(&[
-            "analyze",
-            &path(&capture),
-            "--flows",
-            "--eve-log",
-            &path(&eve),
-            "--sensor-name",
-            "site-a",
-            "--redis",
-            &redis.url(),
-        ]);
-        assert!(matches!(status, 0 | 1), "{stderr}");
+        publish_sample(&redis, &eve, "site-a", &[]);
         lines_of(&eve).len()
     };
     let file = out.join("site-a").join("eve.json");
@@ -668,21 +668,8 @@ fn analyze_counts_and_says_what_it_could_not_deliver() {
     let dir = tempfile::tempdir().expect("temp dir");
     let eve = dir.path().join("eve.json");
     let summary = dir.path().join("summary.json");
-    let capture = util::capture("sample-contoso.pcap");
-    let (status, _, stderr) = util::exwatch(&[
-        "analyze",
-        &path(&capture),
-        "--flows",
-        "--eve-log",
-        &path(&eve),
-        "--summary-json",
-        &path(&summary),
-        "--redis",
-        &redis.url(),
-        "--redis-queue",
-        "1",
-    ]);
-    assert!(matches!(status, 0 | 1), "{stderr}");
+    let stderr =
+        publish_sample(&redis, &eve, "site-a", &["--summary-json", &path(&summary), "--redis-queue", "1"]);
     let written = lines_of(&eve).len() as u64;
     let summary: Value = serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("JSON");
     let (sent, dropped) = (summary["redis"]["sent"].as_u64(), summary["redis"]["dropped"].as_u64());
@@ -722,19 +709,7 @@ fn collect_since_until_counts_the_flows_that_started_inside_the_period() {
     let redis = Redis::on_loopback(None);
     let dir = tempfile::tempdir().expect("temp dir");
     let eve = dir.path().join("eve.json");
-    let capture = util::capture("sample-contoso.pcap");
-    let (status, _, stderr) = util::exwatch(&[
-        "analyze",
-        &path(&capture),
-        "--flows",
-        "--eve-log",
-        &path(&eve),
-        "--sensor-name",
-        "site-a",
-        "--redis",
-        &redis.url(),
-    ]);
-    assert!(matches!(status, 0 | 1), "{stderr}");
+    publish_sample(&redis, &eve, "site-a", &[]);
     let lines = lines_of(&eve);
     // Each flow's start, as --since takes it (EVE writes +0000, RFC 3339 wants Z).
     let starts: Vec<String> = lines
@@ -808,19 +783,7 @@ fn collect_started_again_does_not_write_twice_what_it_wrote_before_it_was_killed
     let redis = Redis::on_loopback(None);
     let dir = tempfile::tempdir().expect("temp dir");
     let eve = dir.path().join("eve.json");
-    let capture = util::capture("sample-contoso.pcap");
-    let (status, _, stderr) = util::exwatch(&[
-        "analyze",
-        &path(&capture),
-        "--flows",
-        "--eve-log",
-        &path(&eve),
-        "--sensor-name",
-        "site-a",
-        "--redis",
-        &redis.url(),
-    ]);
-    assert!(matches!(status, 0 | 1), "{stderr}");
+    publish_sample(&redis, &eve, "site-a", &[]);
     let lines = lines_of(&eve);
     assert!(lines.len() > 100, "{}", lines.len());
     assert_eq!(redis.cli(&["XGROUP", "CREATE", "exwatch:eve", "central", "0"]).trim(), "OK");
@@ -876,23 +839,7 @@ fn list_mode_collect_killed_midway_loses_nothing_and_writes_nothing_twice() {
     let redis = Redis::on_loopback(None);
     let dir = tempfile::tempdir().expect("temp dir");
     let eve = dir.path().join("eve.json");
-    let capture = util::capture("sample-contoso.pcap");
-    let (status, _, stderr) = util::exwatch(&[
-        "analyze",
-        &path(&capture),
-        "--flows",
-        "--eve-log",
-        &path(&eve),
-        "--sensor-name",
-        "site-a",
-        "--redis",
-        &redis.url(),
-        "--redis-mode",
-        "list",
-        "--redis-key",
-        "lab:eve",
-    ]);
-    assert!(matches!(status, 0 | 1), "{stderr}");
+    publish_sample(&redis, &eve, "site-a", &["--redis-mode", "list", "--redis-key", "lab:eve"]);
     let lines = lines_of(&eve);
     assert_eq!(redis.number(&["LLEN", "lab:eve"]), lines.len() as u64);
     let out = dir.path().join("collected");
@@ -956,21 +903,9 @@ fn list_mode_collect_killed_midway_loses_nothing_and_writes_nothing_twice() {
 fn collect_rides_out_a_redis_restart() {
     let mut redis = Redis::on_loopback(None);
     let dir = tempfile::tempdir().expect("temp dir");
-    let capture = util::capture("sample-contoso.pcap");
     let publish = |redis: &Redis, name: &str| {
         let eve = dir.path().join(format!("{name}.json"));
-        let (status, _, stderr) = util::exwatch(&[
-            "analyze",
-            &path(&capture),
-            "--flows",
-            "--eve-log",
-            &path(&eve),
-            "--sensor-name",
-            name,
-            "--redis",
-            &redis.url(),
-        ]);
-        assert!(matches!(status, 0 | 1), "{stderr}");
+        publish_sample(redis, &eve, name, &[]);
         lines_of(&eve)
     };
     let out = dir.path().join("collected");
