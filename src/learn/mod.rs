@@ -308,7 +308,13 @@ impl Learner {
             return;
         }
         // The list is full of other servers: make room, if a peer there answered no port
-        // of a server role.
+        // of a server role. A search that found none never will (a peer that looks like
+        // a server always will, and the list is unchanged), so once a server was dropped
+        // the next are dropped without one.
+        if host.opened_dropped > 0 {
+            host.opened_dropped += 1;
+            return;
+        }
         let room = self.hosts.get(&orig).and_then(|host| {
             host.opened.iter().position(|o| !self.hosts.get(&o.peer).is_some_and(Host::looks_like_a_server))
         });

@@ -85,6 +85,37 @@ fn peers_and_opened_lists_are_bounded() {
     assert_eq!(client.opened.len(), MAX_OPENED);
 }
 
+/// A full list of servers makes room by forgetting one that answered no port of a server
+/// role; once none can be forgotten, every further server is counted as dropped.
+#[test]
+fn a_full_opened_list_forgets_a_plain_host_first_then_drops() {
+    let mut learner = Learner::new(Settings::default());
+    let server = |i: u32| IpAddr::from(std::net::Ipv4Addr::from(0x0a03_0000 + i));
+    // The first server answers nothing of a role; the others answer LDAP (389) too.
+    for i in 0..MAX_OPENED as u32 {
+        learner.flow(&tcp("10.2.9.9", &server(i).to_string(), 443, true));
+        if i > 0 {
+            learner.flow(&tcp("10.2.8.8", &server(i).to_string(), 389, true));
+        }
+    }
+    let opened = |learner: &Learner| -> Vec<IpAddr> {
+        learner.hosts()[&ip("10.2.9.9")].opened.iter().map(|o| o.peer).collect()
+    };
+    learner.flow(&tcp("10.2.9.9", &server(1000).to_string(), 443, true));
+    let after_room = opened(&learner);
+    assert!(
+        after_room.contains(&server(1000)) && !after_room.contains(&server(0)),
+        "the plain host made room"
+    );
+    // Now every peer looks like a server: nothing is forgotten, and nothing changes later.
+    learner.flow(&tcp("10.2.8.8", &server(1000).to_string(), 389, true));
+    for i in 2000..2010 {
+        learner.flow(&tcp("10.2.9.9", &server(i).to_string(), 443, true));
+    }
+    assert_eq!(learner.hosts()[&ip("10.2.9.9")].opened_dropped, 10);
+    assert_eq!(opened(&learner), after_room);
+}
+
 #[test]
 fn a_mailbox_server_is_named_by_its_exchange_ports_and_peers() {
     let mut learner = Learner::new(Settings::default());
