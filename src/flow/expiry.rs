@@ -95,6 +95,11 @@ impl Tracker {
         self.now = ts;
         while self.timers.peek().is_some_and(|timer| timer.at <= ts) {
             if let Some(timer) = self.timers.pop() {
+                // Timers come due in runs (a capture's quiet spell, its end): the next
+                // one's flow is asked for while this one fires.
+                if let Some(next) = self.timers.peek().filter(|next| next.at <= ts) {
+                    self.flows.prefetch_at(next.flow);
+                }
                 self.fire(timer);
             }
         }

@@ -302,6 +302,32 @@ fn a_timer_is_16_bytes() {
     assert_eq!(std::mem::size_of::<super::tracker::Timer>(), 16);
 }
 
+/// Timers order by time, then kind, then the id's bits, then slab index: the order the
+/// tracker fires them in (the same with any worker count), which the tag's layout (kind
+/// above the id bits) must keep.
+#[test]
+fn timers_order_by_time_then_tag_then_slab_index() {
+    use super::tracker::{Timer, TimerKind};
+    let times = [0, 1, u64::from(u32::MAX), u64::MAX - 1, u64::MAX];
+    let mut timers = Vec::new();
+    for at in times {
+        for kind in [TimerKind::SynCheck, TimerKind::HeldAlert, TimerKind::Idle] {
+            for id in [0, 1, (1 << 30) - 1] {
+                for slab in [0, 7, u32::MAX - 1] {
+                    timers.push((at, kind, id, slab));
+                }
+            }
+        }
+    }
+    for a in &timers {
+        for b in &timers {
+            let (x, y) = (Timer::new(Ts(a.0), a.1, a.2, a.3), Timer::new(Ts(b.0), b.1, b.2, b.3));
+            let fields = (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3));
+            assert_eq!(x.cmp(&y), fields, "{a:?} against {b:?}");
+        }
+    }
+}
+
 /// What a side's first payload said of Exchange stays on the flow only from the side
 /// that says it (a greeting from the responder, a bind from the originator), and only
 /// the first payload of each side is looked at.

@@ -42,13 +42,18 @@ impl<T: Ord + Copy> Timers<T> {
     }
 
     /// Takes the earliest timer out.
+    ///
+    /// The last timer fills the root's place bottom-up (Floyd's way): the hole goes down
+    /// to a leaf along the least children, with no comparison against the last timer on
+    /// the way (it came from the bottom and nearly always belongs there), and the last
+    /// timer then rises from that leaf, usually not at all. A timer run (a capture's
+    /// quiet spell, its end) pops thousands in a row.
     pub fn pop(&mut self) -> Option<T> {
         let last = self.heap.pop()?;
         if self.heap.is_empty() {
             return Some(last);
         }
         let earliest = self.heap[0];
-        // Sift the last timer down from the root: each step moves the least child up.
         let len = self.heap.len();
         let mut at = 0;
         loop {
@@ -56,13 +61,22 @@ impl<T: Ord + Copy> Timers<T> {
             if first >= len {
                 break;
             }
-            let children = first..(first + ARITY).min(len);
-            let least = children.min_by(|&a, &b| self.heap[a].cmp(&self.heap[b])).unwrap_or(first);
-            if self.heap[least] >= last {
-                break;
+            let mut least = first;
+            for child in first + 1..(first + ARITY).min(len) {
+                if self.heap[child] < self.heap[least] {
+                    least = child;
+                }
             }
             self.heap[at] = self.heap[least];
             at = least;
+        }
+        while at > 0 {
+            let parent = (at - 1) / ARITY;
+            if self.heap[parent] <= last {
+                break;
+            }
+            self.heap[at] = self.heap[parent];
+            at = parent;
         }
         self.heap[at] = last;
         Some(earliest)
