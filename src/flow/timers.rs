@@ -29,7 +29,13 @@ impl<T: Ord + Copy> Timers<T> {
 
     pub fn push(&mut self, timer: T) {
         self.heap.push(timer);
-        let mut at = self.heap.len() - 1;
+        self.rise(self.heap.len() - 1, timer);
+    }
+
+    /// Puts `timer` in the hole at `at` or above it: each parent later than the timer
+    /// moves down into the hole.
+    #[inline]
+    fn rise(&mut self, mut at: usize, timer: T) {
         while at > 0 {
             let parent = (at - 1) / ARITY;
             if self.heap[parent] <= timer {
@@ -70,15 +76,7 @@ impl<T: Ord + Copy> Timers<T> {
             self.heap[at] = self.heap[least];
             at = least;
         }
-        while at > 0 {
-            let parent = (at - 1) / ARITY;
-            if self.heap[parent] <= last {
-                break;
-            }
-            self.heap[at] = self.heap[parent];
-            at = parent;
-        }
-        self.heap[at] = last;
+        self.rise(at, last);
         Some(earliest)
     }
 
