@@ -27,7 +27,7 @@ FIELDS = ["tool", "generator", "rate", "run", "achieved_pps", "sent", "received"
 INTEGERS = {"run", "achieved_pps", "sent", "received", "summary_read", "kernel_drops",
             "interface_drops", "shed", "lost", "peak_rss_kib"}
 FLOATS = {"loss_pct", "cpu_seconds", "cpu_s_per_mpkt"}
-COLOURS = {"exwatch": "#1f6fb4", "suricata": "#d9541e"}
+COLOURS = {"exwatch": "#1f6fb4", "baseline": "#7f7f7f", "suricata": "#d9541e"}
 
 
 def value(name, text):
@@ -73,7 +73,7 @@ def read_offline(path):
 
 def summarise(records, rates, offline):
     summary = []
-    for tool in sorted({r["tool"] for r in records}, key=lambda t: t != "exwatch"):
+    for tool in sorted({r["tool"] for r in records}, key=lambda t: (t != "exwatch", t != "baseline", t)):
         for rate in rates:
             runs = [r for r in records if r["tool"] == tool and r["rate"] == rate]
             if not runs:

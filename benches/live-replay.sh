@@ -55,9 +55,11 @@
 #   runs.csv       the records, one line each, the same fields
 #   loss-cpu.svg   loss (%) and CPU-seconds per million packets against the rate offered
 #                  (the rate the generator reached, per run), exwatch and Suricata: one dot
-#                  per run, a line through the medians (benches/live-plot.py)
+#                  per run, a line through the medians (benches/live-plot.py); the
+#                  baseline too, when there is one (tool "baseline", records alike)
 #   <tool>-<rate>-run<N>/  that run's logs: the tool's stderr, the generator's output, and
-#                  for exwatch its --summary-json, its last /metrics page and its EVE log
+#                  for exwatch (and the baseline) its --summary-json, its last /metrics
+#                  page and its EVE log
 #
 # Environment (all optional):
 #   PACKETS=N        packets to generate (default 300000)
@@ -70,6 +72,12 @@
 #   TOP_LOOP=N       times it is sent per run at "top", so the top rate lasts (default 10)
 #   RESULTS=DIR      where the files above go (default target/live-replay/<UTC time>)
 #   EXWATCH=PATH     the exwatch binary (default: built with cargo, release)
+#   EXWATCH_BASELINE=PATH  a second build, run live at every rate of every run in turns
+#                    with the first (tool "baseline" in the results): odd runs run exwatch
+#                    first, even runs the baseline. Of two builds run back to back the
+#                    second measured more CPU at 180,000 pps (about 0.04 CPU-s/Mpkt,
+#                    whichever build it was), so single series of two builds compare
+#                    badly; this gives each build both places. Use an even RUNS.
 #   EXWATCH_ARGS=..  more arguments to `exwatch live` (say "--workers 2")
 #   SURICATA=0       leave Suricata out
 #   OFFLINE=0        leave out the offline analysis of the capture
@@ -86,6 +94,7 @@ export LC_ALL=C
 [ -z "${CAPTURE:-}" ] || CAPTURE=$(realpath -m -- "$CAPTURE")
 [ -z "${RESULTS:-}" ] || RESULTS=$(realpath -m -- "$RESULTS")
 [ -z "${EXWATCH:-}" ] || EXWATCH=$(realpath -m -- "$EXWATCH")
+[ -z "${EXWATCH_BASELINE:-}" ] || EXWATCH_BASELINE=$(realpath -m -- "$EXWATCH_BASELINE")
 cd "$(dirname "$0")/.."
 # shellcheck source=benches/suricata-policy.sh
 . benches/suricata-policy.sh
@@ -138,6 +147,11 @@ if [ -n "${EXWATCH:-}" ]; then
 else
   cargo build --release --quiet
   exwatch=$PWD/target/release/exwatch
+fi
+baseline=${EXWATCH_BASELINE:-}
+if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
+  echo "live-replay: EXWATCH_BASELINE=$baseline is not an executable file" >&2
+  exit 2
 fi
 mkdir -p "$RESULTS"
 RESULTS=$(realpath "$RESULTS")
@@ -311,24 +325,25 @@ record() { (IFS=$'\t'; echo "$*") >>"$RESULTS/runs.tsv"; }
 # million packets, the cost the live path is compared with.
 offline_run() {
   local run=$1 dir=$2
-  # Status 1 says there were findings: the capture has some.
-  local status=0
-  "${pin_tool[@]}" /usr/bin/time -f '%U %S' -o "$dir/time.txt" "$exwatch" analyze "$work/replay.pcap" \
-    --eve-log /dev/null --no-progress --summary-json "$dir/summary.json" 2>"$dir/exwatch.txt" || status=$?
+  # Status 1 says there were findings: the capture has some. Bash's own `time` gives the
+  # CPU time in milliseconds; /usr/bin/time's hundredths made a small capture's 0.00.
+  local status=0 TIMEFORMAT='%3U %3S'
+  { time "${pin_tool[@]}" "$exwatch" analyze "$work/replay.pcap" --eve-log /dev/null --no-progress \
+    --summary-json "$dir/summary.json" 2>"$dir/exwatch.txt" || status=$?; } 2>"$dir/time.txt"
   [ "$status" -le 1 ] || { cat "$dir/exwatch.txt" >&2; exit 1; }
   local cpu per_mpkt
-  # The last line: time says "Command exited with non-zero status 1" before it.
   cpu=$(tail -n 1 "$dir/time.txt" | awk '{ printf "%.3f", $1 + $2 }')
   per_mpkt=$(awk -v c="$cpu" -v r="$frames" 'BEGIN { printf "%.3f", c / (r / 1e6) }')
   printf '%s\t%s\t%s\n' "$run" "$cpu" "$per_mpkt" >>"$RESULTS/offline.tsv"
   say "run $run/$RUNS, exwatch analyze (offline): $cpu CPU-s, $per_mpkt CPU-s/Mpkt"
 }
 
+# exwatch_run RATE RUN DIR BINARY TOOL: one live run of BINARY, recorded as TOOL.
 exwatch_run() {
-  local rate=$1 run=$2 dir=$3
+  local rate=$1 run=$2 dir=$3 binary=$4 tool=$5
   # A fresh exwatch per run, so every counter starts at zero.
   # shellcheck disable=SC2086
-  ip netns exec "$rx" "${pin_tool[@]}" "$exwatch" live --interface "$rx" --eve-log "$dir/eve.json" \
+  ip netns exec "$rx" "${pin_tool[@]}" "$binary" live --interface "$rx" --eve-log "$dir/eve.json" \
     --summary-json "$dir/summary.json" --metrics "127.0.0.1:$METRICS_PORT" $EXWATCH_ARGS \
     2>"$dir/exwatch.txt" &
   exwatch_pid=$!
@@ -374,9 +389,9 @@ exwatch_run() {
   local lost=$((kernel + ifdrops + shed)) missing=$((sent - received)) loss per_mpkt
   loss=$(awk -v m="$missing" -v s="$sent" 'BEGIN { printf "%.3f", s ? 100 * m / s : 0 }')
   per_mpkt=$(awk -v c="$cpu" -v r="$received" 'BEGIN { printf "%.3f", r ? c / (r / 1e6) : 0 }')
-  record exwatch "$GENERATOR" "$rate" "$run" "$reached" "$sent" "$received" "$read_json" "$kernel" "$ifdrops" \
+  record "$tool" "$GENERATOR" "$rate" "$run" "$reached" "$sent" "$received" "$read_json" "$kernel" "$ifdrops" \
     "$shed" "$lost" "$loss" "$cpu" "$per_mpkt" "$rss"
-  say "run $run/$RUNS, exwatch, $rate pps: reached $reached pps, sent $sent, received $received, lost $lost, loss $loss%, $per_mpkt CPU-s/Mpkt, peak RSS $rss KiB"
+  say "run $run/$RUNS, $tool, $rate pps: reached $reached pps, sent $sent, received $received, lost $lost, loss $loss%, $per_mpkt CPU-s/Mpkt, peak RSS $rss KiB"
 }
 
 suricata_run() {
@@ -425,8 +440,8 @@ suricata_run() {
   say "run $run/$RUNS, suricata, $rate pps: reached $reached pps, sent $sent, analysed $analysed, drops $drops, loss $loss%, $per_mpkt CPU-s/Mpkt, peak RSS $rss KiB"
 }
 
-# Interleaved: every rate once per run, exwatch then Suricata, so drift on a shared
-# machine falls on every rate and tool alike.
+# Interleaved: every rate once per run, exwatch (and the baseline, in turns) then
+# Suricata, so drift on a shared machine falls on every rate and tool alike.
 for ((run = 1; run <= RUNS; run++)); do
   if [ "${OFFLINE:-1}" != 0 ]; then
     dir=$RESULTS/offline-run$run
@@ -434,9 +449,17 @@ for ((run = 1; run <= RUNS; run++)); do
     offline_run "$run" "$dir"
   fi
   for rate in $RATES; do
-    dir=$RESULTS/exwatch-$rate-run$run
-    mkdir -p "$dir"
-    exwatch_run "$rate" "$run" "$dir"
+    # With a baseline the two builds take turns going first (see EXWATCH_BASELINE).
+    builds=(exwatch)
+    if [ -n "$baseline" ]; then
+      if ((run % 2)); then builds=(exwatch baseline); else builds=(baseline exwatch); fi
+    fi
+    for tool in "${builds[@]}"; do
+      dir=$RESULTS/$tool-$rate-run$run
+      mkdir -p "$dir"
+      if [ "$tool" = baseline ]; then binary=$baseline; else binary=$exwatch; fi
+      exwatch_run "$rate" "$run" "$dir" "$binary" "$tool"
+    done
     [ "$have_suricata" = 1 ] || continue
     dir=$RESULTS/suricata-$rate-run$run
     mkdir -p "$dir"

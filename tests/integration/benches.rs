@@ -423,3 +423,54 @@ fn live_replay_writes_json_csv_and_an_svg_of_every_run() {
         }
     }
 }
+
+/// A baseline build runs live at every rate of every run, in turns with the build under
+/// test (the one run first in odd runs, the other in even ones), and is recorded and
+/// summed up as a tool of its own.
+#[test]
+fn live_replay_runs_a_baseline_in_turns() {
+    if let Some(why) = live_unavailable() {
+        eprintln!("benches::live_replay_runs_a_baseline_in_turns: skipped: {why}");
+        return;
+    }
+    let (dir, capture) = tiny_capture();
+    let results = dir.path().join("results");
+    let out = script(
+        "live-replay.sh",
+        &[],
+        &[
+            ("CAPTURE", capture.to_str().expect("utf-8 path")),
+            ("RUNS", "2"),
+            ("RATES", "4000"),
+            ("SURICATA", "0"),
+            ("OFFLINE", "0"),
+            ("EXWATCH_BASELINE", env!("CARGO_BIN_EXE_exwatch")),
+            ("RESULTS", results.to_str().expect("utf-8 path")),
+        ],
+    );
+    assert_ok("live-replay.sh", &out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let at = |tool: &str, run: u32| {
+        stderr
+            .find(&format!("run {run}/2, {tool}, 4000 pps: reached "))
+            .unwrap_or_else(|| panic!("no {tool} line for run {run}: {stderr}"))
+    };
+    assert!(at("exwatch", 1) < at("baseline", 1), "run 1 runs exwatch first: {stderr}");
+    assert!(at("baseline", 2) < at("exwatch", 2), "run 2 runs the baseline first: {stderr}");
+
+    let doc = read_json(&results.join("runs.json"));
+    let records = doc["records"].as_array().expect("records");
+    for tool in ["exwatch", "baseline"] {
+        let runs: Vec<u64> =
+            records.iter().filter(|r| r["tool"] == tool).filter_map(|r| r["run"].as_u64()).collect();
+        assert_eq!(runs, [1, 2], "{tool}'s records: {records:?}");
+        for run in 1..=2 {
+            let summary = results.join(format!("{tool}-4000-run{run}")).join("summary.json");
+            assert!(summary.is_file(), "{} not kept", summary.display());
+        }
+    }
+    let summary = doc["summary"].as_array().expect("summary");
+    let tools: Vec<&str> = summary.iter().filter_map(|s| s["tool"].as_str()).collect();
+    assert_eq!(tools, ["exwatch", "baseline"], "{summary:?}");
+    assert!(summary.iter().all(|s| s["runs"] == 2), "{summary:?}");
+}
