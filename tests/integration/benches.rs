@@ -283,26 +283,35 @@ const LIVE_FIELDS: [&str; 17] = [
     "peak_rss_kib",
 ];
 
-#[test]
-fn live_replay_writes_json_csv_and_an_svg_of_every_run() {
+/// `benches/live-replay.sh` on the tiny capture, two runs at 4,000 pps without Suricata,
+/// with `env` added: its temp dir (keep it alive), its results dir and what it printed.
+/// `None` (said on stderr, with the test's name) where live replays cannot run.
+fn live_replay(test: &str, env: &[(&str, &str)]) -> Option<(TempDir, PathBuf, Output)> {
     if let Some(why) = live_unavailable() {
-        eprintln!("benches::live_replay_writes_json_csv_and_an_svg_of_every_run: skipped: {why}");
-        return;
+        eprintln!("benches::{test}: skipped: {why}");
+        return None;
     }
     let (dir, capture) = tiny_capture();
     let results = dir.path().join("results");
-    let out = script(
-        "live-replay.sh",
-        &[],
-        &[
-            ("CAPTURE", capture.to_str().expect("utf-8 path")),
-            ("RUNS", "2"),
-            ("RATES", "4000"),
-            ("SURICATA", "0"),
-            ("RESULTS", results.to_str().expect("utf-8 path")),
-        ],
-    );
+    let mut all = vec![
+        ("CAPTURE", capture.to_str().expect("utf-8 path")),
+        ("RUNS", "2"),
+        ("RATES", "4000"),
+        ("SURICATA", "0"),
+        ("RESULTS", results.to_str().expect("utf-8 path")),
+    ];
+    all.extend_from_slice(env);
+    let out = script("live-replay.sh", &[], &all);
     assert_ok("live-replay.sh", &out);
+    Some((dir, results, out))
+}
+
+#[test]
+fn live_replay_writes_json_csv_and_an_svg_of_every_run() {
+    let Some((_dir, results, out)) = live_replay("live_replay_writes_json_csv_and_an_svg_of_every_run", &[])
+    else {
+        return;
+    };
     let stderr = String::from_utf8_lossy(&out.stderr);
     for run in 1..=2 {
         assert!(stderr.contains(&format!("run {run}/2, exwatch, 4000 pps: reached ")), "progress: {stderr}");
@@ -429,26 +438,10 @@ fn live_replay_writes_json_csv_and_an_svg_of_every_run() {
 /// summed up as a tool of its own.
 #[test]
 fn live_replay_runs_a_baseline_in_turns() {
-    if let Some(why) = live_unavailable() {
-        eprintln!("benches::live_replay_runs_a_baseline_in_turns: skipped: {why}");
+    let env = [("OFFLINE", "0"), ("EXWATCH_BASELINE", env!("CARGO_BIN_EXE_exwatch"))];
+    let Some((_dir, results, out)) = live_replay("live_replay_runs_a_baseline_in_turns", &env) else {
         return;
-    }
-    let (dir, capture) = tiny_capture();
-    let results = dir.path().join("results");
-    let out = script(
-        "live-replay.sh",
-        &[],
-        &[
-            ("CAPTURE", capture.to_str().expect("utf-8 path")),
-            ("RUNS", "2"),
-            ("RATES", "4000"),
-            ("SURICATA", "0"),
-            ("OFFLINE", "0"),
-            ("EXWATCH_BASELINE", env!("CARGO_BIN_EXE_exwatch")),
-            ("RESULTS", results.to_str().expect("utf-8 path")),
-        ],
-    );
-    assert_ok("live-replay.sh", &out);
+    };
     let stderr = String::from_utf8_lossy(&out.stderr);
     let at = |tool: &str, run: u32| {
         stderr
