@@ -144,6 +144,11 @@ fn free_port() -> u16 {
     listener.local_addr().expect("its address").port()
 }
 
+/// A Redis on a free loopback port, and a temp dir for the test's own files.
+fn redis_and_dir() -> (Redis, tempfile::TempDir) {
+    (Redis::on_loopback(None), tempfile::tempdir().expect("temp dir"))
+}
+
 fn path(p: &Path) -> String {
     p.to_str().expect("temp path is UTF-8").to_string()
 }
@@ -165,6 +170,16 @@ fn publish_sample(redis: &Redis, eve: &Path, sensor: &str, more: &[&str]) -> Str
     let (status, _, stderr) = util::exwatch(&[&args[..], more].concat());
     assert!(matches!(status, 0 | 1), "{stderr}");
     stderr
+}
+
+/// A Redis with the bundled sample published to it by sensor `site-a` (`more` added to
+/// its arguments), the test's temp dir, the EVE log that run wrote there, and its lines.
+fn sample_published(more: &[&str]) -> (Redis, tempfile::TempDir, PathBuf, Vec<String>) {
+    let (redis, dir) = redis_and_dir();
+    let eve = dir.path().join("eve.json");
+    publish_sample(&redis, &eve, "site-a", more);
+    let lines = lines_of(&eve);
+    (redis, dir, eve, lines)
 }
 
 fn lines_of(path: &Path) -> Vec<String> {
@@ -594,8 +609,7 @@ fn bad_redis_urls_and_servers_are_refused_at_start_naming_the_url_not_its_passwo
 /// file, and SIGTERM ends it with status 0 and the report written.
 #[test]
 fn collect_reopens_its_files_on_sighup_and_stops_on_sigterm() {
-    let redis = Redis::on_loopback(None);
-    let dir = tempfile::tempdir().expect("temp dir");
+    let (redis, dir) = redis_and_dir();
     let out = dir.path().join("collected");
     let report = dir.path().join("report.json");
     let stderr = dir.path().join("collect.txt");
@@ -664,8 +678,7 @@ fn live_config_takes_the_redis_keys() {
 /// written), in the summary as on stderr.
 #[test]
 fn analyze_counts_and_says_what_it_could_not_deliver() {
-    let redis = Redis::on_loopback(None);
-    let dir = tempfile::tempdir().expect("temp dir");
+    let (redis, dir) = redis_and_dir();
     let eve = dir.path().join("eve.json");
     let summary = dir.path().join("summary.json");
     let stderr =
@@ -685,8 +698,7 @@ fn analyze_counts_and_says_what_it_could_not_deliver() {
 /// trims with `~`: whole nodes of about 100 entries), however many the run sends.
 #[test]
 fn the_stream_is_trimmed_near_redis_maxlen() {
-    let redis = Redis::on_loopback(None);
-    let dir = tempfile::tempdir().expect("temp dir");
+    let (redis, dir) = redis_and_dir();
     let eve = dir.path().join("eve.json");
     let capture = dir.path().join("capture.pcap");
     let (status, _, stderr) = util::exwatch(&["generate", &path(&capture), "--packets", "50000"]);
@@ -706,11 +718,7 @@ fn the_stream_is_trimmed_near_redis_maxlen() {
 /// period; its files keep every event.
 #[test]
 fn collect_since_until_counts_the_flows_that_started_inside_the_period() {
-    let redis = Redis::on_loopback(None);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let eve = dir.path().join("eve.json");
-    publish_sample(&redis, &eve, "site-a", &[]);
-    let lines = lines_of(&eve);
+    let (redis, dir, eve, lines) = sample_published(&[]);
     // Each flow's start, as --since takes it (EVE writes +0000, RFC 3339 wants Z).
     let starts: Vec<String> = lines
         .iter()
@@ -780,11 +788,7 @@ fn collect_since_until_counts_the_flows_that_started_inside_the_period() {
 /// and its report counts every flow once.
 #[test]
 fn collect_started_again_does_not_write_twice_what_it_wrote_before_it_was_killed() {
-    let redis = Redis::on_loopback(None);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let eve = dir.path().join("eve.json");
-    publish_sample(&redis, &eve, "site-a", &[]);
-    let lines = lines_of(&eve);
+    let (redis, dir, eve, lines) = sample_published(&[]);
     assert!(lines.len() > 100, "{}", lines.len());
     assert_eq!(redis.cli(&["XGROUP", "CREATE", "exwatch:eve", "central", "0"]).trim(), "OK");
     redis.cli(&["XREADGROUP", "GROUP", "central", "c1", "COUNT", "40", "STREAMS", "exwatch:eve", ">"]);
@@ -836,11 +840,7 @@ fn collect_started_again_does_not_write_twice_what_it_wrote_before_it_was_killed
 /// the collector's report equals the report of the sensor's log.
 #[test]
 fn list_mode_collect_killed_midway_loses_nothing_and_writes_nothing_twice() {
-    let redis = Redis::on_loopback(None);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let eve = dir.path().join("eve.json");
-    publish_sample(&redis, &eve, "site-a", &["--redis-mode", "list", "--redis-key", "lab:eve"]);
-    let lines = lines_of(&eve);
+    let (redis, dir, eve, lines) = sample_published(&["--redis-mode", "list", "--redis-key", "lab:eve"]);
     assert_eq!(redis.number(&["LLEN", "lab:eve"]), lines.len() as u64);
     let out = dir.path().join("collected");
     let file = out.join("site-a/eve.json");
@@ -901,8 +901,7 @@ fn list_mode_collect_killed_midway_loses_nothing_and_writes_nothing_twice() {
 /// files once.
 #[test]
 fn collect_rides_out_a_redis_restart() {
-    let mut redis = Redis::on_loopback(None);
-    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut redis, dir) = redis_and_dir();
     let publish = |redis: &Redis, name: &str| {
         let eve = dir.path().join(format!("{name}.json"));
         publish_sample(redis, &eve, name, &[]);
