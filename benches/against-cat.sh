@@ -16,8 +16,13 @@
 # Environment:
 #   EXWATCH=PATH           the binary (default target/release/exwatch, built if missing)
 #   EXWATCH_BASELINE=PATH  a second binary in every round, for before/after comparisons
-#   JSON=FILE              also write every run to FILE: {"capture", "bytes", "runs",
-#                          "cores", "analyze_args", "records": [{"tool", "round",
+#   PAGE_CACHE=reread|keep how the capture is cached before the first round: reread (the
+#                          default) drops its pages and reads it once, the state of a
+#                          capture read from disk; keep reads it as it is cached. A file
+#                          just written in small writes costs cat twice as much to read
+#                          (benches/page-cache.sh).
+#   JSON=FILE              also write every run to FILE: {"capture", "bytes", "page_cache",
+#                          "runs", "cores", "analyze_args", "records": [{"tool", "round",
 #                          "seconds", "x_cat"}], "tools": [{"tool", "median_seconds",
 #                          "min_seconds", "max_seconds", "median_x_cat"}]} (x_cat is null
 #                          for cat itself)
@@ -39,6 +44,10 @@ case $runs in '' | *[!0-9]* | 0)
 esac
 [ "${1:-}" = "--" ] && shift
 [ -r "$capture" ] || { echo "against-cat: cannot read $capture" >&2; exit 2; }
+# shellcheck source=benches/page-cache.sh
+. "$root/benches/page-cache.sh"
+page_cache=${PAGE_CACHE:-reread}
+page_cache_check "$page_cache"
 exwatch=${EXWATCH:-$root/target/release/exwatch}
 if [ ! -x "$exwatch" ]; then
   (cd "$root" && cargo build --release --quiet)
@@ -75,7 +84,7 @@ run() {
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 spread() { sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.3f-%.3f", lo, hi }'; }
 
-cat "$capture" >/dev/null # the page cache, warm
+page_cache_prepare "$capture" "$page_cache"
 declare -A times ratios
 records=()
 for ((i = 1; i <= runs; i++)); do
@@ -93,7 +102,7 @@ for ((i = 1; i <= runs; i++)); do
 done
 
 bytes=$(stat -c %s "$capture")
-echo "against-cat: $capture ($((bytes / 1000000)) MB), $runs interleaved rounds, $(nproc) cores; analyze args: ${*:-(none)}"
+echo "against-cat: $capture ($((bytes / 1000000)) MB, page cache: $page_cache), $runs interleaved rounds, $(nproc) cores; analyze args: ${*:-(none)}"
 summary=()
 for tool in "${tools[@]}"; do
   t=$(tr ' ' '\n' <<<"${times[$tool]}" | grep . | median)
@@ -112,7 +121,7 @@ if [ -n "${JSON:-}" ]; then
   printf '%s\n' "${records[@]}" "--" "${summary[@]}" |
     python3 -c '
 import json, sys
-capture, size, runs, cores, out = sys.argv[1:6]
+capture, size, page_cache, runs, cores, out = sys.argv[1:7]
 num = lambda v: None if v == "null" else float(v)
 records, tools, part = [], [], "records"
 for line in sys.stdin.read().splitlines():
@@ -125,11 +134,11 @@ for line in sys.stdin.read().splitlines():
     else:
         tools.append({"tool": f[0], "median_seconds": num(f[1]), "min_seconds": num(f[2]),
                       "max_seconds": num(f[3]), "median_x_cat": num(f[4])})
-doc = {"capture": capture, "bytes": int(size), "runs": int(runs), "cores": int(cores),
-       "analyze_args": sys.argv[6:], "records": records, "tools": tools}
+doc = {"capture": capture, "bytes": int(size), "page_cache": page_cache, "runs": int(runs),
+       "cores": int(cores), "analyze_args": sys.argv[7:], "records": records, "tools": tools}
 with open(out, "w") as f:
     json.dump(doc, f, indent=2)
     f.write("\n")
-' "$capture" "$bytes" "$runs" "$(nproc)" "$JSON" "$@"
+' "$capture" "$bytes" "$page_cache" "$runs" "$(nproc)" "$JSON" "$@"
   echo "against-cat: every run written to $JSON" >&2
 fi

@@ -6,7 +6,7 @@
 # Builds exwatch (release), generates a synthetic capture of PACKETS packets with
 # `exwatch generate --seed 1` (default 1,000,000, a few minutes in all on 2 cores; also
 # EXWATCH_BENCH_PACKETS, as for `cargo bench --bench replay`, which shares the cached file
-# under target/bench-data/), warms the page cache, then times each tool on the same file
+# under target/bench-data/), caches it as a file read from disk is (PAGE_CACHE), then times each tool on the same file
 # in interleaved rounds (cat, tcpdump, exwatch, ..., cat, tcpdump, ...: EXWATCH_PEERS_RUNS
 # rounds, default 5, so drift on a shared machine hits every tool alike) and prints one
 # table with each tool's median wall time and the median of its per-round ratio to
@@ -27,9 +27,14 @@
 #   RUNS=N                     rounds (the same as EXWATCH_PEERS_RUNS; default 5)
 #   SKIP="suricata ndpiReader" peers left out (not installed, not timed): any of tcpdump,
 #                              exwatch, suricata, ndpiReader, tshark; cat, the floor, stays
+#   PAGE_CACHE=reread|keep     how the capture is cached before the first round: reread (the
+#                              default) drops its pages and reads it once, the state of a
+#                              capture read from disk; keep reads it as it is cached. A file
+#                              just written in small writes costs cat twice as much to read
+#                              (benches/page-cache.sh).
 #   JSON=FILE                  also write every run to FILE: {"script", "capture", "packets",
-#                              "bytes", "runs", "cores", "cpu_model", "records": [one per
-#                              round and tool: "tool", "round", "wall_seconds",
+#                              "bytes", "page_cache", "runs", "cores", "cpu_model",
+#                              "records": [one per round and tool: "tool", "round", "wall_seconds",
 #                              "user_seconds", "sys_seconds", "cpu_seconds", "peak_rss_kib",
 #                              "x_cat"], "tools": [one per row: "tool", "version", "command",
 #                              "status" ("ok", "failed (exit N)", "not available",
@@ -49,11 +54,15 @@ export LC_ALL=C
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=benches/suricata-policy.sh
 . "$root/benches/suricata-policy.sh"
+# shellcheck source=benches/page-cache.sh
+. "$root/benches/page-cache.sh"
 packets=${1:-${EXWATCH_BENCH_PACKETS:-1000000}}
 bulk=${EXWATCH_BENCH_BULK:-0}
 pool=${EXWATCH_BENCH_POOL:-0}
 runs=${RUNS:-${EXWATCH_PEERS_RUNS:-5}}
 install=${EXWATCH_PEERS_INSTALL:-1}
+page_cache=${PAGE_CACHE:-reread}
+page_cache_check "$page_cache"
 seed=1
 case $packets in '' | *[!0-9]*)
   echo "peers: PACKETS must be a number, not '$packets'" >&2
@@ -224,8 +233,8 @@ fi
 
 # Warm the page cache: every tool then reads from memory, so the table compares parsing
 # and analysis, not the disk. Warn when the file cannot stay cached.
-say "warming the page cache"
-cat "$file" >/dev/null
+say "caching the capture (page cache: $page_cache)"
+page_cache_prepare "$file" "$page_cache"
 avail_kb=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo 2>/dev/null || echo 0)
 if [ -n "$avail_kb" ] && [ "$avail_kb" -gt 0 ] && [ $((bytes / 1024)) -gt $((avail_kb / 2)) ]; then
   say "warning: the capture is more than half the available memory; runs may read from disk"
@@ -408,10 +417,10 @@ printf 'machine: %s cores (nproc), %s, %s GiB RAM, %s, load average %s before ti
   "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo '?')" \
   "$(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo 2>/dev/null || echo '?')" \
   "$(uname -sr)" "$load_before" "$(cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null || echo '?')"
-printf 'command: %s%s%s%s %s   (medians of %s interleaved rounds, wall clock, page cache warm)\n\n' \
+printf 'command: %s%s%s%s %s   (medians of %s interleaved rounds, wall clock, page cache warm: %s)\n\n' \
   "${EXWATCH_BENCH_PACKETS:+EXWATCH_BENCH_PACKETS=$EXWATCH_BENCH_PACKETS }" \
   "${EXWATCH_BENCH_BULK:+EXWATCH_BENCH_BULK=$EXWATCH_BENCH_BULK }" \
-  "${EXWATCH_BENCH_POOL:+EXWATCH_BENCH_POOL=$EXWATCH_BENCH_POOL }" "$0" "$*" "$runs"
+  "${EXWATCH_BENCH_POOL:+EXWATCH_BENCH_POOL=$EXWATCH_BENCH_POOL }" "$0" "$*" "$runs" "$page_cache"
 
 printf '%-28s %9s %15s %8s %15s %9s %12s %9s %9s  %s\n' tool seconds "spread (s)" cpu_s "cpu spread" \
   rss_MiB packets/s MB/s "x cat" version
@@ -437,11 +446,11 @@ if [ -n "${JSON:-}" ]; then
     [ -z "${failed[$i]}" ] || status=${failed[$i]}
     printf '%s\t%s\t%s\t%s\n' "${names[$i]}" "${versions[$i]}" "${cmds[$i]}" "$status"
   done >"$tmp/tools.tsv"
-  python3 - "$tmp/tools.tsv" "$tmp/records.tsv" "$JSON" "$file" "${count:-}" "$bytes" "$runs" "$cores" \
+  python3 - "$tmp/tools.tsv" "$tmp/records.tsv" "$JSON" "$file" "${count:-}" "$bytes" "$page_cache" "$runs" "$cores" \
     "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo '?')" <<'PYTHON'
 import json, statistics, sys
 
-tools_tsv, records_tsv, out, capture, count, size, runs, cores, cpu_model = sys.argv[1:10]
+tools_tsv, records_tsv, out, capture, count, size, page_cache, runs, cores, cpu_model = sys.argv[1:11]
 rows = [line.rstrip("\n").split("\t") for line in open(tools_tsv)]
 runs_of = {}
 for line in open(records_tsv):
@@ -472,7 +481,8 @@ for i, (name, version, command, status) in enumerate(rows):
                   "max_peak_rss_kib": pick(max, [r[3] for r in mine.values()]),
                   "median_x_cat": pick(lambda v: round(statistics.median(v), 4), ratios)})
 doc = {"script": "peers", "capture": capture, "packets": int(count) if count else None,
-       "bytes": int(size), "runs": int(runs), "cores": int(cores), "cpu_model": cpu_model,
+       "bytes": int(size), "page_cache": page_cache, "runs": int(runs), "cores": int(cores),
+       "cpu_model": cpu_model,
        "records": records, "tools": tools}
 with open(out, "w") as f:
     json.dump(doc, f, indent=2)

@@ -98,9 +98,13 @@ fn against_cat_writes_json_of_every_run() {
     );
     assert_ok("against-cat.sh", &out);
     let doc = read_json(&json);
-    assert_fields(&doc, &["capture", "bytes", "runs", "cores", "analyze_args", "records", "tools"]);
+    assert_fields(
+        &doc,
+        &["capture", "bytes", "page_cache", "runs", "cores", "analyze_args", "records", "tools"],
+    );
     assert_eq!(doc["capture"], capture.to_str().expect("utf-8 path"));
     assert_eq!(doc["bytes"], std::fs::metadata(&capture).expect("capture").len());
+    assert_eq!(doc["page_cache"], "reread", "the default");
     assert_eq!(doc["runs"], 2);
     assert_eq!(doc["analyze_args"], serde_json::json!(["--workers", "1"]));
     let records = doc["records"].as_array().expect("records");
@@ -133,6 +137,28 @@ fn against_cat_writes_json_of_every_run() {
 }
 
 #[test]
+fn against_cat_keeps_the_page_cache_when_asked_and_refuses_other_states() {
+    let (dir, capture) = tiny_capture();
+    let json = dir.path().join("against-cat.json");
+    let path = capture.to_str().expect("utf-8 path");
+    let out = script(
+        "against-cat.sh",
+        &[path, "1"],
+        &[("JSON", json.to_str().expect("utf-8 path")), ("PAGE_CACHE", "keep")],
+    );
+    assert_ok("against-cat.sh", &out);
+    assert_eq!(read_json(&json)["page_cache"], "keep");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("page cache: keep"), "the state is said");
+
+    let out = script("against-cat.sh", &[path, "1"], &[("PAGE_CACHE", "cold")]);
+    assert_eq!(out.status.code(), Some(2), "status for an unknown state");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "against-cat: PAGE_CACHE must be reread or keep, not 'cold'"
+    );
+}
+
+#[test]
 fn peers_writes_json_of_every_run_and_skips_named_peers() {
     let (dir, capture) = tiny_capture();
     let json = dir.path().join("peers.json");
@@ -151,9 +177,21 @@ fn peers_writes_json_of_every_run_and_skips_named_peers() {
     let doc = read_json(&json);
     assert_fields(
         &doc,
-        &["script", "capture", "packets", "bytes", "runs", "cores", "cpu_model", "records", "tools"],
+        &[
+            "script",
+            "capture",
+            "packets",
+            "bytes",
+            "page_cache",
+            "runs",
+            "cores",
+            "cpu_model",
+            "records",
+            "tools",
+        ],
     );
     assert_eq!(doc["script"], "peers");
+    assert_eq!(doc["page_cache"], "reread", "the default");
     assert_eq!(doc["runs"], 2);
     assert_numbers(&doc, &["bytes", "cores"]);
     let tools = doc["tools"].as_array().expect("tools");
