@@ -320,20 +320,23 @@ impl Tracker {
                 }
             }
         }
-        // A later fragment's ports come from its first: its key is only known now.
+        // A later fragment's ports come from its first: its key is only known now. Any
+        // other packet's key is looked up where decoding wrote it: a copy, written field
+        // by field, made the lookup's wide loads wait for the copy's stores.
+        let later;
         let (key, hash) = match p.fragment {
             Fragment::Later { .. } => {
-                let key = flow_key(&tuple);
-                (key, key.hash64())
+                later = flow_key(&tuple);
+                (&later, later.hash64())
             }
-            _ => (keyed.key, keyed.hash),
+            _ => (&keyed.key, keyed.hash),
         };
         let flags = match p.transport {
             Transport::Tcp { flags, .. } => flags.unwrap_or(0),
             _ => 0,
         };
         // The common case, one lookup: a packet of a flow already tracked.
-        if let Some(at) = self.flows.find(&key, hash) {
+        if let Some(at) = self.flows.find(key, hash) {
             let flow = self.flows.get_mut(at);
             let reuse = flow.is_closed() && flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
             if !reuse {
@@ -384,7 +387,7 @@ impl Tracker {
             self.counters[Counter::LateRetransmissions] += 1;
             return;
         }
-        let at = self.create(key, &tuple, p, flags);
+        let at = self.create(*key, &tuple, p, flags);
         let flow = self.flows.get_mut(at);
         let counted = count(flow, &tuple, p, flags, waiting, self.settings.syn_timeout_ns);
         let first = FirstOfSide::of(flow);
