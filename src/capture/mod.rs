@@ -123,6 +123,12 @@ pub trait FrameSource {
     fn stats(&mut self) -> Option<CaptureStats> {
         None
     }
+    /// The source as exwatch's own file reader, when it is one: a reader loop given the
+    /// concrete type calls it directly rather than through the trait object, once per
+    /// frame.
+    fn as_savefile(&mut self) -> Option<&mut Savefile> {
+        None
+    }
 }
 
 /// A pcap or pcapng file read through libpcap: the fallback reader (`--reader libpcap`),

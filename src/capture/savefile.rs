@@ -484,11 +484,16 @@ fn parse_idb(body: &[u8], big_endian: bool) -> Result<Interface, Damage> {
 }
 
 impl FrameSource for Savefile {
+    #[inline]
     fn next_frame(&mut self) -> Result<Next<'_>, CaptureError> {
         match self.state {
             State::Pcap { big_endian, nanos, link } => self.pcap_record(big_endian, nanos, link),
             State::Pcapng { .. } => self.pcapng_next(),
         }
+    }
+
+    fn as_savefile(&mut self) -> Option<&mut Savefile> {
+        Some(self)
     }
 }
 

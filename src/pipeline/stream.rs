@@ -257,8 +257,10 @@ impl Stream<'_> {
                 reader.flush();
                 reader.file = u16::try_from(read_sources).unwrap_or(u16::MAX);
                 read_sources += 1;
-                let outcome =
-                    source.and_then(|mut source| reader.read(source.as_mut(), &mut file_bytes, progress));
+                let outcome = source.and_then(|mut source| match source.as_savefile() {
+                    Some(file) => reader.read(file, &mut file_bytes, progress),
+                    None => reader.read(source.as_mut(), &mut file_bytes, progress),
+                });
                 if let Err(err) = outcome {
                     errors.push(err);
                 }
@@ -332,9 +334,9 @@ struct Reader<'m> {
 }
 
 impl Reader<'_> {
-    fn read(
+    fn read<S: FrameSource + ?Sized>(
         &mut self,
-        source: &mut dyn FrameSource,
+        source: &mut S,
         bytes: &mut u64,
         progress: Progress<'_>,
     ) -> Result<(), CaptureError> {
